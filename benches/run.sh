@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Throughput benchmark driver for Holdfast's POST /webhooks/stripe.
+#
+# Builds release binaries, then for each backend (sqlite, and postgres when
+# available) starts `holdfast serve` on a free local port, waits for
+# GET /readyz == 200, runs `holdfast-bench` at concurrency 1, 8 and 64,
+# records the server's peak resident memory around the C=64 run, and stops
+# the server with SIGTERM.
+#
+# Environment knobs (all optional):
+#   BENCH_BACKENDS      backends to run, default "sqlite postgres"
+#   BENCH_PG_URL        use this Postgres URL instead of a local cluster
+#   BENCH_PG_CLUSTER    local cluster "<version> <name>", default "15 main"
+#   BENCH_EVENTS        events for C=8 and C=64, default 20000
+#   BENCH_EVENTS_C1     events for C=1, default 3000
+#   BENCH_CONCURRENCY   concurrency levels, default "1 8 64"
+#   BENCH_WARMUP        warm-up events per run, default 500
+#   BENCH_READY_TIMEOUT seconds to wait for /readyz, default 60
+#   BENCH_ARGS          extra arguments for holdfast-bench
+#   BENCH_KEEP=1        keep the temp dir (server logs, SQLite file) and the
+#                       holdfast_bench Postgres database
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+SERVER_BIN=$TARGET_DIR/release/holdfast
+BENCH_BIN=$TARGET_DIR/release/holdfast-bench
+
+BACKENDS=${BENCH_BACKENDS:-"sqlite postgres"}
+EVENTS=${BENCH_EVENTS:-20000}
+EVENTS_C1=${BENCH_EVENTS_C1:-3000}
+CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 64"}
+WARMUP=${BENCH_WARMUP:-500}
+READY_TIMEOUT=${BENCH_READY_TIMEOUT:-60}
+read -r PG_VERSION PG_CLUSTER <<<"${BENCH_PG_CLUSTER:-15 main}"
+
+SECRET="whsec_bench$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+WORK=$(mktemp -d -t holdfast-bench.XXXXXX)
+RESULTS_DIR=$TARGET_DIR/bench
+mkdir -p "$RESULTS_DIR"
+RESULTS=$RESULTS_DIR/results-$(date +%Y%m%d-%H%M%S).jsonl
+SUMMARY=$WORK/summary.txt
+: >"$SUMMARY"
+
+SERVER_PID=""
+PG_STARTED_BY_US=0
+PG_DB_CREATED=0
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_postgres() {
+    if command -v runuser >/dev/null 2>&1; then
+        runuser -u postgres -- "$@"
+    else
+        su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    fi
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "server $SERVER_PID ignored SIGTERM for 15s; sending SIGKILL"
+            kill -KILL "$SERVER_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    stop_server
+    if [[ ${BENCH_KEEP:-0} != 1 ]]; then
+        if [[ $PG_DB_CREATED == 1 ]]; then
+            as_postgres psql -q -X -v ON_ERROR_STOP=0 -c 'DROP DATABASE IF EXISTS holdfast_bench' >/dev/null 2>&1 || true
+        fi
+        rm -rf "$WORK"
+    else
+        log "kept $WORK"
+    fi
+    if [[ $PG_STARTED_BY_US == 1 ]]; then
+        pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop >/dev/null 2>&1 || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    else
+        local p
+        for _ in $(seq 1 50); do
+            p=$((20000 + RANDOM % 40000))
+            if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+                echo "$p"
+                return
+            fi
+        done
+        return 1
+    fi
+}
+
+# Sets PG_URL, or returns 1 if no Postgres is usable.
+setup_postgres() {
+    if [[ -n ${BENCH_PG_URL:-} ]]; then
+        PG_URL=$BENCH_PG_URL
+        return 0
+    fi
+    command -v pg_ctlcluster >/dev/null 2>&1 || { log "postgres: pg_ctlcluster not found"; return 1; }
+    if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c && $4=="online"{f=1} END{exit !f}'; then
+        pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start || { log "postgres: cannot start cluster $PG_VERSION/$PG_CLUSTER"; return 1; }
+        PG_STARTED_BY_US=1
+    fi
+    local port
+    port=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c{print $3}')
+    port=${port:-5432}
+    # A password role so the server (running as this user) can connect over TCP.
+    as_postgres psql -q -X -p "$port" -v ON_ERROR_STOP=1 <<'SQL' || { log "postgres: cannot create role/database"; return 1; }
+SELECT 'CREATE ROLE holdfast_bench LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'holdfast_bench')
+\gexec
+ALTER ROLE holdfast_bench WITH LOGIN PASSWORD 'holdfast_bench';
+DROP DATABASE IF EXISTS holdfast_bench;
+CREATE DATABASE holdfast_bench OWNER holdfast_bench;
+SQL
+    PG_DB_CREATED=1
+    PG_URL="postgres://holdfast_bench:holdfast_bench@127.0.0.1:$port/holdfast_bench"
+}
+
+vm_field() { # vm_field <pid> <VmHWM|VmRSS> -> kB
+    awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || true
+}
+
+run_backend() {
+    local backend=$1 db_url=$2
+    local port log_file
+    port=$(free_port)
+    log_file=$WORK/server-$backend.log
+    log "$backend: starting holdfast serve on 127.0.0.1:$port"
+    DATABASE_URL=$db_url STRIPE_WEBHOOK_SECRET=$SECRET HOLDFAST_BIND=127.0.0.1:$port \
+        "$SERVER_BIN" serve >"$log_file" 2>&1 &
+    SERVER_PID=$!
+
+    local deadline=$((SECONDS + READY_TIMEOUT)) code=""
+    while :; do
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+        [[ $code == 200 ]] && break
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$backend: server exited before becoming ready; log tail:"
+            tail -n 30 "$log_file" >&2 || true
+            SERVER_PID=""
+            echo "[$backend] server failed to start" >>"$SUMMARY"
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            log "$backend: /readyz not 200 after ${READY_TIMEOUT}s (last: ${code:-none}); log tail:"
+            tail -n 30 "$log_file" >&2 || true
+            stop_server
+            echo "[$backend] server not ready after ${READY_TIMEOUT}s" >>"$SUMMARY"
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "$backend: ready (pid $SERVER_PID, RSS $(vm_field "$SERVER_PID" VmRSS) kB)"
+
+    local c n out rss_max sampler
+    for c in $CONCURRENCY; do
+        if ((c == 1)); then n=$EVENTS_C1; else n=$EVENTS; fi
+        out=$WORK/bench-$backend-c$c.txt
+        log "$backend: C=$c N=$n"
+        sampler=""
+        if ((c == 64)); then
+            # Sample VmRSS during the run (cheap: one /proc read every 250 ms).
+            (
+                m=0
+                while kill -0 "$SERVER_PID" 2>/dev/null; do
+                    r=$(vm_field "$SERVER_PID" VmRSS)
+                    ((${r:-0} > m)) && m=$r && echo "$m" >"$WORK/rss-max"
+                    sleep 0.25
+                done
+            ) &
+            sampler=$!
+        fi
+        # shellcheck disable=SC2086
+        "$BENCH_BIN" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+            --database-url "$db_url" --events "$n" --concurrency "$c" \
+            --warmup "$WARMUP" --label "$backend" --json ${BENCH_ARGS:-} | tee "$out" || true
+        grep '^{' "$out" >>"$RESULTS" || true
+        grep "^\[$backend\]" "$out" >>"$SUMMARY" || echo "[$backend] c=$c: bench failed" >>"$SUMMARY"
+        if [[ -n $sampler ]]; then
+            kill "$sampler" 2>/dev/null || true
+            wait "$sampler" 2>/dev/null || true
+            rss_max=$(cat "$WORK/rss-max" 2>/dev/null || echo "?")
+            local hwm
+            hwm=$(vm_field "$SERVER_PID" VmHWM)
+            local mem="[$backend] server memory: peak VmHWM ${hwm:-?} kB ($(((${hwm:-0} + 512) / 1024)) MiB) after C=64; max sampled VmRSS during C=64 ${rss_max} kB"
+            echo "$mem"
+            echo "$mem" >>"$SUMMARY"
+        fi
+    done
+
+    log "$backend: stopping server (SIGTERM)"
+    stop_server
+    if grep -qiE 'panick|fatal' "$log_file"; then
+        log "$backend: server log mentions panic/fatal; tail:"
+        tail -n 20 "$log_file" >&2 || true
+    fi
+}
+
+log "building release binaries"
+cargo build --release --bins
+[[ -x $SERVER_BIN ]] || { log "missing $SERVER_BIN"; exit 1; }
+[[ -x $BENCH_BIN ]] || { log "missing $BENCH_BIN"; exit 1; }
+
+for backend in $BACKENDS; do
+    case $backend in
+    sqlite)
+        run_backend sqlite "sqlite://$WORK/holdfast.db?mode=rwc"
+        ;;
+    postgres)
+        if setup_postgres; then
+            run_backend postgres "$PG_URL"
+        else
+            log "postgres: skipped (set BENCH_PG_URL or make cluster $PG_VERSION/$PG_CLUSTER available)"
+            echo "[postgres] skipped" >>"$SUMMARY"
+        fi
+        ;;
+    *)
+        log "unknown backend $backend"
+        ;;
+    esac
+done
+
+echo
+echo "==================== holdfast webhook throughput ===================="
+echo "host: $(nproc) CPUs, $(uname -sr); events C=1: $EVENTS_C1, others: $EVENTS; warm-up $WARMUP"
+cat "$SUMMARY"
+echo "JSON results: $RESULTS"

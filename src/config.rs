@@ -1,0 +1,195 @@
+//! One typed `Settings`, read once from the environment (and an optional `.env`), checked at
+//! start with errors that name the variable. Every field is documented in the README's table.
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A configuration problem, naming the variable (never its value: it may be a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+/// A database URL; `Debug` hides any password it carries.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://[redacted]@{}", &self.0[..scheme_end], &self.0[at + 1..])
+            }
+            _ => self.0.clone(),
+        };
+        f.write_str(&shown)
+    }
+}
+
+/// Webhook verification settings.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// `STRIPE_WEBHOOK_SECRET`: one or more `whsec_…`, comma-separated (a secret roll).
+    pub secrets: Vec<SecretString>,
+    /// `STRIPE_WEBHOOK_TOLERANCE_SECS` (default 300): accepted clock skew, both ways.
+    pub tolerance_secs: i64,
+    /// `HOLDFAST_WEBHOOK_MAX_BYTES` (default 1 MiB): larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+/// Everything the service needs, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `DATABASE_URL` (default `sqlite://holdfast.db`; `postgres://…` selects Postgres).
+    pub database_url: DatabaseUrl,
+    /// `HOLDFAST_BIND` (default `127.0.0.1:8080`; `0.0.0.0:$PORT` when only `PORT` is set).
+    pub bind: String,
+    pub webhook: WebhookSettings,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://holdfast.db";
+const DEFAULT_TOLERANCE_SECS: i64 = 300;
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, var: &str) -> Option<String>;
+}
+
+/// The process environment (after loading `.env`, if present).
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, var: &str) -> Option<String> {
+        std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Source for std::collections::HashMap<&str, String, S> {
+    fn get(&self, var: &str) -> Option<String> {
+        std::collections::HashMap::get(self, var).cloned()
+    }
+}
+
+impl Settings {
+    /// Load `.env` (if any) and read the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not silently ignored.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(problem(".env", format!("could not be read: {e}")));
+        }
+        Self::from_source(&Env)
+    }
+
+    /// Read and validate settings from `src`.
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: database_url(src)?,
+            bind: bind(src)?,
+            webhook: WebhookSettings {
+                secrets: webhook_secrets(src)?,
+                tolerance_secs: parsed(src, "STRIPE_WEBHOOK_TOLERANCE_SECS")?.unwrap_or(DEFAULT_TOLERANCE_SECS),
+                max_body_bytes: parsed(src, "HOLDFAST_WEBHOOK_MAX_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            },
+        })
+    }
+}
+
+/// The database URL alone (for `holdfast migrate`, which needs nothing else).
+pub fn database_url(src: &impl Source) -> Result<DatabaseUrl, ConfigError> {
+    let url = src.get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if !known.iter().any(|k| url.starts_with(k)) {
+        return Err(problem("DATABASE_URL", "must start with sqlite:// or postgres://"));
+    }
+    Ok(DatabaseUrl(url))
+}
+
+fn bind(src: &impl Source) -> Result<String, ConfigError> {
+    if let Some(bind) = src.get("HOLDFAST_BIND") {
+        bind.parse::<std::net::SocketAddr>().map_err(|_| problem("HOLDFAST_BIND", "must be host:port, e.g. 127.0.0.1:8080"))?;
+        return Ok(bind);
+    }
+    match parsed::<u16>(src, "PORT")? {
+        Some(port) => Ok(format!("0.0.0.0:{port}")),
+        None => Ok("127.0.0.1:8080".into()),
+    }
+}
+
+fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> {
+    const VAR: &str = "STRIPE_WEBHOOK_SECRET";
+    let raw = src.get(VAR).ok_or_else(|| {
+        problem(VAR, "is required: the endpoint's signing secret (whsec_…), from the Stripe dashboard or `stripe listen`")
+    })?;
+    let secrets: Vec<SecretString> = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(SecretString::from).collect();
+    if secrets.is_empty() {
+        return Err(problem(VAR, "is empty"));
+    }
+    if secrets.iter().any(|s| !s.expose_secret().starts_with("whsec_")) {
+        return Err(problem(VAR, "every secret must start with whsec_"));
+    }
+    Ok(secrets)
+}
+
+/// Parse an optional variable, naming it when it doesn't parse.
+pub fn parsed<T: std::str::FromStr>(src: &impl Source, var: &'static str) -> Result<Option<T>, ConfigError> {
+    src.get(var).map(|v| v.trim().parse::<T>().map_err(|_| problem(var, format!("could not parse {:?}", short(&v))))).transpose()
+}
+
+/// Values of non-secret variables may be echoed, but not at length.
+fn short(v: &str) -> String {
+    v.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&'static str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Settings::from_source(&map)
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_secret_is_set() {
+        let s = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a")]).expect("valid");
+        assert_eq!(s.database_url.0, DEFAULT_DATABASE_URL);
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.webhook.tolerance_secs, 300);
+        assert_eq!(s.webhook.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn several_secrets_and_port_are_honoured() {
+        let s = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"), ("PORT", "9000")]).expect("valid");
+        assert_eq!(s.webhook.secrets.len(), 2);
+        assert_eq!(s.bind, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn errors_name_the_variable_but_never_the_secret() {
+        let missing = settings(&[]).expect_err("secret required");
+        assert_eq!(missing.var, "STRIPE_WEBHOOK_SECRET");
+        let bad = settings(&[("STRIPE_WEBHOOK_SECRET", "sk_live_oops")]).expect_err("not whsec");
+        assert!(!bad.to_string().contains("sk_live_oops"));
+        let url = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("DATABASE_URL", "mysql://x")]).expect_err("scheme");
+        assert_eq!(url.var, "DATABASE_URL");
+        let tol =
+            settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("STRIPE_WEBHOOK_TOLERANCE_SECS", "soon")]).expect_err("number");
+        assert_eq!(tol.var, "STRIPE_WEBHOOK_TOLERANCE_SECS");
+    }
+
+    #[test]
+    fn database_passwords_are_hidden_from_debug_output() {
+        let url = DatabaseUrl("postgres://holdfast:hunter2@db:5432/holdfast".into());
+        assert_eq!(format!("{url:?}"), "postgres://[redacted]@db:5432/holdfast");
+    }
+}

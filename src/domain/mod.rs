@@ -1,0 +1,8 @@
+//! Pure business rules: no I/O. Everything here is a function of Stripe's JSON and time.
+
+pub mod event;
+pub mod fields;
+pub mod mrr;
+pub mod projection;
+pub mod snapshots;
+pub mod watermark;

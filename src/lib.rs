@@ -1,0 +1,11 @@
+//! Holdfast keeps a subscription business's customers: verified Stripe webhooks into a
+//! lifecycle store, failed-payment recovery, cancel-flow saves and retention metrics.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+pub mod webhook;

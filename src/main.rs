@@ -1,0 +1,16 @@
+//! The `holdfast` binary: a switchboard of subscommands.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = holdfast::cli::Cli::parse();
+    match holdfast::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain: "connecting to DATABASE_URL: …".
+            eprintln!("holdfast: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

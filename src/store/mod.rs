@@ -1,0 +1,129 @@
+//! All SQL lives here. One `Store`, two backends chosen from `DATABASE_URL`'s scheme: each
+//! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
+//! Postgres and prepared per-row statements on SQLite).
+
+pub mod batch;
+pub mod postgres;
+pub mod rows;
+pub mod shared;
+pub mod sqlite;
+pub mod writer;
+
+use crate::domain::event::Event;
+pub use rows::StateDump;
+
+/// Outcome of storing one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// First time: stored and projected.
+    Stored,
+    /// Seen before: nothing changed.
+    Duplicate,
+}
+
+/// A storage failure, classified for HTTP once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database can't be reached right now (pool timeout, closed or refused connection):
+    /// the caller should retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database error.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `DATABASE_URL` names no backend we have.
+    #[error("unsupported database URL scheme (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// The group-commit writer is gone (shutting down).
+    #[error("storage writer stopped")]
+    WriterGone,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                Self::Unavailable(e)
+            }
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// The database, whichever backend.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Connect by URL scheme; a SQLite file is created if missing. Refuses unknown schemes so
+    /// a typo never creates an empty database somewhere.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(postgres::PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Which backend, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Apply the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.migrate().await,
+            Self::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// Round-trip to the database (`/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Store a batch of events and project the new ones, all in one transaction: either
+    /// every event of the batch is durable with its effects, or none is.
+    pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ingest(events, received_at).await,
+            Self::Postgres(s) => s.ingest(events, received_at).await,
+        }
+    }
+
+    /// Every projected row and event id, in key order: two stores that saw the same events in
+    /// any order must dump equal states.
+    pub async fn dump_state(&self) -> Result<StateDump, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(rows::dump_from!(s.pool())),
+            Self::Postgres(s) => Ok(rows::dump_from!(s.pool())),
+        }
+    }
+
+    /// Close the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.pool().close().await,
+            Self::Postgres(s) => s.pool().close().await,
+        }
+    }
+}
+
+/// Strip NUL characters: Postgres text can't hold them, and no Stripe field needs them.
+pub(crate) fn clean(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|v| if v.contains('\0') { v.replace('\0', "") } else { v.clone() })
+}

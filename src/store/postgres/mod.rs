@@ -1,0 +1,55 @@
+//! Postgres backend, for production with several replicas. A batch is written with one
+//! `UNNEST` statement per table, so a commit of 64 webhooks costs a handful of round trips.
+
+mod ingest;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{Ingested, StoreError};
+use crate::domain::event::Event;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a request waits for a pooled connection before the webhook gets 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_CONNECTIONS: u32 = 16;
+
+/// A Postgres database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool =
+            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// sqlx takes an advisory lock around migrations, so replicas starting together are safe.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = ingest::ingest(&mut tx, events, received_at).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,116 @@
+//! Group commit: one task owns the write path. Handlers hand it their event and wait; it
+//! takes everything waiting, commits it in one transaction, then answers each handler. A
+//! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
+//! it carries, and no handler hears "stored" before its event is durable.
+
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Ingested, Store, StoreError};
+use crate::domain::event::Event;
+
+/// Most events committed together; bounds a transaction's size and latency.
+const MAX_BATCH: usize = 512;
+/// Webhooks that may wait for the writer before handlers feel back-pressure.
+const QUEUE_DEPTH: usize = 8192;
+
+/// Why an event could not be stored (the cause is logged once, by the writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("database error")]
+    Failed,
+    #[error("storage writer stopped")]
+    Stopped,
+}
+
+impl From<&StoreError> for WriteError {
+    fn from(e: &StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::WriterGone => Self::Stopped,
+            _ => Self::Failed,
+        }
+    }
+}
+
+struct Request {
+    event: Event,
+    reply: oneshot::Sender<Result<Ingested, WriteError>>,
+}
+
+/// Handle to the group-commit writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("event_id", &self.event.id).finish()
+    }
+}
+
+impl Writer {
+    /// Start the writer task. It ends when every `Writer` handle is dropped, after
+    /// committing what was already queued.
+    pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(run(store, rx));
+        (Self { tx }, task)
+    }
+
+    /// Store one event; returns once it is committed (or known not to be).
+    pub async fn submit(&self, event: Event) -> Result<Ingested, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Request { event, reply }).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit(&store, std::mem::take(&mut batch)).await;
+        batch.reserve(MAX_BATCH);
+    }
+}
+
+async fn commit(store: &Store, batch: Vec<Request>) {
+    let started = Instant::now();
+    let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
+    match store.ingest(&events, now()).await {
+        Ok(outcomes) => {
+            tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                // A handler that gave up (client went away) is not an error.
+                let _ = request.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            // One bad event must not fail its neighbours: retry each alone.
+            tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
+            for request in batch {
+                let result = store.ingest(&[&request.event], now()).await;
+                let answer = result.map(|o| o[0]).map_err(|e| {
+                    tracing::error!(error = ?e, stripe.event_id = %request.event.id, "event not stored");
+                    WriteError::from(&e)
+                });
+                let _ = request.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, batch_size = batch.len(), "batch not stored");
+            let kind = WriteError::from(&e);
+            for request in batch {
+                let _ = request.reply.send(Err(kind));
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

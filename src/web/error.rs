@@ -1,0 +1,29 @@
+//! The one JSON error envelope every endpoint answers with:
+//! `{"error": {"code": "bad_signature", "message": "…"}}`.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+/// A JSON error response. `message` must be safe to show (no secrets, no internals).
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+}
+
+/// Answer for bodies over an endpoint's limit and malformed JSON, used by actix extractors.
+pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default().limit(limit).error_handler(|err, _req| {
+        let (status, code) = match &err {
+            actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+            | actix_web::error::JsonPayloadError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            _ => (StatusCode::BAD_REQUEST, "bad_json"),
+        };
+        let message = err.to_string();
+        actix_web::error::InternalError::from_response(err, json_error(status, code, &message)).into()
+    })
+}
+
+/// Unknown routes answer in the same envelope.
+pub async fn not_found() -> HttpResponse {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

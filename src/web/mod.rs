@@ -1,0 +1,4 @@
+//! HTTP faces other than the webhook: health and (later) the owner API and pages.
+
+pub mod error;
+pub mod health;

@@ -1,0 +1,59 @@
+//! Every answer the webhook endpoint can give, decided in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use super::signature::SignatureError;
+use crate::domain::event::NotAnEvent;
+use crate::store::writer::WriteError;
+use crate::web::error::json_error;
+
+/// Why a webhook was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing Stripe-Signature header")]
+    MissingSignature,
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("body is not a Stripe event: {0}")]
+    NotAnEvent(#[from] NotAnEvent),
+    #[error("body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("could not read the request body")]
+    Body,
+    /// Storage failed: Stripe must retry, so never a 4xx.
+    #[error("event not stored; retry later")]
+    Store(#[from] WriteError),
+}
+
+impl WebhookError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MissingSignature => "missing_signature",
+            Self::Signature(SignatureError::Malformed(_) | SignatureError::NoV1) => "malformed_signature",
+            Self::Signature(SignatureError::BadSignature) => "bad_signature",
+            Self::Signature(SignatureError::TooOld { .. }) => "timestamp_too_old",
+            Self::Signature(SignatureError::TooNew { .. }) => "timestamp_in_future",
+            Self::NotAnEvent(_) => "not_an_event",
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::Body => "bad_body",
+            Self::Store(_) => "storage_unavailable",
+        }
+    }
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Store(WriteError::Failed) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Messages never carry the secret, the signature or the body (see SignatureError).
+        json_error(self.status_code(), self.code(), &self.to_string())
+    }
+}

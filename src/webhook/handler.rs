@@ -1,0 +1,64 @@
+//! `POST /webhooks/stripe`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::error::WebhookError;
+use super::signature;
+use crate::domain::event::Event;
+use crate::store::Ingested;
+use crate::store::writer::Writer;
+
+/// What the webhook handler needs.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub secrets: Vec<SecretString>,
+    pub tolerance_secs: i64,
+    pub max_body_bytes: usize,
+    pub writer: Writer,
+}
+
+/// Verify, parse, store, and only then acknowledge.
+#[tracing::instrument(name = "webhook", skip_all, fields(stripe.event_id, stripe.event_type, outcome))]
+pub async fn receive(req: HttpRequest, body: web::Payload, state: web::Data<WebhookState>) -> Result<HttpResponse, WebhookError> {
+    let body = read_limited(&req, body, state.max_body_bytes).await?;
+    let header = req
+        .headers()
+        .get("Stripe-Signature")
+        .ok_or(WebhookError::MissingSignature)?
+        .to_str()
+        .map_err(|_| signature::SignatureError::Malformed("header is not ASCII"))?;
+    let now = chrono::Utc::now().timestamp();
+    signature::verify(&body, header, &state.secrets, state.tolerance_secs, now)?;
+    let event = Event::parse(&body)?;
+    let span = tracing::Span::current();
+    span.record("stripe.event_id", event.id.as_str());
+    span.record("stripe.event_type", event.kind.as_str());
+    let outcome = state.writer.submit(event).await?;
+    let duplicate = outcome == Ingested::Duplicate;
+    span.record("outcome", if duplicate { "duplicate" } else { "stored" });
+    Ok(HttpResponse::Ok().json(json!({"received": true, "duplicate": duplicate})))
+}
+
+/// Read the body up to `limit` bytes; refuse early on a declared length above it.
+async fn read_limited(req: &HttpRequest, mut body: web::Payload, limit: usize) -> Result<web::Bytes, WebhookError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| WebhookError::Body)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(WebhookError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

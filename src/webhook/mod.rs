@@ -1,0 +1,7 @@
+//! The path of a Stripe webhook: size limit → signature → envelope → group-commit writer.
+
+pub mod error;
+pub mod handler;
+pub mod signature;
+
+pub use handler::{WebhookState, receive};

@@ -1,0 +1,7 @@
+//! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
+//! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
+
+mod helpers;
+mod ingestion_order;
+mod projection;
+mod webhooks;
