@@ -17,6 +17,7 @@
 #   BENCH_WARMUP        warm-up events per run, default 500
 #   BENCH_READY_TIMEOUT seconds to wait for /readyz, default 60
 #   BENCH_ARGS          extra arguments for holdfast-bench
+#   BENCH_SKIP_BUILD=1  use the existing binaries in $CARGO_TARGET_DIR/release
 #   BENCH_KEEP=1        keep the temp dir (server logs, SQLite file) and the
 #                       holdfast_bench Postgres database
 set -euo pipefail
@@ -215,8 +216,10 @@ run_backend() {
     fi
 }
 
-log "building release binaries"
-cargo build --release --bins
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries"
+    cargo build --release --bins
+fi
 [[ -x $SERVER_BIN ]] || { log "missing $SERVER_BIN"; exit 1; }
 [[ -x $BENCH_BIN ]] || { log "missing $BENCH_BIN"; exit 1; }
 

@@ -1,1 +1,711 @@
-fn main() {}
+//! `holdfast-bench`: throughput/latency client for `POST /webhooks/stripe`.
+//!
+//! Standalone on purpose: it does not link the `holdfast` library, so it
+//! measures the server exactly as Stripe would see it. Everything (event
+//! bodies, signatures, fully built requests) is prepared before the clock
+//! starts; the timed loop only hands a pre-built request to a shared
+//! keep-alive client and records the latency.
+//!
+//! Run `holdfast-bench --help` for options; `benches/run.sh` drives it
+//! against a real server for SQLite and Postgres.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::Connection;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "holdfast-bench",
+    about = "Sends signed Stripe webhook events to a Holdfast server and reports throughput, latency and durability"
+)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Webhook signing secret (the full `whsec_...` string).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Number of timed events.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent in-flight requests (one keep-alive connection each).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Database the server writes to; only read once, after the run, to count
+    /// this run's persisted events. Omit to skip the check.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Untimed warm-up events (separate id tag, not counted).
+    #[arg(long, default_value_t = 500)]
+    warmup: usize,
+    /// Distinct customers the events are spread over (capped at events/5).
+    #[arg(long, default_value_t = 1_000)]
+    customers: usize,
+    /// Tokio worker threads for the client (0 = number of CPUs).
+    #[arg(long, default_value_t = 0)]
+    client_threads: usize,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Webhook path appended to --url.
+    #[arg(long, default_value = "/webhooks/stripe")]
+    path: String,
+    /// Free-form label echoed in the output (e.g. "sqlite").
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Also print the figures as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.events == 0 || args.concurrency == 0 {
+        bail!("--events and --concurrency must be at least 1");
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if args.client_threads > 0 {
+        rt.worker_threads(args.client_threads);
+    }
+    rt.build()?.block_on(run(args))
+}
+
+// ---------------------------------------------------------------------------
+// Event generation
+// ---------------------------------------------------------------------------
+
+/// splitmix64: tiny deterministic PRNG so generation needs no extra crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct Plan {
+    nick: &'static str,
+    amount: i64,
+    interval: &'static str,
+}
+
+const PLANS: [Plan; 4] = [
+    Plan {
+        nick: "starter_monthly",
+        amount: 900,
+        interval: "month",
+    },
+    Plan {
+        nick: "pro_monthly",
+        amount: 2900,
+        interval: "month",
+    },
+    Plan {
+        nick: "team_monthly",
+        amount: 9900,
+        interval: "month",
+    },
+    Plan {
+        nick: "pro_yearly",
+        amount: 29000,
+        interval: "year",
+    },
+];
+
+/// Per-customer state so a customer's events tell a consistent story.
+struct Customer {
+    plan: usize,
+    quantity: i64,
+    status: &'static str,
+    period_start: i64,
+    invoices: u64,
+}
+
+struct Generator {
+    tag: String,
+    rng: Rng,
+    customers: Vec<Customer>,
+    base_time: i64,
+}
+
+impl Generator {
+    fn new(tag: &str, customers: usize, seed: u64, base_time: i64) -> Self {
+        let mut rng = Rng(seed);
+        let customers = (0..customers.max(1))
+            .map(|_| Customer {
+                plan: rng.below(PLANS.len() as u64) as usize,
+                quantity: 1 + rng.below(5) as i64,
+                status: "active",
+                period_start: base_time - 86_400 * rng.below(25) as i64,
+                invoices: 0,
+            })
+            .collect();
+        Self {
+            tag: tag.to_owned(),
+            rng,
+            customers,
+            base_time,
+        }
+    }
+
+    fn id(&self, prefix: &str, n: impl std::fmt::Display) -> String {
+        format!("{prefix}_bench_{}_{n}", self.tag)
+    }
+
+    fn subscription(&self, c: usize) -> Value {
+        let cu = &self.customers[c];
+        let plan = &PLANS[cu.plan];
+        let period = if plan.interval == "year" {
+            365 * 86_400
+        } else {
+            30 * 86_400
+        };
+        let sub_id = self.id("sub", c);
+        json!({
+            "id": sub_id,
+            "object": "subscription",
+            "customer": self.id("cus", c),
+            "status": cu.status,
+            "currency": "usd",
+            "collection_method": "charge_automatically",
+            "cancel_at_period_end": false,
+            "created": cu.period_start,
+            "start_date": cu.period_start,
+            "current_period_start": cu.period_start,
+            "current_period_end": cu.period_start + period,
+            "latest_invoice": self.id("in", format!("{c}_{}", cu.invoices)),
+            "livemode": false,
+            "metadata": {},
+            "items": {
+                "object": "list",
+                "has_more": false,
+                "url": format!("/v1/subscription_items?subscription={sub_id}"),
+                "data": [{
+                    "id": self.id("si", c),
+                    "object": "subscription_item",
+                    "subscription": sub_id,
+                    "quantity": cu.quantity,
+                    "current_period_start": cu.period_start,
+                    "current_period_end": cu.period_start + period,
+                    "price": {
+                        "id": self.id("price", plan.nick),
+                        "object": "price",
+                        "active": true,
+                        "product": self.id("prod", plan.nick),
+                        "nickname": plan.nick,
+                        "unit_amount": plan.amount,
+                        "currency": "usd",
+                        "type": "recurring",
+                        "recurring": {
+                            "interval": plan.interval,
+                            "interval_count": 1,
+                            "usage_type": "licensed"
+                        }
+                    }
+                }]
+            }
+        })
+    }
+
+    fn invoice(&self, c: usize, paid: bool, reason: &str) -> Value {
+        let cu = &self.customers[c];
+        let due = PLANS[cu.plan].amount * cu.quantity;
+        json!({
+            "id": self.id("in", format!("{c}_{}", cu.invoices)),
+            "object": "invoice",
+            "customer": self.id("cus", c),
+            "subscription": self.id("sub", c),
+            "status": if paid { "paid" } else { "open" },
+            "amount_due": due,
+            "amount_paid": if paid { due } else { 0 },
+            "amount_remaining": if paid { 0 } else { due },
+            "currency": "usd",
+            "attempt_count": if paid { 1 } else { 1 + self.rng.0 % 3 },
+            "attempted": true,
+            "paid": paid,
+            "billing_reason": reason,
+            "collection_method": "charge_automatically",
+            "period_start": cu.period_start,
+            "period_end": cu.period_start,
+            "created": cu.period_start,
+            "livemode": false,
+            "next_payment_attempt": if paid { Value::Null } else { json!(cu.period_start + 3 * 86_400) },
+        })
+    }
+
+    /// Builds event number `n`. Event k of a customer (k = n / customers):
+    /// 0 customer.created, 1 subscription.created, 2 invoice.paid
+    /// (subscription_create), then a mix of subscription updates, paid and
+    /// failed renewal invoices.
+    fn event(&mut self, n: usize) -> Vec<u8> {
+        let c = n % self.customers.len();
+        let k = n / self.customers.len();
+        let (kind, object) = match k {
+            0 => {
+                let email = format!("bench+{}_{c}@example.com", self.tag);
+                (
+                    "customer.created",
+                    json!({
+                        "id": self.id("cus", c),
+                        "object": "customer",
+                        "email": email,
+                        "name": format!("Bench Customer {c}"),
+                        "created": self.base_time,
+                        "currency": null,
+                        "delinquent": false,
+                        "livemode": false,
+                        "metadata": {},
+                    }),
+                )
+            }
+            1 => ("customer.subscription.created", self.subscription(c)),
+            2 => ("invoice.paid", self.invoice(c, true, "subscription_create")),
+            _ => match self.rng.below(10) {
+                0..=3 => {
+                    let cu = &mut self.customers[c];
+                    match self.rng.0 % 3 {
+                        0 => cu.quantity += 1,
+                        1 => cu.plan = (cu.plan + 1) % PLANS.len(),
+                        _ => {
+                            cu.status = if cu.status == "active" {
+                                "past_due"
+                            } else {
+                                "active"
+                            }
+                        }
+                    }
+                    ("customer.subscription.updated", self.subscription(c))
+                }
+                4..=7 => {
+                    let cu = &mut self.customers[c];
+                    cu.invoices += 1;
+                    cu.period_start += 30 * 86_400;
+                    cu.status = "active";
+                    ("invoice.paid", self.invoice(c, true, "subscription_cycle"))
+                }
+                _ => {
+                    let cu = &mut self.customers[c];
+                    cu.invoices += 1;
+                    cu.period_start += 30 * 86_400;
+                    cu.status = "past_due";
+                    (
+                        "invoice.payment_failed",
+                        self.invoice(c, false, "subscription_cycle"),
+                    )
+                }
+            },
+        };
+        let event = json!({
+            "id": self.id("evt", n),
+            "object": "event",
+            "api_version": "2025-03-31.basil",
+            "created": self.base_time + (n / 10) as i64,
+            "livemode": false,
+            "type": kind,
+            "data": { "object": object },
+            "request": { "id": null, "idempotency_key": null },
+            "pending_webhooks": 1,
+            "account": null,
+        });
+        // serde_json never fails on a Value.
+        serde_json::to_vec(&event).unwrap_or_default()
+    }
+}
+
+/// `t=<ts>,v1=<hex hmac_sha256(secret, "<ts>.<body>")>` as Stripe sends it.
+fn sign(secret: &str, ts: i64, body: &[u8]) -> Result<String> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).context("invalid HMAC key length")?;
+    mac.update(ts.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Ok(format!(
+        "t={ts},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// Generates, signs and fully builds `count` requests tagged `tag`.
+fn build_requests(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    tag: &str,
+    count: usize,
+    customers: usize,
+    seed: u64,
+) -> Result<Vec<reqwest::Request>> {
+    let now = chrono::Utc::now().timestamp();
+    let mut generator = Generator::new(tag, customers, seed, now - 3_600);
+    let content_type = HeaderValue::from_static("application/json; charset=utf-8");
+    let mut out = Vec::with_capacity(count);
+    for n in 0..count {
+        let body = generator.event(n);
+        let signature = HeaderValue::from_str(&sign(secret, now, &body)?)?;
+        // Bodies live for the whole run; leaking gives reqwest a `&'static`
+        // slice, which it wraps without copying (no `bytes` dependency).
+        let body: &'static [u8] = Box::leak(body.into_boxed_slice());
+        let req = client
+            .post(url)
+            .header(CONTENT_TYPE, content_type.clone())
+            .header("stripe-signature", signature)
+            .body(body)
+            .build()?;
+        out.push(req);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    by_status: BTreeMap<u16, u64>,
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
+#[derive(Default)]
+struct Totals {
+    sent: u64,
+    ok: u64,
+    by_status: BTreeMap<u16, u64>,
+    errors: u64,
+    first_errors: Vec<String>,
+    latencies_us: Vec<u32>,
+    wall: Duration,
+}
+
+async fn send_all(
+    client: &reqwest::Client,
+    requests: Vec<reqwest::Request>,
+    concurrency: usize,
+) -> Totals {
+    let total = requests.len();
+    let queue = Arc::new(Mutex::new(requests.into_iter()));
+    let per_worker = total / concurrency + 1;
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.min(total) {
+        let queue = Arc::clone(&queue);
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let mut st = WorkerStats {
+                latencies_us: Vec::with_capacity(per_worker),
+                ..WorkerStats::default()
+            };
+            loop {
+                let next = match queue.lock() {
+                    Ok(mut q) => q.next(),
+                    Err(_) => None,
+                };
+                let Some(req) = next else { break };
+                let t0 = Instant::now();
+                let res = client.execute(req).await;
+                let res = match res {
+                    // Drain the body so the connection goes back to the pool.
+                    Ok(resp) => {
+                        let status = resp.status();
+                        resp.bytes().await.map(|_| status)
+                    }
+                    Err(e) => Err(e),
+                };
+                let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+                st.latencies_us.push(us);
+                match res {
+                    Ok(s) if s.is_success() => st.ok += 1,
+                    Ok(s) => *st.by_status.entry(s.as_u16()).or_default() += 1,
+                    Err(e) => {
+                        st.errors += 1;
+                        if st.first_errors.len() < 3 {
+                            st.first_errors.push(format!("{e:#}"));
+                        }
+                    }
+                }
+            }
+            st
+        }));
+    }
+    let mut totals = Totals {
+        latencies_us: Vec::with_capacity(total),
+        ..Totals::default()
+    };
+    for h in handles {
+        match h.await {
+            Ok(st) => {
+                totals.sent += st.latencies_us.len() as u64;
+                totals.ok += st.ok;
+                totals.errors += st.errors;
+                for (k, v) in st.by_status {
+                    *totals.by_status.entry(k).or_default() += v;
+                }
+                totals.latencies_us.extend_from_slice(&st.latencies_us);
+                for e in st.first_errors {
+                    if totals.first_errors.len() < 5 {
+                        totals.first_errors.push(e);
+                    }
+                }
+            }
+            Err(e) => {
+                totals.errors += 1;
+                totals.first_errors.push(format!("worker panicked: {e}"));
+            }
+        }
+    }
+    totals.wall = start.elapsed();
+    totals.latencies_us.sort_unstable();
+    totals
+}
+
+/// Nearest-rank percentile in milliseconds.
+fn pct_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, sorted_us.len()) - 1;
+    f64::from(sorted_us[idx]) / 1000.0
+}
+
+// ---------------------------------------------------------------------------
+// Persistence check
+// ---------------------------------------------------------------------------
+
+async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
+    // `_` is a LIKE wildcard; escape it so only this run's ids match.
+    let pattern = format!("evt\\_bench\\_{tag}\\_%");
+    if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .context("connecting to SQLite")?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE ?1 ESCAPE '\\'")
+                .bind(&pattern)
+                .fetch_one(&mut conn)
+                .await
+                .context("counting stripe_events in SQLite")?;
+        conn.close().await.ok();
+        Ok(n)
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        let mut conn = sqlx::PgConnection::connect(database_url)
+            .await
+            .context("connecting to Postgres")?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE $1 ESCAPE '\\'")
+                .bind(&pattern)
+                .fetch_one(&mut conn)
+                .await
+                .context("counting stripe_events in Postgres")?;
+        conn.close().await.ok();
+        Ok(n)
+    } else {
+        bail!("unsupported DATABASE_URL scheme (expected sqlite: or postgres:)")
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+async fn run(args: Args) -> Result<()> {
+    let url = format!(
+        "{}/{}",
+        args.url.trim_end_matches('/'),
+        args.path.trim_start_matches('/')
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1))
+        .pool_idle_timeout(Duration::from_secs(300))
+        .http1_only()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(args.timeout_secs))
+        .user_agent("Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+        .build()?;
+
+    let run_id = uuid::Uuid::new_v4();
+    let hexid = run_id.simple().to_string();
+    // Distinct random tags for timed and warm-up events, so the persistence
+    // count only sees the timed ones.
+    let tag = hexid[..8].to_owned();
+    let warm_tag = hexid[8..16].to_owned();
+    let seed = run_id.as_u64_pair().0;
+
+    let prep = Instant::now();
+    let warm = build_requests(
+        &client,
+        &url,
+        &args.secret,
+        &warm_tag,
+        args.warmup,
+        args.customers.min(args.warmup / 5).max(1),
+        seed ^ 1,
+    )?;
+    let timed = build_requests(
+        &client,
+        &url,
+        &args.secret,
+        &tag,
+        args.events,
+        // Keep >= ~5 events per customer so small runs still get the full mix.
+        args.customers.min(args.events / 5).max(1),
+        seed,
+    )?;
+    eprintln!(
+        "holdfast-bench: run tag {tag}; prepared {} + {} warm-up signed events in {:.2}s; target {url}",
+        args.events,
+        args.warmup,
+        prep.elapsed().as_secs_f64()
+    );
+
+    if !warm.is_empty() {
+        let w = send_all(&client, warm, args.concurrency).await;
+        eprintln!(
+            "holdfast-bench: warm-up {} events: {} 2xx, {} non-2xx {:?}, {} errors",
+            w.sent,
+            w.ok,
+            w.by_status.values().sum::<u64>(),
+            w.by_status,
+            w.errors
+        );
+        for e in &w.first_errors {
+            eprintln!("holdfast-bench:   warm-up error: {e}");
+        }
+    }
+
+    let t = send_all(&client, timed, args.concurrency).await;
+    if t.wall.as_secs() >= 290 {
+        eprintln!(
+            "holdfast-bench: warning: run took {}s; signatures were made before it started and may exceed the server's timestamp tolerance",
+            t.wall.as_secs()
+        );
+    }
+
+    let persisted = match &args.database_url {
+        Some(db) => match count_persisted(db, &tag).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("holdfast-bench: persistence check failed: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let secs = t.wall.as_secs_f64();
+    let rps = if secs > 0.0 {
+        t.sent as f64 / secs
+    } else {
+        0.0
+    };
+    let non2xx: u64 = t.by_status.values().sum();
+    let (p50, p90, p99) = (
+        pct_ms(&t.latencies_us, 50.0),
+        pct_ms(&t.latencies_us, 90.0),
+        pct_ms(&t.latencies_us, 99.0),
+    );
+    let max = t
+        .latencies_us
+        .last()
+        .map_or(0.0, |&v| f64::from(v) / 1000.0);
+    let status_str = if t.by_status.is_empty() {
+        "-".to_owned()
+    } else {
+        t.by_status
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let verdict = match persisted {
+        Some(p) if p == t.ok as i64 => format!("persisted == acknowledged ({p})"),
+        Some(p) if p < t.ok as i64 => format!(
+            "persisted != acknowledged: {p} persisted < {} acknowledged (LOST {})",
+            t.ok,
+            t.ok as i64 - p
+        ),
+        Some(p) => format!(
+            "persisted != acknowledged: {p} persisted > {} acknowledged ({} committed but not acked)",
+            t.ok,
+            p - t.ok as i64
+        ),
+        None => "persisted: not checked".to_owned(),
+    };
+    let label = if args.label.is_empty() {
+        String::new()
+    } else {
+        format!("[{}] ", args.label)
+    };
+
+    println!(
+        "{label}c={} n={} {:.0} ev/s wall={secs:.2}s 2xx={} non2xx={non2xx} errors={} p50={p50:.2}ms p90={p90:.2}ms p99={p99:.2}ms max={max:.2}ms | {verdict}",
+        args.concurrency, t.sent, rps, t.ok, t.errors
+    );
+    println!("  {:<22} {}", "run tag", tag);
+    println!("  {:<22} {}", "concurrency", args.concurrency);
+    println!("  {:<22} {}", "events sent", t.sent);
+    println!("  {:<22} {}", "2xx", t.ok);
+    println!("  {:<22} {non2xx} ({status_str})", "non-2xx");
+    println!("  {:<22} {}", "errors", t.errors);
+    println!("  {:<22} {secs:.3} s", "wall time");
+    println!("  {:<22} {rps:.1}", "events/s");
+    println!(
+        "  {:<22} {p50:.2} / {p90:.2} / {p99:.2} / {max:.2}",
+        "p50/p90/p99/max ms"
+    );
+    println!(
+        "  {:<22} {}",
+        "persisted",
+        persisted.map_or_else(|| "n/a".to_owned(), |p| p.to_string())
+    );
+    println!("  {:<22} {verdict}", "durability");
+    for e in &t.first_errors {
+        println!("  error: {e}");
+    }
+
+    if args.json {
+        let line = json!({
+            "label": args.label,
+            "tag": tag,
+            "url": url,
+            "concurrency": args.concurrency,
+            "events": t.sent,
+            "ok_2xx": t.ok,
+            "non_2xx": non2xx,
+            "non_2xx_by_status": t.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "errors": t.errors,
+            "wall_s": secs,
+            "events_per_s": rps,
+            "p50_ms": p50,
+            "p90_ms": p90,
+            "p99_ms": p99,
+            "max_ms": max,
+            "persisted": persisted,
+            "persisted_eq_acknowledged": persisted.map(|p| p == t.ok as i64),
+        });
+        println!("{line}");
+    }
+
+    if t.sent > 0 && t.ok == 0 {
+        bail!("no request succeeded");
+    }
+    Ok(())
+}

@@ -50,6 +50,10 @@ pub struct Settings {
     /// `HOLDFAST_BIND` (default `127.0.0.1:8080`; `0.0.0.0:$PORT` when only `PORT` is set).
     pub bind: String,
     pub webhook: WebhookSettings,
+    /// `HOLDFAST_PUBLIC_URL` (default `http://<bind>`): the base of links in emails and pages.
+    pub public_url: String,
+    /// `HOLDFAST_OWNER_TOKEN`: bearer token for the owner API and dashboard (unset: closed).
+    pub owner_token: Option<SecretString>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://holdfast.db";
@@ -90,9 +94,12 @@ impl Settings {
 
     /// Read and validate settings from `src`.
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        let bind = bind(src)?;
         Ok(Self {
             database_url: database_url(src)?,
-            bind: bind(src)?,
+            public_url: public_url(src, &bind)?,
+            owner_token: owner_token(src)?,
+            bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,
                 tolerance_secs: parsed(src, "STRIPE_WEBHOOK_TOLERANCE_SECS")?.unwrap_or(DEFAULT_TOLERANCE_SECS),
@@ -120,6 +127,23 @@ fn bind(src: &impl Source) -> Result<String, ConfigError> {
     match parsed::<u16>(src, "PORT")? {
         Some(port) => Ok(format!("0.0.0.0:{port}")),
         None => Ok("127.0.0.1:8080".into()),
+    }
+}
+
+fn public_url(src: &impl Source, bind: &str) -> Result<String, ConfigError> {
+    let url = src.get("HOLDFAST_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(problem("HOLDFAST_PUBLIC_URL", "must start with http:// or https://"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
+    const VAR: &str = "HOLDFAST_OWNER_TOKEN";
+    match src.get(VAR) {
+        Some(t) if t.trim().len() < 16 => Err(problem(VAR, "must be at least 16 characters (e.g. `openssl rand -hex 32`)")),
+        Some(t) => Ok(Some(SecretString::from(t.trim().to_owned()))),
+        None => Ok(None),
     }
 }
 

@@ -11,6 +11,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::store::writer::Writer;
+use crate::web::auth::OwnerToken;
 use crate::web::{error, health};
 use crate::webhook::{self, WebhookState};
 
@@ -36,7 +37,8 @@ impl Application {
             max_body_bytes: settings.webhook.max_body_bytes,
             writer,
         };
-        let server = http_server(listener, store.clone(), webhook_state)?;
+        let owner = OwnerToken(settings.owner_token.clone());
+        let server = http_server(listener, store.clone(), webhook_state, owner)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task })
     }
@@ -66,14 +68,16 @@ const JSON_LIMIT_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
-fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState) -> anyhow::Result<Server> {
+fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState, owner: OwnerToken) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
+    let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
+            .app_data(owner.clone())
             .app_data(error::json_config(JSON_LIMIT_BYTES))
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))

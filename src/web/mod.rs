@@ -1,4 +1,5 @@
 //! HTTP faces other than the webhook: health and (later) the owner API and pages.
 
+pub mod auth;
 pub mod error;
 pub mod health;
