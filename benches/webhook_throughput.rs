@@ -106,26 +106,10 @@ struct Plan {
 }
 
 const PLANS: [Plan; 4] = [
-    Plan {
-        nick: "starter_monthly",
-        amount: 900,
-        interval: "month",
-    },
-    Plan {
-        nick: "pro_monthly",
-        amount: 2900,
-        interval: "month",
-    },
-    Plan {
-        nick: "team_monthly",
-        amount: 9900,
-        interval: "month",
-    },
-    Plan {
-        nick: "pro_yearly",
-        amount: 29000,
-        interval: "year",
-    },
+    Plan { nick: "starter_monthly", amount: 900, interval: "month" },
+    Plan { nick: "pro_monthly", amount: 2900, interval: "month" },
+    Plan { nick: "team_monthly", amount: 9900, interval: "month" },
+    Plan { nick: "pro_yearly", amount: 29000, interval: "year" },
 ];
 
 /// Per-customer state so a customer's events tell a consistent story.
@@ -156,12 +140,7 @@ impl Generator {
                 invoices: 0,
             })
             .collect();
-        Self {
-            tag: tag.to_owned(),
-            rng,
-            customers,
-            base_time,
-        }
+        Self { tag: tag.to_owned(), rng, customers, base_time }
     }
 
     fn id(&self, prefix: &str, n: impl std::fmt::Display) -> String {
@@ -171,11 +150,7 @@ impl Generator {
     fn subscription(&self, c: usize) -> Value {
         let cu = &self.customers[c];
         let plan = &PLANS[cu.plan];
-        let period = if plan.interval == "year" {
-            365 * 86_400
-        } else {
-            30 * 86_400
-        };
+        let period = if plan.interval == "year" { 365 * 86_400 } else { 30 * 86_400 };
         let sub_id = self.id("sub", c);
         json!({
             "id": sub_id,
@@ -282,13 +257,7 @@ impl Generator {
                     match self.rng.0 % 3 {
                         0 => cu.quantity += 1,
                         1 => cu.plan = (cu.plan + 1) % PLANS.len(),
-                        _ => {
-                            cu.status = if cu.status == "active" {
-                                "past_due"
-                            } else {
-                                "active"
-                            }
-                        }
+                        _ => cu.status = if cu.status == "active" { "past_due" } else { "active" },
                     }
                     ("customer.subscription.updated", self.subscription(c))
                 }
@@ -304,10 +273,7 @@ impl Generator {
                     cu.invoices += 1;
                     cu.period_start += 30 * 86_400;
                     cu.status = "past_due";
-                    (
-                        "invoice.payment_failed",
-                        self.invoice(c, false, "subscription_cycle"),
-                    )
+                    ("invoice.payment_failed", self.invoice(c, false, "subscription_cycle"))
                 }
             },
         };
@@ -330,15 +296,11 @@ impl Generator {
 
 /// `t=<ts>,v1=<hex hmac_sha256(secret, "<ts>.<body>")>` as Stripe sends it.
 fn sign(secret: &str, ts: i64, body: &[u8]) -> Result<String> {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).context("invalid HMAC key length")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).context("invalid HMAC key length")?;
     mac.update(ts.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!(
-        "t={ts},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
+    Ok(format!("t={ts},v1={}", hex::encode(mac.finalize().into_bytes())))
 }
 
 /// Generates, signs and fully builds `count` requests tagged `tag`.
@@ -396,11 +358,7 @@ struct Totals {
     wall: Duration,
 }
 
-async fn send_all(
-    client: &reqwest::Client,
-    requests: Vec<reqwest::Request>,
-    concurrency: usize,
-) -> Totals {
+async fn send_all(client: &reqwest::Client, requests: Vec<reqwest::Request>, concurrency: usize) -> Totals {
     let total = requests.len();
     let queue = Arc::new(Mutex::new(requests.into_iter()));
     let per_worker = total / concurrency + 1;
@@ -410,10 +368,7 @@ async fn send_all(
         let queue = Arc::clone(&queue);
         let client = client.clone();
         handles.push(tokio::spawn(async move {
-            let mut st = WorkerStats {
-                latencies_us: Vec::with_capacity(per_worker),
-                ..WorkerStats::default()
-            };
+            let mut st = WorkerStats { latencies_us: Vec::with_capacity(per_worker), ..WorkerStats::default() };
             loop {
                 let next = match queue.lock() {
                     Ok(mut q) => q.next(),
@@ -446,10 +401,7 @@ async fn send_all(
             st
         }));
     }
-    let mut totals = Totals {
-        latencies_us: Vec::with_capacity(total),
-        ..Totals::default()
-    };
+    let mut totals = Totals { latencies_us: Vec::with_capacity(total), ..Totals::default() };
     for h in handles {
         match h.await {
             Ok(st) => {
@@ -495,27 +447,21 @@ async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
     // `_` is a LIKE wildcard; escape it so only this run's ids match.
     let pattern = format!("evt\\_bench\\_{tag}\\_%");
     if database_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(database_url)
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.context("connecting to SQLite")?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE ?1 ESCAPE '\\'")
+            .bind(&pattern)
+            .fetch_one(&mut conn)
             .await
-            .context("connecting to SQLite")?;
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE ?1 ESCAPE '\\'")
-                .bind(&pattern)
-                .fetch_one(&mut conn)
-                .await
-                .context("counting stripe_events in SQLite")?;
+            .context("counting stripe_events in SQLite")?;
         conn.close().await.ok();
         Ok(n)
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        let mut conn = sqlx::PgConnection::connect(database_url)
+        let mut conn = sqlx::PgConnection::connect(database_url).await.context("connecting to Postgres")?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE $1 ESCAPE '\\'")
+            .bind(&pattern)
+            .fetch_one(&mut conn)
             .await
-            .context("connecting to Postgres")?;
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE $1 ESCAPE '\\'")
-                .bind(&pattern)
-                .fetch_one(&mut conn)
-                .await
-                .context("counting stripe_events in Postgres")?;
+            .context("counting stripe_events in Postgres")?;
         conn.close().await.ok();
         Ok(n)
     } else {
@@ -526,11 +472,7 @@ async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
 // ---------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<()> {
-    let url = format!(
-        "{}/{}",
-        args.url.trim_end_matches('/'),
-        args.path.trim_start_matches('/')
-    );
+    let url = format!("{}/{}", args.url.trim_end_matches('/'), args.path.trim_start_matches('/'));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(1))
         .pool_idle_timeout(Duration::from_secs(300))
@@ -611,37 +553,20 @@ async fn run(args: Args) -> Result<()> {
     };
 
     let secs = t.wall.as_secs_f64();
-    let rps = if secs > 0.0 {
-        t.sent as f64 / secs
-    } else {
-        0.0
-    };
+    let rps = if secs > 0.0 { t.sent as f64 / secs } else { 0.0 };
     let non2xx: u64 = t.by_status.values().sum();
-    let (p50, p90, p99) = (
-        pct_ms(&t.latencies_us, 50.0),
-        pct_ms(&t.latencies_us, 90.0),
-        pct_ms(&t.latencies_us, 99.0),
-    );
-    let max = t
-        .latencies_us
-        .last()
-        .map_or(0.0, |&v| f64::from(v) / 1000.0);
+    let (p50, p90, p99) = (pct_ms(&t.latencies_us, 50.0), pct_ms(&t.latencies_us, 90.0), pct_ms(&t.latencies_us, 99.0));
+    let max = t.latencies_us.last().map_or(0.0, |&v| f64::from(v) / 1000.0);
     let status_str = if t.by_status.is_empty() {
         "-".to_owned()
     } else {
-        t.by_status
-            .iter()
-            .map(|(k, v)| format!("{k}:{v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        t.by_status.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",")
     };
     let verdict = match persisted {
         Some(p) if p == t.ok as i64 => format!("persisted == acknowledged ({p})"),
-        Some(p) if p < t.ok as i64 => format!(
-            "persisted != acknowledged: {p} persisted < {} acknowledged (LOST {})",
-            t.ok,
-            t.ok as i64 - p
-        ),
+        Some(p) if p < t.ok as i64 => {
+            format!("persisted != acknowledged: {p} persisted < {} acknowledged (LOST {})", t.ok, t.ok as i64 - p)
+        }
         Some(p) => format!(
             "persisted != acknowledged: {p} persisted > {} acknowledged ({} committed but not acked)",
             t.ok,
@@ -649,11 +574,7 @@ async fn run(args: Args) -> Result<()> {
         ),
         None => "persisted: not checked".to_owned(),
     };
-    let label = if args.label.is_empty() {
-        String::new()
-    } else {
-        format!("[{}] ", args.label)
-    };
+    let label = if args.label.is_empty() { String::new() } else { format!("[{}] ", args.label) };
 
     println!(
         "{label}c={} n={} {:.0} ev/s wall={secs:.2}s 2xx={} non2xx={non2xx} errors={} p50={p50:.2}ms p90={p90:.2}ms p99={p99:.2}ms max={max:.2}ms | {verdict}",
@@ -667,15 +588,8 @@ async fn run(args: Args) -> Result<()> {
     println!("  {:<22} {}", "errors", t.errors);
     println!("  {:<22} {secs:.3} s", "wall time");
     println!("  {:<22} {rps:.1}", "events/s");
-    println!(
-        "  {:<22} {p50:.2} / {p90:.2} / {p99:.2} / {max:.2}",
-        "p50/p90/p99/max ms"
-    );
-    println!(
-        "  {:<22} {}",
-        "persisted",
-        persisted.map_or_else(|| "n/a".to_owned(), |p| p.to_string())
-    );
+    println!("  {:<22} {p50:.2} / {p90:.2} / {p99:.2} / {max:.2}", "p50/p90/p99/max ms");
+    println!("  {:<22} {}", "persisted", persisted.map_or_else(|| "n/a".to_owned(), |p| p.to_string()));
     println!("  {:<22} {verdict}", "durability");
     for e in &t.first_errors {
         println!("  error: {e}");

@@ -54,6 +54,10 @@ pub struct Settings {
     pub public_url: String,
     /// `HOLDFAST_OWNER_TOKEN`: bearer token for the owner API and dashboard (unset: closed).
     pub owner_token: Option<SecretString>,
+    /// `STRIPE_SECRET_KEY` (`sk_…` or a restricted `rk_…`): enables calls to Stripe's API.
+    pub stripe_secret_key: Option<SecretString>,
+    /// `STRIPE_API_BASE`: another base URL for Stripe's API (tests, stripe-mock).
+    pub stripe_api_base: Option<String>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://holdfast.db";
@@ -99,6 +103,8 @@ impl Settings {
             database_url: database_url(src)?,
             public_url: public_url(src, &bind)?,
             owner_token: owner_token(src)?,
+            stripe_secret_key: stripe_secret_key(src)?,
+            stripe_api_base: src.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,
@@ -143,6 +149,15 @@ fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
     match src.get(VAR) {
         Some(t) if t.trim().len() < 16 => Err(problem(VAR, "must be at least 16 characters (e.g. `openssl rand -hex 32`)")),
         Some(t) => Ok(Some(SecretString::from(t.trim().to_owned()))),
+        None => Ok(None),
+    }
+}
+
+fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
+    const VAR: &str = "STRIPE_SECRET_KEY";
+    match src.get(VAR) {
+        Some(k) if !(k.starts_with("sk_") || k.starts_with("rk_")) => Err(problem(VAR, "must start with sk_ or rk_")),
+        Some(k) => Ok(Some(SecretString::from(k))),
         None => Ok(None),
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod startup;
 pub mod store;
+pub mod stripe_api;
 pub mod telemetry;
 pub mod web;
 pub mod webhook;

@@ -52,10 +52,9 @@ impl ResponseError for AuthError {
         };
         let mut response = json_error(self.status_code(), code, &self.to_string());
         if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                actix_web::http::header::WWW_AUTHENTICATE,
-                actix_web::http::header::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::WWW_AUTHENTICATE, actix_web::http::header::HeaderValue::from_static("Bearer"));
         }
         response
     }
