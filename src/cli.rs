@@ -94,7 +94,10 @@ async fn sync(page_size: u32, restart: bool) -> anyhow::Result<()> {
     let options = crate::sync::SyncOptions { page_size, ..Default::default() };
     let reports = crate::sync::run(&store, &api, &options).await?;
     for r in reports {
-        println!("{}: {} objects in {} pages, {} new events, {} already stored", r.name, r.objects, r.pages, r.stored, r.duplicates);
+        println!(
+            "{}: {} objects in {} pages, {} new events, {} already stored",
+            r.name, r.objects, r.pages, r.stored, r.duplicates
+        );
     }
     store.close().await;
     Ok(())

@@ -10,10 +10,10 @@ use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::web::auth::OwnerToken;
-use crate::metrics::Metrics;
 use crate::web::{error, health, metrics, request_id};
 use crate::webhook::{self, WebhookState};
 

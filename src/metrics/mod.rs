@@ -89,10 +89,7 @@ impl Metrics {
     /// Copy the counters out (the lock is held for a copy, never for I/O).
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        Snapshot {
-            events: inner.events.iter().map(|((t, o), n)| (t.clone(), *o, *n)).collect(),
-            latency: inner.latency.clone(),
-        }
+        Snapshot { events: inner.events.iter().map(|((t, o), n)| (t.clone(), *o, *n)).collect(), latency: inner.latency.clone() }
     }
 }
 

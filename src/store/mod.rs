@@ -3,11 +3,11 @@
 //! Postgres and prepared per-row statements on SQLite).
 
 pub mod batch;
+mod gauges;
 pub mod postgres;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
-mod gauges;
 mod sync_cursors;
 pub mod writer;
 

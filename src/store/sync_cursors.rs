@@ -23,8 +23,12 @@ impl Store {
     /// stored.
     pub async fn save_sync_cursor(&self, object_type: &str, last_id: &str, now: i64) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => sqlx::query(SAVE_CURSOR).bind(object_type).bind(last_id).bind(now).execute(s.pool()).await.map(drop)?,
-            Self::Postgres(s) => sqlx::query(SAVE_CURSOR).bind(object_type).bind(last_id).bind(now).execute(s.pool()).await.map(drop)?,
+            Self::Sqlite(s) => {
+                sqlx::query(SAVE_CURSOR).bind(object_type).bind(last_id).bind(now).execute(s.pool()).await.map(drop)?
+            }
+            Self::Postgres(s) => {
+                sqlx::query(SAVE_CURSOR).bind(object_type).bind(last_id).bind(now).execute(s.pool()).await.map(drop)?
+            }
         };
         Ok(())
     }

@@ -105,7 +105,14 @@ async fn sync_kind(store: &Store, api: &StripeApi, options: &SyncOptions, kind: 
     }
     store.clear_sync_cursor(kind.name).await.context("clearing the sync cursor")?;
     bar.finish_with_message(format!("{}: {} objects, {} new events", kind.name, report.objects, report.stored));
-    tracing::info!(kind = kind.name, objects = report.objects, pages = report.pages, stored = report.stored, duplicates = report.duplicates, "sync pass done");
+    tracing::info!(
+        kind = kind.name,
+        objects = report.objects,
+        pages = report.pages,
+        stored = report.stored,
+        duplicates = report.duplicates,
+        "sync pass done"
+    );
     Ok(report)
 }
 

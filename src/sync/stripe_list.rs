@@ -83,7 +83,9 @@ fn is_transient(e: &StripeError) -> bool {
 /// A one-line description: status and Stripe's message, never the request (it has the key).
 fn brief(e: &StripeError) -> String {
     match e {
-        StripeError::Stripe(api, status) => format!("Stripe answered {status}: {}", api.message.as_deref().unwrap_or("no message")),
+        StripeError::Stripe(api, status) => {
+            format!("Stripe answered {status}: {}", api.message.as_deref().unwrap_or("no message"))
+        }
         other => other.to_string(),
     }
 }

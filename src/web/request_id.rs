@@ -1,11 +1,11 @@
 //! `x-request-id` on every response: the id `tracing-actix-web` gave the request's root span,
 //! so a user's report ("request 7f3c… failed") leads straight to the log lines.
 
-use actix_web::{Error, HttpMessage};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
 use tracing_actix_web::RequestId;
 
 /// The response header carrying the request id.

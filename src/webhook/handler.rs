@@ -42,7 +42,14 @@ pub async fn receive(
     };
     tracing::Span::current().record("outcome", outcome.as_str());
     // Before the signature is checked the type is the sender's claim: don't label by it.
-    metrics.observe_webhook(event_type.as_deref().unwrap_or("unverified"), outcome, started.elapsed());
+    let elapsed = started.elapsed();
+    metrics.observe_webhook(event_type.as_deref().unwrap_or("unverified"), outcome, elapsed);
+    // One line per webhook, inside the request's span (request_id) and this one (event id,
+    // type, outcome). Never the body or the signature header.
+    match &result {
+        Ok(_) => tracing::info!(duration_ms = elapsed.as_millis() as u64, "webhook handled"),
+        Err(e) => tracing::info!(duration_ms = elapsed.as_millis() as u64, error = %e, "webhook refused"),
+    }
     let duplicate = result? == Ingested::Duplicate;
     Ok(HttpResponse::Ok().json(json!({"received": true, "duplicate": duplicate})))
 }
