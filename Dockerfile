@@ -4,7 +4,8 @@
 # scripts/check-dockerfile checks this file's runtime contract without a Docker engine.
 
 # ---- build: dependencies first, so a source change doesn't recompile them ----
-FROM rust:1.89-slim-bookworm AS build
+# The toolchain this repository is built and tested with (some locked dependencies need ≥ 1.94).
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Manifests plus empty targets: this layer (every dependency compiled) is cached until
 # Cargo.toml or Cargo.lock change.

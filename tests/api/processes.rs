@@ -141,6 +141,7 @@ async fn sigterm_finishes_in_flight_webhooks_and_exits_zero() {
         acked.push(id);
     }
     let status = server.wait();
+    eprintln!("{} of 300 webhooks acknowledged around the SIGTERM", acked.len());
 
     assert!(status.success(), "exit status {status:?}");
     let stored = stored_ids(&url).await;

@@ -243,3 +243,36 @@ async fn a_webhook_and_a_sync_of_the_same_subscription_give_one_timeline() {
     // EXTENSION POINT (issue 3): sync ingests with IngestOptions::IMPORT; once the outbox
     // exists, assert here that it holds no row for these customers.
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_command_reads_its_settings_and_reports_each_kind() {
+    let (url, _dir) = crate::helpers::fresh_database().await;
+    let stripe = MockServer::start().await;
+    mount_stripe(&stripe).await;
+    let base = stripe.uri();
+    let db = url.clone();
+
+    let run_command = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["sync", "--page-size", "2"])
+            .env_clear()
+            .env("DATABASE_URL", &db)
+            .env("STRIPE_SECRET_KEY", "sk_test_cli_sync")
+            .env("STRIPE_API_BASE", &base)
+            .output()
+            .expect("holdfast runs")
+    };
+    let first = tokio::task::spawn_blocking(run_command.clone()).await.expect("joined");
+    let second = tokio::task::spawn_blocking(run_command).await.expect("joined");
+
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("customers: 3 objects in 2 pages"), "{stdout}");
+    assert!(stdout.contains("subscriptions: 3 objects in 2 pages"), "{stdout}");
+    assert!(String::from_utf8_lossy(&second.stdout).contains("0 new events"), "second run stores nothing");
+    let logs = format!("{}{}", String::from_utf8_lossy(&first.stderr), stdout);
+    assert!(!logs.contains("sk_test_cli_sync"), "the key never appears in output");
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.dump_state().await.expect("state").subscriptions.len(), 3);
+    store.close().await;
+}
