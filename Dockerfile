@@ -31,7 +31,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 holdfast \
- && useradd --system --uid 10001 --gid holdfast --home-dir /data --shell /usr/sbin/nologin holdfast \
+ && useradd --system --uid 10001 --gid holdfast --home-dir /data --shell /bin/sh holdfast \
  && mkdir -p /data \
  && chown holdfast:holdfast /data
 COPY --from=build /usr/local/bin/holdfast /usr/local/bin/holdfast
