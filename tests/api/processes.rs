@@ -163,7 +163,6 @@ async fn log_lines_carry_the_request_id_and_never_a_secret_or_an_email() {
         client.get(format!("{}/metrics", server.address)).bearer_auth("wrong-token-0123456789").send().await.expect("sent");
     assert_eq!(refused.status(), 401);
     server.sigterm();
-    assert!(server.child.id() > 0);
     let logs = server.logs();
     let _ = server.wait();
 
