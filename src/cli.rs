@@ -3,9 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Settings};
+use crate::config::{self, Settings, Source};
 use crate::startup::Application;
 use crate::store::Store;
+use crate::stripe_api::StripeApi;
 
 /// Holdfast: keeps your Stripe subscribers.
 #[derive(Debug, Parser)]
@@ -21,6 +22,28 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit (they also run at every start).
     Migrate,
+    /// Backfill customers, subscriptions and invoices from Stripe's API (STRIPE_SECRET_KEY).
+    /// Safe to re-run; resumes an interrupted run; sends no email.
+    Sync {
+        /// Objects per Stripe API page (1-100).
+        #[arg(long, default_value_t = crate::sync::MAX_PAGE_SIZE)]
+        page_size: u32,
+        /// Forget an interrupted run and start from the beginning.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Import events from a JSON-lines file or a Stripe `events list` JSON (no signature
+    /// check: only replay files you trust). Idempotent; sends no email.
+    Replay {
+        /// The file to import (`-` reads standard input).
+        file: std::path::PathBuf,
+    },
+    /// Exit 0 when the local server answers /readyz (the container HEALTHCHECK: no curl).
+    Healthcheck {
+        /// Base URL to check (default: derived from HOLDFAST_BIND / PORT).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Run the chosen subcommand.
@@ -30,6 +53,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
+        Command::Sync { page_size, restart } => sync(page_size, restart).await,
+        Command::Replay { file } => replay(&file).await,
+        Command::Healthcheck { url } => healthcheck(url).await,
     }
 }
 
@@ -44,6 +70,65 @@ async fn migrate() -> anyhow::Result<()> {
     let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
     store.migrate().await.context("running database migrations")?;
     println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+/// The store, migrated, from DATABASE_URL alone (the import commands need nothing else).
+async fn migrated_store() -> anyhow::Result<Store> {
+    let _ = dotenvy::dotenv();
+    let url = config::database_url(&config::Env)?;
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    store.migrate().await.context("running database migrations")?;
+    Ok(store)
+}
+
+async fn sync(page_size: u32, restart: bool) -> anyhow::Result<()> {
+    let store = migrated_store().await?;
+    let key = config::stripe_secret_key(&config::Env)?
+        .context("STRIPE_SECRET_KEY is required for sync (a restricted key with read access to customers, subscriptions and invoices is enough)")?;
+    let base = config::Env.get("STRIPE_API_BASE");
+    let api = StripeApi::new(&key, base.as_deref()).context("configuring the Stripe client")?;
+    if restart {
+        crate::sync::restart(&store).await?;
+    }
+    let options = crate::sync::SyncOptions { page_size, ..Default::default() };
+    let reports = crate::sync::run(&store, &api, &options).await?;
+    for r in reports {
+        println!(
+            "{}: {} objects in {} pages, {} new events, {} already stored",
+            r.name, r.objects, r.pages, r.stored, r.duplicates
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let store = migrated_store().await?;
+    let report = crate::replay::replay(&store, &text, true).await?;
+    println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
+    store.close().await;
+    Ok(())
+}
+
+async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url,
+        None => format!("http://{}", config::bind(&config::Env)?.replace("0.0.0.0", "127.0.0.1")),
+    };
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(format!("{}/readyz", base.trim_end_matches('/')))
+        .send()
+        .await
+        .context("calling /readyz")?;
+    anyhow::ensure!(response.status().is_success(), "/readyz answered {}", response.status());
     Ok(())
 }
 

@@ -125,7 +125,8 @@ pub fn database_url(src: &impl Source) -> Result<DatabaseUrl, ConfigError> {
     Ok(DatabaseUrl(url))
 }
 
-fn bind(src: &impl Source) -> Result<String, ConfigError> {
+/// `HOLDFAST_BIND`, or `0.0.0.0:$PORT`, or `127.0.0.1:8080`.
+pub fn bind(src: &impl Source) -> Result<String, ConfigError> {
     if let Some(bind) = src.get("HOLDFAST_BIND") {
         bind.parse::<std::net::SocketAddr>().map_err(|_| problem("HOLDFAST_BIND", "must be host:port, e.g. 127.0.0.1:8080"))?;
         return Ok(bind);
@@ -153,7 +154,8 @@ fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
     }
 }
 
-fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
+/// `STRIPE_SECRET_KEY`, checked (sk_/rk_).
+pub fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
     const VAR: &str = "STRIPE_SECRET_KEY";
     match src.get(VAR) {
         Some(k) if !(k.starts_with("sk_") || k.starts_with("rk_")) => Err(problem(VAR, "must start with sk_ or rk_")),

@@ -4,9 +4,12 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod metrics;
+pub mod replay;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;
+pub mod sync;
 pub mod telemetry;
 pub mod web;
 pub mod webhook;

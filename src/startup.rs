@@ -4,15 +4,17 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::web::auth::OwnerToken;
-use crate::web::{error, health};
+use crate::web::{error, health, metrics, request_id};
 use crate::webhook::{self, WebhookState};
 
 /// The running service.
@@ -72,9 +74,13 @@ fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState,
     let store = web::Data::new(store);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
+    let metrics = web::Data::new(Metrics::default());
     let server = HttpServer::new(move || {
         App::new()
+            // Inside TracingLogger (wraps run inner-first), so the request id already exists.
+            .wrap(from_fn(request_id::add_header))
             .wrap(TracingLogger::default())
+            .app_data(metrics.clone())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
@@ -82,6 +88,7 @@ fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState,
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(metrics::metrics))
             .default_service(web::to(error::not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)

@@ -3,13 +3,16 @@
 //! Postgres and prepared per-row statements on SQLite).
 
 pub mod batch;
+mod gauges;
 pub mod postgres;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
+mod sync_cursors;
 pub mod writer;
 
 use crate::domain::event::Event;
+pub use gauges::OperationalCounts;
 pub use rows::StateDump;
 
 /// Outcome of storing one event.
@@ -19,6 +22,22 @@ pub enum Ingested {
     Stored,
     /// Seen before: nothing changed.
     Duplicate,
+}
+
+/// How a batch enters the pipeline. Webhooks notify; backfills and replays never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// May the new events cause customer email (dunning, lifecycle)? `false` for
+    /// `holdfast sync` and `holdfast replay`: history imported today must not email anyone,
+    /// whatever its age. The outbox hook in `{sqlite,postgres}/ingest.rs` (issue 3) reads it.
+    pub notify: bool,
+}
+
+impl IngestOptions {
+    /// Live webhooks: the normal rules (including the notification horizon) apply.
+    pub const WEBHOOK: Self = Self { notify: true };
+    /// Imported history (sync, replay): stored and projected, never emailed.
+    pub const IMPORT: Self = Self { notify: false };
 }
 
 /// A storage failure, classified for HTTP once.
@@ -99,9 +118,19 @@ impl Store {
     /// Store a batch of events and project the new ones, all in one transaction: either
     /// every event of the batch is durable with its effects, or none is.
     pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
+        self.ingest_with(events, received_at, IngestOptions::WEBHOOK).await
+    }
+
+    /// `ingest` with explicit options (imports pass `IngestOptions::IMPORT`).
+    pub async fn ingest_with(
+        &self,
+        events: &[&Event],
+        received_at: i64,
+        options: IngestOptions,
+    ) -> Result<Vec<Ingested>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.ingest(events, received_at).await,
-            Self::Postgres(s) => s.ingest(events, received_at).await,
+            Self::Sqlite(s) => s.ingest(events, received_at, options).await,
+            Self::Postgres(s) => s.ingest(events, received_at, options).await,
         }
     }
 

@@ -1,5 +1,8 @@
-//! HTTP faces other than the webhook: health and (later) the owner API and pages.
+//! HTTP faces other than the webhook: health, metrics, request ids, and (later) the owner API
+//! and pages.
 
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod metrics;
+pub mod request_id;

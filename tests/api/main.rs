@@ -3,5 +3,8 @@
 
 mod helpers;
 mod ingestion_order;
+mod observability;
+mod processes;
 mod projection;
+mod sync;
 mod webhooks;

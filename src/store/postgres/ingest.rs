@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use crate::domain::event::Event;
 use crate::store::batch::{Writes, first_occurrences};
 use crate::store::shared::{discount_ids_json, items_json};
-use crate::store::{Ingested, clean};
+use crate::store::{IngestOptions, Ingested, clean};
 
 const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::int8[]) \
@@ -101,6 +101,9 @@ pub(super) async fn ingest(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Event],
     received_at: i64,
+    // Issue 3's outbox hook (after `apply`, new events only) enqueues email only when
+    // `options.notify`; nothing here sends anything yet.
+    _options: IngestOptions,
 ) -> Result<Vec<Ingested>, sqlx::Error> {
     let (firsts, _repeats) = first_occurrences(events);
     let unique: Vec<&Event> = firsts.iter().map(|&i| events[i]).collect();

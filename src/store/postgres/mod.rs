@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{Ingested, StoreError};
+use super::{IngestOptions, Ingested, StoreError};
 use crate::domain::event::Event;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -46,9 +46,9 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
+    pub async fn ingest(&self, events: &[&Event], received_at: i64, options: IngestOptions) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let outcome = ingest::ingest(&mut tx, events, received_at).await?;
+        let outcome = ingest::ingest(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
         Ok(outcome)
     }

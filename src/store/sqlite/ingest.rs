@@ -7,7 +7,7 @@ use crate::domain::event::Event;
 use crate::domain::snapshots::SubscriptionSnapshot;
 use crate::domain::watermark::Watermark;
 use crate::store::batch::{Writes, first_occurrences};
-use crate::store::{Ingested, clean};
+use crate::store::{IngestOptions, Ingested, clean};
 
 const INSERT_EVENT: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
@@ -81,6 +81,9 @@ pub(super) async fn ingest(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[&Event],
     received_at: i64,
+    // Issue 3's outbox hook (after `apply`, new events only) enqueues email only when
+    // `options.notify`; nothing here sends anything yet.
+    _options: IngestOptions,
 ) -> Result<Vec<Ingested>, sqlx::Error> {
     let mut outcome = vec![Ingested::Duplicate; events.len()];
     let (firsts, _repeats) = first_occurrences(events);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Ingested, StoreError};
+use super::{IngestOptions, Ingested, StoreError};
 use crate::domain::event::Event;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -50,9 +50,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
+    pub async fn ingest(&self, events: &[&Event], received_at: i64, options: IngestOptions) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = ingest::ingest(&mut tx, events, received_at).await?;
+        let outcome = ingest::ingest(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
         Ok(outcome)
     }

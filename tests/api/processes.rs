@@ -1,0 +1,293 @@
+//! Real `holdfast` processes (the built binary): graceful shutdown on SIGTERM, request ids and
+//! no secrets in the logs, several replicas on one database, replay, and the Dockerfile's
+//! runtime contract.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use holdfast::store::Store;
+use serde_json::{Value, json};
+
+use crate::helpers::{SECRET, Sub, customer, event, fresh_database, invoice, now};
+use holdfast::webhook::signature::sign;
+
+const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
+const OWNER_TOKEN: &str = "owner-token-never-logged-0123456789";
+
+/// A `holdfast serve` child logging JSON to a file.
+struct Server {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(database_url: &str, dir: &Path, name: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)
+            .env("HOLDFAST_BIND", "127.0.0.1:0")
+            .env("HOLDFAST_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .current_dir(dir)
+            .stdout(Stdio::from(out.try_clone().expect("clone")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("holdfast starts");
+        let port = wait_for_port(&log);
+        Self { child, address: format!("http://127.0.0.1:{port}"), log }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Wait (bounded) for the process to exit; its exit status.
+    fn wait(mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("holdfast did not exit within 30 s of SIGTERM");
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The port from the "holdfast listening" line (the server binds port 0).
+fn wait_for_port(log: &Path) -> u16 {
+    for _ in 0..400 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("holdfast listening")) {
+            if let Some(port) = serde_json::from_str::<Value>(line).ok().and_then(|v| v["port"].as_u64()) {
+                return port as u16;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("holdfast did not start:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+async fn post(client: &reqwest::Client, address: &str, event: &Value) -> Result<reqwest::Response, reqwest::Error> {
+    let body = event.to_string();
+    client
+        .post(format!("{address}/webhooks/stripe"))
+        .header("Stripe-Signature", sign(body.as_bytes(), SECRET, now()))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
+fn customer_event(n: usize) -> Value {
+    json!({"id": format!("evt_proc_{n:05}"), "object": "event", "type": "customer.created", "created": 1_700_000_000 + n as i64,
+           "livemode": false, "api_version": "2025-03-31.basil",
+           "data": {"object": customer(&format!("cus_proc_{n:05}"), &format!("secret-person-{n}@example.com"), 1_700_000_000)}})
+}
+
+async fn stored_ids(url: &str) -> std::collections::BTreeSet<String> {
+    let store = Store::connect(url).await.expect("connect");
+    let ids = store.dump_state().await.expect("state").event_ids.into_iter().collect();
+    store.close().await;
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_webhooks_and_exits_zero() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&url, dir.path(), "shutdown");
+    let client = reqwest::Client::new();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+
+    let senders: Vec<_> = (0..300)
+        .map(|n| {
+            let (client, address, acked) = (client.clone(), server.address.clone(), acked_tx.clone());
+            tokio::spawn(async move {
+                let e = customer_event(n);
+                if let Ok(response) = post(&client, &address, &e).await
+                    && response.status() == 200
+                {
+                    let _ = acked.send(e["id"].as_str().unwrap_or_default().to_owned());
+                }
+            })
+        })
+        .collect();
+    // SIGTERM while webhooks are in flight: after the first acknowledgements.
+    let first = acked_rx.recv().await.expect("at least one webhook acknowledged");
+    server.sigterm();
+    futures::future::join_all(senders).await;
+    drop(acked_tx);
+    let mut acked = vec![first];
+    while let Some(id) = acked_rx.recv().await {
+        acked.push(id);
+    }
+    let status = server.wait();
+    eprintln!("{} of 300 webhooks acknowledged around the SIGTERM", acked.len());
+
+    assert!(status.success(), "exit status {status:?}");
+    let stored = stored_ids(&url).await;
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_carry_the_request_id_and_never_a_secret_or_an_email() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&url, dir.path(), "logs");
+    let client = reqwest::Client::new();
+    let e = customer_event(1);
+
+    let response = post(&client, &server.address, &e).await.expect("sent");
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let refused =
+        client.get(format!("{}/metrics", server.address)).bearer_auth("wrong-token-0123456789").send().await.expect("sent");
+    assert_eq!(refused.status(), 401);
+    server.sigterm();
+    let logs = server.logs();
+    let _ = server.wait();
+
+    let handled: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "webhook handled" || v["fields"]["message"] == "webhook handled")
+        .collect();
+    assert_eq!(handled.len(), 1, "one line per webhook:\n{logs}");
+    let line = handled[0].to_string();
+    assert!(line.contains(&request_id), "request id {request_id} missing from {line}");
+    assert!(line.contains("evt_proc_00001"), "{line}");
+    for secret in [SECRET, OWNER_TOKEN, "wrong-token-0123456789", "secret-person-1@example.com", "v1="] {
+        assert!(!logs.contains(secret), "{secret:?} appears in the logs:\n{logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_replicas_on_one_database_lose_nothing_and_duplicate_nothing() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let replicas: Vec<Server> = (0..3).map(|n| Server::start(&url, dir.path(), &format!("replica{n}"))).collect();
+    let client = reqwest::Client::new();
+    // 60 events, each delivered to every replica at once (Stripe retrying against another
+    // machine), and 60 more spread one per replica.
+    let shared: Vec<Value> = (0..60).map(customer_event).collect();
+    let own: Vec<Value> = (60..120).map(customer_event).collect();
+    let mut sends = Vec::new();
+    for e in &shared {
+        for r in &replicas {
+            sends.push(post(&client, &r.address, e));
+        }
+    }
+    for (i, e) in own.iter().enumerate() {
+        sends.push(post(&client, &replicas[i % replicas.len()].address, e));
+    }
+    let responses = futures::future::join_all(sends).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.as_ref().map(|r| r.status().as_u16()).unwrap_or(0)).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "every delivery acknowledged: {statuses:?}");
+    let mut duplicates = 0;
+    for r in responses.into_iter().flatten() {
+        let body: Value = r.json().await.expect("json");
+        duplicates += usize::from(body["duplicate"] == true);
+    }
+    assert_eq!(duplicates, shared.len() * (replicas.len() - 1), "each shared event stored exactly once");
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.count_events().await.expect("count"), 120);
+    assert_eq!(store.dump_state().await.expect("state").customers.len(), 120);
+    // EXTENSION POINT (issue 3): once the outbox exists, drive every replica's workers and
+    // assert each outbox dedupe_key was sent exactly once (no duplicate email).
+    store.close().await;
+    for r in replicas {
+        r.sigterm();
+        assert!(r.wait().success());
+    }
+}
+
+#[tokio::test]
+async fn replay_imports_a_file_idempotently_like_the_webhook() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let t = 1_700_000_000;
+    let events = [
+        event("customer.created", t, customer("cus_rp", "rp@example.com", t)),
+        event("customer.subscription.created", t, Sub::new("sub_rp", "cus_rp", t).object()),
+        event("invoice.paid", t + 60, invoice("in_rp", "cus_rp", "sub_rp", "paid", 2000, t)),
+    ];
+    let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(dir.path().join("events.jsonl"), lines).expect("write");
+    let list = json!({"object": "list", "has_more": false, "data": [events[2], events[0]]});
+    std::fs::write(dir.path().join("events.json"), list.to_string()).expect("write");
+    let replay = |file: &str| {
+        Command::new(BIN)
+            .args(["replay", file])
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .current_dir(dir.path())
+            .output()
+            .expect("runs")
+    };
+
+    let first = replay("events.jsonl");
+    let again = replay("events.json");
+
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("3 new events, 0 already stored"));
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 new events, 2 already stored"));
+    // The same events by webhook give the same state.
+    let live = crate::helpers::spawn_app().await;
+    for e in &events {
+        live.deliver(e).await;
+    }
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.dump_state().await.expect("state"), live.state().await);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn replay_refuses_a_bad_file_naming_the_line_and_writes_nothing() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let good = event("customer.created", 1, customer("cus_bad", "b@example.com", 1));
+    std::fs::write(dir.path().join("bad.jsonl"), format!("{good}\n{{\"id\": \"evt_x\"}}\n")).expect("write");
+
+    let out = Command::new(BIN)
+        .args(["replay", "bad.jsonl"])
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stored_ids(&url).await.is_empty());
+}
+
+#[test]
+fn the_dockerfile_runtime_contract_holds() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root}/scripts/check-dockerfile"))
+        .env("HOLDFAST_BIN", BIN)
+        .output()
+        .expect("python3 runs the check");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
