@@ -4,9 +4,12 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod mail;
+pub mod reactions;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;
 pub mod telemetry;
 pub mod web;
 pub mod webhook;
+pub mod workers;
