@@ -233,9 +233,16 @@ fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> 
     Ok(secrets)
 }
 
-fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
+/// The mail settings alone (for `holdfast email preview`).
+pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
     let brand_name = src.get("HOLDFAST_BRAND_NAME").unwrap_or_else(|| "Holdfast".into());
-    let from = src.get("EMAIL_FROM").unwrap_or_else(|| format!("{brand_name} <billing@localhost>"));
+    let from = match src.get("EMAIL_FROM") {
+        Some(from) => from,
+        None => {
+            let address = "billing@localhost".parse().map_err(|_| problem("EMAIL_FROM", "default address invalid"))?;
+            lettre::message::Mailbox::new(Some(brand_name.clone()), address).to_string()
+        }
+    };
     mailbox(&from, "EMAIL_FROM")?;
     let reply_to = src.get("EMAIL_REPLY_TO");
     if let Some(r) = &reply_to {

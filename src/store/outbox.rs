@@ -158,6 +158,25 @@ const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
 const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, status, attempts, next_attempt_at, \
      last_error, message_id, sent_at FROM outbox ORDER BY id";
 
+async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
+    let mut reasons = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (n,) = fetch!(c, fetch_one, (i64,), IS_SUPPRESSED, &row.recipient, &row.category)?;
+        let deleted = match &row.customer {
+            Some(customer) if n == 0 => fetch!(c, fetch_one, (i64,), CUSTOMER_DELETED, customer)?.0 > 0,
+            _ => false,
+        };
+        reasons.push(if n > 0 {
+            Some("address suppressed")
+        } else if deleted {
+            Some("customer deleted")
+        } else {
+            None
+        });
+    }
+    Ok(reasons)
+}
+
 impl Store {
     /// A connection of this store's backend, for the shared-SQL helpers.
     pub(crate) async fn with_conn<T>(
@@ -252,23 +271,14 @@ impl Store {
         .await
     }
 
-    /// Whether `row` must not be sent: its address is suppressed for its category, or its
-    /// customer was deleted.
-    pub async fn suppression_reason(&self, row: &ClaimedEmail) -> Result<Option<&'static str>, StoreError> {
-        self.with_conn(async |c| {
-            let (n,) = fetch!(c, fetch_one, (i64,), IS_SUPPRESSED, &row.recipient, &row.category)?;
-            if n > 0 {
-                return Ok(Some("address suppressed"));
-            }
-            if let Some(customer) = &row.customer {
-                let (d,) = fetch!(c, fetch_one, (i64,), CUSTOMER_DELETED, customer)?;
-                if d > 0 {
-                    return Ok(Some("customer deleted"));
-                }
-            }
-            Ok(None)
-        })
-        .await
+    /// For each claimed row, why it must not be sent, if it mustn't: its address is
+    /// suppressed for its category, or its customer was deleted. One connection per batch.
+    pub async fn suppression_reasons(&self, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, StoreError> {
+        // A plain match (not `with_conn`): the future must be `Send` for the worker's task.
+        match self {
+            Store::Sqlite(s) => Ok(suppressions(&mut Conn::Sqlite(&mut *s.pool().acquire().await?), rows).await?),
+            Store::Postgres(s) => Ok(suppressions(&mut Conn::Postgres(&mut *s.pool().acquire().await?), rows).await?),
+        }
     }
 
     /// Add an address to the suppression list (`scope`: `all` or `marketing`).

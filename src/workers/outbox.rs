@@ -55,7 +55,26 @@ impl OutboxWorker {
             return Ok(Outcome::Idle);
         }
         let count = rows.len();
-        let results: Vec<(ClaimedEmail, SendOutcome)> = futures::stream::iter(rows)
+        // Checked once per batch; if the check itself fails, the rows are retried later.
+        let mut results: Vec<(ClaimedEmail, SendOutcome)> = Vec::with_capacity(count);
+        let mut to_send = Vec::with_capacity(count);
+        match self.store.suppression_reasons(&rows).await {
+            Ok(reasons) => {
+                for (row, reason) in rows.into_iter().zip(reasons) {
+                    match reason {
+                        Some(reason) => results.push((row, SendOutcome::Suppressed { reason })),
+                        None => to_send.push(row),
+                    }
+                }
+            }
+            Err(e) => {
+                for row in rows {
+                    let outcome = self.retry(&row, format!("suppression check failed: {e}"), now);
+                    results.push((row, outcome));
+                }
+            }
+        }
+        let sent: Vec<(ClaimedEmail, SendOutcome)> = futures::stream::iter(to_send)
             .map(|row| async move {
                 let outcome = self.deliver(&row, now).await;
                 (row, outcome)
@@ -63,6 +82,7 @@ impl OutboxWorker {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        results.extend(sent);
         for (row, outcome) in &results {
             log_outcome(row, outcome);
             self.store.record_send_outcome(row, &token, outcome, now).await?;
@@ -80,11 +100,6 @@ impl OutboxWorker {
     }
 
     async fn deliver(&self, row: &ClaimedEmail, now: i64) -> SendOutcome {
-        match self.store.suppression_reason(row).await {
-            Ok(Some(reason)) => return SendOutcome::Suppressed { reason },
-            Ok(None) => {}
-            Err(e) => return self.retry(row, format!("suppression check failed: {e}"), now),
-        }
         let message_id = self.message_id(row);
         let content = EmailContent { subject: row.subject.clone(), text: row.body_text.clone(), html: row.body_html.clone() };
         let mail = Outgoing { to: &row.recipient, message_id: &message_id, content: &content };

@@ -1,7 +1,13 @@
 //! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
+mod billing_portal;
+mod cards;
+mod dunning;
 mod helpers;
 mod ingestion_order;
+mod mail_world;
+mod outbox;
 mod projection;
+mod smtp_sink;
 mod webhooks;
