@@ -46,6 +46,7 @@ impl Application {
     /// Connect, migrate, start the writer and bind the listener (not yet serving).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let reactor = Arc::new(Reactor::new(&settings));
+        reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
         let store = Store::connect(&settings.database_url.0).await.context("connecting to DATABASE_URL")?;
         let store = store.with_reactor(reactor.clone());
         store.migrate().await.context("running database migrations")?;

@@ -69,6 +69,12 @@ impl Templates {
         names
     }
 
+    /// Render every built-in name with sample data: run at start, so a broken override in
+    /// `HOLDFAST_TEMPLATES` stops the service instead of failing webhooks later.
+    pub fn check(&self) -> Result<(), RenderError> {
+        Self::names().into_iter().try_for_each(|name| self.render(name, sample_context()).map(|_| ()))
+    }
+
     /// Render `<name>/{subject.txt, body.txt, body.html}` with `ctx` plus `brand`.
     pub fn render(&self, name: &str, ctx: Value) -> Result<EmailContent, RenderError> {
         if !Self::names().contains(&name) && self.env.get_template(&format!("{name}/subject.txt")).is_err() {
@@ -165,6 +171,17 @@ mod tests {
         let email = Templates::new(&s).render("payment_failed", sample_context()).expect("renders");
         assert_eq!(email.subject, "Custom Holdfast");
         assert!(email.text.contains("didn't go through"));
+    }
+
+    #[test]
+    fn a_broken_override_fails_the_start_up_check() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir_all(dir.path().join("payment_reminder")).expect("mkdir");
+        std::fs::write(dir.path().join("payment_reminder/body.html"), "{{ unclosed").expect("write");
+        let mut s = settings();
+        s.templates_dir = Some(dir.path().to_owned());
+        assert!(Templates::new(&s).check().is_err());
+        assert!(Templates::new(&settings()).check().is_ok());
     }
 
     #[test]
