@@ -177,6 +177,24 @@ async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Opt
     Ok(reasons)
 }
 
+async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &SendOutcome, now: i64) -> Result<(), sqlx::Error> {
+    let (status, attempts, next, error, message_id, sent_at) = match outcome {
+        SendOutcome::Sent { message_id } => ("sent", 1_i64, now, None, Some(message_id.as_str()), Some(now)),
+        SendOutcome::Retry { error, retry_at, give_up } => {
+            (if *give_up { "failed" } else { "pending" }, 1, *retry_at, Some(error.clone()), None, None)
+        }
+        SendOutcome::Bounced { error } => ("bounced", 1, now, Some(error.clone()), None, None),
+        SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
+        SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
+    };
+    let applied = execute!(c, RECORD, row.id, token, status, attempts, next, error.as_deref(), message_id, sent_at)?;
+    // Only the worker still holding the claim may suppress on a bounce.
+    if applied == 1 && matches!(outcome, SendOutcome::Bounced { .. }) {
+        execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// A connection of this store's backend, for the shared-SQL helpers.
     pub(crate) async fn with_conn<T>(
@@ -251,20 +269,19 @@ impl Store {
         outcome: &SendOutcome,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (status, attempts, next, error, message_id, sent_at) = match outcome {
-            SendOutcome::Sent { message_id } => ("sent", 1, now, None, Some(message_id.clone()), Some(now)),
-            SendOutcome::Retry { error, retry_at, give_up } => {
-                (if *give_up { "failed" } else { "pending" }, 1, *retry_at, Some(error.clone()), None, None)
-            }
-            SendOutcome::Bounced { error } => ("bounced", 1, now, Some(error.clone()), None, None),
-            SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
-            SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
-        };
-        let bounced = matches!(outcome, SendOutcome::Bounced { .. });
+        self.record_send_outcomes(&[(row.clone(), outcome.clone())], token, now).await
+    }
+
+    /// Record a batch's outcomes in one transaction (one fsync on SQLite, not one per email).
+    pub async fn record_send_outcomes(
+        &self,
+        results: &[(ClaimedEmail, SendOutcome)],
+        token: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.in_transaction(async |c| {
-            execute!(c, RECORD, row.id, token, status, attempts as i64, next, error.as_deref(), message_id.as_deref(), sent_at)?;
-            if bounced {
-                execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
+            for (row, outcome) in results {
+                record(c, row, token, outcome, now).await?;
             }
             Ok(())
         })

@@ -83,10 +83,8 @@ impl OutboxWorker {
             .collect()
             .await;
         results.extend(sent);
-        for (row, outcome) in &results {
-            log_outcome(row, outcome);
-            self.store.record_send_outcome(row, &token, outcome, now).await?;
-        }
+        results.iter().for_each(|(row, outcome)| log_outcome(row, outcome));
+        self.store.record_send_outcomes(&results, &token, now).await?;
         Ok(Outcome::Worked(count))
     }
 
