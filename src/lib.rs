@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod mail;
 pub mod metrics;
+pub mod reactions;
 pub mod replay;
 pub mod startup;
 pub mod store;
@@ -13,3 +15,4 @@ pub mod sync;
 pub mod telemetry;
 pub mod web;
 pub mod webhook;
+pub mod workers;

@@ -1,5 +1,6 @@
-//! Counts for `/metrics` read from issue 3's tables (outbox, dunning cases).
+//! Counts for `/metrics`, read from the outbox and dunning tables at scrape time.
 
+use super::conn::fetch;
 use super::{Store, StoreError};
 
 /// Outbox and dunning figures at scrape time.
@@ -7,23 +8,36 @@ use super::{Store, StoreError};
 pub struct OperationalCounts {
     /// Outbox rows waiting to be sent (pending or retrying).
     pub outbox_depth: i64,
-    /// Age in seconds of the oldest waiting outbox row (0 when none).
+    /// Age in seconds of the oldest waiting outbox row that is due (0 when none).
     pub outbox_oldest_age_secs: i64,
     /// Emails sent, ever (status `sent`).
     pub emails_sent: i64,
-    /// Emails that failed for good.
+    /// Emails that failed for good (gave up after retries, or bounced).
     pub emails_failed: i64,
     /// Dunning cases opened and not yet closed.
     pub dunning_open: i64,
 }
 
+/// Only rows already due count towards the age: a dunning step scheduled for next week is
+/// not a backlog.
+const OLDEST_DUE: &str =
+    "SELECT COALESCE(MIN(next_attempt_at), 0) FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1";
+const OPEN_CASES: &str = "SELECT COUNT(*) FROM dunning_cases WHERE status = 'open'";
+
 impl Store {
-    /// EXTENSION POINT for issue 3 (outbox, workers, dunning): returns `None` until the
-    /// `outbox` and `dunning_cases` tables exist. After merging issue 3, fill this in with one
-    /// `SELECT` per figure (per backend) and `/metrics` exports them as
-    /// `holdfast_outbox_depth`, `holdfast_outbox_oldest_age_seconds`, `holdfast_emails_sent`,
-    /// `holdfast_emails_failed` and `holdfast_dunning_cases_open` with no other change.
-    pub async fn operational_counts(&self, _now: i64) -> Result<Option<OperationalCounts>, StoreError> {
-        Ok(None)
+    /// The figures `/metrics` exports as `holdfast_outbox_depth`,
+    /// `holdfast_outbox_oldest_age_seconds`, `holdfast_emails_sent`, `holdfast_emails_failed`
+    /// and `holdfast_dunning_cases_open`.
+    pub async fn operational_counts(&self, now: i64) -> Result<Option<OperationalCounts>, StoreError> {
+        let outbox = self.outbox_counts().await?;
+        let (oldest,): (i64,) = self.with_conn(async |c| fetch!(c, fetch_one, (i64,), OLDEST_DUE, now)).await?;
+        let (open,): (i64,) = self.with_conn(async |c| fetch!(c, fetch_one, (i64,), OPEN_CASES)).await?;
+        Ok(Some(OperationalCounts {
+            outbox_depth: outbox.pending,
+            outbox_oldest_age_secs: if oldest > 0 { (now - oldest).max(0) } else { 0 },
+            emails_sent: outbox.sent,
+            emails_failed: outbox.failed + outbox.bounced,
+            dunning_open: open,
+        }))
     }
 }

@@ -2,6 +2,7 @@
 //! and pages.
 
 pub mod auth;
+pub mod billing;
 pub mod error;
 pub mod health;
 pub mod metrics;

@@ -5,7 +5,11 @@ use std::collections::HashSet;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::event::Event;
+use crate::reactions::Reactor;
+use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
+use crate::store::conn::Conn;
+use crate::store::reactions::react;
 use crate::store::shared::{discount_ids_json, items_json};
 use crate::store::{IngestOptions, Ingested, clean};
 
@@ -101,10 +105,9 @@ pub(super) async fn ingest(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Event],
     received_at: i64,
-    // Issue 3's outbox hook (after `apply`, new events only) enqueues email only when
-    // `options.notify`; nothing here sends anything yet.
-    _options: IngestOptions,
-) -> Result<Vec<Ingested>, sqlx::Error> {
+    options: IngestOptions,
+    reactor: Option<&Reactor>,
+) -> Result<(Vec<Ingested>, usize), StoreError> {
     let (firsts, _repeats) = first_occurrences(events);
     let unique: Vec<&Event> = firsts.iter().map(|&i| events[i]).collect();
     let (ids, kinds, created, livemode, versions, accounts, payloads, received) = columns!(&unique, |e| {
@@ -135,9 +138,10 @@ pub(super) async fn ingest(
             outcome[i] = Ingested::Stored;
         }
     }
-    let new_events = unique.into_iter().filter(|e| inserted.contains(&e.id));
-    apply(tx, &Writes::from_events(new_events)).await?;
-    Ok(outcome)
+    let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
+    apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
+    let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, options.notify, reactor).await?;
+    Ok((outcome, enqueued))
 }
 
 async fn apply(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx::Error> {
