@@ -11,7 +11,11 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::store::writer::Writer;
+use crate::stripe_api::StripeApi;
 use crate::web::auth::OwnerToken;
+use crate::web::cancel::pages::Pages;
+use crate::web::cancel::rate_limit::RateLimiter;
+use crate::web::cancel::{self, CancelState};
 use crate::web::{error, health};
 use crate::webhook::{self, WebhookState};
 
@@ -38,7 +42,8 @@ impl Application {
             writer,
         };
         let owner = OwnerToken(settings.owner_token.clone());
-        let server = http_server(listener, store.clone(), webhook_state, owner)?;
+        let cancel = cancel_state(&settings)?;
+        let server = http_server(listener, store.clone(), webhook_state, owner, cancel)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task })
     }
@@ -68,8 +73,30 @@ const JSON_LIMIT_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
-fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState, owner: OwnerToken) -> anyhow::Result<Server> {
+/// The cancel flow's shared state: its settings, compiled pages, Stripe client and limiter.
+fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
+    let stripe = match &settings.stripe_secret_key {
+        Some(key) => Some(StripeApi::new(key, settings.stripe_api_base.as_deref()).context("building the Stripe client")?),
+        None => None,
+    };
+    Ok(CancelState {
+        pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
+        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute),
+        settings: settings.cancel_flow.clone(),
+        public_url: settings.public_url.clone(),
+        stripe,
+    })
+}
+
+fn http_server(
+    listener: TcpListener,
+    store: Store,
+    webhook_state: WebhookState,
+    owner: OwnerToken,
+    cancel: CancelState,
+) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
+    let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
     let server = HttpServer::new(move || {
@@ -78,8 +105,10 @@ fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState,
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
+            .app_data(cancel.clone())
             .app_data(error::json_config(JSON_LIMIT_BYTES))
             .route("/webhooks/stripe", web::post().to(webhook::receive))
+            .configure(cancel::routes)
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .default_service(web::to(error::not_found))

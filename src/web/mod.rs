@@ -1,5 +1,6 @@
 //! HTTP faces other than the webhook: health and (later) the owner API and pages.
 
 pub mod auth;
+pub mod cancel;
 pub mod error;
 pub mod health;
