@@ -104,6 +104,14 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
         }
     };
     let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
-    update.customize().request_strategy(RequestStrategy::Idempotent(key)).send(api.client()).await?;
+    // Success is Stripe's 2xx. The answer is read as plain JSON, not as async-stripe's
+    // `Subscription`: a field the typed model doesn't expect must not turn a change Stripe
+    // made into a reported failure.
+    update
+        .build()
+        .customize::<miniserde::json::Value>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(api.client())
+        .await?;
     Ok(done)
 }

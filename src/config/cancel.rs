@@ -286,6 +286,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let s = load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
+        assert_eq!(s.coupon.as_deref(), Some("SAVE30"));
+        assert_eq!(s.brand.name, "Acme Notes");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         assert_eq!(load(&[("HOLDFAST_BRAND_COLOR", "red;}")]).expect_err("color").var, "HOLDFAST_BRAND_COLOR");
         assert_eq!(load(&[("HOLDFAST_CANCEL_OFFERS", "refund")]).expect_err("offer").var, "HOLDFAST_CANCEL_OFFERS");

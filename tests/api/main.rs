@@ -5,3 +5,5 @@ mod helpers;
 mod ingestion_order;
 mod projection;
 mod webhooks;
+mod cancel_browser;
+mod cancel_flow;

@@ -417,7 +417,7 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
             return;
         }
     };
-    let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.brand.name) else {
+    let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
         return;
     };
     // The outbox (issue 3) is not on this branch yet: the email is built and logged here; the
