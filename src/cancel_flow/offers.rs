@@ -31,7 +31,13 @@ impl Target {
 }
 
 /// Gather the facts that decide applicability.
-pub async fn facts(store: &Store, cfg: &CancelFlowSettings, customer: &str, t: &Target, now: i64) -> Result<OfferFacts, StoreError> {
+pub async fn facts(
+    store: &Store,
+    cfg: &CancelFlowSettings,
+    customer: &str,
+    t: &Target,
+    now: i64,
+) -> Result<OfferFacts, StoreError> {
     let sub = &t.subscription;
     let paused = sub.pause_behavior.is_some() || store.pause_running(&sub.id, now).await?;
     let discount_in_force = serde_json::from_str::<Vec<serde_json::Value>>(&sub.discounts).map(|d| !d.is_empty()).unwrap_or(true);

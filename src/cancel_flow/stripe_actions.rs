@@ -79,8 +79,8 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
             let mut change = UpdateSubscriptionItems::new();
             change.id = Some(item.clone());
             change.price = Some(to.clone());
-            let proration =
-                UpdateSubscriptionProrationBehavior::from_str(&action.proration).unwrap_or(UpdateSubscriptionProrationBehavior::None);
+            let proration = UpdateSubscriptionProrationBehavior::from_str(&action.proration)
+                .unwrap_or(UpdateSubscriptionProrationBehavior::None);
             update = update.items(vec![change]).proration_behavior(proration);
             Done {
                 outcome: Outcome::Downgraded,

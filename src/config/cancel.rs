@@ -131,7 +131,9 @@ fn read_file(src: &impl Source) -> Result<File, ConfigError> {
 fn offers(var: &'static str, names: &[String]) -> Result<Vec<OfferKind>, ConfigError> {
     names
         .iter()
-        .map(|n| OfferKind::parse(n.trim()).ok_or_else(|| problem(var, format!("unknown offer {n:?} (pause, downgrade, discount)"))))
+        .map(|n| {
+            OfferKind::parse(n.trim()).ok_or_else(|| problem(var, format!("unknown offer {n:?} (pause, downgrade, discount)")))
+        })
         .collect()
 }
 
@@ -141,7 +143,9 @@ fn list(v: &str) -> Vec<String> {
 
 fn http_url(var: &'static str, url: Option<String>) -> Result<Option<String>, ConfigError> {
     match url {
-        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => Err(problem(var, "must start with http:// or https://")),
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            Err(problem(var, "must start with http:// or https://"))
+        }
         other => Ok(other),
     }
 }
@@ -162,7 +166,8 @@ impl CancelFlowSettings {
 
         let mut offers_by_reason = default_offers_by_reason();
         for (reason, names) in f.offers_by_reason.unwrap_or_default() {
-            let r = Reason::parse(&reason).ok_or_else(|| problem(FILE_VAR, format!("offers_by_reason: unknown reason {reason:?}")))?;
+            let r = Reason::parse(&reason)
+                .ok_or_else(|| problem(FILE_VAR, format!("offers_by_reason: unknown reason {reason:?}")))?;
             offers_by_reason.insert(r, offers(FILE_VAR, &names)?);
         }
 
@@ -184,7 +189,9 @@ impl CancelFlowSettings {
                     pair.split_once('=')
                         .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
                         .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                        .ok_or_else(|| problem("HOLDFAST_CANCEL_DOWNGRADE_MAP", "must be price=cheaper_price pairs, comma-separated"))
+                        .ok_or_else(|| {
+                            problem("HOLDFAST_CANCEL_DOWNGRADE_MAP", "must be price=cheaper_price pairs, comma-separated")
+                        })
                 })
                 .collect::<Result<BTreeMap<_, _>, _>>()?,
             None => f.downgrade.unwrap_or_default(),
@@ -299,7 +306,10 @@ mod tests {
         assert_eq!(load(&[("HOLDFAST_CANCEL_PAUSE_MONTHS", "0")]).expect_err("months").var, "HOLDFAST_CANCEL_PAUSE_MONTHS");
         assert_eq!(load(&[("HOLDFAST_CANCEL_DOWNGRADE_MAP", "a")]).expect_err("map").var, "HOLDFAST_CANCEL_DOWNGRADE_MAP");
         assert_eq!(load(&[("HOLDFAST_LINK_SECRET", "short")]).expect_err("secret").var, "HOLDFAST_LINK_SECRET");
-        assert_eq!(load(&[("HOLDFAST_CONFIG_FILE", "/nonexistent/holdfast.toml")]).expect_err("file").var, "HOLDFAST_CONFIG_FILE");
+        assert_eq!(
+            load(&[("HOLDFAST_CONFIG_FILE", "/nonexistent/holdfast.toml")]).expect_err("file").var,
+            "HOLDFAST_CONFIG_FILE"
+        );
         let default = load(&[]).expect("defaults");
         assert_eq!(default.brand.text_on_color(), "#ffffff");
         assert_eq!(default.downgrade_proration, "none");

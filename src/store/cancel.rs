@@ -147,8 +147,7 @@ const COUNT_RECENT_DISCOUNT_SAVES: &str =
 const COUNT_RUNNING_PAUSES: &str =
     "SELECT count(*) FROM cancel_sessions WHERE subscription = $1 AND outcome = 'paused' AND paused_until > $2";
 
-const SELECT_STATS_ROWS: &str =
-    "SELECT outcome, reason, deadline_at FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
+const SELECT_STATS_ROWS: &str = "SELECT outcome, reason, deadline_at FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
 
 /// Run `$body` with `$pool` bound to whichever backend's pool: the SQL is the same text.
 macro_rules! on_pool {
@@ -187,7 +186,9 @@ impl Store {
         now: i64,
         timeout_secs: i64,
     ) -> Result<Option<CancelSessionRow>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(START_MINTED).bind(token_hash).bind(now).bind(timeout_secs).fetch_optional(pool).await?))
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(START_MINTED).bind(token_hash).bind(now).bind(timeout_secs).fetch_optional(pool).await?),
+        )
     }
 
     /// A session by its id.
@@ -247,8 +248,7 @@ impl Store {
         subscription: Option<&str>,
     ) -> Result<Option<(SubscriptionRow, Vec<ItemRow>)>, StoreError> {
         let wanted = subscription.unwrap_or("");
-        let sub: Option<SubscriptionRow> =
-            on_pool!(self, pool => sqlx::query_as(SELECT_LIVE_SUBSCRIPTION).bind(customer).bind(wanted).fetch_optional(pool).await?);
+        let sub: Option<SubscriptionRow> = on_pool!(self, pool => sqlx::query_as(SELECT_LIVE_SUBSCRIPTION).bind(customer).bind(wanted).fetch_optional(pool).await?);
         let Some(sub) = sub else { return Ok(None) };
         let items: Vec<ItemRow> = on_pool!(self, pool => sqlx::query_as(SELECT_ITEMS_OF).bind(&sub.id).fetch_all(pool).await?);
         Ok(Some((sub, items)))

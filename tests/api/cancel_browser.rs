@@ -45,7 +45,10 @@ fn free_port() -> u16 {
 async fn a_customer_pauses_instead_of_cancelling_in_chromium() {
     let required = std::env::var_os("HOLDFAST_REQUIRE_BROWSER").is_some();
     let Some(chromedriver) = binary("CHROMEDRIVER", "chromedriver") else {
-        assert!(!required, "HOLDFAST_REQUIRE_BROWSER is set but chromedriver was not found (apt-get install chromium chromium-driver)");
+        assert!(
+            !required,
+            "HOLDFAST_REQUIRE_BROWSER is set but chromedriver was not found (apt-get install chromium chromium-driver)"
+        );
         eprintln!("SKIPPED browser test: chromedriver not found (apt-get install chromium chromium-driver, or set CHROMEDRIVER)");
         return;
     };

@@ -220,11 +220,7 @@ async fn downgrade_through_a_minted_link_changes_the_item_price() {
     assert_eq!(f.choose(&session, &csrf, "downgrade").await.status(), 303);
     assert_eq!(
         f.sent_params().await,
-        vec![params(&[
-            ("items[0][id]", "si_down1"),
-            ("items[0][price]", "price_basic_monthly"),
-            ("proration_behavior", "none")
-        ])]
+        vec![params(&[("items[0][id]", "si_down1"), ("items[0][price]", "price_basic_monthly"), ("proration_behavior", "none")])]
     );
     let row = f.session(&session).await;
     assert_eq!(row.outcome.as_deref(), Some("downgraded"));

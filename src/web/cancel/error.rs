@@ -61,9 +61,17 @@ impl PageError {
                 "This link doesn't work",
                 "It may have expired, been used already, or been copied incompletely. Please start again from your account page.",
             ),
-            Self::Expired => ("This page has expired", "For your security it timed out. Nothing was changed. Please start again from your account page."),
-            Self::Csrf => ("Please try again", "This form was out of date, so nothing was changed. Please start again from your account page."),
-            Self::NoSubscription => ("No active subscription", "We couldn't find an active subscription to cancel on your account."),
+            Self::Expired => (
+                "This page has expired",
+                "For your security it timed out. Nothing was changed. Please start again from your account page.",
+            ),
+            Self::Csrf => (
+                "Please try again",
+                "This form was out of date, so nothing was changed. Please start again from your account page.",
+            ),
+            Self::NoSubscription => {
+                ("No active subscription", "We couldn't find an active subscription to cancel on your account.")
+            }
             Self::BadForm(_) => ("Please try again", "We couldn't read that answer. Nothing was changed."),
             Self::TooLarge => ("That was too long", "Please shorten your comment and try again. Nothing was changed."),
             Self::RateLimited => ("Too many requests", "Please wait a minute and try again."),

@@ -203,8 +203,7 @@ async fn survey_page(
             return Err(PageError::Expired);
         }
         target(&store, &s).await?;
-        let reasons: Vec<_> =
-            Reason::ALL.iter().map(|r| context! { value => r.as_str(), label => r.label() }).collect();
+        let reasons: Vec<_> = Reason::ALL.iter().map(|r| context! { value => r.as_str(), label => r.label() }).collect();
         Ok(state.pages.render(
             StatusCode::OK,
             "survey.html",
@@ -436,7 +435,8 @@ async fn done_page(
         state.limit(&req)?;
         let s = open_session(&store, &id, now()).await?;
         let Some(outcome) = s.outcome.clone() else { return Ok(see_other(&base(&s))) };
-        let detail: serde_json::Value = s.outcome_detail.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+        let detail: serde_json::Value =
+            s.outcome_detail.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
         let resumes_on = detail["resumes_at"]
             .as_i64()
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))

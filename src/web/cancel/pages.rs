@@ -48,7 +48,10 @@ impl Pages {
             Ok(html) => page_response(status, html),
             Err(e) => {
                 tracing::error!(template, error = %e, "cancel page failed to render");
-                page_response(StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>Something went wrong.</p>".into())
+                page_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>Something went wrong.</p>".into(),
+                )
             }
         }
     }
