@@ -419,8 +419,12 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
     let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
         return;
     };
-    // The outbox (issue 3) is not on this branch yet: the email is built and logged here; the
-    // outbox enqueue goes in this spot (template, to, context, dedupe_key).
+    // The outbox (issue 3, branch issue-3) is not merged into this branch yet: the email is
+    // built and logged here. Wiring it is this one spot: render with issue 3's
+    // `mail::templates` (add the four `cancel_confirmation_*` folders to its TEMPLATES list),
+    // then `store.enqueue_emails(&[NewEmail { dedupe_key: email.dedupe_key, case_key: None,
+    // category: Category::Transactional, customer: Some(s.customer), recipient: email.to,
+    // template: email.template, content, send_at: now }], now)`.
     tracing::info!(session = %s.id, template = %email.template, "cancel flow: confirmation email ready (outbox not wired)");
 }
 
