@@ -21,6 +21,20 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit (they also run at every start).
     Migrate,
+    /// Email tools.
+    #[command(subcommand)]
+    Email(EmailCommand),
+}
+
+/// `holdfast email …`
+#[derive(Debug, Subcommand)]
+pub enum EmailCommand {
+    /// Render a template with sample data and print its subject, text and HTML parts
+    /// (honours HOLDFAST_TEMPLATES, HOLDFAST_BRAND_NAME, HOLDFAST_BRAND_COLOR).
+    Preview {
+        /// Template name, e.g. payment_failed; omit to list them.
+        template: Option<String>,
+    },
 }
 
 /// Run the chosen subcommand.
@@ -30,7 +44,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
+        Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
     }
+}
+
+fn preview(template: Option<&str>) -> anyhow::Result<()> {
+    use crate::mail::templates::{Templates, sample_context};
+    let _ = dotenvy::dotenv();
+    let Some(name) = template else {
+        println!("templates: {}", Templates::names().join(", "));
+        return Ok(());
+    };
+    let mail = config::mail_settings(&config::Env)?;
+    let email = Templates::new(&mail).render(name, sample_context())?;
+    println!("Subject: {}\n\n--- text/plain ---\n{}\n\n--- text/html ---\n{}", email.subject, email.text, email.html);
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -64,6 +64,59 @@ pub struct Settings {
     pub stripe_api_base: Option<String>,
     /// The cancel flow (issue 4): `holdfast.toml` `[cancel_flow]`/`[brand]` and `HOLDFAST_CANCEL_*`.
     pub cancel_flow: CancelFlowSettings,
+    /// Outgoing mail: transport, sender, brand, templates.
+    pub mail: MailSettings,
+    /// Failed-payment recovery cadence.
+    pub dunning: DunningSettings,
+    /// `HOLDFAST_WORKERS` (default `on`): `off` runs no background workers in this process
+    /// (tests drive them by hand; a web-only replica).
+    pub run_workers: bool,
+}
+
+/// An SMTP URL; `Debug` hides the password it carries.
+#[derive(Clone)]
+pub struct SmtpUrl(pub SecretString);
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        DatabaseUrl(self.0.expose_secret().to_owned()).fmt(f)
+    }
+}
+
+/// Outgoing mail.
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    /// `SMTP_URL`: `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtp://host:25` (plain, local relays). Unset: `.eml` files instead.
+    pub smtp_url: Option<SmtpUrl>,
+    /// `HOLDFAST_MAIL_DIR` (default `./mail`): where `.eml` files go without `SMTP_URL`.
+    pub mail_dir: std::path::PathBuf,
+    /// `EMAIL_FROM` (default `<brand> <billing@localhost>`): the From mailbox.
+    pub from: String,
+    /// `EMAIL_REPLY_TO`: optional Reply-To mailbox.
+    pub reply_to: Option<String>,
+    /// `HOLDFAST_BRAND_NAME` (default `Holdfast`): the name in subjects and signatures.
+    pub brand_name: String,
+    /// `HOLDFAST_BRAND_COLOR` (default `#0f766e`): the accent colour of HTML emails.
+    pub brand_color: String,
+    /// `HOLDFAST_TEMPLATES`: a directory whose `<name>/{subject.txt,body.txt,body.html}` files
+    /// replace the built-in ones, file by file.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// `OUTBOX_MAX_ATTEMPTS` (default 8): sends tried before a row is marked failed.
+    pub max_attempts: i64,
+}
+
+/// Dunning cadence.
+#[derive(Clone, Debug)]
+pub struct DunningSettings {
+    /// `DUNNING_CADENCE_DAYS` (default `0,3,7`): days after the failure at which emails go.
+    pub cadence_days: Vec<i64>,
+    /// `DUNNING_FINAL_NOTICE_HOURS` (default 48): the final notice goes this long before
+    /// Stripe's last retry (`next_payment_attempt`); `0` disables it.
+    pub final_notice_hours: i64,
+    /// `DUNNING_HORIZON_DAYS` (default 3): a failure older than this when it arrives records
+    /// state but sends nothing.
+    pub horizon_days: i64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://holdfast.db";
@@ -112,6 +165,9 @@ impl Settings {
             stripe_secret_key: stripe_secret_key(src)?,
             stripe_api_base: src.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
             cancel_flow: CancelFlowSettings::from_source(src)?,
+            mail: mail_settings(src)?,
+            dunning: dunning_settings(src)?,
+            run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,
@@ -184,6 +240,87 @@ fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> 
     Ok(secrets)
 }
 
+/// The mail settings alone (for `holdfast email preview`).
+pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
+    let brand_name = src.get("HOLDFAST_BRAND_NAME").unwrap_or_else(|| "Holdfast".into());
+    let from = match src.get("EMAIL_FROM") {
+        Some(from) => from,
+        None => {
+            let address = "billing@localhost".parse().map_err(|_| problem("EMAIL_FROM", "default address invalid"))?;
+            lettre::message::Mailbox::new(Some(brand_name.clone()), address).to_string()
+        }
+    };
+    mailbox(&from, "EMAIL_FROM")?;
+    let reply_to = src.get("EMAIL_REPLY_TO");
+    if let Some(r) = &reply_to {
+        mailbox(r, "EMAIL_REPLY_TO")?;
+    }
+    let brand_color = src.get("HOLDFAST_BRAND_COLOR").unwrap_or_else(|| "#0f766e".into());
+    let hex = brand_color.strip_prefix('#').unwrap_or("");
+    if !(hex.len() == 6 || hex.len() == 3) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(problem("HOLDFAST_BRAND_COLOR", "must be a hex colour like #0f766e"));
+    }
+    let smtp_url = match src.get("SMTP_URL") {
+        Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
+            return Err(problem("SMTP_URL", "must start with smtp:// or smtps://"));
+        }
+        Some(u) => Some(SmtpUrl(SecretString::from(u))),
+        None => None,
+    };
+    let max_attempts = parsed(src, "OUTBOX_MAX_ATTEMPTS")?.unwrap_or(8);
+    if max_attempts < 1 {
+        return Err(problem("OUTBOX_MAX_ATTEMPTS", "must be at least 1"));
+    }
+    Ok(MailSettings {
+        smtp_url,
+        mail_dir: src.get("HOLDFAST_MAIL_DIR").unwrap_or_else(|| "./mail".into()).into(),
+        from,
+        reply_to,
+        brand_name,
+        brand_color,
+        templates_dir: src.get("HOLDFAST_TEMPLATES").map(Into::into),
+        max_attempts,
+    })
+}
+
+fn mailbox(value: &str, var: &'static str) -> Result<(), ConfigError> {
+    value
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|_| problem(var, "must be an address like `Acme <billing@acme.test>`"))
+}
+
+fn dunning_settings(src: &impl Source) -> Result<DunningSettings, ConfigError> {
+    const VAR: &str = "DUNNING_CADENCE_DAYS";
+    let cadence_days = match src.get(VAR) {
+        Some(list) => {
+            let days: Result<Vec<i64>, _> = list.split(',').map(|d| d.trim().parse::<i64>()).collect();
+            let mut days = days.map_err(|_| problem(VAR, "must be comma-separated whole days, e.g. 0,3,7"))?;
+            days.sort_unstable();
+            days.dedup();
+            if days.is_empty() || days[0] < 0 {
+                return Err(problem(VAR, "needs at least one day, none negative"));
+            }
+            days
+        }
+        None => vec![0, 3, 7],
+    };
+    Ok(DunningSettings {
+        cadence_days,
+        final_notice_hours: parsed(src, "DUNNING_FINAL_NOTICE_HOURS")?.unwrap_or(48),
+        horizon_days: parsed(src, "DUNNING_HORIZON_DAYS")?.unwrap_or(3),
+    })
+}
+
+fn on_off(src: &impl Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match src.get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("on" | "true" | "1" | "yes") => Ok(true),
+        Some("off" | "false" | "0" | "no") => Ok(false),
+        Some(_) => Err(problem(var, "must be on or off")),
+    }
+}
+
 /// Parse an optional variable, naming it when it doesn't parse.
 pub fn parsed<T: std::str::FromStr>(src: &impl Source, var: &'static str) -> Result<Option<T>, ConfigError> {
     src.get(var).map(|v| v.trim().parse::<T>().map_err(|_| problem(var, format!("could not parse {:?}", short(&v))))).transpose()
@@ -231,6 +368,18 @@ mod tests {
         let tol =
             settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("STRIPE_WEBHOOK_TOLERANCE_SECS", "soon")]).expect_err("number");
         assert_eq!(tol.var, "STRIPE_WEBHOOK_TOLERANCE_SECS");
+    }
+
+    #[test]
+    fn mail_defaults_and_smtp_passwords_stay_hidden() {
+        let s = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("SMTP_URL", "smtps://me:hunter2@mail.test:465")]).expect("ok");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.dunning.cadence_days, vec![0, 3, 7]);
+        assert_eq!(s.mail.from, "Holdfast <billing@localhost>");
+        let bad = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("DUNNING_CADENCE_DAYS", "0,x")]).expect_err("days");
+        assert_eq!(bad.var, "DUNNING_CADENCE_DAYS");
+        let bad = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("EMAIL_FROM", "not an address")]).expect_err("from");
+        assert_eq!(bad.var, "EMAIL_FROM");
     }
 
     #[test]

@@ -1,23 +1,37 @@
-//! Builds the whole service from `Settings`: store, migrations, writer, HTTP server.
-//! Tests call `Application::build` with port 0 and talk to the real server.
+//! Builds the whole service from `Settings`: store, migrations, reaction hook, writer, HTTP
+//! server and workers. Tests call `Application::build` with port 0 and talk to the real server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
+use crate::mail::links::LinkSigner;
+use crate::mail::transport::Mailer;
+use crate::reactions::Reactor;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::StripeApi;
 use crate::web::auth::OwnerToken;
+use crate::web::billing::{self, BillingPortal};
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
 use crate::web::{error, health};
 use crate::webhook::{self, WebhookState};
+use crate::workers::outbox::OutboxWorker;
+use crate::workers::scheduler::{self, Scheduler};
+use crate::workers::{self as loops};
+
+/// The outbox is polled this often even without a wake-up (rows another replica enqueued,
+/// retries whose time came, scheduled dunning steps).
+const OUTBOX_POLL: Duration = Duration::from_secs(5);
 
 /// The running service.
 pub struct Application {
@@ -25,13 +39,23 @@ pub struct Application {
     server: Server,
     store: Store,
     writer_task: tokio::task::JoinHandle<()>,
+    reactor: Arc<Reactor>,
+    outbox: OutboxWorker,
+    scheduler: Scheduler,
+    run_workers: bool,
 }
 
 impl Application {
     /// Connect, migrate, start the writer and bind the listener (not yet serving).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let reactor = Arc::new(Reactor::new(&settings));
+        reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
         let store = Store::connect(&settings.database_url.0).await.context("connecting to DATABASE_URL")?;
+        let store = store.with_reactor(reactor.clone());
         store.migrate().await.context("running database migrations")?;
+        let mailer = Mailer::new(&settings.mail).context("configuring the mail transport")?;
+        let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts);
+        let scheduler = Scheduler::new(store.clone(), reactor.clone());
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone());
@@ -42,10 +66,11 @@ impl Application {
             writer,
         };
         let owner = OwnerToken(settings.owner_token.clone());
+        let portal = billing_portal(&settings, &store)?;
         let cancel = cancel_state(&settings)?;
-        let server = http_server(listener, store.clone(), webhook_state, owner, cancel)?;
+        let server = http_server(listener, store.clone(), webhook_state, owner, portal, cancel)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
-        Ok(Self { port, server, store, writer_task })
+        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }
 
     pub fn port(&self) -> u16 {
@@ -57,15 +82,68 @@ impl Application {
         self.store.clone()
     }
 
+    /// The outbox sender, for driving it by hand (`HOLDFAST_WORKERS=off`, tests).
+    pub fn outbox_worker(&self) -> OutboxWorker {
+        self.outbox.clone()
+    }
+
+    /// The periodic checks, for driving them by hand.
+    pub fn scheduler(&self) -> Scheduler {
+        self.scheduler.clone()
+    }
+
     /// Serve until SIGTERM/SIGINT (actix stops accepting and finishes in-flight requests),
-    /// then let the writer commit what is queued.
+    /// then let the writer commit what is queued and the workers finish their batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("HTTP server")?;
+        let (stop, stopped) = watch::channel(false);
+        let mut workers = Vec::new();
+        if self.run_workers {
+            let outbox = self.outbox.clone();
+            let wake = Some(self.reactor.outbox_ready.clone());
+            workers.push(tokio::spawn(loops::run_loop(
+                "outbox",
+                move || {
+                    let w = outbox.clone();
+                    async move { w.try_run_once().await }
+                },
+                wake,
+                OUTBOX_POLL,
+                stopped.clone(),
+            )));
+            let sched = self.scheduler.clone();
+            let every = Duration::from_secs(scheduler::INTERVAL_SECS);
+            workers.push(tokio::spawn(loops::run_loop(
+                "scheduler",
+                move || {
+                    let s = sched.clone();
+                    async move { s.try_run_once_at(loops::now()).await.map(|_| loops::Outcome::Idle) }
+                },
+                None,
+                every,
+                stopped,
+            )));
+        }
+        let served = self.server.await.context("HTTP server");
         // The server's handlers held the last `Writer` handles; the task drains and ends.
         let _ = self.writer_task.await;
+        let _ = stop.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
         self.store.close().await;
-        Ok(())
+        served
     }
+}
+
+fn billing_portal(settings: &Settings, store: &Store) -> anyhow::Result<Option<BillingPortal>> {
+    let Some(key) = &settings.stripe_secret_key else { return Ok(None) };
+    let stripe = StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?;
+    Ok(Some(BillingPortal {
+        signer: LinkSigner::from_stripe_key(key),
+        stripe,
+        return_url: settings.public_url.clone(),
+        store: store.clone(),
+    }))
 }
 
 /// Small JSON bodies for owner endpoints; the webhook reads its own body with its own limit.
@@ -80,6 +158,7 @@ fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
         None => None,
     };
     Ok(CancelState {
+        mail_templates: crate::mail::templates::Templates::new(&settings.mail),
         pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
         limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute),
         settings: settings.cancel_flow.clone(),
@@ -93,14 +172,16 @@ fn http_server(
     store: Store,
     webhook_state: WebhookState,
     owner: OwnerToken,
+    portal: Option<BillingPortal>,
     cancel: CancelState,
 ) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
+    let portal = portal.map(web::Data::new);
     let server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
             .wrap(TracingLogger::default())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
@@ -110,8 +191,13 @@ fn http_server(
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
             .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz))
-            .default_service(web::to(error::not_found))
+            .route("/readyz", web::get().to(health::readyz));
+        // Update-payment links exist only with a Stripe key; without one, emails link to the
+        // hosted invoice page and this route is not served.
+        if let Some(portal) = &portal {
+            app = app.app_data(portal.clone()).route("/billing/update", web::get().to(billing::update_payment));
+        }
+        app.default_service(web::to(error::not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)?

@@ -16,7 +16,7 @@ pub struct ConfirmationEmail {
     pub to: String,
     /// Template variables: `customer` (`id`, `email`), `subscription`, `outcome`, `detail`
     /// (the outcome's JSON), `resumes_on` (a pause's end, e.g. `27 February 2027`),
-    /// `discount_text`, `return_url`. The mail layer adds `brand`.
+    /// `discount_text`, `proration_none` (a downgrade billed from the next renewal), `return_url`. The mail layer adds `brand`.
     pub context: Value,
     /// One email per session, whatever retries happen.
     pub dedupe_key: String,
@@ -46,6 +46,7 @@ pub fn confirmation_email(
             "resumes_on": detail["resumes_at"].as_i64().and_then(|t| chrono::DateTime::from_timestamp(t, 0))
                 .map(|t| t.format("%-d %B %Y").to_string()),
             "discount_text": discount_text,
+            "proration_none": detail["proration_behavior"] == "none",
             "subscription": session.subscription,
             "outcome": outcome.as_str(),
             "detail": detail,

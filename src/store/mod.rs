@@ -4,7 +4,11 @@
 
 pub mod batch;
 pub mod cancel;
+pub mod conn;
+pub mod dunning;
+pub mod outbox;
 pub mod postgres;
+mod reactions;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
@@ -37,6 +41,9 @@ pub enum StoreError {
     /// `DATABASE_URL` names no backend we have.
     #[error("unsupported database URL scheme (use sqlite:// or postgres://)")]
     UnsupportedUrl,
+    /// The reaction hook could not render an email (a broken template override).
+    #[error("reaction failed: {0}")]
+    Reaction(String),
     /// The group-commit writer is gone (shutting down).
     #[error("storage writer stopped")]
     WriterGone,
@@ -71,6 +78,16 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// Install the reaction hook that runs inside every ingest transaction. Call before
+    /// cloning the store: clones made earlier don't see it.
+    pub fn with_reactor(mut self, reactor: std::sync::Arc<crate::reactions::Reactor>) -> Self {
+        match &mut self {
+            Self::Sqlite(s) => s.set_reactor(reactor),
+            Self::Postgres(s) => s.set_reactor(reactor),
+        }
+        self
     }
 
     /// Which backend, for logs and metrics.

@@ -1,6 +1,7 @@
 //! HTTP faces other than the webhook: health and (later) the owner API and pages.
 
 pub mod auth;
+pub mod billing;
 pub mod cancel;
 pub mod error;
 pub mod health;

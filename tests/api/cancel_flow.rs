@@ -182,6 +182,15 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     assert_eq!(stats.save_rate(), Some(1.0));
     assert_eq!(stats.reasons.get("unused"), Some(&1));
 
+    // The confirmation email went to the outbox, once, rendered from its template.
+    let outbox = f.app.store.outbox_rows().await.expect("outbox");
+    let mail: Vec<_> = outbox.iter().filter(|r| r.template.starts_with("cancel_confirmation")).collect();
+    assert_eq!(mail.len(), 1, "{outbox:?}");
+    assert_eq!(mail[0].template, "cancel_confirmation_paused");
+    assert_eq!(mail[0].recipient, "cus_pause1@example.com");
+    assert_eq!(mail[0].category, "transactional");
+    assert!(mail[0].subject.contains("paused until"), "{}", mail[0].subject);
+
     let done = f.get(&format!("{session}/done")).await;
     assert_eq!(done.status(), 200);
     let html = unescape(&done.text().await.expect("html"));
@@ -272,6 +281,8 @@ async fn cancel_anyway_takes_two_clicks_and_sends_feedback_and_comment() {
     );
     let row = f.session(&session).await;
     assert_eq!(row.outcome.as_deref(), Some("canceled"));
+    let outbox = f.app.store.outbox_rows().await.expect("outbox");
+    assert!(outbox.iter().any(|r| r.template == "cancel_confirmation_canceled" && r.recipient == "cus_canc1@example.com"));
     assert_eq!(row.comment.as_deref(), Some("No SSO & no <export>"));
     let html = f.get(&format!("{session}/done")).await.text().await.expect("html");
     assert!(html.contains("Your subscription is cancelled"));
@@ -317,6 +328,7 @@ async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
     assert!(html.contains("nothing was changed") && !html.contains("sk_test") && !html.contains("resource_missing"), "{html}");
     let row = f.session(&session).await;
     assert_eq!(row.outcome, None);
+    assert!(f.app.store.outbox_rows().await.expect("outbox").iter().all(|r| !r.template.starts_with("cancel_")));
     assert_eq!(row.acting_until, None, "the lease is given back");
 
     // The customer tries again: a fresh idempotency key (attempt 2), and it works.

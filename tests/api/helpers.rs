@@ -9,6 +9,8 @@ use holdfast::config::Settings;
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
 use holdfast::webhook::signature::sign;
+use holdfast::workers::outbox::OutboxWorker;
+use holdfast::workers::scheduler::Scheduler;
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "whsec_test_primary_0123456789";
@@ -28,8 +30,15 @@ pub fn fixture(resource: &str) -> Value {
 /// A running Holdfast on a fresh database.
 pub struct TestApp {
     pub address: String,
+    pub database_url: String,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The outbox sender, driven by hand (`HOLDFAST_WORKERS=off` unless a test turns it on).
+    pub outbox: OutboxWorker,
+    /// The periodic checks (card expiry), driven by hand.
+    pub scheduler: Scheduler,
+    /// Where `.eml` files go when no `SMTP_URL` is given.
+    pub mail_dir: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -68,9 +77,12 @@ pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
     init_test_logs();
     let (url, dir) = fresh_database().await;
     let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("DATABASE_URL", url);
+    vars.insert("DATABASE_URL", url.clone());
     vars.insert("STRIPE_WEBHOOK_SECRET", SECRET.into());
     vars.insert("HOLDFAST_BIND", "127.0.0.1:0".into());
+    let mail_dir = tempfile::tempdir().expect("mail dir");
+    vars.insert("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string());
+    vars.insert("HOLDFAST_WORKERS", "off".into());
     for (k, v) in extra {
         vars.insert(k, (*v).to_string());
     }
@@ -78,8 +90,9 @@ pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
+    let (outbox, scheduler) = (app.outbox_worker(), app.scheduler());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, store, client: reqwest::Client::new(), _dir: dir }
+    TestApp { address, database_url: url, store, client: reqwest::Client::new(), outbox, scheduler, mail_dir, _dir: dir }
 }
 
 pub async fn spawn_app() -> TestApp {

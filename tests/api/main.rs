@@ -1,9 +1,15 @@
 //! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
+mod billing_portal;
 mod cancel_browser;
 mod cancel_flow;
+mod cards;
+mod dunning;
 mod helpers;
 mod ingestion_order;
+mod mail_world;
+mod outbox;
 mod projection;
+mod smtp_sink;
 mod webhooks;

@@ -5,7 +5,11 @@ use std::collections::HashSet;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::event::Event;
+use crate::reactions::Reactor;
+use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
+use crate::store::conn::Conn;
+use crate::store::reactions::react;
 use crate::store::shared::{discount_ids_json, items_json};
 use crate::store::{Ingested, clean};
 
@@ -101,7 +105,8 @@ pub(super) async fn ingest(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Event],
     received_at: i64,
-) -> Result<Vec<Ingested>, sqlx::Error> {
+    reactor: Option<&Reactor>,
+) -> Result<(Vec<Ingested>, usize), StoreError> {
     let (firsts, _repeats) = first_occurrences(events);
     let unique: Vec<&Event> = firsts.iter().map(|&i| events[i]).collect();
     let (ids, kinds, created, livemode, versions, accounts, payloads, received) = columns!(&unique, |e| {
@@ -132,9 +137,10 @@ pub(super) async fn ingest(
             outcome[i] = Ingested::Stored;
         }
     }
-    let new_events = unique.into_iter().filter(|e| inserted.contains(&e.id));
-    apply(tx, &Writes::from_events(new_events)).await?;
-    Ok(outcome)
+    let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
+    apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
+    let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, reactor).await?;
+    Ok((outcome, enqueued))
 }
 
 async fn apply(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx::Error> {

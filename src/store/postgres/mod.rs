@@ -2,14 +2,17 @@
 //! `UNNEST` statement per table, so a commit of 64 webhooks costs a handful of round trips.
 
 mod ingest;
+mod outbox;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{Ingested, StoreError};
 use crate::domain::event::Event;
+use crate::reactions::Reactor;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -21,6 +24,7 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    reactor: Option<Arc<Reactor>>,
 }
 
 impl PgStore {
@@ -28,7 +32,12 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         let pool =
             PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, reactor: None })
+    }
+
+    /// Install the event-reaction hook (dunning, lifecycle emails).
+    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+        self.reactor = Some(reactor);
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -48,8 +57,13 @@ impl PgStore {
 
     pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let outcome = ingest::ingest(&mut tx, events, received_at).await?;
+        let (outcome, enqueued) = ingest::ingest(&mut tx, events, received_at, self.reactor.as_deref()).await?;
         tx.commit().await?;
+        if enqueued > 0
+            && let Some(r) = &self.reactor
+        {
+            r.notify_outbox();
+        }
         Ok(outcome)
     }
 }

@@ -6,7 +6,11 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use crate::domain::event::Event;
 use crate::domain::snapshots::SubscriptionSnapshot;
 use crate::domain::watermark::Watermark;
+use crate::reactions::Reactor;
+use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
+use crate::store::conn::Conn;
+use crate::store::reactions::react;
 use crate::store::{Ingested, clean};
 
 const INSERT_EVENT: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
@@ -81,7 +85,8 @@ pub(super) async fn ingest(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[&Event],
     received_at: i64,
-) -> Result<Vec<Ingested>, sqlx::Error> {
+    reactor: Option<&Reactor>,
+) -> Result<(Vec<Ingested>, usize), StoreError> {
     let mut outcome = vec![Ingested::Duplicate; events.len()];
     let (firsts, _repeats) = first_occurrences(events);
     let mut new_events = Vec::with_capacity(firsts.len());
@@ -103,8 +108,9 @@ pub(super) async fn ingest(
             new_events.push(e);
         }
     }
-    apply(tx, &Writes::from_events(new_events)).await?;
-    Ok(outcome)
+    apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
+    let enqueued = react(&mut Conn::Sqlite(tx), &new_events, received_at, reactor).await?;
+    Ok((outcome, enqueued))
 }
 
 async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {

@@ -3,14 +3,17 @@
 //! opened with `BEGIN IMMEDIATE` so they queue on `busy_timeout` instead of failing.
 
 mod ingest;
+mod outbox;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Ingested, StoreError};
 use crate::domain::event::Event;
+use crate::reactions::Reactor;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -22,6 +25,7 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    reactor: Option<Arc<Reactor>>,
 }
 
 impl SqliteStore {
@@ -33,7 +37,12 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         let pool =
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(BUSY_TIMEOUT).connect_with(options).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, reactor: None })
+    }
+
+    /// Install the event-reaction hook (dunning, lifecycle emails).
+    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+        self.reactor = Some(reactor);
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -52,8 +61,13 @@ impl SqliteStore {
 
     pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = ingest::ingest(&mut tx, events, received_at).await?;
+        let (outcome, enqueued) = ingest::ingest(&mut tx, events, received_at, self.reactor.as_deref()).await?;
         tx.commit().await?;
+        if enqueued > 0
+            && let Some(r) = &self.reactor
+        {
+            r.notify_outbox();
+        }
         Ok(outcome)
     }
 }

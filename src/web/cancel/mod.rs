@@ -35,6 +35,8 @@ use crate::cancel_flow::offers::{Target, offers_for};
 use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::config::CancelFlowSettings;
 use crate::domain::cancel::{Choice, OfferKind, Reason};
+use crate::mail::templates::Templates;
+use crate::mail::{Category, NewEmail};
 use crate::store::Store;
 use crate::store::cancel::{CancelSessionRow, NewCancelSession, SurveyAnswer};
 use crate::stripe_api::StripeApi;
@@ -51,6 +53,8 @@ const RETURN_URL_MAX: usize = 2000;
 /// What the cancel-flow handlers share.
 #[derive(Debug)]
 pub struct CancelState {
+    /// The email templates (issue 3's mail layer) for the confirmation email.
+    pub mail_templates: Templates,
     pub settings: CancelFlowSettings,
     pub public_url: String,
     pub stripe: Option<StripeApi>,
@@ -406,7 +410,7 @@ fn stripe_error_summary(e: &stripe::StripeError) -> String {
     }
 }
 
-/// Hand the outcome's confirmation email to the outbox (issue 3). A failure to queue is
+/// Queue the outcome's confirmation email in the outbox (issue 3), rendered now. A failure to queue is
 /// logged, never shown: Stripe already made the change and the session is recorded.
 async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessionRow, done: &Done) {
     let to = match store.customer_email(&s.customer).await {
@@ -419,13 +423,26 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
     let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
         return;
     };
-    // The outbox (issue 3, branch issue-3) is not merged into this branch yet: the email is
-    // built and logged here. Wiring it is this one spot: render with issue 3's
-    // `mail::templates` (add the four `cancel_confirmation_*` folders to its TEMPLATES list),
-    // then `store.enqueue_emails(&[NewEmail { dedupe_key: email.dedupe_key, case_key: None,
-    // category: Category::Transactional, customer: Some(s.customer), recipient: email.to,
-    // template: email.template, content, send_at: now }], now)`.
-    tracing::info!(session = %s.id, template = %email.template, "cancel flow: confirmation email ready (outbox not wired)");
+    let content = match state.mail_templates.render(&email.template, minijinja::Value::from_serialize(&email.context)) {
+        Ok(content) => content,
+        Err(e) => {
+            tracing::error!(session = %s.id, template = %email.template, error = %e, "cancel flow: confirmation email failed to render");
+            return;
+        }
+    };
+    let queued = NewEmail {
+        dedupe_key: email.dedupe_key,
+        case_key: None,
+        category: Category::Transactional,
+        customer: Some(s.customer.clone()),
+        recipient: email.to,
+        template: email.template,
+        content,
+        send_at: now(),
+    };
+    if let Err(e) = store.enqueue_emails(&[queued], now()).await {
+        tracing::error!(session = %s.id, error = %e, "cancel flow: confirmation email not queued");
+    }
 }
 
 /// `GET /cancel/s/{id}/done`: what happened.

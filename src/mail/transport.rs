@@ -1,0 +1,127 @@
+//! Delivery of one rendered email: SMTP through lettre when `SMTP_URL` is set, else `.eml`
+//! files in `HOLDFAST_MAIL_DIR` so a default run needs no mail server. Always multipart
+//! text + HTML, with our own stable Message-ID (a retried row keeps its id, so a receiver
+//! can drop a duplicate).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::EmailContent;
+use crate::config::MailSettings;
+
+/// One SMTP conversation may not hold a worker longer than this.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The SMTP URL carries a password: never show it.
+            Self::Smtp(_) => f.write_str("Transport::Smtp"),
+            Self::Files(_, dir) => write!(f, "Transport::Files({})", dir.display()),
+        }
+    }
+}
+
+/// A configured sender.
+#[derive(Clone, Debug)]
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+}
+
+/// An email to deliver now.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub to: &'a str,
+    pub message_id: &'a str,
+    pub content: &'a EmailContent,
+}
+
+/// How a send failed, which decides what the outbox does next.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The server refused the address for good (5xx): suppress it, don't retry.
+    #[error("permanently rejected: {0}")]
+    Permanent(String),
+    /// Anything else (server down, timeout, 4xx): retry later.
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// The row can't become a message (bad address): retrying won't help.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("SMTP_URL is not a usable SMTP URL")]
+    SmtpUrl,
+    #[error("EMAIL_FROM / EMAIL_REPLY_TO is not a valid mailbox")]
+    Mailbox,
+    #[error("HOLDFAST_MAIL_DIR can't be created")]
+    MailDir(#[source] std::io::Error),
+}
+
+impl Mailer {
+    /// The transport `settings` ask for.
+    pub fn new(settings: &MailSettings) -> Result<Self, MailerError> {
+        let transport = match &settings.smtp_url {
+            Some(url) => {
+                // lettre's error could echo the URL; report only that it was refused.
+                let builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::from_url(url.0.expose_secret()).map_err(|_| MailerError::SmtpUrl)?;
+                Transport::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build())
+            }
+            None => {
+                std::fs::create_dir_all(&settings.mail_dir).map_err(MailerError::MailDir)?;
+                Transport::Files(AsyncFileTransport::new(&settings.mail_dir), settings.mail_dir.clone())
+            }
+        };
+        let from = settings.from.parse().map_err(|_| MailerError::Mailbox)?;
+        let reply_to = settings.reply_to.as_deref().map(str::parse).transpose().map_err(|_| MailerError::Mailbox)?;
+        Ok(Self { transport, from, reply_to })
+    }
+
+    /// The domain of the From address, for Message-IDs.
+    pub fn domain(&self) -> &str {
+        self.from.email.domain()
+    }
+
+    /// Deliver one email.
+    pub async fn send(&self, mail: Outgoing<'_>) -> Result<(), SendError> {
+        let message = self.build(&mail)?;
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
+                if e.is_permanent() { SendError::Permanent(e.to_string()) } else { SendError::Transient(e.to_string()) }
+            }),
+            Transport::Files(files, _) => files.send(message).await.map(|_| ()).map_err(|e| SendError::Transient(e.to_string())),
+        }
+    }
+
+    fn build(&self, mail: &Outgoing<'_>) -> Result<Message, SendError> {
+        let to: Mailbox = mail.to.parse().map_err(|_| SendError::Invalid("recipient is not an email address".into()))?;
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.content.subject.clone())
+            .message_id(Some(mail.message_id.to_owned()));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(mail.content.text.clone(), mail.content.html.clone()))
+            .map_err(|e| SendError::Invalid(e.to_string()))
+    }
+}

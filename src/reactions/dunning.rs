@@ -1,0 +1,217 @@
+//! Dunning reactions: open one case per failed invoice and enqueue its series; close it as
+//! recovered or lost, cancelling what is still pending; keep cards for expiry warnings.
+
+use minijinja::context;
+
+use super::{EmailTo, ReactError, Reactor};
+use crate::domain::dunning::{CardFacts, Trigger, format_amount, format_date, opens_case};
+use crate::domain::event::Event;
+use crate::domain::snapshots::InvoiceSnapshot;
+use crate::store::conn::Conn;
+use crate::store::dunning::{self as cases, Card, Closing, DunningCase};
+use crate::store::outbox;
+
+/// Apply one event's trigger; returns the emails enqueued.
+pub(super) async fn react(r: &Reactor, conn: &mut Conn<'_>, event: &Event, t: Trigger, now: i64) -> Result<usize, ReactError> {
+    match t {
+        Trigger::Failed { invoice, action_required, customer_email, customer_name } => {
+            let facts = Failure { event, invoice: &invoice, action_required, email: customer_email, name: customer_name };
+            on_failure(r, conn, facts, now).await
+        }
+        Trigger::Paid { invoice } => on_paid(conn, &invoice, event.created, now).await.map(|_| 0),
+        Trigger::InvoiceLost { invoice_id, reason } => lose(conn, &invoice_id, reason, event.created, now).await.map(|_| 0),
+        Trigger::SubscriptionEnded { subscription } => {
+            for invoice in cases::open_cases_for_subscription(conn, &subscription).await? {
+                lose(conn, &invoice, "subscription_ended", event.created, now).await?;
+            }
+            Ok(0)
+        }
+        Trigger::Card(card) => store_card(conn, card, event).await.map(|_| 0),
+    }
+}
+
+struct Failure<'a> {
+    event: &'a Event,
+    invoice: &'a InvoiceSnapshot,
+    action_required: bool,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+pub(crate) fn case_key(invoice: &str) -> String {
+    format!("dunning:{invoice}")
+}
+
+async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) -> Result<usize, ReactError> {
+    let inv = f.invoice;
+    let existing = cases::get_case(conn, &inv.id).await?;
+    let case = match existing {
+        Some(case) if case.status != "open" => return Ok(0),
+        Some(mut case) => {
+            // A retry or a late/out-of-order delivery: the series runs from the earliest
+            // failure, and the newest failure says when Stripe retries next.
+            if f.event.created >= case.last_failure_at {
+                case.next_payment_attempt = inv.next_payment_attempt;
+                case.last_failure_at = f.event.created;
+                case.amount_due = inv.amount_due;
+            }
+            case.opened_at = case.opened_at.min(f.event.created);
+            cases::update_failure(conn, &case).await?;
+            case
+        }
+        None => {
+            let sub_status = match &inv.subscription {
+                Some(s) => cases::subscription_status(conn, s).await?,
+                None => None,
+            };
+            if let Err(why) = opens_case(inv, sub_status.as_deref()) {
+                tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
+                return Ok(0);
+            }
+            let case = DunningCase {
+                invoice_id: inv.id.clone(),
+                customer: inv.customer.clone(),
+                subscription: inv.subscription.clone(),
+                kind: if f.action_required { "action_required" } else { "payment_failed" }.into(),
+                status: "open".into(),
+                silent: r.cadence.beyond_horizon(f.event.created, now),
+                currency: inv.currency.clone(),
+                amount_due: inv.amount_due,
+                opened_at: f.event.created,
+                next_payment_attempt: inv.next_payment_attempt,
+                closed_at: None,
+                close_reason: None,
+                recovered_amount: None,
+                recovered_after_secs: None,
+                emails_before_close: None,
+                last_failure_at: f.event.created,
+            };
+            cases::insert_case(conn, &case).await?;
+            // The invoice may already be settled (its payment event arrived first).
+            match cases::invoice_status(conn, &inv.id).await?.as_deref() {
+                Some("paid") => {
+                    recover(conn, &case, inv.amount_paid.max(inv.amount_due), inv.paid_at.unwrap_or(f.event.created), now)
+                        .await?;
+                    return Ok(0);
+                }
+                Some("void") => return lose(conn, &inv.id, "voided", f.event.created, now).await.map(|_| 0),
+                Some("uncollectible") => return lose(conn, &inv.id, "uncollectible", f.event.created, now).await.map(|_| 0),
+                _ => {}
+            }
+            case
+        }
+    };
+    if case.silent {
+        return Ok(0);
+    }
+    enqueue_series(r, conn, &case, &f, now).await
+}
+
+async fn enqueue_series(
+    r: &Reactor,
+    conn: &mut Conn<'_>,
+    case: &DunningCase,
+    f: &Failure<'_>,
+    now: i64,
+) -> Result<usize, ReactError> {
+    let Some(customer) = &case.customer else { return Ok(0) };
+    let contact = cases::contact(conn, customer).await?;
+    if contact.as_ref().is_some_and(|c| c.deleted) {
+        return Ok(0);
+    }
+    let recipient = contact.as_ref().and_then(|c| c.email.clone()).or_else(|| f.email.clone());
+    let Some(recipient) = recipient else {
+        tracing::warn!(stripe.invoice = %case.invoice_id, "failed payment but no email address known for the customer");
+        return Ok(0);
+    };
+    let name = contact.and_then(|c| c.name).or_else(|| f.name.clone());
+    let action_required = case.kind == "action_required";
+    let hosted = f.invoice.hosted_invoice_url.as_deref();
+    let link = if action_required {
+        hosted.map(str::to_owned)
+    } else {
+        r.links().update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
+    };
+    let mut enqueued = 0;
+    for (step, due) in r.cadence.plan(case.opened_at, case.next_payment_attempt) {
+        let ctx = context! {
+            customer => context! { name => name.clone(), email => recipient.clone() },
+            invoice => context! {
+                id => case.invoice_id.clone(),
+                amount => format_amount(case.amount_due, case.currency.as_deref()),
+                failed_on => format_date(case.opened_at),
+                last_attempt_on => case.next_payment_attempt.map(format_date),
+                hosted_invoice_url => hosted,
+            },
+            action_url => link.clone(),
+            action_label => if action_required { "Confirm payment" } else { "Update payment method" },
+        };
+        let to = EmailTo {
+            dedupe_key: format!("{}:{}", case_key(&case.invoice_id), step.key()),
+            case_key: Some(case_key(&case.invoice_id)),
+            customer: Some(customer),
+            recipient: &recipient,
+            send_at: due,
+        };
+        let email = r.email(step.template(action_required), ctx, to)?;
+        if outbox::enqueue(conn, &email, now).await? {
+            enqueued += 1;
+        } else {
+            // Already queued: follow an earlier failure time or Stripe's new retry date.
+            outbox::reschedule(conn, &email, now).await?;
+        }
+    }
+    Ok(enqueued)
+}
+
+async fn on_paid(conn: &mut Conn<'_>, inv: &InvoiceSnapshot, event_created: i64, now: i64) -> Result<(), ReactError> {
+    if inv.amount_paid <= 0 {
+        // A $0 invoice.paid (trial start) is not a recovery.
+        return Ok(());
+    }
+    if let Some(case) = cases::get_case(conn, &inv.id).await?
+        && case.status == "open"
+    {
+        recover(conn, &case, inv.amount_paid, inv.paid_at.unwrap_or(event_created), now).await?;
+    }
+    Ok(())
+}
+
+async fn recover(conn: &mut Conn<'_>, case: &DunningCase, amount: i64, paid_at: i64, now: i64) -> Result<(), ReactError> {
+    let key = case_key(&case.invoice_id);
+    outbox::cancel_case(conn, &key, now).await?;
+    let emails = outbox::sent_for_case(conn, &key).await?;
+    let closing = Closing {
+        status: "recovered",
+        closed_at: paid_at,
+        reason: "paid",
+        recovered_amount: Some(amount),
+        recovered_after_secs: Some((paid_at - case.opened_at).max(0)),
+        emails_before_close: emails,
+    };
+    cases::close_case(conn, &case.invoice_id, &closing).await?;
+    Ok(())
+}
+
+async fn lose(conn: &mut Conn<'_>, invoice: &str, reason: &str, at: i64, now: i64) -> Result<(), ReactError> {
+    let key = case_key(invoice);
+    outbox::cancel_case(conn, &key, now).await?;
+    let emails = outbox::sent_for_case(conn, &key).await?;
+    let closing = Closing {
+        status: "lost",
+        closed_at: at,
+        reason,
+        recovered_amount: None,
+        recovered_after_secs: None,
+        emails_before_close: emails,
+    };
+    cases::close_case(conn, invoice, &closing).await?;
+    Ok(())
+}
+
+async fn store_card(conn: &mut Conn<'_>, c: CardFacts, event: &Event) -> Result<(), ReactError> {
+    let card =
+        Card { id: c.id, customer: c.customer, brand: c.brand, last4: c.last4, exp_month: c.exp_month, exp_year: c.exp_year };
+    cases::upsert_card(conn, &card, event.created, &event.id).await?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The event-reaction hook: runs inside the ingest transaction, for the new events of a
+//! batch only, after their projection is applied. It writes dunning cases, cards and outbox
+//! rows — data only: no mail, no network. Lifecycle emails (issue 7) hook in here too.
+
+pub mod dunning;
+
+use std::sync::Arc;
+
+use minijinja::Value;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::domain::dunning::{Cadence, trigger};
+use crate::domain::event::Event;
+use crate::mail::links::{LINK_TTL_SECS, LinkSigner};
+use crate::mail::templates::{RenderError, Templates};
+use crate::mail::{Category, EmailContent, NewEmail};
+use crate::store::conn::Conn;
+
+/// Everything the hook needs; built once from `Settings`, shared by the store and workers.
+#[derive(Debug)]
+pub struct Reactor {
+    pub templates: Templates,
+    pub cadence: Cadence,
+    links: Links,
+    /// Woken after a commit that enqueued mail, so the outbox worker doesn't wait a poll.
+    pub outbox_ready: Arc<Notify>,
+}
+
+/// How update-payment links are made.
+#[derive(Debug, Clone)]
+pub struct Links {
+    public_url: String,
+    signer: Option<LinkSigner>,
+}
+
+impl Links {
+    /// The update-payment link for `customer`: the signed Holdfast link when a Stripe key is
+    /// configured (it opens a Billing Portal session at click time), else `fallback` (the
+    /// invoice's hosted page).
+    pub fn update_payment(
+        &self,
+        customer: Option<&str>,
+        invoice: Option<&str>,
+        fallback: Option<&str>,
+        now: i64,
+    ) -> Option<String> {
+        match (&self.signer, customer) {
+            (Some(signer), Some(customer)) => {
+                let token = signer.sign(customer, invoice, now + LINK_TTL_SECS);
+                Some(format!("{}/billing/update?token={token}", self.public_url))
+            }
+            _ => fallback.map(str::to_owned),
+        }
+    }
+}
+
+/// A failure of the hook: the whole batch's transaction is rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReactError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+impl Reactor {
+    /// From the settings (templates, cadence, links).
+    pub fn new(settings: &Settings) -> Self {
+        let d = &settings.dunning;
+        Self {
+            templates: Templates::new(&settings.mail),
+            cadence: Cadence {
+                days: d.cadence_days.clone(),
+                final_notice_secs: d.final_notice_hours * 3600,
+                horizon_secs: d.horizon_days * 86_400,
+            },
+            links: Links {
+                public_url: settings.public_url.clone(),
+                signer: settings.stripe_secret_key.as_ref().map(LinkSigner::from_stripe_key),
+            },
+            outbox_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The link policy.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// React to the batch's new events (in event-time order, so a batch holding a failure
+    /// and its payment ends the same as two deliveries). Returns the emails enqueued.
+    pub async fn react(&self, conn: &mut Conn<'_>, events: &[&Event], now: i64) -> Result<usize, ReactError> {
+        let mut ordered: Vec<&Event> = events.to_vec();
+        ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let mut enqueued = 0;
+        for event in ordered {
+            let Some(t) = trigger(event) else { continue };
+            enqueued += dunning::react(self, conn, event, t, now).await?;
+        }
+        Ok(enqueued)
+    }
+
+    /// Render a template into an email row.
+    pub fn email(&self, template: &str, ctx: Value, to: EmailTo<'_>) -> Result<NewEmail, RenderError> {
+        let content: EmailContent = self.templates.render(template, ctx)?;
+        Ok(NewEmail {
+            dedupe_key: to.dedupe_key,
+            case_key: to.case_key,
+            category: Category::Transactional,
+            customer: to.customer.map(str::to_owned),
+            recipient: to.recipient.to_owned(),
+            template: template.to_owned(),
+            content,
+            send_at: to.send_at,
+        })
+    }
+
+    /// Wake the outbox worker (after the commit).
+    pub fn notify_outbox(&self) {
+        self.outbox_ready.notify_one();
+    }
+}
+
+/// Addressing of one email.
+#[derive(Debug, Clone)]
+pub struct EmailTo<'a> {
+    pub dedupe_key: String,
+    pub case_key: Option<String>,
+    pub customer: Option<&'a str>,
+    pub recipient: &'a str,
+    pub send_at: i64,
+}

@@ -1,0 +1,311 @@
+//! The email outbox: enqueue inside a caller's transaction (idempotent by `dedupe_key`),
+//! cancel pending rows by case or key prefix, claim due rows with a lease, record outcomes.
+//! Claiming is per backend (`FOR UPDATE SKIP LOCKED` on Postgres, `BEGIN IMMEDIATE` on
+//! SQLite); everything else is the same SQL on both.
+
+use serde::Serialize;
+
+use super::conn::{Conn, execute, fetch};
+use super::{Store, StoreError};
+use crate::mail::NewEmail;
+
+const INSERT: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, subject, body_text, \
+     body_html, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11) \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// Enqueue `email` in the caller's transaction. Returns `false` when a row with the same
+/// dedupe key already exists (whatever its status): the email is never queued twice.
+pub async fn enqueue(conn: &mut Conn<'_>, email: &NewEmail, now: i64) -> Result<bool, sqlx::Error> {
+    let inserted = execute!(
+        conn,
+        INSERT,
+        &email.dedupe_key,
+        &email.case_key,
+        email.category.as_str(),
+        &email.customer,
+        &email.recipient,
+        &email.template,
+        &email.content.subject,
+        &email.content.text,
+        &email.content.html,
+        email.send_at,
+        now
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Not yet handed to a transport: pending and without a live claim.
+macro_rules! unclaimed {
+    () => {
+        "status = 'pending' AND (claimed_until IS NULL OR claimed_until < $2)"
+    };
+}
+
+const CANCEL_CASE: &str = concat!("UPDATE outbox SET status = 'cancelled' WHERE case_key = $1 AND ", unclaimed!());
+const CANCEL_PREFIX: &str =
+    concat!("UPDATE outbox SET status = 'cancelled' WHERE substr(dedupe_key, 1, length($1)) = $1 AND ", unclaimed!());
+
+/// Cancel a case's pending emails (e.g. the customer paid). Returns how many.
+pub async fn cancel_case(conn: &mut Conn<'_>, case_key: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_CASE, case_key, now)
+}
+
+/// Cancel pending emails whose dedupe key starts with `prefix` (e.g. `onboarding:cus_1:`).
+pub async fn cancel_by_prefix(conn: &mut Conn<'_>, prefix: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_PREFIX, prefix, now)
+}
+
+const RESCHEDULE: &str = concat!(
+    "UPDATE outbox SET next_attempt_at = $3, subject = $4, body_text = $5, body_html = $6 \
+     WHERE dedupe_key = $1 AND attempts = 0 AND ",
+    unclaimed!()
+);
+
+/// Move a not-yet-tried email to a new time with new content (a later event changed it).
+pub async fn reschedule(conn: &mut Conn<'_>, email: &NewEmail, now: i64) -> Result<u64, sqlx::Error> {
+    let c = &email.content;
+    execute!(conn, RESCHEDULE, &email.dedupe_key, now, email.send_at, &c.subject, &c.text, &c.html)
+}
+
+const COUNT_SENT_FOR_CASE: &str = "SELECT COUNT(*) FROM outbox WHERE case_key = $1 AND status = 'sent'";
+
+/// Emails of a case already delivered.
+pub async fn sent_for_case(conn: &mut Conn<'_>, case_key: &str) -> Result<i64, sqlx::Error> {
+    Ok(fetch!(conn, fetch_one, (i64,), COUNT_SENT_FOR_CASE, case_key)?.0)
+}
+
+/// A row claimed for sending.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedEmail {
+    pub id: i64,
+    pub dedupe_key: String,
+    pub category: String,
+    pub customer: Option<String>,
+    pub recipient: String,
+    pub template: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub attempts: i64,
+}
+
+/// One outbox row as tests and the owner see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub dedupe_key: String,
+    pub case_key: Option<String>,
+    pub category: String,
+    pub recipient: String,
+    pub template: String,
+    pub subject: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    pub sent_at: Option<i64>,
+}
+
+/// Rows per status, for the owner summary ("emails failed") and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub sent: i64,
+    /// Gave up after `OUTBOX_MAX_ATTEMPTS` transient failures, or the message was invalid.
+    pub failed: i64,
+    /// Refused permanently by the receiving server; the address is now suppressed.
+    pub bounced: i64,
+    /// Not sent: the address is suppressed or the customer deleted.
+    pub suppressed: i64,
+    /// Withdrawn before sending (the customer paid, the case closed).
+    pub cancelled: i64,
+}
+
+/// What became of a claimed row.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    Sent {
+        message_id: String,
+    },
+    /// Try again at `retry_at`, or mark failed when `give_up`.
+    Retry {
+        error: String,
+        retry_at: i64,
+        give_up: bool,
+    },
+    Bounced {
+        error: String,
+    },
+    Suppressed {
+        reason: &'static str,
+    },
+    Invalid {
+        error: String,
+    },
+}
+
+const RECORD: &str = "UPDATE outbox SET status = $3, attempts = attempts + $4, next_attempt_at = $5, last_error = $6, \
+     message_id = COALESCE($7, message_id), sent_at = $8, claimed_until = NULL, claim_token = NULL \
+     WHERE id = $1 AND claim_token = $2";
+
+const IS_SUPPRESSED: &str =
+    "SELECT COUNT(*) FROM suppressions s WHERE s.email = lower($1) AND (s.scope = 'all' OR $2 = 'marketing')";
+const CUSTOMER_DELETED: &str = "SELECT COUNT(*) FROM customers WHERE id = $1 AND deleted";
+const SUPPRESS: &str = "INSERT INTO suppressions (email, scope, reason, created_at) VALUES (lower($1), $2, $3, $4) \
+     ON CONFLICT (email, scope) DO NOTHING";
+const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
+const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, status, attempts, next_attempt_at, \
+     last_error, message_id, sent_at FROM outbox ORDER BY id";
+
+async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
+    let mut reasons = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (n,) = fetch!(c, fetch_one, (i64,), IS_SUPPRESSED, &row.recipient, &row.category)?;
+        let deleted = match &row.customer {
+            Some(customer) if n == 0 => fetch!(c, fetch_one, (i64,), CUSTOMER_DELETED, customer)?.0 > 0,
+            _ => false,
+        };
+        reasons.push(if n > 0 {
+            Some("address suppressed")
+        } else if deleted {
+            Some("customer deleted")
+        } else {
+            None
+        });
+    }
+    Ok(reasons)
+}
+
+impl Store {
+    /// A connection of this store's backend, for the shared-SQL helpers.
+    pub(crate) async fn with_conn<T>(
+        &self,
+        f: impl for<'c> AsyncFnOnce(&mut Conn<'c>) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let mut c = s.pool().acquire().await?;
+                Ok(f(&mut Conn::Sqlite(&mut c)).await?)
+            }
+            Store::Postgres(s) => {
+                let mut c = s.pool().acquire().await?;
+                Ok(f(&mut Conn::Postgres(&mut c)).await?)
+            }
+        }
+    }
+
+    /// Run `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite) and commit.
+    pub async fn in_transaction<T>(
+        &self,
+        f: impl for<'c> AsyncFnOnce(&mut Conn<'c>) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let mut tx = s.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let out = f(&mut Conn::Sqlite(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+            Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await?;
+                let out = f(&mut Conn::Postgres(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Enqueue emails in a transaction of their own; returns how many were new.
+    pub async fn enqueue_emails(&self, emails: &[crate::mail::NewEmail], now: i64) -> Result<usize, StoreError> {
+        self.in_transaction(async |c| {
+            let mut n = 0;
+            for e in emails {
+                n += usize::from(enqueue(c, e, now).await?);
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Claim up to `limit` due rows for `lease_secs`, marking them with `token`. A row whose
+    /// lease ran out (its worker died) is due again.
+    pub async fn claim_due_outbox(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+        token: &str,
+    ) -> Result<Vec<ClaimedEmail>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_due_outbox(now, lease_secs, limit, token).await,
+            Store::Postgres(s) => s.claim_due_outbox(now, lease_secs, limit, token).await,
+        }
+    }
+
+    /// Record what happened to a claimed row (ignored if the claim was lost meanwhile).
+    pub async fn record_send_outcome(
+        &self,
+        row: &ClaimedEmail,
+        token: &str,
+        outcome: &SendOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (status, attempts, next, error, message_id, sent_at) = match outcome {
+            SendOutcome::Sent { message_id } => ("sent", 1, now, None, Some(message_id.clone()), Some(now)),
+            SendOutcome::Retry { error, retry_at, give_up } => {
+                (if *give_up { "failed" } else { "pending" }, 1, *retry_at, Some(error.clone()), None, None)
+            }
+            SendOutcome::Bounced { error } => ("bounced", 1, now, Some(error.clone()), None, None),
+            SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
+            SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
+        };
+        let bounced = matches!(outcome, SendOutcome::Bounced { .. });
+        self.in_transaction(async |c| {
+            execute!(c, RECORD, row.id, token, status, attempts as i64, next, error.as_deref(), message_id.as_deref(), sent_at)?;
+            if bounced {
+                execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// For each claimed row, why it must not be sent, if it mustn't: its address is
+    /// suppressed for its category, or its customer was deleted. One connection per batch.
+    pub async fn suppression_reasons(&self, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, StoreError> {
+        // A plain match (not `with_conn`): the future must be `Send` for the worker's task.
+        match self {
+            Store::Sqlite(s) => Ok(suppressions(&mut Conn::Sqlite(&mut *s.pool().acquire().await?), rows).await?),
+            Store::Postgres(s) => Ok(suppressions(&mut Conn::Postgres(&mut *s.pool().acquire().await?), rows).await?),
+        }
+    }
+
+    /// Add an address to the suppression list (`scope`: `all` or `marketing`).
+    pub async fn suppress(&self, email: &str, scope: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.in_transaction(async |c| execute!(c, SUPPRESS, email, scope, reason, now).map(|_| ())).await
+    }
+
+    /// Outbox rows per status.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (String, i64), COUNTS)).await?;
+        let mut counts = OutboxCounts::default();
+        for (status, n) in rows {
+            match status.as_str() {
+                "pending" => counts.pending = n,
+                "sent" => counts.sent = n,
+                "failed" => counts.failed = n,
+                "bounced" => counts.bounced = n,
+                "suppressed" => counts.suppressed = n,
+                "cancelled" => counts.cancelled = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every outbox row, oldest first.
+    pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_all, OutboxRow, LIST)).await
+    }
+}

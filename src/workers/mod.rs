@@ -1,0 +1,70 @@
+//! Background loops: the outbox sender and the scheduler of periodic checks. Each is a loop
+//! around a public `try_run_once_at(now)` (tests call it with a chosen clock instead of
+//! sleeping); the loop picks the pause and stops on a shutdown signal after its batch.
+
+pub mod outbox;
+pub mod scheduler;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled this many items; there may be more.
+    Worked(usize),
+    /// Nothing was due.
+    Idle,
+}
+
+/// Pause after a failed pass (database down): don't spin.
+const ON_ERROR: Duration = Duration::from_secs(10);
+
+/// Run `pass` until `stop` turns true. After a full batch it goes again at once; when idle it
+/// waits for `wake` or `idle`, whichever first (the poll catches rows another replica
+/// enqueued and rows whose time came).
+pub async fn run_loop<F, Fut>(
+    name: &'static str,
+    mut pass: F,
+    wake: Option<Arc<Notify>>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    tracing::info!(worker = name, "worker started");
+    while !*stop.borrow() {
+        let pause = match pass().await {
+            Ok(Outcome::Worked(_)) => Duration::ZERO,
+            Ok(Outcome::Idle) => idle,
+            Err(e) => {
+                tracing::warn!(worker = name, error = format!("{e:#}"), "worker pass failed; retrying");
+                ON_ERROR
+            }
+        };
+        if pause.is_zero() {
+            continue;
+        }
+        let woken = async {
+            match &wake {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    tracing::info!(worker = name, "worker stopped");
+}
+
+/// The current unix time.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

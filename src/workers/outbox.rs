@@ -1,0 +1,153 @@
+//! The outbox sender: claim due rows (a short transaction), send each by the transport with
+//! no transaction open, record the outcome (another short transaction). Transient failures
+//! back off exponentially up to `OUTBOX_MAX_ATTEMPTS`, then the row is `failed`; a permanent
+//! SMTP rejection marks it `bounced` and suppresses the address.
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::Outcome;
+use crate::mail::EmailContent;
+use crate::mail::transport::{Mailer, Outgoing, SendError};
+use crate::store::Store;
+use crate::store::outbox::{ClaimedEmail, SendOutcome};
+
+/// Rows claimed per pass.
+pub const BATCH: i64 = 64;
+/// Sends in flight at once per worker.
+const CONCURRENCY: usize = 8;
+/// A claim not settled within this is taken over by another worker (its worker died).
+pub const LEASE_SECS: i64 = 300;
+/// First retry after a minute, doubling, at most six hours apart.
+const FIRST_RETRY_SECS: i64 = 60;
+const MAX_RETRY_SECS: i64 = 6 * 3600;
+
+/// Delay before attempt `attempt + 1` after `attempt` failures.
+pub fn backoff_secs(attempt: i64) -> i64 {
+    let exp = attempt.saturating_sub(1).clamp(0, 20) as u32;
+    FIRST_RETRY_SECS.saturating_mul(1 << exp).min(MAX_RETRY_SECS)
+}
+
+/// Sends the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxWorker {
+    store: Store,
+    mailer: Mailer,
+    max_attempts: i64,
+}
+
+impl OutboxWorker {
+    pub fn new(store: Store, mailer: Mailer, max_attempts: i64) -> Self {
+        Self { store, mailer, max_attempts }
+    }
+
+    /// One pass at the current time.
+    pub async fn try_run_once(&self) -> anyhow::Result<Outcome> {
+        self.try_run_once_at(super::now()).await
+    }
+
+    /// One pass as if the time were `now`: claim what is due, send, record.
+    #[tracing::instrument(name = "outbox_pass", skip_all)]
+    pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let rows = self.store.claim_due_outbox(now, LEASE_SECS, BATCH, &token).await?;
+        if rows.is_empty() {
+            return Ok(Outcome::Idle);
+        }
+        let count = rows.len();
+        // Checked once per batch; if the check itself fails, the rows are retried later.
+        let mut results: Vec<(ClaimedEmail, SendOutcome)> = Vec::with_capacity(count);
+        let mut to_send = Vec::with_capacity(count);
+        match self.store.suppression_reasons(&rows).await {
+            Ok(reasons) => {
+                for (row, reason) in rows.into_iter().zip(reasons) {
+                    match reason {
+                        Some(reason) => results.push((row, SendOutcome::Suppressed { reason })),
+                        None => to_send.push(row),
+                    }
+                }
+            }
+            Err(e) => {
+                for row in rows {
+                    let outcome = self.retry(&row, format!("suppression check failed: {e}"), now);
+                    results.push((row, outcome));
+                }
+            }
+        }
+        let sent: Vec<(ClaimedEmail, SendOutcome)> = futures::stream::iter(to_send)
+            .map(|row| async move {
+                let outcome = self.deliver(&row, now).await;
+                (row, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.extend(sent);
+        for (row, outcome) in &results {
+            log_outcome(row, outcome);
+            self.store.record_send_outcome(row, &token, outcome, now).await?;
+        }
+        Ok(Outcome::Worked(count))
+    }
+
+    /// Passes until nothing is due at `now` (tests, the CLI).
+    pub async fn run_until_idle_at(&self, now: i64) -> anyhow::Result<usize> {
+        let mut total = 0;
+        while let Outcome::Worked(n) = self.try_run_once_at(now).await? {
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn deliver(&self, row: &ClaimedEmail, now: i64) -> SendOutcome {
+        let message_id = self.message_id(row);
+        let content = EmailContent { subject: row.subject.clone(), text: row.body_text.clone(), html: row.body_html.clone() };
+        let mail = Outgoing { to: &row.recipient, message_id: &message_id, content: &content };
+        match self.mailer.send(mail).await {
+            Ok(()) => SendOutcome::Sent { message_id },
+            Err(SendError::Permanent(error)) => SendOutcome::Bounced { error },
+            Err(SendError::Invalid(error)) => SendOutcome::Invalid { error },
+            Err(SendError::Transient(error)) => self.retry(row, error, now),
+        }
+    }
+
+    fn retry(&self, row: &ClaimedEmail, error: String, now: i64) -> SendOutcome {
+        let attempt = row.attempts + 1;
+        SendOutcome::Retry { error, retry_at: now + backoff_secs(attempt), give_up: attempt >= self.max_attempts }
+    }
+
+    /// Stable across retries of the same row, unique per row: `<42.3fa9c1d2e4b5@domain>`.
+    fn message_id(&self, row: &ClaimedEmail) -> String {
+        let digest = Sha256::digest(row.dedupe_key.as_bytes());
+        format!("<{}.{}@{}>", row.id, hex::encode(&digest[..6]), self.mailer.domain())
+    }
+}
+
+fn log_outcome(row: &ClaimedEmail, outcome: &SendOutcome) {
+    // Never the address or the content: the row id and template identify it.
+    match outcome {
+        SendOutcome::Sent { .. } => tracing::info!(outbox.id = row.id, template = %row.template, "email sent"),
+        SendOutcome::Retry { error, give_up: false, .. } => {
+            tracing::warn!(outbox.id = row.id, attempts = row.attempts + 1, error = %error, "email send failed; will retry")
+        }
+        SendOutcome::Retry { error, give_up: true, .. } => {
+            tracing::error!(outbox.id = row.id, attempts = row.attempts + 1, error = %error, "email send failed; giving up")
+        }
+        SendOutcome::Bounced { error } => tracing::warn!(outbox.id = row.id, error = %error, "email bounced; address suppressed"),
+        SendOutcome::Suppressed { reason } => tracing::info!(outbox.id = row.id, reason, "email not sent: suppressed"),
+        SendOutcome::Invalid { error } => tracing::error!(outbox.id = row.id, error = %error, "email invalid; not sent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_up_to_six_hours() {
+        assert_eq!(backoff_secs(1), 60);
+        assert_eq!(backoff_secs(2), 120);
+        assert_eq!(backoff_secs(5), 960);
+        assert_eq!(backoff_secs(30), MAX_RETRY_SECS);
+    }
+}

@@ -1,0 +1,77 @@
+//! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
+//! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
+//! card-expiry warnings; lifecycle checks (trial ending, win-back) belong here too.
+
+use std::sync::Arc;
+
+use minijinja::context;
+
+use super::Outcome;
+use crate::domain::dunning::year_month;
+use crate::reactions::{EmailTo, Reactor};
+use crate::store::Store;
+
+/// How often the checks run: they are cheap, and an hour keeps warnings timely.
+pub const INTERVAL_SECS: u64 = 3600;
+
+/// The scheduler's checks.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    store: Store,
+    reactor: Arc<Reactor>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, reactor: Arc<Reactor>) -> Self {
+        Self { store, reactor }
+    }
+
+    /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
+    pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
+        let n = self.card_expiry_warnings(now).await?;
+        if n > 0 {
+            self.reactor.notify_outbox();
+        }
+        Ok(if n > 0 { Outcome::Worked(n) } else { Outcome::Idle })
+    }
+
+    /// One warning per card per month, for customers with a live subscription whose card
+    /// expires at the end of this month.
+    async fn card_expiry_warnings(&self, now: i64) -> anyhow::Result<usize> {
+        let (year, month, label) = year_month(now);
+        let cards = self.store.cards_expiring(year, month).await?;
+        let mut emails = Vec::with_capacity(cards.len());
+        for card in &cards {
+            let link = self.reactor.links().update_payment(Some(&card.customer), None, None, now);
+            let ctx = context! {
+                customer => context! { name => card.name.clone(), email => card.email.clone() },
+                card => context! { brand => card.brand.as_deref().map(brand_name), last4 => card.last4.clone(), expires => label.clone() },
+                action_url => link,
+                action_label => "Update payment method",
+            };
+            let to = EmailTo {
+                dedupe_key: format!("card_expiring:{}:{year}-{month:02}", card.id),
+                case_key: None,
+                customer: Some(&card.customer),
+                recipient: &card.email,
+                send_at: now,
+            };
+            emails.push(self.reactor.email("card_expiring", ctx, to)?);
+        }
+        Ok(self.store.enqueue_emails(&emails, now).await?)
+    }
+}
+
+/// `visa` → `Visa`, `amex` → `American Express`.
+fn brand_name(brand: &str) -> String {
+    match brand {
+        "amex" => "American Express".into(),
+        "mastercard" => "Mastercard".into(),
+        "diners" => "Diners Club".into(),
+        "unionpay" => "UnionPay".into(),
+        other => {
+            let mut c = other.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        }
+    }
+}

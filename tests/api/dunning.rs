@@ -1,0 +1,173 @@
+//! Failed-payment recovery end to end: webhook → case + outbox rows in the event's
+//! transaction → outbox worker → a real SMTP server.
+
+use serde_json::json;
+
+use crate::helpers::{Sub, event, now};
+use crate::mail_world::{DAY, EMAIL, app_with_sink, failed_invoice, invoice_paid, payment_failed, subscriber};
+
+#[tokio::test]
+async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 3600;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;
+
+    // At the failure: the first email, nothing else yet.
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    let first = sink.parsed();
+    assert_eq!(first.len(), 1);
+    let m = &first[0];
+    assert_eq!(sink.messages()[0].rcpt_to, vec![EMAIL.to_owned()]);
+    assert_eq!(sink.messages()[0].mail_from, "billing@acme.test");
+    assert_eq!(m.header("From").as_deref(), Some("\"Acme Billing\" <billing@acme.test>"));
+    assert_eq!(m.header("Reply-To").as_deref(), Some("help@acme.test"));
+    assert_eq!(m.header("Subject").as_deref(), Some("Your Acme payment of $20.00 didn't go through"));
+    let id = m.header("Message-ID").expect("message id");
+    assert!(id.starts_with('<') && id.ends_with("@acme.test>"), "{id}");
+    assert!(m.content_type.starts_with("multipart/alternative"), "{}", m.content_type);
+    // Without a Stripe key the link is the invoice's hosted page.
+    assert!(m.text.contains("Hi Test Customer") && m.text.contains("https://invoice.stripe.com/i/in_1"), "{}", m.text);
+    assert!(m.html_unescaped().contains("href=\"https://invoice.stripe.com/i/in_1\""));
+    assert!(m.html.contains("<strong>$20.00</strong>"));
+
+    // +3 and +7 days: reminders; two days before Stripe's last retry: the final notice.
+    for (at, subject) in [
+        (t + 3 * DAY, "Reminder: your Acme payment of $20.00 is still due"),
+        (t + 7 * DAY, "Reminder: your Acme payment of $20.00 is still due"),
+        (t + 12 * DAY, "Final notice: your Acme subscription is at risk"),
+    ] {
+        assert_eq!(app.outbox.run_until_idle_at(at - 1).await.expect("pass"), 0, "nothing before {subject}");
+        assert_eq!(app.outbox.run_until_idle_at(at).await.expect("pass"), 1);
+        assert_eq!(sink.parsed().last().and_then(|m| m.header("Subject")).as_deref(), Some(subject));
+    }
+    let ids: std::collections::HashSet<_> = sink.parsed().iter().filter_map(|m| m.header("Message-ID")).collect();
+    assert_eq!(ids.len(), 4, "each email has its own Message-ID");
+    assert!(sink.parsed()[3].text.contains(&holdfast::domain::dunning::format_date(t + 14 * DAY)));
+}
+
+#[tokio::test]
+async fn payment_stops_the_series_and_records_the_recovery() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 2 * 3600;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.deliver(&invoice_paid("in_1", t + 3600)).await;
+
+    app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass");
+    assert_eq!(sink.messages().len(), 1, "only the email sent before the payment");
+    let case = &app.store.dunning_cases().await.expect("cases")[0];
+    assert_eq!(case.status, "recovered");
+    assert_eq!(case.recovered_amount, Some(2000));
+    assert_eq!(case.recovered_after_secs, Some(3600));
+    assert_eq!(case.emails_before_close, Some(1));
+    assert_eq!(app.store.outbox_counts().await.expect("counts").cancelled, 3);
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_step() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 6 * 3600;
+    subscriber(&app, t - DAY).await;
+    let retry = payment_failed("in_1", t + 3600, Some(t + 14 * DAY));
+    let first = payment_failed("in_1", t, Some(t + 2 * DAY));
+    // The retry arrives first, twice; the original failure after it.
+    app.deliver(&retry).await;
+    app.deliver(&retry).await;
+    app.deliver(&first).await;
+
+    let cases = app.store.dunning_cases().await.expect("cases");
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0].opened_at, t, "the series runs from the earliest failure");
+    assert_eq!(cases[0].next_payment_attempt, Some(t + 14 * DAY), "the newest failure knows the next retry");
+    // Day 3 counts from the original failure, not from the retry's arrival.
+    assert_eq!(app.outbox.run_until_idle_at(t + 3 * DAY).await.expect("pass"), 2);
+    app.outbox.run_until_idle_at(t + 40 * DAY).await.expect("pass");
+    let mut keys: Vec<String> = app.store.outbox_rows().await.expect("rows").into_iter().map(|r| r.dedupe_key).collect();
+    keys.sort();
+    assert_eq!(keys, ["dunning:in_1:day0", "dunning:in_1:day3", "dunning:in_1:day7", "dunning:in_1:final"]);
+    assert_eq!(sink.messages().len(), 4, "one email per step");
+}
+
+#[tokio::test]
+async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 4 * DAY;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&payment_failed("in_old", t, Some(now() + DAY))).await;
+
+    app.outbox.run_until_idle_at(now() + 30 * DAY).await.expect("pass");
+    assert!(sink.messages().is_empty());
+    let case = &app.store.dunning_cases().await.expect("cases")[0];
+    assert_eq!((case.status.as_str(), case.silent), ("open", true));
+    assert!(app.store.outbox_rows().await.expect("rows").is_empty());
+}
+
+#[tokio::test]
+async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
+    let (app, sink) = app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_holdfast")]).await;
+    let t = now() - 60;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&event("invoice.payment_action_required", t, failed_invoice("in_3ds", 2000, t, None))).await;
+
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    let m = &sink.parsed()[0];
+    assert_eq!(m.header("Subject").as_deref(), Some("Please confirm your Acme payment of $20.00"));
+    assert!(m.text.contains("https://invoice.stripe.com/i/in_3ds"));
+    assert!(!m.text.contains("/billing/update"));
+}
+
+#[tokio::test]
+async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 60;
+    app.deliver(&event("customer.created", t, crate::helpers::customer("cus_1", EMAIL, t))).await;
+    let mut incomplete = Sub::new("sub_1", "cus_1", t);
+    incomplete.status = "incomplete";
+    app.deliver(&event("customer.subscription.created", t, incomplete.object())).await;
+    let mut first = failed_invoice("in_first", 2000, t, None);
+    first["billing_reason"] = json!("subscription_create");
+    app.deliver(&event("invoice.payment_failed", t, first)).await;
+    app.deliver(&event("invoice.payment_failed", t, failed_invoice("in_zero", 0, t, None))).await;
+
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    assert!(app.store.dunning_cases().await.expect("cases").is_empty());
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 3600;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&payment_failed("in_void", t, None)).await;
+    app.deliver(&payment_failed("in_end", t, None)).await;
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    let mut voided = failed_invoice("in_void", 2000, t, None);
+    voided["status"] = json!("void");
+    app.deliver(&event("invoice.voided", t + 60, voided)).await;
+    let mut ended = Sub::new("sub_1", "cus_1", t - DAY);
+    ended.status = "canceled";
+    app.deliver(&event("customer.subscription.deleted", t + 120, ended.object())).await;
+
+    app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass");
+    let cases = app.store.dunning_cases().await.expect("cases");
+    let outcome: Vec<_> = cases.iter().map(|c| (c.invoice_id.as_str(), c.status.as_str(), c.close_reason.as_deref())).collect();
+    assert_eq!(outcome, [("in_end", "lost", Some("subscription_ended")), ("in_void", "lost", Some("voided"))]);
+    assert_eq!(sink.messages().len(), 2, "only the first email of each case");
+}
+
+#[tokio::test]
+async fn a_payment_that_arrives_before_its_failure_sends_nothing() {
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 3600;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&invoice_paid("in_1", t + 60)).await;
+    app.deliver(&payment_failed("in_1", t, None)).await;
+
+    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    assert!(sink.messages().is_empty());
+    let case = &app.store.dunning_cases().await.expect("cases")[0];
+    assert_eq!((case.status.as_str(), case.emails_before_close), ("recovered", Some(0)));
+}

@@ -1,0 +1,50 @@
+//! Shared arrangement for the mail tests: a customer with an active subscription, failed
+//! invoices, and a TestApp wired to the SMTP sink.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_with};
+use crate::smtp_sink::SmtpSink;
+
+pub const DAY: i64 = 86_400;
+pub const EMAIL: &str = "ada@example.com";
+
+/// An app sending to a fresh sink, with a recognisable brand and sender.
+pub async fn app_with_sink(extra: &[(&'static str, &str)]) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let mut vars: Vec<(&'static str, &str)> = vec![
+        ("SMTP_URL", &url),
+        ("EMAIL_FROM", "Acme Billing <billing@acme.test>"),
+        ("EMAIL_REPLY_TO", "help@acme.test"),
+        ("HOLDFAST_BRAND_NAME", "Acme"),
+        ("HOLDFAST_PUBLIC_URL", "https://billing.acme.test"),
+    ];
+    vars.extend_from_slice(extra);
+    (spawn_app_with(&vars).await, sink)
+}
+
+/// Customer `cus_1` (ada@example.com) with active subscription `sub_1`, created `at`.
+pub async fn subscriber(app: &TestApp, at: i64) {
+    app.deliver(&event("customer.created", at, customer("cus_1", EMAIL, at))).await;
+    app.deliver(&event("customer.subscription.created", at, Sub::new("sub_1", "cus_1", at).object())).await;
+}
+
+/// An open invoice of `sub_1` whose payment failed, with Stripe's next retry.
+pub fn failed_invoice(id: &str, amount: i64, created: i64, next_attempt: Option<i64>) -> Value {
+    let mut i = invoice(id, "cus_1", "sub_1", "open", amount, created);
+    i["attempt_count"] = json!(1);
+    i["next_payment_attempt"] = json!(next_attempt);
+    i["customer_email"] = json!(EMAIL);
+    i
+}
+
+/// The `invoice.payment_failed` event for `failed_invoice`.
+pub fn payment_failed(id: &str, created: i64, next_attempt: Option<i64>) -> Value {
+    event("invoice.payment_failed", created, failed_invoice(id, 2000, created, next_attempt))
+}
+
+/// `invoice.paid` for the same invoice.
+pub fn invoice_paid(id: &str, created: i64) -> Value {
+    event("invoice.paid", created, invoice(id, "cus_1", "sub_1", "paid", 2000, created))
+}
