@@ -17,7 +17,7 @@ const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
 const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;
 const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 const DEFAULT_COOLDOWN_MONTHS: u32 = 12;
-const DEFAULT_BRAND_COLOR: &str = "#1d4ed8";
+const DEFAULT_BRAND_COLOR: &str = "#0f766e";
 
 /// The cancel flow, validated.
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ pub struct CancelFlowSettings {
 pub struct Brand {
     /// `HOLDFAST_BRAND_NAME` / `[brand] name` (default `Holdfast`).
     pub name: String,
-    /// `HOLDFAST_BRAND_COLOR` / `[brand] color` (default `#1d4ed8`): `#rrggbb`, used for buttons;
+    /// `HOLDFAST_BRAND_COLOR` / `[brand] color` (default `#0f766e`, as in emails): `#rrggbb`, used for buttons;
     /// text on it is black or white, whichever contrasts more.
     pub color: String,
 }
