@@ -3,6 +3,10 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod cancel;
+
+pub use cancel::{Brand, CancelFlowSettings};
+
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {problem}")]
@@ -11,7 +15,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { var, problem: problem.into() }
 }
 
@@ -58,6 +62,8 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     /// `STRIPE_API_BASE`: another base URL for Stripe's API (tests, stripe-mock).
     pub stripe_api_base: Option<String>,
+    /// The cancel flow (issue 4): `holdfast.toml` `[cancel_flow]`/`[brand]` and `HOLDFAST_CANCEL_*`.
+    pub cancel_flow: CancelFlowSettings,
     /// Outgoing mail: transport, sender, brand, templates.
     pub mail: MailSettings,
     /// Failed-payment recovery cadence.
@@ -158,6 +164,7 @@ impl Settings {
             owner_token: owner_token(src)?,
             stripe_secret_key: stripe_secret_key(src)?,
             stripe_api_base: src.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
+            cancel_flow: CancelFlowSettings::from_source(src)?,
             mail: mail_settings(src)?,
             dunning: dunning_settings(src)?,
             run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,

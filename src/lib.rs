@@ -1,6 +1,7 @@
 //! Holdfast keeps a subscription business's customers: verified Stripe webhooks into a
 //! lifecycle store, failed-payment recovery, cancel-flow saves and retention metrics.
 
+pub mod cancel_flow;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -22,6 +22,9 @@ use crate::store::writer::Writer;
 use crate::stripe_api::StripeApi;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
+use crate::web::cancel::pages::Pages;
+use crate::web::cancel::rate_limit::RateLimiter;
+use crate::web::cancel::{self, CancelState};
 use crate::web::{error, health, metrics, request_id};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
@@ -66,7 +69,8 @@ impl Application {
         };
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store)?;
-        let server = http_server(listener, store.clone(), webhook_state, owner, portal)?;
+        let cancel = cancel_state(&settings)?;
+        let server = http_server(listener, store.clone(), webhook_state, owner, portal, cancel)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }
@@ -149,14 +153,32 @@ const JSON_LIMIT_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
+/// The cancel flow's shared state: its settings, compiled pages, Stripe client and limiter.
+fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
+    let stripe = match &settings.stripe_secret_key {
+        Some(key) => Some(StripeApi::new(key, settings.stripe_api_base.as_deref()).context("building the Stripe client")?),
+        None => None,
+    };
+    Ok(CancelState {
+        mail_templates: crate::mail::templates::Templates::new(&settings.mail),
+        pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
+        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute),
+        settings: settings.cancel_flow.clone(),
+        public_url: settings.public_url.clone(),
+        stripe,
+    })
+}
+
 fn http_server(
     listener: TcpListener,
     store: Store,
     webhook_state: WebhookState,
     owner: OwnerToken,
     portal: Option<BillingPortal>,
+    cancel: CancelState,
 ) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
+    let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
     let metrics = web::Data::new(Metrics::default());
@@ -170,8 +192,10 @@ fn http_server(
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
+            .app_data(cancel.clone())
             .app_data(error::json_config(JSON_LIMIT_BYTES))
             .route("/webhooks/stripe", web::post().to(webhook::receive))
+            .configure(cancel::routes)
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics::metrics));

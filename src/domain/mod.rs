@@ -1,6 +1,7 @@
 //! Pure business rules: no I/O. Everything here is a function of Stripe's JSON and time.
 
 pub mod backfill;
+pub mod cancel;
 pub mod dunning;
 pub mod event;
 pub mod fields;

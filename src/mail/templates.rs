@@ -13,6 +13,24 @@ use crate::config::MailSettings;
 /// The built-in templates, by loader name.
 const EMBEDDED: &[(&str, &str)] = &[
     ("_layout.html", include_str!("../../templates/email/_layout.html")),
+    ("cancel_confirmation_paused/subject.txt", include_str!("../../templates/email/cancel_confirmation_paused/subject.txt")),
+    ("cancel_confirmation_paused/body.txt", include_str!("../../templates/email/cancel_confirmation_paused/body.txt")),
+    ("cancel_confirmation_paused/body.html", include_str!("../../templates/email/cancel_confirmation_paused/body.html")),
+    (
+        "cancel_confirmation_downgraded/subject.txt",
+        include_str!("../../templates/email/cancel_confirmation_downgraded/subject.txt"),
+    ),
+    ("cancel_confirmation_downgraded/body.txt", include_str!("../../templates/email/cancel_confirmation_downgraded/body.txt")),
+    ("cancel_confirmation_downgraded/body.html", include_str!("../../templates/email/cancel_confirmation_downgraded/body.html")),
+    (
+        "cancel_confirmation_discounted/subject.txt",
+        include_str!("../../templates/email/cancel_confirmation_discounted/subject.txt"),
+    ),
+    ("cancel_confirmation_discounted/body.txt", include_str!("../../templates/email/cancel_confirmation_discounted/body.txt")),
+    ("cancel_confirmation_discounted/body.html", include_str!("../../templates/email/cancel_confirmation_discounted/body.html")),
+    ("cancel_confirmation_canceled/subject.txt", include_str!("../../templates/email/cancel_confirmation_canceled/subject.txt")),
+    ("cancel_confirmation_canceled/body.txt", include_str!("../../templates/email/cancel_confirmation_canceled/body.txt")),
+    ("cancel_confirmation_canceled/body.html", include_str!("../../templates/email/cancel_confirmation_canceled/body.html")),
     ("payment_failed/subject.txt", include_str!("../../templates/email/payment_failed/subject.txt")),
     ("payment_failed/body.txt", include_str!("../../templates/email/payment_failed/body.txt")),
     ("payment_failed/body.html", include_str!("../../templates/email/payment_failed/body.html")),

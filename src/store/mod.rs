@@ -3,6 +3,7 @@
 //! Postgres and prepared per-row statements on SQLite).
 
 pub mod batch;
+pub mod cancel;
 pub mod conn;
 pub mod dunning;
 mod gauges;

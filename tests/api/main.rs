@@ -2,6 +2,8 @@
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
 mod billing_portal;
+mod cancel_browser;
+mod cancel_flow;
 mod cards;
 mod dunning;
 mod helpers;

@@ -1,0 +1,117 @@
+//! The customer's choice, carried out in Stripe: one subscription update per choice, with an
+//! idempotency key, through async-stripe.
+//!
+//! - pause: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = now + N months
+//! - downgrade: `items[0][id]`, `items[0][price]` = the mapped cheaper price, and
+//!   `proration_behavior` as configured (default `none`: the cheaper price applies from the
+//!   next renewal, no credit or extra invoice now)
+//! - discount: `discounts[0][coupon]` = the configured coupon
+//! - cancel: `cancel_at_period_end=true`, `cancellation_details[feedback]` and `[comment]`
+
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_billing::subscription::{
+    DiscountsDataParam, UpdateSubscription, UpdateSubscriptionCancellationDetails, UpdateSubscriptionCancellationDetailsFeedback,
+    UpdateSubscriptionItems, UpdateSubscriptionPauseCollection, UpdateSubscriptionPauseCollectionBehavior,
+    UpdateSubscriptionProrationBehavior,
+};
+
+use crate::domain::cancel::{Choice, Outcome, Reason, add_months};
+use crate::stripe_api::StripeApi;
+
+/// Everything one Stripe call needs, decided before it is made.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub subscription: String,
+    pub choice: Choice,
+    /// For a downgrade: the item to change and its new price.
+    pub item_id: Option<String>,
+    pub from_price: Option<String>,
+    pub downgrade_to: Option<String>,
+    pub proration: String,
+    pub coupon: Option<String>,
+    pub reason: Reason,
+    pub comment: Option<String>,
+    pub now: i64,
+    /// `holdfast-cancel-<session>-<choice>-<attempt>`: a retried request (network, double
+    /// submit within an attempt) is applied once by Stripe.
+    pub idempotency_key: String,
+}
+
+/// What happened, for the session record.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub outcome: Outcome,
+    pub detail: Value,
+    pub paused_until: Option<i64>,
+}
+
+/// Why the call did not happen or failed. Messages never carry the API key.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("this choice is not available for the subscription")]
+    NotApplicable,
+    #[error("invalid idempotency key")]
+    Key,
+    #[error("stripe refused or failed: {0}")]
+    Stripe(#[from] stripe::StripeError),
+}
+
+/// Call Stripe for `action`.
+pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
+    let mut update = UpdateSubscription::new(action.subscription.as_str());
+    let done = match action.choice {
+        Choice::Pause { months } => {
+            let resumes_at = add_months(action.now, months);
+            let mut pause = UpdateSubscriptionPauseCollection::new(UpdateSubscriptionPauseCollectionBehavior::Void);
+            pause.resumes_at = Some(resumes_at);
+            update = update.pause_collection(pause);
+            Done {
+                outcome: Outcome::Paused,
+                detail: json!({"months": months, "resumes_at": resumes_at}),
+                paused_until: Some(resumes_at),
+            }
+        }
+        Choice::Downgrade => {
+            let (Some(item), Some(to)) = (&action.item_id, &action.downgrade_to) else { return Err(ActionError::NotApplicable) };
+            let mut change = UpdateSubscriptionItems::new();
+            change.id = Some(item.clone());
+            change.price = Some(to.clone());
+            let proration = UpdateSubscriptionProrationBehavior::from_str(&action.proration)
+                .unwrap_or(UpdateSubscriptionProrationBehavior::None);
+            update = update.items(vec![change]).proration_behavior(proration);
+            Done {
+                outcome: Outcome::Downgraded,
+                detail: json!({"item": item, "from_price": action.from_price, "to_price": to, "proration_behavior": action.proration}),
+                paused_until: None,
+            }
+        }
+        Choice::Discount => {
+            let Some(coupon) = &action.coupon else { return Err(ActionError::NotApplicable) };
+            let mut discount = DiscountsDataParam::new();
+            discount.coupon = Some(coupon.clone());
+            update = update.discounts(vec![discount]);
+            Done { outcome: Outcome::Discounted, detail: json!({"coupon": coupon}), paused_until: None }
+        }
+        Choice::Cancel => {
+            let mut details = UpdateSubscriptionCancellationDetails::new();
+            details.feedback = UpdateSubscriptionCancellationDetailsFeedback::from_str(action.reason.stripe_feedback()).ok();
+            details.comment = action.reason.stripe_comment(action.comment.as_deref());
+            update = update.cancel_at_period_end(true).cancellation_details(details);
+            Done { outcome: Outcome::Canceled, detail: json!({"at_period_end": true}), paused_until: None }
+        }
+    };
+    let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
+    // Success is Stripe's 2xx. The answer is read as plain JSON, not as async-stripe's
+    // `Subscription`: a field the typed model doesn't expect must not turn a change Stripe
+    // made into a reported failure.
+    update
+        .build()
+        .customize::<miniserde::json::Value>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(api.client())
+        .await?;
+    Ok(done)
+}

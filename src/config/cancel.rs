@@ -1,0 +1,317 @@
+//! Cancel-flow settings: offers, pause lengths, downgrade map, coupon, links and brand. Read
+//! from the `[cancel_flow]` and `[brand]` tables of `holdfast.toml` (path in
+//! `HOLDFAST_CONFIG_FILE`, default `./holdfast.toml` when present), then overridden by the
+//! environment variables named on each field.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{ConfigError, Source, parsed, problem};
+use crate::domain::cancel::{OfferKind, Reason, default_offers_by_reason};
+
+/// How a downgrade is billed (Stripe's `proration_behavior`).
+pub const DEFAULT_PRORATION: &str = "none";
+const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
+const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;
+const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+const DEFAULT_COOLDOWN_MONTHS: u32 = 12;
+const DEFAULT_BRAND_COLOR: &str = "#0f766e";
+
+/// The cancel flow, validated.
+#[derive(Clone, Debug)]
+pub struct CancelFlowSettings {
+    /// `HOLDFAST_LINK_SECRET`: key of the signed `/cancel?customer=…&sig=…` links (unset:
+    /// signed links are refused; minted links still work).
+    pub link_secret: Option<SecretString>,
+    /// `HOLDFAST_CANCEL_OFFERS` / `offers` (default `pause,downgrade,discount`): offers enabled.
+    pub offers_enabled: Vec<OfferKind>,
+    /// `[cancel_flow.offers_by_reason]` (file only): which offers each reason gets, in order.
+    pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
+    /// `HOLDFAST_CANCEL_PAUSE_MONTHS` / `pause_months` (default `1,2,3`): pause lengths offered.
+    pub pause_months: Vec<u32>,
+    /// `HOLDFAST_CANCEL_DOWNGRADE_MAP` (`price_a=price_b,…`) / `[cancel_flow.downgrade]`:
+    /// price → cheaper price. A price without an entry gets no downgrade offer.
+    pub downgrade_map: BTreeMap<String, String>,
+    /// `HOLDFAST_CANCEL_DOWNGRADE_PRORATION` / `downgrade_proration` (default `none`): Stripe's
+    /// `proration_behavior` for a downgrade (`none`, `create_prorations`, `always_invoice`).
+    pub downgrade_proration: String,
+    /// `HOLDFAST_CANCEL_COUPON` / `coupon`: the coupon of the discount offer (unset: no discount).
+    pub coupon: Option<String>,
+    /// `HOLDFAST_CANCEL_DISCOUNT_TEXT` / `discount_text`: what the discount offer says (describe
+    /// the coupon, e.g. "30 % off your next 3 months").
+    pub discount_text: String,
+    /// `HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS` / `discount_cooldown_months` (default 12): no
+    /// discount offer when a discount started within this many months.
+    pub discount_cooldown_months: u32,
+    /// `HOLDFAST_CANCEL_RETURN_URL` / `return_url`: the "back to the product" link when a
+    /// session has none of its own.
+    pub return_url: Option<String>,
+    /// `HOLDFAST_CANCEL_LINK_TTL_SECS` / `link_ttl_secs` (default 604800): life of a minted link.
+    pub link_ttl_secs: i64,
+    /// `HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS` / `session_timeout_secs` (default 3600): a session
+    /// unfinished this long after it was opened is abandoned (its pages answer 403).
+    pub session_timeout_secs: i64,
+    /// `HOLDFAST_CANCEL_RATE_LIMIT` / `rate_limit_per_minute` (default 60): requests per client
+    /// address per minute on the public cancel pages.
+    pub rate_limit_per_minute: u32,
+    pub brand: Brand,
+}
+
+/// What the customer sees at the top of every page.
+#[derive(Clone, Debug)]
+pub struct Brand {
+    /// `HOLDFAST_BRAND_NAME` / `[brand] name` (default `Holdfast`).
+    pub name: String,
+    /// `HOLDFAST_BRAND_COLOR` / `[brand] color` (default `#0f766e`, as in emails): `#rrggbb`, used for buttons;
+    /// text on it is black or white, whichever contrasts more.
+    pub color: String,
+}
+
+impl Brand {
+    /// Black or white, whichever has the higher WCAG contrast against `color`.
+    pub fn text_on_color(&self) -> &'static str {
+        let channel = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&self.color[i..i + 2], 16).unwrap_or(0)) / 255.0;
+            if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+        };
+        let luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+        if (1.05) / (luminance + 0.05) >= (luminance + 0.05) / 0.05 { "#ffffff" } else { "#000000" }
+    }
+}
+
+/// The `holdfast.toml` shape (only the tables this module reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCancelFlow {
+    offers: Option<Vec<String>>,
+    offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
+    pause_months: Option<Vec<u32>>,
+    downgrade: Option<BTreeMap<String, String>>,
+    downgrade_proration: Option<String>,
+    coupon: Option<String>,
+    discount_text: Option<String>,
+    discount_cooldown_months: Option<u32>,
+    return_url: Option<String>,
+    link_ttl_secs: Option<i64>,
+    session_timeout_secs: Option<i64>,
+    rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileBrand {
+    name: Option<String>,
+    color: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    cancel_flow: FileCancelFlow,
+    #[serde(default)]
+    brand: FileBrand,
+}
+
+const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
+
+fn read_file(src: &impl Source) -> Result<File, ConfigError> {
+    let (path, required) = match src.get(FILE_VAR) {
+        Some(p) => (p, true),
+        None => ("holdfast.toml".to_owned(), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(File::default()),
+        Err(e) => return Err(problem(FILE_VAR, format!("cannot read {path}: {e}"))),
+    };
+    toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message())))
+}
+
+fn offers(var: &'static str, names: &[String]) -> Result<Vec<OfferKind>, ConfigError> {
+    names
+        .iter()
+        .map(|n| {
+            OfferKind::parse(n.trim()).ok_or_else(|| problem(var, format!("unknown offer {n:?} (pause, downgrade, discount)")))
+        })
+        .collect()
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn http_url(var: &'static str, url: Option<String>) -> Result<Option<String>, ConfigError> {
+    match url {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            Err(problem(var, "must start with http:// or https://"))
+        }
+        other => Ok(other),
+    }
+}
+
+impl CancelFlowSettings {
+    /// File first, then environment overrides; every value checked.
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        let file = read_file(src)?;
+        let f = file.cancel_flow;
+
+        let offers_enabled = match src.get("HOLDFAST_CANCEL_OFFERS") {
+            Some(v) => offers("HOLDFAST_CANCEL_OFFERS", &list(&v))?,
+            None => match f.offers {
+                Some(names) => offers(FILE_VAR, &names)?,
+                None => vec![OfferKind::Pause, OfferKind::Downgrade, OfferKind::Discount],
+            },
+        };
+
+        let mut offers_by_reason = default_offers_by_reason();
+        for (reason, names) in f.offers_by_reason.unwrap_or_default() {
+            let r = Reason::parse(&reason)
+                .ok_or_else(|| problem(FILE_VAR, format!("offers_by_reason: unknown reason {reason:?}")))?;
+            offers_by_reason.insert(r, offers(FILE_VAR, &names)?);
+        }
+
+        let pause_months = match src.get("HOLDFAST_CANCEL_PAUSE_MONTHS") {
+            Some(v) => list(&v)
+                .iter()
+                .map(|m| m.parse::<u32>().map_err(|_| problem("HOLDFAST_CANCEL_PAUSE_MONTHS", "must be numbers, e.g. 1,2,3")))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => f.pause_months.unwrap_or_else(|| vec![1, 2, 3]),
+        };
+        if pause_months.iter().any(|m| !(1..=12).contains(m)) {
+            return Err(problem("HOLDFAST_CANCEL_PAUSE_MONTHS", "each pause length must be 1 to 12 months"));
+        }
+
+        let downgrade_map = match src.get("HOLDFAST_CANCEL_DOWNGRADE_MAP") {
+            Some(v) => list(&v)
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                        .ok_or_else(|| {
+                            problem("HOLDFAST_CANCEL_DOWNGRADE_MAP", "must be price=cheaper_price pairs, comma-separated")
+                        })
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?,
+            None => f.downgrade.unwrap_or_default(),
+        };
+
+        let downgrade_proration = src
+            .get("HOLDFAST_CANCEL_DOWNGRADE_PRORATION")
+            .or(f.downgrade_proration)
+            .unwrap_or_else(|| DEFAULT_PRORATION.to_owned());
+        if !["none", "create_prorations", "always_invoice"].contains(&downgrade_proration.as_str()) {
+            return Err(problem("HOLDFAST_CANCEL_DOWNGRADE_PRORATION", "must be none, create_prorations or always_invoice"));
+        }
+
+        let brand_color = src.get("HOLDFAST_BRAND_COLOR").or(file.brand.color).unwrap_or_else(|| DEFAULT_BRAND_COLOR.to_owned());
+        // Checked strictly: it is written into a style sheet, where HTML escaping doesn't help.
+        if !(brand_color.len() == 7 && brand_color.starts_with('#') && brand_color[1..].chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(problem("HOLDFAST_BRAND_COLOR", "must be #rrggbb"));
+        }
+
+        let positive = |var: &'static str, v: Option<i64>, default: i64| -> Result<i64, ConfigError> {
+            match v.unwrap_or(default) {
+                n if n > 0 => Ok(n),
+                _ => Err(problem(var, "must be positive")),
+            }
+        };
+
+        Ok(Self {
+            link_secret: match src.get("HOLDFAST_LINK_SECRET") {
+                Some(s) if s.trim().len() < 16 => {
+                    return Err(problem("HOLDFAST_LINK_SECRET", "must be at least 16 characters (e.g. `openssl rand -hex 32`)"));
+                }
+                Some(s) => Some(SecretString::from(s.trim().to_owned())),
+                None => None,
+            },
+            offers_enabled,
+            offers_by_reason,
+            pause_months,
+            downgrade_map,
+            downgrade_proration,
+            coupon: src.get("HOLDFAST_CANCEL_COUPON").or(f.coupon),
+            discount_text: src
+                .get("HOLDFAST_CANCEL_DISCOUNT_TEXT")
+                .or(f.discount_text)
+                .unwrap_or_else(|| "A discount on your next payments.".to_owned()),
+            discount_cooldown_months: parsed(src, "HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS")?
+                .or(f.discount_cooldown_months)
+                .unwrap_or(DEFAULT_COOLDOWN_MONTHS),
+            return_url: http_url("HOLDFAST_CANCEL_RETURN_URL", src.get("HOLDFAST_CANCEL_RETURN_URL").or(f.return_url))?,
+            link_ttl_secs: positive(
+                "HOLDFAST_CANCEL_LINK_TTL_SECS",
+                parsed(src, "HOLDFAST_CANCEL_LINK_TTL_SECS")?.or(f.link_ttl_secs),
+                DEFAULT_LINK_TTL_SECS,
+            )?,
+            session_timeout_secs: positive(
+                "HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS",
+                parsed(src, "HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS")?.or(f.session_timeout_secs),
+                DEFAULT_SESSION_TIMEOUT_SECS,
+            )?,
+            rate_limit_per_minute: parsed(src, "HOLDFAST_CANCEL_RATE_LIMIT")?
+                .or(f.rate_limit_per_minute)
+                .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+            brand: Brand {
+                name: src.get("HOLDFAST_BRAND_NAME").or(file.brand.name).unwrap_or_else(|| "Holdfast".to_owned()),
+                color: brand_color,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&'static str, &str)]) -> Result<CancelFlowSettings, ConfigError> {
+        let map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        CancelFlowSettings::from_source(&map)
+    }
+
+    #[test]
+    fn the_file_is_read_and_the_environment_wins() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("holdfast.toml");
+        std::fs::write(
+            &path,
+            "[cancel_flow]\ncoupon = \"FILE\"\npause_months = [1, 3]\n[cancel_flow.downgrade]\nprice_pro = \"price_basic\"\n\
+             [cancel_flow.offers_by_reason]\nunused = [\"discount\"]\n[brand]\nname = \"Acme\"\ncolor = \"#ffcc00\"\n",
+        )
+        .expect("write");
+        let p = path.to_string_lossy().to_string();
+        let s = load(&[("HOLDFAST_CONFIG_FILE", &p), ("HOLDFAST_CANCEL_COUPON", "ENV")]).expect("valid");
+        assert_eq!(s.coupon.as_deref(), Some("ENV"));
+        assert_eq!(s.pause_months, vec![1, 3]);
+        assert_eq!(s.downgrade_map.get("price_pro").map(String::as_str), Some("price_basic"));
+        assert_eq!(s.offers_by_reason[&Reason::Unused], vec![OfferKind::Discount]);
+        assert_eq!(s.offers_by_reason[&Reason::TooExpensive], vec![OfferKind::Discount, OfferKind::Downgrade]);
+        assert_eq!(s.brand.name, "Acme");
+        assert_eq!(s.brand.text_on_color(), "#000000");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let s = load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
+        assert_eq!(s.coupon.as_deref(), Some("SAVE30"));
+        assert_eq!(s.brand.name, "Acme Notes");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(load(&[("HOLDFAST_BRAND_COLOR", "red;}")]).expect_err("color").var, "HOLDFAST_BRAND_COLOR");
+        assert_eq!(load(&[("HOLDFAST_CANCEL_OFFERS", "refund")]).expect_err("offer").var, "HOLDFAST_CANCEL_OFFERS");
+        assert_eq!(load(&[("HOLDFAST_CANCEL_PAUSE_MONTHS", "0")]).expect_err("months").var, "HOLDFAST_CANCEL_PAUSE_MONTHS");
+        assert_eq!(load(&[("HOLDFAST_CANCEL_DOWNGRADE_MAP", "a")]).expect_err("map").var, "HOLDFAST_CANCEL_DOWNGRADE_MAP");
+        assert_eq!(load(&[("HOLDFAST_LINK_SECRET", "short")]).expect_err("secret").var, "HOLDFAST_LINK_SECRET");
+        assert_eq!(
+            load(&[("HOLDFAST_CONFIG_FILE", "/nonexistent/holdfast.toml")]).expect_err("file").var,
+            "HOLDFAST_CONFIG_FILE"
+        );
+        let default = load(&[]).expect("defaults");
+        assert_eq!(default.brand.text_on_color(), "#ffffff");
+        assert_eq!(default.downgrade_proration, "none");
+    }
+}

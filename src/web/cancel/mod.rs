@@ -1,0 +1,536 @@
+//! The cancel flow's pages (public) and the owner's link-minting endpoint.
+//!
+//! ```text
+//! GET  /cancel?customer=cus_…&sig=…   signed link  ─┐ create/start a session,
+//! GET  /cancel?token=…                one-time link ─┘ 303 → /cancel/s/{id}
+//! GET  /cancel/s/{id}                 survey (one button per reason)       click 1
+//! POST /cancel/s/{id}/reason          record reason + offers → 303 offer
+//! GET  /cancel/s/{id}/offer           offers + "cancel anyway"             click 2
+//! POST /cancel/s/{id}/choose          Stripe call, then record → 303 done
+//! GET  /cancel/s/{id}/done            result
+//! POST /api/cancel-sessions           owner: mint a one-time link
+//! ```
+//! The session id in the path is an unguessable capability; every form also carries the
+//! session's CSRF token. The outcome is recorded only after Stripe accepted the change.
+
+pub mod error;
+pub mod pages;
+pub mod rate_limit;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use self::error::PageError;
+use self::pages::{Pages, see_other};
+use self::rate_limit::RateLimiter;
+use super::auth::Owner;
+use super::error::json_error;
+use crate::cancel_flow::email::confirmation_email;
+use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
+use crate::cancel_flow::offers::{Target, offers_for};
+use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
+use crate::config::CancelFlowSettings;
+use crate::domain::cancel::{Choice, OfferKind, Reason};
+use crate::mail::templates::Templates;
+use crate::mail::{Category, NewEmail};
+use crate::store::Store;
+use crate::store::cancel::{CancelSessionRow, NewCancelSession, SurveyAnswer};
+use crate::stripe_api::StripeApi;
+
+/// Form bodies are a token, a reason and a comment of at most `COMMENT_MAX` characters.
+const FORM_LIMIT_BYTES: usize = 4 * 1024;
+const COMMENT_MAX_CHARS: usize = 1000;
+/// How long one request may hold a session while it talks to Stripe (longer than the
+/// client's own timeout, so a lease never expires under a live call).
+const ACTION_LEASE_SECS: i64 = 60;
+/// `return_url` longer than this is refused at minting.
+const RETURN_URL_MAX: usize = 2000;
+
+/// What the cancel-flow handlers share.
+#[derive(Debug)]
+pub struct CancelState {
+    /// The email templates (issue 3's mail layer) for the confirmation email.
+    pub mail_templates: Templates,
+    pub settings: CancelFlowSettings,
+    pub public_url: String,
+    pub stripe: Option<StripeApi>,
+    pub pages: Pages,
+    pub limiter: RateLimiter,
+}
+
+/// Register the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cancel", web::get().to(enter))
+        .route("/cancel/s/{id}", web::get().to(survey_page))
+        .route("/cancel/s/{id}/reason", web::post().to(post_reason))
+        .route("/cancel/s/{id}/offer", web::get().to(offer_page))
+        .route("/cancel/s/{id}/choose", web::post().to(choose))
+        .route("/cancel/s/{id}/done", web::get().to(done_page))
+        .route("/api/cancel-sessions", web::post().to(mint));
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl CancelState {
+    fn fail(&self, e: &PageError, return_url: Option<&str>) -> HttpResponse {
+        match e {
+            PageError::Store(err) => tracing::error!(error = %err, "cancel flow: storage failed"),
+            PageError::Stripe | PageError::StripeNotConfigured => {}
+            other => tracing::info!(refused = %other, "cancel flow: request refused"),
+        }
+        let (title, message) = e.words();
+        let return_url = return_url.or(self.settings.return_url.as_deref());
+        self.pages.error(e.status(), title, message, return_url)
+    }
+
+    fn limit(&self, req: &HttpRequest) -> Result<(), PageError> {
+        if self.limiter.allow(req.peer_addr().map(|a| a.ip()), now()) { Ok(()) } else { Err(PageError::RateLimited) }
+    }
+
+    fn return_url<'a>(&'a self, s: &'a CancelSessionRow) -> Option<&'a str> {
+        s.return_url.as_deref().or(self.settings.return_url.as_deref())
+    }
+}
+
+/// Answer `result`, rendering any error as the friendly page.
+fn respond(state: &CancelState, result: Result<HttpResponse, PageError>) -> HttpResponse {
+    result.unwrap_or_else(|e| state.fail(&e, None))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EntryQuery {
+    customer: Option<String>,
+    sig: Option<String>,
+    token: Option<String>,
+}
+
+/// `GET /cancel`: a signed link or a one-time link starts a session.
+async fn enter(req: HttpRequest, state: web::Data<CancelState>, store: web::Data<Store>) -> HttpResponse {
+    let query = web::Query::<EntryQuery>::from_query(req.query_string()).map(web::Query::into_inner);
+    let result = async {
+        state.limit(&req)?;
+        let query = query.map_err(|_| PageError::BadLink)?;
+        let now = now();
+        // Housekeeping that keeps the recorded outcomes true: old unfinished sessions end.
+        store.mark_abandoned_cancel_sessions(now).await?;
+        let session_id = match (query.token, query.customer, query.sig) {
+            (Some(token), _, _) => {
+                let session = store
+                    .start_minted_cancel_session(&token_hash(&token), now, state.settings.session_timeout_secs)
+                    .await?
+                    .ok_or(PageError::BadLink)?;
+                session.id
+            }
+            (None, Some(customer), Some(sig)) => start_signed(&state, &store, &customer, &sig, now).await?,
+            _ => return Err(PageError::BadLink),
+        };
+        Ok(see_other(&format!("/cancel/s/{session_id}")))
+    }
+    .await;
+    respond(&state, result)
+}
+
+async fn start_signed(state: &CancelState, store: &Store, customer: &str, sig: &str, now: i64) -> Result<String, PageError> {
+    let secret = state.settings.link_secret.as_ref().ok_or(PageError::BadLink)?;
+    if !plausible_customer_id(customer) || !links::verify(customer, sig, secret) {
+        return Err(PageError::BadLink);
+    }
+    let (subscription, _) = store.live_subscription_of(customer, None).await?.ok_or(PageError::NoSubscription)?;
+    let session = NewCancelSession {
+        id: random_token(),
+        link_token_hash: None,
+        csrf_token: random_token(),
+        customer: customer.to_owned(),
+        subscription: Some(subscription.id),
+        return_url: None,
+        source: "signed_link",
+        created_at: now,
+        link_expires_at: now + state.settings.session_timeout_secs,
+        started_at: Some(now),
+        deadline_at: Some(now + state.settings.session_timeout_secs),
+    };
+    store.insert_cancel_session(&session).await?;
+    Ok(session.id)
+}
+
+/// A session that may still be acted on: started, unfinished, before its deadline.
+async fn open_session(store: &Store, id: &str, now: i64) -> Result<CancelSessionRow, PageError> {
+    // Ids are ours (hex); anything else is not looked up.
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(PageError::BadLink);
+    }
+    let session = store.cancel_session(id).await?.ok_or(PageError::BadLink)?;
+    if session.started_at.is_none() {
+        return Err(PageError::BadLink);
+    }
+    if session.outcome.is_none() && session.deadline_at.is_none_or(|d| d <= now) {
+        return Err(PageError::Expired);
+    }
+    Ok(session)
+}
+
+/// The session's subscription, read from the store and scoped to the session's customer.
+async fn target(store: &Store, s: &CancelSessionRow) -> Result<Target, PageError> {
+    let (subscription, items) =
+        store.live_subscription_of(&s.customer, s.subscription.as_deref()).await?.ok_or(PageError::NoSubscription)?;
+    Ok(Target { subscription, items })
+}
+
+fn base(s: &CancelSessionRow) -> String {
+    format!("/cancel/s/{}", s.id)
+}
+
+fn finished(s: &CancelSessionRow) -> bool {
+    s.outcome.as_deref().is_some_and(|o| o != "abandoned")
+}
+
+/// `GET /cancel/s/{id}`: the exit survey.
+async fn survey_page(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let result = async {
+        state.limit(&req)?;
+        let s = open_session(&store, &id, now()).await?;
+        if finished(&s) {
+            return Ok(see_other(&format!("{}/done", base(&s))));
+        }
+        if s.outcome.is_some() {
+            return Err(PageError::Expired);
+        }
+        target(&store, &s).await?;
+        let reasons: Vec<_> = Reason::ALL.iter().map(|r| context! { value => r.as_str(), label => r.label() }).collect();
+        Ok(state.pages.render(
+            StatusCode::OK,
+            "survey.html",
+            context! { base => base(&s), csrf => s.csrf_token, reasons, return_url => state.return_url(&s) },
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
+
+/// Read a small urlencoded form, refusing bodies over the limit before parsing.
+async fn read_form<T: serde::de::DeserializeOwned>(mut payload: web::Payload) -> Result<T, PageError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| PageError::BadForm("body"))?;
+        if body.len() + chunk.len() > FORM_LIMIT_BYTES {
+            return Err(PageError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_urlencoded::from_bytes(&body).map_err(|_| PageError::BadForm("form"))
+}
+
+fn check_csrf(s: &CancelSessionRow, presented: &str) -> Result<(), PageError> {
+    if bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) { Ok(()) } else { Err(PageError::Csrf) }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReasonForm {
+    csrf: String,
+    reason: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /cancel/s/{id}/reason`: record the answer and the offers that apply.
+async fn post_reason(
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let result = async {
+        state.limit(&req)?;
+        let form: ReasonForm = read_form(payload).await?;
+        let now = now();
+        let s = open_session(&store, &id, now).await?;
+        check_csrf(&s, &form.csrf)?;
+        if s.outcome.is_some() {
+            return Ok(see_other(&format!("{}/done", base(&s))));
+        }
+        let reason = Reason::parse(&form.reason).ok_or(PageError::BadForm("reason"))?;
+        let comment = form.comment.trim();
+        if comment.chars().count() > COMMENT_MAX_CHARS {
+            return Err(PageError::TooLarge);
+        }
+        let t = target(&store, &s).await?;
+        let offers = offers_for(&store, &state.settings, &s.customer, &t, reason, now).await?;
+        let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());
+        let answer = SurveyAnswer {
+            reason: reason.as_str(),
+            feedback: reason.stripe_feedback(),
+            comment: (!comment.is_empty()).then_some(comment),
+            offers_shown_json: &offers_json,
+            at: now,
+        };
+        if !store.record_cancel_survey(&s.id, &answer).await? {
+            return Err(PageError::Busy);
+        }
+        Ok(see_other(&format!("{}/offer", base(&s))))
+    }
+    .await;
+    respond(&state, result)
+}
+
+fn shown_offers(s: &CancelSessionRow) -> Vec<OfferKind> {
+    serde_json::from_str(&s.offers_shown).unwrap_or_default()
+}
+
+/// `GET /cancel/s/{id}/offer`: the offers for the reason, and "cancel anyway".
+async fn offer_page(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let result = async {
+        state.limit(&req)?;
+        let s = open_session(&store, &id, now()).await?;
+        if finished(&s) {
+            return Ok(see_other(&format!("{}/done", base(&s))));
+        }
+        if s.reason.is_none() {
+            return Ok(see_other(&base(&s)));
+        }
+        let offers: Vec<&str> = shown_offers(&s).into_iter().map(OfferKind::as_str).collect();
+        let cfg = &state.settings;
+        Ok(state.pages.render(
+            StatusCode::OK,
+            "offer.html",
+            context! {
+                base => base(&s), csrf => s.csrf_token, offers, pause_months => cfg.pause_months,
+                proration_none => cfg.downgrade_proration == "none", discount_text => cfg.discount_text,
+                return_url => state.return_url(&s),
+            },
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
+
+#[derive(Debug, Deserialize)]
+struct ChoiceForm {
+    csrf: String,
+    choice: String,
+}
+
+/// `POST /cancel/s/{id}/choose`: carry out the choice in Stripe, then record it.
+async fn choose(
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let result = async {
+        state.limit(&req)?;
+        let form: ChoiceForm = read_form(payload).await?;
+        let now = now();
+        let s = open_session(&store, &id, now).await?;
+        check_csrf(&s, &form.csrf)?;
+        if s.outcome.is_some() {
+            return Ok(see_other(&format!("{}/done", base(&s))));
+        }
+        let choice = Choice::parse(&form.choice).ok_or(PageError::BadForm("choice"))?;
+        if let Some(offer) = choice.offer()
+            && !shown_offers(&s).contains(&offer)
+        {
+            return Err(PageError::BadForm("offer not shown"));
+        }
+        if let Choice::Pause { months } = choice
+            && !state.settings.pause_months.contains(&months)
+        {
+            return Err(PageError::BadForm("pause length"));
+        }
+        let t = target(&store, &s).await?;
+        let stripe = state.stripe.as_ref().ok_or(PageError::StripeNotConfigured)?;
+        // Cancelling without a survey answer is allowed (it is never more than one click
+        // away); Stripe then gets `other`.
+        let reason = s.reason.as_deref().and_then(Reason::parse).unwrap_or(Reason::Other);
+        let attempt = store.claim_cancel_action(&s.id, now, ACTION_LEASE_SECS).await?.ok_or(PageError::Busy)?;
+        let item = t.single_item();
+        let action = Action {
+            subscription: t.subscription.id.clone(),
+            choice,
+            item_id: item.map(|i| i.item_id.clone()),
+            from_price: item.and_then(|i| i.price_id.clone()),
+            downgrade_to: t.downgrade_to(&state.settings).cloned(),
+            proration: state.settings.downgrade_proration.clone(),
+            coupon: state.settings.coupon.clone(),
+            reason,
+            comment: s.comment.clone(),
+            now,
+            idempotency_key: format!("holdfast-cancel-{}-{}-{attempt}", s.id, choice.key()),
+        };
+        let done = match carry_out(stripe, &action).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing is recorded: the session stays open and the customer may retry.
+                store.release_cancel_action(&s.id).await?;
+                match &e {
+                    ActionError::Stripe(err) => {
+                        tracing::error!(session = %s.id, choice = %choice.key(), error = %stripe_error_summary(err), "cancel flow: Stripe call failed")
+                    }
+                    other => tracing::error!(session = %s.id, error = %other, "cancel flow: action not possible"),
+                }
+                return Err(PageError::Stripe);
+            }
+        };
+        let detail = done.detail.to_string();
+        store.record_cancel_outcome(&s.id, done.outcome, &detail, done.paused_until, now).await?;
+        tracing::info!(session = %s.id, outcome = done.outcome.as_str(), "cancel flow: outcome recorded");
+        // ── CONFIRMATION EMAIL CALL SITE ──
+        queue_confirmation(&state, &store, &s, &done).await;
+        Ok(see_other(&format!("{}/done", base(&s))))
+    }
+    .await;
+    respond(&state, result)
+}
+
+/// Stripe's error, summarised for the log: type, code and message from Stripe, or the
+/// transport error. Never the request (it carries no key, but keep logs small) nor the key.
+fn stripe_error_summary(e: &stripe::StripeError) -> String {
+    match e {
+        stripe::StripeError::Stripe(api, status) => {
+            format!("status {status}: {:?} {:?} {:?}", api.type_, api.code, api.message)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Queue the outcome's confirmation email in the outbox (issue 3), rendered now. A failure to queue is
+/// logged, never shown: Stripe already made the change and the session is recorded.
+async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessionRow, done: &Done) {
+    let to = match store.customer_email(&s.customer).await {
+        Ok(to) => to,
+        Err(e) => {
+            tracing::warn!(session = %s.id, error = %e, "cancel flow: customer email unreadable; no confirmation");
+            return;
+        }
+    };
+    let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
+        return;
+    };
+    let content = match state.mail_templates.render(&email.template, minijinja::Value::from_serialize(&email.context)) {
+        Ok(content) => content,
+        Err(e) => {
+            tracing::error!(session = %s.id, template = %email.template, error = %e, "cancel flow: confirmation email failed to render");
+            return;
+        }
+    };
+    let queued = NewEmail {
+        dedupe_key: email.dedupe_key,
+        case_key: None,
+        category: Category::Transactional,
+        customer: Some(s.customer.clone()),
+        recipient: email.to,
+        template: email.template,
+        content,
+        send_at: now(),
+    };
+    if let Err(e) = store.enqueue_emails(&[queued], now()).await {
+        tracing::error!(session = %s.id, error = %e, "cancel flow: confirmation email not queued");
+    }
+}
+
+/// `GET /cancel/s/{id}/done`: what happened.
+async fn done_page(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let result = async {
+        state.limit(&req)?;
+        let s = open_session(&store, &id, now()).await?;
+        let Some(outcome) = s.outcome.clone() else { return Ok(see_other(&base(&s))) };
+        let detail: serde_json::Value =
+            s.outcome_detail.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+        let resumes_on = detail["resumes_at"]
+            .as_i64()
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.format("%-d %B %Y").to_string());
+        Ok(state.pages.render(
+            StatusCode::OK,
+            "done.html",
+            context! { outcome, resumes_on, discount_text => state.settings.discount_text, return_url => state.return_url(&s) },
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MintRequest {
+    customer: String,
+    subscription: Option<String>,
+    return_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MintResponse {
+    url: String,
+    expires_at: i64,
+}
+
+/// `POST /api/cancel-sessions` (owner): mint a one-time link for a customer's live
+/// subscription.
+async fn mint(
+    _owner: Owner,
+    body: web::Json<MintRequest>,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+) -> HttpResponse {
+    let body = body.into_inner();
+    if !plausible_customer_id(&body.customer) {
+        return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_customer", "customer must be a Stripe customer id (cus_…)");
+    }
+    if let Some(url) = &body.return_url
+        && (url.len() > RETURN_URL_MAX || !(url.starts_with("https://") || url.starts_with("http://")))
+    {
+        return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_return_url", "return_url must be an http(s) URL");
+    }
+    let now = now();
+    let subscription = match store.live_subscription_of(&body.customer, body.subscription.as_deref()).await {
+        Ok(Some((sub, _))) => sub.id,
+        Ok(None) => {
+            return json_error(StatusCode::NOT_FOUND, "no_live_subscription", "the customer has no such live subscription");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "minting a cancel link: storage failed");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly");
+        }
+    };
+    let token = random_token();
+    let expires_at = now + state.settings.link_ttl_secs;
+    let session = NewCancelSession {
+        id: random_token(),
+        link_token_hash: Some(token_hash(&token)),
+        csrf_token: random_token(),
+        customer: body.customer,
+        subscription: Some(subscription),
+        return_url: body.return_url,
+        source: "minted",
+        created_at: now,
+        link_expires_at: expires_at,
+        started_at: None,
+        deadline_at: None,
+    };
+    if let Err(e) = store.insert_cancel_session(&session).await {
+        tracing::error!(error = %e, "minting a cancel link: storage failed");
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly");
+    }
+    HttpResponse::Created().json(MintResponse { url: format!("{}/cancel?token={token}", state.public_url), expires_at })
+}

@@ -1,0 +1,86 @@
+//! Server-rendered pages of the cancel flow: minijinja templates from `templates/pages/cancel/`
+//! (compiled into the binary), HTML auto-escaping on, strict security headers.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use minijinja::{Environment, Value, context};
+
+use crate::config::Brand;
+
+const TEMPLATES: [(&str, &str); 5] = [
+    ("layout.html", include_str!("../../../templates/pages/cancel/layout.html")),
+    ("survey.html", include_str!("../../../templates/pages/cancel/survey.html")),
+    ("offer.html", include_str!("../../../templates/pages/cancel/offer.html")),
+    ("done.html", include_str!("../../../templates/pages/cancel/done.html")),
+    ("error.html", include_str!("../../../templates/pages/cancel/error.html")),
+];
+
+/// No scripts, no external anything; the page URL is a capability, so it must never leak
+/// through a Referer header or a cache.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The compiled templates and the brand they show.
+#[derive(Debug)]
+pub struct Pages {
+    env: Environment<'static>,
+    brand: Value,
+}
+
+impl Pages {
+    /// Compile the templates (a template error is a bug: tests render every page).
+    pub fn new(brand: &Brand) -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        // `.html` names are auto-escaped by minijinja's default callback.
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        let brand = Value::from_serialize(serde_json::json!({
+            "name": brand.name, "color": brand.color, "on_color": brand.text_on_color(),
+        }));
+        Ok(Self { env, brand })
+    }
+
+    /// Render `template` with `ctx` plus the brand, as a response with `status`.
+    pub fn render(&self, status: StatusCode, template: &str, ctx: Value) -> HttpResponse {
+        let full = context! { brand => self.brand.clone(), ..ctx };
+        match self.env.get_template(template).and_then(|t| t.render(full)) {
+            Ok(html) => page_response(status, html),
+            Err(e) => {
+                tracing::error!(template, error = %e, "cancel page failed to render");
+                page_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>Something went wrong.</p>".into(),
+                )
+            }
+        }
+    }
+
+    /// The friendly error page.
+    pub fn error(&self, status: StatusCode, title: &str, message: &str, return_url: Option<&str>) -> HttpResponse {
+        self.render(status, "error.html", context! { title, message, return_url })
+    }
+}
+
+fn page_response(status: StatusCode, html: String) -> HttpResponse {
+    let mut r = HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html);
+    secure(&mut r);
+    r
+}
+
+/// Headers every cancel-flow response carries (pages and redirects).
+pub fn secure(r: &mut HttpResponse) {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// 303 See Other to `location` (after every POST, and from link entry to the session page).
+pub fn see_other(location: &str) -> HttpResponse {
+    let mut r = HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
+    secure(&mut r);
+    r
+}

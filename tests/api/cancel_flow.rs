@@ -1,0 +1,563 @@
+//! The cancel flow through the real server: links, survey, offers, Stripe calls (answered by
+//! wiremock with Stripe's example subscription), session records.
+
+use holdfast::cancel_flow::links::sign;
+use holdfast::domain::cancel::add_months;
+use holdfast::store::cancel::{CancelSessionRow, NewCancelSession};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
+
+pub const LINK_SECRET: &str = "link-secret-for-tests-0123456789";
+pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
+
+/// The app, its Stripe stand-in and a client that does not follow redirects.
+pub struct Flow {
+    pub app: TestApp,
+    pub stripe: MockServer,
+    pub http: reqwest::Client,
+}
+
+pub async fn flow_with(extra: &[(&'static str, &str)]) -> Flow {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let mut vars: Vec<(&'static str, &str)> = vec![
+        ("STRIPE_SECRET_KEY", "sk_test_cancel_flow"),
+        ("STRIPE_API_BASE", &uri),
+        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
+        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
+        ("HOLDFAST_CANCEL_COUPON", "SAVE30"),
+        ("HOLDFAST_CANCEL_DOWNGRADE_MAP", "price_pro_monthly=price_basic_monthly"),
+        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.example.com/account"),
+        ("HOLDFAST_BRAND_NAME", "Acme Notes"),
+    ];
+    vars.extend_from_slice(extra);
+    let app = spawn_app_with(&vars).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    Flow { app, stripe, http }
+}
+
+pub async fn flow() -> Flow {
+    flow_with(&[]).await
+}
+
+/// A customer with one live subscription on `price`, delivered as Stripe webhooks.
+pub async fn seed(app: &TestApp, cus: &str, sub: &str, price: &str, tweak: impl FnOnce(&mut Value)) -> Value {
+    let t = now() - 86_400;
+    app.deliver(&event("customer.created", t, customer(cus, &format!("{cus}@example.com"), t))).await;
+    let mut s = Sub::new(sub, cus, t);
+    s.price = price.into();
+    let mut object = s.object();
+    tweak(&mut object);
+    app.deliver(&event("customer.subscription.created", t + 1, object.clone())).await;
+    object
+}
+
+pub fn signed_link(cus: &str) -> String {
+    format!("/cancel?customer={cus}&sig={}", sign(cus, &SecretString::from(LINK_SECRET)))
+}
+
+/// minijinja escapes `/` in HTML; tests compare against plain URLs.
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+}
+
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("page has a csrf field") + 19;
+    html[start..].split('"').next().expect("csrf value").to_owned()
+}
+
+fn session_id(location: &str) -> String {
+    location.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned()
+}
+
+impl Flow {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.app.address)).send().await.expect("GET sent")
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.app.address)).form(form).send().await.expect("POST sent")
+    }
+
+    /// Open `link`, expect 303 to a session page; returns (session path, csrf).
+    pub async fn open(&self, link: &str) -> (String, String) {
+        let r = self.get(link).await;
+        assert_eq!(r.status(), 303, "link {link} should start a session: {:?}", r.text().await);
+        let location = r.headers()["location"].to_str().expect("location").to_owned();
+        let page = self.get(&location).await;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("html");
+        assert!(html.contains("why do you want to cancel"), "{html}");
+        (location, csrf_of(&html))
+    }
+
+    /// Answer the survey; returns the offer page's HTML.
+    pub async fn answer(&self, session: &str, csrf: &str, reason: &str, comment: &str) -> String {
+        let r = self.post_form(&format!("{session}/reason"), &[("csrf", csrf), ("reason", reason), ("comment", comment)]).await;
+        assert_eq!(r.status(), 303, "{:?}", r.text().await);
+        assert_eq!(r.headers()["location"], format!("{session}/offer").as_str());
+        let page = self.get(&format!("{session}/offer")).await;
+        assert_eq!(page.status(), 200);
+        unescape(&page.text().await.expect("html"))
+    }
+
+    pub async fn choose(&self, session: &str, csrf: &str, choice: &str) -> reqwest::Response {
+        self.post_form(&format!("{session}/choose"), &[("csrf", csrf), ("choice", choice)]).await
+    }
+
+    pub async fn session(&self, session: &str) -> CancelSessionRow {
+        self.app.store.cancel_session(&session_id(session)).await.expect("store").expect("session exists")
+    }
+
+    /// Stripe answers an update of `sub` (with the given Idempotency-Key) with the example
+    /// subscription.
+    pub async fn expect_update(&self, sub: &str, key: &str, object: &Value) {
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/subscriptions/{sub}")))
+            .and(header("Idempotency-Key", key))
+            .respond_with(ResponseTemplate::new(200).set_body_json(object))
+            .expect(1)
+            .mount(&self.stripe)
+            .await;
+    }
+
+    /// The form parameters of every request Stripe received, decoded and sorted.
+    pub async fn sent_params(&self) -> Vec<Vec<(String, String)>> {
+        let requests = self.stripe.received_requests().await.expect("recording on");
+        requests
+            .iter()
+            .map(|r| {
+                let mut p: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("form body");
+                p.sort();
+                p
+            })
+            .collect()
+    }
+}
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    p.sort();
+    p
+}
+
+#[tokio::test]
+async fn pause_is_carried_out_in_stripe_and_recorded() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_pause1", "sub_pause1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_pause1")).await;
+    let offer = f.answer(&session, &csrf, "unused", "busy season").await;
+    assert!(offer.contains("choice-pause-1") && offer.contains("choice-pause-3"), "{offer}");
+    assert!(!offer.contains("choice-discount") && !offer.contains("choice-downgrade"));
+    assert!(offer.contains("choice-cancel"));
+    let id = session_id(&session);
+    f.expect_update("sub_pause1", &format!("holdfast-cancel-{id}-pause_2-1"), &object).await;
+
+    let r = f.choose(&session, &csrf, "pause_2").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("{session}/done").as_str());
+
+    let row = f.session(&session).await;
+    assert_eq!(row.outcome.as_deref(), Some("paused"));
+    let completed = row.completed_at.expect("completed");
+    let resumes_at = add_months(completed, 2).to_string();
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[("pause_collection[behavior]", "void"), ("pause_collection[resumes_at]", &resumes_at)])]
+    );
+    assert_eq!(row.customer, "cus_pause1");
+    assert_eq!(row.subscription.as_deref(), Some("sub_pause1"));
+    assert_eq!(row.reason.as_deref(), Some("unused"));
+    assert_eq!(row.feedback.as_deref(), Some("unused"));
+    assert_eq!(row.comment.as_deref(), Some("busy season"));
+    assert_eq!(row.offers_shown, r#"["pause"]"#);
+    assert_eq!(row.paused_until, Some(add_months(completed, 2)));
+    assert!(row.started_at.is_some() && row.reason_at.is_some());
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    assert_eq!((stats.sessions, stats.paused, stats.saved, stats.canceled), (1, 1, 1, 0));
+    assert_eq!(stats.save_rate(), Some(1.0));
+    assert_eq!(stats.reasons.get("unused"), Some(&1));
+
+    // The confirmation email went to the outbox, once, rendered from its template.
+    let outbox = f.app.store.outbox_rows().await.expect("outbox");
+    let mail: Vec<_> = outbox.iter().filter(|r| r.template.starts_with("cancel_confirmation")).collect();
+    assert_eq!(mail.len(), 1, "{outbox:?}");
+    assert_eq!(mail[0].template, "cancel_confirmation_paused");
+    assert_eq!(mail[0].recipient, "cus_pause1@example.com");
+    assert_eq!(mail[0].category, "transactional");
+    assert!(mail[0].subject.contains("paused until"), "{}", mail[0].subject);
+
+    let done = f.get(&format!("{session}/done")).await;
+    assert_eq!(done.status(), 200);
+    let html = unescape(&done.text().await.expect("html"));
+    assert!(html.contains("Your subscription is paused") && html.contains("https://app.example.com/account"), "{html}");
+    // A finished session can't act again.
+    let again = f.choose(&session, &csrf, "cancel").await;
+    assert_eq!(again.status(), 303);
+    assert_eq!(f.stripe.received_requests().await.expect("recorded").len(), 1);
+}
+
+#[tokio::test]
+async fn downgrade_through_a_minted_link_changes_the_item_price() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_down1", "sub_down1", "price_pro_monthly", |_| {}).await;
+    let minted = f
+        .http
+        .post(format!("{}/api/cancel-sessions", f.app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .json(&json!({"customer": "cus_down1", "return_url": "https://app.example.com/billing"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(minted.status(), 201);
+    let body: Value = minted.json().await.expect("json");
+    let url = body["url"].as_str().expect("url");
+    assert!(body["expires_at"].as_i64().expect("expires_at") > now());
+    let link = &url[url.find("/cancel").expect("path")..];
+
+    let (session, csrf) = f.open(link).await;
+    let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+    assert!(offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
+    assert!(!offer.contains("choice-pause"));
+    assert!(offer.contains("https://app.example.com/billing"));
+    let id = session_id(&session);
+    f.expect_update("sub_down1", &format!("holdfast-cancel-{id}-downgrade-1"), &object).await;
+
+    assert_eq!(f.choose(&session, &csrf, "downgrade").await.status(), 303);
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[("items[0][id]", "si_down1"), ("items[0][price]", "price_basic_monthly"), ("proration_behavior", "none")])]
+    );
+    let row = f.session(&session).await;
+    assert_eq!(row.outcome.as_deref(), Some("downgraded"));
+    assert_eq!(row.source, "minted");
+    assert_eq!(row.offers_shown, r#"["discount","downgrade"]"#);
+    // The one-time link is used up.
+    let reused = f.get(link).await;
+    assert_eq!(reused.status(), 403);
+    assert!(reused.text().await.expect("html").contains("This link doesn&#x27;t work"));
+}
+
+#[tokio::test]
+async fn discount_applies_the_configured_coupon() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_disc1", "sub_disc1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_disc1")).await;
+    f.answer(&session, &csrf, "too_expensive", "").await;
+    let id = session_id(&session);
+    f.expect_update("sub_disc1", &format!("holdfast-cancel-{id}-discount-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
+    assert_eq!(f.sent_params().await, vec![params(&[("discounts[0][coupon]", "SAVE30")])]);
+    assert_eq!(f.session(&session).await.outcome.as_deref(), Some("discounted"));
+
+    // Within the cooldown, a new session gets no second discount.
+    let (session2, csrf2) = f.open(&signed_link("cus_disc1")).await;
+    let offer = f.answer(&session2, &csrf2, "too_expensive", "").await;
+    assert!(!offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
+}
+
+#[tokio::test]
+async fn cancel_anyway_takes_two_clicks_and_sends_feedback_and_comment() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_canc1", "sub_canc1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_canc1")).await;
+    // Click 1: a reason button (the comment rides along).
+    f.answer(&session, &csrf, "missing_features", "No SSO & no <export>").await;
+    let id = session_id(&session);
+    f.expect_update("sub_canc1", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    // Click 2: cancel anyway.
+    assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[
+            ("cancel_at_period_end", "true"),
+            ("cancellation_details[comment]", "No SSO & no <export>"),
+            ("cancellation_details[feedback]", "missing_features"),
+        ])]
+    );
+    let row = f.session(&session).await;
+    assert_eq!(row.outcome.as_deref(), Some("canceled"));
+    let outbox = f.app.store.outbox_rows().await.expect("outbox");
+    assert!(outbox.iter().any(|r| r.template == "cancel_confirmation_canceled" && r.recipient == "cus_canc1@example.com"));
+    assert_eq!(row.comment.as_deref(), Some("No SSO & no <export>"));
+    let html = f.get(&format!("{session}/done")).await.text().await.expect("html");
+    assert!(html.contains("Your subscription is cancelled"));
+}
+
+#[tokio::test]
+async fn technical_problems_are_sent_as_other_with_the_comment() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_tech1", "sub_tech1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_tech1")).await;
+    f.answer(&session, &csrf, "technical_problems", "sync fails").await;
+    let id = session_id(&session);
+    f.expect_update("sub_tech1", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[
+            ("cancel_at_period_end", "true"),
+            ("cancellation_details[comment]", "Technical problems: sync fails"),
+            ("cancellation_details[feedback]", "other"),
+        ])]
+    );
+}
+
+#[tokio::test]
+async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_err1", "sub_err1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_err1")).await;
+    f.answer(&session, &csrf, "unused", "").await;
+    let id = session_id(&session);
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_err1"))
+        .and(header("Idempotency-Key", format!("holdfast-cancel-{id}-pause_1-1").as_str()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "type": "invalid_request_error", "code": "resource_missing", "message": "No such subscription: 'sub_err1'"}})))
+        .expect(1)
+        .mount(&f.stripe)
+        .await;
+    let r = f.choose(&session, &csrf, "pause_1").await;
+    assert_eq!(r.status(), 502);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("nothing was changed") && !html.contains("sk_test") && !html.contains("resource_missing"), "{html}");
+    let row = f.session(&session).await;
+    assert_eq!(row.outcome, None);
+    assert!(f.app.store.outbox_rows().await.expect("outbox").iter().all(|r| !r.template.starts_with("cancel_")));
+    assert_eq!(row.acting_until, None, "the lease is given back");
+
+    // The customer tries again: a fresh idempotency key (attempt 2), and it works.
+    f.expect_update("sub_err1", &format!("holdfast-cancel-{id}-pause_1-2"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "pause_1").await.status(), 303);
+    assert_eq!(f.session(&session).await.outcome.as_deref(), Some("paused"));
+}
+
+#[tokio::test]
+async fn forged_foreign_expired_and_reused_links_are_refused() {
+    let f = flow().await;
+    seed(&f.app, "cus_link1", "sub_link1", "price_pro_monthly", |_| {}).await;
+    seed(&f.app, "cus_link2", "sub_link2", "price_pro_monthly", |_| {}).await;
+    let other_sig = sign("cus_link2", &SecretString::from(LINK_SECRET));
+    let wrong_key = sign("cus_link1", &SecretString::from("another-secret-0123456789"));
+    for link in [
+        format!("/cancel?customer=cus_link1&sig={other_sig}"),
+        format!("/cancel?customer=cus_link1&sig={wrong_key}"),
+        "/cancel?customer=cus_link1&sig=00".to_owned(),
+        "/cancel?customer=cus_link1".to_owned(),
+        "/cancel?token=not-a-real-token".to_owned(),
+        "/cancel".to_owned(),
+        "/cancel/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
+        "/cancel/s/../../etc".to_owned(),
+    ] {
+        let r = f.get(&link).await;
+        assert!(r.status() == 403 || r.status() == 404, "{link}: {}", r.status());
+        let html = r.text().await.expect("html");
+        assert!(!html.contains("cus_link") && !html.contains("sub_link"), "{link} leaked an id");
+    }
+    assert_eq!(f.get(&format!("/cancel?customer=cus_link1&sig={other_sig}")).await.status(), 403);
+
+    // Minting for another customer's subscription is refused; so is minting without the token.
+    let foreign = f
+        .http
+        .post(format!("{}/api/cancel-sessions", f.app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .json(&json!({"customer": "cus_link1", "subscription": "sub_link2"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(foreign.status(), 404);
+    let anonymous =
+        f.http.post(format!("{}/api/cancel-sessions", f.app.address)).json(&json!({"customer": "cus_link1"})).send().await;
+    assert_eq!(anonymous.expect("sent").status(), 401);
+
+    // An expired minted link.
+    let t = now();
+    let token = "expired-token-0123456789";
+    f.app
+        .store
+        .insert_cancel_session(&NewCancelSession {
+            id: "e".repeat(64),
+            link_token_hash: Some(holdfast::cancel_flow::links::token_hash(token)),
+            csrf_token: "c".repeat(64),
+            customer: "cus_link1".into(),
+            subscription: Some("sub_link1".into()),
+            return_url: None,
+            source: "minted",
+            created_at: t - 100,
+            link_expires_at: t - 1,
+            started_at: None,
+            deadline_at: None,
+        })
+        .await
+        .expect("insert");
+    assert_eq!(f.get(&format!("/cancel?token={token}")).await.status(), 403);
+    // Its session page was never opened, so it can't be used either.
+    assert_eq!(f.get(&format!("/cancel/s/{}", "e".repeat(64))).await.status(), 403);
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused() {
+    let f = flow().await;
+    seed(&f.app, "cus_csrf1", "sub_csrf1", "price_pro_monthly", |_| {}).await;
+    seed(&f.app, "cus_csrf2", "sub_csrf2", "price_pro_monthly", |_| {}).await;
+    let (session_a, csrf_a) = f.open(&signed_link("cus_csrf1")).await;
+    let (session_b, csrf_b) = f.open(&signed_link("cus_csrf2")).await;
+    let no_token = f.post_form(&format!("{session_a}/reason"), &[("reason", "unused")]).await;
+    assert_eq!(no_token.status(), 400);
+    let wrong = f.post_form(&format!("{session_a}/reason"), &[("csrf", "0000"), ("reason", "unused")]).await;
+    assert_eq!(wrong.status(), 403);
+    let borrowed = f.post_form(&format!("{session_a}/reason"), &[("csrf", &csrf_b), ("reason", "unused")]).await;
+    assert_eq!(borrowed.status(), 403);
+    let choose = f.choose(&session_b, &csrf_a, "cancel").await;
+    assert_eq!(choose.status(), 403);
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+    assert_eq!(f.session(&session_a).await.reason, None);
+}
+
+#[tokio::test]
+async fn offers_appear_only_where_they_apply() {
+    let f = flow().await;
+    // Cheapest plan (no mapping): too expensive → discount only.
+    seed(&f.app, "cus_app1", "sub_app1", "price_basic_monthly", |_| {}).await;
+    let (s1, c1) = f.open(&signed_link("cus_app1")).await;
+    let offer = f.answer(&s1, &c1, "too_expensive", "").await;
+    assert!(offer.contains("choice-discount") && !offer.contains("choice-downgrade"), "{offer}");
+    // A choice that wasn't offered is refused without calling Stripe.
+    assert_eq!(f.choose(&s1, &c1, "downgrade").await.status(), 400);
+    assert_eq!(f.choose(&s1, &c1, "pause_1").await.status(), 400);
+
+    // Already paused: not using it → no pause, only "cancel".
+    seed(&f.app, "cus_app2", "sub_app2", "price_pro_monthly", |s| {
+        s["pause_collection"] = json!({"behavior": "void", "resumes_at": now() + 86_400 * 20});
+    })
+    .await;
+    let (s2, c2) = f.open(&signed_link("cus_app2")).await;
+    let offer = f.answer(&s2, &c2, "unused", "").await;
+    assert!(!offer.contains("choice-pause") && offer.contains("Cancel my subscription"), "{offer}");
+    assert_eq!(f.session(&s2).await.offers_shown, "[]");
+
+    // A discount already in force: no discount offer.
+    seed(&f.app, "cus_app3", "sub_app3", "price_pro_monthly", |s| {
+        let mut d = crate::helpers::fixture("discount");
+        d["id"] = json!("di_app3");
+        d["customer"] = json!("cus_app3");
+        d["subscription"] = json!("sub_app3");
+        d["start"] = json!(now() - 86_400 * 30);
+        s["discounts"] = json!([d]);
+    })
+    .await;
+    let (s3, c3) = f.open(&signed_link("cus_app3")).await;
+    let offer = f.answer(&s3, &c3, "too_expensive", "").await;
+    assert!(!offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+}
+
+#[tokio::test]
+async fn offers_follow_the_configuration() {
+    let f = flow_with(&[("HOLDFAST_CANCEL_OFFERS", "pause"), ("HOLDFAST_CANCEL_PAUSE_MONTHS", "1,3")]).await;
+    seed(&f.app, "cus_cfg1", "sub_cfg1", "price_pro_monthly", |_| {}).await;
+    let (s, c) = f.open(&signed_link("cus_cfg1")).await;
+    let offer = f.answer(&s, &c, "too_expensive", "").await;
+    assert!(!offer.contains("choice-discount") && !offer.contains("choice-downgrade"), "{offer}");
+    let (s, c) = f.open(&signed_link("cus_cfg1")).await;
+    let offer = f.answer(&s, &c, "switched_service", "").await;
+    assert!(offer.contains("choice-pause-1") && offer.contains("choice-pause-3") && !offer.contains("choice-pause-2"));
+    assert_eq!(f.choose(&s, &c, "pause_2").await.status(), 400);
+}
+
+#[tokio::test]
+async fn unfinished_sessions_expire_and_count_as_abandoned() {
+    let f = flow().await;
+    seed(&f.app, "cus_ab1", "sub_ab1", "price_pro_monthly", |_| {}).await;
+    // A session opened long ago whose deadline has passed (written directly: no test waits
+    // for a clock).
+    let t = now();
+    let id = "a".repeat(64);
+    let csrf = "b".repeat(64);
+    f.app
+        .store
+        .insert_cancel_session(&NewCancelSession {
+            id: id.clone(),
+            link_token_hash: None,
+            csrf_token: csrf.clone(),
+            customer: "cus_ab1".into(),
+            subscription: Some("sub_ab1".into()),
+            return_url: None,
+            source: "signed_link",
+            created_at: t - 7200,
+            link_expires_at: t - 3600,
+            started_at: Some(t - 7200),
+            deadline_at: Some(t - 3600),
+        })
+        .await
+        .expect("insert");
+    let session = format!("/cancel/s/{id}");
+    let page = f.get(&session).await;
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.expect("html").contains("expired"));
+    let late = f.choose(&session, &csrf, "cancel").await;
+    assert_eq!(late.status(), 403);
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    assert_eq!((stats.sessions, stats.abandoned, stats.saved, stats.in_progress), (1, 1, 0, 0));
+
+    // Opening a new link records the old one as abandoned; the new one is in progress.
+    f.open(&signed_link("cus_ab1")).await;
+    assert_eq!(f.session(&session).await.outcome.as_deref(), Some("abandoned"));
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    assert_eq!((stats.sessions, stats.abandoned, stats.in_progress), (2, 1, 1));
+    assert_eq!(stats.save_rate(), Some(0.0));
+    // Sessions are grouped by start time.
+    let earlier = f.app.store.cancel_flow_stats(0, t - 3600).await.expect("stats");
+    assert_eq!((earlier.sessions, earlier.abandoned), (1, 1));
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+}
+
+#[tokio::test]
+async fn public_pages_are_rate_limited_and_bodies_are_small() {
+    let f = flow_with(&[("HOLDFAST_CANCEL_RATE_LIMIT", "4")]).await;
+    seed(&f.app, "cus_rl1", "sub_rl1", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_rl1")).await; // 2 requests
+    let huge = "x".repeat(5000);
+    let r = f.post_form(&format!("{session}/reason"), &[("csrf", &csrf), ("reason", "other"), ("comment", &huge)]).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.expect("html").contains("shorten"));
+    // Fixed one-minute windows: nine more requests overflow a limit of 4 even if a window
+    // boundary passes during the test.
+    let mut limited = None;
+    for _ in 0..9 {
+        let r = f.get(&session).await;
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    let limited = limited.expect("a 429 once over the limit");
+    assert!(limited.text().await.expect("html").contains("Too many requests"));
+}
+
+#[tokio::test]
+async fn pages_are_self_contained_branded_and_escaped() {
+    let f = flow_with(&[("HOLDFAST_BRAND_COLOR", "#ffcc00")]).await;
+    seed(&f.app, "cus_page1", "sub_page1", "price_pro_monthly", |_| {}).await;
+    let r = f.get(&signed_link("cus_page1")).await;
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    let location = r.headers()["location"].to_str().expect("loc").to_owned();
+    let page = f.get(&location).await;
+    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_owned();
+    assert!(csp.contains("default-src 'none'"));
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Acme Notes") && html.contains("--brand: #ffcc00") && html.contains("--on-brand: #000000"));
+    assert!(html.contains("name=\"viewport\"") && html.contains("<label for=\"comment\">") && html.contains("<legend>"));
+    assert!(!html.contains("http://") && !html.contains("<script"), "no external resources or scripts");
+    let csrf = csrf_of(&html);
+    let offer = f.answer(&location, &csrf, "other", "<script>alert(1)</script>").await;
+    assert!(!offer.contains("<script>alert"));
+}
