@@ -11,8 +11,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::store::writer::Writer;
+use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
-use crate::web::{error, health};
+use crate::web::{error, health, security_headers};
 use crate::webhook::{self, WebhookState};
 
 /// The running service.
@@ -38,7 +39,7 @@ impl Application {
             writer,
         };
         let owner = OwnerToken(settings.owner_token.clone());
-        let server = http_server(listener, store.clone(), webhook_state, owner)?;
+        let server = http_server(listener, store.clone(), webhook_state, owner, settings.public_url.clone())?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task })
     }
@@ -64,21 +65,38 @@ impl Application {
 }
 
 /// Small JSON bodies for owner endpoints; the webhook reads its own body with its own limit.
-const JSON_LIMIT_BYTES: usize = 64 * 1024;
+pub const JSON_LIMIT_BYTES: usize = 64 * 1024;
+/// Forms on public pages carry a few fields.
+pub const FORM_LIMIT_BYTES: usize = 16 * 1024;
+
+/// Body limits for every extractor a handler can use (`Json`, `Form`, `Bytes`/`String`), so
+/// no endpoint reads an unbounded body. Over the limit: 413 in the JSON error envelope.
+pub fn body_limits(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config(JSON_LIMIT_BYTES))
+        .app_data(error::form_config(FORM_LIMIT_BYTES))
+        .app_data(web::PayloadConfig::new(JSON_LIMIT_BYTES));
+}
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
-fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState, owner: OwnerToken) -> anyhow::Result<Server> {
+fn http_server(
+    listener: TcpListener,
+    store: Store,
+    webhook_state: WebhookState,
+    owner: OwnerToken,
+    public_url: String,
+) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(security_headers::middleware(&public_url))
+            .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
-            .app_data(error::json_config(JSON_LIMIT_BYTES))
+            .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))

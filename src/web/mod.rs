@@ -3,3 +3,4 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod security_headers;
