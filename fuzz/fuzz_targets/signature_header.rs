@@ -6,9 +6,14 @@
 
 #![no_main]
 
-use holdfast::webhook::signature::{SignatureHeader, sign, verify};
+/// Holdfast's verifier, compiled from its source file.
+#[path = "../../src/webhook/signature.rs"]
+#[allow(dead_code)]
+mod signature;
+
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
+use signature::{SignatureHeader, sign, verify};
 
 const SECRET: &str = "whsec_fuzz_secret";
 
