@@ -20,12 +20,13 @@ use crate::reactions::Reactor;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::StripeApi;
+use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
-use crate::web::{error, health, metrics, request_id};
+use crate::web::{error, health, metrics, request_id, security_headers};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
@@ -70,7 +71,7 @@ impl Application {
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store)?;
         let cancel = cancel_state(&settings)?;
-        let server = http_server(listener, store.clone(), webhook_state, owner, portal, cancel)?;
+        let server = http_server(listener, store.clone(), webhook_state, owner, portal, cancel, settings.public_url.clone())?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }
@@ -149,7 +150,17 @@ fn billing_portal(settings: &Settings, store: &Store) -> anyhow::Result<Option<B
 }
 
 /// Small JSON bodies for owner endpoints; the webhook reads its own body with its own limit.
-const JSON_LIMIT_BYTES: usize = 64 * 1024;
+pub const JSON_LIMIT_BYTES: usize = 64 * 1024;
+/// Forms on public pages carry a few fields.
+pub const FORM_LIMIT_BYTES: usize = 16 * 1024;
+
+/// Body limits for every extractor a handler can use (`Json`, `Form`, `Bytes`/`String`), so
+/// no endpoint reads an unbounded body. Over the limit: 413 in the JSON error envelope.
+pub fn body_limits(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config(JSON_LIMIT_BYTES))
+        .app_data(error::form_config(FORM_LIMIT_BYTES))
+        .app_data(web::PayloadConfig::new(JSON_LIMIT_BYTES));
+}
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
@@ -176,6 +187,7 @@ fn http_server(
     owner: OwnerToken,
     portal: Option<BillingPortal>,
     cancel: CancelState,
+    public_url: String,
 ) -> anyhow::Result<Server> {
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
@@ -187,13 +199,14 @@ fn http_server(
         let mut app = App::new()
             // Inside TracingLogger (wraps run inner-first), so the request id already exists.
             .wrap(from_fn(request_id::add_header))
-            .wrap(TracingLogger::default())
+            .wrap(security_headers::middleware(&public_url))
+            .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
             .app_data(cancel.clone())
-            .app_data(error::json_config(JSON_LIMIT_BYTES))
+            .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
             .route("/healthz", web::get().to(health::healthz))

@@ -71,12 +71,29 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                Self::Unavailable(e)
-            }
+            // Protocol: the connection broke mid-exchange (e.g. closed by a proxy while the
+            // database is down); WorkerCrashed: SQLite's connection thread died.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
+            sqlx::Error::Database(ref db) if db.code().as_deref().is_some_and(is_transient_code) => Self::Unavailable(e),
             other => Self::Database(other),
         }
     }
+}
+
+/// Database error codes that mean "not now" rather than "never": the webhook answers 503 and
+/// Stripe retries. SQLite: BUSY (5) / LOCKED (6) and their extended codes (another process
+/// held the lock past `busy_timeout`). Postgres: class 08 (connection exception), the server
+/// shutting down or starting (57P01-57P03), too many connections (53300).
+fn is_transient_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<i32>() {
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// The database, whichever backend.

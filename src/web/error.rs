@@ -23,6 +23,18 @@ pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
     })
 }
 
+/// The same for URL-encoded forms (public pages' POSTs).
+pub fn form_config(limit: usize) -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default().limit(limit).error_handler(|err, _req| {
+        let (status, code) = match &err {
+            actix_web::error::UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            _ => (StatusCode::BAD_REQUEST, "bad_form"),
+        };
+        let message = err.to_string();
+        actix_web::error::InternalError::from_response(err, json_error(status, code, &message)).into()
+    })
+}
+
 /// Unknown routes answer in the same envelope.
 pub async fn not_found() -> HttpResponse {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -8,3 +8,4 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod request_id;
+pub mod security_headers;

@@ -74,8 +74,13 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
 
 /// Start the app with the test secrets and any extra variables.
 pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
-    init_test_logs();
     let (url, dir) = fresh_database().await;
+    spawn_app_on(url, dir, extra).await
+}
+
+/// Start the app on a given database URL (e.g. one routed through a proxy).
+pub async fn spawn_app_on(url: String, dir: Option<tempfile::TempDir>, extra: &[(&'static str, &str)]) -> TestApp {
+    init_test_logs();
     let mut vars: HashMap<&str, String> = HashMap::new();
     vars.insert("DATABASE_URL", url.clone());
     vars.insert("STRIPE_WEBHOOK_SECRET", SECRET.into());
@@ -245,4 +250,59 @@ pub fn invoice(id: &str, customer: &str, subscription: &str, status: &str, amoun
     i["status_transitions"] = json!({"finalized_at": created, "marked_uncollectible_at": null,
         "paid_at": if status == "paid" { json!(created) } else { Value::Null }, "voided_at": null});
     i
+}
+
+/// POST `event` signed now with the primary secret; the status (0 if no answer at all).
+pub async fn post_signed(client: &reqwest::Client, address: &str, event: &Value) -> u16 {
+    let body = event.to_string();
+    let header = sign(body.as_bytes(), SECRET, now());
+    let request = client.post(format!("{address}/webhooks/stripe")).header("Content-Type", "application/json");
+    match request.header("Stripe-Signature", header).body(body).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Asserts that `url` is owner-only: no token, a wrong one, a prefix or extension of the right
+/// one, another scheme or the token in the query string all get 401 (with
+/// `WWW-Authenticate: Bearer`, the JSON envelope, and the presented token not echoed). Then
+/// sends the right token and returns that response for the caller's own assertions.
+/// Reusable for every owner endpoint: `assert_owner_only(&app.client, Method::GET, &url, token)`.
+pub async fn assert_owner_only(client: &reqwest::Client, method: reqwest::Method, url: &str, token: &str) -> reqwest::Response {
+    let prefix = &token[..token.len() - 1];
+    let attempts = [
+        None,
+        Some(String::new()),
+        Some("Bearer".to_owned()),
+        Some("Bearer ".to_owned()),
+        Some("Bearer wrong-token".to_owned()),
+        Some(format!("Bearer {prefix}")),
+        Some(format!("Bearer {token}x")),
+        Some(format!("Basic {token}")),
+        Some(token.to_owned()),
+    ];
+    for auth in attempts {
+        let mut request = client.request(method.clone(), url);
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 401, "{method} {url} with Authorization {auth:?}");
+        let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(challenge.as_deref(), Some("Bearer"), "{method} {url}: 401 names the scheme");
+        let body = response.text().await.expect("body");
+        assert!(!body.contains(prefix), "the presented token must not be echoed: {body}");
+        let json: Value = serde_json::from_str(&body).expect("JSON error envelope");
+        assert_eq!(json["error"]["code"], "unauthorized");
+    }
+    let in_query = client.request(method.clone(), format!("{url}?token={token}")).send().await.expect("request sent");
+    assert_eq!(in_query.status(), 401, "{method} {url}: a token in the query string is not accepted");
+    let response = client
+        .request(method.clone(), url)
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("request sent");
+    assert_ne!(response.status(), 401, "{method} {url}: the right token is accepted");
+    response
 }

@@ -30,8 +30,16 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool =
-            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+        // After an outage the pooled connections are dead sockets: `test_before_acquire`
+        // (sqlx's default, made explicit) pings each one before use and replaces the dead ones,
+        // so the service recovers by itself. While the database is away, requests fail after
+        // ACQUIRE_TIMEOUT with 503 instead of queueing forever.
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
         Ok(Self { pool, reactor: None })
     }
 

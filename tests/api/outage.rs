@@ -1,0 +1,108 @@
+//! Database outages: the webhook answers 503 (never 2xx, never 4xx, so Stripe retries), the
+//! process keeps running, and it recovers on its own when the database is back.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::helpers::{Sub, TestApp, backend, customer, event, fresh_database, now, spawn_app_on};
+use crate::process::CuttableProxy;
+
+fn customer_event(id: &str) -> Value {
+    event("customer.created", now(), customer(id, "outage@example.com", now()))
+}
+
+/// Poll `/readyz` until it answers `want` (bounded: recovery must come by itself, quickly).
+async fn wait_ready(app: &TestApp, want: u16) {
+    for _ in 0..150 {
+        if app.get("/readyz").await.status() == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+/// `postgres://user:pass@host:port/db` → (`host:port`, its socket address).
+fn postgres_host(url: &str) -> (String, SocketAddr) {
+    let after_at = url.rsplit_once('@').map(|(_, rest)| rest).expect("URL has user@host");
+    let host_port = after_at.split('/').next().expect("URL has a host").to_owned();
+    let with_port = if host_port.contains(':') { host_port.clone() } else { format!("{host_port}:5432") };
+    let addr = with_port.to_socket_addrs().expect("host resolves").next().expect("an address");
+    (host_port, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_outage_answers_503_and_recovers_by_itself() {
+    if backend() != "postgres" {
+        eprintln!("skipped: the Postgres outage test runs with TEST_DATABASE=postgres");
+        return;
+    }
+    let (url, dir) = fresh_database().await;
+    let (host_port, upstream) = postgres_host(&url);
+    let proxy = CuttableProxy::start(upstream);
+    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, &[]).await;
+    let before = customer_event("cus_before_outage");
+    app.deliver(&before).await;
+
+    // Cut the database while a burst of webhooks is in flight.
+    let burst: Vec<Value> = (0..40).map(|n| customer_event(&format!("cus_burst{n:02}"))).collect();
+    let mut in_flight = Vec::new();
+    for (n, e) in burst.iter().enumerate() {
+        if n == 10 {
+            proxy.cut();
+        }
+        let (app_client, address, e) = (app.client.clone(), app.address.clone(), e.clone());
+        in_flight.push(tokio::spawn(async move { crate::helpers::post_signed(&app_client, &address, &e).await }));
+    }
+    let mut acked = HashSet::new();
+    for (e, task) in burst.iter().zip(in_flight) {
+        let status = task.await.expect("request task");
+        assert!(status == 200 || status == 503, "{} answered {status} during the outage", e["id"]);
+        if status == 200 {
+            acked.insert(e["id"].as_str().expect("id").to_owned());
+        }
+    }
+    let during = customer_event("cus_during_outage");
+    assert_eq!(app.post_event(&during).await.status(), 503, "a webhook during the outage must get 503");
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/healthz").await.status(), 200, "the process stays up");
+
+    proxy.restore();
+    wait_ready(&app, 200).await;
+    app.deliver(&during).await;
+    for e in burst.iter().filter(|e| !acked.contains(e["id"].as_str().expect("id"))) {
+        app.deliver(e).await;
+    }
+    let stored: HashSet<String> = app.state().await.event_ids.into_iter().collect();
+    for e in burst.iter().chain([&before, &during]) {
+        assert!(stored.contains(e["id"].as_str().expect("id")), "{} not stored after recovery", e["id"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_sqlite_database_answers_503_then_recovers() {
+    if backend() != "sqlite" {
+        eprintln!("skipped: the SQLite lock test runs on the SQLite suite");
+        return;
+    }
+    let (url, dir) = fresh_database().await;
+    let app = spawn_app_on(url.clone(), dir, &[]).await;
+    app.deliver(&customer_event("cus_before_lock")).await;
+
+    // Another process's write transaction holds the lock past our busy_timeout.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.expect("exclusive lock");
+    let sub = Sub::new("sub_locked", "cus_locked", now());
+    let during = event("customer.subscription.created", now(), sub.object());
+    assert_eq!(app.post_event(&during).await.status(), 503, "a webhook that cannot be written must get 503");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    sqlx::query("ROLLBACK").execute(&mut other).await.expect("release");
+
+    app.deliver(&during).await;
+    let state = app.state().await;
+    assert!(state.subscriptions.iter().any(|s| s.id == "sub_locked"), "stored once the lock is gone");
+}
