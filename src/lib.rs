@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod reports;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;

@@ -9,10 +9,11 @@ use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
+use crate::reports::Reports;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::web::auth::OwnerToken;
-use crate::web::{error, health};
+use crate::web::{dashboard, error, health, summary};
 use crate::webhook::{self, WebhookState};
 
 /// The running service.
@@ -65,10 +66,13 @@ impl Application {
 
 /// Small JSON bodies for owner endpoints; the webhook reads its own body with its own limit.
 const JSON_LIMIT_BYTES: usize = 64 * 1024;
+/// The dashboard's login form is one short field.
+const FORM_LIMIT_BYTES: usize = 4 * 1024;
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
 fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState, owner: OwnerToken) -> anyhow::Result<Server> {
+    let reports = web::Data::new(Reports::new(store.clone()));
     let store = web::Data::new(store);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
@@ -78,8 +82,15 @@ fn http_server(listener: TcpListener, store: Store, webhook_state: WebhookState,
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
+            .app_data(reports.clone())
+            .app_data(web::FormConfig::default().limit(FORM_LIMIT_BYTES))
             .app_data(error::json_config(JSON_LIMIT_BYTES))
             .route("/webhooks/stripe", web::post().to(webhook::receive))
+            .route("/api/summary", web::get().to(summary::get_summary))
+            .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
+            .route("/dashboard", web::get().to(dashboard::get_dashboard))
+            .route("/dashboard/login", web::post().to(dashboard::post_login))
+            .route("/dashboard/logout", web::post().to(dashboard::post_logout))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .default_service(web::to(error::not_found))

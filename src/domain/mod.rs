@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod fields;
+pub mod metrics;
 pub mod mrr;
 pub mod projection;
 pub mod snapshots;

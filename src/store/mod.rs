@@ -3,6 +3,7 @@
 //! Postgres and prepared per-row statements on SQLite).
 
 pub mod batch;
+pub mod metrics;
 pub mod postgres;
 pub mod rows;
 pub mod shared;
@@ -111,6 +112,23 @@ impl Store {
         match self {
             Self::Sqlite(s) => Ok(rows::dump_from!(s.pool())),
             Self::Postgres(s) => Ok(rows::dump_from!(s.pool())),
+        }
+    }
+
+    /// The history generation: changes whenever an ingest stored a new event.
+    pub async fn history_generation(&self) -> Result<i64, StoreError> {
+        let row: (i64,) = match self {
+            Self::Sqlite(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
+            Self::Postgres(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
+        };
+        Ok(row.0)
+    }
+
+    /// The whole recorded history, as metrics read it.
+    pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE)),
+            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES)),
         }
     }
 

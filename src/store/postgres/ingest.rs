@@ -132,6 +132,10 @@ pub(super) async fn ingest(
             outcome[i] = Ingested::Stored;
         }
     }
+    if !inserted.is_empty() {
+        // Cached metrics are stale from this commit on.
+        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
+    }
     let new_events = unique.into_iter().filter(|e| inserted.contains(&e.id));
     apply(tx, &Writes::from_events(new_events)).await?;
     Ok(outcome)
