@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod reports;
+pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;

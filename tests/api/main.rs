@@ -3,5 +3,6 @@
 
 mod helpers;
 mod ingestion_order;
+mod metrics_truth;
 mod projection;
 mod webhooks;

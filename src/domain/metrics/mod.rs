@@ -5,6 +5,7 @@
 pub mod month;
 pub mod report;
 pub mod summary;
+pub mod table;
 pub mod timeline;
 
 pub use month::Month;

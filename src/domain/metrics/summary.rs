@@ -189,8 +189,12 @@ pub fn monthly(report: &Report, m: Month) -> MonthlyJson {
     let mv = &f.movements;
     let lost = mv.churned + mv.contraction + mv.paused;
     let arpu = (f.paying_end > 0).then(|| f.mrr_end / f.paying_end as f64);
-    let rates: Vec<f64> =
-        report.months[i.saturating_sub(2)..=i].iter().filter_map(|g| ratio(g.churned as f64, g.active_start as f64)).collect();
+    // Unrounded rates: LTV divides by them, and rounding first would move it by cents.
+    let rates: Vec<f64> = report.months[i.saturating_sub(2)..=i]
+        .iter()
+        .filter(|g| g.active_start > 0)
+        .map(|g| g.churned as f64 / g.active_start as f64)
+        .collect();
     let avg_churn = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
     let ltv = arpu.zip(avg_churn).filter(|(_, c)| *c > 0.0).map(|(a, c)| money(a / c));
     let retention_12m = i.checked_sub(12).and_then(|c| cohort_json(report, c, m).logo_retention.m12);
