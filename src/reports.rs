@@ -41,8 +41,7 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let (timeline, report) = self.report_covering(month, month, currency).await?;
-        drop(timeline);
+        let (_, report) = self.report_covering(month, month, currency).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start()).await?;
         Ok(summary::summary(&report, month, cancel_flow))
     }
