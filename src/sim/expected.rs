@@ -104,7 +104,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             new_c += u64::from(cohort_of(c) == Some(m));
             if p.active[m] && !p.active[m + 1] {
                 churned += 1;
-                let last_end = c.ends.iter().filter(|(t, _)| *t >= bounds[m] && *t < bounds[m + 1]).next_back();
+                let last_end = c.ends.iter().rfind(|(t, _)| *t >= bounds[m] && *t < bounds[m + 1]);
                 involuntary += u64::from(last_end.is_some_and(|(_, inv)| *inv));
             }
             if s == 0.0 && e > 0.0 {

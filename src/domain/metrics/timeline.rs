@@ -46,7 +46,7 @@ impl Snapshot {
 
     /// Collection paused at `t` (set, and its `resumes_at` not yet passed).
     pub fn paused_at(&self, t: i64) -> bool {
-        self.collection_paused && !self.pause_resumes_at.is_some_and(|r| r < t)
+        self.collection_paused && self.pause_resumes_at.is_none_or(|r| r >= t)
     }
 }
 

@@ -139,7 +139,7 @@ pub fn churn(rows: &[MonthlyJson]) -> Chart {
     let plot = H - TOP - BOTTOM;
     let y = |v: f64| TOP + plot - v / top * plot;
     for (lo, hi, fill, label) in
-        [(0.0, 0.05, "#e3f4ea", "good < 5%"), (0.05, 0.10, "#fbf0d5", "5–10%"), (0.10, top, "#f8dede", "critical > 10%")]
+        [(0.0, 0.05, "#e3f4ea", "good < 5%"), (0.05, 0.10, "#fbf0d5", "5–10%"), (0.10, top, "#f8dede", "> 10% critical")]
     {
         c.rects.push(Rect { x: LEFT, y: y(hi), w: W - LEFT - 10.0, h: y(lo) - y(hi), fill, title: label.into() });
         c.text(LEFT - 6.0, y(hi) + 12.0, label.into(), "end");
