@@ -19,6 +19,8 @@ struct Cached {
     generation: i64,
     timeline: Option<Arc<Timeline>>,
     reports: HashMap<ReportKey, Arc<Report>>,
+    /// Default currency by the instant it was chosen at (it walks the whole history).
+    default_currency: HashMap<i64, String>,
 }
 
 /// Computes and caches reports; cheap to clone (shared cache).
@@ -66,7 +68,7 @@ impl Reports {
         let end = to.max(now);
         let currency = match currency {
             Some(c) => c.to_lowercase(),
-            None => metrics::default_currency(&timeline, to.plus(1).start()),
+            None => self.default_currency(&timeline, to.plus(1).start()),
         };
         let key = (currency.clone(), start, end);
         if let Some(r) = self.lock().reports.get(&key) {
@@ -78,6 +80,19 @@ impl Reports {
             .map_err(|_| StoreError::WriterGone)?;
         self.lock().reports.insert(key, report.clone());
         Ok((timeline, report))
+    }
+
+    fn default_currency(&self, timeline: &Timeline, at: i64) -> String {
+        if let Some(c) = self.lock().default_currency.get(&at) {
+            return c.clone();
+        }
+        let currencies = timeline.currencies();
+        let chosen = match currencies.as_slice() {
+            [only] => only.clone(),
+            _ => metrics::default_currency(timeline, at),
+        };
+        self.lock().default_currency.insert(at, chosen.clone());
+        chosen
     }
 
     /// The history, reloaded only when its generation moved.
@@ -93,7 +108,7 @@ impl Reports {
         // request reload, never serves it stale.
         let timeline = Arc::new(self.store.load_timeline().await?);
         let mut cached = self.lock();
-        *cached = Cached { generation, timeline: Some(timeline.clone()), reports: HashMap::new() };
+        *cached = Cached { generation, timeline: Some(timeline.clone()), ..Cached::default() };
         Ok(timeline)
     }
 
