@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Settings, Source};
+use crate::domain::metrics::Month;
+use crate::reports::Reports;
 use crate::startup::Application;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
@@ -47,6 +49,18 @@ pub enum Command {
     /// Email tools.
     #[command(subcommand)]
     Email(EmailCommand),
+    /// Print the owner summary of a month (the same figures as `GET /api/summary`).
+    Summary {
+        /// The month, YYYY-MM (default: the current month, UTC).
+        #[arg(long, value_parser = parse_month)]
+        month: Option<Month>,
+        /// The currency (default: the one with the most MRR).
+        #[arg(long)]
+        currency: Option<String>,
+        /// Print the JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `holdfast email …`
@@ -60,6 +74,10 @@ pub enum EmailCommand {
     },
 }
 
+fn parse_month(s: &str) -> Result<Month, String> {
+    Month::parse(s).map_err(|e| e.to_string())
+}
+
 /// Run the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let json_logs = std::env::var("HOLDFAST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
@@ -71,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay { file } => replay(&file).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
+        Command::Summary { month, currency, json } => summary(month, currency, json).await,
     }
 }
 
@@ -157,6 +176,18 @@ async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
         .await
         .context("calling /readyz")?;
     anyhow::ensure!(response.status().is_success(), "/readyz answered {}", response.status());
+    Ok(())
+}
+
+async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> anyhow::Result<()> {
+    let store = migrated_store().await?;
+    let month = month.unwrap_or_else(crate::web::summary::current_month);
+    let summary = Reports::new(store).summary(month, currency.as_deref()).await.context("computing the summary")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", crate::domain::metrics::table::render(&summary));
+    }
     Ok(())
 }
 

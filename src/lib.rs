@@ -9,6 +9,8 @@ pub mod mail;
 pub mod metrics;
 pub mod reactions;
 pub mod replay;
+pub mod reports;
+pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;

@@ -17,6 +17,7 @@ use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
 use crate::metrics::Metrics;
 use crate::reactions::Reactor;
+use crate::reports::Reports;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::StripeApi;
@@ -26,7 +27,7 @@ use crate::web::billing::{self, BillingPortal};
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
-use crate::web::{error, health, metrics, request_id, security_headers};
+use crate::web::{dashboard, error, health, metrics, request_id, security_headers, summary};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
@@ -189,6 +190,7 @@ fn http_server(
     cancel: CancelState,
     public_url: String,
 ) -> anyhow::Result<Server> {
+    let reports = web::Data::new(Reports::new(store.clone()));
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);
@@ -206,9 +208,15 @@ fn http_server(
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
             .app_data(cancel.clone())
+            .app_data(reports.clone())
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
+            .route("/api/summary", web::get().to(summary::get_summary))
+            .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
+            .route("/dashboard", web::get().to(dashboard::get_dashboard))
+            .route("/dashboard/login", web::post().to(dashboard::post_login))
+            .route("/dashboard/logout", web::post().to(dashboard::post_logout))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics::metrics));

@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod conn;
 pub mod dunning;
 mod gauges;
+pub mod metrics;
 pub mod outbox;
 pub mod postgres;
 mod reactions;
@@ -175,6 +176,23 @@ impl Store {
         match self {
             Self::Sqlite(s) => Ok(rows::dump_from!(s.pool())),
             Self::Postgres(s) => Ok(rows::dump_from!(s.pool())),
+        }
+    }
+
+    /// The history generation: changes whenever an ingest stored a new event.
+    pub async fn history_generation(&self) -> Result<i64, StoreError> {
+        let row: (i64,) = match self {
+            Self::Sqlite(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
+            Self::Postgres(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
+        };
+        Ok(row.0)
+    }
+
+    /// The whole recorded history, as metrics read it.
+    pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE)),
+            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES)),
         }
     }
 

@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod billing;
 pub mod cancel;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod request_id;
 pub mod security_headers;
+pub mod summary;

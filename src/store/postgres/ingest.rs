@@ -138,6 +138,10 @@ pub(super) async fn ingest(
             outcome[i] = Ingested::Stored;
         }
     }
+    if !inserted.is_empty() {
+        // Cached metrics are stale from this commit on.
+        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
+    }
     let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
     apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
     let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, options.notify, reactor).await?;

@@ -109,6 +109,10 @@ pub(super) async fn ingest(
             new_events.push(e);
         }
     }
+    if !new_events.is_empty() {
+        // Cached metrics are stale from this commit on.
+        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
+    }
     apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
     let enqueued = react(&mut Conn::Sqlite(tx), &new_events, received_at, options.notify, reactor).await?;
     Ok((outcome, enqueued))

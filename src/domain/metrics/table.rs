@@ -1,0 +1,92 @@
+//! The summary as a plain-text table (`holdfast summary`).
+
+use std::fmt::Write;
+
+use super::summary::Summary;
+
+fn dollars(cents: f64) -> String {
+    format!("{:.2}", cents / 100.0)
+}
+
+fn pct(rate: Option<f64>) -> String {
+    rate.map_or("–".into(), |r| format!("{:.2}%", r * 100.0))
+}
+
+/// Render a summary for a terminal: money in major units, rates in percent.
+pub fn render(s: &Summary) -> String {
+    let mut out = String::new();
+    let cur = s.currency.to_uppercase();
+    let mut row = |label: &str, value: String| {
+        let _ = writeln!(out, "  {label:<34} {value:>16}");
+    };
+    row("Month", s.month.clone());
+    row("Currency", cur.clone());
+    row("MRR at start", dollars(s.mrr_start));
+    row("MRR at end", dollars(s.mrr_end));
+    let m = &s.mrr_movements;
+    for (label, v) in [
+        ("  new", m.new),
+        ("  reactivation", m.reactivation),
+        ("  expansion", m.expansion),
+        ("  contraction", m.contraction),
+        ("  paused", m.paused),
+        ("  churned", m.churned),
+    ] {
+        row(label, dollars(v));
+    }
+    row("Active customers (start → end)", format!("{} → {}", s.active_customers_start, s.active_customers_end));
+    row("New customers", s.new_customers.to_string());
+    row(
+        "Churned (voluntary/involuntary)",
+        format!("{} ({}/{})", s.churned_customers, s.churned_customers_voluntary, s.churned_customers_involuntary),
+    );
+    row("Customer churn rate", pct(s.customer_churn_rate));
+    row("  voluntary", pct(s.customer_churn_rate_voluntary));
+    row("  involuntary", pct(s.customer_churn_rate_involuntary));
+    row("Gross revenue churn", pct(s.gross_revenue_churn_rate));
+    row("Net revenue churn", pct(s.net_revenue_churn_rate));
+    row("NRR", pct(s.nrr));
+    row("NRR (12 months)", pct(s.nrr_12m));
+    row("ARPU", s.arpu.map_or("–".into(), dollars));
+    row("LTV", s.ltv.map_or("–".into(), dollars));
+    row("Health: monthly churn", s.health.monthly_churn.clone().unwrap_or("–".into()));
+    row("Health: 12-month retention", s.health.retention_12m.clone().unwrap_or("–".into()));
+    let f = &s.failed_payments;
+    row("Failed invoices", f.failed_invoices.to_string());
+    row("  recovered / lost / pending", format!("{} / {} / {}", f.recovered, f.lost, f.pending));
+    row("  recovery rate", pct(f.recovery_rate));
+    row("  recovered / lost amount", format!("{} / {}", dollars(f.recovered_amount as f64), dollars(f.lost_amount as f64)));
+    let c = &s.cancel_flow;
+    row("Cancel-flow sessions (saved)", format!("{} ({})", c.sessions, c.saved));
+    row("  save rate", pct(c.save_rate));
+    let _ = writeln!(out, "\n  Cohorts (logo retention after 1 / 3 / 6 / 12 months)");
+    for co in &s.cohorts {
+        let r = &co.logo_retention;
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>6} customers  {:>8} {:>8} {:>8} {:>8}",
+            co.cohort,
+            co.customers,
+            pct(r.m1),
+            pct(r.m3),
+            pct(r.m6),
+            pct(r.m12)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_money_in_major_units_and_rates_in_percent() {
+        let s =
+            Summary { month: "2025-04".into(), currency: "usd".into(), mrr_end: 123456.0, nrr: Some(0.98), ..Default::default() };
+        let t = render(&s);
+        assert!(t.contains("1234.56"), "{t}");
+        assert!(t.contains("98.00%"), "{t}");
+        assert!(t.contains("USD"), "{t}");
+    }
+}

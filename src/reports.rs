@@ -1,0 +1,140 @@
+//! The owner's retention reports, computed from the store and cached until the history
+//! changes (the ingest path bumps `history_generation` in the same transaction as the
+//! events, so a cached report is exact for the generation it was computed at).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
+use crate::domain::metrics::{self, Month, Report, Timeline};
+use crate::store::{Store, StoreError};
+
+/// Most months one `/api/metrics/monthly` request may ask for.
+pub const MAX_SERIES_MONTHS: i32 = 120;
+
+type ReportKey = (String, Month, Month);
+
+#[derive(Default)]
+struct Cached {
+    generation: i64,
+    timeline: Option<Arc<Timeline>>,
+    reports: HashMap<ReportKey, Arc<Report>>,
+    /// Default currency by the instant it was chosen at (it walks the whole history).
+    default_currency: HashMap<i64, String>,
+}
+
+/// Computes and caches reports; cheap to clone (shared cache).
+#[derive(Clone)]
+pub struct Reports {
+    store: Store,
+    cache: Arc<Mutex<Cached>>,
+}
+
+impl std::fmt::Debug for Reports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reports").finish_non_exhaustive()
+    }
+}
+
+impl Reports {
+    pub fn new(store: Store) -> Self {
+        Self { store, cache: Arc::new(Mutex::new(Cached::default())) }
+    }
+
+    /// The summary of `month` in `currency` (default: the currency with the most MRR).
+    pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
+        let (_, report) = self.report_covering(month, month, currency).await?;
+        let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start()).await?;
+        Ok(summary::summary(&report, month, cancel_flow))
+    }
+
+    /// Monthly rows `from..=to`.
+    pub async fn monthly(&self, from: Month, to: Month, currency: Option<&str>) -> Result<Vec<MonthlyJson>, StoreError> {
+        let (_, report) = self.report_covering(from, to, currency).await?;
+        Ok((0..=to.since(from)).map(|i| summary::monthly(&report, from.plus(i))).collect())
+    }
+
+    /// A report spanning the whole history and `from..=to` (and the current month), so
+    /// "had MRR before", cohorts and 12-month figures see everything before `from`.
+    async fn report_covering(
+        &self,
+        from: Month,
+        to: Month,
+        currency: Option<&str>,
+    ) -> Result<(Arc<Timeline>, Arc<Report>), StoreError> {
+        let timeline = self.timeline().await?;
+        let now = Month::of(chrono::Utc::now().timestamp());
+        let start = timeline.first_month().map_or(from, |f| f.min(from));
+        let end = to.max(now);
+        let currency = match currency {
+            Some(c) => c.to_lowercase(),
+            None => self.default_currency(&timeline, to.plus(1).start()),
+        };
+        let key = (currency.clone(), start, end);
+        if let Some(r) = self.lock().reports.get(&key) {
+            return Ok((timeline, r.clone()));
+        }
+        let t = timeline.clone();
+        let report = tokio::task::spawn_blocking(move || Arc::new(metrics::compute(&t, &currency, start, end)))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.lock().reports.insert(key, report.clone());
+        Ok((timeline, report))
+    }
+
+    fn default_currency(&self, timeline: &Timeline, at: i64) -> String {
+        if let Some(c) = self.lock().default_currency.get(&at) {
+            return c.clone();
+        }
+        let currencies = timeline.currencies();
+        let chosen = match currencies.as_slice() {
+            [only] => only.clone(),
+            _ => metrics::default_currency(timeline, at),
+        };
+        self.lock().default_currency.insert(at, chosen.clone());
+        chosen
+    }
+
+    /// The history, reloaded only when its generation moved.
+    async fn timeline(&self) -> Result<Arc<Timeline>, StoreError> {
+        let generation = self.store.history_generation().await?;
+        {
+            let cached = self.lock();
+            if let Some(t) = cached.timeline.as_ref().filter(|_| cached.generation == generation) {
+                return Ok(t.clone());
+            }
+        }
+        // Read the generation first: a commit landing during the load makes the next
+        // request reload, never serves it stale.
+        let timeline = Arc::new(self.store.load_timeline().await?);
+        let mut cached = self.lock();
+        *cached = Cached { generation, timeline: Some(timeline.clone()), ..Cached::default() };
+        Ok(timeline)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        // A panic while holding the lock leaves a cache that is at worst empty: keep going.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The summary's `cancel_flow` section for sessions started in `[from_ts, to_ts)`:
+/// saved = paused + downgraded + discounted; `save_rate` = saved ÷ sessions that ended
+/// (saved, canceled or abandoned), `null` when none ended.
+pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64) -> Result<CancelFlowJson, StoreError> {
+    let stats = store.cancel_flow_stats(from_ts, to_ts).await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(CancelFlowJson {
+        sessions: count(stats.sessions),
+        saved: count(stats.saved),
+        save_rate: stats.save_rate().map(summary::rate),
+        outcomes: CancelOutcomes {
+            paused: count(stats.paused),
+            downgraded: count(stats.downgraded),
+            discounted: count(stats.discounted),
+            canceled: count(stats.canceled),
+            abandoned: count(stats.abandoned),
+        },
+        reasons: stats.reasons.into_iter().map(|(reason, n)| (reason, count(n))).collect(),
+    })
+}

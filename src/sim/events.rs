@@ -1,0 +1,156 @@
+//! The simulated history as Stripe events (2025-03-31.basil shapes: periods on items, the
+//! invoice's subscription under `parent`, expanded discounts). Objects start from a `base`
+//! (Stripe's example objects in tests, `{}` in the bench) with our fields written over it.
+
+use serde_json::{Value, json};
+
+use super::business::{Business, Customer, Happening, Subscription};
+
+/// One event: id, type, `created`, `data.object`.
+#[derive(Debug, Clone)]
+pub struct SimEvent {
+    pub id: String,
+    pub kind: &'static str,
+    pub created: i64,
+    pub object: Value,
+}
+
+/// Where base objects come from: `fixture("subscription")` etc., or `{}`.
+pub type Base<'a> = &'a dyn Fn(&str) -> Value;
+
+/// Every event of the business, customer by customer, each customer's in time order; ids
+/// increase along a customer's history so same-second ties break the way they happened.
+pub fn render(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
+    let mut out = Vec::new();
+    for (i, c) in business.customers.iter().enumerate() {
+        for (k, (t, what)) in c.happenings.iter().enumerate() {
+            let id = format!("evt_{}_{i:05}_{k:04}", business.params.seed);
+            let (kind, object) = render_one(c, *t, what, base);
+            out.push(SimEvent { id, kind, created: *t, object });
+        }
+    }
+    out
+}
+
+fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'static str, Value) {
+    match what {
+        Happening::CustomerCreated => {
+            let mut o = object(base, "customer");
+            o["id"] = json!(c.id);
+            o["object"] = json!("customer");
+            o["email"] = json!(format!("{}@example.com", c.id));
+            o["created"] = json!(c.created);
+            o["discount"] = Value::Null;
+            ("customer.created", o)
+        }
+        Happening::SubscriptionCreated(s) => ("customer.subscription.created", subscription(c, s, base)),
+        Happening::SubscriptionUpdated(s) => ("customer.subscription.updated", subscription(c, s, base)),
+        Happening::SubscriptionDeleted(s) => ("customer.subscription.deleted", subscription(c, s, base)),
+        Happening::InvoicePaymentFailed { invoice: id, subscription: sub, amount, action_required, attempt } => {
+            let mut o = invoice(c, id, sub, "open", *amount, t, base);
+            o["attempt_count"] = json!(attempt);
+            o["next_payment_attempt"] = if *action_required { Value::Null } else { json!(t + 3 * 86_400) };
+            (if *action_required { "invoice.payment_action_required" } else { "invoice.payment_failed" }, o)
+        }
+        Happening::InvoicePaid { invoice: id, subscription: sub, amount } => {
+            ("invoice.paid", invoice(c, id, sub, "paid", *amount, t, base))
+        }
+        Happening::InvoiceVoided { invoice: id, subscription: sub, amount } => {
+            ("invoice.voided", invoice(c, id, sub, "void", *amount, t, base))
+        }
+        Happening::InvoiceUncollectible { invoice: id, subscription: sub, amount } => {
+            ("invoice.marked_uncollectible", invoice(c, id, sub, "uncollectible", *amount, t, base))
+        }
+    }
+}
+
+fn object(base: Base<'_>, resource: &str) -> Value {
+    match base(resource) {
+        v @ Value::Object(_) => v,
+        _ => json!({}),
+    }
+}
+
+fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
+    let mut o = object(base, "subscription");
+    let mut item = o.pointer("/items/data/0").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut price = item.get("price").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    price["id"] = json!(s.price_id);
+    price["object"] = json!("price");
+    price["currency"] = json!("usd");
+    price["unit_amount"] = json!(s.unit_amount);
+    price["unit_amount_decimal"] = json!(s.unit_amount.to_string());
+    price["recurring"] =
+        json!({"interval": s.interval, "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
+    price["type"] = json!("recurring");
+    item["id"] = json!(format!("si_{}", &s.id[4..]));
+    item["object"] = json!("subscription_item");
+    item["subscription"] = json!(s.id);
+    item["quantity"] = json!(s.quantity);
+    item["current_period_start"] = json!(s.created);
+    item["current_period_end"] = json!(s.created + s.interval_months() * 30 * 86_400);
+    item["price"] = price;
+    item["plan"] = Value::Null;
+    o["id"] = json!(s.id);
+    o["object"] = json!("subscription");
+    o["customer"] = json!(c.id);
+    o["status"] = json!(s.status);
+    o["currency"] = json!("usd");
+    o["created"] = json!(s.created);
+    o["start_date"] = json!(s.created);
+    o["items"] = json!({"object": "list", "data": [item], "has_more": false, "url": "/v1/subscription_items"});
+    o["cancel_at_period_end"] = json!(false);
+    o["cancel_at"] = Value::Null;
+    o["canceled_at"] = json!(s.ended_at);
+    o["ended_at"] = json!(s.ended_at);
+    o["cancellation_details"] = json!({"reason": s.cancel_reason, "feedback": null, "comment": null});
+    o["trial_start"] = json!(s.trial_end.map(|e| e - 14 * 86_400));
+    o["trial_end"] = json!(s.trial_end);
+    o["pause_collection"] = match s.pause {
+        Some(resumes_at) => json!({"behavior": "void", "resumes_at": resumes_at}),
+        None => Value::Null,
+    };
+    o["discount"] = Value::Null;
+    o["discounts"] = match &s.discount {
+        Some(d) => {
+            let coupon = json!({"id": format!("coupon_{}", d.percent_off), "object": "coupon", "percent_off": d.percent_off,
+                "amount_off": null, "currency": null, "duration": "repeating", "duration_in_months": 3, "valid": true});
+            let mut di = object(base, "discount");
+            di["id"] = json!(d.id);
+            di["object"] = json!("discount");
+            di["customer"] = json!(c.id);
+            di["subscription"] = json!(s.id);
+            di["start"] = json!(d.start);
+            di["end"] = json!(d.end);
+            di["coupon"] = coupon.clone();
+            di["source"] = json!({"type": "coupon", "coupon": coupon});
+            json!([di])
+        }
+        None => json!([]),
+    };
+    o
+}
+
+fn invoice(c: &Customer, id: &str, sub: &str, status: &str, amount: i64, t: i64, base: Base<'_>) -> Value {
+    let mut o = object(base, "invoice");
+    let paid = status == "paid";
+    o["id"] = json!(id);
+    o["object"] = json!("invoice");
+    o["customer"] = json!(c.id);
+    o["subscription"] = json!(sub);
+    o["parent"] = json!({"type": "subscription_details", "quote_details": null,
+                         "subscription_details": {"metadata": {}, "subscription": sub}});
+    o["status"] = json!(status);
+    o["currency"] = json!("usd");
+    o["billing_reason"] = json!("subscription_cycle");
+    o["amount_due"] = json!(amount);
+    o["amount_paid"] = json!(if paid { amount } else { 0 });
+    o["amount_remaining"] = json!(if paid { 0 } else { amount });
+    o["attempt_count"] = json!(1);
+    o["next_payment_attempt"] = Value::Null;
+    o["created"] = json!(t);
+    o["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/{id}"));
+    o["status_transitions"] = json!({"finalized_at": t, "marked_uncollectible_at": if status == "uncollectible" { json!(t) } else { Value::Null },
+        "paid_at": if paid { json!(t) } else { Value::Null }, "voided_at": if status == "void" { json!(t) } else { Value::Null }});
+    o
+}

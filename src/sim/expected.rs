@@ -1,0 +1,242 @@
+//! The owner summary the simulated business should get, computed from the simulation's own
+//! state (each customer's subscriptions at every month boundary), straight from
+//! `docs/metrics.md`. Deliberately shares no code with `domain::metrics`.
+
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Value, json};
+
+use super::business::{Business, Customer, Outcome, Subscription};
+
+/// Month labels `YYYY-MM` and their first instants, from the month of `start` through the
+/// month containing `end - 1`, plus the boundary after the last.
+pub fn months(start: i64, end: i64) -> (Vec<String>, Vec<i64>) {
+    let first = chrono::DateTime::from_timestamp(start, 0).unwrap_or_default().date_naive();
+    let last = chrono::DateTime::from_timestamp(end - 1, 0).unwrap_or_default().date_naive();
+    let (mut y, mut m) = (first.year(), first.month());
+    let (mut labels, mut bounds) = (Vec::new(), Vec::new());
+    loop {
+        labels.push(format!("{y:04}-{m:02}"));
+        bounds.push(month_start(y, m));
+        if (y, m) == (last.year(), last.month()) {
+            break;
+        }
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    bounds.push(month_start(ny, nm));
+    (labels, bounds)
+}
+
+fn month_start(y: i32, m: u32) -> i64 {
+    NaiveDate::from_ymd_opt(y, m, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp()).unwrap_or_default()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn frac(num: f64, den: f64) -> Value {
+    if den == 0.0 { Value::Null } else { json!(round6(num / den)) }
+}
+
+/// A subscription's monthly revenue at instant `t`, from what the business knows of it.
+fn sub_mrr(s: &Subscription, t: i64) -> f64 {
+    if !matches!(s.status, "active" | "past_due") {
+        return 0.0;
+    }
+    let paused = match s.pause {
+        Some(Some(resumes_at)) => resumes_at >= t,
+        Some(None) => true,
+        None => false,
+    };
+    if paused {
+        return 0.0;
+    }
+    let full = (s.unit_amount * s.quantity) as f64 / s.interval_months() as f64;
+    match &s.discount {
+        Some(d) if d.end >= t => full * (1.0 - d.percent_off as f64 / 100.0),
+        _ => full,
+    }
+}
+
+struct Path {
+    active: Vec<bool>,
+    mrr: Vec<f64>,
+}
+
+fn path(c: &Customer, bounds: &[i64]) -> Path {
+    let at = |t: i64| c.at(t);
+    Path {
+        active: bounds.iter().map(|&t| at(t).iter().any(|s| matches!(s.status, "active" | "past_due"))).collect(),
+        mrr: bounds.iter().map(|&t| at(t).iter().map(|s| sub_mrr(s, t)).sum()).collect(),
+    }
+}
+
+/// The expected `GET /api/summary` of every simulated month, in order.
+pub fn summaries(b: &Business) -> Vec<Value> {
+    let (labels, bounds) = months(b.params.start, b.params.end);
+    let paths: Vec<Path> = b.customers.iter().map(|c| path(c, &bounds)).collect();
+    let cohort_of = |c: &Customer| c.first_active.map(|t| bounds.iter().rposition(|&s| s <= t).unwrap_or(0));
+    let churn_rate = |m: usize| {
+        let start = paths.iter().filter(|p| p.active[m]).count();
+        let gone = paths.iter().filter(|p| p.active[m] && !p.active[m + 1]).count();
+        (start > 0).then(|| gone as f64 / start as f64)
+    };
+    let mut out = Vec::new();
+    for m in 0..labels.len() {
+        let (mut mrr_start, mut mrr_end) = (0.0, 0.0);
+        let (mut new, mut reactivation, mut expansion, mut contraction, mut paused, mut churned_mrr) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut act_s, mut act_e, mut new_c, mut churned, mut involuntary, mut paying) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut kept_start, mut kept_end) = (0.0, 0.0);
+        let (mut y_start, mut y_end) = (0.0, 0.0);
+        for (c, p) in b.customers.iter().zip(&paths) {
+            let (s, e) = (p.mrr[m], p.mrr[m + 1]);
+            mrr_start += s;
+            mrr_end += e;
+            act_s += u64::from(p.active[m]);
+            act_e += u64::from(p.active[m + 1]);
+            paying += u64::from(e > 0.0);
+            new_c += u64::from(cohort_of(c) == Some(m));
+            if p.active[m] && !p.active[m + 1] {
+                churned += 1;
+                let last_end = c.ends.iter().rfind(|(t, _)| *t >= bounds[m] && *t < bounds[m + 1]);
+                involuntary += u64::from(last_end.is_some_and(|(_, inv)| *inv));
+            }
+            if s == 0.0 && e > 0.0 {
+                if p.mrr[..m].iter().any(|x| *x > 0.0) { reactivation += e } else { new += e }
+            }
+            if s > 0.0 {
+                kept_start += s;
+                kept_end += e;
+                if !p.active[m + 1] {
+                    churned_mrr += s;
+                } else if e == 0.0 {
+                    paused += s;
+                } else if e > s {
+                    expansion += e - s;
+                } else {
+                    contraction += s - e;
+                }
+            }
+            if m >= 12 && p.mrr[m - 11] > 0.0 {
+                y_start += p.mrr[m - 11];
+                y_end += e;
+            }
+        }
+        let lost = churned_mrr + contraction + paused;
+        let rate = |n: u64| frac(n as f64, act_s as f64);
+        let arpu = (paying > 0).then(|| mrr_end / paying as f64);
+        let recent: Vec<f64> = (m.saturating_sub(2)..=m).filter_map(churn_rate).collect();
+        let mean = (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64);
+        let ltv = match (arpu, mean) {
+            (Some(a), Some(r)) if r > 0.0 => json!(round2(a / r)),
+            _ => Value::Null,
+        };
+        let band = |r: f64, a: f64, b: f64| {
+            if r < a {
+                "good"
+            } else if r <= b {
+                "needs_improvement"
+            } else {
+                "critical"
+            }
+        };
+        let churn_now = churn_rate(m);
+        let cohorts: Vec<Value> = (0..=m).filter_map(|c| cohort_json(b, &paths, &labels, c, m, &cohort_of)).collect();
+        let retention_12m = m
+            .checked_sub(12)
+            .and_then(|c| cohorts.iter().find(|v| v["cohort"] == labels[c].as_str()))
+            .and_then(|v| v["logo_retention"]["12"].as_f64())
+            .map(|r| {
+                if r > 0.70 {
+                    "good"
+                } else if r >= 0.50 {
+                    "needs_improvement"
+                } else {
+                    "critical"
+                }
+            });
+        out.push(json!({
+            "month": labels[m], "currency": "usd",
+            "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
+            "mrr_movements": {"new": round2(new), "reactivation": round2(reactivation), "expansion": round2(expansion),
+                              "contraction": round2(-contraction), "paused": round2(-paused), "churned": round2(-churned_mrr)},
+            "active_customers_start": act_s, "active_customers_end": act_e, "new_customers": new_c,
+            "churned_customers": churned, "churned_customers_voluntary": churned - involuntary,
+            "churned_customers_involuntary": involuntary,
+            "customer_churn_rate": rate(churned), "customer_churn_rate_voluntary": rate(churned - involuntary),
+            "customer_churn_rate_involuntary": rate(involuntary),
+            "gross_revenue_churn_rate": frac(lost, mrr_start), "net_revenue_churn_rate": frac(lost - expansion, mrr_start),
+            "nrr": frac(kept_end, kept_start),
+            "nrr_12m": if m >= 12 { frac(y_end, y_start) } else { Value::Null },
+            "arpu": arpu.map(round2), "ltv": ltv,
+            "health": {"monthly_churn": churn_now.map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m},
+            "cohorts": cohorts,
+            "failed_payments": failed_json(b, &labels, &bounds, m),
+            "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
+                            "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0},
+                            "reasons": {}},
+        }));
+    }
+    out
+}
+
+fn cohort_json(
+    b: &Business,
+    paths: &[Path],
+    labels: &[String],
+    c: usize,
+    as_of: usize,
+    cohort_of: &dyn Fn(&Customer) -> Option<usize>,
+) -> Option<Value> {
+    let members: Vec<&Path> = b.customers.iter().zip(paths).filter(|(cu, _)| cohort_of(cu) == Some(c)).map(|(_, p)| p).collect();
+    if members.is_empty() {
+        return None;
+    }
+    let base: f64 = members.iter().map(|p| p.mrr[c + 1]).sum();
+    let at = |k: usize, revenue: bool| {
+        if c + k > as_of {
+            return Value::Null;
+        }
+        if revenue {
+            frac(members.iter().map(|p| p.mrr[c + k + 1]).sum(), base)
+        } else {
+            frac(members.iter().filter(|p| p.active[c + k + 1]).count() as f64, members.len() as f64)
+        }
+    };
+    Some(json!({
+        "cohort": labels[c], "customers": members.len(), "mrr_end_of_cohort_month": round2(base),
+        "logo_retention": {"1": at(1, false), "3": at(3, false), "6": at(6, false), "12": at(12, false)},
+        "revenue_retention": {"1": at(1, true), "3": at(3, true), "6": at(6, true), "12": at(12, true)},
+    }))
+}
+
+fn failed_json(b: &Business, labels: &[String], bounds: &[i64], m: usize) -> Value {
+    let in_month = b
+        .customers
+        .iter()
+        .flat_map(|c| &c.failed)
+        .filter(|f| f.first_failed_at >= bounds[m] && f.first_failed_at < bounds[m + 1]);
+    let (mut n, mut rec, mut lost, mut pending, mut rec_amt, mut lost_amt) = (0u64, 0u64, 0u64, 0u64, 0i64, 0i64);
+    for f in in_month {
+        n += 1;
+        match f.outcome {
+            Outcome::Recovered => {
+                rec += 1;
+                rec_amt += f.amount_due;
+            }
+            Outcome::Lost => {
+                lost += 1;
+                lost_amt += f.amount_due;
+            }
+            Outcome::Pending => pending += 1,
+        }
+    }
+    json!({"month": labels[m], "failed_invoices": n, "recovered": rec, "lost": lost, "pending": pending,
+           "recovery_rate": frac(rec as f64, (rec + lost) as f64), "recovered_amount": rec_amt, "lost_amount": lost_amt})
+}

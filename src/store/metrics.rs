@@ -1,0 +1,141 @@
+//! Reads for the retention metrics: the whole recorded history as a `Timeline`, and the
+//! generation counter that tells a cached computation it is stale.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::domain::metrics::timeline::{DiscountTerms, FailedInvoice, Snapshot, SubscriptionHistory, Timeline};
+
+/// Bumped in the ingest transaction whenever it stored a new event.
+pub(crate) const BUMP_GENERATION: &str = "UPDATE history_generation SET generation = generation + 1 WHERE id = 1";
+pub(crate) const SELECT_GENERATION: &str = "SELECT generation FROM history_generation WHERE id = 1";
+
+pub(crate) const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, \
+     base_mrr, collection_paused, pause_resumes_at, discounts, cancel_reason, items FROM subscription_history \
+     ORDER BY subscription_id, effective_at, event_id";
+pub(crate) const SELECT_DISCOUNTS: &str = "SELECT id, percent_off, amount_off, currency, ends_at FROM discounts";
+
+/// First failure per subscription invoice, with the invoice as it stands. The invoice id is
+/// read from the event's JSON (SQLite's `json_extract`, Postgres' `->>`).
+pub(crate) const SELECT_FAILED_SQLITE: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
+     FROM (SELECT json_extract(payload, '$.data.object.id') AS invoice_id, MIN(created) AS first_failed_at FROM stripe_events \
+     WHERE type IN ('invoice.payment_failed', 'invoice.payment_action_required') GROUP BY 1) f \
+     JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL";
+pub(crate) const SELECT_FAILED_POSTGRES: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
+     FROM (SELECT (payload::json -> 'data' -> 'object' ->> 'id') AS invoice_id, MIN(created) AS first_failed_at FROM stripe_events \
+     WHERE type IN ('invoice.payment_failed', 'invoice.payment_action_required') GROUP BY 1) f \
+     JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL";
+
+/// One `subscription_history` row, as metrics read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct HistoryPoint {
+    pub subscription_id: String,
+    pub event_id: String,
+    pub effective_at: i64,
+    pub src_rank: i64,
+    pub customer: Option<String>,
+    pub status: String,
+    pub currency: Option<String>,
+    pub base_mrr: f64,
+    pub collection_paused: bool,
+    pub pause_resumes_at: Option<i64>,
+    pub discounts: String,
+    pub cancel_reason: Option<String>,
+    pub items: String,
+}
+
+/// A `discounts` row's terms.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DiscountPoint {
+    pub id: String,
+    pub percent_off: Option<f64>,
+    pub amount_off: Option<i64>,
+    pub currency: Option<String>,
+    pub ends_at: Option<i64>,
+}
+
+/// A failed invoice row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct FailedPoint {
+    pub id: String,
+    pub subscription: Option<String>,
+    pub currency: Option<String>,
+    pub amount_due: i64,
+    pub first_failed_at: i64,
+    pub status: Option<String>,
+}
+
+/// Assemble rows (history in subscription, time order) into a `Timeline`.
+pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, failed: Vec<FailedPoint>) -> Timeline {
+    let mut subscriptions: Vec<SubscriptionHistory> = Vec::new();
+    for row in history {
+        let snapshot = Snapshot {
+            effective_at: row.effective_at,
+            rank: row.src_rank,
+            event_id: row.event_id,
+            status: row.status,
+            base_mrr: row.base_mrr,
+            collection_paused: row.collection_paused,
+            pause_resumes_at: row.pause_resumes_at,
+            interval_months: if row.discounts == "[]" { 1.0 } else { interval_months(&row.items) },
+            discounts: serde_json::from_str(&row.discounts).unwrap_or_default(),
+            cancel_reason: row.cancel_reason,
+        };
+        match subscriptions.last_mut().filter(|s| s.id == row.subscription_id) {
+            Some(s) => s.snapshots.push(snapshot),
+            None => subscriptions.push(SubscriptionHistory {
+                customer: row.customer.unwrap_or_else(|| row.subscription_id.clone()),
+                currency: row.currency.map(|c| c.to_lowercase()).unwrap_or_else(|| "usd".into()),
+                id: row.subscription_id,
+                snapshots: vec![snapshot],
+            }),
+        }
+    }
+    let discounts: HashMap<String, DiscountTerms> = discounts
+        .into_iter()
+        .map(|d| {
+            let terms =
+                DiscountTerms { percent_off: d.percent_off, amount_off: d.amount_off, currency: d.currency, ends_at: d.ends_at };
+            (d.id, terms)
+        })
+        .collect();
+    let failed_invoices = failed
+        .into_iter()
+        .map(|f| FailedInvoice {
+            id: f.id,
+            subscription: f.subscription,
+            currency: f.currency.map(|c| c.to_lowercase()).unwrap_or_else(|| "usd".into()),
+            amount_due: f.amount_due,
+            first_failed_at: f.first_failed_at,
+            status: f.status,
+        })
+        .collect();
+    Timeline { subscriptions, discounts, failed_invoices }
+}
+
+/// Months in the first item's billing interval (an `amount_off` is per invoice).
+fn interval_months(items: &str) -> f64 {
+    let items: Value = serde_json::from_str(items).unwrap_or_default();
+    let first = &items[0];
+    let count = first["interval_count"].as_i64().filter(|c| *c > 0).unwrap_or(1) as f64;
+    match first["interval"].as_str() {
+        Some("year") => 12.0 * count,
+        Some("week") => count * 12.0 / 52.0,
+        Some("day") => count * 12.0 / 365.0,
+        _ => count,
+    }
+}
+
+/// Load everything; a macro for the same reason as `dump_from!`.
+macro_rules! load_timeline_from {
+    ($pool:expr, $failed_sql:expr) => {{
+        use crate::store::metrics::*;
+        let pool = $pool;
+        let history: Vec<HistoryPoint> = sqlx::query_as(SELECT_HISTORY).fetch_all(pool).await?;
+        let discounts: Vec<DiscountPoint> = sqlx::query_as(SELECT_DISCOUNTS).fetch_all(pool).await?;
+        let failed: Vec<FailedPoint> = sqlx::query_as($failed_sql).fetch_all(pool).await?;
+        timeline(history, discounts, failed)
+    }};
+}
+pub(crate) use load_timeline_from;

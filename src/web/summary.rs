@@ -1,0 +1,172 @@
+//! `GET /api/summary` and `GET /api/metrics/monthly` (owner-only), as JSON or CSV.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Owner;
+use super::error::json_error;
+use crate::domain::metrics::Month;
+use crate::reports::{MAX_SERIES_MONTHS, Reports};
+use crate::store::StoreError;
+
+/// Why a metrics request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("{0}: expected YYYY-MM (e.g. 2025-04)")]
+    BadMonth(&'static str),
+    #[error("`from` must not be after `to`, and a series spans at most 120 months")]
+    BadRange,
+    #[error("format must be json or csv")]
+    BadFormat,
+    #[error("metrics are unavailable right now")]
+    Store(#[from] StoreError),
+}
+
+impl ResponseError for MetricsError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadMonth(_) | Self::BadRange | Self::BadFormat => StatusCode::BAD_REQUEST,
+            Self::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            Self::BadMonth(_) => "bad_month",
+            Self::BadRange => "bad_range",
+            Self::BadFormat => "bad_format",
+            Self::Store(e) => {
+                tracing::error!(error = ?e, "metrics query failed");
+                "metrics_unavailable"
+            }
+        };
+        json_error(self.status_code(), code, &self.to_string())
+    }
+}
+
+/// Query of `/api/summary`.
+#[derive(Debug, Deserialize)]
+pub struct SummaryQuery {
+    month: Option<String>,
+    currency: Option<String>,
+    format: Option<String>,
+}
+
+/// Query of `/api/metrics/monthly`.
+#[derive(Debug, Deserialize)]
+pub struct SeriesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    currency: Option<String>,
+    format: Option<String>,
+}
+
+fn month_param(value: Option<&str>, name: &'static str, default: Month) -> Result<Month, MetricsError> {
+    value.map_or(Ok(default), |v| Month::parse(v).map_err(|_| MetricsError::BadMonth(name)))
+}
+
+fn wants_csv(format: Option<&str>) -> Result<bool, MetricsError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(_) => Err(MetricsError::BadFormat),
+    }
+}
+
+/// The current month (UTC).
+pub fn current_month() -> Month {
+    Month::of(chrono::Utc::now().timestamp())
+}
+
+/// `GET /api/summary?month=YYYY-MM[&currency=usd][&format=csv]`.
+pub async fn get_summary(
+    _owner: Owner,
+    reports: web::Data<Reports>,
+    q: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, MetricsError> {
+    let month = month_param(q.month.as_deref(), "month", current_month())?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let summary = reports.summary(month, q.currency.as_deref()).await?;
+    if csv {
+        let value = serde_json::to_value(&summary).unwrap_or_default();
+        let mut body = String::from("field,value\n");
+        for (k, v) in flatten(&value) {
+            body.push_str(&format!("{},{}\n", csv_cell(&k), csv_cell(&v)));
+        }
+        return Ok(csv_response(body, &format!("summary-{month}.csv")));
+    }
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `GET /api/metrics/monthly?from=YYYY-MM&to=YYYY-MM[&currency=usd][&format=csv]`.
+pub async fn get_monthly(
+    _owner: Owner,
+    reports: web::Data<Reports>,
+    q: web::Query<SeriesQuery>,
+) -> Result<HttpResponse, MetricsError> {
+    let to = month_param(q.to.as_deref(), "to", current_month())?;
+    let from = month_param(q.from.as_deref(), "from", to.plus(-11))?;
+    if from > to || to.since(from) >= MAX_SERIES_MONTHS {
+        return Err(MetricsError::BadRange);
+    }
+    let csv = wants_csv(q.format.as_deref())?;
+    let rows = reports.monthly(from, to, q.currency.as_deref()).await?;
+    if csv {
+        let values: Vec<Vec<(String, String)>> =
+            rows.iter().map(|r| flatten(&serde_json::to_value(r).unwrap_or_default())).collect();
+        let mut body = String::new();
+        if let Some(first) = values.first() {
+            body.push_str(&first.iter().map(|(k, _)| csv_cell(k)).collect::<Vec<_>>().join(","));
+            body.push('\n');
+        }
+        for row in &values {
+            body.push_str(&row.iter().map(|(_, v)| csv_cell(v)).collect::<Vec<_>>().join(","));
+            body.push('\n');
+        }
+        return Ok(csv_response(body, &format!("metrics-{from}-{to}.csv")));
+    }
+    let currency = rows.first().map(|r| r.currency.clone()).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"from": from.to_string(), "to": to.to_string(), "currency": currency, "months": rows})))
+}
+
+fn csv_response(body: String, filename: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{filename}\"")))
+        .body(body)
+}
+
+/// Dotted paths to scalar values (`mrr_movements.new`), in the JSON's key order; null is empty.
+pub fn flatten(v: &Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        let key = |k: &str| if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
+        match v {
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(&key(k), v, out)),
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| {
+                let label = v.get("cohort").and_then(Value::as_str).map_or(i.to_string(), str::to_owned);
+                walk(&key(&label), v, out)
+            }),
+            Value::Null => out.push((prefix.to_owned(), String::new())),
+            Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// Quote a CSV cell when it needs it; a leading formula character is neutralised so a
+/// spreadsheet never evaluates a value.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '@']) || (s.starts_with('-') && s.parse::<f64>().is_err()) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}

@@ -1,0 +1,149 @@
+//! The heart of the metrics: a simulated business (src/sim) computes the summary it should
+//! get from its own state; the same history, delivered as signed Stripe events in order, or
+//! shuffled with duplicates, must produce exactly those numbers, every field of every month.
+
+use futures::StreamExt;
+use holdfast::sim::{Business, Params, events, expected};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
+const START: i64 = 1_735_689_600; // 2025-01-01
+const DAY: i64 = 86_400;
+
+pub fn business(seed: u64, customers: usize) -> Business {
+    Business::simulate(Params { seed, customers, start: START, end: START + 425 * DAY, signup_until: START + 330 * DAY })
+}
+
+/// The business's events as signed-ready Stripe events on Stripe's example objects.
+pub fn stripe_events(b: &Business) -> Vec<Value> {
+    let base = |resource: &str| fixture(resource);
+    events::render(b, &base).into_iter().map(|e| event_with_id(&e.id, e.kind, e.created, e.object)).collect()
+}
+
+pub async fn deliver_all(app: &TestApp, events: &[Value], concurrency: usize) {
+    futures::stream::iter(events).map(|e| app.deliver(e)).buffer_unordered(concurrency).collect::<Vec<()>>().await;
+}
+
+impl TestApp {
+    pub async fn get_owner(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).bearer_auth(OWNER_TOKEN).send().await.expect("request sent")
+    }
+
+    pub async fn get_summary(&self, month: &str) -> Value {
+        let response = self.get_owner(&format!("/api/summary?month={month}")).await;
+        assert_eq!(response.status(), 200, "summary {month}");
+        response.json().await.expect("summary JSON")
+    }
+}
+
+/// Equal keys everywhere; numbers equal within a cent (money) or 2e-6 (rates), since the
+/// two computations add in different orders.
+pub fn assert_close(path: &str, got: &Value, want: &Value) {
+    let mut diffs = Vec::new();
+    diff(path, got, want, &mut diffs);
+    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+fn diff(path: &str, got: &Value, want: &Value, diffs: &mut Vec<String>) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let (gk, wk): (Vec<_>, Vec<_>) = (g.keys().collect(), w.keys().collect());
+            if gk != wk {
+                diffs.push(format!("keys differ at {path}: got {gk:?}, want {wk:?}"));
+            }
+            for (k, v) in w {
+                diff(&format!("{path}.{k}"), &g[k], v, diffs);
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            if g.len() != w.len() {
+                diffs.push(format!("lengths differ at {path}: got {got}, want {want}"));
+            }
+            for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                diff(&format!("{path}[{i}]"), a, b, diffs);
+            }
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            let rate = path.contains("rate") || path.contains("retention") || path.ends_with("nrr") || path.ends_with("nrr_12m");
+            let tolerance = if rate { 2e-6 } else { 0.0101 };
+            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            if (a - b).abs() > tolerance {
+                diffs.push(format!("{path}: got {a}, want {b}"));
+            }
+        }
+        _ if got != want => diffs.push(format!("{path}: got {got}, want {want}")),
+        _ => {}
+    }
+}
+
+async fn assert_every_month_matches(app: &TestApp, b: &Business) {
+    let want = expected::summaries(b);
+    for w in &want {
+        let month = w["month"].as_str().expect("month label");
+        let got = app.get_summary(month).await;
+        assert_close(month, &got, w);
+    }
+    let (first, last) = (want[0]["month"].as_str().unwrap_or(""), want[want.len() - 1]["month"].as_str().unwrap_or(""));
+    let series: Value =
+        app.get_owner(&format!("/api/metrics/monthly?from={first}&to={last}")).await.json().await.expect("series JSON");
+    let rows = series["months"].as_array().expect("months");
+    assert_eq!(rows.len(), want.len());
+    for (got, w) in rows.iter().zip(&want) {
+        let mut w = w.clone();
+        let o = w.as_object_mut().expect("object");
+        o.remove("cohorts");
+        o.remove("cancel_flow");
+        assert_close(&format!("series {}", w["month"]), got, &w);
+    }
+}
+
+/// The simulated business exercises what it should (so the comparison means something).
+fn assert_rich(b: &Business) {
+    let want = expected::summaries(b);
+    let sum = |f: &dyn Fn(&Value) -> f64| want.iter().map(f).sum::<f64>();
+    assert!(want.len() >= 13, "at least 13 months");
+    for field in ["new", "reactivation", "expansion", "contraction", "paused", "churned"] {
+        assert!(sum(&|v| v["mrr_movements"][field].as_f64().unwrap_or(0.0).abs()) > 0.0, "no {field} movement simulated");
+    }
+    for field in ["churned_customers_voluntary", "churned_customers_involuntary"] {
+        assert!(sum(&|v| v[field].as_f64().unwrap_or(0.0)) > 0.0, "no {field}");
+    }
+    for field in ["recovered", "lost", "pending"] {
+        assert!(sum(&|v| v["failed_payments"][field].as_f64().unwrap_or(0.0)) > 0.0, "no {field} failed payment");
+    }
+    assert!(want.iter().any(|v| v["nrr_12m"].is_number()), "no 12-month NRR");
+}
+
+#[tokio::test]
+async fn the_summary_matches_the_simulated_business_delivered_in_order() {
+    let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let b = business(seed, 70);
+    assert_rich(&b);
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let events = stripe_events(&b);
+    deliver_all(&app, &events, 1).await;
+    assert_every_month_matches(&app, &b).await;
+}
+
+#[tokio::test]
+async fn the_summary_matches_the_simulated_business_delivered_shuffled_with_duplicates() {
+    let b = business(11, 70);
+    assert_rich(&b);
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let mut events = stripe_events(&b);
+    let mut rng = StdRng::seed_from_u64(11);
+    let repeats: Vec<Value> = events.iter().step_by(5).cloned().collect();
+    events.extend(repeats);
+    events.shuffle(&mut rng);
+    // Half first, ask (the cache fills), then the rest: the cache must not serve stale numbers.
+    let (early, late) = events.split_at(events.len() / 2);
+    deliver_all(&app, early, 16).await;
+    let _ = app.get_summary("2025-06").await;
+    deliver_all(&app, late, 16).await;
+    assert_every_month_matches(&app, &b).await;
+}
