@@ -11,7 +11,7 @@
 #[allow(dead_code)]
 mod batch;
 #[path = "../../src/domain/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod domain;
 #[path = "../../src/webhook/signature.rs"]
 #[allow(dead_code)]
