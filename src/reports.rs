@@ -18,9 +18,20 @@ type ReportKey = (String, Month, Month);
 struct Cached {
     generation: i64,
     timeline: Option<Arc<Timeline>>,
+    /// `timeline.first_month()` and `timeline.currencies()`, taken once per generation
+    /// (each scans every subscription).
+    first_month: Option<Month>,
+    currencies: Arc<Vec<String>>,
     reports: HashMap<ReportKey, Arc<Report>>,
     /// Default currency by the instant it was chosen at (it walks the whole history).
     default_currency: HashMap<i64, String>,
+}
+
+/// A loaded history and the generation it was loaded at.
+struct Loaded {
+    generation: i64,
+    timeline: Arc<Timeline>,
+    first_month: Option<Month>,
 }
 
 /// Computes and caches reports; cheap to clone (shared cache).
@@ -28,6 +39,8 @@ struct Cached {
 pub struct Reports {
     store: Store,
     cache: Arc<Mutex<Cached>>,
+    /// Held while the history loads, so concurrent requests on a stale cache share one load.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Reports {
@@ -38,7 +51,7 @@ impl std::fmt::Debug for Reports {
 
 impl Reports {
     pub fn new(store: Store) -> Self {
-        Self { store, cache: Arc::new(Mutex::new(Cached::default())) }
+        Self { store, cache: Arc::new(Mutex::new(Cached::default())), loading: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
@@ -62,54 +75,85 @@ impl Reports {
         to: Month,
         currency: Option<&str>,
     ) -> Result<(Arc<Timeline>, Arc<Report>), StoreError> {
-        let timeline = self.timeline().await?;
+        let Loaded { generation, timeline, first_month } = self.timeline().await?;
         let now = Month::of(chrono::Utc::now().timestamp());
-        let start = timeline.first_month().map_or(from, |f| f.min(from));
+        let start = first_month.map_or(from, |f| f.min(from));
         let end = to.max(now);
         let currency = match currency {
             Some(c) => c.to_lowercase(),
-            None => self.default_currency(&timeline, to.plus(1).start()),
+            None => self.default_currency(generation, &timeline, to.plus(1).start()),
         };
         let key = (currency.clone(), start, end);
-        if let Some(r) = self.lock().reports.get(&key) {
-            return Ok((timeline, r.clone()));
+        let hit = {
+            let cached = self.lock();
+            cached.reports.get(&key).filter(|_| cached.generation == generation).cloned()
+        };
+        if let Some(r) = hit {
+            return Ok((timeline, r));
         }
         let t = timeline.clone();
         let report = tokio::task::spawn_blocking(move || Arc::new(metrics::compute(&t, &currency, start, end)))
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        self.lock().reports.insert(key, report.clone());
+        let mut cached = self.lock();
+        // A reload may have replaced the cache meanwhile: never file this report under it.
+        if cached.generation == generation {
+            cached.reports.insert(key, report.clone());
+        }
+        drop(cached);
         Ok((timeline, report))
     }
 
-    fn default_currency(&self, timeline: &Timeline, at: i64) -> String {
-        if let Some(c) = self.lock().default_currency.get(&at) {
-            return c.clone();
-        }
-        let currencies = timeline.currencies();
+    fn default_currency(&self, generation: i64, timeline: &Timeline, at: i64) -> String {
+        let currencies = {
+            let cached = self.lock();
+            match cached.default_currency.get(&at) {
+                Some(c) if cached.generation == generation => return c.clone(),
+                _ if cached.generation == generation => cached.currencies.clone(),
+                _ => Arc::new(timeline.currencies()),
+            }
+        };
         let chosen = match currencies.as_slice() {
             [only] => only.clone(),
             _ => metrics::default_currency(timeline, at),
         };
-        self.lock().default_currency.insert(at, chosen.clone());
+        let mut cached = self.lock();
+        if cached.generation == generation {
+            cached.default_currency.insert(at, chosen.clone());
+        }
         chosen
     }
 
-    /// The history, reloaded only when its generation moved.
-    async fn timeline(&self) -> Result<Arc<Timeline>, StoreError> {
+    /// The history (and its first month), reloaded only when its generation moved.
+    async fn timeline(&self) -> Result<Loaded, StoreError> {
         let generation = self.store.history_generation().await?;
-        {
-            let cached = self.lock();
-            if let Some(t) = cached.timeline.as_ref().filter(|_| cached.generation == generation) {
-                return Ok(t.clone());
-            }
+        if let Some(hit) = self.cached_at_least(generation) {
+            return Ok(hit);
+        }
+        // Single flight: whoever waited here while another request loaded finds that load
+        // (at this generation or a newer one) in the cache instead of loading again.
+        let _loading = self.loading.lock().await;
+        if let Some(hit) = self.cached_at_least(generation) {
+            return Ok(hit);
         }
         // Read the generation first: a commit landing during the load makes the next
         // request reload, never serves it stale.
         let timeline = Arc::new(self.store.load_timeline().await?);
+        let first_month = timeline.first_month();
+        let currencies = Arc::new(timeline.currencies());
         let mut cached = self.lock();
-        *cached = Cached { generation, timeline: Some(timeline.clone()), ..Cached::default() };
-        Ok(timeline)
+        if cached.timeline.is_none() || cached.generation <= generation {
+            *cached = Cached { generation, timeline: Some(timeline.clone()), first_month, currencies, ..Cached::default() };
+        }
+        Ok(Loaded { generation, timeline, first_month })
+    }
+
+    /// The cached history when it was loaded at `generation` or later (a newer load is
+    /// at least as fresh as the generation this request read).
+    fn cached_at_least(&self, generation: i64) -> Option<Loaded> {
+        let cached = self.lock();
+        let timeline = cached.timeline.as_ref().filter(|_| cached.generation >= generation)?;
+        Some(Loaded { generation: cached.generation, timeline: timeline.clone(), first_month: cached.first_month })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
