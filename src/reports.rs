@@ -58,7 +58,9 @@ impl Reports {
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
         let (_, report) = self.report_covering(month, month, currency).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start()).await?;
-        Ok(summary::summary(&report, month, cancel_flow))
+        let mut summary = summary::summary(&report, month, cancel_flow);
+        summary.emails = Some(emails_section(&self.store).await?);
+        Ok(summary)
     }
 
     /// Monthly rows `from..=to`.
@@ -160,6 +162,19 @@ impl Reports {
         // A panic while holding the lock leaves a cache that is at worst empty: keep going.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The summary's `emails` section: outbox totals by status (failed = gave up after retries).
+pub async fn emails_section(store: &Store) -> Result<summary::EmailsJson, StoreError> {
+    let c = store.outbox_counts().await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(summary::EmailsJson {
+        sent: count(c.sent),
+        pending: count(c.pending),
+        failed: count(c.failed),
+        bounced: count(c.bounced),
+        suppressed: count(c.suppressed),
+    })
 }
 
 /// The summary's `cancel_flow` section for sessions started in `[from_ts, to_ts)`:

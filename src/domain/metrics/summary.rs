@@ -157,6 +157,20 @@ pub struct Summary {
     pub cohorts: Vec<CohortJson>,
     pub failed_payments: FailedPaymentsJson,
     pub cancel_flow: CancelFlowJson,
+    /// The email outbox now (all time, not per month): sent, still pending, failed after
+    /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emails: Option<EmailsJson>,
+}
+
+/// Totals of the email outbox by status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmailsJson {
+    pub sent: u64,
+    pub pending: u64,
+    pub failed: u64,
+    pub bounced: u64,
+    pub suppressed: u64,
 }
 
 /// The band of a monthly customer churn rate.
@@ -294,5 +308,6 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         cohorts,
         failed_payments: row.failed_payments,
         cancel_flow,
+        emails: None,
     }
 }
