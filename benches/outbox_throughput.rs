@@ -69,6 +69,7 @@ fn email(run: &str, i: usize, at: i64) -> NewEmail {
         template: "bench".into(),
         content: EmailContent { subject: format!("bench {i}"), text: "hello ".repeat(100), html: "<p>hello</p>".repeat(50) },
         send_at: at,
+        unsubscribe_url: None,
     }
 }
 

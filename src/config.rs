@@ -4,8 +4,10 @@
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod cancel;
+pub mod lifecycle;
 
 pub use cancel::{Brand, CancelFlowSettings};
+pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub struct Settings {
     pub stripe_api_base: Option<String>,
     /// The cancel flow (issue 4): `holdfast.toml` `[cancel_flow]`/`[brand]` and `HOLDFAST_CANCEL_*`.
     pub cancel_flow: CancelFlowSettings,
+    /// Lifecycle campaigns and the at-risk rule (issue 7): `holdfast.toml` `[lifecycle.*]`.
+    pub lifecycle: LifecycleSettings,
+    /// A/B experiments: `holdfast.toml` `[[experiments]]`.
+    pub experiments: Experiments,
     /// Outgoing mail: transport, sender, brand, templates.
     pub mail: MailSettings,
     /// Failed-payment recovery cadence.
@@ -158,7 +164,10 @@ impl Settings {
     /// Read and validate settings from `src`.
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let bind = bind(src)?;
+        let (lifecycle, experiments) = LifecycleSettings::from_source(src)?;
         Ok(Self {
+            lifecycle,
+            experiments,
             database_url: database_url(src)?,
             public_url: public_url(src, &bind)?,
             owner_token: owner_token(src)?,
@@ -314,7 +323,7 @@ fn dunning_settings(src: &impl Source) -> Result<DunningSettings, ConfigError> {
     })
 }
 
-fn on_off(src: &impl Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+pub(crate) fn on_off(src: &impl Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
     match src.get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None => Ok(default),
         Some("on" | "true" | "1" | "yes") => Ok(true),

@@ -27,7 +27,7 @@ use crate::web::billing::{self, BillingPortal};
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
-use crate::web::{dashboard, error, health, metrics, request_id, security_headers, summary};
+use crate::web::{activity, comeback, dashboard, error, health, metrics, request_id, security_headers, summary, unsubscribe};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
@@ -54,6 +54,16 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let reactor = Arc::new(Reactor::new(&settings));
         reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
+        // Templates named in holdfast.toml (campaigns, experiment variants) must exist too.
+        let configured = settings.lifecycle.template_names().into_iter().chain(
+            settings.experiments.email.iter().flat_map(|x| x.templates.values().map(String::as_str)),
+        );
+        for name in configured {
+            reactor
+                .templates
+                .render(name, crate::mail::templates::sample_context())
+                .with_context(|| format!("rendering email template {name:?} named in holdfast.toml"))?;
+        }
         let store = Store::connect(&settings.database_url.0).await.context("connecting to DATABASE_URL")?;
         let store = store.with_reactor(reactor.clone());
         store.migrate().await.context("running database migrations")?;
@@ -72,7 +82,8 @@ impl Application {
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store)?;
         let cancel = cancel_state(&settings)?;
-        let server = http_server(listener, store.clone(), webhook_state, owner, portal, cancel, settings.public_url.clone())?;
+        let server =
+            http_server(listener, store.clone(), webhook_state, owner, portal, cancel, reactor.clone(), settings.public_url.clone())?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }
@@ -176,6 +187,7 @@ fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
         pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
         limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute),
         settings: settings.cancel_flow.clone(),
+        experiment: settings.experiments.save_offer.clone(),
         public_url: settings.public_url.clone(),
         stripe,
     })
@@ -188,8 +200,10 @@ fn http_server(
     owner: OwnerToken,
     portal: Option<BillingPortal>,
     cancel: CancelState,
+    reactor: Arc<Reactor>,
     public_url: String,
 ) -> anyhow::Result<Server> {
+    let reactor = web::Data::from(reactor);
     let reports = web::Data::new(Reports::new(store.clone()));
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
@@ -209,6 +223,7 @@ fn http_server(
             .app_data(owner.clone())
             .app_data(cancel.clone())
             .app_data(reports.clone())
+            .app_data(reactor.clone())
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
@@ -219,11 +234,21 @@ fn http_server(
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
-            .route("/metrics", web::get().to(metrics::metrics));
+            .route("/metrics", web::get().to(metrics::metrics))
+            .service(
+                web::resource("/api/activity")
+                    .app_data(error::json_config(activity::MAX_BODY_BYTES))
+                    .route(web::post().to(activity::post_activity)),
+            )
+            .route("/unsubscribe", web::get().to(unsubscribe::confirm))
+            .route("/unsubscribe", web::post().to(unsubscribe::unsubscribe));
         // Update-payment links exist only with a Stripe key; without one, emails link to the
         // hosted invoice page and this route is not served.
         if let Some(portal) = &portal {
-            app = app.app_data(portal.clone()).route("/billing/update", web::get().to(billing::update_payment));
+            app = app
+                .app_data(portal.clone())
+                .route("/billing/update", web::get().to(billing::update_payment))
+                .route("/comeback", web::get().to(comeback::come_back));
         }
         app.default_service(web::to(error::not_found))
     })

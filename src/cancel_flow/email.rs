@@ -83,6 +83,7 @@ mod tests {
             outcome_detail: None,
             paused_until: None,
             completed_at: None,
+            variant: None,
         }
     }
 

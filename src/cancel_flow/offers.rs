@@ -2,6 +2,7 @@
 //! the customer's own subscription as the store knows it.
 
 use crate::config::CancelFlowSettings;
+use crate::config::Experiment;
 use crate::domain::cancel::{OfferFacts, OfferKind, Reason, applicable_offers, months_before};
 use crate::store::rows::{ItemRow, SubscriptionRow};
 use crate::store::{Store, StoreError};
@@ -52,16 +53,22 @@ pub async fn facts(
     })
 }
 
-/// The offers to show for `reason`.
+/// The offers to show for `reason`; `experiment` is the save-offer experiment when the
+/// session is in its variant b (its list for the reason replaces the configured one).
 pub async fn offers_for(
     store: &Store,
     cfg: &CancelFlowSettings,
+    experiment: Option<&Experiment>,
     customer: &str,
     t: &Target,
     reason: Reason,
     now: i64,
 ) -> Result<Vec<OfferKind>, StoreError> {
-    let configured = cfg.offers_by_reason.get(&reason).map(Vec::as_slice).unwrap_or(&[]);
+    let configured = experiment
+        .and_then(|x| x.offers_by_reason.get(&reason))
+        .or_else(|| cfg.offers_by_reason.get(&reason))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let facts = facts(store, cfg, customer, t, now).await?;
     Ok(applicable_offers(configured, &cfg.offers_enabled, &facts))
 }

@@ -113,22 +113,30 @@ struct File {
     brand: FileBrand,
 }
 
-const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
+pub(super) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
 
 fn read_file(src: &impl Source) -> Result<File, ConfigError> {
+    match read_config_text(src)? {
+        Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message()))),
+        None => Ok(File::default()),
+    }
+}
+
+/// The path and text of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`); `None` when the default
+/// file is absent. Each settings module parses the tables it owns from it.
+pub(super) fn read_config_text(src: &impl Source) -> Result<Option<(String, String)>, ConfigError> {
     let (path, required) = match src.get(FILE_VAR) {
         Some(p) => (p, true),
         None => ("holdfast.toml".to_owned(), false),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(File::default()),
-        Err(e) => return Err(problem(FILE_VAR, format!("cannot read {path}: {e}"))),
-    };
-    toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message())))
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Some((path, t))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(e) => Err(problem(FILE_VAR, format!("cannot read {path}: {e}"))),
+    }
 }
 
-fn offers(var: &'static str, names: &[String]) -> Result<Vec<OfferKind>, ConfigError> {
+pub(super) fn offers(var: &'static str, names: &[String]) -> Result<Vec<OfferKind>, ConfigError> {
     names
         .iter()
         .map(|n| {

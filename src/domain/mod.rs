@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod dunning;
 pub mod event;
 pub mod fields;
+pub mod lifecycle;
 pub mod metrics;
 pub mod mrr;
 pub mod projection;

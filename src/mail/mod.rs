@@ -5,6 +5,7 @@
 pub mod links;
 pub mod templates;
 pub mod transport;
+pub mod unsubscribe;
 
 /// A rendered email: what an outbox row stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,4 +47,6 @@ pub struct NewEmail {
     pub content: EmailContent,
     /// Not sent before this instant (unix seconds).
     pub send_at: i64,
+    /// Marketing email: the one-click unsubscribe URL (body link and `List-Unsubscribe`).
+    pub unsubscribe_url: Option<String>,
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -47,6 +48,8 @@ pub struct Outgoing<'a> {
     pub to: &'a str,
     pub message_id: &'a str,
     pub content: &'a EmailContent,
+    /// For marketing mail: `List-Unsubscribe` + `List-Unsubscribe-Post` (RFC 8058).
+    pub unsubscribe_url: Option<&'a str>,
 }
 
 /// How a send failed, which decides what the outbox does next.
@@ -119,6 +122,15 @@ impl Mailer {
             .message_id(Some(mail.message_id.to_owned()));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some(url) = mail.unsubscribe_url {
+            // RFC 8058: an HTTPS URI the receiver may POST `List-Unsubscribe=One-Click` to.
+            builder = builder
+                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), format!("<{url}>")))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
         }
         builder
             .multipart(MultiPart::alternative_plain_html(mail.content.text.clone(), mail.content.html.clone()))

@@ -77,6 +77,7 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
                 tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
                 return Ok(0);
             }
+            let experiment = r.experiments.email.as_ref();
             let case = DunningCase {
                 invoice_id: inv.id.clone(),
                 customer: inv.customer.clone(),
@@ -94,6 +95,8 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
                 recovered_after_secs: None,
                 emails_before_close: None,
                 last_failure_at: f.event.created,
+                experiment: experiment.map(|x| x.name.clone()),
+                variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
             };
             cases::insert_case(conn, &case).await?;
             // The invoice may already be settled (its payment event arrived first).

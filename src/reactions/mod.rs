@@ -3,17 +3,19 @@
 //! rows — data only: no mail, no network. Lifecycle emails (issue 7) hook in here too.
 
 pub mod dunning;
+pub mod lifecycle;
 
 use std::sync::Arc;
 
 use minijinja::Value;
 use tokio::sync::Notify;
 
-use crate::config::Settings;
+use crate::config::{Experiments, LifecycleSettings, Settings};
 use crate::domain::dunning::{Cadence, trigger};
 use crate::domain::event::Event;
 use crate::mail::links::{LINK_TTL_SECS, LinkSigner};
 use crate::mail::templates::{RenderError, Templates};
+use crate::mail::unsubscribe::UnsubscribeLinks;
 use crate::mail::{Category, EmailContent, NewEmail};
 use crate::store::conn::Conn;
 
@@ -23,6 +25,12 @@ pub struct Reactor {
     pub templates: Templates,
     pub cadence: Cadence,
     links: Links,
+    /// Campaign settings (issue 7).
+    pub lifecycle: LifecycleSettings,
+    /// A/B experiments in force.
+    pub experiments: Experiments,
+    /// One-click unsubscribe links of marketing mail.
+    pub unsubscribe: UnsubscribeLinks,
     /// Woken after a commit that enqueued mail, so the outbox worker doesn't wait a poll.
     pub outbox_ready: Arc<Notify>,
 }
@@ -53,7 +61,23 @@ impl Links {
             _ => fallback.map(str::to_owned),
         }
     }
+
+    /// The one-click way back after a cancellation: a signed link that opens a prefilled
+    /// Stripe Checkout for the ended subscription's plan (needs `STRIPE_SECRET_KEY`), else
+    /// `fallback` (the product).
+    pub fn come_back(&self, customer: &str, subscription: &str, fallback: Option<&str>, now: i64) -> Option<String> {
+        match &self.signer {
+            Some(signer) => {
+                let token = signer.sign(customer, Some(subscription), now + COMEBACK_TTL_SECS);
+                Some(format!("{}/comeback?token={token}", self.public_url))
+            }
+            None => fallback.map(str::to_owned),
+        }
+    }
 }
+
+/// A win-back link must outlive the whole series (90 days by default).
+pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
 
 /// A failure of the hook: the whole batch's transaction is rolled back.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +103,13 @@ impl Reactor {
                 public_url: settings.public_url.clone(),
                 signer: settings.stripe_secret_key.as_ref().map(LinkSigner::from_stripe_key),
             },
+            lifecycle: settings.lifecycle.clone(),
+            experiments: settings.experiments.clone(),
+            unsubscribe: UnsubscribeLinks::new(
+                &settings.public_url,
+                settings.cancel_flow.link_secret.as_ref(),
+                &settings.webhook.secrets,
+            ),
             outbox_ready: Arc::new(Notify::new()),
         }
     }
@@ -97,24 +128,50 @@ impl Reactor {
         ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         let mut enqueued = 0;
         for event in ordered {
-            let Some(t) = trigger(event) else { continue };
-            enqueued += dunning::react(self, conn, event, t, now, notify).await?;
+            if let Some(t) = trigger(event) {
+                enqueued += dunning::react(self, conn, event, t, now, notify).await?;
+            }
+            if let Some(t) = crate::domain::lifecycle::trigger(event) {
+                enqueued += lifecycle::react(self, conn, event, t, now, notify).await?;
+            }
         }
         Ok(enqueued)
     }
 
-    /// Render a template into an email row.
+    /// Render a transactional email (dunning, receipts, trial notices).
     pub fn email(&self, template: &str, ctx: Value, to: EmailTo<'_>) -> Result<NewEmail, RenderError> {
+        self.build(template, ctx, to, Category::Transactional)
+    }
+
+    /// Render a marketing email: it carries the recipient's one-click unsubscribe link (in
+    /// the body as `unsubscribe_url`, and later as the List-Unsubscribe header).
+    pub fn marketing_email(&self, template: &str, ctx: Value, to: EmailTo<'_>) -> Result<NewEmail, RenderError> {
+        self.build(template, ctx, to, Category::Marketing)
+    }
+
+    /// The template `customer` gets in place of `template` under the email experiment.
+    pub fn template_for<'a>(&'a self, template: &'a str, customer: Option<&str>) -> &'a str {
+        match (&self.experiments.email, customer) {
+            (Some(x), Some(c)) if x.variant(c) == "b" => x.templates.get(template).map_or(template, String::as_str),
+            _ => template,
+        }
+    }
+
+    fn build(&self, template: &str, ctx: Value, to: EmailTo<'_>, category: Category) -> Result<NewEmail, RenderError> {
+        let template = self.template_for(template, to.customer);
+        let unsubscribe_url = (category == Category::Marketing).then(|| self.unsubscribe.url(to.recipient));
+        let ctx = minijinja::context! { unsubscribe_url => unsubscribe_url.clone(), ..ctx };
         let content: EmailContent = self.templates.render(template, ctx)?;
         Ok(NewEmail {
             dedupe_key: to.dedupe_key,
             case_key: to.case_key,
-            category: Category::Transactional,
+            category,
             customer: to.customer.map(str::to_owned),
             recipient: to.recipient.to_owned(),
             template: template.to_owned(),
             content,
             send_at: to.send_at,
+            unsubscribe_url,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct CancelSessionRow {
     pub outcome_detail: Option<String>,
     pub paused_until: Option<i64>,
     pub completed_at: Option<i64>,
+    /// The save-offer experiment variant (`a`/`b`) the session began in, if one was running.
+    pub variant: Option<String>,
 }
 
 /// A session to insert.
@@ -54,6 +56,9 @@ pub struct NewCancelSession {
     /// Signed links start at once; minted ones when first opened.
     pub started_at: Option<i64>,
     pub deadline_at: Option<i64>,
+    /// The save-offer experiment in force and the customer's variant in it.
+    pub experiment: Option<String>,
+    pub variant: Option<String>,
 }
 
 /// The survey answer and what it led to.
@@ -94,21 +99,22 @@ impl CancelFlowStats {
 }
 
 const INSERT_SESSION: &str = "INSERT INTO cancel_sessions (id, link_token_hash, csrf_token, customer, subscription, return_url, \
-     source, created_at, link_expires_at, started_at, deadline_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     source, created_at, link_expires_at, started_at, deadline_at, experiment, variant) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 const START_MINTED: &str = concat!(
     "UPDATE cancel_sessions SET started_at = $2, deadline_at = $2 + $3 \
      WHERE link_token_hash = $1 AND started_at IS NULL AND link_expires_at > $2 RETURNING ",
     "id, csrf_token, customer, subscription, return_url, source, created_at, link_expires_at, started_at, \
      deadline_at, reason, feedback, comment, reason_at, offers_shown, acting_until, attempts, outcome, outcome_detail, paused_until, \
-     completed_at"
+     completed_at, variant"
 );
 
 const SELECT_SESSION: &str = concat!(
     "SELECT ",
     "id, csrf_token, customer, subscription, return_url, source, created_at, link_expires_at, started_at, \
      deadline_at, reason, feedback, comment, reason_at, offers_shown, acting_until, attempts, outcome, outcome_detail, paused_until, \
-     completed_at",
+     completed_at, variant",
     " FROM cancel_sessions WHERE id = $1"
 );
 
@@ -172,7 +178,7 @@ impl Store {
             sqlx::query(INSERT_SESSION)
                 .bind(&s.id).bind(&s.link_token_hash).bind(&s.csrf_token).bind(&s.customer).bind(&s.subscription)
                 .bind(&s.return_url).bind(s.source).bind(s.created_at).bind(s.link_expires_at).bind(s.started_at)
-                .bind(s.deadline_at)
+                .bind(s.deadline_at).bind(&s.experiment).bind(&s.variant)
                 .execute(pool).await?;
         });
         Ok(())

@@ -31,16 +31,20 @@ pub struct DunningCase {
     /// Emails delivered before the case closed.
     pub emails_before_close: Option<i64>,
     pub last_failure_at: i64,
+    /// The email experiment in force when the case opened, and the customer's variant in it.
+    pub experiment: Option<String>,
+    pub variant: Option<String>,
 }
 
 const GET: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
-     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at \
-     FROM dunning_cases WHERE invoice_id = $1";
+     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
+     experiment, variant FROM dunning_cases WHERE invoice_id = $1";
 const ALL: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
-     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at \
-     FROM dunning_cases ORDER BY invoice_id";
+     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
+     experiment, variant FROM dunning_cases ORDER BY invoice_id";
 const INSERT: &str = "INSERT INTO dunning_cases (invoice_id, customer, subscription, kind, status, silent, currency, amount_due, \
-     opened_at, next_payment_attempt, last_failure_at) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10) \
+     opened_at, next_payment_attempt, last_failure_at, experiment, variant) \
+     VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (invoice_id) DO NOTHING";
 const UPDATE_FAILURE: &str = "UPDATE dunning_cases SET opened_at = $2, next_payment_attempt = $3, last_failure_at = $4, amount_due = $5 WHERE invoice_id = $1";
 const CLOSE: &str = "UPDATE dunning_cases SET status = $2, closed_at = $3, close_reason = $4, recovered_amount = $5, \
@@ -67,7 +71,9 @@ pub async fn insert_case(conn: &mut Conn<'_>, c: &DunningCase) -> Result<bool, s
         c.amount_due,
         c.opened_at,
         c.next_payment_attempt,
-        c.last_failure_at
+        c.last_failure_at,
+        &c.experiment,
+        &c.variant
     )?;
     Ok(n == 1)
 }

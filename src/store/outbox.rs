@@ -10,7 +10,8 @@ use super::{Store, StoreError};
 use crate::mail::NewEmail;
 
 const INSERT: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, subject, body_text, \
-     body_html, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11) \
+     body_html, status, attempts, next_attempt_at, created_at, unsubscribe_url) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11, $12) \
      ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// Enqueue `email` in the caller's transaction. Returns `false` when a row with the same
@@ -29,7 +30,8 @@ pub async fn enqueue(conn: &mut Conn<'_>, email: &NewEmail, now: i64) -> Result<
         &email.content.text,
         &email.content.html,
         email.send_at,
-        now
+        now,
+        &email.unsubscribe_url
     )?;
     Ok(inserted == 1)
 }
@@ -87,6 +89,8 @@ pub struct ClaimedEmail {
     pub body_text: String,
     pub body_html: String,
     pub attempts: i64,
+    /// Marketing rows: the signed one-click unsubscribe URL for the List-Unsubscribe header.
+    pub unsubscribe_url: Option<String>,
 }
 
 /// One outbox row as tests and the owner see it.

@@ -1,9 +1,11 @@
 //! HTTP faces other than the webhook: health, metrics, request ids, and (later) the owner API
 //! and pages.
 
+pub mod activity;
 pub mod auth;
 pub mod billing;
 pub mod cancel;
+pub mod comeback;
 pub mod dashboard;
 pub mod error;
 pub mod health;
@@ -11,3 +13,4 @@ pub mod metrics;
 pub mod request_id;
 pub mod security_headers;
 pub mod summary;
+pub mod unsubscribe;

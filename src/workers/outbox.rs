@@ -100,7 +100,12 @@ impl OutboxWorker {
     async fn deliver(&self, row: &ClaimedEmail, now: i64) -> SendOutcome {
         let message_id = self.message_id(row);
         let content = EmailContent { subject: row.subject.clone(), text: row.body_text.clone(), html: row.body_html.clone() };
-        let mail = Outgoing { to: &row.recipient, message_id: &message_id, content: &content };
+        let mail = Outgoing {
+            to: &row.recipient,
+            message_id: &message_id,
+            content: &content,
+            unsubscribe_url: row.unsubscribe_url.as_deref(),
+        };
         match self.mailer.send(mail).await {
             Ok(()) => SendOutcome::Sent { message_id },
             Err(SendError::Permanent(error)) => SendOutcome::Bounced { error },

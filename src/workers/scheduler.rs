@@ -1,6 +1,6 @@
 //! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
-//! card-expiry warnings; lifecycle checks (trial ending, win-back) belong here too.
+//! card-expiry warnings and the at-risk check (product activity → re-engagement series).
 
 use std::sync::Arc;
 
@@ -8,6 +8,8 @@ use minijinja::context;
 
 use super::Outcome;
 use crate::domain::dunning::year_month;
+use crate::domain::lifecycle::{Windows, assess};
+use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, start_reengagement};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
 
@@ -28,11 +30,31 @@ impl Scheduler {
 
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
-        let n = self.card_expiry_warnings(now).await?;
+        let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
         if n > 0 {
             self.reactor.notify_outbox();
         }
         Ok(if n > 0 { Outcome::Worked(n) } else { Outcome::Idle })
+    }
+
+    /// Assess every paying customer with reported activity; open an episode (and its
+    /// re-engagement series) for each newly at-risk one. Idempotent: an open episode is
+    /// skipped, and its series is keyed by the episode.
+    async fn at_risk_check(&self, now: i64) -> anyhow::Result<usize> {
+        let rule = self.reactor.lifecycle.at_risk;
+        let mut enqueued = 0;
+        for c in self.store.activity_candidates(Windows::at(&rule, now)).await? {
+            let open = c.risk_status.as_deref() == Some("at_risk");
+            let cooling = c.risk_resolved_at.is_some_and(|t| now - t < REENTRY_COOLDOWN_SECS);
+            if open || cooling {
+                continue;
+            }
+            if let Some(a) = assess(&rule, &c.facts(), now) {
+                tracing::info!(reason = a.risk.as_str(), "customer at risk");
+                enqueued += start_reengagement(&self.reactor, &self.store, &c, a, now).await?;
+            }
+        }
+        Ok(enqueued)
     }
 
     /// One warning per card per month, for customers with a live subscription whose card

@@ -8,7 +8,7 @@ use crate::store::outbox::ClaimedEmail;
 const CLAIM: &str = "UPDATE outbox SET claimed_until = $1 + $2, claim_token = $4 WHERE id IN (SELECT id FROM outbox \
      WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \
      ORDER BY next_attempt_at, id LIMIT $3) \
-     RETURNING id, dedupe_key, category, customer, recipient, template, subject, body_text, body_html, attempts";
+     RETURNING id, dedupe_key, category, customer, recipient, template, subject, body_text, body_html, attempts, unsubscribe_url";
 
 impl SqliteStore {
     pub(crate) async fn claim_due_outbox(

@@ -32,6 +32,7 @@ use super::error::json_error;
 use crate::cancel_flow::email::confirmation_email;
 use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
 use crate::cancel_flow::offers::{Target, offers_for};
+use crate::config::Experiment;
 use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::config::CancelFlowSettings;
 use crate::domain::cancel::{Choice, OfferKind, Reason};
@@ -56,6 +57,8 @@ pub struct CancelState {
     /// The email templates (issue 3's mail layer) for the confirmation email.
     pub mail_templates: Templates,
     pub settings: CancelFlowSettings,
+    /// The save-offer experiment in force, if any: its variant b sees other offers.
+    pub experiment: Option<Experiment>,
     pub public_url: String,
     pub stripe: Option<StripeApi>,
     pub pages: Pages,
@@ -154,6 +157,8 @@ async fn start_signed(state: &CancelState, store: &Store, customer: &str, sig: &
         link_expires_at: now + state.settings.session_timeout_secs,
         started_at: Some(now),
         deadline_at: Some(now + state.settings.session_timeout_secs),
+        experiment: state.experiment.as_ref().map(|x| x.name.clone()),
+        variant: state.experiment.as_ref().map(|x| x.variant(customer).to_owned()),
     };
     store.insert_cancel_session(&session).await?;
     Ok(session.id)
@@ -266,7 +271,8 @@ async fn post_reason(
             return Err(PageError::TooLarge);
         }
         let t = target(&store, &s).await?;
-        let offers = offers_for(&store, &state.settings, &s.customer, &t, reason, now).await?;
+        let experiment = state.experiment.as_ref().filter(|_| s.variant.as_deref() == Some("b"));
+        let offers = offers_for(&store, &state.settings, experiment, &s.customer, &t, reason, now).await?;
         let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());
         let answer = SurveyAnswer {
             reason: reason.as_str(),
@@ -439,6 +445,7 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
         template: email.template,
         content,
         send_at: now(),
+        unsubscribe_url: None,
     };
     if let Err(e) = store.enqueue_emails(&[queued], now()).await {
         tracing::error!(session = %s.id, error = %e, "cancel flow: confirmation email not queued");
@@ -515,7 +522,10 @@ async fn mint(
     };
     let token = random_token();
     let expires_at = now + state.settings.link_ttl_secs;
+    let experiment = state.experiment.as_ref();
     let session = NewCancelSession {
+        experiment: experiment.map(|x| x.name.clone()),
+        variant: experiment.map(|x| x.variant(&body.customer).to_owned()),
         id: random_token(),
         link_token_hash: Some(token_hash(&token)),
         csrf_token: random_token(),

@@ -1,0 +1,364 @@
+//! Lifecycle campaigns (onboarding, trial ending, win-back, re-engagement), the at-risk rule
+//! and A/B experiments. Read from the `[lifecycle.*]` tables and `[[experiments]]` of
+//! `holdfast.toml`; each campaign can be switched on or off from the environment too.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::cancel::{FILE_VAR, offers, read_config_text};
+use super::{ConfigError, Source, on_off, problem};
+use crate::domain::cancel::{OfferKind, Reason};
+use crate::domain::lifecycle::AtRiskRule;
+
+/// One email series: on/off, the day of each step, the template of each step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Campaign {
+    pub enabled: bool,
+    /// Days after the trigger at which each email goes (`0` = at once).
+    pub days: Vec<i64>,
+    /// Template of each step; a shorter list repeats its last template for the extra steps.
+    pub templates: Vec<String>,
+}
+
+impl Campaign {
+    fn new(days: &[i64], templates: &[&str]) -> Self {
+        Self { enabled: true, days: days.to_vec(), templates: templates.iter().map(|t| (*t).to_owned()).collect() }
+    }
+
+    /// `(step key, day, template)` for each email: `day7`, 7, `winback_day7`.
+    pub fn steps(&self) -> Vec<(String, i64, &str)> {
+        self.days
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &day)| {
+                let template = self.templates.get(i).or(self.templates.last())?;
+                Some((format!("day{day}"), day, template.as_str()))
+            })
+            .collect()
+    }
+}
+
+/// Everything the lifecycle reactions and the scheduler need.
+#[derive(Clone, Debug)]
+pub struct LifecycleSettings {
+    /// `HOLDFAST_ONBOARDING` / `[lifecycle.onboarding]`: after the first paid invoice.
+    pub onboarding: Campaign,
+    /// `HOLDFAST_TRIAL_ENDING` / `[lifecycle.trial_ending]` (`enabled`, `template`): one email on
+    /// `customer.subscription.trial_will_end`. Transactional (it is about billing).
+    pub trial_ending: Campaign,
+    /// `HOLDFAST_WINBACK` / `[lifecycle.winback]`: after a voluntary cancellation takes effect.
+    pub winback: Campaign,
+    /// `[lifecycle.winback] coupon`: applied to the one-click way back (a Checkout session).
+    pub winback_coupon: Option<String>,
+    /// `[lifecycle.winback] offer_text`: what the win-back emails say about the coupon.
+    pub winback_offer_text: Option<String>,
+    /// `HOLDFAST_REENGAGEMENT` / `[lifecycle.reengagement]`: while a customer is at risk.
+    pub reengagement: Campaign,
+    /// `[lifecycle.at_risk]`.
+    pub at_risk: AtRiskRule,
+    /// `HOLDFAST_PRODUCT_URL` / `[lifecycle] product_url`: "back to the product" in emails and
+    /// where the one-click way back lands after checkout.
+    pub product_url: Option<String>,
+    /// `[lifecycle] horizon_days` (default 3): a trigger older than this when it arrives
+    /// (a late webhook, an import) records state but starts no series.
+    pub horizon_days: i64,
+}
+
+/// Which thing an experiment splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExperimentKind {
+    /// Variant b gets other offers in the cancel flow; the summary reports save rate per variant.
+    SaveOffer,
+    /// Variant b gets other email templates; the summary reports dunning recovery per variant.
+    Email,
+}
+
+impl ExperimentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SaveOffer => "save_offer",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// One A/B experiment: customers are split by a stable hash of (name, customer id).
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub name: String,
+    pub kind: ExperimentKind,
+    /// Share of customers in variant b, 0–100.
+    pub percent_b: u8,
+    /// Save-offer experiments: variant b's offers for the reasons listed (others as in a).
+    pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
+    /// Email experiments: variant b's template for each template listed.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Experiment {
+    /// `a` or `b` for `customer`.
+    pub fn variant(&self, customer: &str) -> &'static str {
+        crate::domain::lifecycle::variant(&self.name, customer, self.percent_b)
+    }
+}
+
+/// The experiments in force: at most one per kind.
+#[derive(Clone, Debug, Default)]
+pub struct Experiments {
+    pub save_offer: Option<Experiment>,
+    pub email: Option<Experiment>,
+}
+
+impl Experiments {
+    pub fn all(&self) -> impl Iterator<Item = &Experiment> {
+        self.save_offer.iter().chain(self.email.iter())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCampaign {
+    enabled: Option<bool>,
+    days: Option<Vec<i64>>,
+    templates: Option<Vec<String>>,
+    template: Option<String>,
+    coupon: Option<String>,
+    offer_text: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAtRisk {
+    inactive_days: Option<i64>,
+    drop_percent: Option<i64>,
+    baseline_weeks: Option<i64>,
+    min_baseline_per_week: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLifecycle {
+    product_url: Option<String>,
+    horizon_days: Option<i64>,
+    #[serde(default)]
+    onboarding: FileCampaign,
+    #[serde(default)]
+    trial_ending: FileCampaign,
+    #[serde(default)]
+    winback: FileCampaign,
+    #[serde(default)]
+    reengagement: FileCampaign,
+    #[serde(default)]
+    at_risk: FileAtRisk,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileExperiment {
+    name: String,
+    kind: String,
+    percent_b: Option<i64>,
+    offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
+    templates: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    lifecycle: FileLifecycle,
+    #[serde(default)]
+    experiments: Vec<FileExperiment>,
+}
+
+fn read(src: &impl Source) -> Result<File, ConfigError> {
+    match read_config_text(src)? {
+        Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message()))),
+        None => Ok(File::default()),
+    }
+}
+
+fn campaign(
+    src: &impl Source,
+    var: &'static str,
+    what: &str,
+    f: FileCampaign,
+    default: Campaign,
+) -> Result<Campaign, ConfigError> {
+    let enabled = on_off(src, var, f.enabled.unwrap_or(default.enabled))?;
+    let days = f.days.unwrap_or(default.days);
+    if days.is_empty() || days.iter().any(|d| !(0..=365).contains(d)) || days.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(problem(FILE_VAR, format!("[lifecycle.{what}] days must be increasing numbers from 0 to 365")));
+    }
+    let templates = match (f.templates, f.template) {
+        (Some(t), _) if !t.is_empty() => t,
+        (_, Some(t)) => vec![t],
+        _ => default.templates,
+    };
+    if templates.iter().any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        return Err(problem(FILE_VAR, format!("[lifecycle.{what}] template names are letters, digits, _ and -")));
+    }
+    Ok(Campaign { enabled, days, templates })
+}
+
+impl LifecycleSettings {
+    /// Defaults, then the file, then the environment's on/off switches.
+    pub fn from_source(src: &impl Source) -> Result<(Self, Experiments), ConfigError> {
+        let file = read(src)?;
+        let l = file.lifecycle;
+        let winback_coupon = l.winback.coupon.clone();
+        let winback_offer_text = l.winback.offer_text.clone();
+        let d = AtRiskRule::default();
+        let at_risk = AtRiskRule {
+            inactive_days: l.at_risk.inactive_days.unwrap_or(d.inactive_days),
+            drop_percent: l.at_risk.drop_percent.unwrap_or(d.drop_percent),
+            baseline_weeks: l.at_risk.baseline_weeks.unwrap_or(d.baseline_weeks),
+            min_baseline_per_week: l.at_risk.min_baseline_per_week.unwrap_or(d.min_baseline_per_week),
+        };
+        if at_risk.inactive_days < 1 || !(1..=100).contains(&at_risk.drop_percent) || !(1..=52).contains(&at_risk.baseline_weeks) {
+            return Err(problem(
+                FILE_VAR,
+                "[lifecycle.at_risk] inactive_days ≥ 1, drop_percent 1–100 and baseline_weeks 1–52 are required",
+            ));
+        }
+        let product_url = src.get("HOLDFAST_PRODUCT_URL").or(l.product_url);
+        if product_url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return Err(problem("HOLDFAST_PRODUCT_URL", "must start with http:// or https://"));
+        }
+        let horizon_days = l.horizon_days.unwrap_or(3);
+        if horizon_days < 0 {
+            return Err(problem(FILE_VAR, "[lifecycle] horizon_days must not be negative"));
+        }
+        let settings = Self {
+            onboarding: campaign(
+                src,
+                "HOLDFAST_ONBOARDING",
+                "onboarding",
+                l.onboarding,
+                Campaign::new(&[1, 7, 14, 30], &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"]),
+            )?,
+            trial_ending: campaign(src, "HOLDFAST_TRIAL_ENDING", "trial_ending", l.trial_ending, Campaign::new(&[0], &["trial_ending"]))?,
+            winback: campaign(
+                src,
+                "HOLDFAST_WINBACK",
+                "winback",
+                l.winback,
+                Campaign::new(&[7, 30, 90], &["winback_day7", "winback_day30", "winback_day90"]),
+            )?,
+            winback_coupon,
+            winback_offer_text,
+            reengagement: campaign(
+                src,
+                "HOLDFAST_REENGAGEMENT",
+                "reengagement",
+                l.reengagement,
+                Campaign::new(&[0, 3, 7, 10, 14], &["reengage_day0", "reengage_day3", "reengage_day7", "reengage_day10", "reengage_day14"]),
+            )?,
+            at_risk,
+            product_url,
+            horizon_days,
+        };
+        Ok((settings, experiments(file.experiments)?))
+    }
+
+    /// Every template a campaign may render (checked at start).
+    pub fn template_names(&self) -> Vec<&str> {
+        [&self.onboarding, &self.trial_ending, &self.winback, &self.reengagement]
+            .into_iter()
+            .flat_map(|c| c.templates.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
+    let mut out = Experiments::default();
+    for e in list {
+        let name = e.name.trim().to_owned();
+        if name.is_empty() || name.len() > 64 {
+            return Err(problem(FILE_VAR, "[[experiments]] name must be 1–64 characters"));
+        }
+        let percent_b = e.percent_b.unwrap_or(50);
+        let percent_b = u8::try_from(percent_b)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: percent_b must be 0–100")))?;
+        let mut offers_by_reason = BTreeMap::new();
+        for (reason, names) in e.offers_by_reason.unwrap_or_default() {
+            let r = Reason::parse(&reason)
+                .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: unknown reason {reason:?}")))?;
+            offers_by_reason.insert(r, offers(FILE_VAR, &names)?);
+        }
+        let templates = e.templates.unwrap_or_default();
+        let (kind, slot) = match e.kind.as_str() {
+            "save_offer" if !offers_by_reason.is_empty() => (ExperimentKind::SaveOffer, &mut out.save_offer),
+            "email" if !templates.is_empty() => (ExperimentKind::Email, &mut out.email),
+            "save_offer" => return Err(problem(FILE_VAR, format!("experiment {name:?}: needs [experiments.offers_by_reason]"))),
+            "email" => return Err(problem(FILE_VAR, format!("experiment {name:?}: needs [experiments.templates]"))),
+            other => return Err(problem(FILE_VAR, format!("experiment {name:?}: kind {other:?} (save_offer or email)"))),
+        };
+        if slot.is_some() {
+            return Err(problem(FILE_VAR, format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
+        }
+        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&'static str, &str)]) -> Result<(LifecycleSettings, Experiments), ConfigError> {
+        let map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        LifecycleSettings::from_source(&map)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_series() {
+        let (s, e) = load(&[]).expect("defaults");
+        assert_eq!(s.onboarding.days, vec![1, 7, 14, 30]);
+        assert_eq!(s.winback.days, vec![7, 30, 90]);
+        assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
+        assert_eq!(s.reengagement.steps()[4], ("day14".to_owned(), 14, "reengage_day14"));
+        assert_eq!(s.at_risk, AtRiskRule::default());
+        assert!(e.save_offer.is_none() && e.email.is_none());
+    }
+
+    #[test]
+    fn the_file_configures_campaigns_and_experiments_and_the_environment_switches() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("holdfast.toml");
+        std::fs::write(
+            &path,
+            "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\n[lifecycle.winback]\nenabled = false\n\
+             [lifecycle.at_risk]\ninactive_days = 14\n\
+             [[experiments]]\nname = \"pause-first\"\nkind = \"save_offer\"\npercent_b = 30\n\
+             [experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n",
+        )
+        .expect("write");
+        let p = path.to_string_lossy().to_string();
+        let (s, e) = load(&[("HOLDFAST_CONFIG_FILE", &p), ("HOLDFAST_REENGAGEMENT", "off")]).expect("valid");
+        assert_eq!(s.onboarding.steps(), vec![("day2".to_owned(), 2, "hello"), ("day9".to_owned(), 9, "hello")]);
+        assert!(!s.winback.enabled && !s.reengagement.enabled && s.onboarding.enabled);
+        assert_eq!(s.at_risk.inactive_days, 14);
+        let x = e.save_offer.expect("experiment");
+        assert_eq!((x.percent_b, x.offers_by_reason[&Reason::TooExpensive].clone()), (30, vec![OfferKind::Pause]));
+    }
+
+    #[test]
+    fn bad_campaigns_and_experiments_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        for bad in [
+            "[lifecycle.onboarding]\ndays = [7, 1]\n",
+            "[lifecycle.onboarding]\nwhen = 1\n",
+            "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",
+            "[[experiments]]\nname = \"x\"\nkind = \"email\"\npercent_b = 101\n[experiments.templates]\na = \"b\"\n",
+        ] {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, bad).expect("write");
+            let p = path.to_string_lossy().to_string();
+            assert_eq!(load(&[("HOLDFAST_CONFIG_FILE", &p)]).expect_err(bad).var, FILE_VAR, "{bad}");
+        }
+    }
+}

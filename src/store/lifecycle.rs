@@ -1,0 +1,297 @@
+//! Lifecycle state: product activity, at-risk episodes, and the facts the lifecycle reactions
+//! read inside the ingest transaction. Same SQL on both backends (`$N`, BIGINT/TEXT, portable
+//! upserts with CASE instead of MIN/LEAST).
+
+use serde::Serialize;
+
+use super::conn::{Conn, execute, fetch};
+use super::outbox;
+use super::{Store, StoreError};
+use crate::domain::lifecycle::{ActivityFacts, Windows};
+
+/// Subscription statuses that mean "still a customer".
+macro_rules! live {
+    () => {
+        "('active', 'trialing', 'past_due', 'unpaid')"
+    };
+}
+
+const EARLIER_PAID: &str = "SELECT COUNT(*) FROM invoices WHERE customer = $1 AND id <> $2 AND status = 'paid' \
+     AND amount_paid > 0 AND COALESCE(paid_at, created, 0) < $3";
+const OTHER_LIVE: &str =
+    concat!("SELECT COUNT(*) FROM subscriptions WHERE customer = $1 AND id <> $2 AND status IN ", live!());
+const HAS_CARD: &str = "SELECT COUNT(*) FROM payment_methods WHERE customer = $1";
+
+
+/// Whether the customer paid a subscription invoice before `before` (other than `invoice`).
+pub async fn paid_before(conn: &mut Conn<'_>, customer: &str, invoice: &str, before: i64) -> Result<bool, sqlx::Error> {
+    Ok(fetch!(conn, fetch_one, (i64,), EARLIER_PAID, customer, invoice, before)?.0 > 0)
+}
+
+/// Live subscriptions of `customer` other than `subscription`.
+pub async fn other_live_subscriptions(conn: &mut Conn<'_>, customer: &str, subscription: &str) -> Result<i64, sqlx::Error> {
+    Ok(fetch!(conn, fetch_one, (i64,), OTHER_LIVE, customer, subscription)?.0)
+}
+
+/// Whether Holdfast has seen a card for `customer`.
+pub async fn has_card(conn: &mut Conn<'_>, customer: &str) -> Result<bool, sqlx::Error> {
+    Ok(fetch!(conn, fetch_one, (i64,), HAS_CARD, customer)?.0 > 0)
+}
+
+const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status) \
+     VALUES ($1, $2, $3, $4, $5, 'active') ON CONFLICT (case_key) DO NOTHING";
+const STOP_SERIES: &str = "UPDATE lifecycle_series SET status = 'stopped', stopped_at = $4, stop_reason = $5 \
+     WHERE customer = $1 AND campaign = $2 AND status = 'active' AND (subscription IS NULL OR subscription <> $3) RETURNING case_key";
+const STOP_ONE: &str =
+    "UPDATE lifecycle_series SET status = 'stopped', stopped_at = $2, stop_reason = $3 WHERE case_key = $1 AND status = 'active'";
+
+/// A series that begins (its emails are enqueued by the caller under the same `case_key`).
+#[derive(Debug, Clone)]
+pub struct NewSeries<'a> {
+    pub case_key: &'a str,
+    pub campaign: &'static str,
+    pub customer: &'a str,
+    pub subscription: Option<&'a str>,
+    pub started_at: i64,
+}
+
+/// Record a series; `false` when it already exists (a redelivery).
+pub async fn start_series(conn: &mut Conn<'_>, s: &NewSeries<'_>) -> Result<bool, sqlx::Error> {
+    let n = execute!(conn, START_SERIES, s.case_key, s.campaign, s.customer, s.subscription, s.started_at)?;
+    Ok(n == 1)
+}
+
+/// Stop the customer's live series of `campaign` (except one tied to subscription `except`)
+/// and cancel their pending emails. Returns how many series stopped.
+pub async fn stop_series(
+    conn: &mut Conn<'_>,
+    customer: &str,
+    campaign: &str,
+    except: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    let keys = fetch!(conn, fetch_all, (String,), STOP_SERIES, customer, campaign, except.unwrap_or(""), now, reason)?;
+    for (key,) in &keys {
+        outbox::cancel_case(conn, key, now).await?;
+    }
+    Ok(keys.len())
+}
+
+/// Stop one series by its key and cancel its pending emails.
+pub async fn stop_one(conn: &mut Conn<'_>, case_key: &str, reason: &str, now: i64) -> Result<(), sqlx::Error> {
+    execute!(conn, STOP_ONE, case_key, now, reason)?;
+    outbox::cancel_case(conn, case_key, now).await?;
+    Ok(())
+}
+
+const ADD_DAY: &str = "INSERT INTO activity_daily (customer, day, count) VALUES ($1, $2, $3) \
+     ON CONFLICT (customer, day) DO UPDATE SET count = activity_daily.count + excluded.count";
+const TOUCH: &str = "INSERT INTO customer_activity (customer, first_at, last_at, total) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (customer) DO UPDATE SET \
+     first_at = CASE WHEN excluded.first_at < customer_activity.first_at THEN excluded.first_at ELSE customer_activity.first_at END, \
+     last_at = CASE WHEN excluded.last_at > customer_activity.last_at THEN excluded.last_at ELSE customer_activity.last_at END, \
+     total = customer_activity.total + excluded.total";
+const REENGAGED: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = $2 \
+     WHERE customer = $1 AND status = 'at_risk' AND since < $2 RETURNING since";
+const ENDED: &str = "UPDATE at_risk SET status = 'ended', resolved_at = $2 WHERE customer = $1 AND status = 'at_risk' RETURNING since";
+
+/// One customer's activity of one batch, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivitySum {
+    pub customer: String,
+    pub first_at: i64,
+    pub last_at: i64,
+    /// (UTC day number, count) pairs.
+    pub days: Vec<(i64, i64)>,
+}
+
+/// Add a batch's activity for one customer.
+pub async fn add_activity(conn: &mut Conn<'_>, a: &ActivitySum) -> Result<(), sqlx::Error> {
+    for (day, count) in &a.days {
+        execute!(conn, ADD_DAY, &a.customer, *day, *count)?;
+    }
+    let total: i64 = a.days.iter().map(|(_, n)| n).sum();
+    execute!(conn, TOUCH, &a.customer, a.first_at, a.last_at, total)?;
+    Ok(())
+}
+
+/// Close the customer's at-risk episode as re-engaged when activity at `at` came after it
+/// began; returns the episode's start (its series' key) when one closed.
+pub async fn mark_reengaged(conn: &mut Conn<'_>, customer: &str, at: i64) -> Result<Option<i64>, sqlx::Error> {
+    Ok(fetch!(conn, fetch_optional, (i64,), REENGAGED, customer, at)?.map(|r| r.0))
+}
+
+/// Close the customer's at-risk episode because they stopped paying.
+pub async fn mark_risk_ended(conn: &mut Conn<'_>, customer: &str, at: i64) -> Result<Option<i64>, sqlx::Error> {
+    Ok(fetch!(conn, fetch_optional, (i64,), ENDED, customer, at)?.map(|r| r.0))
+}
+
+/// A paying customer with reported activity, as the scheduler assesses them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Candidate {
+    pub customer: String,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub recent_week: i64,
+    pub baseline_total: i64,
+    /// The customer's last at-risk episode, if any.
+    pub risk_status: Option<String>,
+    pub risk_resolved_at: Option<i64>,
+}
+
+impl Candidate {
+    pub fn facts(&self) -> ActivityFacts {
+        ActivityFacts {
+            first_at: self.first_at,
+            last_at: self.last_at,
+            recent_week: self.recent_week,
+            baseline_total: self.baseline_total,
+        }
+    }
+}
+
+const CANDIDATES: &str = concat!(
+    "SELECT a.customer, a.first_at, a.last_at, \
+     CAST(COALESCE((SELECT SUM(d.count) FROM activity_daily d WHERE d.customer = a.customer AND d.day >= $1 AND d.day < $2), 0) AS BIGINT) AS recent_week, \
+     CAST(COALESCE((SELECT SUM(d.count) FROM activity_daily d WHERE d.customer = a.customer AND d.day >= $3 AND d.day < $4), 0) AS BIGINT) AS baseline_total, \
+     r.status AS risk_status, r.resolved_at AS risk_resolved_at \
+     FROM customer_activity a LEFT JOIN at_risk r ON r.customer = a.customer \
+     WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.customer = a.customer AND s.status IN ",
+    live!(),
+    ") ORDER BY a.customer"
+);
+
+const OPEN_EPISODE: &str = "INSERT INTO at_risk (customer, status, reason, since, last_activity_at, recent_week, baseline_week) \
+     VALUES ($1, 'at_risk', $2, $3, $4, $5, $6) \
+     ON CONFLICT (customer) DO UPDATE SET status = 'at_risk', reason = excluded.reason, since = excluded.since, \
+     last_activity_at = excluded.last_activity_at, recent_week = excluded.recent_week, baseline_week = excluded.baseline_week, \
+     resolved_at = NULL WHERE at_risk.status <> 'at_risk'";
+
+/// A new at-risk episode.
+#[derive(Debug, Clone)]
+pub struct NewEpisode<'a> {
+    pub customer: &'a str,
+    pub reason: &'static str,
+    pub since: i64,
+    pub last_activity_at: i64,
+    pub recent_week: i64,
+    pub baseline_week: i64,
+}
+
+/// Start an episode unless one is open; `true` when it started (then its series is enqueued).
+pub async fn open_episode(conn: &mut Conn<'_>, e: &NewEpisode<'_>) -> Result<bool, sqlx::Error> {
+    let n = execute!(conn, OPEN_EPISODE, e.customer, e.reason, e.since, e.last_activity_at, e.recent_week, e.baseline_week)?;
+    Ok(n == 1)
+}
+
+/// One at-risk customer, for the summary and dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AtRiskCustomer {
+    pub customer: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// `inactive` or `activity_drop`.
+    pub reason: String,
+    pub since: i64,
+    pub last_activity_at: Option<i64>,
+    pub recent_week: i64,
+    pub baseline_week: i64,
+}
+
+const AT_RISK: &str = "SELECT r.customer, c.email, c.name, r.reason, r.since, r.last_activity_at, r.recent_week, r.baseline_week \
+     FROM at_risk r LEFT JOIN customers c ON c.id = r.customer WHERE r.status = 'at_risk' ORDER BY r.since, r.customer";
+const AT_RISK_COUNTS: &str = "SELECT status, COUNT(*) FROM at_risk GROUP BY status";
+
+/// At-risk episodes by status, over all time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AtRiskCounts {
+    pub at_risk: i64,
+    pub reengaged: i64,
+    pub ended: i64,
+}
+
+impl Store {
+    /// Paying customers with reported activity, with their sums for the windows at `now`.
+    pub async fn activity_candidates(&self, windows: Windows) -> Result<Vec<Candidate>, StoreError> {
+        let (r, b) = (windows.recent, windows.baseline);
+        self.with_conn(async |c| fetch!(c, fetch_all, Candidate, CANDIDATES, r.0, r.1, b.0, b.1)).await
+    }
+
+    /// Customers at risk now, longest first.
+    pub async fn at_risk_customers(&self) -> Result<Vec<AtRiskCustomer>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_all, AtRiskCustomer, AT_RISK)).await
+    }
+
+    /// Episodes by status.
+    pub async fn at_risk_counts(&self) -> Result<AtRiskCounts, StoreError> {
+        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (String, i64), AT_RISK_COUNTS)).await?;
+        let mut counts = AtRiskCounts::default();
+        for (status, n) in rows {
+            match status.as_str() {
+                "at_risk" => counts.at_risk = n,
+                "reengaged" => counts.reengaged = n,
+                "ended" => counts.ended = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+impl Store {
+    /// Add a batch of activity in one transaction. A customer whose at-risk episode began
+    /// before their newest activity here is re-engaged: the episode closes and its pending
+    /// re-engagement emails are cancelled at once. Returns those customers.
+    pub async fn record_activity(&self, sums: &[ActivitySum], now: i64) -> Result<Vec<String>, StoreError> {
+        self.in_transaction(async |c| {
+            let mut back = Vec::new();
+            for a in sums {
+                add_activity(c, a).await?;
+                if let Some(since) = mark_reengaged(c, &a.customer, a.last_at).await? {
+                    stop_one(c, &crate::domain::lifecycle::reengage_case(&a.customer, since), "activity_returned", now).await?;
+                    back.push(a.customer.clone());
+                }
+            }
+            Ok(back)
+        })
+        .await
+    }
+
+    /// Every lifecycle series, oldest first (tests, support).
+    pub async fn lifecycle_series(&self) -> Result<Vec<SeriesRow>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_all, SeriesRow, SERIES)).await
+    }
+}
+
+const SERIES: &str = "SELECT case_key, campaign, customer, subscription, started_at, status, stopped_at, stop_reason \
+     FROM lifecycle_series ORDER BY started_at, case_key";
+
+/// One lifecycle series as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SeriesRow {
+    pub case_key: String,
+    pub campaign: String,
+    pub customer: String,
+    pub subscription: Option<String>,
+    pub started_at: i64,
+    pub status: String,
+    pub stopped_at: Option<i64>,
+    pub stop_reason: Option<String>,
+}
+
+const PRICES_OF: &str = "SELECT i.price_id, i.quantity FROM subscription_items i JOIN subscriptions s ON s.id = i.subscription_id \
+     WHERE s.id = $1 AND s.customer = $2 AND i.price_id IS NOT NULL ORDER BY i.item_id";
+
+impl Store {
+    /// The prices and quantities of `customer`'s subscription `subscription` (empty when it
+    /// is not theirs): what a win-back checkout offers again.
+    pub async fn prices_of(&self, customer: &str, subscription: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_all, (String, i64), PRICES_OF, subscription, customer)).await
+    }
+
+    /// Whether `customer` has a live subscription now.
+    pub async fn has_live_subscription(&self, customer: &str) -> Result<bool, StoreError> {
+        self.with_conn(async |c| other_live_subscriptions(c, customer, "").await.map(|n| n > 0)).await
+    }
+}

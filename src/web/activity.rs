@@ -1,0 +1,163 @@
+//! `POST /api/activity` (owner token): the founder's app reports product activity in batches
+//! of `{customer, at, event?, count?}`. Counts are summed per customer per UTC day (event names
+//! are accepted but not stored); a customer at risk whose activity returns is re-engaged at
+//! once (their re-engagement emails are cancelled in the same transaction).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Owner;
+use super::error::json_error;
+use crate::domain::lifecycle::DAY;
+use crate::store::lifecycle::ActivitySum;
+use crate::store::{Store, StoreError};
+
+/// Most items in one batch.
+pub const MAX_ITEMS: usize = 1_000;
+/// Largest request body (a full batch with long ids fits).
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// Reported times may be this far ahead of our clock (skew), no further.
+const FUTURE_SLACK_SECS: i64 = 3_600;
+/// Nothing before 2000-01-01 is real activity.
+const EARLIEST: i64 = 946_684_800;
+
+/// One reported use of the product.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    customer: String,
+    /// Unix seconds or an RFC 3339 time.
+    at: When,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum When {
+    Unix(i64),
+    Text(String),
+}
+
+/// A batch: a bare array or `{"events": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Batch {
+    Items(Vec<Item>),
+    Wrapped { events: Vec<Item> },
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    customers: usize,
+    /// Customers whose at-risk episode ended with this batch.
+    reengaged: Vec<String>,
+}
+
+fn invalid(index: usize, what: &str) -> HttpResponse {
+    json_error(StatusCode::BAD_REQUEST, "invalid_activity", &format!("item {index}: {what}"))
+}
+
+fn unix(when: &When) -> Option<i64> {
+    match when {
+        When::Unix(t) => Some(*t),
+        When::Text(s) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp()),
+    }
+}
+
+/// Validate and sum a batch per customer; the first bad item is named in the error.
+fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, HttpResponse> {
+    let mut by_customer: BTreeMap<&str, (i64, i64, BTreeMap<i64, i64>)> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let customer = item.customer.trim();
+        if customer.is_empty() || customer.len() > 255 || customer.chars().any(char::is_control) {
+            return Err(invalid(i, "customer must be a Stripe customer id (1–255 characters)"));
+        }
+        let at = unix(&item.at).ok_or_else(|| invalid(i, "at must be unix seconds or an RFC 3339 time"))?;
+        if !(EARLIEST..=now + FUTURE_SLACK_SECS).contains(&at) {
+            return Err(invalid(i, "at is before 2000 or in the future"));
+        }
+        if item.event.as_ref().is_some_and(|e| e.len() > 200) {
+            return Err(invalid(i, "event is longer than 200 characters"));
+        }
+        let count = item.count.unwrap_or(1);
+        if !(1..=1_000_000).contains(&count) {
+            return Err(invalid(i, "count must be 1 to 1000000"));
+        }
+        let entry = by_customer.entry(customer).or_insert((at, at, BTreeMap::new()));
+        entry.0 = entry.0.min(at);
+        entry.1 = entry.1.max(at);
+        *entry.2.entry(at.div_euclid(DAY)).or_default() += count;
+    }
+    Ok(by_customer
+        .into_iter()
+        .map(|(customer, (first_at, last_at, days))| ActivitySum {
+            customer: customer.to_owned(),
+            first_at,
+            last_at,
+            days: days.into_iter().collect(),
+        })
+        .collect())
+}
+
+/// Record a batch.
+pub async fn post_activity(_owner: Owner, store: web::Data<Store>, body: web::Json<Batch>) -> HttpResponse {
+    let items = match body.into_inner() {
+        Batch::Items(items) | Batch::Wrapped { events: items } => items,
+    };
+    if items.len() > MAX_ITEMS {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_items",
+            &format!("at most {MAX_ITEMS} items per batch; split it"),
+        );
+    }
+    let now = crate::workers::now();
+    let sums = match sum(&items, now) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    match store.record_activity(&sums, now).await {
+        Ok(reengaged) => HttpResponse::Ok().json(Accepted { accepted: items.len(), customers: sums.len(), reengaged }),
+        Err(StoreError::Unavailable(_)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly"),
+        Err(e) => {
+            tracing::error!(error = %e, "activity batch not stored");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", "the batch was not stored; retry it")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(customer: &str, at: i64, count: Option<i64>) -> Item {
+        Item { customer: customer.into(), at: When::Unix(at), event: None, count }
+    }
+
+    #[test]
+    fn a_batch_sums_per_customer_and_day() {
+        let now = 100 * DAY;
+        let items = [item("cus_a", 99 * DAY + 5, None), item("cus_a", 99 * DAY + 9, Some(3)), item("cus_b", 98 * DAY, None)];
+        let sums = sum(&items, now).expect("valid");
+        assert_eq!(sums[0].customer, "cus_a");
+        assert_eq!((sums[0].first_at, sums[0].last_at, sums[0].days.clone()), (99 * DAY + 5, 99 * DAY + 9, vec![(99, 4)]));
+        assert_eq!(sums[1].days, vec![(98, 1)]);
+    }
+
+    #[test]
+    fn bad_items_are_named() {
+        let now = 100 * DAY;
+        assert!(sum(&[item("", now, None)], now).is_err());
+        assert!(sum(&[item("cus_a", now + 2 * DAY, None)], now).is_err());
+        assert!(sum(&[item("cus_a", now, Some(0))], now).is_err());
+        let text = Item { customer: "cus_a".into(), at: When::Text("2026-01-02T03:04:05Z".into()), event: None, count: None };
+        assert_eq!(unix(&text.at), Some(1_767_323_045));
+    }
+}

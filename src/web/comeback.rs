@@ -1,0 +1,82 @@
+//! `GET /comeback?token=…`: the one-click way back in win-back emails. The signed token names
+//! the customer and the subscription that ended; following it opens a Stripe Checkout session
+//! for the same prices (with the win-back coupon when configured) and redirects there with
+//! 303. Created at click time, like the billing-portal link: Checkout sessions expire, emails
+//! are read weeks later. A customer who is already back goes to the product instead.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use minijinja::context;
+use serde::Deserialize;
+use stripe_client_core::{RequestBuilder, StripeMethod};
+
+use super::billing::BillingPortal;
+use super::cancel::CancelState;
+use crate::reactions::Reactor;
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+fn see_other(url: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((LOCATION, url)).finish()
+}
+
+fn page(pages: &CancelState, status: StatusCode, message: &str) -> HttpResponse {
+    pages.pages.render(status, "error.html", context! { title => "Come back", message, return_url => pages.settings.return_url.clone() })
+}
+
+/// Follow a win-back link.
+#[tracing::instrument(name = "comeback_link", skip_all)]
+pub async fn come_back(
+    q: web::Query<TokenQuery>,
+    portal: web::Data<BillingPortal>,
+    reactor: web::Data<Reactor>,
+    pages: web::Data<CancelState>,
+) -> HttpResponse {
+    let now = crate::workers::now();
+    let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
+        Some(Ok(c)) if c.invoice != "-" => c,
+        _ => return page(&pages, StatusCode::BAD_REQUEST, "This link is not valid or has expired. Reply to our email and we'll help."),
+    };
+    let product = reactor.lifecycle.product_url.clone().unwrap_or_else(|| portal.return_url.clone());
+    let (back, prices) = match (portal.store.has_live_subscription(&claims.customer).await, portal.store.prices_of(&claims.customer, &claims.invoice).await) {
+        (Ok(back), Ok(prices)) => (back, prices),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "comeback link: storage failed");
+            return page(&pages, StatusCode::SERVICE_UNAVAILABLE, "We couldn't open checkout just now. Please try again in a minute.");
+        }
+    };
+    if back || prices.is_empty() {
+        // Already subscribed again (or nothing to offer): the product is the way back.
+        return see_other(&product);
+    }
+    let mut form: Vec<(String, String)> = vec![
+        ("mode".into(), "subscription".into()),
+        ("customer".into(), claims.customer.clone()),
+        ("success_url".into(), product.clone()),
+        ("cancel_url".into(), product.clone()),
+    ];
+    for (i, (price, quantity)) in prices.iter().enumerate() {
+        form.push((format!("line_items[{i}][price]"), price.clone()));
+        form.push((format!("line_items[{i}][quantity]"), quantity.max(&1).to_string()));
+    }
+    if let Some(coupon) = &reactor.lifecycle.winback_coupon {
+        form.push(("discounts[0][coupon]".into(), coupon.clone()));
+    }
+    let request = RequestBuilder::new(StripeMethod::Post, "/checkout/sessions").form(&form).customize::<miniserde::json::Value>();
+    match request.send(portal.stripe.client()).await {
+        Ok(miniserde::json::Value::Object(session)) => match session.get("url") {
+            Some(miniserde::json::Value::String(url)) => see_other(url),
+            _ => page(&pages, StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes."),
+        },
+        other => {
+            if let Err(e) = other {
+                tracing::warn!(error = %e, "comeback link: checkout session not created");
+            }
+            page(&pages, StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes.")
+        }
+    }
+}
