@@ -182,7 +182,13 @@ async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
 async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> anyhow::Result<()> {
     let store = migrated_store().await?;
     let month = month.unwrap_or_else(crate::web::summary::current_month);
-    let summary = Reports::new(store).summary(month, currency.as_deref()).await.context("computing the summary")?;
+    // Experiments come from holdfast.toml, like the server's.
+    let (_, experiments) = crate::config::LifecycleSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
+    let summary = Reports::new(store)
+        .with_experiments(experiments)
+        .summary(month, currency.as_deref())
+        .await
+        .context("computing the summary")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
 use crate::domain::metrics::{self, Month, Report, Timeline};
+use crate::config::{ExperimentKind, Experiments};
 use crate::store::{Store, StoreError};
 
 /// Most months one `/api/metrics/monthly` request may ask for.
@@ -41,6 +42,8 @@ pub struct Reports {
     cache: Arc<Mutex<Cached>>,
     /// Held while the history loads, so concurrent requests on a stale cache share one load.
     loading: Arc<tokio::sync::Mutex<()>>,
+    /// The experiments whose results the summary reports.
+    experiments: Experiments,
 }
 
 impl std::fmt::Debug for Reports {
@@ -51,7 +54,18 @@ impl std::fmt::Debug for Reports {
 
 impl Reports {
     pub fn new(store: Store) -> Self {
-        Self { store, cache: Arc::new(Mutex::new(Cached::default())), loading: Arc::new(tokio::sync::Mutex::new(())) }
+        Self {
+            store,
+            cache: Arc::new(Mutex::new(Cached::default())),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
+            experiments: Experiments::default(),
+        }
+    }
+
+    /// Report these experiments' results in the summary.
+    pub fn with_experiments(mut self, experiments: Experiments) -> Self {
+        self.experiments = experiments;
+        self
     }
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
@@ -60,6 +74,8 @@ impl Reports {
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
         summary.emails = Some(emails_section(&self.store).await?);
+        summary.at_risk = Some(at_risk_section(&self.store).await?);
+        summary.experiments = Some(experiments_section(&self.store, &self.experiments, crate::workers::now()).await?);
         Ok(summary)
     }
 
@@ -196,4 +212,84 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64) -> Res
         },
         reasons: stats.reasons.into_iter().map(|(reason, n)| (reason, count(n))).collect(),
     })
+}
+
+/// Most at-risk customers listed in the summary (the count is always whole).
+pub const AT_RISK_LIST_MAX: usize = 500;
+
+/// The summary's `at_risk` section.
+pub async fn at_risk_section(store: &Store) -> Result<summary::AtRiskJson, StoreError> {
+    let counts = store.at_risk_counts().await?;
+    let list = store.at_risk_customers().await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(summary::AtRiskJson {
+        count: count(counts.at_risk),
+        reengaged: count(counts.reengaged),
+        ended: count(counts.ended),
+        customers: list
+            .into_iter()
+            .take(AT_RISK_LIST_MAX)
+            .map(|c| summary::AtRiskCustomerJson {
+                customer: c.customer,
+                email: c.email,
+                name: c.name,
+                reason: c.reason,
+                since: c.since,
+                last_activity_at: c.last_activity_at,
+                recent_week: c.recent_week,
+                baseline_week: c.baseline_week,
+            })
+            .collect(),
+    })
+}
+
+/// The summary's `experiments` section: both variants of each experiment in force, with the
+/// counts behind each rate.
+pub async fn experiments_section(
+    store: &Store,
+    experiments: &Experiments,
+    now: i64,
+) -> Result<Vec<summary::ExperimentJson>, StoreError> {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
+    let mut out = Vec::new();
+    for x in experiments.all() {
+        let mut variants = Vec::new();
+        match x.kind {
+            ExperimentKind::SaveOffer => {
+                let results = store.save_offer_results(&x.name, now).await?;
+                for v in ["a", "b"] {
+                    let r = results.get(v).cloned().unwrap_or_default();
+                    variants.push(summary::VariantJson {
+                        variant: v.into(),
+                        sessions: Some(count(r.saved + r.canceled + r.abandoned + r.in_progress)),
+                        saved: Some(count(r.saved)),
+                        canceled: Some(count(r.canceled)),
+                        abandoned: Some(count(r.abandoned)),
+                        in_progress: Some(count(r.in_progress)),
+                        save_rate: ratio(r.saved, r.saved + r.canceled + r.abandoned),
+                        ..Default::default()
+                    });
+                }
+            }
+            ExperimentKind::Email => {
+                let results = store.recovery_results(&x.name).await?;
+                for v in ["a", "b"] {
+                    let r = results.get(v).cloned().unwrap_or_default();
+                    variants.push(summary::VariantJson {
+                        variant: v.into(),
+                        cases: Some(count(r.recovered + r.lost + r.open)),
+                        recovered: Some(count(r.recovered)),
+                        lost: Some(count(r.lost)),
+                        open: Some(count(r.open)),
+                        recovered_amount: Some(count(r.recovered_amount)),
+                        recovery_rate: ratio(r.recovered, r.recovered + r.lost),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        out.push(summary::ExperimentJson { name: x.name.clone(), kind: x.kind.as_str().into(), percent_b: x.percent_b, variants });
+    }
+    Ok(out)
 }

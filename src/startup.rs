@@ -204,7 +204,7 @@ fn http_server(
     public_url: String,
 ) -> anyhow::Result<Server> {
     let reactor = web::Data::from(reactor);
-    let reports = web::Data::new(Reports::new(store.clone()));
+    let reports = web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()));
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);

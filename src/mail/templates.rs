@@ -46,6 +46,45 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("card_expiring/subject.txt", include_str!("../../templates/email/card_expiring/subject.txt")),
     ("card_expiring/body.txt", include_str!("../../templates/email/card_expiring/body.txt")),
     ("card_expiring/body.html", include_str!("../../templates/email/card_expiring/body.html")),
+    ("onboarding_day1/subject.txt", include_str!("../../templates/email/onboarding_day1/subject.txt")),
+    ("onboarding_day1/body.txt", include_str!("../../templates/email/onboarding_day1/body.txt")),
+    ("onboarding_day1/body.html", include_str!("../../templates/email/onboarding_day1/body.html")),
+    ("onboarding_day7/subject.txt", include_str!("../../templates/email/onboarding_day7/subject.txt")),
+    ("onboarding_day7/body.txt", include_str!("../../templates/email/onboarding_day7/body.txt")),
+    ("onboarding_day7/body.html", include_str!("../../templates/email/onboarding_day7/body.html")),
+    ("onboarding_day14/subject.txt", include_str!("../../templates/email/onboarding_day14/subject.txt")),
+    ("onboarding_day14/body.txt", include_str!("../../templates/email/onboarding_day14/body.txt")),
+    ("onboarding_day14/body.html", include_str!("../../templates/email/onboarding_day14/body.html")),
+    ("onboarding_day30/subject.txt", include_str!("../../templates/email/onboarding_day30/subject.txt")),
+    ("onboarding_day30/body.txt", include_str!("../../templates/email/onboarding_day30/body.txt")),
+    ("onboarding_day30/body.html", include_str!("../../templates/email/onboarding_day30/body.html")),
+    ("trial_ending/subject.txt", include_str!("../../templates/email/trial_ending/subject.txt")),
+    ("trial_ending/body.txt", include_str!("../../templates/email/trial_ending/body.txt")),
+    ("trial_ending/body.html", include_str!("../../templates/email/trial_ending/body.html")),
+    ("winback_day7/subject.txt", include_str!("../../templates/email/winback_day7/subject.txt")),
+    ("winback_day7/body.txt", include_str!("../../templates/email/winback_day7/body.txt")),
+    ("winback_day7/body.html", include_str!("../../templates/email/winback_day7/body.html")),
+    ("winback_day30/subject.txt", include_str!("../../templates/email/winback_day30/subject.txt")),
+    ("winback_day30/body.txt", include_str!("../../templates/email/winback_day30/body.txt")),
+    ("winback_day30/body.html", include_str!("../../templates/email/winback_day30/body.html")),
+    ("winback_day90/subject.txt", include_str!("../../templates/email/winback_day90/subject.txt")),
+    ("winback_day90/body.txt", include_str!("../../templates/email/winback_day90/body.txt")),
+    ("winback_day90/body.html", include_str!("../../templates/email/winback_day90/body.html")),
+    ("reengage_day0/subject.txt", include_str!("../../templates/email/reengage_day0/subject.txt")),
+    ("reengage_day0/body.txt", include_str!("../../templates/email/reengage_day0/body.txt")),
+    ("reengage_day0/body.html", include_str!("../../templates/email/reengage_day0/body.html")),
+    ("reengage_day3/subject.txt", include_str!("../../templates/email/reengage_day3/subject.txt")),
+    ("reengage_day3/body.txt", include_str!("../../templates/email/reengage_day3/body.txt")),
+    ("reengage_day3/body.html", include_str!("../../templates/email/reengage_day3/body.html")),
+    ("reengage_day7/subject.txt", include_str!("../../templates/email/reengage_day7/subject.txt")),
+    ("reengage_day7/body.txt", include_str!("../../templates/email/reengage_day7/body.txt")),
+    ("reengage_day7/body.html", include_str!("../../templates/email/reengage_day7/body.html")),
+    ("reengage_day10/subject.txt", include_str!("../../templates/email/reengage_day10/subject.txt")),
+    ("reengage_day10/body.txt", include_str!("../../templates/email/reengage_day10/body.txt")),
+    ("reengage_day10/body.html", include_str!("../../templates/email/reengage_day10/body.html")),
+    ("reengage_day14/subject.txt", include_str!("../../templates/email/reengage_day14/subject.txt")),
+    ("reengage_day14/body.txt", include_str!("../../templates/email/reengage_day14/body.txt")),
+    ("reengage_day14/body.html", include_str!("../../templates/email/reengage_day14/body.html")),
 ];
 
 /// Why an email could not be rendered.
@@ -146,6 +185,17 @@ pub fn sample_context() -> Value {
         card => context! { brand => "Visa", last4 => "4242", expires => "March 2026" },
         action_url => "https://billing.example.com/billing/update?token=sample",
         action_label => "Update payment method",
+        product_url => "https://app.example.com/",
+        unsubscribe_url => "https://billing.example.com/unsubscribe?token=sample",
+        plan => context! { name => "Pro", amount => "$20.00 / month" },
+        day => 7,
+        trial_end => "3 March 2026",
+        has_payment_method => false,
+        comeback_url => "https://billing.example.com/comeback?token=sample",
+        offer_text => "30 % off your first 3 months",
+        canceled_on => "2 March 2026",
+        last_active_on => "14 February 2026",
+        pause_url => "https://billing.example.com/pause?token=sample",
     }
 }
 
@@ -205,5 +255,84 @@ mod tests {
     #[test]
     fn unknown_templates_are_refused() {
         assert!(matches!(Templates::new(&settings()).render("nope", sample_context()), Err(RenderError::Unknown(_))));
+    }
+
+    fn is_marketing(name: &str) -> bool {
+        ["onboarding_", "winback_", "reengage_"].iter().any(|p| name.starts_with(p))
+    }
+
+    #[test]
+    fn marketing_templates_show_the_unsubscribe_link_only_when_there_is_one() {
+        let t = Templates::new(&settings());
+        let marketing: Vec<_> = Templates::names().into_iter().filter(|n| is_marketing(n)).collect();
+        assert_eq!(marketing.len(), 12, "{marketing:?}");
+        let url = "https://billing.example.com/unsubscribe?token=sample";
+        for name in marketing {
+            let email = t.render(name, sample_context()).expect(name);
+            assert!(email.text.contains(&format!("Unsubscribe: {url}")), "{name}: {}", email.text);
+            // minijinja escapes `/` in HTML, so look for the part of the URL without one.
+            assert!(email.html.contains("unsubscribe?token=sample") && email.html.contains(">Unsubscribe</a>"), "{name}");
+            let ctx = context! { customer => context! { name => "Ada" }, product_url => "https://app.example.com/" };
+            let email = t.render(name, ctx).expect(name);
+            assert!(!email.text.contains("Unsubscribe") && !email.text.contains("unsubscribe"), "{name}: {}", email.text);
+            assert!(!email.html.contains("Unsubscribe") && !email.html.contains("unsubscribe"), "{name}");
+            assert!(email.text.trim_end().ends_with("— Holdfast"), "{name}: {}", email.text);
+        }
+    }
+
+    #[test]
+    fn transactional_templates_never_carry_an_unsubscribe_link_of_their_own() {
+        let t = Templates::new(&settings());
+        let ctx = context! { unsubscribe_url => Value::from(()), ..sample_context() };
+        for name in Templates::names().into_iter().filter(|n| !is_marketing(n)) {
+            let email = t.render(name, ctx.clone()).expect(name);
+            assert!(!email.text.contains("nsubscribe") && !email.html.contains("nsubscribe"), "{name}");
+        }
+    }
+
+    #[test]
+    fn trial_ending_asks_for_a_payment_method_only_when_there_is_none() {
+        let t = Templates::new(&settings());
+        let ctx = |has: bool| {
+            context! {
+                customer => context! { name => "Ada" }, plan => context! { name => "Pro", amount => "$20.00 / month" },
+                trial_end => "3 March 2026", has_payment_method => has,
+                action_url => "https://billing.example.com/billing/update?token=t", action_label => "Add a payment method",
+            }
+        };
+        let without = t.render("trial_ending", ctx(false)).expect("renders");
+        assert!(without.text.to_lowercase().contains("add a payment method"), "{}", without.text);
+        assert!(without.html.to_lowercase().contains("add a payment method"));
+        assert!(without.text.contains("https://billing.example.com/billing/update?token=t"));
+        assert!(without.subject.contains("3 March 2026") && without.text.contains("Pro plan at $20.00 / month"));
+        let with = t.render("trial_ending", ctx(true)).expect("renders");
+        let no_button = context! { has_payment_method => true, trial_end => "3 March 2026" };
+        let bare = t.render("trial_ending", no_button).expect("renders");
+        for email in [&with, &bare] {
+            assert!(!email.text.to_lowercase().contains("add a payment method"), "{}", email.text);
+            assert!(email.text.contains("nothing you need to do") && email.text.contains("charge the card on file"));
+        }
+        assert!(!bare.html.to_lowercase().contains("add a payment method"));
+    }
+
+    #[test]
+    fn new_templates_render_without_any_of_their_variables() {
+        let t = Templates::new(&settings());
+        let empty = context! {};
+        let nones = context! {
+            customer => Value::from(()), plan => Value::from(()), day => Value::from(()), trial_end => Value::from(()),
+            offer_text => Value::from(()), comeback_url => Value::from(()), canceled_on => Value::from(()),
+        };
+        for name in Templates::names() {
+            if !is_marketing(name) && name != "trial_ending" {
+                continue;
+            }
+            for ctx in [empty.clone(), nones.clone()] {
+                let email = t.render(name, ctx).expect(name);
+                assert!(email.text.starts_with("Hi there,"), "{name}: {}", email.text);
+                assert!(!email.subject.is_empty() && email.html.contains("Hi there,"), "{name}");
+                assert!(!email.text.contains("  ") && !email.text.contains("\n\n\n"), "{name}: {:?}", email.text);
+            }
+        }
     }
 }

@@ -161,6 +161,82 @@ pub struct Summary {
     /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emails: Option<EmailsJson>,
+    /// Customers at risk now from their product activity (issue 7; all time, not per month).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_risk: Option<AtRiskJson>,
+    /// A/B experiments in force, with per-variant results over their whole life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiments: Option<Vec<ExperimentJson>>,
+}
+
+/// The at-risk list and its size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AtRiskJson {
+    /// Customers at risk now (the list holds at most the first 500, longest at risk first).
+    pub count: u64,
+    /// Episodes that ended because activity came back / because the customer stopped paying.
+    pub reengaged: u64,
+    pub ended: u64,
+    pub customers: Vec<AtRiskCustomerJson>,
+}
+
+/// One at-risk customer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AtRiskCustomerJson {
+    pub customer: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// `inactive` or `activity_drop`.
+    pub reason: String,
+    /// Unix seconds: when the episode began.
+    pub since: i64,
+    pub last_activity_at: Option<i64>,
+    pub recent_week: i64,
+    pub baseline_week: i64,
+}
+
+/// One experiment's results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentJson {
+    pub name: String,
+    /// `save_offer` (cancel-flow offers) or `email` (templates; measured on dunning recovery).
+    pub kind: String,
+    pub percent_b: u8,
+    pub variants: Vec<VariantJson>,
+}
+
+/// One variant's counts and rate. Save-offer experiments fill the session fields, email
+/// experiments the case fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VariantJson {
+    pub variant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canceled: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<u64>,
+    /// saved ÷ (saved + canceled + abandoned); null when none ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cases: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<u64>,
+    /// Cents recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_amount: Option<u64>,
+    /// recovered ÷ (recovered + lost); null when no case closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_rate: Option<f64>,
 }
 
 /// Totals of the email outbox by status.
@@ -309,5 +385,7 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         failed_payments: row.failed_payments,
         cancel_flow,
         emails: None,
+        at_risk: None,
+        experiments: None,
     }
 }

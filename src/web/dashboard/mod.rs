@@ -27,6 +27,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     ] {
         env.add_template(name, source).expect("dashboard templates parse");
     }
+    // `{{ unix | date }}` → `2 March 2026`.
+    env.add_filter("date", |unix: i64| crate::domain::dunning::format_date(unix));
     env
 });
 
