@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::config::{ExperimentKind, Experiments};
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
 use crate::domain::metrics::{self, Month, Report, Timeline};
-use crate::config::{ExperimentKind, Experiments};
 use crate::store::{Store, StoreError};
 
 /// Most months one `/api/metrics/monthly` request may ask for.
@@ -260,36 +260,39 @@ pub async fn experiments_section(
                 let results = store.save_offer_results(&x.name, now).await?;
                 for v in ["a", "b"] {
                     let r = results.get(v).cloned().unwrap_or_default();
-                    variants.push(summary::VariantJson {
+                    variants.push(summary::VariantJson::Save(summary::SaveVariantJson {
                         variant: v.into(),
-                        sessions: Some(count(r.saved + r.canceled + r.abandoned + r.in_progress)),
-                        saved: Some(count(r.saved)),
-                        canceled: Some(count(r.canceled)),
-                        abandoned: Some(count(r.abandoned)),
-                        in_progress: Some(count(r.in_progress)),
+                        sessions: count(r.saved + r.canceled + r.abandoned + r.in_progress),
+                        saved: count(r.saved),
+                        canceled: count(r.canceled),
+                        abandoned: count(r.abandoned),
+                        in_progress: count(r.in_progress),
                         save_rate: ratio(r.saved, r.saved + r.canceled + r.abandoned),
-                        ..Default::default()
-                    });
+                    }));
                 }
             }
             ExperimentKind::Email => {
                 let results = store.recovery_results(&x.name).await?;
                 for v in ["a", "b"] {
                     let r = results.get(v).cloned().unwrap_or_default();
-                    variants.push(summary::VariantJson {
+                    variants.push(summary::VariantJson::Recovery(summary::RecoveryVariantJson {
                         variant: v.into(),
-                        cases: Some(count(r.recovered + r.lost + r.open)),
-                        recovered: Some(count(r.recovered)),
-                        lost: Some(count(r.lost)),
-                        open: Some(count(r.open)),
-                        recovered_amount: Some(count(r.recovered_amount)),
+                        cases: count(r.recovered + r.lost + r.open),
+                        recovered: count(r.recovered),
+                        lost: count(r.lost),
+                        open: count(r.open),
+                        recovered_amount: count(r.recovered_amount),
                         recovery_rate: ratio(r.recovered, r.recovered + r.lost),
-                        ..Default::default()
-                    });
+                    }));
                 }
             }
         }
-        out.push(summary::ExperimentJson { name: x.name.clone(), kind: x.kind.as_str().into(), percent_b: x.percent_b, variants });
+        out.push(summary::ExperimentJson {
+            name: x.name.clone(),
+            kind: x.kind.as_str().into(),
+            percent_b: x.percent_b,
+            variants,
+        });
     }
     Ok(out)
 }

@@ -55,9 +55,11 @@ impl Application {
         let reactor = Arc::new(Reactor::new(&settings));
         reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
         // Templates named in holdfast.toml (campaigns, experiment variants) must exist too.
-        let configured = settings.lifecycle.template_names().into_iter().chain(
-            settings.experiments.email.iter().flat_map(|x| x.templates.values().map(String::as_str)),
-        );
+        let configured = settings
+            .lifecycle
+            .template_names()
+            .into_iter()
+            .chain(settings.experiments.email.iter().flat_map(|x| x.templates.values().map(String::as_str)));
         for name in configured {
             reactor
                 .templates
@@ -82,8 +84,16 @@ impl Application {
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store)?;
         let cancel = cancel_state(&settings)?;
-        let server =
-            http_server(listener, store.clone(), webhook_state, owner, portal, cancel, reactor.clone(), settings.public_url.clone())?;
+        let server = http_server(
+            listener,
+            store.clone(),
+            webhook_state,
+            owner,
+            portal,
+            cancel,
+            reactor.clone(),
+            settings.public_url.clone(),
+        )?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }

@@ -215,7 +215,8 @@ impl LifecycleSettings {
             baseline_weeks: l.at_risk.baseline_weeks.unwrap_or(d.baseline_weeks),
             min_baseline_per_week: l.at_risk.min_baseline_per_week.unwrap_or(d.min_baseline_per_week),
         };
-        if at_risk.inactive_days < 1 || !(1..=100).contains(&at_risk.drop_percent) || !(1..=52).contains(&at_risk.baseline_weeks) {
+        if at_risk.inactive_days < 1 || !(1..=100).contains(&at_risk.drop_percent) || !(1..=52).contains(&at_risk.baseline_weeks)
+        {
             return Err(problem(
                 FILE_VAR,
                 "[lifecycle.at_risk] inactive_days ≥ 1, drop_percent 1–100 and baseline_weeks 1–52 are required",
@@ -237,7 +238,13 @@ impl LifecycleSettings {
                 l.onboarding,
                 Campaign::new(&[1, 7, 14, 30], &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"]),
             )?,
-            trial_ending: campaign(src, "HOLDFAST_TRIAL_ENDING", "trial_ending", l.trial_ending, Campaign::new(&[0], &["trial_ending"]))?,
+            trial_ending: campaign(
+                src,
+                "HOLDFAST_TRIAL_ENDING",
+                "trial_ending",
+                l.trial_ending,
+                Campaign::new(&[0], &["trial_ending"]),
+            )?,
             winback: campaign(
                 src,
                 "HOLDFAST_WINBACK",
@@ -252,7 +259,10 @@ impl LifecycleSettings {
                 "HOLDFAST_REENGAGEMENT",
                 "reengagement",
                 l.reengagement,
-                Campaign::new(&[0, 3, 7, 10, 14], &["reengage_day0", "reengage_day3", "reengage_day7", "reengage_day10", "reengage_day14"]),
+                Campaign::new(
+                    &[0, 3, 7, 10, 14],
+                    &["reengage_day0", "reengage_day3", "reengage_day7", "reengage_day10", "reengage_day14"],
+                ),
             )?,
             at_risk,
             product_url,

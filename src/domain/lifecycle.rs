@@ -196,7 +196,12 @@ mod tests {
     const NOW: i64 = 1_800_000_000 - 1_800_000_000 % DAY;
 
     fn facts(first_days_ago: i64, last_days_ago: i64, recent: i64, baseline_total: i64) -> ActivityFacts {
-        ActivityFacts { first_at: NOW - first_days_ago * DAY, last_at: NOW - last_days_ago * DAY, recent_week: recent, baseline_total }
+        ActivityFacts {
+            first_at: NOW - first_days_ago * DAY,
+            last_at: NOW - last_days_ago * DAY,
+            recent_week: recent,
+            baseline_total,
+        }
     }
 
     #[test]

@@ -106,7 +106,13 @@ async fn enqueue_series(
     Ok(n)
 }
 
-async fn onboarding(r: &Reactor, conn: &mut Conn<'_>, event: &Event, inv: &InvoiceSnapshot, now: i64) -> Result<usize, ReactError> {
+async fn onboarding(
+    r: &Reactor,
+    conn: &mut Conn<'_>,
+    event: &Event,
+    inv: &InvoiceSnapshot,
+    now: i64,
+) -> Result<usize, ReactError> {
     let (Some(customer), Some(subscription)) = (&inv.customer, &inv.subscription) else { return Ok(0) };
     let paid_at = inv.paid_at.unwrap_or(event.created);
     // Only the customer's first payment: a renewal of someone who paid before starts nothing.
@@ -114,7 +120,13 @@ async fn onboarding(r: &Reactor, conn: &mut Conn<'_>, event: &Event, inv: &Invoi
         return Ok(0);
     }
     let case_key = onboarding_case(customer);
-    let series = NewSeries { case_key: &case_key, campaign: "onboarding", customer, subscription: Some(subscription), started_at: paid_at };
+    let series = NewSeries {
+        case_key: &case_key,
+        campaign: "onboarding",
+        customer,
+        subscription: Some(subscription),
+        started_at: paid_at,
+    };
     let Some((to, name)) = recipient(conn, customer, event).await? else { return Ok(0) };
     if !state::start_series(conn, &series).await? {
         return Ok(0);
@@ -145,7 +157,13 @@ async fn trial_ending(
     }
     let Some((to, name)) = recipient(conn, customer, event).await? else { return Ok(0) };
     let case_key = trial_case(&s.id, ends);
-    let series = NewSeries { case_key: &case_key, campaign: "trial_ending", customer, subscription: Some(&s.id), started_at: event.created };
+    let series = NewSeries {
+        case_key: &case_key,
+        campaign: "trial_ending",
+        customer,
+        subscription: Some(&s.id),
+        started_at: event.created,
+    };
     if !state::start_series(conn, &series).await? {
         return Ok(0);
     }
@@ -190,7 +208,8 @@ async fn ended(
     }
     let Some((to, name)) = recipient(conn, customer, event).await? else { return Ok(0) };
     let case_key = winback_case(customer, &s.id);
-    let series = NewSeries { case_key: &case_key, campaign: "winback", customer, subscription: Some(&s.id), started_at: ended_at };
+    let series =
+        NewSeries { case_key: &case_key, campaign: "winback", customer, subscription: Some(&s.id), started_at: ended_at };
     if !state::start_series(conn, &series).await? {
         return Ok(0);
     }
@@ -253,7 +272,8 @@ pub async fn start_reengagement(
         recent_week: a.recent_week,
         baseline_week: a.baseline_week,
     };
-    let series = NewSeries { case_key: &case_key, campaign: "reengagement", customer: &c.customer, subscription: None, started_at: now };
+    let series =
+        NewSeries { case_key: &case_key, campaign: "reengagement", customer: &c.customer, subscription: None, started_at: now };
     let n = store
         .in_transaction(async |conn| {
             if !state::open_episode(conn, &episode).await? {

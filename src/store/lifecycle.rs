@@ -18,10 +18,8 @@ macro_rules! live {
 
 const EARLIER_PAID: &str = "SELECT COUNT(*) FROM invoices WHERE customer = $1 AND id <> $2 AND status = 'paid' \
      AND amount_paid > 0 AND COALESCE(paid_at, created, 0) < $3";
-const OTHER_LIVE: &str =
-    concat!("SELECT COUNT(*) FROM subscriptions WHERE customer = $1 AND id <> $2 AND status IN ", live!());
+const OTHER_LIVE: &str = concat!("SELECT COUNT(*) FROM subscriptions WHERE customer = $1 AND id <> $2 AND status IN ", live!());
 const HAS_CARD: &str = "SELECT COUNT(*) FROM payment_methods WHERE customer = $1";
-
 
 /// Whether the customer paid a subscription invoice before `before` (other than `invoice`).
 pub async fn paid_before(conn: &mut Conn<'_>, customer: &str, invoice: &str, before: i64) -> Result<bool, sqlx::Error> {
@@ -94,7 +92,8 @@ const TOUCH: &str = "INSERT INTO customer_activity (customer, first_at, last_at,
      total = customer_activity.total + excluded.total";
 const REENGAGED: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = $2 \
      WHERE customer = $1 AND status = 'at_risk' AND since < $2 RETURNING since";
-const ENDED: &str = "UPDATE at_risk SET status = 'ended', resolved_at = $2 WHERE customer = $1 AND status = 'at_risk' RETURNING since";
+const ENDED: &str =
+    "UPDATE at_risk SET status = 'ended', resolved_at = $2 WHERE customer = $1 AND status = 'at_risk' RETURNING since";
 
 /// One customer's activity of one batch, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]

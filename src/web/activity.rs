@@ -125,7 +125,9 @@ pub async fn post_activity(_owner: Owner, store: web::Data<Store>, body: web::Js
     };
     match store.record_activity(&sums, now).await {
         Ok(reengaged) => HttpResponse::Ok().json(Accepted { accepted: items.len(), customers: sums.len(), reengaged }),
-        Err(StoreError::Unavailable(_)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly"),
+        Err(StoreError::Unavailable(_)) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly")
+        }
         Err(e) => {
             tracing::error!(error = %e, "activity batch not stored");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", "the batch was not stored; retry it")

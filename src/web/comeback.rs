@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use minijinja::context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::billing::BillingPortal;
@@ -20,12 +20,40 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
+/// `POST /v1/checkout/sessions`, encoded the way Stripe reads nested forms
+/// (`line_items[0][price]=…`), like async-stripe's own parameters.
+#[derive(Debug, Serialize)]
+struct CheckoutForm<'a> {
+    mode: &'static str,
+    customer: &'a str,
+    success_url: &'a str,
+    cancel_url: &'a str,
+    line_items: Vec<LineItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discounts: Option<Vec<Discount<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct LineItem<'a> {
+    price: &'a str,
+    quantity: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Discount<'a> {
+    coupon: &'a str,
+}
+
 fn see_other(url: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((LOCATION, url)).finish()
 }
 
 fn page(pages: &CancelState, status: StatusCode, message: &str) -> HttpResponse {
-    pages.pages.render(status, "error.html", context! { title => "Come back", message, return_url => pages.settings.return_url.clone() })
+    pages.pages.render(
+        status,
+        "error.html",
+        context! { title => "Come back", message, return_url => pages.settings.return_url.clone() },
+    )
 }
 
 /// Follow a win-back link.
@@ -39,33 +67,41 @@ pub async fn come_back(
     let now = crate::workers::now();
     let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
         Some(Ok(c)) if c.invoice != "-" => c,
-        _ => return page(&pages, StatusCode::BAD_REQUEST, "This link is not valid or has expired. Reply to our email and we'll help."),
+        _ => {
+            return page(
+                &pages,
+                StatusCode::BAD_REQUEST,
+                "This link is not valid or has expired. Reply to our email and we'll help.",
+            );
+        }
     };
     let product = reactor.lifecycle.product_url.clone().unwrap_or_else(|| portal.return_url.clone());
-    let (back, prices) = match (portal.store.has_live_subscription(&claims.customer).await, portal.store.prices_of(&claims.customer, &claims.invoice).await) {
+    let (back, prices) = match (
+        portal.store.has_live_subscription(&claims.customer).await,
+        portal.store.prices_of(&claims.customer, &claims.invoice).await,
+    ) {
         (Ok(back), Ok(prices)) => (back, prices),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "comeback link: storage failed");
-            return page(&pages, StatusCode::SERVICE_UNAVAILABLE, "We couldn't open checkout just now. Please try again in a minute.");
+            return page(
+                &pages,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "We couldn't open checkout just now. Please try again in a minute.",
+            );
         }
     };
     if back || prices.is_empty() {
         // Already subscribed again (or nothing to offer): the product is the way back.
         return see_other(&product);
     }
-    let mut form: Vec<(String, String)> = vec![
-        ("mode".into(), "subscription".into()),
-        ("customer".into(), claims.customer.clone()),
-        ("success_url".into(), product.clone()),
-        ("cancel_url".into(), product.clone()),
-    ];
-    for (i, (price, quantity)) in prices.iter().enumerate() {
-        form.push((format!("line_items[{i}][price]"), price.clone()));
-        form.push((format!("line_items[{i}][quantity]"), quantity.max(&1).to_string()));
-    }
-    if let Some(coupon) = &reactor.lifecycle.winback_coupon {
-        form.push(("discounts[0][coupon]".into(), coupon.clone()));
-    }
+    let form = CheckoutForm {
+        mode: "subscription",
+        customer: &claims.customer,
+        success_url: &product,
+        cancel_url: &product,
+        line_items: prices.iter().map(|(price, quantity)| LineItem { price, quantity: (*quantity).max(1) }).collect(),
+        discounts: reactor.lifecycle.winback_coupon.as_deref().map(|coupon| vec![Discount { coupon }]),
+    };
     let request = RequestBuilder::new(StripeMethod::Post, "/checkout/sessions").form(&form).customize::<miniserde::json::Value>();
     match request.send(portal.stripe.client()).await {
         Ok(miniserde::json::Value::Object(session)) => match session.get("url") {

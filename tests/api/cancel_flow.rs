@@ -392,6 +392,8 @@ async fn forged_foreign_expired_and_reused_links_are_refused() {
             link_expires_at: t - 1,
             started_at: None,
             deadline_at: None,
+            experiment: None,
+            variant: None,
         })
         .await
         .expect("insert");
@@ -494,6 +496,8 @@ async fn unfinished_sessions_expire_and_count_as_abandoned() {
             link_expires_at: t - 3600,
             started_at: Some(t - 7200),
             deadline_at: Some(t - 3600),
+            experiment: None,
+            variant: None,
         })
         .await
         .expect("insert");

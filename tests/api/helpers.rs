@@ -88,6 +88,10 @@ pub async fn spawn_app_on(url: String, dir: Option<tempfile::TempDir>, extra: &[
     let mail_dir = tempfile::tempdir().expect("mail dir");
     vars.insert("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string());
     vars.insert("HOLDFAST_WORKERS", "off".into());
+    // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
+    for campaign in ["HOLDFAST_ONBOARDING", "HOLDFAST_TRIAL_ENDING", "HOLDFAST_WINBACK", "HOLDFAST_REENGAGEMENT"] {
+        vars.insert(campaign, "off".into());
+    }
     for (k, v) in extra {
         vars.insert(k, (*v).to_string());
     }

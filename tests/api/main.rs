@@ -10,6 +10,7 @@ mod dashboard;
 mod dunning;
 mod helpers;
 mod ingestion_order;
+mod lifecycle;
 mod log_scan;
 mod mail_world;
 mod metrics_truth;

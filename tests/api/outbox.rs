@@ -155,6 +155,7 @@ fn bulk_email(i: usize, at: i64) -> NewEmail {
         template: "bulk".into(),
         content: EmailContent { subject: format!("bulk {i}"), text: "hello".into(), html: "<p>hello</p>".into() },
         send_at: at,
+        unsubscribe_url: None,
     }
 }
 

@@ -205,37 +205,38 @@ pub struct ExperimentJson {
     pub variants: Vec<VariantJson>,
 }
 
-/// One variant's counts and rate. Save-offer experiments fill the session fields, email
-/// experiments the case fields.
+/// One variant's counts and the rate they make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VariantJson {
+    Save(SaveVariantJson),
+    Recovery(RecoveryVariantJson),
+}
+
+/// A save-offer variant: cancel-flow sessions that began in it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VariantJson {
+pub struct SaveVariantJson {
     pub variant: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saved: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canceled: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abandoned: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_progress: Option<u64>,
+    pub sessions: u64,
+    pub saved: u64,
+    pub canceled: u64,
+    pub abandoned: u64,
+    pub in_progress: u64,
     /// saved ÷ (saved + canceled + abandoned); null when none ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cases: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lost: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open: Option<u64>,
+}
+
+/// An email variant: dunning cases that opened in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryVariantJson {
+    pub variant: String,
+    pub cases: u64,
+    pub recovered: u64,
+    pub lost: u64,
+    pub open: u64,
     /// Cents recovered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovered_amount: Option<u64>,
+    pub recovered_amount: u64,
     /// recovered ÷ (recovered + lost); null when no case closed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_rate: Option<f64>,
 }
 
