@@ -84,16 +84,16 @@ impl Application {
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store)?;
         let cancel = cancel_state(&settings)?;
-        let server = http_server(
-            listener,
-            store.clone(),
+        let parts = HttpParts {
+            store: store.clone(),
             webhook_state,
             owner,
             portal,
             cancel,
-            reactor.clone(),
-            settings.public_url.clone(),
-        )?;
+            reactor: reactor.clone(),
+            public_url: settings.public_url.clone(),
+        };
+        let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
         Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
     }
@@ -203,8 +203,8 @@ fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
     })
 }
 
-fn http_server(
-    listener: TcpListener,
+/// Everything the HTTP handlers share.
+struct HttpParts {
     store: Store,
     webhook_state: WebhookState,
     owner: OwnerToken,
@@ -212,7 +212,10 @@ fn http_server(
     cancel: CancelState,
     reactor: Arc<Reactor>,
     public_url: String,
-) -> anyhow::Result<Server> {
+}
+
+fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url } = parts;
     let reactor = web::Data::from(reactor);
     let reports = web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()));
     let store = web::Data::new(store);

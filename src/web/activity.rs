@@ -60,8 +60,12 @@ struct Accepted {
     reengaged: Vec<String>,
 }
 
-fn invalid(index: usize, what: &str) -> HttpResponse {
-    json_error(StatusCode::BAD_REQUEST, "invalid_activity", &format!("item {index}: {what}"))
+/// The first bad item and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+struct Invalid(String);
+
+fn invalid(index: usize, what: &str) -> Invalid {
+    Invalid(format!("item {index}: {what}"))
 }
 
 fn unix(when: &When) -> Option<i64> {
@@ -72,7 +76,7 @@ fn unix(when: &When) -> Option<i64> {
 }
 
 /// Validate and sum a batch per customer; the first bad item is named in the error.
-fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, HttpResponse> {
+fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, Invalid> {
     let mut by_customer: BTreeMap<&str, (i64, i64, BTreeMap<i64, i64>)> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let customer = item.customer.trim();
@@ -121,7 +125,7 @@ pub async fn post_activity(_owner: Owner, store: web::Data<Store>, body: web::Js
     let now = crate::workers::now();
     let sums = match sum(&items, now) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(Invalid(message)) => return json_error(StatusCode::BAD_REQUEST, "invalid_activity", &message),
     };
     match store.record_activity(&sums, now).await {
         Ok(reengaged) => HttpResponse::Ok().json(Accepted { accepted: items.len(), customers: sums.len(), reengaged }),
