@@ -357,6 +357,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let (s, e) =
+            load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
+        assert_eq!(s.winback_coupon.as_deref(), Some("COMEBACK20"));
+        assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
+        assert_eq!(e.save_offer.map(|x| x.name), Some("pause-for-price".to_owned()));
+    }
+
+    #[test]
     fn bad_campaigns_and_experiments_are_refused() {
         let dir = tempfile::tempdir().expect("dir");
         for bad in [
