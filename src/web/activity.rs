@@ -149,17 +149,21 @@ mod tests {
 
     #[test]
     fn a_batch_sums_per_customer_and_day() {
-        let now = 100 * DAY;
-        let items = [item("cus_a", 99 * DAY + 5, None), item("cus_a", 99 * DAY + 9, Some(3)), item("cus_b", 98 * DAY, None)];
+        // Day 20,000 is in 2024.
+        let now = 20_000 * DAY;
+        let day = |n: i64| 20_000 - n;
+        let items =
+            [item("cus_a", now - DAY + 5, None), item("cus_a", now - DAY + 9, Some(3)), item("cus_b", now - 2 * DAY, None)];
         let sums = sum(&items, now).expect("valid");
         assert_eq!(sums[0].customer, "cus_a");
-        assert_eq!((sums[0].first_at, sums[0].last_at, sums[0].days.clone()), (99 * DAY + 5, 99 * DAY + 9, vec![(99, 4)]));
-        assert_eq!(sums[1].days, vec![(98, 1)]);
+        assert_eq!((sums[0].first_at, sums[0].last_at, sums[0].days.clone()), (now - DAY + 5, now - DAY + 9, vec![(day(1), 4)]));
+        assert_eq!(sums[1].days, vec![(day(2), 1)]);
     }
 
     #[test]
     fn bad_items_are_named() {
-        let now = 100 * DAY;
+        let now = 20_000 * DAY;
+        assert!(sum(&[item("cus_a", 99 * DAY, None)], now).is_err(), "before 2000");
         assert!(sum(&[item("", now, None)], now).is_err());
         assert!(sum(&[item("cus_a", now + 2 * DAY, None)], now).is_err());
         assert!(sum(&[item("cus_a", now, Some(0))], now).is_err());
