@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use stripe_client_core::{RequestBuilder, StripeMethod};
@@ -59,11 +59,15 @@ fn page(pages: &CancelState, status: StatusCode, message: &str) -> HttpResponse 
 /// Follow a win-back link.
 #[tracing::instrument(name = "comeback_link", skip_all)]
 pub async fn come_back(
+    req: HttpRequest,
     q: web::Query<TokenQuery>,
     portal: web::Data<BillingPortal>,
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
+    if let Some(r) = super::unsubscribe::limited(&req, &pages) {
+        return r;
+    }
     let now = crate::workers::now();
     let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
         Some(Ok(c)) if c.invoice != "-" => c,

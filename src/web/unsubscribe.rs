@@ -23,6 +23,13 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
+/// The public pages share the cancel flow's per-address limit (`429` beyond it).
+pub(super) fn limited(req: &HttpRequest, pages: &CancelState) -> Option<HttpResponse> {
+    let ip = req.peer_addr().map(|a| a.ip());
+    (!pages.limiter.allow(ip, crate::workers::now()))
+        .then(|| pages.pages.error(StatusCode::TOO_MANY_REQUESTS, "Slow down", "Too many requests; please wait a minute.", None))
+}
+
 fn invalid(pages: &CancelState) -> HttpResponse {
     pages.pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {})
 }
@@ -34,6 +41,9 @@ pub async fn confirm(
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
+    if let Some(r) = limited(&req, &pages) {
+        return r;
+    }
     let Some(token) = q.token.as_deref() else { return invalid(&pages) };
     let Ok(email) = reactor.unsubscribe.verify(token) else { return invalid(&pages) };
     let post_url = format!("{}?{}", req.path(), req.query_string());
@@ -42,11 +52,15 @@ pub async fn confirm(
 
 /// Unsubscribe: the address is suppressed for marketing mail before the answer.
 pub async fn unsubscribe(
+    req: HttpRequest,
     q: web::Query<TokenQuery>,
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
 ) -> HttpResponse {
+    if let Some(r) = limited(&req, &pages) {
+        return r;
+    }
     let Some(token) = q.token.as_deref() else { return invalid(&pages) };
     let Ok(email) = reactor.unsubscribe.verify(token) else { return invalid(&pages) };
     if let Err(e) = store.suppress(&email, "marketing", "unsubscribed", crate::workers::now()).await {

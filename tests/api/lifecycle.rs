@@ -334,12 +334,7 @@ async fn a_weekly_drop_against_the_customers_own_baseline_is_at_risk_and_steady_
     assert_eq!((c["customer"].as_str(), c["reason"].as_str()), (Some("cus_drop"), Some("activity_drop")));
     assert_eq!((c["recent_week"].as_i64(), c["baseline_week"].as_i64()), (Some(8), Some(20)));
     // The dashboard lists them too.
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let login =
-        no_redirects.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER)]).send().await.expect("login");
-    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("name=value").to_owned();
-    let dash = app.client.get(format!("{}/dashboard", app.address)).header("Cookie", cookie).send().await.expect("GET");
-    let page = dash.text().await.expect("html");
+    let page = dashboard(&app).await;
     assert!(page.contains("id=\"at-risk-count\">1<") && page.contains("cus_drop@example.com"), "{page}");
 }
 
@@ -440,6 +435,22 @@ async fn an_email_experiment_splits_templates_by_customer_and_reports_recovery_p
         x["variants"][1],
         json!({"variant": "b", "cases": 1, "recovered": 1, "lost": 0, "open": 0, "recovered_amount": 2000, "recovery_rate": 1.0})
     );
+    // The dashboard shows the same table.
+    let page = dashboard(&app).await;
+    assert!(
+        page.contains("short-dunning") && page.contains("<td>b</td><td>1</td><td>1</td><td>0</td><td>0</td><td>100.0%</td>"),
+        "{page}"
+    );
+}
+
+/// The dashboard page, signed in with the owner token.
+async fn dashboard(app: &TestApp) -> String {
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login =
+        no_redirects.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER)]).send().await.expect("login");
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("name=value").to_owned();
+    let dash = app.client.get(format!("{}/dashboard", app.address)).header("Cookie", cookie).send().await.expect("GET");
+    dash.text().await.expect("html")
 }
 
 #[tokio::test]
