@@ -101,7 +101,14 @@ fn preview(template: Option<&str>) -> anyhow::Result<()> {
         return Ok(());
     };
     let mail = config::mail_settings(&config::Env)?;
-    let email = Templates::new(&mail).render(name, sample_context())?;
+    // Only marketing mail carries an unsubscribe link; preview the others without one.
+    let marketing = ["onboarding_", "winback_", "reengage_"].iter().any(|p| name.starts_with(p));
+    let ctx = if marketing {
+        sample_context()
+    } else {
+        minijinja::context! { unsubscribe_url => (), ..sample_context() }
+    };
+    let email = Templates::new(&mail).render(name, ctx)?;
     println!("Subject: {}\n\n--- text/plain ---\n{}\n\n--- text/html ---\n{}", email.subject, email.text, email.html);
     Ok(())
 }
