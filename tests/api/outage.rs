@@ -106,3 +106,31 @@ async fn a_locked_sqlite_database_answers_503_then_recovers() {
     let state = app.state().await;
     assert!(state.subscriptions.iter().any(|s| s.id == "sub_locked"), "stored once the lock is gone");
 }
+
+/// Mail is slow or hung: the outbox worker waits on the mail server while webhooks keep being
+/// acknowledged and stored (the webhook path never touches mail). No timing is asserted: the
+/// send is provably still in progress while every webhook is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_mail_server_holds_the_outbox_but_not_the_webhooks() {
+    use crate::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
+    let (app, sink) = app_with_sink(&[]).await;
+    let t = now() - 3600;
+    subscriber(&app, t - DAY).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;
+    sink.stall();
+    let worker = app.outbox.clone();
+    let pass = tokio::spawn(async move { worker.run_until_idle_at(now()).await });
+    sink.wait_stuck().await;
+
+    for i in 0..50 {
+        let c = customer(&format!("cus_slow{i}"), &format!("slow{i}@example.com"), t);
+        assert_eq!(app.post_event(&event("customer.created", t + i, c)).await.status(), 200);
+    }
+    assert!(!pass.is_finished(), "the send is still waiting on the mail server");
+    let stored = app.state().await.customers.len();
+    assert_eq!(stored, 51, "every acknowledged webhook is stored while mail hangs");
+
+    sink.release();
+    assert_eq!(pass.await.expect("join").expect("pass"), 1);
+    assert_eq!(sink.messages().len(), 1);
+}

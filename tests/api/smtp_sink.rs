@@ -1,6 +1,7 @@
 //! A real SMTP server inside the suite: speaks enough ESMTP for lettre (EHLO, MAIL, RCPT,
 //! DATA, RSET, NOOP, QUIT), records every accepted message, and can be told to be down
-//! (421) or to reject given recipients permanently (550).
+//! (421), to reject given recipients permanently (550), or to stall (accept connections and
+//! say nothing until released: a slow or hung mail server).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,9 @@ struct State {
     messages: Vec<Received>,
     down: bool,
     bounce: HashSet<String>,
+    stalled: bool,
+    /// Connections currently held by a stall.
+    stuck: usize,
 }
 
 /// A running sink; stops when dropped with the runtime.
@@ -29,6 +33,9 @@ struct State {
 pub struct SmtpSink {
     pub port: u16,
     state: Arc<Mutex<State>>,
+    /// Released stalls; signalled stalls.
+    release: Arc<tokio::sync::Notify>,
+    stalled_one: Arc<tokio::sync::Notify>,
 }
 
 impl SmtpSink {
@@ -37,12 +44,36 @@ impl SmtpSink {
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let (release, stalled_one) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let (r, s) = (release.clone(), stalled_one.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, shared.clone()));
+                tokio::spawn(session(stream, shared.clone(), r.clone(), s.clone()));
             }
         });
-        Self { port, state }
+        Self { port, state, release, stalled_one }
+    }
+
+    /// New connections hang before the greeting until `release`.
+    pub fn stall(&self) {
+        self.state.lock().expect("lock").stalled = true;
+    }
+
+    /// Stop stalling and let every held connection go on.
+    pub fn release(&self) {
+        self.state.lock().expect("lock").stalled = false;
+        self.release.notify_waiters();
+    }
+
+    /// Wait until at least one connection is held by a stall.
+    pub async fn wait_stuck(&self) {
+        loop {
+            let signalled = self.stalled_one.notified();
+            if self.state.lock().expect("lock").stuck > 0 {
+                return;
+            }
+            signalled.await;
+        }
     }
 
     /// `SMTP_URL` for this sink (plain SMTP on localhost).
@@ -67,7 +98,25 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    release: Arc<tokio::sync::Notify>,
+    stalled_one: Arc<tokio::sync::Notify>,
+) -> std::io::Result<()> {
+    let released = release.notified();
+    let stalled = {
+        let mut s = state.lock().expect("lock");
+        if s.stalled {
+            s.stuck += 1;
+        }
+        s.stalled
+    };
+    if stalled {
+        stalled_one.notify_waiters();
+        released.await;
+        state.lock().expect("lock").stuck -= 1;
+    }
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let down = || state.lock().expect("lock").down;
