@@ -95,9 +95,13 @@ impl Reactor {
     pub async fn react(&self, conn: &mut Conn<'_>, events: &[&Event], now: i64, notify: bool) -> Result<usize, ReactError> {
         let mut ordered: Vec<&Event> = events.to_vec();
         ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let cases = dunning::CaseLookup::for_batch(conn, &ordered).await?;
         let mut enqueued = 0;
         for event in ordered {
             let Some(t) = trigger(event) else { continue };
+            if !cases.may_matter(&t) {
+                continue;
+            }
             enqueued += dunning::react(self, conn, event, t, now, notify).await?;
         }
         Ok(enqueued)

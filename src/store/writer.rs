@@ -2,10 +2,19 @@
 //! takes everything waiting, commits it in one transaction, then answers each handler. A
 //! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
 //! it carries, and no handler hears "stored" before its event is durable.
+//!
+//! Pipelined: once a batch is committed, a separate task waits for it to be durable (the
+//! SQLite WAL sync) and then answers its handlers, while this task already builds and
+//! commits the next batch. At most `IN_FLIGHT` batches are between start and durable: more
+//! would only make them smaller (each commit writes every page it touched, so small batches
+//! cost more per event) without making the disk faster.
 
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::{Ingested, Store, StoreError};
 use crate::domain::event::Event;
@@ -14,6 +23,8 @@ use crate::domain::event::Event;
 const MAX_BATCH: usize = 512;
 /// Webhooks that may wait for the writer before handlers feel back-pressure.
 const QUEUE_DEPTH: usize = 8192;
+/// Batches being written or synced at once: one syncing while the next is built.
+const IN_FLIGHT: usize = 2;
 
 /// Why an event could not be stored (the cause is logged once, by the writer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,22 +83,39 @@ impl Writer {
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&store, std::mem::take(&mut batch)).await;
+    let mut answering = JoinSet::new();
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for a slot first: webhooks arriving meanwhile join this batch.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else { break };
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        commit(&store, std::mem::take(&mut batch), slot, &mut answering).await;
         batch.reserve(MAX_BATCH);
+        while answering.try_join_next().is_some() {}
     }
+    // Answer the last batches before the task ends (shutdown waits for it).
+    while answering.join_next().await.is_some() {}
 }
 
-async fn commit(store: &Store, batch: Vec<Request>) {
+async fn commit(store: &Store, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
     let started = Instant::now();
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
-    match store.ingest(&events, now()).await {
-        Ok(outcomes) => {
+    match store.ingest_committed(&events, now()).await {
+        Ok((outcomes, durability)) => {
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                // A handler that gave up (client went away) is not an error.
-                let _ = request.reply.send(Ok(outcome));
-            }
+            answering.spawn(async move {
+                let durable = durability.wait().await.map_err(|e| {
+                    tracing::error!(error = ?e, batch_size = batch.len(), "batch committed but not durable");
+                    WriteError::from(&e)
+                });
+                drop(slot);
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // A handler that gave up (client went away) is not an error.
+                    let _ = request.reply.send(durable.map(|()| outcome));
+                }
+            });
         }
         Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
             // One bad event must not fail its neighbours: retry each alone.
