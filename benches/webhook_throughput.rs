@@ -462,8 +462,7 @@ async fn send_all(host: Arc<str>, requests: Vec<Vec<u8>>, concurrency: usize, ti
         handles.push(tokio::spawn(async move {
             let mut st = WorkerStats { latencies_us: Vec::with_capacity(per_worker), ..WorkerStats::default() };
             let mut conn = Connection { stream: None, buf: Vec::with_capacity(4096) };
-            loop {
-                let Some(req) = requests.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+            while let Some(req) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let t0 = Instant::now();
                 let res = match tokio::time::timeout(timeout, conn.exchange(&host, req)).await {
                     Ok(res) => res,

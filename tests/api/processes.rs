@@ -60,7 +60,6 @@ impl Server {
         let _ = self.child.kill();
         panic!("holdfast did not exit within 30 s of SIGTERM");
     }
-
 }
 
 impl Drop for Server {
