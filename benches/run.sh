@@ -146,8 +146,9 @@ run_backend() {
     port=$(free_port)
     log_file=$WORK/server-$backend.log
     log "$backend: starting holdfast serve on 127.0.0.1:$port"
+    # Dunning emails the run causes go to .eml files in the temp dir, not the working tree.
     DATABASE_URL=$db_url STRIPE_WEBHOOK_SECRET=$SECRET HOLDFAST_BIND=127.0.0.1:$port \
-        "$SERVER_BIN" serve >"$log_file" 2>&1 &
+        HOLDFAST_MAIL_DIR=$WORK/mail "$SERVER_BIN" serve >"$log_file" 2>&1 &
     SERVER_PID=$!
 
     local deadline=$((SECONDS + READY_TIMEOUT)) code=""

@@ -3,23 +3,27 @@
 //! Standalone on purpose: it does not link the `holdfast` library, so it
 //! measures the server exactly as Stripe would see it. Everything (event
 //! bodies, signatures, fully built requests) is prepared before the clock
-//! starts; the timed loop only hands a pre-built request to a shared
-//! keep-alive client and records the latency.
+//! starts; the timed loop only writes a pre-built HTTP/1.1 request on one of
+//! `--concurrency` keep-alive connections, reads the response and records the
+//! latency. The client is deliberately minimal (raw HTTP/1.1 over tokio, one
+//! thread by default): it shares the CPUs with the server under test.
 //!
 //! Run `holdfast-bench --help` for options; `benches/run.sh` drives it
 //! against a real server for SQLite and Postgres.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use sqlx::Connection;
+use sqlx::Connection as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,8 +53,9 @@ struct Args {
     /// Distinct customers the events are spread over (capped at events/5).
     #[arg(long, default_value_t = 1_000)]
     customers: usize,
-    /// Tokio worker threads for the client (0 = number of CPUs).
-    #[arg(long, default_value_t = 0)]
+    /// Threads for the client (default 1: the client shares the machine with the server, and
+    /// one thread drives 64 connections with the least overhead; 0 = number of CPUs).
+    #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30)]
@@ -71,9 +76,13 @@ fn main() -> Result<()> {
     if args.events == 0 || args.concurrency == 0 {
         bail!("--events and --concurrency must be at least 1");
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    let mut rt = if args.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     rt.enable_all();
-    if args.client_threads > 0 {
+    if args.client_threads > 1 {
         rt.worker_threads(args.client_threads);
     }
     rt.build()?.block_on(run(args))
@@ -303,32 +312,23 @@ fn sign(secret: &str, ts: i64, body: &[u8]) -> Result<String> {
     Ok(format!("t={ts},v1={}", hex::encode(mac.finalize().into_bytes())))
 }
 
-/// Generates, signs and fully builds `count` requests tagged `tag`.
-fn build_requests(
-    client: &reqwest::Client,
-    url: &str,
-    secret: &str,
-    tag: &str,
-    count: usize,
-    customers: usize,
-    seed: u64,
-) -> Result<Vec<reqwest::Request>> {
+/// Generates, signs and serializes `count` HTTP/1.1 requests tagged `tag`.
+fn build_requests(target: &Target, secret: &str, tag: &str, count: usize, customers: usize, seed: u64) -> Result<Vec<Vec<u8>>> {
     let now = chrono::Utc::now().timestamp();
     let mut generator = Generator::new(tag, customers, seed, now - 3_600);
-    let content_type = HeaderValue::from_static("application/json; charset=utf-8");
     let mut out = Vec::with_capacity(count);
     for n in 0..count {
         let body = generator.event(n);
-        let signature = HeaderValue::from_str(&sign(secret, now, &body)?)?;
-        // Bodies live for the whole run; leaking gives reqwest a `&'static`
-        // slice, which it wraps without copying (no `bytes` dependency).
-        let body: &'static [u8] = Box::leak(body.into_boxed_slice());
-        let req = client
-            .post(url)
-            .header(CONTENT_TYPE, content_type.clone())
-            .header("stripe-signature", signature)
-            .body(body)
-            .build()?;
+        let signature = sign(secret, now, &body)?;
+        let mut req = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n\
+             Content-Type: application/json; charset=utf-8\r\nStripe-Signature: {signature}\r\nContent-Length: {}\r\n\r\n",
+            target.path,
+            target.host,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
         out.push(req);
     }
     Ok(out)
@@ -337,6 +337,26 @@ fn build_requests(
 // ---------------------------------------------------------------------------
 // Sending
 // ---------------------------------------------------------------------------
+
+/// Where requests go: `http://host:port/path` (plain HTTP/1.1 only: the bench talks to a
+/// local server).
+struct Target {
+    /// `host:port`, for connecting and for the Host header.
+    host: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str, path: &str) -> Result<Self> {
+        let Some(rest) = url.strip_prefix("http://") else { bail!("--url must start with http:// (got {url})") };
+        let host = rest.trim_end_matches('/');
+        if host.contains('/') {
+            bail!("--url takes no path (use --path)");
+        }
+        let host = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+        Ok(Self { host, path: format!("/{}", path.trim_start_matches('/')) })
+    }
+}
 
 #[derive(Default)]
 struct WorkerStats {
@@ -358,38 +378,104 @@ struct Totals {
     wall: Duration,
 }
 
-async fn send_all(client: &reqwest::Client, requests: Vec<reqwest::Request>, concurrency: usize) -> Totals {
+/// One keep-alive connection: writes a pre-built request, reads the whole response (status
+/// line, headers, `Content-Length` body). A minimal client on purpose: it shares the CPU with
+/// the server, so every cycle it spends is one the server does not get.
+struct Connection {
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn exchange(&mut self, host: &str, request: &[u8]) -> Result<u16> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(host).await.with_context(|| format!("connecting to {host}"))?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+        }
+        let result = self.round_trip(request).await;
+        if result.is_err() {
+            // Start afresh on the next request (the server may have closed the connection).
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn round_trip(&mut self, request: &[u8]) -> Result<u16> {
+        let Some(stream) = self.stream.as_mut() else { bail!("not connected") };
+        stream.write_all(request).await.context("sending request")?;
+        self.buf.clear();
+        loop {
+            if let Some((status, head_len, body_len, close)) = parse_head(&self.buf)? {
+                while self.buf.len() < head_len + body_len {
+                    read_some(stream, &mut self.buf).await?;
+                }
+                if close {
+                    self.stream = None;
+                }
+                return Ok(status);
+            }
+            read_some(stream, &mut self.buf).await?;
+        }
+    }
+}
+
+async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+    buf.reserve(4096);
+    if stream.read_buf(buf).await.context("reading response")? == 0 {
+        bail!("connection closed by server");
+    }
+    Ok(())
+}
+
+/// `(status, head length, Content-Length, Connection: close)` once the head is complete.
+fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+    let head = std::str::from_utf8(&buf[..end]).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
+    let (mut length, mut close) = (0, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().context("malformed Content-Length")?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("chunked responses are not supported by this client");
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    Ok(Some((status, end + 4, length, close)))
+}
+
+async fn send_all(host: Arc<str>, requests: Vec<Vec<u8>>, concurrency: usize, timeout: Duration) -> Totals {
     let total = requests.len();
-    let queue = Arc::new(Mutex::new(requests.into_iter()));
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
     let per_worker = total / concurrency + 1;
     let start = Instant::now();
     let mut handles = Vec::with_capacity(concurrency);
     for _ in 0..concurrency.min(total) {
-        let queue = Arc::clone(&queue);
-        let client = client.clone();
+        let (requests, next, host) = (Arc::clone(&requests), Arc::clone(&next), Arc::clone(&host));
         handles.push(tokio::spawn(async move {
             let mut st = WorkerStats { latencies_us: Vec::with_capacity(per_worker), ..WorkerStats::default() };
-            loop {
-                let next = match queue.lock() {
-                    Ok(mut q) => q.next(),
-                    Err(_) => None,
-                };
-                let Some(req) = next else { break };
+            let mut conn = Connection { stream: None, buf: Vec::with_capacity(4096) };
+            while let Some(req) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let t0 = Instant::now();
-                let res = client.execute(req).await;
-                let res = match res {
-                    // Drain the body so the connection goes back to the pool.
-                    Ok(resp) => {
-                        let status = resp.status();
-                        resp.bytes().await.map(|_| status)
+                let res = match tokio::time::timeout(timeout, conn.exchange(&host, req)).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        conn.stream = None;
+                        Err(anyhow::anyhow!("no response within {timeout:?}"))
                     }
-                    Err(e) => Err(e),
                 };
                 let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
                 st.latencies_us.push(us);
                 match res {
-                    Ok(s) if s.is_success() => st.ok += 1,
-                    Ok(s) => *st.by_status.entry(s.as_u16()).or_default() += 1,
+                    Ok(s) if (200..300).contains(&s) => st.ok += 1,
+                    Ok(s) => *st.by_status.entry(s).or_default() += 1,
                     Err(e) => {
                         st.errors += 1;
                         if st.first_errors.len() < 3 {
@@ -472,17 +558,8 @@ async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
 // ---------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<()> {
-    let url = format!("{}/{}", args.url.trim_end_matches('/'), args.path.trim_start_matches('/'));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(1))
-        .pool_idle_timeout(Duration::from_secs(300))
-        .http1_only()
-        .tcp_nodelay(true)
-        .no_proxy()
-        .timeout(Duration::from_secs(args.timeout_secs))
-        .user_agent("Stripe/1.0 (+https://stripe.com/docs/webhooks)")
-        .build()?;
-
+    let target = Target::parse(&args.url, &args.path)?;
+    let url = format!("http://{}{}", target.host, target.path);
     let run_id = uuid::Uuid::new_v4();
     let hexid = run_id.simple().to_string();
     // Distinct random tags for timed and warm-up events, so the persistence
@@ -492,18 +569,10 @@ async fn run(args: Args) -> Result<()> {
     let seed = run_id.as_u64_pair().0;
 
     let prep = Instant::now();
-    let warm = build_requests(
-        &client,
-        &url,
-        &args.secret,
-        &warm_tag,
-        args.warmup,
-        args.customers.min(args.warmup / 5).max(1),
-        seed ^ 1,
-    )?;
+    let warm =
+        build_requests(&target, &args.secret, &warm_tag, args.warmup, args.customers.min(args.warmup / 5).max(1), seed ^ 1)?;
     let timed = build_requests(
-        &client,
-        &url,
+        &target,
         &args.secret,
         &tag,
         args.events,
@@ -518,8 +587,10 @@ async fn run(args: Args) -> Result<()> {
         prep.elapsed().as_secs_f64()
     );
 
+    let host: Arc<str> = Arc::from(target.host.as_str());
+    let timeout = Duration::from_secs(args.timeout_secs);
     if !warm.is_empty() {
-        let w = send_all(&client, warm, args.concurrency).await;
+        let w = send_all(Arc::clone(&host), warm, args.concurrency, timeout).await;
         eprintln!(
             "holdfast-bench: warm-up {} events: {} 2xx, {} non-2xx {:?}, {} errors",
             w.sent,
@@ -533,7 +604,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let t = send_all(&client, timed, args.concurrency).await;
+    let t = send_all(host, timed, args.concurrency, timeout).await;
     if t.wall.as_secs() >= 290 {
         eprintln!(
             "holdfast-bench: warning: run took {}s; signatures were made before it started and may exceed the server's timestamp tolerance",

@@ -5,7 +5,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = holdfast::cli::Cli::parse();
-    match holdfast::cli::run(cli).await {
+    let result = holdfast::cli::run(cli).await;
+    holdfast::telemetry::flush();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` prints the context chain: "connecting to DATABASE_URL: …".

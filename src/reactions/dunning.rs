@@ -1,10 +1,12 @@
 //! Dunning reactions: open one case per failed invoice and enqueue its series; close it as
 //! recovered or lost, cancelling what is still pending; keep cards for expiry warnings.
 
+use std::collections::HashSet;
+
 use minijinja::context;
 
 use super::{EmailTo, ReactError, Reactor};
-use crate::domain::dunning::{CardFacts, Trigger, format_amount, format_date, opens_case};
+use crate::domain::dunning::{CardFacts, Trigger, format_amount, format_date, opens_case, trigger};
 use crate::domain::event::Event;
 use crate::domain::snapshots::InvoiceSnapshot;
 use crate::store::conn::Conn;
@@ -34,6 +36,39 @@ pub(super) async fn react(
             Ok(0)
         }
         Trigger::Card(card) => store_card(conn, card, event).await.map(|_| 0),
+    }
+}
+
+/// Which payments of a batch can settle a case, read once for the batch: a payment whose
+/// invoice has no open case (nearly all of them) does nothing, and asking per payment was a
+/// query per event inside the single-writer transaction.
+pub(super) struct CaseLookup {
+    /// Invoices with an open case, or failing earlier in this batch (which may open one).
+    open: HashSet<String>,
+}
+
+impl CaseLookup {
+    pub(super) async fn for_batch(conn: &mut Conn<'_>, events: &[&Event]) -> Result<Self, ReactError> {
+        let (mut paid, mut failing) = (Vec::new(), Vec::new());
+        for t in events.iter().filter_map(|e| trigger(e)) {
+            match t {
+                Trigger::Paid { invoice } if invoice.amount_paid > 0 => paid.push(invoice.id),
+                Trigger::Failed { invoice, .. } => failing.push(invoice.id),
+                _ => {}
+            }
+        }
+        let paid: Vec<&str> = paid.iter().map(String::as_str).collect();
+        let mut open = cases::open_cases_among(conn, &paid).await?;
+        open.extend(failing);
+        Ok(Self { open })
+    }
+
+    /// Whether `t` needs its reaction run (`false` only for a payment that settles nothing).
+    pub(super) fn may_matter(&self, t: &Trigger) -> bool {
+        match t {
+            Trigger::Paid { invoice } => invoice.amount_paid > 0 && self.open.contains(&invoice.id),
+            _ => true,
+        }
     }
 }
 

@@ -126,13 +126,16 @@ impl Reactor {
     pub async fn react(&self, conn: &mut Conn<'_>, events: &[&Event], now: i64, notify: bool) -> Result<usize, ReactError> {
         let mut ordered: Vec<&Event> = events.to_vec();
         ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let cases = dunning::CaseLookup::for_batch(conn, &ordered).await?;
         let mut enqueued = 0;
         for event in ordered {
-            if let Some(t) = trigger(event) {
-                enqueued += dunning::react(self, conn, event, t, now, notify).await?;
-            }
             if let Some(t) = crate::domain::lifecycle::trigger(event) {
                 enqueued += lifecycle::react(self, conn, event, t, now, notify).await?;
+            }
+            if let Some(t) = trigger(event)
+                && cases.may_matter(&t)
+            {
+                enqueued += dunning::react(self, conn, event, t, now, notify).await?;
             }
         }
         Ok(enqueued)

@@ -52,6 +52,26 @@ const CLOSE: &str = "UPDATE dunning_cases SET status = $2, closed_at = $3, close
 const OPEN_FOR_SUBSCRIPTION: &str =
     "SELECT invoice_id FROM dunning_cases WHERE subscription = $1 AND status = 'open' ORDER BY invoice_id";
 
+const OPEN_AMONG_SQLITE: &str =
+    "SELECT invoice_id FROM dunning_cases WHERE status = 'open' AND invoice_id IN (SELECT value FROM json_each($1))";
+const OPEN_AMONG_POSTGRES: &str = "SELECT invoice_id FROM dunning_cases WHERE status = 'open' AND invoice_id = ANY($1)";
+
+/// Which of `invoices` have an open case: one query for a batch's payments, most of which
+/// settle invoices that never failed.
+pub async fn open_cases_among(conn: &mut Conn<'_>, invoices: &[&str]) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if invoices.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String,)> = match conn {
+        Conn::Sqlite(c) => {
+            let ids = serde_json::Value::from(invoices.to_vec()).to_string();
+            sqlx::query_as(OPEN_AMONG_SQLITE).bind(ids).fetch_all(&mut **c).await?
+        }
+        Conn::Postgres(c) => sqlx::query_as(OPEN_AMONG_POSTGRES).bind(invoices).fetch_all(&mut **c).await?,
+    };
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// The case of an invoice, if any.
 pub async fn get_case(conn: &mut Conn<'_>, invoice: &str) -> Result<Option<DunningCase>, sqlx::Error> {
     fetch!(conn, fetch_optional, DunningCase, GET, invoice)

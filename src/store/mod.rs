@@ -1,6 +1,6 @@
 //! All SQL lives here. One `Store`, two backends chosen from `DATABASE_URL`'s scheme: each
 //! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
-//! Postgres and prepared per-row statements on SQLite).
+//! Postgres and `json_each` on SQLite).
 
 pub mod batch;
 pub mod cancel;
@@ -69,6 +69,37 @@ pub enum StoreError {
     /// The group-commit writer is gone (shutting down).
     #[error("storage writer stopped")]
     WriterGone,
+    /// The SQLite WAL could not be synced: committed batches may not be durable.
+    #[error(transparent)]
+    NotDurable(#[from] sqlite::wal_sync::SyncFailed),
+}
+
+/// What stands between a committed batch and its acknowledgement.
+#[derive(Debug)]
+#[must_use = "a batch may not be acknowledged before it is durable"]
+pub struct Durability {
+    /// SQLite: the WAL sync that covers the commit. `None`: durable at commit (Postgres).
+    wal: Option<(sqlite::wal_sync::WalSync, u64)>,
+    /// Emails were enqueued: wake the outbox once they are durable.
+    wake_outbox: Option<std::sync::Arc<crate::reactions::Reactor>>,
+}
+
+impl Durability {
+    /// Already durable (the commit waited for the disk).
+    pub(crate) fn at_commit(wake_outbox: Option<std::sync::Arc<crate::reactions::Reactor>>) -> Self {
+        Self { wal: None, wake_outbox }
+    }
+
+    /// Wait until the batch is durable; then it may be acknowledged.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        if let Some((wal, ticket)) = &self.wal {
+            wal.wait(*ticket).await?;
+        }
+        if let Some(r) = &self.wake_outbox {
+            r.notify_outbox();
+        }
+        Ok(())
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -172,6 +203,15 @@ impl Store {
         }
     }
 
+    /// `ingest` for the group-commit writer: returns once the batch is committed, with the
+    /// [`Durability`] to wait for before acknowledging it. Meanwhile the next batch can start.
+    pub async fn ingest_committed(&self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Durability), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ingest_committed(events, received_at, IngestOptions::WEBHOOK).await,
+            Self::Postgres(s) => s.ingest_committed(events, received_at, IngestOptions::WEBHOOK).await,
+        }
+    }
+
     /// Every projected row and event id, in key order: two stores that saw the same events in
     /// any order must dump equal states.
     pub async fn dump_state(&self) -> Result<StateDump, StoreError> {
@@ -201,7 +241,7 @@ impl Store {
     /// Close the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(s) => s.pool().close().await,
+            Self::Sqlite(s) => s.close().await,
             Self::Postgres(s) => s.pool().close().await,
         }
     }

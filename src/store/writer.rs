@@ -2,18 +2,30 @@
 //! takes everything waiting, commits it in one transaction, then answers each handler. A
 //! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
 //! it carries, and no handler hears "stored" before its event is durable.
+//!
+//! Pipelined: once a batch is committed, a separate task waits for it to be durable (the
+//! SQLite WAL sync) and then answers its handlers, while this task already builds and
+//! commits the next batch. At most `IN_FLIGHT` batches are between start and durable: more
+//! would only make them smaller (each commit writes every page it touched, so small batches
+//! cost more per event) without making the disk faster.
 
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::{Ingested, Store, StoreError};
 use crate::domain::event::Event;
+use crate::domain::fields::{id_at, str_at};
 
 /// Most events committed together; bounds a transaction's size and latency.
 const MAX_BATCH: usize = 512;
 /// Webhooks that may wait for the writer before handlers feel back-pressure.
 const QUEUE_DEPTH: usize = 8192;
+/// Batches being written or synced at once: one syncing while the next is built.
+const IN_FLIGHT: usize = 2;
 
 /// Why an event could not be stored (the cause is logged once, by the writer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,10 +53,18 @@ struct Request {
     reply: oneshot::Sender<Result<Ingested, WriteError>>,
 }
 
+/// Postgres: independent writers ("lanes"), each owning the events of a share of the
+/// customers. A batch spends most of its time in round trips (the reaction hook reads and
+/// writes per event), so one writer left the database idle; lanes overlap those round trips.
+/// All events of a customer go through the same lane, in order, so nothing a reaction reads
+/// (the customer's cases, invoices, emails) is written concurrently by another lane.
+/// SQLite takes one writer at a time: one lane.
+const POSTGRES_LANES: usize = 4;
+
 /// Handle to the group-commit writer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writer {
-    tx: mpsc::Sender<Request>,
+    lanes: Arc<[mpsc::Sender<Request>]>,
 }
 
 impl std::fmt::Debug for Request {
@@ -57,37 +77,87 @@ impl Writer {
     /// Start the writer task. It ends when every `Writer` handle is dropped, after
     /// committing what was already queued.
     pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run(store, rx));
-        (Self { tx }, task)
+        let count = match store {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(_) => POSTGRES_LANES,
+        };
+        let mut lanes = Vec::with_capacity(count);
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH / count);
+            lanes.push(tx);
+            tasks.push(tokio::spawn(run(store.clone(), rx)));
+        }
+        let task = tokio::spawn(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+        (Self { lanes: lanes.into() }, task)
     }
 
     /// Store one event; returns once it is committed (or known not to be).
     pub async fn submit(&self, event: Event) -> Result<Ingested, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Request { event, reply }).await.map_err(|_| WriteError::Stopped)?;
+        let lane = &self.lanes[lane_of(&event, self.lanes.len())];
+        lane.send(Request { event, reply }).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&store, std::mem::take(&mut batch)).await;
-        batch.reserve(MAX_BATCH);
+/// The lane of an event: by its customer (the object's `customer`, or its own id for a
+/// customer object); events naming no customer by their object's id.
+fn lane_of(event: &Event, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if lanes == 1 {
+        return 0;
     }
+    let object = &event.object;
+    let key = match str_at(object, "object").as_deref() {
+        Some("customer") => str_at(object, "id"),
+        _ => id_at(object, "customer").or_else(|| str_at(object, "id")),
+    };
+    // Fixed keys (not RandomState): every replica and restart maps a customer the same way.
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
 }
 
-async fn commit(store: &Store, batch: Vec<Request>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut answering = JoinSet::new();
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for a slot first: webhooks arriving meanwhile join this batch.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else { break };
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        commit(&store, std::mem::take(&mut batch), slot, &mut answering).await;
+        batch.reserve(MAX_BATCH);
+        while answering.try_join_next().is_some() {}
+    }
+    // Answer the last batches before the task ends (shutdown waits for it).
+    while answering.join_next().await.is_some() {}
+}
+
+async fn commit(store: &Store, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
     let started = Instant::now();
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
-    match store.ingest(&events, now()).await {
-        Ok(outcomes) => {
+    match store.ingest_committed(&events, now()).await {
+        Ok((outcomes, durability)) => {
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                // A handler that gave up (client went away) is not an error.
-                let _ = request.reply.send(Ok(outcome));
-            }
+            answering.spawn(async move {
+                let durable = durability.wait().await.map_err(|e| {
+                    tracing::error!(error = ?e, batch_size = batch.len(), "batch committed but not durable");
+                    WriteError::from(&e)
+                });
+                drop(slot);
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // A handler that gave up (client went away) is not an error.
+                    let _ = request.reply.send(durable.map(|()| outcome));
+                }
+            });
         }
         Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
             // One bad event must not fail its neighbours: retry each alone.

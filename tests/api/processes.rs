@@ -60,10 +60,6 @@ impl Server {
         let _ = self.child.kill();
         panic!("holdfast did not exit within 30 s of SIGTERM");
     }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 impl Drop for Server {
@@ -163,8 +159,11 @@ async fn log_lines_carry_the_request_id_and_never_a_secret_or_an_email() {
         client.get(format!("{}/metrics", server.address)).bearer_auth("wrong-token-0123456789").send().await.expect("sent");
     assert_eq!(refused.status(), 401);
     server.sigterm();
-    let logs = server.logs();
+    // Log lines are written a few milliseconds after they happen (buffered, see
+    // telemetry.rs) and flushed at exit: read them once the process is gone.
+    let log = server.log.clone();
     let _ = server.wait();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
 
     let handled: Vec<Value> = logs
         .lines()

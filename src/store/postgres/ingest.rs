@@ -138,13 +138,15 @@ pub(super) async fn ingest(
             outcome[i] = Ingested::Stored;
         }
     }
-    if !inserted.is_empty() {
-        // Cached metrics are stale from this commit on.
-        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
-    }
     let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
     apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
     let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, options.notify, reactor).await?;
+    if !inserted.is_empty() {
+        // Cached metrics are stale from this commit on. Last: the row is one for all, and its
+        // lock is held to the commit, so concurrent writers (lanes, replicas) wait only for
+        // each other's commits, not for each other's whole batches.
+        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
+    }
     Ok((outcome, enqueued))
 }
 

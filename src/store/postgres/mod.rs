@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{IngestOptions, Ingested, StoreError};
+use super::{Durability, IngestOptions, Ingested, StoreError};
 use crate::domain::event::Event;
 use crate::reactions::Reactor;
 
@@ -64,14 +64,21 @@ impl PgStore {
     }
 
     pub async fn ingest(&self, events: &[&Event], received_at: i64, options: IngestOptions) -> Result<Vec<Ingested>, StoreError> {
+        let (outcome, durability) = self.ingest_committed(events, received_at, options).await?;
+        durability.wait().await?;
+        Ok(outcome)
+    }
+
+    /// Store a batch. The commit waits for the WAL flush, so the batch is durable on return.
+    pub async fn ingest_committed(
+        &self,
+        events: &[&Event],
+        received_at: i64,
+        options: IngestOptions,
+    ) -> Result<(Vec<Ingested>, Durability), StoreError> {
         let mut tx = self.pool.begin().await?;
         let (outcome, enqueued) = ingest::ingest(&mut tx, events, received_at, options, self.reactor.as_deref()).await?;
         tx.commit().await?;
-        if enqueued > 0
-            && let Some(r) = &self.reactor
-        {
-            r.notify_outbox();
-        }
-        Ok(outcome)
+        Ok((outcome, Durability::at_commit(self.reactor.clone().filter(|_| enqueued > 0))))
     }
 }

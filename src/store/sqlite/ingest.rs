@@ -1,20 +1,28 @@
-//! The SQLite write path: prepared per-row statements inside one `BEGIN IMMEDIATE`
-//! transaction (in-process, so a statement costs microseconds, not a round trip).
+//! The SQLite write path: each table written once per batch, from one JSON array of rows
+//! (`json_each`), inside one `BEGIN IMMEDIATE` transaction. A statement costs little inside
+//! SQLite, but sqlx runs every statement on its worker thread, and the hand-off (two thread
+//! wake-ups) cost more than the statement itself: one statement per table instead of one per
+//! row took the batch from ~6 statements per event to ~10 per batch.
 
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::domain::event::Event;
-use crate::domain::snapshots::SubscriptionSnapshot;
-use crate::domain::watermark::Watermark;
 use crate::reactions::Reactor;
 use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
 use crate::store::conn::Conn;
 use crate::store::reactions::react;
+use crate::store::shared::{discount_ids_json, items_json};
 use crate::store::{IngestOptions, Ingested, clean};
 
-const INSERT_EVENT: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
+// Rows come as `$1`, a JSON array of arrays (one per row, columns in order); `value ->> N` is
+// column N. `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert's.
+const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2 FROM json_each($1) \
+     WHERE true ON CONFLICT (id) DO NOTHING RETURNING id";
 
 /// The watermark guard of every upsert: applies when the incoming watermark is greater than
 /// the stored one.
@@ -24,19 +32,20 @@ macro_rules! newer {
     };
 }
 
-const UPSERT_CUSTOMER: &str = concat!(
+const UPSERT_CUSTOMERS: &str = concat!(
     "INSERT INTO customers AS t (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each($1) WHERE true ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
      created = excluded.created, deleted = excluded.deleted, src_rank = excluded.src_rank, src_created = excluded.src_created, \
      src_event_id = excluded.src_event_id WHERE ",
     newer!()
 );
 
-const UPSERT_SUBSCRIPTION: &str = concat!(
+const UPSERT_SUBSCRIPTIONS: &str = concat!(
     "INSERT INTO subscriptions AS t (id, customer, status, currency, created, start_date, trial_start, \
      trial_end, current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
      cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
+     value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, value ->> 23 FROM json_each($1) WHERE true \
      ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, status = excluded.status, currency = excluded.currency, \
      created = excluded.created, start_date = excluded.start_date, trial_start = excluded.trial_start, trial_end = excluded.trial_end, \
      current_period_start = excluded.current_period_start, current_period_end = excluded.current_period_end, \
@@ -45,22 +54,25 @@ const UPSERT_SUBSCRIPTION: &str = concat!(
      cancel_comment = excluded.cancel_comment, pause_behavior = excluded.pause_behavior, pause_resumes_at = excluded.pause_resumes_at, \
      discounts = excluded.discounts, base_mrr = excluded.base_mrr, src_rank = excluded.src_rank, src_created = excluded.src_created, \
      src_event_id = excluded.src_event_id WHERE ",
-    newer!()
+    newer!(),
+    " RETURNING id"
 );
 
-const DELETE_ITEMS: &str = "DELETE FROM subscription_items WHERE subscription_id = $1";
-const INSERT_ITEM: &str = "INSERT INTO subscription_items (subscription_id, item_id, price_id, product, unit_amount, currency, \
-     recurring_interval, interval_count, quantity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+const DELETE_ITEMS: &str = "DELETE FROM subscription_items WHERE subscription_id IN (SELECT value FROM json_each($1))";
+const INSERT_ITEMS: &str = "INSERT INTO subscription_items (subscription_id, item_id, price_id, product, unit_amount, currency, \
+     recurring_interval, interval_count, quantity) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM json_each($1) WHERE true \
+     ON CONFLICT DO NOTHING";
 
 const INSERT_HISTORY: &str = "INSERT INTO subscription_history (subscription_id, event_id, effective_at, src_rank, customer, status, \
      currency, base_mrr, collection_paused, pause_resumes_at, discounts, cancel_at_period_end, cancel_reason, cancel_feedback, \
-     canceled_at, ended_at, items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-     ON CONFLICT DO NOTHING";
+     canceled_at, ended_at, items) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
+     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16 FROM json_each($1) WHERE true ON CONFLICT DO NOTHING";
 
-const UPSERT_INVOICE: &str = concat!(
+const UPSERT_INVOICES: &str = concat!(
     "INSERT INTO invoices AS t (id, customer, subscription, status, billing_reason, currency, amount_due, \
      amount_paid, amount_remaining, attempt_count, next_payment_attempt, hosted_invoice_url, created, paid_at, src_rank, src_created, \
-     src_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+     src_event_id) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
+     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16 FROM json_each($1) WHERE true \
      ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, subscription = excluded.subscription, status = excluded.status, \
      billing_reason = excluded.billing_reason, currency = excluded.currency, amount_due = excluded.amount_due, \
      amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, attempt_count = excluded.attempt_count, \
@@ -69,10 +81,11 @@ const UPSERT_INVOICE: &str = concat!(
     newer!()
 );
 
-const UPSERT_DISCOUNT: &str = concat!(
+const UPSERT_DISCOUNTS: &str = concat!(
     "INSERT INTO discounts AS t (id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
      duration, starts_at, ends_at, deleted, src_rank, src_created, src_event_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13 \
+     FROM json_each($1) WHERE true \
      ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, subscription = excluded.subscription, coupon_id = excluded.coupon_id, \
      percent_off = excluded.percent_off, amount_off = excluded.amount_off, currency = excluded.currency, duration = excluded.duration, \
      starts_at = excluded.starts_at, ends_at = excluded.ends_at, deleted = excluded.deleted, src_rank = excluded.src_rank, \
@@ -88,25 +101,19 @@ pub(super) async fn ingest(
     options: IngestOptions,
     reactor: Option<&Reactor>,
 ) -> Result<(Vec<Ingested>, usize), StoreError> {
-    let mut outcome = vec![Ingested::Duplicate; events.len()];
     let (firsts, _repeats) = first_occurrences(events);
-    let mut new_events = Vec::with_capacity(firsts.len());
-    for i in firsts {
-        let e = events[i];
-        let done = sqlx::query(INSERT_EVENT)
-            .bind(&e.id)
-            .bind(&e.kind)
-            .bind(e.created)
-            .bind(e.livemode)
-            .bind(&e.api_version)
-            .bind(&e.account)
-            .bind(&e.raw)
-            .bind(received_at)
-            .execute(&mut **tx)
-            .await?;
-        if done.rows_affected() == 1 {
+    let rows = json_rows(firsts.iter().map(|&i| events[i]), |e| {
+        json!([e.id, e.kind, e.created, e.livemode, e.api_version, e.account, e.raw])
+    });
+    let inserted: Vec<(String,)> = sqlx::query_as(INSERT_EVENTS).bind(rows).bind(received_at).fetch_all(&mut **tx).await?;
+    let inserted: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+    let mut outcome = vec![Ingested::Duplicate; events.len()];
+    let mut new_events = Vec::with_capacity(inserted.len());
+    // In batch order: the projection and the reactions see events as they arrived.
+    for &i in &firsts {
+        if inserted.contains(&events[i].id) {
             outcome[i] = Ingested::Stored;
-            new_events.push(e);
+            new_events.push(events[i]);
         }
     }
     if !new_events.is_empty() {
@@ -118,139 +125,140 @@ pub(super) async fn ingest(
     Ok((outcome, enqueued))
 }
 
+/// The JSON array `[row, …]` a batch statement reads with `json_each`.
+fn json_rows<T>(items: impl IntoIterator<Item = T>, row: impl Fn(T) -> Value) -> String {
+    Value::Array(items.into_iter().map(row).collect()).to_string()
+}
+
 async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
-    for (c, m) in &w.customers {
-        sqlx::query(UPSERT_CUSTOMER)
-            .bind(&c.id)
-            .bind(clean(&c.email))
-            .bind(clean(&c.name))
-            .bind(c.created)
-            .bind(c.deleted)
-            .bind(m.rank)
-            .bind(m.created)
-            .bind(&m.event_id)
-            .execute(&mut *conn)
-            .await?;
+    if !w.customers.is_empty() {
+        let rows = json_rows(&w.customers, |(c, m)| {
+            json!([c.id, clean(&c.email), clean(&c.name), c.created, c.deleted, m.rank, m.created, m.event_id])
+        });
+        sqlx::query(UPSERT_CUSTOMERS).bind(rows).execute(&mut *conn).await?;
     }
-    for (s, m) in &w.subscriptions {
-        let applied = subscription_query(s, m).execute(&mut *conn).await?.rows_affected() == 1;
-        if applied {
-            replace_items(conn, s).await?;
-        }
+    if !w.subscriptions.is_empty() {
+        upsert_subscriptions(conn, w).await?;
     }
-    for (s, m) in &w.history {
-        history_query(s, m).execute(&mut *conn).await?;
+    if !w.history.is_empty() {
+        let rows = json_rows(&w.history, |(s, m)| {
+            json!([
+                s.id,
+                m.event_id,
+                m.created,
+                m.rank,
+                s.customer,
+                s.status,
+                s.currency,
+                s.base_mrr(),
+                s.collection_paused(),
+                s.pause_resumes_at,
+                discount_ids_json(s),
+                s.cancel_at_period_end,
+                s.cancel_reason,
+                s.cancel_feedback,
+                s.canceled_at,
+                s.ended_at,
+                items_json(s)
+            ])
+        });
+        sqlx::query(INSERT_HISTORY).bind(rows).execute(&mut *conn).await?;
     }
-    for (i, m) in &w.invoices {
-        sqlx::query(UPSERT_INVOICE)
-            .bind(&i.id)
-            .bind(&i.customer)
-            .bind(&i.subscription)
-            .bind(&i.status)
-            .bind(&i.billing_reason)
-            .bind(&i.currency)
-            .bind(i.amount_due)
-            .bind(i.amount_paid)
-            .bind(i.amount_remaining)
-            .bind(i.attempt_count)
-            .bind(i.next_payment_attempt)
-            .bind(clean(&i.hosted_invoice_url))
-            .bind(i.created)
-            .bind(i.paid_at)
-            .bind(m.rank)
-            .bind(m.created)
-            .bind(&m.event_id)
-            .execute(&mut *conn)
-            .await?;
+    if !w.invoices.is_empty() {
+        let rows = json_rows(&w.invoices, |(i, m)| {
+            json!([
+                i.id,
+                i.customer,
+                i.subscription,
+                i.status,
+                i.billing_reason,
+                i.currency,
+                i.amount_due,
+                i.amount_paid,
+                i.amount_remaining,
+                i.attempt_count,
+                i.next_payment_attempt,
+                clean(&i.hosted_invoice_url),
+                i.created,
+                i.paid_at,
+                m.rank,
+                m.created,
+                m.event_id
+            ])
+        });
+        sqlx::query(UPSERT_INVOICES).bind(rows).execute(&mut *conn).await?;
     }
-    for (d, m) in &w.discounts {
-        sqlx::query(UPSERT_DISCOUNT)
-            .bind(&d.id)
-            .bind(&d.customer)
-            .bind(&d.subscription)
-            .bind(&d.coupon_id)
-            .bind(d.percent_off)
-            .bind(d.amount_off)
-            .bind(&d.currency)
-            .bind(&d.duration)
-            .bind(d.starts_at)
-            .bind(d.ends_at)
-            .bind(d.deleted)
-            .bind(m.rank)
-            .bind(m.created)
-            .bind(&m.event_id)
-            .execute(&mut *conn)
-            .await?;
+    if !w.discounts.is_empty() {
+        let rows = json_rows(&w.discounts, |(d, m)| {
+            json!([
+                d.id,
+                d.customer,
+                d.subscription,
+                d.coupon_id,
+                d.percent_off,
+                d.amount_off,
+                d.currency,
+                d.duration,
+                d.starts_at,
+                d.ends_at,
+                d.deleted,
+                m.rank,
+                m.created,
+                m.event_id
+            ])
+        });
+        sqlx::query(UPSERT_DISCOUNTS).bind(rows).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
-
-fn subscription_query<'q>(s: &'q SubscriptionSnapshot, m: &'q Watermark) -> Query<'q> {
-    sqlx::query(UPSERT_SUBSCRIPTION)
-        .bind(&s.id)
-        .bind(&s.customer)
-        .bind(&s.status)
-        .bind(&s.currency)
-        .bind(s.created)
-        .bind(s.start_date)
-        .bind(s.trial_start)
-        .bind(s.trial_end)
-        .bind(s.current_period_start)
-        .bind(s.current_period_end)
-        .bind(s.cancel_at_period_end)
-        .bind(s.cancel_at)
-        .bind(s.canceled_at)
-        .bind(s.ended_at)
-        .bind(&s.cancel_reason)
-        .bind(&s.cancel_feedback)
-        .bind(clean(&s.cancel_comment))
-        .bind(&s.pause_behavior)
-        .bind(s.pause_resumes_at)
-        .bind(crate::store::shared::discount_ids_json(s))
-        .bind(s.base_mrr())
-        .bind(m.rank)
-        .bind(m.created)
-        .bind(&m.event_id)
-}
-
-fn history_query<'q>(s: &'q SubscriptionSnapshot, m: &'q Watermark) -> Query<'q> {
-    sqlx::query(INSERT_HISTORY)
-        .bind(&s.id)
-        .bind(&m.event_id)
-        .bind(m.created)
-        .bind(m.rank)
-        .bind(&s.customer)
-        .bind(&s.status)
-        .bind(&s.currency)
-        .bind(s.base_mrr())
-        .bind(s.collection_paused())
-        .bind(s.pause_resumes_at)
-        .bind(crate::store::shared::discount_ids_json(s))
-        .bind(s.cancel_at_period_end)
-        .bind(&s.cancel_reason)
-        .bind(&s.cancel_feedback)
-        .bind(s.canceled_at)
-        .bind(s.ended_at)
-        .bind(crate::store::shared::items_json(s))
-}
-
-async fn replace_items(conn: &mut SqliteConnection, s: &SubscriptionSnapshot) -> Result<(), sqlx::Error> {
-    sqlx::query(DELETE_ITEMS).bind(&s.id).execute(&mut *conn).await?;
-    for item in &s.items {
-        sqlx::query(INSERT_ITEM)
-            .bind(&s.id)
-            .bind(&item.item_id)
-            .bind(&item.price_id)
-            .bind(&item.product)
-            .bind(item.unit_amount)
-            .bind(&item.currency)
-            .bind(&item.interval)
-            .bind(item.interval_count)
-            .bind(item.quantity)
-            .execute(&mut *conn)
-            .await?;
+/// Upsert the subscriptions, then replace the items of those whose snapshot won.
+async fn upsert_subscriptions(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
+    let rows = json_rows(&w.subscriptions, |(s, m)| {
+        json!([
+            s.id,
+            s.customer,
+            s.status,
+            s.currency,
+            s.created,
+            s.start_date,
+            s.trial_start,
+            s.trial_end,
+            s.current_period_start,
+            s.current_period_end,
+            s.cancel_at_period_end,
+            s.cancel_at,
+            s.canceled_at,
+            s.ended_at,
+            s.cancel_reason,
+            s.cancel_feedback,
+            clean(&s.cancel_comment),
+            s.pause_behavior,
+            s.pause_resumes_at,
+            discount_ids_json(s),
+            s.base_mrr(),
+            m.rank,
+            m.created,
+            m.event_id
+        ])
+    });
+    let applied: Vec<(String,)> = sqlx::query_as(UPSERT_SUBSCRIPTIONS).bind(rows).fetch_all(&mut *conn).await?;
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let applied: HashSet<String> = applied.into_iter().map(|(id,)| id).collect();
+    let ids = Value::Array(applied.iter().map(|id| Value::from(id.as_str())).collect()).to_string();
+    sqlx::query(DELETE_ITEMS).bind(ids).execute(&mut *conn).await?;
+    let items = w
+        .subscriptions
+        .iter()
+        .filter(|(s, _)| applied.contains(&s.id))
+        .flat_map(|(s, _)| s.items.iter().map(move |i| (s.id.as_str(), i)));
+    let rows = json_rows(items, |(sub, i)| {
+        json!([sub, i.item_id, i.price_id, i.product, i.unit_amount, i.currency, i.interval, i.interval_count, i.quantity])
+    });
+    if rows != "[]" {
+        sqlx::query(INSERT_ITEMS).bind(rows).execute(&mut *conn).await?;
     }
     Ok(())
 }
