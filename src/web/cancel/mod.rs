@@ -240,12 +240,40 @@ fn check_csrf(s: &CancelSessionRow, presented: &str) -> Result<(), PageError> {
     if bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) { Ok(()) } else { Err(PageError::Csrf) }
 }
 
+/// A form posted by a cancel page: it carries the session's CSRF token.
+trait PostedForm: serde::de::DeserializeOwned {
+    fn csrf(&self) -> &str;
+}
+
+/// The start of every POST: rate limit, the form (size-limited), the live session and its
+/// CSRF token.
+async fn posted<F: PostedForm>(
+    req: &HttpRequest,
+    id: &str,
+    payload: web::Payload,
+    state: &CancelState,
+    store: &Store,
+    now: i64,
+) -> Result<(CancelSessionRow, F), PageError> {
+    state.limit(req)?;
+    let form: F = read_form(payload).await?;
+    let s = open_session(store, id, now).await?;
+    check_csrf(&s, form.csrf())?;
+    Ok((s, form))
+}
+
 #[derive(Debug, Deserialize)]
 struct ReasonForm {
     csrf: String,
     reason: String,
     #[serde(default)]
     comment: String,
+}
+
+impl PostedForm for ReasonForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `POST /cancel/s/{id}/reason`: record the answer and the offers that apply.
@@ -257,11 +285,8 @@ async fn post_reason(
     store: web::Data<Store>,
 ) -> HttpResponse {
     let result = async {
-        state.limit(&req)?;
-        let form: ReasonForm = read_form(payload).await?;
         let now = now();
-        let s = open_session(&store, &id, now).await?;
-        check_csrf(&s, &form.csrf)?;
+        let (s, form) = posted::<ReasonForm>(&req, &id, payload, &state, &store, now).await?;
         if s.outcome.is_some() {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
@@ -332,6 +357,12 @@ struct ChoiceForm {
     choice: String,
 }
 
+impl PostedForm for ChoiceForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /cancel/s/{id}/choose`: carry out the choice in Stripe, then record it.
 async fn choose(
     req: HttpRequest,
@@ -341,11 +372,8 @@ async fn choose(
     store: web::Data<Store>,
 ) -> HttpResponse {
     let result = async {
-        state.limit(&req)?;
-        let form: ChoiceForm = read_form(payload).await?;
         let now = now();
-        let s = open_session(&store, &id, now).await?;
-        check_csrf(&s, &form.csrf)?;
+        let (s, form) = posted::<ChoiceForm>(&req, &id, payload, &state, &store, now).await?;
         if s.outcome.is_some() {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
