@@ -65,7 +65,7 @@ pub async fn come_back(
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
-    if let Some(r) = super::unsubscribe::limited(&req, &pages) {
+    if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
     let now = crate::workers::now();

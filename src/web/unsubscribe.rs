@@ -23,13 +23,6 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// The public pages share the cancel flow's per-address limit (`429` beyond it).
-pub(super) fn limited(req: &HttpRequest, pages: &CancelState) -> Option<HttpResponse> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    (!pages.limiter.allow(ip, crate::workers::now()))
-        .then(|| pages.pages.error(StatusCode::TOO_MANY_REQUESTS, "Slow down", "Too many requests; please wait a minute.", None))
-}
-
 fn invalid(pages: &CancelState) -> HttpResponse {
     pages.pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {})
 }
@@ -41,7 +34,7 @@ pub async fn confirm(
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
-    if let Some(r) = limited(&req, &pages) {
+    if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
     let Some(token) = q.token.as_deref() else { return invalid(&pages) };
@@ -58,7 +51,7 @@ pub async fn unsubscribe(
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
 ) -> HttpResponse {
-    if let Some(r) = limited(&req, &pages) {
+    if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
     let Some(token) = q.token.as_deref() else { return invalid(&pages) };

@@ -96,6 +96,12 @@ impl CancelState {
         if self.limiter.allow(req.peer_addr().map(|a| a.ip()), now()) { Ok(()) } else { Err(PageError::RateLimited) }
     }
 
+    /// The same per-address limit for the other public pages (unsubscribe, come-back): the
+    /// friendly `429` page when over it.
+    pub fn rate_limited(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        self.limit(req).err().map(|e| self.fail(&e, None))
+    }
+
     fn return_url<'a>(&'a self, s: &'a CancelSessionRow) -> Option<&'a str> {
         s.return_url.as_deref().or(self.settings.return_url.as_deref())
     }
