@@ -3,6 +3,8 @@
 //! series the moment it stops being true (the subscription ended, the customer came back).
 //! Re-engagement starts in the scheduler (it depends on time passing, not on an event).
 
+use std::collections::{HashMap, HashSet};
+
 use minijinja::{Value, context};
 
 use super::{EmailTo, ReactError, Reactor};
@@ -10,7 +12,7 @@ use crate::config::Campaign;
 use crate::domain::dunning::{format_amount, format_date};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
-use crate::domain::lifecycle::{DAY, Trigger, onboarding_case, reengage_case, trial_case, trial_end, winback_case};
+use crate::domain::lifecycle::{DAY, Trigger, onboarding_case, reengage_case, trial_case, trial_end, trigger, winback_case};
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::mail::NewEmail;
 use crate::store::conn::Conn;
@@ -18,10 +20,41 @@ use crate::store::dunning as facts;
 use crate::store::lifecycle::{self as state, NewSeries};
 use crate::store::outbox;
 
+/// What the hook needs to know about the batch's customers, read with one query each before
+/// the per-event loop (not one per event on the webhook's path).
+#[derive(Debug, Default)]
+pub(super) struct Lookup {
+    /// Each paying customer's first paid invoice (id, time), when onboarding may start.
+    first_paid: HashMap<String, (String, i64)>,
+    /// Customers with a win-back running (kept up to date as the batch starts new ones).
+    winbacks: HashSet<String>,
+}
+
+impl Lookup {
+    pub(super) async fn for_batch(r: &Reactor, conn: &mut Conn<'_>, events: &[&Event], notify: bool) -> Result<Self, ReactError> {
+        let (mut paying, mut live) = (Vec::new(), Vec::new());
+        for t in events.iter().filter_map(|e| trigger(e)) {
+            match t {
+                Trigger::Paid { invoice } => paying.extend(invoice.customer),
+                Trigger::Live { subscription } => live.extend(subscription.customer),
+                _ => {}
+            }
+        }
+        let onboarding = notify && r.lifecycle.onboarding.enabled;
+        let paying: Vec<&str> = if onboarding { paying.iter().map(String::as_str).collect() } else { Vec::new() };
+        let live: Vec<&str> = live.iter().map(String::as_str).collect();
+        Ok(Self {
+            first_paid: state::first_paid_invoices(conn, &paying).await?,
+            winbacks: state::live_winbacks_among(conn, &live).await?,
+        })
+    }
+}
+
 /// Apply one event's lifecycle trigger; returns the emails enqueued.
 pub(super) async fn react(
     r: &Reactor,
     conn: &mut Conn<'_>,
+    lookup: &mut Lookup,
     event: &Event,
     t: Trigger,
     now: i64,
@@ -30,17 +63,27 @@ pub(super) async fn react(
     // Imports and late deliveries record nothing new here: a series is a reaction to news.
     let fresh = notify && now - event.created <= r.lifecycle.horizon_days * DAY;
     match t {
-        Trigger::Paid { invoice } if fresh && r.lifecycle.onboarding.enabled => onboarding(r, conn, event, &invoice, now).await,
+        Trigger::Paid { invoice } if fresh && r.lifecycle.onboarding.enabled => {
+            onboarding(r, conn, lookup, event, &invoice, now).await
+        }
         Trigger::Paid { .. } => Ok(0),
         Trigger::TrialWillEnd { subscription } if fresh && r.lifecycle.trial_ending.enabled => {
             trial_ending(r, conn, event, &subscription, now).await
         }
         Trigger::TrialWillEnd { .. } => Ok(0),
-        Trigger::Ended { subscription, voluntary } => ended(r, conn, event, &subscription, voluntary && fresh, now).await,
+        Trigger::Ended { subscription, voluntary } => {
+            let started = ended(r, conn, event, &subscription, voluntary && fresh, now).await?;
+            if started > 0 {
+                lookup.winbacks.extend(subscription.customer);
+            }
+            Ok(started)
+        }
         Trigger::Live { subscription } => {
             let Some(customer) = &subscription.customer else { return Ok(0) };
             // Back on another subscription: the win-back of an old one has done its job.
-            state::stop_series(conn, customer, "winback", Some(&subscription.id), "resubscribed", now).await?;
+            if lookup.winbacks.contains(customer) {
+                state::stop_series(conn, customer, "winback", Some(&subscription.id), "resubscribed", now).await?;
+            }
             Ok(0)
         }
     }
@@ -109,6 +152,7 @@ async fn enqueue_series(
 async fn onboarding(
     r: &Reactor,
     conn: &mut Conn<'_>,
+    lookup: &Lookup,
     event: &Event,
     inv: &InvoiceSnapshot,
     now: i64,
@@ -116,7 +160,8 @@ async fn onboarding(
     let (Some(customer), Some(subscription)) = (&inv.customer, &inv.subscription) else { return Ok(0) };
     let paid_at = inv.paid_at.unwrap_or(event.created);
     // Only the customer's first payment: a renewal of someone who paid before starts nothing.
-    if state::paid_before(conn, customer, &inv.id, paid_at).await? {
+    let paid_before = lookup.first_paid.get(customer).is_some_and(|(first, at)| first != &inv.id && *at < paid_at);
+    if paid_before {
         return Ok(0);
     }
     let case_key = onboarding_case(customer);

@@ -127,10 +127,11 @@ impl Reactor {
         let mut ordered: Vec<&Event> = events.to_vec();
         ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         let cases = dunning::CaseLookup::for_batch(conn, &ordered).await?;
+        let mut lifecycle = lifecycle::Lookup::for_batch(self, conn, &ordered, notify).await?;
         let mut enqueued = 0;
         for event in ordered {
             if let Some(t) = crate::domain::lifecycle::trigger(event) {
-                enqueued += lifecycle::react(self, conn, event, t, now, notify).await?;
+                enqueued += lifecycle::react(self, conn, &mut lifecycle, event, t, now, notify).await?;
             }
             if let Some(t) = trigger(event)
                 && cases.may_matter(&t)

@@ -17,14 +17,68 @@ macro_rules! live {
     };
 }
 
-const EARLIER_PAID: &str = "SELECT COUNT(*) FROM invoices WHERE customer = $1 AND id <> $2 AND status = 'paid' \
-     AND amount_paid > 0 AND COALESCE(paid_at, created, 0) < $3";
 const OTHER_LIVE: &str = concat!("SELECT COUNT(*) FROM subscriptions WHERE customer = $1 AND id <> $2 AND status IN ", live!());
 const HAS_CARD: &str = "SELECT COUNT(*) FROM payment_methods WHERE customer = $1";
 
-/// Whether the customer paid a subscription invoice before `before` (other than `invoice`).
-pub async fn paid_before(conn: &mut Conn<'_>, customer: &str, invoice: &str, before: i64) -> Result<bool, sqlx::Error> {
-    Ok(fetch!(conn, fetch_one, (i64,), EARLIER_PAID, customer, invoice, before)?.0 > 0)
+// Per-batch lookups for the lifecycle hook: one query each, whatever the batch holds.
+macro_rules! first_paid {
+    ($among:literal) => {
+        concat!(
+            "SELECT customer, id, t FROM (SELECT customer, id, COALESCE(paid_at, created, 0) AS t, \
+             ROW_NUMBER() OVER (PARTITION BY customer ORDER BY COALESCE(paid_at, created, 0), id) AS rn \
+             FROM invoices WHERE status = 'paid' AND amount_paid > 0 AND customer IN ",
+            $among,
+            ") AS p WHERE rn = 1"
+        )
+    };
+}
+macro_rules! live_winbacks {
+    ($among:literal) => {
+        concat!(
+            "SELECT DISTINCT customer FROM lifecycle_series WHERE campaign = 'winback' AND status = 'active' AND customer IN ",
+            $among
+        )
+    };
+}
+const FIRST_PAID_SQLITE: &str = first_paid!("(SELECT value FROM json_each($1))");
+const FIRST_PAID_PG: &str = first_paid!("(SELECT unnest($1::text[]))");
+const LIVE_WINBACKS_SQLITE: &str = live_winbacks!("(SELECT value FROM json_each($1))");
+const LIVE_WINBACKS_PG: &str = live_winbacks!("(SELECT unnest($1::text[]))");
+
+/// Each customer's first paid invoice with money (id, paid time), for `customers`.
+pub async fn first_paid_invoices(
+    conn: &mut Conn<'_>,
+    customers: &[&str],
+) -> Result<std::collections::HashMap<String, (String, i64)>, sqlx::Error> {
+    if customers.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, String, i64)> = match conn {
+        Conn::Sqlite(c) => {
+            let ids = Value::from(customers.to_vec()).to_string();
+            sqlx::query_as(FIRST_PAID_SQLITE).bind(ids).fetch_all(&mut **c).await?
+        }
+        Conn::Postgres(c) => sqlx::query_as(FIRST_PAID_PG).bind(customers).fetch_all(&mut **c).await?,
+    };
+    Ok(rows.into_iter().map(|(customer, id, t)| (customer, (id, t))).collect())
+}
+
+/// Which of `customers` have a win-back series running.
+pub async fn live_winbacks_among(
+    conn: &mut Conn<'_>,
+    customers: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if customers.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String,)> = match conn {
+        Conn::Sqlite(c) => {
+            let ids = Value::from(customers.to_vec()).to_string();
+            sqlx::query_as(LIVE_WINBACKS_SQLITE).bind(ids).fetch_all(&mut **c).await?
+        }
+        Conn::Postgres(c) => sqlx::query_as(LIVE_WINBACKS_PG).bind(customers).fetch_all(&mut **c).await?,
+    };
+    Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
 /// Live subscriptions of `customer` other than `subscription`.
