@@ -118,12 +118,16 @@ impl CuttableProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
+                // Check the flag and register the connection under the lock `cut` takes, so a
+                // connection accepted just before a cut is either refused or shut by it, never
+                // left open through the outage.
+                let mut open = open2.lock().expect("proxy lock");
                 if cut2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(upstream) else { continue };
-                pipe(&client, &server, &open2);
+                pipe(&client, &server, &mut open);
             }
         });
         Self { addr, cut, open }
@@ -131,8 +135,9 @@ impl CuttableProxy {
 
     /// Drop every connection and refuse new ones.
     pub fn cut(&self) {
+        let mut open = self.open.lock().expect("proxy lock");
         self.cut.store(true, Ordering::SeqCst);
-        for stream in self.open.lock().expect("proxy lock").drain(..) {
+        for stream in open.drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -142,9 +147,9 @@ impl CuttableProxy {
     }
 }
 
-fn pipe(client: &TcpStream, server: &TcpStream, open: &Mutex<Vec<TcpStream>>) {
+fn pipe(client: &TcpStream, server: &TcpStream, open: &mut Vec<TcpStream>) {
     let streams = [client, server].map(|s| s.try_clone().expect("clone stream"));
-    open.lock().expect("proxy lock").extend(streams);
+    open.extend(streams);
     for (from, to) in [(client, server), (server, client)] {
         let (mut from, mut to) = (from.try_clone().expect("clone stream"), to.try_clone().expect("clone stream"));
         std::thread::spawn(move || {
