@@ -326,19 +326,76 @@ impl Store {
     }
 }
 
+/// A batch's idempotency key, and what identifies the batch sent under it.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchKey<'a> {
+    pub key: &'a str,
+    /// SHA-256 of the batch's per-customer sums (see `fingerprint`).
+    pub fingerprint: &'a str,
+    pub items: i64,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Added; these customers were re-engaged by it.
+    Stored { reengaged: Vec<String> },
+    /// The same batch came with this key before (within `BATCH_KEY_SECS`): counted then, not again.
+    Replayed { items: i64, customers: i64 },
+    /// The key came before with a different batch; nothing stored.
+    KeyReused,
+}
+
+/// How long a batch's idempotency key is remembered (Stripe's own window is 24 hours).
+pub const BATCH_KEY_SECS: i64 = 7 * 86_400;
+
+const PRUNE_BATCH_KEYS: &str = "DELETE FROM activity_batches WHERE received_at < $1";
+const CLAIM_BATCH_KEY: &str = "INSERT INTO activity_batches (idempotency_key, fingerprint, received_at, items, customers) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING";
+const BATCH_KEY: &str = "SELECT fingerprint, items, customers FROM activity_batches WHERE idempotency_key = $1";
+
+/// A batch's identity for its idempotency key: SHA-256 over its per-customer sums, which are
+/// sorted by customer and day, so the same items in another order are the same batch.
+pub fn fingerprint(sums: &[ActivitySum]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in sums {
+        h.update(format!("{}\t{}\t{}", a.customer, a.first_at, a.last_at));
+        for (day, n) in &a.days {
+            h.update(format!("\t{day}:{n}"));
+        }
+        h.update("\n");
+    }
+    hex::encode(h.finalize())
+}
+
 impl Store {
     /// Add a batch of activity in one transaction. A customer whose at-risk episode began
     /// before their newest activity here is re-engaged: the episode closes and its pending
-    /// re-engagement emails are cancelled at once. Returns those customers.
-    pub async fn record_activity(&self, sums: &[ActivitySum], now: i64) -> Result<Vec<String>, StoreError> {
+    /// re-engagement emails are cancelled at once. With a key, the batch is counted once
+    /// however often it is retried (the key is claimed in the same transaction).
+    pub async fn record_activity(
+        &self,
+        sums: &[ActivitySum],
+        now: i64,
+        key: Option<BatchKey<'_>>,
+    ) -> Result<Recorded, StoreError> {
         self.in_transaction(async |c| {
-            let mut back = Vec::new();
+            if let Some(k) = key {
+                execute!(c, PRUNE_BATCH_KEYS, now - BATCH_KEY_SECS)?;
+                let customers = i64::try_from(sums.len()).unwrap_or(i64::MAX);
+                if execute!(c, CLAIM_BATCH_KEY, k.key, k.fingerprint, now, k.items, customers)? == 0 {
+                    let (seen, items, customers) = fetch!(c, fetch_one, (String, i64, i64), BATCH_KEY, k.key)?;
+                    return Ok(if seen == k.fingerprint { Recorded::Replayed { items, customers } } else { Recorded::KeyReused });
+                }
+            }
+            let mut reengaged = Vec::new();
             for (customer, since) in add_activity(c, sums).await? {
                 stop_one(c, &crate::domain::lifecycle::reengage_case(&customer, since), "activity_returned", now).await?;
-                back.push(customer);
+                reengaged.push(customer);
             }
-            back.sort();
-            Ok(back)
+            reengaged.sort();
+            Ok(Recorded::Stored { reengaged })
         })
         .await
     }

@@ -1,18 +1,19 @@
 //! `POST /api/activity` (owner token): the founder's app reports product activity in batches
 //! of `{customer, at, event?, count?}`. Counts are summed per customer per UTC day (event names
 //! are accepted but not stored); a customer at risk whose activity returns is re-engaged at
-//! once (their re-engagement emails are cancelled in the same transaction).
+//! once (their re-engagement emails are cancelled in the same transaction). An
+//! `Idempotency-Key` header makes a retried batch count once.
 
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Owner;
 use super::error::json_error;
 use crate::domain::lifecycle::DAY;
-use crate::store::lifecycle::ActivitySum;
+use crate::store::lifecycle::{ActivitySum, BatchKey, Recorded, fingerprint};
 use crate::store::{Store, StoreError};
 
 /// Most items in one batch.
@@ -54,10 +55,21 @@ pub enum Batch {
 
 #[derive(Debug, Serialize)]
 struct Accepted {
-    accepted: usize,
-    customers: usize,
+    accepted: i64,
+    customers: i64,
     /// Customers whose at-risk episode ended with this batch.
     reengaged: Vec<String>,
+    /// The batch came before under this `Idempotency-Key` and was counted then, not now.
+    replayed: bool,
+}
+
+/// The request's `Idempotency-Key`: none, or 1–255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ()> {
+    let Some(value) = req.headers().get("Idempotency-Key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k)),
+        _ => Err(()),
+    }
 }
 
 /// The first bad item and what is wrong with it.
@@ -111,7 +123,14 @@ fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, Invalid> {
 }
 
 /// Record a batch.
-pub async fn post_activity(_owner: Owner, store: web::Data<Store>, body: web::Json<Batch>) -> HttpResponse {
+pub async fn post_activity(_owner: Owner, req: HttpRequest, store: web::Data<Store>, body: web::Json<Batch>) -> HttpResponse {
+    let Ok(key) = idempotency_key(&req) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        );
+    };
     let items = match body.into_inner() {
         Batch::Items(items) | Batch::Wrapped { events: items } => items,
     };
@@ -127,8 +146,21 @@ pub async fn post_activity(_owner: Owner, store: web::Data<Store>, body: web::Js
         Ok(s) => s,
         Err(Invalid(message)) => return json_error(StatusCode::BAD_REQUEST, "invalid_activity", &message),
     };
-    match store.record_activity(&sums, now).await {
-        Ok(reengaged) => HttpResponse::Ok().json(Accepted { accepted: items.len(), customers: sums.len(), reengaged }),
+    let print = key.map(|_| fingerprint(&sums));
+    let (n_items, n_customers) = (items.len() as i64, sums.len() as i64);
+    let batch_key = key.zip(print.as_deref()).map(|(key, fingerprint)| BatchKey { key, fingerprint, items: n_items });
+    match store.record_activity(&sums, now, batch_key).await {
+        Ok(Recorded::Stored { reengaged }) => {
+            HttpResponse::Ok().json(Accepted { accepted: n_items, customers: n_customers, reengaged, replayed: false })
+        }
+        Ok(Recorded::Replayed { items, customers }) => {
+            HttpResponse::Ok().json(Accepted { accepted: items, customers, reengaged: Vec::new(), replayed: true })
+        }
+        Ok(Recorded::KeyReused) => json_error(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key came with a different batch in the last 7 days; use a new key per batch",
+        ),
         Err(StoreError::Unavailable(_)) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly")
         }
@@ -158,6 +190,16 @@ mod tests {
         assert_eq!(sums[0].customer, "cus_a");
         assert_eq!((sums[0].first_at, sums[0].last_at, sums[0].days.clone()), (now - DAY + 5, now - DAY + 9, vec![(day(1), 4)]));
         assert_eq!(sums[1].days, vec![(day(2), 1)]);
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_item_order_but_not_counts() {
+        let now = 20_000 * DAY;
+        let (a, b) = (item("cus_a", now - 5, None), item("cus_b", now - DAY, Some(2)));
+        let print = |items: &[Item]| fingerprint(&sum(items, now).expect("valid"));
+        let (a2, b2) = (item("cus_a", now - 5, None), item("cus_b", now - DAY, Some(2)));
+        assert_eq!(print(&[a, b]), print(&[b2, a2]));
+        assert_ne!(print(&[item("cus_a", now - 5, None)]), print(&[item("cus_a", now - 5, Some(2))]));
     }
 
     #[test]

@@ -87,7 +87,8 @@ async fn a_renewal_of_a_customer_who_paid_before_starts_no_onboarding() {
 #[tokio::test]
 async fn onboarding_stops_when_the_subscription_ends() {
     let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on")]).await;
-    let t = now() - 3 * DAY;
+    // Well inside the 3-day horizon: at exactly 3 days, a second passing would make it too old.
+    let t = now() - 3 * DAY + 3600;
     subscriber(&app, t).await;
     app.deliver(&first_payment("in_first", "cus_1", "sub_1", t)).await;
     app.outbox.run_until_idle_at(t + DAY).await.expect("pass");
@@ -270,6 +271,62 @@ async fn the_activity_api_is_owner_only_validates_and_limits_batches() {
     assert_eq!(post_activity(&app, &json!(many)).await.status(), 413);
     let huge = json!([{"customer": "x".repeat(600 * 1024), "at": now()}]);
     assert_eq!(post_activity(&app, &huge).await.status(), 413);
+}
+
+async fn post_keyed(app: &TestApp, body: &Value, key: &str) -> reqwest::Response {
+    let url = format!("{}/api/activity", app.address);
+    app.client.post(url).bearer_auth(OWNER).header("Idempotency-Key", key).json(body).send().await.expect("POST")
+}
+
+/// `cus_1`'s activity counted in the last 7 days, as the at-risk check reads it.
+async fn recent_week(app: &TestApp) -> i64 {
+    let today = now().div_euclid(DAY);
+    let windows = holdfast::domain::lifecycle::Windows { recent: (today - 6, today + 1), baseline: (0, today - 6) };
+    let candidates = app.store.activity_candidates(windows).await.expect("candidates");
+    candidates.iter().find(|c| c.customer == "cus_1").map_or(0, |c| c.recent_week)
+}
+
+#[tokio::test]
+async fn a_batch_retried_with_its_idempotency_key_counts_once() {
+    let (app, _sink) = activity_app().await;
+    let t = now();
+    subscriber(&app, t - 90 * DAY).await;
+    let batch = json!([{"customer": "cus_1", "at": t - 60, "count": 5}, {"customer": "cus_1", "at": t - DAY, "count": 2}]);
+
+    let first = post_keyed(&app, &batch, "batch-2026-11-27-0001").await;
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.expect("json");
+    assert_eq!((body["accepted"].as_u64(), body["replayed"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(recent_week(&app).await, 7);
+
+    // The retry (also with its items in another order) is answered as before and counted once.
+    let reordered = json!([batch[1], batch[0]]);
+    for again in [&batch, &reordered] {
+        let retry = post_keyed(&app, again, "batch-2026-11-27-0001").await;
+        assert_eq!(retry.status(), 200);
+        let body: Value = retry.json().await.expect("json");
+        assert_eq!(body, json!({"accepted": 2, "customers": 1, "reengaged": [], "replayed": true}));
+    }
+    assert_eq!(recent_week(&app).await, 7);
+
+    // A different batch under a used key is refused and stores nothing.
+    let other = json!([{"customer": "cus_1", "at": t - 60, "count": 9}]);
+    let reused = post_keyed(&app, &other, "batch-2026-11-27-0001").await;
+    assert_eq!(reused.status(), 409);
+    let e: Value = reused.json().await.expect("json");
+    assert_eq!(e["error"]["code"], "idempotency_key_reused");
+    for bad in ["has space", &"k".repeat(256)] {
+        let r = post_keyed(&app, &other, bad).await;
+        assert_eq!(r.status(), 400, "key {bad:?}");
+        let e: Value = r.json().await.expect("json");
+        assert_eq!(e["error"]["code"], "invalid_idempotency_key");
+    }
+    assert_eq!(recent_week(&app).await, 7);
+
+    // Without a key every delivery counts; a new key is a new batch.
+    assert_eq!(post_activity(&app, &batch).await.status(), 200);
+    assert_eq!(post_keyed(&app, &other, "batch-2026-11-27-0002").await.status(), 200);
+    assert_eq!(recent_week(&app).await, 7 + 7 + 9);
 }
 
 #[tokio::test]
