@@ -25,16 +25,18 @@ fn this_month(at: i64) -> (i64, i64) {
 #[tokio::test]
 async fn a_card_expiring_this_month_gets_one_warning() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 60;
+    // One clock for the whole test, so a month boundary can't fall between its steps.
+    let at = now();
+    let t = at - 60;
     subscriber(&app, t - DAY).await;
-    let (y, m) = this_month(now());
+    let (y, m) = this_month(at);
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_1", "cus_1", m, y))).await;
     // A later card expiring in a later month gets nothing.
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_2", "cus_1", m, y + 1))).await;
 
-    app.scheduler.try_run_once_at(now()).await.expect("check");
-    app.scheduler.try_run_once_at(now()).await.expect("check again");
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.scheduler.try_run_once_at(at).await.expect("check");
+    app.scheduler.try_run_once_at(at).await.expect("check again");
+    app.outbox.run_until_idle_at(at).await.expect("pass");
     let mails = sink.parsed();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].header("Subject").as_deref(), Some("Your card ending in 4242 expires at the end of the month"));
@@ -45,9 +47,11 @@ async fn a_card_expiring_this_month_gets_one_warning() {
 #[tokio::test]
 async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 60;
+    // One clock for the whole test, so a month boundary can't fall between its steps.
+    let at = now();
+    let t = at - 60;
     subscriber(&app, t - DAY).await;
-    let (y, m) = this_month(now());
+    let (y, m) = this_month(at);
     let mut card = fixture("card");
     card["id"] = json!("card_1");
     card["customer"] = json!("cus_1");
@@ -58,8 +62,8 @@ async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription(
     app.deliver(&event("customer.created", t, crate::helpers::customer("cus_2", "bo@example.com", t))).await;
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_9", "cus_2", m, y))).await;
 
-    app.scheduler.try_run_once_at(now()).await.expect("check");
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.scheduler.try_run_once_at(at).await.expect("check");
+    app.outbox.run_until_idle_at(at).await.expect("pass");
     let to: Vec<Vec<String>> = sink.messages().into_iter().map(|m| m.rcpt_to).collect();
     assert_eq!(to, [[EMAIL.to_owned()]], "cus_2 has no subscription");
 }
