@@ -215,12 +215,12 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64) -> Res
 }
 
 /// Most at-risk customers listed in the summary (the count is always whole).
-pub const AT_RISK_LIST_MAX: usize = 500;
+pub const AT_RISK_LIST_MAX: i64 = 500;
 
 /// The summary's `at_risk` section.
 pub async fn at_risk_section(store: &Store) -> Result<summary::AtRiskJson, StoreError> {
     let counts = store.at_risk_counts().await?;
-    let list = store.at_risk_customers().await?;
+    let list = store.at_risk_customers(AT_RISK_LIST_MAX).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(summary::AtRiskJson {
         count: count(counts.at_risk),
@@ -228,7 +228,6 @@ pub async fn at_risk_section(store: &Store) -> Result<summary::AtRiskJson, Store
         ended: count(counts.ended),
         customers: list
             .into_iter()
-            .take(AT_RISK_LIST_MAX)
             .map(|c| summary::AtRiskCustomerJson {
                 customer: c.customer,
                 email: c.email,

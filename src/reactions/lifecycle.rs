@@ -112,12 +112,11 @@ fn plan_amount(s: &SubscriptionSnapshot) -> Option<String> {
     Some(format!("{}{every}", format_amount(cents, first.currency.as_deref().or(s.currency.as_deref()))))
 }
 
-/// Enqueue every step of `campaign` from `start` under `case_key`; `marketing` decides the
+/// Render every step of `campaign` from `start` under `case_key`; `marketing` decides the
 /// category (and so the unsubscribe link).
 #[allow(clippy::too_many_arguments)]
-async fn enqueue_series(
+fn render_series(
     r: &Reactor,
-    conn: &mut Conn<'_>,
     campaign: &Campaign,
     case_key: &str,
     customer: &str,
@@ -125,9 +124,8 @@ async fn enqueue_series(
     start: i64,
     marketing: bool,
     ctx: impl Fn(i64) -> Value,
-    now: i64,
-) -> Result<usize, ReactError> {
-    let mut emails: Vec<NewEmail> = Vec::new();
+) -> Result<Vec<NewEmail>, ReactError> {
+    let mut emails = Vec::new();
     for (step, day, template) in campaign.steps() {
         let addressed = EmailTo {
             dedupe_key: format!("{case_key}:{step}"),
@@ -142,11 +140,34 @@ async fn enqueue_series(
             r.email(template, ctx(day), addressed)?
         });
     }
+    Ok(emails)
+}
+
+/// Write rendered emails to the outbox; returns how many were new.
+async fn enqueue_all(conn: &mut Conn<'_>, emails: &[NewEmail], now: i64) -> Result<usize, sqlx::Error> {
     let mut n = 0;
-    for email in &emails {
+    for email in emails {
         n += usize::from(outbox::enqueue(conn, email, now).await?);
     }
     Ok(n)
+}
+
+/// Render and enqueue a whole series (see `render_series`).
+#[allow(clippy::too_many_arguments)]
+async fn enqueue_series(
+    r: &Reactor,
+    conn: &mut Conn<'_>,
+    campaign: &Campaign,
+    case_key: &str,
+    customer: &str,
+    to: &str,
+    start: i64,
+    marketing: bool,
+    ctx: impl Fn(i64) -> Value,
+    now: i64,
+) -> Result<usize, ReactError> {
+    let emails = render_series(r, campaign, case_key, customer, to, start, marketing, ctx)?;
+    Ok(enqueue_all(conn, &emails, now).await?)
 }
 
 async fn onboarding(
@@ -293,21 +314,14 @@ pub async fn start_reengagement(
         && let Some(to) = contact.email.clone()
     {
         let product_url = r.lifecycle.product_url.clone();
-        for (step, day, template) in r.lifecycle.reengagement.steps() {
-            let ctx = context! {
+        let ctx = |day: i64| {
+            context! {
                 customer => context! { name => contact.name.clone(), email => to.clone() },
                 day => day, last_active_on => format_date(c.last_at), product_url => product_url.clone(),
                 action_url => product_url.clone(), action_label => "Pick up where you left off",
-            };
-            let addressed = EmailTo {
-                dedupe_key: format!("{case_key}:{step}"),
-                case_key: Some(case_key.clone()),
-                customer: Some(&c.customer),
-                recipient: &to,
-                send_at: now + day * DAY,
-            };
-            emails.push(r.marketing_email(template, ctx, addressed)?);
-        }
+            }
+        };
+        emails = render_series(r, &r.lifecycle.reengagement, &case_key, &c.customer, &to, now, true, ctx)?;
     }
     let episode = state::NewEpisode {
         customer: &c.customer,
@@ -324,13 +338,10 @@ pub async fn start_reengagement(
             if !state::open_episode(conn, &episode).await? {
                 return Ok(0);
             }
-            let mut n = 0;
-            if !emails.is_empty() && state::start_series(conn, &series).await? {
-                for email in &emails {
-                    n += usize::from(outbox::enqueue(conn, email, now).await?);
-                }
+            if emails.is_empty() || !state::start_series(conn, &series).await? {
+                return Ok(0);
             }
-            Ok(n)
+            enqueue_all(conn, &emails, now).await
         })
         .await?;
     Ok(n)

@@ -287,7 +287,7 @@ pub struct AtRiskCustomer {
 }
 
 const AT_RISK: &str = "SELECT r.customer, c.email, c.name, r.reason, r.since, r.last_activity_at, r.recent_week, r.baseline_week \
-     FROM at_risk r LEFT JOIN customers c ON c.id = r.customer WHERE r.status = 'at_risk' ORDER BY r.since, r.customer";
+     FROM at_risk r LEFT JOIN customers c ON c.id = r.customer WHERE r.status = 'at_risk' ORDER BY r.since, r.customer LIMIT $1";
 const AT_RISK_COUNTS: &str = "SELECT status, COUNT(*) FROM at_risk GROUP BY status";
 
 /// At-risk episodes by status, over all time.
@@ -305,9 +305,9 @@ impl Store {
         self.with_conn(async |c| fetch!(c, fetch_all, Candidate, CANDIDATES, r.0, r.1, b.0, b.1)).await
     }
 
-    /// Customers at risk now, longest first.
-    pub async fn at_risk_customers(&self) -> Result<Vec<AtRiskCustomer>, StoreError> {
-        self.with_conn(async |c| fetch!(c, fetch_all, AtRiskCustomer, AT_RISK)).await
+    /// Customers at risk now, longest first, at most `limit`.
+    pub async fn at_risk_customers(&self, limit: i64) -> Result<Vec<AtRiskCustomer>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_all, AtRiskCustomer, AT_RISK, limit)).await
     }
 
     /// Episodes by status.

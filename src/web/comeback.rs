@@ -5,14 +5,13 @@
 //! are read weeks later. A customer who is already back goes to the product instead.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
-use minijinja::context;
 use serde::{Deserialize, Serialize};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::billing::BillingPortal;
 use super::cancel::CancelState;
+use super::cancel::pages::see_other;
 use crate::reactions::Reactor;
 
 #[derive(Debug, Deserialize)]
@@ -44,16 +43,8 @@ struct Discount<'a> {
     coupon: &'a str,
 }
 
-fn see_other(url: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((LOCATION, url)).finish()
-}
-
 fn page(pages: &CancelState, status: StatusCode, message: &str) -> HttpResponse {
-    pages.pages.render(
-        status,
-        "error.html",
-        context! { title => "Come back", message, return_url => pages.settings.return_url.clone() },
-    )
+    pages.pages.error(status, "Come back", message, pages.settings.return_url.as_deref())
 }
 
 /// Follow a win-back link.
