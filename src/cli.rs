@@ -164,7 +164,7 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let store = migrated_store().await?;
-    let report = crate::replay::replay(&store, &text, true).await?;
+    let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
     store.close().await;
     Ok(())
@@ -188,14 +188,11 @@ async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
 
 async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> anyhow::Result<()> {
     let store = migrated_store().await?;
-    let month = month.unwrap_or_else(crate::web::summary::current_month);
     // Experiments come from holdfast.toml, like the server's.
     let (_, experiments) = crate::config::LifecycleSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
-    let summary = Reports::new(store)
-        .with_experiments(experiments)
-        .summary(month, currency.as_deref())
-        .await
-        .context("computing the summary")?;
+    let reports = Reports::new(store).with_experiments(experiments);
+    let month = month.unwrap_or_else(|| reports.current_month());
+    let summary = reports.summary(month, currency.as_deref()).await.context("computing the summary")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

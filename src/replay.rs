@@ -23,7 +23,8 @@ pub struct ReplayReport {
 
 /// Parse every event first (a bad line stops the replay before anything is written, naming
 /// the line), then store them in batches.
-pub async fn replay(store: &Store, text: &str, progress: bool) -> anyhow::Result<ReplayReport> {
+/// `clock` gives the time the events are received at.
+pub async fn replay(store: &Store, text: &str, progress: bool, clock: &crate::clock::Clock) -> anyhow::Result<ReplayReport> {
     let events = parse(text)?;
     let bar = if progress { ProgressBar::new(events.len() as u64) } else { ProgressBar::hidden() };
     if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, eta {eta})") {
@@ -32,10 +33,7 @@ pub async fn replay(store: &Store, text: &str, progress: bool) -> anyhow::Result
     let mut report = ReplayReport::default();
     for chunk in events.chunks(BATCH) {
         let refs: Vec<&Event> = chunk.iter().collect();
-        let outcomes = store
-            .ingest_with(&refs, chrono::Utc::now().timestamp(), IngestOptions::IMPORT)
-            .await
-            .context("storing replayed events")?;
+        let outcomes = store.ingest_with(&refs, clock.now(), IngestOptions::IMPORT).await.context("storing replayed events")?;
         report.stored += outcomes.iter().filter(|o| **o == Ingested::Stored).count() as u64;
         report.duplicates += outcomes.iter().filter(|o| **o == Ingested::Duplicate).count() as u64;
         bar.inc(chunk.len() as u64);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
 use crate::domain::metrics::{self, Month, Report, Timeline};
@@ -44,6 +45,7 @@ pub struct Reports {
     loading: Arc<tokio::sync::Mutex<()>>,
     /// The experiments whose results the summary reports.
     experiments: Experiments,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Reports {
@@ -59,6 +61,7 @@ impl Reports {
             cache: Arc::new(Mutex::new(Cached::default())),
             loading: Arc::new(tokio::sync::Mutex::new(())),
             experiments: Experiments::default(),
+            clock: Clock::system(),
         }
     }
 
@@ -68,14 +71,30 @@ impl Reports {
         self
     }
 
+    /// Read the time from `clock` (the server's).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the reports read.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The current month (UTC) by this report's clock.
+    pub fn current_month(&self) -> Month {
+        Month::of(self.clock.now())
+    }
+
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
         let (_, report) = self.report_covering(month, month, currency).await?;
-        let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start()).await?;
+        let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
-        summary.experiments = Some(experiments_section(&self.store, &self.experiments, crate::workers::now()).await?);
+        summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now()).await?);
         Ok(summary)
     }
 
@@ -94,7 +113,7 @@ impl Reports {
         currency: Option<&str>,
     ) -> Result<(Arc<Timeline>, Arc<Report>), StoreError> {
         let Loaded { generation, timeline, first_month } = self.timeline().await?;
-        let now = Month::of(chrono::Utc::now().timestamp());
+        let now = self.current_month();
         let start = first_month.map_or(from, |f| f.min(from));
         let end = to.max(now);
         let currency = match currency {
@@ -196,8 +215,8 @@ pub async fn emails_section(store: &Store) -> Result<summary::EmailsJson, StoreE
 /// The summary's `cancel_flow` section for sessions started in `[from_ts, to_ts)`:
 /// saved = paused + downgraded + discounted; `save_rate` = saved ÷ sessions that ended
 /// (saved, canceled or abandoned), `null` when none ended.
-pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64) -> Result<CancelFlowJson, StoreError> {
-    let stats = store.cancel_flow_stats(from_ts, to_ts).await?;
+pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64, now: i64) -> Result<CancelFlowJson, StoreError> {
+    let stats = store.cancel_flow_stats(from_ts, to_ts, now).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(CancelFlowJson {
         sessions: count(stats.sessions),

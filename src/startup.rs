@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
@@ -47,11 +48,17 @@ pub struct Application {
     outbox: OutboxWorker,
     scheduler: Scheduler,
     run_workers: bool,
+    clock: Clock,
 }
 
 impl Application {
     /// Connect, migrate, start the writer and bind the listener (not yet serving).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// Build with a given clock (tests and the demo set the time through it).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let reactor = Arc::new(Reactor::new(&settings));
         reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
         // Templates named in holdfast.toml (campaigns, experiment variants) must exist too.
@@ -70,20 +77,21 @@ impl Application {
         let store = store.with_reactor(reactor.clone());
         store.migrate().await.context("running database migrations")?;
         let mailer = Mailer::new(&settings.mail).context("configuring the mail transport")?;
-        let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts);
-        let scheduler = Scheduler::new(store.clone(), reactor.clone());
+        let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts).with_clock(clock.clone());
+        let scheduler = Scheduler::new(store.clone(), reactor.clone()).with_clock(clock.clone());
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let (writer, writer_task) = Writer::start(store.clone());
+        let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
         let webhook_state = WebhookState {
             secrets: settings.webhook.secrets.clone(),
             tolerance_secs: settings.webhook.tolerance_secs,
             max_body_bytes: settings.webhook.max_body_bytes,
             writer,
+            clock: clock.clone(),
         };
         let owner = OwnerToken(settings.owner_token.clone());
-        let portal = billing_portal(&settings, &store)?;
-        let cancel = cancel_state(&settings)?;
+        let portal = billing_portal(&settings, &store, &clock)?;
+        let cancel = cancel_state(&settings, &clock)?;
         let parts = HttpParts {
             store: store.clone(),
             webhook_state,
@@ -92,10 +100,11 @@ impl Application {
             cancel,
             reactor: reactor.clone(),
             public_url: settings.public_url.clone(),
+            clock: clock.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
-        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers })
+        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers, clock })
     }
 
     pub fn port(&self) -> u16 {
@@ -105,6 +114,11 @@ impl Application {
     /// The application's store (tests read state through it).
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The clock every part of the service reads (tests set it).
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     /// The outbox sender, for driving it by hand (`HOLDFAST_WORKERS=off`, tests).
@@ -141,7 +155,7 @@ impl Application {
                 "scheduler",
                 move || {
                     let s = sched.clone();
-                    async move { s.try_run_once_at(loops::now()).await.map(|_| loops::Outcome::Idle) }
+                    async move { s.try_run_once().await.map(|_| loops::Outcome::Idle) }
                 },
                 None,
                 every,
@@ -160,7 +174,7 @@ impl Application {
     }
 }
 
-fn billing_portal(settings: &Settings, store: &Store) -> anyhow::Result<Option<BillingPortal>> {
+fn billing_portal(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Result<Option<BillingPortal>> {
     let Some(key) = &settings.stripe_secret_key else { return Ok(None) };
     let stripe = StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?;
     Ok(Some(BillingPortal {
@@ -168,6 +182,7 @@ fn billing_portal(settings: &Settings, store: &Store) -> anyhow::Result<Option<B
         stripe,
         return_url: settings.public_url.clone(),
         store: store.clone(),
+        clock: clock.clone(),
     }))
 }
 
@@ -187,7 +202,7 @@ pub fn body_limits(cfg: &mut web::ServiceConfig) {
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
 /// The cancel flow's shared state: its settings, compiled pages, Stripe client and limiter.
-fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
+fn cancel_state(settings: &Settings, clock: &Clock) -> anyhow::Result<CancelState> {
     let stripe = match &settings.stripe_secret_key {
         Some(key) => Some(StripeApi::new(key, settings.stripe_api_base.as_deref()).context("building the Stripe client")?),
         None => None,
@@ -200,6 +215,7 @@ fn cancel_state(settings: &Settings) -> anyhow::Result<CancelState> {
         experiment: settings.experiments.save_offer.clone(),
         public_url: settings.public_url.clone(),
         stripe,
+        clock: clock.clone(),
     })
 }
 
@@ -212,17 +228,20 @@ struct HttpParts {
     cancel: CancelState,
     reactor: Arc<Reactor>,
     public_url: String,
+    clock: Clock,
 }
 
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url } = parts;
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock } = parts;
     let reactor = web::Data::from(reactor);
-    let reports = web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()));
+    let reports =
+        web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()).with_clock(clock.clone()));
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);
     let webhook_state = web::Data::new(webhook_state);
     let metrics = web::Data::new(Metrics::default());
+    let clock = web::Data::new(clock);
     let portal = portal.map(web::Data::new);
     let server = HttpServer::new(move || {
         let mut app = App::new()
@@ -231,6 +250,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .wrap(security_headers::middleware(&public_url))
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
+            .app_data(clock.clone())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())

@@ -295,8 +295,9 @@ impl Store {
     ///   call), else `in_progress`;
     /// - `saved` = paused + downgraded + discounted; `save_rate()` = saved / ended sessions;
     /// - `reasons` counts sessions by survey reason, whatever their outcome.
-    pub async fn cancel_flow_stats(&self, from_ts: i64, to_ts: i64) -> Result<CancelFlowStats, StoreError> {
-        let now = chrono::Utc::now().timestamp();
+    ///
+    /// Unfinished sessions whose deadline is before `now` count as abandoned.
+    pub async fn cancel_flow_stats(&self, from_ts: i64, to_ts: i64, now: i64) -> Result<CancelFlowStats, StoreError> {
         let rows: Vec<(Option<String>, Option<String>, Option<i64>)> =
             on_pool!(self, pool => sqlx::query_as(SELECT_STATS_ROWS).bind(from_ts).bind(to_ts).fetch_all(pool).await?);
         let mut stats = CancelFlowStats::default();

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{Ingested, Store, StoreError};
+use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, str_at};
 
@@ -76,7 +77,7 @@ impl std::fmt::Debug for Request {
 impl Writer {
     /// Start the writer task. It ends when every `Writer` handle is dropped, after
     /// committing what was already queued.
-    pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(store: Store, clock: Clock) -> (Self, tokio::task::JoinHandle<()>) {
         let count = match store {
             Store::Sqlite(_) => 1,
             Store::Postgres(_) => POSTGRES_LANES,
@@ -86,7 +87,7 @@ impl Writer {
         for _ in 0..count {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH / count);
             lanes.push(tx);
-            tasks.push(tokio::spawn(run(store.clone(), rx)));
+            tasks.push(tokio::spawn(run(store.clone(), clock.clone(), rx)));
         }
         let task = tokio::spawn(async move {
             for t in tasks {
@@ -123,7 +124,7 @@ fn lane_of(event: &Event, lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
+async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut answering = JoinSet::new();
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -133,7 +134,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
-        commit(&store, std::mem::take(&mut batch), slot, &mut answering).await;
+        commit(&store, &clock, std::mem::take(&mut batch), slot, &mut answering).await;
         batch.reserve(MAX_BATCH);
         while answering.try_join_next().is_some() {}
     }
@@ -141,10 +142,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
     while answering.join_next().await.is_some() {}
 }
 
-async fn commit(store: &Store, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
+async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
     let started = Instant::now();
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
-    match store.ingest_committed(&events, now()).await {
+    match store.ingest_committed(&events, clock.now()).await {
         Ok((outcomes, durability)) => {
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
             answering.spawn(async move {
@@ -163,7 +164,7 @@ async fn commit(store: &Store, batch: Vec<Request>, slot: OwnedSemaphorePermit, 
             // One bad event must not fail its neighbours: retry each alone.
             tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
             for request in batch {
-                let result = store.ingest(&[&request.event], now()).await;
+                let result = store.ingest(&[&request.event], clock.now()).await;
                 let answer = result.map(|o| o[0]).map_err(|e| {
                     tracing::error!(error = ?e, stripe.event_id = %request.event.id, "event not stored");
                     WriteError::from(&e)
@@ -179,8 +180,4 @@ async fn commit(store: &Store, batch: Vec<Request>, slot: OwnedSemaphorePermit, 
             }
         }
     }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }

@@ -47,11 +47,13 @@ pub struct SyncOptions {
     pub retry: Retry,
     /// Draw progress bars on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// The time imported events are received at.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { page_size: MAX_PAGE_SIZE, retry: Retry::default(), progress: true }
+        Self { page_size: MAX_PAGE_SIZE, retry: Retry::default(), progress: true, clock: crate::clock::Clock::system() }
     }
 }
 
@@ -92,12 +94,12 @@ async fn sync_kind(store: &Store, api: &StripeApi, options: &SyncOptions, kind: 
     let bar = progress_bar(options.progress, kind.name, cursor.is_some());
     loop {
         let page = kind.endpoint.page(api, options.page_size.clamp(1, MAX_PAGE_SIZE), cursor.as_deref(), options.retry).await?;
-        store_page(store, kind, &page, &mut report).await?;
+        store_page(store, kind, &page, options.clock.now(), &mut report).await?;
         bar.inc(page.objects.len() as u64);
         let last = page.objects.last().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_owned);
         match last {
             Some(last) if page.has_more => {
-                store.save_sync_cursor(kind.name, &last, now()).await.context("saving the sync cursor")?;
+                store.save_sync_cursor(kind.name, &last, options.clock.now()).await.context("saving the sync cursor")?;
                 cursor = Some(last);
             }
             _ => break,
@@ -117,7 +119,7 @@ async fn sync_kind(store: &Store, api: &StripeApi, options: &SyncOptions, kind: 
 }
 
 /// Synthesize the page's events and commit them in one transaction.
-async fn store_page(store: &Store, kind: &Kind, page: &Page, report: &mut KindReport) -> anyhow::Result<()> {
+async fn store_page(store: &Store, kind: &Kind, page: &Page, now: i64, report: &mut KindReport) -> anyhow::Result<()> {
     let events = page
         .objects
         .iter()
@@ -126,7 +128,7 @@ async fn store_page(store: &Store, kind: &Kind, page: &Page, report: &mut KindRe
         .collect::<Result<Vec<_>, _>>()
         .context("synthesizing events")?;
     let refs: Vec<&Event> = events.iter().collect();
-    let outcomes = store.ingest_with(&refs, now(), IngestOptions::IMPORT).await.context("storing synced objects")?;
+    let outcomes = store.ingest_with(&refs, now, IngestOptions::IMPORT).await.context("storing synced objects")?;
     report.pages += 1;
     report.objects += page.objects.len() as u64;
     report.stored += outcomes.iter().filter(|o| **o == Ingested::Stored).count() as u64;
@@ -148,8 +150,4 @@ fn progress_bar(visible: bool, name: &str, resumed: bool) -> ProgressBar {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Owner;
 use super::error::json_error;
+use crate::clock::Clock;
 use crate::domain::lifecycle::DAY;
 use crate::store::lifecycle::{ActivitySum, BatchKey, Recorded, fingerprint};
 use crate::store::{Store, StoreError};
@@ -123,7 +124,13 @@ fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, Invalid> {
 }
 
 /// Record a batch.
-pub async fn post_activity(_owner: Owner, req: HttpRequest, store: web::Data<Store>, body: web::Json<Batch>) -> HttpResponse {
+pub async fn post_activity(
+    _owner: Owner,
+    req: HttpRequest,
+    store: web::Data<Store>,
+    clock: web::Data<Clock>,
+    body: web::Json<Batch>,
+) -> HttpResponse {
     let Ok(key) = idempotency_key(&req) else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -141,7 +148,7 @@ pub async fn post_activity(_owner: Owner, req: HttpRequest, store: web::Data<Sto
             &format!("at most {MAX_ITEMS} items per batch; split it"),
         );
     }
-    let now = crate::workers::now();
+    let now = clock.now();
     let sums = match sum(&items, now) {
         Ok(s) => s,
         Err(Invalid(message)) => return json_error(StatusCode::BAD_REQUEST, "invalid_activity", &message),

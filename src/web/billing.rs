@@ -23,6 +23,7 @@ pub struct BillingPortal {
     /// Where the portal's "return" button goes.
     pub return_url: String,
     pub store: Store,
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +69,7 @@ pub async fn update_payment(
     portal: web::Data<BillingPortal>,
 ) -> Result<HttpResponse, BillingLinkError> {
     let token = query.token.as_deref().ok_or(LinkError::Malformed)?;
-    let claims = portal.signer.verify(token, crate::workers::now())?;
+    let claims = portal.signer.verify(token, portal.clock.now())?;
     let request = CreateBillingPortalSession::new()
         .customer(claims.customer.clone())
         .return_url(portal.return_url.clone())

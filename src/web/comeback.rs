@@ -59,7 +59,7 @@ pub async fn come_back(
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    let now = crate::workers::now();
+    let now = portal.clock.now();
     let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
         Some(Ok(c)) if c.invoice != "-" => c,
         _ => {

@@ -6,14 +6,20 @@ use actix_web::{HttpResponse, web};
 
 use super::auth::Owner;
 use super::error::json_error;
+use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
 use crate::store::{OperationalCounts, Store};
 
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(_owner: Owner, metrics: web::Data<Metrics>, store: web::Data<Store>) -> HttpResponse {
-    let counts = match store.operational_counts(chrono::Utc::now().timestamp()).await {
+pub async fn metrics(
+    _owner: Owner,
+    metrics: web::Data<Metrics>,
+    store: web::Data<Store>,
+    clock: web::Data<Clock>,
+) -> HttpResponse {
+    let counts = match store.operational_counts(clock.now()).await {
         Ok(counts) => counts,
         Err(e) => {
             tracing::warn!(error = ?e, "metrics: store counts unavailable");

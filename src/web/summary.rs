@@ -76,18 +76,13 @@ fn wants_csv(format: Option<&str>) -> Result<bool, MetricsError> {
     }
 }
 
-/// The current month (UTC).
-pub fn current_month() -> Month {
-    Month::of(chrono::Utc::now().timestamp())
-}
-
 /// `GET /api/summary?month=YYYY-MM[&currency=usd][&format=csv]`.
 pub async fn get_summary(
     _owner: Owner,
     reports: web::Data<Reports>,
     q: web::Query<SummaryQuery>,
 ) -> Result<HttpResponse, MetricsError> {
-    let month = month_param(q.month.as_deref(), "month", current_month())?;
+    let month = month_param(q.month.as_deref(), "month", reports.current_month())?;
     let csv = wants_csv(q.format.as_deref())?;
     let summary = reports.summary(month, q.currency.as_deref()).await?;
     if csv {
@@ -107,7 +102,7 @@ pub async fn get_monthly(
     reports: web::Data<Reports>,
     q: web::Query<SeriesQuery>,
 ) -> Result<HttpResponse, MetricsError> {
-    let to = month_param(q.to.as_deref(), "to", current_month())?;
+    let to = month_param(q.to.as_deref(), "to", reports.current_month())?;
     let from = month_param(q.from.as_deref(), "from", to.plus(-11))?;
     if from > to || to.since(from) >= MAX_SERIES_MONTHS {
         return Err(MetricsError::BadRange);

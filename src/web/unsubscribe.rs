@@ -15,6 +15,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::cancel::CancelState;
+use crate::clock::Clock;
 use crate::reactions::Reactor;
 use crate::store::Store;
 
@@ -50,13 +51,14 @@ pub async fn unsubscribe(
     reactor: web::Data<Reactor>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
+    clock: web::Data<Clock>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
     let Some(token) = q.token.as_deref() else { return invalid(&pages) };
     let Ok(email) = reactor.unsubscribe.verify(token) else { return invalid(&pages) };
-    if let Err(e) = store.suppress(&email, "marketing", "unsubscribed", crate::workers::now()).await {
+    if let Err(e) = store.suppress(&email, "marketing", "unsubscribed", clock.now()).await {
         tracing::error!(error = %e, "unsubscribe not stored");
         return pages.pages.error(
             StatusCode::SERVICE_UNAVAILABLE,

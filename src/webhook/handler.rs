@@ -21,6 +21,7 @@ pub struct WebhookState {
     pub tolerance_secs: i64,
     pub max_body_bytes: usize,
     pub writer: Writer,
+    pub clock: crate::clock::Clock,
 }
 
 /// Verify, parse, store, and only then acknowledge; count the outcome and latency.
@@ -67,7 +68,7 @@ async fn verify_and_store(
         .ok_or(WebhookError::MissingSignature)?
         .to_str()
         .map_err(|_| signature::SignatureError::Malformed("header is not ASCII"))?;
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now();
     signature::verify(&body, header, &state.secrets, state.tolerance_secs, now)?;
     let event = Event::parse(&body)?;
     let span = tracing::Span::current();

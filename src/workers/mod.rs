@@ -63,8 +63,3 @@ pub async fn run_loop<F, Fut>(
     }
     tracing::info!(worker = name, "worker stopped");
 }
-
-/// The current unix time.
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}

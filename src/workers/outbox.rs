@@ -3,6 +3,7 @@
 //! back off exponentially up to `OUTBOX_MAX_ATTEMPTS`, then the row is `failed`; a permanent
 //! SMTP rejection marks it `bounced` and suppresses the address.
 
+use crate::clock::Clock;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -34,16 +35,23 @@ pub struct OutboxWorker {
     store: Store,
     mailer: Mailer,
     max_attempts: i64,
+    clock: Clock,
 }
 
 impl OutboxWorker {
     pub fn new(store: Store, mailer: Mailer, max_attempts: i64) -> Self {
-        Self { store, mailer, max_attempts }
+        Self { store, mailer, max_attempts, clock: Clock::system() }
+    }
+
+    /// Read the time from `clock` (the server's).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// One pass at the current time.
     pub async fn try_run_once(&self) -> anyhow::Result<Outcome> {
-        self.try_run_once_at(super::now()).await
+        self.try_run_once_at(self.clock.now()).await
     }
 
     /// One pass as if the time were `now`: claim what is due, send, record.

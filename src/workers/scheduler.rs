@@ -2,6 +2,7 @@
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
 //! card-expiry warnings and the at-risk check (product activity → re-engagement series).
 
+use crate::clock::Clock;
 use std::sync::Arc;
 
 use minijinja::context;
@@ -21,11 +22,23 @@ pub const INTERVAL_SECS: u64 = 3600;
 pub struct Scheduler {
     store: Store,
     reactor: Arc<Reactor>,
+    clock: Clock,
 }
 
 impl Scheduler {
     pub fn new(store: Store, reactor: Arc<Reactor>) -> Self {
-        Self { store, reactor }
+        Self { store, reactor, clock: Clock::system() }
+    }
+
+    /// Read the time from `clock` (the server's).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Run every check at the clock's time.
+    pub async fn try_run_once(&self) -> anyhow::Result<Outcome> {
+        self.try_run_once_at(self.clock.now()).await
     }
 
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.

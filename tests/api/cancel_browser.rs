@@ -126,7 +126,7 @@ async fn a_customer_pauses_instead_of_cancelling_in_chromium() {
     let requests = f.stripe.received_requests().await.expect("recorded");
     let sent: Vec<(String, String)> = serde_urlencoded::from_bytes(&requests[0].body).expect("form");
     assert!(sent.contains(&("pause_collection[behavior]".into(), "void".into())), "{sent:?}");
-    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.paused), (1, 1));
     assert_eq!(stats.reasons.get("unused"), Some(&1));
 }

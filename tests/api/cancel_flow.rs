@@ -177,7 +177,7 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     assert_eq!(row.offers_shown, r#"["pause"]"#);
     assert_eq!(row.paused_until, Some(add_months(completed, 2)));
     assert!(row.started_at.is_some() && row.reason_at.is_some());
-    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.paused, stats.saved, stats.canceled), (1, 1, 1, 0));
     assert_eq!(stats.save_rate(), Some(1.0));
     assert_eq!(stats.reasons.get("unused"), Some(&1));
@@ -507,17 +507,17 @@ async fn unfinished_sessions_expire_and_count_as_abandoned() {
     assert!(page.text().await.expect("html").contains("expired"));
     let late = f.choose(&session, &csrf, "cancel").await;
     assert_eq!(late.status(), 403);
-    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.abandoned, stats.saved, stats.in_progress), (1, 1, 0, 0));
 
     // Opening a new link records the old one as abandoned; the new one is in progress.
     f.open(&signed_link("cus_ab1")).await;
     assert_eq!(f.session(&session).await.outcome.as_deref(), Some("abandoned"));
-    let stats = f.app.store.cancel_flow_stats(0, i64::MAX).await.expect("stats");
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.abandoned, stats.in_progress), (2, 1, 1));
     assert_eq!(stats.save_rate(), Some(0.0));
     // Sessions are grouped by start time.
-    let earlier = f.app.store.cancel_flow_stats(0, t - 3600).await.expect("stats");
+    let earlier = f.app.store.cancel_flow_stats(0, t - 3600, f.app.clock.now()).await.expect("stats");
     assert_eq!((earlier.sessions, earlier.abandoned), (1, 1));
     assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use holdfast::clock::Clock;
 use holdfast::config::Settings;
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
@@ -37,6 +38,8 @@ pub struct TestApp {
     pub outbox: OutboxWorker,
     /// The periodic checks (card expiry), driven by hand.
     pub scheduler: Scheduler,
+    /// The server's clock: system time until a test sets it.
+    pub clock: Clock,
     /// Where `.eml` files go when no `SMTP_URL` is given.
     pub mail_dir: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
@@ -99,9 +102,9 @@ pub async fn spawn_app_on(url: String, dir: Option<tempfile::TempDir>, extra: &[
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
-    let (outbox, scheduler) = (app.outbox_worker(), app.scheduler());
+    let (outbox, scheduler, clock) = (app.outbox_worker(), app.scheduler(), app.clock());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, database_url: url, store, client: reqwest::Client::new(), outbox, scheduler, mail_dir, _dir: dir }
+    TestApp { address, database_url: url, store, client: reqwest::Client::new(), outbox, scheduler, clock, mail_dir, _dir: dir }
 }
 
 pub async fn spawn_app() -> TestApp {

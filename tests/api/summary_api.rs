@@ -45,12 +45,14 @@ async fn a_bad_month_or_range_is_a_400_json_error() {
 #[tokio::test]
 async fn an_empty_business_has_a_summary_for_the_current_month_with_null_rates() {
     let app = owner_app().await;
-    let month = || chrono::Utc::now().format("%Y-%m").to_string();
-    // Read the month on both sides of the request: a month may begin while it is answered.
-    let before = month();
+    // The server's clock, set to the last second of a month: the summary is of that month.
+    let last_second_of_march = chrono::NaiveDate::from_ymd_opt(2026, 4, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp() - 1)
+        .expect("a valid date");
+    app.clock.set(last_second_of_march);
     let body: Value = app.get_owner("/api/summary").await.json().await.expect("JSON");
-    let after = month();
-    assert!(body["month"] == before.as_str() || body["month"] == after.as_str(), "{} is the current month", body["month"]);
+    assert_eq!(body["month"], "2026-03");
     assert_eq!(body["currency"], "usd");
     assert_eq!(body["mrr_end"], 0.0);
     assert!(body["customer_churn_rate"].is_null() && body["nrr"].is_null() && body["ltv"].is_null());

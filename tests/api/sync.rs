@@ -20,7 +20,12 @@ fn api(server: &MockServer) -> StripeApi {
 }
 
 fn options() -> SyncOptions {
-    SyncOptions { page_size: 2, retry: Retry { attempts: 3, first_backoff: Duration::from_millis(10) }, progress: false }
+    SyncOptions {
+        page_size: 2,
+        retry: Retry { attempts: 3, first_backoff: Duration::from_millis(10) },
+        progress: false,
+        clock: holdfast::clock::Clock::system(),
+    }
 }
 
 fn list(path: &str, data: &[Value], has_more: bool) -> Value {

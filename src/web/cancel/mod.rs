@@ -33,6 +33,7 @@ use crate::cancel_flow::email::confirmation_email;
 use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
 use crate::cancel_flow::offers::{Target, offers_for};
 use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
+use crate::clock::Clock;
 use crate::config::CancelFlowSettings;
 use crate::config::Experiment;
 use crate::domain::cancel::{Choice, OfferKind, Reason};
@@ -63,6 +64,7 @@ pub struct CancelState {
     pub stripe: Option<StripeApi>,
     pub pages: Pages,
     pub limiter: RateLimiter,
+    pub clock: Clock,
 }
 
 /// Register the routes.
@@ -76,11 +78,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/cancel-sessions", web::post().to(mint));
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl CancelState {
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     fn fail(&self, e: &PageError, return_url: Option<&str>) -> HttpResponse {
         match e {
             PageError::Store(err) => tracing::error!(error = %err, "cancel flow: storage failed"),
@@ -93,7 +95,7 @@ impl CancelState {
     }
 
     fn limit(&self, req: &HttpRequest) -> Result<(), PageError> {
-        if self.limiter.allow(req.peer_addr().map(|a| a.ip()), now()) { Ok(()) } else { Err(PageError::RateLimited) }
+        if self.limiter.allow(req.peer_addr().map(|a| a.ip()), self.now()) { Ok(()) } else { Err(PageError::RateLimited) }
     }
 
     /// The same per-address limit for the other public pages (unsubscribe, come-back): the
@@ -125,7 +127,7 @@ async fn enter(req: HttpRequest, state: web::Data<CancelState>, store: web::Data
     let result = async {
         state.limit(&req)?;
         let query = query.map_err(|_| PageError::BadLink)?;
-        let now = now();
+        let now = state.now();
         // Housekeeping that keeps the recorded outcomes true: old unfinished sessions end.
         store.mark_abandoned_cancel_sessions(now).await?;
         let session_id = match (query.token, query.customer, query.sig) {
@@ -210,7 +212,7 @@ async fn survey_page(
 ) -> HttpResponse {
     let result = async {
         state.limit(&req)?;
-        let s = open_session(&store, &id, now()).await?;
+        let s = open_session(&store, &id, state.now()).await?;
         if finished(&s) {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
@@ -291,7 +293,7 @@ async fn post_reason(
     store: web::Data<Store>,
 ) -> HttpResponse {
     let result = async {
-        let now = now();
+        let now = state.now();
         let (s, form) = posted::<ReasonForm>(&req, &id, payload, &state, &store, now).await?;
         if s.outcome.is_some() {
             return Ok(see_other(&format!("{}/done", base(&s))));
@@ -334,7 +336,7 @@ async fn offer_page(
 ) -> HttpResponse {
     let result = async {
         state.limit(&req)?;
-        let s = open_session(&store, &id, now()).await?;
+        let s = open_session(&store, &id, state.now()).await?;
         if finished(&s) {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
@@ -378,7 +380,7 @@ async fn choose(
     store: web::Data<Store>,
 ) -> HttpResponse {
     let result = async {
-        let now = now();
+        let now = state.now();
         let (s, form) = posted::<ChoiceForm>(&req, &id, payload, &state, &store, now).await?;
         if s.outcome.is_some() {
             return Ok(see_other(&format!("{}/done", base(&s))));
@@ -478,10 +480,10 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
         recipient: email.to,
         template: email.template,
         content,
-        send_at: now(),
+        send_at: state.now(),
         unsubscribe_url: None,
     };
-    if let Err(e) = store.enqueue_emails(&[queued], now()).await {
+    if let Err(e) = store.enqueue_emails(&[queued], state.now()).await {
         tracing::error!(session = %s.id, error = %e, "cancel flow: confirmation email not queued");
     }
 }
@@ -495,7 +497,7 @@ async fn done_page(
 ) -> HttpResponse {
     let result = async {
         state.limit(&req)?;
-        let s = open_session(&store, &id, now()).await?;
+        let s = open_session(&store, &id, state.now()).await?;
         let Some(outcome) = s.outcome.clone() else { return Ok(see_other(&base(&s))) };
         let detail: serde_json::Value =
             s.outcome_detail.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
@@ -543,7 +545,7 @@ async fn mint(
     {
         return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_return_url", "return_url must be an http(s) URL");
     }
-    let now = now();
+    let now = state.now();
     let subscription = match store.live_subscription_of(&body.customer, body.subscription.as_deref()).await {
         Ok(Some((sub, _))) => sub.id,
         Ok(None) => {

@@ -13,7 +13,7 @@ use minijinja::{Environment, context};
 use serde::Deserialize;
 
 use super::auth::OwnerToken;
-use super::summary::current_month;
+use crate::clock::Clock;
 use crate::domain::metrics::Month;
 use crate::reports::Reports;
 
@@ -46,9 +46,8 @@ fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
     }
 }
 
-fn logged_in(req: &HttpRequest, owner: &OwnerToken) -> bool {
+fn logged_in(req: &HttpRequest, owner: &OwnerToken, now: i64) -> bool {
     let Some(token) = owner.0.as_ref() else { return false };
-    let now = chrono::Utc::now().timestamp();
     // Parsed by hand: actix-web is built without its `cookies` feature.
     req.headers()
         .get_all(header::COOKIE)
@@ -72,10 +71,10 @@ pub async fn get_dashboard(
     reports: web::Data<Reports>,
     q: web::Query<DashboardQuery>,
 ) -> HttpResponse {
-    if !logged_in(&req, &owner) {
+    if !logged_in(&req, &owner, reports.clock().now()) {
         return page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() });
     }
-    let Some(month) = q.month.as_deref().map_or(Some(current_month()), |m| Month::parse(m).ok()) else {
+    let Some(month) = q.month.as_deref().map_or(Some(reports.current_month()), |m| Month::parse(m).ok()) else {
         return page(
             StatusCode::BAD_REQUEST,
             "dashboard_login.html",
@@ -116,7 +115,7 @@ pub struct LoginForm {
 }
 
 /// Check the token; on success set the session cookie and go to the dashboard (303).
-pub async fn post_login(owner: web::Data<OwnerToken>, form: web::Form<LoginForm>) -> HttpResponse {
+pub async fn post_login(owner: web::Data<OwnerToken>, clock: web::Data<Clock>, form: web::Form<LoginForm>) -> HttpResponse {
     let Some(token) = owner.0.as_ref().filter(|_| owner.accepts(form.token.trim())) else {
         return page(
             StatusCode::UNAUTHORIZED,
@@ -124,7 +123,7 @@ pub async fn post_login(owner: web::Data<OwnerToken>, form: web::Form<LoginForm>
             context! { configured => owner.0.is_some(), error => "That token is not right." },
         );
     };
-    let value = session::issue(token, chrono::Utc::now().timestamp());
+    let value = session::issue(token, clock.now());
     see_dashboard(format!(
         "{}={value}; Path=/dashboard; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
         session::COOKIE,
