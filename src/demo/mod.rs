@@ -237,12 +237,10 @@ async fn cancel_flows(store: &Store, base: &str, link_secret: &str, opts: &DemoO
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let secret = SecretString::from(link_secret.to_owned());
     let (mut saves, mut cancellations) = (0, 0);
-    let mut tried = 0;
     for i in 0..opts.customers {
-        if saves + cancellations >= opts.cancel_flows || tried > opts.customers {
+        if saves + cancellations >= opts.cancel_flows {
             break;
         }
-        tried += 1;
         let customer = format!("cus_{}_{i:05}", opts.seed);
         if store.live_subscription_of(&customer, None).await?.is_none() {
             continue;
@@ -288,7 +286,7 @@ async fn one_flow(client: &reqwest::Client, base: &str, customer: &str, sig: &st
     let choices = values(&offer, "choice");
     // Roughly what a retention flow sees: about half stay for a pause, a discount or a
     // cheaper plan (whichever is offered to them); the others cancel.
-    let choice = if n % 2 == 0 {
+    let choice = if n.is_multiple_of(2) {
         let offered: Vec<&String> = choices.iter().filter(|c| c.as_str() != "cancel").collect();
         offered.get(n / 2 % offered.len().max(1)).map_or_else(|| "cancel".to_owned(), |c| (*c).clone())
     } else {
