@@ -242,6 +242,8 @@ async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> 
 }
 
 async fn demo(dir: std::path::PathBuf, bind: Option<String>, customers: usize, seed: u64) -> anyhow::Result<()> {
+    // The same `.env` as `send-event` reads, so both agree on the webhook secret and address.
+    let _ = dotenvy::dotenv();
     let bind = match bind {
         Some(bind) => bind,
         None => config::bind(&config::Env)?,

@@ -1,6 +1,7 @@
 //! `GET /`: a small page naming the service, with links to the dashboard and the docs, so a
 //! browser pointed at the service finds its way. `GET /docs`: the README this binary was
-//! built with (plain Markdown, readable offline and always matching the running version).
+//! built with (Markdown as plain text: readable offline, always matching the running
+//! version). No inline styles: the security headers' CSP allows none.
 
 use actix_web::HttpResponse;
 use actix_web::http::header::CONTENT_TYPE;
@@ -11,7 +12,7 @@ const README: &str = include_str!("../../README.md");
 const HOME: &str = concat!(
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Holdfast</title></head>",
-    "<body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5\">",
+    "<body>",
     "<h1>Holdfast</h1>",
     "<p>Keeps a subscription business's customers: verified Stripe webhooks, failed-payment recovery, ",
     "cancel-flow saves, lifecycle email and retention metrics.</p>",
@@ -20,7 +21,7 @@ const HOME: &str = concat!(
     "<li><a href=\"/docs\">Documentation</a> (the README of this version)</li>",
     "<li>Stripe webhooks: <code>POST /webhooks/stripe</code>; health: <a href=\"/readyz\">/readyz</a></li>",
     "</ul>",
-    "<p style=\"color:#555\">Version ",
+    "<p>Version ",
     env!("CARGO_PKG_VERSION"),
     "</p></body></html>"
 );
@@ -30,5 +31,5 @@ pub async fn home() -> HttpResponse {
 }
 
 pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok().insert_header((CONTENT_TYPE, "text/markdown; charset=utf-8")).body(README)
+    HttpResponse::Ok().insert_header((CONTENT_TYPE, "text/plain; charset=utf-8")).body(README)
 }

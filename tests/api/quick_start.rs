@@ -128,6 +128,8 @@ async fn sqlite_only_the_readme_quick_start_runs_as_written() {
     assert_eq!(home.status(), 200);
     let html = home.text().await.expect("html");
     assert!(html.contains("Holdfast") && html.contains("href=\"/dashboard\"") && html.contains("href=\"/docs\""), "{html}");
+    let docs = client.get(format!("{base}/docs")).send().await.expect("docs").text().await.expect("text");
+    assert!(docs.contains("\n## Quick start\n"), "/docs serves the README");
 
     // The dashboard, signed in with the printed token.
     let token = link("owner token");
