@@ -52,6 +52,20 @@ pub async fn cancel_case(conn: &mut Conn<'_>, case_key: &str, now: i64) -> Resul
     execute!(conn, CANCEL_CASE, case_key, now)
 }
 
+const CANCEL_KEY: &str = concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key = $1 AND ", unclaimed!());
+const CANCEL_CASE_EXCEPT: &str =
+    concat!("UPDATE outbox SET status = 'cancelled' WHERE case_key = $1 AND dedupe_key <> $3 AND ", unclaimed!());
+
+/// Cancel one pending email (a step a later event withdrew). Returns how many (0 or 1).
+pub async fn cancel_key(conn: &mut Conn<'_>, dedupe_key: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_KEY, dedupe_key, now)
+}
+
+/// Cancel a case's pending emails but the one keyed `keep`. Returns how many.
+pub async fn cancel_case_except(conn: &mut Conn<'_>, case_key: &str, keep: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_CASE_EXCEPT, case_key, now, keep)
+}
+
 /// Cancel pending emails whose dedupe key starts with `prefix` (e.g. `onboarding:cus_1:`).
 pub async fn cancel_by_prefix(conn: &mut Conn<'_>, prefix: &str, now: i64) -> Result<u64, sqlx::Error> {
     execute!(conn, CANCEL_PREFIX, prefix, now)
