@@ -3,10 +3,12 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod brand;
 pub mod cancel;
 pub mod lifecycle;
 
-pub use cancel::{Brand, CancelFlowSettings};
+pub use brand::Brand;
+pub use cancel::CancelFlowSettings;
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
@@ -97,14 +99,12 @@ pub struct MailSettings {
     pub smtp_url: Option<SmtpUrl>,
     /// `HOLDFAST_MAIL_DIR` (default `./mail`): where `.eml` files go without `SMTP_URL`.
     pub mail_dir: std::path::PathBuf,
-    /// `EMAIL_FROM` (default `<brand> <billing@localhost>`): the From mailbox.
+    /// `EMAIL_FROM` / `[brand] sender` (default `<brand> <billing@localhost>`): the From mailbox.
     pub from: String,
     /// `EMAIL_REPLY_TO`: optional Reply-To mailbox.
     pub reply_to: Option<String>,
-    /// `HOLDFAST_BRAND_NAME` (default `Holdfast`): the name in subjects and signatures.
-    pub brand_name: String,
-    /// `HOLDFAST_BRAND_COLOR` (default `#0f766e`): the accent colour of HTML emails.
-    pub brand_color: String,
+    /// The brand (`[brand]` / `HOLDFAST_BRAND_*`), the same the pages show.
+    pub brand: Brand,
     /// `HOLDFAST_TEMPLATES`: a directory whose `<name>/{subject.txt,body.txt,body.html}` files
     /// replace the built-in ones, file by file.
     pub templates_dir: Option<std::path::PathBuf>,
@@ -261,23 +261,11 @@ fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> 
 
 /// The mail settings alone (for `holdfast email preview`).
 pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
-    let brand_name = src.get("HOLDFAST_BRAND_NAME").unwrap_or_else(|| "Holdfast".into());
-    let from = match src.get("EMAIL_FROM") {
-        Some(from) => from,
-        None => {
-            let address = "billing@localhost".parse().map_err(|_| problem("EMAIL_FROM", "default address invalid"))?;
-            lettre::message::Mailbox::new(Some(brand_name.clone()), address).to_string()
-        }
-    };
-    mailbox(&from, "EMAIL_FROM")?;
+    let brand = Brand::from_source(src)?;
+    let from = brand.sender.clone();
     let reply_to = src.get("EMAIL_REPLY_TO");
     if let Some(r) = &reply_to {
         mailbox(r, "EMAIL_REPLY_TO")?;
-    }
-    let brand_color = src.get("HOLDFAST_BRAND_COLOR").unwrap_or_else(|| "#0f766e".into());
-    let hex = brand_color.strip_prefix('#').unwrap_or("");
-    if !(hex.len() == 6 || hex.len() == 3) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(problem("HOLDFAST_BRAND_COLOR", "must be a hex colour like #0f766e"));
     }
     let smtp_url = match src.get("SMTP_URL") {
         Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
@@ -295,8 +283,7 @@ pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
         mail_dir: src.get("HOLDFAST_MAIL_DIR").unwrap_or_else(|| "./mail".into()).into(),
         from,
         reply_to,
-        brand_name,
-        brand_color,
+        brand,
         templates_dir: src.get("HOLDFAST_TEMPLATES").map(Into::into),
         max_attempts,
     })

@@ -238,6 +238,16 @@ impl Store {
     }
 }
 
+const CUSTOMER_NAME: &str = "SELECT name FROM customers WHERE id = $1";
+
+impl Store {
+    /// The stored name of a customer, to greet them by it.
+    pub async fn customer_name(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        let row = self.with_conn(async |c| fetch!(c, fetch_optional, (Option<String>,), CUSTOMER_NAME, customer)).await?;
+        Ok(row.and_then(|(n,)| n).filter(|n| !n.trim().is_empty()))
+    }
+}
+
 const HOSTED_URL: &str = "SELECT hosted_invoice_url FROM invoices WHERE id = $1";
 
 impl Store {

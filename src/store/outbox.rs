@@ -117,6 +117,7 @@ pub struct OutboxRow {
     pub recipient: String,
     pub template: String,
     pub subject: String,
+    pub body_text: String,
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -173,7 +174,7 @@ const CUSTOMER_DELETED: &str = "SELECT COUNT(*) FROM customers WHERE id = $1 AND
 const SUPPRESS: &str = "INSERT INTO suppressions (email, scope, reason, created_at) VALUES (lower($1), $2, $3, $4) \
      ON CONFLICT (email, scope) DO NOTHING";
 const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
-const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, status, attempts, next_attempt_at, \
+const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, body_text, status, attempts, next_attempt_at, \
      last_error, message_id, sent_at FROM outbox ORDER BY id";
 
 async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
