@@ -76,6 +76,10 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Failed-payment recovery cadence.
     pub dunning: DunningSettings,
+    /// `HOLDFAST_MODE` (default `live`): `observe` ingests and figures everything but sends no
+    /// email and makes no Stripe call that changes anything; both are recorded for the owner
+    /// instead (`GET /api/observed`).
+    pub observe: bool,
     /// `HOLDFAST_WORKERS` (default `on`): `off` runs no background workers in this process
     /// (tests drive them by hand; a web-only replica).
     pub run_workers: bool,
@@ -185,6 +189,11 @@ impl Settings {
             mail: mail_settings(src)?,
             dunning: dunning_settings(src)?,
             run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,
+            observe: match src.get("HOLDFAST_MODE").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("live") => false,
+                Some("observe") => true,
+                Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
+            },
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,

@@ -162,6 +162,8 @@ pub enum SendOutcome {
     Invalid {
         error: String,
     },
+    /// Observe-only mode: kept for the owner to read, never sent.
+    Observed,
 }
 
 const RECORD: &str = "UPDATE outbox SET status = $3, attempts = attempts + $4, next_attempt_at = $5, last_error = $6, \
@@ -205,6 +207,7 @@ async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &Sen
         SendOutcome::Bounced { error } => ("bounced", 1, now, Some(error.clone()), None, None),
         SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
         SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
+        SendOutcome::Observed => ("observed", 0, now, None, None, None),
     };
     let applied = execute!(c, RECORD, row.id, token, status, attempts, next, error.as_deref(), message_id, sent_at)?;
     // Only the worker still holding the claim may suppress on a bounce.

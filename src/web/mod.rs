@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod observed;
 pub mod request_id;
 pub mod security_headers;
 pub mod summary;

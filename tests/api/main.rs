@@ -15,6 +15,7 @@ mod log_scan;
 mod mail_world;
 mod metrics_truth;
 mod observability;
+mod observe;
 mod outage;
 mod outbox;
 mod process;
