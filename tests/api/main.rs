@@ -8,6 +8,7 @@ mod cards;
 mod crash_safety;
 mod dashboard;
 mod dunning;
+mod email_browser;
 mod helpers;
 mod ingestion_order;
 mod lifecycle;
