@@ -11,13 +11,15 @@ use crate::mail_world::{
 #[tokio::test]
 async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
     // Try 7 of Stripe's 8 failed: the next try is the last.
     app.deliver(&payment_failed_try("in_1", t, 7, Some(t + 14 * DAY))).await;
 
     // At the failure: the first email, nothing else yet.
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let first = sink.parsed();
     assert_eq!(first.len(), 1);
     let m = &first[0];
@@ -52,10 +54,12 @@ async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
 #[tokio::test]
 async fn payment_stops_the_series_and_records_the_recovery() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 2 * 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 2 * 3600;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed_try("in_1", t, 7, Some(t + 14 * DAY))).await;
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     app.deliver(&invoice_paid("in_1", t + 3600)).await;
 
     app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass");
@@ -71,7 +75,9 @@ async fn payment_stops_the_series_and_records_the_recovery() {
 #[tokio::test]
 async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_step() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 6 * 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 6 * 3600;
     subscriber(&app, t - DAY).await;
     let retry = payment_failed_try("in_1", t + 3600, 7, Some(t + 14 * DAY));
     let first = payment_failed_try("in_1", t, 6, Some(t + 2 * DAY));
@@ -97,7 +103,9 @@ async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_ste
 #[tokio::test]
 async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 4 * DAY;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 4 * DAY;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_old", t, Some(now() + DAY))).await;
 
@@ -111,11 +119,13 @@ async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
 #[tokio::test]
 async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
     let (app, sink) = app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_holdfast")]).await;
-    let t = now() - 60;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&event("invoice.payment_action_required", t, failed_invoice("in_3ds", 2000, t, None))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let m = &sink.parsed()[0];
     assert_eq!(m.header("Subject").as_deref(), Some("Please confirm your Acme payment of $20.00"));
     assert!(m.text.contains("https://invoice.stripe.com/i/in_3ds"));
@@ -125,7 +135,9 @@ async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
 #[tokio::test]
 async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 60;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 60;
     app.deliver(&event("customer.created", t, crate::helpers::customer("cus_1", EMAIL, t))).await;
     let mut incomplete = Sub::new("sub_1", "cus_1", t);
     incomplete.status = "incomplete";
@@ -135,7 +147,7 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
     app.deliver(&event("invoice.payment_failed", t, first)).await;
     app.deliver(&event("invoice.payment_failed", t, failed_invoice("in_zero", 0, t, None))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     assert!(app.store.dunning_cases().await.expect("cases").is_empty());
     assert!(sink.messages().is_empty());
 }
@@ -143,11 +155,13 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
 #[tokio::test]
 async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_void", t, Some(t + 3 * DAY))).await;
     app.deliver(&payment_failed("in_end", t, Some(t + 3 * DAY))).await;
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let mut voided = failed_invoice("in_void", 2000, t, None);
     voided["status"] = json!("void");
     app.deliver(&event("invoice.voided", t + 60, voided)).await;
@@ -165,12 +179,14 @@ async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
 #[tokio::test]
 async fn a_payment_that_arrives_before_its_failure_sends_nothing() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
     app.deliver(&invoice_paid("in_1", t + 60)).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     assert!(sink.messages().is_empty());
     let case = &app.store.dunning_cases().await.expect("cases")[0];
     assert_eq!((case.status.as_str(), case.emails_before_close), ("recovered", Some(0)));

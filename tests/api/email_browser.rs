@@ -153,7 +153,10 @@ async fn every_email_fits_a_375_px_phone_screen_in_chromium() {
         for (name, path) in &pages {
             browser.goto(&format!("file://{}", path.display())).await?;
             let v = browser
-                .execute("return [screen.width, window.innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth];", vec![])
+                .execute(
+                    "return [screen.width, window.innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth];",
+                    vec![],
+                )
                 .await?;
             widths.push((*name, v));
         }
