@@ -86,3 +86,36 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
     assert_eq!(params["customer"], "cus_1");
     assert!(!list.to_string().contains("sk_test_holdfast"), "the key is never listed");
 }
+
+#[tokio::test]
+async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome() {
+    let f = crate::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.stripe).await;
+    crate::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&crate::cancel_flow::signed_link("cus_obs")).await;
+    f.answer(&session, &csrf, "missing_features", "").await;
+
+    // The customer is told it didn't work (nothing changed), never that it did.
+    let r = f.choose(&session, &csrf, "cancel").await;
+    assert_eq!(r.status(), 502);
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty(), "no call reached Stripe");
+    assert_eq!(f.session(&session).await.outcome, None, "no outcome: nothing happened");
+    assert!(f.app.store.outbox_rows().await.expect("rows").iter().all(|r| !r.template.starts_with("cancel_")));
+
+    let list: Value = f
+        .http
+        .get(format!("{}/api/observed", f.app.address))
+        .bearer_auth(crate::cancel_flow::OWNER_TOKEN)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let call = &list["stripe_calls"][0];
+    assert_eq!((call["method"].as_str(), call["path"].as_str()), (Some("POST"), Some("/v1/subscriptions/sub_obs")));
+    assert_eq!(call["purpose"], "cancel_flow");
+    let params: Value = serde_json::from_str(call["params"].as_str().expect("params")).expect("json");
+    assert_eq!(params["choice"], "cancel");
+    assert_eq!(params["change"]["at_period_end"], true);
+}
