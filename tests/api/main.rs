@@ -2,6 +2,7 @@
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
 mod billing_portal;
+mod brand;
 mod cancel_browser;
 mod cancel_flow;
 mod cards;
