@@ -66,9 +66,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     /// `STRIPE_API_BASE`: another base URL for Stripe's API (tests, stripe-mock).
     pub stripe_api_base: Option<String>,
-    /// The cancel flow (issue 4): `holdfast.toml` `[cancel_flow]`/`[brand]` and `HOLDFAST_CANCEL_*`.
+    /// The cancel flow: `holdfast.toml` `[cancel_flow]` (and the `[brand]` its pages show) and `HOLDFAST_CANCEL_*`.
     pub cancel_flow: CancelFlowSettings,
-    /// Lifecycle campaigns and the at-risk rule (issue 7): `holdfast.toml` `[lifecycle.*]`.
+    /// Lifecycle campaigns and the at-risk rule: `holdfast.toml` `[lifecycle.*]`.
     pub lifecycle: LifecycleSettings,
     /// A/B experiments: `holdfast.toml` `[[experiments]]`.
     pub experiments: Experiments,
