@@ -85,6 +85,26 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
     let params: Value = serde_json::from_str(calls[0]["params"].as_str().expect("params")).expect("params json");
     assert_eq!(params["customer"], "cus_1");
     assert!(!list.to_string().contains("sk_test_holdfast"), "the key is never listed");
+
+    // And on the dashboard.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER)]).send().await.expect("login");
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    let html = client
+        .get(format!("{}/dashboard", app.address))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Observe-only mode"), "{html}");
+    assert!(html.contains("<span id=\"observed-emails\">2</span>") && html.contains("<span id=\"observed-calls\">2</span>"));
+    assert!(
+        html.contains("payment_stopped") && html.contains("billing portal") && html.contains("checkout&#x2f;sessions"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
