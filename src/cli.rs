@@ -99,7 +99,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EmailCommand {
     /// Render a template with sample data and print its subject, text and HTML parts
-    /// (honours HOLDFAST_TEMPLATES, HOLDFAST_BRAND_NAME, HOLDFAST_BRAND_COLOR).
+    /// (honours HOLDFAST_TEMPLATES and the brand: `[brand]` in holdfast.toml, HOLDFAST_BRAND_*).
     Preview {
         /// Template name, e.g. payment_failed; omit to list them.
         template: Option<String>,

@@ -3,10 +3,12 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod brand;
 pub mod cancel;
 pub mod lifecycle;
 
-pub use cancel::{Brand, CancelFlowSettings};
+pub use brand::Brand;
+pub use cancel::CancelFlowSettings;
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
@@ -64,9 +66,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     /// `STRIPE_API_BASE`: another base URL for Stripe's API (tests, stripe-mock).
     pub stripe_api_base: Option<String>,
-    /// The cancel flow (issue 4): `holdfast.toml` `[cancel_flow]`/`[brand]` and `HOLDFAST_CANCEL_*`.
+    /// The cancel flow: `holdfast.toml` `[cancel_flow]` (and the `[brand]` its pages show) and `HOLDFAST_CANCEL_*`.
     pub cancel_flow: CancelFlowSettings,
-    /// Lifecycle campaigns and the at-risk rule (issue 7): `holdfast.toml` `[lifecycle.*]`.
+    /// Lifecycle campaigns and the at-risk rule: `holdfast.toml` `[lifecycle.*]`.
     pub lifecycle: LifecycleSettings,
     /// A/B experiments: `holdfast.toml` `[[experiments]]`.
     pub experiments: Experiments,
@@ -74,6 +76,10 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Failed-payment recovery cadence.
     pub dunning: DunningSettings,
+    /// `HOLDFAST_MODE` (default `live`): `observe` ingests and figures everything but sends no
+    /// email and makes no Stripe call that changes anything; both are recorded for the owner
+    /// instead (`GET /api/observed`).
+    pub observe: bool,
     /// `HOLDFAST_WORKERS` (default `on`): `off` runs no background workers in this process
     /// (tests drive them by hand; a web-only replica).
     pub run_workers: bool,
@@ -97,14 +103,12 @@ pub struct MailSettings {
     pub smtp_url: Option<SmtpUrl>,
     /// `HOLDFAST_MAIL_DIR` (default `./mail`): where `.eml` files go without `SMTP_URL`.
     pub mail_dir: std::path::PathBuf,
-    /// `EMAIL_FROM` (default `<brand> <billing@localhost>`): the From mailbox.
+    /// `EMAIL_FROM` / `[brand] sender` (default `<brand> <billing@localhost>`): the From mailbox.
     pub from: String,
     /// `EMAIL_REPLY_TO`: optional Reply-To mailbox.
     pub reply_to: Option<String>,
-    /// `HOLDFAST_BRAND_NAME` (default `Holdfast`): the name in subjects and signatures.
-    pub brand_name: String,
-    /// `HOLDFAST_BRAND_COLOR` (default `#0f766e`): the accent colour of HTML emails.
-    pub brand_color: String,
+    /// The brand (`[brand]` / `HOLDFAST_BRAND_*`), the same the pages show.
+    pub brand: Brand,
     /// `HOLDFAST_TEMPLATES`: a directory whose `<name>/{subject.txt,body.txt,body.html}` files
     /// replace the built-in ones, file by file.
     pub templates_dir: Option<std::path::PathBuf>,
@@ -118,8 +122,16 @@ pub struct DunningSettings {
     /// `DUNNING_CADENCE_DAYS` (default `0,3,7`): days after the failure at which emails go.
     pub cadence_days: Vec<i64>,
     /// `DUNNING_FINAL_NOTICE_HOURS` (default 48): the final notice goes this long before
-    /// Stripe's last retry (`next_payment_attempt`); `0` disables it.
+    /// Stripe's last try; `0` disables it.
     pub final_notice_hours: i64,
+    /// `DUNNING_STRIPE_TRIES` (default 8, Stripe's recommended Smart Retries policy): the
+    /// number of tries in the owner's Stripe retry settings, the first charge included. The
+    /// final notice goes only when a failure's `attempt_count` is this minus one.
+    pub stripe_tries: i64,
+    /// `DUNNING_AFTER_RETRIES` (default `canceled`): what the owner's Stripe settings do to a
+    /// subscription once every try failed — `canceled`, `unpaid`, `paused` or `past_due` (left
+    /// as it is). The "payments have stopped" email tells the customer this.
+    pub after_retries: crate::domain::dunning::AfterRetries,
     /// `DUNNING_HORIZON_DAYS` (default 3): a failure older than this when it arrives records
     /// state but sends nothing.
     pub horizon_days: i64,
@@ -177,6 +189,11 @@ impl Settings {
             mail: mail_settings(src)?,
             dunning: dunning_settings(src)?,
             run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,
+            observe: match src.get("HOLDFAST_MODE").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("live") => false,
+                Some("observe") => true,
+                Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
+            },
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,
@@ -253,23 +270,11 @@ fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> 
 
 /// The mail settings alone (for `holdfast email preview`).
 pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
-    let brand_name = src.get("HOLDFAST_BRAND_NAME").unwrap_or_else(|| "Holdfast".into());
-    let from = match src.get("EMAIL_FROM") {
-        Some(from) => from,
-        None => {
-            let address = "billing@localhost".parse().map_err(|_| problem("EMAIL_FROM", "default address invalid"))?;
-            lettre::message::Mailbox::new(Some(brand_name.clone()), address).to_string()
-        }
-    };
-    mailbox(&from, "EMAIL_FROM")?;
+    let brand = Brand::from_source(src)?;
+    let from = brand.sender.clone();
     let reply_to = src.get("EMAIL_REPLY_TO");
     if let Some(r) = &reply_to {
         mailbox(r, "EMAIL_REPLY_TO")?;
-    }
-    let brand_color = src.get("HOLDFAST_BRAND_COLOR").unwrap_or_else(|| "#0f766e".into());
-    let hex = brand_color.strip_prefix('#').unwrap_or("");
-    if !(hex.len() == 6 || hex.len() == 3) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(problem("HOLDFAST_BRAND_COLOR", "must be a hex colour like #0f766e"));
     }
     let smtp_url = match src.get("SMTP_URL") {
         Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
@@ -287,8 +292,7 @@ pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
         mail_dir: src.get("HOLDFAST_MAIL_DIR").unwrap_or_else(|| "./mail".into()).into(),
         from,
         reply_to,
-        brand_name,
-        brand_color,
+        brand,
         templates_dir: src.get("HOLDFAST_TEMPLATES").map(Into::into),
         max_attempts,
     })
@@ -316,10 +320,21 @@ fn dunning_settings(src: &impl Source) -> Result<DunningSettings, ConfigError> {
         }
         None => vec![0, 3, 7],
     };
+    let stripe_tries = parsed(src, "DUNNING_STRIPE_TRIES")?.unwrap_or(8);
+    if !(1..=25).contains(&stripe_tries) {
+        return Err(problem("DUNNING_STRIPE_TRIES", "must be 1 to 25, as in your Stripe retry settings"));
+    }
+    let after_retries = match src.get("DUNNING_AFTER_RETRIES") {
+        Some(v) => crate::domain::dunning::AfterRetries::parse(&v)
+            .ok_or_else(|| problem("DUNNING_AFTER_RETRIES", "must be canceled, unpaid, paused or past_due"))?,
+        None => crate::domain::dunning::AfterRetries::Canceled,
+    };
     Ok(DunningSettings {
         cadence_days,
         final_notice_hours: parsed(src, "DUNNING_FINAL_NOTICE_HOURS")?.unwrap_or(48),
         horizon_days: parsed(src, "DUNNING_HORIZON_DAYS")?.unwrap_or(3),
+        stripe_tries,
+        after_retries,
     })
 }
 

@@ -21,7 +21,7 @@ use crate::reactions::Reactor;
 use crate::reports::Reports;
 use crate::store::Store;
 use crate::store::writer::Writer;
-use crate::stripe_api::StripeApi;
+use crate::stripe_api::{ObserveLog, StripeApi};
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
@@ -29,7 +29,7 @@ use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
 use crate::web::{
-    activity, comeback, dashboard, error, health, home, metrics, request_id, security_headers, summary, unsubscribe,
+    activity, comeback, dashboard, error, health, home, metrics, observed, request_id, security_headers, summary, unsubscribe,
 };
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
@@ -79,7 +79,12 @@ impl Application {
         let store = store.with_reactor(reactor.clone());
         store.migrate().await.context("running database migrations")?;
         let mailer = Mailer::new(&settings.mail).context("configuring the mail transport")?;
-        let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts).with_clock(clock.clone());
+        let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts)
+            .with_clock(clock.clone())
+            .observing(settings.observe);
+        if settings.observe {
+            tracing::warn!("observe-only mode: no email is sent and no change is made in Stripe; see GET /api/observed");
+        }
         let scheduler = Scheduler::new(store.clone(), reactor.clone()).with_clock(clock.clone());
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -93,7 +98,7 @@ impl Application {
         };
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store, &clock)?;
-        let cancel = cancel_state(&settings, &clock)?;
+        let cancel = cancel_state(&settings, &store, &clock)?;
         let parts = HttpParts {
             store: store.clone(),
             webhook_state,
@@ -103,6 +108,7 @@ impl Application {
             reactor: reactor.clone(),
             public_url: settings.public_url.clone(),
             clock: clock.clone(),
+            observe: settings.observe,
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
@@ -178,7 +184,9 @@ impl Application {
 
 fn billing_portal(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Result<Option<BillingPortal>> {
     let Some(key) = &settings.stripe_secret_key else { return Ok(None) };
-    let stripe = StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?;
+    let stripe = StripeApi::new(key, settings.stripe_api_base.as_deref())
+        .context("configuring the Stripe client")?
+        .observing(observe_log(settings, store, clock));
     Ok(Some(BillingPortal {
         signer: LinkSigner::from_stripe_key(key),
         stripe,
@@ -186,6 +194,11 @@ fn billing_portal(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::
         store: store.clone(),
         clock: clock.clone(),
     }))
+}
+
+/// Where held-back Stripe calls go in observe-only mode (`None`: live).
+fn observe_log(settings: &Settings, store: &Store, clock: &Clock) -> Option<ObserveLog> {
+    settings.observe.then(|| ObserveLog::new(store.clone(), clock.clone()))
 }
 
 /// Small JSON bodies for owner endpoints; the webhook reads its own body with its own limit.
@@ -204,9 +217,13 @@ pub fn body_limits(cfg: &mut web::ServiceConfig) {
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
 /// The cancel flow's shared state: its settings, compiled pages, Stripe client and limiter.
-fn cancel_state(settings: &Settings, clock: &Clock) -> anyhow::Result<CancelState> {
+fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Result<CancelState> {
     let stripe = match &settings.stripe_secret_key {
-        Some(key) => Some(StripeApi::new(key, settings.stripe_api_base.as_deref()).context("building the Stripe client")?),
+        Some(key) => Some(
+            StripeApi::new(key, settings.stripe_api_base.as_deref())
+                .context("building the Stripe client")?
+                .observing(observe_log(settings, store, clock)),
+        ),
         None => None,
     };
     Ok(CancelState {
@@ -231,10 +248,12 @@ struct HttpParts {
     reactor: Arc<Reactor>,
     public_url: String,
     clock: Clock,
+    observe: bool,
 }
 
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock } = parts;
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe } = parts;
+    let mode = web::Data::new(observed::Mode { observe });
     let reactor = web::Data::from(reactor);
     let reports =
         web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()).with_clock(clock.clone()));
@@ -253,6 +272,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
             .app_data(clock.clone())
+            .app_data(mode.clone())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
             .app_data(owner.clone())
@@ -264,6 +284,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .configure(cancel::routes)
             .route("/api/summary", web::get().to(summary::get_summary))
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
+            .route("/api/observed", web::get().to(observed::get_observed))
             .route("/dashboard", web::get().to(dashboard::get_dashboard))
             .route("/dashboard/login", web::post().to(dashboard::post_login))
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))

@@ -1,10 +1,18 @@
 //! Stripe's API, through async-stripe. Built once from `STRIPE_SECRET_KEY`; `STRIPE_API_BASE`
 //! points it elsewhere (tests answer it with wiremock). Feature modules (billing portal,
 //! subscription changes, sync) take a `&StripeApi` and use `client()`.
+//!
+//! Observe-only mode: every place that would make a call creating or changing something in
+//! Stripe asks `recorded_instead` first; in observe mode the call is written to the
+//! `observed_stripe_calls` table for the owner and must not be made. Reads (sync) go ahead.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::store::Store;
 
 /// Per-attempt timeout for Stripe calls: a slow Stripe must not hold a page or a worker.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -14,11 +22,44 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 pub struct StripeApi {
     client: stripe::Client,
     base: Option<String>,
+    observe: Option<ObserveLog>,
+}
+
+/// Where observe-only mode records the calls it holds back.
+#[derive(Clone, Debug)]
+pub struct ObserveLog {
+    store: Store,
+    clock: Clock,
+}
+
+impl ObserveLog {
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+}
+
+/// A call that would create or change something in Stripe, as the owner will read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntendedCall<'a> {
+    /// `POST`, `DELETE`.
+    pub method: &'a str,
+    /// `/v1/subscriptions/sub_123`.
+    pub path: String,
+    /// What the call would send (or what it would do, where the request is built by a typed
+    /// builder): never the key.
+    pub params: serde_json::Value,
+    /// The feature that wanted it: `cancel_flow`, `billing_portal`, `comeback`.
+    pub purpose: &'a str,
+    pub customer: Option<&'a str>,
 }
 
 impl std::fmt::Debug for StripeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeApi").field("base", &self.base).field("secret_key", &"[redacted]").finish()
+        f.debug_struct("StripeApi")
+            .field("base", &self.base)
+            .field("secret_key", &"[redacted]")
+            .field("observe", &self.observe.is_some())
+            .finish()
     }
 }
 
@@ -30,11 +71,35 @@ impl StripeApi {
         if let Some(base) = api_base {
             builder = builder.url(base);
         }
-        Ok(Self { client: builder.build()?, base: api_base.map(str::to_owned) })
+        Ok(Self { client: builder.build()?, base: api_base.map(str::to_owned), observe: None })
+    }
+
+    /// In observe-only mode (`Some`), record calls that would change Stripe instead of making them.
+    pub fn observing(mut self, log: Option<ObserveLog>) -> Self {
+        self.observe = log;
+        self
+    }
+
+    /// Whether this client only observes.
+    pub fn observes(&self) -> bool {
+        self.observe.is_some()
     }
 
     /// The async-stripe client, for the request builders of the `stripe_*` crates.
     pub fn client(&self) -> &stripe::Client {
         &self.client
+    }
+
+    /// Call before any request that creates or changes something in Stripe. `false`: go
+    /// ahead. `true`: observe-only mode recorded `call` and the caller must not make it (also
+    /// when the record itself failed: observing never changes Stripe).
+    pub async fn recorded_instead(&self, call: IntendedCall<'_>) -> bool {
+        let Some(log) = &self.observe else { return false };
+        if let Err(e) = log.store.record_observed_call(&call, log.clock.now()).await {
+            tracing::error!(error = %e, purpose = call.purpose, "observe mode: the held-back Stripe call could not be recorded");
+        } else {
+            tracing::info!(purpose = call.purpose, path = %call.path, "observe mode: Stripe call recorded, not made");
+        }
+        true
     }
 }

@@ -19,7 +19,7 @@ use stripe_billing::subscription::{
 };
 
 use crate::domain::cancel::{Choice, Outcome, Reason, add_months};
-use crate::stripe_api::StripeApi;
+use crate::stripe_api::{IntendedCall, StripeApi};
 
 /// Everything one Stripe call needs, decided before it is made.
 #[derive(Debug, Clone)]
@@ -55,6 +55,9 @@ pub enum ActionError {
     NotApplicable,
     #[error("invalid idempotency key")]
     Key,
+    /// Observe-only mode: the call was recorded for the owner, not made.
+    #[error("observe-only mode: the change was recorded, not made")]
+    Observed,
     #[error("stripe refused or failed: {0}")]
     Stripe(#[from] stripe::StripeError),
 }
@@ -103,6 +106,16 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
             Done { outcome: Outcome::Canceled, detail: json!({"at_period_end": true}), paused_until: None }
         }
     };
+    let intended = IntendedCall {
+        method: "POST",
+        path: format!("/v1/subscriptions/{}", action.subscription),
+        params: json!({"choice": action.choice.key(), "change": done.detail}),
+        purpose: "cancel_flow",
+        customer: None,
+    };
+    if api.recorded_instead(intended).await {
+        return Err(ActionError::Observed);
+    }
     let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
     // Success is Stripe's 2xx. The answer is read as plain JSON, not as async-stripe's
     // `Subscription`: a field the typed model doesn't expect must not turn a change Stripe

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, Source, parsed, problem};
+use super::{Brand, ConfigError, Source, parsed, problem};
 use crate::domain::cancel::{OfferKind, Reason, default_offers_by_reason};
 
 /// How a downgrade is billed (Stripe's `proration_behavior`).
@@ -17,7 +17,6 @@ const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
 const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;
 const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 const DEFAULT_COOLDOWN_MONTHS: u32 = 12;
-const DEFAULT_BRAND_COLOR: &str = "#0f766e";
 
 /// The cancel flow, validated.
 #[derive(Clone, Debug)]
@@ -59,28 +58,6 @@ pub struct CancelFlowSettings {
     pub brand: Brand,
 }
 
-/// What the customer sees at the top of every page.
-#[derive(Clone, Debug)]
-pub struct Brand {
-    /// `HOLDFAST_BRAND_NAME` / `[brand] name` (default `Holdfast`).
-    pub name: String,
-    /// `HOLDFAST_BRAND_COLOR` / `[brand] color` (default `#0f766e`, as in emails): `#rrggbb`, used for buttons;
-    /// text on it is black or white, whichever contrasts more.
-    pub color: String,
-}
-
-impl Brand {
-    /// Black or white, whichever has the higher WCAG contrast against `color`.
-    pub fn text_on_color(&self) -> &'static str {
-        let channel = |i: usize| {
-            let v = f64::from(u8::from_str_radix(&self.color[i..i + 2], 16).unwrap_or(0)) / 255.0;
-            if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
-        };
-        let luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
-        if (1.05) / (luminance + 0.05) >= (luminance + 0.05) / 0.05 { "#ffffff" } else { "#000000" }
-    }
-}
-
 /// The `holdfast.toml` shape (only the tables this module reads).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,17 +77,9 @@ struct FileCancelFlow {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct FileBrand {
-    name: Option<String>,
-    color: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 struct File {
     #[serde(default)]
     cancel_flow: FileCancelFlow,
-    #[serde(default)]
-    brand: FileBrand,
 }
 
 pub(super) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
@@ -213,12 +182,6 @@ impl CancelFlowSettings {
             return Err(problem("HOLDFAST_CANCEL_DOWNGRADE_PRORATION", "must be none, create_prorations or always_invoice"));
         }
 
-        let brand_color = src.get("HOLDFAST_BRAND_COLOR").or(file.brand.color).unwrap_or_else(|| DEFAULT_BRAND_COLOR.to_owned());
-        // Checked strictly: it is written into a style sheet, where HTML escaping doesn't help.
-        if !(brand_color.len() == 7 && brand_color.starts_with('#') && brand_color[1..].chars().all(|c| c.is_ascii_hexdigit())) {
-            return Err(problem("HOLDFAST_BRAND_COLOR", "must be #rrggbb"));
-        }
-
         let positive = |var: &'static str, v: Option<i64>, default: i64| -> Result<i64, ConfigError> {
             match v.unwrap_or(default) {
                 n if n > 0 => Ok(n),
@@ -261,10 +224,7 @@ impl CancelFlowSettings {
             rate_limit_per_minute: parsed(src, "HOLDFAST_CANCEL_RATE_LIMIT")?
                 .or(f.rate_limit_per_minute)
                 .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
-            brand: Brand {
-                name: src.get("HOLDFAST_BRAND_NAME").or(file.brand.name).unwrap_or_else(|| "Holdfast".to_owned()),
-                color: brand_color,
-            },
+            brand: Brand::from_source(src)?,
         })
     }
 }
@@ -309,7 +269,6 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        assert_eq!(load(&[("HOLDFAST_BRAND_COLOR", "red;}")]).expect_err("color").var, "HOLDFAST_BRAND_COLOR");
         assert_eq!(load(&[("HOLDFAST_CANCEL_OFFERS", "refund")]).expect_err("offer").var, "HOLDFAST_CANCEL_OFFERS");
         assert_eq!(load(&[("HOLDFAST_CANCEL_PAUSE_MONTHS", "0")]).expect_err("months").var, "HOLDFAST_CANCEL_PAUSE_MONTHS");
         assert_eq!(load(&[("HOLDFAST_CANCEL_DOWNGRADE_MAP", "a")]).expect_err("map").var, "HOLDFAST_CANCEL_DOWNGRADE_MAP");

@@ -7,30 +7,73 @@ use super::snapshots::InvoiceSnapshot;
 
 const DAY: i64 = 86_400;
 
-/// The series' timing.
+/// The series' timing, and what the owner's Stripe retry settings say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cadence {
     /// Days after the failure at which an email goes (`0` = at the failure).
     pub days: Vec<i64>,
-    /// The final notice goes this long before Stripe's last retry; `0` disables it.
+    /// The final notice goes this long before Stripe's last try; `0` disables it.
     pub final_notice_secs: i64,
     /// A failure older than this when it arrives sends nothing.
     pub horizon_secs: i64,
+    /// The number of tries in the owner's Stripe retry settings (the first charge included).
+    /// Smart Retries fix how many tries there are, not when: `next_payment_attempt` is the
+    /// last try only when the failure's `attempt_count` is `tries - 1`.
+    pub tries: i64,
+    /// What Stripe does to the subscription once it stops trying.
+    pub after_retries: AfterRetries,
+}
+
+/// The owner's Stripe setting for a subscription whose retries are exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRetries {
+    Canceled,
+    Unpaid,
+    Paused,
+    /// Left `past_due`: the invoice stays open and the subscription runs on.
+    PastDue,
+}
+
+impl AfterRetries {
+    /// The configured name (`canceled`, `unpaid`, `paused`, `past_due`), also the templates' value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Canceled => "canceled",
+            Self::Unpaid => "unpaid",
+            Self::Paused => "paused",
+            Self::PastDue => "past_due",
+        }
+    }
+
+    /// Parse a configured name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "canceled" | "cancelled" | "cancel" => Some(Self::Canceled),
+            "unpaid" => Some(Self::Unpaid),
+            "paused" | "pause" => Some(Self::Paused),
+            "past_due" => Some(Self::PastDue),
+            _ => None,
+        }
+    }
 }
 
 /// One email of the series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Day(i64),
+    /// Before the last try.
     Final,
+    /// Stripe will not try again.
+    Stopped,
 }
 
 impl Step {
-    /// The step's part of the dedupe key (`day0`, `day3`, `final`).
+    /// The step's part of the dedupe key (`day0`, `day3`, `final`, `stopped`).
     pub fn key(self) -> String {
         match self {
             Self::Day(d) => format!("day{d}"),
             Self::Final => "final".into(),
+            Self::Stopped => "stopped".into(),
         }
     }
 
@@ -41,24 +84,61 @@ impl Step {
             Self::Day(0) => "payment_failed",
             Self::Day(_) => "payment_reminder",
             Self::Final => "payment_final_notice",
+            Self::Stopped => "payment_stopped",
         }
     }
 }
 
+/// Where a case stands after its newest failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseState {
+    /// The earliest failure's time: the ordinary reminders count from here.
+    pub opened_at: i64,
+    /// The newest failure's time, `attempt_count` and `next_payment_attempt`.
+    pub last_failure_at: i64,
+    pub attempt_count: i64,
+    pub next_payment_attempt: Option<i64>,
+    /// The customer must authenticate (3-D Secure): Stripe waits for them, not for a retry.
+    pub action_required: bool,
+}
+
+/// What the series should hold now: emails to queue (or move) and steps to withdraw.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub send: Vec<(Step, i64)>,
+    /// Steps that must not go (any not yet sent is cancelled).
+    pub withdraw: Vec<Step>,
+}
+
 impl Cadence {
-    /// The emails of a case opened at `opened_at`, with their due times. The final notice
-    /// exists only while Stripe has a retry planned, and only after the failure.
-    pub fn plan(&self, opened_at: i64, next_payment_attempt: Option<i64>) -> Vec<(Step, i64)> {
-        let mut steps: Vec<(Step, i64)> = self.days.iter().map(|&d| (Step::Day(d), opened_at + d * DAY)).collect();
-        if self.final_notice_secs > 0
-            && let Some(last_retry) = next_payment_attempt
-        {
-            let due = last_retry - self.final_notice_secs;
-            if due > opened_at {
-                steps.push((Step::Final, due));
+    /// The emails of a case in `state`, with their due times.
+    ///
+    /// - No further try (`next_payment_attempt` null: after the last retry, or a hard decline
+    ///   at the first attempt): one "payments have stopped" email now, and every reminder
+    ///   that still speaks of retries is withdrawn.
+    /// - Otherwise the reminders run from the first failure; the final notice exists only when
+    ///   the next try is the owner's last one, goes `final_notice_secs` before it (never
+    ///   before the failure that revealed it), and replaces any reminder due after it, so it
+    ///   is never followed by an ordinary reminder.
+    pub fn plan(&self, state: &CaseState) -> Plan {
+        let days = || self.days.iter().map(|&d| (Step::Day(d), state.opened_at + d * DAY));
+        let Some(next_try) = state.next_payment_attempt.filter(|_| !state.action_required) else {
+            if state.action_required {
+                return Plan { send: days().collect(), withdraw: vec![] };
             }
+            let mut withdraw: Vec<Step> = days().map(|(s, _)| s).collect();
+            withdraw.push(Step::Final);
+            return Plan { send: vec![(Step::Stopped, state.last_failure_at)], withdraw };
+        };
+        let last_try_next = self.tries > 1 && state.attempt_count == self.tries - 1;
+        if self.final_notice_secs <= 0 || !last_try_next {
+            return Plan { send: days().collect(), withdraw: vec![Step::Final] };
         }
-        steps
+        let final_due = (next_try - self.final_notice_secs).max(state.last_failure_at);
+        let (send, late): (Vec<_>, Vec<_>) = days().partition(|(_, due)| *due < final_due);
+        let mut plan = Plan { send, withdraw: late.into_iter().map(|(s, _)| s).collect() };
+        plan.send.push((Step::Final, final_due));
+        plan
     }
 
     /// Whether a failure created at `failed_at` is too old to mail about at `now`.
@@ -199,26 +279,65 @@ mod tests {
     use super::*;
 
     fn cadence() -> Cadence {
-        Cadence { days: vec![0, 3, 7], final_notice_secs: 2 * DAY, horizon_secs: 3 * DAY }
+        Cadence {
+            days: vec![0, 3, 7],
+            final_notice_secs: 2 * DAY,
+            horizon_secs: 3 * DAY,
+            tries: 4,
+            after_retries: AfterRetries::Canceled,
+        }
+    }
+
+    fn state(attempt_count: i64, last_failure_at: i64, next_payment_attempt: Option<i64>) -> CaseState {
+        CaseState { opened_at: 1_000, last_failure_at, attempt_count, next_payment_attempt, action_required: false }
     }
 
     #[test]
-    fn the_default_series_runs_from_the_failure_time() {
-        let plan = cadence().plan(1_000, Some(1_000 + 14 * DAY));
-        assert_eq!(
-            plan,
-            vec![
-                (Step::Day(0), 1_000),
-                (Step::Day(3), 1_000 + 3 * DAY),
-                (Step::Day(7), 1_000 + 7 * DAY),
-                (Step::Final, 1_000 + 12 * DAY)
-            ]
-        );
+    fn early_failures_get_the_reminders_and_no_final_notice() {
+        for attempt in [1, 2] {
+            let plan = cadence().plan(&state(attempt, 1_000 + (attempt - 1) * 3 * DAY, Some(1_000 + 9 * DAY)));
+            assert_eq!(plan.send, vec![(Step::Day(0), 1_000), (Step::Day(3), 1_000 + 3 * DAY), (Step::Day(7), 1_000 + 7 * DAY)]);
+            assert_eq!(plan.withdraw, vec![Step::Final]);
+        }
     }
 
     #[test]
-    fn no_final_notice_without_a_planned_retry() {
-        assert_eq!(cadence().plan(0, None).len(), 3);
+    fn the_final_notice_goes_before_the_last_try_only() {
+        // attempt_count 3 of 4: the next try is the last.
+        let plan = cadence().plan(&state(3, 1_000 + 8 * DAY, Some(1_000 + 15 * DAY)));
+        assert_eq!(plan.send.last(), Some(&(Step::Final, 1_000 + 13 * DAY)));
+        assert_eq!(plan.send.len(), 4);
+        assert!(plan.withdraw.is_empty());
+    }
+
+    #[test]
+    fn a_final_notice_is_never_followed_by_an_ordinary_reminder() {
+        // An owner with 2 tries: the first failure already announces the last try, 4 days out.
+        let c = Cadence { tries: 2, ..cadence() };
+        let plan = c.plan(&state(1, 1_000, Some(1_000 + 4 * DAY)));
+        assert_eq!(plan.send, vec![(Step::Day(0), 1_000), (Step::Final, 1_000 + 2 * DAY)]);
+        assert_eq!(plan.withdraw, vec![Step::Day(3), Step::Day(7)]);
+        // A last try sooner than the notice period: the notice goes at the failure itself, in
+        // place of the first email (it says all the first one would).
+        let plan = c.plan(&state(1, 1_000, Some(1_000 + DAY)));
+        assert_eq!(plan.send, vec![(Step::Final, 1_000)]);
+        assert_eq!(plan.withdraw, vec![Step::Day(0), Step::Day(3), Step::Day(7)]);
+    }
+
+    #[test]
+    fn no_further_try_means_payments_have_stopped() {
+        for attempt in [1, 4] {
+            let plan = cadence().plan(&state(attempt, 1_000 + 15 * DAY, None));
+            assert_eq!(plan.send, vec![(Step::Stopped, 1_000 + 15 * DAY)]);
+            assert_eq!(plan.withdraw, vec![Step::Day(0), Step::Day(3), Step::Day(7), Step::Final]);
+        }
+    }
+
+    #[test]
+    fn an_authentication_request_keeps_its_reminders() {
+        let plan = cadence().plan(&CaseState { action_required: true, ..state(1, 1_000, None) });
+        assert_eq!(plan.send.len(), 3);
+        assert!(plan.withdraw.is_empty());
     }
 
     #[test]

@@ -40,6 +40,9 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("payment_final_notice/subject.txt", include_str!("../../templates/email/payment_final_notice/subject.txt")),
     ("payment_final_notice/body.txt", include_str!("../../templates/email/payment_final_notice/body.txt")),
     ("payment_final_notice/body.html", include_str!("../../templates/email/payment_final_notice/body.html")),
+    ("payment_stopped/subject.txt", include_str!("../../templates/email/payment_stopped/subject.txt")),
+    ("payment_stopped/body.txt", include_str!("../../templates/email/payment_stopped/body.txt")),
+    ("payment_stopped/body.html", include_str!("../../templates/email/payment_stopped/body.html")),
     ("payment_action_required/subject.txt", include_str!("../../templates/email/payment_action_required/subject.txt")),
     ("payment_action_required/body.txt", include_str!("../../templates/email/payment_action_required/body.txt")),
     ("payment_action_required/body.html", include_str!("../../templates/email/payment_action_required/body.html")),
@@ -115,7 +118,11 @@ impl Templates {
         let embedded: HashMap<&'static str, &'static str> = EMBEDDED.iter().copied().collect();
         env.set_loader(move |name| load(overrides.as_deref(), &embedded, name));
         env.set_keep_trailing_newline(false);
-        let brand = context! { name => settings.brand_name.clone(), color => settings.brand_color.clone() };
+        let b = &settings.brand;
+        let brand = context! {
+            name => b.name.clone(), color => b.color.clone(), on_color => b.text_on_color(),
+            logo_url => b.logo_url.clone(), powered_by => b.powered_by,
+        };
         Self { env, brand }
     }
 
@@ -185,6 +192,7 @@ pub fn sample_context() -> Value {
         card => context! { brand => "Visa", last4 => "4242", expires => "March 2026" },
         action_url => "https://billing.example.com/billing/update?token=sample",
         action_label => "Update payment method",
+        after_retries => "canceled",
         product_url => "https://app.example.com/",
         unsubscribe_url => "https://billing.example.com/unsubscribe?token=sample",
         plan => context! { name => "Pro", amount => "$20.00 / month" },
@@ -218,6 +226,38 @@ mod tests {
             assert!(email.text.contains("Holdfast"), "{name}");
             assert!(email.html.contains("<html"), "{name}");
         }
+    }
+
+    #[test]
+    fn a_configured_brand_reaches_every_template_and_holdfast_appears_nowhere() {
+        let vars: HashMap<&str, String> = [
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()),
+            ("HOLDFAST_BRAND_NAME", "Acme Notes".to_owned()),
+            ("HOLDFAST_BRAND_COLOR", "#ffcc00".to_owned()),
+            ("HOLDFAST_BRAND_LOGO_URL", "https://acme.test/logo.png".to_owned()),
+            ("HOLDFAST_POWERED_BY", "off".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let t = Templates::new(&Settings::from_source(&vars).expect("valid").mail);
+        for name in Templates::names() {
+            let email = t.render(name, sample_context()).expect(name);
+            for (part, text) in [("subject", &email.subject), ("text", &email.text), ("html", &email.html)] {
+                assert!(!text.to_lowercase().contains("holdfast"), "{name} {part}: {text}");
+            }
+            if name.starts_with("payment_") || name.starts_with("cancel_confirmation_") {
+                assert!(email.subject.contains("Acme Notes"), "{name}: {}", email.subject);
+            }
+            assert!(email.text.contains("Acme Notes") && email.html.contains("Acme Notes"), "{name}");
+            assert!(email.html.contains("#ffcc00") && email.html.contains("logo.png\" alt=\"Acme Notes\""), "{name}");
+            // The customer is greeted by name, in both parts.
+            assert!(email.text.starts_with("Hi Ada Lovelace,") && email.html.contains("Hi Ada Lovelace,"), "{name}");
+        }
+        // Dark text on a light brand colour.
+        assert!(t.render("payment_failed", sample_context()).expect("renders").html.contains("color:#000000"));
+        // The default keeps a small "powered by" line, in HTML only.
+        let email = Templates::new(&settings()).render("payment_failed", sample_context()).expect("renders");
+        assert!(email.html.contains("Powered by Holdfast"));
     }
 
     #[test]

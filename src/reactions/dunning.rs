@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use minijinja::context;
 
 use super::{EmailTo, ReactError, Reactor};
-use crate::domain::dunning::{CardFacts, Trigger, format_amount, format_date, opens_case, trigger};
+use crate::domain::dunning::{
+    AfterRetries, CardFacts, CaseState, Step, Trigger, format_amount, format_date, opens_case, trigger,
+};
 use crate::domain::event::Event;
 use crate::domain::snapshots::InvoiceSnapshot;
 use crate::store::conn::Conn;
@@ -93,11 +95,14 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
         Some(case) if case.status != "open" => return Ok(0),
         Some(mut case) => {
             // A retry or a late/out-of-order delivery: the series runs from the earliest
-            // failure, and the newest failure says when Stripe retries next.
-            if f.event.created >= case.last_failure_at {
+            // failure, and the newest failure says which try this was and when Stripe tries
+            // next. `attempt_count` only grows, so it orders failures better than their
+            // timestamps (two in one second are not a tie).
+            if (inv.attempt_count, f.event.created) >= (case.attempt_count, case.last_failure_at) {
                 case.next_payment_attempt = inv.next_payment_attempt;
                 case.last_failure_at = f.event.created;
                 case.amount_due = inv.amount_due;
+                case.attempt_count = inv.attempt_count;
             }
             case.opened_at = case.opened_at.min(f.event.created);
             cases::update_failure(conn, &case).await?;
@@ -132,6 +137,7 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
                 last_failure_at: f.event.created,
                 experiment: experiment.map(|x| x.name.clone()),
                 variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
+                attempt_count: inv.attempt_count,
             };
             cases::insert_case(conn, &case).await?;
             // The invoice may already be settled (its payment event arrived first).
@@ -174,13 +180,38 @@ async fn enqueue_series(
     let name = contact.and_then(|c| c.name).or_else(|| f.name.clone());
     let action_required = case.kind == "action_required";
     let hosted = f.invoice.hosted_invoice_url.as_deref();
-    let link = if action_required {
+    let update_link = if action_required {
         hosted.map(str::to_owned)
     } else {
         r.links().update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
     };
+    let state = CaseState {
+        opened_at: case.opened_at,
+        last_failure_at: case.last_failure_at,
+        attempt_count: case.attempt_count,
+        next_payment_attempt: case.next_payment_attempt,
+        action_required,
+    };
+    let plan = r.cadence.plan(&state);
+    let after = r.cadence.after_retries;
+    for step in &plan.withdraw {
+        outbox::cancel_key(conn, &step_key(&case.invoice_id, *step), now).await?;
+    }
     let mut enqueued = 0;
-    for (step, due) in r.cadence.plan(case.opened_at, case.next_payment_attempt) {
+    for (step, due) in plan.send {
+        // Once Stripe stops trying, a new card is not charged by itself: the way out is to
+        // pay the invoice (or, when the subscription ends, to subscribe again).
+        let (link, label) = match step {
+            Step::Stopped if after == AfterRetries::Canceled => (
+                case.subscription
+                    .as_deref()
+                    .and_then(|sub| r.links().come_back(customer, sub, r.lifecycle.product_url.as_deref(), now)),
+                "Subscribe again",
+            ),
+            Step::Stopped => (hosted.map(str::to_owned).or_else(|| update_link.clone()), "Pay the invoice"),
+            _ if action_required => (update_link.clone(), "Confirm payment"),
+            _ => (update_link.clone(), "Update payment method"),
+        };
         let ctx = context! {
             customer => context! { name => name.clone(), email => recipient.clone() },
             invoice => context! {
@@ -190,11 +221,12 @@ async fn enqueue_series(
                 last_attempt_on => case.next_payment_attempt.map(format_date),
                 hosted_invoice_url => hosted,
             },
-            action_url => link.clone(),
-            action_label => if action_required { "Confirm payment" } else { "Update payment method" },
+            after_retries => after.as_str(),
+            action_url => link,
+            action_label => label,
         };
         let to = EmailTo {
-            dedupe_key: format!("{}:{}", case_key(&case.invoice_id), step.key()),
+            dedupe_key: step_key(&case.invoice_id, step),
             case_key: Some(case_key(&case.invoice_id)),
             customer: Some(customer),
             recipient: &recipient,
@@ -209,6 +241,10 @@ async fn enqueue_series(
         }
     }
     Ok(enqueued)
+}
+
+fn step_key(invoice: &str, step: Step) -> String {
+    format!("{}:{}", case_key(invoice), step.key())
 }
 
 async fn on_paid(conn: &mut Conn<'_>, inv: &InvoiceSnapshot, event_created: i64, now: i64) -> Result<(), ReactError> {
@@ -242,7 +278,9 @@ async fn recover(conn: &mut Conn<'_>, case: &DunningCase, amount: i64, paid_at: 
 
 async fn lose(conn: &mut Conn<'_>, invoice: &str, reason: &str, at: i64, now: i64) -> Result<(), ReactError> {
     let key = case_key(invoice);
-    outbox::cancel_case(conn, &key, now).await?;
+    // The "payments have stopped" notice explains exactly this ending (the subscription
+    // canceled after the last try): it still goes. Everything else of the case is moot.
+    outbox::cancel_case_except(conn, &key, &step_key(invoice, Step::Stopped), now).await?;
     let emails = outbox::sent_for_case(conn, &key).await?;
     let closing = Closing {
         status: "lost",

@@ -98,6 +98,8 @@ impl Reactor {
                 days: d.cadence_days.clone(),
                 final_notice_secs: d.final_notice_hours * 3600,
                 horizon_secs: d.horizon_days * 86_400,
+                tries: d.stripe_tries,
+                after_retries: d.after_retries,
             },
             links: Links {
                 public_url: settings.public_url.clone(),

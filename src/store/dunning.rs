@@ -34,19 +34,22 @@ pub struct DunningCase {
     /// The email experiment in force when the case opened, and the customer's variant in it.
     pub experiment: Option<String>,
     pub variant: Option<String>,
+    /// The newest failure's `attempt_count` (`0` for cases opened before it was kept).
+    pub attempt_count: i64,
 }
 
 const GET: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
      next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
-     experiment, variant FROM dunning_cases WHERE invoice_id = $1";
+     experiment, variant, attempt_count FROM dunning_cases WHERE invoice_id = $1";
 const ALL: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
      next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
-     experiment, variant FROM dunning_cases ORDER BY invoice_id";
+     experiment, variant, attempt_count FROM dunning_cases ORDER BY invoice_id";
 const INSERT: &str = "INSERT INTO dunning_cases (invoice_id, customer, subscription, kind, status, silent, currency, amount_due, \
-     opened_at, next_payment_attempt, last_failure_at, experiment, variant) \
-     VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $12) \
+     opened_at, next_payment_attempt, last_failure_at, experiment, variant, attempt_count) \
+     VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $12, $13) \
      ON CONFLICT (invoice_id) DO NOTHING";
-const UPDATE_FAILURE: &str = "UPDATE dunning_cases SET opened_at = $2, next_payment_attempt = $3, last_failure_at = $4, amount_due = $5 WHERE invoice_id = $1";
+const UPDATE_FAILURE: &str = "UPDATE dunning_cases SET opened_at = $2, next_payment_attempt = $3, last_failure_at = $4, amount_due = $5, \
+     attempt_count = $6 WHERE invoice_id = $1";
 const CLOSE: &str = "UPDATE dunning_cases SET status = $2, closed_at = $3, close_reason = $4, recovered_amount = $5, \
      recovered_after_secs = $6, emails_before_close = $7 WHERE invoice_id = $1 AND status = 'open'";
 const OPEN_FOR_SUBSCRIPTION: &str =
@@ -93,15 +96,25 @@ pub async fn insert_case(conn: &mut Conn<'_>, c: &DunningCase) -> Result<bool, s
         c.next_payment_attempt,
         c.last_failure_at,
         &c.experiment,
-        &c.variant
+        &c.variant,
+        c.attempt_count
     )?;
     Ok(n == 1)
 }
 
 /// Record a further failure of an open case.
 pub async fn update_failure(conn: &mut Conn<'_>, c: &DunningCase) -> Result<(), sqlx::Error> {
-    execute!(conn, UPDATE_FAILURE, &c.invoice_id, c.opened_at, c.next_payment_attempt, c.last_failure_at, c.amount_due)
-        .map(|_| ())
+    execute!(
+        conn,
+        UPDATE_FAILURE,
+        &c.invoice_id,
+        c.opened_at,
+        c.next_payment_attempt,
+        c.last_failure_at,
+        c.amount_due,
+        c.attempt_count
+    )
+    .map(|_| ())
 }
 
 /// How a case ended.
@@ -222,6 +235,16 @@ impl Store {
     /// Every dunning case, by invoice id.
     pub async fn dunning_cases(&self) -> Result<Vec<DunningCase>, StoreError> {
         self.with_conn(async |c| fetch!(c, fetch_all, DunningCase, ALL)).await
+    }
+}
+
+const CUSTOMER_NAME: &str = "SELECT name FROM customers WHERE id = $1";
+
+impl Store {
+    /// The stored name of a customer, to greet them by it.
+    pub async fn customer_name(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        let row = self.with_conn(async |c| fetch!(c, fetch_optional, (Option<String>,), CUSTOMER_NAME, customer)).await?;
+        Ok(row.and_then(|(n,)| n).filter(|n| !n.trim().is_empty()))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod experiments;
 mod gauges;
 pub mod lifecycle;
 pub mod metrics;
+pub mod observed;
 pub mod outbox;
 pub mod postgres;
 mod reactions;

@@ -52,6 +52,20 @@ pub async fn cancel_case(conn: &mut Conn<'_>, case_key: &str, now: i64) -> Resul
     execute!(conn, CANCEL_CASE, case_key, now)
 }
 
+const CANCEL_KEY: &str = concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key = $1 AND ", unclaimed!());
+const CANCEL_CASE_EXCEPT: &str =
+    concat!("UPDATE outbox SET status = 'cancelled' WHERE case_key = $1 AND dedupe_key <> $3 AND ", unclaimed!());
+
+/// Cancel one pending email (a step a later event withdrew). Returns how many (0 or 1).
+pub async fn cancel_key(conn: &mut Conn<'_>, dedupe_key: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_KEY, dedupe_key, now)
+}
+
+/// Cancel a case's pending emails but the one keyed `keep`. Returns how many.
+pub async fn cancel_case_except(conn: &mut Conn<'_>, case_key: &str, keep: &str, now: i64) -> Result<u64, sqlx::Error> {
+    execute!(conn, CANCEL_CASE_EXCEPT, case_key, now, keep)
+}
+
 /// Cancel pending emails whose dedupe key starts with `prefix` (e.g. `onboarding:cus_1:`).
 pub async fn cancel_by_prefix(conn: &mut Conn<'_>, prefix: &str, now: i64) -> Result<u64, sqlx::Error> {
     execute!(conn, CANCEL_PREFIX, prefix, now)
@@ -103,6 +117,7 @@ pub struct OutboxRow {
     pub recipient: String,
     pub template: String,
     pub subject: String,
+    pub body_text: String,
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -147,6 +162,8 @@ pub enum SendOutcome {
     Invalid {
         error: String,
     },
+    /// Observe-only mode: kept for the owner to read, never sent.
+    Observed,
 }
 
 const RECORD: &str = "UPDATE outbox SET status = $3, attempts = attempts + $4, next_attempt_at = $5, last_error = $6, \
@@ -159,7 +176,7 @@ const CUSTOMER_DELETED: &str = "SELECT COUNT(*) FROM customers WHERE id = $1 AND
 const SUPPRESS: &str = "INSERT INTO suppressions (email, scope, reason, created_at) VALUES (lower($1), $2, $3, $4) \
      ON CONFLICT (email, scope) DO NOTHING";
 const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
-const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, status, attempts, next_attempt_at, \
+const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, body_text, status, attempts, next_attempt_at, \
      last_error, message_id, sent_at FROM outbox ORDER BY id";
 
 async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
@@ -190,6 +207,7 @@ async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &Sen
         SendOutcome::Bounced { error } => ("bounced", 1, now, Some(error.clone()), None, None),
         SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
         SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
+        SendOutcome::Observed => ("observed", 0, now, None, None, None),
     };
     let applied = execute!(c, RECORD, row.id, token, status, attempts, next, error.as_deref(), message_id, sent_at)?;
     // Only the worker still holding the claim may suppress on a bounce.

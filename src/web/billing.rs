@@ -13,7 +13,7 @@ use stripe_billing::billing_portal_session::{
 
 use crate::mail::links::{LinkError, LinkSigner};
 use crate::store::Store;
-use crate::stripe_api::StripeApi;
+use crate::stripe_api::{IntendedCall, StripeApi};
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
 #[derive(Debug, Clone)]
@@ -74,7 +74,19 @@ pub async fn update_payment(
         .customer(claims.customer.clone())
         .return_url(portal.return_url.clone())
         .flow_data(CreateBillingPortalSessionFlowData::new(CreateBillingPortalSessionFlowDataType::PaymentMethodUpdate));
-    match request.send(portal.stripe.client()).await {
+    let intended = IntendedCall {
+        method: "POST",
+        path: "/v1/billing_portal/sessions".into(),
+        params: serde_json::json!({"customer": claims.customer, "flow_data[type]": "payment_method_update"}),
+        purpose: "billing_portal",
+        customer: Some(&claims.customer),
+    };
+    // Observe-only mode: no portal session; the hosted invoice (below) is the way to pay.
+    let sent = match portal.stripe.recorded_instead(intended).await {
+        true => Err(stripe::StripeError::ClientError("observe-only mode".into())),
+        false => request.send(portal.stripe.client()).await,
+    };
+    match sent {
         Ok(session) => Ok(see_other(&session.url)),
         Err(e) => {
             tracing::warn!(error = %e, "billing portal session not created; falling back to the hosted invoice");

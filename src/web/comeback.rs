@@ -13,6 +13,7 @@ use super::billing::BillingPortal;
 use super::cancel::CancelState;
 use super::cancel::pages::see_other;
 use crate::reactions::Reactor;
+use crate::stripe_api::IntendedCall;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -98,6 +99,17 @@ pub async fn come_back(
         discounts: reactor.lifecycle.winback_coupon.as_deref().map(|coupon| vec![Discount { coupon }]),
     };
     let request = RequestBuilder::new(StripeMethod::Post, "/checkout/sessions").form(&form).customize::<miniserde::json::Value>();
+    let intended = IntendedCall {
+        method: "POST",
+        path: "/v1/checkout/sessions".into(),
+        params: serde_json::to_value(&form).unwrap_or_default(),
+        purpose: "comeback",
+        customer: Some(&claims.customer),
+    };
+    if portal.stripe.recorded_instead(intended).await {
+        // Observe-only mode: no checkout is opened; the product is the way back.
+        return see_other(&product);
+    }
     match request.send(portal.stripe.client()).await {
         Ok(miniserde::json::Value::Object(session)) => match session.get("url") {
             Some(miniserde::json::Value::String(url)) => see_other(url),

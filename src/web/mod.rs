@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod home;
 pub mod metrics;
+pub mod observed;
 pub mod request_id;
 pub mod security_headers;
 pub mod summary;

@@ -36,11 +36,19 @@ pub struct OutboxWorker {
     mailer: Mailer,
     max_attempts: i64,
     clock: Clock,
+    /// Observe-only mode: due rows are marked `observed`, never sent.
+    observe: bool,
 }
 
 impl OutboxWorker {
     pub fn new(store: Store, mailer: Mailer, max_attempts: i64) -> Self {
-        Self { store, mailer, max_attempts, clock: Clock::system() }
+        Self { store, mailer, max_attempts, clock: Clock::system(), observe: false }
+    }
+
+    /// Observe-only mode (`HOLDFAST_MODE=observe`): record instead of sending.
+    pub fn observing(mut self, observe: bool) -> Self {
+        self.observe = observe;
+        self
     }
 
     /// Read the time from `clock` (the server's).
@@ -63,6 +71,13 @@ impl OutboxWorker {
             return Ok(Outcome::Idle);
         }
         let count = rows.len();
+        if self.observe {
+            // Nothing leaves: each due row is kept, with what it would have said, for the owner.
+            let results: Vec<(ClaimedEmail, SendOutcome)> = rows.into_iter().map(|r| (r, SendOutcome::Observed)).collect();
+            results.iter().for_each(|(row, outcome)| log_outcome(row, outcome));
+            self.store.record_send_outcomes(&results, &token, now).await?;
+            return Ok(Outcome::Worked(count));
+        }
         // Checked once per batch; if the check itself fails, the rows are retried later.
         let mut results: Vec<(ClaimedEmail, SendOutcome)> = Vec::with_capacity(count);
         let mut to_send = Vec::with_capacity(count);
@@ -147,6 +162,9 @@ fn log_outcome(row: &ClaimedEmail, outcome: &SendOutcome) {
         SendOutcome::Bounced { error } => tracing::warn!(outbox.id = row.id, error = %error, "email bounced; address suppressed"),
         SendOutcome::Suppressed { reason } => tracing::info!(outbox.id = row.id, reason, "email not sent: suppressed"),
         SendOutcome::Invalid { error } => tracing::error!(outbox.id = row.id, error = %error, "email invalid; not sent"),
+        SendOutcome::Observed => {
+            tracing::info!(outbox.id = row.id, template = %row.template, "observe mode: email recorded, not sent")
+        }
     }
 }
 

@@ -19,7 +19,7 @@ async fn app_with_stripe() -> (TestApp, SmtpSink, MockServer) {
 async fn emailed_link(app: &TestApp, sink: &SmtpSink) -> String {
     let t = now() - 60;
     subscriber(app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     let text = sink.parsed()[0].text.clone();
     let start = text.find("https://billing.acme.test/billing/update?token=").expect("a Holdfast link in the email");

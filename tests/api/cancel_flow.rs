@@ -283,6 +283,7 @@ async fn cancel_anyway_takes_two_clicks_and_sends_feedback_and_comment() {
     assert_eq!(row.outcome.as_deref(), Some("canceled"));
     let outbox = f.app.store.outbox_rows().await.expect("outbox");
     assert!(outbox.iter().any(|r| r.template == "cancel_confirmation_canceled" && r.recipient == "cus_canc1@example.com"));
+    assert!(outbox.iter().any(|r| r.template == "cancel_confirmation_canceled" && r.body_text.starts_with("Hi Test Customer,")));
     assert_eq!(row.comment.as_deref(), Some("No SSO & no <export>"));
     let html = f.get(&format!("{session}/done")).await.text().await.expect("html");
     assert!(html.contains("Your subscription is cancelled"));

@@ -25,8 +25,10 @@ fn this_month(at: i64) -> (i64, i64) {
 #[tokio::test]
 async fn a_card_expiring_this_month_gets_one_warning() {
     let (app, sink) = app_with_sink(&[]).await;
-    // One clock for the whole test, so a month boundary can't fall between its steps.
+    // One time for the whole test (the server's clock set to it), so a month boundary can't
+    // fall between its steps.
     let at = now();
+    app.clock.set(at);
     let t = at - 60;
     subscriber(&app, t - DAY).await;
     let (y, m) = this_month(at);
@@ -34,9 +36,9 @@ async fn a_card_expiring_this_month_gets_one_warning() {
     // A later card expiring in a later month gets nothing.
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_2", "cus_1", m, y + 1))).await;
 
-    app.scheduler.try_run_once_at(at).await.expect("check");
-    app.scheduler.try_run_once_at(at).await.expect("check again");
-    app.outbox.run_until_idle_at(at).await.expect("pass");
+    app.scheduler.try_run_once().await.expect("check");
+    app.scheduler.try_run_once().await.expect("check again");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let mails = sink.parsed();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].header("Subject").as_deref(), Some("Your card ending in 4242 expires at the end of the month"));
@@ -47,8 +49,10 @@ async fn a_card_expiring_this_month_gets_one_warning() {
 #[tokio::test]
 async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription() {
     let (app, sink) = app_with_sink(&[]).await;
-    // One clock for the whole test, so a month boundary can't fall between its steps.
+    // One time for the whole test (the server's clock set to it), so a month boundary can't
+    // fall between its steps.
     let at = now();
+    app.clock.set(at);
     let t = at - 60;
     subscriber(&app, t - DAY).await;
     let (y, m) = this_month(at);
@@ -62,8 +66,8 @@ async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription(
     app.deliver(&event("customer.created", t, crate::helpers::customer("cus_2", "bo@example.com", t))).await;
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_9", "cus_2", m, y))).await;
 
-    app.scheduler.try_run_once_at(at).await.expect("check");
-    app.outbox.run_until_idle_at(at).await.expect("pass");
+    app.scheduler.try_run_once().await.expect("check");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let to: Vec<Vec<String>> = sink.messages().into_iter().map(|m| m.rcpt_to).collect();
     assert_eq!(to, [[EMAIL.to_owned()]], "cus_2 has no subscription");
 }

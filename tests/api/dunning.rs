@@ -4,17 +4,22 @@
 use serde_json::json;
 
 use crate::helpers::{Sub, event, now};
-use crate::mail_world::{DAY, EMAIL, app_with_sink, failed_invoice, invoice_paid, payment_failed, subscriber};
+use crate::mail_world::{
+    DAY, EMAIL, app_with_sink, deliver_now, failed_invoice, invoice_paid, payment_failed, payment_failed_try, subscriber,
+};
 
 #[tokio::test]
 async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;
+    // Try 7 of Stripe's 8 failed: the next try is the last.
+    app.deliver(&payment_failed_try("in_1", t, 7, Some(t + 14 * DAY))).await;
 
     // At the failure: the first email, nothing else yet.
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let first = sink.parsed();
     assert_eq!(first.len(), 1);
     let m = &first[0];
@@ -31,7 +36,7 @@ async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
     assert!(m.html_unescaped().contains("href=\"https://invoice.stripe.com/i/in_1\""));
     assert!(m.html.contains("<strong>$20.00</strong>"));
 
-    // +3 and +7 days: reminders; two days before Stripe's last retry: the final notice.
+    // +3 and +7 days: reminders; two days before Stripe's last try: the final notice.
     for (at, subject) in [
         (t + 3 * DAY, "Reminder: your Acme payment of $20.00 is still due"),
         (t + 7 * DAY, "Reminder: your Acme payment of $20.00 is still due"),
@@ -49,10 +54,12 @@ async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
 #[tokio::test]
 async fn payment_stops_the_series_and_records_the_recovery() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 2 * 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 2 * 3600;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.deliver(&payment_failed_try("in_1", t, 7, Some(t + 14 * DAY))).await;
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     app.deliver(&invoice_paid("in_1", t + 3600)).await;
 
     app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass");
@@ -68,10 +75,12 @@ async fn payment_stops_the_series_and_records_the_recovery() {
 #[tokio::test]
 async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_step() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 6 * 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 6 * 3600;
     subscriber(&app, t - DAY).await;
-    let retry = payment_failed("in_1", t + 3600, Some(t + 14 * DAY));
-    let first = payment_failed("in_1", t, Some(t + 2 * DAY));
+    let retry = payment_failed_try("in_1", t + 3600, 7, Some(t + 14 * DAY));
+    let first = payment_failed_try("in_1", t, 6, Some(t + 2 * DAY));
     // The retry arrives first, twice; the original failure after it.
     app.deliver(&retry).await;
     app.deliver(&retry).await;
@@ -81,6 +90,7 @@ async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_ste
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0].opened_at, t, "the series runs from the earliest failure");
     assert_eq!(cases[0].next_payment_attempt, Some(t + 14 * DAY), "the newest failure knows the next retry");
+    assert_eq!(cases[0].attempt_count, 7);
     // Day 3 counts from the original failure, not from the retry's arrival.
     assert_eq!(app.outbox.run_until_idle_at(t + 3 * DAY).await.expect("pass"), 2);
     app.outbox.run_until_idle_at(t + 40 * DAY).await.expect("pass");
@@ -93,7 +103,9 @@ async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_ste
 #[tokio::test]
 async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 4 * DAY;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 4 * DAY;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_old", t, Some(now() + DAY))).await;
 
@@ -107,11 +119,13 @@ async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
 #[tokio::test]
 async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
     let (app, sink) = app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_holdfast")]).await;
-    let t = now() - 60;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&event("invoice.payment_action_required", t, failed_invoice("in_3ds", 2000, t, None))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let m = &sink.parsed()[0];
     assert_eq!(m.header("Subject").as_deref(), Some("Please confirm your Acme payment of $20.00"));
     assert!(m.text.contains("https://invoice.stripe.com/i/in_3ds"));
@@ -121,7 +135,9 @@ async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
 #[tokio::test]
 async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 60;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 60;
     app.deliver(&event("customer.created", t, crate::helpers::customer("cus_1", EMAIL, t))).await;
     let mut incomplete = Sub::new("sub_1", "cus_1", t);
     incomplete.status = "incomplete";
@@ -131,7 +147,7 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
     app.deliver(&event("invoice.payment_failed", t, first)).await;
     app.deliver(&event("invoice.payment_failed", t, failed_invoice("in_zero", 0, t, None))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     assert!(app.store.dunning_cases().await.expect("cases").is_empty());
     assert!(sink.messages().is_empty());
 }
@@ -139,11 +155,13 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
 #[tokio::test]
 async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_void", t, None)).await;
-    app.deliver(&payment_failed("in_end", t, None)).await;
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.deliver(&payment_failed("in_void", t, Some(t + 3 * DAY))).await;
+    app.deliver(&payment_failed("in_end", t, Some(t + 3 * DAY))).await;
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     let mut voided = failed_invoice("in_void", 2000, t, None);
     voided["status"] = json!("void");
     app.deliver(&event("invoice.voided", t + 60, voided)).await;
@@ -161,13 +179,121 @@ async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
 #[tokio::test]
 async fn a_payment_that_arrives_before_its_failure_sends_nothing() {
     let (app, sink) = app_with_sink(&[]).await;
-    let t = now() - 3600;
+    // The server's clock stands still: each step happens at the time the test says.
+    app.clock.set(now());
+    let t = app.clock.now() - 3600;
     subscriber(&app, t - DAY).await;
     app.deliver(&invoice_paid("in_1", t + 60)).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
 
-    app.outbox.run_until_idle_at(now()).await.expect("pass");
+    app.outbox.run_until_idle_at(app.clock.now()).await.expect("pass");
     assert!(sink.messages().is_empty());
     let case = &app.store.dunning_cases().await.expect("cases")[0];
     assert_eq!((case.status.as_str(), case.emails_before_close), ("recovered", Some(0)));
+}
+
+/// Subjects of every message the sink received, in order.
+fn subjects(sink: &crate::smtp_sink::SmtpSink) -> Vec<String> {
+    sink.parsed().iter().filter_map(|m| m.header("Subject")).collect()
+}
+
+#[tokio::test]
+async fn a_whole_retry_sequence_gets_reminders_one_final_notice_before_the_last_try_and_a_stop_notice() {
+    let extra = [("DUNNING_STRIPE_TRIES", "4"), ("HOLDFAST_PRODUCT_URL", "https://app.acme.test/")];
+    let (app, sink) = app_with_sink(&extra).await;
+    let t = now();
+    app.clock.set(t);
+    subscriber(&app, t - DAY).await;
+    let run = async |at: i64| {
+        app.clock.set(at);
+        app.outbox.try_run_once().await.expect("pass");
+    };
+
+    // Try 1 fails; Stripe's Smart Retries will try again on days 3, 8 and 15 (4 tries).
+    deliver_now(&app, &payment_failed_try("in_1", t, 1, Some(t + 3 * DAY))).await;
+    run(t).await;
+    assert_eq!(subjects(&sink), ["Your Acme payment of $20.00 didn't go through"]);
+    let first = &sink.parsed()[0];
+    assert!(first.text.contains("while we retry"), "{}", first.text);
+
+    // Try 2 fails on day 3 (the day-3 reminder is due the same instant).
+    app.clock.set(t + 3 * DAY);
+    deliver_now(&app, &payment_failed_try("in_1", t + 3 * DAY, 2, Some(t + 8 * DAY))).await;
+    run(t + 3 * DAY).await;
+    run(t + 7 * DAY).await;
+    let reminder = "Reminder: your Acme payment of $20.00 is still due";
+    assert_eq!(subjects(&sink)[1..], [reminder, reminder], "no final notice on Stripe's next retry alone");
+
+    // Try 3 fails on day 8: the next try (day 15) is the last, so the final notice goes two
+    // days before it, and not a moment earlier.
+    app.clock.set(t + 8 * DAY);
+    deliver_now(&app, &payment_failed_try("in_1", t + 8 * DAY, 3, Some(t + 15 * DAY))).await;
+    run(t + 13 * DAY - 1).await;
+    assert_eq!(sink.messages().len(), 3);
+    run(t + 13 * DAY).await;
+    assert_eq!(subjects(&sink)[3], "Final notice: your Acme subscription is at risk");
+    let notice = &sink.parsed()[3];
+    let last_try = holdfast::domain::dunning::format_date(t + 15 * DAY);
+    assert!(notice.text.contains(&format!("last attempt on {last_try}")), "{}", notice.text);
+    assert!(notice.text.contains("If it fails, your subscription will be canceled"), "{}", notice.text);
+
+    // Try 4 fails on day 15 and Stripe will not try again: payments have stopped.
+    app.clock.set(t + 15 * DAY);
+    deliver_now(&app, &payment_failed_try("in_1", t + 15 * DAY, 4, None)).await;
+    run(t + 15 * DAY).await;
+    assert_eq!(subjects(&sink)[4], "Your Acme subscription is ending: payment of $20.00 failed");
+    let stopped = &sink.parsed()[4];
+    assert!(stopped.text.contains("no more automatic attempts") && stopped.text.contains("will be canceled"), "{}", stopped.text);
+    assert!(stopped.text.contains("https://app.acme.test/"), "the way back: {}", stopped.text);
+    assert!(!stopped.text.contains("while we retry"));
+
+    // Stripe cancels the subscription, as configured: the case is lost, nothing more goes.
+    let mut ended = Sub::new("sub_1", "cus_1", t - DAY);
+    ended.status = "canceled";
+    deliver_now(&app, &event("customer.subscription.deleted", t + 15 * DAY + 60, ended.object())).await;
+    run(t + 40 * DAY).await;
+    assert_eq!(sink.messages().len(), 5);
+    let case = &app.store.dunning_cases().await.expect("cases")[0];
+    assert_eq!((case.status.as_str(), case.attempt_count, case.emails_before_close), ("lost", 4, Some(5)));
+}
+
+#[tokio::test]
+async fn the_stop_notice_still_goes_when_the_cancellation_arrives_before_it_is_sent() {
+    let (app, sink) = app_with_sink(&[("DUNNING_STRIPE_TRIES", "4")]).await;
+    let t = now();
+    app.clock.set(t);
+    subscriber(&app, t - DAY).await;
+    deliver_now(&app, &payment_failed_try("in_1", t, 4, None)).await;
+    let mut ended = Sub::new("sub_1", "cus_1", t - DAY);
+    ended.status = "canceled";
+    deliver_now(&app, &event("customer.subscription.deleted", t + 1, ended.object())).await;
+    app.outbox.try_run_once().await.expect("pass");
+    assert_eq!(subjects(&sink), ["Your Acme subscription is ending: payment of $20.00 failed"]);
+}
+
+#[tokio::test]
+async fn a_hard_decline_says_payments_have_stopped_and_what_happens_next() {
+    let (app, sink) = app_with_sink(&[("DUNNING_AFTER_RETRIES", "unpaid")]).await;
+    let t = now();
+    app.clock.set(t);
+    subscriber(&app, t - DAY).await;
+    // The first try is declined for good (e.g. a stolen card): no retry is planned.
+    deliver_now(&app, &payment_failed_try("in_hard", t, 1, None)).await;
+
+    app.outbox.try_run_once().await.expect("pass");
+    assert_eq!(subjects(&sink), ["Action needed: your Acme payment of $20.00 failed"]);
+    let m = &sink.parsed()[0];
+    assert!(m.text.contains("Hi Test Customer,"), "{}", m.text);
+    assert!(m.text.contains("no more automatic attempts") && m.text.contains("on hold (unpaid)"), "{}", m.text);
+    assert!(!m.text.contains("while we retry") && !m.text.contains("last attempt"), "{}", m.text);
+    // Paying the invoice is the way out: a new card alone is not charged.
+    assert!(m.text.contains("https://invoice.stripe.com/i/in_hard"), "{}", m.text);
+    assert!(m.html_unescaped().contains(">Pay the invoice</a>"));
+
+    // No reminders follow.
+    app.clock.set(t + 30 * DAY);
+    app.outbox.try_run_once().await.expect("pass");
+    assert_eq!(sink.messages().len(), 1);
+    let keys: Vec<String> = app.store.outbox_rows().await.expect("rows").into_iter().map(|r| r.dedupe_key).collect();
+    assert_eq!(keys, ["dunning:in_hard:stopped"]);
 }

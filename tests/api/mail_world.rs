@@ -44,6 +44,21 @@ pub fn payment_failed(id: &str, created: i64, next_attempt: Option<i64>) -> Valu
     event("invoice.payment_failed", created, failed_invoice(id, 2000, created, next_attempt))
 }
 
+/// The `invoice.payment_failed` of Stripe's try number `attempt`, with its next try.
+pub fn payment_failed_try(id: &str, created: i64, attempt: i64, next_attempt: Option<i64>) -> Value {
+    let mut invoice = failed_invoice(id, 2000, created, next_attempt);
+    invoice["attempt_count"] = json!(attempt);
+    event("invoice.payment_failed", created, invoice)
+}
+
+/// Deliver `event` signed at the server's clock (a test that set the clock sends at its time).
+pub async fn deliver_now(app: &TestApp, event: &Value) {
+    let body = event.to_string();
+    let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::helpers::SECRET, app.clock.now());
+    let response = app.post_raw(body, Some(&header)).await;
+    assert_eq!(response.status(), 200, "event {} not acknowledged: {:?}", event["id"], response.text().await);
+}
+
 /// `invoice.paid` for the same invoice.
 pub fn invoice_paid(id: &str, created: i64) -> Value {
     event("invoice.paid", created, invoice(id, "cus_1", "sub_1", "paid", 2000, created))

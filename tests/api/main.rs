@@ -2,12 +2,14 @@
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
 mod billing_portal;
+mod brand;
 mod cancel_browser;
 mod cancel_flow;
 mod cards;
 mod crash_safety;
 mod dashboard;
 mod dunning;
+mod email_browser;
 mod helpers;
 mod ingestion_order;
 mod lifecycle;
@@ -15,6 +17,7 @@ mod log_scan;
 mod mail_world;
 mod metrics_truth;
 mod observability;
+mod observe;
 mod outage;
 mod outbox;
 mod process;

@@ -14,7 +14,7 @@ async fn smtp_down_is_retried_later_with_nothing_lost_and_nothing_doubled() {
     let (app, sink) = app_with_sink(&[]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     sink.set_down(true);
 
     let at = now();
@@ -37,7 +37,7 @@ async fn after_the_last_attempt_a_row_is_failed_and_counted() {
     let (app, sink) = app_with_sink(&[("OUTBOX_MAX_ATTEMPTS", "3"), ("DUNNING_CADENCE_DAYS", "0")]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     sink.set_down(true);
 
     let at = now();
@@ -58,11 +58,11 @@ async fn a_permanent_bounce_suppresses_the_address_for_every_later_email() {
     sink.bounce(EMAIL);
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     assert_eq!(app.store.outbox_counts().await.expect("counts").bounced, 1);
 
-    app.deliver(&payment_failed("in_2", t + 1, None)).await;
+    app.deliver(&payment_failed("in_2", t + 1, Some(t + 1 + 3 * DAY))).await;
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     let counts = app.store.outbox_counts().await.expect("counts");
     assert_eq!((counts.bounced, counts.suppressed, counts.sent), (1, 1, 0));
@@ -74,7 +74,7 @@ async fn a_deleted_customer_is_not_emailed() {
     let (app, sink) = app_with_sink(&[]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     app.deliver(&event("customer.deleted", t + 1, crate::helpers::customer("cus_1", EMAIL, t - DAY))).await;
 
     app.outbox.run_until_idle_at(now()).await.expect("pass");
@@ -88,7 +88,7 @@ async fn a_marketing_unsubscribe_does_not_block_dunning() {
     app.store.suppress(EMAIL, "marketing", "unsubscribed", now()).await.expect("suppress");
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
 
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     assert_eq!(sink.messages().len(), 1);
@@ -99,7 +99,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     let (app, sink) = app_with_sink(&[]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     let at = now();
     // A worker claims the row and dies before sending.
     let claimed = app.store.claim_due_outbox(at, 300, 10, "crashed-worker").await.expect("claim");
@@ -119,7 +119,7 @@ async fn without_smtp_mail_is_written_as_eml_files() {
     let app = spawn_app_with(&[]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
 
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     let files: Vec<_> = std::fs::read_dir(app.mail_dir.path()).expect("dir").flatten().collect();
@@ -134,7 +134,7 @@ async fn background_workers_send_soon_after_the_webhook_commits() {
     let (app, sink) = app_with_sink(&[("HOLDFAST_WORKERS", "on")]).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
-    app.deliver(&payment_failed("in_1", t, None)).await;
+    app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
     // Bounded wait for the background loop (woken by the commit, or its 5 s poll).
     for _ in 0..200 {
         if !sink.messages().is_empty() {

@@ -462,9 +462,14 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
             return;
         }
     };
-    let Some(email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
+    let Some(mut email) = confirmation_email(s, done.outcome, &done.detail, to.as_deref(), &state.settings.discount_text) else {
         return;
     };
+    // Greet the customer by name where Stripe knows it (an unreadable name is no reason to
+    // skip the confirmation).
+    if let Ok(Some(name)) = store.customer_name(&s.customer).await {
+        email.context["customer"]["name"] = serde_json::Value::from(name);
+    }
     let content = match state.mail_templates.render(&email.template, minijinja::Value::from_serialize(&email.context)) {
         Ok(content) => content,
         Err(e) => {

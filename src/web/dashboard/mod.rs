@@ -70,6 +70,8 @@ pub async fn get_dashboard(
     owner: web::Data<OwnerToken>,
     reports: web::Data<Reports>,
     q: web::Query<DashboardQuery>,
+    mode: web::Data<super::observed::Mode>,
+    store: web::Data<crate::store::Store>,
 ) -> HttpResponse {
     if !logged_in(&req, &owner, reports.clock().now()) {
         return page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() });
@@ -101,12 +103,29 @@ pub async fn get_dashboard(
         charts::recovery(&rows),
         charts::cancel_flow(&summary.cancel_flow),
     ];
+    // Observe-only mode: what would have been sent or changed, newest first.
+    let observed = match mode.observe {
+        false => None,
+        true => match tokio::try_join!(store.observed_emails(OBSERVED_ROWS), store.observed_calls(OBSERVED_ROWS)) {
+            Ok((emails, calls)) => Some(context! { emails => emails, calls => calls }),
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: observed list unreadable");
+                Some(context! { error => "the observed list is unavailable right now" })
+            }
+        },
+    };
     page(
         StatusCode::OK,
         "dashboard.html",
-        context! { s => summary, charts => charts, prev => month.plus(-1).to_string(), next => month.plus(1).to_string() },
+        context! {
+            s => summary, charts => charts, prev => month.plus(-1).to_string(), next => month.plus(1).to_string(),
+            observed => observed,
+        },
     )
 }
+
+/// Rows of each observed list the dashboard shows (the owner API pages further).
+const OBSERVED_ROWS: i64 = 50;
 
 /// The login form's body.
 #[derive(Deserialize)]

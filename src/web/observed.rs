@@ -1,0 +1,52 @@
+//! `GET /api/observed` (owner): what observe-only mode held back — the emails that would have
+//! been sent and the Stripe calls that would have been made — newest first.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Owner;
+use super::error::json_error;
+use crate::store::Store;
+
+/// Whether the service runs in observe-only mode (`HOLDFAST_MODE=observe`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    pub observe: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ObservedQuery {
+    limit: Option<i64>,
+}
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+/// `GET /api/observed[?limit=N]`: `{mode, emails: [...], stripe_calls: [...]}`.
+pub async fn get_observed(
+    _owner: Owner,
+    store: web::Data<Store>,
+    mode: web::Data<Mode>,
+    q: web::Query<ObservedQuery>,
+) -> HttpResponse {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_limit", &format!("limit must be 1 to {MAX_LIMIT}"));
+    }
+    match (store.observed_emails(limit).await, store.observed_calls(limit).await) {
+        (Ok(emails), Ok(calls)) => HttpResponse::Ok().json(json!({
+            "mode": if mode.observe { "observe" } else { "live" },
+            "emails": emails,
+            "stripe_calls": calls,
+        })),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "observed list unreadable");
+            json_error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "storage is unavailable; try again",
+            )
+        }
+    }
+}

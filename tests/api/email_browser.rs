@@ -1,0 +1,175 @@
+//! Every email template on a phone: each is rendered with a configured brand and the long,
+//! unbroken links real emails carry (signed update links, Stripe's hosted invoice URLs),
+//! opened in headless Chromium at a 375 px wide viewport, and must not scroll sideways.
+//!
+//! A `browser_` test (see `requires.rs`): `scripts/test` runs it where chromium and
+//! chromedriver are installed and reports it as skipped elsewhere. `CHROMEDRIVER` /
+//! `CHROMIUM` override the binaries (default: `chromedriver` and `chromium` on PATH).
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::ClientBuilder;
+use holdfast::config::Settings;
+use holdfast::mail::templates::{Templates, sample_context};
+use minijinja::context;
+use serde_json::json;
+
+const PHONE_WIDTH: i64 = 375;
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+fn binary(var: &str, name: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_file()).or_else(|| on_path(name))
+}
+
+/// chromedriver, ended when the test ends (pass or fail).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// The templates as the service renders them, with a brand that has a logo and a long name.
+fn templates() -> Templates {
+    let vars: HashMap<&str, String> = [
+        ("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()),
+        ("HOLDFAST_BRAND_NAME", "Acme Notes for Teams".to_owned()),
+        ("HOLDFAST_BRAND_COLOR", "#1d4ed8".to_owned()),
+        ("HOLDFAST_BRAND_LOGO_URL", "https://acme.test/a-very-wide-logo-1200x300.png".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    Templates::new(&Settings::from_source(&vars).expect("valid").mail)
+}
+
+/// Links as long as real ones: a signed token is ~130 characters with no break opportunity;
+/// Stripe's hosted invoice URLs are longer.
+fn long_links() -> minijinja::Value {
+    let token = format!("cus_NffrFeUfNV2Hib.in_1MtHbELkdIwHu7ixl4OzzPMv.1767225600.{}", "9f3c".repeat(16));
+    let hosted =
+        format!("https://invoice.stripe.com/i/acct_1M2JTkLkdIwHu7ix/test_{}?s=ap", "YWNjdF8xTTJKVGtMa2RJd0h1N2l4".repeat(5));
+    context! {
+        action_url => format!("https://billing.acme-notes-for-teams.example.com/billing/update?token={token}"),
+        unsubscribe_url => format!("https://billing.acme-notes-for-teams.example.com/unsubscribe?token={token}"),
+        comeback_url => format!("https://billing.acme-notes-for-teams.example.com/comeback?token={token}"),
+        pause_url => format!("https://billing.acme-notes-for-teams.example.com/pause?token={token}"),
+        product_url => format!("https://app.acme-notes-for-teams.example.com/welcome?ref={token}"),
+        return_url => format!("https://app.acme-notes-for-teams.example.com/account?ref={token}"),
+        invoice => context! {
+            id => "in_1MtHbELkdIwHu7ixl4OzzPMv", amount => "$1,249.00", failed_on => "2 March 2026",
+            last_attempt_on => "16 March 2026", hosted_invoice_url => hosted,
+        },
+        ..sample_context()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_every_email_fits_a_375_px_phone_screen_in_chromium() {
+    let chromedriver = PathBuf::from(crate::requires::chromedriver());
+    let chromium = binary("CHROMIUM", "chromium").expect("chromium next to chromedriver (apt-get install chromium)");
+
+    // Every built-in template, rendered to a file the browser opens.
+    let dir = tempfile::tempdir().expect("dir");
+    let t = templates();
+    let mut pages = Vec::new();
+    for name in Templates::names() {
+        let email = t.render(name, long_links()).expect(name);
+        assert!(!email.html.contains("Holdfast <"), "{name}");
+        let path = dir.path().join(format!("{name}.html"));
+        std::fs::write(&path, &email.html).expect("write");
+        pages.push((name, path));
+    }
+    let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/email"))
+        .expect("templates dir")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(pages.len(), on_disk, "every template directory is a built-in template");
+
+    let port = free_port();
+    let driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let mut listening = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listening, "chromedriver did not listen on port {port}");
+
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--hide-scrollbars",
+                     format!("--user-data-dir={}", profile.path().display())],
+            // A headless window is at least 500 px wide; device emulation gives the phone's
+            // viewport itself.
+            "mobileEmulation": {"deviceMetrics": {"width": PHONE_WIDTH, "height": 812, "pixelRatio": 2.0}}
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+
+    let measured = async {
+        let mut widths = Vec::new();
+        for (name, path) in &pages {
+            browser.goto(&format!("file://{}", path.display())).await?;
+            let v = browser
+                .execute(
+                    "return [screen.width, window.innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth];",
+                    vec![],
+                )
+                .await?;
+            widths.push((*name, v));
+        }
+        Ok::<_, fantoccini::error::CmdError>(widths)
+    }
+    .await;
+    let _ = browser.close().await;
+    drop(driver);
+    let widths = measured.expect("every template opens in Chromium");
+
+    let mut too_wide = Vec::new();
+    for (name, v) in &widths {
+        let n = |i: usize| v[i].as_i64().unwrap_or(i64::MAX);
+        assert_eq!(n(0), PHONE_WIDTH, "{name}: the screen is a phone's");
+        // Content wider than the screen either scrolls sideways or (as a phone zooms out to
+        // fit it) widens the layout viewport: both count.
+        let widest = n(1).max(n(2)).max(n(3));
+        if widest > PHONE_WIDTH {
+            too_wide.push(format!("{name}: {widest} px"));
+        }
+    }
+    assert!(too_wide.is_empty(), "emails wider than {PHONE_WIDTH} px (they scroll sideways): {too_wide:?}");
+}
