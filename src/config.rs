@@ -5,9 +5,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod cancel;
 pub mod lifecycle;
+pub mod limits;
 
 pub use cancel::{Brand, CancelFlowSettings};
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
+pub use limits::{LimitSettings, TrustedProxy};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub struct Settings {
     /// `HOLDFAST_WORKERS` (default `on`): `off` runs no background workers in this process
     /// (tests drive them by hand; a web-only replica).
     pub run_workers: bool,
+    /// Connection, timeout and buffer bounds, and the trusted proxy (`HOLDFAST_MAX_CONNECTIONS`…).
+    pub limits: LimitSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -177,6 +181,7 @@ impl Settings {
             mail: mail_settings(src)?,
             dunning: dunning_settings(src)?,
             run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,
+            limits: LimitSettings::from_source(src)?,
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{LimitSettings, Settings};
 use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
 use crate::metrics::Metrics;
@@ -25,11 +25,12 @@ use crate::stripe_api::StripeApi;
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
+use crate::web::body_budget::BodyBudget;
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
 use crate::web::{activity, comeback, dashboard, error, health, metrics, request_id, security_headers, summary, unsubscribe};
-use crate::webhook::{self, WebhookState};
+use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};
@@ -82,12 +83,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
+        let budget = Arc::new(BodyBudget::new(settings.limits.webhook_buffer_bytes));
         let webhook_state = WebhookState {
             secrets: settings.webhook.secrets.clone(),
             tolerance_secs: settings.webhook.tolerance_secs,
             max_body_bytes: settings.webhook.max_body_bytes,
             writer,
             clock: clock.clone(),
+            intake: Intake { budget: budget.clone(), body_timeout: settings.limits.body_timeout },
         };
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store, &clock)?;
@@ -101,6 +104,8 @@ impl Application {
             reactor: reactor.clone(),
             public_url: settings.public_url.clone(),
             clock: clock.clone(),
+            budget,
+            limits: settings.limits.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
@@ -229,10 +234,17 @@ struct HttpParts {
     reactor: Arc<Reactor>,
     public_url: String,
     clock: Clock,
+    budget: Arc<BodyBudget>,
+    limits: LimitSettings,
 }
 
+/// Time a client gets to close its side after our answer before the connection is dropped.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock } = parts;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, budget, limits } = parts;
+    let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
     let reports =
         web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()).with_clock(clock.clone()));
@@ -250,6 +262,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .wrap(security_headers::middleware(&public_url))
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
+            .app_data(budget.clone())
             .app_data(clock.clone())
             .app_data(store.clone())
             .app_data(webhook_state.clone())
@@ -286,6 +299,11 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
         app.default_service(web::to(error::not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    // Bounds on what a client can hold: actix counts connections per worker thread.
+    .workers(workers)
+    .max_connections(limits.max_connections.div_ceil(workers))
+    .client_request_timeout(limits.header_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
     .listen(listener)?
     .run();
     Ok(server)

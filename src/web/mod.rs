@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod auth;
 pub mod billing;
+pub mod body_budget;
 pub mod cancel;
 pub mod comeback;
 pub mod dashboard;
