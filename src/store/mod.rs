@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod cancel;
 pub mod conn;
+pub mod dashboard_sessions;
 pub mod dunning;
 pub mod experiments;
 mod gauges;
