@@ -20,6 +20,7 @@ mod outbox;
 mod process;
 mod processes;
 mod projection;
+mod rate_limits;
 mod resources;
 mod security;
 mod smtp_sink;
