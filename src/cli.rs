@@ -49,6 +49,12 @@ pub enum Command {
     /// Email tools.
     #[command(subcommand)]
     Email(EmailCommand),
+    /// Write a consistent copy of the SQLite database (DATABASE_URL) to FILE while the service
+    /// runs; restore by stopping the service and putting the copy in the database's place.
+    Backup {
+        /// The new file (never overwritten).
+        file: std::path::PathBuf,
+    },
     /// Print the owner summary of a month (the same figures as `GET /api/summary`).
     Summary {
         /// The month, YYYY-MM (default: the current month, UTC).
@@ -90,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
+        Command::Backup { file } => backup(&file).await,
     }
 }
 
@@ -167,6 +174,17 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
     store.close().await;
+    Ok(())
+}
+
+async fn backup(file: &std::path::Path) -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let url = config::database_url(&config::Env)?;
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    let written = store.backup_to(file).await;
+    store.close().await;
+    written?;
+    println!("backup written to {}", file.display());
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
 //! Postgres and `json_each` on SQLite).
 
+pub mod backup;
 pub mod batch;
 pub mod cancel;
 pub mod conn;

@@ -1,6 +1,7 @@
 //! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
+mod backup;
 mod billing_portal;
 mod cancel_browser;
 mod cancel_flow;
