@@ -180,6 +180,11 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
 async fn backup(file: &std::path::Path) -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
+    // Connecting creates a missing SQLite file: a mistyped DATABASE_URL would back up nothing.
+    if let Some(path) = url.0.strip_prefix("sqlite://").or_else(|| url.0.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(std::path::Path::new(path).exists(), "{path} does not exist: nothing to back up (check DATABASE_URL)");
+    }
     let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
     let written = store.backup_to(file).await;
     store.close().await;

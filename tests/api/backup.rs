@@ -73,6 +73,8 @@ async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
     writer.await.expect("webhooks during the backup were acknowledged");
     let again = run_backup(&app.database_url, &file);
     assert!(!again.status.success(), "an existing file is never overwritten");
+    let missing = run_backup("sqlite:///nonexistent/holdfast.db", &dir.path().join("other.db"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"), "{missing:?}");
 
     // Restore: the copy becomes the database of a new instance.
     let restored_dir = tempfile::tempdir().expect("temp dir");
