@@ -55,6 +55,12 @@ pub enum Command {
         /// The new file (never overwritten).
         file: std::path::PathBuf,
     },
+    /// Erase a customer's personal data (email, name, addresses, comments, emails sent) from
+    /// the database, raw events included; figures stay. Delete the customer in Stripe too.
+    Forget {
+        /// The Stripe customer id, `cus_…`.
+        customer: String,
+    },
     /// Print the owner summary of a month (the same figures as `GET /api/summary`).
     Summary {
         /// The month, YYYY-MM (default: the current month, UTC).
@@ -97,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
         Command::Backup { file } => backup(&file).await,
+        Command::Forget { customer } => forget(&customer).await,
     }
 }
 
@@ -190,6 +197,19 @@ async fn backup(file: &std::path::Path) -> anyhow::Result<()> {
     store.close().await;
     written?;
     println!("backup written to {}", file.display());
+    Ok(())
+}
+
+async fn forget(customer: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        customer.starts_with("cus_") && customer.len() <= 255,
+        "expected a Stripe customer id (cus_…), not {:?}",
+        customer.chars().take(40).collect::<String>()
+    );
+    let store = migrated_store().await?;
+    let forgotten = store.forget_customer(customer).await.context("erasing the customer's data")?;
+    store.close().await;
+    println!("{customer}: personal data erased from {} events and {} emails", forgotten.events, forgotten.emails);
     Ok(())
 }
 

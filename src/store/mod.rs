@@ -9,6 +9,7 @@ pub mod conn;
 pub mod dashboard_sessions;
 pub mod dunning;
 pub mod experiments;
+pub mod forget;
 mod gauges;
 pub mod lifecycle;
 pub mod metrics;

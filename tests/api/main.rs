@@ -9,6 +9,7 @@ mod cards;
 mod crash_safety;
 mod dashboard;
 mod dunning;
+mod forget;
 mod helpers;
 mod ingestion_order;
 mod lifecycle;
