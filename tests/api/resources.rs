@@ -69,8 +69,23 @@ async fn gauge(client: &reqwest::Client, address: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
 }
 
+/// The soft open-file limit of this process (the server child inherits it).
+fn open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits readable (Linux)");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| if v == "unlimited" { Some(u64::MAX) } else { v.parse().ok() })
+        .expect("Max open files line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_through() {
+    // 500 connections on each side, plus the rest of the suite: fail loudly rather than
+    // measure descriptor exhaustion instead of memory.
+    let limit = open_file_limit();
+    assert!(limit >= 4096, "this test needs `ulimit -n` of at least 4096 (it is {limit})");
     let (url, _dir) = fresh_database().await;
     let server = ServerProcess::start(&[
         ("DATABASE_URL", url.as_str()),
