@@ -61,6 +61,13 @@ pub enum Command {
         /// The Stripe customer id, `cus_…`.
         customer: String,
     },
+    /// Null the personal fields of raw event payloads older than the retention
+    /// (HOLDFAST_PAYLOAD_RETENTION_DAYS, default 400); figures stay. Run it daily (cron).
+    PrunePayloads {
+        /// Override the retention, in days.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
     /// Print the owner summary of a month (the same figures as `GET /api/summary`).
     Summary {
         /// The month, YYYY-MM (default: the current month, UTC).
@@ -104,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
         Command::Backup { file } => backup(&file).await,
         Command::Forget { customer } => forget(&customer).await,
+        Command::PrunePayloads { older_than_days } => prune_payloads(older_than_days).await,
     }
 }
 
@@ -210,6 +218,23 @@ async fn forget(customer: &str) -> anyhow::Result<()> {
     let forgotten = store.forget_customer(customer).await.context("erasing the customer's data")?;
     store.close().await;
     println!("{customer}: personal data erased from {} events and {} emails", forgotten.events, forgotten.emails);
+    Ok(())
+}
+
+/// Raw payloads keep personal fields this long by default: a year and a month, so a year's
+/// figures can be re-derived (replays, new metrics) from complete events.
+const DEFAULT_PAYLOAD_RETENTION_DAYS: u32 = 400;
+
+async fn prune_payloads(older_than_days: Option<u32>) -> anyhow::Result<()> {
+    let days = match older_than_days {
+        Some(days) => days,
+        None => config::parsed(&config::Env, "HOLDFAST_PAYLOAD_RETENTION_DAYS")?.unwrap_or(DEFAULT_PAYLOAD_RETENTION_DAYS),
+    };
+    let store = migrated_store().await?;
+    let cutoff = crate::clock::Clock::system().now() - i64::from(days) * 86_400;
+    let changed = store.prune_payloads_before(cutoff).await.context("pruning raw payloads")?;
+    store.close().await;
+    println!("personal fields removed from {changed} raw events older than {days} days");
     Ok(())
 }
 

@@ -70,7 +70,38 @@ const OUTBOX_UNSENT: &str =
     "UPDATE outbox SET status = 'cancelled', last_error = 'customer forgotten' WHERE customer = $1 AND status = 'pending'";
 const OUTBOX: &str = "UPDATE outbox SET recipient = '', subject = '', body_text = '', body_html = '' WHERE customer = $1";
 
+const OLD_EVENTS: &str = "SELECT id, payload FROM stripe_events WHERE created < $1 AND id > $2 ORDER BY id LIMIT 500";
+
 impl Store {
+    /// Null the personal fields of every raw payload of an event created before `cutoff`
+    /// (unix seconds), a page at a time; returns how many payloads changed. Already pruned
+    /// payloads are read but not rewritten, so running it daily is cheap to repeat.
+    pub async fn prune_payloads_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        macro_rules! run {
+            ($pool:expr) => {{
+                let (mut after, mut changed) = (String::new(), 0);
+                loop {
+                    let rows: Vec<(String, String)> =
+                        sqlx::query_as(OLD_EVENTS).bind(cutoff).bind(&after).fetch_all($pool).await?;
+                    let Some((last, _)) = rows.last() else { break };
+                    after = last.clone();
+                    for (id, payload) in rows {
+                        let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
+                        if redact(&mut json["data"]["object"]) {
+                            sqlx::query(SAVE_PAYLOAD).bind(&id).bind(json.to_string()).execute($pool).await?;
+                            changed += 1;
+                        }
+                    }
+                }
+                Ok(changed)
+            }};
+        }
+        match self {
+            Self::Sqlite(s) => run!(s.pool()),
+            Self::Postgres(s) => run!(s.pool()),
+        }
+    }
+
     /// Erase `customer`'s personal data, in one transaction.
     pub async fn forget_customer(&self, customer: &str) -> Result<Forgotten, StoreError> {
         macro_rules! run {

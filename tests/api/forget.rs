@@ -78,3 +78,36 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     after.as_object_mut().map(|o| o.remove("emails"));
     assert_eq!(after, before, "the figures do not change");
 }
+
+#[tokio::test]
+async fn raw_payloads_older_than_the_retention_lose_their_personal_fields() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let old = now() - 500 * 86_400;
+    let recent = now() - 10 * 86_400;
+    app.deliver(&event("customer.created", old, customer("cus_old", "old.customer@example.org", old))).await;
+    app.deliver(&event("customer.subscription.created", old + 1, Sub::new("sub_old", "cus_old", old).object())).await;
+    app.deliver(&event("customer.created", recent, customer("cus_new", "new.customer@example.org", recent))).await;
+    let before = summary(&app).await;
+    let prune = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .arg("prune-payloads")
+            .args(extra)
+            .env_clear()
+            .env("DATABASE_URL", &app.database_url)
+            .output()
+            .expect("holdfast prune-payloads runs")
+    };
+
+    let out = prune(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from 2 raw events"), "the customer and its subscription: {out:?}");
+    let stored = payloads(&app.store).await;
+    assert!(stored.iter().all(|p| !p.contains("old.customer@example.org")), "older than 400 days: pruned");
+    assert!(stored.iter().any(|p| p.contains("new.customer@example.org")), "within the retention: kept");
+    assert_eq!(summary(&app).await, before, "the figures do not change");
+
+    let again = prune(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("from 0 raw events"), "nothing left to prune: {again:?}");
+    assert!(prune(&["--older-than-days", "5"]).status.success());
+    assert!(payloads(&app.store).await.iter().all(|p| !p.contains("new.customer@example.org")));
+}
