@@ -49,6 +49,25 @@ pub enum Command {
     /// Email tools.
     #[command(subcommand)]
     Email(EmailCommand),
+    /// Write a consistent copy of the SQLite database (DATABASE_URL) to FILE while the service
+    /// runs; restore by stopping the service and putting the copy in the database's place.
+    Backup {
+        /// The new file (never overwritten).
+        file: std::path::PathBuf,
+    },
+    /// Erase a customer's personal data (email, name, addresses, comments, emails sent) from
+    /// the database, raw events included; figures stay. Delete the customer in Stripe too.
+    Forget {
+        /// The Stripe customer id, `cus_…`.
+        customer: String,
+    },
+    /// Null the personal fields of raw event payloads older than the retention
+    /// (HOLDFAST_PAYLOAD_RETENTION_DAYS, default 400); figures stay. Run it daily (cron).
+    PrunePayloads {
+        /// Override the retention, in days.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
     /// Print the owner summary of a month (the same figures as `GET /api/summary`).
     Summary {
         /// The month, YYYY-MM (default: the current month, UTC).
@@ -125,6 +144,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
         Command::Demo { dir, bind, customers, seed } => demo(dir, bind, customers, seed).await,
         Command::SendEvent { kind, customer, subscription, url } => send_event(kind, customer, subscription, url).await,
+        Command::Backup { file } => backup(&file).await,
+        Command::Forget { customer } => forget(&customer).await,
+        Command::PrunePayloads { older_than_days } => prune_payloads(older_than_days).await,
     }
 }
 
@@ -202,6 +224,52 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
     store.close().await;
+    Ok(())
+}
+
+async fn backup(file: &std::path::Path) -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let url = config::database_url(&config::Env)?;
+    // Connecting creates a missing SQLite file: a mistyped DATABASE_URL would back up nothing.
+    if let Some(path) = url.0.strip_prefix("sqlite://").or_else(|| url.0.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(std::path::Path::new(path).exists(), "{path} does not exist: nothing to back up (check DATABASE_URL)");
+    }
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    let written = store.backup_to(file).await;
+    store.close().await;
+    written?;
+    println!("backup written to {}", file.display());
+    Ok(())
+}
+
+async fn forget(customer: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        customer.starts_with("cus_") && customer.len() <= 255,
+        "expected a Stripe customer id (cus_…), not {:?}",
+        customer.chars().take(40).collect::<String>()
+    );
+    let store = migrated_store().await?;
+    let forgotten = store.forget_customer(customer).await.context("erasing the customer's data")?;
+    store.close().await;
+    println!("{customer}: personal data erased from {} events and {} emails", forgotten.events, forgotten.emails);
+    Ok(())
+}
+
+/// Raw payloads keep personal fields this long by default: a year and a month, so a year's
+/// figures can be re-derived (replays, new metrics) from complete events.
+const DEFAULT_PAYLOAD_RETENTION_DAYS: u32 = 400;
+
+async fn prune_payloads(older_than_days: Option<u32>) -> anyhow::Result<()> {
+    let days = match older_than_days {
+        Some(days) => days,
+        None => config::parsed(&config::Env, "HOLDFAST_PAYLOAD_RETENTION_DAYS")?.unwrap_or(DEFAULT_PAYLOAD_RETENTION_DAYS),
+    };
+    let store = migrated_store().await?;
+    let cutoff = crate::clock::Clock::system().now() - i64::from(days) * 86_400;
+    let changed = store.prune_payloads_before(cutoff).await.context("pruning raw payloads")?;
+    store.close().await;
+    println!("personal fields removed from {changed} raw events older than {days} days");
     Ok(())
 }
 

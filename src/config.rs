@@ -6,10 +6,12 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod brand;
 pub mod cancel;
 pub mod lifecycle;
+pub mod limits;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
+pub use limits::{LimitSettings, TrustedProxy};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,8 @@ pub struct Settings {
     /// `HOLDFAST_WORKERS` (default `on`): `off` runs no background workers in this process
     /// (tests drive them by hand; a web-only replica).
     pub run_workers: bool,
+    /// Connection, timeout and buffer bounds, and the trusted proxy (`HOLDFAST_MAX_CONNECTIONS`…).
+    pub limits: LimitSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -194,6 +198,7 @@ impl Settings {
                 Some("observe") => true,
                 Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
             },
+            limits: LimitSettings::from_source(src)?,
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,

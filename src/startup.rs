@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{LimitSettings, Settings};
 use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
 use crate::metrics::Metrics;
@@ -25,13 +25,14 @@ use crate::stripe_api::{ObserveLog, StripeApi};
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
+use crate::web::body_budget::BodyBudget;
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
 use crate::web::{
     activity, comeback, dashboard, error, health, home, metrics, observed, request_id, security_headers, summary, unsubscribe,
 };
-use crate::webhook::{self, WebhookState};
+use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};
@@ -89,12 +90,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
+        let budget = Arc::new(BodyBudget::new(settings.limits.webhook_buffer_bytes));
         let webhook_state = WebhookState {
             secrets: settings.webhook.secrets.clone(),
             tolerance_secs: settings.webhook.tolerance_secs,
             max_body_bytes: settings.webhook.max_body_bytes,
             writer,
             clock: clock.clone(),
+            intake: Intake { budget: budget.clone(), body_timeout: settings.limits.body_timeout },
         };
         let owner = OwnerToken(settings.owner_token.clone());
         let portal = billing_portal(&settings, &store, &clock)?;
@@ -109,6 +112,8 @@ impl Application {
             public_url: settings.public_url.clone(),
             clock: clock.clone(),
             observe: settings.observe,
+            budget,
+            limits: settings.limits.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
@@ -229,7 +234,8 @@ fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Re
     Ok(CancelState {
         mail_templates: crate::mail::templates::Templates::new(&settings.mail),
         pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
-        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute),
+        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute)
+            .with_trusted_proxy(settings.limits.trusted_proxy.clone()),
         settings: settings.cancel_flow.clone(),
         experiment: settings.experiments.save_offer.clone(),
         public_url: settings.public_url.clone(),
@@ -249,11 +255,18 @@ struct HttpParts {
     public_url: String,
     clock: Clock,
     observe: bool,
+    budget: Arc<BodyBudget>,
+    limits: LimitSettings,
 }
 
+/// Time a client gets to close its side after our answer before the connection is dropped.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe } = parts;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits } = parts;
     let mode = web::Data::new(observed::Mode { observe });
+    let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
     let reports =
         web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()).with_clock(clock.clone()));
@@ -271,6 +284,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .wrap(security_headers::middleware(&public_url))
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
+            .app_data(budget.clone())
             .app_data(clock.clone())
             .app_data(mode.clone())
             .app_data(store.clone())
@@ -311,6 +325,11 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
         app.default_service(web::to(error::not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    // Bounds on what a client can hold: actix counts connections per worker thread.
+    .workers(workers)
+    .max_connections(limits.max_connections.div_ceil(workers))
+    .client_request_timeout(limits.header_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
     .listen(listener)?
     .run();
     Ok(server)

@@ -25,6 +25,16 @@ pub fn init_with_default(json: bool, default_filter: &str) {
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }
 
+/// A stable stand-in for a capability (a cancel-session id, a token) wherever it would
+/// otherwise be written down — log fields, idempotency keys sent to Stripe (which its client
+/// and Stripe's dashboard show): the first 16 hex digits of its SHA-256. Lines about one
+/// session can still be correlated, but no line grants what the id grants.
+pub fn capability_ref(capability: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest: [u8; 32] = Sha256::digest(capability.as_bytes()).into();
+    hex::encode(&digest[..8])
+}
+
 /// Write out the log lines still buffered; call before the process exits.
 pub fn flush() {
     if let Some(b) = BUFFER.get() {

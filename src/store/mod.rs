@@ -2,11 +2,14 @@
 //! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
 //! Postgres and `json_each` on SQLite).
 
+pub mod backup;
 pub mod batch;
 pub mod cancel;
 pub mod conn;
+pub mod dashboard_sessions;
 pub mod dunning;
 pub mod experiments;
+pub mod forget;
 mod gauges;
 pub mod lifecycle;
 pub mod metrics;

@@ -43,6 +43,8 @@ impl From<&StoreError> for WriteError {
     fn from(e: &StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable,
+            // Not stored durably: 503, so Stripe retries (the README's promise for a failed fsync).
+            StoreError::NotDurable(_) => Self::Unavailable,
             StoreError::WriterGone => Self::Stopped,
             _ => Self::Failed,
         }
@@ -179,5 +181,19 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
                 let _ = request.reply.send(Err(kind));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use super::*;
+    use crate::store::sqlite::wal_sync::SyncFailed;
+
+    #[test]
+    fn a_failed_fsync_is_unavailable_not_a_database_error() {
+        let e = StoreError::NotDurable(SyncFailed);
+        assert!(matches!(WriteError::from(&e), WriteError::Unavailable));
+        let answer = actix_web::ResponseError::status_code(&crate::webhook::error::WebhookError::Store(WriteError::from(&e)));
+        assert_eq!(answer, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use stripe_billing::billing_portal_session::{
     CreateBillingPortalSession, CreateBillingPortalSessionFlowData, CreateBillingPortalSessionFlowDataType,
@@ -14,6 +14,7 @@ use stripe_billing::billing_portal_session::{
 use crate::mail::links::{LinkError, LinkSigner};
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
+use crate::web::cancel::CancelState;
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
 #[derive(Debug, Clone)]
@@ -65,9 +66,15 @@ impl ResponseError for BillingLinkError {
 /// Follow an update-payment link.
 #[tracing::instrument(name = "billing_update_link", skip_all)]
 pub async fn update_payment(
+    req: HttpRequest,
     query: web::Query<LinkQuery>,
     portal: web::Data<BillingPortal>,
+    pages: web::Data<CancelState>,
 ) -> Result<HttpResponse, BillingLinkError> {
+    // Each click costs a Stripe call: the same per-address limit as the other public pages.
+    if let Some(r) = pages.rate_limited(&req) {
+        return Ok(r);
+    }
     let token = query.token.as_deref().ok_or(LinkError::Malformed)?;
     let claims = portal.signer.verify(token, portal.clock.now())?;
     let request = CreateBillingPortalSession::new()

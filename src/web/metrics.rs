@@ -9,6 +9,7 @@ use super::error::json_error;
 use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
 use crate::store::{OperationalCounts, Store};
+use crate::web::body_budget::BodyBudget;
 
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -18,6 +19,7 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
+    budget: web::Data<BodyBudget>,
 ) -> HttpResponse {
     let counts = match store.operational_counts(clock.now()).await {
         Ok(counts) => counts,
@@ -26,7 +28,8 @@ pub async fn metrics(
             return json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable");
         }
     };
-    let gauges = counts.map(gauges).unwrap_or_default();
+    let mut gauges = counts.map(gauges).unwrap_or_default();
+    gauges.extend(intake_gauges(&budget));
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&metrics.snapshot(), &gauges))
 }
 
@@ -38,5 +41,28 @@ fn gauges(c: OperationalCounts) -> Vec<Gauge> {
         g("holdfast_emails_sent", "Emails sent (all time).", c.emails_sent),
         g("holdfast_emails_failed", "Emails that failed for good (all time).", c.emails_failed),
         g("holdfast_dunning_cases_open", "Failed-payment cases not yet recovered or lost.", c.dunning_open),
+    ]
+}
+
+/// The webhook body budget, read live (per process).
+fn intake_gauges(budget: &BodyBudget) -> Vec<Gauge> {
+    let g = |name, help, value: f64| Gauge { name, help, labels: Vec::new(), value };
+    vec![
+        g(
+            "holdfast_webhook_buffered_bytes",
+            "Bytes reserved for webhook bodies being read or handled now.",
+            budget.used() as f64,
+        ),
+        g("holdfast_webhook_buffer_cap_bytes", "The most bytes webhook bodies may hold at once.", budget.cap() as f64),
+        g(
+            "holdfast_webhook_bodies_refused",
+            "Webhook bodies answered 503 for want of buffer room (all time).",
+            budget.refused() as f64,
+        ),
+        g(
+            "holdfast_webhook_bodies_evicted",
+            "Slow webhook bodies cut off to make room for newer ones (all time).",
+            budget.evicted() as f64,
+        ),
     ]
 }

@@ -4,7 +4,9 @@
 pub mod activity;
 pub mod auth;
 pub mod billing;
+pub mod body_budget;
 pub mod cancel;
+pub mod client_ip;
 pub mod comeback;
 pub mod dashboard;
 pub mod error;

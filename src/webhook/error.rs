@@ -8,6 +8,10 @@ use crate::domain::event::NotAnEvent;
 use crate::store::writer::WriteError;
 use crate::web::error::json_error;
 
+/// When a refused-for-load sender should come back (`Retry-After`, seconds): a stalled
+/// upload is cut off by the body deadline within that time.
+const BUSY_RETRY_AFTER_SECS: &str = "10";
+
 /// Why a webhook was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -21,6 +25,12 @@ pub enum WebhookError {
     TooLarge { limit: usize },
     #[error("could not read the request body")]
     Body,
+    /// The body did not arrive in time.
+    #[error("the request body was not received in time")]
+    BodyTimeout,
+    /// Too many bodies are being read at once: Stripe retries.
+    #[error("too many webhooks are being received at once; retry later")]
+    Busy,
     /// Storage failed: Stripe must retry, so never a 4xx.
     #[error("event not stored; retry later")]
     Store(#[from] WriteError),
@@ -37,6 +47,8 @@ impl WebhookError {
             Self::NotAnEvent(_) => "not_an_event",
             Self::TooLarge { .. } => "payload_too_large",
             Self::Body => "bad_body",
+            Self::BodyTimeout => "body_timeout",
+            Self::Busy => "busy",
             Self::Store(_) => "storage_unavailable",
         }
     }
@@ -46,6 +58,8 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(WriteError::Failed) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -54,6 +68,13 @@ impl ResponseError for WebhookError {
 
     fn error_response(&self) -> HttpResponse {
         // Messages never carry the secret, the signature or the body (see SignatureError).
-        json_error(self.status_code(), self.code(), &self.to_string())
+        let mut response = json_error(self.status_code(), self.code(), &self.to_string());
+        if let Self::Busy = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static(BUSY_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

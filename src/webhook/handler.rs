@@ -1,6 +1,8 @@
 //! `POST /webhooks/stripe`.
 
-use std::time::Instant;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures::StreamExt;
@@ -13,6 +15,7 @@ use crate::domain::event::Event;
 use crate::metrics::{Metrics, Outcome};
 use crate::store::Ingested;
 use crate::store::writer::Writer;
+use crate::web::body_budget::{BodyBudget, Reservation};
 
 /// What the webhook handler needs.
 #[derive(Clone)]
@@ -22,6 +25,15 @@ pub struct WebhookState {
     pub max_body_bytes: usize,
     pub writer: Writer,
     pub clock: crate::clock::Clock,
+    /// The bound on buffered bodies and the time a body may take.
+    pub intake: Intake,
+}
+
+/// How webhook bodies are read: one shared byte budget and a deadline per body.
+#[derive(Clone, Debug)]
+pub struct Intake {
+    pub budget: Arc<BodyBudget>,
+    pub body_timeout: Duration,
 }
 
 /// Verify, parse, store, and only then acknowledge; count the outcome and latency.
@@ -61,7 +73,7 @@ async fn verify_and_store(
     state: &WebhookState,
     event_type: &mut Option<String>,
 ) -> Result<Ingested, WebhookError> {
-    let body = read_limited(req, body, state.max_body_bytes).await?;
+    let body = read_limited(req, body, state.max_body_bytes, &state.intake).await?;
     let header = req
         .headers()
         .get("Stripe-Signature")
@@ -78,8 +90,31 @@ async fn verify_and_store(
     Ok(state.writer.submit(event).await?)
 }
 
-/// Read the body up to `limit` bytes; refuse early on a declared length above it.
-async fn read_limited(req: &HttpRequest, mut body: web::Payload, limit: usize) -> Result<web::Bytes, WebhookError> {
+/// A body read in full, still counted in the budget until dropped.
+struct BufferedBody {
+    bytes: web::Bytes,
+    _reserved: Reservation,
+}
+
+impl Deref for BufferedBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Without a declared length a body starts with this much reserved, doubling as it grows.
+const FIRST_CHUNKED_RESERVATION: usize = 16 * 1024;
+
+/// Read the body up to `limit` bytes; refuse early on a declared length above it. Every byte
+/// buffered is reserved in the shared budget first (full: 503), and the whole body must arrive
+/// within the intake's deadline (else 408), so a stalled upload holds neither for long.
+async fn read_limited(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+    intake: &Intake,
+) -> Result<BufferedBody, WebhookError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -88,13 +123,45 @@ async fn read_limited(req: &HttpRequest, mut body: web::Payload, limit: usize) -
     if declared.is_some_and(|len| len > limit) {
         return Err(WebhookError::TooLarge { limit });
     }
-    let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| WebhookError::Body)?;
-        if buf.len() + chunk.len() > limit {
-            return Err(WebhookError::TooLarge { limit });
+    let mut reserved =
+        intake.budget.reserve(declared.unwrap_or(FIRST_CHUNKED_RESERVATION).min(limit)).map_err(|_| WebhookError::Busy)?;
+    let eviction = reserved.eviction();
+    // The chunks as the server received them, joined once the body is complete: a stalled
+    // upload then holds only what it sent, in the server's small read buffers, rather than
+    // one large allocation per connection (large short-lived allocations are what the C
+    // allocator is slowest to give back to the system).
+    let mut chunks: Vec<web::Bytes> = Vec::new();
+    let mut received = 0;
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| WebhookError::Body)?;
+            received += chunk.len();
+            if received > limit {
+                return Err(WebhookError::TooLarge { limit });
+            }
+            if received > reserved.bytes() {
+                let target = received.max(reserved.bytes() * 2).min(limit);
+                reserved.grow(target - reserved.bytes()).map_err(|_| WebhookError::Busy)?;
+            }
+            chunks.push(chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(())
+    };
+    tokio::select! {
+        read = read => read?,
+        () = eviction.notified() => return Err(WebhookError::Busy),
+        () = tokio::time::sleep(intake.body_timeout) => return Err(WebhookError::BodyTimeout),
     }
-    Ok(buf.freeze())
+    reserved.finish_reading();
+    let bytes = match chunks.len() {
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut joined = web::BytesMut::with_capacity(received);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    };
+    Ok(BufferedBody { bytes, _reserved: reserved })
 }

@@ -4,4 +4,4 @@ pub mod error;
 pub mod handler;
 pub mod signature;
 
-pub use handler::{WebhookState, receive};
+pub use handler::{Intake, WebhookState, receive};

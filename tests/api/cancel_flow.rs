@@ -4,6 +4,7 @@
 use holdfast::cancel_flow::links::sign;
 use holdfast::domain::cancel::add_months;
 use holdfast::store::cancel::{CancelSessionRow, NewCancelSession};
+use holdfast::telemetry::capability_ref;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -155,7 +156,7 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     assert!(!offer.contains("choice-discount") && !offer.contains("choice-downgrade"));
     assert!(offer.contains("choice-cancel"));
     let id = session_id(&session);
-    f.expect_update("sub_pause1", &format!("holdfast-cancel-{id}-pause_2-1"), &object).await;
+    f.expect_update("sub_pause1", &format!("holdfast-cancel-{}-pause_2-1", capability_ref(&id)), &object).await;
 
     let r = f.choose(&session, &csrf, "pause_2").await;
     assert_eq!(r.status(), 303);
@@ -225,7 +226,7 @@ async fn downgrade_through_a_minted_link_changes_the_item_price() {
     assert!(!offer.contains("choice-pause"));
     assert!(offer.contains("https://app.example.com/billing"));
     let id = session_id(&session);
-    f.expect_update("sub_down1", &format!("holdfast-cancel-{id}-downgrade-1"), &object).await;
+    f.expect_update("sub_down1", &format!("holdfast-cancel-{}-downgrade-1", capability_ref(&id)), &object).await;
 
     assert_eq!(f.choose(&session, &csrf, "downgrade").await.status(), 303);
     assert_eq!(
@@ -249,7 +250,7 @@ async fn discount_applies_the_configured_coupon() {
     let (session, csrf) = f.open(&signed_link("cus_disc1")).await;
     f.answer(&session, &csrf, "too_expensive", "").await;
     let id = session_id(&session);
-    f.expect_update("sub_disc1", &format!("holdfast-cancel-{id}-discount-1"), &object).await;
+    f.expect_update("sub_disc1", &format!("holdfast-cancel-{}-discount-1", capability_ref(&id)), &object).await;
     assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
     assert_eq!(f.sent_params().await, vec![params(&[("discounts[0][coupon]", "SAVE30")])]);
     assert_eq!(f.session(&session).await.outcome.as_deref(), Some("discounted"));
@@ -268,7 +269,7 @@ async fn cancel_anyway_takes_two_clicks_and_sends_feedback_and_comment() {
     // Click 1: a reason button (the comment rides along).
     f.answer(&session, &csrf, "missing_features", "No SSO & no <export>").await;
     let id = session_id(&session);
-    f.expect_update("sub_canc1", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    f.expect_update("sub_canc1", &format!("holdfast-cancel-{}-cancel-1", capability_ref(&id)), &object).await;
     // Click 2: cancel anyway.
     assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
     assert_eq!(
@@ -296,7 +297,7 @@ async fn technical_problems_are_sent_as_other_with_the_comment() {
     let (session, csrf) = f.open(&signed_link("cus_tech1")).await;
     f.answer(&session, &csrf, "technical_problems", "sync fails").await;
     let id = session_id(&session);
-    f.expect_update("sub_tech1", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    f.expect_update("sub_tech1", &format!("holdfast-cancel-{}-cancel-1", capability_ref(&id)), &object).await;
     assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
     assert_eq!(
         f.sent_params().await,
@@ -317,7 +318,7 @@ async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
     let id = session_id(&session);
     Mock::given(method("POST"))
         .and(path("/v1/subscriptions/sub_err1"))
-        .and(header("Idempotency-Key", format!("holdfast-cancel-{id}-pause_1-1").as_str()))
+        .and(header("Idempotency-Key", format!("holdfast-cancel-{}-pause_1-1", capability_ref(&id)).as_str()))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
             "type": "invalid_request_error", "code": "resource_missing", "message": "No such subscription: 'sub_err1'"}})))
         .expect(1)
@@ -333,7 +334,7 @@ async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
     assert_eq!(row.acting_until, None, "the lease is given back");
 
     // The customer tries again: a fresh idempotency key (attempt 2), and it works.
-    f.expect_update("sub_err1", &format!("holdfast-cancel-{id}-pause_1-2"), &object).await;
+    f.expect_update("sub_err1", &format!("holdfast-cancel-{}-pause_1-2", capability_ref(&id)), &object).await;
     assert_eq!(f.choose(&session, &csrf, "pause_1").await.status(), 303);
     assert_eq!(f.session(&session).await.outcome.as_deref(), Some("paused"));
 }

@@ -3,6 +3,7 @@
 //! Time moves by passing a clock to the workers, never by sleeping.
 
 use holdfast::domain::lifecycle::variant;
+use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -533,7 +534,7 @@ async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rat
         assert_eq!(f.session(&session).await.variant.as_deref(), Some(if cus == &a { "a" } else { "b" }));
         if cus == &b {
             let id = session.trim_start_matches("/cancel/s/").to_owned();
-            f.expect_update(&format!("sub_{cus}"), &format!("holdfast-cancel-{id}-pause_1-1"), &object).await;
+            f.expect_update(&format!("sub_{cus}"), &format!("holdfast-cancel-{}-pause_1-1", capability_ref(&id)), &object).await;
             assert_eq!(f.choose(&session, &csrf, "pause_1").await.status(), 303);
         } else {
             Mock::given(method("POST"))

@@ -66,3 +66,80 @@ async fn logs_of_a_full_run_contain_no_secrets_signatures_or_emails() {
         assert!(serde_json::from_str::<Value>(line).is_ok(), "not a JSON log line: {line}");
     }
 }
+
+/// The csrf field of a cancel page.
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").map(|i| i + 19).expect("page has a csrf field");
+    html[start..].split('"').next().expect("csrf value").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key() {
+    use crate::cancel_flow::{LINK_SECRET, signed_link};
+    use crate::helpers::{Sub, post_signed};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    // Stripe refuses every call: the flow logs an ERROR about the session it could not act on.
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "type": "invalid_request_error", "code": "resource_missing", "message": "No such subscription: 'sub_logscan'"}})))
+        .mount(&stripe)
+        .await;
+    let (url, _dir) = fresh_database().await;
+    let stripe_uri = stripe.uri();
+    let server = ServerProcess::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("STRIPE_SECRET_KEY", STRIPE_KEY),
+        ("STRIPE_API_BASE", stripe_uri.as_str()),
+        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
+        ("RUST_LOG", "debug"),
+    ]);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let t = now() - 86_400;
+    let created = event("customer.created", t, customer("cus_logscan", EMAIL, t));
+    assert_eq!(post_signed(&client, &server.address, &created).await, 200);
+    let sub = event("customer.subscription.created", t + 1, Sub::new("sub_logscan", "cus_logscan", t).object());
+    assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
+
+    let link = signed_link("cus_logscan");
+    let opened = client.get(format!("{}{link}", server.address)).send().await.expect("sent");
+    assert_eq!(opened.status(), 303);
+    let session = opened.headers()["location"].to_str().expect("location").to_owned();
+    let session_id = session.trim_start_matches("/cancel/s/").to_owned();
+    let page = client.get(format!("{}{session}", server.address)).send().await.expect("sent");
+    let csrf = csrf_of(&page.text().await.expect("html"));
+    let form = [("csrf", csrf.as_str()), ("reason", "unused"), ("comment", "")];
+    let answered = client.post(format!("{}{session}/reason", server.address)).form(&form).send().await.expect("sent");
+    assert_eq!(answered.status(), 303);
+    let form = [("csrf", csrf.as_str()), ("choice", "pause_1")];
+    let chosen = client.post(format!("{}{session}/choose", server.address)).form(&form).send().await.expect("sent");
+    assert_eq!(chosen.status(), 502, "Stripe refused the change");
+    let sent_keys: Vec<String> = stripe
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .collect();
+    // Lines reach stdout a few milliseconds late (buffered); wait for the failure's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.output().contains("cancel flow: Stripe call failed") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let output = server.stop_and_collect();
+
+    assert!(output.contains("cancel flow: Stripe call failed"), "the failure was logged:\n{output}");
+    assert!(!sent_keys.is_empty(), "the change was tried with an idempotency key");
+    let link_sig = link.rsplit_once("sig=").map(|(_, s)| s.to_owned()).expect("link signature");
+    // The idempotency key itself may be logged (Stripe's client does at DEBUG): it carries a
+    // hash of the session id, never the id.
+    let needles = vec![session_id.as_str(), link_sig.as_str(), csrf.as_str(), STRIPE_KEY, EMAIL];
+    for key in &sent_keys {
+        assert!(!key.contains(&session_id), "the idempotency key sent to Stripe carries the session id: {key}");
+    }
+    let leaks: Vec<&str> = needles.into_iter().filter(|n| output.contains(n)).collect();
+    assert!(leaks.is_empty(), "capabilities in the log output: {leaks:?}\n{output}");
+}

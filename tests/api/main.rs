@@ -1,6 +1,7 @@
 //! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
+mod backup;
 mod billing_portal;
 mod brand;
 mod cancel_browser;
@@ -10,6 +11,7 @@ mod crash_safety;
 mod dashboard;
 mod dunning;
 mod email_browser;
+mod forget;
 mod helpers;
 mod ingestion_order;
 mod lifecycle;
@@ -24,7 +26,9 @@ mod process;
 mod processes;
 mod projection;
 mod quick_start;
+mod rate_limits;
 mod requires;
+mod resources;
 mod security;
 mod smtp_sink;
 mod summary_api;

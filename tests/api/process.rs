@@ -51,6 +51,11 @@ impl ServerProcess {
         Self { child, address: format!("http://127.0.0.1:{port}"), output, readers }
     }
 
+    /// The child's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown hook runs, in-flight requests die with the process.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL delivered");

@@ -131,3 +131,29 @@ async fn json_and_form_bodies_over_the_limit_get_413_in_the_json_envelope() {
     let small = actix_test::TestRequest::post().uri("/json").set_json(json!({"x": 1})).to_request();
     assert_eq!(actix_test::call_service(&service, small).await.status(), 200);
 }
+
+#[tokio::test]
+async fn logging_out_of_the_dashboard_revokes_the_session_on_the_server() {
+    const TOKEN: &str = "owner-token-logout-0123456789";
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", TOKEN)]).send().await.expect("sent");
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("name=value").to_owned();
+    let dashboard = |cookie: String| client.get(format!("{}/dashboard", app.address)).header("Cookie", cookie).send();
+    let before = dashboard(cookie.clone()).await.expect("sent").text().await.expect("html");
+    assert!(before.contains("chart-mrr"), "logged in before logging out");
+
+    let logout = client.post(format!("{}/dashboard/logout", app.address)).header("Cookie", &cookie).send().await.expect("sent");
+    assert_eq!(logout.status(), 303);
+    assert!(logout.headers()["set-cookie"].to_str().expect("ascii").contains("Max-Age=0"), "the browser forgets it");
+
+    // A copy of the cookie kept elsewhere (another tab, a stolen value) no longer works.
+    let after = dashboard(cookie).await.expect("sent").text().await.expect("html");
+    assert!(after.contains("name=\"token\"") && !after.contains("chart-mrr"), "the login form, not the dashboard");
+    // Logging in again (within the same second) gives a new session that works.
+    let again = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", TOKEN)]).send().await.expect("sent");
+    let fresh = again.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("name=value").to_owned();
+    let page = dashboard(fresh).await.expect("sent").text().await.expect("html");
+    assert!(page.contains("chart-mrr"), "a new login is not caught by the old one's revocation");
+}

@@ -42,6 +42,7 @@ use crate::mail::{Category, NewEmail};
 use crate::store::Store;
 use crate::store::cancel::{CancelSessionRow, NewCancelSession, SurveyAnswer};
 use crate::stripe_api::StripeApi;
+use crate::telemetry::capability_ref;
 
 /// Form bodies are a token, a reason and a comment of at most `COMMENT_MAX` characters.
 const FORM_LIMIT_BYTES: usize = 4 * 1024;
@@ -95,7 +96,7 @@ impl CancelState {
     }
 
     fn limit(&self, req: &HttpRequest) -> Result<(), PageError> {
-        if self.limiter.allow(req.peer_addr().map(|a| a.ip()), self.now()) { Ok(()) } else { Err(PageError::RateLimited) }
+        if self.limiter.allow_request(req, self.now()) { Ok(()) } else { Err(PageError::RateLimited) }
     }
 
     /// The same per-address limit for the other public pages (unsubscribe, come-back): the
@@ -414,7 +415,7 @@ async fn choose(
             reason,
             comment: s.comment.clone(),
             now,
-            idempotency_key: format!("holdfast-cancel-{}-{}-{attempt}", s.id, choice.key()),
+            idempotency_key: format!("holdfast-cancel-{}-{}-{attempt}", capability_ref(&s.id), choice.key()),
         };
         let done = match carry_out(stripe, &action).await {
             Ok(done) => done,
@@ -423,16 +424,16 @@ async fn choose(
                 store.release_cancel_action(&s.id).await?;
                 match &e {
                     ActionError::Stripe(err) => {
-                        tracing::error!(session = %s.id, choice = %choice.key(), error = %stripe_error_summary(err), "cancel flow: Stripe call failed")
+                        tracing::error!(session = %capability_ref(&s.id), choice = %choice.key(), error = %stripe_error_summary(err), "cancel flow: Stripe call failed")
                     }
-                    other => tracing::error!(session = %s.id, error = %other, "cancel flow: action not possible"),
+                    other => tracing::error!(session = %capability_ref(&s.id), error = %other, "cancel flow: action not possible"),
                 }
                 return Err(PageError::Stripe);
             }
         };
         let detail = done.detail.to_string();
         store.record_cancel_outcome(&s.id, done.outcome, &detail, done.paused_until, now).await?;
-        tracing::info!(session = %s.id, outcome = done.outcome.as_str(), "cancel flow: outcome recorded");
+        tracing::info!(session = %capability_ref(&s.id), outcome = done.outcome.as_str(), "cancel flow: outcome recorded");
         // ── CONFIRMATION EMAIL CALL SITE ──
         queue_confirmation(&state, &store, &s, &done).await;
         Ok(see_other(&format!("{}/done", base(&s))))
@@ -458,7 +459,7 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
     let to = match store.customer_email(&s.customer).await {
         Ok(to) => to,
         Err(e) => {
-            tracing::warn!(session = %s.id, error = %e, "cancel flow: customer email unreadable; no confirmation");
+            tracing::warn!(session = %capability_ref(&s.id), error = %e, "cancel flow: customer email unreadable; no confirmation");
             return;
         }
     };
@@ -473,7 +474,7 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
     let content = match state.mail_templates.render(&email.template, minijinja::Value::from_serialize(&email.context)) {
         Ok(content) => content,
         Err(e) => {
-            tracing::error!(session = %s.id, template = %email.template, error = %e, "cancel flow: confirmation email failed to render");
+            tracing::error!(session = %capability_ref(&s.id), template = %email.template, error = %e, "cancel flow: confirmation email failed to render");
             return;
         }
     };
@@ -489,7 +490,7 @@ async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessio
         unsubscribe_url: None,
     };
     if let Err(e) = store.enqueue_emails(&[queued], state.now()).await {
-        tracing::error!(session = %s.id, error = %e, "cancel flow: confirmation email not queued");
+        tracing::error!(session = %capability_ref(&s.id), error = %e, "cancel flow: confirmation email not queued");
     }
 }
 

@@ -1,9 +1,16 @@
-//! A small fixed-window limiter per client address for the public cancel pages: enough to
-//! stop a script from guessing links or hammering Stripe through us. One process, in memory.
+//! A small fixed-window limiter per client address for the public pages (cancel flow,
+//! unsubscribe, come-back and update-payment links): enough to stop a script from guessing
+//! links, hammering Stripe through us or sending mail. One process, in memory. Behind a proxy
+//! the address comes from its forwarding headers when the proxy is trusted (`client_ip`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+
+use actix_web::HttpRequest;
+
+use crate::config::TrustedProxy;
+use crate::web::client_ip::client_ip;
 
 /// When the table grows past this, windows that are over are dropped.
 const PRUNE_AT: usize = 10_000;
@@ -14,11 +21,23 @@ const WINDOW_SECS: i64 = 60;
 pub struct RateLimiter {
     per_minute: u32,
     seen: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    proxy: TrustedProxy,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, seen: Mutex::new(HashMap::new()) }
+        Self { per_minute, seen: Mutex::new(HashMap::new()), proxy: TrustedProxy::None }
+    }
+
+    /// Believe forwarding headers from these proxies.
+    pub fn with_trusted_proxy(mut self, proxy: TrustedProxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Count one request at `now` against its client's address; false when over the limit.
+    pub fn allow_request(&self, req: &HttpRequest, now: i64) -> bool {
+        self.allow(client_ip(req, &self.proxy), now)
     }
 
     /// Count one request from `ip` at `now`; false when over the limit.

@@ -16,6 +16,7 @@ use super::auth::OwnerToken;
 use crate::clock::Clock;
 use crate::domain::metrics::Month;
 use crate::reports::Reports;
+use crate::store::{Store, StoreError};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -46,15 +47,18 @@ fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
     }
 }
 
-fn logged_in(req: &HttpRequest, owner: &OwnerToken, now: i64) -> bool {
-    let Some(token) = owner.0.as_ref() else { return false };
-    // Parsed by hand: actix-web is built without its `cookies` feature.
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| name == session::COOKIE && session::verify(token, value, now))
+/// Whether the request carries a live session that was not logged out.
+async fn logged_in(req: &HttpRequest, owner: &OwnerToken, store: &Store, now: i64) -> Result<bool, StoreError> {
+    let Some(value) = owner.0.as_ref().and_then(|token| session::presented(req, token, now)) else { return Ok(false) };
+    Ok(!store.dashboard_session_revoked(&session::revocation_hash(value)).await?)
+}
+
+fn unavailable() -> HttpResponse {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "dashboard_login.html",
+        context! { configured => true, error => "the dashboard is unavailable right now" },
+    )
 }
 
 /// Query of `/dashboard`.
@@ -69,12 +73,17 @@ pub async fn get_dashboard(
     req: HttpRequest,
     owner: web::Data<OwnerToken>,
     reports: web::Data<Reports>,
+    store: web::Data<Store>,
     q: web::Query<DashboardQuery>,
     mode: web::Data<super::observed::Mode>,
-    store: web::Data<crate::store::Store>,
 ) -> HttpResponse {
-    if !logged_in(&req, &owner, reports.clock().now()) {
-        return page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() });
+    match logged_in(&req, &owner, &store, reports.clock().now()).await {
+        Ok(true) => {}
+        Ok(false) => return page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() }),
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: session check failed");
+            return unavailable();
+        }
     }
     let Some(month) = q.month.as_deref().map_or(Some(reports.current_month()), |m| Month::parse(m).ok()) else {
         return page(
@@ -150,8 +159,22 @@ pub async fn post_login(owner: web::Data<OwnerToken>, clock: web::Data<Clock>, f
     ))
 }
 
-/// Forget the session.
-pub async fn post_logout() -> HttpResponse {
+/// End the session: recorded as revoked until it expires (a copy of the cookie stops working
+/// too), then the browser's cookie is cleared. If it cannot be recorded, nothing is claimed.
+pub async fn post_logout(
+    req: HttpRequest,
+    owner: web::Data<OwnerToken>,
+    store: web::Data<Store>,
+    clock: web::Data<Clock>,
+) -> HttpResponse {
+    let now = clock.now();
+    if let Some(value) = owner.0.as_ref().and_then(|token| session::presented(&req, token, now)) {
+        let expires = session::expires_of(value).unwrap_or(now + session::TTL_SECS);
+        if let Err(e) = store.revoke_dashboard_session(&session::revocation_hash(value), expires, now).await {
+            tracing::error!(error = %e, "dashboard: logout not recorded");
+            return unavailable();
+        }
+    }
     see_dashboard(format!("{}=; Path=/dashboard; Max-Age=0; Secure; HttpOnly; SameSite=Strict", session::COOKIE))
 }
 

@@ -1,0 +1,35 @@
+//! Dashboard sessions ended by logging out (migration 0011): the SHA-256 of the cookie value
+//! until it would have expired. The statements are the same on both backends.
+
+use super::{Store, StoreError};
+
+const REVOKE: &str = "INSERT INTO dashboard_session_revocations (session_hash, expires_at) VALUES ($1, $2) \
+     ON CONFLICT (session_hash) DO NOTHING";
+const FORGET_EXPIRED: &str = "DELETE FROM dashboard_session_revocations WHERE expires_at <= $1";
+const IS_REVOKED: &str = "SELECT 1 FROM dashboard_session_revocations WHERE session_hash = $1";
+
+impl Store {
+    /// Record a session as ended until `expires_at` (and drop records that expired by `now`).
+    pub async fn revoke_dashboard_session(&self, session_hash: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                sqlx::query(FORGET_EXPIRED).bind(now).execute(s.pool()).await?;
+                sqlx::query(REVOKE).bind(session_hash).bind(expires_at).execute(s.pool()).await?;
+            }
+            Self::Postgres(s) => {
+                sqlx::query(FORGET_EXPIRED).bind(now).execute(s.pool()).await?;
+                sqlx::query(REVOKE).bind(session_hash).bind(expires_at).execute(s.pool()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a session was ended by logging out.
+    pub async fn dashboard_session_revoked(&self, session_hash: &str) -> Result<bool, StoreError> {
+        let row: Option<(i32,)> = match self {
+            Self::Sqlite(s) => sqlx::query_as(IS_REVOKED).bind(session_hash).fetch_optional(s.pool()).await?,
+            Self::Postgres(s) => sqlx::query_as(IS_REVOKED).bind(session_hash).fetch_optional(s.pool()).await?,
+        };
+        Ok(row.is_some())
+    }
+}
