@@ -31,6 +31,7 @@ use crate::web::cancel::{self, CancelState};
 use crate::web::{activity, comeback, dashboard, error, health, metrics, request_id, security_headers, summary, unsubscribe};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
+use crate::workers::projector::Projector;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};
 
@@ -136,6 +137,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let mut workers = Vec::new();
+        // Always: webhooks only reach the tables through it.
+        let projector = Projector::new(self.store.clone(), self.clock.clone());
+        workers.push(tokio::spawn(projector.run(stopped.clone())));
         if self.run_workers {
             let outbox = self.outbox.clone();
             let wake = Some(self.reactor.outbox_ready.clone());
