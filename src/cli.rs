@@ -127,11 +127,18 @@ async fn migrate() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store, migrated, from DATABASE_URL alone (the import commands need nothing else).
+/// The store, migrated, from DATABASE_URL. The import commands append to the event log and
+/// project it, like the server's projector: with the service's settings available they run
+/// the same reactions (recording, never emailing, imported history); with DATABASE_URL
+/// alone the log is projected without reactions.
 async fn migrated_store() -> anyhow::Result<Store> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
-    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    let mut store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    match Settings::from_env() {
+        Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::reactions::Reactor::new(&settings))),
+        Err(e) => tracing::debug!(error = %e, "no service settings: projecting without reactions"),
+    }
     store.migrate().await.context("running database migrations")?;
     Ok(store)
 }

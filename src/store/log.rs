@@ -381,18 +381,25 @@ impl Store {
 
     /// Wait until the projector (of this process or another) has passed log position
     /// `target`, or `timeout` elapses (then `false`). In-process projections wake it at once;
-    /// another process's are seen by re-reading the cursor every 20 ms.
+    /// another process's are seen by re-reading the cursor every 200 ms (a failed read is
+    /// retried until the deadline: the pool may be busy under load).
     pub async fn wait_projected_through(&self, target: i64, timeout: std::time::Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut projected = self.log_signals().projected.subscribe();
+        let mut last_error = None;
         loop {
-            if *projected.borrow_and_update() >= target || self.projector_position().await? >= target {
+            if *projected.borrow_and_update() >= target {
                 return Ok(true);
+            }
+            match self.projector_position().await {
+                Ok(p) if p >= target => return Ok(true),
+                Ok(_) => {}
+                Err(e) => last_error = Some(e),
             }
             tokio::select! {
                 _ = projected.changed() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep_until(deadline) => return last_error.map_or(Ok(false), Err),
             }
         }
     }

@@ -198,3 +198,76 @@ async fn every_listed_event_type_is_accepted() {
     assert_eq!(state.history.len(), 6);
     assert!(state.customers[0].deleted);
 }
+
+/// Run one statement on the test's database, whichever backend (test setup only).
+async fn execute_sql(app: &TestApp, sql: &str) {
+    match &app.store {
+        holdfast::store::Store::Sqlite(s) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.map(drop),
+        holdfast::store::Store::Postgres(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.map(drop)
+        }
+    }
+    .expect("setup statement runs");
+}
+
+/// A gauge's value in `/metrics`.
+async fn gauge(app: &TestApp, token: &str, name: &str) -> f64 {
+    let body = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("metrics answered")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+#[tokio::test]
+async fn an_event_that_fails_to_project_parks_its_customer_and_everyone_else_goes_on() {
+    const TOKEN: &str = "owner-token-for-parking-0123456789";
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    app.clock.set(now());
+    // Bad data, as the database sees it: a trigger refuses this one customer's row.
+    let poison = if backend() == "postgres" {
+        "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = 'cus_poison' THEN \
+         RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER poison BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION poison();"
+    } else {
+        "CREATE TRIGGER poison BEFORE INSERT ON customers WHEN NEW.id = 'cus_poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+    };
+    execute_sql(&app, poison).await;
+
+    app.deliver(&event("customer.created", T0, customer("cus_poison", "first@example.com", T0))).await;
+    app.deliver(&event("customer.updated", T0 + 1, customer("cus_poison", "second@example.com", T0))).await;
+    app.deliver(&event("customer.created", T0 + 2, customer("cus_fine", "fine@example.com", T0))).await;
+
+    let state = app.state().await;
+    let ids: Vec<&str> = state.customers.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["cus_fine"], "the other customer is projected; the failed one is not");
+    assert_eq!(state.event_ids.len(), 3, "every acknowledged event is in the log");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_customers").await, 1.0);
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_events").await, 2.0, "the later event waits behind");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_lag_events").await, 0.0, "the log itself moved on");
+    let lag = app.store.projector_lag(app.clock.now()).await.expect("lag readable");
+    assert_eq!((lag.parked_customers, lag.parked_events), (1, 2));
+
+    // Back-off: not retried before its time, even once the cause is gone.
+    execute_sql(&app, if backend() == "postgres" { "DROP TRIGGER poison ON customers" } else { "DROP TRIGGER poison" }).await;
+    app.store.retry_parked(app.clock.now()).await.expect("retry runs");
+    assert_eq!(app.store.projector_lag(app.clock.now()).await.expect("lag").parked_customers, 1, "retried too early");
+
+    app.clock.advance(11);
+    app.store.retry_parked(app.clock.now()).await.expect("retry runs");
+    let lag = app.store.projector_lag(app.clock.now()).await.expect("lag readable");
+    assert_eq!((lag.parked_customers, lag.parked_events), (0, 0), "unparked once its events project");
+    let state = app.state().await;
+    let poisoned = state.customers.iter().find(|c| c.id == "cus_poison").expect("projected after the retry");
+    assert_eq!(poisoned.email.as_deref(), Some("second@example.com"), "its events applied in order");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_customers").await, 0.0);
+}
