@@ -40,6 +40,10 @@ pub enum Command {
         /// The file to import (`-` reads standard input).
         file: std::path::PathBuf,
     },
+    /// Rebuild the projected tables (customers, subscriptions and their items and history,
+    /// invoices, discounts) from the event log, after a fix in projection code. Sends no
+    /// email and calls no Stripe API; dunning cases and the outbox are left as they are.
+    Reproject,
     /// Exit 0 when the local server answers /readyz (the container HEALTHCHECK: no curl).
     Healthcheck {
         /// Base URL to check (default: derived from HOLDFAST_BIND / PORT).
@@ -87,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate().await,
         Command::Sync { page_size, restart } => sync(page_size, restart).await,
         Command::Replay { file } => replay(&file).await,
+        Command::Reproject => reproject().await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
@@ -173,6 +178,18 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     let store = migrated_store().await?;
     let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
+    store.close().await;
+    Ok(())
+}
+
+async fn reproject() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let url = config::database_url(&config::Env)?;
+    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle.
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    store.migrate().await.context("running database migrations")?;
+    let events = store.reproject().await.context("rebuilding the projected tables")?;
+    println!("reprojected {events} events");
     store.close().await;
     Ok(())
 }

@@ -57,6 +57,17 @@ const BACKLOG_SQLITE: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FRO
 const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE seq > $1";
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";
 
+/// The tables the projection writes, children first (`holdfast reproject` empties them).
+const CLEAR_PROJECTED: [&str; 6] = [
+    "DELETE FROM subscription_items",
+    "DELETE FROM subscription_history",
+    "DELETE FROM subscriptions",
+    "DELETE FROM invoices",
+    "DELETE FROM discounts",
+    "DELETE FROM customers",
+];
+const PARKED_SEQS: &str = "SELECT seq FROM parked_events";
+
 /// What one projector transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Projected {
@@ -223,6 +234,33 @@ async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&Reactor
     Ok(enqueued)
 }
 
+/// Empty the projected tables and apply the log again up to the cursor, without reactions
+/// (no dunning, no email), holding the cursor so the live projector waits. Parked events
+/// stay parked. Returns the events applied.
+async fn reproject_in(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+    let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
+    let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
+    for sql in CLEAR_PROJECTED {
+        execute!(conn, sql)?;
+    }
+    let parked: Vec<(i64,)> = fetch!(conn, fetch_all, (i64,), PARKED_SEQS)?;
+    let parked: HashSet<i64> = parked.into_iter().map(|(s,)| s).collect();
+    let read = if is_postgres(conn) { READ_LOG_POSTGRES } else { READ_LOG_SQLITE };
+    let (mut after, mut applied) = (0_i64, 0_u64);
+    while after < position {
+        let rows: Vec<LogRow> = fetch!(conn, fetch_all, LogRow, read, after, PROJECT_BATCH)?;
+        let Some(last) = rows.last().map(|r| r.0) else { break };
+        after = last;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().filter(|r| r.0 <= position && !parked.contains(&r.0)) {
+            events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
+        }
+        applied += events.len() as u64;
+        project_events(conn, &events, None).await?;
+    }
+    Ok(applied)
+}
+
 /// Run `f` in a write transaction of the projector's connection.
 macro_rules! in_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
@@ -348,6 +386,12 @@ impl Store {
                 moved
             });
         }
+    }
+
+    /// `holdfast reproject`: rebuild every projected table from the log, in one transaction
+    /// (readers see the old state until it commits). No reactions run: no email, no case.
+    pub async fn reproject(&self) -> Result<u64, StoreError> {
+        in_transaction!(self, |conn| reproject_in(conn).await)
     }
 
     /// The position of the last event in the log.

@@ -271,3 +271,45 @@ async fn an_event_that_fails_to_project_parks_its_customer_and_everyone_else_goe
     assert_eq!(poisoned.email.as_deref(), Some("second@example.com"), "its events applied in order");
     assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_customers").await, 0.0);
 }
+
+/// Run the `holdfast` binary with `args` against `database_url`; its stdout.
+fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .current_dir(dir.path())
+        .output()
+        .expect("holdfast runs");
+    assert!(out.status.success(), "holdfast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn reproject_rebuilds_the_tables_from_the_log_without_email() {
+    let (app, _sink) = crate::mail_world::app_with_sink(&[]).await;
+    let t = now() - 3600;
+    crate::mail_world::subscriber(&app, t - 86_400).await;
+    app.deliver(&crate::mail_world::payment_failed("in_1", t, Some(t + 14 * 86_400))).await;
+    let mut canceled = Sub::new("sub_1", "cus_1", t - 86_400);
+    canceled.status = "canceled";
+    app.deliver(&event("customer.subscription.deleted", t + 10, canceled.object())).await;
+    app.deliver(&event("customer.updated", t + 20, customer("cus_1", "new@example.com", t - 86_400))).await;
+    let live = app.state().await;
+    let emails = app.store.outbox_rows().await.expect("outbox").len();
+    assert!(emails > 0, "the failed payment queued mail");
+
+    // A projection bug left a wrong row, and a table lost its rows: reproject repairs both.
+    execute_sql(&app, "UPDATE customers SET email = 'wrong@example.com'").await;
+    execute_sql(&app, "DELETE FROM subscription_history").await;
+    let out = holdfast_cli(&app.database_url, &["reproject"]);
+    assert!(out.contains("reprojected 5 events"), "{out}");
+
+    assert_eq!(app.state().await, live, "the same state as the live path");
+    assert_eq!(app.store.outbox_rows().await.expect("outbox").len(), emails, "no email from a reprojection");
+    // The live path goes on after it.
+    app.deliver(&event("customer.updated", t + 30, customer("cus_1", "newer@example.com", t - 86_400))).await;
+    assert_eq!(app.state().await.customers[0].email.as_deref(), Some("newer@example.com"));
+}
