@@ -313,3 +313,59 @@ async fn reproject_rebuilds_the_tables_from_the_log_without_email() {
     app.deliver(&event("customer.updated", t + 30, customer("cus_1", "newer@example.com", t - 86_400))).await;
     assert_eq!(app.state().await.customers[0].email.as_deref(), Some("newer@example.com"));
 }
+
+#[tokio::test]
+async fn holdfast_migrate_upgrades_a_database_of_the_previous_release_in_place() {
+    let (url, dir) = fresh_database().await;
+    // The previous release: migrations up to 0007, events stored and projected by its
+    // ingest transaction.
+    let old = tempfile::tempdir().expect("dir");
+    let source = format!("{}/migrations/{}", env!("CARGO_MANIFEST_DIR"), backend());
+    for n in 1..=7 {
+        let file = std::fs::read_dir(&source)
+            .expect("migrations")
+            .filter_map(Result::ok)
+            .find(|f| f.file_name().to_string_lossy().starts_with(&format!("{n:04}_")))
+            .expect("migration of the previous release");
+        std::fs::copy(file.path(), old.path().join(file.file_name())).expect("copy");
+    }
+    let store = holdfast::store::Store::connect(&url).await.expect("connect");
+    let migrator = sqlx::migrate::Migrator::new(old.path()).await.expect("old migrations");
+    let e1 = event("customer.created", T0, customer("cus_old1", "one@example.com", T0));
+    let e2 = event("customer.created", T0 + 1, customer("cus_old2", "two@example.com", T0));
+    let insert_event = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
+                        VALUES ($1, 'customer.created', $2, false, NULL, NULL, $3, $2)";
+    let insert_customer = "INSERT INTO customers (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
+                           VALUES ($1, $2, NULL, $3, false, 0, $3, $4)";
+    macro_rules! old_release {
+        ($pool:expr) => {{
+            migrator.run($pool).await.expect("old migrations run");
+            for (e, email) in [(&e1, "one@example.com"), (&e2, "two@example.com")] {
+                let (id, created) = (e["id"].as_str().expect("id"), e["created"].as_i64().expect("created"));
+                sqlx::query(insert_event).bind(id).bind(created).bind(e.to_string()).execute($pool).await.expect("event");
+                let cus = e["data"]["object"]["id"].as_str().expect("customer id");
+                sqlx::query(insert_customer).bind(cus).bind(email).bind(created).bind(id).execute($pool).await.expect("row");
+            }
+        }};
+    }
+    match &store {
+        holdfast::store::Store::Sqlite(s) => old_release!(s.pool()),
+        holdfast::store::Store::Postgres(s) => old_release!(s.pool()),
+    }
+    store.close().await;
+
+    let out = holdfast_cli(&url, &["migrate"]);
+    assert!(out.contains("migrations applied"), "{out}");
+
+    let app = spawn_app_on(url, dir, &[]).await;
+    assert_eq!(
+        app.store.projector_position().await.expect("cursor"),
+        app.store.log_head().await.expect("head"),
+        "events the previous release projected are not projected again"
+    );
+    app.deliver(&event("customer.updated", T0 + 2, customer("cus_old1", "one-new@example.com", T0))).await;
+    let state = app.state().await;
+    let emails: Vec<(&str, Option<&str>)> = state.customers.iter().map(|c| (c.id.as_str(), c.email.as_deref())).collect();
+    assert_eq!(emails, [("cus_old1", Some("one-new@example.com")), ("cus_old2", Some("two@example.com"))]);
+    assert_eq!(state.event_ids.len(), 3);
+}
