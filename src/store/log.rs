@@ -47,8 +47,7 @@ const PARK: &str = "INSERT INTO parked_events (seq, event_id, customer_key, erro
 /// Parked customers whose retry time came, each with the position of its first event.
 const DUE_PARKED: &str = "SELECT customer_key, MIN(seq) FROM parked_events GROUP BY customer_key \
      HAVING COALESCE(MIN(CASE WHEN error IS NOT NULL THEN next_attempt_at END), 0) <= $1 ORDER BY MIN(seq) LIMIT 100";
-const PARKED_OF: &str =
-    "SELECT seq, attempts FROM parked_events WHERE customer_key = $1 ORDER BY seq";
+const PARKED_OF: &str = "SELECT seq, attempts FROM parked_events WHERE customer_key = $1 ORDER BY seq";
 const UNPARK: &str = "DELETE FROM parked_events WHERE seq = $1";
 const PARK_FAILED_AGAIN: &str = "UPDATE parked_events SET error = $2, attempts = $3, next_attempt_at = $4 WHERE seq = $1";
 const LOG_HEAD_SQLITE: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events";
@@ -362,8 +361,7 @@ impl Store {
                         self.with_conn(async |c| fetch!(c, fetch_all, (i64, i64), PARKED_OF, key.as_str())).await?;
                     if let Some((seq, attempts)) = first.first().copied() {
                         let next = now + retry_after(attempts);
-                        self.with_conn(async |c| execute!(c, PARK_FAILED_AGAIN, seq, error.as_str(), attempts + 1, next))
-                            .await?;
+                        self.with_conn(async |c| execute!(c, PARK_FAILED_AGAIN, seq, error.as_str(), attempts + 1, next)).await?;
                     }
                 }
                 Err(e) => return Err(e),

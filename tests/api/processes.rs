@@ -224,9 +224,8 @@ async fn several_replicas_on_one_database_lose_nothing_and_duplicate_nothing() {
 /// The replica whose log says it took the projector lease (Postgres), waiting for one.
 fn projector_leader(replicas: &[Server]) -> usize {
     for _ in 0..400 {
-        if let Some(i) = replicas
-            .iter()
-            .position(|r| std::fs::read_to_string(&r.log).unwrap_or_default().contains("projector lease taken"))
+        if let Some(i) =
+            replicas.iter().position(|r| std::fs::read_to_string(&r.log).unwrap_or_default().contains("projector lease taken"))
         {
             return i;
         }
