@@ -14,11 +14,10 @@
 use std::collections::HashSet;
 
 use super::conn::{Conn, execute, fetch};
-use super::reactions::react;
+use super::reactions::{ReactionHook, react};
 use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, str_at};
-use crate::reactions::Reactor;
 use crate::store::batch::Writes;
 
 /// Most events a projector transaction takes: large enough that a backlog is applied a few
@@ -135,7 +134,7 @@ fn retry_after(attempts: i64) -> i64 {
 }
 
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
-async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<&Reactor>) -> Result<usize, StoreError> {
+async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<&dyn ReactionHook>) -> Result<usize, StoreError> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -159,7 +158,7 @@ async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<
 
 /// One projector transaction's work on `conn` (inside a transaction): up to `limit` events
 /// after the cursor.
-async fn project_next(conn: &mut Conn<'_>, limit: i64, reactor: Option<&Reactor>, now: i64) -> Result<Projected, StoreError> {
+async fn project_next(conn: &mut Conn<'_>, limit: i64, reactor: Option<&dyn ReactionHook>, now: i64) -> Result<Projected, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
     let read = if is_postgres(conn) { READ_LOG_POSTGRES } else { READ_LOG_SQLITE };
@@ -215,7 +214,7 @@ async fn park_next(conn: &mut Conn<'_>, error: &str, now: i64) -> Result<Project
 }
 
 /// Retry one parked customer: its events in log order, as far as they go.
-async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&Reactor>) -> Result<usize, StoreError> {
+async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&dyn ReactionHook>) -> Result<usize, StoreError> {
     // Postgres: queue behind the projector, which may be parking this customer's next event.
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;

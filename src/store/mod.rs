@@ -13,7 +13,7 @@ pub mod log;
 pub mod metrics;
 pub mod outbox;
 pub mod postgres;
-mod reactions;
+pub mod reactions;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
@@ -182,7 +182,7 @@ impl Store {
 
     /// Install the reaction hook that runs inside every ingest transaction. Call before
     /// cloning the store: clones made earlier don't see it.
-    pub fn with_reactor(mut self, reactor: std::sync::Arc<crate::reactions::Reactor>) -> Self {
+    pub fn with_reactor(mut self, reactor: reactions::Hook) -> Self {
         match &mut self {
             Self::Sqlite(s) => s.set_reactor(reactor),
             Self::Postgres(s) => s.set_reactor(reactor),
@@ -215,7 +215,7 @@ impl Store {
     }
 
     /// The reaction hook, if installed.
-    pub(crate) fn reactor(&self) -> Option<std::sync::Arc<crate::reactions::Reactor>> {
+    pub(crate) fn reactor(&self) -> Option<reactions::Hook> {
         match self {
             Self::Sqlite(s) => s.reactor(),
             Self::Postgres(s) => s.reactor(),

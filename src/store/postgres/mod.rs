@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
+use crate::store::reactions::Hook;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -24,7 +24,7 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    reactor: Option<Arc<Reactor>>,
+    reactor: Option<Hook>,
     signals: Arc<LogSignals>,
     url: String,
 }
@@ -46,11 +46,11 @@ impl PgStore {
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
-    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+    pub fn set_reactor(&mut self, reactor: Hook) {
         self.reactor = Some(reactor);
     }
 
-    pub(crate) fn reactor(&self) -> Option<Arc<Reactor>> {
+    pub(crate) fn reactor(&self) -> Option<Hook> {
         self.reactor.clone()
     }
 

@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
+use crate::store::reactions::Hook;
 use wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -43,7 +43,7 @@ pub struct SqliteStore {
     signals: Arc<LogSignals>,
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
-    reactor: Option<Arc<Reactor>>,
+    reactor: Option<Hook>,
 }
 
 impl SqliteStore {
@@ -87,11 +87,11 @@ impl SqliteStore {
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
-    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+    pub fn set_reactor(&mut self, reactor: Hook) {
         self.reactor = Some(reactor);
     }
 
-    pub(crate) fn reactor(&self) -> Option<Arc<Reactor>> {
+    pub(crate) fn reactor(&self) -> Option<Hook> {
         self.reactor.clone()
     }
 
