@@ -583,16 +583,20 @@ impl Db {
     /// (the log's head, the projector's cursor)
     async fn positions(&mut self) -> Result<(i64, i64)> {
         Ok(match self {
-            Self::Sqlite(c) => sqlx::query_as(
-                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
-            )
-            .fetch_one(c)
-            .await?,
-            Self::Postgres(c) => sqlx::query_as(
-                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
-            )
-            .fetch_one(c)
-            .await?,
+            Self::Sqlite(c) => {
+                sqlx::query_as(
+                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                )
+                .fetch_one(c)
+                .await?
+            }
+            Self::Postgres(c) => {
+                sqlx::query_as(
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                )
+                .fetch_one(c)
+                .await?
+            }
         })
     }
 }
@@ -655,8 +659,10 @@ impl LagSampler {
         events.sort_unstable();
         seconds.sort_by(f64::total_cmp);
         let pick = |n: usize| ((n as f64 * 0.99).ceil() as usize).clamp(1, n.max(1)) - 1;
-        let (events_p99, events_max) = (events.get(pick(events.len())).copied().unwrap_or(0), events.last().copied().unwrap_or(0));
-        let (seconds_p99, seconds_max) = (seconds.get(pick(seconds.len())).copied().unwrap_or(0.0), seconds.last().copied().unwrap_or(0.0));
+        let (events_p99, events_max) =
+            (events.get(pick(events.len())).copied().unwrap_or(0), events.last().copied().unwrap_or(0));
+        let (seconds_p99, seconds_max) =
+            (seconds.get(pick(seconds.len())).copied().unwrap_or(0.0), seconds.last().copied().unwrap_or(0.0));
         // Drain: from the last sample with the load running (the highest head) to caught up.
         let head_end = samples.last().map_or(0, |s| s.1);
         let start = samples.iter().position(|s| s.1 >= head_end).unwrap_or(0);

@@ -158,7 +158,12 @@ async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<
 
 /// One projector transaction's work on `conn` (inside a transaction): up to `limit` events
 /// after the cursor.
-async fn project_next(conn: &mut Conn<'_>, limit: i64, reactor: Option<&dyn ReactionHook>, now: i64) -> Result<Projected, StoreError> {
+async fn project_next(
+    conn: &mut Conn<'_>,
+    limit: i64,
+    reactor: Option<&dyn ReactionHook>,
+    now: i64,
+) -> Result<Projected, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
     let read = if is_postgres(conn) { READ_LOG_POSTGRES } else { READ_LOG_SQLITE };
@@ -422,24 +427,29 @@ impl Store {
 
     /// Wait until the projector (of this process or another) has passed log position
     /// `target`, or `timeout` elapses (then `false`). In-process projections wake it at once;
-    /// another process's are seen by re-reading the cursor every 200 ms (a failed read is
+    /// another process's are seen by re-reading the cursor every 500 ms (a failed read is
     /// retried until the deadline: the pool may be busy under load).
     pub async fn wait_projected_through(&self, target: i64, timeout: std::time::Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut projected = self.log_signals().projected.subscribe();
         let mut last_error = None;
+        // In-process projections wake the watch; the database is asked when the waited-for
+        // position may be another process's (nothing projected here yet) and every 500 ms.
+        let mut ask_database = *projected.borrow() == 0;
         loop {
             if *projected.borrow_and_update() >= target {
                 return Ok(true);
             }
-            match self.projector_position().await {
-                Ok(p) if p >= target => return Ok(true),
-                Ok(_) => {}
-                Err(e) => last_error = Some(e),
+            if ask_database {
+                match self.projector_position().await {
+                    Ok(p) if p >= target => return Ok(true),
+                    Ok(_) => {}
+                    Err(e) => last_error = Some(e),
+                }
             }
             tokio::select! {
-                _ = projected.changed() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = projected.changed() => ask_database = false,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => ask_database = true,
                 _ = tokio::time::sleep_until(deadline) => return last_error.map_or(Ok(false), Err),
             }
         }
@@ -447,8 +457,21 @@ impl Store {
 
     /// Wait until every event appended so far is projected (or parked).
     pub async fn wait_projected(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
-        let head = self.log_head().await?;
-        self.wait_projected_through(head, timeout).await
+        let deadline = tokio::time::Instant::now() + timeout;
+        // What this process appended is known without a query (tests post to it).
+        let local = self.log_signals().appended_head.load(std::sync::atomic::Ordering::Relaxed);
+        if local > 0 {
+            return self.wait_projected_through(local, timeout).await;
+        }
+        // The head is read once; under load the pool may be busy for a moment: retry.
+        let head = loop {
+            match self.log_head().await {
+                Ok(head) => break head,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        self.wait_projected_through(head, deadline.saturating_duration_since(tokio::time::Instant::now())).await
     }
 
     /// Project until the cursor reaches `target` (imports and tests without a running

@@ -124,11 +124,17 @@ pub struct LogSignals {
     pub appended: std::sync::Arc<tokio::sync::Notify>,
     /// The highest cursor this process saw committed.
     pub projected: tokio::sync::watch::Sender<i64>,
+    /// The highest log position this process appended (0: none yet).
+    pub appended_head: std::sync::atomic::AtomicI64,
 }
 
 impl Default for LogSignals {
     fn default() -> Self {
-        Self { appended: std::sync::Arc::new(tokio::sync::Notify::new()), projected: tokio::sync::watch::Sender::new(0) }
+        Self {
+            appended: std::sync::Arc::new(tokio::sync::Notify::new()),
+            projected: tokio::sync::watch::Sender::new(0),
+            appended_head: std::sync::atomic::AtomicI64::new(0),
+        }
     }
 }
 

@@ -92,6 +92,9 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let (outcome, last) = ingest::append(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
+        if let Some(last) = last {
+            self.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok((outcome, last, Durability::at_commit(last.map(|_| self.signals.appended.clone()))))
     }
 }

@@ -138,6 +138,9 @@ impl SqliteStore {
         let mut tx = self.ingest_pool.begin_with("BEGIN IMMEDIATE").await?;
         let (outcome, last) = ingest::append(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
+        if let Some(last) = last {
+            self.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        }
         let wal = self.wal.as_ref().map(|w| (w.clone(), w.request()));
         let wake = last.map(|_| self.signals.appended.clone());
         Ok((outcome, last, Durability { wal, wake }))
