@@ -69,6 +69,15 @@ struct Args {
     /// Also print the figures as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Send at this steady rate (events/s) instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure the projector (needs --database-url): sample the log's head and the
+    /// projector's cursor every 100 ms during the run, then until the projector has caught up;
+    /// report the lag (events, seconds: how long ago the head passed the cursor) and the
+    /// projector's rate while draining the backlog left at the end of the run.
+    #[arg(long)]
+    projector: bool,
 }
 
 fn main() -> Result<()> {
@@ -450,7 +459,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>> {
     Ok(Some((status, end + 4, length, close)))
 }
 
-async fn send_all(host: Arc<str>, requests: Vec<Vec<u8>>, concurrency: usize, timeout: Duration) -> Totals {
+async fn send_all(host: Arc<str>, requests: Vec<Vec<u8>>, concurrency: usize, timeout: Duration, rate: Option<f64>) -> Totals {
     let total = requests.len();
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
@@ -462,7 +471,13 @@ async fn send_all(host: Arc<str>, requests: Vec<Vec<u8>>, concurrency: usize, ti
         handles.push(tokio::spawn(async move {
             let mut st = WorkerStats { latencies_us: Vec::with_capacity(per_worker), ..WorkerStats::default() };
             let mut conn = Connection { stream: None, buf: Vec::with_capacity(4096) };
-            while let Some(req) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(req) = requests.get(i) else { break };
+                if let Some(rate) = rate {
+                    // Paced: request i leaves at i/rate seconds (a steady arrival rate).
+                    tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+                }
                 let t0 = Instant::now();
                 let res = match tokio::time::timeout(timeout, conn.exchange(&host, req)).await {
                     Ok(res) => res,
@@ -556,6 +571,110 @@ async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
 }
 
 // ---------------------------------------------------------------------------
+// Projector lag
+// ---------------------------------------------------------------------------
+
+enum Db {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Db {
+    /// (the log's head, the projector's cursor)
+    async fn positions(&mut self) -> Result<(i64, i64)> {
+        Ok(match self {
+            Self::Sqlite(c) => {
+                sqlx::query_as(
+                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                )
+                .fetch_one(c)
+                .await?
+            }
+            Self::Postgres(c) => {
+                sqlx::query_as(
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                )
+                .fetch_one(c)
+                .await?
+            }
+        })
+    }
+}
+
+struct Lag {
+    events_p99: i64,
+    events_max: i64,
+    seconds_p99: f64,
+    seconds_max: f64,
+    drained: i64,
+    drain_secs: f64,
+    drain_rate: f64,
+}
+
+/// Samples (time, head, cursor) every 100 ms on its own connection.
+struct LagSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<Vec<(f64, i64, i64)>>>,
+}
+
+impl LagSampler {
+    async fn start(database_url: &str) -> Result<Self> {
+        let mut db = if database_url.starts_with("sqlite:") {
+            Db::Sqlite(sqlx::SqliteConnection::connect(database_url).await.context("connecting to SQLite")?)
+        } else {
+            Db::Postgres(sqlx::PgConnection::connect(database_url).await.context("connecting to Postgres")?)
+        };
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let (head, cursor) = db.positions().await?;
+                samples.push((t0.elapsed().as_secs_f64(), head, cursor));
+                // After the run: until the projector has passed the head (or 10 minutes).
+                if *stopped.borrow_and_update() && (cursor >= head || t0.elapsed() > Duration::from_secs(600)) {
+                    return Ok(samples);
+                }
+            }
+        });
+        Ok(Self { stop, task })
+    }
+
+    async fn finish(self) -> Result<Lag> {
+        // A send fails only if the task already ended (its error is returned below).
+        let _ = self.stop.send(true);
+        let samples = self.task.await.context("sampler task")??;
+        // Lag at a sample: events between the cursor and the head, and how long ago the first
+        // of them arrived (the first sample whose head had passed the cursor).
+        let mut seconds = Vec::with_capacity(samples.len());
+        let mut events = Vec::with_capacity(samples.len());
+        for &(t, head, cursor) in &samples {
+            let behind = (head - cursor).max(0);
+            events.push(behind);
+            let since = samples.iter().find(|s| s.1 > cursor).map_or(t, |s| s.0);
+            seconds.push(if behind > 0 { (t - since).max(0.0) } else { 0.0 });
+        }
+        events.sort_unstable();
+        seconds.sort_by(f64::total_cmp);
+        let pick = |n: usize| ((n as f64 * 0.99).ceil() as usize).clamp(1, n.max(1)) - 1;
+        let (events_p99, events_max) =
+            (events.get(pick(events.len())).copied().unwrap_or(0), events.last().copied().unwrap_or(0));
+        let (seconds_p99, seconds_max) =
+            (seconds.get(pick(seconds.len())).copied().unwrap_or(0.0), seconds.last().copied().unwrap_or(0.0));
+        // Drain: from the last sample with the load running (the highest head) to caught up.
+        let head_end = samples.last().map_or(0, |s| s.1);
+        let start = samples.iter().position(|s| s.1 >= head_end).unwrap_or(0);
+        let (t_start, cursor_start) = (samples[start].0, samples[start].2);
+        let t_end = samples.last().map_or(t_start, |s| s.0);
+        let drained = head_end - cursor_start;
+        let drain_secs = (t_end - t_start).max(0.1);
+        Ok(Lag { events_p99, events_max, seconds_p99, seconds_max, drained, drain_secs, drain_rate: drained as f64 / drain_secs })
+    }
+}
+
+// ---------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<()> {
     let target = Target::parse(&args.url, &args.path)?;
@@ -590,7 +709,7 @@ async fn run(args: Args) -> Result<()> {
     let host: Arc<str> = Arc::from(target.host.as_str());
     let timeout = Duration::from_secs(args.timeout_secs);
     if !warm.is_empty() {
-        let w = send_all(Arc::clone(&host), warm, args.concurrency, timeout).await;
+        let w = send_all(Arc::clone(&host), warm, args.concurrency, timeout, None).await;
         eprintln!(
             "holdfast-bench: warm-up {} events: {} 2xx, {} non-2xx {:?}, {} errors",
             w.sent,
@@ -604,7 +723,15 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let t = send_all(host, timed, args.concurrency, timeout).await;
+    let sampler = match (&args.database_url, args.projector) {
+        (Some(db), true) => Some(LagSampler::start(db).await?),
+        _ => None,
+    };
+    let t = send_all(host, timed, args.concurrency, timeout, args.rate).await;
+    let lag = match sampler {
+        Some(s) => Some(s.finish().await?),
+        None => None,
+    };
     if t.wall.as_secs() >= 290 {
         eprintln!(
             "holdfast-bench: warning: run took {}s; signatures were made before it started and may exceed the server's timestamp tolerance",
@@ -665,6 +792,11 @@ async fn run(args: Args) -> Result<()> {
     for e in &t.first_errors {
         println!("  error: {e}");
     }
+    if let Some(l) = &lag {
+        println!("  {:<22} {} / {}", "lag events p99/max", l.events_p99, l.events_max);
+        println!("  {:<22} {:.2} / {:.2}", "lag seconds p99/max", l.seconds_p99, l.seconds_max);
+        println!("  {:<22} {} events in {:.2} s = {:.0} ev/s", "projector drain", l.drained, l.drain_secs, l.drain_rate);
+    }
 
     if args.json {
         let line = json!({
@@ -685,6 +817,11 @@ async fn run(args: Args) -> Result<()> {
             "max_ms": max,
             "persisted": persisted,
             "persisted_eq_acknowledged": persisted.map(|p| p == t.ok as i64),
+            "lag_events_p99": lag.as_ref().map(|l| l.events_p99),
+            "lag_seconds_p99": lag.as_ref().map(|l| l.seconds_p99),
+            "lag_seconds_max": lag.as_ref().map(|l| l.seconds_max),
+            "drain_events": lag.as_ref().map(|l| l.drained),
+            "drain_events_per_s": lag.as_ref().map(|l| l.drain_rate),
         });
         println!("{line}");
     }

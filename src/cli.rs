@@ -40,6 +40,10 @@ pub enum Command {
         /// The file to import (`-` reads standard input).
         file: std::path::PathBuf,
     },
+    /// Rebuild the projected tables (customers, subscriptions and their items and history,
+    /// invoices, discounts) from the event log, after a fix in projection code. Sends no
+    /// email and calls no Stripe API; dunning cases and the outbox are left as they are.
+    Reproject,
     /// Exit 0 when the local server answers /readyz (the container HEALTHCHECK: no curl).
     Healthcheck {
         /// Base URL to check (default: derived from HOLDFAST_BIND / PORT).
@@ -139,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate().await,
         Command::Sync { page_size, restart } => sync(page_size, restart).await,
         Command::Replay { file } => replay(&file).await,
+        Command::Reproject => reproject().await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
@@ -184,11 +189,18 @@ async fn migrate() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store, migrated, from DATABASE_URL alone (the import commands need nothing else).
+/// The store, migrated, from DATABASE_URL. The import commands append to the event log and
+/// project it, like the server's projector: with the service's settings available they run
+/// the same reactions (recording, never emailing, imported history); with DATABASE_URL
+/// alone the log is projected without reactions.
 async fn migrated_store() -> anyhow::Result<Store> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
-    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    let mut store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    match Settings::from_env() {
+        Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::reactions::Reactor::new(&settings))),
+        Err(e) => tracing::debug!(error = %e, "no service settings: projecting without reactions"),
+    }
     store.migrate().await.context("running database migrations")?;
     Ok(store)
 }
@@ -223,6 +235,18 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     let store = migrated_store().await?;
     let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
+    store.close().await;
+    Ok(())
+}
+
+async fn reproject() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let url = config::database_url(&config::Env)?;
+    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle.
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    store.migrate().await.context("running database migrations")?;
+    let events = store.reproject().await.context("rebuilding the projected tables")?;
+    println!("reprojected {events} events");
     store.close().await;
     Ok(())
 }

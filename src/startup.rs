@@ -34,6 +34,7 @@ use crate::web::{
 };
 use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
+use crate::workers::projector::Projector;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};
 
@@ -149,6 +150,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let mut workers = Vec::new();
+        // Always: webhooks only reach the tables through it.
+        let projector = Projector::new(self.store.clone(), self.clock.clone());
+        workers.push(tokio::spawn(projector.run(stopped.clone())));
         if self.run_workers {
             let outbox = self.outbox.clone();
             let wake = Some(self.reactor.outbox_ready.clone());

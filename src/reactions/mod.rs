@@ -1,5 +1,6 @@
-//! The event-reaction hook: runs inside the ingest transaction, for the new events of a
-//! batch only, after their projection is applied. It writes dunning cases, cards and outbox
+//! The event-reaction hook: runs inside the projector's transaction, for the events of a
+//! batch, after their projection is applied (the store calls it through
+//! `store::reactions::ReactionHook`, without importing this module). It writes dunning cases, cards and outbox
 //! rows — data only: no mail, no network. Lifecycle emails (issue 7) hook in here too.
 
 pub mod dunning;
@@ -184,6 +185,27 @@ impl Reactor {
     /// Wake the outbox worker (after the commit).
     pub fn notify_outbox(&self) {
         self.outbox_ready.notify_one();
+    }
+}
+
+impl crate::store::reactions::ReactionHook for Reactor {
+    fn react<'a, 'c: 'a>(
+        &'a self,
+        conn: &'a mut Conn<'c>,
+        events: &'a [&'a Event],
+        now: i64,
+        notify: bool,
+    ) -> futures::future::BoxFuture<'a, Result<usize, crate::store::StoreError>> {
+        Box::pin(async move {
+            Reactor::react(self, conn, events, now, notify).await.map_err(|e| match e {
+                ReactError::Database(e) => crate::store::StoreError::from(e),
+                ReactError::Render(e) => crate::store::StoreError::Reaction(e.to_string()),
+            })
+        })
+    }
+
+    fn notify_outbox(&self) {
+        Reactor::notify_outbox(self);
     }
 }
 

@@ -12,11 +12,12 @@ pub mod experiments;
 pub mod forget;
 mod gauges;
 pub mod lifecycle;
+pub mod log;
 pub mod metrics;
 pub mod observed;
 pub mod outbox;
 pub mod postgres;
-mod reactions;
+pub mod reactions;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
@@ -70,6 +71,12 @@ pub enum StoreError {
     /// The reaction hook could not render an email (a broken template override).
     #[error("reaction failed: {0}")]
     Reaction(String),
+    /// An event could not be projected (its stored payload, or the projection of it).
+    #[error("projection failed: {0}")]
+    Projection(String),
+    /// Another projector moved the cursor first: this batch was rolled back, nothing is lost.
+    #[error("the projector cursor moved under this batch")]
+    CursorMoved,
     /// The group-commit writer is gone (shutting down).
     #[error("storage writer stopped")]
     WriterGone,
@@ -84,14 +91,14 @@ pub enum StoreError {
 pub struct Durability {
     /// SQLite: the WAL sync that covers the commit. `None`: durable at commit (Postgres).
     wal: Option<(sqlite::wal_sync::WalSync, u64)>,
-    /// Emails were enqueued: wake the outbox once they are durable.
-    wake_outbox: Option<std::sync::Arc<crate::reactions::Reactor>>,
+    /// New events were appended: wake the projector once they are durable.
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl Durability {
     /// Already durable (the commit waited for the disk).
-    pub(crate) fn at_commit(wake_outbox: Option<std::sync::Arc<crate::reactions::Reactor>>) -> Self {
-        Self { wal: None, wake_outbox }
+    pub(crate) fn at_commit(wake: Option<std::sync::Arc<tokio::sync::Notify>>) -> Self {
+        Self { wal: None, wake }
     }
 
     /// Wait until the batch is durable; then it may be acknowledged.
@@ -99,10 +106,39 @@ impl Durability {
         if let Some((wal, ticket)) = &self.wal {
             wal.wait(*ticket).await?;
         }
-        if let Some(r) = &self.wake_outbox {
-            r.notify_outbox();
+        if let Some(w) = &self.wake {
+            w.notify_one();
         }
         Ok(())
+    }
+}
+
+impl StoreError {
+    /// Is this the event's own failure (bad data, a bug in its projection or reactions), as
+    /// opposed to the database being away? Only those park a customer.
+    pub fn is_projection_failure(&self) -> bool {
+        matches!(self, Self::Database(_) | Self::Projection(_) | Self::Reaction(_))
+    }
+}
+
+/// What the projector and its waiters share within one process.
+#[derive(Debug)]
+pub struct LogSignals {
+    /// Woken when events were appended (and are durable).
+    pub appended: std::sync::Arc<tokio::sync::Notify>,
+    /// The highest cursor this process saw committed.
+    pub projected: tokio::sync::watch::Sender<i64>,
+    /// The highest log position this process appended (0: none yet).
+    pub appended_head: std::sync::atomic::AtomicI64,
+}
+
+impl Default for LogSignals {
+    fn default() -> Self {
+        Self {
+            appended: std::sync::Arc::new(tokio::sync::Notify::new()),
+            projected: tokio::sync::watch::Sender::new(0),
+            appended_head: std::sync::atomic::AtomicI64::new(0),
+        }
     }
 }
 
@@ -156,7 +192,7 @@ impl Store {
 
     /// Install the reaction hook that runs inside every ingest transaction. Call before
     /// cloning the store: clones made earlier don't see it.
-    pub fn with_reactor(mut self, reactor: std::sync::Arc<crate::reactions::Reactor>) -> Self {
+    pub fn with_reactor(mut self, reactor: reactions::Hook) -> Self {
         match &mut self {
             Self::Sqlite(s) => s.set_reactor(reactor),
             Self::Postgres(s) => s.set_reactor(reactor),
@@ -188,8 +224,24 @@ impl Store {
         }
     }
 
-    /// Store a batch of events and project the new ones, all in one transaction: either
-    /// every event of the batch is durable with its effects, or none is.
+    /// The reaction hook, if installed.
+    pub(crate) fn reactor(&self) -> Option<reactions::Hook> {
+        match self {
+            Self::Sqlite(s) => s.reactor(),
+            Self::Postgres(s) => s.reactor(),
+        }
+    }
+
+    /// The in-process signals of the log (appends, projected position).
+    pub fn log_signals(&self) -> &LogSignals {
+        match self {
+            Self::Sqlite(s) => s.log_signals(),
+            Self::Postgres(s) => s.log_signals(),
+        }
+    }
+
+    /// Append a batch to the log and project through it before returning (imports, benches,
+    /// tests): the batch is durable and its effects are visible on return.
     pub async fn ingest(&self, events: &[&Event], received_at: i64) -> Result<Vec<Ingested>, StoreError> {
         self.ingest_with(events, received_at, IngestOptions::WEBHOOK).await
     }
@@ -201,18 +253,26 @@ impl Store {
         received_at: i64,
         options: IngestOptions,
     ) -> Result<Vec<Ingested>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.ingest(events, received_at, options).await,
-            Self::Postgres(s) => s.ingest(events, received_at, options).await,
+        let (outcome, last, durability) = self.append_committed(events, received_at, options).await?;
+        durability.wait().await?;
+        if let Some(last) = last {
+            self.project_through(last, received_at).await?;
         }
+        Ok(outcome)
     }
 
-    /// `ingest` for the group-commit writer: returns once the batch is committed, with the
-    /// [`Durability`] to wait for before acknowledging it. Meanwhile the next batch can start.
-    pub async fn ingest_committed(&self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Durability), StoreError> {
+    /// Append a batch to the log, for the group-commit writer: returns once the batch is
+    /// committed, with the log position of its last new event and the [`Durability`] to wait
+    /// for before acknowledging it. Meanwhile the next batch can start.
+    pub async fn append_committed(
+        &self,
+        events: &[&Event],
+        received_at: i64,
+        options: IngestOptions,
+    ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
         match self {
-            Self::Sqlite(s) => s.ingest_committed(events, received_at, IngestOptions::WEBHOOK).await,
-            Self::Postgres(s) => s.ingest_committed(events, received_at, IngestOptions::WEBHOOK).await,
+            Self::Sqlite(s) => s.append_committed(events, received_at, options).await,
+            Self::Postgres(s) => s.append_committed(events, received_at, options).await,
         }
     }
 

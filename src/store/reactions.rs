@@ -1,10 +1,31 @@
-//! Where the reaction hook meets the ingest transaction (both backends call this right after
-//! applying the projection, for the batch's new events only).
+//! Where the reactions meet the projector's transaction. The store knows them only through
+//! this trait (no import of the features): the projector calls the hook for the events it
+//! projects, on the transaction's connection, right after their projection is applied.
+
+use futures::future::BoxFuture;
 
 use super::StoreError;
 use super::conn::Conn;
 use crate::domain::event::Event;
-use crate::reactions::{ReactError, Reactor};
+
+/// What the projector runs after applying a batch (dunning, lifecycle emails).
+pub trait ReactionHook: Send + Sync + std::fmt::Debug {
+    /// React to `events` (in log order) inside the caller's transaction; returns the emails
+    /// enqueued. With `notify` false (imported history) state is recorded but nothing is sent.
+    fn react<'a, 'c: 'a>(
+        &'a self,
+        conn: &'a mut Conn<'c>,
+        events: &'a [&'a Event],
+        now: i64,
+        notify: bool,
+    ) -> BoxFuture<'a, Result<usize, StoreError>>;
+
+    /// Emails were enqueued and are durable: wake the outbox worker.
+    fn notify_outbox(&self);
+}
+
+/// The installed hook, shared by the store's clones.
+pub type Hook = std::sync::Arc<dyn ReactionHook>;
 
 /// Run the hook, if one is installed; returns the emails it enqueued.
 pub(crate) async fn react(
@@ -12,14 +33,11 @@ pub(crate) async fn react(
     events: &[&Event],
     now: i64,
     notify: bool,
-    reactor: Option<&Reactor>,
+    reactor: Option<&dyn ReactionHook>,
 ) -> Result<usize, StoreError> {
     let Some(reactor) = reactor else { return Ok(0) };
     if events.is_empty() {
         return Ok(0);
     }
-    reactor.react(conn, events, now, notify).await.map_err(|e| match e {
-        ReactError::Database(e) => StoreError::from(e),
-        ReactError::Render(e) => StoreError::Reaction(e.to_string()),
-    })
+    reactor.react(conn, events, now, notify).await
 }

@@ -1,5 +1,6 @@
-//! Group commit: one task owns the write path. Handlers hand it their event and wait; it
-//! takes everything waiting, commits it in one transaction, then answers each handler. A
+//! Group commit of the event log: one task owns the append path. Handlers hand it their event
+//! and wait; it takes everything waiting, appends it in one transaction, then answers each
+//! handler. Appending is all it does: the projector applies the log behind it. A
 //! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
 //! it carries, and no handler hears "stored" before its event is durable.
 //!
@@ -16,10 +17,9 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{Ingested, Store, StoreError};
+use super::{IngestOptions, Ingested, Store, StoreError};
 use crate::clock::Clock;
 use crate::domain::event::Event;
-use crate::domain::fields::{id_at, str_at};
 
 /// Most events committed together; bounds a transaction's size and latency.
 const MAX_BATCH: usize = 512;
@@ -56,13 +56,10 @@ struct Request {
     reply: oneshot::Sender<Result<Ingested, WriteError>>,
 }
 
-/// Postgres: independent writers ("lanes"), each owning the events of a share of the
-/// customers. A batch spends most of its time in round trips (the reaction hook reads and
-/// writes per event), so one writer left the database idle; lanes overlap those round trips.
-/// All events of a customer go through the same lane, in order, so nothing a reaction reads
-/// (the customer's cases, invoices, emails) is written concurrently by another lane.
-/// SQLite takes one writer at a time: one lane.
-const POSTGRES_LANES: usize = 4;
+/// Postgres: independent writers ("lanes"). Appends take one lock to their commit (the log's
+/// order is its commit order), so lanes don't write together; a second lane gathers and
+/// sends its batch while the first commits. SQLite takes one writer at a time: one lane.
+const POSTGRES_LANES: usize = 2;
 
 /// Handle to the group-commit writer; cheap to clone.
 #[derive(Clone, Debug)]
@@ -108,21 +105,15 @@ impl Writer {
     }
 }
 
-/// The lane of an event: by its customer (the object's `customer`, or its own id for a
-/// customer object); events naming no customer by their object's id.
+/// The lane of an event: by its customer, so one customer's deliveries queue together.
 fn lane_of(event: &Event, lanes: usize) -> usize {
     use std::hash::{Hash, Hasher};
     if lanes == 1 {
         return 0;
     }
-    let object = &event.object;
-    let key = match str_at(object, "object").as_deref() {
-        Some("customer") => str_at(object, "id"),
-        _ => id_at(object, "customer").or_else(|| str_at(object, "id")),
-    };
     // Fixed keys (not RandomState): every replica and restart maps a customer the same way.
     let mut h = std::hash::DefaultHasher::new();
-    key.hash(&mut h);
+    super::log::customer_key(event).hash(&mut h);
     (h.finish() % lanes as u64) as usize
 }
 
@@ -147,8 +138,8 @@ async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
 async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
     let started = Instant::now();
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
-    match store.ingest_committed(&events, clock.now()).await {
-        Ok((outcomes, durability)) => {
+    match store.append_committed(&events, clock.now(), IngestOptions::WEBHOOK).await {
+        Ok((outcomes, _, durability)) => {
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
             answering.spawn(async move {
                 let durable = durability.wait().await.map_err(|e| {
@@ -166,7 +157,10 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
             // One bad event must not fail its neighbours: retry each alone.
             tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
             for request in batch {
-                let result = store.ingest(&[&request.event], clock.now()).await;
+                let result = match store.append_committed(&[&request.event], clock.now(), IngestOptions::WEBHOOK).await {
+                    Ok((outcome, _, durability)) => durability.wait().await.map(|()| outcome),
+                    Err(e) => Err(e),
+                };
                 let answer = result.map(|o| o[0]).map_err(|e| {
                     tracing::error!(error = ?e, stripe.event_id = %request.event.id, "event not stored");
                     WriteError::from(&e)

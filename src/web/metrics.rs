@@ -8,6 +8,7 @@ use super::auth::Owner;
 use super::error::json_error;
 use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
+use crate::store::log::ProjectorLag;
 use crate::store::{OperationalCounts, Store};
 use crate::web::body_budget::BodyBudget;
 
@@ -30,7 +31,27 @@ pub async fn metrics(
     };
     let mut gauges = counts.map(gauges).unwrap_or_default();
     gauges.extend(intake_gauges(&budget));
+    match store.projector_lag(clock.now()).await {
+        Ok(lag) => gauges.extend(projector_gauges(lag)),
+        Err(e) => {
+            tracing::warn!(error = ?e, "metrics: projector lag unavailable");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable");
+        }
+    }
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&metrics.snapshot(), &gauges))
+}
+
+/// The projector's backlog: events in the log it has not passed yet, and how long the oldest
+/// has waited; customers parked on a failed projection.
+fn projector_gauges(lag: ProjectorLag) -> Vec<Gauge> {
+    let g = |name, help, value: i64| Gauge { name, help, labels: Vec::new(), value: value as f64 };
+    vec![
+        g("holdfast_projector_lag_events", "Events in the log not yet projected.", lag.events),
+        g("holdfast_projector_lag_seconds", "Age of the oldest event not yet projected (0 when none).", lag.seconds),
+        g("holdfast_projector_parked_customers", "Customers whose projection is parked on a failed event.", lag.parked_customers),
+        g("holdfast_projector_parked_events", "Events parked (failed, or waiting behind a failed one).", lag.parked_events),
+        g("holdfast_projector_position", "The projector's cursor in the event log.", lag.position),
+    ]
 }
 
 fn gauges(c: OperationalCounts) -> Vec<Gauge> {

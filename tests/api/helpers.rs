@@ -28,6 +28,9 @@ pub fn fixture(resource: &str) -> Value {
     FIXTURES["resources"][resource].clone()
 }
 
+/// How long a test waits for the projector before failing.
+pub const PROJECTOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A running Holdfast on a fresh database.
 pub struct TestApp {
     pub address: String,
@@ -169,11 +172,24 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
-    /// POST an event signed now with the primary secret, as Stripe would.
+    /// POST an event signed now with the primary secret, as Stripe would. When it is
+    /// acknowledged, waits for the projector to have passed it (a 200 promises the event is
+    /// in the log; the tables follow), so the caller reads the projected state.
     pub async fn post_event(&self, event: &Value) -> reqwest::Response {
         let body = event.to_string();
         let header = sign(body.as_bytes(), SECRET, now());
-        self.post_raw(body, Some(&header)).await
+        let response = self.post_raw(body, Some(&header)).await;
+        if response.status() == 200 {
+            self.wait_projected().await;
+        }
+        response
+    }
+
+    /// Wait until the projector has passed every event in the log (projected or parked).
+    /// An explicit wait on its cursor, never a sleep; fails the test after 30 s.
+    pub async fn wait_projected(&self) {
+        let caught_up = self.store.wait_projected(PROJECTOR_WAIT).await.expect("projector cursor readable");
+        assert!(caught_up, "the projector did not pass the log's head within {PROJECTOR_WAIT:?}");
     }
 
     /// POST an event and insist it was acknowledged.
@@ -186,7 +202,9 @@ impl TestApp {
         self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
     }
 
+    /// Every projected row, once the projector has passed every event received so far.
     pub async fn state(&self) -> StateDump {
+        self.wait_projected().await;
         self.store.dump_state().await.expect("state readable")
     }
 }

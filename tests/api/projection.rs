@@ -198,3 +198,174 @@ async fn every_listed_event_type_is_accepted() {
     assert_eq!(state.history.len(), 6);
     assert!(state.customers[0].deleted);
 }
+
+/// Run one statement on the test's database, whichever backend (test setup only).
+async fn execute_sql(app: &TestApp, sql: &str) {
+    match &app.store {
+        holdfast::store::Store::Sqlite(s) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.map(drop),
+        holdfast::store::Store::Postgres(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.map(drop)
+        }
+    }
+    .expect("setup statement runs");
+}
+
+/// A gauge's value in `/metrics`.
+async fn gauge(app: &TestApp, token: &str, name: &str) -> f64 {
+    let body = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("metrics answered")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+#[tokio::test]
+async fn an_event_that_fails_to_project_parks_its_customer_and_everyone_else_goes_on() {
+    const TOKEN: &str = "owner-token-for-parking-0123456789";
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    app.clock.set(now());
+    // Bad data, as the database sees it: a trigger refuses this one customer's row.
+    let poison = if backend() == "postgres" {
+        "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = 'cus_poison' THEN \
+         RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER poison BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION poison();"
+    } else {
+        "CREATE TRIGGER poison BEFORE INSERT ON customers WHEN NEW.id = 'cus_poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+    };
+    execute_sql(&app, poison).await;
+
+    app.deliver(&event("customer.created", T0, customer("cus_poison", "first@example.com", T0))).await;
+    app.deliver(&event("customer.updated", T0 + 1, customer("cus_poison", "second@example.com", T0))).await;
+    app.deliver(&event("customer.created", T0 + 2, customer("cus_fine", "fine@example.com", T0))).await;
+
+    let state = app.state().await;
+    let ids: Vec<&str> = state.customers.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["cus_fine"], "the other customer is projected; the failed one is not");
+    assert_eq!(state.event_ids.len(), 3, "every acknowledged event is in the log");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_customers").await, 1.0);
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_events").await, 2.0, "the later event waits behind");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_lag_events").await, 0.0, "the log itself moved on");
+    let lag = app.store.projector_lag(app.clock.now()).await.expect("lag readable");
+    assert_eq!((lag.parked_customers, lag.parked_events), (1, 2));
+
+    // Back-off: not retried before its time, even once the cause is gone.
+    execute_sql(&app, if backend() == "postgres" { "DROP TRIGGER poison ON customers" } else { "DROP TRIGGER poison" }).await;
+    app.store.retry_parked(app.clock.now()).await.expect("retry runs");
+    assert_eq!(app.store.projector_lag(app.clock.now()).await.expect("lag").parked_customers, 1, "retried too early");
+
+    app.clock.advance(11);
+    app.store.retry_parked(app.clock.now()).await.expect("retry runs");
+    let lag = app.store.projector_lag(app.clock.now()).await.expect("lag readable");
+    assert_eq!((lag.parked_customers, lag.parked_events), (0, 0), "unparked once its events project");
+    let state = app.state().await;
+    let poisoned = state.customers.iter().find(|c| c.id == "cus_poison").expect("projected after the retry");
+    assert_eq!(poisoned.email.as_deref(), Some("second@example.com"), "its events applied in order");
+    assert_eq!(gauge(&app, TOKEN, "holdfast_projector_parked_customers").await, 0.0);
+}
+
+/// Run the `holdfast` binary with `args` against `database_url`; its stdout.
+fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .current_dir(dir.path())
+        .output()
+        .expect("holdfast runs");
+    assert!(out.status.success(), "holdfast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn reproject_rebuilds_the_tables_from_the_log_without_email() {
+    let (app, _sink) = crate::mail_world::app_with_sink(&[]).await;
+    let t = now() - 3600;
+    crate::mail_world::subscriber(&app, t - 86_400).await;
+    app.deliver(&crate::mail_world::payment_failed("in_1", t, Some(t + 14 * 86_400))).await;
+    let mut canceled = Sub::new("sub_1", "cus_1", t - 86_400);
+    canceled.status = "canceled";
+    app.deliver(&event("customer.subscription.deleted", t + 10, canceled.object())).await;
+    app.deliver(&event("customer.updated", t + 20, customer("cus_1", "new@example.com", t - 86_400))).await;
+    let live = app.state().await;
+    let emails = app.store.outbox_rows().await.expect("outbox").len();
+    assert!(emails > 0, "the failed payment queued mail");
+
+    // A projection bug left a wrong row, and a table lost its rows: reproject repairs both.
+    execute_sql(&app, "UPDATE customers SET email = 'wrong@example.com'").await;
+    execute_sql(&app, "DELETE FROM subscription_history").await;
+    let out = holdfast_cli(&app.database_url, &["reproject"]);
+    assert!(out.contains("reprojected 5 events"), "{out}");
+
+    assert_eq!(app.state().await, live, "the same state as the live path");
+    assert_eq!(app.store.outbox_rows().await.expect("outbox").len(), emails, "no email from a reprojection");
+    // The live path goes on after it.
+    app.deliver(&event("customer.updated", t + 30, customer("cus_1", "newer@example.com", t - 86_400))).await;
+    assert_eq!(app.state().await.customers[0].email.as_deref(), Some("newer@example.com"));
+}
+
+#[tokio::test]
+async fn holdfast_migrate_upgrades_a_database_of_the_previous_release_in_place() {
+    let (url, dir) = fresh_database().await;
+    // The previous release: migrations up to 0007, events stored and projected by its
+    // ingest transaction.
+    let old = tempfile::tempdir().expect("dir");
+    let source = format!("{}/migrations/{}", env!("CARGO_MANIFEST_DIR"), backend());
+    for n in 1..=7 {
+        let file = std::fs::read_dir(&source)
+            .expect("migrations")
+            .filter_map(Result::ok)
+            .find(|f| f.file_name().to_string_lossy().starts_with(&format!("{n:04}_")))
+            .expect("migration of the previous release");
+        std::fs::copy(file.path(), old.path().join(file.file_name())).expect("copy");
+    }
+    let store = holdfast::store::Store::connect(&url).await.expect("connect");
+    let migrator = sqlx::migrate::Migrator::new(old.path()).await.expect("old migrations");
+    let e1 = event("customer.created", T0, customer("cus_old1", "one@example.com", T0));
+    let e2 = event("customer.created", T0 + 1, customer("cus_old2", "two@example.com", T0));
+    let insert_event = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
+                        VALUES ($1, 'customer.created', $2, false, NULL, NULL, $3, $2)";
+    let insert_customer = "INSERT INTO customers (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
+                           VALUES ($1, $2, NULL, $3, false, 0, $3, $4)";
+    macro_rules! old_release {
+        ($pool:expr) => {{
+            migrator.run($pool).await.expect("old migrations run");
+            for (e, email) in [(&e1, "one@example.com"), (&e2, "two@example.com")] {
+                let (id, created) = (e["id"].as_str().expect("id"), e["created"].as_i64().expect("created"));
+                sqlx::query(insert_event).bind(id).bind(created).bind(e.to_string()).execute($pool).await.expect("event");
+                let cus = e["data"]["object"]["id"].as_str().expect("customer id");
+                sqlx::query(insert_customer).bind(cus).bind(email).bind(created).bind(id).execute($pool).await.expect("row");
+            }
+        }};
+    }
+    match &store {
+        holdfast::store::Store::Sqlite(s) => old_release!(s.pool()),
+        holdfast::store::Store::Postgres(s) => old_release!(s.pool()),
+    }
+    store.close().await;
+
+    let out = holdfast_cli(&url, &["migrate"]);
+    assert!(out.contains("migrations applied"), "{out}");
+
+    let app = spawn_app_on(url, dir, &[]).await;
+    assert_eq!(
+        app.store.projector_position().await.expect("cursor"),
+        app.store.log_head().await.expect("head"),
+        "events the previous release projected are not projected again"
+    );
+    app.deliver(&event("customer.updated", T0 + 2, customer("cus_old1", "one-new@example.com", T0))).await;
+    let state = app.state().await;
+    let emails: Vec<(&str, Option<&str>)> = state.customers.iter().map(|c| (c.id.as_str(), c.email.as_deref())).collect();
+    assert_eq!(emails, [("cus_old1", Some("one-new@example.com")), ("cus_old2", Some("two@example.com"))]);
+    assert_eq!(state.event_ids.len(), 3);
+}

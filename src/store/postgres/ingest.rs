@@ -5,17 +5,21 @@ use std::collections::HashSet;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
 use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
-use crate::store::conn::Conn;
-use crate::store::reactions::react;
 use crate::store::shared::{discount_ids_json, items_json};
 use crate::store::{IngestOptions, Ingested, clean};
 
-const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::int8[]) \
-     ON CONFLICT (id) DO NOTHING RETURNING id";
+const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
+     SELECT u.id, u.type, u.created, u.livemode, u.api_version, u.account, u.payload, u.received_at, $9 \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::int8[]) \
+     WITH ORDINALITY AS u(id, type, created, livemode, api_version, account, payload, received_at, n) ORDER BY u.n \
+     ON CONFLICT (id) DO NOTHING RETURNING id, seq";
+
+/// Appends hold this lock from their first statement to their commit, so log positions
+/// (`seq`) become visible in increasing order, on every replica: the projector, reading
+/// "after my cursor", can never skip a row that commits late with a smaller `seq`.
+const APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock(7242101140)";
 
 /// The watermark guard of every upsert: applies when the incoming watermark is greater than
 /// the stored one; "C" collation compares ids bytewise, as SQLite and Rust do.
@@ -100,14 +104,14 @@ macro_rules! columns {
     }};
 }
 
-/// Insert the batch's events, then project the ones that were new.
-pub(super) async fn ingest(
+/// Append the batch's events to the log (nothing else: the projector applies them later).
+/// Returns each event's outcome and the log position of the last new one.
+pub(crate) async fn append(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Event],
     received_at: i64,
     options: IngestOptions,
-    reactor: Option<&Reactor>,
-) -> Result<(Vec<Ingested>, usize), StoreError> {
+) -> Result<(Vec<Ingested>, Option<i64>), StoreError> {
     let (firsts, _repeats) = first_occurrences(events);
     let unique: Vec<&Event> = firsts.iter().map(|&i| events[i]).collect();
     let (ids, kinds, created, livemode, versions, accounts, payloads, received) = columns!(&unique, |e| {
@@ -120,7 +124,8 @@ pub(super) async fn ingest(
         payloads: e.raw.as_str(),
         received: received_at,
     });
-    let inserted: Vec<(String,)> = sqlx::query_as(INSERT_EVENTS)
+    sqlx::query(APPEND_LOCK).execute(&mut **tx).await?;
+    let inserted: Vec<(String, i64)> = sqlx::query_as(INSERT_EVENTS)
         .bind(ids)
         .bind(kinds)
         .bind(created)
@@ -129,28 +134,22 @@ pub(super) async fn ingest(
         .bind(accounts)
         .bind(payloads)
         .bind(received)
+        .bind(options.notify)
         .fetch_all(&mut **tx)
         .await?;
-    let inserted: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+    let last = inserted.iter().map(|(_, seq)| *seq).max();
+    let inserted: HashSet<String> = inserted.into_iter().map(|(id, _)| id).collect();
     let mut outcome = vec![Ingested::Duplicate; events.len()];
     for &i in &firsts {
         if inserted.contains(&events[i].id) {
             outcome[i] = Ingested::Stored;
         }
     }
-    let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
-    apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
-    let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, options.notify, reactor).await?;
-    if !inserted.is_empty() {
-        // Cached metrics are stale from this commit on. Last: the row is one for all, and its
-        // lock is held to the commit, so concurrent writers (lanes, replicas) wait only for
-        // each other's commits, not for each other's whole batches.
-        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
-    }
-    Ok((outcome, enqueued))
+    Ok((outcome, last))
 }
 
-async fn apply(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx::Error> {
+/// Write a batch's projection (the projector calls it inside its transaction).
+pub(crate) async fn apply(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx::Error> {
     if !w.customers.is_empty() {
         upsert_customers(conn, w).await?;
     }

@@ -1,7 +1,7 @@
 //! Postgres backend, for production with several replicas. A batch is written with one
 //! `UNNEST` statement per table, so a commit of 64 webhooks costs a handful of round trips.
 
-mod ingest;
+pub(crate) mod ingest;
 mod outbox;
 
 use std::str::FromStr;
@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{Durability, IngestOptions, Ingested, StoreError};
+use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
+use crate::store::reactions::Hook;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -24,7 +24,9 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    reactor: Option<Arc<Reactor>>,
+    reactor: Option<Hook>,
+    signals: Arc<LogSignals>,
+    url: String,
 }
 
 impl PgStore {
@@ -40,12 +42,28 @@ impl PgStore {
             .test_before_acquire(true)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, reactor: None })
+        Ok(Self { pool, reactor: None, signals: Arc::default(), url: url.to_owned() })
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
-    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+    pub fn set_reactor(&mut self, reactor: Hook) {
         self.reactor = Some(reactor);
+    }
+
+    pub(crate) fn reactor(&self) -> Option<Hook> {
+        self.reactor.clone()
+    }
+
+    pub(crate) fn log_signals(&self) -> &LogSignals {
+        &self.signals
+    }
+
+    /// A connection of its own, outside the pool (the projector's lease lives on it: it is
+    /// released exactly when this connection, or its process, goes away).
+    pub async fn dedicated_connection(&self) -> Result<sqlx::PgConnection, StoreError> {
+        use sqlx::Connection;
+        let options = PgConnectOptions::from_str(&self.url)?;
+        Ok(sqlx::PgConnection::connect_with(&options).await?)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -63,22 +81,20 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn ingest(&self, events: &[&Event], received_at: i64, options: IngestOptions) -> Result<Vec<Ingested>, StoreError> {
-        let (outcome, durability) = self.ingest_committed(events, received_at, options).await?;
-        durability.wait().await?;
-        Ok(outcome)
-    }
-
-    /// Store a batch. The commit waits for the WAL flush, so the batch is durable on return.
-    pub async fn ingest_committed(
+    /// Append a batch to the log. The commit waits for the WAL flush, so the batch is
+    /// durable on return.
+    pub async fn append_committed(
         &self,
         events: &[&Event],
         received_at: i64,
         options: IngestOptions,
-    ) -> Result<(Vec<Ingested>, Durability), StoreError> {
+    ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let (outcome, enqueued) = ingest::ingest(&mut tx, events, received_at, options, self.reactor.as_deref()).await?;
+        let (outcome, last) = ingest::append(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
-        Ok((outcome, Durability::at_commit(self.reactor.clone().filter(|_| enqueued > 0))))
+        if let Some(last) = last {
+            self.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((outcome, last, Durability::at_commit(last.map(|_| self.signals.appended.clone()))))
     }
 }

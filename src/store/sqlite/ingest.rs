@@ -10,19 +10,16 @@ use serde_json::{Value, json};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
 use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
-use crate::store::conn::Conn;
-use crate::store::reactions::react;
 use crate::store::shared::{discount_ids_json, items_json};
 use crate::store::{IngestOptions, Ingested, clean};
 
 // Rows come as `$1`, a JSON array of arrays (one per row, columns in order); `value ->> N` is
 // column N. `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert's.
-const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2 FROM json_each($1) \
-     WHERE true ON CONFLICT (id) DO NOTHING RETURNING id";
+const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2, $3 FROM json_each($1) \
+     WHERE true ON CONFLICT (id) DO NOTHING RETURNING id, rowid";
 
 /// The watermark guard of every upsert: applies when the incoming watermark is greater than
 /// the stored one.
@@ -93,36 +90,29 @@ const UPSERT_DISCOUNTS: &str = concat!(
     newer!()
 );
 
-/// Insert the batch's events, then project the ones that were new.
-pub(super) async fn ingest(
+/// Append the batch's events to the log (nothing else: the projector applies them later).
+/// Returns each event's outcome and the log position of the last new one.
+pub(crate) async fn append(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[&Event],
     received_at: i64,
     options: IngestOptions,
-    reactor: Option<&Reactor>,
-) -> Result<(Vec<Ingested>, usize), StoreError> {
+) -> Result<(Vec<Ingested>, Option<i64>), StoreError> {
     let (firsts, _repeats) = first_occurrences(events);
     let rows = json_rows(firsts.iter().map(|&i| events[i]), |e| {
         json!([e.id, e.kind, e.created, e.livemode, e.api_version, e.account, e.raw])
     });
-    let inserted: Vec<(String,)> = sqlx::query_as(INSERT_EVENTS).bind(rows).bind(received_at).fetch_all(&mut **tx).await?;
-    let inserted: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+    let inserted: Vec<(String, i64)> =
+        sqlx::query_as(INSERT_EVENTS).bind(rows).bind(received_at).bind(options.notify).fetch_all(&mut **tx).await?;
+    let last = inserted.iter().map(|(_, seq)| *seq).max();
+    let inserted: HashSet<String> = inserted.into_iter().map(|(id, _)| id).collect();
     let mut outcome = vec![Ingested::Duplicate; events.len()];
-    let mut new_events = Vec::with_capacity(inserted.len());
-    // In batch order: the projection and the reactions see events as they arrived.
     for &i in &firsts {
         if inserted.contains(&events[i].id) {
             outcome[i] = Ingested::Stored;
-            new_events.push(events[i]);
         }
     }
-    if !new_events.is_empty() {
-        // Cached metrics are stale from this commit on.
-        sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
-    }
-    apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
-    let enqueued = react(&mut Conn::Sqlite(tx), &new_events, received_at, options.notify, reactor).await?;
-    Ok((outcome, enqueued))
+    Ok((outcome, last))
 }
 
 /// The JSON array `[row, …]` a batch statement reads with `json_each`.
@@ -130,7 +120,8 @@ fn json_rows<T>(items: impl IntoIterator<Item = T>, row: impl Fn(T) -> Value) ->
     Value::Array(items.into_iter().map(row).collect()).to_string()
 }
 
-async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
+/// Write a batch's projection (the projector calls it inside its transaction).
+pub(crate) async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
     if !w.customers.is_empty() {
         let rows = json_rows(&w.customers, |(c, m)| {
             json!([c.id, clean(&c.email), clean(&c.name), c.created, c.deleted, m.rank, m.created, m.event_id])

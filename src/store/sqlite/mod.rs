@@ -7,7 +7,7 @@
 //! after the commit, before any acknowledgement), so the next batch need not wait for the
 //! disk. Same guarantee as `FULL` for every acknowledged event; see README "Durability".
 
-mod ingest;
+pub(crate) mod ingest;
 mod outbox;
 pub mod wal_sync;
 
@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Durability, IngestOptions, Ingested, StoreError};
+use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
-use crate::reactions::Reactor;
+use crate::store::reactions::Hook;
 use wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -36,11 +36,14 @@ const INGEST_CACHE_SIZE: &str = "-16384";
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection, for event batches only (`synchronous=NORMAL` + `wal`).
+    /// One connection, for log appends only (`synchronous=NORMAL` + `wal`).
     ingest_pool: SqlitePool,
+    /// One connection, for the projector's transactions (`synchronous=NORMAL` + `wal`).
+    project_pool: SqlitePool,
+    signals: Arc<LogSignals>,
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
-    reactor: Option<Arc<Reactor>>,
+    reactor: Option<Hook>,
 }
 
 impl SqliteStore {
@@ -66,20 +69,47 @@ impl SqliteStore {
         let ingest_options = options
             .synchronous(if in_memory { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .pragma("cache_size", INGEST_CACHE_SIZE);
-        let ingest_pool =
+        let ingest_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(ingest_options.clone())
+            .await?;
+        let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
-        Ok(Self { pool, ingest_pool, wal, reactor: None })
+        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), wal, reactor: None })
     }
 
     /// Close both pools, waiting for connections to be returned.
     pub async fn close(&self) {
         self.ingest_pool.close().await;
+        self.project_pool.close().await;
         self.pool.close().await;
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
-    pub fn set_reactor(&mut self, reactor: Arc<Reactor>) {
+    pub fn set_reactor(&mut self, reactor: Hook) {
         self.reactor = Some(reactor);
+    }
+
+    pub(crate) fn reactor(&self) -> Option<Hook> {
+        self.reactor.clone()
+    }
+
+    pub(crate) fn log_signals(&self) -> &LogSignals {
+        &self.signals
+    }
+
+    /// The projector's connection.
+    pub(crate) fn project_pool(&self) -> &SqlitePool {
+        &self.project_pool
+    }
+
+    /// Wait until everything committed so far is durable (the WAL is synced).
+    pub(crate) async fn durable(&self) -> Result<(), StoreError> {
+        if let Some(w) = &self.wal {
+            w.wait(w.request()).await?;
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -96,26 +126,23 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Store a batch; returns once it is durable.
-    pub async fn ingest(&self, events: &[&Event], received_at: i64, options: IngestOptions) -> Result<Vec<Ingested>, StoreError> {
-        let (outcome, durability) = self.ingest_committed(events, received_at, options).await?;
-        durability.wait().await?;
-        Ok(outcome)
-    }
-
-    /// Store a batch; returns once it is committed, with what makes it durable. Nothing may
-    /// be acknowledged before [`Durability::wait`] returns.
-    pub async fn ingest_committed(
+    /// Append a batch to the log; returns once it is committed, with the log position of its
+    /// last new event and what makes it durable. Nothing may be acknowledged before
+    /// [`Durability::wait`] returns.
+    pub async fn append_committed(
         &self,
         events: &[&Event],
         received_at: i64,
         options: IngestOptions,
-    ) -> Result<(Vec<Ingested>, Durability), StoreError> {
+    ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
         let mut tx = self.ingest_pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (outcome, enqueued) = ingest::ingest(&mut tx, events, received_at, options, self.reactor.as_deref()).await?;
+        let (outcome, last) = ingest::append(&mut tx, events, received_at, options).await?;
         tx.commit().await?;
+        if let Some(last) = last {
+            self.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        }
         let wal = self.wal.as_ref().map(|w| (w.clone(), w.request()));
-        let wake_outbox = self.reactor.clone().filter(|_| enqueued > 0);
-        Ok((outcome, Durability { wal, wake_outbox }))
+        let wake = last.map(|_| self.signals.appended.clone());
+        Ok((outcome, last, Durability { wal, wake }))
     }
 }

@@ -1,0 +1,27 @@
+-- The event log comes first: a webhook is acknowledged once its event is in `stripe_events`,
+-- and a projector applies the log to the projected tables behind it, in arrival order.
+-- SQLite: the log's order is the table's rowid (one writer; rows are never deleted).
+
+-- Imported history (sync, replay) is stored with notify = 0: its reactions never email.
+ALTER TABLE stripe_events ADD COLUMN notify INTEGER NOT NULL DEFAULT 1 CHECK (notify IN (0, 1));
+
+-- How far the projector got: every event at or below `position` is projected (or parked).
+-- A database upgraded in place was projected by the ingest transaction: start past it.
+CREATE TABLE projector_cursor (
+    id        BIGINT PRIMARY KEY NOT NULL CHECK (id = 1),
+    position  BIGINT NOT NULL
+);
+INSERT INTO projector_cursor (id, position) SELECT 1, COALESCE(MAX(rowid), 0) FROM stripe_events;
+
+-- Events not projected: the first one of a customer failed (`error` set), the later ones of
+-- that customer wait behind it (`error` NULL), in log order. Retried with back-off.
+CREATE TABLE parked_events (
+    seq              BIGINT PRIMARY KEY NOT NULL,
+    event_id         TEXT NOT NULL,
+    customer_key     TEXT NOT NULL,
+    error            TEXT,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    parked_at        BIGINT NOT NULL
+);
+CREATE INDEX parked_events_customer ON parked_events (customer_key, seq);

@@ -1,0 +1,131 @@
+//! The projector: applies the event log to the projected tables, in log order, in batches
+//! (see `store::log`). It runs in every `holdfast serve` process, whatever
+//! `HOLDFAST_WORKERS` says: without it no webhook would ever reach the tables.
+//!
+//! On Postgres several replicas share one log, and one of them projects: the holder of a
+//! session advisory lock, taken on a connection of its own (not a pooled one, which would
+//! carry the lock to whoever borrows it next). When the leader dies its connection closes,
+//! the lock is released, and another replica takes over at its next try (every
+//! `LEASE_RETRY`). Correctness does not rest on the lock: the cursor moves by
+//! compare-and-set inside each projection transaction, so even a stalled former leader
+//! cannot project a batch twice.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::store::log::PROJECT_BATCH;
+use crate::store::{Store, StoreError};
+
+/// The projector's advisory lock key (any constant no other lock uses).
+const LEASE_KEY: i64 = 7_242_101_141;
+/// How often a replica without the lease tries to take it (takeover within this, plus a
+/// connection's close being noticed by the server).
+const LEASE_RETRY: Duration = Duration::from_secs(2);
+/// Idle poll: catches appends of other replicas (Postgres) without a wake-up; well under the
+/// lag bound.
+const POLL: Duration = Duration::from_millis(100);
+/// Parked customers are looked at this often (each has its own back-off).
+const RETRY_PARKED_EVERY: Duration = Duration::from_secs(1);
+/// After a failed pass (database away): retry soon, the lag counts.
+const ON_ERROR: Duration = Duration::from_millis(500);
+
+/// The projector task's handle to the store and clock.
+#[derive(Clone, Debug)]
+pub struct Projector {
+    store: Store,
+    clock: Clock,
+}
+
+impl Projector {
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    /// Project until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(worker = "projector", "worker started");
+        while !*stop.borrow() {
+            match &self.store {
+                Store::Sqlite(_) => self.lead(&mut stop, None).await,
+                Store::Postgres(pg) => match self.take_lease(pg).await {
+                    Ok(Some(lease)) => {
+                        tracing::info!("projector lease taken; this replica projects the log");
+                        self.lead(&mut stop, Some(lease)).await;
+                    }
+                    Ok(None) => wait(&mut stop, LEASE_RETRY).await,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "projector lease: database unavailable");
+                        wait(&mut stop, LEASE_RETRY).await;
+                    }
+                },
+            }
+        }
+        tracing::info!(worker = "projector", "worker stopped");
+    }
+
+    async fn take_lease(&self, pg: &crate::store::postgres::PgStore) -> Result<Option<sqlx::PgConnection>, StoreError> {
+        let mut conn = pg.dedicated_connection().await?;
+        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(LEASE_KEY).fetch_one(&mut conn).await?;
+        if taken {
+            Ok(Some(conn))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Project while this process leads: until `stop`, or (Postgres) until the lease's
+    /// connection is lost.
+    async fn lead(&self, stop: &mut watch::Receiver<bool>, mut lease: Option<sqlx::PgConnection>) {
+        let appended = self.store.log_signals().appended.clone();
+        let mut last_retry = tokio::time::Instant::now();
+        while !*stop.borrow() {
+            // Register interest before looking, so an append during the pass is not missed.
+            let woken = appended.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let pause = match self.store.project_batch(PROJECT_BATCH, self.clock.now()).await {
+                Ok(done) if done.events as i64 >= PROJECT_BATCH => Duration::ZERO,
+                Ok(_) => POLL,
+                Err(StoreError::CursorMoved) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "projection pass failed; retrying");
+                    ON_ERROR
+                }
+            };
+            if last_retry.elapsed() >= RETRY_PARKED_EVERY {
+                last_retry = tokio::time::Instant::now();
+                if let Err(e) = self.store.retry_parked(self.clock.now()).await {
+                    tracing::warn!(error = ?e, "retrying parked customers failed");
+                }
+                if let Some(conn) = lease.as_mut()
+                    && conn.ping().await.is_err()
+                {
+                    tracing::warn!("projector lease connection lost; giving up the lease");
+                    return;
+                }
+            }
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        if let Some(conn) = lease {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = stop.changed() => {}
+    }
+}
