@@ -82,6 +82,9 @@ pub struct CancelFlowStats {
     pub downgraded: i64,
     pub discounted: i64,
     pub canceled: i64,
+    /// A cancellation already scheduled in Stripe, undone ("Keep my subscription"). Not a
+    /// save offer taken, so neither in `saved` nor in `save_rate`.
+    pub resumed: i64,
     /// Recorded as abandoned, or unfinished past their deadline.
     pub abandoned: i64,
     /// Unfinished and still within their deadline.
@@ -153,7 +156,56 @@ const COUNT_RECENT_DISCOUNT_SAVES: &str =
 const COUNT_RUNNING_PAUSES: &str =
     "SELECT count(*) FROM cancel_sessions WHERE subscription = $1 AND outcome = 'paused' AND paused_until > $2";
 
+const SELECT_ENDED_SUBSCRIPTION: &str = "SELECT id FROM subscriptions WHERE customer = $1 \
+     AND status IN ('canceled', 'incomplete_expired') ORDER BY ended_at DESC, created DESC, id LIMIT 1";
+
+const SELECT_LAST_INVOICE_OF: &str =
+    "SELECT id FROM invoices WHERE subscription = $1 AND customer = $2 ORDER BY created DESC, id DESC LIMIT 1";
+
+const SELECT_PLAN: &str = "SELECT p.id, pr.name, p.nickname, p.currency, p.unit_amount, p.interval, p.interval_count \
+     FROM prices p LEFT JOIN products pr ON pr.id = p.product WHERE p.id = $1";
+
+const SELECT_PLAN_FROM_ITEMS: &str = "SELECT i.price_id, pr.name, NULL, i.currency, i.unit_amount, i.recurring_interval, \
+     i.interval_count FROM subscription_items i LEFT JOIN products pr ON pr.id = i.product WHERE i.price_id = $1 LIMIT 1";
+
 const SELECT_STATS_ROWS: &str = "SELECT outcome, reason, deadline_at FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
+
+/// A price as the customer reads it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Plan {
+    pub price: String,
+    /// The product's name, when known.
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub currency: Option<String>,
+    pub unit_amount: Option<i64>,
+    pub interval: Option<String>,
+    pub interval_count: Option<i64>,
+}
+
+/// Currencies Stripe counts in whole units (no cents).
+const ZERO_DECIMAL: [&str; 16] =
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+
+impl Plan {
+    /// `Basic — 9.00 USD / month` (what is known of it).
+    pub fn describe(&self) -> String {
+        let name = self.name.clone().or_else(|| self.nickname.clone()).unwrap_or_else(|| "the lower-priced plan".into());
+        let Some((amount, currency)) = self.unit_amount.zip(self.currency.as_deref()) else { return name };
+        let cur = currency.to_ascii_lowercase();
+        let money = if ZERO_DECIMAL.contains(&cur.as_str()) {
+            format!("{amount} {}", cur.to_ascii_uppercase())
+        } else {
+            format!("{}.{:02} {}", amount / 100, (amount % 100).abs(), cur.to_ascii_uppercase())
+        };
+        let every = match (self.interval.as_deref(), self.interval_count.unwrap_or(1)) {
+            (Some(i), 1) => format!(" / {i}"),
+            (Some(i), n) => format!(" every {n} {i}s"),
+            (None, _) => String::new(),
+        };
+        format!("{name} — {money}{every}")
+    }
+}
 
 /// Run `$body` with `$pool` bound to whichever backend's pool: the SQL is the same text.
 macro_rules! on_pool {
@@ -260,6 +312,27 @@ impl Store {
         Ok(Some((sub, items)))
     }
 
+    /// The customer's most recently ended subscription and its last invoice (what the
+    /// come-back checkout copies), if any.
+    pub async fn ended_subscription_of(&self, customer: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let sub: Option<(String,)> =
+            on_pool!(self, pool => sqlx::query_as(SELECT_ENDED_SUBSCRIPTION).bind(customer).fetch_optional(pool).await?);
+        let Some((sub,)) = sub else { return Ok(None) };
+        let invoice: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(SELECT_LAST_INVOICE_OF)
+            .bind(&sub).bind(customer).fetch_optional(pool).await?);
+        Ok(Some((sub, invoice.map(|(i,)| i))))
+    }
+
+    /// A price's name and amount: from Stripe's prices and products, else from a subscription
+    /// item on that price.
+    pub async fn plan(&self, price: &str) -> Result<Option<Plan>, StoreError> {
+        let plan: Option<Plan> = on_pool!(self, pool => sqlx::query_as(SELECT_PLAN).bind(price).fetch_optional(pool).await?);
+        if plan.is_some() {
+            return Ok(plan);
+        }
+        Ok(on_pool!(self, pool => sqlx::query_as(SELECT_PLAN_FROM_ITEMS).bind(price).fetch_optional(pool).await?))
+    }
+
     /// The customer's email address, if known.
     pub async fn customer_email(&self, customer: &str) -> Result<Option<String>, StoreError> {
         let row: Option<(Option<String>,)> =
@@ -312,6 +385,7 @@ impl Store {
                 Some(Outcome::Discounted) => stats.discounted += 1,
                 Some(Outcome::Canceled) => stats.canceled += 1,
                 Some(Outcome::Abandoned) => stats.abandoned += 1,
+                Some(Outcome::Resumed) => stats.resumed += 1,
                 None if deadline.is_some_and(|d| d <= now) => stats.abandoned += 1,
                 None => stats.in_progress += 1,
             }
