@@ -15,7 +15,7 @@ CREATE TABLE prices (
     nickname        TEXT,
     currency        TEXT,
     unit_amount     BIGINT,
-    interval        TEXT,
+    recurring_interval TEXT,
     interval_count  BIGINT,
     active          BOOLEAN NOT NULL,
     deleted         BOOLEAN NOT NULL,

@@ -15,7 +15,7 @@ CREATE TABLE prices (
     nickname        TEXT,
     currency        TEXT,
     unit_amount     BIGINT,
-    interval        TEXT,
+    recurring_interval TEXT,
     interval_count  BIGINT,
     active          INTEGER NOT NULL CHECK (active IN (0, 1)),
     deleted         INTEGER NOT NULL CHECK (deleted IN (0, 1)),

@@ -74,7 +74,12 @@ pub enum ActionError {
 /// clear it, and Stripe clears a field sent empty, so this one request is written by hand.
 async fn keep(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
     let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
-    let form = [("cancel_at_period_end", "false"), ("cancel_at", "")];
+    #[derive(serde::Serialize)]
+    struct Keep {
+        cancel_at_period_end: bool,
+        cancel_at: &'static str,
+    }
+    let form = Keep { cancel_at_period_end: false, cancel_at: "" };
     RequestBuilder::new(StripeMethod::Post, format!("/subscriptions/{}", action.subscription))
         .form(&form)
         .customize::<miniserde::json::Value>()

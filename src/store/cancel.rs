@@ -162,11 +162,12 @@ const SELECT_ENDED_SUBSCRIPTION: &str = "SELECT id FROM subscriptions WHERE cust
 const SELECT_LAST_INVOICE_OF: &str =
     "SELECT id FROM invoices WHERE subscription = $1 AND customer = $2 ORDER BY created DESC, id DESC LIMIT 1";
 
-const SELECT_PLAN: &str = "SELECT p.id, pr.name, p.nickname, p.currency, p.unit_amount, p.interval, p.interval_count \
+const SELECT_PLAN: &str = "SELECT p.id AS price, pr.name AS name, p.nickname AS nickname, p.currency AS currency, \
+     p.unit_amount AS unit_amount, p.recurring_interval AS recurring_interval, p.interval_count AS interval_count \
      FROM prices p LEFT JOIN products pr ON pr.id = p.product WHERE p.id = $1";
 
-const SELECT_PLAN_FROM_ITEMS: &str = "SELECT i.price_id, pr.name, NULL, i.currency, i.unit_amount, i.recurring_interval, \
-     i.interval_count FROM subscription_items i LEFT JOIN products pr ON pr.id = i.product WHERE i.price_id = $1 LIMIT 1";
+const SELECT_PLAN_FROM_ITEMS: &str = "SELECT i.price_id AS price, pr.name AS name, pr.name AS nickname, \
+     i.currency AS currency, i.unit_amount AS unit_amount, i.recurring_interval AS recurring_interval, i.interval_count AS interval_count FROM subscription_items i LEFT JOIN products pr ON pr.id = i.product WHERE i.price_id = $1 LIMIT 1";
 
 const SELECT_STATS_ROWS: &str = "SELECT outcome, reason, deadline_at FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
 
@@ -179,7 +180,7 @@ pub struct Plan {
     pub nickname: Option<String>,
     pub currency: Option<String>,
     pub unit_amount: Option<i64>,
-    pub interval: Option<String>,
+    pub recurring_interval: Option<String>,
     pub interval_count: Option<i64>,
 }
 
@@ -198,7 +199,7 @@ impl Plan {
         } else {
             format!("{}.{:02} {}", amount / 100, (amount % 100).abs(), cur.to_ascii_uppercase())
         };
-        let every = match (self.interval.as_deref(), self.interval_count.unwrap_or(1)) {
+        let every = match (self.recurring_interval.as_deref(), self.interval_count.unwrap_or(1)) {
             (Some(i), 1) => format!(" / {i}"),
             (Some(i), n) => format!(" every {n} {i}s"),
             (None, _) => String::new(),

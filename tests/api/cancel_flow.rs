@@ -2,7 +2,8 @@
 //! wiremock with Stripe's example subscription), session records.
 
 use holdfast::cancel_flow::links::sign;
-use holdfast::domain::cancel::add_months;
+use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
+use holdfast::web::cancel::long_date;
 use holdfast::store::cancel::{CancelSessionRow, NewCancelSession};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -152,6 +153,11 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     let (session, csrf) = f.open(&signed_link("cus_pause1")).await;
     let offer = f.answer(&session, &csrf, "unused", "busy season").await;
     assert!(offer.contains("choice-pause-1") && offer.contains("choice-pause-3"), "{offer}");
+    // A monthly plan: the pause starts when the paid month ends and skips whole months; each
+    // button names the day billing restarts.
+    let period_end = object["items"]["data"][0]["current_period_end"].as_i64().expect("period end");
+    let restarts = long_date(add_months(period_end, 2)).expect("a date");
+    assert!(offer.contains(&format!("Pause for 2 months · billing restarts {restarts}")), "{offer}");
     assert!(!offer.contains("choice-discount") && !offer.contains("choice-downgrade"));
     assert!(offer.contains("choice-cancel"));
     let id = session_id(&session);
@@ -163,8 +169,7 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
 
     let row = f.session(&session).await;
     assert_eq!(row.outcome.as_deref(), Some("paused"));
-    let completed = row.completed_at.expect("completed");
-    let resumes_at = add_months(completed, 2).to_string();
+    let resumes_at = (add_months(period_end, 2) - RESUME_MARGIN_SECS).to_string();
     assert_eq!(
         f.sent_params().await,
         vec![params(&[("pause_collection[behavior]", "void"), ("pause_collection[resumes_at]", &resumes_at)])]
@@ -175,7 +180,7 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     assert_eq!(row.feedback.as_deref(), Some("unused"));
     assert_eq!(row.comment.as_deref(), Some("busy season"));
     assert_eq!(row.offers_shown, r#"["pause"]"#);
-    assert_eq!(row.paused_until, Some(add_months(completed, 2)));
+    assert_eq!(row.paused_until, Some(add_months(period_end, 2)));
     assert!(row.started_at.is_some() && row.reason_at.is_some());
     let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.paused, stats.saved, stats.canceled), (1, 1, 1, 0));
@@ -195,6 +200,7 @@ async fn pause_is_carried_out_in_stripe_and_recorded() {
     assert_eq!(done.status(), 200);
     let html = unescape(&done.text().await.expect("html"));
     assert!(html.contains("Your subscription is paused") && html.contains("https://app.example.com/account"), "{html}");
+    assert!(html.contains(&restarts), "{html}");
     // A finished session can't act again.
     let again = f.choose(&session, &csrf, "cancel").await;
     assert_eq!(again.status(), 303);
@@ -326,6 +332,8 @@ async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
     assert_eq!(r.status(), 502);
     let html = r.text().await.expect("html");
     assert!(html.contains("nothing was changed") && !html.contains("sk_test") && !html.contains("resource_missing"), "{html}");
+    let html = unescape(&html);
+    assert!(html.contains(&format!("href=\"{session}/offer\"")) && html.contains("Try again"), "{html}");
     let row = f.session(&session).await;
     assert_eq!(row.outcome, None);
     assert!(f.app.store.outbox_rows().await.expect("outbox").iter().all(|r| !r.template.starts_with("cancel_")));
@@ -410,8 +418,11 @@ async fn forms_without_the_sessions_csrf_token_are_refused() {
     seed(&f.app, "cus_csrf2", "sub_csrf2", "price_pro_monthly", |_| {}).await;
     let (session_a, csrf_a) = f.open(&signed_link("cus_csrf1")).await;
     let (session_b, csrf_b) = f.open(&signed_link("cus_csrf2")).await;
+    // A missing token is refused like a forged one.
     let no_token = f.post_form(&format!("{session_a}/reason"), &[("reason", "unused")]).await;
-    assert_eq!(no_token.status(), 400);
+    assert_eq!(no_token.status(), 403);
+    let no_token = f.choose(&session_a, "", "cancel").await;
+    assert_eq!(no_token.status(), 403);
     let wrong = f.post_form(&format!("{session_a}/reason"), &[("csrf", "0000"), ("reason", "unused")]).await;
     assert_eq!(wrong.status(), 403);
     let borrowed = f.post_form(&format!("{session_a}/reason"), &[("csrf", &csrf_b), ("reason", "unused")]).await;
@@ -564,4 +575,278 @@ async fn pages_are_self_contained_branded_and_escaped() {
     let csrf = csrf_of(&html);
     let offer = f.answer(&location, &csrf, "other", "<script>alert(1)</script>").await;
     assert!(!offer.contains("<script>alert"));
+}
+
+/// A subscription billed every `count` `interval`s whose paid period ends `period_days` from
+/// its start.
+fn billed(s: &mut Value, interval: &str, count: i64, period_days: i64) {
+    let item = &mut s["items"]["data"][0];
+    item["price"]["recurring"]["interval"] = json!(interval);
+    item["price"]["recurring"]["interval_count"] = json!(count);
+    let start = item["current_period_start"].as_i64().expect("period start");
+    item["current_period_end"] = json!(start + period_days * 86_400);
+}
+
+fn period_end(object: &Value) -> i64 {
+    object["items"]["data"][0]["current_period_end"].as_i64().expect("period end")
+}
+
+/// A `holdfast.toml` for one test: a yearly coupon (amount off, in euros), a quarterly
+/// coupon, and a segment for new yearly subscribers.
+fn config_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("holdfast.toml");
+    std::fs::write(
+        &path,
+        r#"
+[cancel_flow]
+pause_months = [1, 2, 3]
+
+[[cancel_flow.discounts]]
+interval = "year"
+coupon = "YEAR40EUR"
+text = "40 € off your next yearly renewal."
+currency = "eur"
+
+[[cancel_flow.discounts]]
+interval = "month"
+interval_count = 3
+coupon = "QUARTER15"
+text = "15 % off your next quarter."
+
+[[cancel_flow.segments]]
+interval = "year"
+max_tenure_months = 11
+[cancel_flow.segments.offers_by_reason]
+unused = ["discount"]
+"#,
+    )
+    .expect("write config");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn a_quarterly_plan_pauses_only_whole_quarters_and_gets_its_own_coupon() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = config_file(&dir);
+    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let object = seed(&f.app, "cus_q1", "sub_q1", "price_pro_quarterly", |s| billed(s, "month", 3, 91)).await;
+    let (session, csrf) = f.open(&signed_link("cus_q1")).await;
+    let offer = f.answer(&session, &csrf, "unused", "").await;
+    // 1 or 2 months would void a whole quarter's invoice: only the 3-month pause is offered.
+    assert!(offer.contains("choice-pause-3") && !offer.contains("choice-pause-1") && !offer.contains("choice-pause-2"), "{offer}");
+    assert_eq!(f.choose(&session, &csrf, "pause_1").await.status(), 400, "a length not shown is refused");
+    let id = session_id(&session);
+    f.expect_update("sub_q1", &format!("holdfast-cancel-{id}-pause_3-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "pause_3").await.status(), 303);
+    let resumes_at = add_months(period_end(&object), 3) - RESUME_MARGIN_SECS;
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[("pause_collection[behavior]", "void"), ("pause_collection[resumes_at]", &resumes_at.to_string())])]
+    );
+
+    // Too expensive: the quarterly coupon, not the monthly one.
+    let (session, csrf) = f.open(&signed_link("cus_q1")).await;
+    let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+    assert!(offer.contains("15 % off your next quarter.") && offer.contains("choice-discount"), "{offer}");
+    let id = session_id(&session);
+    f.expect_update("sub_q1", &format!("holdfast-cancel-{id}-discount-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
+    assert_eq!(f.sent_params().await[1], params(&[("discounts[0][coupon]", "QUARTER15")]));
+}
+
+#[tokio::test]
+async fn a_yearly_plan_is_never_paused_into_a_free_year_nor_given_a_monthly_coupon() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = config_file(&dir);
+    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &file)]).await;
+    // A yearly subscriber of a year and more, in US dollars: the euro coupon doesn't apply.
+    seed(&f.app, "cus_y1", "sub_y1", "price_pro_yearly", |s| {
+        billed(s, "year", 1, 365);
+        s["start_date"] = json!(now() - 400 * 86_400);
+    })
+    .await;
+    let (session, csrf) = f.open(&signed_link("cus_y1")).await;
+    let offer = f.answer(&session, &csrf, "unused", "").await;
+    assert!(!offer.contains("choice-pause"), "a pause would void the yearly renewal: {offer}");
+    assert!(offer.contains("Cancel my subscription"), "{offer}");
+    let (session, csrf) = f.open(&signed_link("cus_y1")).await;
+    let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+    assert!(!offer.contains("choice-discount") && !offer.contains("SAVE30"), "{offer}");
+    assert_eq!(f.choose(&session, &csrf, "pause_3").await.status(), 400);
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+
+    // A new yearly subscriber in euros: the segment offers the yearly coupon for "not using it".
+    let object = seed(&f.app, "cus_y2", "sub_y2", "price_pro_yearly", |s| {
+        billed(s, "year", 1, 365);
+        s["currency"] = json!("eur");
+        s["items"]["data"][0]["price"]["currency"] = json!("eur");
+    })
+    .await;
+    let (session, csrf) = f.open(&signed_link("cus_y2")).await;
+    let offer = f.answer(&session, &csrf, "unused", "").await;
+    assert!(offer.contains("40 € off your next yearly renewal.") && !offer.contains("choice-pause"), "{offer}");
+    let id = session_id(&session);
+    f.expect_update("sub_y2", &format!("holdfast-cancel-{id}-discount-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
+    assert_eq!(f.sent_params().await, vec![params(&[("discounts[0][coupon]", "YEAR40EUR")])]);
+    // The cancel confirmation of another yearly customer names the end of the paid year.
+    let end = long_date(period_end(&object)).expect("date");
+    let (session, csrf) = f.open(&signed_link("cus_y1")).await;
+    let offer = f.answer(&session, &csrf, "other", "").await;
+    let y1_end = f.app.store.live_subscription_of("cus_y1", None).await.expect("store").expect("live").0.current_period_end;
+    let y1_end = long_date(y1_end.expect("period end")).expect("date");
+    assert!(offer.contains(&format!("your subscription ends on {y1_end}")), "{offer}");
+    assert_eq!(end, y1_end, "both started a day ago");
+    let id = session_id(&session);
+    f.expect_update("sub_y1", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
+    let done = unescape(&f.get(&format!("{session}/done")).await.text().await.expect("html"));
+    assert!(done.contains(&format!("ends on <strong>{y1_end}</strong>")), "{done}");
+}
+
+#[tokio::test]
+async fn a_discount_keeps_the_discounts_already_in_force() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_keepd", "sub_keepd", "price_pro_monthly", |s| {
+        let mut d = crate::helpers::fixture("discount");
+        d["id"] = json!("di_founder");
+        d["customer"] = json!("cus_keepd");
+        d["subscription"] = json!("sub_keepd");
+        // Outside the cooldown: a founder's discount from long ago.
+        d["start"] = json!(now() - 86_400 * 500);
+        d["end"] = Value::Null;
+        s["discounts"] = json!([d]);
+    })
+    .await;
+    let (session, csrf) = f.open(&signed_link("cus_keepd")).await;
+    let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+    assert!(offer.contains("choice-discount"), "{offer}");
+    let id = session_id(&session);
+    f.expect_update("sub_keepd", &format!("holdfast-cancel-{id}-discount-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
+    // `discounts` replaces the list: the founder's discount is sent back with the new coupon.
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[("discounts[0][discount]", "di_founder"), ("discounts[1][coupon]", "SAVE30")])]
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_cancellation_is_undone_with_one_button_and_counted_once() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_undo", "sub_undo", "price_pro_monthly", |s| s["cancel_at_period_end"] = json!(true)).await;
+    let ends_on = long_date(period_end(&object)).expect("date");
+    let (session, csrf) = {
+        let r = f.get(&signed_link("cus_undo")).await;
+        assert_eq!(r.status(), 303);
+        let location = r.headers()["location"].to_str().expect("location").to_owned();
+        let html = f.get(&location).await.text().await.expect("html");
+        assert!(html.contains(&format!("Your subscription ends on {ends_on}")), "{html}");
+        assert!(html.contains("Keep my subscription") && !html.contains("why do you want to cancel"), "{html}");
+        (location, csrf_of(&html))
+    };
+    // No survey, no offer, no second cancellation.
+    let r = f.post_form(&format!("{session}/reason"), &[("csrf", &csrf), ("reason", "unused")]).await;
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().expect("loc")), (303, session.as_str()));
+    let r = f.choose(&session, &csrf, "cancel").await;
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().expect("loc")), (303, session.as_str()));
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+
+    let id = session_id(&session);
+    f.expect_update("sub_undo", &format!("holdfast-cancel-{id}-keep-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "keep").await.status(), 303);
+    assert_eq!(f.sent_params().await, vec![params(&[("cancel_at", ""), ("cancel_at_period_end", "false")])]);
+    let row = f.session(&session).await;
+    assert_eq!(row.outcome.as_deref(), Some("resumed"));
+    let html = f.get(&format!("{session}/done")).await.text().await.expect("html");
+    assert!(html.contains("Your subscription continues"), "{html}");
+    // A second click on the same button changes nothing.
+    assert_eq!(f.choose(&session, &csrf, "keep").await.status(), 303);
+    assert_eq!(f.stripe.received_requests().await.expect("recorded").len(), 1);
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
+    assert_eq!((stats.sessions, stats.resumed, stats.saved, stats.canceled), (1, 1, 0, 0));
+    // The owner summary counts it once, on its own.
+    let summary: Value = f
+        .http
+        .get(format!("{}/api/summary", f.app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["cancel_flow"]["outcomes"]["resumed"], 1, "{summary}");
+    assert_eq!(summary["cancel_flow"]["saved"], 0, "{summary}");
+
+    // A future `cancel_at` is a scheduled cancellation too.
+    let at = now() + 10 * 86_400;
+    seed(&f.app, "cus_undo2", "sub_undo2", "price_pro_monthly", |s| s["cancel_at"] = json!(at)).await;
+    let r = f.get(&signed_link("cus_undo2")).await;
+    let location = r.headers()["location"].to_str().expect("location").to_owned();
+    let html = f.get(&location).await.text().await.expect("html");
+    assert!(html.contains(&format!("Your subscription ends on {}", long_date(at).expect("date"))), "{html}");
+}
+
+#[tokio::test]
+async fn an_ended_subscription_points_to_the_come_back_checkout() {
+    let f = flow().await;
+    seed(&f.app, "cus_gone", "sub_gone", "price_pro_monthly", |s| {
+        s["status"] = json!("canceled");
+        s["ended_at"] = json!(now() - 3600);
+        s["canceled_at"] = json!(now() - 3600);
+    })
+    .await;
+    let inv = crate::helpers::invoice("in_gone", "cus_gone", "sub_gone", "paid", 2000, now() - 40 * 86_400);
+    f.app.deliver(&crate::helpers::event("invoice.paid", now() - 40 * 86_400, inv)).await;
+    let r = f.get(&signed_link("cus_gone")).await;
+    assert_eq!(r.status(), 200);
+    let html = unescape(&r.text().await.expect("html"));
+    assert!(html.contains("Your subscription has ended") && html.contains("/comeback?token=cus_gone.in_gone."), "{html}");
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+}
+
+#[tokio::test]
+async fn a_past_due_customer_is_offered_the_card_update_first_and_no_price_offer() {
+    let f = flow().await;
+    seed(&f.app, "cus_late", "sub_late", "price_pro_monthly", |s| s["status"] = json!("past_due")).await;
+    let r = f.get(&signed_link("cus_late")).await;
+    let location = r.headers()["location"].to_str().expect("location").to_owned();
+    let html = unescape(&f.get(&location).await.text().await.expect("html"));
+    let card = html.find("/billing/update?token=cus_late.-.").expect("an update-card link");
+    assert!(card < html.find("why do you want to cancel").expect("the survey"), "the card comes first: {html}");
+    let csrf = csrf_of(&html);
+    let offer = f.answer(&location, &csrf, "too_expensive", "").await;
+    assert!(!offer.contains("choice-discount") && !offer.contains("choice-downgrade"), "{offer}");
+    assert!(!offer.contains("keep access until the end of the period you paid"), "{offer}");
+    assert!(offer.contains("doesn't settle the payment that failed"), "{offer}");
+}
+
+#[tokio::test]
+async fn a_second_click_while_stripe_is_slow_waits_for_the_first() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_slow", "sub_slow", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_slow")).await;
+    f.answer(&session, &csrf, "unused", "").await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&object).set_delay(std::time::Duration::from_millis(1500)))
+        .expect(1)
+        .mount(&f.stripe)
+        .await;
+    let first = f.choose(&session, &csrf, "pause_1");
+    let second = async {
+        // Sent once the first holds the session (its lease is in the row).
+        while f.session(&session).await.acting_until.is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        f.choose(&session, &csrf, "pause_1").await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let done = format!("{session}/done");
+    for r in [first, second] {
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], done.as_str());
+    }
+    assert_eq!(f.session(&session).await.outcome.as_deref(), Some("paused"));
 }

@@ -522,6 +522,15 @@ async fn choose(
             (_, Some(_)) => return Ok(see_other(&base(&s))),
             (_, None) => {}
         }
+        let pause = match choice {
+            Choice::Pause { months } => Some(
+                t.pauses(&state.settings, now)
+                    .into_iter()
+                    .find(|p| p.months == months)
+                    .ok_or(PageError::BadForm("pause length does not fit"))?,
+            ),
+            _ => None,
+        };
         let stripe = state.stripe.as_ref().ok_or(PageError::StripeNotConfigured)?;
         // Cancelling without a survey answer is allowed (it is never more than one click
         // away); Stripe then gets `other`.
@@ -539,10 +548,7 @@ async fn choose(
             from_price: item.and_then(|i| i.price_id.clone()),
             downgrade_to: t.downgrade_to(&state.settings).cloned(),
             proration: state.settings.downgrade_proration.clone(),
-            pause: match choice {
-                Choice::Pause { months } => t.pauses(&state.settings, now).into_iter().find(|p| p.months == months),
-                _ => None,
-            },
+            pause,
             coupon: discount.map(|d| d.coupon.clone()),
             keep_discounts: t.discount_ids(),
             reason,
