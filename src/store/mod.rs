@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod cancel;
+pub mod catalog;
 pub mod conn;
 pub mod dunning;
 pub mod experiments;

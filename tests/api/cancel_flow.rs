@@ -225,9 +225,27 @@ async fn downgrade_through_a_minted_link_changes_the_item_price() {
     assert!(body["expires_at"].as_i64().expect("expires_at") > now());
     let link = &url[url.find("/cancel").expect("path")..];
 
+    // The catalog, as Stripe's product and price events bring it: the offer names the plan.
+    let t = now() - 86_400;
+    let product = json!({"id": "prod_basic", "object": "product", "active": true, "created": t, "updated": t,
+        "default_price": "price_basic_monthly", "description": null, "images": [], "livemode": false, "marketing_features": [],
+        "metadata": {}, "name": "Basic", "package_dimensions": null, "shippable": null, "statement_descriptor": null,
+        "tax_code": null, "unit_label": null, "url": null, "type": "service"});
+    f.app.deliver(&event("product.created", t, product)).await;
+    let price = json!({"id": "price_basic_monthly", "object": "price", "active": true, "billing_scheme": "per_unit",
+        "created": t, "currency": "usd", "custom_unit_amount": null, "livemode": false, "lookup_key": null, "metadata": {},
+        "nickname": null, "product": "prod_basic", "recurring": {"interval": "month", "interval_count": 1, "meter": null,
+        "usage_type": "licensed", "trial_period_days": null}, "tax_behavior": "unspecified", "tiers_mode": null,
+        "transform_quantity": null, "type": "recurring", "unit_amount": 900, "unit_amount_decimal": "900"});
+    f.app.deliver(&event("price.created", t, price)).await;
+
     let (session, csrf) = f.open(link).await;
     let offer = f.answer(&session, &csrf, "too_expensive", "").await;
     assert!(offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
+    assert!(offer.contains("Switch to Basic — 9.00 USD / month"), "{offer}");
+    // With proration off the new price starts at the renewal, and the page says when.
+    let renewal = long_date(object["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
+    assert!(offer.contains(&format!("the new price applies from your next renewal on {renewal}")), "{offer}");
     assert!(!offer.contains("choice-pause"));
     assert!(offer.contains("https://app.example.com/billing"));
     let id = session_id(&session);

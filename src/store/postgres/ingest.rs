@@ -140,6 +140,7 @@ pub(super) async fn ingest(
     }
     let new_events: Vec<&Event> = unique.into_iter().filter(|e| inserted.contains(&e.id)).collect();
     apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
+    crate::store::catalog::apply(&mut Conn::Postgres(tx), &new_events).await?;
     let enqueued = react(&mut Conn::Postgres(tx), &new_events, received_at, options.notify, reactor).await?;
     if !inserted.is_empty() {
         // Cached metrics are stale from this commit on. Last: the row is one for all, and its

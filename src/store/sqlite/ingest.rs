@@ -121,6 +121,7 @@ pub(super) async fn ingest(
         sqlx::query(crate::store::metrics::BUMP_GENERATION).execute(&mut **tx).await?;
     }
     apply(tx, &Writes::from_events(new_events.iter().copied())).await?;
+    crate::store::catalog::apply(&mut Conn::Sqlite(tx), &new_events).await?;
     let enqueued = react(&mut Conn::Sqlite(tx), &new_events, received_at, options.notify, reactor).await?;
     Ok((outcome, enqueued))
 }
