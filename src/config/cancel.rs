@@ -426,6 +426,16 @@ mod tests {
     fn the_example_file_is_valid() {
         let s = load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
         assert_eq!(s.coupon.as_deref(), Some("SAVE30"));
+        let coupon = |interval: &str, count: i64, currency: Option<&str>| {
+            let billing = Billing { interval: Some(interval.into()), interval_count: count, period_end: None };
+            s.discount_for(&billing, currency).map(|d| d.coupon.clone())
+        };
+        assert_eq!(coupon("month", 1, Some("usd")).as_deref(), Some("SAVE30"));
+        assert_eq!(coupon("month", 3, Some("usd")).as_deref(), Some("QUARTER15"));
+        assert_eq!(coupon("year", 1, Some("eur")).as_deref(), Some("YEARLY20"));
+        assert_eq!(coupon("week", 1, Some("usd")), None);
+        assert_eq!(s.segments.len(), 1);
+        assert_eq!(s.segments[0].offers_by_reason[&Reason::Unused], vec![OfferKind::Discount]);
         assert_eq!(s.brand.name, "Acme Notes");
     }
 
@@ -440,6 +450,25 @@ mod tests {
             load(&[("HOLDFAST_CONFIG_FILE", "/nonexistent/holdfast.toml")]).expect_err("file").var,
             "HOLDFAST_CONFIG_FILE"
         );
+        let dir = tempfile::tempdir().expect("dir");
+        for bad in [
+            "[[cancel_flow.discounts]]\ninterval = \"fortnight\"\ncoupon = \"X\"\ntext = \"x\"\n",
+            "[[cancel_flow.discounts]]\ninterval = \"month\"\ninterval_count = 0\ncoupon = \"X\"\ntext = \"x\"\n",
+            "[[cancel_flow.segments]]\ninterval = \"year\"\n[cancel_flow.segments.offers_by_reason]\nbored = [\"pause\"]\n",
+        ] {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, bad).expect("write");
+            let p = path.to_string_lossy().to_string();
+            assert_eq!(load(&[("HOLDFAST_CONFIG_FILE", &p)]).expect_err(bad).var, "HOLDFAST_CONFIG_FILE");
+        }
+        // A currency-bound coupon is offered only in its currency.
+        let path = dir.path().join("eur.toml");
+        std::fs::write(&path, "[[cancel_flow.discounts]]\ninterval = \"year\"\ncoupon = \"E40\"\ntext = \"x\"\ncurrency = \"EUR\"\n")
+            .expect("write");
+        let s = load(&[("HOLDFAST_CONFIG_FILE", &path.to_string_lossy())]).expect("valid");
+        let yearly = Billing { interval: Some("year".into()), interval_count: 1, period_end: None };
+        assert!(s.discount_for(&yearly, Some("eur")).is_some());
+        assert!(s.discount_for(&yearly, Some("usd")).is_none() && s.discount_for(&yearly, None).is_none());
         let default = load(&[]).expect("defaults");
         assert_eq!(default.brand.text_on_color(), "#ffffff");
         assert_eq!(default.downgrade_proration, "none");
