@@ -16,12 +16,12 @@ use std::str::FromStr;
 
 use serde_json::{Value, json};
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_billing::subscription::{
     DiscountsDataParam, UpdateSubscription, UpdateSubscriptionCancellationDetails, UpdateSubscriptionCancellationDetailsFeedback,
     UpdateSubscriptionItems, UpdateSubscriptionPauseCollection, UpdateSubscriptionPauseCollectionBehavior,
     UpdateSubscriptionProrationBehavior,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::domain::cancel::{Choice, Outcome, PausePlan, Reason};
 use crate::stripe_api::StripeApi;

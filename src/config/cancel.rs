@@ -463,8 +463,11 @@ mod tests {
         }
         // A currency-bound coupon is offered only in its currency.
         let path = dir.path().join("eur.toml");
-        std::fs::write(&path, "[[cancel_flow.discounts]]\ninterval = \"year\"\ncoupon = \"E40\"\ntext = \"x\"\ncurrency = \"EUR\"\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "[[cancel_flow.discounts]]\ninterval = \"year\"\ncoupon = \"E40\"\ntext = \"x\"\ncurrency = \"EUR\"\n",
+        )
+        .expect("write");
         let s = load(&[("HOLDFAST_CONFIG_FILE", &path.to_string_lossy())]).expect("valid");
         let yearly = Billing { interval: Some("year".into()), interval_count: 1, period_end: None };
         assert!(s.discount_for(&yearly, Some("eur")).is_some());

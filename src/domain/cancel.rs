@@ -150,7 +150,9 @@ impl Outcome {
 /// What the customer clicked on the offer page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
-    Pause { months: u32 },
+    Pause {
+        months: u32,
+    },
     Downgrade,
     Discount,
     Cancel,
@@ -296,7 +298,7 @@ pub struct PausePlan {
 pub fn pause_plan(billing: &Billing, months: u32, now: i64) -> Option<PausePlan> {
     let interval = billing.months()?;
     let period_end = billing.period_end.filter(|&end| end > now)?;
-    if months == 0 || interval == 0 || months % interval != 0 {
+    if months == 0 || interval == 0 || !months.is_multiple_of(interval) {
         return None;
     }
     let resumes_on = add_months(period_end, months);

@@ -44,12 +44,9 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
     let deleted = event.kind.ends_with(".deleted") || obj.get("deleted").and_then(Value::as_bool) == Some(true);
     let active = obj.get("active").and_then(Value::as_bool).unwrap_or(true) && !deleted;
     match str_at(obj, "object").as_deref() {
-        Some("product") => Some(CatalogSnapshot::Product(ProductSnapshot {
-            id: str_at(obj, "id")?,
-            name: str_at(obj, "name"),
-            active,
-            deleted,
-        })),
+        Some("product") => {
+            Some(CatalogSnapshot::Product(ProductSnapshot { id: str_at(obj, "id")?, name: str_at(obj, "name"), active, deleted }))
+        }
         Some("price") => Some(CatalogSnapshot::Price(PriceSnapshot {
             id: str_at(obj, "id")?,
             product: id_at(obj, "product"),
@@ -97,10 +94,16 @@ mod tests {
 
     #[test]
     fn products_and_prices_are_read_from_their_events() {
-        let p = event("product.updated", serde_json::json!({"object": "product", "id": "prod_1", "name": "Basic", "active": true}));
+        let p =
+            event("product.updated", serde_json::json!({"object": "product", "id": "prod_1", "name": "Basic", "active": true}));
         assert_eq!(
             read(&p),
-            Some(CatalogSnapshot::Product(ProductSnapshot { id: "prod_1".into(), name: Some("Basic".into()), active: true, deleted: false }))
+            Some(CatalogSnapshot::Product(ProductSnapshot {
+                id: "prod_1".into(),
+                name: Some("Basic".into()),
+                active: true,
+                deleted: false
+            }))
         );
         let price = event(
             "price.deleted",
@@ -108,7 +111,10 @@ mod tests {
                                "recurring": {"interval": "month", "interval_count": 1}, "active": true}),
         );
         let Some(CatalogSnapshot::Price(price)) = read(&price) else { panic!("a price") };
-        assert_eq!((price.unit_amount, price.recurring_interval.as_deref(), price.deleted, price.active), (Some(900), Some("month"), true, false));
+        assert_eq!(
+            (price.unit_amount, price.recurring_interval.as_deref(), price.deleted, price.active),
+            (Some(900), Some("month"), true, false)
+        );
         assert_eq!(read(&event("customer.created", serde_json::json!({"object": "customer", "id": "cus_1"}))), None);
         let synced = price_events(&serde_json::json!({"object": "price", "id": "price_1", "created": 7}));
         assert_eq!((synced[0].kind, synced[0].created, synced[0].id.as_str()), ("price.updated", 7, "evt_sync_price_1_7"));

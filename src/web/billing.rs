@@ -57,9 +57,7 @@ impl BillingLinkError {
 
     fn words(&self) -> (&'static str, &'static str) {
         match self {
-            Self::BadLink(LinkError::Expired) => {
-                ("This link has expired", "Please use the link in our most recent email.")
-            }
+            Self::BadLink(LinkError::Expired) => ("This link has expired", "Please use the link in our most recent email."),
             Self::BadLink(_) => {
                 ("This link doesn't work", "This link is not valid. Please use the link exactly as it appears in our email.")
             }

@@ -3,8 +3,8 @@
 
 use holdfast::cancel_flow::links::sign;
 use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
-use holdfast::web::cancel::long_date;
 use holdfast::store::cancel::{CancelSessionRow, NewCancelSession};
+use holdfast::web::cancel::long_date;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -651,7 +651,10 @@ async fn a_quarterly_plan_pauses_only_whole_quarters_and_gets_its_own_coupon() {
     let (session, csrf) = f.open(&signed_link("cus_q1")).await;
     let offer = f.answer(&session, &csrf, "unused", "").await;
     // 1 or 2 months would void a whole quarter's invoice: only the 3-month pause is offered.
-    assert!(offer.contains("choice-pause-3") && !offer.contains("choice-pause-1") && !offer.contains("choice-pause-2"), "{offer}");
+    assert!(
+        offer.contains("choice-pause-3") && !offer.contains("choice-pause-1") && !offer.contains("choice-pause-2"),
+        "{offer}"
+    );
     assert_eq!(f.choose(&session, &csrf, "pause_1").await.status(), 400, "a length not shown is refused");
     let id = session_id(&session);
     f.expect_update("sub_q1", &format!("holdfast-cancel-{id}-pause_3-1"), &object).await;

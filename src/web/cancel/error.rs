@@ -71,10 +71,9 @@ impl PageError {
             Self::BadForm(_) => ("Please try again", "We couldn't read that answer. Nothing was changed."),
             Self::TooLarge => ("That was too long", "Please shorten your comment and try again. Nothing was changed."),
             Self::RateLimited => ("Too many requests", "Please wait a minute and try again."),
-            Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => (
-                "We couldn't complete that",
-                "Something went wrong on our side and nothing was changed. Please try again.",
-            ),
+            Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => {
+                ("We couldn't complete that", "Something went wrong on our side and nothing was changed. Please try again.")
+            }
         }
     }
 }

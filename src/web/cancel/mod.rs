@@ -327,7 +327,11 @@ async fn read_form<T: serde::de::DeserializeOwned>(mut payload: web::Payload) ->
 }
 
 fn check_csrf(s: &CancelSessionRow, presented: &str) -> Result<(), PageError> {
-    if !presented.is_empty() && bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) { Ok(()) } else { Err(PageError::Csrf) }
+    if !presented.is_empty() && bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) {
+        Ok(())
+    } else {
+        Err(PageError::Csrf)
+    }
 }
 
 /// A form posted by a cancel page: it carries the session's CSRF token.
@@ -613,7 +617,8 @@ fn respond_with_retry(state: &CancelState, id: &str, result: Result<HttpResponse
         Err(e @ (PageError::Stripe | PageError::StripeNotConfigured | PageError::Store(_))) => {
             state.log_failure(&e);
             let (title, message) = e.words();
-            let retry_url = (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("/cancel/s/{id}/offer"));
+            let retry_url =
+                (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("/cancel/s/{id}/offer"));
             state.pages.render(
                 e.status(),
                 "error.html",
