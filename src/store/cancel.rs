@@ -125,6 +125,8 @@ const RECORD_SURVEY: &str = "UPDATE cancel_sessions SET reason = $2, feedback = 
      WHERE id = $1 AND outcome IS NULL AND started_at IS NOT NULL AND deadline_at > $6 \
      AND (acting_until IS NULL OR acting_until < $6)";
 
+const RECORD_COMMENT: &str = "UPDATE cancel_sessions SET comment = $2 WHERE id = $1 AND outcome IS NULL";
+
 const CLAIM_ACTION: &str = "UPDATE cancel_sessions SET acting_until = $2 + $3, attempts = attempts + 1 \
      WHERE id = $1 AND outcome IS NULL AND deadline_at > $2 AND (acting_until IS NULL OR acting_until < $2) RETURNING attempts";
 
@@ -262,6 +264,12 @@ impl Store {
             .bind(id).bind(a.reason).bind(a.feedback).bind(a.comment).bind(a.offers_shown_json).bind(a.at)
             .execute(pool).await?.rows_affected());
         Ok(done == 1)
+    }
+
+    /// Replace the session's comment (one written on the offer page) while it is unfinished.
+    pub async fn record_cancel_comment(&self, id: &str, comment: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => { sqlx::query(RECORD_COMMENT).bind(id).bind(comment).execute(pool).await?; });
+        Ok(())
     }
 
     /// Take the session's action lease for `lease_secs` before calling Stripe: `Some(attempt)`

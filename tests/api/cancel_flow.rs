@@ -871,3 +871,31 @@ async fn a_second_click_while_stripe_is_slow_waits_for_the_first() {
     }
     assert_eq!(f.session(&session).await.outcome.as_deref(), Some("paused"));
 }
+
+#[tokio::test]
+async fn a_comment_can_follow_the_reason_on_the_offer_page() {
+    let f = flow().await;
+    let object = seed(&f.app, "cus_late_c", "sub_late_c", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_late_c")).await;
+    // The reason first, without a comment; the offer page has its own box.
+    let offer = f.answer(&session, &csrf, "switched_service", "").await;
+    assert!(offer.contains("<label for=\"late-comment\">") && offer.contains("name=\"comment\""), "{offer}");
+    let id = session_id(&session);
+    f.expect_update("sub_late_c", &format!("holdfast-cancel-{id}-cancel-1"), &object).await;
+    let r = f
+        .post_form(
+            &format!("{session}/choose"),
+            &[("csrf", &csrf), ("choice", "cancel"), ("comment", " Moved to a team plan elsewhere ")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[
+            ("cancel_at_period_end", "true"),
+            ("cancellation_details[comment]", "Moved to a team plan elsewhere"),
+            ("cancellation_details[feedback]", "switched_service"),
+        ])]
+    );
+    assert_eq!(f.session(&session).await.comment.as_deref(), Some("Moved to a team plan elsewhere"));
+}

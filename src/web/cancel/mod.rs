@@ -467,6 +467,7 @@ async fn offer_page(
             "offer.html",
             context! {
                 base => base(&s), csrf => s.csrf_token, offers, pauses, period_end, current_plan, cheaper_plan,
+                comment => s.comment,
                 proration_none => cfg.downgrade_proration == "none",
                 discount_text => t.discount(cfg).map(|d| d.text.clone()),
                 past_due => t.past_due(),
@@ -483,6 +484,9 @@ struct ChoiceForm {
     #[serde(default)]
     csrf: String,
     choice: String,
+    /// The offer page's optional comment (added after the reason was chosen).
+    #[serde(default)]
+    comment: String,
 }
 
 impl PostedForm for ChoiceForm {
@@ -506,6 +510,10 @@ async fn choose(
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
         let choice = Choice::parse(&form.choice).ok_or(PageError::BadForm("choice"))?;
+        let late_comment = form.comment.trim();
+        if late_comment.chars().count() > COMMENT_MAX_CHARS {
+            return Err(PageError::TooLarge);
+        }
         if let Some(offer) = choice.offer()
             && !shown_offers(&s).contains(&offer)
         {
@@ -543,6 +551,14 @@ async fn choose(
             // A second click while the first is with Stripe: wait for its result, then show it.
             return Ok(await_first_click(&state, &store, &s).await);
         };
+        // A comment written on the offer page replaces the survey's (it was written later,
+        // often as an answer to the offers); it is kept with the session and sent to Stripe.
+        let comment = if late_comment.is_empty() {
+            s.comment.clone()
+        } else {
+            store.record_cancel_comment(&s.id, late_comment).await?;
+            Some(late_comment.to_owned())
+        };
         let item = t.single_item();
         let discount = t.discount(&state.settings);
         let action = Action {
@@ -556,7 +572,7 @@ async fn choose(
             coupon: discount.map(|d| d.coupon.clone()),
             keep_discounts: t.discount_ids(),
             reason,
-            comment: s.comment.clone(),
+            comment,
             period_end: scheduled_end.or(t.subscription.current_period_end),
             now,
             idempotency_key: format!("holdfast-cancel-{}-{}-{attempt}", s.id, choice.key()),
