@@ -15,6 +15,8 @@ use crate::store::{Store, StoreError};
 pub struct Target {
     pub subscription: SubscriptionRow,
     pub items: Vec<ItemRow>,
+    /// Stripe can pause it itself (see `Billing::pausable`), as its latest snapshot says.
+    pub pausable: bool,
 }
 
 impl Target {
@@ -42,6 +44,7 @@ impl Target {
             interval: shared.as_ref().and_then(|(i, _)| i.clone()),
             interval_count: shared.map(|(_, n)| n).unwrap_or(1),
             period_end: self.subscription.current_period_end,
+            pausable: self.pausable,
         }
     }
 
@@ -89,6 +92,15 @@ impl Target {
     }
 }
 
+/// Whether Stripe can pause the subscription of this snapshot (`data.object` of its latest
+/// event): flexible billing mode, charged automatically, no schedule attached.
+pub fn pausable(snapshot: &serde_json::Value) -> bool {
+    snapshot["billing_mode"]["type"] == "flexible"
+        && snapshot["collection_method"] == "charge_automatically"
+        && snapshot.get("schedule").is_none_or(serde_json::Value::is_null)
+        && snapshot["status"] == "active"
+}
+
 /// Gather the facts that decide applicability.
 pub async fn facts(
     store: &Store,
@@ -98,7 +110,7 @@ pub async fn facts(
     now: i64,
 ) -> Result<OfferFacts, StoreError> {
     let sub = &t.subscription;
-    let paused = sub.pause_behavior.is_some() || store.pause_running(&sub.id, now).await?;
+    let paused = sub.pause_behavior.is_some() || sub.status == "paused" || store.pause_running(&sub.id, now).await?;
     // A discount already in force does not rule out another (both are kept); one that
     // started within the cooldown does.
     let since = months_before(now, cfg.discount_cooldown_months);

@@ -1,8 +1,12 @@
 //! The customer's choice, carried out in Stripe: one subscription update per choice, with an
 //! idempotency key, through async-stripe.
 //!
-//! - pause: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = an hour before
-//!   the renewal N months after the paid period ends (see `domain::cancel::pause_plan`)
+//! - pause, where Stripe can pause the subscription (flexible billing mode): `POST
+//!   /v1/subscription_schedules` with `from_subscription` and one pause schedule, paused now
+//!   and resumed by Stripe N months later
+//! - pause otherwise: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = an
+//!   hour before the renewal N months after the paid period ends (see
+//!   `domain::cancel::pause_plan`)
 //! - downgrade: `items[0][id]`, `items[0][price]` = the mapped cheaper price, and
 //!   `proration_behavior` as configured (default `none`: the cheaper price applies from the
 //!   next renewal, no credit or extra invoice now)
@@ -23,7 +27,7 @@ use stripe_billing::subscription::{
 };
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::domain::cancel::{Choice, Outcome, PausePlan, Reason};
+use crate::domain::cancel::{Choice, Outcome, PauseMethod, PausePlan, Reason};
 use crate::stripe_api::StripeApi;
 
 /// Everything one Stripe call needs, decided before it is made.
@@ -89,18 +93,74 @@ async fn keep(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
     Ok(Done { outcome: Outcome::Resumed, detail: json!({"was_ending_at": action.period_end}), paused_until: None })
 }
 
+/// Pause through a subscription schedule: Stripe pauses the subscription now (no invoices,
+/// no new periods; the unused part of the period is credited) and resumes it at
+/// `plan.resumes_at` by itself, attempting payment then. Written by hand like `keep`: the
+/// crate's schedule requests are not compiled in.
+async fn pause_schedule(api: &StripeApi, action: &Action, plan: PausePlan) -> Result<Done, ActionError> {
+    #[derive(serde::Serialize)]
+    struct At {
+        #[serde(rename = "type")]
+        type_: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timestamp: Option<i64>,
+    }
+    #[derive(serde::Serialize)]
+    struct Pause {
+        pause_at: At,
+    }
+    #[derive(serde::Serialize)]
+    struct Resume {
+        resume_at: At,
+    }
+    #[derive(serde::Serialize)]
+    struct PauseSchedule {
+        pause: Pause,
+        resume: Resume,
+    }
+    #[derive(serde::Serialize)]
+    struct Form<'a> {
+        from_subscription: &'a str,
+        pause_schedules: Vec<PauseSchedule>,
+    }
+    let form = Form {
+        from_subscription: &action.subscription,
+        pause_schedules: vec![PauseSchedule {
+            pause: Pause { pause_at: At { type_: "now", timestamp: None } },
+            resume: Resume { resume_at: At { type_: "timestamp", timestamp: Some(plan.resumes_at) } },
+        }],
+    };
+    let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
+    RequestBuilder::new(StripeMethod::Post, "/subscription_schedules")
+        .form(&form)
+        .customize::<miniserde::json::Value>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(api.client())
+        .await?;
+    Ok(Done {
+        outcome: Outcome::Paused,
+        detail: json!({"months": plan.months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
+                       "method": "pause_schedule"}),
+        paused_until: Some(plan.resumes_on),
+    })
+}
+
 /// Call Stripe for `action`.
 pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
     let mut update = UpdateSubscription::new(action.subscription.as_str());
     let done = match action.choice {
         Choice::Pause { months } => {
             let Some(plan) = action.pause.filter(|p| p.months == months) else { return Err(ActionError::NotApplicable) };
+            if plan.method == PauseMethod::Schedule {
+                return pause_schedule(api, action, plan).await;
+            }
             let mut pause = UpdateSubscriptionPauseCollection::new(UpdateSubscriptionPauseCollectionBehavior::Void);
             pause.resumes_at = Some(plan.resumes_at);
             update = update.pause_collection(pause);
             Done {
                 outcome: Outcome::Paused,
-                detail: json!({"months": months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on}),
+                detail: json!({"months": months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
+                               "method": "pause_collection"}),
                 paused_until: Some(plan.resumes_on),
             }
         }

@@ -427,7 +427,7 @@ mod tests {
         let s = load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
         assert_eq!(s.coupon.as_deref(), Some("SAVE30"));
         let coupon = |interval: &str, count: i64, currency: Option<&str>| {
-            let billing = Billing { interval: Some(interval.into()), interval_count: count, period_end: None };
+            let billing = Billing { interval: Some(interval.into()), interval_count: count, period_end: None, pausable: false };
             s.discount_for(&billing, currency).map(|d| d.coupon.clone())
         };
         assert_eq!(coupon("month", 1, Some("usd")).as_deref(), Some("SAVE30"));
@@ -469,7 +469,7 @@ mod tests {
         )
         .expect("write");
         let s = load(&[("HOLDFAST_CONFIG_FILE", &path.to_string_lossy())]).expect("valid");
-        let yearly = Billing { interval: Some("year".into()), interval_count: 1, period_end: None };
+        let yearly = Billing { interval: Some("year".into()), interval_count: 1, period_end: None, pausable: false };
         assert!(s.discount_for(&yearly, Some("eur")).is_some());
         assert!(s.discount_for(&yearly, Some("usd")).is_none() && s.discount_for(&yearly, None).is_none());
         let default = load(&[]).expect("defaults");

@@ -253,6 +253,9 @@ pub struct Billing {
     pub interval_count: i64,
     /// The end of the current (paid) period: the next renewal.
     pub period_end: Option<i64>,
+    /// Stripe can pause the subscription itself: flexible billing mode, charged
+    /// automatically, no subscription schedule attached yet.
+    pub pausable: bool,
 }
 
 impl Billing {
@@ -278,31 +281,53 @@ impl Billing {
 /// invoice is created after `resumes_at` and is charged, not voided.
 pub const RESUME_MARGIN_SECS: i64 = 3_600;
 
-/// A pause that fits the subscription: `pause_collection[behavior]=void` from now until
-/// `resumes_at`. The customer keeps the period already paid for; the next `months ÷
-/// interval` renewals are voided, which is exactly the paused time; the renewal after that
-/// is charged.
+/// How a pause is made in Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseMethod {
+    /// A subscription schedule from the subscription with one pause schedule: paused now
+    /// (status `paused`: no invoices, no new periods, the unused time credited), resumed by
+    /// Stripe at `resumes_at`. For subscriptions Stripe can pause (`Billing::pausable`), any
+    /// interval.
+    Schedule,
+    /// `pause_collection[behavior]=void` until `resumes_at`. The customer keeps the period
+    /// already paid for; the next `months ÷ interval` renewals are voided, which is exactly
+    /// the paused time; the renewal after that is charged.
+    Collection,
+}
+
+/// A pause that fits the subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PausePlan {
+    pub method: PauseMethod,
     pub months: u32,
-    /// The renewal that is charged again (`period_end + months`), shown as the resume date.
+    /// The day billing restarts, shown on the button: `now + months` for a schedule, the
+    /// renewal `period_end + months` for a collection pause.
     pub resumes_on: i64,
-    /// What Stripe is sent: `resumes_on - RESUME_MARGIN_SECS`.
+    /// What Stripe is sent: `resumes_on` (schedule) or `resumes_on - RESUME_MARGIN_SECS`.
     pub resumes_at: i64,
 }
 
 /// The pause of `months` for a subscription billed as `billing`, or `None` when no pause of
-/// that length forgoes only the paused time: a length that is not a whole number of billing
-/// periods (any pause of a yearly plan shorter than a year, 1 or 2 months of a quarterly one),
-/// a daily or weekly plan, or an unknown renewal date.
+/// that length forgoes only the paused time. Where Stripe can pause the subscription itself,
+/// any length (nothing is invoiced while paused, and nothing more). Otherwise only a
+/// collection pause, and none for a length that is not a whole number of billing periods
+/// (any pause of a yearly plan shorter than a year, 1 or 2 months of a quarterly one), a
+/// daily or weekly plan, or an unknown renewal date.
 pub fn pause_plan(billing: &Billing, months: u32, now: i64) -> Option<PausePlan> {
+    if months == 0 {
+        return None;
+    }
+    if billing.pausable {
+        let resumes_on = add_months(now, months);
+        return Some(PausePlan { method: PauseMethod::Schedule, months, resumes_on, resumes_at: resumes_on });
+    }
     let interval = billing.months()?;
     let period_end = billing.period_end.filter(|&end| end > now)?;
     if months == 0 || interval == 0 || !months.is_multiple_of(interval) {
         return None;
     }
     let resumes_on = add_months(period_end, months);
-    Some(PausePlan { months, resumes_on, resumes_at: resumes_on - RESUME_MARGIN_SECS })
+    Some(PausePlan { method: PauseMethod::Collection, months, resumes_on, resumes_at: resumes_on - RESUME_MARGIN_SECS })
 }
 
 /// Which customers a segment's offers are for; unset fields match everyone.
@@ -427,7 +452,7 @@ mod tests {
     }
 
     fn billing(interval: &str, count: i64, period_end: i64) -> Billing {
-        Billing { interval: Some(interval.into()), interval_count: count, period_end: Some(period_end) }
+        Billing { interval: Some(interval.into()), interval_count: count, period_end: Some(period_end), pausable: false }
     }
 
     #[test]
@@ -448,6 +473,10 @@ mod tests {
         assert_eq!(pause_plan(&yearly, 12, now).map(|p| p.resumes_on), Some(add_months(end, 12)));
         assert_eq!(pause_plan(&billing("week", 1, end), 1, now), None);
         assert_eq!(pause_plan(&billing("month", 1, now - 1), 1, now), None, "no known renewal ahead");
+        // Stripe pauses a flexible-mode yearly subscription itself: from now, any length.
+        let flexible = Billing { pausable: true, ..yearly };
+        let p = pause_plan(&flexible, 2, now).expect("a scheduled pause");
+        assert_eq!((p.method, p.resumes_on, p.resumes_at), (PauseMethod::Schedule, add_months(now, 2), add_months(now, 2)));
     }
 
     #[test]

@@ -141,11 +141,13 @@ const MARK_ABANDONED: &str = "UPDATE cancel_sessions SET outcome = 'abandoned', 
 const SELECT_LIVE_SUBSCRIPTION: &str = "SELECT id, customer, status, currency, created, start_date, trial_start, trial_end, \
      current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
      cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_event_id FROM subscriptions \
-     WHERE customer = $1 AND ($2 = '' OR id = $2) AND status IN ('active', 'trialing', 'past_due', 'unpaid') \
+     WHERE customer = $1 AND ($2 = '' OR id = $2) AND status IN ('active', 'trialing', 'past_due', 'unpaid', 'paused') \
      ORDER BY created DESC, id LIMIT 1";
 
 const SELECT_ITEMS_OF: &str = "SELECT subscription_id, item_id, price_id, product, unit_amount, currency, recurring_interval, \
      interval_count, quantity FROM subscription_items WHERE subscription_id = $1 ORDER BY item_id";
+
+const SELECT_EVENT_PAYLOAD: &str = "SELECT payload FROM stripe_events WHERE id = $1";
 
 const SELECT_CUSTOMER_EMAIL: &str = "SELECT email FROM customers WHERE id = $1";
 
@@ -340,6 +342,14 @@ impl Store {
             return Ok(plan);
         }
         Ok(on_pool!(self, pool => sqlx::query_as(SELECT_PLAN_FROM_ITEMS).bind(price).fetch_optional(pool).await?))
+    }
+
+    /// The object an event carries (`data.object`), e.g. the subscription snapshot a row
+    /// came from, for the fields the row does not keep.
+    pub async fn event_object(&self, event_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let row: Option<(String,)> =
+            on_pool!(self, pool => sqlx::query_as(SELECT_EVENT_PAYLOAD).bind(event_id).fetch_optional(pool).await?);
+        Ok(row.and_then(|(p,)| serde_json::from_str::<serde_json::Value>(&p).ok()).map(|mut e| e["data"]["object"].take()))
     }
 
     /// The customer's email address, if known.

@@ -899,3 +899,59 @@ async fn a_comment_can_follow_the_reason_on_the_offer_page() {
     );
     assert_eq!(f.session(&session).await.comment.as_deref(), Some("Moved to a team plan elsewhere"));
 }
+
+#[tokio::test]
+async fn a_subscription_stripe_can_pause_is_paused_by_a_schedule_even_when_yearly() {
+    let f = flow().await;
+    let t = now();
+    f.app.clock.set(t);
+    // Flexible billing mode, charged automatically, no schedule: Stripe's own pause applies.
+    let object = seed(&f.app, "cus_flex", "sub_flex", "price_pro_yearly", |s| {
+        billed(s, "year", 1, 365);
+        s["billing_mode"] = json!({"type": "flexible", "flexible": {"proration_discounts": "included"}});
+        s["collection_method"] = json!("charge_automatically");
+        s["schedule"] = Value::Null;
+    })
+    .await;
+    let (session, csrf) = f.open(&signed_link("cus_flex")).await;
+    let offer = f.answer(&session, &csrf, "unused", "").await;
+    let restarts = long_date(add_months(t, 2)).expect("date");
+    assert!(offer.contains(&format!("Pause for 2 months · billing restarts {restarts}")), "{offer}");
+    assert!(offer.contains("Pause now: nothing is billed"), "{offer}");
+    let id = session_id(&session);
+    let schedule = json!({"id": "sub_sched_flex", "object": "subscription_schedule", "subscription": "sub_flex",
+        "status": "active", "customer": "cus_flex"});
+    Mock::given(method("POST"))
+        .and(path("/v1/subscription_schedules"))
+        .and(header("Idempotency-Key", format!("holdfast-cancel-{id}-pause_2-1").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(schedule))
+        .expect(1)
+        .mount(&f.stripe)
+        .await;
+    assert_eq!(f.choose(&session, &csrf, "pause_2").await.status(), 303);
+    let resumes_at = add_months(t, 2).to_string();
+    assert_eq!(
+        f.sent_params().await,
+        vec![params(&[
+            ("from_subscription", "sub_flex"),
+            ("pause_schedules[0][pause][pause_at][type]", "now"),
+            ("pause_schedules[0][resume][resume_at][timestamp]", &resumes_at),
+            ("pause_schedules[0][resume][resume_at][type]", "timestamp"),
+        ])]
+    );
+    let row = f.session(&session).await;
+    assert_eq!((row.outcome.as_deref(), row.paused_until), (Some("paused"), Some(add_months(t, 2))));
+    assert!(object["id"] == "sub_flex");
+
+    // A flexible subscription with a schedule already attached can't be paused that way, and
+    // being yearly it gets no collection pause either.
+    seed(&f.app, "cus_flex2", "sub_flex2", "price_pro_yearly", |s| {
+        billed(s, "year", 1, 365);
+        s["billing_mode"] = json!({"type": "flexible"});
+        s["schedule"] = json!("sub_sched_other");
+    })
+    .await;
+    let (session, csrf) = f.open(&signed_link("cus_flex2")).await;
+    let offer = f.answer(&session, &csrf, "unused", "").await;
+    assert!(!offer.contains("choice-pause"), "{offer}");
+}

@@ -38,7 +38,7 @@ use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::clock::Clock;
 use crate::config::CancelFlowSettings;
 use crate::config::Experiment;
-use crate::domain::cancel::{Choice, OfferKind, Reason};
+use crate::domain::cancel::{Choice, OfferKind, PauseMethod, Reason};
 use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::mail::{Category, NewEmail};
@@ -217,7 +217,9 @@ async fn open_session(store: &Store, id: &str, now: i64) -> Result<CancelSession
 async fn target(store: &Store, s: &CancelSessionRow) -> Result<Target, PageError> {
     let (subscription, items) =
         store.live_subscription_of(&s.customer, s.subscription.as_deref()).await?.ok_or(PageError::NoSubscription)?;
-    Ok(Target { subscription, items })
+    let pausable =
+        store.event_object(&subscription.src_event_id).await?.as_ref().is_some_and(crate::cancel_flow::offers::pausable);
+    Ok(Target { subscription, items, pausable })
 }
 
 fn base(s: &CancelSessionRow) -> String {
@@ -451,7 +453,7 @@ async fn offer_page(
         let pauses: Vec<_> = t
             .pauses(cfg, now)
             .into_iter()
-            .map(|p| context! { months => p.months, resumes_on => long_date(p.resumes_on) })
+            .map(|p| context! { months => p.months, resumes_on => long_date(p.resumes_on), now => p.method == PauseMethod::Schedule })
             .collect();
         let period_end = t.subscription.current_period_end.and_then(long_date);
         let current_plan = match t.single_item().and_then(|i| i.price_id.clone()) {
