@@ -71,7 +71,7 @@ pub struct SurveyAnswer<'a> {
     pub at: i64,
 }
 
-/// The cancel flow over a period, for the owner summary (issue 5).
+/// The cancel flow over a period, for the owner summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CancelFlowStats {
     /// Sessions started (first opened) in `[from_ts, to_ts)`.
@@ -193,10 +193,12 @@ const ZERO_DECIMAL: [&str; 16] =
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
 
 impl Plan {
-    /// `Basic — 9.00 USD / month` (what is known of it).
+    /// `Basic — 9.00 USD / month` (what is known of it: `9.00 USD / month` without a name).
     pub fn describe(&self) -> String {
-        let name = self.name.clone().or_else(|| self.nickname.clone()).unwrap_or_else(|| "the lower-priced plan".into());
-        let Some((amount, currency)) = self.unit_amount.zip(self.currency.as_deref()) else { return name };
+        let name = self.name.clone().or_else(|| self.nickname.clone());
+        let Some((amount, currency)) = self.unit_amount.zip(self.currency.as_deref()) else {
+            return name.unwrap_or_else(|| "another plan".into());
+        };
         let cur = currency.to_ascii_lowercase();
         let money = if ZERO_DECIMAL.contains(&cur.as_str()) {
             format!("{amount} {}", cur.to_ascii_uppercase())
@@ -208,7 +210,10 @@ impl Plan {
             (Some(i), n) => format!(" every {n} {i}s"),
             (None, _) => String::new(),
         };
-        format!("{name} — {money}{every}")
+        match name {
+            Some(name) => format!("{name} — {money}{every}"),
+            None => format!("{money}{every}"),
+        }
     }
 }
 
@@ -411,5 +416,30 @@ impl Store {
         }
         stats.saved = stats.paused + stats.downgraded + stats.discounted;
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(name: Option<&str>, amount: i64, currency: &str, interval: &str, count: i64) -> Plan {
+        Plan {
+            price: "price_1".into(),
+            name: name.map(str::to_owned),
+            nickname: None,
+            currency: Some(currency.into()),
+            unit_amount: Some(amount),
+            recurring_interval: Some(interval.into()),
+            interval_count: Some(count),
+        }
+    }
+
+    #[test]
+    fn plans_read_as_customers_expect() {
+        assert_eq!(plan(Some("Basic"), 900, "usd", "month", 1).describe(), "Basic — 9.00 USD / month");
+        assert_eq!(plan(Some("Pro"), 12_050, "eur", "month", 3).describe(), "Pro — 120.50 EUR every 3 months");
+        assert_eq!(plan(Some("Team"), 5000, "jpy", "year", 1).describe(), "Team — 5000 JPY / year");
+        assert_eq!(plan(None, 900, "usd", "month", 1).describe(), "9.00 USD / month");
     }
 }

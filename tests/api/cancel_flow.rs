@@ -364,6 +364,26 @@ async fn a_stripe_error_shows_a_friendly_page_and_records_nothing() {
 }
 
 #[tokio::test]
+async fn the_result_page_says_one_moment_while_the_choice_is_with_stripe() {
+    let f = flow().await;
+    seed(&f.app, "cus_wait", "sub_wait", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_wait")).await;
+    f.answer(&session, &csrf, "unused", "").await;
+    // Another request holds the session (its Stripe call is under way).
+    let id = session_id(&session);
+    let now = f.app.clock.now();
+    assert_eq!(f.app.store.claim_cancel_action(&id, now, 60).await.expect("store"), Some(1));
+    let page = f.get(&format!("{session}/done")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("One moment") && html.contains(r#"<meta http-equiv="refresh" content="2">"#), "{html}");
+    // Given back (the call failed): the offers again.
+    f.app.store.release_cancel_action(&id).await.expect("store");
+    let page = f.get(&format!("{session}/done")).await;
+    assert_eq!((page.status().as_u16(), page.headers()["location"].to_str().expect("loc")), (303, session.as_str()));
+}
+
+#[tokio::test]
 async fn forged_foreign_expired_and_reused_links_are_refused() {
     let f = flow().await;
     seed(&f.app, "cus_link1", "sub_link1", "price_pro_monthly", |_| {}).await;

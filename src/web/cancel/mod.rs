@@ -58,7 +58,7 @@ const RETURN_URL_MAX: usize = 2000;
 /// What the cancel-flow handlers share.
 #[derive(Debug)]
 pub struct CancelState {
-    /// The email templates (issue 3's mail layer) for the confirmation email.
+    /// The mail layer's email templates, for the confirmation email.
     pub mail_templates: Templates,
     pub settings: CancelFlowSettings,
     /// The save-offer experiment in force, if any: its variant b sees other offers.
@@ -658,7 +658,7 @@ fn stripe_error_summary(e: &stripe::StripeError) -> String {
     }
 }
 
-/// Queue the outcome's confirmation email in the outbox (issue 3), rendered now. A failure to queue is
+/// Queue the outcome's confirmation email in the outbox, rendered now. A failure to queue is
 /// logged, never shown: Stripe already made the change and the session is recorded.
 async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessionRow, done: &Done) {
     let to = match store.customer_email(&s.customer).await {

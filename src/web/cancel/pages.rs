@@ -18,7 +18,7 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("ended.html", include_str!("../../../templates/pages/cancel/ended.html")),
     ("working.html", include_str!("../../../templates/pages/cancel/working.html")),
     ("billing_updated.html", include_str!("../../../templates/pages/cancel/billing_updated.html")),
-    // The unsubscribe pages (issue 7) share the layout and brand.
+    // The unsubscribe pages share the layout and brand.
     ("unsubscribe_confirm.html", include_str!("../../../templates/pages/unsubscribe/confirm.html")),
     ("unsubscribe_done.html", include_str!("../../../templates/pages/unsubscribe/done.html")),
     ("unsubscribe_invalid.html", include_str!("../../../templates/pages/unsubscribe/invalid.html")),
