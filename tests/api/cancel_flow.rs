@@ -844,6 +844,29 @@ async fn an_ended_subscription_points_to_the_come_back_checkout() {
     assert_eq!(r.status(), 200);
     let html = unescape(&r.text().await.expect("html"));
     assert!(html.contains("Your subscription has ended") && html.contains("/comeback?token=cus_gone.in_gone."), "{html}");
+
+    // A one-time link minted while the subscription was live, opened after it ended.
+    let object = seed(&f.app, "cus_late_end", "sub_late_end", "price_pro_monthly", |_| {}).await;
+    let minted = f
+        .http
+        .post(format!("{}/api/cancel-sessions", f.app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .json(&json!({"customer": "cus_late_end"}))
+        .send()
+        .await
+        .expect("sent");
+    let url = minted.json::<Value>().await.expect("json")["url"].as_str().expect("url").to_owned();
+    let mut ended = object.clone();
+    ended["status"] = json!("canceled");
+    ended["ended_at"] = json!(now());
+    f.app.deliver(&event("customer.subscription.deleted", now(), ended)).await;
+    let r = f.get(&url[url.find("/cancel").expect("path")..]).await;
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().expect("location").to_owned();
+    let page = f.get(&location).await;
+    assert_eq!(page.status(), 200);
+    let html = unescape(&page.text().await.expect("html"));
+    assert!(html.contains("Your subscription has ended") && html.contains("https://app.example.com/account"), "{html}");
     assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
 }
 
