@@ -984,6 +984,8 @@ async fn a_subscription_stripe_can_pause_is_paused_by_a_schedule_even_when_yearl
     );
     let row = f.session(&session).await;
     assert_eq!((row.outcome.as_deref(), row.paused_until), (Some("paused"), Some(add_months(t, 2))));
+    let done = unescape(&f.get(&format!("{session}/done")).await.text().await.expect("html"));
+    assert!(done.contains("paused from today") && done.contains(&restarts), "{done}");
     assert!(object["id"] == "sub_flex");
 
     // A flexible subscription with a schedule already attached can't be paused that way, and

@@ -730,6 +730,7 @@ async fn done_page(
                 resumes_on => date("resumes_on").or_else(|| date("resumes_at")),
                 ends_on => date("ends_at"),
                 proration_none => detail["proration_behavior"] == "none",
+                paused_now => detail["method"] == "pause_schedule",
                 return_url => state.return_url(&s),
             },
         ))
