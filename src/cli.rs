@@ -61,6 +61,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// See it work, offline: a fresh demo database with a simulated business, a local
+    /// stand-in for Stripe's API and email written to a folder; prints the links to try.
+    Demo {
+        /// The demo's directory (its database and mail folder are replaced at every start).
+        #[arg(long, default_value = "holdfast-demo")]
+        dir: std::path::PathBuf,
+        /// Address to listen on (default: HOLDFAST_BIND, else 127.0.0.1:8080; port 0 picks one).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Simulated customers.
+        #[arg(long, default_value_t = 300)]
+        customers: usize,
+        /// The simulation's seed (another seed, another business).
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+    },
+    /// Sign a bundled sample event with STRIPE_WEBHOOK_SECRET and post it to a running
+    /// Holdfast, as Stripe would (an offline `stripe trigger`). Omit TYPE to list them.
+    SendEvent {
+        /// The event type, e.g. invoice.payment_failed.
+        #[arg(value_name = "TYPE")]
+        kind: Option<String>,
+        /// The customer the event is about (default: the demo's Ada Lovelace).
+        #[arg(long, default_value = crate::demo::DEMO_DUNNING_CUSTOMER)]
+        customer: String,
+        /// The subscription the event is about (default: the customer's `sub_…` twin).
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Base URL of the service (default: derived from HOLDFAST_BIND / PORT).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// `holdfast email …`
@@ -81,7 +113,8 @@ fn parse_month(s: &str) -> Result<Month, String> {
 /// Run the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let json_logs = std::env::var("HOLDFAST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    crate::telemetry::init(json_logs);
+    let quiet = matches!(cli.command, Some(Command::Demo { .. } | Command::SendEvent { .. }));
+    crate::telemetry::init_with_default(json_logs, if quiet { "warn" } else { "info,sqlx=warn" });
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
@@ -90,6 +123,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Email(EmailCommand::Preview { template }) => preview(template.as_deref()),
         Command::Summary { month, currency, json } => summary(month, currency, json).await,
+        Command::Demo { dir, bind, customers, seed } => demo(dir, bind, customers, seed).await,
+        Command::SendEvent { kind, customer, subscription, url } => send_event(kind, customer, subscription, url).await,
     }
 }
 
@@ -170,11 +205,16 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
-    let base = match url {
-        Some(url) => url,
+/// The local service's base URL: given, or derived from HOLDFAST_BIND / PORT.
+fn local_base(url: Option<String>) -> anyhow::Result<String> {
+    Ok(match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("http://{}", config::bind(&config::Env)?.replace("0.0.0.0", "127.0.0.1")),
-    };
+    })
+}
+
+async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
+    let base = local_base(url)?;
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()?
@@ -198,6 +238,66 @@ async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> 
     } else {
         print!("{}", crate::domain::metrics::table::render(&summary));
     }
+    Ok(())
+}
+
+async fn demo(dir: std::path::PathBuf, bind: Option<String>, customers: usize, seed: u64) -> anyhow::Result<()> {
+    // The same `.env` as `send-event` reads, so both agree on the webhook secret and address.
+    let _ = dotenvy::dotenv();
+    let bind = match bind {
+        Some(bind) => bind,
+        None => config::bind(&config::Env)?,
+    };
+    let opts = crate::demo::DemoOptions { dir, bind, customers, seed, cancel_flows: 16 };
+    crate::demo::run(opts).await
+}
+
+async fn send_event(
+    kind: Option<String>,
+    customer: String,
+    subscription: Option<String>,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::demo::samples;
+    let _ = dotenvy::dotenv();
+    let Some(kind) = kind else {
+        println!("event types: {}", samples::TYPES.join(", "));
+        return Ok(());
+    };
+    anyhow::ensure!(
+        crate::cancel_flow::links::plausible_customer_id(&customer),
+        "--customer must be a Stripe customer id (cus_…)"
+    );
+    let subscription = subscription.unwrap_or_else(|| format!("sub_{}", &customer[4..]));
+    let who = samples::Subject { customer, subscription, unique: format!("local_{}", uuid::Uuid::new_v4().simple()) };
+    let now = crate::clock::Clock::system().now();
+    let event = samples::sample(&kind, &who, now)
+        .with_context(|| format!("no sample of {kind:?}; event types: {}", samples::TYPES.join(", ")))?;
+    // The first configured secret signs, as Stripe signs with the endpoint's current one.
+    let secret = match config::Env.get("STRIPE_WEBHOOK_SECRET").filter(|s| !s.trim().is_empty()) {
+        Some(list) => list.split(',').next().unwrap_or_default().trim().to_owned(),
+        None => {
+            eprintln!("STRIPE_WEBHOOK_SECRET is not set: signing with the demo's secret (what `holdfast demo` accepts)");
+            crate::demo::DEMO_WEBHOOK_SECRET.to_owned()
+        }
+    };
+    let body = event.to_string();
+    let header = crate::webhook::signature::sign(body.as_bytes(), &secret, now);
+    let endpoint = format!("{}/webhooks/stripe", local_base(url)?);
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?
+        .post(&endpoint)
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", header)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("posting to {endpoint} (is Holdfast running?)"))?;
+    let status = response.status();
+    let answer = response.text().await.unwrap_or_default();
+    println!("{kind} {} → {endpoint}: {status} {answer}", event["id"].as_str().unwrap_or_default());
+    anyhow::ensure!(status.is_success(), "the service did not accept the event");
     Ok(())
 }
 

@@ -5,6 +5,7 @@ pub mod cancel_flow;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod mail;
 pub mod metrics;

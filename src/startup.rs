@@ -28,7 +28,9 @@ use crate::web::billing::{self, BillingPortal};
 use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
-use crate::web::{activity, comeback, dashboard, error, health, metrics, request_id, security_headers, summary, unsubscribe};
+use crate::web::{
+    activity, comeback, dashboard, error, health, home, metrics, request_id, security_headers, summary, unsubscribe,
+};
 use crate::webhook::{self, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::scheduler::{self, Scheduler};
@@ -265,6 +267,8 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .route("/dashboard", web::get().to(dashboard::get_dashboard))
             .route("/dashboard/login", web::post().to(dashboard::post_login))
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))
+            .route("/", web::get().to(home::home))
+            .route("/docs", web::get().to(home::docs))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics::metrics))

@@ -14,7 +14,13 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Install the global subscriber once; later calls do nothing.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    init_with_default(json, "info,sqlx=warn");
+}
+
+/// `init` with another filter when RUST_LOG is unset (the demo keeps its printed links
+/// readable by logging only warnings).
+pub fn init_with_default(json: bool, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(BufferedStdout::global());
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }

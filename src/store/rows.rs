@@ -139,7 +139,7 @@ pub(crate) const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effec
      items FROM subscription_history ORDER BY subscription_id, event_id";
 
 /// Read every table in key order. A macro because sqlx's generic bounds over two databases
-/// cost more than the repetition (STYLE.md, measured).
+/// cost more than the repetition (measured).
 macro_rules! dump_from {
     ($pool:expr) => {{
         use crate::store::rows::*;

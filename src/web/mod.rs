@@ -9,6 +9,7 @@ pub mod comeback;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod home;
 pub mod metrics;
 pub mod request_id;
 pub mod security_headers;

@@ -3,9 +3,9 @@
 //! reason → pause (target/screenshots/cancel_flow.png), then the yearly, undo, past-due and
 //! ended paths at 375 px, checking that no page is wider than the phone.
 //!
-//! Skipped with a message when chromedriver is absent, unless `HOLDFAST_REQUIRE_BROWSER` is
-//! set (CI sets it, so there it fails instead). `CHROMEDRIVER` / `CHROMIUM` override the
-//! binaries (default: `chromedriver` and `chromium` on PATH).
+//! `browser_*` tests (see `requires.rs`): chosen by scripts/test when chromedriver is
+//! installed, reported as skipped otherwise; run by hand without it, they fail.
+//! `CHROMEDRIVER` / `CHROMIUM` override the binaries (default: on PATH).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -42,18 +42,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// A headless Chromium session at `width`×`height` (CSS pixels), with its chromedriver; `None`
-/// when chromedriver is absent and `HOLDFAST_REQUIRE_BROWSER` is not set.
-async fn chromium(width: u32, height: u32) -> Option<(fantoccini::Client, Driver, tempfile::TempDir)> {
-    let required = std::env::var_os("HOLDFAST_REQUIRE_BROWSER").is_some();
-    let Some(chromedriver) = binary("CHROMEDRIVER", "chromedriver") else {
-        assert!(
-            !required,
-            "HOLDFAST_REQUIRE_BROWSER is set but chromedriver was not found (apt-get install chromium chromium-driver)"
-        );
-        eprintln!("SKIPPED browser test: chromedriver not found (apt-get install chromium chromium-driver, or set CHROMEDRIVER)");
-        return None;
-    };
+/// A headless Chromium session at `width`×`height` (CSS pixels), with its chromedriver (a
+/// missing chromedriver fails the test, naming what to install).
+async fn chromium(width: u32, height: u32) -> (fantoccini::Client, Driver, tempfile::TempDir) {
+    let chromedriver = PathBuf::from(crate::requires::chromedriver());
     let chromium = binary("CHROMIUM", "chromium").expect("chromium next to chromedriver (apt-get install chromium)");
     let port = free_port();
     let driver = Driver(
@@ -92,7 +84,7 @@ async fn chromium(width: u32, height: u32) -> Option<(fantoccini::Client, Driver
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
-    Some((browser, driver, profile))
+    (browser, driver, profile)
 }
 
 /// The page's layout width and the viewport's: the page fits when the first is not larger.
@@ -105,8 +97,9 @@ async fn widths(browser: &fantoccini::Client) -> Result<(i64, i64), fantoccini::
 }
 
 #[tokio::test]
-async fn a_customer_pauses_instead_of_cancelling_in_chromium() {
-    let Some((browser, driver, _profile)) = chromium(412, 915).await else { return };
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_a_customer_pauses_instead_of_cancelling() {
+    let (browser, driver, _profile) = chromium(412, 915).await;
     let f = flow_with(&[]).await;
     let object = seed(&f.app, "cus_browser", "sub_browser", "price_pro_monthly", |_| {}).await;
     Mock::given(method("POST"))
@@ -150,8 +143,9 @@ async fn a_customer_pauses_instead_of_cancelling_in_chromium() {
 /// its renewal; the cancellation names its end date), the undo of a scheduled cancellation,
 /// a past-due customer (the card first), an ended subscription, and the error pages.
 #[tokio::test]
-async fn yearly_undo_and_past_due_paths_fit_a_375_px_phone_in_chromium() {
-    let Some((browser, driver, _profile)) = chromium(375, 812).await else { return };
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
+    let (browser, driver, _profile) = chromium(375, 812).await;
     let f = flow_with(&[]).await;
     let yearly = seed(&f.app, "cus_byear", "sub_byear", "price_pro_yearly", |s| {
         let item = &mut s["items"]["data"][0];

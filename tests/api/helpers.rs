@@ -42,7 +42,8 @@ pub struct TestApp {
     pub clock: Clock,
     /// Where `.eml` files go when no `SMTP_URL` is given.
     pub mail_dir: tempfile::TempDir,
-    _dir: Option<tempfile::TempDir>,
+    /// Declared last, so dropped last: the database outlives the handles above.
+    _dir: Option<TestDb>,
 }
 
 /// Which database the suite runs on.
@@ -53,8 +54,47 @@ pub fn backend() -> &'static str {
     }
 }
 
-/// A fresh database URL: a temp SQLite file, or a new Postgres database.
-pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+/// A test's database, removed when the test ends (pass or panic): the SQLite file's temp
+/// directory, or the Postgres database (dropped, so the cluster holds no more after a run
+/// than before it).
+pub enum TestDb {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin_url, name } = self {
+            drop_postgres_database(admin_url.clone(), name.clone());
+        }
+    }
+}
+
+/// `DROP DATABASE … WITH (FORCE)` (the app's pool may still hold connections), on a thread
+/// of its own: `Drop` can't await, and the test's runtime may be the current thread.
+fn drop_postgres_database(admin_url: String, name: String) {
+    use sqlx::Connection;
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.map_err(|e| e.to_string())?;
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(|e| e.to_string())?;
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join();
+    // Never panic in a drop (a second panic while unwinding aborts the whole suite).
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: could not drop a test database: {e}"),
+        Err(_) => eprintln!("warning: dropping a test database panicked"),
+    }
+}
+
+/// A fresh database URL: a temp SQLite file, or a new Postgres database, with the guard that
+/// removes it (keep it alive as long as the database is used).
+pub async fn fresh_database() -> (String, Option<TestDb>) {
     if backend() == "postgres" {
         let admin = std::env::var("TEST_POSTGRES_URL")
             .expect("TEST_DATABASE=postgres needs TEST_POSTGRES_URL (postgres://user:pass@host/db)");
@@ -67,11 +107,12 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
             .expect("create test database");
         store.close().await;
         let base = admin.rsplit_once('/').map(|(b, _)| b).expect("URL has a database path");
-        (format!("{base}/{name}"), None)
+        let url = format!("{base}/{name}");
+        (url, Some(TestDb::Postgres { admin_url: admin, name }))
     } else {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/holdfast.db", dir.path().display());
-        (url, Some(dir))
+        (url, Some(TestDb::Sqlite { _dir: dir }))
     }
 }
 
@@ -82,7 +123,7 @@ pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
 }
 
 /// Start the app on a given database URL (e.g. one routed through a proxy).
-pub async fn spawn_app_on(url: String, dir: Option<tempfile::TempDir>, extra: &[(&'static str, &str)]) -> TestApp {
+pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static str, &str)]) -> TestApp {
     init_test_logs();
     let mut vars: HashMap<&str, String> = HashMap::new();
     vars.insert("DATABASE_URL", url.clone());

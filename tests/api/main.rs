@@ -20,6 +20,8 @@ mod outbox;
 mod process;
 mod processes;
 mod projection;
+mod quick_start;
+mod requires;
 mod security;
 mod smtp_sink;
 mod summary_api;

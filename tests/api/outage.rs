@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::{Sub, TestApp, backend, customer, event, fresh_database, now, spawn_app_on};
+use crate::helpers::{Sub, TestApp, customer, event, fresh_database, now, spawn_app_on};
 use crate::process::CuttableProxy;
 
 fn customer_event(id: &str) -> Value {
@@ -36,11 +36,9 @@ fn postgres_host(url: &str) -> (String, SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postgres_outage_answers_503_and_recovers_by_itself() {
-    if backend() != "postgres" {
-        eprintln!("skipped: the Postgres outage test runs with TEST_DATABASE=postgres");
-        return;
-    }
+#[ignore = "needs postgres"]
+async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
+    crate::requires::database("postgres");
     let (url, dir) = fresh_database().await;
     let (host_port, upstream) = postgres_host(&url);
     let proxy = CuttableProxy::start(upstream);
@@ -84,11 +82,9 @@ async fn a_postgres_outage_answers_503_and_recovers_by_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_locked_sqlite_database_answers_503_then_recovers() {
-    if backend() != "sqlite" {
-        eprintln!("skipped: the SQLite lock test runs on the SQLite suite");
-        return;
-    }
+#[ignore = "needs sqlite"]
+async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
+    crate::requires::database("sqlite");
     let (url, dir) = fresh_database().await;
     let app = spawn_app_on(url.clone(), dir, &[]).await;
     app.deliver(&customer_event("cus_before_lock")).await;
