@@ -228,6 +228,7 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64, now: i
             discounted: count(stats.discounted),
             canceled: count(stats.canceled),
             abandoned: count(stats.abandoned),
+            resumed: count(stats.resumed),
         },
         reasons: stats.reasons.into_iter().map(|(reason, n)| (reason, count(n))).collect(),
     })

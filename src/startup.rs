@@ -199,7 +199,7 @@ fn billing_portal(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::
     Ok(Some(BillingPortal {
         signer: LinkSigner::from_stripe_key(key),
         stripe,
-        return_url: settings.public_url.clone(),
+        return_url: billing::portal_return_url(settings),
         store: store.clone(),
         clock: clock.clone(),
     }))

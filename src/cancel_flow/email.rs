@@ -1,5 +1,5 @@
 //! The confirmation email for a session's outcome. It is built here as (template, context) and
-//! handed to the outbox (issue 3) at the one call site in `web::cancel::choose`, right after
+//! handed to the mail outbox at the one call site in `web::cancel::choose`, right after
 //! the outcome is recorded. Templates: `templates/email/cancel_confirmation_<outcome>/`.
 
 use serde_json::{Value, json};
@@ -15,11 +15,17 @@ pub struct ConfirmationEmail {
     /// The recipient (the customer's email from the store).
     pub to: String,
     /// Template variables: `customer` (`id`, `email`), `subscription`, `outcome`, `detail`
-    /// (the outcome's JSON), `resumes_on` (a pause's end, e.g. `27 February 2027`),
+    /// (the outcome's JSON), `resumes_on` (a pause's end, e.g. `27 February 2027`), `ends_on`
+    /// (a cancellation's end date),
     /// `discount_text`, `proration_none` (a downgrade billed from the next renewal), `return_url`. The mail layer adds `brand`.
     pub context: Value,
     /// One email per session, whatever retries happen.
     pub dedupe_key: String,
+}
+
+/// A timestamp field as customers read dates: `27 February 2027`.
+fn date(v: &Value) -> Option<String> {
+    v.as_i64().and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.format("%-d %B %Y").to_string())
 }
 
 /// The email confirming `outcome` for `session`; `None` when there is nothing to confirm
@@ -31,7 +37,9 @@ pub fn confirmation_email(
     to: Option<&str>,
     discount_text: &str,
 ) -> Option<ConfirmationEmail> {
-    if outcome == Outcome::Abandoned {
+    // Nothing to confirm for an abandoned session; an undone cancellation is confirmed on
+    // its page (the subscription simply carries on as before).
+    if matches!(outcome, Outcome::Abandoned | Outcome::Resumed) {
         return None;
     }
     let to = to?.trim();
@@ -43,8 +51,8 @@ pub fn confirmation_email(
         to: to.to_owned(),
         context: json!({
             "customer": {"id": session.customer, "email": to, "name": Value::Null},
-            "resumes_on": detail["resumes_at"].as_i64().and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map(|t| t.format("%-d %B %Y").to_string()),
+            "resumes_on": date(&detail["resumes_on"]).or_else(|| date(&detail["resumes_at"])),
+            "ends_on": date(&detail["ends_at"]),
             "discount_text": discount_text,
             "proration_none": detail["proration_behavior"] == "none",
             "subscription": session.subscription,
@@ -117,7 +125,7 @@ mod tests {
     #[test]
     fn every_outcome_has_templates_that_render_with_the_context() {
         for (outcome, subject, text, html) in OUTCOMES {
-            let detail = json!({"resumes_at": 1_772_280_000, "proration_behavior": "none"});
+            let detail = json!({"resumes_at": 1_772_280_000, "proration_behavior": "none", "ends_at": 1_772_280_000});
             let email = confirmation_email(&session(), outcome, &detail, Some("a@example.com"), "30 % off for 3 months.")
                 .expect("an email");
             assert_eq!(email.template, format!("cancel_confirmation_{}", outcome.as_str()));
@@ -134,6 +142,9 @@ mod tests {
             assert!(subject.contains("Acme") && body.contains("Acme") && body_html.contains("Acme"));
             if outcome == Outcome::Paused {
                 assert!(subject.contains("28 February 2026"), "{subject}");
+            }
+            if outcome == Outcome::Canceled {
+                assert!(body.contains("It ends on 28 February 2026.") && body_html.contains("28 February 2026"), "{body}");
             }
         }
         assert_eq!(confirmation_email(&session(), Outcome::Abandoned, &json!({}), Some("a@example.com"), ""), None);

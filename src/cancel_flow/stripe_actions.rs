@@ -1,12 +1,20 @@
 //! The customer's choice, carried out in Stripe: one subscription update per choice, with an
 //! idempotency key, through async-stripe.
 //!
-//! - pause: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = now + N months
+//! - pause, where Stripe can pause the subscription (flexible billing mode): `POST
+//!   /v1/subscription_schedules` with `from_subscription` and one pause schedule, paused now
+//!   and resumed by Stripe N months later
+//! - pause otherwise: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = an
+//!   hour before the renewal N months after the paid period ends (see
+//!   `domain::cancel::pause_plan`)
 //! - downgrade: `items[0][id]`, `items[0][price]` = the mapped cheaper price, and
 //!   `proration_behavior` as configured (default `none`: the cheaper price applies from the
 //!   next renewal, no credit or extra invoice now)
-//! - discount: `discounts[0][coupon]` = the configured coupon
+//! - discount: `discounts[i][discount]` = each discount already in force (the parameter
+//!   replaces the whole list), then `discounts[n][coupon]` = the interval's coupon
 //! - cancel: `cancel_at_period_end=true`, `cancellation_details[feedback]` and `[comment]`
+//! - keep (undo a scheduled cancellation): `cancel_at_period_end=false` and `cancel_at=` (empty:
+//!   cleared)
 
 use std::str::FromStr;
 
@@ -17,8 +25,9 @@ use stripe_billing::subscription::{
     UpdateSubscriptionItems, UpdateSubscriptionPauseCollection, UpdateSubscriptionPauseCollectionBehavior,
     UpdateSubscriptionProrationBehavior,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::domain::cancel::{Choice, Outcome, Reason, add_months};
+use crate::domain::cancel::{Choice, Outcome, PauseMethod, PausePlan, Reason};
 use crate::stripe_api::{IntendedCall, StripeApi};
 
 /// Everything one Stripe call needs, decided before it is made.
@@ -31,9 +40,15 @@ pub struct Action {
     pub from_price: Option<String>,
     pub downgrade_to: Option<String>,
     pub proration: String,
+    /// For a pause: the plan for the chosen length (none when that length doesn't fit).
+    pub pause: Option<PausePlan>,
+    /// For a discount: the interval's coupon, and the discounts in force to keep.
     pub coupon: Option<String>,
+    pub keep_discounts: Vec<String>,
     pub reason: Reason,
     pub comment: Option<String>,
+    /// The end of the paid period (a cancellation's end date), or the scheduled end undone.
+    pub period_end: Option<i64>,
     pub now: i64,
     /// `holdfast-cancel-<session>-<choice>-<attempt>`: a retried request (network, double
     /// submit within an attempt) is applied once by Stripe.
@@ -62,19 +77,94 @@ pub enum ActionError {
     Stripe(#[from] stripe::StripeError),
 }
 
+/// Undo a scheduled cancellation. async-stripe's typed update can set `cancel_at` but not
+/// clear it, and Stripe clears a field sent empty, so this one request is written by hand.
+async fn keep(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
+    let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
+    #[derive(serde::Serialize)]
+    struct Keep {
+        cancel_at_period_end: bool,
+        cancel_at: &'static str,
+    }
+    let form = Keep { cancel_at_period_end: false, cancel_at: "" };
+    RequestBuilder::new(StripeMethod::Post, format!("/subscriptions/{}", action.subscription))
+        .form(&form)
+        .customize::<miniserde::json::Value>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(api.client())
+        .await?;
+    Ok(Done { outcome: Outcome::Resumed, detail: json!({"was_ending_at": action.period_end}), paused_until: None })
+}
+
+/// Pause through a subscription schedule: Stripe pauses the subscription now (no invoices,
+/// no new periods; the unused part of the period is credited) and resumes it at
+/// `plan.resumes_at` by itself, attempting payment then. Written by hand like `keep`: the
+/// crate's schedule requests are not compiled in.
+async fn pause_schedule(api: &StripeApi, action: &Action, plan: PausePlan) -> Result<Done, ActionError> {
+    #[derive(serde::Serialize)]
+    struct At {
+        #[serde(rename = "type")]
+        type_: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timestamp: Option<i64>,
+    }
+    #[derive(serde::Serialize)]
+    struct Pause {
+        pause_at: At,
+    }
+    #[derive(serde::Serialize)]
+    struct Resume {
+        resume_at: At,
+    }
+    #[derive(serde::Serialize)]
+    struct PauseSchedule {
+        pause: Pause,
+        resume: Resume,
+    }
+    #[derive(serde::Serialize)]
+    struct Form<'a> {
+        from_subscription: &'a str,
+        pause_schedules: Vec<PauseSchedule>,
+    }
+    let form = Form {
+        from_subscription: &action.subscription,
+        pause_schedules: vec![PauseSchedule {
+            pause: Pause { pause_at: At { type_: "now", timestamp: None } },
+            resume: Resume { resume_at: At { type_: "timestamp", timestamp: Some(plan.resumes_at) } },
+        }],
+    };
+    let key = IdempotencyKey::new(&action.idempotency_key).map_err(|_| ActionError::Key)?;
+    RequestBuilder::new(StripeMethod::Post, "/subscription_schedules")
+        .form(&form)
+        .customize::<miniserde::json::Value>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(api.client())
+        .await?;
+    Ok(Done {
+        outcome: Outcome::Paused,
+        detail: json!({"months": plan.months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
+                       "method": "pause_schedule"}),
+        paused_until: Some(plan.resumes_on),
+    })
+}
+
 /// Call Stripe for `action`.
 pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
     let mut update = UpdateSubscription::new(action.subscription.as_str());
     let done = match action.choice {
         Choice::Pause { months } => {
-            let resumes_at = add_months(action.now, months);
+            let Some(plan) = action.pause.filter(|p| p.months == months) else { return Err(ActionError::NotApplicable) };
+            if plan.method == PauseMethod::Schedule {
+                return pause_schedule(api, action, plan).await;
+            }
             let mut pause = UpdateSubscriptionPauseCollection::new(UpdateSubscriptionPauseCollectionBehavior::Void);
-            pause.resumes_at = Some(resumes_at);
+            pause.resumes_at = Some(plan.resumes_at);
             update = update.pause_collection(pause);
             Done {
                 outcome: Outcome::Paused,
-                detail: json!({"months": months, "resumes_at": resumes_at}),
-                paused_until: Some(resumes_at),
+                detail: json!({"months": months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
+                               "method": "pause_collection"}),
+                paused_until: Some(plan.resumes_on),
             }
         }
         Choice::Downgrade => {
@@ -93,18 +183,37 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
         }
         Choice::Discount => {
             let Some(coupon) = &action.coupon else { return Err(ActionError::NotApplicable) };
+            let mut discounts: Vec<DiscountsDataParam> = action
+                .keep_discounts
+                .iter()
+                .map(|id| {
+                    let mut kept = DiscountsDataParam::new();
+                    kept.discount = Some(id.clone());
+                    kept
+                })
+                .collect();
             let mut discount = DiscountsDataParam::new();
             discount.coupon = Some(coupon.clone());
-            update = update.discounts(vec![discount]);
-            Done { outcome: Outcome::Discounted, detail: json!({"coupon": coupon}), paused_until: None }
+            discounts.push(discount);
+            update = update.discounts(discounts);
+            Done {
+                outcome: Outcome::Discounted,
+                detail: json!({"coupon": coupon, "kept": action.keep_discounts}),
+                paused_until: None,
+            }
         }
         Choice::Cancel => {
             let mut details = UpdateSubscriptionCancellationDetails::new();
             details.feedback = UpdateSubscriptionCancellationDetailsFeedback::from_str(action.reason.stripe_feedback()).ok();
             details.comment = action.reason.stripe_comment(action.comment.as_deref());
             update = update.cancel_at_period_end(true).cancellation_details(details);
-            Done { outcome: Outcome::Canceled, detail: json!({"at_period_end": true}), paused_until: None }
+            Done {
+                outcome: Outcome::Canceled,
+                detail: json!({"at_period_end": true, "ends_at": action.period_end}),
+                paused_until: None,
+            }
         }
+        Choice::Keep => return keep(api, action).await,
     };
     let intended = IntendedCall {
         method: "POST",

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{Brand, ConfigError, Source, parsed, problem};
-use crate::domain::cancel::{OfferKind, Reason, default_offers_by_reason};
+use crate::domain::cancel::{Billing, OfferKind, Reason, Segment, default_offers_by_reason};
 
 /// How a downgrade is billed (Stripe's `proration_behavior`).
 pub const DEFAULT_PRORATION: &str = "none";
@@ -36,11 +36,18 @@ pub struct CancelFlowSettings {
     /// `HOLDFAST_CANCEL_DOWNGRADE_PRORATION` / `downgrade_proration` (default `none`): Stripe's
     /// `proration_behavior` for a downgrade (`none`, `create_prorations`, `always_invoice`).
     pub downgrade_proration: String,
-    /// `HOLDFAST_CANCEL_COUPON` / `coupon`: the coupon of the discount offer (unset: no discount).
+    /// `HOLDFAST_CANCEL_COUPON` / `coupon`: the discount offer's coupon for monthly plans (unset:
+    /// none for them unless `[[cancel_flow.discounts]]` has a monthly entry).
     pub coupon: Option<String>,
     /// `HOLDFAST_CANCEL_DISCOUNT_TEXT` / `discount_text`: what the discount offer says (describe
     /// the coupon, e.g. "30 % off your next 3 months").
     pub discount_text: String,
+    /// `[[cancel_flow.discounts]]` (file only) plus the monthly coupon above: one coupon per
+    /// billing interval, so a yearly subscriber is never offered a coupon sized for months.
+    pub discounts: Vec<DiscountOffer>,
+    /// `[[cancel_flow.segments]]` (file only): offers per reason for subscriptions of a given
+    /// interval and tenure; the first matching segment that lists the reason wins.
+    pub segments: Vec<Segment>,
     /// `HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS` / `discount_cooldown_months` (default 12): no
     /// discount offer when a discount started within this many months.
     pub discount_cooldown_months: u32,
@@ -56,6 +63,30 @@ pub struct CancelFlowSettings {
     /// address per minute on the public cancel pages.
     pub rate_limit_per_minute: u32,
     pub brand: Brand,
+}
+
+/// The discount offered to subscriptions billed every `interval_count` `interval`s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscountOffer {
+    pub interval: String,
+    pub interval_count: i64,
+    pub coupon: String,
+    /// What the offer says, e.g. "20 % off your next renewal".
+    pub text: String,
+    /// Required for an `amount_off` coupon (Stripe applies it only in its currency): the offer
+    /// is then shown only to subscriptions in this currency. Unset: any currency (`percent_off`).
+    pub currency: Option<String>,
+}
+
+impl CancelFlowSettings {
+    /// The discount that fits `billing` and `currency`, if one is configured.
+    pub fn discount_for(&self, billing: &Billing, currency: Option<&str>) -> Option<&DiscountOffer> {
+        self.discounts.iter().find(|d| {
+            billing.interval.as_deref() == Some(d.interval.as_str())
+                && billing.interval_count.max(1) == d.interval_count
+                && d.currency.as_deref().is_none_or(|c| currency.is_some_and(|cur| cur.eq_ignore_ascii_case(c)))
+        })
+    }
 }
 
 /// The `holdfast.toml` shape (only the tables this module reads).
@@ -74,6 +105,49 @@ struct FileCancelFlow {
     link_ttl_secs: Option<i64>,
     session_timeout_secs: Option<i64>,
     rate_limit_per_minute: Option<u32>,
+    discounts: Option<Vec<FileDiscount>>,
+    segments: Option<Vec<FileSegment>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDiscount {
+    interval: String,
+    interval_count: Option<i64>,
+    coupon: String,
+    text: String,
+    currency: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSegment {
+    interval: Option<String>,
+    interval_count: Option<i64>,
+    min_tenure_months: Option<u32>,
+    max_tenure_months: Option<u32>,
+    offers_by_reason: BTreeMap<String, Vec<String>>,
+}
+
+const INTERVALS: [&str; 4] = ["day", "week", "month", "year"];
+
+fn interval(what: &str, i: &str, count: Option<i64>) -> Result<(String, i64), ConfigError> {
+    if !INTERVALS.contains(&i) {
+        return Err(problem(FILE_VAR, format!("{what}: interval {i:?} must be day, week, month or year")));
+    }
+    match count.unwrap_or(1) {
+        n if n >= 1 => Ok((i.to_owned(), n)),
+        _ => Err(problem(FILE_VAR, format!("{what}: interval_count must be at least 1"))),
+    }
+}
+
+fn reason_offers(what: &str, map: BTreeMap<String, Vec<String>>) -> Result<BTreeMap<Reason, Vec<OfferKind>>, ConfigError> {
+    map.into_iter()
+        .map(|(reason, names)| {
+            let r = Reason::parse(&reason).ok_or_else(|| problem(FILE_VAR, format!("{what}: unknown reason {reason:?}")))?;
+            Ok((r, offers(FILE_VAR, &names)?))
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,10 +216,59 @@ impl CancelFlowSettings {
         };
 
         let mut offers_by_reason = default_offers_by_reason();
-        for (reason, names) in f.offers_by_reason.unwrap_or_default() {
-            let r = Reason::parse(&reason)
-                .ok_or_else(|| problem(FILE_VAR, format!("offers_by_reason: unknown reason {reason:?}")))?;
-            offers_by_reason.insert(r, offers(FILE_VAR, &names)?);
+        offers_by_reason.extend(reason_offers("offers_by_reason", f.offers_by_reason.unwrap_or_default())?);
+
+        let segments = f
+            .segments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|seg| {
+                let (interval, interval_count) = match &seg.interval {
+                    Some(i) => interval("segments", i, seg.interval_count).map(|(i, n)| (Some(i), Some(n)))?,
+                    None => (None, seg.interval_count),
+                };
+                Ok(Segment {
+                    interval,
+                    interval_count,
+                    min_tenure_months: seg.min_tenure_months,
+                    max_tenure_months: seg.max_tenure_months,
+                    offers_by_reason: reason_offers("segments", seg.offers_by_reason)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+
+        let mut discounts = f
+            .discounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let (interval, interval_count) = interval("discounts", &d.interval, d.interval_count)?;
+                Ok(DiscountOffer {
+                    interval,
+                    interval_count,
+                    coupon: d.coupon,
+                    text: d.text,
+                    currency: d.currency.map(|c| c.to_ascii_lowercase()),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let coupon = src.get("HOLDFAST_CANCEL_COUPON").or(f.coupon);
+        let discount_text = src
+            .get("HOLDFAST_CANCEL_DISCOUNT_TEXT")
+            .or(f.discount_text)
+            .unwrap_or_else(|| "A discount on your next payments.".to_owned());
+        // The single coupon is the monthly plans' coupon (the common case, and what it was
+        // before intervals were told apart); an explicit monthly entry wins.
+        if let Some(c) = &coupon
+            && !discounts.iter().any(|d| d.interval == "month" && d.interval_count == 1)
+        {
+            discounts.push(DiscountOffer {
+                interval: "month".into(),
+                interval_count: 1,
+                coupon: c.clone(),
+                text: discount_text.clone(),
+                currency: None,
+            });
         }
 
         let pause_months = match src.get("HOLDFAST_CANCEL_PAUSE_MONTHS") {
@@ -202,11 +325,10 @@ impl CancelFlowSettings {
             pause_months,
             downgrade_map,
             downgrade_proration,
-            coupon: src.get("HOLDFAST_CANCEL_COUPON").or(f.coupon),
-            discount_text: src
-                .get("HOLDFAST_CANCEL_DISCOUNT_TEXT")
-                .or(f.discount_text)
-                .unwrap_or_else(|| "A discount on your next payments.".to_owned()),
+            coupon,
+            discount_text,
+            discounts,
+            segments,
             discount_cooldown_months: parsed(src, "HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS")?
                 .or(f.discount_cooldown_months)
                 .unwrap_or(DEFAULT_COOLDOWN_MONTHS),
@@ -264,6 +386,16 @@ mod tests {
     fn the_example_file_is_valid() {
         let s = load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
         assert_eq!(s.coupon.as_deref(), Some("SAVE30"));
+        let coupon = |interval: &str, count: i64, currency: Option<&str>| {
+            let billing = Billing { interval: Some(interval.into()), interval_count: count, period_end: None, pausable: false };
+            s.discount_for(&billing, currency).map(|d| d.coupon.clone())
+        };
+        assert_eq!(coupon("month", 1, Some("usd")).as_deref(), Some("SAVE30"));
+        assert_eq!(coupon("month", 3, Some("usd")).as_deref(), Some("QUARTER15"));
+        assert_eq!(coupon("year", 1, Some("eur")).as_deref(), Some("YEARLY20"));
+        assert_eq!(coupon("week", 1, Some("usd")), None);
+        assert_eq!(s.segments.len(), 1);
+        assert_eq!(s.segments[0].offers_by_reason[&Reason::Unused], vec![OfferKind::Discount]);
         assert_eq!(s.brand.name, "Acme Notes");
     }
 
@@ -277,6 +409,28 @@ mod tests {
             load(&[("HOLDFAST_CONFIG_FILE", "/nonexistent/holdfast.toml")]).expect_err("file").var,
             "HOLDFAST_CONFIG_FILE"
         );
+        let dir = tempfile::tempdir().expect("dir");
+        for bad in [
+            "[[cancel_flow.discounts]]\ninterval = \"fortnight\"\ncoupon = \"X\"\ntext = \"x\"\n",
+            "[[cancel_flow.discounts]]\ninterval = \"month\"\ninterval_count = 0\ncoupon = \"X\"\ntext = \"x\"\n",
+            "[[cancel_flow.segments]]\ninterval = \"year\"\n[cancel_flow.segments.offers_by_reason]\nbored = [\"pause\"]\n",
+        ] {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, bad).expect("write");
+            let p = path.to_string_lossy().to_string();
+            assert_eq!(load(&[("HOLDFAST_CONFIG_FILE", &p)]).expect_err(bad).var, "HOLDFAST_CONFIG_FILE");
+        }
+        // A currency-bound coupon is offered only in its currency.
+        let path = dir.path().join("eur.toml");
+        std::fs::write(
+            &path,
+            "[[cancel_flow.discounts]]\ninterval = \"year\"\ncoupon = \"E40\"\ntext = \"x\"\ncurrency = \"EUR\"\n",
+        )
+        .expect("write");
+        let s = load(&[("HOLDFAST_CONFIG_FILE", &path.to_string_lossy())]).expect("valid");
+        let yearly = Billing { interval: Some("year".into()), interval_count: 1, period_end: None, pausable: false };
+        assert!(s.discount_for(&yearly, Some("eur")).is_some());
+        assert!(s.discount_for(&yearly, Some("usd")).is_none() && s.discount_for(&yearly, None).is_none());
         let default = load(&[]).expect("defaults");
         assert_eq!(default.brand.text_on_color(), "#ffffff");
         assert_eq!(default.downgrade_proration, "none");

@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod cancel;
+pub mod catalog;
 pub mod dunning;
 pub mod event;
 pub mod fields;

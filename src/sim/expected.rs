@@ -179,7 +179,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             "cohorts": cohorts,
             "failed_payments": failed_json(b, &labels, &bounds, m),
             "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
-                            "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0},
+                            "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},
         }));
     }

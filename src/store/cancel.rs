@@ -71,7 +71,7 @@ pub struct SurveyAnswer<'a> {
     pub at: i64,
 }
 
-/// The cancel flow over a period, for the owner summary (issue 5).
+/// The cancel flow over a period, for the owner summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CancelFlowStats {
     /// Sessions started (first opened) in `[from_ts, to_ts)`.
@@ -82,6 +82,9 @@ pub struct CancelFlowStats {
     pub downgraded: i64,
     pub discounted: i64,
     pub canceled: i64,
+    /// A cancellation already scheduled in Stripe, undone ("Keep my subscription"). Not a
+    /// save offer taken, so neither in `saved` nor in `save_rate`.
+    pub resumed: i64,
     /// Recorded as abandoned, or unfinished past their deadline.
     pub abandoned: i64,
     /// Unfinished and still within their deadline.
@@ -122,6 +125,8 @@ const RECORD_SURVEY: &str = "UPDATE cancel_sessions SET reason = $2, feedback = 
      WHERE id = $1 AND outcome IS NULL AND started_at IS NOT NULL AND deadline_at > $6 \
      AND (acting_until IS NULL OR acting_until < $6)";
 
+const RECORD_COMMENT: &str = "UPDATE cancel_sessions SET comment = $2 WHERE id = $1 AND outcome IS NULL";
+
 const CLAIM_ACTION: &str = "UPDATE cancel_sessions SET acting_until = $2 + $3, attempts = attempts + 1 \
      WHERE id = $1 AND outcome IS NULL AND deadline_at > $2 AND (acting_until IS NULL OR acting_until < $2) RETURNING attempts";
 
@@ -136,11 +141,13 @@ const MARK_ABANDONED: &str = "UPDATE cancel_sessions SET outcome = 'abandoned', 
 const SELECT_LIVE_SUBSCRIPTION: &str = "SELECT id, customer, status, currency, created, start_date, trial_start, trial_end, \
      current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
      cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_event_id FROM subscriptions \
-     WHERE customer = $1 AND ($2 = '' OR id = $2) AND status IN ('active', 'trialing', 'past_due', 'unpaid') \
+     WHERE customer = $1 AND ($2 = '' OR id = $2) AND status IN ('active', 'trialing', 'past_due', 'unpaid', 'paused') \
      ORDER BY created DESC, id LIMIT 1";
 
 const SELECT_ITEMS_OF: &str = "SELECT subscription_id, item_id, price_id, product, unit_amount, currency, recurring_interval, \
      interval_count, quantity FROM subscription_items WHERE subscription_id = $1 ORDER BY item_id";
+
+const SELECT_EVENT_PAYLOAD: &str = "SELECT payload FROM stripe_events WHERE id = $1";
 
 const SELECT_CUSTOMER_EMAIL: &str = "SELECT email FROM customers WHERE id = $1";
 
@@ -153,7 +160,62 @@ const COUNT_RECENT_DISCOUNT_SAVES: &str =
 const COUNT_RUNNING_PAUSES: &str =
     "SELECT count(*) FROM cancel_sessions WHERE subscription = $1 AND outcome = 'paused' AND paused_until > $2";
 
+const SELECT_ENDED_SUBSCRIPTION: &str = "SELECT id FROM subscriptions WHERE customer = $1 \
+     AND status IN ('canceled', 'incomplete_expired') ORDER BY ended_at DESC, created DESC, id LIMIT 1";
+
+const SELECT_LAST_INVOICE_OF: &str =
+    "SELECT id FROM invoices WHERE subscription = $1 AND customer = $2 ORDER BY created DESC, id DESC LIMIT 1";
+
+const SELECT_PLAN: &str = "SELECT p.id AS price, pr.name AS name, p.nickname AS nickname, p.currency AS currency, \
+     p.unit_amount AS unit_amount, p.recurring_interval AS recurring_interval, p.interval_count AS interval_count \
+     FROM prices p LEFT JOIN products pr ON pr.id = p.product WHERE p.id = $1";
+
+const SELECT_PLAN_FROM_ITEMS: &str = "SELECT i.price_id AS price, pr.name AS name, pr.name AS nickname, \
+     i.currency AS currency, i.unit_amount AS unit_amount, i.recurring_interval AS recurring_interval, i.interval_count AS interval_count FROM subscription_items i LEFT JOIN products pr ON pr.id = i.product WHERE i.price_id = $1 LIMIT 1";
+
 const SELECT_STATS_ROWS: &str = "SELECT outcome, reason, deadline_at FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
+
+/// A price as the customer reads it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Plan {
+    pub price: String,
+    /// The product's name, when known.
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub currency: Option<String>,
+    pub unit_amount: Option<i64>,
+    pub recurring_interval: Option<String>,
+    pub interval_count: Option<i64>,
+}
+
+/// Currencies Stripe counts in whole units (no cents).
+const ZERO_DECIMAL: [&str; 16] =
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+
+impl Plan {
+    /// `Basic — 9.00 USD / month` (what is known of it: `9.00 USD / month` without a name).
+    pub fn describe(&self) -> String {
+        let name = self.name.clone().or_else(|| self.nickname.clone());
+        let Some((amount, currency)) = self.unit_amount.zip(self.currency.as_deref()) else {
+            return name.unwrap_or_else(|| "another plan".into());
+        };
+        let cur = currency.to_ascii_lowercase();
+        let money = if ZERO_DECIMAL.contains(&cur.as_str()) {
+            format!("{amount} {}", cur.to_ascii_uppercase())
+        } else {
+            format!("{}.{:02} {}", amount / 100, (amount % 100).abs(), cur.to_ascii_uppercase())
+        };
+        let every = match (self.recurring_interval.as_deref(), self.interval_count.unwrap_or(1)) {
+            (Some(i), 1) => format!(" / {i}"),
+            (Some(i), n) => format!(" every {n} {i}s"),
+            (None, _) => String::new(),
+        };
+        match name {
+            Some(name) => format!("{name} — {money}{every}"),
+            None => format!("{money}{every}"),
+        }
+    }
+}
 
 /// Run `$body` with `$pool` bound to whichever backend's pool: the SQL is the same text.
 macro_rules! on_pool {
@@ -211,6 +273,12 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// Replace the session's comment (one written on the offer page) while it is unfinished.
+    pub async fn record_cancel_comment(&self, id: &str, comment: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => { sqlx::query(RECORD_COMMENT).bind(id).bind(comment).execute(pool).await?; });
+        Ok(())
+    }
+
     /// Take the session's action lease for `lease_secs` before calling Stripe: `Some(attempt)`
     /// (1, 2, …) when taken, `None` when finished, expired or another request holds it.
     pub async fn claim_cancel_action(&self, id: &str, now: i64, lease_secs: i64) -> Result<Option<i64>, StoreError> {
@@ -258,6 +326,35 @@ impl Store {
         let Some(sub) = sub else { return Ok(None) };
         let items: Vec<ItemRow> = on_pool!(self, pool => sqlx::query_as(SELECT_ITEMS_OF).bind(&sub.id).fetch_all(pool).await?);
         Ok(Some((sub, items)))
+    }
+
+    /// The customer's most recently ended subscription and its last invoice (what the
+    /// come-back checkout copies), if any.
+    pub async fn ended_subscription_of(&self, customer: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let sub: Option<(String,)> =
+            on_pool!(self, pool => sqlx::query_as(SELECT_ENDED_SUBSCRIPTION).bind(customer).fetch_optional(pool).await?);
+        let Some((sub,)) = sub else { return Ok(None) };
+        let invoice: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(SELECT_LAST_INVOICE_OF)
+            .bind(&sub).bind(customer).fetch_optional(pool).await?);
+        Ok(Some((sub, invoice.map(|(i,)| i))))
+    }
+
+    /// A price's name and amount: from Stripe's prices and products, else from a subscription
+    /// item on that price.
+    pub async fn plan(&self, price: &str) -> Result<Option<Plan>, StoreError> {
+        let plan: Option<Plan> = on_pool!(self, pool => sqlx::query_as(SELECT_PLAN).bind(price).fetch_optional(pool).await?);
+        if plan.is_some() {
+            return Ok(plan);
+        }
+        Ok(on_pool!(self, pool => sqlx::query_as(SELECT_PLAN_FROM_ITEMS).bind(price).fetch_optional(pool).await?))
+    }
+
+    /// The object an event carries (`data.object`), e.g. the subscription snapshot a row
+    /// came from, for the fields the row does not keep.
+    pub async fn event_object(&self, event_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let row: Option<(String,)> =
+            on_pool!(self, pool => sqlx::query_as(SELECT_EVENT_PAYLOAD).bind(event_id).fetch_optional(pool).await?);
+        Ok(row.and_then(|(p,)| serde_json::from_str::<serde_json::Value>(&p).ok()).map(|mut e| e["data"]["object"].take()))
     }
 
     /// The customer's email address, if known.
@@ -312,11 +409,37 @@ impl Store {
                 Some(Outcome::Discounted) => stats.discounted += 1,
                 Some(Outcome::Canceled) => stats.canceled += 1,
                 Some(Outcome::Abandoned) => stats.abandoned += 1,
+                Some(Outcome::Resumed) => stats.resumed += 1,
                 None if deadline.is_some_and(|d| d <= now) => stats.abandoned += 1,
                 None => stats.in_progress += 1,
             }
         }
         stats.saved = stats.paused + stats.downgraded + stats.discounted;
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(name: Option<&str>, amount: i64, currency: &str, interval: &str, count: i64) -> Plan {
+        Plan {
+            price: "price_1".into(),
+            name: name.map(str::to_owned),
+            nickname: None,
+            currency: Some(currency.into()),
+            unit_amount: Some(amount),
+            recurring_interval: Some(interval.into()),
+            interval_count: Some(count),
+        }
+    }
+
+    #[test]
+    fn plans_read_as_customers_expect() {
+        assert_eq!(plan(Some("Basic"), 900, "usd", "month", 1).describe(), "Basic — 9.00 USD / month");
+        assert_eq!(plan(Some("Pro"), 12_050, "eur", "month", 3).describe(), "Pro — 120.50 EUR every 3 months");
+        assert_eq!(plan(Some("Team"), 5000, "jpy", "year", 1).describe(), "Team — 5000 JPY / year");
+        assert_eq!(plan(None, 900, "usd", "month", 1).describe(), "9.00 USD / month");
     }
 }

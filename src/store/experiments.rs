@@ -43,6 +43,9 @@ impl Store {
                 "paused" | "downgraded" | "discounted" => v.saved += n,
                 "canceled" => v.canceled += n,
                 "abandoned" => v.abandoned += n,
+                // A scheduled cancellation undone: no offer was made, so it says nothing
+                // about either variant's offers.
+                "resumed" => {}
                 _ => v.in_progress += n,
             }
         }

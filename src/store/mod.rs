@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod batch;
 pub mod cancel;
+pub mod catalog;
 pub mod conn;
 pub mod dashboard_sessions;
 pub mod dunning;

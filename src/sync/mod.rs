@@ -1,4 +1,4 @@
-//! `holdfast sync`: backfill customers, subscriptions (every status) and invoices from
+//! `holdfast sync`: backfill products, prices, customers, subscriptions (every status) and invoices from
 //! Stripe's API through the webhook's own pipeline (`Store::ingest_with`), as events
 //! synthesized from each object's own dates (`domain::backfill`). Resumable: after each page
 //! the id of its last object is saved in `sync_cursors`; an interrupted run continues after it.
@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::domain::backfill::{self, Synthetic};
+use crate::domain::catalog;
 use crate::domain::event::Event;
 use crate::store::{IngestOptions, Ingested, Store};
 use crate::stripe_api::StripeApi;
@@ -28,7 +29,8 @@ struct Kind {
 }
 
 /// In dependency order: customers before the subscriptions and invoices that name them.
-const KINDS: [Kind; 3] = [
+/// Products and prices (plan names and amounts) last: nothing depends on them.
+const KINDS: [Kind; 5] = [
     Kind { name: "customers", endpoint: ListEndpoint { path: "/customers", params: &[] }, events: backfill::customer_events },
     Kind {
         name: "subscriptions",
@@ -37,6 +39,8 @@ const KINDS: [Kind; 3] = [
         events: backfill::subscription_events,
     },
     Kind { name: "invoices", endpoint: ListEndpoint { path: "/invoices", params: &[] }, events: backfill::invoice_events },
+    Kind { name: "products", endpoint: ListEndpoint { path: "/products", params: &[] }, events: catalog::product_events },
+    Kind { name: "prices", endpoint: ListEndpoint { path: "/prices", params: &[] }, events: catalog::price_events },
 ];
 
 /// How to run a sync.

@@ -2,19 +2,24 @@
 //! token opens a Stripe Billing Portal session on the payment-method-update flow, created now
 //! (sessions expire within minutes, emails are read days later), and redirects to it with
 //! 303. If Stripe can't be reached the customer goes to the invoice's hosted page instead.
+//! The portal's "return" button leads to the owner's product (`HOLDFAST_CANCEL_RETURN_URL`,
+//! else the lifecycle product URL) or, when neither is set, to `/billing/updated`, a Holdfast
+//! page. Refusals are the cancel flow's styled pages (their CSP allows their own styles).
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::context;
 use serde::Deserialize;
 use stripe_billing::billing_portal_session::{
     CreateBillingPortalSession, CreateBillingPortalSessionFlowData, CreateBillingPortalSessionFlowDataType,
 };
 
+use super::cancel::CancelState;
+use super::cancel::pages::see_other;
+use crate::config::Settings;
 use crate::mail::links::{LinkError, LinkSigner};
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
-use crate::web::cancel::CancelState;
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
 #[derive(Debug, Clone)]
@@ -41,8 +46,8 @@ pub enum BillingLinkError {
     PortalUnavailable,
 }
 
-impl ResponseError for BillingLinkError {
-    fn status_code(&self) -> StatusCode {
+impl BillingLinkError {
+    fn status(&self) -> StatusCode {
         match self {
             Self::BadLink(LinkError::Expired) => StatusCode::GONE,
             Self::BadLink(_) => StatusCode::BAD_REQUEST,
@@ -50,17 +55,27 @@ impl ResponseError for BillingLinkError {
         }
     }
 
-    fn error_response(&self) -> HttpResponse {
-        let message = match self {
-            Self::BadLink(LinkError::Expired) => "This link has expired. Please use the link in our most recent email.",
-            Self::BadLink(_) => "This link is not valid. Please use the link exactly as it appears in our email.",
-            Self::PortalUnavailable => "We couldn't open the billing page just now. Please try again in a few minutes.",
-        };
-        HttpResponse::build(self.status_code()).insert_header((CONTENT_TYPE, "text/html; charset=utf-8")).body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Billing</title></head>\
-             <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto\"><p>{message}</p></body></html>"
-        ))
+    fn words(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadLink(LinkError::Expired) => ("This link has expired", "Please use the link in our most recent email."),
+            Self::BadLink(_) => {
+                ("This link doesn't work", "This link is not valid. Please use the link exactly as it appears in our email.")
+            }
+            Self::PortalUnavailable => {
+                ("We couldn't open the billing page", "Nothing was changed. Please try again in a few minutes.")
+            }
+        }
     }
+}
+
+/// Where the billing portal's "return" button goes.
+pub fn portal_return_url(settings: &Settings) -> String {
+    settings
+        .cancel_flow
+        .return_url
+        .clone()
+        .or_else(|| settings.lifecycle.product_url.clone())
+        .unwrap_or_else(|| format!("{}/billing/updated", settings.public_url.trim_end_matches('/')))
 }
 
 /// Follow an update-payment link.
@@ -70,11 +85,22 @@ pub async fn update_payment(
     query: web::Query<LinkQuery>,
     portal: web::Data<BillingPortal>,
     pages: web::Data<CancelState>,
-) -> Result<HttpResponse, BillingLinkError> {
+) -> HttpResponse {
     // Each click costs a Stripe call: the same per-address limit as the other public pages.
     if let Some(r) = pages.rate_limited(&req) {
-        return Ok(r);
+        return r;
     }
+    match open_portal(&query, &portal).await {
+        Ok(url) => see_other(&url),
+        Err(e) => {
+            tracing::info!(refused = %e, "billing link refused");
+            let (title, message) = e.words();
+            pages.pages.error(e.status(), title, message, pages.settings.return_url.as_deref())
+        }
+    }
+}
+
+async fn open_portal(query: &LinkQuery, portal: &BillingPortal) -> Result<String, BillingLinkError> {
     let token = query.token.as_deref().ok_or(LinkError::Malformed)?;
     let claims = portal.signer.verify(token, portal.clock.now())?;
     let request = CreateBillingPortalSession::new()
@@ -94,18 +120,22 @@ pub async fn update_payment(
         false => request.send(portal.stripe.client()).await,
     };
     match sent {
-        Ok(session) => Ok(see_other(&session.url)),
+        Ok(session) => Ok(session.url),
         Err(e) => {
             tracing::warn!(error = %e, "billing portal session not created; falling back to the hosted invoice");
             let fallback = match claims.invoice.as_str() {
                 "-" => None,
                 invoice => portal.store.invoice_hosted_url(invoice).await.ok().flatten(),
             };
-            fallback.map(|url| see_other(&url)).ok_or(BillingLinkError::PortalUnavailable)
+            fallback.ok_or(BillingLinkError::PortalUnavailable)
         }
     }
 }
 
-fn see_other(url: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((LOCATION, url)).finish()
+/// `GET /billing/updated`: where the portal returns when the owner set no product URL.
+pub async fn updated_page(req: HttpRequest, pages: web::Data<CancelState>) -> HttpResponse {
+    if let Some(r) = pages.rate_limited(&req) {
+        return r;
+    }
+    pages.pages.render(StatusCode::OK, "billing_updated.html", context! { return_url => pages.settings.return_url.as_deref() })
 }

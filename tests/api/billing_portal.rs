@@ -50,10 +50,44 @@ async fn clicking_the_link_opens_a_portal_session_on_the_payment_method_flow() {
     let requests = stripe.received_requests().await.expect("recorded");
     let mut form: Vec<(String, String)> = form_urlencoded::parse(&requests[0].body).into_owned().collect();
     form.sort();
-    let expected =
-        [("customer", "cus_1"), ("flow_data[type]", "payment_method_update"), ("return_url", "https://billing.acme.test")];
+    // No product URL configured: the portal returns to a Holdfast page, never a bare root.
+    let expected = [
+        ("customer", "cus_1"),
+        ("flow_data[type]", "payment_method_update"),
+        ("return_url", "https://billing.acme.test/billing/updated"),
+    ];
     assert_eq!(form, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
     assert_eq!(requests[0].headers["authorization"], "Bearer sk_test_holdfast");
+
+    // That page is a branded page.
+    let page = no_redirects().get(format!("{}/billing/updated", app.address)).send().await.expect("request");
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    let html = page.text().await.expect("body");
+    assert!(html.contains("<style>") && html.contains("Acme") && html.contains("Thank you"), "{html}");
+}
+
+#[tokio::test]
+async fn the_portal_returns_to_the_owners_product_when_there_is_one() {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let (app, sink) = app_with_sink(&[
+        ("STRIPE_SECRET_KEY", "sk_test_holdfast"),
+        ("STRIPE_API_BASE", &uri),
+        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.acme.test/account"),
+    ])
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing_portal/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("billing_portal.session")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let link = emailed_link(&app, &sink).await.replace("https://billing.acme.test", &app.address);
+    assert_eq!(no_redirects().get(&link).send().await.expect("request").status(), 303);
+    let requests = stripe.received_requests().await.expect("recorded");
+    let form: Vec<(String, String)> = form_urlencoded::parse(&requests[0].body).into_owned().collect();
+    assert!(form.contains(&("return_url".to_owned(), "https://app.acme.test/account".to_owned())), "{form:?}");
 }
 
 #[tokio::test]
@@ -82,7 +116,11 @@ async fn a_tampered_link_gets_a_friendly_page_and_no_stripe_call() {
     let response = no_redirects().get(&tampered).send().await.expect("request");
     assert_eq!(response.status(), 400);
     assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
-    assert!(response.text().await.expect("body").contains("not valid"));
+    // Styled under the page's own policy: inline styles are allowed there, nothing else.
+    let csp = response.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'unsafe-inline'"), "{csp}");
+    let html = response.text().await.expect("body");
+    assert!(html.contains("not valid") && html.contains("<style>") && html.contains("--brand:"), "{html}");
     let missing = no_redirects().get(format!("{}/billing/update", app.address)).send().await.expect("request");
     assert_eq!(missing.status(), 400);
 }

@@ -1,9 +1,10 @@
 //! The cancel flow in a real browser: headless Chromium driven through chromedriver
 //! (WebDriver, via fantoccini) against the real server, Stripe answered by wiremock. Clicks
-//! reason → pause, checks the result page and saves target/screenshots/cancel_flow.png.
+//! reason → pause (target/screenshots/cancel_flow.png), then the yearly, undo, past-due and
+//! ended paths at 375 px, checking that no page is wider than the phone.
 //!
-//! A `browser_*` test (see `requires.rs`): chosen by scripts/test when chromedriver is
-//! installed, reported as skipped otherwise; run by hand without it, it fails.
+//! `browser_*` tests (see `requires.rs`): chosen by scripts/test when chromedriver is
+//! installed, reported as skipped otherwise; run by hand without it, they fail.
 //! `CHROMEDRIVER` / `CHROMIUM` override the binaries (default: on PATH).
 
 use std::net::TcpListener;
@@ -41,21 +42,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-#[tokio::test]
-#[ignore = "needs a browser (chromium + chromedriver)"]
-async fn browser_a_customer_pauses_instead_of_cancelling() {
+/// A headless Chromium session at `width`×`height` (CSS pixels), with its chromedriver (a
+/// missing chromedriver fails the test, naming what to install).
+async fn chromium(width: u32, height: u32) -> (fantoccini::Client, Driver, tempfile::TempDir) {
     let chromedriver = PathBuf::from(crate::requires::chromedriver());
     let chromium = binary("CHROMIUM", "chromium").expect("chromium next to chromedriver (apt-get install chromium)");
-
-    let f = flow_with(&[]).await;
-    let object = seed(&f.app, "cus_browser", "sub_browser", "price_pro_monthly", |_| {}).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/subscriptions/sub_browser"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(&object))
-        .expect(1)
-        .mount(&f.stripe)
-        .await;
-
     let port = free_port();
     let driver = Driver(
         Command::new(&chromedriver)
@@ -75,7 +66,6 @@ async fn browser_a_customer_pauses_instead_of_cancelling() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(listening, "chromedriver did not listen on port {port}");
-
     let profile = tempfile::tempdir().expect("profile dir");
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -84,8 +74,9 @@ async fn browser_a_customer_pauses_instead_of_cancelling() {
             "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=412,915",
-                     format!("--user-data-dir={}", profile.path().display())]
+                     "--no-first-run", "--hide-scrollbars", format!("--window-size={width},{height}"),
+                     format!("--user-data-dir={}", profile.path().display())],
+            "mobileEmulation": {"deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0}}
         }),
     );
     let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -93,6 +84,30 @@ async fn browser_a_customer_pauses_instead_of_cancelling() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
+    (browser, driver, profile)
+}
+
+/// The page's layout width and the viewport's: the page fits when the first is not larger.
+async fn widths(browser: &fantoccini::Client) -> Result<(i64, i64), fantoccini::error::CmdError> {
+    let v = browser
+        .execute("return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth];", vec![])
+        .await?;
+    let n = |i: usize| v[i].as_i64().unwrap_or(i64::MAX);
+    Ok((n(0).max(n(1)), n(2)))
+}
+
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_a_customer_pauses_instead_of_cancelling() {
+    let (browser, driver, _profile) = chromium(412, 915).await;
+    let f = flow_with(&[]).await;
+    let object = seed(&f.app, "cus_browser", "sub_browser", "price_pro_monthly", |_| {}).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_browser"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&object))
+        .expect(1)
+        .mount(&f.stripe)
+        .await;
 
     let outcome = async {
         browser.goto(&format!("{}{}", f.app.address, signed_link("cus_browser"))).await?;
@@ -122,4 +137,118 @@ async fn browser_a_customer_pauses_instead_of_cancelling() {
     let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
     assert_eq!((stats.sessions, stats.paused), (1, 1));
     assert_eq!(stats.reasons.get("unused"), Some(&1));
+}
+
+/// Every cancel page a phone can reach, at 375 px: the yearly plan (no pause that would void
+/// its renewal; the cancellation names its end date), the undo of a scheduled cancellation,
+/// a past-due customer (the card first), an ended subscription, and the error pages.
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
+    let (browser, driver, _profile) = chromium(375, 812).await;
+    let f = flow_with(&[]).await;
+    let yearly = seed(&f.app, "cus_byear", "sub_byear", "price_pro_yearly", |s| {
+        let item = &mut s["items"]["data"][0];
+        item["price"]["recurring"]["interval"] = json!("year");
+        let start = item["current_period_start"].as_i64().unwrap_or_default();
+        item["current_period_end"] = json!(start + 365 * 86_400);
+    })
+    .await;
+    let undo = seed(&f.app, "cus_bundo", "sub_bundo", "price_pro_monthly", |s| s["cancel_at_period_end"] = json!(true)).await;
+    seed(&f.app, "cus_blate", "sub_blate", "price_pro_monthly", |s| s["status"] = json!("past_due")).await;
+    seed(&f.app, "cus_bgone", "sub_bgone", "price_pro_monthly", |s| s["status"] = json!("canceled")).await;
+    for (sub, object) in [("sub_byear", &yearly), ("sub_bundo", &undo)] {
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/subscriptions/{sub}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(object))
+            .expect(1)
+            .mount(&f.stripe)
+            .await;
+    }
+    let ends_on =
+        holdfast::web::cancel::long_date(yearly["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
+
+    let outcome = async {
+        let mut pages: Vec<(String, (i64, i64))> = Vec::new();
+        let mut texts: Vec<(String, String)> = Vec::new();
+        macro_rules! look {
+            ($name:expr) => {{
+                pages.push(($name.to_owned(), widths(&browser).await?));
+                texts.push(($name.to_owned(), browser.find(Locator::Css("main")).await?.text().await?));
+            }};
+        }
+        // Yearly: survey → offer (no pause) → cancel → done with the end date.
+        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_byear"))).await?;
+        browser.wait().for_element(Locator::Css("#reason-unused")).await?;
+        look!("survey");
+        browser.find(Locator::Css("#reason-unused")).await?.click().await?;
+        browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
+        look!("yearly offer");
+        browser.find(Locator::Css("#choice-cancel")).await?.click().await?;
+        browser.wait().for_element(Locator::Css("#result")).await?;
+        look!("yearly done");
+        // Undo: one button.
+        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_bundo"))).await?;
+        browser.wait().for_element(Locator::Css("#choice-keep")).await?;
+        look!("scheduled");
+        browser.find(Locator::Css("#choice-keep")).await?.click().await?;
+        browser.wait().for_element(Locator::Css("#result")).await?;
+        look!("undo done");
+        // Past due: the card comes first; "too expensive" gets no price offer.
+        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_blate"))).await?;
+        browser.wait().for_element(Locator::Css("#update-card")).await?;
+        look!("past-due survey");
+        browser.find(Locator::Css("#reason-too_expensive")).await?.click().await?;
+        browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
+        look!("past-due offer");
+        // Ended, a forged link, and the billing portal's return page.
+        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_bgone"))).await?;
+        browser.wait().for_element(Locator::Css("#ended")).await?;
+        look!("ended");
+        browser.goto(&format!("{}/cancel?customer=cus_byear&sig=00", f.app.address)).await?;
+        browser.wait().for_element(Locator::Css("[role=alert]")).await?;
+        look!("error");
+        browser.goto(&format!("{}/billing/updated", f.app.address)).await?;
+        browser.wait().for_element(Locator::Css("#billing-updated")).await?;
+        look!("billing updated");
+        let png = browser.screenshot().await?;
+        Ok::<_, fantoccini::error::CmdError>((pages, texts, png))
+    }
+    .await;
+    let _ = browser.close().await;
+    drop(driver);
+    let (pages, texts, png) = outcome.expect("the browser paths complete");
+
+    eprintln!("page widths (content, viewport): {pages:?}");
+    for (name, (content, viewport)) in &pages {
+        assert!(*viewport <= 400, "{name}: the viewport is phone-sized ({viewport} px)");
+        assert!(content <= viewport, "{name}: {content} px of content in a {viewport} px viewport");
+    }
+    let text = |name: &str| texts.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap_or_default();
+    assert!(!text("yearly offer").contains("Pause for"), "{}", text("yearly offer"));
+    assert!(text("yearly offer").contains(&format!("your subscription ends on {ends_on}")), "{}", text("yearly offer"));
+    assert!(text("yearly done").contains(&format!("ends on {ends_on}")), "{}", text("yearly done"));
+    assert!(text("scheduled").contains("Your subscription ends on"), "{}", text("scheduled"));
+    assert!(text("undo done").contains("Your subscription continues"), "{}", text("undo done"));
+    let late = text("past-due survey");
+    assert!(late.find("Update your card") < late.find("why do you want to cancel"), "{late}");
+    assert!(!text("past-due offer").contains("Stay with a discount"), "{}", text("past-due offer"));
+    assert!(!text("past-due offer").contains("until the end of the period you paid"), "{}", text("past-due offer"));
+    assert!(text("ended").contains("Your subscription has ended"), "{}", text("ended"));
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join("cancel_flow_375.png"), &png).expect("screenshot saved");
+    let sent: Vec<Vec<(String, String)>> = f
+        .stripe
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_urlencoded::from_bytes(&r.body).expect("form"))
+        .collect();
+    assert!(sent[0].contains(&("cancel_at_period_end".into(), "true".into())), "{sent:?}");
+    assert!(sent[1].contains(&("cancel_at_period_end".into(), "false".into())), "{sent:?}");
+    let stats = f.app.store.cancel_flow_stats(0, i64::MAX, f.app.clock.now()).await.expect("stats");
+    assert_eq!((stats.canceled, stats.resumed), (1, 1));
 }

@@ -57,6 +57,19 @@ fn invoices() -> Vec<Value> {
     vec![paid, invoice("in_s2", "cus_s2", "sub_s2", "open", 2000, T0 + DAY)]
 }
 
+/// A product and its price as Stripe's lists return them.
+fn catalog_product() -> Value {
+    json!({"id": "prod_sync_basic", "object": "product", "active": true, "created": T0, "updated": T0 + DAY,
+           "name": "Basic", "livemode": false, "metadata": {}, "type": "service"})
+}
+
+fn catalog_price() -> Value {
+    json!({"id": "price_sync_basic", "object": "price", "active": true, "created": T0, "currency": "usd",
+           "livemode": false, "metadata": {}, "nickname": null, "product": "prod_sync_basic",
+           "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}, "type": "recurring",
+           "unit_amount": 900, "unit_amount_decimal": "900"})
+}
+
 /// Mount a list endpoint as pages of two, chained by `starting_after`.
 async fn mount_pages(server: &MockServer, path_: &str, objects: &[Value]) {
     let mut pages: Vec<&[Value]> = objects.chunks(2).collect();
@@ -78,6 +91,8 @@ async fn mount_stripe(server: &MockServer) {
     mount_pages(server, "/customers", &customers()).await;
     mount_pages(server, "/subscriptions", &subscriptions()).await;
     mount_pages(server, "/invoices", &invoices()).await;
+    mount_pages(server, "/products", &[catalog_product()]).await;
+    mount_pages(server, "/prices", &[catalog_price()]).await;
 }
 
 fn totals(reports: &[KindReport]) -> (u64, u64) {
@@ -116,7 +131,13 @@ async fn sync_backfills_every_page_with_history_from_the_objects_own_dates() {
     let reports = run(&app.store, &api(&stripe), &options()).await.expect("sync succeeds");
 
     let objects: Vec<(&str, u64, u64)> = reports.iter().map(|r| (r.name, r.objects, r.pages)).collect();
-    assert_eq!(objects, vec![("customers", 3, 2), ("subscriptions", 3, 2), ("invoices", 2, 1)]);
+    assert_eq!(
+        objects,
+        vec![("customers", 3, 2), ("subscriptions", 3, 2), ("invoices", 2, 1), ("products", 1, 1), ("prices", 1, 1)]
+    );
+    // Plan names and amounts for the pages that show them.
+    let plan = app.store.plan("price_sync_basic").await.expect("store").expect("the synced price");
+    assert_eq!(plan.describe(), "Basic — 9.00 USD / month");
     let state = app.state().await;
     assert_eq!(state.customers.len(), 3);
     let statuses: Vec<(&str, &str)> = state.subscriptions.iter().map(|s| (s.id.as_str(), s.status.as_str())).collect();
@@ -216,8 +237,9 @@ async fn an_interrupted_sync_resumes_after_the_last_stored_page() {
         .expect(1)
         .mount(&stripe)
         .await;
-    mount_pages(&stripe, "/subscriptions", &[]).await;
-    mount_pages(&stripe, "/invoices", &[]).await;
+    for empty in ["/subscriptions", "/invoices", "/products", "/prices"] {
+        mount_pages(&stripe, empty, &[]).await;
+    }
     let reports = run(&app.store, &api(&stripe), &options()).await.expect("resumed sync succeeds");
 
     assert!(reports[0].resumed);

@@ -90,6 +90,8 @@ pub struct CancelOutcomes {
     pub discounted: u64,
     pub canceled: u64,
     pub abandoned: u64,
+    /// Scheduled cancellations undone ("Keep my subscription"); not in `saved`.
+    pub resumed: u64,
 }
 
 /// The cancel flow's sessions in the month.

@@ -27,9 +27,6 @@ pub enum PageError {
     TooLarge,
     #[error("rate limited")]
     RateLimited,
-    /// Another request for this session is talking to Stripe.
-    #[error("busy")]
-    Busy,
     /// `STRIPE_SECRET_KEY` is not set.
     #[error("stripe not configured")]
     StripeNotConfigured,
@@ -48,7 +45,6 @@ impl PageError {
             Self::BadForm(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy => StatusCode::CONFLICT,
             Self::StripeNotConfigured | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Stripe => StatusCode::BAD_GATEWAY,
         }
@@ -75,11 +71,9 @@ impl PageError {
             Self::BadForm(_) => ("Please try again", "We couldn't read that answer. Nothing was changed."),
             Self::TooLarge => ("That was too long", "Please shorten your comment and try again. Nothing was changed."),
             Self::RateLimited => ("Too many requests", "Please wait a minute and try again."),
-            Self::Busy => ("One moment", "We're still working on your previous choice. Reload this page in a few seconds."),
-            Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => (
-                "We couldn't complete that",
-                "Something went wrong on our side and nothing was changed. Please try again in a few minutes.",
-            ),
+            Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => {
+                ("We couldn't complete that", "Something went wrong on our side and nothing was changed. Please try again.")
+            }
         }
     }
 }

@@ -7,7 +7,8 @@
 //! POST /cancel/s/{id}/reason          record reason + offers → 303 offer
 //! GET  /cancel/s/{id}/offer           offers + "cancel anyway"             click 2
 //! POST /cancel/s/{id}/choose          Stripe call, then record → 303 done
-//! GET  /cancel/s/{id}/done            result
+//! GET  /cancel/s/{id}/done            result (or "one moment" while Stripe answers)
+//! GET  /billing/updated               where the billing portal returns without a product URL
 //! POST /api/cancel-sessions           owner: mint a one-time link
 //! ```
 //! The session id in the path is an unguessable capability; every form also carries the
@@ -28,6 +29,7 @@ use self::error::PageError;
 use self::pages::{Pages, see_other};
 use self::rate_limit::RateLimiter;
 use super::auth::Owner;
+use super::billing::BillingPortal;
 use super::error::json_error;
 use crate::cancel_flow::email::confirmation_email;
 use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
@@ -36,7 +38,8 @@ use crate::cancel_flow::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::clock::Clock;
 use crate::config::CancelFlowSettings;
 use crate::config::Experiment;
-use crate::domain::cancel::{Choice, OfferKind, Reason};
+use crate::domain::cancel::{Choice, OfferKind, PauseMethod, Reason};
+use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::mail::{Category, NewEmail};
 use crate::store::Store;
@@ -56,7 +59,7 @@ const RETURN_URL_MAX: usize = 2000;
 /// What the cancel-flow handlers share.
 #[derive(Debug)]
 pub struct CancelState {
-    /// The email templates (issue 3's mail layer) for the confirmation email.
+    /// The mail layer's email templates, for the confirmation email.
     pub mail_templates: Templates,
     pub settings: CancelFlowSettings,
     /// The save-offer experiment in force, if any: its variant b sees other offers.
@@ -76,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cancel/s/{id}/offer", web::get().to(offer_page))
         .route("/cancel/s/{id}/choose", web::post().to(choose))
         .route("/cancel/s/{id}/done", web::get().to(done_page))
+        .route("/billing/updated", web::get().to(super::billing::updated_page))
         .route("/api/cancel-sessions", web::post().to(mint));
 }
 
@@ -84,12 +88,16 @@ impl CancelState {
         self.clock.now()
     }
 
-    fn fail(&self, e: &PageError, return_url: Option<&str>) -> HttpResponse {
+    fn log_failure(&self, e: &PageError) {
         match e {
             PageError::Store(err) => tracing::error!(error = %err, "cancel flow: storage failed"),
             PageError::Stripe | PageError::StripeNotConfigured => {}
             other => tracing::info!(refused = %other, "cancel flow: request refused"),
         }
+    }
+
+    fn fail(&self, e: &PageError, return_url: Option<&str>) -> HttpResponse {
+        self.log_failure(e);
         let (title, message) = e.words();
         let return_url = return_url.or(self.settings.return_url.as_deref());
         self.pages.error(e.status(), title, message, return_url)
@@ -123,7 +131,12 @@ pub struct EntryQuery {
 }
 
 /// `GET /cancel`: a signed link or a one-time link starts a session.
-async fn enter(req: HttpRequest, state: web::Data<CancelState>, store: web::Data<Store>) -> HttpResponse {
+async fn enter(
+    req: HttpRequest,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+    portal: Option<web::Data<BillingPortal>>,
+) -> HttpResponse {
     let query = web::Query::<EntryQuery>::from_query(req.query_string()).map(web::Query::into_inner);
     let result = async {
         state.limit(&req)?;
@@ -139,7 +152,11 @@ async fn enter(req: HttpRequest, state: web::Data<CancelState>, store: web::Data
                     .ok_or(PageError::BadLink)?;
                 session.id
             }
-            (None, Some(customer), Some(sig)) => start_signed(&state, &store, &customer, &sig, now).await?,
+            (None, Some(customer), Some(sig)) => match start_signed(&state, &store, &customer, &sig, now).await? {
+                Some(id) => id,
+                // A genuine link of a customer whose subscription has ended.
+                None => return ended_page(&state, &store, portal.as_deref().map(|p| &**p), &customer, None).await,
+            },
             _ => return Err(PageError::BadLink),
         };
         Ok(see_other(&format!("/cancel/s/{session_id}")))
@@ -148,12 +165,20 @@ async fn enter(req: HttpRequest, state: web::Data<CancelState>, store: web::Data
     respond(&state, result)
 }
 
-async fn start_signed(state: &CancelState, store: &Store, customer: &str, sig: &str, now: i64) -> Result<String, PageError> {
+/// Start a session for a verified signed link; `None` when the customer has no live
+/// subscription.
+async fn start_signed(
+    state: &CancelState,
+    store: &Store,
+    customer: &str,
+    sig: &str,
+    now: i64,
+) -> Result<Option<String>, PageError> {
     let secret = state.settings.link_secret.as_ref().ok_or(PageError::BadLink)?;
     if !plausible_customer_id(customer) || !links::verify(customer, sig, secret) {
         return Err(PageError::BadLink);
     }
-    let (subscription, _) = store.live_subscription_of(customer, None).await?.ok_or(PageError::NoSubscription)?;
+    let Some((subscription, _)) = store.live_subscription_of(customer, None).await? else { return Ok(None) };
     let session = NewCancelSession {
         id: random_token(),
         link_token_hash: None,
@@ -170,7 +195,7 @@ async fn start_signed(state: &CancelState, store: &Store, customer: &str, sig: &
         variant: state.experiment.as_ref().map(|x| x.variant(customer).to_owned()),
     };
     store.insert_cancel_session(&session).await?;
-    Ok(session.id)
+    Ok(Some(session.id))
 }
 
 /// A session that may still be acted on: started, unfinished, before its deadline.
@@ -193,7 +218,9 @@ async fn open_session(store: &Store, id: &str, now: i64) -> Result<CancelSession
 async fn target(store: &Store, s: &CancelSessionRow) -> Result<Target, PageError> {
     let (subscription, items) =
         store.live_subscription_of(&s.customer, s.subscription.as_deref()).await?.ok_or(PageError::NoSubscription)?;
-    Ok(Target { subscription, items })
+    let pausable =
+        store.event_object(&subscription.src_event_id).await?.as_ref().is_some_and(crate::cancel_flow::offers::pausable);
+    Ok(Target { subscription, items, pausable })
 }
 
 fn base(s: &CancelSessionRow) -> String {
@@ -204,28 +231,85 @@ fn finished(s: &CancelSessionRow) -> bool {
     s.outcome.as_deref().is_some_and(|o| o != "abandoned")
 }
 
-/// `GET /cancel/s/{id}`: the exit survey.
+/// A date as customers read it: `27 February 2027` (UTC).
+pub fn long_date(t: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(t, 0).map(|t| t.format("%-d %B %Y").to_string())
+}
+
+/// The signed update-payment link (`/billing/update`), when Stripe is configured.
+fn update_card_url(state: &CancelState, portal: Option<&BillingPortal>, customer: &str) -> Option<String> {
+    let portal = portal?;
+    let token = portal.signer.sign(customer, None, state.now() + LINK_TTL_SECS);
+    Some(format!("{}/billing/update?token={token}", state.public_url))
+}
+
+/// The page for a customer whose subscription has already ended: nothing to cancel, and the
+/// way back is the come-back checkout (or the product when there is no invoice to copy).
+async fn ended_page(
+    state: &CancelState,
+    store: &Store,
+    portal: Option<&BillingPortal>,
+    customer: &str,
+    return_url: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let Some((_, invoice)) = store.ended_subscription_of(customer).await? else { return Err(PageError::NoSubscription) };
+    let comeback_url = match (portal, invoice) {
+        (Some(portal), Some(invoice)) => {
+            let token = portal.signer.sign(customer, Some(&invoice), state.now() + LINK_TTL_SECS);
+            Some(format!("{}/comeback?token={token}", state.public_url))
+        }
+        _ => None,
+    };
+    let return_url = return_url.or(state.settings.return_url.as_deref());
+    Ok(state.pages.render(StatusCode::OK, "ended.html", context! { comeback_url, return_url }))
+}
+
+/// `GET /cancel/s/{id}`: the exit survey — or, when Stripe already has a cancellation
+/// scheduled, its date and "Keep my subscription"; when the subscription ended, the way back.
 async fn survey_page(
     req: HttpRequest,
     id: web::Path<String>,
     state: web::Data<CancelState>,
     store: web::Data<Store>,
+    portal: Option<web::Data<BillingPortal>>,
 ) -> HttpResponse {
     let result = async {
         state.limit(&req)?;
-        let s = open_session(&store, &id, state.now()).await?;
+        let now = state.now();
+        let s = open_session(&store, &id, now).await?;
         if finished(&s) {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
         if s.outcome.is_some() {
             return Err(PageError::Expired);
         }
-        target(&store, &s).await?;
+        let t = match target(&store, &s).await {
+            Err(PageError::NoSubscription) => {
+                return ended_page(&state, &store, portal.as_deref().map(|p| &**p), &s.customer, state.return_url(&s)).await;
+            }
+            other => other?,
+        };
+        if let Some(end) = t.scheduled_end(now) {
+            return Ok(state.pages.render(
+                StatusCode::OK,
+                "scheduled.html",
+                context! {
+                    base => base(&s), csrf => s.csrf_token, ends_on => long_date(end),
+                    past_due => t.past_due(),
+                    update_card_url => t.past_due().then(|| update_card_url(&state, portal.as_deref().map(|p| &**p), &s.customer)).flatten(),
+                    return_url => state.return_url(&s),
+                },
+            ));
+        }
         let reasons: Vec<_> = Reason::ALL.iter().map(|r| context! { value => r.as_str(), label => r.label() }).collect();
         Ok(state.pages.render(
             StatusCode::OK,
             "survey.html",
-            context! { base => base(&s), csrf => s.csrf_token, reasons, return_url => state.return_url(&s) },
+            context! {
+                base => base(&s), csrf => s.csrf_token, reasons, return_url => state.return_url(&s),
+                past_due => t.past_due(),
+                update_card_url => t.past_due().then(|| update_card_url(&state, portal.as_deref().map(|p| &**p), &s.customer)).flatten(),
+            },
         ))
     }
     .await;
@@ -246,7 +330,11 @@ async fn read_form<T: serde::de::DeserializeOwned>(mut payload: web::Payload) ->
 }
 
 fn check_csrf(s: &CancelSessionRow, presented: &str) -> Result<(), PageError> {
-    if bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) { Ok(()) } else { Err(PageError::Csrf) }
+    if !presented.is_empty() && bool::from(s.csrf_token.as_bytes().ct_eq(presented.as_bytes())) {
+        Ok(())
+    } else {
+        Err(PageError::Csrf)
+    }
 }
 
 /// A form posted by a cancel page: it carries the session's CSRF token.
@@ -273,6 +361,8 @@ async fn posted<F: PostedForm>(
 
 #[derive(Debug, Deserialize)]
 struct ReasonForm {
+    /// Absent is treated like forged: `403`, not a form error.
+    #[serde(default)]
     csrf: String,
     reason: String,
     #[serde(default)]
@@ -305,6 +395,10 @@ async fn post_reason(
             return Err(PageError::TooLarge);
         }
         let t = target(&store, &s).await?;
+        if t.scheduled_end(now).is_some() {
+            // Already ending: the session page offers the undo, not the survey.
+            return Ok(see_other(&base(&s)));
+        }
         let experiment = state.experiment.as_ref().filter(|_| s.variant.as_deref() == Some("b"));
         let offers = offers_for(&store, &state.settings, experiment, &s.customer, &t, reason, now).await?;
         let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());
@@ -316,7 +410,8 @@ async fn post_reason(
             at: now,
         };
         if !store.record_cancel_survey(&s.id, &answer).await? {
-            return Err(PageError::Busy);
+            // A choice is with Stripe (or just finished): show its result, not an error.
+            return Ok(await_first_click(&state, &store, &s).await);
         }
         Ok(see_other(&format!("{}/offer", base(&s))))
     }
@@ -328,6 +423,11 @@ fn shown_offers(s: &CancelSessionRow) -> Vec<OfferKind> {
     serde_json::from_str(&s.offers_shown).unwrap_or_default()
 }
 
+/// What a price is called and costs, as the customer reads it: `Basic — 9.00 USD / month`.
+async fn plan_text(store: &Store, price: &str) -> Result<Option<String>, PageError> {
+    Ok(store.plan(price).await?.map(|p| p.describe()))
+}
+
 /// `GET /cancel/s/{id}/offer`: the offers for the reason, and "cancel anyway".
 async fn offer_page(
     req: HttpRequest,
@@ -337,21 +437,43 @@ async fn offer_page(
 ) -> HttpResponse {
     let result = async {
         state.limit(&req)?;
-        let s = open_session(&store, &id, state.now()).await?;
+        let now = state.now();
+        let s = open_session(&store, &id, now).await?;
         if finished(&s) {
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
         if s.reason.is_none() {
             return Ok(see_other(&base(&s)));
         }
+        let t = target(&store, &s).await?;
+        if t.scheduled_end(now).is_some() {
+            return Ok(see_other(&base(&s)));
+        }
         let offers: Vec<&str> = shown_offers(&s).into_iter().map(OfferKind::as_str).collect();
         let cfg = &state.settings;
+        let pauses: Vec<_> = t
+            .pauses(cfg, now)
+            .into_iter()
+            .map(|p| context! { months => p.months, resumes_on => long_date(p.resumes_on), now => p.method == PauseMethod::Schedule })
+            .collect();
+        let period_end = t.subscription.current_period_end.and_then(long_date);
+        let current_plan = match t.single_item().and_then(|i| i.price_id.clone()) {
+            Some(price) => plan_text(&store, &price).await?,
+            None => None,
+        };
+        let cheaper_plan = match t.downgrade_to(cfg) {
+            Some(price) => plan_text(&store, price).await?,
+            None => None,
+        };
         Ok(state.pages.render(
             StatusCode::OK,
             "offer.html",
             context! {
-                base => base(&s), csrf => s.csrf_token, offers, pause_months => cfg.pause_months,
-                proration_none => cfg.downgrade_proration == "none", discount_text => cfg.discount_text,
+                base => base(&s), csrf => s.csrf_token, offers, pauses, period_end, current_plan, cheaper_plan,
+                comment => s.comment,
+                proration_none => cfg.downgrade_proration == "none",
+                discount_text => t.discount(cfg).map(|d| d.text.clone()),
+                past_due => t.past_due(),
                 return_url => state.return_url(&s),
             },
         ))
@@ -362,8 +484,12 @@ async fn offer_page(
 
 #[derive(Debug, Deserialize)]
 struct ChoiceForm {
+    #[serde(default)]
     csrf: String,
     choice: String,
+    /// The offer page's optional comment (added after the reason was chosen).
+    #[serde(default)]
+    comment: String,
 }
 
 impl PostedForm for ChoiceForm {
@@ -387,6 +513,10 @@ async fn choose(
             return Ok(see_other(&format!("{}/done", base(&s))));
         }
         let choice = Choice::parse(&form.choice).ok_or(PageError::BadForm("choice"))?;
+        let late_comment = form.comment.trim();
+        if late_comment.chars().count() > COMMENT_MAX_CHARS {
+            return Err(PageError::TooLarge);
+        }
         if let Some(offer) = choice.offer()
             && !shown_offers(&s).contains(&offer)
         {
@@ -398,12 +528,42 @@ async fn choose(
             return Err(PageError::BadForm("pause length"));
         }
         let t = target(&store, &s).await?;
+        let scheduled_end = t.scheduled_end(now);
+        match (choice, scheduled_end) {
+            // Undo is only for a cancellation Stripe has scheduled; everything else only for one
+            // it hasn't (a second cancel, or a pause that would not stop the end, is refused).
+            (Choice::Keep, None) => return Err(PageError::BadForm("nothing to keep")),
+            (Choice::Keep, Some(_)) => {}
+            (_, Some(_)) => return Ok(see_other(&base(&s))),
+            (_, None) => {}
+        }
+        let pause = match choice {
+            Choice::Pause { months } => Some(
+                t.pauses(&state.settings, now)
+                    .into_iter()
+                    .find(|p| p.months == months)
+                    .ok_or(PageError::BadForm("pause length does not fit"))?,
+            ),
+            _ => None,
+        };
         let stripe = state.stripe.as_ref().ok_or(PageError::StripeNotConfigured)?;
         // Cancelling without a survey answer is allowed (it is never more than one click
         // away); Stripe then gets `other`.
         let reason = s.reason.as_deref().and_then(Reason::parse).unwrap_or(Reason::Other);
-        let attempt = store.claim_cancel_action(&s.id, now, ACTION_LEASE_SECS).await?.ok_or(PageError::Busy)?;
+        let Some(attempt) = store.claim_cancel_action(&s.id, now, ACTION_LEASE_SECS).await? else {
+            // A second click while the first is with Stripe: wait for its result, then show it.
+            return Ok(await_first_click(&state, &store, &s).await);
+        };
+        // A comment written on the offer page replaces the survey's (it was written later,
+        // often as an answer to the offers); it is kept with the session and sent to Stripe.
+        let comment = if late_comment.is_empty() {
+            s.comment.clone()
+        } else {
+            store.record_cancel_comment(&s.id, late_comment).await?;
+            Some(late_comment.to_owned())
+        };
         let item = t.single_item();
+        let discount = t.discount(&state.settings);
         let action = Action {
             subscription: t.subscription.id.clone(),
             choice,
@@ -411,9 +571,12 @@ async fn choose(
             from_price: item.and_then(|i| i.price_id.clone()),
             downgrade_to: t.downgrade_to(&state.settings).cloned(),
             proration: state.settings.downgrade_proration.clone(),
-            coupon: state.settings.coupon.clone(),
+            pause,
+            coupon: discount.map(|d| d.coupon.clone()),
+            keep_discounts: t.discount_ids(),
             reason,
-            comment: s.comment.clone(),
+            comment,
+            period_end: scheduled_end.or(t.subscription.current_period_end),
             now,
             idempotency_key: format!("holdfast-cancel-{}-{}-{attempt}", capability_ref(&s.id), choice.key()),
         };
@@ -439,7 +602,50 @@ async fn choose(
         Ok(see_other(&format!("{}/done", base(&s))))
     }
     .await;
-    respond(&state, result)
+    respond_with_retry(&state, &id, result)
+}
+
+/// How long a second click waits for the first one's Stripe call before it is sent to the
+/// session's result page (which says "still working" and reloads itself).
+const SECOND_CLICK_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// A second submit while the first holds the session: poll the session until the first has
+/// an outcome or gave up, then redirect (GET) to the page that shows it — never a `409` at
+/// the POST address.
+async fn await_first_click(state: &CancelState, store: &Store, s: &CancelSessionRow) -> HttpResponse {
+    let started = std::time::Instant::now();
+    while started.elapsed() < SECOND_CLICK_WAIT {
+        match store.cancel_session(&s.id).await {
+            Ok(Some(row)) if row.outcome.is_some() => return see_other(&format!("{}/done", base(s))),
+            Ok(Some(row)) if row.acting_until.is_none_or(|until| until < state.now()) => {
+                // The first call failed and gave the session back: the offers again.
+                return see_other(&format!("{}/offer", base(s)));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    see_other(&format!("{}/done", base(s)))
+}
+
+/// Like `respond`, but a failed Stripe call's page offers "Try again" (back to the offers).
+fn respond_with_retry(state: &CancelState, id: &str, result: Result<HttpResponse, PageError>) -> HttpResponse {
+    match result {
+        Ok(r) => r,
+        Err(e @ (PageError::Stripe | PageError::StripeNotConfigured | PageError::Store(_))) => {
+            state.log_failure(&e);
+            let (title, message) = e.words();
+            let retry_url =
+                (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("/cancel/s/{id}/offer"));
+            state.pages.render(
+                e.status(),
+                "error.html",
+                context! { title, message, retry_url, return_url => state.settings.return_url.as_deref() },
+            )
+        }
+        Err(e) => state.fail(&e, None),
+    }
 }
 
 /// Stripe's error, summarised for the log: type, code and message from Stripe, or the
@@ -453,7 +659,7 @@ fn stripe_error_summary(e: &stripe::StripeError) -> String {
     }
 }
 
-/// Queue the outcome's confirmation email in the outbox (issue 3), rendered now. A failure to queue is
+/// Queue the outcome's confirmation email in the outbox, rendered now. A failure to queue is
 /// logged, never shown: Stripe already made the change and the session is recorded.
 async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessionRow, done: &Done) {
     let to = match store.customer_email(&s.customer).await {
@@ -504,17 +710,35 @@ async fn done_page(
     let result = async {
         state.limit(&req)?;
         let s = open_session(&store, &id, state.now()).await?;
-        let Some(outcome) = s.outcome.clone() else { return Ok(see_other(&base(&s))) };
+        let Some(outcome) = s.outcome.clone() else {
+            if s.acting_until.is_some_and(|until| until >= state.now()) {
+                // The choice is still with Stripe: say so, and look again in a moment.
+                return Ok(state.pages.render(StatusCode::OK, "working.html", context! { return_url => state.return_url(&s) }));
+            }
+            return Ok(see_other(&base(&s)));
+        };
         let detail: serde_json::Value =
             s.outcome_detail.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
-        let resumes_on = detail["resumes_at"]
-            .as_i64()
-            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map(|t| t.format("%-d %B %Y").to_string());
+        let date = |field: &str| detail[field].as_i64().and_then(long_date);
+        let discount_text = detail["coupon"]
+            .as_str()
+            .and_then(|c| state.settings.discounts.iter().find(|d| d.coupon == c))
+            .map(|d| d.text.clone());
+        let new_plan = match detail["to_price"].as_str() {
+            Some(price) => plan_text(&store, price).await?,
+            None => None,
+        };
         Ok(state.pages.render(
             StatusCode::OK,
             "done.html",
-            context! { outcome, resumes_on, discount_text => state.settings.discount_text, return_url => state.return_url(&s) },
+            context! {
+                outcome, discount_text, new_plan,
+                resumes_on => date("resumes_on").or_else(|| date("resumes_at")),
+                ends_on => date("ends_at"),
+                proration_none => detail["proration_behavior"] == "none",
+                paused_now => detail["method"] == "pause_schedule",
+                return_url => state.return_url(&s),
+            },
         ))
     }
     .await;

@@ -8,13 +8,17 @@ use minijinja::{Environment, Value, context};
 
 use crate::config::Brand;
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("layout.html", include_str!("../../../templates/pages/cancel/layout.html")),
     ("survey.html", include_str!("../../../templates/pages/cancel/survey.html")),
     ("offer.html", include_str!("../../../templates/pages/cancel/offer.html")),
     ("done.html", include_str!("../../../templates/pages/cancel/done.html")),
     ("error.html", include_str!("../../../templates/pages/cancel/error.html")),
-    // The unsubscribe pages (issue 7) share the layout and brand.
+    ("scheduled.html", include_str!("../../../templates/pages/cancel/scheduled.html")),
+    ("ended.html", include_str!("../../../templates/pages/cancel/ended.html")),
+    ("working.html", include_str!("../../../templates/pages/cancel/working.html")),
+    ("billing_updated.html", include_str!("../../../templates/pages/cancel/billing_updated.html")),
+    // The unsubscribe pages share the layout and brand.
     ("unsubscribe_confirm.html", include_str!("../../../templates/pages/unsubscribe/confirm.html")),
     ("unsubscribe_done.html", include_str!("../../../templates/pages/unsubscribe/done.html")),
     ("unsubscribe_invalid.html", include_str!("../../../templates/pages/unsubscribe/invalid.html")),

@@ -1,0 +1,122 @@
+//! Stripe's products and prices, read from `product.*` / `price.*` events (and the events
+//! `holdfast sync` synthesizes from the product and price lists): what a plan is called and
+//! what it costs. Pure; `store::catalog` writes them.
+
+use serde_json::Value;
+
+use super::backfill::Synthetic;
+use super::event::Event;
+use super::fields::{id_at, int_at, path, str_at};
+
+/// A product as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSnapshot {
+    pub id: String,
+    pub name: Option<String>,
+    pub active: bool,
+    pub deleted: bool,
+}
+
+/// A price as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceSnapshot {
+    pub id: String,
+    pub product: Option<String>,
+    pub nickname: Option<String>,
+    pub currency: Option<String>,
+    pub unit_amount: Option<i64>,
+    pub recurring_interval: Option<String>,
+    pub interval_count: Option<i64>,
+    pub active: bool,
+    pub deleted: bool,
+}
+
+/// What one event says about the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSnapshot {
+    Product(ProductSnapshot),
+    Price(PriceSnapshot),
+}
+
+/// Read the product or price an event carries (`None` for any other object).
+pub fn read(event: &Event) -> Option<CatalogSnapshot> {
+    let obj = &event.object;
+    let deleted = event.kind.ends_with(".deleted") || obj.get("deleted").and_then(Value::as_bool) == Some(true);
+    let active = obj.get("active").and_then(Value::as_bool).unwrap_or(true) && !deleted;
+    match str_at(obj, "object").as_deref() {
+        Some("product") => {
+            Some(CatalogSnapshot::Product(ProductSnapshot { id: str_at(obj, "id")?, name: str_at(obj, "name"), active, deleted }))
+        }
+        Some("price") => Some(CatalogSnapshot::Price(PriceSnapshot {
+            id: str_at(obj, "id")?,
+            product: id_at(obj, "product"),
+            nickname: str_at(obj, "nickname"),
+            currency: str_at(obj, "currency"),
+            unit_amount: int_at(obj, "unit_amount"),
+            recurring_interval: path(obj, &["recurring", "interval"]).and_then(Value::as_str).map(str::to_owned),
+            interval_count: path(obj, &["recurring", "interval_count"]).and_then(Value::as_i64),
+            active,
+            deleted,
+        })),
+        _ => None,
+    }
+}
+
+/// `holdfast sync`: one `product.updated` / `price.updated` event per listed object, at its
+/// last change (`updated`, else `created`), so a later sync of a changed object is a new event.
+pub fn sync_events(kind: &'static str) -> impl Fn(&Value) -> Vec<Synthetic> {
+    move |obj| {
+        let (Some(id), Some(at)) = (str_at(obj, "id"), int_at(obj, "updated").or_else(|| int_at(obj, "created"))) else {
+            return Vec::new();
+        };
+        vec![Synthetic { id: format!("evt_sync_{id}_{at}"), kind, created: at, object: obj.clone() }]
+    }
+}
+
+/// `holdfast sync`'s list of products.
+pub fn product_events(obj: &Value) -> Vec<Synthetic> {
+    sync_events("product.updated")(obj)
+}
+
+/// `holdfast sync`'s list of prices.
+pub fn price_events(obj: &Value) -> Vec<Synthetic> {
+    sync_events("price.updated")(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, object: Value) -> Event {
+        let body = serde_json::json!({"id": "evt_1", "type": kind, "created": 5, "livemode": false, "data": {"object": object}});
+        Event::parse(body.to_string().as_bytes()).expect("event")
+    }
+
+    #[test]
+    fn products_and_prices_are_read_from_their_events() {
+        let p =
+            event("product.updated", serde_json::json!({"object": "product", "id": "prod_1", "name": "Basic", "active": true}));
+        assert_eq!(
+            read(&p),
+            Some(CatalogSnapshot::Product(ProductSnapshot {
+                id: "prod_1".into(),
+                name: Some("Basic".into()),
+                active: true,
+                deleted: false
+            }))
+        );
+        let price = event(
+            "price.deleted",
+            serde_json::json!({"object": "price", "id": "price_1", "product": "prod_1", "currency": "usd", "unit_amount": 900,
+                               "recurring": {"interval": "month", "interval_count": 1}, "active": true}),
+        );
+        let Some(CatalogSnapshot::Price(price)) = read(&price) else { panic!("a price") };
+        assert_eq!(
+            (price.unit_amount, price.recurring_interval.as_deref(), price.deleted, price.active),
+            (Some(900), Some("month"), true, false)
+        );
+        assert_eq!(read(&event("customer.created", serde_json::json!({"object": "customer", "id": "cus_1"}))), None);
+        let synced = price_events(&serde_json::json!({"object": "price", "id": "price_1", "created": 7}));
+        assert_eq!((synced[0].kind, synced[0].created, synced[0].id.as_str()), ("price.updated", 7, "evt_sync_price_1_7"));
+    }
+}
