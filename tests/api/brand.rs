@@ -10,13 +10,17 @@ fn assert_no_holdfast(what: &str, html: &str) {
 
 #[tokio::test]
 async fn the_customer_pages_show_the_owners_brand_and_never_holdfast() {
-    let f = flow_with(&[("HOLDFAST_BRAND_COLOR", "#ffcc00")]).await;
+    let logo = "https://cdn.acme-notes.test/logo.png";
+    let f = flow_with(&[("HOLDFAST_BRAND_COLOR", "#ffcc00"), ("HOLDFAST_BRAND_LOGO_URL", logo)]).await;
     seed(&f.app, "cus_brand", "sub_brand", "price_pro_monthly", |_| {}).await;
     let (session, csrf) = f.open(&signed_link("cus_brand")).await;
     let first = f.http.get(format!("{}{session}", f.app.address)).send().await.expect("request");
     assert_eq!(first.status(), 200);
     let first = first.text().await.expect("html");
     assert!(first.contains("Acme Notes") && first.contains("#ffcc00"), "{first}");
+    // Attribute values are HTML-escaped (`/` as `&#x2f;`); a browser reads them unescaped.
+    let unescaped = first.replace("&#x2f;", "/");
+    assert!(unescaped.contains(&format!("<img class=\"logo\" src=\"{logo}\"")), "the logo heads the page: {first}");
     assert_no_holdfast("the reason page", &first);
     let offer = f.answer(&session, &csrf, "too_expensive", "").await;
     assert!(offer.contains("Acme Notes"));

@@ -26,7 +26,9 @@ const TEMPLATES: [(&str, &str); 12] = [
 
 /// No scripts, no external anything; the page URL is a capability, so it must never leak
 /// through a Referer header or a cache.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Images only over https: the brand's logo (`[brand] logo_url`, validated as `https://`).
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The compiled templates and the brand they show.
 #[derive(Debug)]
@@ -44,7 +46,7 @@ impl Pages {
             env.add_template(name, source)?;
         }
         let brand = Value::from_serialize(serde_json::json!({
-            "name": brand.name, "color": brand.color, "on_color": brand.text_on_color(),
+            "name": brand.name, "color": brand.color, "on_color": brand.text_on_color(), "logo_url": brand.logo_url,
         }));
         Ok(Self { env, brand })
     }
