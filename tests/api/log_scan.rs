@@ -103,6 +103,11 @@ async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key(
     assert_eq!(post_signed(&client, &server.address, &created).await, 200);
     let sub = event("customer.subscription.created", t + 1, Sub::new("sub_logscan", "cus_logscan", t).object());
     assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
+    // The cancel link needs the subscription projected (the server projects behind the log).
+    let store = holdfast::store::Store::connect(&url).await.expect("connect");
+    let caught_up = store.wait_projected(crate::helpers::PROJECTOR_WAIT).await.expect("cursor readable");
+    assert!(caught_up, "the server projected the subscription");
+    store.close().await;
 
     let link = signed_link("cus_logscan");
     let opened = client.get(format!("{}{link}", server.address)).send().await.expect("sent");

@@ -51,12 +51,14 @@ pub fn payment_failed_try(id: &str, created: i64, attempt: i64, next_attempt: Op
     event("invoice.payment_failed", created, invoice)
 }
 
-/// Deliver `event` signed at the server's clock (a test that set the clock sends at its time).
+/// Deliver `event` signed at the server's clock (a test that set the clock sends at its time),
+/// and wait until the projector has passed it.
 pub async fn deliver_now(app: &TestApp, event: &Value) {
     let body = event.to_string();
     let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::helpers::SECRET, app.clock.now());
     let response = app.post_raw(body, Some(&header)).await;
     assert_eq!(response.status(), 200, "event {} not acknowledged: {:?}", event["id"], response.text().await);
+    app.wait_projected().await;
 }
 
 /// `invoice.paid` for the same invoice.
