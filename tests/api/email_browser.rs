@@ -7,41 +7,12 @@
 //! `CHROMIUM` override the binaries (default: `chromedriver` and `chromium` on PATH).
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use fantoccini::ClientBuilder;
 use holdfast::config::Settings;
 use holdfast::mail::templates::{Templates, sample_context};
 use minijinja::context;
-use serde_json::json;
 
 const PHONE_WIDTH: i64 = 375;
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())
-}
-
-fn binary(var: &str, name: &str) -> Option<PathBuf> {
-    std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_file()).or_else(|| on_path(name))
-}
-
-/// chromedriver, ended when the test ends (pass or fail).
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 /// The templates as the service renders them, with a brand that has a logo and a long name.
 fn templates() -> Templates {
@@ -80,9 +51,6 @@ fn long_links() -> minijinja::Value {
 #[tokio::test]
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_every_email_fits_a_375_px_phone_screen_in_chromium() {
-    let chromedriver = PathBuf::from(crate::requires::chromedriver());
-    let chromium = binary("CHROMIUM", "chromium").expect("chromium next to chromedriver (apt-get install chromium)");
-
     // Every built-in template, rendered to a file the browser opens.
     let dir = tempfile::tempdir().expect("dir");
     let t = templates();
@@ -101,45 +69,7 @@ async fn browser_every_email_fits_a_375_px_phone_screen_in_chromium() {
         .count();
     assert_eq!(pages.len(), on_disk, "every template directory is a built-in template");
 
-    let port = free_port();
-    let driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let mut listening = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(listening, "chromedriver did not listen on port {port}");
-
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--hide-scrollbars",
-                     format!("--user-data-dir={}", profile.path().display())],
-            // A headless window is at least 500 px wide; device emulation gives the phone's
-            // viewport itself.
-            "mobileEmulation": {"deviceMetrics": {"width": PHONE_WIDTH, "height": 812, "pixelRatio": 2.0}}
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session");
+    let (browser, driver, _profile) = crate::requires::chromium(PHONE_WIDTH as u32, 812).await;
 
     let measured = async {
         let mut widths = Vec::new();
