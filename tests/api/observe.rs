@@ -117,7 +117,10 @@ async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome(
 
     // The customer is told it didn't work (nothing changed), never that it did.
     let r = f.choose(&session, &csrf, "cancel").await;
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.expect("html");
+    assert!(page.contains("Nothing was changed") && page.contains("account page"), "{page}");
+    assert!(!page.contains("Try again"), "retrying can't help while observing: {page}");
     assert!(f.stripe.received_requests().await.expect("recorded").is_empty(), "no call reached Stripe");
     assert_eq!(f.session(&session).await.outcome, None, "no outcome: nothing happened");
     assert!(f.app.store.outbox_rows().await.expect("rows").iter().all(|r| !r.template.starts_with("cancel_")));

@@ -33,6 +33,10 @@ pub enum PageError {
     /// Stripe refused or failed; nothing was recorded.
     #[error("stripe call failed")]
     Stripe,
+    /// Observe-only mode: the change was recorded for the owner, not made. Retrying can't
+    /// help, so the page sends the customer to the owner instead of offering "try again".
+    #[error("observe-only mode")]
+    Observed,
     #[error("storage")]
     Store(#[from] StoreError),
 }
@@ -45,7 +49,7 @@ impl PageError {
             Self::BadForm(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::StripeNotConfigured | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StripeNotConfigured | Self::Store(_) | Self::Observed => StatusCode::SERVICE_UNAVAILABLE,
             Self::Stripe => StatusCode::BAD_GATEWAY,
         }
     }
@@ -71,6 +75,10 @@ impl PageError {
             Self::BadForm(_) => ("Please try again", "We couldn't read that answer. Nothing was changed."),
             Self::TooLarge => ("That was too long", "Please shorten your comment and try again. Nothing was changed."),
             Self::RateLimited => ("Too many requests", "Please wait a minute and try again."),
+            Self::Observed => (
+                "We can't make this change here yet",
+                "Nothing was changed. Please make this change from your account page, or contact us and we'll do it for you.",
+            ),
             Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => {
                 ("We couldn't complete that", "Something went wrong on our side and nothing was changed. Please try again.")
             }

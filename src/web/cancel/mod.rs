@@ -589,6 +589,10 @@ async fn choose(
                     ActionError::Stripe(err) => {
                         tracing::error!(session = %capability_ref(&s.id), choice = %choice.key(), error = %stripe_error_summary(err), "cancel flow: Stripe call failed")
                     }
+                    ActionError::Observed => {
+                        tracing::info!(session = %capability_ref(&s.id), choice = %choice.key(), "cancel flow: observe-only mode, change recorded not made");
+                        return Err(PageError::Observed);
+                    }
                     other => tracing::error!(session = %capability_ref(&s.id), error = %other, "cancel flow: action not possible"),
                 }
                 return Err(PageError::Stripe);
