@@ -196,7 +196,9 @@ async fn migrate() -> anyhow::Result<()> {
 async fn migrated_store() -> anyhow::Result<Store> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
-    let mut store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    // The same mode as the server's, so imported history is acted on exactly as live events.
+    let mode = config::stripe_mode(&config::Env)?;
+    let mut store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?.with_stripe_mode(mode);
     match Settings::from_env() {
         Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::reactions::Reactor::new(&settings))),
         Err(e) => tracing::debug!(error = %e, "no service settings: projecting without reactions"),
@@ -242,8 +244,10 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
 async fn reproject() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
-    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle.
-    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle. The
+    // server's mode: the rebuilt tables hold what the live projector would have made.
+    let mode = config::stripe_mode(&config::Env)?;
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?.with_stripe_mode(mode);
     store.migrate().await.context("running database migrations")?;
     let events = store.reproject().await.context("rebuilding the projected tables")?;
     println!("reprojected {events} events");

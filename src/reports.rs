@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
-use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
+use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, CurrencyJson, MonthlyJson, Summary};
 use crate::domain::metrics::{self, Month, Report, Timeline};
 use crate::store::{Store, StoreError};
 
@@ -89,9 +89,28 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let (_, report) = self.report_covering(month, month, currency).await?;
+        let (timeline, report) = self.report_covering(month, month, currency).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
+        // One section per currency, so a business in several is never read as one sum.
+        let mut currencies = Vec::new();
+        for c in timeline.currencies() {
+            let row = if c == summary.currency {
+                summary::monthly(&report, month)
+            } else {
+                let (_, other) = self.report_covering(month, month, Some(&c)).await?;
+                summary::monthly(&other, month)
+            };
+            currencies.push(CurrencyJson {
+                currency: row.currency,
+                mrr_start: row.mrr_start,
+                mrr_end: row.mrr_end,
+                active_customers_end: row.active_customers_end,
+            });
+        }
+        if !currencies.is_empty() {
+            summary.currencies = currencies;
+        }
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
         summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now()).await?);

@@ -8,6 +8,7 @@ pub mod event;
 pub mod fields;
 pub mod lifecycle;
 pub mod metrics;
+pub mod money;
 pub mod mrr;
 pub mod projection;
 pub mod snapshots;

@@ -201,6 +201,25 @@ impl Store {
         self
     }
 
+    /// Act on the events of one Stripe mode only: the others stay in the log, stored and
+    /// acknowledged, and are never projected (no metrics, no email, no offer). The live
+    /// projector and `reproject` both go through here, so they agree. Call before cloning.
+    pub fn with_stripe_mode(mut self, mode: crate::config::StripeMode) -> Self {
+        match &mut self {
+            Self::Sqlite(s) => s.set_acts_on(mode.livemode()),
+            Self::Postgres(s) => s.set_acts_on(mode.livemode()),
+        }
+        self
+    }
+
+    /// The `livemode` of the events this store projects (`None`: all).
+    pub fn acts_on(&self) -> Option<bool> {
+        match self {
+            Self::Sqlite(s) => s.acts_on(),
+            Self::Postgres(s) => s.acts_on(),
+        }
+    }
+
     /// Which backend, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

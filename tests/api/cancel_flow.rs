@@ -243,7 +243,7 @@ async fn downgrade_through_a_minted_link_changes_the_item_price() {
     let (session, csrf) = f.open(link).await;
     let offer = f.answer(&session, &csrf, "too_expensive", "").await;
     assert!(offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
-    assert!(offer.contains("Switch to Basic — 9.00 USD / month"), "{offer}");
+    assert!(offer.contains("Switch to Basic — $9.00 / month"), "{offer}");
     // With proration off the new price starts at the renewal, and the page says when.
     let renewal = long_date(object["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
     assert!(offer.contains(&format!("the new price applies from your next renewal on {renewal}")), "{offer}");

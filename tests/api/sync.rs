@@ -137,7 +137,7 @@ async fn sync_backfills_every_page_with_history_from_the_objects_own_dates() {
     );
     // Plan names and amounts for the pages that show them.
     let plan = app.store.plan("price_sync_basic").await.expect("store").expect("the synced price");
-    assert_eq!(plan.describe(), "Basic — 9.00 USD / month");
+    assert_eq!(plan.describe(), "Basic — $9.00 / month");
     let state = app.state().await;
     assert_eq!(state.customers.len(), 3);
     let statuses: Vec<(&str, &str)> = state.subscriptions.iter().map(|s| (s.id.as_str(), s.status.as_str())).collect();

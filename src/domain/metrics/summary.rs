@@ -132,11 +132,25 @@ pub struct MonthlyJson {
     pub failed_payments: FailedPaymentsJson,
 }
 
+/// One currency's headline figures in the month. Amounts in different currencies are never
+/// added together: the summary's other figures are for its `currency` alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurrencyJson {
+    pub currency: String,
+    pub mrr_start: f64,
+    pub mrr_end: f64,
+    pub active_customers_end: u64,
+}
+
 /// `GET /api/summary`: field names are part of the interface.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub month: String,
     pub currency: String,
+    /// Every currency the history holds (the summary's own included), each in its own
+    /// section: pick one with `?currency=`.
+    #[serde(default)]
+    pub currencies: Vec<CurrencyJson>,
     pub mrr_start: f64,
     pub mrr_end: f64,
     pub mrr_movements: MovementsJson,
@@ -363,6 +377,12 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
     let last = report.index(m).unwrap_or(0);
     let cohorts = (0..=last).filter(|&i| report.cohorts[i].customers > 0).map(|i| cohort_json(report, i, m)).collect();
     Summary {
+        currencies: vec![CurrencyJson {
+            currency: row.currency.clone(),
+            mrr_start: row.mrr_start,
+            mrr_end: row.mrr_end,
+            active_customers_end: row.active_customers_end,
+        }],
         month: row.month,
         currency: row.currency,
         mrr_start: row.mrr_start,
