@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod money;
 pub mod mrr;
 pub mod projection;
+pub mod refunds;
 pub mod snapshots;
 pub mod watermark;

@@ -157,6 +157,7 @@ async fn project_events(
     }
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
     super::catalog::apply(conn, &all).await?;
+    super::refunds::apply(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;
@@ -263,8 +264,8 @@ async fn retry_customer(
 async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-    for sql in CLEAR_PROJECTED {
-        execute!(conn, sql)?;
+    for sql in CLEAR_PROJECTED.iter().chain(&super::refunds::CLEAR) {
+        execute!(conn, *sql)?;
     }
     let parked: Vec<(i64,)> = fetch!(conn, fetch_all, (i64,), PARKED_SEQS)?;
     let parked: HashSet<i64> = parked.into_iter().map(|(s,)| s).collect();

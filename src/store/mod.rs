@@ -19,6 +19,7 @@ pub mod observed;
 pub mod outbox;
 pub mod postgres;
 pub mod reactions;
+pub mod refunds;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
@@ -316,10 +317,12 @@ impl Store {
 
     /// The whole recorded history, as metrics read it.
     pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
-        match self {
-            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE)),
-            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES)),
-        }
+        let mut timeline = match self {
+            Self::Sqlite(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE),
+            Self::Postgres(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES),
+        };
+        timeline.given_back = self.load_given_back().await?;
+        Ok(timeline)
     }
 
     /// Close the pool, waiting for connections to be returned.

@@ -28,6 +28,7 @@ mod processes;
 mod projection;
 mod quick_start;
 mod rate_limits;
+mod refunds;
 mod requires;
 mod resources;
 mod security;
