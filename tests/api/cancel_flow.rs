@@ -1002,3 +1002,35 @@ async fn a_subscription_stripe_can_pause_is_paused_by_a_schedule_even_when_yearl
     let offer = f.answer(&session, &csrf, "unused", "").await;
     assert!(!offer.contains("choice-pause"), "{offer}");
 }
+
+#[tokio::test]
+async fn the_downgrade_offer_prices_the_plan_in_its_own_currency() {
+    for (currency, amount, shown) in [("jpy", 1200, "¥1,200"), ("kwd", 12_500, "12.500 KWD"), ("eur", 950, "€9.50")] {
+        let f = flow().await;
+        seed(&f.app, "cus_cur1", "sub_cur1", "price_pro_monthly", |_| {}).await;
+        let minted = f
+            .http
+            .post(format!("{}/api/cancel-sessions", f.app.address))
+            .bearer_auth(OWNER_TOKEN)
+            .json(&json!({"customer": "cus_cur1"}))
+            .send()
+            .await
+            .expect("sent");
+        let body: Value = minted.json().await.expect("json");
+        let url = body["url"].as_str().expect("url");
+        let link = &url[url.find("/cancel").expect("path")..];
+        let t = now() - 86_400;
+        let product = json!({"id": "prod_basic", "object": "product", "active": true, "created": t, "updated": t,
+            "livemode": false, "metadata": {}, "name": "Basic", "type": "service"});
+        f.app.deliver(&event("product.created", t, product)).await;
+        let price = json!({"id": "price_basic_monthly", "object": "price", "active": true, "billing_scheme": "per_unit",
+            "created": t, "currency": currency, "livemode": false, "metadata": {}, "nickname": null, "product": "prod_basic",
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}, "type": "recurring",
+            "unit_amount": amount, "unit_amount_decimal": amount.to_string()});
+        f.app.deliver(&event("price.created", t, price)).await;
+
+        let (session, csrf) = f.open(link).await;
+        let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+        assert!(offer.contains(&format!("Switch to Basic — {shown} / month")), "{currency}: {offer}");
+    }
+}

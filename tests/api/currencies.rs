@@ -176,3 +176,29 @@ async fn a_dunning_email_states_the_amount_in_the_invoices_currency() {
         assert!(m.html.contains(&format!("<strong>{shown}</strong>")), "{}", m.html);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holdfast_summary_prints_each_currency_in_its_own_format() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    business_in_four_currencies(&app).await;
+    let url = app.database_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("dir");
+        std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["summary", "--month", "2025-03", "--currency", "jpy"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", url)
+            .current_dir(dir.path())
+            .output()
+            .expect("holdfast runs")
+    })
+    .await
+    .expect("joined");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains("JPY") && table.contains("¥6,200") && table.contains("¥3,100"), "{table}");
+    for section in ["EUR", "€9.50", "KWD", "12.500 KWD", "USD", "$40.00"] {
+        assert!(table.contains(section), "{section} missing:\n{table}");
+    }
+}
