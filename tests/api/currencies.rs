@@ -202,3 +202,32 @@ async fn holdfast_summary_prints_each_currency_in_its_own_format() {
         assert!(table.contains(section), "{section} missing:\n{table}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium (scripts/test runs it)"]
+async fn browser_picks_a_currency_on_the_dashboard() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    business_in_four_currencies(&app).await;
+    let (browser, _driver, _profile) = crate::requires::chromium(1280, 1600).await;
+    browser.goto(&format!("{}/dashboard", app.address)).await.expect("login page");
+    browser.find(fantoccini::Locator::Id("token")).await.expect("token field").send_keys(OWNER_TOKEN).await.expect("typed");
+    browser.find(fantoccini::Locator::Id("sign-in")).await.expect("button").click().await.expect("clicked");
+    browser.wait().for_element(fantoccini::Locator::Id("dashboard")).await.expect("dashboard after login");
+    browser.goto(&format!("{}/dashboard?month=2025-03", app.address)).await.expect("March");
+    let card = |b: &fantoccini::Client| {
+        let b = b.clone();
+        async move { b.find(fantoccini::Locator::Id("mrr-end")).await.expect("card").text().await.expect("text") }
+    };
+    assert_eq!(card(&browser).await, "12.500 KWD");
+    for (code, shown) in [("jpy", "¥6,200"), ("eur", "€9.50"), ("usd", "$40.00")] {
+        let link = format!("#currencies a[data-currency='{code}']");
+        browser.find(fantoccini::Locator::Css(&link)).await.expect("picker link").click().await.expect("clicked");
+        browser
+            .wait()
+            .for_element(fantoccini::Locator::Css(&format!("#currencies strong[data-currency='{code}']")))
+            .await
+            .expect("picked");
+        assert_eq!(card(&browser).await, shown, "{code}");
+    }
+    browser.close().await.expect("browser closed");
+}
