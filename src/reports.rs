@@ -113,7 +113,8 @@ impl Reports {
         }
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
-        summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now()).await?);
+        summary.experiments =
+            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency).await?);
         Ok(summary)
     }
 
@@ -287,6 +288,7 @@ pub async fn experiments_section(
     store: &Store,
     experiments: &Experiments,
     now: i64,
+    currency: &str,
 ) -> Result<Vec<summary::ExperimentJson>, StoreError> {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
@@ -310,7 +312,7 @@ pub async fn experiments_section(
                 }
             }
             ExperimentKind::Email => {
-                let results = store.recovery_results(&x.name).await?;
+                let results = store.recovery_results(&x.name, currency).await?;
                 for v in ["a", "b"] {
                     let r = results.get(v).cloned().unwrap_or_default();
                     variants.push(summary::VariantJson::Recovery(summary::RecoveryVariantJson {

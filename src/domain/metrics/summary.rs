@@ -265,7 +265,7 @@ pub struct RecoveryVariantJson {
     pub recovered: u64,
     pub lost: u64,
     pub open: u64,
-    /// Cents recovered.
+    /// Minor units recovered, in the summary's currency only.
     pub recovered_amount: u64,
     /// recovered ÷ (recovered + lost); null when no case closed.
     pub recovery_rate: Option<f64>,
