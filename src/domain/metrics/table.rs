@@ -55,6 +55,9 @@ pub fn render(s: &Summary) -> String {
     row("  recovered / lost / pending", format!("{} / {} / {}", f.recovered, f.lost, f.pending));
     row("  recovery rate", pct(f.recovery_rate));
     row("  recovered / lost amount", format!("{} / {}", money(f.recovered_amount as f64), money(f.lost_amount as f64)));
+    row("  later refunded / disputed", format!("{} / {}", money(f.refunded_amount as f64), money(f.disputed_amount as f64)));
+    let g = &s.given_back;
+    row("Given back (refunds, disputes, notes)", money(g.total as f64));
     let c = &s.cancel_flow;
     row("Cancel-flow sessions (saved)", format!("{} ({})", c.sessions, c.saved));
     row("  save rate", pct(c.save_rate));
@@ -121,6 +124,7 @@ mod tests {
         };
         let t = render(&dinars);
         assert!(t.contains("123.456 KWD"), "{t}");
+        assert!(t.contains("Given back"), "{t}");
         assert!(t.contains("EUR") && t.contains("€9.50") && t.contains("€19.50"), "{t}");
     }
 }
