@@ -34,10 +34,13 @@ async fn main() -> anyhow::Result<()> {
     let emails: Vec<NewEmail> = (0..rows).map(|i| email(&run, i, now)).collect();
     store.enqueue_emails(&emails, now).await?;
 
-    let vars: HashMap<&str, String> =
-        [("STRIPE_WEBHOOK_SECRET", "whsec_bench".to_owned()), ("SMTP_URL", format!("smtp://127.0.0.1:{port}"))]
-            .into_iter()
-            .collect();
+    let vars: HashMap<&str, String> = [
+        ("STRIPE_WEBHOOK_SECRET", "whsec_bench".to_owned()),
+        ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
+        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
+    ]
+    .into_iter()
+    .collect();
     let settings = Settings::from_source(&vars)?;
     let started = Instant::now();
     let mut tasks = Vec::new();

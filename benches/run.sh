@@ -147,7 +147,7 @@ run_backend() {
     log_file=$WORK/server-$backend.log
     log "$backend: starting holdfast serve on 127.0.0.1:$port"
     # Dunning emails the run causes go to .eml files in the temp dir, not the working tree.
-    DATABASE_URL=$db_url STRIPE_WEBHOOK_SECRET=$SECRET HOLDFAST_BIND=127.0.0.1:$port \
+    DATABASE_URL=$db_url STRIPE_WEBHOOK_SECRET=$SECRET HOLDFAST_STRIPE_MODE=test HOLDFAST_BIND=127.0.0.1:$port \
         HOLDFAST_MAIL_DIR=$WORK/mail "$SERVER_BIN" serve >"$log_file" 2>&1 &
     SERVER_PID=$!
 

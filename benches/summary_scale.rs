@@ -115,6 +115,7 @@ async fn main() -> Result<()> {
     let vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", args.database_url.clone()),
         ("STRIPE_WEBHOOK_SECRET", "whsec_bench".to_string()),
+        ("HOLDFAST_STRIPE_MODE", "test".to_string()),
         ("HOLDFAST_BIND", "127.0.0.1:0".to_string()),
         ("HOLDFAST_OWNER_TOKEN", TOKEN.to_string()),
     ]);

@@ -192,11 +192,18 @@ async fn migrate() -> anyhow::Result<()> {
 /// The store, migrated, from DATABASE_URL. The import commands append to the event log and
 /// project it, like the server's projector: with the service's settings available they run
 /// the same reactions (recording, never emailing, imported history); with DATABASE_URL
-/// alone the log is projected without reactions.
-async fn migrated_store() -> anyhow::Result<Store> {
+/// alone the log is projected without reactions. Commands that project (`imports`) need the
+/// server's Stripe mode, so imported history is acted on exactly as live events; the others
+/// (reading, erasing) take it when it is set.
+async fn migrated_store(imports: bool) -> anyhow::Result<Store> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
     let mut store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    match config::stripe_mode(&config::Env) {
+        Ok(mode) => store = store.with_stripe_mode(mode),
+        Err(e) if imports => return Err(e.into()),
+        Err(_) => {}
+    }
     match Settings::from_env() {
         Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::reactions::Reactor::new(&settings))),
         Err(e) => tracing::debug!(error = %e, "no service settings: projecting without reactions"),
@@ -206,7 +213,7 @@ async fn migrated_store() -> anyhow::Result<Store> {
 }
 
 async fn sync(page_size: u32, restart: bool) -> anyhow::Result<()> {
-    let store = migrated_store().await?;
+    let store = migrated_store(true).await?;
     let key = config::stripe_secret_key(&config::Env)?
         .context("STRIPE_SECRET_KEY is required for sync (a restricted key with read access to customers, subscriptions and invoices is enough)")?;
     let base = config::Env.get("STRIPE_API_BASE");
@@ -232,7 +239,7 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
-    let store = migrated_store().await?;
+    let store = migrated_store(true).await?;
     let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
     store.close().await;
@@ -242,8 +249,10 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
 async fn reproject() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let url = config::database_url(&config::Env)?;
-    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle.
-    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?;
+    // No reaction hook: rebuilding the tables must not re-run dunning or lifecycle. The
+    // server's mode: the rebuilt tables hold what the live projector would have made.
+    let mode = config::stripe_mode(&config::Env)?;
+    let store = Store::connect(&url.0).await.context("connecting to DATABASE_URL")?.with_stripe_mode(mode);
     store.migrate().await.context("running database migrations")?;
     let events = store.reproject().await.context("rebuilding the projected tables")?;
     println!("reprojected {events} events");
@@ -273,7 +282,7 @@ async fn forget(customer: &str) -> anyhow::Result<()> {
         "expected a Stripe customer id (cus_…), not {:?}",
         customer.chars().take(40).collect::<String>()
     );
-    let store = migrated_store().await?;
+    let store = migrated_store(false).await?;
     let forgotten = store.forget_customer(customer).await.context("erasing the customer's data")?;
     store.close().await;
     println!("{customer}: personal data erased from {} events and {} emails", forgotten.events, forgotten.emails);
@@ -289,7 +298,7 @@ async fn prune_payloads(older_than_days: Option<u32>) -> anyhow::Result<()> {
         Some(days) => days,
         None => config::parsed(&config::Env, "HOLDFAST_PAYLOAD_RETENTION_DAYS")?.unwrap_or(DEFAULT_PAYLOAD_RETENTION_DAYS),
     };
-    let store = migrated_store().await?;
+    let store = migrated_store(false).await?;
     let cutoff = crate::clock::Clock::system().now() - i64::from(days) * 86_400;
     let changed = store.prune_payloads_before(cutoff).await.context("pruning raw payloads")?;
     store.close().await;
@@ -319,7 +328,7 @@ async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
 }
 
 async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> anyhow::Result<()> {
-    let store = migrated_store().await?;
+    let store = migrated_store(false).await?;
     // Experiments come from holdfast.toml, like the server's.
     let (_, experiments) = crate::config::LifecycleSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
     let reports = Reports::new(store).with_experiments(experiments);

@@ -68,6 +68,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     /// `STRIPE_API_BASE`: another base URL for Stripe's API (tests, stripe-mock).
     pub stripe_api_base: Option<String>,
+    /// The one Stripe mode whose events this instance acts on: the mode of
+    /// `STRIPE_SECRET_KEY`, else `HOLDFAST_STRIPE_MODE` (required then).
+    pub stripe_mode: StripeMode,
     /// The cancel flow: `holdfast.toml` `[cancel_flow]` (and the `[brand]` its pages show) and `HOLDFAST_CANCEL_*`.
     pub cancel_flow: CancelFlowSettings,
     /// Lifecycle campaigns and the at-risk rule: `holdfast.toml` `[lifecycle.*]`.
@@ -188,6 +191,7 @@ impl Settings {
             public_url: public_url(src, &bind)?,
             owner_token: owner_token(src)?,
             stripe_secret_key: stripe_secret_key(src)?,
+            stripe_mode: stripe_mode(src)?,
             stripe_api_base: src.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
             cancel_flow: CancelFlowSettings::from_source(src)?,
             mail: mail_settings(src)?,
@@ -255,6 +259,62 @@ pub fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, Conf
         Some(k) if !(k.starts_with("sk_") || k.starts_with("rk_")) => Err(problem(VAR, "must start with sk_ or rk_")),
         Some(k) => Ok(Some(SecretString::from(k))),
         None => Ok(None),
+    }
+}
+
+/// Live or test: which of Stripe's two worlds an event, a key or an instance belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StripeMode {
+    Live,
+    Test,
+}
+
+impl StripeMode {
+    /// The `livemode` of the events this mode acts on.
+    pub fn livemode(self) -> bool {
+        self == Self::Live
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Test => "test",
+        }
+    }
+
+    /// The mode a secret or restricted key belongs to (`sk_live_…`, `rk_test_…`).
+    pub fn of_key(key: &str) -> Option<Self> {
+        match key.get(..8) {
+            Some("sk_live_" | "rk_live_") => Some(Self::Live),
+            Some("sk_test_" | "rk_test_") => Some(Self::Test),
+            _ => None,
+        }
+    }
+}
+
+/// The instance's mode: the key's when it names one, else `HOLDFAST_STRIPE_MODE`. Deciding by
+/// whichever events arrive first would make a rebuild from the log disagree with the live
+/// path, so without a key it is a required setting.
+pub fn stripe_mode(src: &impl Source) -> Result<StripeMode, ConfigError> {
+    const VAR: &str = "HOLDFAST_STRIPE_MODE";
+    let setting = match src.get(VAR).map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => None,
+        Some("live") => Some(StripeMode::Live),
+        Some("test") => Some(StripeMode::Test),
+        Some(_) => return Err(problem(VAR, "must be live or test")),
+    };
+    let of_key = src.get("STRIPE_SECRET_KEY").and_then(|k| StripeMode::of_key(k.trim()));
+    match (of_key, setting) {
+        (Some(k), Some(s)) if k != s => Err(problem(
+            VAR,
+            format!("is {} but STRIPE_SECRET_KEY is a {} key: set them to the same mode", s.as_str(), k.as_str()),
+        )),
+        (Some(mode), _) | (None, Some(mode)) => Ok(mode),
+        (None, None) => Err(problem(
+            VAR,
+            "is required without a STRIPE_SECRET_KEY: live or test, the mode of the Stripe events this instance acts on \
+             (events of the other mode are stored and counted, never acted on)",
+        )),
     }
 }
 
@@ -368,8 +428,40 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&'static str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if map.get("STRIPE_SECRET_KEY").and_then(|k| StripeMode::of_key(k)).is_none() {
+            map.entry("HOLDFAST_STRIPE_MODE").or_insert_with(|| "test".into());
+        }
         Settings::from_source(&map)
+    }
+
+    fn mode(vars: &[(&'static str, &str)]) -> Result<StripeMode, ConfigError> {
+        let map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        stripe_mode(&map)
+    }
+
+    #[test]
+    fn the_mode_comes_from_the_key_else_from_the_required_setting() {
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "sk_live_abc")]).ok(), Some(StripeMode::Live));
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "rk_live_abc")]).ok(), Some(StripeMode::Live));
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "sk_test_abc")]).ok(), Some(StripeMode::Test));
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "rk_test_abc")]).ok(), Some(StripeMode::Test));
+        assert_eq!(mode(&[("HOLDFAST_STRIPE_MODE", "live")]).ok(), Some(StripeMode::Live));
+        assert_eq!(mode(&[("HOLDFAST_STRIPE_MODE", " Test ")]).ok(), Some(StripeMode::Test));
+        // A key that names no mode (a stand-in's) needs the setting.
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "sk_x"), ("HOLDFAST_STRIPE_MODE", "live")]).ok(), Some(StripeMode::Live));
+        assert_eq!(mode(&[("STRIPE_SECRET_KEY", "sk_live_a"), ("HOLDFAST_STRIPE_MODE", "live")]).ok(), Some(StripeMode::Live));
+
+        let missing = mode(&[]).expect_err("neither").to_string();
+        assert!(missing.contains("HOLDFAST_STRIPE_MODE") && missing.contains("STRIPE_SECRET_KEY"), "{missing}");
+        let missing = mode(&[("STRIPE_SECRET_KEY", "sk_x")]).expect_err("no mode in the key").to_string();
+        assert!(missing.contains("HOLDFAST_STRIPE_MODE"), "{missing}");
+        let bad = mode(&[("HOLDFAST_STRIPE_MODE", "prod")]).expect_err("not a mode").to_string();
+        assert!(bad.contains("HOLDFAST_STRIPE_MODE") && bad.contains("live or test"), "{bad}");
+        let clash = mode(&[("STRIPE_SECRET_KEY", "sk_live_secret123"), ("HOLDFAST_STRIPE_MODE", "test")])
+            .expect_err("disagree")
+            .to_string();
+        assert!(clash.contains("HOLDFAST_STRIPE_MODE") && !clash.contains("secret123"), "{clash}");
     }
 
     #[test]

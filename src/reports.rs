@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
-use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, MonthlyJson, Summary};
+use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, CurrencyJson, MonthlyJson, Summary};
 use crate::domain::metrics::{self, Month, Report, Timeline};
 use crate::store::{Store, StoreError};
 
@@ -89,12 +89,32 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let (_, report) = self.report_covering(month, month, currency).await?;
+        let (timeline, report) = self.report_covering(month, month, currency).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
+        // One section per currency, so a business in several is never read as one sum.
+        let mut currencies = Vec::new();
+        for c in timeline.currencies() {
+            let row = if c == summary.currency {
+                summary::monthly(&report, month)
+            } else {
+                let (_, other) = self.report_covering(month, month, Some(&c)).await?;
+                summary::monthly(&other, month)
+            };
+            currencies.push(CurrencyJson {
+                currency: row.currency,
+                mrr_start: row.mrr_start,
+                mrr_end: row.mrr_end,
+                active_customers_end: row.active_customers_end,
+            });
+        }
+        if !currencies.is_empty() {
+            summary.currencies = currencies;
+        }
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
-        summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now()).await?);
+        summary.experiments =
+            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency).await?);
         Ok(summary)
     }
 
@@ -268,6 +288,7 @@ pub async fn experiments_section(
     store: &Store,
     experiments: &Experiments,
     now: i64,
+    currency: &str,
 ) -> Result<Vec<summary::ExperimentJson>, StoreError> {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
@@ -291,7 +312,7 @@ pub async fn experiments_section(
                 }
             }
             ExperimentKind::Email => {
-                let results = store.recovery_results(&x.name).await?;
+                let results = store.recovery_results(&x.name, currency).await?;
                 for v in ["a", "b"] {
                     let r = results.get(v).cloned().unwrap_or_default();
                     variants.push(summary::VariantJson::Recovery(summary::RecoveryVariantJson {

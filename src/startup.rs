@@ -78,7 +78,7 @@ impl Application {
                 .with_context(|| format!("rendering email template {name:?} named in holdfast.toml"))?;
         }
         let store = Store::connect(&settings.database_url.0).await.context("connecting to DATABASE_URL")?;
-        let store = store.with_reactor(reactor.clone());
+        let store = store.with_reactor(reactor.clone()).with_stripe_mode(settings.stripe_mode);
         store.migrate().await.context("running database migrations")?;
         let mailer = Mailer::new(&settings.mail).context("configuring the mail transport")?;
         let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts)

@@ -248,18 +248,10 @@ pub fn opens_case(invoice: &InvoiceSnapshot, subscription_status: Option<&str>) 
     Ok(())
 }
 
-/// `$20.00`, `€9.50`, `¥2000`, `12.00 CHF`: money as a customer reads it.
+/// `$20.00`, `€9.50`, `¥2,000`, `12.00 CHF`: money as a customer reads it (USD when the
+/// object names no currency).
 pub fn format_amount(cents: i64, currency: Option<&str>) -> String {
-    let code = currency.unwrap_or("usd").to_ascii_lowercase();
-    let zero_decimal = matches!(code.as_str(), "jpy" | "krw" | "vnd" | "clp" | "isk" | "ugx" | "xaf" | "xof" | "pyg" | "rwf");
-    let number = if zero_decimal { cents.to_string() } else { format!("{}.{:02}", cents / 100, (cents % 100).abs()) };
-    match code.as_str() {
-        "usd" | "cad" | "aud" | "nzd" | "sgd" | "hkd" => format!("${number}"),
-        "eur" => format!("€{number}"),
-        "gbp" => format!("£{number}"),
-        "jpy" => format!("¥{number}"),
-        other => format!("{number} {}", other.to_ascii_uppercase()),
-    }
+    super::money::format_minor(cents, currency.unwrap_or("usd"))
 }
 
 /// `2 March 2026` (UTC).
@@ -369,7 +361,9 @@ mod tests {
     fn amounts_read_as_money() {
         assert_eq!(format_amount(2000, Some("usd")), "$20.00");
         assert_eq!(format_amount(950, Some("EUR")), "€9.50");
-        assert_eq!(format_amount(2000, Some("jpy")), "¥2000");
+        assert_eq!(format_amount(2000, Some("jpy")), "¥2,000");
+        assert_eq!(format_amount(2000, Some("kwd")), "2.000 KWD");
+        assert_eq!(format_amount(2000, None), "$20.00");
         assert_eq!(format_amount(1200, Some("chf")), "12.00 CHF");
     }
 }

@@ -213,7 +213,8 @@ mod tests {
     use crate::config::Settings;
 
     fn settings() -> MailSettings {
-        let vars: HashMap<&str, String> = [("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned())].into_iter().collect();
+        let vars: HashMap<&str, String> =
+            [("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()), ("HOLDFAST_STRIPE_MODE", "test".to_owned())].into_iter().collect();
         Settings::from_source(&vars).expect("valid").mail
     }
 
@@ -232,6 +233,7 @@ mod tests {
     fn a_configured_brand_reaches_every_template_and_holdfast_appears_nowhere() {
         let vars: HashMap<&str, String> = [
             ("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()),
+            ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
             ("HOLDFAST_BRAND_NAME", "Acme Notes".to_owned()),
             ("HOLDFAST_BRAND_COLOR", "#ffcc00".to_owned()),
             ("HOLDFAST_BRAND_LOGO_URL", "https://acme.test/logo.png".to_owned()),

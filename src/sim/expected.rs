@@ -178,6 +178,10 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             "health": {"monthly_churn": churn_now.map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m},
             "cohorts": cohorts,
             "failed_payments": failed_json(b, &labels, &bounds, m),
+            // The simulated business gives nothing back; one currency, in its own section.
+            "given_back": {"refunds": 0, "lost_disputes": 0, "credit_notes": 0, "total": 0},
+            "currencies": [{"currency": "usd", "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
+                            "active_customers_end": act_e}],
             "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
                             "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},
@@ -238,5 +242,6 @@ fn failed_json(b: &Business, labels: &[String], bounds: &[i64], m: usize) -> Val
         }
     }
     json!({"month": labels[m], "failed_invoices": n, "recovered": rec, "lost": lost, "pending": pending,
-           "recovery_rate": frac(rec as f64, (rec + lost) as f64), "recovered_amount": rec_amt, "lost_amount": lost_amt})
+           "recovery_rate": frac(rec as f64, (rec + lost) as f64), "recovered_amount": rec_amt, "lost_amount": lost_amt,
+           "refunded_amount": 0, "disputed_amount": 0})
 }

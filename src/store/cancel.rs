@@ -188,23 +188,14 @@ pub struct Plan {
     pub interval_count: Option<i64>,
 }
 
-/// Currencies Stripe counts in whole units (no cents).
-const ZERO_DECIMAL: [&str; 16] =
-    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
-
 impl Plan {
-    /// `Basic — 9.00 USD / month` (what is known of it: `9.00 USD / month` without a name).
+    /// `Basic — $9.00 / month` (what is known of it: `$9.00 / month` without a name).
     pub fn describe(&self) -> String {
         let name = self.name.clone().or_else(|| self.nickname.clone());
         let Some((amount, currency)) = self.unit_amount.zip(self.currency.as_deref()) else {
             return name.unwrap_or_else(|| "another plan".into());
         };
-        let cur = currency.to_ascii_lowercase();
-        let money = if ZERO_DECIMAL.contains(&cur.as_str()) {
-            format!("{amount} {}", cur.to_ascii_uppercase())
-        } else {
-            format!("{}.{:02} {}", amount / 100, (amount % 100).abs(), cur.to_ascii_uppercase())
-        };
+        let money = crate::domain::money::format_minor(amount, currency);
         let every = match (self.recurring_interval.as_deref(), self.interval_count.unwrap_or(1)) {
             (Some(i), 1) => format!(" / {i}"),
             (Some(i), n) => format!(" every {n} {i}s"),
@@ -437,9 +428,10 @@ mod tests {
 
     #[test]
     fn plans_read_as_customers_expect() {
-        assert_eq!(plan(Some("Basic"), 900, "usd", "month", 1).describe(), "Basic — 9.00 USD / month");
-        assert_eq!(plan(Some("Pro"), 12_050, "eur", "month", 3).describe(), "Pro — 120.50 EUR every 3 months");
-        assert_eq!(plan(Some("Team"), 5000, "jpy", "year", 1).describe(), "Team — 5000 JPY / year");
-        assert_eq!(plan(None, 900, "usd", "month", 1).describe(), "9.00 USD / month");
+        assert_eq!(plan(Some("Basic"), 900, "usd", "month", 1).describe(), "Basic — $9.00 / month");
+        assert_eq!(plan(Some("Pro"), 12_050, "eur", "month", 3).describe(), "Pro — €120.50 every 3 months");
+        assert_eq!(plan(Some("Team"), 5000, "jpy", "year", 1).describe(), "Team — ¥5,000 / year");
+        assert_eq!(plan(Some("Gold"), 12_500, "kwd", "month", 1).describe(), "Gold — 12.500 KWD / month");
+        assert_eq!(plan(None, 900, "usd", "month", 1).describe(), "$9.00 / month");
     }
 }

@@ -10,7 +10,9 @@ use super::{Store, StoreError};
 const SESSIONS: &str = "SELECT variant, CASE WHEN outcome IS NOT NULL THEN outcome \
      WHEN deadline_at <= $2 THEN 'abandoned' ELSE 'in_progress' END AS o, COUNT(*) \
      FROM cancel_sessions WHERE experiment = $1 AND started_at IS NOT NULL AND variant IS NOT NULL GROUP BY variant, o";
-const CASES: &str = "SELECT variant, status, COUNT(*), CAST(COALESCE(SUM(recovered_amount), 0) AS BIGINT) \
+/// Amounts only in one currency (`$2`): money in different currencies is never added up.
+const CASES: &str = "SELECT variant, status, COUNT(*), \
+     CAST(COALESCE(SUM(CASE WHEN LOWER(COALESCE(currency, 'usd')) = $2 THEN recovered_amount END), 0) AS BIGINT) \
      FROM dunning_cases WHERE experiment = $1 AND variant IS NOT NULL GROUP BY variant, status";
 
 /// Cancel-flow sessions of one variant.
@@ -52,9 +54,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Dunning cases per variant and status of email experiment `name`.
-    pub async fn recovery_results(&self, name: &str) -> Result<BTreeMap<String, RecoveryCounts>, StoreError> {
-        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (String, String, i64, i64), CASES, name)).await?;
+    /// Dunning cases per variant and status of email experiment `name`, with the amounts
+    /// recovered in `currency` (lowercase).
+    pub async fn recovery_results(&self, name: &str, currency: &str) -> Result<BTreeMap<String, RecoveryCounts>, StoreError> {
+        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (String, String, i64, i64), CASES, name, currency)).await?;
         let mut out: BTreeMap<String, RecoveryCounts> = BTreeMap::new();
         for (variant, status, n, amount) in rows {
             let v = out.entry(variant).or_default();

@@ -53,6 +53,7 @@ const LOG_HEAD_SQLITE: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events
 const LOG_HEAD_POSTGRES: &str = "SELECT COALESCE(MAX(seq), 0) FROM stripe_events";
 const BACKLOG_SQLITE: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE rowid > $1";
 const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE seq > $1";
+const OTHER_MODE_EVENTS: &str = "SELECT COUNT(*) FROM stripe_events WHERE livemode <> $1";
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
@@ -94,6 +95,8 @@ pub struct ProjectorLag {
     pub parked_events: i64,
     /// The cursor.
     pub position: i64,
+    /// Events of the other Stripe mode than the instance's: stored, never acted on.
+    pub other_mode_events: i64,
 }
 
 /// One row of the log.
@@ -136,7 +139,14 @@ fn retry_after(attempts: i64) -> i64 {
 }
 
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
-async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<&dyn ReactionHook>) -> Result<usize, StoreError> {
+/// Events of the other Stripe mode than `acts_on` are passed over: they stay in the log only.
+async fn project_events(
+    conn: &mut Conn<'_>,
+    events: &[Logged],
+    reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
+) -> Result<usize, StoreError> {
+    let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
     if events.is_empty() {
         return Ok(0);
     }
@@ -147,6 +157,7 @@ async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<
     }
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
     super::catalog::apply(conn, &all).await?;
+    super::refunds::apply(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;
@@ -166,6 +177,7 @@ async fn project_next(
     conn: &mut Conn<'_>,
     limit: i64,
     reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
     now: i64,
 ) -> Result<Projected, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
@@ -189,7 +201,7 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor).await?;
+    let enqueued = project_events(conn, &project, reactor, acts_on).await?;
     for (seq, event_id, key) in &wait {
         execute!(conn, PARK, *seq, event_id.as_str(), key.as_str(), None::<String>, 0_i64, now, now)?;
     }
@@ -223,7 +235,12 @@ async fn park_next(conn: &mut Conn<'_>, error: &str, now: i64) -> Result<Project
 }
 
 /// Retry one parked customer: its events in log order, as far as they go.
-async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&dyn ReactionHook>) -> Result<usize, StoreError> {
+async fn retry_customer(
+    conn: &mut Conn<'_>,
+    key: &str,
+    reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
+) -> Result<usize, StoreError> {
     // Postgres: queue behind the projector, which may be parking this customer's next event.
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
@@ -234,7 +251,7 @@ async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&dyn Rea
         let row: LogRow = fetch!(conn, fetch_one, LogRow, read, *seq)?;
         events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
     }
-    let enqueued = project_events(conn, &events, reactor).await?;
+    let enqueued = project_events(conn, &events, reactor, acts_on).await?;
     for (seq, _) in &parked {
         execute!(conn, UNPARK, *seq)?;
     }
@@ -244,11 +261,11 @@ async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&dyn Rea
 /// Empty the projected tables and apply the log again up to the cursor, without reactions
 /// (no dunning, no email), holding the cursor so the live projector waits. Parked events
 /// stay parked. Returns the events applied.
-async fn reproject_in(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-    for sql in CLEAR_PROJECTED {
-        execute!(conn, sql)?;
+    for sql in CLEAR_PROJECTED.iter().chain(&super::refunds::CLEAR) {
+        execute!(conn, *sql)?;
     }
     let parked: Vec<(i64,)> = fetch!(conn, fetch_all, (i64,), PARKED_SEQS)?;
     let parked: HashSet<i64> = parked.into_iter().map(|(s,)| s).collect();
@@ -262,8 +279,8 @@ async fn reproject_in(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
         for row in rows.into_iter().filter(|r| r.0 <= position && !parked.contains(&r.0)) {
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
-        applied += events.len() as u64;
-        project_events(conn, &events, None).await?;
+        applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
+        project_events(conn, &events, None, acts_on).await?;
     }
     Ok(applied)
 }
@@ -312,7 +329,7 @@ impl Store {
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
         let reactor = self.reactor();
         let first: Result<Projected, StoreError> =
-            in_transaction!(self, |conn| project_next(conn, limit, reactor.as_deref(), now).await);
+            in_transaction!(self, |conn| project_next(conn, limit, reactor.as_deref(), self.acts_on(), now).await);
         let done = match first {
             Err(e) if e.is_projection_failure() => self.project_one_by_one(limit, now).await?,
             other => other?,
@@ -327,7 +344,7 @@ impl Store {
         let mut total = Projected::default();
         for _ in 0..limit {
             let one: Result<Projected, StoreError> =
-                in_transaction!(self, |conn| project_next(conn, 1, reactor.as_deref(), now).await);
+                in_transaction!(self, |conn| project_next(conn, 1, reactor.as_deref(), self.acts_on(), now).await);
             let one = match one {
                 Err(e) if e.is_projection_failure() => {
                     let error = e.to_string();
@@ -355,7 +372,7 @@ impl Store {
         let mut projected = 0;
         for (key, _) in due {
             let retried: Result<usize, StoreError> =
-                in_transaction!(self, |conn| retry_customer(conn, &key, reactor.as_deref()).await);
+                in_transaction!(self, |conn| retry_customer(conn, &key, reactor.as_deref(), self.acts_on()).await);
             match retried {
                 Ok(enqueued) => {
                     projected += 1;
@@ -397,7 +414,7 @@ impl Store {
     /// `holdfast reproject`: rebuild every projected table from the log, in one transaction
     /// (readers see the old state until it commits). No reactions run: no email, no case.
     pub async fn reproject(&self) -> Result<u64, StoreError> {
-        in_transaction!(self, |conn| reproject_in(conn).await)
+        in_transaction!(self, |conn| reproject_in(conn, self.acts_on()).await)
     }
 
     /// The position of the last event in the log.
@@ -420,7 +437,12 @@ impl Store {
         let (events, oldest): (i64, i64) = self.with_conn(async |c| fetch!(c, fetch_one, (i64, i64), sql, position)).await?;
         let (parked_customers, parked_events): (i64, i64) =
             self.with_conn(async |c| fetch!(c, fetch_one, (i64, i64), PARKED_COUNTS)).await?;
+        let other_mode_events = match self.acts_on() {
+            Some(live) => self.with_conn(async |c| fetch!(c, fetch_one, (i64,), OTHER_MODE_EVENTS, live)).await?.0,
+            None => 0,
+        };
         Ok(ProjectorLag {
+            other_mode_events,
             events,
             seconds: if events > 0 { (now - oldest).max(0) } else { 0 },
             parked_customers,

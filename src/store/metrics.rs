@@ -111,7 +111,7 @@ pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, faile
             status: f.status,
         })
         .collect();
-    Timeline { subscriptions, discounts, failed_invoices }
+    Timeline { subscriptions, discounts, failed_invoices, given_back: Vec::new() }
 }
 
 /// Months in the first item's billing interval (an `amount_off` is per invoice).

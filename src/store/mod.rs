@@ -19,6 +19,7 @@ pub mod observed;
 pub mod outbox;
 pub mod postgres;
 pub mod reactions;
+pub mod refunds;
 pub mod rows;
 pub mod shared;
 pub mod sqlite;
@@ -201,6 +202,25 @@ impl Store {
         self
     }
 
+    /// Act on the events of one Stripe mode only: the others stay in the log, stored and
+    /// acknowledged, and are never projected (no metrics, no email, no offer). The live
+    /// projector and `reproject` both go through here, so they agree. Call before cloning.
+    pub fn with_stripe_mode(mut self, mode: crate::config::StripeMode) -> Self {
+        match &mut self {
+            Self::Sqlite(s) => s.set_acts_on(mode.livemode()),
+            Self::Postgres(s) => s.set_acts_on(mode.livemode()),
+        }
+        self
+    }
+
+    /// The `livemode` of the events this store projects (`None`: all).
+    pub fn acts_on(&self) -> Option<bool> {
+        match self {
+            Self::Sqlite(s) => s.acts_on(),
+            Self::Postgres(s) => s.acts_on(),
+        }
+    }
+
     /// Which backend, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -297,10 +317,12 @@ impl Store {
 
     /// The whole recorded history, as metrics read it.
     pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
-        match self {
-            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE)),
-            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES)),
-        }
+        let mut timeline = match self {
+            Self::Sqlite(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE),
+            Self::Postgres(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES),
+        };
+        timeline.given_back = self.load_given_back().await?;
+        Ok(timeline)
     }
 
     /// Close the pool, waiting for connections to be returned.

@@ -1,4 +1,5 @@
-//! `holdfast sync`: backfill products, prices, customers, subscriptions (every status) and invoices from
+//! `holdfast sync`: backfill products, prices, customers, subscriptions (every status), invoices,
+//! refunded charges, disputes and credit notes from
 //! Stripe's API through the webhook's own pipeline (`Store::ingest_with`), as events
 //! synthesized from each object's own dates (`domain::backfill`). Resumable: after each page
 //! the id of its last object is saved in `sync_cursors`; an interrupted run continues after it.
@@ -11,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::domain::backfill::{self, Synthetic};
-use crate::domain::catalog;
 use crate::domain::event::Event;
+use crate::domain::{catalog, refunds};
 use crate::store::{IngestOptions, Ingested, Store};
 use crate::stripe_api::StripeApi;
 pub use stripe_list::Retry;
@@ -30,7 +31,7 @@ struct Kind {
 
 /// In dependency order: customers before the subscriptions and invoices that name them.
 /// Products and prices (plan names and amounts) last: nothing depends on them.
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 8] = [
     Kind { name: "customers", endpoint: ListEndpoint { path: "/customers", params: &[] }, events: backfill::customer_events },
     Kind {
         name: "subscriptions",
@@ -38,9 +39,27 @@ const KINDS: [Kind; 5] = [
         endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all")] },
         events: backfill::subscription_events,
     },
-    Kind { name: "invoices", endpoint: ListEndpoint { path: "/invoices", params: &[] }, events: backfill::invoice_events },
+    // `payments` ties each invoice to the payment intents that paid it (refunds and disputes
+    // name the payment, not the invoice).
+    Kind {
+        name: "invoices",
+        endpoint: ListEndpoint { path: "/invoices", params: &[("expand[]", "data.payments")] },
+        events: backfill::invoice_events,
+    },
     Kind { name: "products", endpoint: ListEndpoint { path: "/products", params: &[] }, events: catalog::product_events },
     Kind { name: "prices", endpoint: ListEndpoint { path: "/prices", params: &[] }, events: catalog::price_events },
+    // Refunds, disputes and credit notes: what recovered money was given back (the metrics).
+    Kind {
+        name: "charges",
+        endpoint: ListEndpoint { path: "/charges", params: &[("expand[]", "data.refunds")] },
+        events: refunds::charge_events,
+    },
+    Kind { name: "disputes", endpoint: ListEndpoint { path: "/disputes", params: &[] }, events: refunds::dispute_events },
+    Kind {
+        name: "credit_notes",
+        endpoint: ListEndpoint { path: "/credit_notes", params: &[] },
+        events: refunds::credit_note_events,
+    },
 ];
 
 /// How to run a sync.

@@ -51,6 +51,11 @@ fn projector_gauges(lag: ProjectorLag) -> Vec<Gauge> {
         g("holdfast_projector_parked_customers", "Customers whose projection is parked on a failed event.", lag.parked_customers),
         g("holdfast_projector_parked_events", "Events parked (failed, or waiting behind a failed one).", lag.parked_events),
         g("holdfast_projector_position", "The projector's cursor in the event log.", lag.position),
+        g(
+            "holdfast_other_mode_events_total",
+            "Events of the other Stripe mode (live/test) than this instance's: stored and acknowledged, never acted on.",
+            lag.other_mode_events,
+        ),
     ]
 }
 

@@ -20,6 +20,8 @@ pub enum MetricsError {
     BadRange,
     #[error("format must be json or csv")]
     BadFormat,
+    #[error("currency: expected a three-letter ISO code (e.g. usd)")]
+    BadCurrency,
     #[error("metrics are unavailable right now")]
     Store(#[from] StoreError),
 }
@@ -27,7 +29,7 @@ pub enum MetricsError {
 impl ResponseError for MetricsError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadMonth(_) | Self::BadRange | Self::BadFormat => StatusCode::BAD_REQUEST,
+            Self::BadMonth(_) | Self::BadRange | Self::BadFormat | Self::BadCurrency => StatusCode::BAD_REQUEST,
             Self::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -38,6 +40,7 @@ impl ResponseError for MetricsError {
             Self::BadMonth(_) => "bad_month",
             Self::BadRange => "bad_range",
             Self::BadFormat => "bad_format",
+            Self::BadCurrency => "bad_currency",
             Self::Store(e) => {
                 tracing::error!(error = ?e, "metrics query failed");
                 "metrics_unavailable"
@@ -68,6 +71,14 @@ fn month_param(value: Option<&str>, name: &'static str, default: Month) -> Resul
     value.map_or(Ok(default), |v| Month::parse(v).map_err(|_| MetricsError::BadMonth(name)))
 }
 
+/// A `currency` parameter: three ASCII letters, any case.
+pub fn currency_param(value: Option<&str>) -> Result<Option<&str>, MetricsError> {
+    match value {
+        Some(c) if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) => Err(MetricsError::BadCurrency),
+        other => Ok(other),
+    }
+}
+
 fn wants_csv(format: Option<&str>) -> Result<bool, MetricsError> {
     match format {
         None | Some("json") => Ok(false),
@@ -84,9 +95,10 @@ pub async fn get_summary(
 ) -> Result<HttpResponse, MetricsError> {
     let month = month_param(q.month.as_deref(), "month", reports.current_month())?;
     let csv = wants_csv(q.format.as_deref())?;
-    let summary = reports.summary(month, q.currency.as_deref()).await?;
+    let summary = reports.summary(month, currency_param(q.currency.as_deref())?).await?;
     if csv {
-        let value = serde_json::to_value(&summary).unwrap_or_default();
+        let mut value = serde_json::to_value(&summary).unwrap_or_default();
+        major_units(&mut value, &summary.currency, false);
         let mut body = String::from("field,value\n");
         for (k, v) in flatten(&value) {
             body.push_str(&format!("{},{}\n", csv_cell(&k), csv_cell(&v)));
@@ -108,10 +120,16 @@ pub async fn get_monthly(
         return Err(MetricsError::BadRange);
     }
     let csv = wants_csv(q.format.as_deref())?;
-    let rows = reports.monthly(from, to, q.currency.as_deref()).await?;
+    let rows = reports.monthly(from, to, currency_param(q.currency.as_deref())?).await?;
     if csv {
-        let values: Vec<Vec<(String, String)>> =
-            rows.iter().map(|r| flatten(&serde_json::to_value(r).unwrap_or_default())).collect();
+        let values: Vec<Vec<(String, String)>> = rows
+            .iter()
+            .map(|r| {
+                let mut value = serde_json::to_value(r).unwrap_or_default();
+                major_units(&mut value, &r.currency, false);
+                flatten(&value)
+            })
+            .collect();
         let mut body = String::new();
         if let Some(first) = values.first() {
             body.push_str(&first.iter().map(|(k, _)| csv_cell(k)).collect::<Vec<_>>().join(","));
@@ -135,6 +153,42 @@ fn csv_response(body: String, filename: &str) -> HttpResponse {
         .body(body)
 }
 
+/// Money fields of the summary's JSON (minor units there), by name; every field of
+/// `mrr_movements` is money too.
+const MONEY_FIELDS: [&str; 9] = [
+    "mrr_start",
+    "mrr_end",
+    "arpu",
+    "ltv",
+    "mrr_end_of_cohort_month",
+    "recovered_amount",
+    "lost_amount",
+    "refunded_amount",
+    "disputed_amount",
+];
+
+/// Rewrite money in `v` (minor units) as whole units with each currency's own decimals
+/// (`12.50`, `1200` for JPY, `1.250` for KWD), as a spreadsheet reads them. An object naming
+/// its own `currency` (a row of `currencies`) is in that currency.
+pub fn major_units(v: &mut Value, currency: &str, money: bool) {
+    match v {
+        Value::Object(map) => {
+            let currency = map.get("currency").and_then(Value::as_str).unwrap_or(currency).to_owned();
+            for (k, child) in map.iter_mut() {
+                let is_money = money || MONEY_FIELDS.contains(&k.as_str());
+                match child {
+                    Value::Number(n) if is_money => {
+                        *child = Value::String(crate::domain::money::number(n.as_f64().unwrap_or(0.0), &currency));
+                    }
+                    _ => major_units(child, &currency, k == "mrr_movements"),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| major_units(i, currency, false)),
+        _ => {}
+    }
+}
+
 /// Dotted paths to scalar values (`mrr_movements.new`), in the JSON's key order; null is empty.
 pub fn flatten(v: &Value) -> Vec<(String, String)> {
     fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
@@ -142,7 +196,8 @@ pub fn flatten(v: &Value) -> Vec<(String, String)> {
         match v {
             Value::Object(map) => map.iter().for_each(|(k, v)| walk(&key(k), v, out)),
             Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| {
-                let label = v.get("cohort").and_then(Value::as_str).map_or(i.to_string(), str::to_owned);
+                let label =
+                    v.get("cohort").or_else(|| v.get("currency")).and_then(Value::as_str).map_or(i.to_string(), str::to_owned);
                 walk(&key(&label), v, out)
             }),
             Value::Null => out.push((prefix.to_owned(), String::new())),

@@ -243,7 +243,7 @@ async fn downgrade_through_a_minted_link_changes_the_item_price() {
     let (session, csrf) = f.open(link).await;
     let offer = f.answer(&session, &csrf, "too_expensive", "").await;
     assert!(offer.contains("choice-discount") && offer.contains("choice-downgrade"), "{offer}");
-    assert!(offer.contains("Switch to Basic — 9.00 USD / month"), "{offer}");
+    assert!(offer.contains("Switch to Basic — $9.00 / month"), "{offer}");
     // With proration off the new price starts at the renewal, and the page says when.
     let renewal = long_date(object["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
     assert!(offer.contains(&format!("the new price applies from your next renewal on {renewal}")), "{offer}");
@@ -1001,4 +1001,36 @@ async fn a_subscription_stripe_can_pause_is_paused_by_a_schedule_even_when_yearl
     let (session, csrf) = f.open(&signed_link("cus_flex2")).await;
     let offer = f.answer(&session, &csrf, "unused", "").await;
     assert!(!offer.contains("choice-pause"), "{offer}");
+}
+
+#[tokio::test]
+async fn the_downgrade_offer_prices_the_plan_in_its_own_currency() {
+    for (currency, amount, shown) in [("jpy", 1200, "¥1,200"), ("kwd", 12_500, "12.500 KWD"), ("eur", 950, "€9.50")] {
+        let f = flow().await;
+        seed(&f.app, "cus_cur1", "sub_cur1", "price_pro_monthly", |_| {}).await;
+        let minted = f
+            .http
+            .post(format!("{}/api/cancel-sessions", f.app.address))
+            .bearer_auth(OWNER_TOKEN)
+            .json(&json!({"customer": "cus_cur1"}))
+            .send()
+            .await
+            .expect("sent");
+        let body: Value = minted.json().await.expect("json");
+        let url = body["url"].as_str().expect("url");
+        let link = &url[url.find("/cancel").expect("path")..];
+        let t = now() - 86_400;
+        let product = json!({"id": "prod_basic", "object": "product", "active": true, "created": t, "updated": t,
+            "livemode": false, "metadata": {}, "name": "Basic", "type": "service"});
+        f.app.deliver(&event("product.created", t, product)).await;
+        let price = json!({"id": "price_basic_monthly", "object": "price", "active": true, "billing_scheme": "per_unit",
+            "created": t, "currency": currency, "livemode": false, "metadata": {}, "nickname": null, "product": "prod_basic",
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}, "type": "recurring",
+            "unit_amount": amount, "unit_amount_decimal": amount.to_string()});
+        f.app.deliver(&event("price.created", t, price)).await;
+
+        let (session, csrf) = f.open(link).await;
+        let offer = f.answer(&session, &csrf, "too_expensive", "").await;
+        assert!(offer.contains(&format!("Switch to Basic — {shown} / month")), "{currency}: {offer}");
+    }
 }

@@ -98,7 +98,7 @@ async fn browser_signs_in_and_sees_the_charts() {
     assert!(bars.len() > 12, "MRR chart drawn");
     let mrr = browser.find(fantoccini::Locator::Id("mrr-end")).await.expect("card").text().await.expect("text");
     let summary = app.get_summary("2026-02").await;
-    assert_eq!(mrr, format!("${:.2}", summary["mrr_end"].as_f64().unwrap_or(0.0) / 100.0));
+    assert_eq!(mrr, holdfast::domain::money::format(summary["mrr_end"].as_f64().unwrap_or(0.0), "usd"));
     let png = browser.screenshot().await.expect("screenshot");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");

@@ -18,6 +18,7 @@ const PHONE_WIDTH: i64 = 375;
 fn templates() -> Templates {
     let vars: HashMap<&str, String> = [
         ("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()),
+        ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
         ("HOLDFAST_BRAND_NAME", "Acme Notes for Teams".to_owned()),
         ("HOLDFAST_BRAND_COLOR", "#1d4ed8".to_owned()),
         ("HOLDFAST_BRAND_LOGO_URL", "https://acme.test/a-very-wide-logo-1200x300.png".to_owned()),

@@ -132,6 +132,8 @@ pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static s
     vars.insert("DATABASE_URL", url.clone());
     vars.insert("STRIPE_WEBHOOK_SECRET", SECRET.into());
     vars.insert("HOLDFAST_BIND", "127.0.0.1:0".into());
+    // Stripe's example events are test-mode events.
+    vars.insert("HOLDFAST_STRIPE_MODE", "test".into());
     let mail_dir = tempfile::tempdir().expect("mail dir");
     vars.insert("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string());
     vars.insert("HOLDFAST_WORKERS", "off".into());

@@ -181,8 +181,13 @@ async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
     let mut workers = Vec::new();
     for _ in 0..3 {
         let store = holdfast::store::Store::connect(&app.database_url).await.expect("replica store");
-        let vars: std::collections::HashMap<&str, String> =
-            [("STRIPE_WEBHOOK_SECRET", crate::helpers::SECRET.to_owned()), ("SMTP_URL", sink.url())].into_iter().collect();
+        let vars: std::collections::HashMap<&str, String> = [
+            ("STRIPE_WEBHOOK_SECRET", crate::helpers::SECRET.to_owned()),
+            ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
+            ("SMTP_URL", sink.url()),
+        ]
+        .into_iter()
+        .collect();
         let settings = holdfast::config::Settings::from_source(&vars).expect("settings");
         let mailer = holdfast::mail::transport::Mailer::new(&settings.mail).expect("mailer");
         workers.push(OutboxWorker::new(store, mailer, 8));

@@ -29,6 +29,8 @@ impl ServerProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOLDFAST_BIND", "127.0.0.1:0")
             .env("HOLDFAST_LOG_FORMAT", "json")
+            // Stripe's example events are test-mode events.
+            .env("HOLDFAST_STRIPE_MODE", "test")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

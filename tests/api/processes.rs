@@ -31,6 +31,7 @@ impl Server {
             .env_clear()
             .env("DATABASE_URL", database_url)
             .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("HOLDFAST_STRIPE_MODE", "test")
             .env("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)
             .env("HOLDFAST_BIND", "127.0.0.1:0")
             .env("HOLDFAST_LOG_FORMAT", "json")
@@ -357,6 +358,7 @@ async fn replay_imports_a_file_idempotently_like_the_webhook() {
             .args(["replay", file])
             .env_clear()
             .env("DATABASE_URL", &url)
+            .env("HOLDFAST_STRIPE_MODE", "test")
             .current_dir(dir.path())
             .output()
             .expect("runs")
@@ -390,6 +392,7 @@ async fn replay_refuses_a_bad_file_naming_the_line_and_writes_nothing() {
         .args(["replay", "bad.jsonl"])
         .env_clear()
         .env("DATABASE_URL", &url)
+        .env("HOLDFAST_STRIPE_MODE", "test")
         .current_dir(dir.path())
         .output()
         .expect("runs");

@@ -71,8 +71,10 @@ async fn both_endpoints_answer_csv_with_the_same_figures() {
     assert!(response.headers()["content-type"].to_str().unwrap_or("").starts_with("text/csv"));
     let csv = response.text().await.expect("body");
     assert!(csv.starts_with("field,value\n"), "{csv}");
-    assert!(csv.contains(&format!("\nmrr_end,{}\n", json["mrr_end"])), "{csv}");
-    assert!(csv.contains(&format!("\nmrr_movements.new,{}\n", json["mrr_movements"]["new"])), "{csv}");
+    // Money in whole dollars with cents (the JSON's is in cents).
+    let dollars = |v: &Value| format!("{:.2}", v.as_f64().unwrap_or(f64::NAN) / 100.0);
+    assert!(csv.contains(&format!("\nmrr_end,{}\n", dollars(&json["mrr_end"]))), "{csv}");
+    assert!(csv.contains(&format!("\nmrr_movements.new,{}\n", dollars(&json["mrr_movements"]["new"]))), "{csv}");
 
     let response = app.get_owner("/api/metrics/monthly?from=2025-03&to=2025-08&format=csv").await;
     assert_eq!(response.status(), 200);
@@ -83,6 +85,6 @@ async fn both_endpoints_answer_csv_with_the_same_figures() {
     let last: Vec<&str> = lines[6].split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
     assert_eq!(last[column("month")], "2025-08");
-    assert_eq!(last[column("mrr_end")], json["mrr_end"].to_string());
+    assert_eq!(last[column("mrr_end")], dollars(&json["mrr_end"]));
     assert_eq!(last[column("active_customers_end")], json["active_customers_end"].to_string());
 }

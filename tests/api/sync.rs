@@ -93,6 +93,9 @@ async fn mount_stripe(server: &MockServer) {
     mount_pages(server, "/invoices", &invoices()).await;
     mount_pages(server, "/products", &[catalog_product()]).await;
     mount_pages(server, "/prices", &[catalog_price()]).await;
+    for empty in ["/charges", "/disputes", "/credit_notes"] {
+        mount_pages(server, empty, &[]).await;
+    }
 }
 
 fn totals(reports: &[KindReport]) -> (u64, u64) {
@@ -133,11 +136,20 @@ async fn sync_backfills_every_page_with_history_from_the_objects_own_dates() {
     let objects: Vec<(&str, u64, u64)> = reports.iter().map(|r| (r.name, r.objects, r.pages)).collect();
     assert_eq!(
         objects,
-        vec![("customers", 3, 2), ("subscriptions", 3, 2), ("invoices", 2, 1), ("products", 1, 1), ("prices", 1, 1)]
+        vec![
+            ("customers", 3, 2),
+            ("subscriptions", 3, 2),
+            ("invoices", 2, 1),
+            ("products", 1, 1),
+            ("prices", 1, 1),
+            ("charges", 0, 1),
+            ("disputes", 0, 1),
+            ("credit_notes", 0, 1)
+        ]
     );
     // Plan names and amounts for the pages that show them.
     let plan = app.store.plan("price_sync_basic").await.expect("store").expect("the synced price");
-    assert_eq!(plan.describe(), "Basic — 9.00 USD / month");
+    assert_eq!(plan.describe(), "Basic — $9.00 / month");
     let state = app.state().await;
     assert_eq!(state.customers.len(), 3);
     let statuses: Vec<(&str, &str)> = state.subscriptions.iter().map(|s| (s.id.as_str(), s.status.as_str())).collect();
@@ -237,7 +249,7 @@ async fn an_interrupted_sync_resumes_after_the_last_stored_page() {
         .expect(1)
         .mount(&stripe)
         .await;
-    for empty in ["/subscriptions", "/invoices", "/products", "/prices"] {
+    for empty in ["/subscriptions", "/invoices", "/products", "/prices", "/charges", "/disputes", "/credit_notes"] {
         mount_pages(&stripe, empty, &[]).await;
     }
     let reports = run(&app.store, &api(&stripe), &options()).await.expect("resumed sync succeeds");

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::month::Month;
-use super::timeline::{Snapshot, SubscriptionHistory, Timeline};
+use super::timeline::{GivenBackKind, Snapshot, SubscriptionHistory, Timeline};
 
 /// The k (months after the cohort month) that cohort retention is reported at.
 pub const COHORT_OFFSETS: [i32; 4] = [1, 3, 6, 12];
@@ -36,6 +36,31 @@ pub struct MonthFigures {
     /// (MRR at the end of m, at the end of m−12) of customers with MRR > 0 at the end of
     /// m−12; `None` when m−12 is before the history.
     pub nrr_12m: Option<(f64, f64)>,
+    /// Money given back in the month (by the date it was given back): refunds, lost disputes,
+    /// credit notes.
+    pub given_back: GivenBackFigures,
+}
+
+/// Amounts given back after payment, by how (minor units).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GivenBackFigures {
+    pub refunds: i64,
+    pub lost_disputes: i64,
+    pub credit_notes: i64,
+}
+
+impl GivenBackFigures {
+    pub fn total(&self) -> i64 {
+        self.refunds + self.lost_disputes + self.credit_notes
+    }
+
+    fn add(&mut self, kind: GivenBackKind, amount: i64) {
+        match kind {
+            GivenBackKind::Refund => self.refunds += amount,
+            GivenBackKind::LostDispute => self.lost_disputes += amount,
+            GivenBackKind::CreditNote => self.credit_notes += amount,
+        }
+    }
 }
 
 /// A cohort: the customers who first became active in one month.
@@ -56,8 +81,14 @@ pub struct FailedFigures {
     pub recovered: u64,
     pub lost: u64,
     pub pending: u64,
+    /// What recovered invoices brought in and kept: `amount_due` less what was later refunded,
+    /// lost to a dispute or credited back (never below 0 per invoice).
     pub recovered_amount: i64,
     pub lost_amount: i64,
+    /// Of the recovered invoices' money: later refunded (refunds and credit notes) / lost to
+    /// disputes.
+    pub refunded_amount: i64,
+    pub disputed_amount: i64,
 }
 
 /// Every month from `from` to `to` for one currency.
@@ -99,6 +130,11 @@ pub fn compute(timeline: &Timeline, currency: &str, from: Month, to: Month) -> R
         if let Some(idx) = c.first_active.map(Month::of).and_then(|m| usize::try_from(m.since(from)).ok()).filter(|i| *i < n) {
             months[idx].new_customers += 1;
             c.fold_cohort(&mut cohorts[idx], idx, n);
+        }
+    }
+    for g in timeline.given_back.iter().filter(|g| g.currency == currency) {
+        if let Some(f) = usize::try_from(Month::of(g.at).since(from)).ok().and_then(|i| months.get_mut(i)) {
+            f.given_back.add(g.kind, g.amount);
         }
     }
     let failed = failed_payments(timeline, currency, from, n);
@@ -205,6 +241,13 @@ fn failed_payments(timeline: &Timeline, currency: &str, from: Month, n: usize) -
             (s.id.as_str(), last.is_some_and(|l| matches!(l.status.as_str(), "canceled" | "incomplete_expired")))
         })
         .collect();
+    // What each invoice gave back after it was paid, as it stands now.
+    let mut back: HashMap<&str, GivenBackFigures> = HashMap::new();
+    for g in timeline.given_back.iter().filter(|g| g.currency == currency) {
+        if let Some(invoice) = g.invoice.as_deref() {
+            back.entry(invoice).or_default().add(g.kind, g.amount);
+        }
+    }
     let mut out = vec![FailedFigures::default(); n];
     for inv in timeline.failed_invoices.iter().filter(|i| i.currency == currency) {
         let Some(f) = usize::try_from(Month::of(inv.first_failed_at).since(from)).ok().and_then(|i| out.get_mut(i)) else {
@@ -215,7 +258,13 @@ fn failed_payments(timeline: &Timeline, currency: &str, from: Month, n: usize) -
         match inv.status.as_deref() {
             Some("paid") => {
                 f.recovered += 1;
-                f.recovered_amount += inv.amount_due;
+                let b = back.get(inv.id.as_str()).copied().unwrap_or_default();
+                // Never more than the invoice brought in.
+                let refunded = (b.refunds + b.credit_notes).min(inv.amount_due);
+                let disputed = b.lost_disputes.min(inv.amount_due - refunded);
+                f.refunded_amount += refunded;
+                f.disputed_amount += disputed;
+                f.recovered_amount += inv.amount_due - refunded - disputed;
             }
             Some("void" | "uncollectible") => {
                 f.lost += 1;

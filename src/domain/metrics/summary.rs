@@ -78,8 +78,21 @@ pub struct FailedPaymentsJson {
     pub lost: u64,
     pub pending: u64,
     pub recovery_rate: Option<f64>,
+    /// Recovered money kept: less what was later refunded or lost to a dispute.
     pub recovered_amount: i64,
     pub lost_amount: i64,
+    /// Of the recovered invoices' money: later refunded or credited back / lost to disputes.
+    pub refunded_amount: i64,
+    pub disputed_amount: i64,
+}
+
+/// Money given back in the month, dated when it was given back (minor units).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GivenBackJson {
+    pub refunds: i64,
+    pub lost_disputes: i64,
+    pub credit_notes: i64,
+    pub total: i64,
 }
 
 /// Outcomes of cancel-flow sessions.
@@ -130,6 +143,17 @@ pub struct MonthlyJson {
     pub ltv: Option<f64>,
     pub health: Health,
     pub failed_payments: FailedPaymentsJson,
+    pub given_back: GivenBackJson,
+}
+
+/// One currency's headline figures in the month. Amounts in different currencies are never
+/// added together: the summary's other figures are for its `currency` alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurrencyJson {
+    pub currency: String,
+    pub mrr_start: f64,
+    pub mrr_end: f64,
+    pub active_customers_end: u64,
 }
 
 /// `GET /api/summary`: field names are part of the interface.
@@ -137,6 +161,10 @@ pub struct MonthlyJson {
 pub struct Summary {
     pub month: String,
     pub currency: String,
+    /// Every currency the history holds (the summary's own included), each in its own
+    /// section: pick one with `?currency=`.
+    #[serde(default)]
+    pub currencies: Vec<CurrencyJson>,
     pub mrr_start: f64,
     pub mrr_end: f64,
     pub mrr_movements: MovementsJson,
@@ -158,6 +186,7 @@ pub struct Summary {
     pub health: Health,
     pub cohorts: Vec<CohortJson>,
     pub failed_payments: FailedPaymentsJson,
+    pub given_back: GivenBackJson,
     pub cancel_flow: CancelFlowJson,
     /// The email outbox now (all time, not per month): sent, still pending, failed after
     /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
@@ -236,7 +265,7 @@ pub struct RecoveryVariantJson {
     pub recovered: u64,
     pub lost: u64,
     pub open: u64,
-    /// Cents recovered.
+    /// Minor units recovered, in the summary's currency only.
     pub recovered_amount: u64,
     /// recovered ÷ (recovered + lost); null when no case closed.
     pub recovery_rate: Option<f64>,
@@ -289,7 +318,11 @@ pub fn monthly(report: &Report, m: Month) -> MonthlyJson {
         .map(|g| g.churned as f64 / g.active_start as f64)
         .collect();
     let avg_churn = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
-    let ltv = arpu.zip(avg_churn).filter(|(_, c)| *c > 0.0).map(|(a, c)| money(a / c));
+    // Money given back in the month (refunds, lost disputes, credit notes) is revenue the
+    // customers did not leave with us: it comes off ARPU before dividing by churn.
+    let given = f.given_back.total() as f64;
+    let net_arpu = arpu.map(|a| (a - given / f.paying_end as f64).max(0.0));
+    let ltv = net_arpu.zip(avg_churn).filter(|(_, c)| *c > 0.0).map(|(a, c)| money(a / c));
     let retention_12m = i.checked_sub(12).and_then(|c| cohort_json(report, c, m).logo_retention.m12);
     MonthlyJson {
         month: m.to_string(),
@@ -324,6 +357,12 @@ pub fn monthly(report: &Report, m: Month) -> MonthlyJson {
             retention_12m: retention_12m.map(|r| retention_band(r).to_owned()),
         },
         failed_payments: failed_json(&report.failed[i], m),
+        given_back: GivenBackJson {
+            refunds: f.given_back.refunds,
+            lost_disputes: f.given_back.lost_disputes,
+            credit_notes: f.given_back.credit_notes,
+            total: f.given_back.total(),
+        },
     }
 }
 
@@ -337,6 +376,8 @@ fn failed_json(f: &FailedFigures, m: Month) -> FailedPaymentsJson {
         recovery_rate: ratio(f.recovered as f64, (f.recovered + f.lost) as f64),
         recovered_amount: f.recovered_amount,
         lost_amount: f.lost_amount,
+        refunded_amount: f.refunded_amount,
+        disputed_amount: f.disputed_amount,
     }
 }
 
@@ -363,6 +404,12 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
     let last = report.index(m).unwrap_or(0);
     let cohorts = (0..=last).filter(|&i| report.cohorts[i].customers > 0).map(|i| cohort_json(report, i, m)).collect();
     Summary {
+        currencies: vec![CurrencyJson {
+            currency: row.currency.clone(),
+            mrr_start: row.mrr_start,
+            mrr_end: row.mrr_end,
+            active_customers_end: row.active_customers_end,
+        }],
         month: row.month,
         currency: row.currency,
         mrr_start: row.mrr_start,
@@ -386,6 +433,7 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         health: row.health,
         cohorts,
         failed_payments: row.failed_payments,
+        given_back: row.given_back,
         cancel_flow,
         emails: None,
         at_risk: None,

@@ -81,12 +81,33 @@ pub struct FailedInvoice {
     pub status: Option<String>,
 }
 
+/// How money was given back after a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GivenBackKind {
+    Refund,
+    LostDispute,
+    CreditNote,
+}
+
+/// An amount given back after a payment (`domain::refunds`), dated, with the invoice it
+/// belonged to when known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GivenBack {
+    pub at: i64,
+    pub currency: String,
+    pub amount: i64,
+    pub invoice: Option<String>,
+    pub kind: GivenBackKind,
+}
+
 /// Everything the metrics read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     pub subscriptions: Vec<SubscriptionHistory>,
     pub discounts: HashMap<String, DiscountTerms>,
     pub failed_invoices: Vec<FailedInvoice>,
+    /// Refunds, lost disputes and credit notes.
+    pub given_back: Vec<GivenBack>,
 }
 
 impl Timeline {

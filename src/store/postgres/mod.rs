@@ -27,6 +27,8 @@ pub struct PgStore {
     reactor: Option<Hook>,
     signals: Arc<LogSignals>,
     url: String,
+    /// The `livemode` of the events projected; `None`: every event (tools without settings).
+    acts_on: Option<bool>,
 }
 
 impl PgStore {
@@ -42,7 +44,7 @@ impl PgStore {
             .test_before_acquire(true)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, reactor: None, signals: Arc::default(), url: url.to_owned() })
+        Ok(Self { pool, reactor: None, signals: Arc::default(), url: url.to_owned(), acts_on: None })
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
@@ -52,6 +54,15 @@ impl PgStore {
 
     pub(crate) fn reactor(&self) -> Option<Hook> {
         self.reactor.clone()
+    }
+
+    /// Project only events whose `livemode` is `livemode` (the instance's Stripe mode).
+    pub fn set_acts_on(&mut self, livemode: bool) {
+        self.acts_on = Some(livemode);
+    }
+
+    pub(crate) fn acts_on(&self) -> Option<bool> {
+        self.acts_on
     }
 
     pub(crate) fn log_signals(&self) -> &LogSignals {

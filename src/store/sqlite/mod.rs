@@ -44,6 +44,8 @@ pub struct SqliteStore {
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
     reactor: Option<Hook>,
+    /// The `livemode` of the events projected; `None`: every event (tools without settings).
+    acts_on: Option<bool>,
 }
 
 impl SqliteStore {
@@ -76,7 +78,7 @@ impl SqliteStore {
             .await?;
         let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
-        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), wal, reactor: None })
+        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), wal, reactor: None, acts_on: None })
     }
 
     /// Close both pools, waiting for connections to be returned.
@@ -93,6 +95,15 @@ impl SqliteStore {
 
     pub(crate) fn reactor(&self) -> Option<Hook> {
         self.reactor.clone()
+    }
+
+    /// Project only events whose `livemode` is `livemode` (the instance's Stripe mode).
+    pub fn set_acts_on(&mut self, livemode: bool) {
+        self.acts_on = Some(livemode);
+    }
+
+    pub(crate) fn acts_on(&self) -> Option<bool> {
+        self.acts_on
     }
 
     pub(crate) fn log_signals(&self) -> &LogSignals {

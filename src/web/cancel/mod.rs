@@ -423,7 +423,7 @@ fn shown_offers(s: &CancelSessionRow) -> Vec<OfferKind> {
     serde_json::from_str(&s.offers_shown).unwrap_or_default()
 }
 
-/// What a price is called and costs, as the customer reads it: `Basic — 9.00 USD / month`.
+/// What a price is called and costs, as the customer reads it: `Basic — $9.00 / month`.
 async fn plan_text(store: &Store, price: &str) -> Result<Option<String>, PageError> {
     Ok(store.plan(price).await?.map(|p| p.describe()))
 }

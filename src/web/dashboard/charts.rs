@@ -60,8 +60,9 @@ const RED: &str = "#d24b4b";
 const BLUE: &str = "#3b6fd4";
 const GREY: &str = "#9aa3ad";
 
-fn dollars(cents: f64) -> String {
-    format!("{:.0}", cents / 100.0)
+/// Whole units of the rows' currency (all rows of a series share it).
+fn whole(rows: &[MonthlyJson], minor: f64) -> String {
+    crate::domain::money::format_whole(minor, rows.first().map_or("usd", |r| r.currency.as_str()))
 }
 
 fn slot(n: usize) -> f64 {
@@ -84,14 +85,14 @@ pub fn mrr(rows: &[MonthlyJson]) -> Chart {
             w: s * 0.7,
             h,
             fill: BLUE,
-            title: format!("{}: MRR ${}", r.month, dollars(r.mrr_end)),
+            title: format!("{}: MRR {}", r.month, whole(rows, r.mrr_end)),
         });
         points.push(format!("{:.1},{:.1}", x + s / 2.0, TOP + plot - h));
         c.text(x + s / 2.0, H - 6.0, r.month[2..].to_string(), "middle");
     }
     c.line = points.join(" ");
-    c.text(LEFT - 6.0, TOP + 10.0, format!("${}", dollars(max)), "end");
-    c.text(LEFT - 6.0, TOP + plot, "$0".into(), "end");
+    c.text(LEFT - 6.0, TOP + 10.0, whole(rows, max), "end");
+    c.text(LEFT - 6.0, TOP + plot, whole(rows, 0.0), "end");
     // Movements band under the MRR bars: zero line at its middle.
     let mv = |r: &MonthlyJson| {
         let m = &r.mrr_movements;
@@ -115,7 +116,7 @@ pub fn mrr(rows: &[MonthlyJson]) -> Chart {
             w: s * 0.6,
             h: gh,
             fill: GREEN,
-            title: format!("{}: +${} new, reactivation, expansion", r.month, dollars(gain)),
+            title: format!("{}: +{} new, reactivation, expansion", r.month, whole(rows, gain)),
         });
         c.rects.push(Rect {
             x,
@@ -123,7 +124,7 @@ pub fn mrr(rows: &[MonthlyJson]) -> Chart {
             w: s * 0.6,
             h: lh,
             fill: RED,
-            title: format!("{}: -${} contraction, paused, churned", r.month, dollars(loss.abs())),
+            title: format!("{}: -{} contraction, paused, churned", r.month, whole(rows, loss.abs())),
         });
     }
     c.rects.push(Rect { x: LEFT, y: zero, w: W - LEFT - 10.0, h: 1.0, fill: GREY, title: "zero".into() });

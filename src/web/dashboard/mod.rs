@@ -30,6 +30,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     // `{{ unix | date }}` → `2 March 2026`.
     env.add_filter("date", |unix: i64| crate::domain::dunning::format_date(unix));
+    // `{{ minor | money(currency) }}` → `$1,249.00`, `¥1,200`, `1.250 KWD`.
+    env.add_filter("money", |minor: f64, currency: &str| crate::domain::money::format(minor, currency));
     env
 });
 
@@ -92,7 +94,13 @@ pub async fn get_dashboard(
             context! { configured => true, error => "month must be YYYY-MM" },
         );
     };
-    let currency = q.currency.as_deref();
+    let Ok(currency) = super::summary::currency_param(q.currency.as_deref()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "dashboard_login.html",
+            context! { configured => true, error => "currency must be a three-letter code such as usd" },
+        );
+    };
     let loaded = tokio::try_join!(reports.summary(month, currency), reports.monthly(month.plus(-11), month, currency));
     let (summary, rows) = match loaded {
         Ok(x) => x,
