@@ -268,13 +268,8 @@ fn lose(d: &mut Deciding, invoice: &str, reason: &str, at: i64) {
     // The "payments have stopped" notice explains exactly this ending (the subscription
     // canceled after the last try): it still goes. Everything else of the case is moot.
     d.push(Write::CancelCaseExcept { case_key: case_key(invoice), keep: step_key(invoice, Step::Stopped) });
-    let closing = Closing {
-        status: "lost",
-        closed_at: at,
-        reason: reason.to_owned(),
-        recovered_amount: None,
-        recovered_after_secs: None,
-    };
+    let closing =
+        Closing { status: "lost", closed_at: at, reason: reason.to_owned(), recovered_amount: None, recovered_after_secs: None };
     close(d, invoice, closing);
 }
 

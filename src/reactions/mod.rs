@@ -235,3 +235,85 @@ pub struct EmailTo<'a> {
     pub recipient: &'a str,
     pub send_at: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::reactions::Contact;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn reactor() -> Reactor {
+        let vars: HashMap<&str, String> = HashMap::from([("STRIPE_WEBHOOK_SECRET", "whsec_test".to_owned())]);
+        Reactor::new(&Settings::from_source(&vars).expect("settings"))
+    }
+
+    fn invoice_event(id: &str, kind: &str, created: i64, status: &str) -> Event {
+        let body = json!({
+            "id": id, "object": "event", "type": kind, "created": created,
+            "data": {"object": {
+                "id": "in_1", "object": "invoice", "customer": "cus_1", "subscription": "sub_1",
+                "status": status, "amount_due": 2000, "amount_paid": if status == "paid" { 2000 } else { 0 },
+                "currency": "usd", "attempt_count": 1, "billing_reason": "subscription_cycle",
+            }},
+        });
+        Event::parse(body.to_string().as_bytes()).expect("event")
+    }
+
+    fn contact() -> Facts {
+        let mut facts = Facts::default();
+        let c = Contact { email: Some("ada@example.com".into()), name: Some("Ada".into()), deleted: false };
+        facts.contacts.insert("cus_1".into(), c);
+        facts
+    }
+
+    #[test]
+    fn a_failure_is_decided_from_the_facts_it_names_and_planned_as_writes() {
+        let r = reactor();
+        let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
+        let q = r.wants(&[&failed], true);
+        assert!(q.invoices.contains("in_1") && q.subscriptions.contains("sub_1") && q.customers.contains("cus_1"));
+
+        let plan = r.decide(contact(), &[&failed], NOW, true).expect("plan");
+        assert!(matches!(&plan.writes[0], Write::OpenCase(c) if c.invoice_id == "in_1" && c.status == "open"));
+        let emails: Vec<&NewEmail> =
+            plan.writes.iter().filter_map(|w| if let Write::EnqueueOrReschedule(e) = w { Some(e) } else { None }).collect();
+        assert!(!emails.is_empty(), "the series is planned: {plan:?}");
+        assert!(emails.iter().all(|e| e.recipient == "ada@example.com" && e.case_key.as_deref() == Some("dunning:in_1")));
+    }
+
+    #[test]
+    fn a_failure_and_its_payment_in_one_run_end_recovered_whatever_their_order_in_the_run() {
+        let r = reactor();
+        let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
+        let paid = invoice_event("evt_2", "invoice.paid", NOW - 30, "paid");
+        for run in [[&failed, &paid], [&paid, &failed]] {
+            let plan = r.decide(contact(), &run, NOW, true).expect("plan");
+            let closing = plan.writes.iter().find_map(|w| match w {
+                Write::CloseCase { invoice, closing, .. } if invoice == "in_1" => Some(closing),
+                _ => None,
+            });
+            let closing = closing.expect("the case closes in the same plan");
+            assert_eq!((closing.status, closing.reason.as_str(), closing.recovered_amount), ("recovered", "paid", Some(2000)));
+            let cancel = plan.writes.iter().position(|w| matches!(w, Write::CancelCase(k) if k == "dunning:in_1"));
+            let last_enqueue = plan.writes.iter().rposition(|w| matches!(w, Write::EnqueueOrReschedule(_)));
+            assert!(cancel > last_enqueue, "pending emails are cancelled after they were queued: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_failure_of_a_closed_case_plans_nothing() {
+        let r = reactor();
+        let failed = invoice_event("evt_3", "invoice.payment_failed", NOW - 60, "open");
+        let mut facts = contact();
+        let first = r.decide(contact(), &[&failed], NOW, true).expect("plan");
+        let Some(Write::OpenCase(mut case)) = first.writes.into_iter().next() else { panic!("a case opens") };
+        case.status = "recovered".into();
+        facts.cases.insert("in_1".into(), case);
+        assert!(r.decide(facts, &[&failed], NOW, true).expect("plan").writes.is_empty());
+    }
+}

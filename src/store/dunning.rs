@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use super::conn::{Conn, execute, fetch};
-use super::reactions::Closing;
 use super::{Store, StoreError};
 
 /// One failed-payment case (one per invoice).
@@ -87,6 +86,16 @@ pub async fn update_failure(conn: &mut Conn<'_>, c: &DunningCase) -> Result<(), 
         c.attempt_count
     )
     .map(|_| ())
+}
+
+/// How a dunning case ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub status: &'static str,
+    pub closed_at: i64,
+    pub reason: String,
+    pub recovered_amount: Option<i64>,
+    pub recovered_after_secs: Option<i64>,
 }
 
 /// Close an open case (emails delivered under `case_key` counted); `false` if it was not open.

@@ -16,7 +16,7 @@ use super::outbox;
 use crate::domain::event::Event;
 use crate::mail::NewEmail;
 
-pub use super::dunning::{Card, Contact, DunningCase};
+pub use super::dunning::{Card, Closing, Contact, DunningCase};
 
 /// What the reactions want to know before deciding on a run of events. Every set names the
 /// rows to read; rows that don't exist are simply absent from [`Facts`].
@@ -66,16 +66,6 @@ pub struct Facts {
     pub first_paid: HashMap<String, (String, i64)>,
     /// Queried series keys that exist already.
     pub series: HashSet<String>,
-}
-
-/// How a dunning case ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closing {
-    pub status: &'static str,
-    pub closed_at: i64,
-    pub reason: String,
-    pub recovered_amount: Option<i64>,
-    pub recovered_after_secs: Option<i64>,
 }
 
 /// A lifecycle series that begins.
@@ -199,8 +189,7 @@ const OPEN_CASES_OF_SUBSCRIPTIONS: Among = among!(
 const INVOICE_STATUSES: Among = among!("SELECT id, status FROM invoices WHERE status IS NOT NULL AND id IN ", "");
 const SUBSCRIPTION_STATUSES: Among = among!("SELECT id, status FROM subscriptions WHERE id IN ", "");
 const CONTACTS: Among = among!("SELECT id, email, name, deleted FROM customers WHERE id IN ", "");
-const CARDS_OF: Among =
-    among!("SELECT id, customer, src_created FROM payment_methods WHERE customer IN ", "");
+const CARDS_OF: Among = among!("SELECT id, customer, src_created FROM payment_methods WHERE customer IN ", "");
 const CARDS: Among = among!("SELECT id, customer, src_created FROM payment_methods WHERE id IN ", "");
 const LIVE_SUBSCRIPTIONS: Among = Among {
     sqlite: concat!(

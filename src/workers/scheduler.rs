@@ -9,8 +9,8 @@ use minijinja::context;
 
 use super::Outcome;
 use crate::domain::dunning::year_month;
-use crate::domain::lifecycle::{Windows, assess};
 use crate::domain::lifecycle::reengage_case;
+use crate::domain::lifecycle::{Windows, assess};
 use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, reengagement_emails};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
