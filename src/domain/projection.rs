@@ -26,7 +26,8 @@ impl Projection {
 /// types included); `*.deleted` events mark deletions.
 pub fn project(event: &Event) -> Projection {
     let obj = &event.object;
-    let mark = |rank: i64| Watermark { rank, created: event.created, event_id: event.id.clone() };
+    let marked = |rank: i64, tie: String| Watermark { rank, created: event.created, tie, event_id: event.id.clone() };
+    let mark = |rank: i64| marked(rank, String::new());
     let deleted = event.kind.ends_with(".deleted");
     let mut p = Projection::default();
     match str_at(obj, "object").as_deref() {
@@ -41,14 +42,14 @@ pub fn project(event: &Event) -> Projection {
                 for d in &s.expanded_discounts {
                     p.discounts.push((d.clone(), mark(watermark::LIVE)));
                 }
-                let rank = watermark::subscription_rank(&s.status);
-                p.subscriptions.push((s, mark(rank)));
+                let mark = marked(watermark::subscription_rank(&s.status), watermark::subscription_tie(&s, obj));
+                p.subscriptions.push((s, mark));
             }
         }
         Some("invoice") => {
             if let Some(i) = InvoiceSnapshot::read(obj) {
-                let rank = watermark::invoice_rank(i.status.as_deref());
-                p.invoices.push((i, mark(rank)));
+                let mark = marked(watermark::invoice_rank(i.status.as_deref()), watermark::invoice_tie(&i, obj));
+                p.invoices.push((i, mark));
             }
         }
         Some("discount") => {

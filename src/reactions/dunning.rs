@@ -1,77 +1,64 @@
-//! Dunning reactions: open one case per failed invoice and enqueue its series; close it as
+//! Dunning reactions: open one case per failed invoice and plan its series; close it as
 //! recovered or lost, cancelling what is still pending; keep cards for expiry warnings.
-
-use std::collections::HashSet;
+//! Decided from the run's facts; every write goes into the plan.
 
 use minijinja::context;
 
-use super::{EmailTo, ReactError, Reactor};
-use crate::domain::dunning::{
-    AfterRetries, CardFacts, CaseState, Step, Trigger, format_amount, format_date, opens_case, trigger,
-};
+use super::{Deciding, EmailTo, ReactError, Reactor};
+use crate::domain::dunning::{AfterRetries, CardFacts, CaseState, Step, Trigger, format_amount, format_date, opens_case};
 use crate::domain::event::Event;
 use crate::domain::snapshots::InvoiceSnapshot;
-use crate::store::conn::Conn;
-use crate::store::dunning::{self as cases, Card, Closing, DunningCase};
-use crate::store::outbox;
+use crate::store::reactions::{Card, Closing, DunningCase, FactsQuery, StoredCard, Write};
 
-/// Apply one event's trigger; returns the emails enqueued.
-pub(super) async fn react(
-    r: &Reactor,
-    conn: &mut Conn<'_>,
-    event: &Event,
-    t: Trigger,
-    now: i64,
-    notify: bool,
-) -> Result<usize, ReactError> {
+/// The facts `react` reads for `t`.
+pub(super) fn wants(q: &mut FactsQuery, t: &Trigger) {
+    match t {
+        Trigger::Failed { invoice, .. } => {
+            q.invoices.insert(invoice.id.clone());
+            q.subscriptions.extend(invoice.subscription.clone());
+            q.customers.extend(invoice.customer.clone());
+        }
+        Trigger::Paid { invoice } if invoice.amount_paid > 0 => {
+            q.invoices.insert(invoice.id.clone());
+        }
+        Trigger::Paid { .. } => {}
+        Trigger::InvoiceLost { invoice_id, .. } => {
+            q.invoices.insert(invoice_id.clone());
+        }
+        Trigger::SubscriptionEnded { subscription } => {
+            q.subscriptions.insert(subscription.clone());
+        }
+        Trigger::Card(card) => {
+            q.cards.insert(card.id.clone());
+        }
+    }
+}
+
+/// Decide on one event's trigger.
+pub(super) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, now: i64, notify: bool) -> Result<(), ReactError> {
     match t {
         Trigger::Failed { invoice, action_required, customer_email, customer_name } => {
             let facts = Failure { event, invoice: &invoice, action_required, email: customer_email, name: customer_name, notify };
-            on_failure(r, conn, facts, now).await
+            return on_failure(r, d, facts, now);
         }
-        Trigger::Paid { invoice } => on_paid(conn, &invoice, event.created, now).await.map(|_| 0),
-        Trigger::InvoiceLost { invoice_id, reason } => lose(conn, &invoice_id, reason, event.created, now).await.map(|_| 0),
+        Trigger::Paid { invoice } => on_paid(d, &invoice, event.created),
+        Trigger::InvoiceLost { invoice_id, reason } => lose(d, &invoice_id, reason, event.created),
         Trigger::SubscriptionEnded { subscription } => {
-            for invoice in cases::open_cases_for_subscription(conn, &subscription).await? {
-                lose(conn, &invoice, "subscription_ended", event.created, now).await?;
-            }
-            Ok(0)
-        }
-        Trigger::Card(card) => store_card(conn, card, event).await.map(|_| 0),
-    }
-}
-
-/// Which payments of a batch can settle a case, read once for the batch: a payment whose
-/// invoice has no open case (nearly all of them) does nothing, and asking per payment was a
-/// query per event inside the single-writer transaction.
-pub(super) struct CaseLookup {
-    /// Invoices with an open case, or failing earlier in this batch (which may open one).
-    open: HashSet<String>,
-}
-
-impl CaseLookup {
-    pub(super) async fn for_batch(conn: &mut Conn<'_>, events: &[&Event]) -> Result<Self, ReactError> {
-        let (mut paid, mut failing) = (Vec::new(), Vec::new());
-        for t in events.iter().filter_map(|e| trigger(e)) {
-            match t {
-                Trigger::Paid { invoice } if invoice.amount_paid > 0 => paid.push(invoice.id),
-                Trigger::Failed { invoice, .. } => failing.push(invoice.id),
-                _ => {}
+            let mut open: Vec<String> = d
+                .facts
+                .cases
+                .values()
+                .filter(|c| c.status == "open" && c.subscription.as_deref() == Some(subscription.as_str()))
+                .map(|c| c.invoice_id.clone())
+                .collect();
+            open.sort();
+            for invoice in open {
+                lose(d, &invoice, "subscription_ended", event.created);
             }
         }
-        let paid: Vec<&str> = paid.iter().map(String::as_str).collect();
-        let mut open = cases::open_cases_among(conn, &paid).await?;
-        open.extend(failing);
-        Ok(Self { open })
+        Trigger::Card(card) => store_card(d, card, event),
     }
-
-    /// Whether `t` needs its reaction run (`false` only for a payment that settles nothing).
-    pub(super) fn may_matter(&self, t: &Trigger) -> bool {
-        match t {
-            Trigger::Paid { invoice } => invoice.amount_paid > 0 && self.open.contains(&invoice.id),
-            _ => true,
-        }
-    }
+    Ok(())
 }
 
 struct Failure<'a> {
@@ -88,11 +75,11 @@ pub(crate) fn case_key(invoice: &str) -> String {
     format!("dunning:{invoice}")
 }
 
-async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) -> Result<usize, ReactError> {
+fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result<(), ReactError> {
     let inv = f.invoice;
-    let existing = cases::get_case(conn, &inv.id).await?;
+    let existing = d.facts.cases.get(&inv.id).cloned();
     let case = match existing {
-        Some(case) if case.status != "open" => return Ok(0),
+        Some(case) if case.status != "open" => return Ok(()),
         Some(mut case) => {
             // A retry or a late/out-of-order delivery: the series runs from the earliest
             // failure, and the newest failure says which try this was and when Stripe tries
@@ -105,17 +92,15 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
                 case.attempt_count = inv.attempt_count;
             }
             case.opened_at = case.opened_at.min(f.event.created);
-            cases::update_failure(conn, &case).await?;
+            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+            d.push(Write::RecordFailure(case.clone()));
             case
         }
         None => {
-            let sub_status = match &inv.subscription {
-                Some(s) => cases::subscription_status(conn, s).await?,
-                None => None,
-            };
+            let sub_status = inv.subscription.as_ref().and_then(|s| d.facts.subscription_status.get(s)).cloned();
             if let Err(why) = opens_case(inv, sub_status.as_deref()) {
                 tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
-                return Ok(0);
+                return Ok(());
             }
             let experiment = r.experiments.email.as_ref();
             let case = DunningCase {
@@ -139,43 +124,44 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
                 variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
                 attempt_count: inv.attempt_count,
             };
-            cases::insert_case(conn, &case).await?;
+            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+            d.push(Write::OpenCase(case.clone()));
             // The invoice may already be settled (its payment event arrived first).
-            match cases::invoice_status(conn, &inv.id).await?.as_deref() {
+            match d.facts.invoice_status.get(&inv.id).map(String::as_str) {
                 Some("paid") => {
-                    recover(conn, &case, inv.amount_paid.max(inv.amount_due), inv.paid_at.unwrap_or(f.event.created), now)
-                        .await?;
-                    return Ok(0);
+                    let paid_at = inv.paid_at.unwrap_or(f.event.created);
+                    recover(d, &case.invoice_id, inv.amount_paid.max(inv.amount_due), paid_at);
+                    return Ok(());
                 }
-                Some("void") => return lose(conn, &inv.id, "voided", f.event.created, now).await.map(|_| 0),
-                Some("uncollectible") => return lose(conn, &inv.id, "uncollectible", f.event.created, now).await.map(|_| 0),
+                Some("void") => {
+                    lose(d, &inv.id, "voided", f.event.created);
+                    return Ok(());
+                }
+                Some("uncollectible") => {
+                    lose(d, &inv.id, "uncollectible", f.event.created);
+                    return Ok(());
+                }
                 _ => {}
             }
             case
         }
     };
     if case.silent {
-        return Ok(0);
+        return Ok(());
     }
-    enqueue_series(r, conn, &case, &f, now).await
+    plan_series(r, d, &case, &f, now)
 }
 
-async fn enqueue_series(
-    r: &Reactor,
-    conn: &mut Conn<'_>,
-    case: &DunningCase,
-    f: &Failure<'_>,
-    now: i64,
-) -> Result<usize, ReactError> {
-    let Some(customer) = &case.customer else { return Ok(0) };
-    let contact = cases::contact(conn, customer).await?;
+fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_>, now: i64) -> Result<(), ReactError> {
+    let Some(customer) = &case.customer else { return Ok(()) };
+    let contact = d.facts.contacts.get(customer).cloned();
     if contact.as_ref().is_some_and(|c| c.deleted) {
-        return Ok(0);
+        return Ok(());
     }
     let recipient = contact.as_ref().and_then(|c| c.email.clone()).or_else(|| f.email.clone());
     let Some(recipient) = recipient else {
         tracing::warn!(stripe.invoice = %case.invoice_id, "failed payment but no email address known for the customer");
-        return Ok(0);
+        return Ok(());
     };
     let name = contact.and_then(|c| c.name).or_else(|| f.name.clone());
     let action_required = case.kind == "action_required";
@@ -195,9 +181,8 @@ async fn enqueue_series(
     let plan = r.cadence.plan(&state);
     let after = r.cadence.after_retries;
     for step in &plan.withdraw {
-        outbox::cancel_key(conn, &step_key(&case.invoice_id, *step), now).await?;
+        d.push(Write::CancelEmail(step_key(&case.invoice_id, *step)));
     }
-    let mut enqueued = 0;
     for (step, due) in plan.send {
         // Once Stripe stops trying, a new card is not charged by itself: the way out is to
         // pay the invoice (or, when the subscription ends, to subscribe again).
@@ -232,71 +217,69 @@ async fn enqueue_series(
             recipient: &recipient,
             send_at: due,
         };
-        let email = r.email(step.template(action_required), ctx, to)?;
-        if outbox::enqueue(conn, &email, now).await? {
-            enqueued += 1;
-        } else {
-            // Already queued: follow an earlier failure time or Stripe's new retry date.
-            outbox::reschedule(conn, &email, now).await?;
-        }
+        // Already queued: the store follows an earlier failure time or Stripe's new retry date.
+        d.push(Write::EnqueueOrReschedule(r.email(step.template(action_required), ctx, to)?));
     }
-    Ok(enqueued)
+    Ok(())
 }
 
 fn step_key(invoice: &str, step: Step) -> String {
     format!("{}:{}", case_key(invoice), step.key())
 }
 
-async fn on_paid(conn: &mut Conn<'_>, inv: &InvoiceSnapshot, event_created: i64, now: i64) -> Result<(), ReactError> {
+fn on_paid(d: &mut Deciding, inv: &InvoiceSnapshot, event_created: i64) {
     if inv.amount_paid <= 0 {
         // A $0 invoice.paid (trial start) is not a recovery.
-        return Ok(());
+        return;
     }
-    if let Some(case) = cases::get_case(conn, &inv.id).await?
-        && case.status == "open"
-    {
-        recover(conn, &case, inv.amount_paid, inv.paid_at.unwrap_or(event_created), now).await?;
+    if d.facts.cases.get(&inv.id).is_some_and(|c| c.status == "open") {
+        recover(d, &inv.id, inv.amount_paid, inv.paid_at.unwrap_or(event_created));
     }
-    Ok(())
 }
 
-async fn recover(conn: &mut Conn<'_>, case: &DunningCase, amount: i64, paid_at: i64, now: i64) -> Result<(), ReactError> {
-    let key = case_key(&case.invoice_id);
-    outbox::cancel_case(conn, &key, now).await?;
-    let emails = outbox::sent_for_case(conn, &key).await?;
+/// Close `invoice`'s case as `closing` (if it is open), in the plan and in the run's facts.
+fn close(d: &mut Deciding, invoice: &str, closing: Closing) {
+    if let Some(case) = d.facts.cases.get_mut(invoice)
+        && case.status == "open"
+    {
+        case.status = closing.status.to_owned();
+        case.closed_at = Some(closing.closed_at);
+        case.close_reason = Some(closing.reason.clone());
+        case.recovered_amount = closing.recovered_amount;
+        case.recovered_after_secs = closing.recovered_after_secs;
+    }
+    d.push(Write::CloseCase { invoice: invoice.to_owned(), case_key: case_key(invoice), closing });
+}
+
+fn recover(d: &mut Deciding, invoice: &str, amount: i64, paid_at: i64) {
+    let opened_at = d.facts.cases.get(invoice).map_or(paid_at, |c| c.opened_at);
+    d.push(Write::CancelCase(case_key(invoice)));
     let closing = Closing {
         status: "recovered",
         closed_at: paid_at,
-        reason: "paid",
+        reason: "paid".into(),
         recovered_amount: Some(amount),
-        recovered_after_secs: Some((paid_at - case.opened_at).max(0)),
-        emails_before_close: emails,
+        recovered_after_secs: Some((paid_at - opened_at).max(0)),
     };
-    cases::close_case(conn, &case.invoice_id, &closing).await?;
-    Ok(())
+    close(d, invoice, closing);
 }
 
-async fn lose(conn: &mut Conn<'_>, invoice: &str, reason: &str, at: i64, now: i64) -> Result<(), ReactError> {
-    let key = case_key(invoice);
+fn lose(d: &mut Deciding, invoice: &str, reason: &str, at: i64) {
     // The "payments have stopped" notice explains exactly this ending (the subscription
     // canceled after the last try): it still goes. Everything else of the case is moot.
-    outbox::cancel_case_except(conn, &key, &step_key(invoice, Step::Stopped), now).await?;
-    let emails = outbox::sent_for_case(conn, &key).await?;
-    let closing = Closing {
-        status: "lost",
-        closed_at: at,
-        reason,
-        recovered_amount: None,
-        recovered_after_secs: None,
-        emails_before_close: emails,
-    };
-    cases::close_case(conn, invoice, &closing).await?;
-    Ok(())
+    d.push(Write::CancelCaseExcept { case_key: case_key(invoice), keep: step_key(invoice, Step::Stopped) });
+    let closing =
+        Closing { status: "lost", closed_at: at, reason: reason.to_owned(), recovered_amount: None, recovered_after_secs: None };
+    close(d, invoice, closing);
 }
 
-async fn store_card(conn: &mut Conn<'_>, c: CardFacts, event: &Event) -> Result<(), ReactError> {
+fn store_card(d: &mut Deciding, c: CardFacts, event: &Event) {
+    // The store keeps the newest snapshot; the run's facts follow the same rule.
+    let newer = d.facts.cards.get(&c.id).is_none_or(|stored| event.created >= stored.src_created);
+    if newer {
+        d.facts.cards.insert(c.id.clone(), StoredCard { customer: c.customer.clone(), src_created: event.created });
+    }
     let card =
         Card { id: c.id, customer: c.customer, brand: c.brand, last4: c.last4, exp_month: c.exp_month, exp_year: c.exp_year };
-    cases::upsert_card(conn, &card, event.created, &event.id).await?;
-    Ok(())
+    d.push(Write::UpsertCard { card, created: event.created, event_id: event.id.clone() });
 }

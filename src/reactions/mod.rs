@@ -1,7 +1,9 @@
-//! The event-reaction hook: runs inside the projector's transaction, for the events of a
-//! batch, after their projection is applied (the store calls it through
-//! `store::reactions::ReactionHook`, without importing this module). It writes dunning cases, cards and outbox
-//! rows — data only: no mail, no network. Lifecycle emails (issue 7) hook in here too.
+//! The event reactions (dunning, lifecycle emails), as deciders: for a run of projected
+//! events they name the stored facts they need (`wants`), and from those facts and the
+//! events alone they return the plan of what should be written: dunning cases, cards,
+//! lifecycle series, outbox rows (`decide`). No connection, no I/O: the store loads the
+//! facts and writes the plan inside the projector's transaction, calling this module only
+//! through `store::reactions::ReactionHook`.
 
 pub mod dunning;
 pub mod lifecycle;
@@ -18,7 +20,7 @@ use crate::mail::links::{LINK_TTL_SECS, LinkSigner};
 use crate::mail::templates::{RenderError, Templates};
 use crate::mail::unsubscribe::UnsubscribeLinks;
 use crate::mail::{Category, EmailContent, NewEmail};
-use crate::store::conn::Conn;
+use crate::store::reactions::{Facts, FactsQuery, ReactionPlan, Write};
 
 /// Everything the hook needs; built once from `Settings`, shared by the store and workers.
 #[derive(Debug)]
@@ -84,9 +86,21 @@ pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
 #[derive(Debug, thiserror::Error)]
 pub enum ReactError {
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
     Render(#[from] RenderError),
+}
+
+/// The decision in progress for one run of events: the facts as the run's earlier
+/// decisions left them, and the writes decided so far (applied later, in this order).
+#[derive(Debug)]
+pub(crate) struct Deciding {
+    pub(crate) facts: Facts,
+    pub(crate) writes: Vec<Write>,
+}
+
+impl Deciding {
+    fn push(&mut self, w: Write) {
+        self.writes.push(w);
+    }
 }
 
 impl Reactor {
@@ -122,27 +136,37 @@ impl Reactor {
         &self.links
     }
 
-    /// React to the batch's new events (in event-time order, so a batch holding a failure
-    /// and its payment ends the same as two deliveries). Returns the emails enqueued.
-    /// With `notify` false (imported history: sync, replay) state is recorded but nothing is
-    /// sent, whatever the events' age.
-    pub async fn react(&self, conn: &mut Conn<'_>, events: &[&Event], now: i64, notify: bool) -> Result<usize, ReactError> {
-        let mut ordered: Vec<&Event> = events.to_vec();
-        ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        let cases = dunning::CaseLookup::for_batch(conn, &ordered).await?;
-        let mut lifecycle = lifecycle::Lookup::for_batch(self, conn, &ordered, notify).await?;
-        let mut enqueued = 0;
-        for event in ordered {
+    /// The stored facts deciding on `events` needs (see `decide`).
+    pub fn wants(&self, events: &[&Event], notify: bool) -> FactsQuery {
+        let mut q = FactsQuery::default();
+        for event in events {
             if let Some(t) = crate::domain::lifecycle::trigger(event) {
-                enqueued += lifecycle::react(self, conn, &mut lifecycle, event, t, now, notify).await?;
+                lifecycle::wants(self, &mut q, event, &t, notify);
             }
-            if let Some(t) = trigger(event)
-                && cases.may_matter(&t)
-            {
-                enqueued += dunning::react(self, conn, event, t, now, notify).await?;
+            if let Some(t) = trigger(event) {
+                dunning::wants(&mut q, &t);
             }
         }
-        Ok(enqueued)
+        q
+    }
+
+    /// Decide on the run's events (in event-time order, so a run holding a failure and its
+    /// payment ends the same as two deliveries) from `facts`, which `wants` named. With
+    /// `notify` false (imported history: sync, replay) state is recorded but nothing is
+    /// sent, whatever the events' age.
+    pub fn decide(&self, facts: Facts, events: &[&Event], now: i64, notify: bool) -> Result<ReactionPlan, ReactError> {
+        let mut ordered: Vec<&Event> = events.to_vec();
+        ordered.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let mut d = Deciding { facts, writes: Vec::new() };
+        for event in ordered {
+            if let Some(t) = crate::domain::lifecycle::trigger(event) {
+                lifecycle::react(self, &mut d, event, t, now, notify)?;
+            }
+            if let Some(t) = trigger(event) {
+                dunning::react(self, &mut d, event, t, now, notify)?;
+            }
+        }
+        Ok(ReactionPlan { writes: d.writes })
     }
 
     /// Render a transactional email (dunning, receipts, trial notices).
@@ -189,19 +213,12 @@ impl Reactor {
 }
 
 impl crate::store::reactions::ReactionHook for Reactor {
-    fn react<'a, 'c: 'a>(
-        &'a self,
-        conn: &'a mut Conn<'c>,
-        events: &'a [&'a Event],
-        now: i64,
-        notify: bool,
-    ) -> futures::future::BoxFuture<'a, Result<usize, crate::store::StoreError>> {
-        Box::pin(async move {
-            Reactor::react(self, conn, events, now, notify).await.map_err(|e| match e {
-                ReactError::Database(e) => crate::store::StoreError::from(e),
-                ReactError::Render(e) => crate::store::StoreError::Reaction(e.to_string()),
-            })
-        })
+    fn wants(&self, events: &[&Event], notify: bool) -> FactsQuery {
+        Reactor::wants(self, events, notify)
+    }
+
+    fn decide(&self, facts: Facts, events: &[&Event], now: i64, notify: bool) -> Result<ReactionPlan, String> {
+        Reactor::decide(self, facts, events, now, notify).map_err(|e| e.to_string())
     }
 
     fn notify_outbox(&self) {
@@ -217,4 +234,86 @@ pub struct EmailTo<'a> {
     pub customer: Option<&'a str>,
     pub recipient: &'a str,
     pub send_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::reactions::Contact;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn reactor() -> Reactor {
+        let vars: HashMap<&str, String> = HashMap::from([("STRIPE_WEBHOOK_SECRET", "whsec_test".to_owned())]);
+        Reactor::new(&Settings::from_source(&vars).expect("settings"))
+    }
+
+    fn invoice_event(id: &str, kind: &str, created: i64, status: &str) -> Event {
+        let body = json!({
+            "id": id, "object": "event", "type": kind, "created": created,
+            "data": {"object": {
+                "id": "in_1", "object": "invoice", "customer": "cus_1", "subscription": "sub_1",
+                "status": status, "amount_due": 2000, "amount_paid": if status == "paid" { 2000 } else { 0 },
+                "currency": "usd", "attempt_count": 1, "billing_reason": "subscription_cycle",
+            }},
+        });
+        Event::parse(body.to_string().as_bytes()).expect("event")
+    }
+
+    fn contact() -> Facts {
+        let mut facts = Facts::default();
+        let c = Contact { email: Some("ada@example.com".into()), name: Some("Ada".into()), deleted: false };
+        facts.contacts.insert("cus_1".into(), c);
+        facts
+    }
+
+    #[test]
+    fn a_failure_is_decided_from_the_facts_it_names_and_planned_as_writes() {
+        let r = reactor();
+        let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
+        let q = r.wants(&[&failed], true);
+        assert!(q.invoices.contains("in_1") && q.subscriptions.contains("sub_1") && q.customers.contains("cus_1"));
+
+        let plan = r.decide(contact(), &[&failed], NOW, true).expect("plan");
+        assert!(matches!(&plan.writes[0], Write::OpenCase(c) if c.invoice_id == "in_1" && c.status == "open"));
+        let emails: Vec<&NewEmail> =
+            plan.writes.iter().filter_map(|w| if let Write::EnqueueOrReschedule(e) = w { Some(e) } else { None }).collect();
+        assert!(!emails.is_empty(), "the series is planned: {plan:?}");
+        assert!(emails.iter().all(|e| e.recipient == "ada@example.com" && e.case_key.as_deref() == Some("dunning:in_1")));
+    }
+
+    #[test]
+    fn a_failure_and_its_payment_in_one_run_end_recovered_whatever_their_order_in_the_run() {
+        let r = reactor();
+        let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
+        let paid = invoice_event("evt_2", "invoice.paid", NOW - 30, "paid");
+        for run in [[&failed, &paid], [&paid, &failed]] {
+            let plan = r.decide(contact(), &run, NOW, true).expect("plan");
+            let closing = plan.writes.iter().find_map(|w| match w {
+                Write::CloseCase { invoice, closing, .. } if invoice == "in_1" => Some(closing),
+                _ => None,
+            });
+            let closing = closing.expect("the case closes in the same plan");
+            assert_eq!((closing.status, closing.reason.as_str(), closing.recovered_amount), ("recovered", "paid", Some(2000)));
+            let cancel = plan.writes.iter().position(|w| matches!(w, Write::CancelCase(k) if k == "dunning:in_1"));
+            let last_enqueue = plan.writes.iter().rposition(|w| matches!(w, Write::EnqueueOrReschedule(_)));
+            assert!(cancel > last_enqueue, "pending emails are cancelled after they were queued: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_failure_of_a_closed_case_plans_nothing() {
+        let r = reactor();
+        let failed = invoice_event("evt_3", "invoice.payment_failed", NOW - 60, "open");
+        let mut facts = contact();
+        let first = r.decide(contact(), &[&failed], NOW, true).expect("plan");
+        let Some(Write::OpenCase(mut case)) = first.writes.into_iter().next() else { panic!("a case opens") };
+        case.status = "recovered".into();
+        facts.cases.insert("in_1".into(), case);
+        assert!(r.decide(facts, &[&failed], NOW, true).expect("plan").writes.is_empty());
+    }
 }

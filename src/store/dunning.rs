@@ -1,5 +1,5 @@
-//! Dunning cases and the customer facts the reaction hook reads, on a caller's connection
-//! (the ingest transaction). Same SQL on both backends.
+//! Dunning cases and cards, written from a reaction plan on the projector's connection.
+//! Same SQL on both backends.
 
 use serde::Serialize;
 
@@ -38,9 +38,6 @@ pub struct DunningCase {
     pub attempt_count: i64,
 }
 
-const GET: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
-     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
-     experiment, variant, attempt_count FROM dunning_cases WHERE invoice_id = $1";
 const ALL: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
      next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
      experiment, variant, attempt_count FROM dunning_cases ORDER BY invoice_id";
@@ -50,36 +47,10 @@ const INSERT: &str = "INSERT INTO dunning_cases (invoice_id, customer, subscript
      ON CONFLICT (invoice_id) DO NOTHING";
 const UPDATE_FAILURE: &str = "UPDATE dunning_cases SET opened_at = $2, next_payment_attempt = $3, last_failure_at = $4, amount_due = $5, \
      attempt_count = $6 WHERE invoice_id = $1";
+/// The emails delivered before the close are counted here, in the same statement.
 const CLOSE: &str = "UPDATE dunning_cases SET status = $2, closed_at = $3, close_reason = $4, recovered_amount = $5, \
-     recovered_after_secs = $6, emails_before_close = $7 WHERE invoice_id = $1 AND status = 'open'";
-const OPEN_FOR_SUBSCRIPTION: &str =
-    "SELECT invoice_id FROM dunning_cases WHERE subscription = $1 AND status = 'open' ORDER BY invoice_id";
-
-const OPEN_AMONG_SQLITE: &str =
-    "SELECT invoice_id FROM dunning_cases WHERE status = 'open' AND invoice_id IN (SELECT value FROM json_each($1))";
-const OPEN_AMONG_POSTGRES: &str = "SELECT invoice_id FROM dunning_cases WHERE status = 'open' AND invoice_id = ANY($1)";
-
-/// Which of `invoices` have an open case: one query for a batch's payments, most of which
-/// settle invoices that never failed.
-pub async fn open_cases_among(conn: &mut Conn<'_>, invoices: &[&str]) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    if invoices.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<(String,)> = match conn {
-        Conn::Sqlite(c) => {
-            let ids = serde_json::Value::from(invoices.to_vec()).to_string();
-            sqlx::query_as(OPEN_AMONG_SQLITE).bind(ids).fetch_all(&mut **c).await?
-        }
-        Conn::Postgres(c) => sqlx::query_as(OPEN_AMONG_POSTGRES).bind(invoices).fetch_all(&mut **c).await?,
-    };
-    Ok(rows.into_iter().map(|(id,)| id).collect())
-}
-
-/// The case of an invoice, if any.
-pub async fn get_case(conn: &mut Conn<'_>, invoice: &str) -> Result<Option<DunningCase>, sqlx::Error> {
-    fetch!(conn, fetch_optional, DunningCase, GET, invoice)
-}
-
+     recovered_after_secs = $6, emails_before_close = (SELECT COUNT(*) FROM outbox WHERE case_key = $7 AND status = 'sent') \
+     WHERE invoice_id = $1 AND status = 'open'";
 /// Open a case (no-op if the invoice has one).
 pub async fn insert_case(conn: &mut Conn<'_>, c: &DunningCase) -> Result<bool, sqlx::Error> {
     let n = execute!(
@@ -117,36 +88,30 @@ pub async fn update_failure(conn: &mut Conn<'_>, c: &DunningCase) -> Result<(), 
     .map(|_| ())
 }
 
-/// How a case ended.
-#[derive(Debug, Clone)]
-pub struct Closing<'a> {
-    pub status: &'a str,
+/// How a dunning case ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub status: &'static str,
     pub closed_at: i64,
-    pub reason: &'a str,
+    pub reason: String,
     pub recovered_amount: Option<i64>,
     pub recovered_after_secs: Option<i64>,
-    pub emails_before_close: i64,
 }
 
-/// Close an open case; `false` if it was not open.
-pub async fn close_case(conn: &mut Conn<'_>, invoice: &str, c: &Closing<'_>) -> Result<bool, sqlx::Error> {
+/// Close an open case (emails delivered under `case_key` counted); `false` if it was not open.
+pub async fn close_case(conn: &mut Conn<'_>, invoice: &str, case_key: &str, c: &Closing) -> Result<bool, sqlx::Error> {
     let n = execute!(
         conn,
         CLOSE,
         invoice,
         c.status,
         c.closed_at,
-        c.reason,
+        c.reason.as_str(),
         c.recovered_amount,
         c.recovered_after_secs,
-        c.emails_before_close
+        case_key
     )?;
     Ok(n == 1)
-}
-
-/// Open cases of a subscription.
-pub async fn open_cases_for_subscription(conn: &mut Conn<'_>, subscription: &str) -> Result<Vec<String>, sqlx::Error> {
-    Ok(fetch!(conn, fetch_all, (String,), OPEN_FOR_SUBSCRIPTION, subscription)?.into_iter().map(|(id,)| id).collect())
 }
 
 /// Who to write to: a customer's stored email, name and whether they were deleted.
@@ -158,22 +123,12 @@ pub struct Contact {
 }
 
 const CONTACT: &str = "SELECT email, name, deleted FROM customers WHERE id = $1";
-const SUBSCRIPTION_STATUS: &str = "SELECT status FROM subscriptions WHERE id = $1";
-const INVOICE_STATUS: &str = "SELECT status FROM invoices WHERE id = $1";
 
-/// The stored customer, if any.
-pub async fn contact(conn: &mut Conn<'_>, customer: &str) -> Result<Option<Contact>, sqlx::Error> {
-    fetch!(conn, fetch_optional, Contact, CONTACT, customer)
-}
-
-/// The stored status of a subscription.
-pub async fn subscription_status(conn: &mut Conn<'_>, id: &str) -> Result<Option<String>, sqlx::Error> {
-    Ok(fetch!(conn, fetch_optional, (String,), SUBSCRIPTION_STATUS, id)?.map(|(s,)| s))
-}
-
-/// The stored (latest-watermark) status of an invoice.
-pub async fn invoice_status(conn: &mut Conn<'_>, id: &str) -> Result<Option<String>, sqlx::Error> {
-    Ok(fetch!(conn, fetch_optional, (Option<String>,), INVOICE_STATUS, id)?.and_then(|(s,)| s))
+impl Store {
+    /// The stored customer, if any.
+    pub async fn contact(&self, customer: &str) -> Result<Option<Contact>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_optional, Contact, CONTACT, customer)).await
+    }
 }
 
 /// A card on file.

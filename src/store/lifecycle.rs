@@ -1,5 +1,5 @@
-//! Lifecycle state: product activity, at-risk episodes, and the facts the lifecycle reactions
-//! read inside the ingest transaction. Same SQL on both backends (`$N`, BIGINT/TEXT, portable
+//! Lifecycle state: product activity, at-risk episodes, and the series the lifecycle
+//! reactions' plans start and stop. Same SQL on both backends (`$N`, BIGINT/TEXT, portable
 //! upserts with CASE instead of MIN/LEAST).
 
 use serde::Serialize;
@@ -18,77 +18,9 @@ macro_rules! live {
 }
 
 const OTHER_LIVE: &str = concat!("SELECT COUNT(*) FROM subscriptions WHERE customer = $1 AND id <> $2 AND status IN ", live!());
-const HAS_CARD: &str = "SELECT COUNT(*) FROM payment_methods WHERE customer = $1";
-
-// Per-batch lookups for the lifecycle hook: one query each, whatever the batch holds.
-macro_rules! first_paid {
-    ($among:literal) => {
-        concat!(
-            "SELECT customer, id, t FROM (SELECT customer, id, COALESCE(paid_at, created, 0) AS t, \
-             ROW_NUMBER() OVER (PARTITION BY customer ORDER BY COALESCE(paid_at, created, 0), id) AS rn \
-             FROM invoices WHERE status = 'paid' AND amount_paid > 0 AND customer IN ",
-            $among,
-            ") AS p WHERE rn = 1"
-        )
-    };
-}
-macro_rules! live_winbacks {
-    ($among:literal) => {
-        concat!(
-            "SELECT DISTINCT customer FROM lifecycle_series WHERE campaign = 'winback' AND status = 'active' AND customer IN ",
-            $among
-        )
-    };
-}
-const FIRST_PAID_SQLITE: &str = first_paid!("(SELECT value FROM json_each($1))");
-const FIRST_PAID_PG: &str = first_paid!("(SELECT unnest($1::text[]))");
-const LIVE_WINBACKS_SQLITE: &str = live_winbacks!("(SELECT value FROM json_each($1))");
-const LIVE_WINBACKS_PG: &str = live_winbacks!("(SELECT unnest($1::text[]))");
-
-/// Each customer's first paid invoice with money (id, paid time), for `customers`.
-pub async fn first_paid_invoices(
-    conn: &mut Conn<'_>,
-    customers: &[&str],
-) -> Result<std::collections::HashMap<String, (String, i64)>, sqlx::Error> {
-    if customers.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<(String, String, i64)> = match conn {
-        Conn::Sqlite(c) => {
-            let ids = Value::from(customers.to_vec()).to_string();
-            sqlx::query_as(FIRST_PAID_SQLITE).bind(ids).fetch_all(&mut **c).await?
-        }
-        Conn::Postgres(c) => sqlx::query_as(FIRST_PAID_PG).bind(customers).fetch_all(&mut **c).await?,
-    };
-    Ok(rows.into_iter().map(|(customer, id, t)| (customer, (id, t))).collect())
-}
-
-/// Which of `customers` have a win-back series running.
-pub async fn live_winbacks_among(
-    conn: &mut Conn<'_>,
-    customers: &[&str],
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    if customers.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<(String,)> = match conn {
-        Conn::Sqlite(c) => {
-            let ids = Value::from(customers.to_vec()).to_string();
-            sqlx::query_as(LIVE_WINBACKS_SQLITE).bind(ids).fetch_all(&mut **c).await?
-        }
-        Conn::Postgres(c) => sqlx::query_as(LIVE_WINBACKS_PG).bind(customers).fetch_all(&mut **c).await?,
-    };
-    Ok(rows.into_iter().map(|(c,)| c).collect())
-}
-
 /// Live subscriptions of `customer` other than `subscription`.
 pub async fn other_live_subscriptions(conn: &mut Conn<'_>, customer: &str, subscription: &str) -> Result<i64, sqlx::Error> {
     Ok(fetch!(conn, fetch_one, (i64,), OTHER_LIVE, customer, subscription)?.0)
-}
-
-/// Whether Holdfast has seen a card for `customer`.
-pub async fn has_card(conn: &mut Conn<'_>, customer: &str) -> Result<bool, sqlx::Error> {
-    Ok(fetch!(conn, fetch_one, (i64,), HAS_CARD, customer)?.0 > 0)
 }
 
 const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status) \
@@ -171,8 +103,6 @@ const REENGAGED_SQLITE: &str = "UPDATE at_risk SET status = 'reengaged', resolve
 const REENGAGED_PG: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = r.l \
      FROM json_to_recordset(($1::text)::json) AS r(c text, l bigint) \
      WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l RETURNING at_risk.customer, at_risk.since";
-const ENDED: &str =
-    "UPDATE at_risk SET status = 'ended', resolved_at = $2 WHERE customer = $1 AND status = 'at_risk' RETURNING since";
 
 /// One customer's activity of one batch, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,11 +137,6 @@ pub async fn add_activity(conn: &mut Conn<'_>, sums: &[ActivitySum]) -> Result<V
             sqlx::query_as(REENGAGED_PG).bind(&customers).fetch_all(&mut **c).await
         }
     }
-}
-
-/// Close the customer's at-risk episode because they stopped paying.
-pub async fn mark_risk_ended(conn: &mut Conn<'_>, customer: &str, at: i64) -> Result<Option<i64>, sqlx::Error> {
-    Ok(fetch!(conn, fetch_optional, (i64,), ENDED, customer, at)?.map(|r| r.0))
 }
 
 /// A paying customer with reported activity, as the scheduler assesses them.
@@ -396,6 +321,28 @@ impl Store {
             }
             reengaged.sort();
             Ok(Recorded::Stored { reengaged })
+        })
+        .await
+    }
+
+    /// Open an at-risk episode and, when it is new and `emails` are given, start its
+    /// re-engagement series and queue them, in one transaction. Returns the emails queued.
+    pub async fn start_reengagement(
+        &self,
+        episode: &NewEpisode<'_>,
+        series: &NewSeries<'_>,
+        emails: &[crate::mail::NewEmail],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.in_transaction(async |conn| {
+            if !open_episode(conn, episode).await? || emails.is_empty() || !start_series(conn, series).await? {
+                return Ok(0);
+            }
+            let mut n = 0;
+            for email in emails {
+                n += usize::from(outbox::enqueue(conn, email, now).await?);
+            }
+            Ok(n)
         })
         .await
     }

@@ -1,24 +1,130 @@
-//! Where the reactions meet the projector's transaction. The store knows them only through
-//! this trait (no import of the features): the projector calls the hook for the events it
-//! projects, on the transaction's connection, right after their projection is applied.
+//! Where the reactions meet the projector's transaction. The reactions are deciders: they
+//! say which facts a run of events needs ([`FactsQuery`]), and from those facts and the
+//! events alone they return what should be written ([`ReactionPlan`]). The store loads the
+//! facts and writes the plan, on the transaction's connection, right after the run's
+//! projection is applied. The store knows the reactions only through [`ReactionHook`] and
+//! the types of this module; the reactions never see a connection.
 
-use futures::future::BoxFuture;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::Value;
 
 use super::StoreError;
-use super::conn::Conn;
+use super::conn::{Conn, execute};
+use super::lifecycle::{self as series, NewSeries};
+use super::outbox;
 use crate::domain::event::Event;
+use crate::mail::NewEmail;
 
-/// What the projector runs after applying a batch (dunning, lifecycle emails).
+pub use super::dunning::{Card, Closing, Contact, DunningCase};
+
+/// What the reactions want to know before deciding on a run of events. Every set names the
+/// rows to read; rows that don't exist are simply absent from [`Facts`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FactsQuery {
+    /// Invoices: their dunning case and their projected status.
+    pub invoices: BTreeSet<String>,
+    /// Subscriptions: their open dunning cases (they ended) and their projected status.
+    pub subscriptions: BTreeSet<String>,
+    /// Customers: contact, cards on file, live subscriptions, open at-risk episode, live
+    /// win-back series.
+    pub customers: BTreeSet<String>,
+    /// Cards by id (the run stores them).
+    pub cards: BTreeSet<String>,
+    /// Customers whose first paid invoice matters (onboarding).
+    pub first_paid_of: BTreeSet<String>,
+    /// Lifecycle series (by case key) that may start: whether each exists already.
+    pub series: BTreeSet<String>,
+}
+
+/// A card as stored: whose it is and the event time of its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCard {
+    pub customer: Option<String>,
+    pub src_created: i64,
+}
+
+/// The stored state a [`FactsQuery`] asked for, read in the projection transaction after the
+/// run's projection is applied.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// Dunning cases by invoice: those of the queried invoices, and the open ones of the
+    /// queried subscriptions.
+    pub cases: HashMap<String, DunningCase>,
+    pub invoice_status: HashMap<String, String>,
+    pub subscription_status: HashMap<String, String>,
+    pub contacts: HashMap<String, Contact>,
+    /// Cards by id: the queried ones and every card of the queried customers.
+    pub cards: HashMap<String, StoredCard>,
+    /// Live subscriptions (active, trialing, past due, unpaid) of each queried customer.
+    pub live_subscriptions: HashMap<String, Vec<String>>,
+    /// Open at-risk episodes: customer → when it began.
+    pub at_risk: HashMap<String, i64>,
+    /// Queried customers with a win-back series running.
+    pub winbacks: HashSet<String>,
+    /// Each queried customer's first paid invoice with money (id, paid time).
+    pub first_paid: HashMap<String, (String, i64)>,
+    /// Queried series keys that exist already.
+    pub series: HashSet<String>,
+}
+
+/// A lifecycle series that begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub case_key: String,
+    pub campaign: &'static str,
+    pub customer: String,
+    pub subscription: Option<String>,
+    pub started_at: i64,
+}
+
+/// One write of a plan. The store applies them in order.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Open a dunning case (nothing if the invoice has one).
+    OpenCase(DunningCase),
+    /// A further failure of an open case (its failure fields as given).
+    RecordFailure(DunningCase),
+    /// Close an open case; the emails delivered under `case_key` are counted at write time.
+    CloseCase { invoice: String, case_key: String, closing: Closing },
+    /// Keep the newest snapshot of a card.
+    UpsertCard { card: Card, created: i64, event_id: String },
+    /// Queue an email (nothing if its dedupe key is known).
+    Enqueue(NewEmail),
+    /// Queue an email; if its dedupe key is known and it was never tried, move it to the
+    /// new time with the new content.
+    EnqueueOrReschedule(NewEmail),
+    /// Cancel one pending email by dedupe key.
+    CancelEmail(String),
+    /// Cancel a case's pending emails.
+    CancelCase(String),
+    /// Cancel a case's pending emails but one.
+    CancelCaseExcept { case_key: String, keep: String },
+    /// Record a lifecycle series (nothing if it exists).
+    StartSeries(Series),
+    /// Stop a customer's live series of a campaign (but one tied to subscription `except`)
+    /// and cancel their pending emails.
+    StopSeries { customer: String, campaign: &'static str, except: Option<String>, reason: &'static str },
+    /// Stop one series by key and cancel its pending emails.
+    StopOne { case_key: String, reason: &'static str },
+    /// Close a customer's open at-risk episode: they stopped paying.
+    EndRisk { customer: String, at: i64 },
+}
+
+/// What the reactions decided for a run of events.
+#[derive(Debug, Clone, Default)]
+pub struct ReactionPlan {
+    pub writes: Vec<Write>,
+}
+
+/// What the projector runs after applying a run of events (dunning, lifecycle emails).
 pub trait ReactionHook: Send + Sync + std::fmt::Debug {
-    /// React to `events` (in log order) inside the caller's transaction; returns the emails
-    /// enqueued. With `notify` false (imported history) state is recorded but nothing is sent.
-    fn react<'a, 'c: 'a>(
-        &'a self,
-        conn: &'a mut Conn<'c>,
-        events: &'a [&'a Event],
-        now: i64,
-        notify: bool,
-    ) -> BoxFuture<'a, Result<usize, StoreError>>;
+    /// The facts deciding on `events` needs.
+    fn wants(&self, events: &[&Event], notify: bool) -> FactsQuery;
+
+    /// Decide on `events` (in log order) from `facts`; with `notify` false (imported
+    /// history) state is recorded but nothing is sent. An error rolls the batch back.
+    fn decide(&self, facts: Facts, events: &[&Event], now: i64, notify: bool) -> Result<ReactionPlan, String>;
 
     /// Emails were enqueued and are durable: wake the outbox worker.
     fn notify_outbox(&self);
@@ -27,7 +133,8 @@ pub trait ReactionHook: Send + Sync + std::fmt::Debug {
 /// The installed hook, shared by the store's clones.
 pub type Hook = std::sync::Arc<dyn ReactionHook>;
 
-/// Run the hook, if one is installed; returns the emails it enqueued.
+/// Run the hook, if one is installed: load its facts, let it decide, write its plan.
+/// Returns the emails enqueued.
 pub(crate) async fn react(
     conn: &mut Conn<'_>,
     events: &[&Event],
@@ -39,5 +146,173 @@ pub(crate) async fn react(
     if events.is_empty() {
         return Ok(0);
     }
-    reactor.react(conn, events, now, notify).await
+    let facts = load(conn, &reactor.wants(events, notify)).await?;
+    let plan = reactor.decide(facts, events, now, notify).map_err(StoreError::Reaction)?;
+    Ok(write(conn, &plan, now).await?)
 }
+
+/// Subscription statuses that mean "still a customer".
+macro_rules! live {
+    () => {
+        "('active', 'trialing', 'past_due', 'unpaid')"
+    };
+}
+
+/// A statement reading rows whose key is among a list: `$1` is a JSON array on SQLite
+/// (`json_each`) and a text array on Postgres.
+struct Among {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+macro_rules! among {
+    ($head:literal, $tail:literal) => {
+        Among {
+            sqlite: concat!($head, "(SELECT value FROM json_each($1))", $tail),
+            postgres: concat!($head, "(SELECT unnest($1::text[]))", $tail),
+        }
+    };
+}
+
+const CASES_OF_INVOICES: Among = among!(
+    "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
+     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
+     experiment, variant, attempt_count FROM dunning_cases WHERE invoice_id IN ",
+    ""
+);
+const OPEN_CASES_OF_SUBSCRIPTIONS: Among = among!(
+    "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
+     next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
+     experiment, variant, attempt_count FROM dunning_cases WHERE status = 'open' AND subscription IN ",
+    ""
+);
+const INVOICE_STATUSES: Among = among!("SELECT id, status FROM invoices WHERE status IS NOT NULL AND id IN ", "");
+const SUBSCRIPTION_STATUSES: Among = among!("SELECT id, status FROM subscriptions WHERE id IN ", "");
+const CONTACTS: Among = among!("SELECT id, email, name, deleted FROM customers WHERE id IN ", "");
+const CARDS_OF: Among = among!("SELECT id, customer, src_created FROM payment_methods WHERE customer IN ", "");
+const CARDS: Among = among!("SELECT id, customer, src_created FROM payment_methods WHERE id IN ", "");
+const LIVE_SUBSCRIPTIONS: Among = Among {
+    sqlite: concat!(
+        "SELECT customer, id FROM subscriptions WHERE status IN ",
+        live!(),
+        " AND customer IN (SELECT value FROM json_each($1)) ORDER BY id"
+    ),
+    postgres: concat!(
+        "SELECT customer, id FROM subscriptions WHERE status IN ",
+        live!(),
+        " AND customer IN (SELECT unnest($1::text[])) ORDER BY id"
+    ),
+};
+const AT_RISK: Among = among!("SELECT customer, since FROM at_risk WHERE status = 'at_risk' AND customer IN ", "");
+const WINBACKS: Among = among!(
+    "SELECT DISTINCT customer FROM lifecycle_series WHERE campaign = 'winback' AND status = 'active' AND customer IN ",
+    ""
+);
+const FIRST_PAID: Among = among!(
+    "SELECT customer, id, t FROM (SELECT customer, id, COALESCE(paid_at, created, 0) AS t, \
+     ROW_NUMBER() OVER (PARTITION BY customer ORDER BY COALESCE(paid_at, created, 0), id) AS rn \
+     FROM invoices WHERE status = 'paid' AND amount_paid > 0 AND customer IN ",
+    ") AS p WHERE rn = 1"
+);
+const SERIES: Among = among!("SELECT case_key FROM lifecycle_series WHERE case_key IN ", "");
+
+/// Read the rows of `stmt` for `keys` (none when `keys` is empty).
+async fn among<T>(conn: &mut Conn<'_>, stmt: &Among, keys: &BTreeSet<String>) -> Result<Vec<T>, sqlx::Error>
+where
+    T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    match conn {
+        Conn::Sqlite(c) => sqlx::query_as(stmt.sqlite).bind(Value::from(keys).to_string()).fetch_all(&mut **c).await,
+        Conn::Postgres(c) => sqlx::query_as(stmt.postgres).bind(keys).fetch_all(&mut **c).await,
+    }
+}
+
+/// Read what `q` asks for: one statement per kind of fact, whatever the run holds.
+async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error> {
+    let mut facts = Facts::default();
+    let cases: Vec<DunningCase> = among(conn, &CASES_OF_INVOICES, &q.invoices).await?;
+    let open: Vec<DunningCase> = among(conn, &OPEN_CASES_OF_SUBSCRIPTIONS, &q.subscriptions).await?;
+    facts.cases = cases.into_iter().chain(open).map(|c| (c.invoice_id.clone(), c)).collect();
+    let rows: Vec<(String, String)> = among(conn, &INVOICE_STATUSES, &q.invoices).await?;
+    facts.invoice_status = rows.into_iter().collect();
+    let rows: Vec<(String, String)> = among(conn, &SUBSCRIPTION_STATUSES, &q.subscriptions).await?;
+    facts.subscription_status = rows.into_iter().collect();
+    let rows: Vec<(String, Option<String>, Option<String>, bool)> = among(conn, &CONTACTS, &q.customers).await?;
+    facts.contacts = rows.into_iter().map(|(id, email, name, deleted)| (id, Contact { email, name, deleted })).collect();
+    let of: Vec<(String, Option<String>, i64)> = among(conn, &CARDS_OF, &q.customers).await?;
+    let by_id: Vec<(String, Option<String>, i64)> = among(conn, &CARDS, &q.cards).await?;
+    facts.cards =
+        of.into_iter().chain(by_id).map(|(id, customer, src_created)| (id, StoredCard { customer, src_created })).collect();
+    let rows: Vec<(String, String)> = among(conn, &LIVE_SUBSCRIPTIONS, &q.customers).await?;
+    for (customer, id) in rows {
+        facts.live_subscriptions.entry(customer).or_default().push(id);
+    }
+    let rows: Vec<(String, i64)> = among(conn, &AT_RISK, &q.customers).await?;
+    facts.at_risk = rows.into_iter().collect();
+    let rows: Vec<(String,)> = among(conn, &WINBACKS, &q.customers).await?;
+    facts.winbacks = rows.into_iter().map(|(c,)| c).collect();
+    let rows: Vec<(String, String, i64)> = among(conn, &FIRST_PAID, &q.first_paid_of).await?;
+    facts.first_paid = rows.into_iter().map(|(customer, id, t)| (customer, (id, t))).collect();
+    let rows: Vec<(String,)> = among(conn, &SERIES, &q.series).await?;
+    facts.series = rows.into_iter().map(|(k,)| k).collect();
+    Ok(facts)
+}
+
+/// Apply `plan` in order at `now`; returns the emails newly enqueued.
+async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usize, sqlx::Error> {
+    use super::dunning as cases;
+    let mut enqueued = 0;
+    for w in &plan.writes {
+        match w {
+            Write::OpenCase(c) => {
+                cases::insert_case(conn, c).await?;
+            }
+            Write::RecordFailure(c) => cases::update_failure(conn, c).await?,
+            Write::CloseCase { invoice, case_key, closing } => {
+                cases::close_case(conn, invoice, case_key, closing).await?;
+            }
+            Write::UpsertCard { card, created, event_id } => cases::upsert_card(conn, card, *created, event_id).await?,
+            Write::Enqueue(email) => enqueued += usize::from(outbox::enqueue(conn, email, now).await?),
+            Write::EnqueueOrReschedule(email) => {
+                if outbox::enqueue(conn, email, now).await? {
+                    enqueued += 1;
+                } else {
+                    outbox::reschedule(conn, email, now).await?;
+                }
+            }
+            Write::CancelEmail(key) => {
+                outbox::cancel_key(conn, key, now).await?;
+            }
+            Write::CancelCase(key) => {
+                outbox::cancel_case(conn, key, now).await?;
+            }
+            Write::CancelCaseExcept { case_key, keep } => {
+                outbox::cancel_case_except(conn, case_key, keep, now).await?;
+            }
+            Write::StartSeries(s) => {
+                let new = NewSeries {
+                    case_key: &s.case_key,
+                    campaign: s.campaign,
+                    customer: &s.customer,
+                    subscription: s.subscription.as_deref(),
+                    started_at: s.started_at,
+                };
+                series::start_series(conn, &new).await?;
+            }
+            Write::StopSeries { customer, campaign, except, reason } => {
+                series::stop_series(conn, customer, campaign, except.as_deref(), reason, now).await?;
+            }
+            Write::StopOne { case_key, reason } => series::stop_one(conn, case_key, reason, now).await?,
+            Write::EndRisk { customer, at } => {
+                execute!(conn, END_RISK, customer.as_str(), *at)?;
+            }
+        }
+    }
+    Ok(enqueued)
+}
+
+const END_RISK: &str = "UPDATE at_risk SET status = 'ended', resolved_at = $2 WHERE customer = $1 AND status = 'at_risk'";

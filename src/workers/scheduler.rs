@@ -9,10 +9,12 @@ use minijinja::context;
 
 use super::Outcome;
 use crate::domain::dunning::year_month;
+use crate::domain::lifecycle::reengage_case;
 use crate::domain::lifecycle::{Windows, assess};
-use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, start_reengagement};
+use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, reengagement_emails};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
+use crate::store::lifecycle::{NewEpisode, NewSeries};
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;
@@ -64,7 +66,25 @@ impl Scheduler {
             }
             if let Some(a) = assess(&rule, &c.facts(), now) {
                 tracing::info!(reason = a.risk.as_str(), "customer at risk");
-                enqueued += start_reengagement(&self.reactor, &self.store, &c, a, now).await?;
+                let contact = self.store.contact(&c.customer).await?;
+                let emails = reengagement_emails(&self.reactor, &c.customer, contact.as_ref(), c.last_at, now)?;
+                let episode = NewEpisode {
+                    customer: &c.customer,
+                    reason: a.risk.as_str(),
+                    since: now,
+                    last_activity_at: c.last_at,
+                    recent_week: a.recent_week,
+                    baseline_week: a.baseline_week,
+                };
+                let case_key = reengage_case(&c.customer, now);
+                let series = NewSeries {
+                    case_key: &case_key,
+                    campaign: "reengagement",
+                    customer: &c.customer,
+                    subscription: None,
+                    started_at: now,
+                };
+                enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }
         }
         Ok(enqueued)

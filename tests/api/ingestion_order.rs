@@ -19,7 +19,9 @@ fn business_stream(seed: u64) -> Vec<Value> {
     let mut n = 0u32;
     let mut push = |events: &mut Vec<Value>, kind: &str, at: i64, object: Value| {
         n += 1;
-        // Ids increase with the stream, so a same-second tie breaks the stream's way.
+        // Ids increase with the stream. Same-second snapshots of one subscription differ in
+        // status here, which the tie rule orders as the stream does; a change only the
+        // content tells apart (plan, discount) comes a second later, as it does in Stripe.
         events.push(event_with_id(&format!("evt_{seed:03}_{n:05}"), kind, at, object));
     };
     for c in 0..12 {
@@ -69,7 +71,7 @@ fn business_stream(seed: u64) -> Vec<Value> {
                     sub.price = "price_pro_monthly".into();
                     sub.unit_amount = 5000;
                     push(&mut events, "invoice.paid", t, inv("paid", t));
-                    push(&mut events, "customer.subscription.updated", t, sub.object());
+                    push(&mut events, "customer.subscription.updated", t + 1, sub.object());
                 }
                 3 => {
                     push(&mut events, "invoice.paid", t, inv("paid", t));
@@ -105,7 +107,7 @@ fn business_stream(seed: u64) -> Vec<Value> {
                     push(&mut events, "customer.discount.created", t, d);
                     let mut discounted = sub.object();
                     discounted["discounts"] = json!([discount_id]);
-                    push(&mut events, "customer.subscription.updated", t, discounted);
+                    push(&mut events, "customer.subscription.updated", t + 1, discounted);
                     push(&mut events, "invoice.paid", t, inv("paid", t));
                 }
                 _ => push(&mut events, "invoice.paid", t, inv("paid", t)),
@@ -167,4 +169,51 @@ fn assert_last_snapshot_wins(stream: &[Value], state: &holdfast::store::StateDum
     }
     let history_rows = stream.iter().filter(|e| e["data"]["object"]["object"] == "subscription").count();
     assert_eq!(state.history.len(), history_rows, "one history row per subscription snapshot");
+}
+
+/// Two snapshots of one object in the same second, ids chosen so the greater id is the
+/// older state: both delivery orders end in the state the objects say is newer.
+#[tokio::test]
+async fn a_same_second_pair_ends_in_the_same_correct_state_in_both_delivery_orders() {
+    let t = T0 + 5 * DAY;
+    let mut sub = Sub::new("sub_tie", "cus_tie", t);
+    sub.status = "incomplete";
+    let created = event_with_id("evt_tie_z", "customer.subscription.created", t, sub.object());
+    sub.status = "active";
+    let activated = event_with_id("evt_tie_a", "customer.subscription.updated", t, sub.object());
+    // A renewal and a late copy of the period it ends, in one second.
+    let mut renewed_sub = Sub::new("sub_renew", "cus_tie", t - 30 * DAY);
+    let old_period = event_with_id("evt_ren_z", "customer.subscription.updated", t, renewed_sub.object());
+    renewed_sub.created = t;
+    let mut renewed = renewed_sub.object();
+    renewed["created"] = json!(t - 30 * DAY);
+    let renewal = event_with_id("evt_ren_a", "customer.subscription.updated", t, renewed);
+    // The second failed attempt of an invoice and the first, in one second.
+    let mut first = invoice("in_tie", "cus_tie", "sub_tie", "open", 2000, t);
+    first["attempt_count"] = json!(1);
+    let mut second = first.clone();
+    second["attempt_count"] = json!(2);
+    let first = event_with_id("evt_inv_z", "invoice.payment_failed", t, first);
+    let second = event_with_id("evt_inv_a", "invoice.payment_failed", t, second);
+
+    let pairs = [(&created, &activated), (&old_period, &renewal), (&first, &second)];
+    let mut states = Vec::new();
+    for newer_last in [true, false] {
+        let app = spawn_app().await;
+        for (older, newer) in pairs {
+            let order = if newer_last { [older, newer] } else { [newer, older] };
+            for e in order {
+                app.deliver(e).await;
+            }
+        }
+        let state = app.state().await;
+        let row = |id: &str| state.subscriptions.iter().find(|s| s.id == id).cloned().expect("subscription row");
+        assert_eq!((row("sub_tie").status.as_str(), row("sub_tie").src_event_id.as_str()), ("active", "evt_tie_a"));
+        assert_eq!(row("sub_renew").src_event_id, "evt_ren_a", "the later period wins");
+        assert_eq!(row("sub_renew").current_period_end, Some(t + 30 * DAY));
+        let inv = state.invoices.iter().find(|i| i.id == "in_tie").expect("invoice row");
+        assert_eq!((inv.attempt_count, inv.src_event_id.as_str()), (2, "evt_inv_a"));
+        states.push(state);
+    }
+    assert_eq!(states[0], states[1], "both delivery orders end in one state");
 }

@@ -29,6 +29,14 @@ macro_rules! newer {
     };
 }
 
+/// The guard of the tables with a same-second tie rule (subscriptions, invoices).
+macro_rules! newer_tie {
+    () => {
+        "(EXCLUDED.src_rank, EXCLUDED.src_created, EXCLUDED.src_tie COLLATE \"C\", EXCLUDED.src_event_id COLLATE \"C\") \
+         > (t.src_rank, t.src_created, t.src_tie COLLATE \"C\", t.src_event_id COLLATE \"C\")"
+    };
+}
+
 const UPSERT_CUSTOMERS: &str = concat!(
     "INSERT INTO customers AS t (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::bool[], $6::int8[], $7::int8[], $8::text[]) \
@@ -41,10 +49,10 @@ const UPSERT_CUSTOMERS: &str = concat!(
 const UPSERT_SUBSCRIPTIONS: &str = concat!(
     "INSERT INTO subscriptions AS t (id, customer, status, currency, created, start_date, trial_start, \
      trial_end, current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
-     cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id) \
+     cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id, src_tie) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], \
      $10::int8[], $11::bool[], $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::int8[], \
-     $20::text[], $21::float8[], $22::int8[], $23::int8[], $24::text[]) \
+     $20::text[], $21::float8[], $22::int8[], $23::int8[], $24::text[], $25::text[]) \
      ON CONFLICT (id) DO UPDATE SET customer = EXCLUDED.customer, status = EXCLUDED.status, currency = EXCLUDED.currency, \
      created = EXCLUDED.created, start_date = EXCLUDED.start_date, trial_start = EXCLUDED.trial_start, trial_end = EXCLUDED.trial_end, \
      current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end, \
@@ -52,8 +60,8 @@ const UPSERT_SUBSCRIPTIONS: &str = concat!(
      ended_at = EXCLUDED.ended_at, cancel_reason = EXCLUDED.cancel_reason, cancel_feedback = EXCLUDED.cancel_feedback, \
      cancel_comment = EXCLUDED.cancel_comment, pause_behavior = EXCLUDED.pause_behavior, pause_resumes_at = EXCLUDED.pause_resumes_at, \
      discounts = EXCLUDED.discounts, base_mrr = EXCLUDED.base_mrr, src_rank = EXCLUDED.src_rank, src_created = EXCLUDED.src_created, \
-     src_event_id = EXCLUDED.src_event_id WHERE ",
-    newer!(),
+     src_event_id = EXCLUDED.src_event_id, src_tie = EXCLUDED.src_tie WHERE ",
+    newer_tie!(),
     " RETURNING t.id"
 );
 
@@ -71,14 +79,16 @@ const INSERT_HISTORY: &str = "INSERT INTO subscription_history (subscription_id,
 const UPSERT_INVOICES: &str = concat!(
     "INSERT INTO invoices AS t (id, customer, subscription, status, billing_reason, currency, amount_due, \
      amount_paid, amount_remaining, attempt_count, next_payment_attempt, hosted_invoice_url, created, paid_at, src_rank, src_created, \
-     src_event_id) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], \
-     $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::text[]) \
+     src_event_id, src_tie) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::text[], \
+     $18::text[]) \
      ON CONFLICT (id) DO UPDATE SET customer = EXCLUDED.customer, subscription = EXCLUDED.subscription, status = EXCLUDED.status, \
      billing_reason = EXCLUDED.billing_reason, currency = EXCLUDED.currency, amount_due = EXCLUDED.amount_due, \
      amount_paid = EXCLUDED.amount_paid, amount_remaining = EXCLUDED.amount_remaining, attempt_count = EXCLUDED.attempt_count, \
      next_payment_attempt = EXCLUDED.next_payment_attempt, hosted_invoice_url = EXCLUDED.hosted_invoice_url, created = EXCLUDED.created, \
-     paid_at = EXCLUDED.paid_at, src_rank = EXCLUDED.src_rank, src_created = EXCLUDED.src_created, src_event_id = EXCLUDED.src_event_id WHERE ",
-    newer!()
+     paid_at = EXCLUDED.paid_at, src_rank = EXCLUDED.src_rank, src_created = EXCLUDED.src_created, src_event_id = EXCLUDED.src_event_id, \
+     src_tie = EXCLUDED.src_tie WHERE ",
+    newer_tie!()
 );
 
 const UPSERT_DISCOUNTS: &str = concat!(
@@ -221,6 +231,7 @@ async fn upsert_subscriptions(conn: &mut PgConnection, w: &Writes) -> Result<(),
         rank,
         src_created,
         event,
+        tie,
     ) = columns!(&w.subscriptions, |r| {
         cape: r.0.cancel_at_period_end,
         cancel_at: r.0.cancel_at,
@@ -236,6 +247,7 @@ async fn upsert_subscriptions(conn: &mut PgConnection, w: &Writes) -> Result<(),
         rank: r.1.rank,
         src_created: r.1.created,
         event: r.1.event_id.as_str(),
+        tie: r.1.tie.as_str(),
     });
     let applied: Vec<(String,)> = sqlx::query_as(UPSERT_SUBSCRIPTIONS)
         .bind(id)
@@ -262,6 +274,7 @@ async fn upsert_subscriptions(conn: &mut PgConnection, w: &Writes) -> Result<(),
         .bind(rank)
         .bind(src_created)
         .bind(event)
+        .bind(tie)
         .fetch_all(&mut *conn)
         .await?;
     let applied: HashSet<String> = applied.into_iter().map(|(id,)| id).collect();
@@ -359,7 +372,7 @@ async fn upsert_invoices(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx
         paid: r.0.amount_paid,
         remaining: r.0.amount_remaining,
     });
-    let (attempts, next, url, created, paid_at, rank, src_created, event) = columns!(&w.invoices, |r| {
+    let (attempts, next, url, created, paid_at, rank, src_created, event, tie) = columns!(&w.invoices, |r| {
         attempts: r.0.attempt_count,
         next: r.0.next_payment_attempt,
         url: clean(&r.0.hosted_invoice_url),
@@ -368,6 +381,7 @@ async fn upsert_invoices(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx
         rank: r.1.rank,
         src_created: r.1.created,
         event: r.1.event_id.as_str(),
+        tie: r.1.tie.as_str(),
     });
     sqlx::query(UPSERT_INVOICES)
         .bind(id)
@@ -387,6 +401,7 @@ async fn upsert_invoices(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx
         .bind(rank)
         .bind(src_created)
         .bind(event)
+        .bind(tie)
         .execute(conn)
         .await?;
     Ok(())

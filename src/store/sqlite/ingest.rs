@@ -29,6 +29,14 @@ macro_rules! newer {
     };
 }
 
+/// The guard of the tables with a same-second tie rule (subscriptions, invoices).
+macro_rules! newer_tie {
+    () => {
+        "(excluded.src_rank, excluded.src_created, excluded.src_tie, excluded.src_event_id) \
+         > (t.src_rank, t.src_created, t.src_tie, t.src_event_id)"
+    };
+}
+
 const UPSERT_CUSTOMERS: &str = concat!(
     "INSERT INTO customers AS t (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each($1) WHERE true ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
@@ -40,9 +48,9 @@ const UPSERT_CUSTOMERS: &str = concat!(
 const UPSERT_SUBSCRIPTIONS: &str = concat!(
     "INSERT INTO subscriptions AS t (id, customer, status, currency, created, start_date, trial_start, \
      trial_end, current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
-     cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id) \
+     cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id, src_tie) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
-     value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, value ->> 23 FROM json_each($1) WHERE true \
+     value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, value ->> 23, value ->> 24 FROM json_each($1) WHERE true \
      ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, status = excluded.status, currency = excluded.currency, \
      created = excluded.created, start_date = excluded.start_date, trial_start = excluded.trial_start, trial_end = excluded.trial_end, \
      current_period_start = excluded.current_period_start, current_period_end = excluded.current_period_end, \
@@ -50,8 +58,8 @@ const UPSERT_SUBSCRIPTIONS: &str = concat!(
      ended_at = excluded.ended_at, cancel_reason = excluded.cancel_reason, cancel_feedback = excluded.cancel_feedback, \
      cancel_comment = excluded.cancel_comment, pause_behavior = excluded.pause_behavior, pause_resumes_at = excluded.pause_resumes_at, \
      discounts = excluded.discounts, base_mrr = excluded.base_mrr, src_rank = excluded.src_rank, src_created = excluded.src_created, \
-     src_event_id = excluded.src_event_id WHERE ",
-    newer!(),
+     src_event_id = excluded.src_event_id, src_tie = excluded.src_tie WHERE ",
+    newer_tie!(),
     " RETURNING id"
 );
 
@@ -68,14 +76,15 @@ const INSERT_HISTORY: &str = "INSERT INTO subscription_history (subscription_id,
 const UPSERT_INVOICES: &str = concat!(
     "INSERT INTO invoices AS t (id, customer, subscription, status, billing_reason, currency, amount_due, \
      amount_paid, amount_remaining, attempt_count, next_payment_attempt, hosted_invoice_url, created, paid_at, src_rank, src_created, \
-     src_event_id) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
-     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16 FROM json_each($1) WHERE true \
+     src_event_id, src_tie) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
+     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17 FROM json_each($1) WHERE true \
      ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, subscription = excluded.subscription, status = excluded.status, \
      billing_reason = excluded.billing_reason, currency = excluded.currency, amount_due = excluded.amount_due, \
      amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, attempt_count = excluded.attempt_count, \
      next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url, created = excluded.created, \
-     paid_at = excluded.paid_at, src_rank = excluded.src_rank, src_created = excluded.src_created, src_event_id = excluded.src_event_id WHERE ",
-    newer!()
+     paid_at = excluded.paid_at, src_rank = excluded.src_rank, src_created = excluded.src_created, src_event_id = excluded.src_event_id, \
+     src_tie = excluded.src_tie WHERE ",
+    newer_tie!()
 );
 
 const UPSERT_DISCOUNTS: &str = concat!(
@@ -174,7 +183,8 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(),
                 i.paid_at,
                 m.rank,
                 m.created,
-                m.event_id
+                m.event_id,
+                m.tie
             ])
         });
         sqlx::query(UPSERT_INVOICES).bind(rows).execute(&mut *conn).await?;
@@ -230,7 +240,8 @@ async fn upsert_subscriptions(conn: &mut SqliteConnection, w: &Writes) -> Result
             s.base_mrr(),
             m.rank,
             m.created,
-            m.event_id
+            m.event_id,
+            m.tie
         ])
     });
     let applied: Vec<(String,)> = sqlx::query_as(UPSERT_SUBSCRIPTIONS).bind(rows).fetch_all(&mut *conn).await?;
