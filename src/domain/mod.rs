@@ -9,6 +9,7 @@ pub mod fields;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mrr;
+pub mod poison;
 pub mod projection;
 pub mod snapshots;
 pub mod watermark;

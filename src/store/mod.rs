@@ -298,8 +298,8 @@ impl Store {
     /// The whole recorded history, as metrics read it.
     pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
         match self {
-            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE)),
-            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES)),
+            Self::Sqlite(s) => Ok(metrics::load_timeline_from!(s.pool())),
+            Self::Postgres(s) => Ok(metrics::load_timeline_from!(s.pool())),
         }
     }
 

@@ -51,6 +51,16 @@ fn projector_gauges(lag: ProjectorLag) -> Vec<Gauge> {
         g("holdfast_projector_parked_customers", "Customers whose projection is parked on a failed event.", lag.parked_customers),
         g("holdfast_projector_parked_events", "Events parked (failed, or waiting behind a failed one).", lag.parked_events),
         g("holdfast_projector_position", "The projector's cursor in the event log.", lag.position),
+        g(
+            "holdfast_events_quarantined",
+            "Events stored but never projected: too deep, absurd ids or strings, NUL (see GET /api/quarantine).",
+            lag.quarantined_events,
+        ),
+        g(
+            "holdfast_report_rows_skipped",
+            "Rows the reports could not read and skipped (this process, all time).",
+            crate::store::metrics::rows_skipped() as i64,
+        ),
     ]
 }
 
