@@ -72,6 +72,13 @@ pub enum Command {
         #[arg(long)]
         older_than_days: Option<u32>,
     },
+    /// List the quarantined events: stored and acknowledged, never projected (too deep, absurd
+    /// ids or strings, NUL), newest first. The same list as `GET /api/quarantine`.
+    Quarantine {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
     /// Print the owner summary of a month (the same figures as `GET /api/summary`).
     Summary {
         /// The month, YYYY-MM (default: the current month, UTC).
@@ -152,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { file } => backup(&file).await,
         Command::Forget { customer } => forget(&customer).await,
         Command::PrunePayloads { older_than_days } => prune_payloads(older_than_days).await,
+        Command::Quarantine { limit } => quarantine(limit).await,
     }
 }
 
@@ -286,6 +294,20 @@ async fn forget(customer: &str) -> anyhow::Result<()> {
     let forgotten = store.forget_customer(customer).await.context("erasing the customer's data")?;
     store.close().await;
     println!("{customer}: personal data erased from {} events and {} emails", forgotten.events, forgotten.emails);
+    Ok(())
+}
+
+async fn quarantine(limit: i64) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=100_000).contains(&limit), "--limit must be 1 to 100000");
+    let store = migrated_store().await?;
+    let events = store.quarantined(limit).await.context("reading the quarantined events")?;
+    store.close().await;
+    if events.is_empty() {
+        println!("no quarantined events");
+    }
+    for e in events {
+        println!("{}\t{}\t{}\tcreated {}\treceived {}\t{}", e.seq, e.event_id, e.kind, e.created, e.received_at, e.reason);
+    }
     Ok(())
 }
 

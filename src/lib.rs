@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod health;
 pub mod mail;
 pub mod metrics;
 pub mod reactions;

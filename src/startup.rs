@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::clock::Clock;
 use crate::config::{LimitSettings, Settings};
+use crate::health::Health;
 use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
 use crate::metrics::Metrics;
@@ -30,7 +31,8 @@ use crate::web::cancel::pages::Pages;
 use crate::web::cancel::rate_limit::RateLimiter;
 use crate::web::cancel::{self, CancelState};
 use crate::web::{
-    activity, comeback, dashboard, error, health, home, metrics, observed, request_id, security_headers, summary, unsubscribe,
+    activity, comeback, dashboard, error, health, home, metrics, observed, quarantine, request_id, security_headers, summary,
+    unsubscribe,
 };
 use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
@@ -53,6 +55,7 @@ pub struct Application {
     scheduler: Scheduler,
     run_workers: bool,
     clock: Clock,
+    health: Health,
 }
 
 impl Application {
@@ -81,8 +84,10 @@ impl Application {
         let store = store.with_reactor(reactor.clone()).with_stripe_mode(settings.stripe_mode);
         store.migrate().await.context("running database migrations")?;
         let mailer = Mailer::new(&settings.mail).context("configuring the mail transport")?;
+        let health = Health::new(clock.clone());
         let outbox = OutboxWorker::new(store.clone(), mailer, settings.mail.max_attempts)
             .with_clock(clock.clone())
+            .with_health(health.clone())
             .observing(settings.observe);
         if settings.observe {
             tracing::warn!("observe-only mode: no email is sent and no change is made in Stripe; see GET /api/observed");
@@ -115,10 +120,11 @@ impl Application {
             observe: settings.observe,
             budget,
             limits: settings.limits.clone(),
+            health: health.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
-        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers, clock })
+        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers, clock, health })
     }
 
     pub fn port(&self) -> u16 {
@@ -133,6 +139,11 @@ impl Application {
     /// The clock every part of the service reads (tests set it).
     pub fn clock(&self) -> Clock {
         self.clock.clone()
+    }
+
+    /// What the background parts report (`/readyz` reads it).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// The outbox sender, for driving it by hand (`HOLDFAST_WORKERS=off`, tests).
@@ -151,7 +162,7 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let mut workers = Vec::new();
         // Always: webhooks only reach the tables through it.
-        let projector = Projector::new(self.store.clone(), self.clock.clone());
+        let projector = Projector::new(self.store.clone(), self.clock.clone()).with_health(self.health.clone());
         workers.push(tokio::spawn(projector.run(stopped.clone())));
         if self.run_workers {
             let outbox = self.outbox.clone();
@@ -261,6 +272,7 @@ struct HttpParts {
     observe: bool,
     budget: Arc<BodyBudget>,
     limits: LimitSettings,
+    health: Health,
 }
 
 /// Time a client gets to close its side after our answer before the connection is dropped.
@@ -268,7 +280,9 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits } = parts;
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits, health } =
+        parts;
+    let health = web::Data::new(health);
     let mode = web::Data::new(observed::Mode { observe });
     let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
@@ -289,6 +303,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(metrics.clone())
             .app_data(budget.clone())
+            .app_data(health.clone())
             .app_data(clock.clone())
             .app_data(mode.clone())
             .app_data(store.clone())
@@ -303,6 +318,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .route("/api/summary", web::get().to(summary::get_summary))
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
             .route("/api/observed", web::get().to(observed::get_observed))
+            .route("/api/quarantine", web::get().to(quarantine::get_quarantine))
             .route("/dashboard", web::get().to(dashboard::get_dashboard))
             .route("/dashboard/login", web::post().to(dashboard::post_login))
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::poison;
+
 /// A Stripe event, parsed just enough to store and project it.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -48,12 +50,57 @@ struct WireData {
     object: Option<Value>,
 }
 
+/// The envelope of a body too deep for `Wire`: `data` is skipped, not built.
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    created: Option<i64>,
+    #[serde(default)]
+    livemode: Option<bool>,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    object: Option<String>,
+    data: Option<SkippedData>,
+}
+
+#[derive(Deserialize)]
+struct SkippedData {
+    object: Option<serde::de::IgnoredAny>,
+}
+
 impl Event {
     /// Parse a verified body. Only the envelope is checked; the object is kept as JSON so
     /// that API-version drift in its fields can never reject an event.
     pub fn parse(body: &[u8]) -> Result<Self, NotAnEvent> {
         let raw = std::str::from_utf8(body).map_err(|_| NotAnEvent("body is not UTF-8".into()))?.to_owned();
-        let wire: Wire = serde_json::from_str(&raw).map_err(|e| NotAnEvent(format!("body is not a JSON event: {e}")))?;
+        let wire: Wire = match serde_json::from_str(&raw) {
+            Ok(wire) => wire,
+            // Nested past the parser's limit: the envelope alone is read so that the event is
+            // stored and acknowledged; the projector quarantines it (see `poison`) and never
+            // looks at its object, which stands here as an empty one.
+            Err(_) if poison::too_deep(raw.as_bytes()) => {
+                let envelope: Envelope =
+                    serde_json::from_str(&raw).map_err(|e| NotAnEvent(format!("body is not a JSON event: {e}")))?;
+                if !envelope.data.is_some_and(|d| d.object.is_some()) {
+                    return Err(NotAnEvent("missing `data.object`".into()));
+                }
+                Wire {
+                    id: envelope.id,
+                    kind: envelope.kind,
+                    created: envelope.created,
+                    livemode: envelope.livemode,
+                    api_version: envelope.api_version,
+                    account: envelope.account,
+                    object: envelope.object,
+                    data: Some(WireData { object: Some(Value::Object(serde_json::Map::new())) }),
+                }
+            }
+            Err(e) => return Err(NotAnEvent(format!("body is not a JSON event: {e}"))),
+        };
         if wire.object.as_deref().is_some_and(|o| o != "event") {
             return Err(NotAnEvent("`object` is not \"event\"".into()));
         }
@@ -106,5 +153,20 @@ mod tests {
             let err = Event::parse(body).expect_err("must be refused");
             assert!(err.0.contains(reason), "{} should mention {reason}", err.0);
         }
+    }
+
+    #[test]
+    fn an_event_nested_past_the_limit_is_still_an_event() {
+        let depth = 1000;
+        let body = format!(
+            r#"{{"id":"evt_deep","object":"event","type":"customer.updated","created":7,"data":{{"object":{{"id":"cus_1","x":{}1{}}}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let event = Event::parse(body.as_bytes()).expect("stored and acknowledged, then quarantined");
+        assert_eq!((event.id.as_str(), event.kind.as_str(), event.created), ("evt_deep", "customer.updated", 7));
+        assert_eq!(event.raw, body);
+        let no_object = format!(r#"{{"id":"evt_deep","type":"x","created":7,"data":{{}},"x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        assert!(Event::parse(no_object.as_bytes()).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod money;
 pub mod mrr;
+pub mod poison;
 pub mod projection;
 pub mod refunds;
 pub mod snapshots;

@@ -10,6 +10,10 @@
 //! `parked_events`) instead of stopping the log; later events of the same customer are
 //! parked behind it, in order, and every other customer goes on. Parked events are retried
 //! with back-off ([`Store::retry_parked`]).
+//!
+//! Quarantine: an event whose body no real Stripe object has (see `domain::poison`) is never
+//! projected, parked or retried: its log row is marked with the reason (`quarantine`), it is
+//! counted in `/metrics` and listed for the owner, and the log moves on.
 
 use std::collections::HashSet;
 
@@ -18,6 +22,7 @@ use super::reactions::{ReactionHook, react};
 use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, str_at};
+use crate::domain::poison::{self, Poison};
 use crate::store::batch::Writes;
 
 /// Most events a projector transaction takes: large enough that a backlog is applied a few
@@ -55,9 +60,18 @@ const BACKLOG_SQLITE: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FRO
 const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE seq > $1";
 const OTHER_MODE_EVENTS: &str = "SELECT COUNT(*) FROM stripe_events WHERE livemode <> $1";
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";
+const QUARANTINE_SQLITE: &str = "UPDATE stripe_events SET quarantine = $2 WHERE rowid = $1";
+const QUARANTINE_POSTGRES: &str = "UPDATE stripe_events SET quarantine = $2 WHERE seq = $1";
+const QUARANTINED_COUNT: &str = "SELECT COUNT(*) FROM stripe_events WHERE quarantine IS NOT NULL";
+/// The quarantined events, newest first. Only the envelope's columns: never the payload.
+const QUARANTINED_SQLITE: &str = "SELECT rowid, id, type, created, received_at, quarantine FROM stripe_events \
+     WHERE quarantine IS NOT NULL ORDER BY rowid DESC LIMIT $1";
+const QUARANTINED_POSTGRES: &str = "SELECT seq, id, type, created, received_at, quarantine FROM stripe_events \
+     WHERE quarantine IS NOT NULL ORDER BY seq DESC LIMIT $1";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
-const CLEAR_PROJECTED: [&str; 8] = [
+const CLEAR_PROJECTED: [&str; 9] = [
+    "DELETE FROM invoice_failures",
     "DELETE FROM prices",
     "DELETE FROM products",
     "DELETE FROM subscription_items",
@@ -80,6 +94,21 @@ pub struct Projected {
     pub position: i64,
     /// Emails the reactions enqueued.
     pub enqueued: usize,
+    /// Of the events read, quarantined (never projected).
+    pub quarantined: usize,
+}
+
+/// A quarantined event, as the owner sees it (`GET /api/quarantine`, `holdfast quarantine`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    /// Its position in the log.
+    pub seq: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub received_at: i64,
+    pub reason: String,
 }
 
 /// The projector's backlog, for `/metrics`.
@@ -97,6 +126,8 @@ pub struct ProjectorLag {
     pub position: i64,
     /// Events of the other Stripe mode than the instance's: stored, never acted on.
     pub other_mode_events: i64,
+    /// Events quarantined (all time).
+    pub quarantined_events: i64,
 }
 
 /// One row of the log.
@@ -124,11 +155,85 @@ fn is_postgres(conn: &Conn<'_>) -> bool {
     matches!(conn, Conn::Postgres(_))
 }
 
+/// Mark the log row at `seq` quarantined (no payload, no id in the log line: the owner reads
+/// them from the quarantine list).
+async fn quarantine(conn: &mut Conn<'_>, seq: i64, poison: &Poison) -> Result<(), StoreError> {
+    let sql = if is_postgres(conn) { QUARANTINE_POSTGRES } else { QUARANTINE_SQLITE };
+    let reason = poison.to_string();
+    execute!(conn, sql, seq, reason.as_str())?;
+    tracing::warn!(seq, reason = %reason, "event quarantined: stored, never projected");
+    Ok(())
+}
+
+/// The rows of `rows` that may be projected; the others are quarantined. Returns those and how
+/// many were quarantined.
+async fn screen(conn: &mut Conn<'_>, rows: Vec<LogRow>) -> Result<(Vec<LogRow>, usize), StoreError> {
+    let mut clean = Vec::with_capacity(rows.len());
+    let mut quarantined = 0;
+    for row in rows {
+        match poison::check(row.1.as_bytes()) {
+            Some(poison) => {
+                quarantine(conn, row.0, &poison).await?;
+                quarantined += 1;
+            }
+            None => clean.push(row),
+        }
+    }
+    Ok((clean, quarantined))
+}
+
 fn parse(row: LogRow) -> Result<Logged, (i64, String)> {
     let (seq, payload, received_at, notify) = row;
     match Event::parse(payload.as_bytes()) {
         Ok(event) => Ok(Logged { seq, event, received_at, notify }),
         Err(e) => Err((seq, format!("stored payload is not an event: {e}"))),
+    }
+}
+
+/// Whether `e` is the database's trouble (gone, locked, full, read-only, out of resources)
+/// rather than one event's: such a failure is retried as a whole and never parks anyone, so
+/// the projection heals by itself when the cause goes away.
+pub fn is_outage(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(_) | StoreError::NotDurable(_) | StoreError::WriterGone => true,
+        StoreError::Database(sqlx::Error::Database(db)) => outage_code(db.as_ref()).is_some(),
+        _ => false,
+    }
+}
+
+/// The reason `/readyz` gives for a failed projector or outbox pass.
+pub fn outage_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::NotDurable(_) => "database writes not durable (WAL sync failed)",
+        StoreError::Database(sqlx::Error::Database(db)) => outage_code(db.as_ref()).unwrap_or("database error"),
+        StoreError::Unavailable(sqlx::Error::Database(db)) => outage_code(db.as_ref()).unwrap_or("database unavailable"),
+        StoreError::Database(_) => "database error",
+        _ => "database unavailable",
+    }
+}
+
+/// SQLite result codes (primary code in the low byte) and Postgres SQLSTATEs that mean the
+/// database can't be used now, with what they mean. The backend is told by the error's type:
+/// many SQLSTATEs are digits too.
+fn outage_code(db: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
+    let code = db.code()?;
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return match code.parse::<i32>().ok()? & 0xff {
+            5 | 6 => Some("database locked"),
+            7 => Some("database out of memory"),
+            8 => Some("database is read-only"),
+            10 => Some("database disk I/O error"),
+            13 => Some("disk full"),
+            14 => Some("database file cannot be opened"),
+            _ => None,
+        };
+    }
+    match code.as_ref() {
+        "53100" => Some("disk full"),
+        "3D000" | "55000" => Some("database unavailable"),
+        c if c.starts_with("08") || c.starts_with("57") || c.starts_with("28") => Some("database unavailable"),
+        c if c.starts_with("53") || c.starts_with("58") => Some("database out of resources"),
+        _ => None,
     }
 }
 
@@ -158,6 +263,7 @@ async fn project_events(
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
     super::catalog::apply(conn, &all).await?;
     super::refunds::apply(conn, &all).await?;
+    super::metrics::record_invoice_failures(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;
@@ -189,9 +295,10 @@ async fn project_next(
     };
     let parked: Vec<(String,)> = fetch!(conn, fetch_all, (String,), PARKED_KEYS)?;
     let parked: HashSet<String> = parked.into_iter().map(|(k,)| k).collect();
+    let events = rows.len();
+    let (rows, quarantined) = screen(conn, rows).await?;
     let mut project = Vec::with_capacity(rows.len());
     let mut wait = Vec::new();
-    let events = rows.len();
     for row in rows {
         let logged = parse(row).map_err(|(_, e)| StoreError::Projection(e))?;
         let key = customer_key(&logged.event);
@@ -206,7 +313,7 @@ async fn project_next(
         execute!(conn, PARK, *seq, event_id.as_str(), key.as_str(), None::<String>, 0_i64, now, now)?;
     }
     advance(conn, position, last).await?;
-    Ok(Projected { events, parked: wait.len(), position: last, enqueued })
+    Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined })
 }
 
 async fn advance(conn: &mut Conn<'_>, from: i64, to: i64) -> Result<(), StoreError> {
@@ -231,7 +338,7 @@ async fn park_next(conn: &mut Conn<'_>, error: &str, now: i64) -> Result<Project
     };
     execute!(conn, PARK, seq, event_id.as_str(), key.as_str(), Some(error), 1_i64, now + retry_after(0), now)?;
     advance(conn, position, seq).await?;
-    Ok(Projected { events: 1, parked: 1, position: seq, enqueued: 0 })
+    Ok(Projected { events: 1, parked: 1, position: seq, ..Projected::default() })
 }
 
 /// Retry one parked customer: its events in log order, as far as they go.
@@ -249,7 +356,11 @@ async fn retry_customer(
     let mut events = Vec::with_capacity(parked.len());
     for (seq, _) in &parked {
         let row: LogRow = fetch!(conn, fetch_one, LogRow, read, *seq)?;
-        events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
+        // Parked before the quarantine existed: quarantined now, and unparked below.
+        let (mut row, _) = screen(conn, vec![row]).await?;
+        if let Some(row) = row.pop() {
+            events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
+        }
     }
     let enqueued = project_events(conn, &events, reactor, acts_on).await?;
     for (seq, _) in &parked {
@@ -275,8 +386,10 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64,
         let rows: Vec<LogRow> = fetch!(conn, fetch_all, LogRow, read, after, PROJECT_BATCH)?;
         let Some(last) = rows.last().map(|r| r.0) else { break };
         after = last;
+        let rows: Vec<LogRow> = rows.into_iter().filter(|r| r.0 <= position && !parked.contains(&r.0)).collect();
+        let (rows, _) = screen(conn, rows).await?;
         let mut events = Vec::with_capacity(rows.len());
-        for row in rows.into_iter().filter(|r| r.0 <= position && !parked.contains(&r.0)) {
+        for row in rows {
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
@@ -331,7 +444,7 @@ impl Store {
         let first: Result<Projected, StoreError> =
             in_transaction!(self, |conn| project_next(conn, limit, reactor.as_deref(), self.acts_on(), now).await);
         let done = match first {
-            Err(e) if e.is_projection_failure() => self.project_one_by_one(limit, now).await?,
+            Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
             other => other?,
         };
         self.after_projection(&done);
@@ -346,7 +459,7 @@ impl Store {
             let one: Result<Projected, StoreError> =
                 in_transaction!(self, |conn| project_next(conn, 1, reactor.as_deref(), self.acts_on(), now).await);
             let one = match one {
-                Err(e) if e.is_projection_failure() => {
+                Err(e) if e.is_projection_failure() && !is_outage(&e) => {
                     let error = e.to_string();
                     tracing::error!(error = ?e, "event projection failed; its customer is parked");
                     in_transaction!(self, |conn| park_next(conn, &error, now).await)?
@@ -360,6 +473,7 @@ impl Store {
             total.events += one.events;
             total.parked += one.parked;
             total.enqueued += one.enqueued;
+            total.quarantined += one.quarantined;
         }
         Ok(total)
     }
@@ -379,7 +493,7 @@ impl Store {
                     tracing::info!(customer = %key, "parked customer projected");
                     self.after_projection(&Projected { enqueued, ..Projected::default() });
                 }
-                Err(e) if e.is_projection_failure() => {
+                Err(e) if e.is_projection_failure() && !is_outage(&e) => {
                     let error = e.to_string();
                     tracing::warn!(error = ?e, customer = %key, "parked customer failed again");
                     let first: Vec<(i64, i64)> =
@@ -441,6 +555,7 @@ impl Store {
             Some(live) => self.with_conn(async |c| fetch!(c, fetch_one, (i64,), OTHER_MODE_EVENTS, live)).await?.0,
             None => 0,
         };
+        let (quarantined_events,): (i64,) = self.with_conn(async |c| fetch!(c, fetch_one, (i64,), QUARANTINED_COUNT)).await?;
         Ok(ProjectorLag {
             other_mode_events,
             events,
@@ -448,7 +563,19 @@ impl Store {
             parked_customers,
             parked_events,
             position,
+            quarantined_events,
         })
+    }
+
+    /// The quarantined events, newest first, at most `limit`.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
+        let sql = if matches!(self, Store::Postgres(_)) { QUARANTINED_POSTGRES } else { QUARANTINED_SQLITE };
+        let rows: Vec<(i64, String, String, i64, i64, String)> =
+            self.with_conn(async |c| fetch!(c, fetch_all, (i64, String, String, i64, i64, String), sql, limit)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, event_id, kind, created, received_at, reason)| Quarantined { seq, event_id, kind, created, received_at, reason })
+            .collect())
     }
 
     /// Wait until the projector (of this process or another) has passed log position

@@ -2,10 +2,30 @@
 //! generation counter that tells a cached computation it is stale.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use super::StoreError;
+use super::conn::{Conn, execute};
+use crate::domain::event::Event;
+use crate::domain::fields::str_at;
 use crate::domain::metrics::timeline::{DiscountTerms, FailedInvoice, Snapshot, SubscriptionHistory, Timeline};
+
+/// Rows the reports skipped because they could not be read (all time, this process): one bad
+/// row never fails a whole report. Exposed in `/metrics`.
+static ROWS_SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Rows skipped by the reports so far (this process).
+pub fn rows_skipped() -> u64 {
+    ROWS_SKIPPED.load(Ordering::Relaxed)
+}
+
+/// Count and log a row a report skipped (what was wrong, never the row's content).
+pub(crate) fn skip_row(table: &'static str, error: &dyn std::fmt::Display) {
+    ROWS_SKIPPED.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(table, error = %error, "report skipped a row it could not read");
+}
 
 /// Bumped in the ingest transaction whenever it stored a new event.
 pub(crate) const BUMP_GENERATION: &str = "UPDATE history_generation SET generation = generation + 1 WHERE id = 1";
@@ -16,16 +36,27 @@ pub(crate) const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effec
      ORDER BY subscription_id, effective_at, event_id";
 pub(crate) const SELECT_DISCOUNTS: &str = "SELECT id, percent_off, amount_off, currency, ends_at FROM discounts";
 
-/// First failure per subscription invoice, with the invoice as it stands. The invoice id is
-/// read from the event's JSON (SQLite's `json_extract`, Postgres' `->>`).
-pub(crate) const SELECT_FAILED_SQLITE: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
-     FROM (SELECT json_extract(payload, '$.data.object.id') AS invoice_id, MIN(created) AS first_failed_at FROM stripe_events \
-     WHERE type IN ('invoice.payment_failed', 'invoice.payment_action_required') GROUP BY 1) f \
-     JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL";
-pub(crate) const SELECT_FAILED_POSTGRES: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
-     FROM (SELECT (payload::json -> 'data' -> 'object' ->> 'id') AS invoice_id, MIN(created) AS first_failed_at FROM stripe_events \
-     WHERE type IN ('invoice.payment_failed', 'invoice.payment_action_required') GROUP BY 1) f \
-     JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL";
+/// First failure per subscription invoice, with the invoice as it stands: projected columns
+/// only (the projector keeps `invoice_failures`); no report parses an event's JSON in SQL.
+pub(crate) const SELECT_FAILED: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
+     FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL";
+
+/// The events that start (or continue) an invoice's failure.
+const FAILURE_KINDS: [&str; 2] = ["invoice.payment_failed", "invoice.payment_action_required"];
+const RECORD_FAILURE_SQLITE: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ($1, $2) \
+     ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = MIN(invoice_failures.first_failed_at, excluded.first_failed_at)";
+const RECORD_FAILURE_POSTGRES: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ($1, $2) \
+     ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = LEAST(invoice_failures.first_failed_at, excluded.first_failed_at)";
+
+/// The projector's part: the earliest failure event seen per invoice (in any order).
+pub(crate) async fn record_invoice_failures(conn: &mut Conn<'_>, events: &[&Event]) -> Result<(), StoreError> {
+    let sql = if matches!(conn, Conn::Postgres(_)) { RECORD_FAILURE_POSTGRES } else { RECORD_FAILURE_SQLITE };
+    for event in events.iter().filter(|e| FAILURE_KINDS.contains(&e.kind.as_str())) {
+        let Some(id) = str_at(&event.object, "id") else { continue };
+        execute!(conn, sql, id.as_str(), event.created)?;
+    }
+    Ok(())
+}
 
 /// One `subscription_history` row, as metrics read it.
 #[derive(Debug, sqlx::FromRow)]
@@ -79,7 +110,10 @@ pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, faile
             collection_paused: row.collection_paused,
             pause_resumes_at: row.pause_resumes_at,
             interval_months: if row.discounts == "[]" { 1.0 } else { interval_months(&row.items) },
-            discounts: serde_json::from_str(&row.discounts).unwrap_or_default(),
+            discounts: serde_json::from_str(&row.discounts).unwrap_or_else(|e| {
+                skip_row("subscription_history.discounts", &e);
+                Vec::new()
+            }),
             cancel_reason: row.cancel_reason,
         };
         match subscriptions.last_mut().filter(|s| s.id == row.subscription_id) {
@@ -127,14 +161,28 @@ fn interval_months(items: &str) -> f64 {
     }
 }
 
-/// Load everything; a macro for the same reason as `dump_from!`.
+/// Load everything; a macro for the same reason as `dump_from!`. Each row is decoded on its
+/// own: one that can't be read is skipped, counted and logged, and the report goes on.
 macro_rules! load_timeline_from {
-    ($pool:expr, $failed_sql:expr) => {{
+    ($pool:expr) => {{
         use crate::store::metrics::*;
         let pool = $pool;
-        let history: Vec<HistoryPoint> = sqlx::query_as(SELECT_HISTORY).fetch_all(pool).await?;
-        let discounts: Vec<DiscountPoint> = sqlx::query_as(SELECT_DISCOUNTS).fetch_all(pool).await?;
-        let failed: Vec<FailedPoint> = sqlx::query_as($failed_sql).fetch_all(pool).await?;
+        macro_rules! tolerant {
+            ($sql:expr, $t:ty, $table:expr) => {{
+                let rows = sqlx::query($sql).fetch_all(pool).await?;
+                let mut out: Vec<$t> = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    match <$t as sqlx::FromRow<_>>::from_row(row) {
+                        Ok(v) => out.push(v),
+                        Err(e) => skip_row($table, &e),
+                    }
+                }
+                out
+            }};
+        }
+        let history = tolerant!(SELECT_HISTORY, HistoryPoint, "subscription_history");
+        let discounts = tolerant!(SELECT_DISCOUNTS, DiscountPoint, "discounts");
+        let failed = tolerant!(SELECT_FAILED, FailedPoint, "invoice_failures");
         timeline(history, discounts, failed)
     }};
 }

@@ -318,8 +318,8 @@ impl Store {
     /// The whole recorded history, as metrics read it.
     pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
         let mut timeline = match self {
-            Self::Sqlite(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_SQLITE),
-            Self::Postgres(s) => metrics::load_timeline_from!(s.pool(), metrics::SELECT_FAILED_POSTGRES),
+            Self::Sqlite(s) => metrics::load_timeline_from!(s.pool()),
+            Self::Postgres(s) => metrics::load_timeline_from!(s.pool()),
         };
         timeline.given_back = self.load_given_back().await?;
         Ok(timeline)

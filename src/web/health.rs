@@ -1,22 +1,32 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers, and no
+//! background part has been failing for long: see `crate::health`).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::error::json_error;
+use crate::health::Health;
 use crate::store::Store;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(store: web::Data<Store>) -> HttpResponse {
-    match store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": store.backend()})),
-        Err(e) => {
-            tracing::warn!(error = ?e, "readiness check failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable")
-        }
+/// 200 `{status: "ready", database, failing: [...]}` (parts failing for less than the grace
+/// are listed, not held against readiness); otherwise 503 in the JSON error envelope, the
+/// message naming every reason (`projector: database unavailable for 30 s`), with `failing`.
+pub async fn readyz(store: web::Data<Store>, health: web::Data<Health>) -> HttpResponse {
+    let failing = health.failures();
+    let mut reasons: Vec<String> = failing.iter().filter(|f| f.unready).map(|f| f.describe()).collect();
+    let mut code = "not_ready";
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = ?e, "readiness check failed");
+        code = "database_unavailable";
+        reasons.insert(0, "the database is not reachable".to_owned());
     }
+    if reasons.is_empty() {
+        return HttpResponse::Ok().json(json!({"status": "ready", "database": store.backend(), "failing": failing}));
+    }
+    let message = reasons.join("; ");
+    tracing::warn!(reasons = %message, "not ready");
+    HttpResponse::ServiceUnavailable().json(json!({"error": {"code": code, "message": message}, "failing": failing}))
 }

@@ -56,6 +56,16 @@ fn projector_gauges(lag: ProjectorLag) -> Vec<Gauge> {
             "Events of the other Stripe mode (live/test) than this instance's: stored and acknowledged, never acted on.",
             lag.other_mode_events,
         ),
+        g(
+            "holdfast_events_quarantined",
+            "Events stored but never projected: too deep, absurd ids or strings, NUL (see GET /api/quarantine).",
+            lag.quarantined_events,
+        ),
+        g(
+            "holdfast_report_rows_skipped",
+            "Rows the reports could not read and skipped (this process, all time).",
+            crate::store::metrics::rows_skipped() as i64,
+        ),
     ]
 }
 

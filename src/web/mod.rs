@@ -14,6 +14,7 @@ pub mod health;
 pub mod home;
 pub mod metrics;
 pub mod observed;
+pub mod quarantine;
 pub mod request_id;
 pub mod security_headers;
 pub mod summary;

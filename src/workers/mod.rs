@@ -21,8 +21,10 @@ pub enum Outcome {
     Idle,
 }
 
-/// Pause after a failed pass (database down): don't spin.
-const ON_ERROR: Duration = Duration::from_secs(10);
+/// Pause after a failed pass (database down): don't spin. Doubles per failure in a row up to
+/// `ON_ERROR_MAX`; back to the first pause after a pass that works.
+const ON_ERROR: Duration = Duration::from_secs(1);
+const ON_ERROR_MAX: Duration = Duration::from_secs(30);
 
 /// Run `pass` until `stop` turns true. After a full batch it goes again at once; when idle it
 /// waits for `wake` or `idle`, whichever first (the poll catches rows another replica
@@ -38,13 +40,18 @@ pub async fn run_loop<F, Fut>(
     Fut: Future<Output = anyhow::Result<Outcome>>,
 {
     tracing::info!(worker = name, "worker started");
+    let mut on_error = ON_ERROR;
     while !*stop.borrow() {
         let pause = match pass().await {
-            Ok(Outcome::Worked(_)) => Duration::ZERO,
-            Ok(Outcome::Idle) => idle,
+            Ok(outcome) => {
+                on_error = ON_ERROR;
+                if matches!(outcome, Outcome::Worked(_)) { Duration::ZERO } else { idle }
+            }
             Err(e) => {
-                tracing::warn!(worker = name, error = format!("{e:#}"), "worker pass failed; retrying");
-                ON_ERROR
+                let pause = on_error;
+                tracing::warn!(worker = name, error = format!("{e:#}"), retry_in_secs = pause.as_secs(), "worker pass failed; retrying");
+                on_error = (on_error * 2).min(ON_ERROR_MAX);
+                pause
             }
         };
         if pause.is_zero() {

@@ -4,6 +4,7 @@
 //! SMTP rejection marks it `bounced` and suppresses the address.
 
 use crate::clock::Clock;
+use crate::health::Health;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -38,16 +39,28 @@ pub struct OutboxWorker {
     clock: Clock,
     /// Observe-only mode: due rows are marked `observed`, never sent.
     observe: bool,
+    /// Where a database or mail server outage is reported (`/readyz`).
+    health: Health,
 }
+
+/// The parts' names in `/readyz`: the outbox's database work, and the mail server.
+const PART: &str = "outbox";
+const MAIL_PART: &str = "mail server";
 
 impl OutboxWorker {
     pub fn new(store: Store, mailer: Mailer, max_attempts: i64) -> Self {
-        Self { store, mailer, max_attempts, clock: Clock::system(), observe: false }
+        Self { store, mailer, max_attempts, clock: Clock::system(), observe: false, health: Health::default() }
     }
 
     /// Observe-only mode (`HOLDFAST_MODE=observe`): record instead of sending.
     pub fn observing(mut self, observe: bool) -> Self {
         self.observe = observe;
+        self
+    }
+
+    /// Report outages to `health` (the server's).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
         self
     }
 
@@ -62,13 +75,39 @@ impl OutboxWorker {
         self.try_run_once_at(self.clock.now()).await
     }
 
-    /// One pass as if the time were `now`: claim what is due, send, record.
+    /// One pass as if the time were `now`: claim what is due, send, record. A failed pass (the
+    /// database) or a batch whose sends all failed for want of the mail server is reported to
+    /// `/readyz`; the next pass that works clears it. Rows themselves back off one by one.
     #[tracing::instrument(name = "outbox_pass", skip_all)]
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
+        let pass = self.pass(now).await;
+        match &pass {
+            Err(e) => {
+                let reason =
+                    e.downcast_ref::<crate::store::StoreError>().map_or("database unavailable", crate::store::log::outage_reason);
+                self.health.failed(PART, reason);
+            }
+            Ok((_, mail)) => {
+                self.health.recovered(PART);
+                if mail.sent > 0 {
+                    self.health.recovered(MAIL_PART);
+                } else if mail.unreachable > 0 {
+                    self.health.failed(MAIL_PART, "unreachable (emails wait and are retried)");
+                } else if self.health.is_failing(MAIL_PART) && self.store.outbox_counts().await.is_ok_and(|c| c.pending == 0) {
+                    // Nothing left to send (the waiting emails were withdrawn or gave up):
+                    // nothing is held up by the mail server any more.
+                    self.health.recovered(MAIL_PART);
+                }
+            }
+        }
+        pass.map(|(outcome, _)| outcome)
+    }
+
+    async fn pass(&self, now: i64) -> anyhow::Result<(Outcome, MailReport)> {
         let token = uuid::Uuid::new_v4().to_string();
         let rows = self.store.claim_due_outbox(now, LEASE_SECS, BATCH, &token).await?;
         if rows.is_empty() {
-            return Ok(Outcome::Idle);
+            return Ok((Outcome::Idle, MailReport::default()));
         }
         let count = rows.len();
         if self.observe {
@@ -76,7 +115,7 @@ impl OutboxWorker {
             let results: Vec<(ClaimedEmail, SendOutcome)> = rows.into_iter().map(|r| (r, SendOutcome::Observed)).collect();
             results.iter().for_each(|(row, outcome)| log_outcome(row, outcome));
             self.store.record_send_outcomes(&results, &token, now).await?;
-            return Ok(Outcome::Worked(count));
+            return Ok((Outcome::Worked(count), MailReport::default()));
         }
         // Checked once per batch; if the check itself fails, the rows are retried later.
         let mut results: Vec<(ClaimedEmail, SendOutcome)> = Vec::with_capacity(count);
@@ -105,10 +144,14 @@ impl OutboxWorker {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mail = MailReport {
+            sent: sent.iter().filter(|(_, o)| matches!(o, SendOutcome::Sent { .. } | SendOutcome::Bounced { .. })).count(),
+            unreachable: sent.iter().filter(|(_, o)| matches!(o, SendOutcome::Retry { .. })).count(),
+        };
         results.extend(sent);
         results.iter().for_each(|(row, outcome)| log_outcome(row, outcome));
         self.store.record_send_outcomes(&results, &token, now).await?;
-        Ok(Outcome::Worked(count))
+        Ok((Outcome::Worked(count), mail))
     }
 
     /// Passes until nothing is due at `now` (tests, the CLI).
@@ -147,6 +190,13 @@ impl OutboxWorker {
         let digest = Sha256::digest(row.dedupe_key.as_bytes());
         format!("<{}.{}@{}>", row.id, hex::encode(&digest[..6]), self.mailer.domain())
     }
+}
+
+/// What the mail server did in one pass: answered (sent or refused for good), or failed.
+#[derive(Debug, Default, Clone, Copy)]
+struct MailReport {
+    sent: usize,
+    unreachable: usize,
 }
 
 fn log_outcome(row: &ClaimedEmail, outcome: &SendOutcome) {

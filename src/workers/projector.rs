@@ -16,7 +16,8 @@ use sqlx::Connection;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::store::log::PROJECT_BATCH;
+use crate::health::Health;
+use crate::store::log::{PROJECT_BATCH, outage_reason};
 use crate::store::{Store, StoreError};
 
 /// The projector's advisory lock key (any constant no other lock uses).
@@ -29,19 +30,31 @@ const LEASE_RETRY: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 /// Parked customers are looked at this often (each has its own back-off).
 const RETRY_PARKED_EVERY: Duration = Duration::from_secs(1);
-/// After a failed pass (database away): retry soon, the lag counts.
+/// After a failed pass (database away, disk full, file locked): retry soon, the lag counts;
+/// the pause doubles per failure in a row up to `ON_ERROR_MAX`, and resets on success.
 const ON_ERROR: Duration = Duration::from_millis(500);
+const ON_ERROR_MAX: Duration = Duration::from_secs(10);
+/// The part's name in `/readyz`.
+const PART: &str = "projector";
 
 /// The projector task's handle to the store and clock.
 #[derive(Clone, Debug)]
 pub struct Projector {
     store: Store,
     clock: Clock,
+    health: Health,
 }
 
 impl Projector {
     pub fn new(store: Store, clock: Clock) -> Self {
-        Self { store, clock }
+        let health = Health::new(clock.clone());
+        Self { store, clock, health }
+    }
+
+    /// Report failures and recoveries to `health` (`/readyz`).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Project until `stop` turns true.
@@ -55,9 +68,14 @@ impl Projector {
                         tracing::info!("projector lease taken; this replica projects the log");
                         self.lead(&mut stop, Some(lease)).await;
                     }
-                    Ok(None) => wait(&mut stop, LEASE_RETRY).await,
+                    Ok(None) => {
+                        // Another replica projects: nothing of ours is failing.
+                        self.health.recovered(PART);
+                        wait(&mut stop, LEASE_RETRY).await;
+                    }
                     Err(e) => {
                         tracing::warn!(error = ?e, "projector lease: database unavailable");
+                        self.health.failed(PART, outage_reason(&e));
                         wait(&mut stop, LEASE_RETRY).await;
                     }
                 },
@@ -82,20 +100,29 @@ impl Projector {
     async fn lead(&self, stop: &mut watch::Receiver<bool>, mut lease: Option<sqlx::PgConnection>) {
         let appended = self.store.log_signals().appended.clone();
         let mut last_retry = tokio::time::Instant::now();
+        let mut on_error = ON_ERROR;
         while !*stop.borrow() {
             // Register interest before looking, so an append during the pass is not missed.
             let woken = appended.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let pause = match self.store.project_batch(PROJECT_BATCH, self.clock.now()).await {
+            let pass = self.store.project_batch(PROJECT_BATCH, self.clock.now()).await;
+            let pause = match pass {
                 Ok(done) if done.events as i64 >= PROJECT_BATCH => Duration::ZERO,
                 Ok(_) => POLL,
                 Err(StoreError::CursorMoved) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(error = ?e, "projection pass failed; retrying");
-                    ON_ERROR
+                Err(ref e) => {
+                    tracing::warn!(error = ?e, retry_in_ms = on_error.as_millis() as u64, "projection pass failed; retrying");
+                    self.health.failed(PART, outage_reason(e));
+                    on_error
                 }
             };
+            if pass.is_ok() || matches!(pass, Err(StoreError::CursorMoved)) {
+                self.health.recovered(PART);
+                on_error = ON_ERROR;
+            } else {
+                on_error = (on_error * 2).min(ON_ERROR_MAX);
+            }
             if last_retry.elapsed() >= RETRY_PARKED_EVERY {
                 last_retry = tokio::time::Instant::now();
                 if let Err(e) = self.store.retry_parked(self.clock.now()).await {

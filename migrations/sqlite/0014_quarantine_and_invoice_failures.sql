@@ -1,0 +1,21 @@
+-- Events the projector refused to project (see the README, "Quarantined events"): the log row
+-- stays, marked with the reason; it is never projected, parked or retried.
+ALTER TABLE stripe_events ADD COLUMN quarantine TEXT;
+CREATE INDEX stripe_events_quarantined ON stripe_events (received_at) WHERE quarantine IS NOT NULL;
+
+-- The first failure of each invoice, kept by the projector, so that the reports read a
+-- projected column instead of parsing event payloads in SQL.
+CREATE TABLE invoice_failures (
+    invoice_id       TEXT PRIMARY KEY NOT NULL,
+    first_failed_at  BIGINT NOT NULL
+);
+
+-- Filled from the events already in the log. A payload SQLite can't parse (too deep, not
+-- JSON) is passed over here instead of failing the upgrade, and ids of absurd length are left
+-- out of the index.
+INSERT INTO invoice_failures (invoice_id, first_failed_at)
+SELECT invoice_id, MIN(created) FROM (
+    SELECT CASE WHEN json_valid(payload) THEN json_extract(payload, '$.data.object.id') END AS invoice_id, created
+    FROM stripe_events WHERE type IN ('invoice.payment_failed', 'invoice.payment_action_required')
+) WHERE typeof(invoice_id) = 'text' AND length(invoice_id) <= 255
+GROUP BY invoice_id;

@@ -1,0 +1,34 @@
+//! `GET /api/quarantine` (owner): the events stored and acknowledged but never projected, with
+//! why (see `domain::poison`), newest first. The envelope only: never the payload.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Owner;
+use super::error::json_error;
+use crate::store::Store;
+
+#[derive(Debug, Deserialize)]
+pub struct QuarantineQuery {
+    limit: Option<i64>,
+}
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+/// `GET /api/quarantine[?limit=N]`: `{count, events: [{seq, event_id, type, created, received_at, reason}]}`.
+pub async fn get_quarantine(_owner: Owner, store: web::Data<Store>, q: web::Query<QuarantineQuery>) -> HttpResponse {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return json_error(StatusCode::BAD_REQUEST, "bad_limit", &format!("limit must be 1 to {MAX_LIMIT}"));
+    }
+    match store.quarantined(limit).await {
+        Ok(events) => HttpResponse::Ok().json(json!({"count": events.len(), "events": events})),
+        Err(e) => {
+            tracing::error!(error = %e, "quarantine list unreadable");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again")
+        }
+    }
+}
