@@ -115,6 +115,7 @@ impl Application {
             observe: settings.observe,
             budget,
             limits: settings.limits.clone(),
+            figures: settings.figures.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
@@ -261,6 +262,7 @@ struct HttpParts {
     observe: bool,
     budget: Arc<BodyBudget>,
     limits: LimitSettings,
+    figures: crate::config::figures::FigureSettings,
 }
 
 /// Time a client gets to close its side after our answer before the connection is dropped.
@@ -268,7 +270,9 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits } = parts;
+    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits, figures } =
+        parts;
+    let figures = web::Data::new(figures);
     let mode = web::Data::new(observed::Mode { observe });
     let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
@@ -297,13 +301,21 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .app_data(cancel.clone())
             .app_data(reports.clone())
             .app_data(reactor.clone())
+            .app_data(figures.clone())
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
             .route("/api/summary", web::get().to(summary::get_summary))
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
             .route("/api/observed", web::get().to(observed::get_observed))
+            .route("/api/customers", web::get().to(dashboard::customers::search_api))
+            .route("/api/customers/{id}", web::get().to(dashboard::customers::get_customer_api))
+            .route("/api/lists/{list}", web::get().to(dashboard::lists::get_list_api))
+            .route("/api/figures", web::get().to(dashboard::figures::get_figures_api))
             .route("/dashboard", web::get().to(dashboard::get_dashboard))
+            .route("/dashboard/customers", web::get().to(dashboard::customers::search_page))
+            .route("/dashboard/customers/{id}", web::get().to(dashboard::customers::customer_page))
+            .route("/dashboard/lists/{list}", web::get().to(dashboard::lists::get_list_page))
             .route("/dashboard/login", web::post().to(dashboard::post_login))
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))
             .route("/", web::get().to(home::home))

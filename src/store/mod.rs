@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod metrics;
 pub mod observed;
+pub mod owner_views;
 pub mod outbox;
 pub mod postgres;
 pub mod reactions;

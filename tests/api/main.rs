@@ -22,6 +22,8 @@ mod observability;
 mod observe;
 mod outage;
 mod outbox;
+mod owner_views;
+mod owner_browser;
 mod process;
 mod processes;
 mod projection;
