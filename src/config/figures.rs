@@ -24,7 +24,8 @@ impl FigureSettings {
         if min_sample == 0 {
             return Err(problem("HOLDFAST_MIN_SAMPLE", "must be 1 or more"));
         }
-        let channel_key = src.get("HOLDFAST_CHANNEL_METADATA_KEY").map_or_else(|| "utm_source".to_owned(), |k| k.trim().to_owned());
+        let channel_key =
+            src.get("HOLDFAST_CHANNEL_METADATA_KEY").map_or_else(|| "utm_source".to_owned(), |k| k.trim().to_owned());
         if channel_key.len() > 40 || !channel_key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
             return Err(problem("HOLDFAST_CHANNEL_METADATA_KEY", "must be a metadata key: letters, digits, _ - . (at most 40)"));
         }

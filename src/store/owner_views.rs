@@ -444,8 +444,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let params = change.sent.params.to_string();
         self.in_transaction(async |c| {
-            let done =
-                execute!(c, RECORD_OUTCOME, session, outcome.as_str(), detail_json, paused_until, change.at)? == 1;
+            let done = execute!(c, RECORD_OUTCOME, session, outcome.as_str(), detail_json, paused_until, change.at)? == 1;
             if done {
                 execute!(
                     c,

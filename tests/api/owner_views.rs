@@ -160,7 +160,8 @@ async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
 
     let url = format!("{}/api/lists/cancellations", f.app.address);
     let cancellations: Value = assert_owner_only(&f.http, Method::GET, &url, OWNER_TOKEN).await.json().await.expect("json");
-    let who: Vec<&str> = cancellations["items"].as_array().expect("items").iter().filter_map(|i| i["customer"].as_str()).collect();
+    let who: Vec<&str> =
+        cancellations["items"].as_array().expect("items").iter().filter_map(|i| i["customer"].as_str()).collect();
     assert_eq!(who.len(), 2);
     assert!(who.contains(&"cus_list_a") && who.contains(&"cus_list_b"), "{who:?}");
     let a_row = cancellations["items"].as_array().and_then(|i| i.iter().find(|r| r["customer"] == "cus_list_a")).expect("a");
@@ -198,7 +199,8 @@ async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
     let told = f.owner_json("/api/lists/comments").await;
     assert_eq!(told["items"].as_array().map(Vec::len), Some(3));
     let expensive = f.owner_json("/api/lists/comments?reason=too_expensive").await;
-    let comments: Vec<&str> = expensive["items"].as_array().expect("items").iter().filter_map(|i| i["comment"].as_str()).collect();
+    let comments: Vec<&str> =
+        expensive["items"].as_array().expect("items").iter().filter_map(|i| i["comment"].as_str()).collect();
     assert_eq!(comments.len(), 2);
     assert!(comments.contains(&"+1 for the old price") && comments.contains(&"a bit pricey"), "{comments:?}");
 
@@ -267,7 +269,9 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     let mut c = crate::helpers::customer("cus_fig_c", "cus_fig_c@example.com", t);
     c["metadata"] = json!({"utm_source": "newsletter"});
     f.app.deliver(&event("customer.created", t, c)).await;
-    f.app.deliver(&event("customer.subscription.created", t + 1, crate::helpers::Sub::new("sub_fig_c", "cus_fig_c", t).object())).await;
+    f.app
+        .deliver(&event("customer.subscription.created", t + 1, crate::helpers::Sub::new("sub_fig_c", "cus_fig_c", t).object()))
+        .await;
     f.cancels("cus_fig_a", "sub_fig_a", &a, "too_expensive", "").await;
     f.takes_discount("cus_fig_b", "sub_fig_b", &b).await;
     let t = now() - 7200;

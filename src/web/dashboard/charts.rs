@@ -200,10 +200,10 @@ pub fn cohorts(cohorts: &[CohortJson]) -> Chart {
                 title: format!("{} after {} months: {label}", co.cohort, [1, 3, 6, 12][j]),
             });
             c.text(x + cell_w / 2.0, y + 13.0, label, "middle");
-            if fill == COHORT_DARK {
-                if let Some(t) = c.texts.last_mut() {
-                    t.on_dark = true;
-                }
+            if fill == COHORT_DARK
+                && let Some(t) = c.texts.last_mut()
+            {
+                t.on_dark = true;
             }
         }
     }

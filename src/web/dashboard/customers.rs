@@ -89,13 +89,16 @@ pub fn timeline(r: &CustomerRecord) -> Vec<Entry> {
     }
     for d in &r.dunning_cases {
         let amount = money(d.amount_due as f64, d.currency.as_deref());
-        push(Some(d.opened_at), "payment_failure", format!("Payment of {amount} failed (invoice {}); dunning case opened", d.invoice_id));
+        push(
+            Some(d.opened_at),
+            "payment_failure",
+            format!("Payment of {amount} failed (invoice {}); dunning case opened", d.invoice_id),
+        );
         if let Some(closed) = d.closed_at {
             let how = match d.status.as_str() {
-                "recovered" => format!(
-                    "Recovered {}",
-                    money(d.recovered_amount.unwrap_or(d.amount_due) as f64, d.currency.as_deref())
-                ),
+                "recovered" => {
+                    format!("Recovered {}", money(d.recovered_amount.unwrap_or(d.amount_due) as f64, d.currency.as_deref()))
+                }
                 other => label(other),
             };
             let why = d.close_reason.as_deref().map(|r| format!(" ({})", label(r))).unwrap_or_default();
@@ -104,7 +107,11 @@ pub fn timeline(r: &CustomerRecord) -> Vec<Entry> {
     }
     for e in &r.emails {
         let at = e.sent_at.unwrap_or(if e.status == "pending" { e.next_attempt_at } else { e.created_at });
-        push(Some(at), "email", format!("Email “{}” ({}) to {}: {}", e.subject, label(&e.template), e.recipient, label(&e.status)));
+        push(
+            Some(at),
+            "email",
+            format!("Email “{}” ({}) to {}: {}", e.subject, label(&e.template), e.recipient, label(&e.status)),
+        );
     }
     for c in &r.cancel_sessions {
         let reason = c.reason.as_deref().map(|r| format!(", reason: {}", label(r))).unwrap_or_default();
@@ -141,7 +148,7 @@ pub fn timeline(r: &CustomerRecord) -> Vec<Entry> {
         );
     }
     // Newest first; same instant: the order they were added (the cause before the effect).
-    out.sort_by(|a, b| b.at.cmp(&a.at));
+    out.sort_by_key(|e| std::cmp::Reverse(e.at));
     out
 }
 
@@ -247,9 +254,9 @@ pub async fn search_page(
         Err(msg) => return page(StatusCode::BAD_REQUEST, "dashboard_search.html", context! { error => msg, query => "" }),
     };
     match store.search_customers(&text, SEARCH_LIMIT).await {
-        Ok(found) if found.len() == 1 => HttpResponse::SeeOther()
-            .insert_header((actix_web::http::header::LOCATION, customer_href(&found[0].id)))
-            .finish(),
+        Ok(found) if found.len() == 1 => {
+            HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, customer_href(&found[0].id))).finish()
+        }
         Ok(found) => page(StatusCode::OK, "dashboard_search.html", context! { query => text, found => found_json(&found) }),
         Err(e) => {
             tracing::error!(error = %e, "customer search failed");
@@ -270,7 +277,11 @@ pub async fn customer_page(
         return login;
     }
     if !valid_id(&id) {
-        return page(StatusCode::BAD_REQUEST, "dashboard_search.html", context! { error => "that is not a customer id", query => "" });
+        return page(
+            StatusCode::BAD_REQUEST,
+            "dashboard_search.html",
+            context! { error => "that is not a customer id", query => "" },
+        );
     }
     let r = match store.customer_record(&id).await {
         Ok(Some(r)) => r,

@@ -156,7 +156,11 @@ fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRet
     }
     let mut out: Vec<ChannelRetention> = by
         .into_iter()
-        .map(|(channel, (customers, live))| ChannelRetention { channel, customers, retention: Rate::of(live, customers, min_sample) })
+        .map(|(channel, (customers, live))| ChannelRetention {
+            channel,
+            customers,
+            retention: Rate::of(live, customers, min_sample),
+        })
         .collect();
     out.sort_by(|a, b| b.customers.cmp(&a.customers).then_with(|| a.channel.cmp(&b.channel)));
     out
@@ -229,8 +233,9 @@ pub async fn load(
     currency: Option<&str>,
 ) -> Result<Figures, StoreError> {
     let summary = reports.summary(month, currency).await?;
-    let counts =
-        store.figure_counts(month.start(), month.plus(1).start(), reports.clock().now(), &summary.currency.to_lowercase()).await?;
+    let counts = store
+        .figure_counts(month.start(), month.plus(1).start(), reports.clock().now(), &summary.currency.to_lowercase())
+        .await?;
     Ok(figures(&summary, &counts, settings))
 }
 

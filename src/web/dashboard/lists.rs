@@ -103,7 +103,12 @@ fn cell(col: Col, r: &ListRow) -> Cell {
     let plain = |text: String| Cell { text, href: None };
     match col {
         Col::Customer => Cell {
-            text: r.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| r.email.clone()).unwrap_or_else(|| r.customer.clone()),
+            text: r
+                .name
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .or_else(|| r.email.clone())
+                .unwrap_or_else(|| r.customer.clone()),
             href: Some(customer_href(&r.customer)),
         },
         Col::When(_) => plain(date(r.happened_at)),
@@ -138,7 +143,7 @@ fn asked(kind: &str, q: &ListQuery) -> Result<Asked, (&'static str, String)> {
     })?;
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page < 1 || page > 1_000_000 {
+    if !(1..=1_000_000).contains(&page) {
         return Err(("bad_page", "page must be 1 or more".into()));
     }
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -241,12 +246,7 @@ pub async fn get_list_api(
 }
 
 /// The login form when the request has no live session (or a page saying the check failed).
-pub(super) async fn require_session(
-    req: &HttpRequest,
-    owner: &OwnerToken,
-    store: &Store,
-    now: i64,
-) -> Option<HttpResponse> {
+pub(super) async fn require_session(req: &HttpRequest, owner: &OwnerToken, store: &Store, now: i64) -> Option<HttpResponse> {
     match logged_in(req, owner, store, now).await {
         Ok(true) => None,
         Ok(false) => Some(page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() })),

@@ -20,8 +20,8 @@ use super::auth::OwnerToken;
 use crate::clock::Clock;
 use crate::domain::metrics::Month;
 use crate::reports::Reports;
-use crate::store::{Store, StoreError};
 use crate::store::owner_views as lists_store;
+use crate::store::{Store, StoreError};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
