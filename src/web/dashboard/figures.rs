@@ -39,9 +39,9 @@ impl Rate {
         let value = (sample > 0).then(|| numerator as f64 / sample as f64);
         let too_few = sample < min_sample;
         let text = match value {
+            None => "no cases".into(),
             _ if too_few => format!("too few to judge (n = {sample})"),
             Some(v) => format!("{:.0}% (n = {sample})", v * 100.0),
-            None => "no cases".into(),
         };
         Self { value, numerator, sample, too_few, text }
     }
