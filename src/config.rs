@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod brand;
 pub mod cancel;
+pub mod figures;
 pub mod lifecycle;
 pub mod limits;
 
@@ -90,6 +91,8 @@ pub struct Settings {
     pub run_workers: bool,
     /// Connection, timeout and buffer bounds, and the trusted proxy (`HOLDFAST_MAX_CONNECTIONS`…).
     pub limits: LimitSettings,
+    /// The owner's figures: `HOLDFAST_MIN_SAMPLE`, `HOLDFAST_CHANNEL_METADATA_KEY`.
+    pub figures: figures::FigureSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -203,6 +206,7 @@ impl Settings {
                 Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
             },
             limits: LimitSettings::from_source(src)?,
+            figures: figures::FigureSettings::from_source(src)?,
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,

@@ -121,6 +121,7 @@ impl Application {
             budget,
             limits: settings.limits.clone(),
             health: health.clone(),
+            figures: settings.figures.clone(),
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
@@ -273,6 +274,7 @@ struct HttpParts {
     budget: Arc<BodyBudget>,
     limits: LimitSettings,
     health: Health,
+    figures: crate::config::figures::FigureSettings,
 }
 
 /// Time a client gets to close its side after our answer before the connection is dropped.
@@ -280,9 +282,23 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server> {
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let HttpParts { store, webhook_state, owner, portal, cancel, reactor, public_url, clock, observe, budget, limits, health } =
-        parts;
+    let HttpParts {
+        store,
+        webhook_state,
+        owner,
+        portal,
+        cancel,
+        reactor,
+        public_url,
+        clock,
+        observe,
+        budget,
+        limits,
+        health,
+        figures,
+    } = parts;
     let health = web::Data::new(health);
+    let figures = web::Data::new(figures);
     let mode = web::Data::new(observed::Mode { observe });
     let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
@@ -312,6 +328,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .app_data(cancel.clone())
             .app_data(reports.clone())
             .app_data(reactor.clone())
+            .app_data(figures.clone())
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
@@ -319,7 +336,14 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
             .route("/api/observed", web::get().to(observed::get_observed))
             .route("/api/quarantine", web::get().to(quarantine::get_quarantine))
+            .route("/api/customers", web::get().to(dashboard::customers::search_api))
+            .route("/api/customers/{id}", web::get().to(dashboard::customers::get_customer_api))
+            .route("/api/lists/{list}", web::get().to(dashboard::lists::get_list_api))
+            .route("/api/figures", web::get().to(dashboard::figures::get_figures_api))
             .route("/dashboard", web::get().to(dashboard::get_dashboard))
+            .route("/dashboard/customers", web::get().to(dashboard::customers::search_page))
+            .route("/dashboard/customers/{id}", web::get().to(dashboard::customers::customer_page))
+            .route("/dashboard/lists/{list}", web::get().to(dashboard::lists::get_list_page))
             .route("/dashboard/login", web::post().to(dashboard::post_login))
             .route("/dashboard/logout", web::post().to(dashboard::post_logout))
             .route("/", web::get().to(home::home))

@@ -61,6 +61,23 @@ pub struct Done {
     pub outcome: Outcome,
     pub detail: Value,
     pub paused_until: Option<i64>,
+    /// The request as Stripe received it, for the owner's record of changes.
+    pub sent: Sent,
+}
+
+/// One request Holdfast sent Stripe: method, path and the form parameters exactly as sent
+/// (`pause_collection[behavior]` → `void`), kept so the owner sees what was changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub method: &'static str,
+    pub path: String,
+    pub params: Value,
+}
+
+impl Sent {
+    fn post(path: String, params: Value) -> Self {
+        Self { method: "POST", path, params }
+    }
 }
 
 /// Why the call did not happen or failed. Messages never carry the API key.
@@ -93,7 +110,15 @@ async fn keep(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
         .request_strategy(RequestStrategy::Idempotent(key))
         .send(api.client())
         .await?;
-    Ok(Done { outcome: Outcome::Resumed, detail: json!({"was_ending_at": action.period_end}), paused_until: None })
+    Ok(Done {
+        outcome: Outcome::Resumed,
+        detail: json!({"was_ending_at": action.period_end}),
+        paused_until: None,
+        sent: Sent::post(
+            format!("/v1/subscriptions/{}", action.subscription),
+            json!({"cancel_at_period_end": "false", "cancel_at": ""}),
+        ),
+    })
 }
 
 /// Pause through a subscription schedule: Stripe pauses the subscription now (no invoices,
@@ -145,12 +170,22 @@ async fn pause_schedule(api: &StripeApi, action: &Action, plan: PausePlan) -> Re
         detail: json!({"months": plan.months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
                        "method": "pause_schedule"}),
         paused_until: Some(plan.resumes_on),
+        sent: Sent::post(
+            "/v1/subscription_schedules".into(),
+            json!({
+                "from_subscription": action.subscription,
+                "pause_schedules[0][pause][pause_at][type]": "now",
+                "pause_schedules[0][resume][resume_at][type]": "timestamp",
+                "pause_schedules[0][resume][resume_at][timestamp]": plan.resumes_at.to_string(),
+            }),
+        ),
     })
 }
 
 /// Call Stripe for `action`.
 pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
     let mut update = UpdateSubscription::new(action.subscription.as_str());
+    let path = format!("/v1/subscriptions/{}", action.subscription);
     let done = match action.choice {
         Choice::Pause { months } => {
             let Some(plan) = action.pause.filter(|p| p.months == months) else { return Err(ActionError::NotApplicable) };
@@ -165,6 +200,10 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
                 detail: json!({"months": months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
                                "method": "pause_collection"}),
                 paused_until: Some(plan.resumes_on),
+                sent: Sent::post(
+                    path.clone(),
+                    json!({"pause_collection[behavior]": "void", "pause_collection[resumes_at]": plan.resumes_at.to_string()}),
+                ),
             }
         }
         Choice::Downgrade => {
@@ -174,11 +213,16 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
             change.price = Some(to.clone());
             let proration = UpdateSubscriptionProrationBehavior::from_str(&action.proration)
                 .unwrap_or(UpdateSubscriptionProrationBehavior::None);
+            let proration_sent = proration.as_str().to_owned();
             update = update.items(vec![change]).proration_behavior(proration);
             Done {
                 outcome: Outcome::Downgraded,
                 detail: json!({"item": item, "from_price": action.from_price, "to_price": to, "proration_behavior": action.proration}),
                 paused_until: None,
+                sent: Sent::post(
+                    path.clone(),
+                    json!({"items[0][id]": item, "items[0][price]": to, "proration_behavior": proration_sent}),
+                ),
             }
         }
         Choice::Discount => {
@@ -196,28 +240,43 @@ pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionE
             discount.coupon = Some(coupon.clone());
             discounts.push(discount);
             update = update.discounts(discounts);
+            let mut params = serde_json::Map::new();
+            for (i, kept) in action.keep_discounts.iter().enumerate() {
+                params.insert(format!("discounts[{i}][discount]"), json!(kept));
+            }
+            params.insert(format!("discounts[{}][coupon]", action.keep_discounts.len()), json!(coupon));
             Done {
                 outcome: Outcome::Discounted,
                 detail: json!({"coupon": coupon, "kept": action.keep_discounts}),
                 paused_until: None,
+                sent: Sent::post(path.clone(), Value::Object(params)),
             }
         }
         Choice::Cancel => {
             let mut details = UpdateSubscriptionCancellationDetails::new();
             details.feedback = UpdateSubscriptionCancellationDetailsFeedback::from_str(action.reason.stripe_feedback()).ok();
             details.comment = action.reason.stripe_comment(action.comment.as_deref());
+            let mut params = serde_json::Map::new();
+            params.insert("cancel_at_period_end".into(), json!("true"));
+            if let Some(feedback) = &details.feedback {
+                params.insert("cancellation_details[feedback]".into(), json!(feedback.as_str()));
+            }
+            if let Some(comment) = &details.comment {
+                params.insert("cancellation_details[comment]".into(), json!(comment));
+            }
             update = update.cancel_at_period_end(true).cancellation_details(details);
             Done {
                 outcome: Outcome::Canceled,
                 detail: json!({"at_period_end": true, "ends_at": action.period_end}),
                 paused_until: None,
+                sent: Sent::post(path.clone(), Value::Object(params)),
             }
         }
         Choice::Keep => return keep(api, action).await,
     };
     let intended = IntendedCall {
         method: "POST",
-        path: format!("/v1/subscriptions/{}", action.subscription),
+        path,
         params: json!({"choice": action.choice.key(), "change": done.detail}),
         purpose: "cancel_flow",
         customer: None,

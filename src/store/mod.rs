@@ -17,6 +17,7 @@ pub mod log;
 pub mod metrics;
 pub mod observed;
 pub mod outbox;
+pub mod owner_views;
 pub mod postgres;
 pub mod reactions;
 pub mod refunds;

@@ -24,6 +24,8 @@ mod observability;
 mod observe;
 mod outage;
 mod outbox;
+mod owner_browser;
+mod owner_views;
 mod process;
 mod processes;
 mod projection;

@@ -599,7 +599,18 @@ async fn choose(
             }
         };
         let detail = done.detail.to_string();
-        store.record_cancel_outcome(&s.id, done.outcome, &detail, done.paused_until, now).await?;
+        // The exact request Stripe accepted is kept with the outcome, in one transaction, for
+        // the owner's record of what Holdfast changed and who caused it.
+        let change = crate::store::owner_views::NewStripeChange {
+            customer: &s.customer,
+            subscription: Some(&action.subscription),
+            sent: &done.sent,
+            purpose: "cancel_flow",
+            triggered_by: crate::store::owner_views::cancel_flow_trigger(&s.source),
+            idempotency_key: Some(&action.idempotency_key),
+            at: now,
+        };
+        store.record_cancel_outcome_and_change(&s.id, done.outcome, &detail, done.paused_until, &change).await?;
         tracing::info!(session = %capability_ref(&s.id), outcome = done.outcome.as_str(), "cancel flow: outcome recorded");
         // ── CONFIRMATION EMAIL CALL SITE ──
         queue_confirmation(&state, &store, &s, &done).await;

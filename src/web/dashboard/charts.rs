@@ -29,6 +29,8 @@ pub struct Text {
     pub y: f64,
     pub text: String,
     pub anchor: &'static str,
+    /// Drawn over a dark shape: light text, so it keeps its contrast.
+    pub on_dark: bool,
 }
 
 /// One SVG chart.
@@ -50,7 +52,7 @@ impl Chart {
     }
 
     fn text(&mut self, x: f64, y: f64, text: String, anchor: &'static str) {
-        self.texts.push(Text { x, y, text, anchor });
+        self.texts.push(Text { x, y, text, anchor, on_dark: false });
     }
 }
 
@@ -188,14 +190,7 @@ pub fn cohorts(cohorts: &[CohortJson]) -> Chart {
         let r = &co.logo_retention;
         for (j, v) in [r.m1, r.m3, r.m6, r.m12].into_iter().enumerate() {
             let x = LEFT + 110.0 + cell_w * j as f64;
-            let fill = match v {
-                None => "#f1f3f5",
-                Some(v) if v > 0.9 => "#1f7a45",
-                Some(v) if v > 0.7 => "#3fa66a",
-                Some(v) if v > 0.5 => "#9fd3a8",
-                Some(v) if v > 0.3 => "#f2c46d",
-                Some(_) => "#e58b7a",
-            };
+            let fill = cohort_fill(v);
             let label = v.map_or("–".to_string(), |v| format!("{:.0}%", v * 100.0));
             c.rects.push(Rect {
                 x,
@@ -206,9 +201,29 @@ pub fn cohorts(cohorts: &[CohortJson]) -> Chart {
                 title: format!("{} after {} months: {label}", co.cohort, [1, 3, 6, 12][j]),
             });
             c.text(x + cell_w / 2.0, y + 13.0, label, "middle");
+            if fill == COHORT_DARK
+                && let Some(t) = c.texts.last_mut()
+            {
+                t.on_dark = true;
+            }
         }
     }
     c
+}
+
+/// The darkest heatmap cell, the only one labelled in light text.
+const COHORT_DARK: &str = "#1f7a45";
+
+/// A heatmap cell's colour: light enough for dark text everywhere but the darkest cell.
+fn cohort_fill(v: Option<f64>) -> &'static str {
+    match v {
+        None => "#f1f3f5",
+        Some(v) if v > 0.9 => COHORT_DARK,
+        Some(v) if v > 0.7 => "#8fd19e",
+        Some(v) if v > 0.5 => "#c8e9cf",
+        Some(v) if v > 0.3 => "#f6d58e",
+        Some(_) => "#f4b4a8",
+    }
 }
 
 /// Failed invoices per month of first failure: recovered, lost, pending.
@@ -238,22 +253,53 @@ pub fn recovery(rows: &[MonthlyJson]) -> Chart {
 /// Cancel-flow outcomes and reasons as horizontal bars.
 pub fn cancel_flow(cf: &CancelFlowJson) -> Chart {
     let o = &cf.outcomes;
+    let label = super::labels::label;
     let mut bars: Vec<(String, u64, &'static str)> = vec![
-        ("paused".into(), o.paused, GREEN),
-        ("downgraded".into(), o.downgraded, GREEN),
-        ("discounted".into(), o.discounted, GREEN),
-        ("canceled".into(), o.canceled, RED),
-        ("abandoned".into(), o.abandoned, GREY),
+        (label("paused"), o.paused, GREEN),
+        (label("downgraded"), o.downgraded, GREEN),
+        (label("discounted"), o.discounted, GREEN),
+        (label("canceled"), o.canceled, RED),
+        (label("abandoned"), o.abandoned, GREY),
     ];
-    bars.extend(cf.reasons.iter().map(|(k, v)| (format!("reason: {k}"), *v, BLUE)));
+    bars.extend(cf.reasons.iter().map(|(k, v)| (format!("Reason: {}", label(k)), *v, BLUE)));
     let mut c = Chart::new("cancel_flow", "Cancel-flow outcomes and reasons", 20.0 + 22.0 * bars.len() as f64);
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
     for (i, (label, n, fill)) in bars.into_iter().enumerate() {
         let y = 10.0 + 22.0 * i as f64;
-        let w = n as f64 / max * (W - LEFT - 140.0);
-        c.text(LEFT + 60.0, y + 14.0, label.clone(), "end");
-        c.rects.push(Rect { x: LEFT + 70.0, y, w, h: 18.0, fill, title: format!("{label}: {n}") });
-        c.text(LEFT + 76.0 + w, y + 14.0, n.to_string(), "start");
+        // Labels end at BAR_X, so the longest ("Reason: Switched to another product") fits.
+        const BAR_X: f64 = 250.0;
+        let w = n as f64 / max * (W - BAR_X - 50.0);
+        c.text(BAR_X - 8.0, y + 14.0, label.clone(), "end");
+        c.rects.push(Rect { x: BAR_X, y, w, h: 18.0, fill, title: format!("{label}: {n}") });
+        c.text(BAR_X + 6.0 + w, y + 14.0, n.to_string(), "start");
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0)) / 255.0;
+            if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn every_heatmap_label_meets_wcag_aa_on_its_cell() {
+        for v in [None, Some(0.1), Some(0.4), Some(0.6), Some(0.8), Some(0.95)] {
+            let fill = cohort_fill(v);
+            // The page draws chart text #3c4654, and white (`on-dark`) on the darkest cell.
+            let text = if fill == COHORT_DARK { "#ffffff" } else { "#3c4654" };
+            assert!(contrast(text, fill) >= 4.5, "{v:?}: {text} on {fill} is {:.2}", contrast(text, fill));
+        }
+    }
 }

@@ -3,6 +3,10 @@
 //! then holds a signed, `Secure; HttpOnly; SameSite=Strict` session cookie.
 
 pub mod charts;
+pub mod customers;
+pub mod figures;
+pub mod labels;
+pub mod lists;
 pub mod session;
 
 use std::sync::LazyLock;
@@ -16,6 +20,7 @@ use super::auth::OwnerToken;
 use crate::clock::Clock;
 use crate::domain::metrics::Month;
 use crate::reports::Reports;
+use crate::store::owner_views as lists_store;
 use crate::store::{Store, StoreError};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -25,6 +30,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("dashboard_layout.html", include_str!("../../../templates/pages/dashboard_layout.html")),
         ("dashboard_login.html", include_str!("../../../templates/pages/dashboard_login.html")),
         ("dashboard.html", include_str!("../../../templates/pages/dashboard.html")),
+        ("dashboard_nav.html", include_str!("../../../templates/pages/dashboard_nav.html")),
+        ("dashboard_customer.html", include_str!("../../../templates/pages/dashboard_customer.html")),
+        ("dashboard_list.html", include_str!("../../../templates/pages/dashboard_list.html")),
+        ("dashboard_search.html", include_str!("../../../templates/pages/dashboard_search.html")),
     ] {
         env.add_template(name, source).expect("dashboard templates parse");
     }
@@ -32,6 +41,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("date", |unix: i64| crate::domain::dunning::format_date(unix));
     // `{{ minor | money(currency) }}` → `$1,249.00`, `¥1,200`, `1.250 KWD`.
     env.add_filter("money", |minor: f64, currency: &str| crate::domain::money::format(minor, currency));
+    // `{{ code | label }}` → the human words for a stored code (`technical_problems` → `Technical problems`).
+    env.add_filter("label", |code: String| labels::label(&code));
+    env.add_filter("customer_href", |id: String| lists::customer_href(&id));
     env
 });
 
@@ -78,6 +90,7 @@ pub async fn get_dashboard(
     store: web::Data<Store>,
     q: web::Query<DashboardQuery>,
     mode: web::Data<super::observed::Mode>,
+    figure_settings: web::Data<crate::config::figures::FigureSettings>,
 ) -> HttpResponse {
     match logged_in(&req, &owner, &store, reports.clock().now()).await {
         Ok(true) => {}
@@ -102,7 +115,7 @@ pub async fn get_dashboard(
         );
     };
     let loaded = tokio::try_join!(reports.summary(month, currency), reports.monthly(month.plus(-11), month, currency));
-    let (summary, rows) = match loaded {
+    let (summary, mut rows) = match loaded {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = ?e, "dashboard metrics failed");
@@ -113,6 +126,16 @@ pub async fn get_dashboard(
             );
         }
     };
+    let figures = match figures::load(&reports, &store, &figure_settings, month, currency).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = ?e, "dashboard figures failed");
+            None
+        }
+    };
+    // Months after this one have not happened: never drawn as data.
+    let current = reports.current_month().to_string();
+    rows.retain(|r| r.month <= current);
     let charts = vec![
         charts::mrr(&rows),
         charts::churn(&rows),
@@ -136,7 +159,8 @@ pub async fn get_dashboard(
         "dashboard.html",
         context! {
             s => summary, charts => charts, prev => month.plus(-1).to_string(), next => month.plus(1).to_string(),
-            observed => observed,
+            observed => observed, f => figures, future => month > reports.current_month(),
+            lists => lists_store::ListKind::ALL.iter().map(|k| context! { key => k.as_str(), title => k.title() }).collect::<Vec<_>>(),
         },
     )
 }

@@ -1,0 +1,290 @@
+//! The figures owners look for, for one month and currency: MRR and ARR with the change
+//! against last month, money recovered, the save rate, trial conversion, MRR by plan, the
+//! quick ratio, renewals of long-interval plans and retention by acquisition channel. Every
+//! rate carries its sample size, and below the configured minimum says "too few to judge"
+//! instead of a value band. `GET /api/figures?month=YYYY-MM[&currency=usd]` (owner) and the
+//! dashboard's "Figures" section.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::labels::money;
+use crate::config::figures::FigureSettings;
+use crate::domain::metrics::{Month, Summary};
+use crate::reports::Reports;
+use crate::store::owner_views::{FigureCounts, PlanItem};
+use crate::store::{Store, StoreError};
+use crate::web::auth::Owner;
+use crate::web::error::json_error;
+
+/// A rate with the cases it stands on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rate {
+    /// `numerator / sample`, `None` when there is no case at all.
+    pub value: Option<f64>,
+    pub numerator: u64,
+    pub sample: u64,
+    /// `sample` is below the minimum: shown as "too few to judge", never banded.
+    pub too_few: bool,
+    /// What the page shows: `42% (n = 31)` or `too few to judge (n = 4)`.
+    pub text: String,
+}
+
+impl Rate {
+    pub fn of(numerator: u64, sample: u64, min_sample: u64) -> Self {
+        let value = (sample > 0).then(|| numerator as f64 / sample as f64);
+        let too_few = sample < min_sample;
+        let text = match value {
+            None => "no cases".into(),
+            _ if too_few => format!("too few to judge (n = {sample})"),
+            Some(v) => format!("{:.0}% (n = {sample})", v * 100.0),
+        };
+        Self { value, numerator, sample, too_few, text }
+    }
+}
+
+/// MRR of one plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanMrr {
+    pub plan: String,
+    pub mrr: f64,
+    pub mrr_text: String,
+    pub subscriptions: u64,
+}
+
+/// Retention of one acquisition channel: customers who ever subscribed, and still paying.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelRetention {
+    pub channel: String,
+    pub customers: u64,
+    pub retention: Rate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    pub month: String,
+    pub currency: String,
+    pub min_sample: u64,
+    pub mrr: f64,
+    pub arr: f64,
+    pub mrr_last_month: f64,
+    pub mrr_change: f64,
+    /// `None` when last month had no MRR.
+    pub mrr_change_pct: Option<f64>,
+    pub arr_change: f64,
+    pub recovered_this_month: i64,
+    pub recovered_payments: u64,
+    /// Offers taken ÷ cancel sessions that ended (saved, cancelled or abandoned) this month.
+    /// Not yet "confirmed": a save that is later undone still counts here.
+    pub save_rate: Rate,
+    pub trial_conversion: Rate,
+    /// (new + expansion + reactivation) ÷ (churn + contraction + paused); `None` without losses.
+    pub quick_ratio: Option<f64>,
+    /// Long-interval (yearly, or every 3+ months) subscriptions renewed ÷ renewals due.
+    pub renewal_rate: Rate,
+    /// Customer churn this month over the customers active at its start.
+    pub churn: Rate,
+    /// The cohort of twelve months ago: share still active.
+    pub retention_12m: Rate,
+    pub mrr_by_plan: Vec<PlanMrr>,
+    pub channel_key: String,
+    pub channels: Vec<ChannelRetention>,
+    /// Display strings.
+    pub text: BTreeMap<&'static str, String>,
+}
+
+fn months_per_interval(interval: Option<&str>, count: Option<i64>) -> f64 {
+    let n = count.unwrap_or(1).max(1) as f64;
+    match interval {
+        Some("year") => 12.0 * n,
+        Some("week") => n * 7.0 / (365.25 / 12.0),
+        Some("day") => n / (365.25 / 12.0),
+        _ => n,
+    }
+}
+
+fn plan_label(i: &PlanItem) -> String {
+    i.name.clone().or_else(|| i.price_id.clone()).unwrap_or_else(|| "unnamed plan".into())
+}
+
+/// Each live subscription's MRR, shared among its plans by their list prices.
+fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
+    let mut by_plan: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for s in &counts.live {
+        let items: Vec<&PlanItem> = counts.live_items.iter().filter(|i| i.subscription_id == s.id).collect();
+        let list = |i: &PlanItem| {
+            i.unit_amount.unwrap_or(0) as f64 * i.quantity as f64
+                / months_per_interval(i.recurring_interval.as_deref(), i.interval_count)
+        };
+        let total: f64 = items.iter().map(|i| list(i)).sum();
+        if items.is_empty() {
+            let e = by_plan.entry("unnamed plan".into()).or_default();
+            e.0 += s.base_mrr;
+            e.1 += 1;
+        }
+        for i in &items {
+            let share = if total > 0.0 { list(i) / total } else { 1.0 / items.len() as f64 };
+            let e = by_plan.entry(plan_label(i)).or_default();
+            e.0 += s.base_mrr * share;
+            e.1 += 1;
+        }
+    }
+    let mut out: Vec<PlanMrr> = by_plan
+        .into_iter()
+        .map(|(plan, (mrr, subscriptions))| PlanMrr { plan, mrr, mrr_text: money(mrr, Some(currency)), subscriptions })
+        .collect();
+    out.sort_by(|a, b| b.mrr.total_cmp(&a.mrr));
+    out
+}
+
+fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRetention> {
+    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for c in &counts.channels {
+        let payload: Value = serde_json::from_str(&c.payload).unwrap_or(Value::Null);
+        let channel = payload["data"]["object"]["metadata"][key]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| "(none)".to_owned(), |s| s.chars().take(60).collect());
+        let e = by.entry(channel).or_default();
+        e.0 += 1;
+        e.1 += u64::from(c.live == 1);
+    }
+    let mut out: Vec<ChannelRetention> = by
+        .into_iter()
+        .map(|(channel, (customers, live))| ChannelRetention {
+            channel,
+            customers,
+            retention: Rate::of(live, customers, min_sample),
+        })
+        .collect();
+    out.sort_by(|a, b| b.customers.cmp(&a.customers).then_with(|| a.channel.cmp(&b.channel)));
+    out
+}
+
+/// The figures from this month's summary and the store's counts.
+pub fn figures(s: &Summary, counts: &FigureCounts, settings: &FigureSettings) -> Figures {
+    let min = settings.min_sample;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let cur = s.currency.as_str();
+    let mrr_change = s.mrr_end - s.mrr_start;
+    let m = &s.mrr_movements;
+    let gains = m.new + m.expansion + m.reactivation;
+    let losses = m.churned + m.contraction + m.paused;
+    let o = &s.cancel_flow.outcomes;
+    let ended = o.paused + o.downgraded + o.discounted + o.canceled + o.abandoned;
+    let retention_12m = {
+        let cohort = Month::parse(&s.month).ok().map(|m| m.plus(-12).to_string());
+        let c = s.cohorts.iter().find(|c| Some(&c.cohort) == cohort.as_ref());
+        let customers = c.map_or(0, |c| c.customers);
+        let share = c.and_then(|c| c.logo_retention.m12).unwrap_or(0.0);
+        Rate::of((share * customers as f64).round() as u64, customers, min)
+    };
+    let churned = s.churned_customers;
+    let mut text = BTreeMap::new();
+    text.insert("mrr", money(s.mrr_end, Some(cur)));
+    text.insert("arr", money(s.mrr_end * 12.0, Some(cur)));
+    let sign = if mrr_change >= 0.0 { "+" } else { "−" };
+    text.insert(
+        "mrr_change",
+        format!(
+            "{sign}{} vs last month{}",
+            money(mrr_change.abs(), Some(cur)),
+            if s.mrr_start > 0.0 { format!(" ({sign}{:.1}%)", (mrr_change / s.mrr_start * 100.0).abs()) } else { String::new() }
+        ),
+    );
+    text.insert("arr_change", format!("{sign}{} vs last month", money(mrr_change.abs() * 12.0, Some(cur))));
+    text.insert("recovered", money(counts.recovered_amount as f64, Some(cur)));
+    Figures {
+        month: s.month.clone(),
+        currency: s.currency.clone(),
+        min_sample: min,
+        mrr: s.mrr_end,
+        arr: s.mrr_end * 12.0,
+        mrr_last_month: s.mrr_start,
+        mrr_change,
+        mrr_change_pct: (s.mrr_start > 0.0).then(|| mrr_change / s.mrr_start),
+        arr_change: mrr_change * 12.0,
+        recovered_this_month: counts.recovered_amount,
+        recovered_payments: count(counts.recovered_payments),
+        save_rate: Rate::of(o.paused + o.downgraded + o.discounted, ended, min),
+        trial_conversion: Rate::of(count(counts.trials_converted), count(counts.trials_ended), min),
+        quick_ratio: (losses > 0.0).then(|| gains / losses),
+        renewal_rate: Rate::of(count(counts.renewed), count(counts.renewed + counts.lapsed), min),
+        churn: Rate::of(churned, s.active_customers_start, min),
+        retention_12m,
+        mrr_by_plan: mrr_by_plan(counts, cur),
+        channel_key: settings.channel_key.clone(),
+        channels: channels(counts, &settings.channel_key, min),
+        text,
+    }
+}
+
+/// Load the month's figures.
+pub async fn load(
+    reports: &Reports,
+    store: &Store,
+    settings: &FigureSettings,
+    month: Month,
+    currency: Option<&str>,
+) -> Result<Figures, StoreError> {
+    let summary = reports.summary(month, currency).await?;
+    let counts = store
+        .figure_counts(month.start(), month.plus(1).start(), reports.clock().now(), &summary.currency.to_lowercase())
+        .await?;
+    Ok(figures(&summary, &counts, settings))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FiguresQuery {
+    month: Option<String>,
+    currency: Option<String>,
+}
+
+/// `GET /api/figures?month=YYYY-MM[&currency=usd]` (owner).
+pub async fn get_figures_api(
+    _owner: Owner,
+    reports: web::Data<Reports>,
+    store: web::Data<Store>,
+    settings: web::Data<FigureSettings>,
+    q: web::Query<FiguresQuery>,
+) -> HttpResponse {
+    let month = match q.month.as_deref().map_or(Ok(reports.current_month()), Month::parse) {
+        Ok(m) => m,
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "bad_month", "month: expected YYYY-MM (e.g. 2025-04)"),
+    };
+    match load(&reports, &store, &settings, month, q.currency.as_deref()).await {
+        Ok(f) => HttpResponse::Ok().json(f),
+        Err(e) => {
+            tracing::error!(error = ?e, "figures failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "metrics_unavailable", "metrics are unavailable right now")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_under_the_minimum_is_too_few_to_judge_and_says_its_number() {
+        let small = Rate::of(1, 2, 20);
+        assert!(small.too_few);
+        assert_eq!(small.text, "too few to judge (n = 2)");
+        let big = Rate::of(21, 30, 20);
+        assert!(!big.too_few);
+        assert_eq!(big.text, "70% (n = 30)");
+        assert_eq!(Rate::of(0, 0, 1).text, "no cases");
+    }
+
+    #[test]
+    fn yearly_plans_count_a_twelfth_per_month() {
+        assert!((months_per_interval(Some("year"), Some(1)) - 12.0).abs() < 1e-9);
+        assert!((months_per_interval(Some("month"), Some(3)) - 3.0).abs() < 1e-9);
+        assert!((months_per_interval(None, None) - 1.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,148 @@
+//! The owner's pages in headless Chromium at 375 px: the dashboard, a customer page and the
+//! lists fit the phone (no horizontal overflow), every text meets WCAG AA contrast against
+//! what is behind it (computed from the rendered colours), "Sign out" is readable, names
+//! link to the customer page, and search finds a customer by email.
+//!
+//! `browser_*` tests (see `requires.rs`): chosen by scripts/test when chromedriver is
+//! installed, reported as skipped otherwise; run by hand without it, they fail.
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
+use crate::helpers::{event, invoice, now};
+use crate::requires::chromium;
+
+/// Elements whose own text has less than WCAG AA contrast with the colour behind it (4.5:1,
+/// 3:1 for large text), HTML and SVG alike; each as "tag 'text' ratio".
+const LOW_CONTRAST: &str = r#"
+const parse = c => { const m = /rgba?\(([^)]+)\)/.exec(c || ''); if (!m) return null;
+  const p = m[1].split(',').map(s => parseFloat(s)); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+const behind = el => { const layers = [];
+  for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; } }
+  let base = {r: 255, g: 255, b: 255};
+  for (let i = layers.length - 1; i >= 0; i--) { const l = layers[i];
+    base = {r: l.r * l.a + base.r * (1 - l.a), g: l.g * l.a + base.g * (1 - l.a), b: l.b * l.a + base.b * (1 - l.a)}; }
+  return base; };
+const bad = [];
+let checked = 0;
+for (const el of document.querySelectorAll('body *')) {
+  if (el.closest('svg') || !['', 'visible'].includes(getComputedStyle(el).visibility)) continue;
+  if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+  const r = el.getBoundingClientRect(); if (r.width < 2 || r.height < 2) continue;
+  const s = getComputedStyle(el); const size = parseFloat(s.fontSize); const bold = parseInt(s.fontWeight, 10) >= 700;
+  const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+  const got = ratio(parse(s.color), behind(el)); checked++;
+  if (got < need) bad.push(el.tagName + " '" + el.textContent.trim().slice(0, 40) + "' " + got.toFixed(2));
+}
+// SVG text against the topmost shape drawn under its centre before it (white when none).
+for (const t of document.querySelectorAll('svg text')) {
+  if (!t.textContent.trim()) continue;
+  const b = t.getBBox(); const cx = b.x + b.width / 2, cy = b.y + b.height / 2;
+  let fill = {r: 255, g: 255, b: 255};
+  for (const rect of t.ownerSVGElement.querySelectorAll('rect')) {
+    if (rect.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_PRECEDING) continue;
+    const x = +rect.getAttribute('x'), y = +rect.getAttribute('y'), w = +rect.getAttribute('width'), h = +rect.getAttribute('height');
+    if (cx >= x && cx <= x + w && cy >= y && cy <= y + h) { const c = parse(getComputedStyle(rect).fill); if (c) fill = c; }
+  }
+  const got = ratio(parse(getComputedStyle(t).fill), fill); checked++;
+  if (got < 4.5) bad.push("svg text '" + t.textContent.trim() + "' " + got.toFixed(2));
+}
+return [checked, bad];
+"#;
+
+/// The page's layout width and the viewport's.
+const WIDTHS: &str = "return [Math.max(document.documentElement.scrollWidth, document.body.scrollWidth), window.innerWidth];";
+
+async fn check_page(browser: &fantoccini::Client, what: &str) -> Result<Vec<String>, fantoccini::error::CmdError> {
+    let mut problems = Vec::new();
+    let w = browser.execute(WIDTHS, vec![]).await?;
+    let (page, viewport) = (w[0].as_i64().unwrap_or(i64::MAX), w[1].as_i64().unwrap_or(0));
+    if page > viewport {
+        problems.push(format!("{what}: {page} px wide in a {viewport} px viewport"));
+    }
+    let c = browser.execute(LOW_CONTRAST, vec![]).await?;
+    if c[0].as_i64().unwrap_or(0) < 5 {
+        problems.push(format!("{what}: hardly any text checked ({})", c[0]));
+    }
+    for bad in c[1].as_array().into_iter().flatten() {
+        problems.push(format!("{what}: low contrast {bad}"));
+    }
+    Ok(problems)
+}
+
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer() {
+    let (browser, driver, _profile) = chromium(375, 812).await;
+    let f = flow().await;
+    let object = seed(&f.app, "cus_phone", "sub_phone", "price_pro_monthly", |_| {}).await;
+    let t = now() - 3600;
+    let mut failed = invoice("in_phone", "cus_phone", "sub_phone", "open", 4900, t);
+    failed["attempt_count"] = json!(1);
+    failed["next_payment_attempt"] = json!(t + 3 * 86_400);
+    f.app.deliver(&event("invoice.payment_failed", t, failed)).await;
+    let (session, csrf) = f.open(&signed_link("cus_phone")).await;
+    f.answer(&session, &csrf, "technical_problems", "A long comment about the sync failing every Monday morning, with a URL https://example.com/a/very/long/path/that/should/wrap/instead/of/overflowing").await;
+    let id = session.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned();
+    f.expect_update("sub_phone", &format!("holdfast-cancel-{}-cancel-1", holdfast::telemetry::capability_ref(&id)), &object)
+        .await;
+    assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
+    f.app.wait_projected().await;
+    let base = f.app.address.clone();
+
+    let outcome = async {
+        let mut problems = Vec::new();
+        browser.goto(&format!("{base}/dashboard")).await?;
+        browser.find(Locator::Id("token")).await?.send_keys(OWNER_TOKEN).await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        browser.wait().for_element(Locator::Id("dashboard")).await?;
+        problems.extend(check_page(&browser, "dashboard").await?);
+        let sign_out = browser.find(Locator::Id("sign-out")).await?;
+        let sign_out_text = (sign_out.is_displayed().await?, sign_out.text().await?);
+
+        // The list names the customer and links to their page.
+        browser.goto(&format!("{base}/dashboard/lists/cancellations")).await?;
+        browser.wait().for_element(Locator::Id("list")).await?;
+        problems.extend(check_page(&browser, "cancellations").await?);
+        let list_text = browser.find(Locator::Id("list")).await?.text().await?;
+        browser.find(Locator::Css("#list a[href='/dashboard/customers/cus_phone']")).await?.click().await?;
+        browser.wait().for_element(Locator::Id("customer")).await?;
+        problems.extend(check_page(&browser, "customer").await?);
+        let timeline = browser.find(Locator::Id("timeline")).await?.text().await?;
+        let changes = browser.find(Locator::Id("stripe-changes")).await?.text().await?;
+
+        browser.goto(&format!("{base}/dashboard/lists/comments?reason=technical_problems")).await?;
+        browser.wait().for_element(Locator::Id("list")).await?;
+        problems.extend(check_page(&browser, "comments").await?);
+        let comments = browser.find(Locator::Id("list")).await?.text().await?;
+
+        // Search by email from the header: one match opens the customer's page.
+        browser.find(Locator::Id("q")).await?.send_keys("cus_phone@example.com").await?;
+        browser.find(Locator::Css("form.search button")).await?.click().await?;
+        browser.wait().for_element(Locator::Id("customer-name")).await?;
+        let found_url = browser.current_url().await?.to_string();
+        let png = browser.screenshot().await?;
+        Ok::<_, fantoccini::error::CmdError>((problems, sign_out_text, list_text, timeline, changes, comments, found_url, png))
+    }
+    .await;
+    let _ = browser.close().await;
+    drop(driver);
+    let (problems, sign_out, list_text, timeline, changes, comments, found_url, png) = outcome.expect("the pages load");
+
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(sign_out, (true, "Sign out".to_owned()));
+    assert!(list_text.contains("Technical problems") && !list_text.contains("technical_problems"), "{list_text}");
+    assert!(timeline.contains("Cancel flow outcome: Cancelled"), "{timeline}");
+    assert!(timeline.contains("Payment of $49.00 failed"), "{timeline}");
+    assert!(changes.contains("POST /v1/subscriptions/sub_phone") && changes.contains("cancel_at_period_end"), "{changes}");
+    assert!(comments.contains("sync failing every Monday"), "{comments}");
+    assert!(found_url.ends_with("/dashboard/customers/cus_phone"), "{found_url}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join("owner_customer_375.png"), png).expect("screenshot saved");
+}
