@@ -299,7 +299,7 @@ async fn forget(customer: &str) -> anyhow::Result<()> {
 
 async fn quarantine(limit: i64) -> anyhow::Result<()> {
     anyhow::ensure!((1..=100_000).contains(&limit), "--limit must be 1 to 100000");
-    let store = migrated_store().await?;
+    let store = migrated_store(false).await?;
     let events = store.quarantined(limit).await.context("reading the quarantined events")?;
     store.close().await;
     if events.is_empty() {
