@@ -56,7 +56,8 @@ const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) F
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
-const CLEAR_PROJECTED: [&str; 8] = [
+const CLEAR_PROJECTED: [&str; 9] = [
+    super::figures::CLEAR_FAILED,
     "DELETE FROM prices",
     "DELETE FROM products",
     "DELETE FROM subscription_items",
@@ -136,7 +137,14 @@ fn retry_after(attempts: i64) -> i64 {
 }
 
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
-async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<&dyn ReactionHook>) -> Result<usize, StoreError> {
+/// `recompute_figures`: move the maintained figures of the customers the events touch (a
+/// reprojection rebuilds them all once at its end instead).
+async fn project_events(
+    conn: &mut Conn<'_>,
+    events: &[Logged],
+    reactor: Option<&dyn ReactionHook>,
+    recompute_figures: bool,
+) -> Result<usize, StoreError> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -155,6 +163,7 @@ async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<
         let now = run.iter().map(|l| l.received_at).max().unwrap_or_default();
         enqueued += react(conn, &refs, now, run[0].notify, reactor).await?;
     }
+    super::figures::apply(conn, &all, recompute_figures).await?;
     // Cached metrics are stale from this commit on.
     execute!(conn, super::metrics::BUMP_GENERATION)?;
     Ok(enqueued)
@@ -189,7 +198,7 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor).await?;
+    let enqueued = project_events(conn, &project, reactor, true).await?;
     for (seq, event_id, key) in &wait {
         execute!(conn, PARK, *seq, event_id.as_str(), key.as_str(), None::<String>, 0_i64, now, now)?;
     }
@@ -234,7 +243,7 @@ async fn retry_customer(conn: &mut Conn<'_>, key: &str, reactor: Option<&dyn Rea
         let row: LogRow = fetch!(conn, fetch_one, LogRow, read, *seq)?;
         events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
     }
-    let enqueued = project_events(conn, &events, reactor).await?;
+    let enqueued = project_events(conn, &events, reactor, true).await?;
     for (seq, _) in &parked {
         execute!(conn, UNPARK, *seq)?;
     }
@@ -263,8 +272,9 @@ async fn reproject_in(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
         applied += events.len() as u64;
-        project_events(conn, &events, None).await?;
+        project_events(conn, &events, None, false).await?;
     }
+    super::figures::rebuild(conn).await?;
     Ok(applied)
 }
 
@@ -394,8 +404,19 @@ impl Store {
         }
     }
 
-    /// `holdfast reproject`: rebuild every projected table from the log, in one transaction
-    /// (readers see the old state until it commits). No reactions run: no email, no case.
+    /// Rebuild the maintained figures from the projected history, in one transaction that
+    /// holds the cursor (the projector waits). Returns the customers recomputed.
+    pub async fn rebuild_figures(&self) -> Result<u64, StoreError> {
+        in_transaction!(self, |conn| {
+            let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
+            let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
+            super::figures::rebuild(conn).await
+        })
+    }
+
+    /// `holdfast reproject`: rebuild every projected table from the log, then the maintained
+    /// figures from it, in one transaction (readers see the old state until it commits). No
+    /// reactions run: no email, no case.
     pub async fn reproject(&self) -> Result<u64, StoreError> {
         in_transaction!(self, |conn| reproject_in(conn).await)
     }
