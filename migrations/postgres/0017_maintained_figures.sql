@@ -107,6 +107,6 @@ CREATE INDEX subscription_history_metric_key ON subscription_history ((COALESCE(
 -- migrated); the first start rebuilds them before serving.
 CREATE TABLE metric_state (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
-    built  INTEGER NOT NULL
+    built  BIGINT NOT NULL
 );
 INSERT INTO metric_state (id, built) VALUES (1, 0);
