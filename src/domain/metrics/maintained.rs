@@ -331,11 +331,8 @@ mod tests {
         let long = report::compute(&own, "usd", jan, jan.plus(60));
         for (i, (m, failed)) in long.months.iter().zip(&long.failed).enumerate() {
             let at = month_index(jan) + i as i32;
-            let stored = if at >= f.tail_from {
-                f.tail
-            } else {
-                f.months().find(|(k, _)| *k == at).map(|(_, r)| *r).unwrap_or_default()
-            };
+            let stored =
+                if at >= f.tail_from { f.tail } else { f.months().find(|(k, _)| *k == at).map(|(_, r)| *r).unwrap_or_default() };
             let (mut expected, failed_expected) = stored.figures(m.nrr_12m.is_some());
             if m.nrr_12m.is_none() {
                 expected.nrr_12m = None;
