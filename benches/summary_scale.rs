@@ -2,11 +2,15 @@
 //!
 //! Generates a simulated business (src/sim: N customers over 3 years of history), writes
 //! its events straight into a fresh database through the store's own ingest path in large
-//! batches (no HTTP, no signatures: the loading is not what is measured), then starts the
-//! real server in-process and times `GET /api/summary` over HTTP:
-//! - cold: the first request (loads the history, computes the report);
-//! - warm: p50/p99 over `--requests` requests cycling through every month;
-//! - after a write: one webhook-ingest later, the next request (cache invalidated).
+//! batches (no HTTP, no signatures: the loading is not what is measured; the maintained
+//! figures are built as the events are projected), then starts the real server in-process
+//! and measures over HTTP:
+//! - first request after start;
+//! - p50/p99 over `--requests` requests cycling through every month **while webhooks
+//!   arrive**: a writer appends `--write-rate` events per second of another simulated
+//!   business through the same append-and-project path, and the achieved rate is reported;
+//! - the dashboard page (logged in), first and p50;
+//! - the process's RSS (server and bench share it), at its highest while measuring.
 //!
 //! `holdfast-summary-bench --customers 100000 --database-url sqlite:///tmp/s.db`
 
@@ -37,6 +41,9 @@ struct Args {
     /// Events per ingest transaction while loading.
     #[arg(long, default_value_t = 5_000)]
     batch: usize,
+    /// Events per second written while the timed requests run.
+    #[arg(long, default_value_t = 60)]
+    write_rate: u64,
 }
 
 const START: i64 = 1_672_531_200; // 2023-01-01
@@ -50,37 +57,48 @@ fn rss_mib() -> f64 {
     kib.unwrap_or(0.0) / 1024.0
 }
 
-async fn load(store: &Store, customers: usize, batch: usize) -> Result<usize> {
+/// A simulated business of `n` customers as the store's events; `tag` keeps ids apart.
+fn business_events(seed: u64, n: usize, tag: &str) -> Vec<Event> {
     let empty = |_: &str| json!({});
+    let params = Params { seed, customers: n, start: START, end: START + 1095 * DAY, signup_until: START + 1030 * DAY };
+    let business = Business::simulate(params);
+    let retag = |v: serde_json::Value| -> serde_json::Value {
+        if tag.is_empty() {
+            return v;
+        }
+        let mut text = v.to_string();
+        for prefix in ["cus_", "sub_", "in_", "di_", "si_", "pm_", "ch_", "pi_"] {
+            text = text.replace(&format!("\"{prefix}"), &format!("\"{prefix}{tag}"));
+        }
+        serde_json::from_str(&text).unwrap_or(v)
+    };
+    events::render(&business, &empty)
+        .into_iter()
+        .map(|e| {
+            let object = retag(e.object);
+            let id = format!("{}{tag}", e.id);
+            let raw = json!({"id": id, "object": "event", "type": e.kind, "created": e.created, "livemode": false,
+                             "api_version": "2025-03-31.basil", "data": {"object": object}})
+            .to_string();
+            Event {
+                id,
+                kind: e.kind.to_string(),
+                created: e.created,
+                livemode: false,
+                api_version: None,
+                account: None,
+                object,
+                raw,
+            }
+        })
+        .collect()
+}
+
+async fn load(store: &Store, customers: usize, batch: usize) -> Result<usize> {
     let mut total = 0;
     for (chunk, first) in (0..customers).step_by(CHUNK).enumerate() {
         let n = CHUNK.min(customers - first);
-        let params = Params {
-            seed: 1000 + chunk as u64,
-            customers: n,
-            start: START,
-            end: START + 1095 * DAY,
-            signup_until: START + 1030 * DAY,
-        };
-        let business = Business::simulate(params);
-        let evs: Vec<Event> = events::render(&business, &empty)
-            .into_iter()
-            .map(|e| {
-                let raw = json!({"id": e.id, "object": "event", "type": e.kind, "created": e.created, "livemode": false,
-                                 "api_version": "2025-03-31.basil", "data": {"object": e.object}})
-                .to_string();
-                Event {
-                    id: e.id,
-                    kind: e.kind.to_string(),
-                    created: e.created,
-                    livemode: false,
-                    api_version: None,
-                    account: None,
-                    object: e.object,
-                    raw,
-                }
-            })
-            .collect();
+        let evs = business_events(1000 + chunk as u64, n, "");
         for part in evs.chunks(batch) {
             let refs: Vec<&Event> = part.iter().collect();
             store.ingest(&refs, START + 1100 * DAY).await.context("bulk ingest")?;
@@ -94,6 +112,14 @@ async fn load(store: &Store, customers: usize, batch: usize) -> Result<usize> {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn timed(request: reqwest::RequestBuilder) -> Result<f64> {
+    let t = Instant::now();
+    let response = request.send().await.context("request")?;
+    anyhow::ensure!(response.status() == 200, "status {}", response.status());
+    let _ = response.bytes().await?;
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -123,43 +149,65 @@ async fn main() -> Result<()> {
     let base = format!("http://127.0.0.1:{}", app.port());
     let app_store = app.store();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let months: Vec<String> = (0..36).map(|i| format!("{}-{:02}", 2023 + i / 12, i % 12 + 1)).collect();
-    let get = |month: &str| {
-        let request = client.get(format!("{base}/api/summary?month={month}")).bearer_auth(TOKEN);
-        async move {
-            let t = Instant::now();
-            let response = request.send().await.context("request")?;
-            anyhow::ensure!(response.status() == 200, "status {}", response.status());
-            let _ = response.bytes().await?;
-            Ok::<f64, anyhow::Error>(t.elapsed().as_secs_f64() * 1000.0)
+    let summary = |month: &str| client.get(format!("{base}/api/summary?month={month}")).bearer_auth(TOKEN);
+    let first = timed(summary("2025-12")).await?;
+
+    // Webhooks arrive while the requests are timed: another business's events, appended and
+    // projected through the same path as a webhook's, at the asked rate.
+    let mut peak_rss = rss_mib();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let incoming = business_events(7_777, 2_000, "live");
+    let rate = args.write_rate.max(1);
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_micros(1_000_000 / rate));
+        let (began, mut written) = (Instant::now(), 0_usize);
+        for e in &incoming {
+            if *stop_rx.borrow() {
+                break;
+            }
+            tick.tick().await;
+            if app_store.ingest(&[e], START + 1100 * DAY).await.is_ok() {
+                written += 1;
+            }
         }
-    };
-    let cold = get("2025-12").await?;
+        (written, began.elapsed().as_secs_f64())
+    });
     let mut warm = Vec::with_capacity(args.requests);
     for i in 0..args.requests {
-        warm.push(get(&months[i % months.len()]).await?);
+        warm.push(timed(summary(&months[i % months.len()])).await?);
+        if i % 20 == 0 {
+            peak_rss = peak_rss.max(rss_mib());
+        }
     }
+    let login = client.post(format!("{base}/dashboard/login")).form(&[("token", TOKEN)]).send().await?;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .context("dashboard login sets a cookie")?
+        .to_string();
+    let mut dashboard = Vec::new();
+    for _ in 0..20 {
+        dashboard.push(timed(client.get(format!("{base}/dashboard")).header("Cookie", &cookie)).await?);
+    }
+    let dashboard_first = dashboard[0];
+    peak_rss = peak_rss.max(rss_mib());
+    let _ = stop_tx.send(true);
+    let (written, secs) = writer.await?;
     warm.sort_by(f64::total_cmp);
-    // One new event invalidates the cache: the next request recomputes.
-    let late = Event {
-        id: "evt_bench_late".into(),
-        kind: "customer.created".into(),
-        created: START,
-        livemode: false,
-        api_version: None,
-        account: None,
-        object: json!({"object": "customer", "id": "cus_bench_late"}),
-        raw: "{}".into(),
-    };
-    app_store.ingest(&[&late], START).await?;
-    let after_write = get("2025-12").await?;
+    dashboard.sort_by(f64::total_cmp);
+    println!("GET /api/summary: first after start {first:.1} ms");
     println!(
-        "GET /api/summary: cold {cold:.1} ms; warm p50 {:.2} ms, p99 {:.2} ms ({} requests); after a write {after_write:.1} ms",
+        "GET /api/summary while writing {:.0} events/s ({written} events in {secs:.1} s): p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        written as f64 / secs.max(1e-9),
         percentile(&warm, 0.5),
         percentile(&warm, 0.99),
         warm.len()
     );
-    println!("memory (VmRSS): {rss_before:.0} MiB before the server, {:.0} MiB after the requests", rss_mib());
+    println!("GET /dashboard: first {dashboard_first:.1} ms, p50 {:.1} ms", percentile(&dashboard, 0.5));
+    println!("memory (VmRSS, server and bench): {rss_before:.0} MiB before the server, peak {peak_rss:.0} MiB while measuring");
     Ok(())
 }

@@ -1,48 +1,19 @@
-//! The owner's retention reports, computed from the store and cached until the history
-//! changes (the ingest path bumps `history_generation` in the same transaction as the
-//! events, so a cached report is exact for the generation it was computed at).
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! The owner's retention reports, read from the figures the projector maintains (see
+//! `store::figures`): a read assembles a few dozen total rows, never the whole history.
 
 use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, CurrencyJson, MonthlyJson, Summary};
-use crate::domain::metrics::{self, Month, Report, Timeline};
+use crate::domain::metrics::{Month, Report};
 use crate::store::{Store, StoreError};
 
 /// Most months one `/api/metrics/monthly` request may ask for.
 pub const MAX_SERIES_MONTHS: i32 = 120;
 
-type ReportKey = (String, Month, Month);
-
-#[derive(Default)]
-struct Cached {
-    generation: i64,
-    timeline: Option<Arc<Timeline>>,
-    /// `timeline.first_month()` and `timeline.currencies()`, taken once per generation
-    /// (each scans every subscription).
-    first_month: Option<Month>,
-    currencies: Arc<Vec<String>>,
-    reports: HashMap<ReportKey, Arc<Report>>,
-    /// Default currency by the instant it was chosen at (it walks the whole history).
-    default_currency: HashMap<i64, String>,
-}
-
-/// A loaded history and the generation it was loaded at.
-struct Loaded {
-    generation: i64,
-    timeline: Arc<Timeline>,
-    first_month: Option<Month>,
-}
-
-/// Computes and caches reports; cheap to clone (shared cache).
+/// Reads the reports; cheap to clone.
 #[derive(Clone)]
 pub struct Reports {
     store: Store,
-    cache: Arc<Mutex<Cached>>,
-    /// Held while the history loads, so concurrent requests on a stale cache share one load.
-    loading: Arc<tokio::sync::Mutex<()>>,
     /// The experiments whose results the summary reports.
     experiments: Experiments,
     clock: Clock,
@@ -56,13 +27,7 @@ impl std::fmt::Debug for Reports {
 
 impl Reports {
     pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            cache: Arc::new(Mutex::new(Cached::default())),
-            loading: Arc::new(tokio::sync::Mutex::new(())),
-            experiments: Experiments::default(),
-            clock: Clock::system(),
-        }
+        Self { store, experiments: Experiments::default(), clock: Clock::system() }
     }
 
     /// Report these experiments' results in the summary.
@@ -89,16 +54,16 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let (timeline, report) = self.report_covering(month, month, currency).await?;
+        let report = self.report(currency, month, month).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
         // One section per currency, so a business in several is never read as one sum.
         let mut currencies = Vec::new();
-        for c in timeline.currencies() {
+        for c in self.store.maintained_currencies().await? {
             let row = if c == summary.currency {
                 summary::monthly(&report, month)
             } else {
-                let (_, other) = self.report_covering(month, month, Some(&c)).await?;
+                let other = self.report(Some(&c), month, month).await?;
                 summary::monthly(&other, month)
             };
             currencies.push(CurrencyJson {
@@ -120,102 +85,23 @@ impl Reports {
 
     /// Monthly rows `from..=to`.
     pub async fn monthly(&self, from: Month, to: Month, currency: Option<&str>) -> Result<Vec<MonthlyJson>, StoreError> {
-        let (_, report) = self.report_covering(from, to, currency).await?;
+        let report = self.report(currency, from, to).await?;
         Ok((0..=to.since(from)).map(|i| summary::monthly(&report, from.plus(i))).collect())
     }
 
-    /// A report spanning the whole history and `from..=to` (and the current month), so
-    /// "had MRR before", cohorts and 12-month figures see everything before `from`.
-    async fn report_covering(
-        &self,
-        from: Month,
-        to: Month,
-        currency: Option<&str>,
-    ) -> Result<(Arc<Timeline>, Arc<Report>), StoreError> {
-        let Loaded { generation, timeline, first_month } = self.timeline().await?;
-        let now = self.current_month();
-        let start = first_month.map_or(from, |f| f.min(from));
-        let end = to.max(now);
-        let currency = match currency {
-            Some(c) => c.to_lowercase(),
-            None => self.default_currency(generation, &timeline, to.plus(1).start()),
-        };
-        let key = (currency.clone(), start, end);
-        let hit = {
-            let cached = self.lock();
-            cached.reports.get(&key).filter(|_| cached.generation == generation).cloned()
-        };
-        if let Some(r) = hit {
-            return Ok((timeline, r));
-        }
-        let t = timeline.clone();
-        let report = tokio::task::spawn_blocking(move || Arc::new(metrics::compute(&t, &currency, start, end)))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        let mut cached = self.lock();
-        // A reload may have replaced the cache meanwhile: never file this report under it.
-        if cached.generation == generation {
-            cached.reports.insert(key, report.clone());
-        }
-        drop(cached);
-        Ok((timeline, report))
-    }
-
-    fn default_currency(&self, generation: i64, timeline: &Timeline, at: i64) -> String {
-        let currencies = {
-            let cached = self.lock();
-            match cached.default_currency.get(&at) {
-                Some(c) if cached.generation == generation => return c.clone(),
-                _ if cached.generation == generation => cached.currencies.clone(),
-                _ => Arc::new(timeline.currencies()),
-            }
-        };
-        let chosen = match currencies.as_slice() {
-            [only] => only.clone(),
-            _ => metrics::default_currency(timeline, at),
-        };
-        let mut cached = self.lock();
-        if cached.generation == generation {
-            cached.default_currency.insert(at, chosen.clone());
-        }
-        chosen
-    }
-
-    /// The history (and its first month), reloaded only when its generation moved.
-    async fn timeline(&self) -> Result<Loaded, StoreError> {
-        let generation = self.store.history_generation().await?;
-        if let Some(hit) = self.cached_at_least(generation) {
-            return Ok(hit);
-        }
-        // Single flight: whoever waited here while another request loaded finds that load
-        // (at this generation or a newer one) in the cache instead of loading again.
-        let _loading = self.loading.lock().await;
-        if let Some(hit) = self.cached_at_least(generation) {
-            return Ok(hit);
-        }
-        // Read the generation first: a commit landing during the load makes the next
-        // request reload, never serves it stale.
-        let timeline = Arc::new(self.store.load_timeline().await?);
-        let first_month = timeline.first_month();
-        let currencies = Arc::new(timeline.currencies());
-        let mut cached = self.lock();
-        if cached.timeline.is_none() || cached.generation <= generation {
-            *cached = Cached { generation, timeline: Some(timeline.clone()), first_month, currencies, ..Cached::default() };
-        }
-        Ok(Loaded { generation, timeline, first_month })
-    }
-
-    /// The cached history when it was loaded at `generation` or later (a newer load is
-    /// at least as fresh as the generation this request read).
-    fn cached_at_least(&self, generation: i64) -> Option<Loaded> {
-        let cached = self.lock();
-        let timeline = cached.timeline.as_ref().filter(|_| cached.generation >= generation)?;
-        Some(Loaded { generation: cached.generation, timeline: timeline.clone(), first_month: cached.first_month })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
-        // A panic while holding the lock leaves a cache that is at worst empty: keep going.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// The maintained report, with what was given back after payment (refunds, lost
+    /// disputes, credit notes: few rows, read as they stand now) applied on top.
+    async fn report(&self, currency: Option<&str>, from: Month, to: Month) -> Result<Report, StoreError> {
+        let mut report = self.store.maintained_report(currency, from, to).await?;
+        let given_back = self.store.load_given_back().await?;
+        let invoices: Vec<&str> = given_back
+            .iter()
+            .filter(|g| g.currency == report.currency)
+            .filter_map(|g| g.invoice.as_deref())
+            .collect();
+        let recovered = self.store.recovered_invoices(&invoices, &report.currency).await?;
+        crate::domain::metrics::report::apply_given_back(&mut report, &given_back, &recovered);
+        Ok(report)
     }
 }
 

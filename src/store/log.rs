@@ -245,11 +245,14 @@ fn retry_after(attempts: i64) -> i64 {
 
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
 /// Events of the other Stripe mode than `acts_on` are passed over: they stay in the log only.
+/// `recompute_figures`: move the maintained figures of the customers the events touch (a
+/// reprojection rebuilds them all once at its end instead).
 async fn project_events(
     conn: &mut Conn<'_>,
     events: &[Logged],
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
+    recompute_figures: bool,
 ) -> Result<usize, StoreError> {
     let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
     if events.is_empty() {
@@ -272,6 +275,7 @@ async fn project_events(
         let now = run.iter().map(|l| l.received_at).max().unwrap_or_default();
         enqueued += react(conn, &refs, now, run[0].notify, reactor).await?;
     }
+    super::figures::apply(conn, &all, recompute_figures).await?;
     // Cached metrics are stale from this commit on.
     execute!(conn, super::metrics::BUMP_GENERATION)?;
     Ok(enqueued)
@@ -308,7 +312,7 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor, acts_on).await?;
+    let enqueued = project_events(conn, &project, reactor, acts_on, true).await?;
     for (seq, event_id, key) in &wait {
         execute!(conn, PARK, *seq, event_id.as_str(), key.as_str(), None::<String>, 0_i64, now, now)?;
     }
@@ -362,7 +366,7 @@ async fn retry_customer(
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
     }
-    let enqueued = project_events(conn, &events, reactor, acts_on).await?;
+    let enqueued = project_events(conn, &events, reactor, acts_on, true).await?;
     for (seq, _) in &parked {
         execute!(conn, UNPARK, *seq)?;
     }
@@ -393,8 +397,9 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64,
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
-        project_events(conn, &events, None, acts_on).await?;
+        project_events(conn, &events, None, acts_on, false).await?;
     }
+    super::figures::rebuild(conn).await?;
     Ok(applied)
 }
 
@@ -525,8 +530,19 @@ impl Store {
         }
     }
 
-    /// `holdfast reproject`: rebuild every projected table from the log, in one transaction
-    /// (readers see the old state until it commits). No reactions run: no email, no case.
+    /// Rebuild the maintained figures from the projected history, in one transaction that
+    /// holds the cursor (the projector waits). Returns the customers recomputed.
+    pub async fn rebuild_figures(&self) -> Result<u64, StoreError> {
+        in_transaction!(self, |conn| {
+            let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
+            let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
+            super::figures::rebuild(conn).await
+        })
+    }
+
+    /// `holdfast reproject`: rebuild every projected table from the log, then the maintained
+    /// figures from it, in one transaction (readers see the old state until it commits). No
+    /// reactions run: no email, no case.
     pub async fn reproject(&self) -> Result<u64, StoreError> {
         in_transaction!(self, |conn| reproject_in(conn, self.acts_on()).await)
     }

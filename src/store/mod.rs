@@ -10,6 +10,7 @@ pub mod conn;
 pub mod dashboard_sessions;
 pub mod dunning;
 pub mod experiments;
+pub mod figures;
 pub mod forget;
 mod gauges;
 pub mod lifecycle;
@@ -233,9 +234,15 @@ impl Store {
     /// Apply the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => s.migrate().await,
-            Self::Postgres(s) => s.migrate().await,
+            Self::Sqlite(s) => s.migrate().await?,
+            Self::Postgres(s) => s.migrate().await?,
         }
+        // A database from before the figures were maintained gets them built once, here,
+        // before anything reads them.
+        if let Some(customers) = self.ensure_figures().await? {
+            tracing::info!(customers, "maintained figures built from the history");
+        }
+        Ok(())
     }
 
     /// Round-trip to the database (`/readyz`).

@@ -12,6 +12,7 @@ mod currencies;
 mod dashboard;
 mod dunning;
 mod email_browser;
+mod figures;
 mod forget;
 mod healing;
 mod helpers;

@@ -2,6 +2,7 @@
 //! [`Timeline`] (no I/O). `report::compute` walks the history once per currency;
 //! `summary` turns a month of it into the owner summary's JSON.
 
+pub mod maintained;
 pub mod month;
 pub mod report;
 pub mod summary;

@@ -279,3 +279,39 @@ fn failed_payments(timeline: &Timeline, currency: &str, from: Month, n: usize) -
     }
     out
 }
+
+/// A recovered (paid) invoice that failed first: when it first failed and what it was for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredInvoice {
+    pub first_failed_at: i64,
+    pub amount_due: i64,
+}
+
+/// Apply what was given back after payment to a report assembled from per-customer totals
+/// (which do not carry it): each month's `given_back`, and for each recovered invoice the
+/// part refunded, credited or lost to a dispute taken off the money it recovered — the same
+/// rules as [`compute`], never more than the invoice brought in.
+pub fn apply_given_back(report: &mut Report, given_back: &[super::timeline::GivenBack], recovered: &HashMap<String, RecoveredInvoice>) {
+    let from = report.from;
+    let mut back: HashMap<&str, GivenBackFigures> = HashMap::new();
+    for g in given_back.iter().filter(|g| g.currency == report.currency) {
+        if let Some(f) = usize::try_from(Month::of(g.at).since(from)).ok().and_then(|i| report.months.get_mut(i)) {
+            f.given_back.add(g.kind, g.amount);
+        }
+        if let Some(invoice) = g.invoice.as_deref() {
+            back.entry(invoice).or_default().add(g.kind, g.amount);
+        }
+    }
+    for (invoice, b) in back {
+        let Some(inv) = recovered.get(invoice) else { continue };
+        let Some(f) = usize::try_from(Month::of(inv.first_failed_at).since(from)).ok().and_then(|i| report.failed.get_mut(i))
+        else {
+            continue;
+        };
+        let refunded = (b.refunds + b.credit_notes).min(inv.amount_due);
+        let disputed = b.lost_disputes.min(inv.amount_due - refunded);
+        f.refunded_amount += refunded;
+        f.disputed_amount += disputed;
+        f.recovered_amount -= refunded + disputed;
+    }
+}
