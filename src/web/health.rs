@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the accept path works: the database
+//! answers and no part of the append path is failing).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -11,7 +12,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Ready when nothing on the accept path is failing (see `store::health`) and the database
+/// answers; otherwise `503` naming each failing part and why.
 pub async fn readyz(store: web::Data<Store>) -> HttpResponse {
+    let faults = store.health().faults();
+    if !faults.is_empty() {
+        let reasons: Vec<String> = faults.iter().map(|(part, reason)| format!("{part}: {reason}")).collect();
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &reasons.join("; "));
+    }
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": store.backend()})),
         Err(e) => {

@@ -12,6 +12,7 @@ mod dashboard;
 mod dunning;
 mod email_browser;
 mod forget;
+mod healing;
 mod helpers;
 mod ingestion_order;
 mod lifecycle;
