@@ -758,7 +758,10 @@ async fn run_backlog(args: &Args, count: usize) -> Result<()> {
         lag.drain_rate
     );
     if args.json {
-        println!("{}", json!({"label": args.label, "backlog": count, "backlog_secs": secs, "backlog_events_per_s": count as f64 / secs}));
+        println!(
+            "{}",
+            json!({"label": args.label, "backlog": count, "backlog_secs": secs, "backlog_events_per_s": count as f64 / secs})
+        );
     }
     Ok(())
 }

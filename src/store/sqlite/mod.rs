@@ -68,8 +68,8 @@ impl SqliteStore {
         let wal = if in_memory {
             None
         } else {
-            let wal =
-                WalSync::start(options.get_filename().to_path_buf(), health.clone()).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            let wal = WalSync::start(options.get_filename().to_path_buf(), health.clone())
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
             Some(wal)
         };
         let ingest_options = options

@@ -82,8 +82,7 @@ impl WalSync {
         let mut wal = db.into_os_string();
         wal.push("-wal");
         let (synced, _) = watch::channel(Synced::default());
-        let inner =
-            Arc::new(Inner { path: wal.into(), requested: Mutex::new(0), wake: Condvar::new(), synced, health });
+        let inner = Arc::new(Inner { path: wal.into(), requested: Mutex::new(0), wake: Condvar::new(), synced, health });
         let worker = inner.clone();
         std::thread::Builder::new().name("sqlite-wal-sync".into()).spawn(move || worker.run())?;
         Ok(Self { inner })
