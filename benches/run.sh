@@ -16,6 +16,9 @@
 #   BENCH_CONCURRENCY   concurrency levels, default "1 8 64"
 #   BENCH_WARMUP        warm-up events per run, default 500
 #   BENCH_READY_TIMEOUT seconds to wait for /readyz, default 60
+#   BENCH_BACKLOG       events in the projector backlog run, default 100000 (0: skip)
+#   BENCH_RATE          steady rate (events/s) for the lag run, default 2000 (0: skip)
+#   BENCH_RATE_SECS     length of the steady-rate run in seconds, default 30
 #   BENCH_ARGS          extra arguments for holdfast-bench
 #   BENCH_SKIP_BUILD=1  use the existing binaries in $CARGO_TARGET_DIR/release
 #   BENCH_KEEP=1        keep the temp dir (server logs, SQLite file) and the
@@ -34,6 +37,9 @@ EVENTS_C1=${BENCH_EVENTS_C1:-3000}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 64"}
 WARMUP=${BENCH_WARMUP:-500}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-60}
+BACKLOG=${BENCH_BACKLOG:-100000}
+RATE=${BENCH_RATE:-2000}
+RATE_SECS=${BENCH_RATE_SECS:-30}
 read -r PG_VERSION PG_CLUSTER <<<"${BENCH_PG_CLUSTER:-15 main}"
 
 SECRET="whsec_bench$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -208,6 +214,29 @@ run_backend() {
             echo "$mem" >>"$SUMMARY"
         fi
     done
+
+    if ((RATE > 0)); then
+        # The lag bound: a steady rate, the projector sampled every 100 ms.
+        out=$WORK/bench-$backend-rate.txt
+        log "$backend: steady $RATE events/s for ${RATE_SECS}s (projector lag)"
+        "$BENCH_BIN" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+            --database-url "$db_url" --events $((RATE * RATE_SECS)) --concurrency 64 --rate "$RATE" \
+            --warmup 0 --projector --label "$backend-rate$RATE" --json | tee "$out" || true
+        grep '^{' "$out" >>"$RESULTS" || true
+        grep -A14 "^\[$backend-rate" "$out" | grep -E '^\[|lag|drain' >>"$SUMMARY" || echo "[$backend] rate $RATE: bench failed" >>"$SUMMARY"
+    fi
+    if ((BACKLOG > 0)); then
+        # The projector alone: a backlog appended in one commit, drained by the running server.
+        out=$WORK/bench-$backend-backlog.txt
+        log "$backend: projector on a backlog of $BACKLOG events"
+        "$BENCH_BIN" --secret "$SECRET" --database-url "$db_url" --backlog "$BACKLOG" \
+            --label "$backend" --json | tee "$out" || true
+        grep '^{' "$out" >>"$RESULTS" || true
+        grep "^\[$backend\] projector" "$out" >>"$SUMMARY" || echo "[$backend] backlog: bench failed" >>"$SUMMARY"
+    fi
+    local peak
+    peak=$(vm_field "$SERVER_PID" VmHWM)
+    echo "[$backend] server peak RSS over the whole run (VmHWM): ${peak:-?} kB ($(((${peak:-0} + 512) / 1024)) MiB)" >>"$SUMMARY"
 
     log "$backend: stopping server (SIGTERM)"
     stop_server

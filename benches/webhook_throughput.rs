@@ -78,6 +78,12 @@ struct Args {
     /// projector's rate while draining the backlog left at the end of the run.
     #[arg(long)]
     projector: bool,
+    /// Measure the projector alone on a backlog of this many events (needs --database-url):
+    /// append them to the log in one transaction (as the accept path stores them: raw body
+    /// and envelope), then time the running server's projector from that commit until its
+    /// cursor reaches the head. No HTTP; the other options except --customers are ignored.
+    #[arg(long)]
+    backlog: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -676,7 +682,94 @@ impl LagSampler {
 
 // ---------------------------------------------------------------------------
 
+/// CPU time this process has used so far (user + system), from `/proc/self/stat`.
+fn own_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 per second on every platform it runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `--backlog N`: append N events to the log in one transaction, then time the projector.
+async fn run_backlog(args: &Args, count: usize) -> Result<()> {
+    let Some(database_url) = &args.database_url else { bail!("--backlog needs --database-url") };
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let mut generator = Generator::new(&tag, args.customers.min(count / 5).max(1), 7, now - 3_600);
+    let bodies: Vec<Vec<u8>> = (0..count).map(|n| generator.event(n)).collect();
+    let rows: Vec<(String, String, i64, String)> = bodies
+        .into_iter()
+        .map(|b| {
+            let v: Value = serde_json::from_slice(&b).unwrap_or_default();
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            let kind = v["type"].as_str().unwrap_or_default().to_owned();
+            (id, kind, v["created"].as_i64().unwrap_or(now), String::from_utf8(b).unwrap_or_default())
+        })
+        .collect();
+    const CHUNK: usize = 1000;
+    let started;
+    if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.context("connecting to SQLite")?;
+        sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut conn).await?;
+        let mut tx = conn.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) ",
+            );
+            q.push_values(chunk, |mut b, (id, kind, created, payload)| {
+                b.push_bind(id).push_bind(kind).push_bind(created).push_bind(false).push_bind("2025-03-31.basil");
+                b.push_bind(None::<String>).push_bind(payload).push_bind(now).push_bind(true);
+            });
+            q.build().execute(&mut *tx).await.context("appending the backlog")?;
+        }
+        tx.commit().await?;
+        started = Instant::now();
+        conn.close().await.ok();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(database_url).await.context("connecting to Postgres")?;
+        let mut tx = conn.begin().await?;
+        // The accept path's lock: positions become visible in order.
+        sqlx::query("SELECT pg_advisory_xact_lock(7242101140)").execute(&mut *tx).await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) ",
+            );
+            q.push_values(chunk, |mut b, (id, kind, created, payload)| {
+                b.push_bind(id).push_bind(kind).push_bind(created).push_bind(false).push_bind("2025-03-31.basil");
+                b.push_bind(None::<String>).push_bind(payload).push_bind(now).push_bind(true);
+            });
+            q.build().execute(&mut *tx).await.context("appending the backlog")?;
+        }
+        tx.commit().await?;
+        started = Instant::now();
+        conn.close().await.ok();
+    }
+    let sampler = LagSampler::start(database_url).await?;
+    let lag = sampler.finish().await?;
+    let secs = started.elapsed().as_secs_f64();
+    let label = if args.label.is_empty() { String::new() } else { format!("[{}] ", args.label) };
+    println!(
+        "{label}projector backlog: {count} events appended in one commit, projected in {secs:.2} s = {:.0} ev/s (sampled drain: {} events at {:.0} ev/s)",
+        count as f64 / secs,
+        lag.drained,
+        lag.drain_rate
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({"label": args.label, "backlog": count, "backlog_secs": secs, "backlog_events_per_s": count as f64 / secs})
+        );
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<()> {
+    if let Some(count) = args.backlog {
+        return run_backlog(&args, count).await;
+    }
     let target = Target::parse(&args.url, &args.path)?;
     let url = format!("http://{}{}", target.host, target.path);
     let run_id = uuid::Uuid::new_v4();
@@ -727,7 +820,12 @@ async fn run(args: Args) -> Result<()> {
         (Some(db), true) => Some(LagSampler::start(db).await?),
         _ => None,
     };
+    let cpu_before = own_cpu();
     let t = send_all(host, timed, args.concurrency, timeout, args.rate).await;
+    let client_cpu_us = match (cpu_before, own_cpu()) {
+        (Some(a), Some(b)) if t.sent > 0 => Some((b - a).as_secs_f64() * 1e6 / t.sent as f64),
+        _ => None,
+    };
     let lag = match sampler {
         Some(s) => Some(s.finish().await?),
         None => None,
@@ -787,6 +885,12 @@ async fn run(args: Args) -> Result<()> {
     println!("  {:<22} {secs:.3} s", "wall time");
     println!("  {:<22} {rps:.1}", "events/s");
     println!("  {:<22} {p50:.2} / {p90:.2} / {p99:.2} / {max:.2}", "p50/p90/p99/max ms");
+    println!(
+        "  {:<22} holdfast-bench (raw HTTP/1.1, {} thread(s)), {} µs CPU per request",
+        "load client",
+        args.client_threads,
+        client_cpu_us.map_or_else(|| "n/a".to_owned(), |c| format!("{c:.1}"))
+    );
     println!("  {:<22} {}", "persisted", persisted.map_or_else(|| "n/a".to_owned(), |p| p.to_string()));
     println!("  {:<22} {verdict}", "durability");
     for e in &t.first_errors {
@@ -822,6 +926,7 @@ async fn run(args: Args) -> Result<()> {
             "lag_seconds_max": lag.as_ref().map(|l| l.seconds_max),
             "drain_events": lag.as_ref().map(|l| l.drained),
             "drain_events_per_s": lag.as_ref().map(|l| l.drain_rate),
+            "client_cpu_us_per_request": client_cpu_us,
         });
         println!("{line}");
     }

@@ -191,7 +191,23 @@ impl Application {
                 stopped,
             )));
         }
+        // A fault that can't heal in place (a failed fsync) stops the server: `holdfast serve`
+        // then exits with an error and the platform restarts it.
+        let handle = self.server.handle();
+        let store = self.store.clone();
+        let fatal = tokio::spawn(async move {
+            let reason = store.health().fatal().await;
+            tracing::error!(reason = %reason, "stopping: this fault is only healed by a restart");
+            handle.stop(true).await;
+            reason
+        });
         let served = self.server.await.context("HTTP server");
+        let fatal = if fatal.is_finished() {
+            fatal.await.ok()
+        } else {
+            fatal.abort();
+            None
+        };
         // The server's handlers held the last `Writer` handles; the task drains and ends.
         let _ = self.writer_task.await;
         let _ = stop.send(true);
@@ -199,7 +215,10 @@ impl Application {
             let _ = w.await;
         }
         self.store.close().await;
-        served
+        match fatal {
+            Some(reason) => Err(anyhow::anyhow!("stopped after a fatal fault: {reason}")),
+            None => served,
+        }
     }
 }
 

@@ -107,6 +107,12 @@ impl Event {
         let id = wire.id.filter(|id| !id.is_empty() && id.len() <= 255).ok_or_else(|| NotAnEvent("missing event `id`".into()))?;
         let kind =
             wire.kind.filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| NotAnEvent("missing event `type`".into()))?;
+        // Stripe never puts NUL in these, and Postgres text can't hold one: refused alike on
+        // both databases instead of failing only one at storage.
+        let has_nul = |v: &Option<String>| v.as_deref().is_some_and(|v| v.contains('\0'));
+        if id.contains('\0') || kind.contains('\0') || has_nul(&wire.api_version) || has_nul(&wire.account) {
+            return Err(NotAnEvent("a NUL character in `id`, `type`, `api_version` or `account`".into()));
+        }
         let created = wire.created.ok_or_else(|| NotAnEvent("missing or non-integer `created`".into()))?;
         let object = wire
             .data
@@ -142,7 +148,9 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_events_are_refused_with_a_reason() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
+            (br#"{"id":"evt_\u0000","type":"x","created":1,"data":{"object":{}}}"#, "NUL"),
+            (br#"{"id":"evt_1","type":"x","account":"acct_\u0000","created":1,"data":{"object":{}}}"#, "NUL"),
             (b"not json", "not a JSON event"),
             (br#"{"type":"x","created":1,"data":{"object":{}}}"#, "`id`"),
             (br#"{"id":"evt_1","created":1,"data":{"object":{}}}"#, "`type`"),

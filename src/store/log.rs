@@ -148,7 +148,22 @@ pub fn customer_key(event: &Event) -> String {
         Some("customer") => str_at(object, "id"),
         _ => id_at(object, "customer").or_else(|| str_at(object, "id")),
     };
-    key.unwrap_or_else(|| event.id.clone())
+    let key = key.unwrap_or_else(|| event.id.clone());
+    storable_key(key)
+}
+
+/// Longest customer key kept as it is; longer ones are replaced by their digest.
+const MAX_KEY_BYTES: usize = 255;
+
+/// A key both databases can store and index (`parked_events.customer_key`): an id too long
+/// for an index or holding a NUL (a poison event's) is replaced by its SHA-256, so the event
+/// that carries it can still be parked, and its customer's later events match it.
+pub fn storable_key(key: String) -> String {
+    use sha2::Digest;
+    if key.len() <= MAX_KEY_BYTES && !key.contains('\0') {
+        return key;
+    }
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
 }
 
 fn is_postgres(conn: &Conn<'_>) -> bool {

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod batch;
 pub mod cancel;
 pub mod catalog;
+pub mod classify;
 pub mod conn;
 pub mod dashboard_sessions;
 pub mod dunning;
@@ -13,6 +14,7 @@ pub mod experiments;
 pub mod figures;
 pub mod forget;
 mod gauges;
+pub mod health;
 pub mod lifecycle;
 pub mod log;
 pub mod metrics;
@@ -67,6 +69,10 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The database refused the data itself (a value a column can't hold, a key too large
+    /// for its index): retrying the same rows can't succeed.
+    #[error("the database refused the data")]
+    Rejected(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// `DATABASE_URL` names no backend we have.
@@ -121,7 +127,7 @@ impl StoreError {
     /// Is this the event's own failure (bad data, a bug in its projection or reactions), as
     /// opposed to the database being away? Only those park a customer.
     pub fn is_projection_failure(&self) -> bool {
-        matches!(self, Self::Database(_) | Self::Projection(_) | Self::Reaction(_))
+        matches!(self, Self::Database(_) | Self::Rejected(_) | Self::Projection(_) | Self::Reaction(_))
     }
 }
 
@@ -157,21 +163,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
-            sqlx::Error::Database(ref db) if db.code().as_deref().is_some_and(is_transient_code) => Self::Unavailable(e),
+            sqlx::Error::Database(ref db) => match classify::classify(db.as_ref()) {
+                classify::ErrorClass::Transient => Self::Unavailable(e),
+                classify::ErrorClass::Data => Self::Rejected(e),
+                classify::ErrorClass::Other => Self::Database(e),
+            },
             other => Self::Database(other),
         }
     }
-}
-
-/// Database error codes that mean "not now" rather than "never": the webhook answers 503 and
-/// Stripe retries. SQLite: BUSY (5) / LOCKED (6) and their extended codes (another process
-/// held the lock past `busy_timeout`). Postgres: class 08 (connection exception), the server
-/// shutting down or starting (57P01-57P03), too many connections (53300).
-fn is_transient_code(code: &str) -> bool {
-    if let Ok(sqlite) = code.parse::<i32>() {
-        return matches!(sqlite & 0xff, 5 | 6);
-    }
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// The database, whichever backend.
@@ -261,6 +260,14 @@ impl Store {
         }
     }
 
+    /// The accept path's health (`/readyz`).
+    pub fn health(&self) -> &health::Health {
+        match self {
+            Self::Sqlite(s) => s.health(),
+            Self::Postgres(s) => s.health(),
+        }
+    }
+
     /// The in-process signals of the log (appends, projected position).
     pub fn log_signals(&self) -> &LogSignals {
         match self {
@@ -302,6 +309,16 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.append_committed(events, received_at, options).await,
             Self::Postgres(s) => s.append_committed(events, received_at, options).await,
+        }
+    }
+
+    /// A write on the append path's own connection that stores nothing (SQLite: rewrites one
+    /// row as it is, so a full disk or a missing descriptor fails it as an append would).
+    /// The writer runs it while appends fail, to know when they work again.
+    pub async fn probe_append(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.probe_append().await,
+            Self::Postgres(s) => s.ping().await,
         }
     }
 

@@ -35,6 +35,10 @@ pub enum WriteError {
     Unavailable,
     #[error("database error")]
     Failed,
+    /// The database refuses this event's data (a value a column can't hold): retrying the
+    /// same event can't succeed. Its neighbours in the batch were stored.
+    #[error("the database refuses this event's data")]
+    Refused,
     #[error("storage writer stopped")]
     Stopped,
 }
@@ -46,10 +50,17 @@ impl From<&StoreError> for WriteError {
             // Not stored durably: 503, so Stripe retries (the README's promise for a failed fsync).
             StoreError::NotDurable(_) => Self::Unavailable,
             StoreError::WriterGone => Self::Stopped,
+            StoreError::Rejected(_) => Self::Refused,
             _ => Self::Failed,
         }
     }
 }
+
+/// The part named in `/readyz` while appends fail.
+const PART: &str = "event_log_append";
+/// While appends fail and no webhook comes, the writer tries a write of its own this often, so
+/// `/readyz` turns ready again by itself once the cause (disk full, no descriptors) is gone.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Request {
     event: Event,
@@ -124,7 +135,22 @@ async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
     loop {
         // Wait for a slot first: webhooks arriving meanwhile join this batch.
         let Ok(slot) = in_flight.clone().acquire_owned().await else { break };
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        let received = if store.health().is_faulty(PART) {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                () = tokio::time::sleep(PROBE_EVERY) => {
+                    drop(slot);
+                    match store.probe_append().await {
+                        Ok(()) => store.health().healed(PART),
+                        Err(e) => tracing::debug!(error = ?e, "append probe failed"),
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
             break;
         }
         commit(&store, &clock, std::mem::take(&mut batch), slot, &mut answering).await;
@@ -140,6 +166,7 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
     match store.append_committed(&events, clock.now(), IngestOptions::WEBHOOK).await {
         Ok((outcomes, _, durability)) => {
+            store.health().healed(PART);
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
             answering.spawn(async move {
                 let durable = durability.wait().await.map_err(|e| {
@@ -153,8 +180,10 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
                 }
             });
         }
-        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-            // One bad event must not fail its neighbours: retry each alone.
+        Err(e) if !matches!(e, StoreError::Unavailable(_)) => {
+            // One bad event must not fail its neighbours, and a broken connection (closed by
+            // the store after the error) must not fail a webhook that a fresh one can store:
+            // retry each event alone.
             tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
             for request in batch {
                 let result = match store.append_committed(&[&request.event], clock.now(), IngestOptions::WEBHOOK).await {
@@ -162,13 +191,18 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
                     Err(e) => Err(e),
                 };
                 let answer = result.map(|o| o[0]).map_err(|e| {
-                    tracing::error!(error = ?e, stripe.event_id = %request.event.id, "event not stored");
+                    note_failure(store, &e);
+                    tracing::error!(error = ?e, stripe.event_id = %request.event.id.escape_debug(), "event not stored");
                     WriteError::from(&e)
                 });
+                if answer.is_ok() {
+                    store.health().healed(PART);
+                }
                 let _ = request.reply.send(answer);
             }
         }
         Err(e) => {
+            note_failure(store, &e);
             tracing::error!(error = ?e, batch_size = batch.len(), "batch not stored");
             let kind = WriteError::from(&e);
             for request in batch {
@@ -178,6 +212,27 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
     }
 }
 
+/// A failure of the append path itself (not of one event's data) makes the process unready
+/// until an append or a probe succeeds.
+fn note_failure(store: &Store, e: &StoreError) {
+    if !matches!(e, StoreError::Rejected(_)) {
+        store.health().fault(PART, format!("appending to the event log failed: {}", error_chain(e)));
+    }
+}
+
+/// The error with its causes, for `/readyz` and logs (never carries event data: database
+/// messages name tables and constraints, not values).
+fn error_chain(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod durability_tests {
     use super::*;
@@ -185,7 +240,7 @@ mod durability_tests {
 
     #[test]
     fn a_failed_fsync_is_unavailable_not_a_database_error() {
-        let e = StoreError::NotDurable(SyncFailed);
+        let e = StoreError::NotDurable(SyncFailed::Fsync);
         assert!(matches!(WriteError::from(&e), WriteError::Unavailable));
         let answer = actix_web::ResponseError::status_code(&crate::webhook::error::WebhookError::Store(WriteError::from(&e)));
         assert_eq!(answer, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);

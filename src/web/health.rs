@@ -1,5 +1,6 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers, and no
-//! background part has been failing for long: see `crate::health`).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers, nothing on
+//! the accept path is failing, and no background part has been failing for long: see
+//! `store::health` and `crate::health`).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -11,12 +12,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// 200 `{status: "ready", database, failing: [...]}` (parts failing for less than the grace
-/// are listed, not held against readiness); otherwise 503 in the JSON error envelope, the
-/// message naming every reason (`projector: database unavailable for 30 s`), with `failing`.
+/// 200 `{status: "ready", database, failing: [...]}` (background parts failing for less than
+/// the grace are listed, not held against readiness); otherwise 503 in the JSON error
+/// envelope, the message naming every reason (`event_log_append: disk full`, `projector:
+/// database unavailable for 30 s`), with `failing`.
 pub async fn readyz(store: web::Data<Store>, health: web::Data<Health>) -> HttpResponse {
     let failing = health.failures();
-    let mut reasons: Vec<String> = failing.iter().filter(|f| f.unready).map(|f| f.describe()).collect();
+    let mut reasons: Vec<String> = store.health().faults().iter().map(|(part, reason)| format!("{part}: {reason}")).collect();
+    reasons.extend(failing.iter().filter(|f| f.unready).map(|f| f.describe()));
     let mut code = "not_ready";
     if let Err(e) = store.ping().await {
         tracing::warn!(error = ?e, "readiness check failed");

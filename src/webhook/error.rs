@@ -9,7 +9,8 @@ use crate::store::writer::WriteError;
 use crate::web::error::json_error;
 
 /// When a refused-for-load sender should come back (`Retry-After`, seconds): a stalled
-/// upload is cut off by the body deadline within that time.
+/// upload is cut off by the body deadline within that time, and a storage fault being
+/// retried (busy database, no descriptor, full disk) has had as many retries.
 const BUSY_RETRY_AFTER_SECS: &str = "10";
 
 /// Why a webhook was not acknowledged.
@@ -49,6 +50,7 @@ impl WebhookError {
             Self::Body => "bad_body",
             Self::BodyTimeout => "body_timeout",
             Self::Busy => "busy",
+            Self::Store(WriteError::Refused) => "unstorable_event",
             Self::Store(_) => "storage_unavailable",
         }
     }
@@ -61,6 +63,8 @@ impl ResponseError for WebhookError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(WriteError::Failed) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The database can never hold this event as it is; the rest of its batch is stored.
+            Self::Store(WriteError::Refused) => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -69,7 +73,7 @@ impl ResponseError for WebhookError {
     fn error_response(&self) -> HttpResponse {
         // Messages never carry the secret, the signature or the body (see SignatureError).
         let mut response = json_error(self.status_code(), self.code(), &self.to_string());
-        if let Self::Busy = self {
+        if matches!(self, Self::Busy | Self::Store(WriteError::Unavailable | WriteError::Stopped)) {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
                 actix_web::http::header::HeaderValue::from_static(BUSY_RETRY_AFTER_SECS),

@@ -14,6 +14,7 @@ mod dunning;
 mod email_browser;
 mod figures;
 mod forget;
+mod accept_healing;
 mod healing;
 mod helpers;
 mod ingestion_order;

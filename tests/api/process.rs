@@ -23,8 +23,21 @@ impl ServerProcess {
     /// Start the binary with JSON logs on a free port and wait until it listens.
     pub fn start(env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+        command.arg("serve");
+        Self::spawn(command, env)
+    }
+
+    /// `start`, with SIGXFSZ ignored (set by a shell that then execs the binary: same pid), so
+    /// a write past a lowered `RLIMIT_FSIZE` fails with EFBIG, like a full disk, instead of
+    /// killing the process.
+    pub fn start_ignoring_file_size_signal(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", "trap '' XFSZ; exec \"$0\" serve", env!("CARGO_BIN_EXE_holdfast")]);
+        Self::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
         command
-            .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOLDFAST_BIND", "127.0.0.1:0")

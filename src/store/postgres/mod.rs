@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::health::Health;
 use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
 use crate::store::reactions::Hook;
@@ -26,6 +27,7 @@ pub struct PgStore {
     pool: PgPool,
     reactor: Option<Hook>,
     signals: Arc<LogSignals>,
+    health: Arc<Health>,
     url: String,
     /// The `livemode` of the events projected; `None`: every event (tools without settings).
     acts_on: Option<bool>,
@@ -44,7 +46,7 @@ impl PgStore {
             .test_before_acquire(true)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, reactor: None, signals: Arc::default(), url: url.to_owned(), acts_on: None })
+        Ok(Self { pool, reactor: None, signals: Arc::default(), health: Arc::default(), url: url.to_owned(), acts_on: None })
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
@@ -67,6 +69,10 @@ impl PgStore {
 
     pub(crate) fn log_signals(&self) -> &LogSignals {
         &self.signals
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
     }
 
     /// A connection of its own, outside the pool (the projector's lease lives on it: it is

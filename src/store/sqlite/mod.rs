@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use super::health::Health;
 use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
 use crate::store::reactions::Hook;
@@ -32,6 +33,9 @@ const MAX_CONNECTIONS: u32 = 8;
 /// index pages from the OS on every batch.
 const INGEST_CACHE_SIZE: &str = "-16384";
 
+/// Rewrites the cursor row with its own value: a real page write, no change.
+const PROBE_WRITE: &str = "UPDATE projector_cursor SET position = position WHERE id = 1";
+
 /// A SQLite database file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -41,6 +45,7 @@ pub struct SqliteStore {
     /// One connection, for the projector's transactions (`synchronous=NORMAL` + `wal`).
     project_pool: SqlitePool,
     signals: Arc<LogSignals>,
+    health: Arc<Health>,
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
     reactor: Option<Hook>,
@@ -61,11 +66,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let health = Arc::new(Health::default());
         let wal = if in_memory {
             None
         } else {
-            let wal =
-                WalSync::start(options.get_filename().to_path_buf()).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            let wal = WalSync::start(options.get_filename().to_path_buf(), health.clone())
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
             Some(wal)
         };
         let ingest_options = options
@@ -78,7 +84,7 @@ impl SqliteStore {
             .await?;
         let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
-        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), wal, reactor: None, acts_on: None })
+        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), health, wal, reactor: None, acts_on: None })
     }
 
     /// Close both pools, waiting for connections to be returned.
@@ -110,6 +116,10 @@ impl SqliteStore {
         &self.signals
     }
 
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// The projector's connection.
     pub(crate) fn project_pool(&self) -> &SqlitePool {
         &self.project_pool
@@ -137,6 +147,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// See [`super::Store::probe_append`].
+    pub async fn probe_append(&self) -> Result<(), StoreError> {
+        let mut conn = self.ingest_pool.acquire().await?;
+        let probed = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            sqlx::query(PROBE_WRITE).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if probed.is_err() {
+            conn.close_on_drop();
+        }
+        probed
+    }
+
     /// Append a batch to the log; returns once it is committed, with the log position of its
     /// last new event and what makes it durable. Nothing may be acknowledged before
     /// [`Durability::wait`] returns.
@@ -146,14 +172,77 @@ impl SqliteStore {
         received_at: i64,
         options: IngestOptions,
     ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
-        let mut tx = self.ingest_pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (outcome, last) = ingest::append(&mut tx, events, received_at, options).await?;
-        tx.commit().await?;
+        let mut conn = self.ingest_pool.acquire().await?;
+        let appended = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let appended = ingest::append(&mut tx, events, received_at, options).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(appended)
+        }
+        .await;
+        // A failed statement or commit (disk full, I/O error) can leave the connection inside
+        // its transaction, and then every later batch fails on it: never reuse it after an
+        // error. The pool opens a fresh one for the next batch (retried until it can).
+        if appended.is_err() {
+            conn.close_on_drop();
+        }
+        let (outcome, last) = appended?;
         if let Some(last) = last {
             self.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
         }
         let wal = self.wal.as_ref().map(|w| (w.clone(), w.request()));
         let wake = last.map(|_| self.signals.appended.clone());
         Ok((outcome, last, Durability { wal, wake }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::store::Store;
+    use crate::store::writer::Writer;
+
+    fn event(id: &str) -> Event {
+        let body = format!(
+            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
+        );
+        Event::parse(body.as_bytes()).expect("valid event")
+    }
+
+    /// Leave the append connection as a failed commit does: SQLite has ended the
+    /// transaction, sqlx still counts one open, so its next `BEGIN` is refused.
+    async fn break_ingest_connection(s: &SqliteStore) {
+        let mut conn = s.ingest_pool.acquire().await.expect("ingest connection");
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.expect("begin");
+        sqlx::query("ROLLBACK").execute(&mut *tx).await.expect("rollback behind sqlx's back");
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_append_connection_left_inside_a_transaction_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let Store::Sqlite(s) = &store else { unreachable!("a sqlite URL") };
+
+        break_ingest_connection(s).await;
+        let first = s.append_committed(&[&event("evt_a")], 1, IngestOptions::WEBHOOK).await;
+        assert!(first.is_err(), "the broken connection fails once");
+        // The failed connection was closed; the next append gets a fresh one.
+        let (outcome, _, durability) =
+            s.append_committed(&[&event("evt_a")], 1, IngestOptions::WEBHOOK).await.expect("appended on a fresh connection");
+        durability.wait().await.expect("durable");
+        assert_eq!(outcome, vec![Ingested::Stored]);
+
+        // Through the writer, the webhook itself is stored: the batch is retried alone.
+        break_ingest_connection(s).await;
+        let (writer, task) = Writer::start(store.clone(), Clock::system());
+        assert_eq!(writer.submit(event("evt_b")).await, Ok(Ingested::Stored));
+        assert_eq!(writer.submit(event("evt_c")).await, Ok(Ingested::Stored));
+        assert!(store.health().faults().is_empty(), "{:?}", store.health().faults());
+        drop(writer);
+        task.await.expect("writer ends");
     }
 }
