@@ -166,7 +166,8 @@ mod tests {
         let event = Event::parse(body.as_bytes()).expect("stored and acknowledged, then quarantined");
         assert_eq!((event.id.as_str(), event.kind.as_str(), event.created), ("evt_deep", "customer.updated", 7));
         assert_eq!(event.raw, body);
-        let no_object = format!(r#"{{"id":"evt_deep","type":"x","created":7,"data":{{}},"x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let no_object =
+            format!(r#"{{"id":"evt_deep","type":"x","created":7,"data":{{}},"x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
         assert!(Event::parse(no_object.as_bytes()).is_err());
     }
 }
