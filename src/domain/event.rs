@@ -85,7 +85,7 @@ impl Event {
             Err(_) if poison::too_deep(raw.as_bytes()) => {
                 let envelope: Envelope =
                     serde_json::from_str(&raw).map_err(|e| NotAnEvent(format!("body is not a JSON event: {e}")))?;
-                if !envelope.data.is_some_and(|d| d.object.is_some()) {
+                if envelope.data.is_none_or(|d| d.object.is_none()) {
                     return Err(NotAnEvent("missing `data.object`".into()));
                 }
                 Wire {
