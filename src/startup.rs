@@ -125,7 +125,18 @@ impl Application {
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
-        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, run_workers: settings.run_workers, clock, health })
+        Ok(Self {
+            port,
+            server,
+            store,
+            writer_task,
+            reactor,
+            outbox,
+            scheduler,
+            run_workers: settings.run_workers,
+            clock,
+            health,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -85,7 +85,7 @@ impl Event {
             Err(_) if poison::too_deep(raw.as_bytes()) => {
                 let envelope: Envelope =
                     serde_json::from_str(&raw).map_err(|e| NotAnEvent(format!("body is not a JSON event: {e}")))?;
-                if !envelope.data.is_some_and(|d| d.object.is_some()) {
+                if envelope.data.is_none_or(|d| d.object.is_none()) {
                     return Err(NotAnEvent("missing `data.object`".into()));
                 }
                 Wire {
@@ -174,7 +174,8 @@ mod tests {
         let event = Event::parse(body.as_bytes()).expect("stored and acknowledged, then quarantined");
         assert_eq!((event.id.as_str(), event.kind.as_str(), event.created), ("evt_deep", "customer.updated", 7));
         assert_eq!(event.raw, body);
-        let no_object = format!(r#"{{"id":"evt_deep","type":"x","created":7,"data":{{}},"x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let no_object =
+            format!(r#"{{"id":"evt_deep","type":"x","created":7,"data":{{}},"x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
         assert!(Event::parse(no_object.as_bytes()).is_err());
     }
 }

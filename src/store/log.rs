@@ -605,7 +605,14 @@ impl Store {
             self.with_conn(async |c| fetch!(c, fetch_all, (i64, String, String, i64, i64, String), sql, limit)).await?;
         Ok(rows
             .into_iter()
-            .map(|(seq, event_id, kind, created, received_at, reason)| Quarantined { seq, event_id, kind, created, received_at, reason })
+            .map(|(seq, event_id, kind, created, received_at, reason)| Quarantined {
+                seq,
+                event_id,
+                kind,
+                created,
+                received_at,
+                reason,
+            })
             .collect())
     }
 

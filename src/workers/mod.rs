@@ -49,7 +49,12 @@ pub async fn run_loop<F, Fut>(
             }
             Err(e) => {
                 let pause = on_error;
-                tracing::warn!(worker = name, error = format!("{e:#}"), retry_in_secs = pause.as_secs(), "worker pass failed; retrying");
+                tracing::warn!(
+                    worker = name,
+                    error = format!("{e:#}"),
+                    retry_in_secs = pause.as_secs(),
+                    "worker pass failed; retrying"
+                );
                 on_error = (on_error * 2).min(ON_ERROR_MAX);
                 pause
             }

@@ -113,7 +113,7 @@ async fn a_mail_server_down_makes_the_outbox_unready_with_the_reason_until_it_an
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("JSON");
     assert!(failing(&body, "mail server").is_some(), "{body}");
-    assert_unready_with(&app, "mail server: unreachable").await;
+    assert_unready_with(&app, "mail server: unreachable (emails wait and are retried)").await;
 
     // Back: the waiting email goes at its retry time, and readiness returns by itself.
     sink.set_down(false);

@@ -32,7 +32,12 @@ fn poison_bodies(invoice: &Value, customer_id: &str) -> Vec<(String, &'static st
     let deep = event_with_id("evt_poison_deep", "invoice.payment_failed", t, deep_invoice)
         .to_string()
         .replace("\"__DEEP__\"", &format!("{}1{}", "[".repeat(depth), "]".repeat(depth)));
-    let long_id = event_with_id("evt_poison_long_id", "customer.created", t, customer(&format!("cus_{}", "x".repeat(10_000)), "a@example.com", t));
+    let long_id = event_with_id(
+        "evt_poison_long_id",
+        "customer.created",
+        t,
+        customer(&format!("cus_{}", "x".repeat(10_000)), "a@example.com", t),
+    );
     let mut huge = customer(customer_id, "b@example.com", t);
     huge["description"] = json!("y".repeat(70 * 1024));
     let huge = event_with_id("evt_poison_huge_string", "customer.updated", t, huge);
@@ -49,7 +54,8 @@ fn poison_bodies(invoice: &Value, customer_id: &str) -> Vec<(String, &'static st
 
 async fn dashboard(app: &TestApp, month: &str) -> reqwest::Response {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let login = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("sent");
+    let login =
+        client.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("sent");
     assert_eq!(login.status(), 303);
     let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("name=value").to_owned();
     client.get(format!("{}/dashboard?month={month}", app.address)).header("Cookie", cookie).send().await.expect("sent")
@@ -74,7 +80,7 @@ async fn poison_events_are_stored_acknowledged_quarantined_and_leave_every_figur
     let summary_before = app.get_summary("2025-08").await;
     let series_before: Value = app.get_owner(&series_path).await.json().await.expect("series");
     let state_before = app.state().await;
-    let invoice = events.iter().find(|e| e["type"] == "invoice.payment_succeeded").expect("a paid invoice")["data"]["object"].clone();
+    let invoice = events.iter().find(|e| e["type"].as_str().is_some_and(|t| t.starts_with("invoice."))).expect("an invoice")["data"]["object"].clone();
     let customer_id = state_before.customers[0].id.clone();
 
     let poisons = poison_bodies(&invoice, &customer_id);
@@ -103,7 +109,8 @@ async fn poison_events_are_stored_acknowledged_quarantined_and_leave_every_figur
     assert_eq!(gauge(&metrics, "holdfast_projector_parked_events"), 0.0, "quarantined, not parked");
     assert_eq!(gauge(&metrics, "holdfast_projector_lag_events"), 0.0, "the log moved on");
 
-    let listed = assert_owner_only(&app.client, reqwest::Method::GET, &format!("{}/api/quarantine", app.address), OWNER_TOKEN).await;
+    let listed =
+        assert_owner_only(&app.client, reqwest::Method::GET, &format!("{}/api/quarantine", app.address), OWNER_TOKEN).await;
     let listed: Value = listed.json().await.expect("JSON");
     assert_eq!(listed["count"], poisons.len());
     let by_id: Vec<(&str, &str)> = listed["events"]
