@@ -94,11 +94,18 @@ pub struct Experiment {
     pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
     /// Email experiments: variant b's template for each template listed.
     pub templates: BTreeMap<String, String>,
+    /// `holdout_percent` (0–50, default 0): share of customers held out of the experiment —
+    /// no offer shown (save offers: "cancel anyway" only), no email sent (email experiments)
+    /// — assigned stably by `domain::lift::held_out`, before the a/b split.
+    pub holdout_percent: u8,
 }
 
 impl Experiment {
-    /// `a` or `b` for `customer`.
+    /// `holdout`, `a` or `b` for `customer`.
     pub fn variant(&self, customer: &str) -> &'static str {
+        if crate::domain::lift::held_out(&self.name, customer, self.holdout_percent) {
+            return crate::domain::lift::HOLDOUT;
+        }
         crate::domain::lifecycle::variant(&self.name, customer, self.percent_b)
     }
 }
@@ -161,6 +168,8 @@ struct FileExperiment {
     percent_b: Option<i64>,
     offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
     templates: Option<BTreeMap<String, String>>,
+    holdout_percent: Option<i64>,
+    withhold_dunning: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,7 +318,19 @@ fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
         if slot.is_some() {
             return Err(problem(FILE_VAR, format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
         }
-        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates });
+        let holdout_percent = u8::try_from(e.holdout_percent.unwrap_or(0))
+            .ok()
+            .filter(|p| *p <= 50)
+            .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: holdout_percent must be 0–50")))?;
+        // An email experiment is measured on dunning recovery: its holdout withholds payment
+        // reminders, which costs money, so it must be asked for explicitly.
+        if kind == ExperimentKind::Email && holdout_percent > 0 && e.withhold_dunning != Some(true) {
+            return Err(problem(
+                FILE_VAR,
+                format!("experiment {name:?}: a holdout withholds dunning emails; set withhold_dunning = true to opt in"),
+            ));
+        }
+        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates, holdout_percent });
     }
     Ok(out)
 }

@@ -154,7 +154,9 @@ async fn on_failure(r: &Reactor, conn: &mut Conn<'_>, f: Failure<'_>, now: i64) 
             case
         }
     };
-    if case.silent {
+    // The email experiment's holdout (an opt-in) gets no dunning email: the case is still
+    // recorded, so its recovery is measured against the emailed arms.
+    if case.silent || case.variant.as_deref() == Some(crate::domain::lift::HOLDOUT) {
         return Ok(0);
     }
     enqueue_series(r, conn, &case, &f, now).await

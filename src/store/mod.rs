@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod reactions;
 pub mod rows;
+pub mod saves;
 pub mod shared;
 pub mod sqlite;
 mod sync_cursors;

@@ -29,6 +29,7 @@ mod quick_start;
 mod rate_limits;
 mod requires;
 mod resources;
+mod saves;
 mod security;
 mod smtp_sink;
 mod summary_api;
