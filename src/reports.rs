@@ -105,8 +105,11 @@ impl Reports {
         let mut summary = summary::summary(&report, month, cancel_flow);
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
-        summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now(), self.save_confirm_secs).await?);
+        summary.experiments =
+            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), self.save_confirm_secs).await?);
         summary.saves = Some(saves_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
+        summary.recovery_attribution =
+            Some(recovery_attribution_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
         Ok(summary)
     }
 
@@ -255,7 +258,8 @@ pub async fn saves_section(store: &Store, from_ts: i64, to_ts: i64, currency: &s
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
     let (confirmed, reversed) = (stats.count(SaveState::Confirmed), stats.count(SaveState::Reversed));
-    let (paused_ok, paused_lost) = (stats.of(Outcome::Paused, SaveState::Confirmed), stats.of(Outcome::Paused, SaveState::Reversed));
+    let (paused_ok, paused_lost) =
+        (stats.of(Outcome::Paused, SaveState::Confirmed), stats.of(Outcome::Paused, SaveState::Reversed));
     let by_outcome = [Outcome::Paused, Outcome::Downgraded, Outcome::Discounted, Outcome::Resumed]
         .into_iter()
         .map(|o| {
@@ -275,6 +279,26 @@ pub async fn saves_section(store: &Store, from_ts: i64, to_ts: i64, currency: &s
         confirmed_saved_mrr: stats.confirmed_mrr.get(&currency.to_ascii_lowercase()).copied().unwrap_or(0.0),
         paused_resume_rate: ratio(paused_ok, paused_ok + paused_lost),
         by_outcome,
+    })
+}
+
+/// The summary's `recovery_attribution` section: cases recovered in `[from_ts, to_ts)` in
+/// `currency`, by what preceded the payment.
+pub async fn recovery_attribution_section(
+    store: &Store,
+    from_ts: i64,
+    to_ts: i64,
+    currency: &str,
+) -> Result<summary::RecoveryAttributionJson, StoreError> {
+    let a = store.recovery_attribution(from_ts, to_ts, currency).await?;
+    let json = |r: crate::store::saves::Recovered| summary::RecoveredJson {
+        cases: u64::try_from(r.cases).unwrap_or(0),
+        amount: u64::try_from(r.amount).unwrap_or(0),
+    };
+    Ok(summary::RecoveryAttributionJson {
+        before_email: json(a.before_email),
+        after_email: json(a.after_email),
+        after_click: json(a.after_click),
     })
 }
 

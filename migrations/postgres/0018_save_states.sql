@@ -9,3 +9,12 @@ ALTER TABLE cancel_sessions ADD COLUMN save_mrr DOUBLE PRECISION; -- the subscri
 ALTER TABLE cancel_sessions ADD COLUMN save_currency TEXT;
 UPDATE cancel_sessions SET save_state = 'pending' WHERE outcome IN ('paused', 'downgraded', 'discounted', 'resumed');
 CREATE INDEX cancel_sessions_save_state ON cancel_sessions (save_state);
+
+-- Clicks on the update-payment link of a dunning email (GET /billing/update), first per
+-- invoice and email: recovery attribution reads whether the customer clicked before paying.
+CREATE TABLE payment_link_clicks (
+    invoice     TEXT NOT NULL,
+    email_ref   TEXT NOT NULL,   -- the link's per-email token (hash of the email's dedupe key), '-' if none
+    clicked_at  BIGINT NOT NULL,
+    PRIMARY KEY (invoice, email_ref)
+);

@@ -212,7 +212,10 @@ async fn enqueue_series(
             ),
             Step::Stopped => (hosted.map(str::to_owned).or_else(|| update_link.clone()), "Pay the invoice"),
             _ if action_required => (update_link.clone(), "Confirm payment"),
-            _ => (update_link.clone(), "Update payment method"),
+            _ => (
+                update_link.as_deref().map(|l| r.links().for_email(l, &step_key(&case.invoice_id, step))),
+                "Update payment method",
+            ),
         };
         let ctx = context! {
             customer => context! { name => name.clone(), email => recipient.clone() },

@@ -1,6 +1,7 @@
 //! Saves checked against billing: the pending saves with their projected subscription and paid
 //! invoices (the scheduler decides them with `domain::saves::decide`), the decision's write,
-//! and the counts the owner summary reports. Same SQL text on both backends.
+//! and the counts the owner summary reports; clicks on update-payment links and the recovery
+//! attribution they make. Same SQL text on both backends.
 
 use std::collections::BTreeMap;
 
@@ -132,14 +133,7 @@ impl Store {
                     }
                     _ => Vec::new(),
                 };
-                out.push(PendingSave {
-                    session: r.id,
-                    save,
-                    subscription,
-                    paid_invoices,
-                    mrr: r.base_mrr,
-                    currency: r.currency,
-                });
+                out.push(PendingSave { session: r.id, save, subscription, paid_invoices, mrr: r.base_mrr, currency: r.currency });
             }
             if !full {
                 return Ok(out);
@@ -211,7 +205,12 @@ impl Store {
     /// (pending saves, sessions in progress, recent abandons). Undone scheduled cancellations
     /// (`resumed`) are left out: no offer was made. The same rule holds for every arm, so the
     /// holdout (no offer shown) is comparable.
-    pub async fn save_offer_arms(&self, name: &str, now: i64, confirm_secs: i64) -> Result<BTreeMap<String, ArmCounts>, StoreError> {
+    pub async fn save_offer_arms(
+        &self,
+        name: &str,
+        now: i64,
+        confirm_secs: i64,
+    ) -> Result<BTreeMap<String, ArmCounts>, StoreError> {
         type Row = (String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<bool>, Option<i64>);
         let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(SELECT_ARMS).bind(name).fetch_all(pool).await?);
         let mut out: BTreeMap<String, ArmCounts> = BTreeMap::new();
@@ -233,6 +232,68 @@ impl Store {
                 }
                 None => arm.undecided += 1,
             }
+        }
+        Ok(out)
+    }
+}
+
+const RECORD_CLICK: &str =
+    "INSERT INTO payment_link_clicks (invoice, email_ref, clicked_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+// A recovered case is attributed to the furthest step the customer had reached when the
+// invoice was paid: a click on the update-payment link, else a dunning email sent, else none.
+const SELECT_ATTRIBUTION: &str = "SELECT CASE \
+     WHEN EXISTS (SELECT 1 FROM payment_link_clicks k WHERE k.invoice = d.invoice_id AND k.clicked_at <= d.closed_at) \
+       THEN 'after_click' \
+     WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.case_key = 'dunning:' || d.invoice_id AND o.sent_at IS NOT NULL \
+       AND o.sent_at <= d.closed_at) THEN 'after_email' \
+     ELSE 'before_email' END AS attribution, COUNT(*), CAST(COALESCE(SUM(d.recovered_amount), 0) AS BIGINT) \
+     FROM dunning_cases d WHERE d.status = 'recovered' AND d.closed_at >= $1 AND d.closed_at < $2 \
+     AND LOWER(COALESCE(d.currency, '')) = $3 GROUP BY attribution";
+
+/// Recovered payments of one attribution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub cases: i64,
+    /// Minor units.
+    pub amount: i64,
+}
+
+/// Recovered payments by what preceded the payment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryAttribution {
+    /// Paid before any dunning email was sent (Stripe's retry, or the customer on their own).
+    pub before_email: Recovered,
+    /// Paid after an email was sent, without a recorded click on its link.
+    pub after_email: Recovered,
+    /// Paid after the customer clicked an update-payment link.
+    pub after_click: Recovered,
+}
+
+impl Store {
+    /// Record the first click on an update-payment link for `invoice` from email `email_ref`.
+    pub async fn record_payment_link_click(&self, invoice: &str, email_ref: &str, at: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => { sqlx::query(RECORD_CLICK).bind(invoice).bind(email_ref).bind(at).execute(pool).await?; });
+        Ok(())
+    }
+
+    /// Dunning cases recovered in `[from_ts, to_ts)` in `currency`, by attribution.
+    pub async fn recovery_attribution(
+        &self,
+        from_ts: i64,
+        to_ts: i64,
+        currency: &str,
+    ) -> Result<RecoveryAttribution, StoreError> {
+        let rows: Vec<(String, i64, i64)> = on_pool!(self, pool => sqlx::query_as(SELECT_ATTRIBUTION)
+            .bind(from_ts).bind(to_ts).bind(currency.to_ascii_lowercase()).fetch_all(pool).await?);
+        let mut out = RecoveryAttribution::default();
+        for (attribution, cases, amount) in rows {
+            let slot = match attribution.as_str() {
+                "after_click" => &mut out.after_click,
+                "after_email" => &mut out.after_email,
+                _ => &mut out.before_email,
+            };
+            *slot = Recovered { cases, amount };
         }
         Ok(out)
     }

@@ -12,10 +12,10 @@ use super::Outcome;
 use crate::domain::dunning::year_month;
 use crate::domain::lifecycle::{Windows, assess};
 use crate::domain::saves::decide;
-use crate::telemetry::capability_ref;
 use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, start_reengagement};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
+use crate::telemetry::capability_ref;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;

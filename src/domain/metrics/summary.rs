@@ -173,6 +173,26 @@ pub struct Summary {
     /// by their state now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saves: Option<SavesJson>,
+    /// Failed payments recovered in the month (in the summary's currency) by what preceded
+    /// the payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_attribution: Option<RecoveryAttributionJson>,
+}
+
+/// Recovered payments by attribution: paid before any email, after an email was sent, or
+/// after the customer clicked the update-payment link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryAttributionJson {
+    pub before_email: RecoveredJson,
+    pub after_email: RecoveredJson,
+    pub after_click: RecoveredJson,
+}
+
+/// Recovered payments and their amount (minor units).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveredJson {
+    pub cases: u64,
+    pub amount: u64,
 }
 
 /// Saves by state: `pending` until billing proves them (`confirmed`) or the subscription ends
@@ -457,5 +477,6 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         at_risk: None,
         experiments: None,
         saves: None,
+        recovery_attribution: None,
     }
 }
