@@ -95,8 +95,9 @@ pub struct Experiment {
     /// Email experiments: variant b's template for each template listed.
     pub templates: BTreeMap<String, String>,
     /// `holdout_percent` (0–50, default 0): share of customers held out of the experiment —
-    /// no offer shown (save offers: "cancel anyway" only), no email sent (email experiments)
-    /// — assigned stably by `domain::lift::held_out`, before the a/b split.
+    /// no offer shown (save offers: "cancel anyway" only), no dunning email (email
+    /// experiments, opt-in: `withhold_dunning`) — assigned stably by `domain::lift::held_out`,
+    /// before the a/b split.
     pub holdout_percent: u8,
 }
 
@@ -365,7 +366,9 @@ mod tests {
             "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\n[lifecycle.winback]\nenabled = false\n\
              [lifecycle.at_risk]\ninactive_days = 14\n\
              [[experiments]]\nname = \"pause-first\"\nkind = \"save_offer\"\npercent_b = 30\n\
-             [experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n",
+             holdout_percent = 10\n[experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n\
+             [[experiments]]\nname = \"no-reminders\"\nkind = \"email\"\nholdout_percent = 5\nwithhold_dunning = true\n\
+             [experiments.templates]\npayment_failed = \"payment_failed_short\"\n",
         )
         .expect("write");
         let p = path.to_string_lossy().to_string();
@@ -375,6 +378,8 @@ mod tests {
         assert_eq!(s.at_risk.inactive_days, 14);
         let x = e.save_offer.expect("experiment");
         assert_eq!((x.percent_b, x.offers_by_reason[&Reason::TooExpensive].clone()), (30, vec![OfferKind::Pause]));
+        assert_eq!(x.holdout_percent, 10);
+        assert_eq!(e.email.map(|x| x.holdout_percent), Some(5));
     }
 
     #[test]
@@ -394,6 +399,10 @@ mod tests {
             "[lifecycle.onboarding]\nwhen = 1\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\npercent_b = 101\n[experiments.templates]\na = \"b\"\n",
+            // A dunning holdout withholds reminders: only with the explicit opt-in.
+            "[[experiments]]\nname = \"x\"\nkind = \"email\"\nholdout_percent = 10\n[experiments.templates]\na = \"b\"\n",
+            "[[experiments]]\nname = \"x\"\nkind = \"save_offer\"\nholdout_percent = 60\n\
+             [experiments.offers_by_reason]\nunused = [\"pause\"]\n",
         ] {
             let path = dir.path().join("bad.toml");
             std::fs::write(&path, bad).expect("write");

@@ -256,7 +256,7 @@ pub struct ExperimentJson {
     pub kind: String,
     pub percent_b: u8,
     pub variants: Vec<VariantJson>,
-    /// Share of customers held out (no offer, no email).
+    /// Share of customers held out (no offer; for email experiments no dunning email).
     #[serde(default)]
     pub holdout_percent: u8,
     /// Every arm (`a`, `b`, and `holdout` when there is one) measured on one outcome, with
