@@ -161,7 +161,8 @@ impl Store {
 
     /// Saves of the sessions started in `[from_ts, to_ts)`, by outcome and state now.
     pub async fn save_stats(&self, from_ts: i64, to_ts: i64) -> Result<SaveStats, StoreError> {
-        let rows: Vec<(Option<String>, Option<String>, Option<f64>, Option<String>)> =
+        type Row = (Option<String>, Option<String>, Option<f64>, Option<String>);
+        let rows: Vec<Row> =
             on_pool!(self, pool => sqlx::query_as(SELECT_STATS).bind(from_ts).bind(to_ts).fetch_all(pool).await?);
         let mut stats = SaveStats::default();
         for (outcome, state, mrr, currency) in rows {
