@@ -1,10 +1,13 @@
 //! The owner's retention reports, read from the figures the projector maintains (see
 //! `store::figures`): a read assembles a few dozen total rows, never the whole history.
 
+use std::collections::BTreeMap;
+
 use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, CurrencyJson, MonthlyJson, Summary};
 use crate::domain::metrics::{Month, Report};
+use crate::store::saves::ArmCounts;
 use crate::store::{Store, StoreError};
 
 /// Most months one `/api/metrics/monthly` request may ask for.
@@ -17,6 +20,9 @@ pub struct Reports {
     /// The experiments whose results the summary reports.
     experiments: Experiments,
     clock: Clock,
+    /// How long after an abandoned session a still-live subscription counts as kept, and a
+    /// save is confirmed by time (the cancel flow's `save_confirm_days`).
+    save_confirm_secs: i64,
 }
 
 impl std::fmt::Debug for Reports {
@@ -27,12 +33,18 @@ impl std::fmt::Debug for Reports {
 
 impl Reports {
     pub fn new(store: Store) -> Self {
-        Self { store, experiments: Experiments::default(), clock: Clock::system() }
+        Self { store, experiments: Experiments::default(), clock: Clock::system(), save_confirm_secs: 30 * 86_400 }
     }
 
     /// Report these experiments' results in the summary.
     pub fn with_experiments(mut self, experiments: Experiments) -> Self {
         self.experiments = experiments;
+        self
+    }
+
+    /// Count a session kept when still paying `days` after it (see `save_confirm_secs`).
+    pub fn with_save_confirm_days(mut self, days: i64) -> Self {
+        self.save_confirm_secs = days.saturating_mul(86_400);
         self
     }
 
@@ -79,7 +91,10 @@ impl Reports {
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
         summary.experiments =
-            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency).await?);
+            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency, self.save_confirm_secs).await?);
+        summary.saves = Some(saves_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
+        summary.recovery_attribution =
+            Some(recovery_attribution_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
         Ok(summary)
     }
 
@@ -140,6 +155,98 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64, now: i
     })
 }
 
+/// The summary's `saves` section for sessions started in `[from_ts, to_ts)`: their saves by
+/// state now, the confirmed saves' MRR in `currency`, and paused customers' resume rate.
+pub async fn saves_section(store: &Store, from_ts: i64, to_ts: i64, currency: &str) -> Result<summary::SavesJson, StoreError> {
+    use crate::domain::cancel::Outcome;
+    use crate::domain::saves::SaveState;
+    let stats = store.save_stats(from_ts, to_ts).await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
+    let (confirmed, reversed) = (stats.count(SaveState::Confirmed), stats.count(SaveState::Reversed));
+    let (paused_ok, paused_lost) =
+        (stats.of(Outcome::Paused, SaveState::Confirmed), stats.of(Outcome::Paused, SaveState::Reversed));
+    let by_outcome = [Outcome::Paused, Outcome::Downgraded, Outcome::Discounted, Outcome::Resumed]
+        .into_iter()
+        .map(|o| {
+            let counts = summary::SaveCountsJson {
+                pending: count(stats.of(o, SaveState::Pending)),
+                confirmed: count(stats.of(o, SaveState::Confirmed)),
+                reversed: count(stats.of(o, SaveState::Reversed)),
+            };
+            (o.as_str().to_owned(), counts)
+        })
+        .collect();
+    Ok(summary::SavesJson {
+        pending: count(stats.count(SaveState::Pending)),
+        confirmed: count(confirmed),
+        reversed: count(reversed),
+        confirmed_rate: ratio(confirmed, confirmed + reversed),
+        confirmed_saved_mrr: stats.confirmed_mrr.get(&currency.to_ascii_lowercase()).copied().unwrap_or(0.0),
+        paused_resume_rate: ratio(paused_ok, paused_ok + paused_lost),
+        by_outcome,
+    })
+}
+
+/// The summary's `recovery_attribution` section: cases recovered in `[from_ts, to_ts)` in
+/// `currency`, by what preceded the payment.
+pub async fn recovery_attribution_section(
+    store: &Store,
+    from_ts: i64,
+    to_ts: i64,
+    currency: &str,
+) -> Result<summary::RecoveryAttributionJson, StoreError> {
+    let a = store.recovery_attribution(from_ts, to_ts, currency).await?;
+    let json = |r: crate::store::saves::Recovered| summary::RecoveredJson {
+        cases: u64::try_from(r.cases).unwrap_or(0),
+        amount: u64::try_from(r.amount).unwrap_or(0),
+    };
+    Ok(summary::RecoveryAttributionJson {
+        before_email: json(a.before_email),
+        after_email: json(a.after_email),
+        after_click: json(a.after_click),
+    })
+}
+
+/// Each arm's rate and, against the holdout, the difference with its 95 % interval.
+fn arms_json(arms: &BTreeMap<String, ArmCounts>, has_holdout: bool, outcome: &str) -> Vec<summary::ArmJson> {
+    use crate::domain::lift::{HOLDOUT, lift_vs_holdout};
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let pair = |c: &ArmCounts| (count(c.successes), count(c.decided));
+    let holdout = arms.get(HOLDOUT).copied().unwrap_or_default();
+    let mut names = vec!["a", "b"];
+    if has_holdout || arms.contains_key(HOLDOUT) {
+        names.push(HOLDOUT);
+    }
+    names
+        .into_iter()
+        .map(|v| {
+            let c = arms.get(v).copied().unwrap_or_default();
+            let lift = (v != HOLDOUT && has_holdout).then(|| lift_vs_holdout(pair(&c), pair(&holdout))).flatten();
+            let status = match (v == HOLDOUT, has_holdout, &lift) {
+                (true, _, _) => "holdout",
+                (false, false, _) => "no_holdout",
+                (false, true, None) => "not_enough_data",
+                (false, true, Some(_)) => "measured",
+            };
+            summary::ArmJson {
+                variant: v.into(),
+                outcome: outcome.into(),
+                successes: count(c.successes),
+                decided: count(c.decided),
+                undecided: count(c.undecided),
+                rate: (c.decided > 0).then(|| summary::rate(c.successes as f64 / c.decided as f64)),
+                status: status.into(),
+                lift: lift.map(|l| summary::LiftJson {
+                    difference: summary::rate(l.difference),
+                    ci_low: summary::rate(l.low),
+                    ci_high: summary::rate(l.high),
+                }),
+            }
+        })
+        .collect()
+}
+
 /// Most at-risk customers listed in the summary (the count is always whole).
 pub const AT_RISK_LIST_MAX: i64 = 500;
 
@@ -175,12 +282,26 @@ pub async fn experiments_section(
     experiments: &Experiments,
     now: i64,
     currency: &str,
+    save_confirm_secs: i64,
 ) -> Result<Vec<summary::ExperimentJson>, StoreError> {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
     let mut out = Vec::new();
     for x in experiments.all() {
         let mut variants = Vec::new();
+        let arms = match x.kind {
+            ExperimentKind::SaveOffer => store.save_offer_arms(&x.name, now, save_confirm_secs).await?,
+            ExperimentKind::Email => store
+                .recovery_results(&x.name, currency)
+                .await?
+                .into_iter()
+                .map(|(v, r)| (v, ArmCounts { successes: r.recovered, decided: r.recovered + r.lost, undecided: r.open }))
+                .collect(),
+        };
+        let outcome = match x.kind {
+            ExperimentKind::SaveOffer => "kept",
+            ExperimentKind::Email => "recovered",
+        };
         match x.kind {
             ExperimentKind::SaveOffer => {
                 let results = store.save_offer_results(&x.name, now).await?;
@@ -218,6 +339,8 @@ pub async fn experiments_section(
             kind: x.kind.as_str().into(),
             percent_b: x.percent_b,
             variants,
+            holdout_percent: x.holdout_percent,
+            arms: arms_json(&arms, x.holdout_percent > 0, outcome),
         });
     }
     Ok(out)

@@ -92,7 +92,9 @@ impl Application {
         if settings.observe {
             tracing::warn!("observe-only mode: no email is sent and no change is made in Stripe; see GET /api/observed");
         }
-        let scheduler = Scheduler::new(store.clone(), reactor.clone()).with_clock(clock.clone());
+        let scheduler = Scheduler::new(store.clone(), reactor.clone())
+            .with_clock(clock.clone())
+            .with_save_confirm_days(settings.cancel_flow.save_confirm_days);
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
@@ -332,8 +334,12 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
     let mode = web::Data::new(observed::Mode { observe });
     let budget = web::Data::from(budget);
     let reactor = web::Data::from(reactor);
-    let reports =
-        web::Data::new(Reports::new(store.clone()).with_experiments(reactor.experiments.clone()).with_clock(clock.clone()));
+    let reports = web::Data::new(
+        Reports::new(store.clone())
+            .with_experiments(reactor.experiments.clone())
+            .with_clock(clock.clone())
+            .with_save_confirm_days(cancel.settings.save_confirm_days),
+    );
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
     let owner = web::Data::new(owner);

@@ -17,6 +17,7 @@ const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
 const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;
 const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 const DEFAULT_COOLDOWN_MONTHS: u32 = 12;
+const DEFAULT_SAVE_CONFIRM_DAYS: i64 = 30;
 
 /// The cancel flow, validated.
 #[derive(Clone, Debug)]
@@ -62,6 +63,10 @@ pub struct CancelFlowSettings {
     /// `HOLDFAST_CANCEL_RATE_LIMIT` / `rate_limit_per_minute` (default 60): requests per client
     /// address per minute on the public cancel pages.
     pub rate_limit_per_minute: u32,
+    /// `HOLDFAST_SAVE_CONFIRM_DAYS` / `save_confirm_days` (default 30): a save without a paid
+    /// invoice is confirmed when the customer is still paying this many days after the offer's
+    /// effect ended.
+    pub save_confirm_days: i64,
     pub brand: Brand,
 }
 
@@ -105,6 +110,7 @@ struct FileCancelFlow {
     link_ttl_secs: Option<i64>,
     session_timeout_secs: Option<i64>,
     rate_limit_per_minute: Option<u32>,
+    save_confirm_days: Option<i64>,
     discounts: Option<Vec<FileDiscount>>,
     segments: Option<Vec<FileSegment>>,
 }
@@ -346,6 +352,11 @@ impl CancelFlowSettings {
             rate_limit_per_minute: parsed(src, "HOLDFAST_CANCEL_RATE_LIMIT")?
                 .or(f.rate_limit_per_minute)
                 .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+            save_confirm_days: positive(
+                "HOLDFAST_SAVE_CONFIRM_DAYS",
+                parsed(src, "HOLDFAST_SAVE_CONFIRM_DAYS")?.or(f.save_confirm_days),
+                DEFAULT_SAVE_CONFIRM_DAYS,
+            )?,
             brand: Brand::from_source(src)?,
         })
     }

@@ -94,11 +94,19 @@ pub struct Experiment {
     pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
     /// Email experiments: variant b's template for each template listed.
     pub templates: BTreeMap<String, String>,
+    /// `holdout_percent` (0–50, default 0): share of customers held out of the experiment —
+    /// no offer shown (save offers: "cancel anyway" only), no dunning email (email
+    /// experiments, opt-in: `withhold_dunning`) — assigned stably by `domain::lift::held_out`,
+    /// before the a/b split.
+    pub holdout_percent: u8,
 }
 
 impl Experiment {
-    /// `a` or `b` for `customer`.
+    /// `holdout`, `a` or `b` for `customer`.
     pub fn variant(&self, customer: &str) -> &'static str {
+        if crate::domain::lift::held_out(&self.name, customer, self.holdout_percent) {
+            return crate::domain::lift::HOLDOUT;
+        }
         crate::domain::lifecycle::variant(&self.name, customer, self.percent_b)
     }
 }
@@ -161,6 +169,8 @@ struct FileExperiment {
     percent_b: Option<i64>,
     offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
     templates: Option<BTreeMap<String, String>>,
+    holdout_percent: Option<i64>,
+    withhold_dunning: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,7 +319,19 @@ fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
         if slot.is_some() {
             return Err(problem(FILE_VAR, format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
         }
-        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates });
+        let holdout_percent = u8::try_from(e.holdout_percent.unwrap_or(0))
+            .ok()
+            .filter(|p| *p <= 50)
+            .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: holdout_percent must be 0–50")))?;
+        // An email experiment is measured on dunning recovery: its holdout withholds payment
+        // reminders, which costs money, so it must be asked for explicitly.
+        if kind == ExperimentKind::Email && holdout_percent > 0 && e.withhold_dunning != Some(true) {
+            return Err(problem(
+                FILE_VAR,
+                format!("experiment {name:?}: a holdout withholds dunning emails; set withhold_dunning = true to opt in"),
+            ));
+        }
+        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates, holdout_percent });
     }
     Ok(out)
 }
@@ -344,7 +366,9 @@ mod tests {
             "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\n[lifecycle.winback]\nenabled = false\n\
              [lifecycle.at_risk]\ninactive_days = 14\n\
              [[experiments]]\nname = \"pause-first\"\nkind = \"save_offer\"\npercent_b = 30\n\
-             [experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n",
+             holdout_percent = 10\n[experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n\
+             [[experiments]]\nname = \"no-reminders\"\nkind = \"email\"\nholdout_percent = 5\nwithhold_dunning = true\n\
+             [experiments.templates]\npayment_failed = \"payment_failed_short\"\n",
         )
         .expect("write");
         let p = path.to_string_lossy().to_string();
@@ -354,6 +378,8 @@ mod tests {
         assert_eq!(s.at_risk.inactive_days, 14);
         let x = e.save_offer.expect("experiment");
         assert_eq!((x.percent_b, x.offers_by_reason[&Reason::TooExpensive].clone()), (30, vec![OfferKind::Pause]));
+        assert_eq!(x.holdout_percent, 10);
+        assert_eq!(e.email.map(|x| x.holdout_percent), Some(5));
     }
 
     #[test]
@@ -373,6 +399,10 @@ mod tests {
             "[lifecycle.onboarding]\nwhen = 1\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\npercent_b = 101\n[experiments.templates]\na = \"b\"\n",
+            // A dunning holdout withholds reminders: only with the explicit opt-in.
+            "[[experiments]]\nname = \"x\"\nkind = \"email\"\nholdout_percent = 10\n[experiments.templates]\na = \"b\"\n",
+            "[[experiments]]\nname = \"x\"\nkind = \"save_offer\"\nholdout_percent = 60\n\
+             [experiments.offers_by_reason]\nunused = [\"pause\"]\n",
         ] {
             let path = dir.path().join("bad.toml");
             std::fs::write(&path, bad).expect("write");

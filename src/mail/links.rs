@@ -42,6 +42,19 @@ pub enum LinkError {
     Expired,
 }
 
+/// The per-email token an update-payment link carries (`&m=…`): the first 16 hex digits of
+/// SHA-256 of the email's dedupe key. It names the email, not the customer; the click itself
+/// is authenticated by the signed `token`.
+pub fn email_ref(dedupe_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&Sha256::digest(dedupe_key.as_bytes())[..8])
+}
+
+/// A per-email token as received: 16 lowercase hex digits, else `None` (never stored raw).
+pub fn parse_email_ref(m: &str) -> Option<&str> {
+    (m.len() == 16 && m.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(m)
+}
+
 impl LinkSigner {
     /// A signer whose key is derived from the Stripe secret key.
     pub fn from_stripe_key(secret: &SecretString) -> Self {

@@ -146,7 +146,9 @@ fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result
             case
         }
     };
-    if case.silent {
+    // The email experiment's holdout (an opt-in) gets no dunning email: the case is still
+    // recorded, so its recovery is measured against the emailed arms.
+    if case.silent || case.variant.as_deref() == Some(crate::domain::lift::HOLDOUT) {
         return Ok(());
     }
     plan_series(r, d, &case, &f, now)
@@ -195,7 +197,10 @@ fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_
             ),
             Step::Stopped => (hosted.map(str::to_owned).or_else(|| update_link.clone()), "Pay the invoice"),
             _ if action_required => (update_link.clone(), "Confirm payment"),
-            _ => (update_link.clone(), "Update payment method"),
+            _ => (
+                update_link.as_deref().map(|l| r.links().for_email(l, &step_key(&case.invoice_id, step))),
+                "Update payment method",
+            ),
         };
         let ctx = context! {
             customer => context! { name => name.clone(), email => recipient.clone() },

@@ -65,6 +65,15 @@ impl Links {
         }
     }
 
+    /// `link` marked as sent in the email keyed `dedupe_key` (`&m=<email_ref>`), when it is
+    /// Holdfast's own update-payment link (a click on it is recorded); other links unchanged.
+    pub fn for_email(&self, link: &str, dedupe_key: &str) -> String {
+        match link.starts_with(&format!("{}/billing/update?", self.public_url)) {
+            true => format!("{link}&m={}", crate::mail::links::email_ref(dedupe_key)),
+            false => link.to_owned(),
+        }
+    }
+
     /// The one-click way back after a cancellation: a signed link that opens a prefilled
     /// Stripe Checkout for the ended subscription's plan (needs `STRIPE_SECRET_KEY`), else
     /// `fallback` (the product).

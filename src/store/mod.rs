@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod reactions;
 pub mod refunds;
 pub mod rows;
+pub mod saves;
 pub mod shared;
 pub mod sqlite;
 mod sync_cursors;

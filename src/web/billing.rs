@@ -17,7 +17,7 @@ use stripe_billing::billing_portal_session::{
 use super::cancel::CancelState;
 use super::cancel::pages::see_other;
 use crate::config::Settings;
-use crate::mail::links::{LinkError, LinkSigner};
+use crate::mail::links::{LinkError, LinkSigner, parse_email_ref};
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
 
@@ -35,6 +35,8 @@ pub struct BillingPortal {
 #[derive(Debug, Deserialize)]
 pub struct LinkQuery {
     token: Option<String>,
+    /// The per-email token of a dunning email's link (`mail::links::email_ref`).
+    m: Option<String>,
 }
 
 /// Why the link could not be followed.
@@ -102,7 +104,16 @@ pub async fn update_payment(
 
 async fn open_portal(query: &LinkQuery, portal: &BillingPortal) -> Result<String, BillingLinkError> {
     let token = query.token.as_deref().ok_or(LinkError::Malformed)?;
-    let claims = portal.signer.verify(token, portal.clock.now())?;
+    let now = portal.clock.now();
+    let claims = portal.signer.verify(token, now)?;
+    // The click counts for recovery attribution; failing to record it must not keep the
+    // customer from updating the card.
+    if claims.invoice != "-" {
+        let email = query.m.as_deref().and_then(parse_email_ref).unwrap_or("-");
+        if let Err(e) = portal.store.record_payment_link_click(&claims.invoice, email, now).await {
+            tracing::warn!(error = %e, "update-payment click not recorded");
+        }
+    }
     let request = CreateBillingPortalSession::new()
         .customer(claims.customer.clone())
         .return_url(portal.return_url.clone())

@@ -1,6 +1,7 @@
 //! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
-//! card-expiry warnings and the at-risk check (product activity → re-engagement series).
+//! card-expiry warnings, the at-risk check (product activity → re-engagement series), and the
+//! check of cancel-flow saves against billing (which sends nothing).
 
 use crate::clock::Clock;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, reengagement_emails};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
 use crate::store::lifecycle::{NewEpisode, NewSeries};
+use crate::domain::saves::decide;
+use crate::telemetry::capability_ref;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;
@@ -25,16 +28,24 @@ pub struct Scheduler {
     store: Store,
     reactor: Arc<Reactor>,
     clock: Clock,
+    /// A save is confirmed this long after its effect ended when the customer still pays.
+    save_confirm_secs: i64,
 }
 
 impl Scheduler {
     pub fn new(store: Store, reactor: Arc<Reactor>) -> Self {
-        Self { store, reactor, clock: Clock::system() }
+        Self { store, reactor, clock: Clock::system(), save_confirm_secs: 30 * 86_400 }
     }
 
     /// Read the time from `clock` (the server's).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Confirm a save still paying `days` after its effect ended (default 30).
+    pub fn with_save_confirm_days(mut self, days: i64) -> Self {
+        self.save_confirm_secs = days.saturating_mul(86_400);
         self
     }
 
@@ -46,6 +57,7 @@ impl Scheduler {
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
         let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
+        self.check_saves(now).await?;
         if n > 0 {
             self.reactor.notify_outbox();
         }
@@ -88,6 +100,28 @@ impl Scheduler {
             }
         }
         Ok(enqueued)
+    }
+
+    /// Decide the pending cancel-flow saves that billing has proven or reversed by `now`;
+    /// returns how many were decided. Idempotent: a decided save is never written again.
+    pub async fn check_saves(&self, now: i64) -> anyhow::Result<usize> {
+        let mut decided = 0;
+        for p in self.store.pending_saves().await? {
+            let Some(d) = decide(&p.save, p.subscription.as_ref(), &p.paid_invoices, self.save_confirm_secs, now) else {
+                continue;
+            };
+            if self.store.decide_save(&p.session, &d, p.mrr, p.currency.as_deref()).await? {
+                tracing::info!(
+                    session = %capability_ref(&p.session),
+                    outcome = p.save.outcome.as_str(),
+                    state = d.state.as_str(),
+                    evidence = d.evidence.as_str(),
+                    "save decided"
+                );
+                decided += 1;
+            }
+        }
+        Ok(decided)
     }
 
     /// One warning per card per month, for customers with a live subscription whose card

@@ -37,6 +37,7 @@ mod rate_limits;
 mod refunds;
 mod requires;
 mod resources;
+mod saves;
 mod security;
 mod smtp_sink;
 mod stripe_mode;

@@ -198,6 +198,57 @@ pub struct Summary {
     /// A/B experiments in force, with per-variant results over their whole life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiments: Option<Vec<ExperimentJson>>,
+    /// The month's cancel-flow saves checked against billing (sessions started in the month,
+    /// by their state now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saves: Option<SavesJson>,
+    /// Failed payments recovered in the month (in the summary's currency) by what preceded
+    /// the payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_attribution: Option<RecoveryAttributionJson>,
+}
+
+/// Recovered payments by attribution: paid before any email, after an email was sent, or
+/// after the customer clicked the update-payment link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryAttributionJson {
+    pub before_email: RecoveredJson,
+    pub after_email: RecoveredJson,
+    pub after_click: RecoveredJson,
+}
+
+/// Recovered payments and their amount (minor units).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveredJson {
+    pub cases: u64,
+    pub amount: u64,
+}
+
+/// Saves by state: `pending` until billing proves them (`confirmed`) or the subscription ends
+/// or is set to cancel first (`reversed`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavesJson {
+    pub pending: u64,
+    pub confirmed: u64,
+    pub reversed: u64,
+    /// confirmed ÷ (confirmed + reversed); `null` while none is decided.
+    pub confirmed_rate: Option<f64>,
+    /// The MRR of the confirmed saves, in the summary's currency (minor units, before
+    /// discounts, as the subscription stood when the save was confirmed).
+    pub confirmed_saved_mrr: f64,
+    /// Paused customers whose pause ended and who paid again ÷ pauses decided (resumed and
+    /// paid, or ended/set to cancel first); `null` while none is decided.
+    pub paused_resume_rate: Option<f64>,
+    /// Counts per outcome (`paused`, `downgraded`, `discounted`, `resumed`).
+    pub by_outcome: BTreeMap<String, SaveCountsJson>,
+}
+
+/// One outcome's saves by state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaveCountsJson {
+    pub pending: u64,
+    pub confirmed: u64,
+    pub reversed: u64,
 }
 
 /// The at-risk list and its size.
@@ -234,6 +285,41 @@ pub struct ExperimentJson {
     pub kind: String,
     pub percent_b: u8,
     pub variants: Vec<VariantJson>,
+    /// Share of customers held out (no offer; for email experiments no dunning email).
+    #[serde(default)]
+    pub holdout_percent: u8,
+    /// Every arm (`a`, `b`, and `holdout` when there is one) measured on one outcome, with
+    /// the difference against the holdout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arms: Vec<ArmJson>,
+}
+
+/// One arm of an experiment on its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmJson {
+    pub variant: String,
+    /// `kept` (save offers: confirmed save, or still paying after an abandoned session) or
+    /// `recovered` (email experiments: the failed payment was paid).
+    pub outcome: String,
+    pub successes: u64,
+    /// Customers whose outcome is known (the rate's denominator).
+    pub decided: u64,
+    pub undecided: u64,
+    /// successes ÷ decided; null while none is decided.
+    pub rate: Option<f64>,
+    /// `holdout` (this is it), `no_holdout`, `not_enough_data` (fewer than the minimum decided
+    /// in this arm or the holdout), or `measured`.
+    pub status: String,
+    /// rate − holdout's rate with its 95 % interval, when `measured`.
+    pub lift: Option<LiftJson>,
+}
+
+/// A difference of two rates and its 95 % confidence interval (Newcombe's hybrid score).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiftJson {
+    pub difference: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
 }
 
 /// One variant's counts and the rate they make.
@@ -438,5 +524,7 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         emails: None,
         at_risk: None,
         experiments: None,
+        saves: None,
+        recovery_attribution: None,
     }
 }

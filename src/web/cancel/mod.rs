@@ -400,7 +400,11 @@ async fn post_reason(
             return Ok(see_other(&base(&s)));
         }
         let experiment = state.experiment.as_ref().filter(|_| s.variant.as_deref() == Some("b"));
-        let offers = offers_for(&store, &state.settings, experiment, &s.customer, &t, reason, now).await?;
+        // The experiment's holdout sees no offer: "cancel anyway" only.
+        let offers = match s.variant.as_deref() {
+            Some(crate::domain::lift::HOLDOUT) => Vec::new(),
+            _ => offers_for(&store, &state.settings, experiment, &s.customer, &t, reason, now).await?,
+        };
         let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());
         let answer = SurveyAnswer {
             reason: reason.as_str(),
