@@ -89,9 +89,10 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let (_, report) = self.report_covering(month, month, currency).await?;
+        let (timeline, report) = self.report_covering(month, month, currency).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
+        summary.unresolved_discounts = timeline.unresolved_discounts(&report.currency, month.plus(1).start());
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
         summary.experiments = Some(experiments_section(&self.store, &self.experiments, self.clock.now()).await?);

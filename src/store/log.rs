@@ -56,7 +56,8 @@ const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) F
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
-const CLEAR_PROJECTED: [&str; 8] = [
+const CLEAR_PROJECTED: [&str; 9] = [
+    "DELETE FROM coupons",
     "DELETE FROM prices",
     "DELETE FROM products",
     "DELETE FROM subscription_items",
@@ -147,6 +148,7 @@ async fn project_events(conn: &mut Conn<'_>, events: &[Logged], reactor: Option<
     }
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
     super::catalog::apply(conn, &all).await?;
+    super::coupons::apply(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod batch;
 pub mod cancel;
 pub mod catalog;
+pub mod coupons;
 pub mod conn;
 pub mod dashboard_sessions;
 pub mod dunning;

@@ -1,9 +1,10 @@
-//! `holdfast sync`: backfill products, prices, customers, subscriptions (every status) and invoices from
+//! `holdfast sync`: backfill products, prices, coupons, customers, subscriptions (every status) and invoices from
 //! Stripe's API through the webhook's own pipeline (`Store::ingest_with`), as events
 //! synthesized from each object's own dates (`domain::backfill`). Resumable: after each page
 //! the id of its last object is saved in `sync_cursors`; an interrupted run continues after it.
 //! Imported with `IngestOptions::IMPORT`: it never emails.
 
+pub mod coupons;
 pub mod stripe_list;
 
 use anyhow::Context;
@@ -11,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::domain::backfill::{self, Synthetic};
-use crate::domain::catalog;
+use crate::domain::{catalog, coupons as coupon_events};
 use crate::domain::event::Event;
 use crate::store::{IngestOptions, Ingested, Store};
 use crate::stripe_api::StripeApi;
@@ -29,18 +30,21 @@ struct Kind {
 }
 
 /// In dependency order: customers before the subscriptions and invoices that name them.
-/// Products and prices (plan names and amounts) last: nothing depends on them.
-const KINDS: [Kind; 5] = [
+/// Products, prices and coupons (plan names, amounts, discount terms) last: they are read
+/// when metrics are computed, not when the objects naming them are stored.
+const KINDS: [Kind; 6] = [
     Kind { name: "customers", endpoint: ListEndpoint { path: "/customers", params: &[] }, events: backfill::customer_events },
     Kind {
         name: "subscriptions",
         // Without status=all, Stripe leaves out canceled subscriptions: the churn history.
-        endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all")] },
+        // Discounts are ids unless expanded; expanded, they carry their start, end and coupon.
+        endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all"), ("expand[]", "data.discounts")] },
         events: backfill::subscription_events,
     },
     Kind { name: "invoices", endpoint: ListEndpoint { path: "/invoices", params: &[] }, events: backfill::invoice_events },
     Kind { name: "products", endpoint: ListEndpoint { path: "/products", params: &[] }, events: catalog::product_events },
     Kind { name: "prices", endpoint: ListEndpoint { path: "/prices", params: &[] }, events: catalog::price_events },
+    Kind { name: "coupons", endpoint: ListEndpoint { path: "/coupons", params: &[] }, events: coupon_events::coupon_events },
 ];
 
 /// How to run a sync.

@@ -9,6 +9,7 @@ mod cancel_flow;
 mod cards;
 mod crash_safety;
 mod dashboard;
+mod discounts;
 mod dunning;
 mod email_browser;
 mod forget;
