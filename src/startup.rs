@@ -131,7 +131,18 @@ impl Application {
         };
         let server = http_server(listener, parts)?;
         tracing::info!(port, database = store.backend(), "holdfast listening");
-        Ok(Self { port, server, store, writer_task, reactor, outbox, scheduler, coupons, run_workers: settings.run_workers, clock })
+        Ok(Self {
+            port,
+            server,
+            store,
+            writer_task,
+            reactor,
+            outbox,
+            scheduler,
+            coupons,
+            run_workers: settings.run_workers,
+            clock,
+        })
     }
 
     pub fn port(&self) -> u16 {

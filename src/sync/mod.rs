@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::domain::backfill::{self, Synthetic};
-use crate::domain::{catalog, coupons as coupon_events};
 use crate::domain::event::Event;
+use crate::domain::{catalog, coupons as coupon_events};
 use crate::store::{IngestOptions, Ingested, Store};
 use crate::stripe_api::StripeApi;
 pub use stripe_list::Retry;

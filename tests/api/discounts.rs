@@ -123,7 +123,8 @@ async fn a_coupon_never_seen_is_fetched_once_from_stripe_and_until_then_counts_a
         .expect(1)
         .mount(&stripe)
         .await;
-    let missing = json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such coupon: 'GONE'"}});
+    let missing =
+        json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such coupon: 'GONE'"}});
     Mock::given(method("GET"))
         .and(path("/v1/coupons/GONE"))
         .respond_with(ResponseTemplate::new(404).set_body_json(missing))

@@ -191,7 +191,12 @@ impl Timeline {
 
     /// The discounts applying to snapshot `s` of `sub` at `t`: the subscription's own in
     /// force, else the customer's. Each is `(id, terms)`, terms `None` when unresolved.
-    pub fn discounts_at<'a>(&'a self, sub: &SubscriptionHistory, s: &'a Snapshot, t: i64) -> Vec<(&'a str, Option<&'a CouponTerms>)> {
+    pub fn discounts_at<'a>(
+        &'a self,
+        sub: &SubscriptionHistory,
+        s: &'a Snapshot,
+        t: i64,
+    ) -> Vec<(&'a str, Option<&'a CouponTerms>)> {
         let in_force = |id: &'a str, d: Option<&'a Discount>| -> Option<(&'a str, Option<&'a CouponTerms>)> {
             match d {
                 // Listed by the subscription but never seen: unresolved, assumed in force.
@@ -368,7 +373,8 @@ mod tests {
         let mut t = Timeline::default();
         let customer = Discount { customer: Some("cus_1".into()), embedded: percent(20.0), ..Discount::default() };
         t.discounts.insert("di_c".into(), customer);
-        let own = Discount { subscription: Some("sub".into()), embedded: percent(50.0), deleted_at: Some(40), ..Discount::default() };
+        let own =
+            Discount { subscription: Some("sub".into()), embedded: percent(50.0), deleted_at: Some(40), ..Discount::default() };
         t.discounts.insert("di_s".into(), own);
         let h = history("cus_1", vec![]);
         let mut s = snap(0, "active", 1000.0);
