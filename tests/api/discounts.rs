@@ -61,9 +61,7 @@ async fn summary(app: &TestApp, month: &str) -> Value {
 async fn owner_app(extra: &[(&'static str, &str)]) -> TestApp {
     let mut vars = vec![("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)];
     vars.extend_from_slice(extra);
-    let app = spawn_app_with(&vars).await;
-    app.clock.set(at(2026, 4, 1));
-    app
+    spawn_app_with(&vars).await
 }
 
 #[tokio::test]
