@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, customer, event, invoice, spawn_app};
+use crate::helpers::{Sub, customer, event, fixture, invoice, spawn_app};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_700_000_000;
@@ -93,6 +93,16 @@ async fn mount_stripe(server: &MockServer) {
     mount_pages(server, "/invoices", &invoices()).await;
     mount_pages(server, "/products", &[catalog_product()]).await;
     mount_pages(server, "/prices", &[catalog_price()]).await;
+    mount_pages(server, "/coupons", &[catalog_coupon()]).await;
+}
+
+/// A coupon as Stripe's list returns it.
+fn catalog_coupon() -> Value {
+    let mut c = fixture("coupon");
+    c["id"] = json!("SYNC25");
+    c["percent_off"] = json!(25.0);
+    c["created"] = json!(T0);
+    c
 }
 
 fn totals(reports: &[KindReport]) -> (u64, u64) {
@@ -133,7 +143,14 @@ async fn sync_backfills_every_page_with_history_from_the_objects_own_dates() {
     let objects: Vec<(&str, u64, u64)> = reports.iter().map(|r| (r.name, r.objects, r.pages)).collect();
     assert_eq!(
         objects,
-        vec![("customers", 3, 2), ("subscriptions", 3, 2), ("invoices", 2, 1), ("products", 1, 1), ("prices", 1, 1)]
+        vec![
+            ("customers", 3, 2),
+            ("subscriptions", 3, 2),
+            ("invoices", 2, 1),
+            ("products", 1, 1),
+            ("prices", 1, 1),
+            ("coupons", 1, 1)
+        ]
     );
     // Plan names and amounts for the pages that show them.
     let plan = app.store.plan("price_sync_basic").await.expect("store").expect("the synced price");
@@ -237,7 +254,7 @@ async fn an_interrupted_sync_resumes_after_the_last_stored_page() {
         .expect(1)
         .mount(&stripe)
         .await;
-    for empty in ["/subscriptions", "/invoices", "/products", "/prices"] {
+    for empty in ["/subscriptions", "/invoices", "/products", "/prices", "/coupons"] {
         mount_pages(&stripe, empty, &[]).await;
     }
     let reports = run(&app.store, &api(&stripe), &options()).await.expect("resumed sync succeeds");
