@@ -88,6 +88,7 @@ impl Reports {
         if !currencies.is_empty() {
             summary.currencies = currencies;
         }
+        summary.unresolved_discounts = self.store.unresolved_discounts(&report.currency, month.plus(1).start()).await?;
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
         summary.experiments =

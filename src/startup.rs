@@ -23,6 +23,7 @@ use crate::reports::Reports;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::{ObserveLog, StripeApi};
+use crate::sync::coupons::CouponFetcher;
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
@@ -44,6 +45,9 @@ use crate::workers::{self as loops};
 /// retries whose time came, scheduled dunning steps).
 const OUTBOX_POLL: Duration = Duration::from_secs(5);
 
+/// How often discounts naming an unknown coupon are looked for.
+const COUPON_POLL: Duration = Duration::from_secs(60);
+
 /// The running service.
 pub struct Application {
     port: u16,
@@ -53,6 +57,7 @@ pub struct Application {
     reactor: Arc<Reactor>,
     outbox: OutboxWorker,
     scheduler: Scheduler,
+    coupons: Option<CouponFetcher>,
     run_workers: bool,
     clock: Clock,
     health: Health,
@@ -95,6 +100,14 @@ impl Application {
         let scheduler = Scheduler::new(store.clone(), reactor.clone())
             .with_clock(clock.clone())
             .with_save_confirm_days(settings.cancel_flow.save_confirm_days);
+        let coupons = match &settings.stripe_secret_key {
+            Some(key) => Some(CouponFetcher::new(
+                store.clone(),
+                StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?,
+                clock.clone(),
+            )),
+            None => None,
+        };
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
@@ -135,6 +148,7 @@ impl Application {
             reactor,
             outbox,
             scheduler,
+            coupons,
             run_workers: settings.run_workers,
             clock,
             health,
@@ -170,6 +184,12 @@ impl Application {
         self.scheduler.clone()
     }
 
+    /// The fetcher of coupons discounts name but Holdfast never saw (`None` without
+    /// `STRIPE_SECRET_KEY`), for driving it by hand.
+    pub fn coupon_fetcher(&self) -> Option<CouponFetcher> {
+        self.coupons.clone()
+    }
+
     /// Serve until SIGTERM/SIGINT (actix stops accepting and finishes in-flight requests),
     /// then let the writer commit what is queued and the workers finish their batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -191,6 +211,18 @@ impl Application {
                 OUTBOX_POLL,
                 stopped.clone(),
             )));
+            if let Some(fetcher) = self.coupons.clone() {
+                workers.push(tokio::spawn(loops::run_loop(
+                    "coupons",
+                    move || {
+                        let f = fetcher.clone();
+                        async move { f.try_run_once().await }
+                    },
+                    None,
+                    COUPON_POLL,
+                    stopped.clone(),
+                )));
+            }
             let sched = self.scheduler.clone();
             let every = Duration::from_secs(scheduler::INTERVAL_SECS);
             workers.push(tokio::spawn(loops::run_loop(

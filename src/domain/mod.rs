@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod cancel;
 pub mod catalog;
+pub mod coupons;
 pub mod dunning;
 pub mod event;
 pub mod fields;

@@ -1,5 +1,7 @@
 //! Monthly recurring revenue arithmetic, as `docs/metrics.md` defines it.
 
+use super::metrics::timeline::{CouponTerms, ItemAmount};
+
 /// Monthly-normalised amount of one subscription item, in minor units (may carry fractions
 /// of a cent: a yearly price ÷ 12). Unknown intervals or amounts contribute 0.
 pub fn item_monthly(unit_amount: Option<i64>, quantity: i64, interval: Option<&str>, interval_count: Option<i64>) -> f64 {
@@ -26,6 +28,48 @@ pub fn discounted(monthly: f64, percent_off: Option<f64>, amount_off_monthly: Op
     (after_percent - amount_off_monthly.unwrap_or(0.0)).max(0.0)
 }
 
+/// A subscription's monthly amount after the discounts in force (`docs/metrics.md`,
+/// "Discounts"): percentages first, each scaling the items it applies to, then fixed amounts
+/// (per invoice, normalised by `interval_months`, ignored in another currency), each taken
+/// off the items it applies to and never below zero. A coupon limited to products applies to
+/// the items of those products; when the items are unknown, to the whole amount.
+pub fn apply_discounts(base: f64, items: &[ItemAmount], terms: &[&CouponTerms], currency: &str, interval_months: f64) -> f64 {
+    let whole = [ItemAmount { product: None, monthly: base }];
+    let items = if items.is_empty() { &whole[..] } else { items };
+    let mut amounts: Vec<f64> = items.iter().map(|i| i.monthly).collect();
+    let applies = |t: &CouponTerms, i: &ItemAmount| match (&t.products, &i.product) {
+        (Some(products), Some(p)) => products.contains(p),
+        (Some(_), None) => items.len() == 1 && items[0].product.is_none(),
+        (None, _) => true,
+    };
+    for t in terms {
+        if let Some(p) = t.percent_off {
+            for (a, i) in amounts.iter_mut().zip(items) {
+                if applies(t, i) {
+                    *a *= 1.0 - p / 100.0;
+                }
+            }
+        }
+    }
+    for t in terms {
+        let Some(off) = t.amount_off.filter(|_| t.currency.as_deref().is_none_or(|c| c.eq_ignore_ascii_case(currency))) else {
+            continue;
+        };
+        let eligible: f64 = amounts.iter().zip(items).filter(|(_, i)| applies(t, i)).map(|(a, _)| *a).sum();
+        if eligible <= 0.0 {
+            continue;
+        }
+        let monthly_off = off as f64 / interval_months.max(f64::MIN_POSITIVE);
+        let keep = (1.0 - monthly_off / eligible).max(0.0);
+        for (a, i) in amounts.iter_mut().zip(items) {
+            if applies(t, i) {
+                *a *= keep;
+            }
+        }
+    }
+    amounts.iter().sum::<f64>().max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +91,36 @@ mod tests {
         assert_eq!(discounted(1000.0, None, Some(250.0)), 750.0);
         assert_eq!(discounted(1000.0, None, Some(2500.0)), 0.0);
         assert_eq!(discounted(1000.0, None, None), 1000.0);
+    }
+
+    fn coupon(percent_off: Option<f64>, amount_off: Option<i64>, products: Option<&[&str]>) -> CouponTerms {
+        CouponTerms {
+            percent_off,
+            amount_off,
+            currency: amount_off.map(|_| "usd".into()),
+            products: products.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            ..CouponTerms::default()
+        }
+    }
+
+    #[test]
+    fn discounts_apply_percent_then_amount_to_the_items_they_cover() {
+        let items = [
+            ItemAmount { product: Some("prod_a".into()), monthly: 6000.0 },
+            ItemAmount { product: Some("prod_b".into()), monthly: 4000.0 },
+        ];
+        // 25 % off everything, then 10.00 off per (monthly) invoice: 10000 × 0.75 − 1000.
+        let (pct, amt) = (coupon(Some(25.0), None, None), coupon(None, Some(1000), None));
+        assert_eq!(apply_discounts(10000.0, &items, &[&amt, &pct], "usd", 1.0), 6500.0);
+        // Limited to prod_b: 50 % of 4000 only.
+        let b_only = coupon(Some(50.0), None, Some(&["prod_b"]));
+        assert_eq!(apply_discounts(10000.0, &items, &[&b_only], "usd", 1.0), 8000.0);
+        // An amount larger than the items it covers takes them to zero, not the others.
+        let big_b = coupon(None, Some(9000), Some(&["prod_b"]));
+        assert_eq!(apply_discounts(10000.0, &items, &[&big_b], "usd", 1.0), 6000.0);
+        // 120.00 off a yearly invoice is 10.00 a month; another currency's amount is ignored.
+        assert_eq!(apply_discounts(10000.0, &[], &[&coupon(None, Some(12000), None)], "usd", 12.0), 9000.0);
+        assert_eq!(apply_discounts(10000.0, &[], &[&coupon(None, Some(12000), None)], "eur", 12.0), 10000.0);
+        assert_eq!(apply_discounts(10000.0, &items, &[], "usd", 1.0), 10000.0);
     }
 }

@@ -33,6 +33,14 @@ pub fn project(event: &Event) -> Projection {
     match str_at(obj, "object").as_deref() {
         Some("customer") => {
             if let Some(c) = CustomerSnapshot::read(obj, deleted) {
+                // A customer-level discount rides on the customer object (`discount`).
+                if let Some(d) = obj.get("discount").filter(|d| d.is_object()) {
+                    let fallback = legacy_discount_id(d, None, Some(&c.id));
+                    if let Some(mut d) = DiscountSnapshot::read(d, fallback, false) {
+                        d.customer.get_or_insert_with(|| c.id.clone());
+                        p.discounts.push((d, mark(watermark::LIVE)));
+                    }
+                }
                 let rank = if c.deleted { watermark::TERMINAL } else { watermark::LIVE };
                 p.customers.push((c, mark(rank)));
             }
@@ -53,7 +61,8 @@ pub fn project(event: &Event) -> Projection {
             }
         }
         Some("discount") => {
-            if let Some(d) = DiscountSnapshot::read(obj, None, deleted) {
+            let fallback = legacy_discount_id(obj, id_at(obj, "subscription").as_deref(), id_at(obj, "customer").as_deref());
+            if let Some(d) = DiscountSnapshot::read(obj, fallback, deleted) {
                 let rank = if deleted { watermark::TERMINAL } else { watermark::LIVE };
                 p.discounts.push((d, mark(rank)));
             }
@@ -62,6 +71,13 @@ pub fn project(event: &Event) -> Projection {
         _ => {}
     }
     p
+}
+
+/// The id given to a discount from an API version that sent none: the subscription's (else
+/// the customer's) id and the coupon's, as a subscription's legacy `discount` is named.
+fn legacy_discount_id(d: &serde_json::Value, subscription: Option<&str>, customer: Option<&str>) -> Option<String> {
+    let coupon = d.get("coupon").and_then(super::fields::id_of)?;
+    Some(format!("di_legacy_{}_{coupon}", subscription.or(customer)?))
 }
 
 /// A completed checkout names its customer before (or without) a `customer.*` event reaching
@@ -107,6 +123,29 @@ mod tests {
     #[test]
     fn an_upcoming_invoice_without_id_changes_nothing() {
         assert!(project(&event("invoice.upcoming", json!({"object": "invoice", "amount_due": 5}))).is_empty());
+    }
+
+    #[test]
+    fn discounts_are_read_from_discount_events_and_customers_in_every_shape() {
+        // clover: the coupon by id under `source`.
+        let p = project(&event(
+            "customer.discount.created",
+            json!({"object": "discount", "id": "di_1", "customer": "cus_1", "subscription": "sub_1", "start": 7,
+                   "source": {"type": "coupon", "coupon": "SAVE"}}),
+        ));
+        let d = &p.discounts[0].0;
+        assert_eq!((d.id.as_str(), d.coupon_id.as_deref(), d.percent_off, d.starts_at), ("di_1", Some("SAVE"), None, Some(7)));
+        // An old discount without an id, deleted: named like a legacy subscription discount.
+        let p = project(&event(
+            "customer.discount.deleted",
+            json!({"object": "discount", "customer": "cus_1", "coupon": {"id": "SAVE", "percent_off": 10.0}}),
+        ));
+        assert_eq!((p.discounts[0].0.id.as_str(), p.discounts[0].0.deleted), ("di_legacy_cus_1_SAVE", true));
+        let p = project(&event(
+            "customer.updated",
+            json!({"object": "customer", "id": "cus_1", "discount": {"id": "di_c", "coupon": {"id": "C", "amount_off": 500}}}),
+        ));
+        assert_eq!((p.discounts[0].0.customer.as_deref(), p.discounts[0].0.amount_off), (Some("cus_1"), Some(500)));
     }
 
     #[test]

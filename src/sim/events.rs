@@ -1,6 +1,8 @@
-//! The simulated history as Stripe events (2025-03-31.basil shapes: periods on items, the
-//! invoice's subscription under `parent`, expanded discounts). Objects start from a `base`
-//! (Stripe's example objects in tests, `{}` in the bench) with our fields written over it.
+//! The simulated history as Stripe events, in the shapes of one API version (`Shape`).
+//! Objects start from a `base` (Stripe's example objects in tests, `{}` in the bench) with
+//! our fields written over it.
+
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
@@ -18,18 +20,158 @@ pub struct SimEvent {
 /// Where base objects come from: `fixture("subscription")` etc., or `{}`.
 pub type Base<'a> = &'a dyn Fn(&str) -> Value;
 
+/// The API version whose shapes the events take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// 2024-06-20: periods on the subscription, a single embedded `discount` with its
+    /// `coupon` (beside `discounts` as ids), `plan` on items, `subscription` on the invoice.
+    V2024_06_20,
+    /// 2025-03-31.basil: periods on items, the invoice's subscription under `parent`,
+    /// `discounts` as ids; discounts in `customer.discount.created` with an embedded `coupon`.
+    Basil,
+    /// 2025-09-30.clover: as basil, but a discount names its coupon by id under `source`;
+    /// coupons come in `coupon.created` events.
+    Clover,
+    /// 2026-09-30.endive: clover's webhook shapes; coupons arrive as `holdfast sync` (or a
+    /// coupon fetch) stores them: `coupon.updated` events synthesized from the coupon object.
+    Endive,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 4] = [Shape::V2024_06_20, Shape::Basil, Shape::Clover, Shape::Endive];
+
+    /// The `api_version` events of this shape carry.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Shape::V2024_06_20 => "2024-06-20",
+            Shape::Basil => "2025-03-31.basil",
+            Shape::Clover => "2025-09-30.clover",
+            Shape::Endive => "2026-09-30.endive",
+        }
+    }
+}
+
+/// Every event of the business in basil shapes (see `render_in`).
+pub fn render(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
+    render_in(business, base, Shape::Basil)
+}
+
 /// Every event of the business, customer by customer, each customer's in time order; ids
 /// increase along a customer's history so same-second ties break the way they happened.
-pub fn render(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
+pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEvent> {
     let mut out = Vec::new();
+    let mut coupons_seen = HashSet::new();
     for (i, c) in business.customers.iter().enumerate() {
+        let mut discounts_seen = HashSet::new();
         for (k, (t, what)) in c.happenings.iter().enumerate() {
             let id = format!("evt_{}_{i:05}_{k:04}", business.params.seed);
-            let (kind, object) = render_one(c, *t, what, base);
+            // Since basil the discount objects come in their own events, before the
+            // subscription listing them; since clover the coupon too.
+            let new_discount = match what {
+                Happening::SubscriptionCreated(s) | Happening::SubscriptionUpdated(s) => {
+                    s.discount.as_ref().filter(|d| discounts_seen.insert(d.id.clone())).map(|d| (s, d))
+                }
+                _ => None,
+            };
+            if let Some((s, d)) = new_discount.filter(|_| shape != Shape::V2024_06_20) {
+                let coupon = coupon_object(d.percent_off, base);
+                if shape != Shape::Basil && coupons_seen.insert(coupon["id"].to_string()) {
+                    let kind = if shape == Shape::Clover { "coupon.created" } else { "coupon.updated" };
+                    out.push(SimEvent { id: format!("{id}_c"), kind, created: *t, object: coupon.clone() });
+                }
+                let object = discount_object(c, s, d, coupon, shape, base);
+                out.push(SimEvent { id: format!("{id}_d"), kind: "customer.discount.created", created: *t, object });
+            }
+            let (kind, mut object) = render_one(c, *t, what, base);
+            reshape(&mut object, shape);
             out.push(SimEvent { id, kind, created: *t, object });
         }
     }
     out
+}
+
+fn coupon_object(percent_off: i64, base: Base<'_>) -> Value {
+    let mut o = object(base, "coupon");
+    o["id"] = json!(format!("coupon_{percent_off}"));
+    o["object"] = json!("coupon");
+    o["percent_off"] = json!(percent_off);
+    o["amount_off"] = Value::Null;
+    o["currency"] = Value::Null;
+    o["duration"] = json!("repeating");
+    o["duration_in_months"] = json!(3);
+    o["valid"] = json!(true);
+    o["created"] = json!(1_700_000_000 + percent_off);
+    o
+}
+
+fn discount_object(
+    c: &Customer,
+    s: &Subscription,
+    d: &super::business::Discount,
+    coupon: Value,
+    shape: Shape,
+    base: Base<'_>,
+) -> Value {
+    let mut di = object(base, "discount");
+    di["id"] = json!(d.id);
+    di["object"] = json!("discount");
+    di["customer"] = json!(c.id);
+    di["subscription"] = json!(s.id);
+    di["start"] = json!(d.start);
+    di["end"] = json!(d.end);
+    match shape {
+        Shape::V2024_06_20 | Shape::Basil => {
+            di["coupon"] = coupon;
+            if let Some(o) = di.as_object_mut() {
+                o.remove("source");
+            }
+        }
+        Shape::Clover | Shape::Endive => {
+            di["source"] = json!({"type": "coupon", "coupon": coupon["id"]});
+            if let Some(o) = di.as_object_mut() {
+                o.remove("coupon");
+            }
+        }
+    }
+    di
+}
+
+/// Move a basil-shaped subscription or invoice to `shape`.
+fn reshape(o: &mut Value, shape: Shape) {
+    let is = |o: &Value, kind: &str| o.get("object").and_then(Value::as_str) == Some(kind);
+    if is(o, "subscription") {
+        let ids: Vec<Value> = o["discounts"].as_array().map(|a| a.iter().map(|d| d["id"].clone()).collect()).unwrap_or_default();
+        if shape == Shape::V2024_06_20 {
+            o["discount"] = o["discounts"].get(0).cloned().unwrap_or(Value::Null);
+            if let Some(d) = o["discount"].as_object_mut() {
+                d.remove("source");
+            }
+            let item = &mut o["items"]["data"][0];
+            let (start, end) = (item["current_period_start"].clone(), item["current_period_end"].clone());
+            let price = item["price"].clone();
+            item["plan"] = json!({"id": price["id"], "object": "plan", "amount": price["unit_amount"], "currency": price["currency"],
+                "interval": price["recurring"]["interval"], "interval_count": price["recurring"]["interval_count"], "active": true});
+            if let Some(i) = item.as_object_mut() {
+                i.remove("current_period_start");
+                i.remove("current_period_end");
+            }
+            o["current_period_start"] = start;
+            o["current_period_end"] = end;
+        } else if let Some(s) = o.as_object_mut() {
+            s.remove("discount");
+        }
+        o["discounts"] = json!(ids);
+    } else if is(o, "invoice") {
+        let sub = o["parent"]["subscription_details"]["subscription"].clone();
+        if let Some(inv) = o.as_object_mut() {
+            if shape == Shape::V2024_06_20 {
+                inv.remove("parent");
+                inv.insert("subscription".into(), sub);
+            } else {
+                inv.remove("subscription");
+            }
+        }
+    }
 }
 
 fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'static str, Value) {

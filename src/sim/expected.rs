@@ -185,6 +185,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
                             "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},
+            "unresolved_discounts": 0,
         }));
     }
     out

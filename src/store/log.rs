@@ -70,8 +70,9 @@ const QUARANTINED_POSTGRES: &str = "SELECT seq, id, type, created, received_at, 
      WHERE quarantine IS NOT NULL ORDER BY seq DESC LIMIT $1";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
-const CLEAR_PROJECTED: [&str; 9] = [
+const CLEAR_PROJECTED: [&str; 10] = [
     "DELETE FROM invoice_failures",
+    "DELETE FROM coupons",
     "DELETE FROM prices",
     "DELETE FROM products",
     "DELETE FROM subscription_items",
@@ -282,6 +283,7 @@ async fn project_events(
     super::catalog::apply(conn, &all).await?;
     super::refunds::apply(conn, &all).await?;
     super::metrics::record_invoice_failures(conn, &all).await?;
+    super::coupons::apply(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;

@@ -10,7 +10,10 @@ use super::StoreError;
 use super::conn::{Conn, execute};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
-use crate::domain::metrics::timeline::{DiscountTerms, FailedInvoice, Snapshot, SubscriptionHistory, Timeline};
+use crate::domain::metrics::timeline::{
+    CouponTerms, Discount, FailedInvoice, ItemAmount, Snapshot, SubscriptionHistory, Timeline,
+};
+use crate::domain::mrr;
 
 /// Rows the reports skipped because they could not be read (all time, this process): one bad
 /// row never fails a whole report. Exposed in `/metrics`.
@@ -34,7 +37,10 @@ pub(crate) const SELECT_GENERATION: &str = "SELECT generation FROM history_gener
 pub(crate) const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, \
      base_mrr, collection_paused, pause_resumes_at, discounts, cancel_reason, items FROM subscription_history \
      ORDER BY subscription_id, effective_at, event_id";
-pub(crate) const SELECT_DISCOUNTS: &str = "SELECT id, percent_off, amount_off, currency, ends_at FROM discounts";
+pub(crate) const SELECT_DISCOUNTS: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
+     duration, starts_at, ends_at, deleted, src_created FROM discounts";
+pub(crate) const SELECT_COUPONS: &str =
+    "SELECT id, percent_off, amount_off, currency, duration, duration_in_months, applies_to_products FROM coupons";
 
 /// First failure per subscription invoice, with the invoice as it stands: projected columns
 /// only (the projector keeps `invoice_failures`); no report parses an event's JSON in SQL.
@@ -76,14 +82,34 @@ pub struct HistoryPoint {
     pub items: String,
 }
 
-/// A `discounts` row's terms.
+/// A `discounts` row.
 #[derive(Debug, sqlx::FromRow)]
 pub struct DiscountPoint {
+    pub id: String,
+    pub customer: Option<String>,
+    pub subscription: Option<String>,
+    pub coupon_id: Option<String>,
+    pub percent_off: Option<f64>,
+    pub amount_off: Option<i64>,
+    pub currency: Option<String>,
+    pub duration: Option<String>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub deleted: bool,
+    pub src_created: i64,
+}
+
+/// A `coupons` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CouponPoint {
     pub id: String,
     pub percent_off: Option<f64>,
     pub amount_off: Option<i64>,
     pub currency: Option<String>,
-    pub ends_at: Option<i64>,
+    pub duration: Option<String>,
+    pub duration_in_months: Option<i64>,
+    /// JSON array of product ids, or NULL for every product.
+    pub applies_to_products: Option<String>,
 }
 
 /// A failed invoice row.
@@ -98,9 +124,17 @@ pub struct FailedPoint {
 }
 
 /// Assemble rows (history in subscription, time order) into a `Timeline`.
-pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, failed: Vec<FailedPoint>) -> Timeline {
+pub fn timeline(
+    history: Vec<HistoryPoint>,
+    discounts: Vec<DiscountPoint>,
+    coupons: Vec<CouponPoint>,
+    failed: Vec<FailedPoint>,
+) -> Timeline {
+    // Items matter only to discounts: without any, skip reading every row's items.
+    let any_discount = !discounts.is_empty();
     let mut subscriptions: Vec<SubscriptionHistory> = Vec::new();
     for row in history {
+        let items = if any_discount { item_amounts(&row.items) } else { Vec::new() };
         let snapshot = Snapshot {
             effective_at: row.effective_at,
             rank: row.src_rank,
@@ -109,7 +143,8 @@ pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, faile
             base_mrr: row.base_mrr,
             collection_paused: row.collection_paused,
             pause_resumes_at: row.pause_resumes_at,
-            interval_months: if row.discounts == "[]" { 1.0 } else { interval_months(&row.items) },
+            interval_months: if any_discount { interval_months(&row.items) } else { 1.0 },
+            items,
             discounts: serde_json::from_str(&row.discounts).unwrap_or_else(|e| {
                 skip_row("subscription_history.discounts", &e);
                 Vec::new()
@@ -126,12 +161,42 @@ pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, faile
             }),
         }
     }
-    let discounts: HashMap<String, DiscountTerms> = discounts
+    let discounts: HashMap<String, Discount> = discounts
         .into_iter()
         .map(|d| {
-            let terms =
-                DiscountTerms { percent_off: d.percent_off, amount_off: d.amount_off, currency: d.currency, ends_at: d.ends_at };
-            (d.id, terms)
+            let embedded = CouponTerms {
+                percent_off: d.percent_off,
+                amount_off: d.amount_off,
+                currency: d.currency,
+                duration: d.duration,
+                duration_in_months: None,
+                products: None,
+            };
+            let discount = Discount {
+                customer: d.customer,
+                subscription: d.subscription,
+                coupon_id: d.coupon_id,
+                embedded,
+                starts_at: d.starts_at,
+                ends_at: d.ends_at,
+                // A deletion is stored by the event that made it.
+                deleted_at: d.deleted.then_some(d.src_created),
+            };
+            (d.id, discount)
+        })
+        .collect();
+    let coupons: HashMap<String, CouponTerms> = coupons
+        .into_iter()
+        .map(|c| {
+            let terms = CouponTerms {
+                percent_off: c.percent_off,
+                amount_off: c.amount_off,
+                currency: c.currency,
+                duration: c.duration,
+                duration_in_months: c.duration_in_months,
+                products: c.applies_to_products.and_then(|p| serde_json::from_str(&p).ok()),
+            };
+            (c.id, terms)
         })
         .collect();
     let failed_invoices = failed
@@ -145,7 +210,7 @@ pub fn timeline(history: Vec<HistoryPoint>, discounts: Vec<DiscountPoint>, faile
             status: f.status,
         })
         .collect();
-    Timeline { subscriptions, discounts, failed_invoices, given_back: Vec::new() }
+    Timeline { subscriptions, discounts, coupons, failed_invoices, given_back: Vec::new() }
 }
 
 /// Months in the first item's billing interval (an `amount_off` is per invoice).
@@ -159,6 +224,24 @@ fn interval_months(items: &str) -> f64 {
         Some("day") => count * 12.0 / 365.0,
         _ => count,
     }
+}
+
+/// Each stored item's product and monthly amount.
+fn item_amounts(items: &str) -> Vec<ItemAmount> {
+    let items: Value = serde_json::from_str(items).unwrap_or_default();
+    let Some(items) = items.as_array() else { return Vec::new() };
+    items
+        .iter()
+        .map(|i| ItemAmount {
+            product: i["product"].as_str().map(str::to_owned),
+            monthly: mrr::item_monthly(
+                i["unit_amount"].as_i64(),
+                i["quantity"].as_i64().unwrap_or(1),
+                i["interval"].as_str(),
+                i["interval_count"].as_i64(),
+            ),
+        })
+        .collect()
 }
 
 /// Load everything; a macro for the same reason as `dump_from!`. Each row is decoded on its
@@ -182,8 +265,9 @@ macro_rules! load_timeline_from {
         }
         let history = tolerant!(SELECT_HISTORY, HistoryPoint, "subscription_history");
         let discounts = tolerant!(SELECT_DISCOUNTS, DiscountPoint, "discounts");
+        let coupons = tolerant!(SELECT_COUPONS, CouponPoint, "coupons");
         let failed = tolerant!(SELECT_FAILED, FailedPoint, "invoice_failures");
-        timeline(history, discounts, failed)
+        timeline(history, discounts, coupons, failed)
     }};
 }
 pub(crate) use load_timeline_from;

@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod classify;
 pub mod conn;
+pub mod coupons;
 pub mod dashboard_sessions;
 pub mod dunning;
 pub mod experiments;

@@ -1,10 +1,11 @@
-//! `holdfast sync`: backfill products, prices, customers, subscriptions (every status), invoices,
-//! refunded charges, disputes and credit notes from
+//! `holdfast sync`: backfill products, prices, coupons, customers, subscriptions (every status),
+//! invoices, refunded charges, disputes and credit notes from
 //! Stripe's API through the webhook's own pipeline (`Store::ingest_with`), as events
 //! synthesized from each object's own dates (`domain::backfill`). Resumable: after each page
 //! the id of its last object is saved in `sync_cursors`; an interrupted run continues after it.
 //! Imported with `IngestOptions::IMPORT`: it never emails.
 
+pub mod coupons;
 pub mod stripe_list;
 
 use anyhow::Context;
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use crate::domain::backfill::{self, Synthetic};
 use crate::domain::event::Event;
-use crate::domain::{catalog, refunds};
+use crate::domain::{catalog, coupons as coupon_events, refunds};
 use crate::store::{IngestOptions, Ingested, Store};
 use crate::stripe_api::StripeApi;
 pub use stripe_list::Retry;
@@ -30,13 +31,15 @@ struct Kind {
 }
 
 /// In dependency order: customers before the subscriptions and invoices that name them.
-/// Products and prices (plan names and amounts) last: nothing depends on them.
-const KINDS: [Kind; 8] = [
+/// Products, prices and coupons (plan names, amounts, discount terms) after them: they are
+/// read when metrics are computed, not when the objects naming them are stored.
+const KINDS: [Kind; 9] = [
     Kind { name: "customers", endpoint: ListEndpoint { path: "/customers", params: &[] }, events: backfill::customer_events },
     Kind {
         name: "subscriptions",
         // Without status=all, Stripe leaves out canceled subscriptions: the churn history.
-        endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all")] },
+        // Discounts are ids unless expanded; expanded, they carry their start, end and coupon.
+        endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all"), ("expand[]", "data.discounts")] },
         events: backfill::subscription_events,
     },
     // `payments` ties each invoice to the payment intents that paid it (refunds and disputes
@@ -48,6 +51,7 @@ const KINDS: [Kind; 8] = [
     },
     Kind { name: "products", endpoint: ListEndpoint { path: "/products", params: &[] }, events: catalog::product_events },
     Kind { name: "prices", endpoint: ListEndpoint { path: "/prices", params: &[] }, events: catalog::price_events },
+    Kind { name: "coupons", endpoint: ListEndpoint { path: "/coupons", params: &[] }, events: coupon_events::coupon_events },
     // Refunds, disputes and credit notes: what recovered money was given back (the metrics).
     Kind {
         name: "charges",

@@ -10,6 +10,7 @@ mod cards;
 mod crash_safety;
 mod currencies;
 mod dashboard;
+mod discounts;
 mod dunning;
 mod email_browser;
 mod figures;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, customer, event, invoice, spawn_app};
+use crate::helpers::{Sub, customer, event, fixture, invoice, spawn_app};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_700_000_000;
@@ -96,6 +96,16 @@ async fn mount_stripe(server: &MockServer) {
     for empty in ["/charges", "/disputes", "/credit_notes"] {
         mount_pages(server, empty, &[]).await;
     }
+    mount_pages(server, "/coupons", &[catalog_coupon()]).await;
+}
+
+/// A coupon as Stripe's list returns it.
+fn catalog_coupon() -> Value {
+    let mut c = fixture("coupon");
+    c["id"] = json!("SYNC25");
+    c["percent_off"] = json!(25.0);
+    c["created"] = json!(T0);
+    c
 }
 
 fn totals(reports: &[KindReport]) -> (u64, u64) {
@@ -142,6 +152,7 @@ async fn sync_backfills_every_page_with_history_from_the_objects_own_dates() {
             ("invoices", 2, 1),
             ("products", 1, 1),
             ("prices", 1, 1),
+            ("coupons", 1, 1),
             ("charges", 0, 1),
             ("disputes", 0, 1),
             ("credit_notes", 0, 1)
@@ -249,7 +260,7 @@ async fn an_interrupted_sync_resumes_after_the_last_stored_page() {
         .expect(1)
         .mount(&stripe)
         .await;
-    for empty in ["/subscriptions", "/invoices", "/products", "/prices", "/charges", "/disputes", "/credit_notes"] {
+    for empty in ["/subscriptions", "/invoices", "/products", "/prices", "/coupons", "/charges", "/disputes", "/credit_notes"] {
         mount_pages(&stripe, empty, &[]).await;
     }
     let reports = run(&app.store, &api(&stripe), &options()).await.expect("resumed sync succeeds");

@@ -23,7 +23,7 @@ pub fn default_currency(timeline: &Timeline, at: i64) -> String {
             .subscriptions
             .iter()
             .filter(|s| s.currency == currency)
-            .filter_map(|s| s.states_at(&[at])[0].map(|st| timeline.mrr_of(st, &currency, at)))
+            .filter_map(|s| s.states_at(&[at])[0].map(|st| timeline.mrr_of(s, st, at)))
             .sum();
         if best.as_ref().is_none_or(|(b, _)| mrr > *b) {
             best = Some((mrr, currency));

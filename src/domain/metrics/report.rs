@@ -125,7 +125,7 @@ pub fn compute(timeline: &Timeline, currency: &str, from: Month, to: Month) -> R
         by_customer.entry(s.customer.as_str()).or_default().push(s);
     }
     for subs in by_customer.values() {
-        let c = CustomerPath::trace(timeline, currency, subs, &bounds);
+        let c = CustomerPath::trace(timeline, subs, &bounds);
         c.fold_months(&mut months, |m| first_history.is_some_and(|f| from.plus(m as i32 - 12) >= f));
         if let Some(idx) = c.first_active.map(Month::of).and_then(|m| usize::try_from(m.since(from)).ok()).filter(|i| *i < n) {
             months[idx].new_customers += 1;
@@ -150,7 +150,7 @@ struct CustomerPath<'a> {
 }
 
 impl<'a> CustomerPath<'a> {
-    fn trace(timeline: &Timeline, currency: &str, subs: &[&'a SubscriptionHistory], bounds: &[i64]) -> Self {
+    fn trace(timeline: &Timeline, subs: &[&'a SubscriptionHistory], bounds: &[i64]) -> Self {
         let mut mrr = vec![0.0; bounds.len()];
         let mut active = vec![false; bounds.len()];
         let mut states = Vec::with_capacity(subs.len());
@@ -159,7 +159,7 @@ impl<'a> CustomerPath<'a> {
             for (k, s) in at.iter().enumerate() {
                 if let Some(s) = s {
                     active[k] |= s.is_active();
-                    mrr[k] += timeline.mrr_of(s, currency, bounds[k]);
+                    mrr[k] += timeline.mrr_of(sub, s, bounds[k]);
                 }
             }
             states.push(at);

@@ -188,6 +188,10 @@ pub struct Summary {
     pub failed_payments: FailedPaymentsJson,
     pub given_back: GivenBackJson,
     pub cancel_flow: CancelFlowJson,
+    /// Discounts applying at the end of the month to an active subscription whose coupon
+    /// terms Holdfast does not know (those subscriptions are counted at list price).
+    #[serde(default)]
+    pub unresolved_discounts: u64,
     /// The email outbox now (all time, not per month): sent, still pending, failed after
     /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -521,6 +525,7 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         failed_payments: row.failed_payments,
         given_back: row.given_back,
         cancel_flow,
+        unresolved_discounts: 0,
         emails: None,
         at_risk: None,
         experiments: None,

@@ -4,8 +4,16 @@
 //! those with `effective_at < T` (a terminal state outranks later live ones). On top of the
 //! snapshot, two changes take effect by the clock alone, without waiting for an event:
 //! a pause whose `resumes_at < T` is over, and a discount whose `end < T` no longer applies.
+//!
+//! Discounts in force at `T` are the subscription's own (the ids its snapshot lists) when any
+//! of them is in force, else the customer's (Stripe applies a customer-level discount only to
+//! subscriptions without their own). A discount's terms are its coupon's, found by id among
+//! the coupons seen, else the terms that arrived embedded in the discount; a discount with
+//! neither is counted at list price and reported as unresolved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Months};
 
 use super::month::Month;
 
@@ -26,6 +34,16 @@ pub struct Snapshot {
     pub cancel_reason: Option<String>,
     /// Months in the billing interval (to normalise an `amount_off` discount).
     pub interval_months: f64,
+    /// Each item's product and monthly amount before discounts (what a coupon limited to
+    /// some products applies to). Empty when unknown: such coupons then apply to `base_mrr`.
+    pub items: Vec<ItemAmount>,
+}
+
+/// One item's share of a snapshot's `base_mrr`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemAmount {
+    pub product: Option<String>,
+    pub monthly: f64,
 }
 
 impl Snapshot {
@@ -50,13 +68,68 @@ impl Snapshot {
     }
 }
 
-/// The terms of a discount.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiscountTerms {
+/// What a coupon takes off, and for how long.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CouponTerms {
     pub percent_off: Option<f64>,
+    /// Per invoice, in `currency`'s minor units.
     pub amount_off: Option<i64>,
     pub currency: Option<String>,
+    /// `once`, `repeating` or `forever`.
+    pub duration: Option<String>,
+    pub duration_in_months: Option<i64>,
+    /// `applies_to.products` (`None`: every product).
+    pub products: Option<Vec<String>>,
+}
+
+impl CouponTerms {
+    fn is_known(&self) -> bool {
+        self.percent_off.is_some() || self.amount_off.is_some()
+    }
+}
+
+/// A discount: a coupon applied to a customer or a subscription from `starts_at`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discount {
+    pub customer: Option<String>,
+    pub subscription: Option<String>,
+    pub coupon_id: Option<String>,
+    /// Terms that arrived with the discount (API versions that embedded the coupon).
+    pub embedded: CouponTerms,
+    pub starts_at: Option<i64>,
+    /// Stripe's `end` (set for `repeating` coupons).
     pub ends_at: Option<i64>,
+    /// When a `*.discount.deleted` event removed it.
+    pub deleted_at: Option<i64>,
+}
+
+impl Discount {
+    /// In force at `t` by its own dates: started, not past its end, not deleted. A `once`
+    /// coupon covers one billing interval from its start; a `repeating` one without an `end`
+    /// its `duration_in_months` from its start.
+    fn in_force(&self, terms: Option<&CouponTerms>, interval_months: f64, t: i64) -> bool {
+        if self.starts_at.is_some_and(|s| s > t) || self.deleted_at.is_some_and(|d| d < t) {
+            return false;
+        }
+        let derived_end = || {
+            let start = self.starts_at?;
+            let terms = terms?;
+            match terms.duration.as_deref() {
+                Some("once") => Some(start + (interval_months * SECONDS_PER_MONTH).round() as i64),
+                Some("repeating") => add_months(start, terms.duration_in_months?),
+                _ => None,
+            }
+        };
+        self.ends_at.or_else(derived_end).is_none_or(|e| e >= t)
+    }
+}
+
+/// An average month (365.25 / 12 days), for `once` coupons on non-monthly intervals.
+const SECONDS_PER_MONTH: f64 = 2_629_800.0;
+
+fn add_months(ts: i64, months: i64) -> Option<i64> {
+    let at = DateTime::from_timestamp(ts, 0)?;
+    Some(at.checked_add_months(Months::new(u32::try_from(months).ok()?))?.timestamp())
 }
 
 /// Every recorded snapshot of one subscription.
@@ -104,7 +177,10 @@ pub struct GivenBack {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     pub subscriptions: Vec<SubscriptionHistory>,
-    pub discounts: HashMap<String, DiscountTerms>,
+    /// Every discount seen, by id.
+    pub discounts: HashMap<String, Discount>,
+    /// Every coupon seen, by id.
+    pub coupons: HashMap<String, CouponTerms>,
     pub failed_invoices: Vec<FailedInvoice>,
     /// Refunds, lost disputes and credit notes.
     pub given_back: Vec<GivenBack>,
@@ -127,22 +203,65 @@ impl Timeline {
         subs.chain(fails).min().map(Month::of)
     }
 
-    /// MRR of one snapshot at instant `t`, with clock-driven pause and discount ends.
-    pub fn mrr_of(&self, s: &Snapshot, currency: &str, t: i64) -> f64 {
+    /// The terms of discount `id` (its coupon's, else its embedded ones), `None` when
+    /// unresolved.
+    fn terms_of<'a>(&'a self, d: &'a Discount) -> Option<&'a CouponTerms> {
+        let coupon = d.coupon_id.as_ref().and_then(|c| self.coupons.get(c)).filter(|c| c.is_known());
+        coupon.or(Some(&d.embedded).filter(|e| e.is_known()))
+    }
+
+    /// The discounts applying to snapshot `s` of `sub` at `t`: the subscription's own in
+    /// force, else the customer's. Each is `(id, terms)`, terms `None` when unresolved.
+    pub fn discounts_at<'a>(
+        &'a self,
+        sub: &SubscriptionHistory,
+        s: &'a Snapshot,
+        t: i64,
+    ) -> Vec<(&'a str, Option<&'a CouponTerms>)> {
+        let in_force = |id: &'a str, d: Option<&'a Discount>| -> Option<(&'a str, Option<&'a CouponTerms>)> {
+            match d {
+                // Listed by the subscription but never seen: unresolved, assumed in force.
+                None => Some((id, None)),
+                Some(d) => {
+                    let terms = self.terms_of(d);
+                    d.in_force(terms, s.interval_months, t).then_some((id, terms))
+                }
+            }
+        };
+        let own: Vec<_> = s.discounts.iter().filter_map(|id| in_force(id, self.discounts.get(id))).collect();
+        if !own.is_empty() {
+            return own;
+        }
+        let mut customer: Vec<_> = self
+            .discounts
+            .iter()
+            .filter(|(_, d)| d.subscription.is_none() && d.customer.as_deref() == Some(sub.customer.as_str()))
+            .filter_map(|(id, d)| in_force(id, Some(d)))
+            .collect();
+        customer.sort_by_key(|(id, _)| *id);
+        customer
+    }
+
+    /// MRR of snapshot `s` of `sub` at instant `t`, with clock-driven pause and discount ends.
+    pub fn mrr_of(&self, sub: &SubscriptionHistory, s: &Snapshot, t: i64) -> f64 {
         if !s.is_active() || s.paused_at(t) {
             return 0.0;
         }
-        let in_force = s.discounts.iter().filter_map(|id| self.discounts.get(id)).filter(|d| d.ends_at.is_none_or(|e| e >= t));
-        let (mut factor, mut minus) = (1.0, 0.0);
-        for d in in_force {
-            if let Some(p) = d.percent_off {
-                factor *= 1.0 - p / 100.0;
-            }
-            if let Some(a) = d.amount_off.filter(|_| d.currency.as_deref().is_none_or(|c| c == currency)) {
-                minus += a as f64 / s.interval_months;
+        let terms: Vec<&CouponTerms> = self.discounts_at(sub, s, t).into_iter().filter_map(|(_, t)| t).collect();
+        crate::domain::mrr::apply_discounts(s.base_mrr, &s.items, &terms, &sub.currency, s.interval_months)
+    }
+
+    /// Discounts applying to an active subscription of `currency` at `t` whose terms are
+    /// unknown (those subscriptions are counted at list price).
+    pub fn unresolved_discounts(&self, currency: &str, t: i64) -> u64 {
+        let mut ids = BTreeSet::new();
+        for sub in self.subscriptions.iter().filter(|s| s.currency == currency) {
+            let Some(s) = sub.states_at(&[t])[0] else { continue };
+            if s.is_active() {
+                ids.extend(self.discounts_at(sub, s, t).into_iter().filter(|(_, terms)| terms.is_none()).map(|(id, _)| id));
             }
         }
-        (s.base_mrr * factor - minus).max(0.0)
+        ids.len() as u64
     }
 }
 
@@ -196,6 +315,7 @@ mod tests {
             discounts: vec![],
             cancel_reason: None,
             interval_months: 1.0,
+            items: vec![],
         }
     }
 
@@ -213,28 +333,76 @@ mod tests {
         assert_eq!(h.first_active_at(), Some(10));
     }
 
+    fn history(customer: &str, snapshots: Vec<Snapshot>) -> SubscriptionHistory {
+        SubscriptionHistory { id: "sub".into(), customer: customer.into(), currency: "usd".into(), snapshots }
+    }
+
+    fn percent(p: f64) -> CouponTerms {
+        CouponTerms { percent_off: Some(p), ..CouponTerms::default() }
+    }
+
     #[test]
     fn discounts_and_pauses_end_by_the_clock() {
         let mut t = Timeline::default();
-        t.discounts.insert(
-            "di_1".into(),
-            DiscountTerms { percent_off: Some(25.0), amount_off: None, currency: None, ends_at: Some(100) },
-        );
-        t.discounts.insert(
-            "di_2".into(),
-            DiscountTerms { percent_off: None, amount_off: Some(1200), currency: Some("usd".into()), ends_at: None },
-        );
+        t.discounts.insert("di_1".into(), Discount { embedded: percent(25.0), ends_at: Some(100), ..Discount::default() });
+        let fixed = CouponTerms { amount_off: Some(1200), currency: Some("usd".into()), ..CouponTerms::default() };
+        t.discounts.insert("di_2".into(), Discount { embedded: fixed, ..Discount::default() });
         let mut s = snap(0, "active", 1000.0);
         s.discounts = vec!["di_1".into()];
-        assert_eq!(t.mrr_of(&s, "usd", 100), 750.0);
-        assert_eq!(t.mrr_of(&s, "usd", 101), 1000.0);
+        let h = history("cus", vec![]);
+        assert_eq!(t.mrr_of(&h, &s, 100), 750.0);
+        assert_eq!(t.mrr_of(&h, &s, 101), 1000.0);
         s.discounts = vec!["di_2".into()];
         s.interval_months = 12.0;
-        assert_eq!(t.mrr_of(&s, "usd", 5), 900.0);
+        assert_eq!(t.mrr_of(&h, &s, 5), 900.0);
         s.collection_paused = true;
         s.pause_resumes_at = Some(50);
-        assert_eq!(t.mrr_of(&s, "usd", 50), 0.0);
-        assert_eq!(t.mrr_of(&s, "usd", 51), 900.0);
-        assert_eq!(t.mrr_of(&snap(0, "trialing", 1000.0), "usd", 5), 0.0);
+        assert_eq!(t.mrr_of(&h, &s, 50), 0.0);
+        assert_eq!(t.mrr_of(&h, &s, 51), 900.0);
+        assert_eq!(t.mrr_of(&h, &snap(0, "trialing", 1000.0), 5), 0.0);
+    }
+
+    #[test]
+    fn coupons_resolve_by_id_and_durations_end_the_discount() {
+        let mut t = Timeline::default();
+        let day = 86_400;
+        // 2025-01-01: a repeating coupon for 2 months without Stripe's `end` ends 2025-03-01.
+        let jan1 = 1_735_689_600;
+        let repeating = CouponTerms { duration: Some("repeating".into()), duration_in_months: Some(2), ..percent(50.0) };
+        t.coupons.insert("HALF2".into(), repeating);
+        t.coupons.insert("ONCE".into(), CouponTerms { duration: Some("once".into()), ..percent(10.0) });
+        let by_id = |coupon: &str| Discount { coupon_id: Some(coupon.into()), starts_at: Some(jan1), ..Discount::default() };
+        t.discounts.insert("di_r".into(), by_id("HALF2"));
+        t.discounts.insert("di_o".into(), by_id("ONCE"));
+        t.discounts.insert("di_u".into(), by_id("NEVER_SEEN"));
+        let h = history("cus", vec![]);
+        let mut s = snap(0, "active", 1000.0);
+        s.discounts = vec!["di_r".into()];
+        assert_eq!(t.mrr_of(&h, &s, jan1 - 1), 1000.0, "not started");
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 58 * day), 500.0);
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 60 * day), 1000.0, "ended 2025-03-01");
+        s.discounts = vec!["di_o".into()];
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 20 * day), 900.0);
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 31 * day), 1000.0, "once: one monthly interval");
+        s.discounts = vec!["di_u".into(), "di_missing".into()];
+        assert_eq!(t.mrr_of(&h, &s, jan1 + day), 1000.0, "unresolved: list price");
+        assert_eq!(t.discounts_at(&h, &s, jan1 + day).iter().filter(|(_, terms)| terms.is_none()).count(), 2);
+    }
+
+    #[test]
+    fn a_customer_discount_applies_to_subscriptions_without_their_own() {
+        let mut t = Timeline::default();
+        let customer = Discount { customer: Some("cus_1".into()), embedded: percent(20.0), ..Discount::default() };
+        t.discounts.insert("di_c".into(), customer);
+        let own =
+            Discount { subscription: Some("sub".into()), embedded: percent(50.0), deleted_at: Some(40), ..Discount::default() };
+        t.discounts.insert("di_s".into(), own);
+        let h = history("cus_1", vec![]);
+        let mut s = snap(0, "active", 1000.0);
+        assert_eq!(t.mrr_of(&h, &s, 10), 800.0);
+        assert_eq!(t.mrr_of(&history("cus_2", vec![]), &s, 10), 1000.0);
+        s.discounts = vec!["di_s".into()];
+        assert_eq!(t.mrr_of(&h, &s, 10), 500.0, "the subscription's own discount wins");
+        assert_eq!(t.mrr_of(&h, &s, 41), 800.0, "deleted: the customer's applies again");
     }
 }
