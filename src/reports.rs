@@ -88,11 +88,13 @@ impl Reports {
         if !currencies.is_empty() {
             summary.currencies = currencies;
         }
-        summary.unresolved_discounts = self.store.unresolved_discounts(&report.currency, month.plus(1).start()).await?;
+        summary.unresolved_discounts = self.store.unresolved_discounts(&report.currency, month).await?;
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
-        summary.experiments =
-            Some(experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency, self.save_confirm_secs).await?);
+        summary.experiments = Some(
+            experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency, self.save_confirm_secs)
+                .await?,
+        );
         summary.saves = Some(saves_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
         summary.recovery_attribution =
             Some(recovery_attribution_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
@@ -110,11 +112,8 @@ impl Reports {
     async fn report(&self, currency: Option<&str>, from: Month, to: Month) -> Result<Report, StoreError> {
         let mut report = self.store.maintained_report(currency, from, to).await?;
         let given_back = self.store.load_given_back().await?;
-        let invoices: Vec<&str> = given_back
-            .iter()
-            .filter(|g| g.currency == report.currency)
-            .filter_map(|g| g.invoice.as_deref())
-            .collect();
+        let invoices: Vec<&str> =
+            given_back.iter().filter(|g| g.currency == report.currency).filter_map(|g| g.invoice.as_deref()).collect();
         let recovered = self.store.recovered_invoices(&invoices, &report.currency).await?;
         crate::domain::metrics::report::apply_given_back(&mut report, &given_back, &recovered);
         Ok(report)

@@ -39,6 +39,7 @@ CREATE TABLE metric_month_totals (
     pending BIGINT NOT NULL DEFAULT 0,
     recovered_amount BIGINT NOT NULL DEFAULT 0,
     lost_amount BIGINT NOT NULL DEFAULT 0,
+    unresolved_discounts BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (currency, month)
 );
 
@@ -69,6 +70,7 @@ CREATE TABLE metric_tail_totals (
     pending BIGINT NOT NULL DEFAULT 0,
     recovered_amount BIGINT NOT NULL DEFAULT 0,
     lost_amount BIGINT NOT NULL DEFAULT 0,
+    unresolved_discounts BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (currency, month)
 );
 

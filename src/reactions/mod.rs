@@ -257,7 +257,8 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn reactor() -> Reactor {
-        let vars: HashMap<&str, String> = HashMap::from([("STRIPE_WEBHOOK_SECRET", "whsec_test".to_owned())]);
+        let vars: HashMap<&str, String> =
+            HashMap::from([("STRIPE_WEBHOOK_SECRET", "whsec_test".to_owned()), ("HOLDFAST_STRIPE_MODE", "test".to_owned())]);
         Reactor::new(&Settings::from_source(&vars).expect("settings"))
     }
 

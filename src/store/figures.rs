@@ -4,7 +4,7 @@
 //! Reads assemble a [`Report`] from those totals: a few dozen rows, whatever the history's
 //! size.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use crate::domain::event::Event;
@@ -15,7 +15,7 @@ use crate::domain::metrics::{Month, Timeline};
 use crate::domain::snapshots::InvoiceSnapshot;
 
 use super::conn::{Conn, execute, fetch};
-use super::metrics::{DiscountPoint, FailedPoint, HistoryPoint, timeline};
+use super::metrics::{CouponPoint, DiscountPoint, FailedPoint, HistoryPoint, timeline};
 use super::{Store, StoreError};
 
 /// Keys recomputed per statement group while rebuilding (bounds the deltas held).
@@ -26,7 +26,18 @@ const SUBS_OF_KEY: &str =
 const HISTORY_OF_SUB: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, \
      base_mrr, collection_paused, pause_resumes_at, discounts, cancel_reason, items FROM subscription_history \
      WHERE subscription_id = $1 ORDER BY effective_at, event_id";
-const DISCOUNT: &str = "SELECT id, percent_off, amount_off, currency, ends_at FROM discounts WHERE id = $1";
+const DISCOUNT: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
+     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE id = $1";
+/// A customer's own discounts (customer-level, and those naming one of its subscriptions).
+const DISCOUNTS_OF_CUSTOMER: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
+     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE customer = $1";
+const DISCOUNTS_OF_SUB: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
+     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE subscription = $1";
+const COUPON: &str =
+    "SELECT id, percent_off, amount_off, currency, duration, duration_in_months, applies_to_products FROM coupons WHERE id = $1";
+/// The customers whose discounts use a coupon (its terms changed or were just learned).
+const KEYS_OF_COUPON: &str = "SELECT DISTINCT COALESCE(d.customer, h.customer, d.subscription) FROM discounts d \
+     LEFT JOIN subscription_history h ON h.subscription_id = d.subscription WHERE d.coupon_id = $1";
 const FAILED_OF_SUB: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
      FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription = $1";
 /// Failed invoices of a subscription never seen: counted under the subscription's id.
@@ -131,6 +142,9 @@ pub(crate) fn touched(event: &Event, keys: &mut BTreeSet<String>) {
         keys.extend(InvoiceSnapshot::read(obj).and_then(|i| i.subscription));
     } else if event.kind.starts_with("customer.discount.") {
         keys.extend(id_at(obj, "subscription"));
+    } else if event.kind.starts_with("customer.") {
+        // The customer object carries its own (customer-level) discount.
+        keys.extend(str_at(obj, "id"));
     }
 }
 
@@ -141,6 +155,12 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
     for e in events {
         // Their first failures are already in `invoice_failures` (`metrics::record_invoice_failures`).
         touched(e, &mut keys);
+        if e.kind.starts_with("coupon.")
+            && let Some(coupon) = str_at(&e.object, "id")
+        {
+            let users: Vec<(Option<String>,)> = fetch!(conn, fetch_all, (Option<String>,), KEYS_OF_COUPON, coupon.as_str())?;
+            keys.extend(users.into_iter().filter_map(|(k,)| k));
+        }
     }
     if !recompute {
         return Ok(());
@@ -158,15 +178,33 @@ async fn own_timeline(conn: &mut Conn<'_>, key: &str) -> Result<Timeline, StoreE
         failed.extend(fetch!(conn, fetch_all, FailedPoint, FAILED_OF_SUB, sub.as_str())?);
     }
     failed.extend(fetch!(conn, fetch_all, FailedPoint, FAILED_OF_UNKNOWN_SUB, key)?);
-    let mut ids: BTreeSet<String> = BTreeSet::new();
+    // Discounts: those the snapshots list, the customer's own, and those naming its
+    // subscriptions; then the coupons they name.
+    let mut found: BTreeMap<String, DiscountPoint> = BTreeMap::new();
+    let mut listed: BTreeSet<String> = BTreeSet::new();
     for h in &history {
-        ids.extend(serde_json::from_str::<Vec<String>>(&h.discounts).unwrap_or_default());
+        listed.extend(serde_json::from_str::<Vec<String>>(&h.discounts).unwrap_or_default());
     }
-    let mut discounts: Vec<DiscountPoint> = Vec::new();
-    for id in &ids {
-        discounts.extend(fetch!(conn, fetch_optional, DiscountPoint, DISCOUNT, id.as_str())?);
+    for id in &listed {
+        if let Some(d) = fetch!(conn, fetch_optional, DiscountPoint, DISCOUNT, id.as_str())? {
+            found.insert(d.id.clone(), d);
+        }
     }
-    let mut own = timeline(history, discounts, failed);
+    for d in fetch!(conn, fetch_all, DiscountPoint, DISCOUNTS_OF_CUSTOMER, key)? {
+        found.insert(d.id.clone(), d);
+    }
+    for (sub,) in &subs {
+        for d in fetch!(conn, fetch_all, DiscountPoint, DISCOUNTS_OF_SUB, sub.as_str())? {
+            found.insert(d.id.clone(), d);
+        }
+    }
+    let coupon_ids: BTreeSet<String> = found.values().filter_map(|d| d.coupon_id.clone()).collect();
+    let mut coupons: Vec<CouponPoint> = Vec::new();
+    for id in &coupon_ids {
+        coupons.extend(fetch!(conn, fetch_optional, CouponPoint, COUPON, id.as_str())?);
+    }
+    let discounts: Vec<DiscountPoint> = found.into_values().collect();
+    let mut own = timeline(history, discounts, coupons, failed);
     // A subscription counts under the customer its first snapshot names.
     own.subscriptions.retain(|s| s.customer == key);
     let kept: BTreeSet<&str> = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
@@ -325,7 +363,7 @@ pub(crate) async fn report(conn: &mut Conn<'_>, currency: &str, from: Month, to:
     let cohort_rows: Vec<CohortRow> = fetch!(conn, fetch_all, CohortRow, SELECT_COHORTS, currency, i64::from(s), i64::from(e))?;
     for (cohort, customers, mrr0, a1, a3, a6, a12, m1, m3, m6, m12) in cohort_rows {
         let Some(c) = usize::try_from(cohort - i64::from(s)).ok().and_then(|i| cohorts.get_mut(i)) else { continue };
-        let snap = |x: f64| Row { money: [x, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], counts: [0; 12] }.snapped().money[0];
+        let snap = |x: f64| Row { money: [x, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], counts: [0; 13] }.snapped().money[0];
         let within = |k: i64| cohort + k <= i64::from(e);
         c.customers = u64::try_from(customers).unwrap_or(0);
         c.mrr_end_of_cohort_month = snap(mrr0);
@@ -360,6 +398,21 @@ pub(crate) async fn default_currency(conn: &mut Conn<'_>, month: Month) -> Resul
 }
 
 impl Store {
+    /// Discounts in force at the end of `month` on `currency` subscriptions whose terms are
+    /// unknown (those subscriptions count at list price), from the maintained totals.
+    pub async fn unresolved_discounts(&self, currency: &str, month: Month) -> Result<u64, StoreError> {
+        let m = i64::from(month_index(month));
+        let currency = currency.to_lowercase();
+        self.with_read_transaction(async |conn| {
+            let rows: Vec<TotalsRow> = fetch!(conn, fetch_all, TotalsRow, SELECT_MONTHS.as_str(), currency.as_str(), m, m)?;
+            let tails: Vec<TotalsRow> = fetch!(conn, fetch_all, TotalsRow, SELECT_TAILS.as_str(), currency.as_str(), m)?;
+            let mut sum = Row::default();
+            rows.iter().chain(&tails).for_each(|TotalsRow(_, r)| sum.add(r, 1));
+            Ok(u64::try_from(sum.counts[maintained::UNRESOLVED]).unwrap_or(0))
+        })
+        .await
+    }
+
     /// The maintained report for `currency` (default: the one with the most MRR at the end
     /// of `to`) covering the whole history and `from..=to`.
     pub async fn maintained_report(&self, currency: Option<&str>, from: Month, to: Month) -> Result<Report, StoreError> {

@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+// The outcome as the cancel flow records it (a save starts `pending`).
+use super::cancel::RECORD_OUTCOME;
 use super::conn::{execute, fetch};
 use super::{Store, StoreError};
 use crate::cancel_flow::stripe_actions::Sent;
@@ -35,9 +37,6 @@ pub fn cancel_flow_trigger(source: &str) -> &'static str {
 
 const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
      idempotency_key, made_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
-const RECORD_OUTCOME: &str = "UPDATE cancel_sessions SET outcome = $2, outcome_detail = $3, paused_until = $4, completed_at = $5, \
-     acting_until = NULL WHERE id = $1 AND outcome IS NULL";
 
 /// Rows of a list page at most (the API's `per_page` is capped here).
 pub const MAX_PER_PAGE: i64 = 500;

@@ -12,11 +12,11 @@ use super::Outcome;
 use crate::domain::dunning::year_month;
 use crate::domain::lifecycle::reengage_case;
 use crate::domain::lifecycle::{Windows, assess};
+use crate::domain::saves::decide;
 use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, reengagement_emails};
 use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
 use crate::store::lifecycle::{NewEpisode, NewSeries};
-use crate::domain::saves::decide;
 use crate::telemetry::capability_ref;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.

@@ -71,6 +71,7 @@ fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
+        .env("HOLDFAST_STRIPE_MODE", "test")
         .current_dir(dir.path())
         .output()
         .expect("holdfast runs");

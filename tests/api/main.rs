@@ -1,6 +1,7 @@
 //! Black-box tests through the real HTTP server, on SQLite (default) or Postgres
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
+mod accept_healing;
 mod backup;
 mod billing_portal;
 mod brand;
@@ -15,7 +16,6 @@ mod dunning;
 mod email_browser;
 mod figures;
 mod forget;
-mod accept_healing;
 mod healing;
 mod helpers;
 mod ingestion_order;

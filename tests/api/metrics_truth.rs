@@ -100,8 +100,9 @@ async fn assert_every_month_matches(app: &TestApp, b: &Business) {
         let month = w["month"].as_str().expect("month label");
         let mut got = app.get_summary(month).await;
         // `emails` (outbox totals) is beyond metrics.md and outside the simulation.
-        // So are `at_risk` and `experiments` (issue 7: product activity and A/B tests).
-        for extra in ["at_risk", "experiments"] {
+        // So are `at_risk`, `experiments`, `saves` and `recovery_attribution` (product
+        // activity, A/B tests, cancel-flow saves and dunning emails: not simulated here).
+        for extra in ["at_risk", "experiments", "saves", "recovery_attribution"] {
             assert!(got.as_object_mut().and_then(|o| o.remove(extra)).is_some(), "summary carries {extra}");
         }
         let emails = got.as_object_mut().and_then(|o| o.remove("emails"));

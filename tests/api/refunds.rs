@@ -172,7 +172,7 @@ async fn mount_list(server: &MockServer, path_: &str, data: Value) {
 async fn sync_brings_refunds_disputes_and_credit_notes_from_stripes_lists() {
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
     let stripe = MockServer::start().await;
-    for empty in ["/customers", "/subscriptions", "/invoices", "/products", "/prices"] {
+    for empty in ["/customers", "/subscriptions", "/invoices", "/products", "/prices", "/coupons"] {
         mount_list(&stripe, empty, json!([])).await;
     }
     let mut refunded = charge("ch_s1", "cus_s1", "pi_s1", 500, MAR - 20 * DAY);

@@ -40,7 +40,7 @@ pub const MONEY: [&str; 10] = [
     "nrr_den",
 ];
 /// Count columns of a [`Row`], in storage order.
-pub const COUNTS: [&str; 12] = [
+pub const COUNTS: [&str; 13] = [
     "active_start",
     "active_end",
     "new_customers",
@@ -53,13 +53,17 @@ pub const COUNTS: [&str; 12] = [
     "pending",
     "recovered_amount",
     "lost_amount",
+    "unresolved_discounts",
 ];
+
+/// Index in [`COUNTS`] of the discounts in force at the month's end whose terms are unknown.
+pub const UNRESOLVED: usize = 12;
 
 /// One month's additive figures (one customer's, or a sum of customers').
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub money: [f64; 10],
-    pub counts: [i64; 12],
+    pub counts: [i64; 13],
 }
 
 impl Row {
@@ -108,6 +112,8 @@ impl Row {
                 n(failed.pending),
                 failed.recovered_amount,
                 failed.lost_amount,
+                // Set by the caller, who knows the month's end (`Timeline::unresolved_discounts`).
+                0,
             ],
         }
     }
@@ -246,7 +252,9 @@ pub fn customer_figures(own: &Timeline) -> Vec<CustomerFigures> {
             let mut runs: Vec<Run> = Vec::new();
             let mut tail = Row::default();
             for (i, (f, failed)) in r.months.iter().zip(&r.failed).enumerate() {
-                let row = Row::of(f, failed);
+                let mut row = Row::of(f, failed);
+                row.counts[UNRESOLVED] =
+                    i64::try_from(own.unresolved_discounts(&currency, first.plus(i as i32 + 1).start())).unwrap_or(0);
                 let m = month_index(first) + i as i32;
                 if i + 1 == r.months.len() {
                     tail = row;
@@ -281,9 +289,11 @@ fn last_change(own: &Timeline) -> i64 {
         if let Some(r) = s.pause_resumes_at {
             last = last.max(r);
         }
-        for d in s.discounts.iter().filter_map(|id| own.discounts.get(id)) {
-            if let Some(e) = d.ends_at {
-                last = last.max(e);
+        // Every discount of this customer: when it starts, is deleted, or ends by its dates.
+        for d in own.discounts.values() {
+            let terms = own.terms_of(d);
+            for t in [d.starts_at, d.deleted_at, d.effective_end(terms, s.interval_months)].into_iter().flatten() {
+                last = last.max(t);
             }
         }
     }
@@ -308,6 +318,7 @@ mod tests {
             collection_paused: false,
             pause_resumes_at: None,
             discounts: vec![],
+            items: vec![],
             cancel_reason: None,
             interval_months: 1.0,
         }

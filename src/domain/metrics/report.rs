@@ -291,7 +291,11 @@ pub struct RecoveredInvoice {
 /// (which do not carry it): each month's `given_back`, and for each recovered invoice the
 /// part refunded, credited or lost to a dispute taken off the money it recovered — the same
 /// rules as [`compute`], never more than the invoice brought in.
-pub fn apply_given_back(report: &mut Report, given_back: &[super::timeline::GivenBack], recovered: &HashMap<String, RecoveredInvoice>) {
+pub fn apply_given_back(
+    report: &mut Report,
+    given_back: &[super::timeline::GivenBack],
+    recovered: &HashMap<String, RecoveredInvoice>,
+) {
     let from = report.from;
     let mut back: HashMap<&str, GivenBackFigures> = HashMap::new();
     for g in given_back.iter().filter(|g| g.currency == report.currency) {

@@ -111,6 +111,12 @@ impl Discount {
         if self.starts_at.is_some_and(|s| s > t) || self.deleted_at.is_some_and(|d| d < t) {
             return false;
         }
+        self.effective_end(terms, interval_months).is_none_or(|e| e >= t)
+    }
+
+    /// When it stops applying by its own dates, if it does: its `end`, else a `once`
+    /// coupon's one billing interval or a `repeating` one's `duration_in_months` from its start.
+    pub fn effective_end(&self, terms: Option<&CouponTerms>, interval_months: f64) -> Option<i64> {
         let derived_end = || {
             let start = self.starts_at?;
             let terms = terms?;
@@ -120,7 +126,7 @@ impl Discount {
                 _ => None,
             }
         };
-        self.ends_at.or_else(derived_end).is_none_or(|e| e >= t)
+        self.ends_at.or_else(derived_end)
     }
 }
 
@@ -205,7 +211,7 @@ impl Timeline {
 
     /// The terms of discount `id` (its coupon's, else its embedded ones), `None` when
     /// unresolved.
-    fn terms_of<'a>(&'a self, d: &'a Discount) -> Option<&'a CouponTerms> {
+    pub fn terms_of<'a>(&'a self, d: &'a Discount) -> Option<&'a CouponTerms> {
         let coupon = d.coupon_id.as_ref().and_then(|c| self.coupons.get(c)).filter(|c| c.is_known());
         coupon.or(Some(&d.embedded).filter(|e| e.is_known()))
     }
