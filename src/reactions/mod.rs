@@ -28,7 +28,7 @@ pub struct Reactor {
     pub templates: Templates,
     pub cadence: Cadence,
     links: Links,
-    /// Campaign settings (issue 7).
+    /// Lifecycle campaign settings.
     pub lifecycle: LifecycleSettings,
     /// A/B experiments in force.
     pub experiments: Experiments,

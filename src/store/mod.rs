@@ -50,7 +50,7 @@ pub enum Ingested {
 pub struct IngestOptions {
     /// May the new events cause customer email (dunning, lifecycle)? `false` for
     /// `holdfast sync` and `holdfast replay`: history imported today must not email anyone,
-    /// whatever its age. The outbox hook in `{sqlite,postgres}/ingest.rs` (issue 3) reads it.
+    /// whatever its age. The projector reads it before running the reactions.
     pub notify: bool,
 }
 

@@ -119,6 +119,8 @@ async fn acknowledged_events_survive_sigkill_and_redelivery_converges() {
         let status = post(&client, &server.address, &e.to_string()).await.expect("restarted server answers");
         assert_eq!(status, 200, "redelivery of {}", e["id"]);
     }
+    // The restarted server projects behind its answers: wait until it has passed the head.
+    assert!(store.wait_projected(std::time::Duration::from_secs(60)).await.expect("cursor readable"), "the log is projected");
     let after_crash = store.dump_state().await.expect("state");
     store.close().await;
 

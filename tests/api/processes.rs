@@ -213,8 +213,6 @@ async fn several_replicas_on_one_database_lose_nothing_and_duplicate_nothing() {
     assert_eq!(store.count_events().await.expect("count"), 120);
     assert!(store.wait_projected(Duration::from_secs(30)).await.expect("cursor readable"), "the log is projected");
     assert_eq!(store.dump_state().await.expect("state").customers.len(), 120);
-    // EXTENSION POINT (issue 3): once the outbox exists, drive every replica's workers and
-    // assert each outbox dedupe_key was sent exactly once (no duplicate email).
     store.close().await;
     for r in replicas {
         r.sigterm();

@@ -290,8 +290,6 @@ async fn a_webhook_and_a_sync_of_the_same_subscription_give_one_timeline() {
     let expected = vec![(T0, "active".to_string()), (T0 + 60 * DAY, "canceled".to_string())];
     assert_eq!(timeline(&synced_only.store, "sub_s3").await, expected);
     assert_eq!(timeline(&both.store, "sub_s3").await, expected, "one state per moment: nothing counted twice");
-    // EXTENSION POINT (issue 3): sync ingests with IngestOptions::IMPORT; once the outbox
-    // exists, assert here that it holds no row for these customers.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -196,7 +196,7 @@ pub struct Summary {
     /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emails: Option<EmailsJson>,
-    /// Customers at risk now from their product activity (issue 7; all time, not per month).
+    /// Customers at risk now from their product activity (all time, not per month).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_risk: Option<AtRiskJson>,
     /// A/B experiments in force, with per-variant results over their whole life.
