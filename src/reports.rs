@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::clock::Clock;
 use crate::config::{ExperimentKind, Experiments};
 use crate::domain::metrics::summary::{self, CancelFlowJson, CancelOutcomes, CurrencyJson, MonthlyJson, Summary};
+use crate::domain::metrics::timeline::GivenBack;
 use crate::domain::metrics::{Month, Report};
 use crate::store::saves::ArmCounts;
 use crate::store::{Store, StoreError};
@@ -66,7 +67,9 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
-        let report = self.report(currency, month, month).await?;
+        // Read once: every currency's section applies it.
+        let given_back = self.store.load_given_back().await?;
+        let report = self.report(currency, month, month, &given_back).await?;
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
         let mut summary = summary::summary(&report, month, cancel_flow);
         // One section per currency, so a business in several is never read as one sum.
@@ -75,7 +78,7 @@ impl Reports {
             let row = if c == summary.currency {
                 summary::monthly(&report, month)
             } else {
-                let other = self.report(Some(&c), month, month).await?;
+                let other = self.report(Some(&c), month, month, &given_back).await?;
                 summary::monthly(&other, month)
             };
             currencies.push(CurrencyJson {
@@ -103,19 +106,25 @@ impl Reports {
 
     /// Monthly rows `from..=to`.
     pub async fn monthly(&self, from: Month, to: Month, currency: Option<&str>) -> Result<Vec<MonthlyJson>, StoreError> {
-        let report = self.report(currency, from, to).await?;
+        let given_back = self.store.load_given_back().await?;
+        let report = self.report(currency, from, to, &given_back).await?;
         Ok((0..=to.since(from)).map(|i| summary::monthly(&report, from.plus(i))).collect())
     }
 
     /// The maintained report, with what was given back after payment (refunds, lost
     /// disputes, credit notes: few rows, read as they stand now) applied on top.
-    async fn report(&self, currency: Option<&str>, from: Month, to: Month) -> Result<Report, StoreError> {
+    async fn report(
+        &self,
+        currency: Option<&str>,
+        from: Month,
+        to: Month,
+        given_back: &[GivenBack],
+    ) -> Result<Report, StoreError> {
         let mut report = self.store.maintained_report(currency, from, to).await?;
-        let given_back = self.store.load_given_back().await?;
         let invoices: Vec<&str> =
             given_back.iter().filter(|g| g.currency == report.currency).filter_map(|g| g.invoice.as_deref()).collect();
         let recovered = self.store.recovered_invoices(&invoices, &report.currency).await?;
-        crate::domain::metrics::report::apply_given_back(&mut report, &given_back, &recovered);
+        crate::domain::metrics::report::apply_given_back(&mut report, given_back, &recovered);
         Ok(report)
     }
 }

@@ -460,9 +460,13 @@ impl Store {
     }
 }
 
-/// A paid invoice that had failed, by id, in `currency`.
-const RECOVERED_INVOICE: &str = "SELECT f.first_failed_at, i.amount_due FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id \
-     WHERE i.id = $1 AND i.currency = $2 AND i.status = 'paid'";
+/// The paid invoices that had failed, in `currency`, among the ids of a JSON array: one
+/// statement whatever the number of ids (the array is ours, built from stored ids).
+const RECOVERED_INVOICES_SQLITE: &str = "SELECT i.id, f.first_failed_at, i.amount_due FROM invoice_failures f \
+     JOIN invoices i ON i.id = f.invoice_id WHERE i.id IN (SELECT value FROM json_each($1)) AND i.currency = $2 AND i.status = 'paid'";
+const RECOVERED_INVOICES_POSTGRES: &str = "SELECT i.id, f.first_failed_at, i.amount_due FROM invoice_failures f \
+     JOIN invoices i ON i.id = f.invoice_id WHERE i.id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND i.currency = $2 \
+     AND i.status = 'paid'";
 
 impl Store {
     /// The currencies the maintained figures hold, in order.
@@ -471,24 +475,29 @@ impl Store {
         Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
-    /// Of `invoices` (those something was given back on: a handful), the ones that failed
-    /// and were then paid, in `currency`.
+    /// Of `invoices` (those something was given back on), the ones that failed and were
+    /// then paid, in `currency`.
     pub async fn recovered_invoices(
         &self,
         invoices: &[&str],
         currency: &str,
     ) -> Result<HashMap<String, crate::domain::metrics::report::RecoveredInvoice>, StoreError> {
-        let mut out = HashMap::new();
-        for id in invoices {
-            if out.contains_key(*id) {
-                continue;
-            }
-            let row: Option<(i64, i64)> =
-                self.with_conn(async |c| fetch!(c, fetch_optional, (i64, i64), RECOVERED_INVOICE, *id, currency)).await?;
-            if let Some((first_failed_at, amount_due)) = row {
-                out.insert((*id).to_owned(), crate::domain::metrics::report::RecoveredInvoice { first_failed_at, amount_due });
-            }
+        if invoices.is_empty() {
+            return Ok(HashMap::new());
         }
+        let ids = serde_json::Value::from(invoices.to_vec()).to_string();
+        let rows: Vec<(String, i64, i64)> = self
+            .with_conn(async |c| {
+                let sql = if matches!(c, Conn::Postgres(_)) { RECOVERED_INVOICES_POSTGRES } else { RECOVERED_INVOICES_SQLITE };
+                fetch!(c, fetch_all, (String, i64, i64), sql, ids.as_str(), currency)
+            })
+            .await?;
+        let out = rows
+            .into_iter()
+            .map(|(id, first_failed_at, amount_due)| {
+                (id, crate::domain::metrics::report::RecoveredInvoice { first_failed_at, amount_due })
+            })
+            .collect();
         Ok(out)
     }
 }

@@ -182,6 +182,9 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// How long `migrate` waits out a database another process keeps busy.
+const MIGRATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Store {
     /// Connect by URL scheme; a SQLite file is created if missing. Refuses unknown schemes so
     /// a typo never creates an empty database somewhere.
@@ -234,6 +237,23 @@ impl Store {
 
     /// Apply the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // Another process (a running server next to `holdfast migrate`) may hold the write
+        // lock for a moment: a busy database is waited out, for a bounded time.
+        let mut wait = std::time::Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + MIGRATE_PATIENCE;
+        loop {
+            match self.migrate_once().await {
+                Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::warn!(error = %e, "database busy while migrating; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.migrate().await?,
             Self::Postgres(s) => s.migrate().await?,
