@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod figures;
 pub mod lifecycle;
 pub mod limits;
+pub mod owner;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
@@ -93,6 +94,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The owner's figures: `HOLDFAST_MIN_SAMPLE`, `HOLDFAST_CHANNEL_METADATA_KEY`.
     pub figures: figures::FigureSettings,
+    /// The weekly digest and the alerts: `HOLDFAST_OWNER_EMAIL`, `HOLDFAST_DIGEST_*`, `HOLDFAST_ALERT_*`.
+    pub owner: owner::OwnerSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -207,6 +210,7 @@ impl Settings {
             },
             limits: LimitSettings::from_source(src)?,
             figures: figures::FigureSettings::from_source(src)?,
+            owner: owner::OwnerSettings::from_source(src)?,
             bind,
             webhook: WebhookSettings {
                 secrets: webhook_secrets(src)?,

@@ -1,11 +1,13 @@
 //! Holdfast keeps a subscription business's customers: verified Stripe webhooks into a
 //! lifecycle store, failed-payment recovery, cancel-flow saves and retention metrics.
 
+pub mod alerts;
 pub mod cancel_flow;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod digest;
 pub mod domain;
 pub mod health;
 pub mod mail;

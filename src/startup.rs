@@ -57,8 +57,10 @@ pub struct Application {
     reactor: Arc<Reactor>,
     outbox: OutboxWorker,
     scheduler: Scheduler,
+    alert_sender: crate::alerts::deliver::AlertSender,
     coupons: Option<CouponFetcher>,
     run_workers: bool,
+    observe: bool,
     clock: Clock,
     health: Health,
 }
@@ -100,6 +102,8 @@ impl Application {
         let scheduler = Scheduler::new(store.clone(), reactor.clone())
             .with_clock(clock.clone())
             .with_save_confirm_days(settings.cancel_flow.save_confirm_days);
+        let alert_sender = crate::alerts::deliver::AlertSender::new(store.clone(), settings.owner.alerts.clone(), clock.clone())
+            .context("configuring the alert client")?;
         let coupons = match &settings.stripe_secret_key {
             Some(key) => Some(CouponFetcher::new(
                 store.clone(),
@@ -148,8 +152,10 @@ impl Application {
             reactor,
             outbox,
             scheduler,
+            alert_sender,
             coupons,
             run_workers: settings.run_workers,
+            observe: settings.observe,
             clock,
             health,
         })
@@ -182,6 +188,11 @@ impl Application {
     /// The periodic checks, for driving them by hand.
     pub fn scheduler(&self) -> Scheduler {
         self.scheduler.clone()
+    }
+
+    /// The sender of alerts to Slack and the signed webhook, for driving it by hand.
+    pub fn alert_sender(&self) -> crate::alerts::deliver::AlertSender {
+        self.alert_sender.clone()
     }
 
     /// The fetcher of coupons discounts name but Holdfast never saw (`None` without
@@ -220,6 +231,20 @@ impl Application {
                     },
                     None,
                     COUPON_POLL,
+                    stopped.clone(),
+                )));
+            }
+            // Observe-only mode sends nothing out: alert rows wait, as emails are only recorded.
+            if self.alert_sender.configured() && !self.observe {
+                let sender = self.alert_sender.clone();
+                workers.push(tokio::spawn(loops::run_loop(
+                    "alerts",
+                    move || {
+                        let s = sender.clone();
+                        async move { s.try_run_once().await }
+                    },
+                    None,
+                    OUTBOX_POLL,
                     stopped.clone(),
                 )));
             }

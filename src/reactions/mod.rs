@@ -36,6 +36,10 @@ pub struct Reactor {
     pub unsubscribe: UnsubscribeLinks,
     /// Woken after a commit that enqueued mail, so the outbox worker doesn't wait a poll.
     pub outbox_ready: Arc<Notify>,
+    /// Alerts to the owner (email, Slack, signed webhook).
+    pub alerts: crate::alerts::Alerts,
+    /// The owner's weekly digest (the scheduler sends it).
+    pub digest: crate::digest::Digest,
 }
 
 /// How update-payment links are made.
@@ -137,6 +141,8 @@ impl Reactor {
                 &settings.webhook.secrets,
             ),
             outbox_ready: Arc::new(Notify::new()),
+            alerts: crate::alerts::Alerts::new(&settings.owner, &settings.public_url),
+            digest: crate::digest::Digest::new(&settings.owner, &settings.public_url),
         }
     }
 
@@ -155,6 +161,7 @@ impl Reactor {
             if let Some(t) = trigger(event) {
                 dunning::wants(&mut q, &t);
             }
+            self.alerts.wants(&mut q, event, notify);
         }
         q
     }
@@ -174,6 +181,8 @@ impl Reactor {
             if let Some(t) = trigger(event) {
                 dunning::react(self, &mut d, event, t, now, notify)?;
             }
+            let alerts = self.alerts.react(&d.facts, event, now, notify);
+            d.writes.extend(alerts);
         }
         Ok(ReactionPlan { writes: d.writes })
     }

@@ -2,6 +2,7 @@
 //! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
 //! Postgres and `json_each` on SQLite).
 
+pub mod alerts;
 pub mod backup;
 pub mod batch;
 pub mod cancel;
@@ -10,6 +11,7 @@ pub mod classify;
 pub mod conn;
 pub mod coupons;
 pub mod dashboard_sessions;
+pub mod digest;
 pub mod dunning;
 pub mod experiments;
 pub mod figures;

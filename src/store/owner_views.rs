@@ -545,6 +545,13 @@ pub struct FigureCounts {
     pub live_items: Vec<PlanItem>,
     /// Customers who ever subscribed: the acquisition channel's metadata, and whether they pay now.
     pub channels: Vec<ChannelCustomer>,
+    /// Cancel-flow sessions started in the month: saves by state now, and cancellations.
+    pub saves_confirmed: i64,
+    pub saves_reversed: i64,
+    pub saves_pending: i64,
+    pub sessions_canceled: i64,
+    /// The time the counts were read at (cohort ages are measured to it).
+    pub now: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -558,6 +565,10 @@ pub struct ChannelCustomer {
     /// The customer's stored Stripe object (JSON) with its metadata.
     pub payload: String,
     pub live: i64,
+    /// Their first subscription's start.
+    pub started: Option<i64>,
+    /// When their last subscription ended (or was cancelled), if none is live.
+    pub ended: Option<i64>,
 }
 
 const RECOVERED_IN: &str = "SELECT CAST(COALESCE(SUM(COALESCE(recovered_amount, amount_due)), 0) AS BIGINT), COUNT(*) \
@@ -583,9 +594,18 @@ const LIVE_ITEMS: &str = "SELECT i.subscription_id, i.price_id, i.product, COALE
      LEFT JOIN products pr ON pr.id = COALESCE(i.product, p.product) \
      WHERE s.status IN ('active', 'past_due', 'unpaid') AND lower(COALESCE(s.currency, '')) = $1";
 const CHANNEL_CUSTOMERS: &str = "SELECT e.payload AS payload, CAST(CASE WHEN EXISTS (SELECT 1 FROM subscriptions s \
-     WHERE s.customer = c.id AND s.status IN ('active', 'past_due', 'unpaid', 'trialing')) THEN 1 ELSE 0 END AS BIGINT) AS live \
+     WHERE s.customer = c.id AND s.status IN ('active', 'past_due', 'unpaid', 'trialing')) THEN 1 ELSE 0 END AS BIGINT) AS live, \
+     (SELECT MIN(COALESCE(s.start_date, s.created)) FROM subscriptions s WHERE s.customer = c.id) AS started, \
+     (SELECT MAX(COALESCE(s.ended_at, s.canceled_at)) FROM subscriptions s WHERE s.customer = c.id) AS ended \
      FROM customers c JOIN stripe_events e ON e.id = c.src_event_id \
      WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.customer = c.id)";
+
+/// Sessions started in `[$1, $2)`: confirmed, reversed and pending saves, and cancellations.
+const SAVES_IN: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN save_state = 'confirmed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN save_state = 'reversed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN save_state = 'pending' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN outcome = 'canceled' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+     FROM cancel_sessions WHERE started_at IS NOT NULL AND started_at >= $1 AND started_at < $2";
 
 impl Store {
     /// The counts behind the owner's figures for `[from, to)` in `currency` (lower case).
@@ -595,6 +615,8 @@ impl Store {
             let (trials_ended, trials_converted) = fetch!(c, fetch_one, (i64, i64), TRIALS_IN, from, to, now, currency)?;
             let (renewed,) = fetch!(c, fetch_one, (i64,), RENEWED_IN, from, to)?;
             let (lapsed,) = fetch!(c, fetch_one, (i64,), LAPSED_IN, from, to)?;
+            let (saves_confirmed, saves_reversed, saves_pending, sessions_canceled) =
+                fetch!(c, fetch_one, (i64, i64, i64, i64), SAVES_IN, from, to)?;
             Ok(FigureCounts {
                 recovered_amount,
                 recovered_payments,
@@ -605,6 +627,11 @@ impl Store {
                 live: fetch!(c, fetch_all, LiveSubscription, LIVE_SUBS, currency)?,
                 live_items: fetch!(c, fetch_all, PlanItem, LIVE_ITEMS, currency)?,
                 channels: fetch!(c, fetch_all, ChannelCustomer, CHANNEL_CUSTOMERS)?,
+                saves_confirmed,
+                saves_reversed,
+                saves_pending,
+                sessions_canceled,
+                now,
             })
         })
         .await

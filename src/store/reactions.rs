@@ -109,6 +109,8 @@ pub enum Write {
     StopOne { case_key: String, reason: &'static str },
     /// Close a customer's open at-risk episode: they stopped paying.
     EndRisk { customer: String, at: i64 },
+    /// Queue an alert to Slack or the signed webhook (nothing if its dedupe key is known).
+    Deliver(crate::alerts::NewDelivery),
 }
 
 /// What the reactions decided for a run of events.
@@ -309,6 +311,9 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
             Write::StopOne { case_key, reason } => series::stop_one(conn, case_key, reason, now).await?,
             Write::EndRisk { customer, at } => {
                 execute!(conn, END_RISK, customer.as_str(), *at)?;
+            }
+            Write::Deliver(d) => {
+                super::alerts::enqueue(conn, d, now).await?;
             }
         }
     }

@@ -58,6 +58,7 @@ impl Scheduler {
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
         let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
         self.check_saves(now).await?;
+        let n = n + self.weekly_digest(now).await?;
         if n > 0 {
             self.reactor.notify_outbox();
         }
@@ -110,6 +111,9 @@ impl Scheduler {
             let Some(d) = decide(&p.save, p.subscription.as_ref(), &p.paid_invoices, self.save_confirm_secs, now) else {
                 continue;
             };
+            if d.state == crate::domain::saves::SaveState::Reversed {
+                self.alert_save_reversed(&p, &d, now).await?;
+            }
             if self.store.decide_save(&p.session, &d, p.mrr, p.currency.as_deref()).await? {
                 tracing::info!(
                     session = %capability_ref(&p.session),
@@ -122,6 +126,47 @@ impl Scheduler {
             }
         }
         Ok(decided)
+    }
+
+    /// Queue the owner's alert for a reversed save. Queued before the decision is recorded
+    /// (its key is unique): a crash in between re-queues nothing twice and loses nothing.
+    async fn alert_save_reversed(
+        &self,
+        p: &crate::store::saves::PendingSave,
+        d: &crate::domain::saves::Decision,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let alerts = &self.reactor.alerts;
+        if !alerts.any_destination() {
+            return Ok(());
+        }
+        let customer = self.store.session_customer(&p.session).await?;
+        let session_ref = capability_ref(&p.session);
+        let outcome = p.save.outcome.as_str();
+        if let Some(alert) = alerts.save_reversed(&session_ref, customer.as_deref(), outcome, d.evidence.as_str(), d.at) {
+            let (emails, deliveries) = alerts.addressed(&alert, now);
+            if self.store.enqueue_alert(&emails, &deliveries, now).await? > 0 {
+                self.reactor.notify_outbox();
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner's weekly digest, once its day and hour have come this ISO week. One outbox
+    /// row per week under its key, however many replicas run this.
+    pub async fn weekly_digest(&self, now: i64) -> anyhow::Result<usize> {
+        let digest = &self.reactor.digest;
+        let Some(due) = digest.due(now) else { return Ok(0) };
+        if self.store.outbox_has_key(&due.key).await? {
+            return Ok(0);
+        }
+        let data = self.store.digest_data(due.from, due.to, now).await?;
+        let Some(email) = digest.email(&due, &data, now) else { return Ok(0) };
+        let n = self.store.enqueue_emails(&[email], now).await?;
+        if n > 0 {
+            tracing::info!(digest = %due.key, "weekly digest queued");
+        }
+        Ok(n)
     }
 
     /// One warning per card per month, for customers with a live subscription whose card

@@ -2,6 +2,7 @@
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
 mod accept_healing;
+mod alerts;
 mod backup;
 mod billing_portal;
 mod brand;
@@ -11,6 +12,7 @@ mod cards;
 mod crash_safety;
 mod currencies;
 mod dashboard;
+mod digest;
 mod discounts;
 mod dunning;
 mod email_browser;

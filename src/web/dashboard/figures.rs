@@ -56,13 +56,27 @@ pub struct PlanMrr {
     pub subscriptions: u64,
 }
 
-/// Retention of one acquisition channel: customers who ever subscribed, and still paying.
+/// One acquisition channel's cohort: the customers it brought (who ever subscribed), how
+/// many still pay, and how many were still subscribed 1, 3, 6 and 12 months after their first
+/// subscription began (each over the customers acquired at least that long ago).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChannelRetention {
     pub channel: String,
     pub customers: u64,
     pub retention: Rate,
+    pub after: Vec<CohortPoint>,
 }
+
+/// Retention `months` after acquisition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CohortPoint {
+    pub months: u32,
+    pub rate: Rate,
+}
+
+/// The ages a channel cohort is read at.
+pub const COHORT_MONTHS: [u32; 4] = [1, 3, 6, 12];
+const MONTH_SECS: f64 = 365.25 / 12.0 * 86_400.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
@@ -78,9 +92,14 @@ pub struct Figures {
     pub arr_change: f64,
     pub recovered_this_month: i64,
     pub recovered_payments: u64,
-    /// Offers taken ÷ cancel sessions that ended (saved, cancelled or abandoned) this month.
-    /// Not yet "confirmed": a save that is later undone still counts here.
+    /// The confirmed-save rate: of the cancel-flow sessions started this month whose fate is
+    /// known (the customer cancelled, or took an offer and the save has since been confirmed
+    /// or reversed by billing), the share confirmed. Pending saves and sessions left without a
+    /// choice are not in the sample.
     pub save_rate: Rate,
+    /// Saves of this month's sessions not yet decided, and reversed ones.
+    pub saves_pending: u64,
+    pub saves_reversed: u64,
     pub trial_conversion: Rate,
     /// (new + expansion + reactivation) ÷ (churn + contraction + paused); `None` without losses.
     pub quick_ratio: Option<f64>,
@@ -142,7 +161,8 @@ fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
 }
 
 fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRetention> {
-    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // Per channel: customers, still live, and per cohort age (reached it, still subscribed).
+    let mut by: BTreeMap<String, (u64, u64, [(u64, u64); 4])> = BTreeMap::new();
     for c in &counts.channels {
         let payload: Value = serde_json::from_str(&c.payload).unwrap_or(Value::Null);
         let channel = payload["data"]["object"]["metadata"][key]
@@ -153,13 +173,28 @@ fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRet
         let e = by.entry(channel).or_default();
         e.0 += 1;
         e.1 += u64::from(c.live == 1);
+        let Some(started) = c.started else { continue };
+        for (i, months) in COHORT_MONTHS.iter().enumerate() {
+            let at = started as f64 + f64::from(*months) * MONTH_SECS;
+            if at > counts.now as f64 {
+                continue;
+            }
+            e.2[i].0 += 1;
+            let stayed = c.live == 1 || c.ended.is_none_or(|end| end as f64 >= at);
+            e.2[i].1 += u64::from(stayed);
+        }
     }
     let mut out: Vec<ChannelRetention> = by
         .into_iter()
-        .map(|(channel, (customers, live))| ChannelRetention {
+        .map(|(channel, (customers, live, ages))| ChannelRetention {
             channel,
             customers,
             retention: Rate::of(live, customers, min_sample),
+            after: COHORT_MONTHS
+                .iter()
+                .zip(ages)
+                .map(|(months, (sample, stayed))| CohortPoint { months: *months, rate: Rate::of(stayed, sample, min_sample) })
+                .collect(),
         })
         .collect();
     out.sort_by(|a, b| b.customers.cmp(&a.customers).then_with(|| a.channel.cmp(&b.channel)));
@@ -175,8 +210,7 @@ pub fn figures(s: &Summary, counts: &FigureCounts, settings: &FigureSettings) ->
     let m = &s.mrr_movements;
     let gains = m.new + m.expansion + m.reactivation;
     let losses = m.churned + m.contraction + m.paused;
-    let o = &s.cancel_flow.outcomes;
-    let ended = o.paused + o.downgraded + o.discounted + o.canceled + o.abandoned;
+    let decided = count(counts.saves_confirmed + counts.saves_reversed + counts.sessions_canceled);
     let retention_12m = {
         let cohort = Month::parse(&s.month).ok().map(|m| m.plus(-12).to_string());
         let c = s.cohorts.iter().find(|c| Some(&c.cohort) == cohort.as_ref());
@@ -211,7 +245,9 @@ pub fn figures(s: &Summary, counts: &FigureCounts, settings: &FigureSettings) ->
         arr_change: mrr_change * 12.0,
         recovered_this_month: counts.recovered_amount,
         recovered_payments: count(counts.recovered_payments),
-        save_rate: Rate::of(o.paused + o.downgraded + o.discounted, ended, min),
+        save_rate: Rate::of(count(counts.saves_confirmed), decided, min),
+        saves_pending: count(counts.saves_pending),
+        saves_reversed: count(counts.saves_reversed),
         trial_conversion: Rate::of(count(counts.trials_converted), count(counts.trials_ended), min),
         quick_ratio: (losses > 0.0).then(|| gains / losses),
         renewal_rate: Rate::of(count(counts.renewed), count(counts.renewed + counts.lapsed), min),
@@ -279,6 +315,35 @@ mod tests {
         assert!(!big.too_few);
         assert_eq!(big.text, "70% (n = 30)");
         assert_eq!(Rate::of(0, 0, 1).text, "no cases");
+    }
+
+    #[test]
+    fn a_channel_cohort_counts_only_customers_old_enough_for_each_age() {
+        let now = 1_800_000_000;
+        let month = MONTH_SECS as i64 + 1;
+        let customer = |started: i64, ended: Option<i64>| crate::store::owner_views::ChannelCustomer {
+            payload: r#"{"data":{"object":{"metadata":{"utm_source":"ads"}}}}"#.into(),
+            live: i64::from(ended.is_none()),
+            started: Some(started),
+            ended,
+        };
+        let counts = FigureCounts {
+            now,
+            channels: vec![
+                customer(now - 4 * month, None),
+                customer(now - 4 * month, Some(now - 4 * month + 2 * month)),
+                customer(now - 10 * 86_400, None),
+            ],
+            ..FigureCounts::default()
+        };
+        let rows = channels(&counts, "utm_source", 1);
+        assert_eq!(rows.len(), 1);
+        let ads = &rows[0];
+        assert_eq!((ads.channel.as_str(), ads.customers, ads.retention.numerator), ("ads", 3, 2));
+        let at = |m: u32| ads.after.iter().find(|p| p.months == m).map(|p| (p.rate.numerator, p.rate.sample));
+        assert_eq!(at(1), Some((2, 2)), "the newest customer is not a month old yet");
+        assert_eq!(at(3), Some((1, 2)), "one of the two left after two months");
+        assert_eq!(at(6), Some((0, 0)));
     }
 
     #[test]

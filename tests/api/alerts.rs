@@ -1,0 +1,230 @@
+//! Alerts to the owner: decided where events are projected (and by the scheduler for a
+//! reversed save), queued once per alert and destination, delivered to a local receiver
+//! (wiremock, answering as Slack and as the owner's webhook would) with Slack's message format
+//! and a Stripe-style signature the test verifies; a 500 is retried and delivered once.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use holdfast::alerts::deliver::AlertSender;
+use holdfast::config::owner::OwnerSettings;
+
+use crate::cancel_flow::{flow_with, seed, signed_link};
+use crate::helpers::{Sub, TestApp, customer, event, event_with_id, invoice, now, spawn_app_with};
+
+const SECRET: &str = "whsec-alerts-0123456789abcdef";
+const OWNER: &str = "owner@example.com";
+
+fn vars(receiver: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOLDFAST_OWNER_EMAIL", OWNER.into()),
+        ("HOLDFAST_PUBLIC_URL", "https://holdfast.example.com".into()),
+        ("HOLDFAST_ALERT_CHURN_MRR", "usd:20".into()),
+        ("HOLDFAST_ALERT_PAYMENT_FAILED", "usd:40".into()),
+        ("HOLDFAST_ALERT_SLACK_URL", format!("{receiver}/slack/T000/B000/slacktoken")),
+        ("HOLDFAST_ALERT_WEBHOOK_URL", format!("{receiver}/hook")),
+        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET.into()),
+    ]
+}
+
+/// The sender with the same alert settings as the app (tests drive it by hand).
+fn sender(app: &TestApp, vars: &[(&'static str, String)]) -> AlertSender {
+    let map: HashMap<&str, String> = vars.iter().cloned().collect();
+    let owner = OwnerSettings::from_source(&map).expect("owner settings");
+    AlertSender::new(app.store.clone(), owner.alerts, app.clock.clone()).expect("sender")
+}
+
+/// Verify `Holdfast-Signature: t=…,v1=…` over `t.body` as a receiver would.
+fn verify(header: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", v)) => t = Some(v.to_owned()),
+            Some(("v1", v)) => v1.push(v.to_owned()),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key");
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    v1.iter().any(|sig| hex::decode(sig).is_ok_and(|s| s.as_slice() == expected.as_slice()))
+}
+
+#[tokio::test]
+async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
+    let receiver = MockServer::start().await;
+    // The webhook's first request fails with a 500; later ones are accepted.
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST")).and(path("/hook")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&receiver).await;
+    Mock::given(method("POST"))
+        .and(path("/slack/T000/B000/slacktoken"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&receiver)
+        .await;
+    let vars = vars(&receiver.uri());
+    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let t = now() - 3600;
+    let mut c = customer("cus_al", "ada@example.com", t);
+    c["name"] = json!("Ada Lovelace");
+    app.deliver(&event("customer.created", t, c)).await;
+    // $20.00 a month: at the churn threshold.
+    let sub = Sub::new("sub_al", "cus_al", t).object();
+    app.deliver(&event("customer.subscription.created", t + 1, sub.clone())).await;
+    let mut cancelling = sub.clone();
+    cancelling["cancel_at_period_end"] = json!(true);
+    cancelling["canceled_at"] = json!(t + 100);
+    cancelling["cancellation_details"] = json!({"comment": "Too pricey <for us>", "feedback": "too_expensive", "reason": "cancellation_requested"});
+    app.deliver(&event_with_id("evt_al_cancel_1", "customer.subscription.updated", t + 100, cancelling.clone())).await;
+    // A later update of the same scheduled cancellation is not a new alert.
+    app.deliver(&event_with_id("evt_al_cancel_2", "customer.subscription.updated", t + 200, cancelling)).await;
+    // $49.00 fails (above $40) and $10.00 fails (below): one alert.
+    let mut big = invoice("in_al_big", "cus_al", "sub_al", "open", 4900, t + 300);
+    big["attempt_count"] = json!(1);
+    app.deliver(&event("invoice.payment_failed", t + 300, big)).await;
+    app.deliver(&event("invoice.payment_failed", t + 310, invoice("in_al_small", "cus_al", "sub_al", "open", 1000, t + 310))).await;
+    let dispute = json!({"id": "dp_al", "object": "dispute", "amount": 4900, "currency": "usd", "reason": "fraudulent",
+        "charge": "ch_al", "payment_intent": "pi_al", "status": "needs_response", "created": t + 400,
+        "balance_transactions": [], "evidence_details": {"due_by": t + 7 * 86_400}});
+    app.deliver(&event("charge.dispute.created", t + 400, dispute)).await;
+
+    let ids = ["alert:cancellation_scheduled:sub_al:".to_owned() + &(t + 100).to_string(), "alert:payment_failed:in_al_big".into(), "alert:dispute:dp_al".into()];
+    // Emails to the owner, one per alert.
+    let emails: Vec<_> =
+        app.store.outbox_rows().await.expect("outbox").into_iter().filter(|r| r.dedupe_key.starts_with("alert:")).collect();
+    let mut keys: Vec<String> = emails.iter().map(|r| r.dedupe_key.clone()).collect();
+    keys.sort();
+    let mut want: Vec<String> = ids.iter().map(|i| format!("{i}:email")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    assert!(emails.iter().all(|r| r.recipient == OWNER));
+
+    // One delivery row per alert and destination.
+    let rows = app.store.alert_deliveries().await.expect("rows");
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+
+    let sender = sender(&app, &vars);
+    let now = app.clock.now();
+    assert_eq!(sender.run_until_idle_at(now).await.expect("first pass"), 6);
+    let after_first = receiver.received_requests().await.expect("recorded").len();
+    assert_eq!(after_first, 6);
+    // The failed one waits its back-off (a minute), then goes once.
+    assert_eq!(sender.run_until_idle_at(now + 30).await.expect("too early"), 0);
+    assert_eq!(sender.run_until_idle_at(now + 61).await.expect("retry"), 1);
+    assert_eq!(sender.run_until_idle_at(now + 86_400).await.expect("nothing left"), 0);
+
+    let requests = receiver.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 7);
+    let mut webhook_ids = Vec::new();
+    for r in &requests {
+        let body: Value = serde_json::from_slice(&r.body).expect("JSON body");
+        assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+        if r.url.path() == "/hook" {
+            let sig = r.headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
+            assert!(verify(sig, &r.body), "signature verifies: {sig}");
+            assert!(!verify(sig, b"{\"tampered\":true}"));
+            let id = body["id"].as_str().expect("id").to_owned();
+            assert_eq!(r.headers.get("holdfast-alert-id").and_then(|v| v.to_str().ok()), Some(id.as_str()));
+            webhook_ids.push(id);
+        } else {
+            // Slack's incoming-webhook format: text, and blocks with mrkdwn.
+            assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+            let md = body["blocks"][0]["text"]["text"].as_str().expect("mrkdwn section");
+            assert_eq!(body["blocks"][0]["type"], "section");
+            if md.contains("set a subscription to cancel") {
+                assert!(md.contains("Ada Lovelace") && md.contains("$20.00"), "{md}");
+                assert!(md.contains("Too pricey &lt;for us&gt;"), "escaped for Slack: {md}");
+                assert!(md.contains("<https://holdfast.example.com/dashboard/customers/cus_al|Open the customer page>"), "{md}");
+            }
+        }
+    }
+    // Each alert was received by the webhook once, plus the one retry of the 500.
+    let mut distinct = webhook_ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    let mut expected = ids.to_vec();
+    expected.sort();
+    assert_eq!(distinct, expected);
+    assert_eq!(webhook_ids.len(), 4);
+    assert_eq!(webhook_ids[0], webhook_ids[3], "the retried request carries the same id");
+
+    let rows = app.store.alert_deliveries().await.expect("rows");
+    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:#?}");
+    assert_eq!(rows.iter().filter(|r| r.attempts == 2).count(), 1);
+
+    // Rebuilding the tables decides nothing again.
+    app.store.reproject().await.expect("reproject");
+    assert_eq!(app.store.alert_deliveries().await.expect("rows").len(), 6);
+}
+
+#[tokio::test]
+async fn a_reversed_save_alerts_once_and_alerts_that_are_off_say_nothing() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let hook = format!("{}/hook", receiver.uri());
+    let vars: Vec<(&'static str, String)> = vec![
+        ("HOLDFAST_OWNER_EMAIL", OWNER.into()),
+        ("HOLDFAST_ALERT_WEBHOOK_URL", hook),
+        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET.into()),
+        ("HOLDFAST_ALERT_DISPUTE", "off".into()),
+    ];
+    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let f = flow_with(&extra).await;
+    let object = seed(&f.app, "cus_rev", "sub_rev", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&signed_link("cus_rev")).await;
+    f.answer(&session, &csrf, "too_expensive", "").await;
+    let id = session.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned();
+    let capability = holdfast::telemetry::capability_ref(&id);
+    f.expect_update("sub_rev", &format!("holdfast-cancel-{capability}-discount-1"), &object).await;
+    assert_eq!(f.choose(&session, &csrf, "discount").await.status(), 303);
+    // The customer cancels anyway, in Stripe.
+    let t = now();
+    let mut cancelled = object.clone();
+    cancelled["cancel_at_period_end"] = json!(true);
+    cancelled["canceled_at"] = json!(t + 60);
+    f.app.deliver(&event("customer.subscription.updated", t + 60, cancelled)).await;
+    let dispute = json!({"id": "dp_off", "object": "dispute", "amount": 99_999, "currency": "usd", "reason": "fraudulent",
+        "charge": "ch_off", "status": "needs_response", "created": t, "balance_transactions": []});
+    f.app.deliver(&event("charge.dispute.created", t + 61, dispute)).await;
+    assert!(f.app.store.alert_deliveries().await.expect("rows").is_empty(), "no churn threshold, disputes off");
+
+    // Two replicas' schedulers decide the same save: one alert.
+    f.app.scheduler.check_saves(t + 120).await.expect("check");
+    f.app.scheduler.check_saves(t + 180).await.expect("check again");
+    let rows = f.app.store.alert_deliveries().await.expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].alert_id, format!("alert:save_reversed:{capability}"));
+    assert!(!rows[0].dedupe_key.contains(&id) && !rows[0].body.contains(&id), "no capability id in keys or bodies");
+    let body: Value = serde_json::from_str(&rows[0].body).expect("json");
+    assert_eq!(body["type"], "save_reversed");
+    assert_eq!(body["customer"], "cus_rev");
+    let emails = f.app.store.outbox_rows().await.expect("outbox");
+    assert_eq!(emails.iter().filter(|r| r.dedupe_key == format!("alert:save_reversed:{capability}:email")).count(), 1);
+
+    let sender = AlertSender::new(
+        f.app.store.clone(),
+        OwnerSettings::from_source(&vars.iter().cloned().collect::<HashMap<&str, String>>()).expect("settings").alerts,
+        f.app.clock.clone(),
+    )
+    .expect("sender");
+    assert_eq!(sender.run_until_idle_at(t + 200).await.expect("send"), 1);
+    let requests = receiver.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1);
+    let sig = requests[0].headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
+    assert!(verify(sig, &requests[0].body));
+}

@@ -1,0 +1,80 @@
+//! The owner's weekly digest: due on the configured day and hour (the app's clock), it tells
+//! the week's MRR movement, who left and why (with their comments), who was saved, what was
+//! recovered and who is at risk, each name linking to the customer page; two app instances
+//! on one database running the check at once write one outbox row for the week.
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use crate::helpers::{Sub, customer, event, fresh_database, invoice, spawn_app_on};
+
+const OWNER: &str = "owner@example.com";
+
+fn extra() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("HOLDFAST_OWNER_EMAIL", OWNER),
+        ("HOLDFAST_DIGEST_DAY", "tue"),
+        ("HOLDFAST_DIGEST_HOUR", "9"),
+        ("HOLDFAST_PUBLIC_URL", "https://holdfast.example.com"),
+    ]
+}
+
+#[tokio::test]
+async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
+    let (url, db) = fresh_database().await;
+    let a = spawn_app_on(url.clone(), db, &extra()).await;
+    let b = spawn_app_on(url, None, &extra()).await;
+    // Tuesday 2026-12-01 09:00 UTC is the send time; the week is the seven days before it.
+    let send = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("date").timestamp();
+    let week_ago = send - 7 * 86_400;
+    a.clock.set(send - 3600);
+    b.clock.set(send - 3600);
+
+    // Two customers from before the week; one cancels during it with a comment, one fails a
+    // payment that is recovered during it; a third signs up during it.
+    for (cus, name) in [("cus_dg_left", "Grace Hopper"), ("cus_dg_paid", "Alan Turing")] {
+        let mut c = customer(cus, &format!("{cus}@example.com"), week_ago - 30 * 86_400);
+        c["name"] = json!(name);
+        a.deliver(&event("customer.created", week_ago - 30 * 86_400, c)).await;
+    }
+    let left = Sub::new("sub_dg_left", "cus_dg_left", week_ago - 30 * 86_400).object();
+    a.deliver(&event("customer.subscription.created", week_ago - 30 * 86_400, left.clone())).await;
+    let paid = Sub::new("sub_dg_paid", "cus_dg_paid", week_ago - 30 * 86_400).object();
+    a.deliver(&event("customer.subscription.created", week_ago - 30 * 86_400, paid)).await;
+    let mut ended = left;
+    ended["status"] = json!("canceled");
+    ended["canceled_at"] = json!(week_ago + 86_400);
+    ended["ended_at"] = json!(week_ago + 86_400);
+    ended["cancellation_details"] = json!({"comment": "We moved to a spreadsheet <sadly>", "feedback": "switched_service", "reason": "cancellation_requested"});
+    a.deliver(&event("customer.subscription.deleted", week_ago + 86_400, ended)).await;
+    let mut failed = invoice("in_dg", "cus_dg_paid", "sub_dg_paid", "open", 2000, week_ago + 2 * 86_400);
+    failed["attempt_count"] = json!(1);
+    a.deliver(&event("invoice.payment_failed", week_ago + 2 * 86_400, failed)).await;
+    a.deliver(&event("invoice.paid", week_ago + 3 * 86_400, invoice("in_dg", "cus_dg_paid", "sub_dg_paid", "paid", 2000, week_ago + 3 * 86_400)))
+        .await;
+    a.wait_projected().await;
+
+    // Before the hour: nothing.
+    assert_eq!(a.scheduler.weekly_digest(send - 1).await.expect("check"), 0);
+    // Both instances run the check at the same time: one row.
+    let (x, y) = tokio::join!(a.scheduler.weekly_digest(send + 60), b.scheduler.weekly_digest(send + 60));
+    assert_eq!(x.expect("a") + y.expect("b"), 1);
+    // And again later in the week: still one.
+    assert_eq!(b.scheduler.try_run_once_at(send + 3 * 86_400).await.map(|_| ()).ok(), Some(()));
+    let rows: Vec<_> =
+        a.store.outbox_rows().await.expect("outbox").into_iter().filter(|r| r.dedupe_key.starts_with("digest:")).collect();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let d = &rows[0];
+    assert_eq!(d.dedupe_key, "digest:2026-W49");
+    assert_eq!(d.recipient, OWNER);
+    let text = &d.body_text;
+    assert!(d.subject.contains("1 left"), "{}", d.subject);
+    assert!(text.contains("USD: $40.00 → $20.00 (−$20.00)"), "{text}");
+    assert!(text.contains("Grace Hopper: Switched to another product — “We moved to a spreadsheet <sadly>”"), "{text}");
+    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_left"), "{text}");
+    assert!(text.contains("Alan Turing: $20.00 recovered"), "{text}");
+    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_paid"), "{text}");
+    assert!(text.contains("No saves this week.") && text.contains("Nobody is at risk."), "{text}");
+    // The next week has its own.
+    assert_eq!(a.scheduler.weekly_digest(send + 7 * 86_400).await.expect("next week"), 1);
+}
