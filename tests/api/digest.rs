@@ -3,10 +3,10 @@
 //! recovered and who is at risk, each name linking to the customer page; two app instances
 //! on one database running the check at once write one outbox row for the week.
 
-use chrono::{TimeZone, Utc};
+use chrono::{Datelike, Duration, TimeZone, Utc, Weekday};
 use serde_json::json;
 
-use crate::helpers::{Sub, customer, event, fresh_database, invoice, spawn_app_on};
+use crate::helpers::{Sub, customer, event, fresh_database, invoice, now, spawn_app_on};
 
 const OWNER: &str = "owner@example.com";
 
@@ -24,11 +24,15 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     let (url, db) = fresh_database().await;
     let a = spawn_app_on(url.clone(), db, &extra()).await;
     let b = spawn_app_on(url, None, &extra()).await;
-    // Tuesday 2026-12-01 09:00 UTC is the send time; the week is the seven days before it.
-    let send = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("date").timestamp();
+    // The send time: the last Tuesday 09:00 UTC before now (events are signed now, so the
+    // week is in the past); the week is the seven days before it.
+    let mut day = Utc.timestamp_opt(now(), 0).single().expect("now").date_naive();
+    while day.weekday() != Weekday::Tue || day.and_hms_opt(9, 0, 0).expect("time").and_utc().timestamp() > now() {
+        day -= Duration::days(1);
+    }
+    let send = day.and_hms_opt(9, 0, 0).expect("time").and_utc().timestamp();
+    let key = format!("digest:{}-W{:02}", day.iso_week().year(), day.iso_week().week());
     let week_ago = send - 7 * 86_400;
-    a.clock.set(send - 3600);
-    b.clock.set(send - 3600);
 
     // Two customers from before the week; one cancels during it with a comment, one fails a
     // payment that is recovered during it; a third signs up during it.
@@ -65,7 +69,7 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
         a.store.outbox_rows().await.expect("outbox").into_iter().filter(|r| r.dedupe_key.starts_with("digest:")).collect();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let d = &rows[0];
-    assert_eq!(d.dedupe_key, "digest:2026-W49");
+    assert_eq!(d.dedupe_key, key);
     assert_eq!(d.recipient, OWNER);
     let text = &d.body_text;
     assert!(d.subject.contains("1 left"), "{}", d.subject);

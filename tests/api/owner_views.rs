@@ -284,10 +284,11 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     assert_eq!(fig["min_sample"], 3);
     assert_eq!(fig["recovered_this_month"], 4900);
     assert_eq!(fig["recovered_payments"], 1);
-    assert_eq!(fig["save_rate"]["sample"], 2, "{}", fig["save_rate"]);
-    assert_eq!(fig["save_rate"]["numerator"], 1);
-    assert_eq!(fig["save_rate"]["too_few"], true);
-    assert_eq!(fig["save_rate"]["text"], "too few to judge (n = 2)");
+    // The confirmed-save rate: the discount is still pending, so only the cancellation is decided.
+    assert_eq!(fig["save_rate"]["sample"], 1, "{}", fig["save_rate"]);
+    assert_eq!(fig["save_rate"]["numerator"], 0);
+    assert_eq!(fig["saves_pending"], 1);
+    assert_eq!(fig["save_rate"]["text"], "too few to judge (n = 1)");
     assert!(fig["mrr"].as_f64().is_some_and(|m| m > 0.0), "{}", fig["mrr"]);
     assert!((fig["arr"].as_f64().unwrap_or(0.0) - 12.0 * fig["mrr"].as_f64().unwrap_or(0.0)).abs() < 1e-6);
     let plans = fig["mrr_by_plan"].as_array().expect("plans");
@@ -297,5 +298,54 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     let newsletter = channels.iter().find(|c| c["channel"] == "newsletter").expect("the newsletter channel");
     assert_eq!(newsletter["customers"], 1);
     assert_eq!(newsletter["retention"]["text"], "too few to judge (n = 1)");
+    // A cohort row per channel: retention 1, 3, 6 and 12 months on, none reached yet.
+    let ages: Vec<(u64, u64)> = newsletter["after"]
+        .as_array()
+        .expect("cohort ages")
+        .iter()
+        .map(|p| (p["months"].as_u64().unwrap_or(0), p["rate"]["sample"].as_u64().unwrap_or(99)))
+        .collect();
+    assert_eq!(ages, [(1, 0), (3, 0), (6, 0), (12, 0)]);
+
+    // Thirty-one days on the discounted customer still pays: the save is confirmed.
+    assert_eq!(f.app.scheduler.check_saves(now() + 31 * 86_400).await.expect("check saves"), 1);
+    let fig = f.owner_json("/api/figures").await;
+    assert_eq!((fig["save_rate"]["numerator"].as_u64(), fig["save_rate"]["sample"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(fig["save_rate"]["text"], "too few to judge (n = 2)");
+    assert_eq!(fig["saves_pending"], 0);
+    // Every figure is on the dashboard too.
+    let login = f
+        .http
+        .post(format!("{}/dashboard/login", f.app.address))
+        .form(&[("token", OWNER_TOKEN)])
+        .send()
+        .await
+        .expect("login");
+    let session = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    let page = f
+        .http
+        .get(format!("{}/dashboard", f.app.address))
+        .header("Cookie", session)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("page");
+    for label in [
+        "id=\"fig-mrr\"",
+        "vs last month",
+        "Recovered this month",
+        "Confirmed-save rate",
+        "Trial conversion",
+        "Quick ratio",
+        "Renewals of yearly and long plans",
+        "id=\"mrr-by-plan\"",
+        "id=\"channels\"",
+        "After 12 mo",
+        "newsletter",
+    ] {
+        assert!(page.contains(label), "{label} missing from the dashboard");
+    }
     assert_eq!(f.owner("/api/figures?month=2026-13").await.status(), 400);
 }
