@@ -121,7 +121,9 @@ impl Alerts {
 
     /// Whether any destination is configured (else nothing is decided at all).
     pub fn any_destination(&self) -> bool {
-        (self.settings.email && self.owner_email.is_some()) || self.settings.slack_url.is_some() || self.settings.webhook.is_some()
+        (self.settings.email && self.owner_email.is_some())
+            || self.settings.slack_url.is_some()
+            || self.settings.webhook.is_some()
     }
 
     /// The customer page's absolute URL.
@@ -144,16 +146,17 @@ impl Alerts {
         let s = &self.settings;
         let customer = o["customer"].as_str().map(str::to_owned);
         let who = name.map(str::to_owned).or_else(|| customer.clone()).unwrap_or_else(|| "a customer".into());
-        let alert = |kind, id: String, title: String, details: Vec<String>, amount: Option<f64>, currency: Option<String>| Alert {
-            id: format!("alert:{id}"),
-            kind,
-            title: cut(&title),
-            details: details.iter().map(|d| cut(d)).collect(),
-            customer: customer.clone(),
-            amount,
-            currency,
-            at: event.created,
-        };
+        let alert =
+            |kind, id: String, title: String, details: Vec<String>, amount: Option<f64>, currency: Option<String>| Alert {
+                id: format!("alert:{id}"),
+                kind,
+                title: cut(&title),
+                details: details.iter().map(|d| cut(d)).collect(),
+                customer: customer.clone(),
+                amount,
+                currency,
+                at: event.created,
+            };
         match event.kind.as_str() {
             "customer.subscription.updated" | "customer.subscription.deleted" => {
                 let sub = o["id"].as_str()?;
@@ -240,7 +243,10 @@ impl Alerts {
         Some(Alert {
             id: format!("alert:save_reversed:{session_ref}"),
             kind: AlertKind::SaveReversed,
-            title: format!("A save was reversed: {who} took the {} offer but did not stay", crate::web::dashboard::labels::label(outcome)),
+            title: format!(
+                "A save was reversed: {who} took the {} offer but did not stay",
+                crate::web::dashboard::labels::label(outcome)
+            ),
             details: vec![format!("Evidence: {}", crate::web::dashboard::labels::label(evidence))],
             customer: customer.map(str::to_owned),
             amount: None,

@@ -121,7 +121,10 @@ fn alerts(src: &impl Source) -> Result<AlertSettings, ConfigError> {
         }
         (Some(_), Some(_)) => return Err(problem("HOLDFAST_ALERT_WEBHOOK_SECRET", "must be at least 16 characters")),
         (Some(_), None) => {
-            return Err(problem("HOLDFAST_ALERT_WEBHOOK_SECRET", "is required with HOLDFAST_ALERT_WEBHOOK_URL (requests are signed)"));
+            return Err(problem(
+                "HOLDFAST_ALERT_WEBHOOK_SECRET",
+                "is required with HOLDFAST_ALERT_WEBHOOK_URL (requests are signed)",
+            ));
         }
         (None, Some(_)) => return Err(problem("HOLDFAST_ALERT_WEBHOOK_URL", "is required with HOLDFAST_ALERT_WEBHOOK_SECRET")),
         (None, None) => None,

@@ -46,7 +46,11 @@ impl Digest {
         let monday = NaiveDate::from_isoywd_opt(week.year(), week.week(), Weekday::Mon)?;
         let day = monday + Duration::days(i64::from(self.settings.weekday) - 1);
         let send = day.and_hms_opt(self.settings.hour, 0, 0)?.and_utc().timestamp();
-        (now >= send).then(|| Due { key: format!("digest:{}-W{:02}", week.year(), week.week()), from: send - 7 * 86_400, to: send })
+        (now >= send).then(|| Due {
+            key: format!("digest:{}-W{:02}", week.year(), week.week()),
+            from: send - 7 * 86_400,
+            to: send,
+        })
     }
 
     /// The digest email for `due` from the week's facts.
@@ -96,8 +100,12 @@ impl Doc {
             let url = customer_url(public_url, &r.customer);
             let about = what(r);
             self.text.push_str(&format!("- {who}: {about}\n  {url}\n"));
-            self.html
-                .push_str(&format!("<li><a href=\"{}\">{}</a>: {}</li>", html_escape(&url), html_escape(&who), html_escape(&about)));
+            self.html.push_str(&format!(
+                "<li><a href=\"{}\">{}</a>: {}</li>",
+                html_escape(&url),
+                html_escape(&who),
+                html_escape(&about)
+            ));
         }
         self.html.push_str("</ul>");
     }
@@ -191,14 +199,19 @@ mod tests {
         let data = DigestData { cancellations: vec![row], ..DigestData::default() };
         let due = Due { key: "digest:2026-W49".into(), from: 0, to: 7 * 86_400 };
         let c = render("https://hf.example.com", &due, &data);
-        assert!(c.html.contains("<a href=\"https://hf.example.com/dashboard/customers/cus_1\">Grace &lt;Hopper&gt;</a>"), "{}", c.html);
+        assert!(
+            c.html.contains("<a href=\"https://hf.example.com/dashboard/customers/cus_1\">Grace &lt;Hopper&gt;</a>"),
+            "{}",
+            c.html
+        );
         assert!(c.html.contains("&lt;b&gt;pricey&lt;/b&gt;") && !c.html.contains("<b>pricey"), "{}", c.html);
         assert!(c.text.contains("Grace <Hopper>: Too expensive — “<b>pricey</b>”"), "{}", c.text);
     }
 
     #[test]
     fn one_key_per_iso_week_from_the_configured_day_and_hour() {
-        let d = digest(&[("HOLDFAST_OWNER_EMAIL", "o@example.com"), ("HOLDFAST_DIGEST_DAY", "wed"), ("HOLDFAST_DIGEST_HOUR", "9")]);
+        let d =
+            digest(&[("HOLDFAST_OWNER_EMAIL", "o@example.com"), ("HOLDFAST_DIGEST_DAY", "wed"), ("HOLDFAST_DIGEST_HOUR", "9")]);
         // Wednesday 2026-12-02 08:59:59 UTC: not yet; 09:00 and later that week: due.
         let wed9 = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).single().expect("date").timestamp();
         assert_eq!(d.due(wed9 - 1), None);
@@ -209,7 +222,10 @@ mod tests {
         assert_eq!(d.due(wed9 + 5 * 86_400), None, "next Monday: before next Wednesday");
         // The ISO year differs from the calendar year around New Year.
         let jan1 = Utc.with_ymd_and_hms(2027, 1, 1, 12, 0, 0).single().expect("date").timestamp();
-        assert_eq!(digest(&[("HOLDFAST_OWNER_EMAIL", "o@example.com"), ("HOLDFAST_DIGEST_DAY", "mon")]).due(jan1).map(|x| x.key), Some("digest:2026-W53".into()));
+        assert_eq!(
+            digest(&[("HOLDFAST_OWNER_EMAIL", "o@example.com"), ("HOLDFAST_DIGEST_DAY", "mon")]).due(jan1).map(|x| x.key),
+            Some("digest:2026-W53".into())
+        );
         assert_eq!(digest(&[]).due(wed9), None, "no owner email: no digest");
         assert_eq!(digest(&[("HOLDFAST_OWNER_EMAIL", "o@example.com"), ("HOLDFAST_DIGEST", "off")]).due(wed9), None);
     }

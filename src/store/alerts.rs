@@ -105,8 +105,10 @@ impl Store {
                     .await
             }
             Store::Postgres(_) => {
-                self.in_transaction(async |c| fetch!(c, fetch_all, ClaimedDelivery, CLAIM_POSTGRES, now, lease_secs, limit, token))
-                    .await
+                self.in_transaction(async |c| {
+                    fetch!(c, fetch_all, ClaimedDelivery, CLAIM_POSTGRES, now, lease_secs, limit, token)
+                })
+                .await
             }
         }
     }

@@ -70,7 +70,12 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
         .with_priority(1)
         .mount(&receiver)
         .await;
-    Mock::given(method("POST")).and(path("/hook")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&receiver).await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&receiver)
+        .await;
     Mock::given(method("POST"))
         .and(path("/slack/T000/B000/slacktoken"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -89,7 +94,8 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
     let mut cancelling = sub.clone();
     cancelling["cancel_at_period_end"] = json!(true);
     cancelling["canceled_at"] = json!(t + 100);
-    cancelling["cancellation_details"] = json!({"comment": "Too pricey <for us>", "feedback": "too_expensive", "reason": "cancellation_requested"});
+    cancelling["cancellation_details"] =
+        json!({"comment": "Too pricey <for us>", "feedback": "too_expensive", "reason": "cancellation_requested"});
     app.deliver(&event_with_id("evt_al_cancel_1", "customer.subscription.updated", t + 100, cancelling.clone())).await;
     // A later update of the same scheduled cancellation is not a new alert.
     app.deliver(&event_with_id("evt_al_cancel_2", "customer.subscription.updated", t + 200, cancelling)).await;
@@ -97,13 +103,18 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
     let mut big = invoice("in_al_big", "cus_al", "sub_al", "open", 4900, t + 300);
     big["attempt_count"] = json!(1);
     app.deliver(&event("invoice.payment_failed", t + 300, big)).await;
-    app.deliver(&event("invoice.payment_failed", t + 310, invoice("in_al_small", "cus_al", "sub_al", "open", 1000, t + 310))).await;
+    app.deliver(&event("invoice.payment_failed", t + 310, invoice("in_al_small", "cus_al", "sub_al", "open", 1000, t + 310)))
+        .await;
     let dispute = json!({"id": "dp_al", "object": "dispute", "amount": 4900, "currency": "usd", "reason": "fraudulent",
         "charge": "ch_al", "payment_intent": "pi_al", "status": "needs_response", "created": t + 400,
         "balance_transactions": [], "evidence_details": {"due_by": t + 7 * 86_400}});
     app.deliver(&event("charge.dispute.created", t + 400, dispute)).await;
 
-    let ids = ["alert:cancellation_scheduled:sub_al:".to_owned() + &(t + 100).to_string(), "alert:payment_failed:in_al_big".into(), "alert:dispute:dp_al".into()];
+    let ids = [
+        "alert:cancellation_scheduled:sub_al:".to_owned() + &(t + 100).to_string(),
+        "alert:payment_failed:in_al_big".into(),
+        "alert:dispute:dp_al".into(),
+    ];
     // Emails to the owner, one per alert.
     let emails: Vec<_> =
         app.store.outbox_rows().await.expect("outbox").into_iter().filter(|r| r.dedupe_key.starts_with("alert:")).collect();

@@ -54,8 +54,12 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     let mut failed = invoice("in_dg", "cus_dg_paid", "sub_dg_paid", "open", 2000, week_ago + 2 * 86_400);
     failed["attempt_count"] = json!(1);
     a.deliver(&event("invoice.payment_failed", week_ago + 2 * 86_400, failed)).await;
-    a.deliver(&event("invoice.paid", week_ago + 3 * 86_400, invoice("in_dg", "cus_dg_paid", "sub_dg_paid", "paid", 2000, week_ago + 3 * 86_400)))
-        .await;
+    a.deliver(&event(
+        "invoice.paid",
+        week_ago + 3 * 86_400,
+        invoice("in_dg", "cus_dg_paid", "sub_dg_paid", "paid", 2000, week_ago + 3 * 86_400),
+    ))
+    .await;
     a.wait_projected().await;
 
     // Before the hour: nothing.

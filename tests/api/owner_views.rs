@@ -314,13 +314,8 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     assert_eq!(fig["save_rate"]["text"], "too few to judge (n = 2)");
     assert_eq!(fig["saves_pending"], 0);
     // Every figure is on the dashboard too.
-    let login = f
-        .http
-        .post(format!("{}/dashboard/login", f.app.address))
-        .form(&[("token", OWNER_TOKEN)])
-        .send()
-        .await
-        .expect("login");
+    let login =
+        f.http.post(format!("{}/dashboard/login", f.app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("login");
     let session = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
     let page = f
         .http
