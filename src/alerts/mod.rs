@@ -133,10 +133,12 @@ impl Alerts {
 
     /// The customers whose names the alerts on `event` would show (their contacts are read).
     pub fn wants(&self, q: &mut FactsQuery, event: &Event, notify: bool) {
-        if notify && self.any_destination() && self.decide(event, None).is_some() {
-            if let Some(c) = event.object["customer"].as_str() {
-                q.customers.insert(c.to_owned());
-            }
+        if notify
+            && self.any_destination()
+            && self.decide(event, None).is_some()
+            && let Some(c) = event.object["customer"].as_str()
+        {
+            q.customers.insert(c.to_owned());
         }
     }
 
@@ -169,7 +171,7 @@ impl Alerts {
                     .iter()
                     .filter_map(|v| v.as_str())
                     .filter(|v| !v.is_empty())
-                    .map(|v| crate::web::dashboard::labels::label(v))
+                    .map(crate::web::dashboard::labels::label)
                     .collect::<Vec<_>>()
                     .join(": ");
                 let mut details = vec![format!("MRR {} ({sub})", money(mrr, &cur))];

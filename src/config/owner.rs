@@ -163,7 +163,7 @@ fn thresholds(src: &impl Source, var: &'static str) -> Result<Thresholds, Config
         let (currency, amount) = part.split_once(':').ok_or_else(bad)?;
         let currency = currency.trim().to_ascii_lowercase();
         let amount: f64 = amount.trim().parse().map_err(|_| bad())?;
-        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_lowercase()) || !(amount >= 0.0 && amount < 1e12) {
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_lowercase()) || !(0.0..1e12).contains(&amount) {
             return Err(bad());
         }
         let unit = 10f64.powi(crate::domain::money::exponent(&currency) as i32);

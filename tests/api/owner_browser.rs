@@ -86,6 +86,20 @@ async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer
     failed["attempt_count"] = json!(1);
     failed["next_payment_attempt"] = json!(t + 3 * 86_400);
     f.app.deliver(&event("invoice.payment_failed", t, failed)).await;
+    // A second customer takes the discount (the saves list), a third pays after a failure
+    // (recovered) and is new this month.
+    let saver = seed(&f.app, "cus_saver", "sub_saver", "price_pro_monthly", |_| {}).await;
+    let (s2, c2) = f.open(&signed_link("cus_saver")).await;
+    f.answer(&s2, &c2, "too_expensive", "").await;
+    let id2 = s2.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned();
+    f.expect_update("sub_saver", &format!("holdfast-cancel-{}-discount-1", holdfast::telemetry::capability_ref(&id2)), &saver)
+        .await;
+    assert_eq!(f.choose(&s2, &c2, "discount").await.status(), 303);
+    seed(&f.app, "cus_back", "sub_back", "price_pro_monthly", |_| {}).await;
+    let mut back = invoice("in_back", "cus_back", "sub_back", "open", 4900, t);
+    back["attempt_count"] = json!(1);
+    f.app.deliver(&event("invoice.payment_failed", t, back)).await;
+    f.app.deliver(&event("invoice.paid", t + 60, invoice("in_back", "cus_back", "sub_back", "paid", 4900, t + 60))).await;
     let (session, csrf) = f.open(&signed_link("cus_phone")).await;
     f.answer(&session, &csrf, "technical_problems", "A long comment about the sync failing every Monday morning, with a URL https://example.com/a/very/long/path/that/should/wrap/instead/of/overflowing").await;
     let id = session.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned();
@@ -104,6 +118,22 @@ async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer
         problems.extend(check_page(&browser, "dashboard").await?);
         let sign_out = browser.find(Locator::Id("sign-out")).await?;
         let sign_out_text = (sign_out.is_displayed().await?, sign_out.text().await?);
+        // The figures are on the phone too, each with its sample size.
+        let figures = browser.find(Locator::Id("figures")).await?.text().await?;
+
+        // Every other list fits and reads clearly, and names its customers.
+        let mut list_texts = Vec::new();
+        for list in ["saves", "dunning", "recovered", "new-customers", "at-risk"] {
+            browser.goto(&format!("{base}/dashboard/lists/{list}")).await?;
+            browser.wait().for_element(Locator::Id("list")).await?;
+            problems.extend(check_page(&browser, list).await?);
+            let text = browser.find(Locator::Id("list")).await?.text().await?;
+            let mut links = Vec::new();
+            for a in browser.find_all(Locator::Css("#list a")).await? {
+                links.push(a.attr("href").await?.unwrap_or_default());
+            }
+            list_texts.push((list, text, links));
+        }
 
         // The list names the customer and links to their page.
         browser.goto(&format!("{base}/dashboard/lists/cancellations")).await?;
@@ -127,12 +157,41 @@ async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer
         browser.wait().for_element(Locator::Id("customer-name")).await?;
         let found_url = browser.current_url().await?.to_string();
         let png = browser.screenshot().await?;
-        Ok::<_, fantoccini::error::CmdError>((problems, sign_out_text, list_text, timeline, changes, comments, found_url, png))
+        Ok::<_, fantoccini::error::CmdError>((
+            problems,
+            sign_out_text,
+            list_text,
+            timeline,
+            changes,
+            comments,
+            found_url,
+            png,
+            figures,
+            list_texts,
+        ))
     }
     .await;
     let _ = browser.close().await;
     drop(driver);
-    let (problems, sign_out, list_text, timeline, changes, comments, found_url, png) = outcome.expect("the pages load");
+    let (problems, sign_out, list_text, timeline, changes, comments, found_url, png, figures, list_texts) =
+        outcome.expect("the pages load");
+    for want in ["Confirmed-save rate", "Trial conversion", "Quick ratio", "MRR by plan", "vs last month"] {
+        assert!(figures.contains(want), "{want} missing: {figures}");
+    }
+    let page = |c: &str| format!("/dashboard/customers/{c}");
+    for (list, text, links) in &list_texts {
+        let (who, words): (&[&str], &str) = match *list {
+            "saves" => (&["cus_saver"], "Took the discount"),
+            "dunning" => (&["cus_phone"], "$49.00"),
+            "recovered" => (&["cus_back"], "$49.00"),
+            "new-customers" => (&["cus_back", "cus_saver", "cus_phone"], ""),
+            _ => (&[], ""),
+        };
+        for c in who {
+            assert!(links.contains(&page(c)), "{list} links to {c}: {links:?}");
+        }
+        assert!(text.contains(words), "{list}: {text}");
+    }
 
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(sign_out, (true, "Sign out".to_owned()));

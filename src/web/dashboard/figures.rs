@@ -162,7 +162,8 @@ fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
 
 fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRetention> {
     // Per channel: customers, still live, and per cohort age (reached it, still subscribed).
-    let mut by: BTreeMap<String, (u64, u64, [(u64, u64); 4])> = BTreeMap::new();
+    type Ages = [(u64, u64); COHORT_MONTHS.len()];
+    let mut by: BTreeMap<String, (u64, u64, Ages)> = BTreeMap::new();
     for c in &counts.channels {
         let payload: Value = serde_json::from_str(&c.payload).unwrap_or(Value::Null);
         let channel = payload["data"]["object"]["metadata"][key]
