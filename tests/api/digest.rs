@@ -83,6 +83,13 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     assert!(text.contains("Alan Turing: $20.00 recovered"), "{text}");
     assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_paid"), "{text}");
     assert!(text.contains("No saves this week.") && text.contains("Nobody is at risk."), "{text}");
-    // The next week has its own.
-    assert_eq!(a.scheduler.weekly_digest(send + 7 * 86_400).await.expect("next week"), 1);
+    // The next week has its own, when the app's clock reaches its hour.
+    a.clock.set(send + 7 * 86_400 - 60);
+    a.scheduler.try_run_once().await.expect("scheduler");
+    let digests =
+        |rows: Vec<holdfast::store::outbox::OutboxRow>| rows.into_iter().filter(|r| r.dedupe_key.starts_with("digest:")).count();
+    assert_eq!(digests(a.store.outbox_rows().await.expect("outbox")), 1);
+    a.clock.set(send + 7 * 86_400);
+    a.scheduler.try_run_once().await.expect("scheduler");
+    assert_eq!(digests(a.store.outbox_rows().await.expect("outbox")), 2);
 }
