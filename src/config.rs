@@ -8,11 +8,13 @@ pub mod cancel;
 pub mod figures;
 pub mod lifecycle;
 pub mod limits;
+pub mod recap;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use limits::{LimitSettings, TrustedProxy};
+pub use recap::{NpsSettings, RecapSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,10 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The owner's figures: `HOLDFAST_MIN_SAMPLE`, `HOLDFAST_CHANNEL_METADATA_KEY`.
     pub figures: figures::FigureSettings,
+    /// `[recap]`: the monthly value recap (off by default).
+    pub recap: RecapSettings,
+    /// `[nps]`: the NPS survey (off by default).
+    pub nps: NpsSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -187,7 +193,10 @@ impl Settings {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let bind = bind(src)?;
         let (lifecycle, experiments) = LifecycleSettings::from_source(src)?;
+        let (recap, nps) = recap::from_source(src)?;
         Ok(Self {
+            recap,
+            nps,
             lifecycle,
             experiments,
             database_url: database_url(src)?,

@@ -36,6 +36,12 @@ pub struct Reactor {
     pub unsubscribe: UnsubscribeLinks,
     /// Woken after a commit that enqueued mail, so the outbox worker doesn't wait a poll.
     pub outbox_ready: Arc<Notify>,
+    /// The monthly value recap.
+    pub recap: crate::config::RecapSettings,
+    /// The NPS survey, its signed links, and the product it asks about.
+    pub nps: crate::config::NpsSettings,
+    pub nps_links: crate::nps::NpsLinks,
+    pub nps_product: String,
 }
 
 /// How update-payment links are made.
@@ -137,6 +143,14 @@ impl Reactor {
                 &settings.webhook.secrets,
             ),
             outbox_ready: Arc::new(Notify::new()),
+            recap: settings.recap.clone(),
+            nps: settings.nps.clone(),
+            nps_links: crate::nps::NpsLinks::new(
+                &settings.public_url,
+                settings.cancel_flow.link_secret.as_ref(),
+                &settings.webhook.secrets,
+            ),
+            nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
         }
     }
 
