@@ -102,7 +102,7 @@ async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_on
     let text = &mail.text;
     for line in [
         "(31 March 2026 to 29 April 2026)",
-        " at $20.00 / month\n",
+        "Your plan: price_basic_monthly at $20.00 / month",
         "- sign-ins: 12 (+4 (+50 %) on the month before)",
         "- reports created: 3 (same as the month before)",
         "- invite_sent: 2 (new this month)",
@@ -118,6 +118,7 @@ async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_on
     assert_eq!(rows[0].category, "marketing");
 
     // May's anniversary is the 31st: the next recap, April's month as "before".
+    app.clock.set(at(2026, 5, 29, 12));
     post_activity(&app, &json!([used("cus_1", "login", at(2026, 5, 10, 9), 6)])).await;
     assert_eq!(run_at(&app, at(2026, 5, 30, 12)).await, 0);
     assert_eq!(run_at(&app, at(2026, 5, 31, 1)).await, 1);
