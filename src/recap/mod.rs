@@ -50,9 +50,7 @@ fn days_in(year: i32, month: u32) -> u32 {
 /// (the 31st in April, the 30th in February) has its anniversary on its last day.
 pub fn anniversary(anchor_day: u32, year: i32, month: u32) -> i64 {
     let day = anchor_day.min(days_in(year, month));
-    NaiveDate::from_ymd_opt(year, month, day)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(0, |d| d.and_utc().timestamp())
+    NaiveDate::from_ymd_opt(year, month, day).and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(0, |d| d.and_utc().timestamp())
 }
 
 /// The recap due at `now` for a subscription anchored at `anchor`: on the anniversary day
@@ -114,7 +112,8 @@ pub fn usage_lines(
         .into_iter()
         .map(|name| {
             let (count, prev) = (this.get(name).copied().unwrap_or(0), previous.get(name).copied().unwrap_or(0));
-            let label = labels.get(name).cloned().unwrap_or_else(|| if name == OTHER { "other activity".into() } else { name.clone() });
+            let label =
+                labels.get(name).cloned().unwrap_or_else(|| if name == OTHER { "other activity".into() } else { name.clone() });
             UsageLine { name: name.clone(), label, count, previous: prev, change: change(count, prev) }
         })
         .collect();
@@ -176,7 +175,8 @@ async fn recap_email(
 ) -> Result<NewEmail, RecapError> {
     let items = store.recap_items(&s.subscription).await?;
     let (plan, price) = plan_and_price(&items);
-    let question = r.recap.question.clone().unwrap_or_else(|| "What's one thing we could do to make next month better for you?".into());
+    let question =
+        r.recap.question.clone().unwrap_or_else(|| "What's one thing we could do to make next month better for you?".into());
     let ctx = context! {
         customer => context! { name => s.name.clone(), email => to },
         plan => context! { name => plan, amount => price },

@@ -29,7 +29,8 @@ const INSERT: &str = "INSERT INTO nps_answers (survey, customer, score, paying, 
      ON CONFLICT (survey) DO NOTHING";
 const ANSWER: &str = "SELECT score, comment FROM nps_answers WHERE survey = $1";
 const COMMENT: &str = "UPDATE nps_answers SET comment = $2, commented_at = $3 WHERE survey = $1 AND comment IS NULL";
-const SCORES: &str = "SELECT answered_at, score FROM nps_answers WHERE answered_at >= $1 AND answered_at < $2 ORDER BY answered_at";
+const SCORES: &str =
+    "SELECT answered_at, score FROM nps_answers WHERE answered_at >= $1 AND answered_at < $2 ORDER BY answered_at";
 
 /// A new answer.
 #[derive(Debug, Clone)]

@@ -122,10 +122,14 @@ async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score
     let at_risk = &record["at_risk"];
     assert_eq!((at_risk["status"].as_str(), at_risk["reason"].as_str()), (Some("at_risk"), Some("low_nps")));
     let series = app.store.lifecycle_series().await.expect("series");
-    assert_eq!(series.iter().map(|s| (s.campaign.as_str(), s.status.as_str())).collect::<Vec<_>>(), vec![("reengagement", "active")]);
+    assert_eq!(
+        series.iter().map(|s| (s.campaign.as_str(), s.status.as_str())).collect::<Vec<_>>(),
+        vec![("reengagement", "active")]
+    );
     // Activity in the next days does not end it: the customer uses the product but is unhappy.
     let activity = serde_json::json!([{"customer": "cus_1", "at": START + 31 * DAY, "event": "login"}]);
-    let r = app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&activity).send().await.expect("POST");
+    let r =
+        app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&activity).send().await.expect("POST");
     assert_eq!(r.json::<Value>().await.expect("json")["reengaged"], serde_json::json!([]));
 
     // The summary: one answer is too few for a score (min_sample = 2).
@@ -172,18 +176,25 @@ async fn nps_is_reported_with_its_trend_and_the_survey_comes_back_every_six_mont
     assert_eq!(trend.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&("2026-04".to_owned(), 3)]);
     // The dashboard card shows it.
     let login = no_redirects().post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER)]).send().await;
-    let cookie = login.expect("login").headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
-    let html = app.client.get(format!("{}/dashboard?month=2026-04", app.address)).header("Cookie", cookie).send().await.expect("GET");
+    let cookie =
+        login.expect("login").headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    let html =
+        app.client.get(format!("{}/dashboard?month=2026-04", app.address)).header("Cookie", cookie).send().await.expect("GET");
     let html = html.text().await.expect("html");
     assert!(html.contains("id=\"nps-score\">33<"), "{}", &html[html.find("id=\"nps\"").unwrap_or(0)..][..400.min(html.len())]);
 
     // Bob unsubscribes (the survey's one-click link); six months on, Ada and Cy get the next one.
     let bob = sink.messages().iter().position(|m| m.rcpt_to == vec!["bob@example.com".to_owned()]).expect("sent to Bob");
-    let url = sink.parsed()[bob].header("List-Unsubscribe").expect("List-Unsubscribe").trim_matches(['<', '>']).replace("https://billing.acme.test", &app.address);
+    let url = sink.parsed()[bob]
+        .header("List-Unsubscribe")
+        .expect("List-Unsubscribe")
+        .trim_matches(['<', '>'])
+        .replace("https://billing.acme.test", &app.address);
     assert_eq!(app.client.post(url).form(&[("List-Unsubscribe", "One-Click")]).send().await.expect("POST").status(), 200);
     run_at(&app, START + 30 * DAY + 182 * DAY).await;
     assert_eq!(sink.messages().len(), 5, "Ada's and Cy's second survey; none to Bob");
-    let keys: Vec<String> = app.store.outbox_rows().await.expect("outbox").into_iter().map(|r| format!("{} {}", r.dedupe_key, r.status)).collect();
+    let keys: Vec<String> =
+        app.store.outbox_rows().await.expect("outbox").into_iter().map(|r| format!("{} {}", r.dedupe_key, r.status)).collect();
     assert!(keys.contains(&"nps:cus_1:w1 sent".to_owned()) && keys.contains(&"nps:cus_2:w1 suppressed".to_owned()), "{keys:?}");
 }
 
