@@ -181,5 +181,5 @@ async fn names_beyond_the_first_fifty_are_counted_as_other() {
     assert!(text.contains("- other activity: 8 (new this month)"), "{text}");
     let lines = text.lines().filter(|l| l.starts_with("- ")).count();
     assert_eq!(lines, 51, "50 names and other: {text}");
-    assert!(text.lines().filter(|l| l.starts_with("- ")).last().is_some_and(|l| l.contains("other activity")), "other last");
+    assert!(text.lines().rfind(|l| l.starts_with("- ")).is_some_and(|l| l.contains("other activity")), "other last");
 }
