@@ -124,5 +124,8 @@ mod tests {
         assert_eq!((nps.product.as_deref(), nps.min_sample), (Some("Acme Notes"), 5));
         std::fs::write(&path, "[nps]\nevery_days = 1\n").expect("write");
         assert!(from_source(&vars).is_err());
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml").to_owned();
+        let (recap, nps) = from_source(&HashMap::from([(FILE_VAR, example)])).expect("the example is valid");
+        assert!(!recap.enabled && !nps.enabled && recap.labels.contains_key("report_created"));
     }
 }
