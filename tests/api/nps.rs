@@ -235,3 +235,50 @@ async fn browser_nps_score_link_button_and_comment_store_the_answer_once() {
     assert_eq!((answers[0]["score"].as_i64(), answers[0]["comment"].as_str()), (Some(8), Some("Love the search")));
     assert!(record["at_risk"].is_null(), "8 is not a low score");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survey_tokens_and_comments_never_reach_the_logs() {
+    use crate::helpers::{SECRET, fresh_database, now, post_signed};
+    const LINK_SECRET: &str = "link-secret-for-nps-logs-0123456789";
+    const EMAIL: &str = "leak.check+nps@example.org";
+    const COMMENT: &str = "a private remark 7f3e9c";
+
+    let (url, _dir) = fresh_database().await;
+    let server = crate::process::ServerProcess::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
+        ("HOLDFAST_NPS", "on"),
+        ("RUST_LOG", "debug"),
+    ]);
+    let client = no_redirects();
+    let t = now() - 40 * DAY;
+    assert_eq!(post_signed(&client, &server.address, &event("customer.created", t, customer("cus_npslog", EMAIL, t))).await, 200);
+    let sub = event("customer.subscription.created", t + 1, Sub::new("sub_npslog", "cus_npslog", t).object());
+    assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
+    let store = holdfast::store::Store::connect(&url).await.expect("connect");
+    assert!(store.wait_projected(crate::helpers::PROJECTOR_WAIT).await.expect("cursor readable"), "projected");
+
+    // The survey's link as the server signs it (the same key derivation, the same secret).
+    let links = holdfast::nps::NpsLinks::new(&server.address, Some(&secrecy::SecretString::from(LINK_SECRET.to_owned())), &[]);
+    let token = links.token(&holdfast::nps::Survey { customer: "cus_npslog".into(), wave: 0 });
+    let page = format!("{}/nps/{token}", server.address);
+    assert_eq!(client.get(format!("{page}?score=2")).send().await.expect("GET").status(), 200);
+    assert_eq!(client.post(&page).form(&[("score", "2")]).send().await.expect("POST").status(), 303);
+    let commented = client.post(format!("{page}/comment")).form(&[("comment", COMMENT)]).send().await.expect("POST");
+    assert_eq!(commented.status(), 200);
+    let forged = format!("{}/nps/{}00", server.address, token);
+    assert_eq!(client.post(&forged).form(&[("score", "9")]).send().await.expect("POST").status(), 400);
+    assert_eq!(store.nps_answer("nps:cus_npslog:w0").await.expect("read"), Some((2, Some(COMMENT.to_owned()))));
+    store.close().await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.output().contains("nps comment recorded") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let output = server.stop_and_collect();
+    assert!(output.contains("nps answer recorded") && output.contains("nps comment recorded"), "{output}");
+    let (payload, signature) = token.split_once('.').expect("token");
+    let leaks: Vec<&str> = [payload, signature, EMAIL, COMMENT, LINK_SECRET].into_iter().filter(|n| output.contains(n)).collect();
+    assert!(leaks.is_empty(), "capabilities or personal data in the log output: {leaks:?}\n{output}");
+}
