@@ -144,6 +144,11 @@ async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score
     let forged = link.replace("/nps/", "/nps/00");
     assert_eq!(post_score(&forged, "9").await.status(), 400);
     assert_eq!(app.client.get(&forged).send().await.expect("GET").status(), 400);
+
+    // Forgetting the customer erases the comment (personal data) and keeps the score.
+    app.store.forget_customer("cus_1").await.expect("forget");
+    let record = owner_get(&app, "/api/customers/cus_1").await;
+    assert_eq!((record["nps_answers"][0]["score"].as_i64(), record["nps_answers"][0]["comment"].is_null()), (Some(3), true));
 }
 
 #[tokio::test]
