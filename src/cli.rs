@@ -354,7 +354,11 @@ async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> 
     // Experiments come from holdfast.toml, like the server's.
     let (_, experiments) = crate::config::LifecycleSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
     let cancel_flow = crate::config::CancelFlowSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
-    let reports = Reports::new(store).with_experiments(experiments).with_save_confirm_days(cancel_flow.save_confirm_days);
+    let (_, nps) = crate::config::recap::from_source(&crate::config::Env).context("reading holdfast.toml")?;
+    let reports = Reports::new(store)
+        .with_experiments(experiments)
+        .with_save_confirm_days(cancel_flow.save_confirm_days)
+        .with_nps_min_sample(nps.min_sample);
     let month = month.unwrap_or_else(|| reports.current_month());
     let summary = reports.summary(month, currency.as_deref()).await.context("computing the summary")?;
     if json {

@@ -9,11 +9,13 @@ pub mod figures;
 pub mod lifecycle;
 pub mod limits;
 pub mod owner;
+pub mod recap;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
 pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use limits::{LimitSettings, TrustedProxy};
+pub use recap::{NpsSettings, RecapSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,10 @@ pub struct Settings {
     pub figures: figures::FigureSettings,
     /// The weekly digest and the alerts: `HOLDFAST_OWNER_EMAIL`, `HOLDFAST_DIGEST_*`, `HOLDFAST_ALERT_*`.
     pub owner: owner::OwnerSettings,
+    /// `[recap]`: the monthly value recap (off by default).
+    pub recap: RecapSettings,
+    /// `[nps]`: the NPS survey (off by default).
+    pub nps: NpsSettings,
 }
 
 /// An SMTP URL; `Debug` hides the password it carries.
@@ -190,7 +196,10 @@ impl Settings {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let bind = bind(src)?;
         let (lifecycle, experiments) = LifecycleSettings::from_source(src)?;
+        let (recap, nps) = recap::from_source(src)?;
         Ok(Self {
+            recap,
+            nps,
             lifecycle,
             experiments,
             database_url: database_url(src)?,

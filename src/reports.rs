@@ -24,6 +24,8 @@ pub struct Reports {
     /// How long after an abandoned session a still-live subscription counts as kept, and a
     /// save is confirmed by time (the cancel flow's `save_confirm_days`).
     save_confirm_secs: i64,
+    /// Fewer NPS answers than this are reported as too few (`[nps] min_sample`).
+    nps_min_sample: i64,
 }
 
 impl std::fmt::Debug for Reports {
@@ -34,7 +36,19 @@ impl std::fmt::Debug for Reports {
 
 impl Reports {
     pub fn new(store: Store) -> Self {
-        Self { store, experiments: Experiments::default(), clock: Clock::system(), save_confirm_secs: 30 * 86_400 }
+        Self {
+            store,
+            experiments: Experiments::default(),
+            clock: Clock::system(),
+            save_confirm_secs: 30 * 86_400,
+            nps_min_sample: crate::config::NpsSettings::default().min_sample,
+        }
+    }
+
+    /// Report NPS as too few below `n` answers.
+    pub fn with_nps_min_sample(mut self, n: i64) -> Self {
+        self.nps_min_sample = n;
+        self
     }
 
     /// Report these experiments' results in the summary.
@@ -101,6 +115,7 @@ impl Reports {
         summary.saves = Some(saves_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
         summary.recovery_attribution =
             Some(recovery_attribution_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
+        summary.nps = Some(nps_section(&self.store, month, self.nps_min_sample).await?);
         Ok(summary)
     }
 
@@ -353,4 +368,39 @@ pub async fn experiments_section(
         });
     }
     Ok(out)
+}
+
+/// The summary's `nps` section: the answers of the 12 months to `month` (inclusive), and
+/// each of those months on its own; a score only from `min_sample` answers on.
+pub async fn nps_section(store: &Store, month: Month, min_sample: i64) -> Result<summary::NpsJson, StoreError> {
+    use crate::nps::Tally;
+    let first = month.plus(-11);
+    let answers = store.nps_scores(first.start(), month.plus(1).start()).await?;
+    let min = u64::try_from(min_sample).unwrap_or(0);
+    let figures = |t: Tally| {
+        let too_few = t.n() < min;
+        (if too_few { None } else { t.score() }, too_few)
+    };
+    let by_month = (0..12)
+        .map(|i| {
+            let m = first.plus(i);
+            let t = Tally::of(answers.iter().filter(|(at, _)| Month::of(*at) == m).map(|(_, s)| *s));
+            let (score, too_few) = figures(t);
+            summary::NpsMonthJson { month: m.to_string(), n: t.n(), score, too_few }
+        })
+        .collect();
+    let all = Tally::of(answers.iter().map(|(_, s)| *s));
+    let (score, too_few) = figures(all);
+    Ok(summary::NpsJson {
+        from_month: first.to_string(),
+        to_month: month.to_string(),
+        n: all.n(),
+        promoters: all.promoters,
+        passives: all.passives,
+        detractors: all.detractors,
+        score,
+        min_sample: min,
+        too_few,
+        by_month,
+    })
 }

@@ -395,7 +395,8 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
         Reports::new(store.clone())
             .with_experiments(reactor.experiments.clone())
             .with_clock(clock.clone())
-            .with_save_confirm_days(cancel.settings.save_confirm_days),
+            .with_save_confirm_days(cancel.settings.save_confirm_days)
+            .with_nps_min_sample(reactor.nps.min_sample),
     );
     let store = web::Data::new(store);
     let cancel = web::Data::new(cancel);
@@ -425,6 +426,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
+            .configure(crate::web::nps::routes)
             .route("/api/summary", web::get().to(summary::get_summary))
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
             .route("/api/observed", web::get().to(observed::get_observed))

@@ -88,6 +88,12 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("reengage_day14/subject.txt", include_str!("../../templates/email/reengage_day14/subject.txt")),
     ("reengage_day14/body.txt", include_str!("../../templates/email/reengage_day14/body.txt")),
     ("reengage_day14/body.html", include_str!("../../templates/email/reengage_day14/body.html")),
+    ("recap_monthly/subject.txt", include_str!("../../templates/email/recap_monthly/subject.txt")),
+    ("recap_monthly/body.txt", include_str!("../../templates/email/recap_monthly/body.txt")),
+    ("recap_monthly/body.html", include_str!("../../templates/email/recap_monthly/body.html")),
+    ("nps_survey/subject.txt", include_str!("../../templates/email/nps_survey/subject.txt")),
+    ("nps_survey/body.txt", include_str!("../../templates/email/nps_survey/body.txt")),
+    ("nps_survey/body.html", include_str!("../../templates/email/nps_survey/body.html")),
 ];
 
 /// Why an email could not be rendered.
@@ -204,6 +210,14 @@ pub fn sample_context() -> Value {
         canceled_on => "2 March 2026",
         last_active_on => "14 February 2026",
         pause_url => "https://billing.example.com/pause?token=sample",
+        period => context! { from => "2 February 2026", to => "1 March 2026" },
+        usage => vec![
+            context! { label => "reports created", count => 12, change => "+4 (+50 %) on the month before" },
+            context! { label => "other activity", count => 3, change => "new this month" },
+        ],
+        question => "What should we build next?",
+        product => "Acme Notes",
+        scores => (0..=10).map(|s| context! { score => s, url => format!("https://billing.example.com/nps/sample?score={s}") }).collect::<Vec<_>>(),
     }
 }
 
@@ -300,14 +314,14 @@ mod tests {
     }
 
     fn is_marketing(name: &str) -> bool {
-        ["onboarding_", "winback_", "reengage_"].iter().any(|p| name.starts_with(p))
+        ["onboarding_", "winback_", "reengage_", "recap_", "nps_"].iter().any(|p| name.starts_with(p))
     }
 
     #[test]
     fn marketing_templates_show_the_unsubscribe_link_only_when_there_is_one() {
         let t = Templates::new(&settings());
         let marketing: Vec<_> = Templates::names().into_iter().filter(|n| is_marketing(n)).collect();
-        assert_eq!(marketing.len(), 12, "{marketing:?}");
+        assert_eq!(marketing.len(), 14, "{marketing:?}");
         let url = "https://billing.example.com/unsubscribe?token=sample";
         for name in marketing {
             let email = t.render(name, sample_context()).expect(name);

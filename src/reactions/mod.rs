@@ -40,6 +40,12 @@ pub struct Reactor {
     pub alerts: crate::alerts::Alerts,
     /// The owner's weekly digest (the scheduler sends it).
     pub digest: crate::digest::Digest,
+    /// The monthly value recap.
+    pub recap: crate::config::RecapSettings,
+    /// The NPS survey, its signed links, and the product it asks about.
+    pub nps: crate::config::NpsSettings,
+    pub nps_links: crate::nps::NpsLinks,
+    pub nps_product: String,
 }
 
 /// How update-payment links are made.
@@ -143,6 +149,14 @@ impl Reactor {
             outbox_ready: Arc::new(Notify::new()),
             alerts: crate::alerts::Alerts::new(&settings.owner, &settings.public_url),
             digest: crate::digest::Digest::new(&settings.owner, &settings.public_url),
+            recap: settings.recap.clone(),
+            nps: settings.nps.clone(),
+            nps_links: crate::nps::NpsLinks::new(
+                &settings.public_url,
+                settings.cancel_flow.link_secret.as_ref(),
+                &settings.webhook.secrets,
+            ),
+            nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
         }
     }
 

@@ -66,6 +66,7 @@ const SAVE_PAYLOAD: &str = "UPDATE stripe_events SET payload = $2 WHERE id = $1"
 const CUSTOMER: &str = "UPDATE customers SET email = NULL, name = NULL WHERE id = $1";
 const SUBSCRIPTIONS: &str = "UPDATE subscriptions SET cancel_comment = NULL WHERE customer = $1";
 const CANCEL_SESSIONS: &str = "UPDATE cancel_sessions SET comment = NULL WHERE customer = $1";
+const NPS_COMMENTS: &str = "UPDATE nps_answers SET comment = NULL WHERE customer = $1";
 const OUTBOX_UNSENT: &str =
     "UPDATE outbox SET status = 'cancelled', last_error = 'customer forgotten' WHERE customer = $1 AND status = 'pending'";
 const OUTBOX: &str = "UPDATE outbox SET recipient = '', subject = '', body_text = '', body_html = '' WHERE customer = $1";
@@ -117,7 +118,7 @@ impl Store {
                         forgotten.events += 1;
                     }
                 }
-                for statement in [CUSTOMER, SUBSCRIPTIONS, CANCEL_SESSIONS, OUTBOX_UNSENT] {
+                for statement in [CUSTOMER, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
                     sqlx::query(statement).bind(customer).execute(&mut *tx).await?;
                 }
                 forgotten.emails = sqlx::query(OUTBOX).bind(customer).execute(&mut *tx).await?.rows_affected();

@@ -97,12 +97,19 @@ const TOUCH_PG: &str = concat!(
     touch_conflict!()
 );
 // Re-engaged: the customer's open episode began before their newest activity in the batch.
+// An episode a low NPS score opened is about how the customer feels, not whether they use the
+// product: activity ends it only `LOW_NPS_HOLD_SECS` after it began (its series has run).
 const REENGAGED_SQLITE: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = r.l \
      FROM (SELECT value ->> 'c' AS c, value ->> 'l' AS l FROM json_each($1)) AS r \
-     WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l RETURNING at_risk.customer, at_risk.since";
+     WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l \
+     AND (at_risk.reason <> 'low_nps' OR r.l >= at_risk.since + $2) RETURNING at_risk.customer, at_risk.since";
 const REENGAGED_PG: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = r.l \
      FROM json_to_recordset(($1::text)::json) AS r(c text, l bigint) \
-     WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l RETURNING at_risk.customer, at_risk.since";
+     WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l \
+     AND (at_risk.reason <> 'low_nps' OR r.l >= at_risk.since + $2) RETURNING at_risk.customer, at_risk.since";
+
+/// How long product activity cannot end an at-risk episode a low NPS score opened.
+pub const LOW_NPS_HOLD_SECS: i64 = 14 * 86_400;
 
 /// One customer's activity of one batch, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +119,8 @@ pub struct ActivitySum {
     pub last_at: i64,
     /// (UTC day number, count) pairs.
     pub days: Vec<(i64, i64)>,
+    /// (UTC day number, event name, count) of the items that named their event.
+    pub names: Vec<(i64, String, i64)>,
 }
 
 /// Add a batch's activity (one row per customer in `sums`) and close, as re-engaged, the
@@ -129,12 +138,12 @@ pub async fn add_activity(conn: &mut Conn<'_>, sums: &[ActivitySum]) -> Result<V
         Conn::Sqlite(c) => {
             sqlx::query(ADD_DAYS_SQLITE).bind(&days).execute(&mut **c).await?;
             sqlx::query(TOUCH_SQLITE).bind(&customers).execute(&mut **c).await?;
-            sqlx::query_as(REENGAGED_SQLITE).bind(&customers).fetch_all(&mut **c).await
+            sqlx::query_as(REENGAGED_SQLITE).bind(&customers).bind(LOW_NPS_HOLD_SECS).fetch_all(&mut **c).await
         }
         Conn::Postgres(c) => {
             sqlx::query(ADD_DAYS_PG).bind(&days).execute(&mut **c).await?;
             sqlx::query(TOUCH_PG).bind(&customers).execute(&mut **c).await?;
-            sqlx::query_as(REENGAGED_PG).bind(&customers).fetch_all(&mut **c).await
+            sqlx::query_as(REENGAGED_PG).bind(&customers).bind(LOW_NPS_HOLD_SECS).fetch_all(&mut **c).await
         }
     }
 }
@@ -289,6 +298,10 @@ pub fn fingerprint(sums: &[ActivitySum]) -> String {
         for (day, n) in &a.days {
             h.update(format!("\t{day}:{n}"));
         }
+        // Only batches with event names hash them, so earlier batches keep their fingerprint.
+        for (day, name, n) in &a.names {
+            h.update(format!("\t{day}:{}:{n}", hex::encode(name)));
+        }
         h.update("\n");
     }
     hex::encode(h.finalize())
@@ -315,6 +328,7 @@ impl Store {
                 }
             }
             let mut reengaged = Vec::new();
+            super::recap::add_named_activity(c, sums, now).await?;
             for (customer, since) in add_activity(c, sums).await? {
                 stop_one(c, &crate::domain::lifecycle::reengage_case(&customer, since), "activity_returned", now).await?;
                 reengaged.push(customer);

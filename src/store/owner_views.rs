@@ -202,6 +202,15 @@ pub struct ChangeView {
     pub made_at: i64,
 }
 
+/// An NPS answer of the customer.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct NpsView {
+    pub score: i64,
+    pub comment: Option<String>,
+    pub answered_at: i64,
+    pub commented_at: Option<i64>,
+}
+
 /// Everything stored about one customer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CustomerRecord {
@@ -217,6 +226,7 @@ pub struct CustomerRecord {
     pub activity: Option<ActivityView>,
     pub at_risk: Option<AtRiskView>,
     pub stripe_changes: Vec<ChangeView>,
+    pub nps_answers: Vec<NpsView>,
 }
 
 const CUSTOMER: &str = "SELECT id, email, name, created, CAST(CASE WHEN deleted THEN 1 ELSE 0 END AS BIGINT) AS deleted \
@@ -246,6 +256,9 @@ const AT_RISK: &str = "SELECT status, reason, since, last_activity_at, recent_we
      WHERE customer = $1";
 const CHANGES: &str = "SELECT subscription, method, path, params, purpose, triggered_by, made_at FROM stripe_changes \
      WHERE customer = $1 ORDER BY made_at DESC, id DESC";
+
+const NPS: &str =
+    "SELECT score, comment, answered_at, commented_at FROM nps_answers WHERE customer = $1 ORDER BY answered_at DESC";
 
 /// A customer found by a search.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -481,6 +494,7 @@ impl Store {
                 activity: fetch!(c, fetch_optional, ActivityView, ACTIVITY, customer)?,
                 at_risk: fetch!(c, fetch_optional, AtRiskView, AT_RISK, customer)?,
                 stripe_changes: fetch!(c, fetch_all, ChangeView, CHANGES, customer)?,
+                nps_answers: fetch!(c, fetch_all, NpsView, NPS, customer)?,
             }))
         })
         .await

@@ -1,6 +1,6 @@
 //! `POST /api/activity` (owner token): the founder's app reports product activity in batches
-//! of `{customer, at, event?, count?}`. Counts are summed per customer per UTC day (event names
-//! are accepted but not stored); a customer at risk whose activity returns is re-engaged at
+//! of `{customer, at, event?, count?}`. Counts are summed per customer per UTC day, and per
+//! event name too (for the monthly value recap: at most 50 names, the rest as `other`); a customer at risk whose activity returns is re-engaged at
 //! once (their re-engagement emails are cancelled in the same transaction). An
 //! `Idempotency-Key` header makes a retried batch count once.
 
@@ -90,7 +90,8 @@ fn unix(when: &When) -> Option<i64> {
 
 /// Validate and sum a batch per customer; the first bad item is named in the error.
 fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, Invalid> {
-    let mut by_customer: BTreeMap<&str, (i64, i64, BTreeMap<i64, i64>)> = BTreeMap::new();
+    type Sums<'a> = (i64, i64, BTreeMap<i64, i64>, BTreeMap<(i64, &'a str), i64>);
+    let mut by_customer: BTreeMap<&str, Sums<'_>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let customer = item.customer.trim();
         if customer.is_empty() || customer.len() > 255 || customer.chars().any(char::is_control) {
@@ -107,18 +108,22 @@ fn sum(items: &[Item], now: i64) -> Result<Vec<ActivitySum>, Invalid> {
         if !(1..=1_000_000).contains(&count) {
             return Err(invalid(i, "count must be 1 to 1000000"));
         }
-        let entry = by_customer.entry(customer).or_insert((at, at, BTreeMap::new()));
+        let entry = by_customer.entry(customer).or_insert((at, at, BTreeMap::new(), BTreeMap::new()));
         entry.0 = entry.0.min(at);
         entry.1 = entry.1.max(at);
         *entry.2.entry(at.div_euclid(DAY)).or_default() += count;
+        if let Some(name) = item.event.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            *entry.3.entry((at.div_euclid(DAY), name)).or_default() += count;
+        }
     }
     Ok(by_customer
         .into_iter()
-        .map(|(customer, (first_at, last_at, days))| ActivitySum {
+        .map(|(customer, (first_at, last_at, days, names))| ActivitySum {
             customer: customer.to_owned(),
             first_at,
             last_at,
             days: days.into_iter().collect(),
+            names: names.into_iter().map(|((day, name), n)| (day, name.to_owned(), n)).collect(),
         })
         .collect())
 }
@@ -197,6 +202,12 @@ mod tests {
         assert_eq!(sums[0].customer, "cus_a");
         assert_eq!((sums[0].first_at, sums[0].last_at, sums[0].days.clone()), (now - DAY + 5, now - DAY + 9, vec![(day(1), 4)]));
         assert_eq!(sums[1].days, vec![(day(2), 1)]);
+        assert!(sums.iter().all(|s| s.names.is_empty()), "unnamed items are counted by day only");
+        let named = [
+            Item { customer: "cus_a".into(), at: When::Unix(now - 5), event: Some(" login ".into()), count: Some(2) },
+            Item { customer: "cus_a".into(), at: When::Unix(now - 9), event: Some("login".into()), count: None },
+        ];
+        assert_eq!(sum(&named, now).expect("valid")[0].names, vec![(day(1), "login".to_owned(), 3)]);
     }
 
     #[test]

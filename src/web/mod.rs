@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod home;
 pub mod metrics;
+pub mod nps;
 pub mod observed;
 pub mod quarantine;
 pub mod request_id;

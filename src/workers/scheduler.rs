@@ -1,7 +1,8 @@
 //! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
-//! card-expiry warnings, the at-risk check (product activity → re-engagement series), and the
-//! check of cancel-flow saves against billing (which sends nothing).
+//! card-expiry warnings, the at-risk check (product activity → re-engagement series), the
+//! monthly value recap, the NPS survey, and the check of cancel-flow saves against billing
+//! (which sends nothing).
 
 use crate::clock::Clock;
 use std::sync::Arc;
@@ -56,7 +57,10 @@ impl Scheduler {
 
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
-        let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
+        let n = self.card_expiry_warnings(now).await?
+            + self.at_risk_check(now).await?
+            + self.value_recaps(now).await?
+            + self.nps_surveys(now).await?;
         self.check_saves(now).await?;
         let n = n + self.weekly_digest(now).await?;
         if n > 0 {
@@ -101,6 +105,20 @@ impl Scheduler {
             }
         }
         Ok(enqueued)
+    }
+
+    /// The monthly value recaps due at `now` (customers on their billing anniversary), once
+    /// per customer per month by their outbox key. Off unless `[recap]` is enabled.
+    async fn value_recaps(&self, now: i64) -> anyhow::Result<usize> {
+        let emails = crate::recap::due_recaps(&self.store, &self.reactor, now).await?;
+        Ok(self.store.enqueue_emails(&emails, now).await?)
+    }
+
+    /// The NPS surveys due at `now` (day 30 of a paying customer's life, then every six
+    /// months), once per survey by their outbox key. Off unless `[nps]` is enabled.
+    async fn nps_surveys(&self, now: i64) -> anyhow::Result<usize> {
+        let emails = crate::nps::due_surveys(&self.store, &self.reactor, now).await?;
+        Ok(self.store.enqueue_emails(&emails, now).await?)
     }
 
     /// Decide the pending cancel-flow saves that billing has proven or reversed by `now`;

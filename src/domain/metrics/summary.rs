@@ -210,6 +210,36 @@ pub struct Summary {
     /// the payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_attribution: Option<RecoveryAttributionJson>,
+    /// NPS over the 12 months to the summary's month, and its trend by month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nps: Option<NpsJson>,
+}
+
+/// NPS: promoters (9–10) minus detractors (0–6) as a percentage of the answers, −100 to 100;
+/// `null` (and `too_few`) below the configured minimum sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NpsJson {
+    /// The window: the 12 months `from_month`..=`to_month`.
+    pub from_month: String,
+    pub to_month: String,
+    pub n: u64,
+    pub promoters: u64,
+    pub passives: u64,
+    pub detractors: u64,
+    pub score: Option<f64>,
+    pub min_sample: u64,
+    pub too_few: bool,
+    /// Each month of the window on its own, oldest first.
+    pub by_month: Vec<NpsMonthJson>,
+}
+
+/// One month's NPS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NpsMonthJson {
+    pub month: String,
+    pub n: u64,
+    pub score: Option<f64>,
+    pub too_few: bool,
 }
 
 /// Recovered payments by attribution: paid before any email, after an email was sent, or
@@ -531,5 +561,6 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         experiments: None,
         saves: None,
         recovery_attribution: None,
+        nps: None,
     }
 }

@@ -8,7 +8,7 @@ use minijinja::{Environment, Value, context};
 
 use crate::config::Brand;
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("layout.html", include_str!("../../../templates/pages/cancel/layout.html")),
     ("survey.html", include_str!("../../../templates/pages/cancel/survey.html")),
     ("offer.html", include_str!("../../../templates/pages/cancel/offer.html")),
@@ -22,6 +22,10 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("unsubscribe_confirm.html", include_str!("../../../templates/pages/unsubscribe/confirm.html")),
     ("unsubscribe_done.html", include_str!("../../../templates/pages/unsubscribe/done.html")),
     ("unsubscribe_invalid.html", include_str!("../../../templates/pages/unsubscribe/invalid.html")),
+    // So do the NPS survey's pages.
+    ("nps_score.html", include_str!("../../../templates/pages/nps/score.html")),
+    ("nps_comment.html", include_str!("../../../templates/pages/nps/comment.html")),
+    ("nps_invalid.html", include_str!("../../../templates/pages/nps/invalid.html")),
 ];
 
 /// No scripts, no external anything; the page URL is a capability, so it must never leak

@@ -26,7 +26,7 @@ const SEARCH_LIMIT: i64 = 50;
 pub struct Entry {
     pub at: i64,
     /// `subscription`, `mrr`, `invoice`, `payment_failure`, `email`, `cancel_flow`, `lifecycle`,
-    /// `activity`, `at_risk`, `stripe_change`.
+    /// `activity`, `at_risk`, `stripe_change`, `nps`.
     pub kind: &'static str,
     pub text: String,
 }
@@ -146,6 +146,10 @@ pub fn timeline(r: &CustomerRecord) -> Vec<Entry> {
             "stripe_change",
             format!("Holdfast changed Stripe: {} {} {} — by {}", c.method, c.path, c.params, c.triggered_by),
         );
+    }
+    for a in &r.nps_answers {
+        let comment = a.comment.as_deref().map(|t| format!(", said: “{t}”")).unwrap_or_default();
+        push(Some(a.answered_at), "nps", format!("NPS answer: {} ({}){comment}", a.score, crate::nps::category(a.score)));
     }
     // Newest first; same instant: the order they were added (the cause before the effect).
     out.sort_by_key(|e| std::cmp::Reverse(e.at));

@@ -37,6 +37,7 @@ pub fn label(code: &str) -> String {
         // At-risk reasons and states.
         "inactive" => "Inactive",
         "activity_drop" => "Activity dropped",
+        "low_nps" => "Low NPS score",
         "at_risk" => "At risk",
         "reengaged" => "Re-engaged",
         // Email states.
