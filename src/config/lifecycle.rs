@@ -42,8 +42,12 @@ impl Campaign {
 /// Everything the lifecycle reactions and the scheduler need.
 #[derive(Clone, Debug)]
 pub struct LifecycleSettings {
-    /// `HOLDFAST_ONBOARDING` / `[lifecycle.onboarding]`: after the first paid invoice.
+    /// `HOLDFAST_ONBOARDING` / `[lifecycle.onboarding]`: after the first paid invoice of a
+    /// customer who bought directly (a customer who had the trial series does not get it too).
     pub onboarding: Campaign,
+    /// `HOLDFAST_TRIAL_ONBOARDING` / `[lifecycle.trial_onboarding]`: from the first day of a
+    /// trial (the subscription arrives as `trialing`).
+    pub trial_onboarding: Campaign,
     /// `HOLDFAST_TRIAL_ENDING` / `[lifecycle.trial_ending]` (`enabled`, `template`): one email on
     /// `customer.subscription.trial_will_end`. Transactional (it is about billing).
     pub trial_ending: Campaign,
@@ -152,6 +156,8 @@ struct FileLifecycle {
     #[serde(default)]
     onboarding: FileCampaign,
     #[serde(default)]
+    trial_onboarding: FileCampaign,
+    #[serde(default)]
     trial_ending: FileCampaign,
     #[serde(default)]
     winback: FileCampaign,
@@ -248,6 +254,13 @@ impl LifecycleSettings {
                 l.onboarding,
                 Campaign::new(&[1, 7, 14, 30], &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"]),
             )?,
+            trial_onboarding: campaign(
+                src,
+                "HOLDFAST_TRIAL_ONBOARDING",
+                "trial_onboarding",
+                l.trial_onboarding,
+                Campaign::new(&[0, 3, 7], &["trial_onboarding_day0", "trial_onboarding_day3", "trial_onboarding_day7"]),
+            )?,
             trial_ending: campaign(
                 src,
                 "HOLDFAST_TRIAL_ENDING",
@@ -283,7 +296,7 @@ impl LifecycleSettings {
 
     /// Every template a campaign may render (checked at start).
     pub fn template_names(&self) -> Vec<&str> {
-        [&self.onboarding, &self.trial_ending, &self.winback, &self.reengagement]
+        [&self.onboarding, &self.trial_onboarding, &self.trial_ending, &self.winback, &self.reengagement]
             .into_iter()
             .flat_map(|c| c.templates.iter().map(String::as_str))
             .collect()
@@ -350,6 +363,7 @@ mod tests {
     fn defaults_are_the_documented_series() {
         let (s, e) = load(&[]).expect("defaults");
         assert_eq!(s.onboarding.days, vec![1, 7, 14, 30]);
+        assert_eq!(s.trial_onboarding.steps()[0], ("day0".to_owned(), 0, "trial_onboarding_day0"));
         assert_eq!(s.winback.days, vec![7, 30, 90]);
         assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
         assert_eq!(s.reengagement.steps()[4], ("day14".to_owned(), 14, "reengage_day14"));

@@ -73,6 +73,11 @@ pub fn onboarding_case(customer: &str) -> String {
     format!("onboarding:{customer}")
 }
 
+/// One trial onboarding series per customer (a second trial starts none).
+pub fn trial_onboarding_case(customer: &str) -> String {
+    format!("trial_onboarding:{customer}")
+}
+
 /// One trial-ending reminder per subscription and trial end.
 pub fn trial_case(subscription: &str, trial_end: i64) -> String {
     format!("trial_ending:{subscription}:{trial_end}")

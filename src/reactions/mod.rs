@@ -88,6 +88,21 @@ impl Links {
     }
 }
 
+impl Links {
+    /// The re-engagement series' pause link: signed for `customer` with the mark
+    /// `PAUSE_LINK_MARK` in place of an invoice, valid as long as an update-payment link. It
+    /// opens the cancel flow's pause offer; `None` without a Stripe key (nothing could pause).
+    pub fn pause(&self, customer: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(PAUSE_LINK_MARK), now + LINK_TTL_SECS);
+        Some(format!("{}/pause?token={token}", self.public_url))
+    }
+}
+
+/// What a pause link's token carries where an update-payment link names its invoice, so a
+/// token made for one page is never taken by another.
+pub const PAUSE_LINK_MARK: &str = "pause";
+
 /// A win-back link must outlive the whole series (90 days by default).
 pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
 

@@ -31,6 +31,7 @@ pub struct NewStripeChange<'a> {
 pub fn cancel_flow_trigger(source: &str) -> &'static str {
     match source {
         "minted" => "the customer, in the cancel flow (link made by the owner)",
+        "pause_link" => "the customer, from the pause link of a re-engagement email",
         _ => "the customer, in the cancel flow (signed link from the app)",
     }
 }

@@ -559,3 +559,133 @@ async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rat
         json!({"variant": "b", "sessions": 1, "saved": 1, "canceled": 0, "abandoned": 0, "in_progress": 0, "save_rate": 1.0})
     );
 }
+
+#[tokio::test]
+async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_the_paid_one() {
+    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let t = now() - 3600;
+    app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
+    let mut trial = Sub::new("sub_1", "cus_1", t);
+    trial.status = "trialing";
+    let mut object = trial.object();
+    object["trial_start"] = json!(t);
+    object["trial_end"] = json!(t + 14 * DAY);
+    app.deliver(&event("customer.subscription.created", t, object)).await;
+
+    // Day 0 is the trial's first day: the welcome goes at once, as marketing mail.
+    assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
+    assert_eq!(subjects(&sink), vec!["Welcome to your Acme trial"]);
+    let welcome = &sink.parsed()[0];
+    assert!(welcome.header("List-Unsubscribe").is_some());
+    let ends_on = holdfast::domain::dunning::format_date(t + 14 * DAY);
+    assert!(welcome.text.contains(&format!("runs until {ends_on}")), "{}", welcome.text);
+
+    // The trial converts: its first paid invoice starts no paid onboarding on top.
+    app.deliver(&first_payment("in_first", "cus_1", "sub_1", t + 60)).await;
+    assert_eq!(series_status(&app, "trial_onboarding").await, vec![("active".into(), None)]);
+    assert_eq!(series_status(&app, "onboarding").await, vec![]);
+    assert_eq!(app.outbox.run_until_idle_at(t + 3 * DAY).await.expect("pass"), 1);
+    assert_eq!(subjects(&sink)[1], "How is your Acme trial going?");
+
+    // A direct purchase (no trial) keeps the paid series.
+    app.deliver(&event("customer.created", t, customer("cus_2", "grace@example.com", t))).await;
+    app.deliver(&event("customer.subscription.created", t, Sub::new("sub_2", "cus_2", t).object())).await;
+    app.deliver(&first_payment("in_2", "cus_2", "sub_2", t + 60)).await;
+    assert_eq!(series_status(&app, "onboarding").await, vec![("active".into(), None)]);
+    assert_eq!(series_status(&app, "trial_onboarding").await.len(), 1, "no trial series for a direct purchase");
+}
+
+#[tokio::test]
+async fn a_trial_that_ends_unpaid_stops_its_series() {
+    let (app, sink) = app_with_sink(&[("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let t = now() - 3600;
+    app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
+    let mut trial = Sub::new("sub_1", "cus_1", t);
+    trial.status = "trialing";
+    let mut object = trial.object();
+    object["trial_start"] = json!(t);
+    app.deliver(&event("customer.subscription.created", t, object)).await;
+    app.deliver(&canceled("sub_1", "cus_1", t, t + 60, "cancellation_requested")).await;
+    assert_eq!(series_status(&app, "trial_onboarding").await, vec![("stopped".into(), Some("subscription_ended".into()))]);
+    // The day-0 email was withdrawn with the series (it was due, not yet sent).
+    assert_eq!(app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass"), 0);
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer() {
+    use wiremock::matchers::header;
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let (app, sink) = app_with_sink(&[
+        ("HOLDFAST_REENGAGEMENT", "on"),
+        ("HOLDFAST_OWNER_TOKEN", OWNER),
+        ("STRIPE_SECRET_KEY", "sk_test_pause_link"),
+        ("STRIPE_API_BASE", &uri),
+    ])
+    .await;
+    // A live monthly subscriber whose last activity was 40 days before the check.
+    let started = now() - DAY;
+    app.deliver(&event("customer.created", started, customer("cus_1", EMAIL, started))).await;
+    let object = Sub::new("sub_1", "cus_1", started).object();
+    app.deliver(&event("customer.subscription.created", started, object.clone())).await;
+    let t = now() - 15 * DAY;
+    let old: Vec<Value> = (40..50).map(|d| json!({"customer": "cus_1", "at": t - d * DAY, "count": 4})).collect();
+    assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
+    assert_eq!(app.scheduler.try_run_once_at(t).await.expect("check"), holdfast::workers::Outcome::Worked(5));
+    assert_eq!(app.outbox.run_until_idle_at(t + 14 * DAY).await.expect("pass"), 5);
+
+    // Only the day-14 email offers the pause; its link is signed and opens a page.
+    let mail = sink.parsed();
+    let prefix = "https://billing.acme.test/pause?token=";
+    assert_eq!(mail.iter().filter(|m| m.text.contains(prefix)).count(), 1);
+    let last = mail.iter().find(|m| m.text.contains(prefix)).expect("the pause email");
+    assert_eq!(last.header("Subject").as_deref(), Some("Our last note for now"));
+    let start = last.text.find(prefix).expect("link");
+    let link = last.text[start..].split_whitespace().next().expect("link").to_owned();
+    let link = link.replace("https://billing.acme.test", &app.address);
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let opened = http.get(&link).send().await.expect("GET");
+    assert_eq!(opened.status(), 303);
+    let offer_path = opened.headers()["location"].to_str().expect("location").to_owned();
+    assert!(offer_path.starts_with("/cancel/s/") && offer_path.ends_with("/offer"), "{offer_path}");
+    assert!(stripe.received_requests().await.expect("recording").is_empty(), "opening the link changes nothing");
+    let page = http.get(format!("{}{offer_path}", app.address)).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("choice-pause-1"), "{html}");
+    let csrf_at = html.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = html[csrf_at..].split('"').next().expect("csrf").to_owned();
+    let session = offer_path.trim_end_matches("/offer").to_owned();
+    let id = session.trim_start_matches("/cancel/s/").to_owned();
+
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_1"))
+        .and(header("Idempotency-Key", format!("holdfast-cancel-{}-pause_1-1", capability_ref(&id)).as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&object))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let chosen = http
+        .post(format!("{}{session}/choose", app.address))
+        .form(&[("csrf", csrf.as_str()), ("choice", "pause_1")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(chosen.status(), 303);
+    assert_eq!(chosen.headers()["location"], format!("{session}/done").as_str());
+    let sent = stripe.received_requests().await.expect("recording");
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&sent[0].body).expect("form");
+    assert!(params.contains(&("pause_collection[behavior]".into(), "void".into())), "{params:?}");
+
+    let row = app.store.cancel_session(&id).await.expect("store").expect("session");
+    assert_eq!((row.source.as_str(), row.outcome.as_deref(), row.reason.as_deref()), ("pause_link", Some("paused"), Some("unused")));
+    let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
+    assert_eq!(record.stripe_changes.len(), 1);
+    assert_eq!(record.stripe_changes[0].triggered_by, "the customer, from the pause link of a re-engagement email");
+
+    // A forged or foreign token opens nothing.
+    let forged = http.get(format!("{}/pause?token=cus_1.pause.99999999999.00", app.address)).send().await.expect("GET");
+    assert_eq!(forged.status(), 403);
+}
