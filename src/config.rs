@@ -11,7 +11,7 @@ pub mod limits;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
-pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
+pub use lifecycle::{AnnualOffer, Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use limits::{LimitSettings, TrustedProxy};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).

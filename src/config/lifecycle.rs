@@ -61,12 +61,51 @@ pub struct LifecycleSettings {
     pub reengagement: Campaign,
     /// `[lifecycle.at_risk]`.
     pub at_risk: AtRiskRule,
+    /// `HOLDFAST_ANNUAL_OFFER` / `[lifecycle.annual_offer]`: one email offering the yearly
+    /// price to a steady monthly subscriber.
+    pub annual_offer: AnnualOffer,
     /// `HOLDFAST_PRODUCT_URL` / `[lifecycle] product_url`: "back to the product" in emails and
     /// where the one-click way back lands after checkout.
     pub product_url: Option<String>,
     /// `[lifecycle] horizon_days` (default 3): a trigger older than this when it arrives
     /// (a late webhook, an import) records state but starts no series.
     pub horizon_days: i64,
+}
+
+/// The annual-plan offer (`[lifecycle.annual_offer]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnualOffer {
+    /// On by default; it does nothing without `prices`.
+    pub enabled: bool,
+    /// `after_months` (default 3): offered once a monthly subscription is this many 30-day
+    /// months old and had product activity in each of its last `after_months` 30-day windows.
+    pub after_months: i64,
+    /// `prices`: monthly price id → the yearly price id offered in its place.
+    pub prices: BTreeMap<String, String>,
+    /// `proration_behavior` (default `always_invoice`: the customer pays the difference now
+    /// and the year starts today; `create_prorations` leaves it to the next invoice; `none`).
+    pub proration_behavior: String,
+    /// `template` (default `annual_offer`).
+    pub template: String,
+}
+
+impl Default for AnnualOffer {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after_months: 3,
+            prices: BTreeMap::new(),
+            proration_behavior: "always_invoice".into(),
+            template: "annual_offer".into(),
+        }
+    }
+}
+
+impl AnnualOffer {
+    /// Whether offers can be made at all.
+    pub fn active(&self) -> bool {
+        self.enabled && !self.prices.is_empty()
+    }
 }
 
 /// Which thing an experiment splits.
@@ -150,6 +189,16 @@ struct FileAtRisk {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileAnnualOffer {
+    enabled: Option<bool>,
+    after_months: Option<i64>,
+    prices: Option<BTreeMap<String, String>>,
+    proration_behavior: Option<String>,
+    template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileLifecycle {
     product_url: Option<String>,
     horizon_days: Option<i64>,
@@ -165,6 +214,8 @@ struct FileLifecycle {
     reengagement: FileCampaign,
     #[serde(default)]
     at_risk: FileAtRisk,
+    #[serde(default)]
+    annual_offer: FileAnnualOffer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,7 +297,9 @@ impl LifecycleSettings {
         if horizon_days < 0 {
             return Err(problem(FILE_VAR, "[lifecycle] horizon_days must not be negative"));
         }
+        let annual_offer = annual_offer(src, l.annual_offer)?;
         let settings = Self {
+            annual_offer,
             onboarding: campaign(
                 src,
                 "HOLDFAST_ONBOARDING",
@@ -299,8 +352,35 @@ impl LifecycleSettings {
         [&self.onboarding, &self.trial_onboarding, &self.trial_ending, &self.winback, &self.reengagement]
             .into_iter()
             .flat_map(|c| c.templates.iter().map(String::as_str))
+            .chain(std::iter::once(self.annual_offer.template.as_str()))
             .collect()
     }
+}
+
+fn annual_offer(src: &impl Source, f: FileAnnualOffer) -> Result<AnnualOffer, ConfigError> {
+    let d = AnnualOffer::default();
+    let enabled = on_off(src, "HOLDFAST_ANNUAL_OFFER", f.enabled.unwrap_or(d.enabled))?;
+    let after_months = f.after_months.unwrap_or(d.after_months);
+    if !(1..=24).contains(&after_months) {
+        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] after_months must be 1–24"));
+    }
+    let prices = f.prices.unwrap_or_default();
+    let price_id = |p: &str| p.starts_with("price_") && p.len() <= 255 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if prices.iter().any(|(m, y)| !price_id(m) || !price_id(y) || m == y) {
+        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] prices maps a monthly price id (price_…) to another, yearly one"));
+    }
+    let proration_behavior = f.proration_behavior.unwrap_or(d.proration_behavior);
+    if !["always_invoice", "create_prorations", "none"].contains(&proration_behavior.as_str()) {
+        return Err(problem(
+            FILE_VAR,
+            "[lifecycle.annual_offer] proration_behavior is always_invoice, create_prorations or none",
+        ));
+    }
+    let template = f.template.unwrap_or(d.template);
+    if template.is_empty() || !template.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] template names are letters, digits, _ and -"));
+    }
+    Ok(AnnualOffer { enabled, after_months, prices, proration_behavior, template })
 }
 
 fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
@@ -364,6 +444,8 @@ mod tests {
         let (s, e) = load(&[]).expect("defaults");
         assert_eq!(s.onboarding.days, vec![1, 7, 14, 30]);
         assert_eq!(s.trial_onboarding.steps()[0], ("day0".to_owned(), 0, "trial_onboarding_day0"));
+        assert_eq!(s.annual_offer, AnnualOffer::default());
+        assert!(!s.annual_offer.active(), "no prices, no offers");
         assert_eq!(s.winback.days, vec![7, 30, 90]);
         assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
         assert_eq!(s.reengagement.steps()[4], ("day14".to_owned(), 14, "reengage_day14"));
@@ -411,6 +493,9 @@ mod tests {
         for bad in [
             "[lifecycle.onboarding]\ndays = [7, 1]\n",
             "[lifecycle.onboarding]\nwhen = 1\n",
+            "[lifecycle.annual_offer]\nafter_months = 0\n",
+            "[lifecycle.annual_offer]\nproration_behavior = \"later\"\n",
+            "[lifecycle.annual_offer.prices]\nprice_m = \"yearly\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\npercent_b = 101\n[experiments.templates]\na = \"b\"\n",
             // A dunning holdout withholds reminders: only with the explicit opt-in.

@@ -93,6 +93,31 @@ pub fn reengage_case(customer: &str, since: i64) -> String {
     format!("reengage:{customer}:{since}")
 }
 
+/// One annual-plan offer per subscription.
+pub fn annual_offer_case(subscription: &str) -> String {
+    format!("annual_offer:{subscription}")
+}
+
+/// The length of a "month" for the annual offer's rules: 30 days.
+pub const OFFER_MONTH_DAYS: i64 = 30;
+
+/// Steady activity, the annual offer's condition: at least one active day (UTC day numbers,
+/// `unix / 86400`) in each of the `months` 30-day windows that end with `today`.
+pub fn steady_activity(active_days: &[i64], today: i64, months: i64) -> bool {
+    months > 0
+        && (0..months).all(|k| {
+            let to = today + 1 - OFFER_MONTH_DAYS * k;
+            active_days.iter().any(|d| (to - OFFER_MONTH_DAYS..to).contains(d))
+        })
+}
+
+/// What a year on the yearly price saves against twelve months on the monthly one, in minor
+/// units, for `quantity` seats; `None` when it saves nothing (no offer is made then).
+pub fn annual_saving(monthly_unit: i64, yearly_unit: i64, quantity: i64) -> Option<i64> {
+    let saving = monthly_unit.checked_mul(12)?.checked_sub(yearly_unit)?.checked_mul(quantity.max(1))?;
+    (saving > 0).then_some(saving)
+}
+
 /// When a customer counts as at risk (`[lifecycle.at_risk]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AtRiskRule {
@@ -234,6 +259,19 @@ mod tests {
         assert_eq!(assess(&rule, &facts(6, 1, 0, 0), NOW), None);
         // A baseline of 4 a week is below the minimum of 5.
         assert_eq!(assess(&rule, &facts(60, 1, 0, 16), NOW), None);
+    }
+
+    #[test]
+    fn steady_activity_needs_a_day_in_every_window_and_the_saving_must_be_real() {
+        let today = 20_000;
+        // One active day in each of the last three 30-day windows.
+        assert!(steady_activity(&[today, today - 45, today - 89], today, 3));
+        // The oldest window (days today-89 ..= today-60) is empty.
+        assert!(!steady_activity(&[today, today - 45, today - 90], today, 3));
+        assert!(!steady_activity(&[], today, 1));
+        assert_eq!(annual_saving(2000, 20_000, 1), Some(4000));
+        assert_eq!(annual_saving(2000, 20_000, 2), Some(8000));
+        assert_eq!(annual_saving(2000, 24_000, 1), None);
     }
 
     #[test]

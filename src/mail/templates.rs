@@ -58,6 +58,9 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("trial_onboarding_day7/subject.txt", include_str!("../../templates/email/trial_onboarding_day7/subject.txt")),
     ("trial_onboarding_day7/body.txt", include_str!("../../templates/email/trial_onboarding_day7/body.txt")),
     ("trial_onboarding_day7/body.html", include_str!("../../templates/email/trial_onboarding_day7/body.html")),
+    ("annual_offer/subject.txt", include_str!("../../templates/email/annual_offer/subject.txt")),
+    ("annual_offer/body.txt", include_str!("../../templates/email/annual_offer/body.txt")),
+    ("annual_offer/body.html", include_str!("../../templates/email/annual_offer/body.html")),
     ("onboarding_day1/subject.txt", include_str!("../../templates/email/onboarding_day1/subject.txt")),
     ("onboarding_day1/body.txt", include_str!("../../templates/email/onboarding_day1/body.txt")),
     ("onboarding_day1/body.html", include_str!("../../templates/email/onboarding_day1/body.html")),
@@ -213,6 +216,8 @@ pub fn sample_context() -> Value {
         canceled_on => "2 March 2026",
         last_active_on => "14 February 2026",
         pause_url => "https://billing.example.com/pause?token=sample",
+        yearly => context! { name => "Pro yearly", amount => "$200.00 / year" },
+        saving => "$40.00",
     }
 }
 

@@ -36,7 +36,7 @@ pub fn cancel_flow_trigger(source: &str) -> &'static str {
     }
 }
 
-const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
+pub(crate) const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
      idempotency_key, made_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Rows of a list page at most (the API's `per_page` is capped here).

@@ -2,6 +2,7 @@
 //! (`TEST_DATABASE=postgres` with `TEST_POSTGRES_URL`).
 
 mod accept_healing;
+mod annual_offer;
 mod backup;
 mod billing_portal;
 mod brand;
