@@ -19,11 +19,20 @@ pub struct Campaign {
     pub days: Vec<i64>,
     /// Template of each step; a shorter list repeats its last template for the extra steps.
     pub templates: Vec<String>,
+    /// `holdout_percent` (0–50, default 0): share of customers whose series is recorded but
+    /// sends nothing, assigned stably (`domain::lifecycle::series_arm`), so the series'
+    /// outcome can be compared against not writing at all.
+    pub holdout_percent: u8,
 }
 
 impl Campaign {
     fn new(days: &[i64], templates: &[&str]) -> Self {
-        Self { enabled: true, days: days.to_vec(), templates: templates.iter().map(|t| (*t).to_owned()).collect() }
+        Self {
+            enabled: true,
+            days: days.to_vec(),
+            templates: templates.iter().map(|t| (*t).to_owned()).collect(),
+            holdout_percent: 0,
+        }
     }
 
     /// `(step key, day, template)` for each email: `day7`, 7, `winback_day7`.
@@ -159,6 +168,9 @@ impl Experiment {
 pub struct Experiments {
     pub save_offer: Option<Experiment>,
     pub email: Option<Experiment>,
+    /// Lifecycle campaigns with a holdout (`[lifecycle.<campaign>] holdout_percent`), by
+    /// campaign name: the summary reports each one's outcome per arm.
+    pub lifecycle_holdouts: Vec<(String, u8)>,
 }
 
 impl Experiments {
@@ -176,6 +188,7 @@ struct FileCampaign {
     template: Option<String>,
     coupon: Option<String>,
     offer_text: Option<String>,
+    holdout_percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,7 +278,11 @@ fn campaign(
     if templates.iter().any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
         return Err(problem(FILE_VAR, format!("[lifecycle.{what}] template names are letters, digits, _ and -")));
     }
-    Ok(Campaign { enabled, days, templates })
+    let holdout_percent = u8::try_from(f.holdout_percent.unwrap_or(0))
+        .ok()
+        .filter(|p| *p <= 50)
+        .ok_or_else(|| problem(FILE_VAR, format!("[lifecycle.{what}] holdout_percent must be 0–50")))?;
+    Ok(Campaign { enabled, days, templates, holdout_percent })
 }
 
 impl LifecycleSettings {
@@ -344,7 +361,22 @@ impl LifecycleSettings {
             product_url,
             horizon_days,
         };
-        Ok((settings, experiments(file.experiments)?))
+        let mut experiments = experiments(file.experiments)?;
+        experiments.lifecycle_holdouts = [
+            ("onboarding", &settings.onboarding),
+            ("trial_onboarding", &settings.trial_onboarding),
+            ("winback", &settings.winback),
+            ("reengagement", &settings.reengagement),
+        ]
+        .into_iter()
+        .filter(|(_, c)| c.holdout_percent > 0)
+        .map(|(name, c)| (name.to_owned(), c.holdout_percent))
+        .collect();
+        if settings.trial_ending.holdout_percent > 0 {
+            // A reminder about billing is owed to every customer: never withheld.
+            return Err(problem(FILE_VAR, "[lifecycle.trial_ending] is transactional and has no holdout"));
+        }
+        Ok((settings, experiments))
     }
 
     /// Every template a campaign may render (checked at start).
@@ -459,7 +491,7 @@ mod tests {
         let path = dir.path().join("holdfast.toml");
         std::fs::write(
             &path,
-            "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\n[lifecycle.winback]\nenabled = false\n\
+            "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\nholdout_percent = 10\n[lifecycle.winback]\nenabled = false\n\
              [lifecycle.at_risk]\ninactive_days = 14\n\
              [[experiments]]\nname = \"pause-first\"\nkind = \"save_offer\"\npercent_b = 30\n\
              holdout_percent = 10\n[experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n\
@@ -470,6 +502,7 @@ mod tests {
         let p = path.to_string_lossy().to_string();
         let (s, e) = load(&[("HOLDFAST_CONFIG_FILE", &p), ("HOLDFAST_REENGAGEMENT", "off")]).expect("valid");
         assert_eq!(s.onboarding.steps(), vec![("day2".to_owned(), 2, "hello"), ("day9".to_owned(), 9, "hello")]);
+        assert_eq!(e.lifecycle_holdouts, vec![("onboarding".to_owned(), 10)]);
         assert!(!s.winback.enabled && !s.reengagement.enabled && s.onboarding.enabled);
         assert_eq!(s.at_risk.inactive_days, 14);
         let x = e.save_offer.expect("experiment");
@@ -494,6 +527,8 @@ mod tests {
             "[lifecycle.onboarding]\ndays = [7, 1]\n",
             "[lifecycle.onboarding]\nwhen = 1\n",
             "[lifecycle.annual_offer]\nafter_months = 0\n",
+            "[lifecycle.winback]\nholdout_percent = 60\n",
+            "[lifecycle.trial_ending]\nholdout_percent = 10\n",
             "[lifecycle.annual_offer]\nproration_behavior = \"later\"\n",
             "[lifecycle.annual_offer.prices]\nprice_m = \"yearly\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",

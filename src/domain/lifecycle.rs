@@ -93,6 +93,19 @@ pub fn reengage_case(customer: &str, since: i64) -> String {
     format!("reengage:{customer}:{since}")
 }
 
+/// The arm name of customers who get a lifecycle series' emails when it has a holdout.
+pub const TREATED: &str = "treated";
+
+/// The arm of `customer` in lifecycle campaign `campaign` with a `percent` holdout: `None`
+/// without a holdout (nothing to compare against), else `holdout` (the series is recorded,
+/// no email goes) or `treated` — by `lift::held_out("lifecycle:<campaign>", …)`, stable and
+/// independent of every other experiment.
+pub fn series_arm(campaign: &str, customer: &str, percent: u8) -> Option<&'static str> {
+    (percent > 0).then(|| {
+        if super::lift::held_out(&format!("lifecycle:{campaign}"), customer, percent) { super::lift::HOLDOUT } else { TREATED }
+    })
+}
+
 /// One annual-plan offer per subscription.
 pub fn annual_offer_case(subscription: &str) -> String {
     format!("annual_offer:{subscription}")
@@ -272,6 +285,14 @@ mod tests {
         assert_eq!(annual_saving(2000, 20_000, 1), Some(4000));
         assert_eq!(annual_saving(2000, 20_000, 2), Some(8000));
         assert_eq!(annual_saving(2000, 24_000, 1), None);
+    }
+
+    #[test]
+    fn series_arms_exist_only_with_a_holdout_and_follow_its_share() {
+        assert_eq!(series_arm("onboarding", "cus_1", 0), None);
+        assert_eq!(series_arm("onboarding", "cus_1", 10), series_arm("onboarding", "cus_1", 10));
+        let held = (0..10_000).filter(|i| series_arm("winback", &format!("cus_{i}"), 10) == Some("holdout")).count();
+        assert!((900..1100).contains(&held), "{held} of 10000 held out at 10 %");
     }
 
     #[test]

@@ -12,8 +12,9 @@ use crate::domain::dunning::{format_amount, format_date};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
 use crate::domain::lifecycle::{
-    DAY, Trigger, onboarding_case, reengage_case, trial_case, trial_end, trial_onboarding_case, winback_case,
+    DAY, Trigger, onboarding_case, reengage_case, series_arm, trial_case, trial_end, trial_onboarding_case, winback_case,
 };
+use crate::domain::lift::HOLDOUT;
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::mail::NewEmail;
 use crate::store::reactions::{Contact, FactsQuery, Series, Write};
@@ -189,9 +190,11 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
         customer: customer.clone(),
         subscription: Some(subscription.clone()),
         started_at: paid_at,
+        arm: series_arm("onboarding", customer, r.lifecycle.onboarding.holdout_percent),
     };
     let Some((to, name)) = recipient(d, customer, event) else { return Ok(()) };
-    if !start(d, series) {
+    let held_out = series.arm == Some(HOLDOUT);
+    if !start(d, series) || held_out {
         return Ok(());
     }
     let plan = context! { amount => format_amount(inv.amount_paid, inv.currency.as_deref()) };
@@ -223,8 +226,10 @@ fn trial_onboarding(r: &Reactor, d: &mut Deciding, event: &Event, s: &Subscripti
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: began,
+        arm: series_arm("trial_onboarding", customer, r.lifecycle.trial_onboarding.holdout_percent),
     };
-    if !start(d, series) {
+    let held_out = series.arm == Some(HOLDOUT);
+    if !start(d, series) || held_out {
         return Ok(());
     }
     let product_url = r.lifecycle.product_url.clone();
@@ -254,6 +259,7 @@ fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSn
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: event.created,
+        arm: None,
     };
     if !start(d, series) {
         return Ok(());
@@ -311,9 +317,16 @@ fn ended(
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: ended_at,
+        arm: series_arm("winback", customer, r.lifecycle.winback.holdout_percent),
     };
+    let held_out = series.arm == Some(HOLDOUT);
     if !start(d, series) {
         return Ok(false);
+    }
+    if held_out {
+        // Recorded so its outcome (back within 90 days) counts; stopped like any other when
+        // the customer returns.
+        return Ok(true);
     }
     let product_url = r.lifecycle.product_url.clone();
     let comeback = r.links().come_back(customer, &s.id, product_url.as_deref(), now);
@@ -335,7 +348,7 @@ pub const REENTRY_COOLDOWN_SECS: i64 = 14 * DAY;
 
 /// The re-engagement emails of an episode starting at `now` for `customer` (last active at
 /// `last_at`), under the series key `reengage_case(customer, now)`; none when the campaign
-/// is off or the customer can't be written to.
+/// is off, the customer is in its holdout, or can't be written to.
 pub fn reengagement_emails(
     r: &Reactor,
     customer: &str,
@@ -344,7 +357,9 @@ pub fn reengagement_emails(
     now: i64,
 ) -> Result<Vec<NewEmail>, ReactError> {
     let case_key = reengage_case(customer, now);
+    let held_out = series_arm("reengagement", customer, r.lifecycle.reengagement.holdout_percent) == Some(HOLDOUT);
     if r.lifecycle.reengagement.enabled
+        && !held_out
         && let Some(contact) = contact.filter(|c| !c.deleted)
         && let Some(to) = contact.email.clone()
     {

@@ -23,8 +23,8 @@ pub async fn other_live_subscriptions(conn: &mut Conn<'_>, customer: &str, subsc
     Ok(fetch!(conn, fetch_one, (i64,), OTHER_LIVE, customer, subscription)?.0)
 }
 
-const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status) \
-     VALUES ($1, $2, $3, $4, $5, 'active') ON CONFLICT (case_key) DO NOTHING";
+const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status, arm) \
+     VALUES ($1, $2, $3, $4, $5, 'active', $6) ON CONFLICT (case_key) DO NOTHING";
 const STOP_SERIES: &str = "UPDATE lifecycle_series SET status = 'stopped', stopped_at = $4, stop_reason = $5 \
      WHERE customer = $1 AND campaign = $2 AND status = 'active' AND (subscription IS NULL OR subscription <> $3) RETURNING case_key";
 const STOP_ONE: &str =
@@ -38,11 +38,13 @@ pub struct NewSeries<'a> {
     pub customer: &'a str,
     pub subscription: Option<&'a str>,
     pub started_at: i64,
+    /// `treated` or `holdout` when the campaign has a holdout.
+    pub arm: Option<&'a str>,
 }
 
 /// Record a series; `false` when it already exists (a redelivery).
 pub async fn start_series(conn: &mut Conn<'_>, s: &NewSeries<'_>) -> Result<bool, sqlx::Error> {
-    let n = execute!(conn, START_SERIES, s.case_key, s.campaign, s.customer, s.subscription, s.started_at)?;
+    let n = execute!(conn, START_SERIES, s.case_key, s.campaign, s.customer, s.subscription, s.started_at, s.arm)?;
     Ok(n == 1)
 }
 
@@ -335,7 +337,9 @@ impl Store {
         now: i64,
     ) -> Result<usize, StoreError> {
         self.in_transaction(async |conn| {
-            if !open_episode(conn, episode).await? || emails.is_empty() || !start_series(conn, series).await? {
+            // A held-out customer's series is recorded without emails (its outcome is measured).
+            let held_out = series.arm == Some(crate::domain::lift::HOLDOUT);
+            if !open_episode(conn, episode).await? || (emails.is_empty() && !held_out) || !start_series(conn, series).await? {
                 return Ok(0);
             }
             let mut n = 0;

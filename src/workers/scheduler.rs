@@ -95,6 +95,15 @@ impl Scheduler {
                     customer: &c.customer,
                     subscription: None,
                     started_at: now,
+                    arm: (self.reactor.lifecycle.reengagement.enabled)
+                        .then(|| {
+                            crate::domain::lifecycle::series_arm(
+                                "reengagement",
+                                &c.customer,
+                                self.reactor.lifecycle.reengagement.holdout_percent,
+                            )
+                        })
+                        .flatten(),
                 };
                 enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }
@@ -196,6 +205,7 @@ impl Scheduler {
                 customer: &c.customer,
                 subscription: Some(&c.subscription),
                 started_at: now,
+                arm: None,
             };
             if self.store.start_annual_offer(&offer, &series, &email, now).await? {
                 tracing::info!(subscription = %c.subscription, "annual offer made");
