@@ -397,9 +397,13 @@ fn annual_offer(src: &impl Source, f: FileAnnualOffer) -> Result<AnnualOffer, Co
         return Err(problem(FILE_VAR, "[lifecycle.annual_offer] after_months must be 1–24"));
     }
     let prices = f.prices.unwrap_or_default();
-    let price_id = |p: &str| p.starts_with("price_") && p.len() <= 255 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let price_id =
+        |p: &str| p.starts_with("price_") && p.len() <= 255 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if prices.iter().any(|(m, y)| !price_id(m) || !price_id(y) || m == y) {
-        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] prices maps a monthly price id (price_…) to another, yearly one"));
+        return Err(problem(
+            FILE_VAR,
+            "[lifecycle.annual_offer] prices maps a monthly price id (price_…) to another, yearly one",
+        ));
     }
     let proration_behavior = f.proration_behavior.unwrap_or(d.proration_behavior);
     if !["always_invoice", "create_prorations", "none"].contains(&proration_behavior.as_str()) {

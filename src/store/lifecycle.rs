@@ -486,8 +486,16 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.in_transaction(async |conn| {
             let o = offer;
-            let inserted =
-                execute!(conn, INSERT_ANNUAL, &o.subscription, &o.customer, &o.item_id, &o.from_price, &o.to_price, o.offered_at)?;
+            let inserted = execute!(
+                conn,
+                INSERT_ANNUAL,
+                &o.subscription,
+                &o.customer,
+                &o.item_id,
+                &o.from_price,
+                &o.to_price,
+                o.offered_at
+            )?;
             if inserted != 1 {
                 return Ok(false);
             }
@@ -506,7 +514,8 @@ impl Store {
     /// Take the offer's lease for `lease_secs` before calling Stripe: `Some(attempt)` when
     /// taken; `None` when accepted already or another request holds it.
     pub async fn claim_annual_offer(&self, subscription: &str, now: i64, lease_secs: i64) -> Result<Option<i64>, StoreError> {
-        let row = self.with_conn(async |c| fetch!(c, fetch_optional, (i64,), CLAIM_ANNUAL, subscription, now, lease_secs)).await?;
+        let row =
+            self.with_conn(async |c| fetch!(c, fetch_optional, (i64,), CLAIM_ANNUAL, subscription, now, lease_secs)).await?;
         Ok(row.map(|(n,)| n))
     }
 

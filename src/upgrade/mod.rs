@@ -79,11 +79,20 @@ impl AnnualError {
                 StatusCode::OK,
                 "This offer no longer applies to your subscription (it changed since we wrote). Reply to our email and we'll help.",
             ),
-            Self::Stripe => (StatusCode::BAD_GATEWAY, "We couldn't reach our billing provider just now. Nothing was changed; please try again in a few minutes."),
-            Self::Observed => (StatusCode::SERVICE_UNAVAILABLE, "Plan changes are switched off for now. Nothing was changed; reply to our email and we'll help."),
+            Self::Stripe => (
+                StatusCode::BAD_GATEWAY,
+                "We couldn't reach our billing provider just now. Nothing was changed; please try again in a few minutes.",
+            ),
+            Self::Observed => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Plan changes are switched off for now. Nothing was changed; reply to our email and we'll help.",
+            ),
             Self::Store(e) => {
                 tracing::error!(error = %e, "annual offer: storage failed");
-                (StatusCode::SERVICE_UNAVAILABLE, "Something went wrong on our side. Nothing was changed; please try again in a minute.")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Something went wrong on our side. Nothing was changed; please try again in a minute.",
+                )
             }
         };
         pages.pages.error(status, "Yearly plan", message, pages.settings.return_url.as_deref())
@@ -99,7 +108,12 @@ struct Offer {
 
 /// Verify the token and find its offer, still applicable: the subscription live, its one
 /// item still on the offered monthly price.
-async fn offer(portal: &BillingPortal, store: &Store, token: &str, now: i64) -> Result<(LinkClaims, AnnualOfferRow, Option<ItemRow>), AnnualError> {
+async fn offer(
+    portal: &BillingPortal,
+    store: &Store,
+    token: &str,
+    now: i64,
+) -> Result<(LinkClaims, AnnualOfferRow, Option<ItemRow>), AnnualError> {
     let claims = portal.signer.verify(token, now).map_err(|_| AnnualError::BadLink)?;
     let subscription = claims.invoice.strip_prefix(ANNUAL_LINK_PREFIX).ok_or(AnnualError::BadLink)?.to_owned();
     let row = store.annual_offer(&subscription).await?.ok_or(AnnualError::BadLink)?;
@@ -199,7 +213,12 @@ pub async fn confirm_page(
             return Ok(done_page(&pages, &portal.store, &row).await);
         }
         if row.acting_until.is_some_and(|until| until >= now) {
-            return Ok(pages.pages.error(StatusCode::OK, "One moment", "We're making the change now. Reload this page in a moment.", None));
+            return Ok(pages.pages.error(
+                StatusCode::OK,
+                "One moment",
+                "We're making the change now. Reload this page in a moment.",
+                None,
+            ));
         }
         let o = Offer { claims, row, item: item.ok_or(AnnualError::Gone)? };
         let (due, currency) = preview(&portal, &o, cfg, now).await?;

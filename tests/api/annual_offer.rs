@@ -58,8 +58,10 @@ async fn monthly_customer(app: &TestApp, cus: &str, sub: &str, started: i64, act
     let object = Sub::new(sub, cus, started).object();
     app.deliver(&event("customer.subscription.created", started, object.clone())).await;
     if !active_days_ago.is_empty() {
-        let batch: Vec<Value> = active_days_ago.iter().map(|d| json!({"customer": cus, "at": now() - d * DAY, "count": 3})).collect();
-        let r = app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&batch).send().await.expect("POST");
+        let batch: Vec<Value> =
+            active_days_ago.iter().map(|d| json!({"customer": cus, "at": now() - d * DAY, "count": 3})).collect();
+        let r =
+            app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&batch).send().await.expect("POST");
         assert_eq!(r.status(), 200);
     }
     object
@@ -113,7 +115,9 @@ async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_
     // Not yet: steady, but only a month old.
     monthly_customer(&app, "cus_3", "sub_3", now() - 30 * DAY, &[2]).await;
 
+    // The server's clock stops here: the page's proration date is exactly this time.
     let t = app.clock.now();
+    app.clock.set(t);
     assert_eq!(app.scheduler.annual_offers(t).await.expect("offers"), 1);
     assert_eq!(app.scheduler.annual_offers(t + DAY).await.expect("offers"), 0, "one offer per subscription");
     assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
@@ -182,7 +186,10 @@ async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_
     let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
     assert_eq!(record.stripe_changes.len(), 1);
     let change = &record.stripe_changes[0];
-    assert_eq!((change.purpose.as_str(), change.triggered_by.as_str()), ("annual_offer", "the customer, accepting the annual-plan offer email"));
+    assert_eq!(
+        (change.purpose.as_str(), change.triggered_by.as_str()),
+        ("annual_offer", "the customer, accepting the annual-plan offer email")
+    );
     let params: Value = serde_json::from_str(&change.params).expect("params");
     assert_eq!(params["items[0][price]"], "price_basic_yearly");
     assert_eq!(params["proration_behavior"], "always_invoice");
@@ -196,7 +203,9 @@ async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_
 async fn a_stale_page_shows_its_figure_again_and_a_changed_subscription_is_not_updated() {
     let (app, sink, stripe, _dir) = annual_app().await;
     monthly_customer(&app, "cus_1", "sub_1", now() - 100 * DAY, &[2, 40, 75]).await;
+    // The server's clock stops here: the page's proration date is exactly this time.
     let t = app.clock.now();
+    app.clock.set(t);
     assert_eq!(app.scheduler.annual_offers(t).await.expect("offers"), 1);
     assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
     let link = confirm_link(&app, &sink);
@@ -205,7 +214,12 @@ async fn a_stale_page_shows_its_figure_again_and_a_changed_subscription_is_not_u
 
     // A page shown more than an hour ago: back to the page, nothing sent to Stripe.
     let stale = (t - 2 * 3600).to_string();
-    let r = http.post(format!("{}/annual", app.address)).form(&[("token", token.as_str()), ("proration_date", &stale)]).send().await.expect("POST");
+    let r = http
+        .post(format!("{}/annual", app.address))
+        .form(&[("token", token.as_str()), ("proration_date", &stale)])
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(r.status(), 303);
     assert!(stripe.received_requests().await.expect("recording").is_empty());
 
@@ -215,7 +229,12 @@ async fn a_stale_page_shows_its_figure_again_and_a_changed_subscription_is_not_u
     app.deliver(&event("customer.subscription.updated", now(), moved.object())).await;
     let page = http.get(&link).send().await.expect("GET").text().await.expect("html");
     assert!(page.contains("no longer applies"), "{page}");
-    let r = http.post(format!("{}/annual", app.address)).form(&[("token", token.as_str()), ("proration_date", &t.to_string())]).send().await.expect("POST");
+    let r = http
+        .post(format!("{}/annual", app.address))
+        .form(&[("token", token.as_str()), ("proration_date", &t.to_string())])
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(r.status(), 200);
     assert!(stripe.received_requests().await.expect("recording").is_empty(), "no Stripe call for a changed subscription");
 }
@@ -226,7 +245,9 @@ async fn browser_a_customer_switches_to_yearly_from_the_offer_email() {
     let (browser, driver, _profile) = chromium(412, 915).await;
     let (app, sink, stripe, _dir) = annual_app().await;
     let object = monthly_customer(&app, "cus_1", "sub_1", now() - 100 * DAY, &[2, 40, 75]).await;
+    // The server's clock stops here: the page's proration date is exactly this time.
     let t = app.clock.now();
+    app.clock.set(t);
     assert_eq!(app.scheduler.annual_offers(t).await.expect("offers"), 1);
     assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
     let link = confirm_link(&app, &sink);

@@ -680,7 +680,10 @@ async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer
     assert!(params.contains(&("pause_collection[behavior]".into(), "void".into())), "{params:?}");
 
     let row = app.store.cancel_session(&id).await.expect("store").expect("session");
-    assert_eq!((row.source.as_str(), row.outcome.as_deref(), row.reason.as_deref()), ("pause_link", Some("paused"), Some("unused")));
+    assert_eq!(
+        (row.source.as_str(), row.outcome.as_deref(), row.reason.as_deref()),
+        ("pause_link", Some("paused"), Some("unused"))
+    );
     let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
     assert_eq!(record.stripe_changes.len(), 1);
     assert_eq!(record.stripe_changes[0].triggered_by, "the customer, from the pause link of a re-engagement email");
@@ -725,7 +728,8 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
         let arm = holdfast::domain::lifecycle::series_arm("winback", &cus, 50).expect("an arm");
         let back = rng.chance(if arm == "holdout" { 0.3 } else { 0.6 });
         if back {
-            app.deliver(&event("customer.subscription.created", t + 60, Sub::new(&format!("{sub}b"), &cus, t + 60).object())).await;
+            app.deliver(&event("customer.subscription.created", t + 60, Sub::new(&format!("{sub}b"), &cus, t + 60).object()))
+                .await;
         }
         let e = expected.entry(arm).or_default();
         e.0 += u64::from(back);
@@ -750,7 +754,11 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
     let (treated, holdout) = (arm("treated"), arm("holdout"));
     for (name, a) in [("treated", &treated), ("holdout", &holdout)] {
         let (successes, decided) = expected[name];
-        assert_eq!((a["successes"].as_u64(), a["decided"].as_u64(), a["undecided"].as_u64()), (Some(successes), Some(decided), Some(0)), "{x}");
+        assert_eq!(
+            (a["successes"].as_u64(), a["decided"].as_u64(), a["undecided"].as_u64()),
+            (Some(successes), Some(decided), Some(0)),
+            "{x}"
+        );
         assert_eq!(a["outcome"], "reactivated_within_90_days");
     }
     let (ts, tn) = expected["treated"];
@@ -763,5 +771,8 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
     let interval = holdfast::domain::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
     assert!((lift["ci_low"].as_f64().expect("low") - interval.low).abs() < 1e-6, "{x}");
     assert!((lift["ci_high"].as_f64().expect("high") - interval.high).abs() < 1e-6, "{x}");
-    assert!(lift["ci_low"].as_f64() < Some(0.3) && lift["ci_high"].as_f64() > Some(0.3), "the true effect (+30 points) is inside: {x}");
+    assert!(
+        lift["ci_low"].as_f64() < Some(0.3) && lift["ci_high"].as_f64() > Some(0.3),
+        "the true effect (+30 points) is inside: {x}"
+    );
 }
