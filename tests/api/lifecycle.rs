@@ -776,3 +776,46 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
         "the true effect (+30 points) is inside: {x}"
     );
 }
+
+#[tokio::test]
+async fn an_onboarding_holdout_is_measured_on_paying_at_day_60() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("holdfast.toml");
+    std::fs::write(&file, "[lifecycle.onboarding]\nholdout_percent = 50\n").expect("config");
+    let file = file.to_string_lossy().to_string();
+    let (app, _sink) =
+        app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let t = now() - 3600;
+    let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for i in 0..8 {
+        let (cus, sub) = (format!("cus_o{i}"), format!("sub_o{i}"));
+        app.deliver(&event("customer.created", t, customer(&cus, &format!("{cus}@example.com"), t))).await;
+        app.deliver(&event("customer.subscription.created", t, Sub::new(&sub, &cus, t).object())).await;
+        app.deliver(&first_payment(&format!("in_o{i}"), &cus, &sub, t)).await;
+        // Every third customer leaves within the 60 days.
+        let stays = i % 3 != 0;
+        if !stays {
+            app.deliver(&canceled(&sub, &cus, t, t + 60, "cancellation_requested")).await;
+        }
+        let arm = holdfast::domain::lifecycle::series_arm("onboarding", &cus, 50).expect("an arm");
+        let e = expected.entry(arm).or_default();
+        e.0 += u64::from(stays);
+        e.1 += 1;
+    }
+    // Before day 60 nothing is decided; after it, every series is.
+    let arms = |s: &Value| {
+        let x = s["experiments"].as_array().expect("experiments").iter().find(|x| x["name"] == "lifecycle:onboarding").cloned();
+        x.expect("reported")["arms"].as_array().expect("arms").clone()
+    };
+    for a in arms(&summary(&app).await) {
+        assert_eq!((a["decided"].as_u64(), a["outcome"].as_str()), (Some(0), Some("paying_at_day_60")), "{a}");
+    }
+    app.clock.advance(61 * DAY);
+    for a in arms(&summary(&app).await) {
+        let (successes, decided) = expected.get(a["variant"].as_str().expect("variant")).copied().unwrap_or_default();
+        assert_eq!((a["successes"].as_u64(), a["decided"].as_u64()), (Some(successes), Some(decided)), "{a}");
+        if a["variant"] == "treated" {
+            assert_eq!(a["status"], "not_enough_data", "{a}");
+        }
+    }
+}
