@@ -13,7 +13,7 @@ pub mod recap;
 
 pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
-pub use lifecycle::{Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
+pub use lifecycle::{AnnualOffer, Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use limits::{LimitSettings, TrustedProxy};
 pub use recap::{NpsSettings, RecapSettings};
 

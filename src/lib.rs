@@ -23,6 +23,7 @@ pub mod store;
 pub mod stripe_api;
 pub mod sync;
 pub mod telemetry;
+pub mod upgrade;
 pub mod web;
 pub mod webhook;
 pub mod workers;

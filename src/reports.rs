@@ -234,11 +234,21 @@ pub async fn recovery_attribution_section(
 
 /// Each arm's rate and, against the holdout, the difference with its 95 % interval.
 fn arms_json(arms: &BTreeMap<String, ArmCounts>, has_holdout: bool, outcome: &str) -> Vec<summary::ArmJson> {
+    arms_json_named(arms, has_holdout, outcome, &["a", "b"])
+}
+
+/// `arms_json` for arms named `names` (plus the holdout).
+fn arms_json_named(
+    arms: &BTreeMap<String, ArmCounts>,
+    has_holdout: bool,
+    outcome: &str,
+    names: &[&'static str],
+) -> Vec<summary::ArmJson> {
     use crate::domain::lift::{HOLDOUT, lift_vs_holdout};
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let pair = |c: &ArmCounts| (count(c.successes), count(c.decided));
     let holdout = arms.get(HOLDOUT).copied().unwrap_or_default();
-    let mut names = vec!["a", "b"];
+    let mut names = names.to_vec();
     if has_holdout || arms.contains_key(HOLDOUT) {
         names.push(HOLDOUT);
     }
@@ -358,6 +368,13 @@ pub async fn experiments_section(
                 }
             }
         }
+        let mut retention = Vec::new();
+        if x.kind == ExperimentKind::SaveOffer {
+            for (days, outcome) in [(30, "retained_30d"), (90, "retained_90d")] {
+                let kept = store.save_retention(&x.name, days, now).await?;
+                retention.extend(arms_json(&kept, x.holdout_percent > 0, outcome));
+            }
+        }
         out.push(summary::ExperimentJson {
             name: x.name.clone(),
             kind: x.kind.as_str().into(),
@@ -365,6 +382,21 @@ pub async fn experiments_section(
             variants,
             holdout_percent: x.holdout_percent,
             arms: arms_json(&arms, x.holdout_percent > 0, outcome),
+            retention,
+        });
+    }
+    // Lifecycle series with a holdout: each measured on its own outcome.
+    for (campaign, percent) in &experiments.lifecycle_holdouts {
+        let Some((outcome, _)) = crate::store::experiments::series_outcome(campaign) else { continue };
+        let arms = store.series_outcomes(campaign, now).await?;
+        out.push(summary::ExperimentJson {
+            name: format!("lifecycle:{campaign}"),
+            kind: "lifecycle_email".into(),
+            percent_b: 0,
+            variants: Vec::new(),
+            holdout_percent: *percent,
+            arms: arms_json_named(&arms, true, outcome, &[crate::domain::lifecycle::TREATED]),
+            retention: Vec::new(),
         });
     }
     Ok(out)

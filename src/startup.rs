@@ -459,7 +459,9 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             app = app
                 .app_data(portal.clone())
                 .route("/billing/update", web::get().to(billing::update_payment))
-                .route("/comeback", web::get().to(comeback::come_back));
+                .route("/comeback", web::get().to(comeback::come_back))
+                .route("/annual", web::get().to(crate::upgrade::confirm_page))
+                .route("/annual", web::post().to(crate::upgrade::confirm));
         }
         app.default_service(web::to(error::not_found))
     })

@@ -19,11 +19,20 @@ pub struct Campaign {
     pub days: Vec<i64>,
     /// Template of each step; a shorter list repeats its last template for the extra steps.
     pub templates: Vec<String>,
+    /// `holdout_percent` (0–50, default 0): share of customers whose series is recorded but
+    /// sends nothing, assigned stably (`domain::lifecycle::series_arm`), so the series'
+    /// outcome can be compared against not writing at all.
+    pub holdout_percent: u8,
 }
 
 impl Campaign {
     fn new(days: &[i64], templates: &[&str]) -> Self {
-        Self { enabled: true, days: days.to_vec(), templates: templates.iter().map(|t| (*t).to_owned()).collect() }
+        Self {
+            enabled: true,
+            days: days.to_vec(),
+            templates: templates.iter().map(|t| (*t).to_owned()).collect(),
+            holdout_percent: 0,
+        }
     }
 
     /// `(step key, day, template)` for each email: `day7`, 7, `winback_day7`.
@@ -42,8 +51,12 @@ impl Campaign {
 /// Everything the lifecycle reactions and the scheduler need.
 #[derive(Clone, Debug)]
 pub struct LifecycleSettings {
-    /// `HOLDFAST_ONBOARDING` / `[lifecycle.onboarding]`: after the first paid invoice.
+    /// `HOLDFAST_ONBOARDING` / `[lifecycle.onboarding]`: after the first paid invoice of a
+    /// customer who bought directly (a customer who had the trial series does not get it too).
     pub onboarding: Campaign,
+    /// `HOLDFAST_TRIAL_ONBOARDING` / `[lifecycle.trial_onboarding]`: from the first day of a
+    /// trial (the subscription arrives as `trialing`).
+    pub trial_onboarding: Campaign,
     /// `HOLDFAST_TRIAL_ENDING` / `[lifecycle.trial_ending]` (`enabled`, `template`): one email on
     /// `customer.subscription.trial_will_end`. Transactional (it is about billing).
     pub trial_ending: Campaign,
@@ -57,12 +70,51 @@ pub struct LifecycleSettings {
     pub reengagement: Campaign,
     /// `[lifecycle.at_risk]`.
     pub at_risk: AtRiskRule,
+    /// `HOLDFAST_ANNUAL_OFFER` / `[lifecycle.annual_offer]`: one email offering the yearly
+    /// price to a steady monthly subscriber.
+    pub annual_offer: AnnualOffer,
     /// `HOLDFAST_PRODUCT_URL` / `[lifecycle] product_url`: "back to the product" in emails and
     /// where the one-click way back lands after checkout.
     pub product_url: Option<String>,
     /// `[lifecycle] horizon_days` (default 3): a trigger older than this when it arrives
     /// (a late webhook, an import) records state but starts no series.
     pub horizon_days: i64,
+}
+
+/// The annual-plan offer (`[lifecycle.annual_offer]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnualOffer {
+    /// On by default; it does nothing without `prices`.
+    pub enabled: bool,
+    /// `after_months` (default 3): offered once a monthly subscription is this many 30-day
+    /// months old and had product activity in each of its last `after_months` 30-day windows.
+    pub after_months: i64,
+    /// `prices`: monthly price id → the yearly price id offered in its place.
+    pub prices: BTreeMap<String, String>,
+    /// `proration_behavior` (default `always_invoice`: the customer pays the difference now
+    /// and the year starts today; `create_prorations` leaves it to the next invoice; `none`).
+    pub proration_behavior: String,
+    /// `template` (default `annual_offer`).
+    pub template: String,
+}
+
+impl Default for AnnualOffer {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after_months: 3,
+            prices: BTreeMap::new(),
+            proration_behavior: "always_invoice".into(),
+            template: "annual_offer".into(),
+        }
+    }
+}
+
+impl AnnualOffer {
+    /// Whether offers can be made at all.
+    pub fn active(&self) -> bool {
+        self.enabled && !self.prices.is_empty()
+    }
 }
 
 /// Which thing an experiment splits.
@@ -116,6 +168,9 @@ impl Experiment {
 pub struct Experiments {
     pub save_offer: Option<Experiment>,
     pub email: Option<Experiment>,
+    /// Lifecycle campaigns with a holdout (`[lifecycle.<campaign>] holdout_percent`), by
+    /// campaign name: the summary reports each one's outcome per arm.
+    pub lifecycle_holdouts: Vec<(String, u8)>,
 }
 
 impl Experiments {
@@ -133,6 +188,7 @@ struct FileCampaign {
     template: Option<String>,
     coupon: Option<String>,
     offer_text: Option<String>,
+    holdout_percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,11 +202,23 @@ struct FileAtRisk {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileAnnualOffer {
+    enabled: Option<bool>,
+    after_months: Option<i64>,
+    prices: Option<BTreeMap<String, String>>,
+    proration_behavior: Option<String>,
+    template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileLifecycle {
     product_url: Option<String>,
     horizon_days: Option<i64>,
     #[serde(default)]
     onboarding: FileCampaign,
+    #[serde(default)]
+    trial_onboarding: FileCampaign,
     #[serde(default)]
     trial_ending: FileCampaign,
     #[serde(default)]
@@ -159,6 +227,8 @@ struct FileLifecycle {
     reengagement: FileCampaign,
     #[serde(default)]
     at_risk: FileAtRisk,
+    #[serde(default)]
+    annual_offer: FileAnnualOffer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,7 +278,11 @@ fn campaign(
     if templates.iter().any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
         return Err(problem(FILE_VAR, format!("[lifecycle.{what}] template names are letters, digits, _ and -")));
     }
-    Ok(Campaign { enabled, days, templates })
+    let holdout_percent = u8::try_from(f.holdout_percent.unwrap_or(0))
+        .ok()
+        .filter(|p| *p <= 50)
+        .ok_or_else(|| problem(FILE_VAR, format!("[lifecycle.{what}] holdout_percent must be 0–50")))?;
+    Ok(Campaign { enabled, days, templates, holdout_percent })
 }
 
 impl LifecycleSettings {
@@ -240,13 +314,22 @@ impl LifecycleSettings {
         if horizon_days < 0 {
             return Err(problem(FILE_VAR, "[lifecycle] horizon_days must not be negative"));
         }
+        let annual_offer = annual_offer(src, l.annual_offer)?;
         let settings = Self {
+            annual_offer,
             onboarding: campaign(
                 src,
                 "HOLDFAST_ONBOARDING",
                 "onboarding",
                 l.onboarding,
                 Campaign::new(&[1, 7, 14, 30], &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"]),
+            )?,
+            trial_onboarding: campaign(
+                src,
+                "HOLDFAST_TRIAL_ONBOARDING",
+                "trial_onboarding",
+                l.trial_onboarding,
+                Campaign::new(&[0, 3, 7], &["trial_onboarding_day0", "trial_onboarding_day3", "trial_onboarding_day7"]),
             )?,
             trial_ending: campaign(
                 src,
@@ -278,16 +361,62 @@ impl LifecycleSettings {
             product_url,
             horizon_days,
         };
-        Ok((settings, experiments(file.experiments)?))
+        let mut experiments = experiments(file.experiments)?;
+        experiments.lifecycle_holdouts = [
+            ("onboarding", &settings.onboarding),
+            ("trial_onboarding", &settings.trial_onboarding),
+            ("winback", &settings.winback),
+            ("reengagement", &settings.reengagement),
+        ]
+        .into_iter()
+        .filter(|(_, c)| c.holdout_percent > 0)
+        .map(|(name, c)| (name.to_owned(), c.holdout_percent))
+        .collect();
+        if settings.trial_ending.holdout_percent > 0 {
+            // A reminder about billing is owed to every customer: never withheld.
+            return Err(problem(FILE_VAR, "[lifecycle.trial_ending] is transactional and has no holdout"));
+        }
+        Ok((settings, experiments))
     }
 
     /// Every template a campaign may render (checked at start).
     pub fn template_names(&self) -> Vec<&str> {
-        [&self.onboarding, &self.trial_ending, &self.winback, &self.reengagement]
+        [&self.onboarding, &self.trial_onboarding, &self.trial_ending, &self.winback, &self.reengagement]
             .into_iter()
             .flat_map(|c| c.templates.iter().map(String::as_str))
+            .chain(std::iter::once(self.annual_offer.template.as_str()))
             .collect()
     }
+}
+
+fn annual_offer(src: &impl Source, f: FileAnnualOffer) -> Result<AnnualOffer, ConfigError> {
+    let d = AnnualOffer::default();
+    let enabled = on_off(src, "HOLDFAST_ANNUAL_OFFER", f.enabled.unwrap_or(d.enabled))?;
+    let after_months = f.after_months.unwrap_or(d.after_months);
+    if !(1..=24).contains(&after_months) {
+        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] after_months must be 1–24"));
+    }
+    let prices = f.prices.unwrap_or_default();
+    let price_id =
+        |p: &str| p.starts_with("price_") && p.len() <= 255 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if prices.iter().any(|(m, y)| !price_id(m) || !price_id(y) || m == y) {
+        return Err(problem(
+            FILE_VAR,
+            "[lifecycle.annual_offer] prices maps a monthly price id (price_…) to another, yearly one",
+        ));
+    }
+    let proration_behavior = f.proration_behavior.unwrap_or(d.proration_behavior);
+    if !["always_invoice", "create_prorations", "none"].contains(&proration_behavior.as_str()) {
+        return Err(problem(
+            FILE_VAR,
+            "[lifecycle.annual_offer] proration_behavior is always_invoice, create_prorations or none",
+        ));
+    }
+    let template = f.template.unwrap_or(d.template);
+    if template.is_empty() || !template.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] template names are letters, digits, _ and -"));
+    }
+    Ok(AnnualOffer { enabled, after_months, prices, proration_behavior, template })
 }
 
 fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
@@ -350,6 +479,9 @@ mod tests {
     fn defaults_are_the_documented_series() {
         let (s, e) = load(&[]).expect("defaults");
         assert_eq!(s.onboarding.days, vec![1, 7, 14, 30]);
+        assert_eq!(s.trial_onboarding.steps()[0], ("day0".to_owned(), 0, "trial_onboarding_day0"));
+        assert_eq!(s.annual_offer, AnnualOffer::default());
+        assert!(!s.annual_offer.active(), "no prices, no offers");
         assert_eq!(s.winback.days, vec![7, 30, 90]);
         assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
         assert_eq!(s.reengagement.steps()[4], ("day14".to_owned(), 14, "reengage_day14"));
@@ -363,7 +495,7 @@ mod tests {
         let path = dir.path().join("holdfast.toml");
         std::fs::write(
             &path,
-            "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\n[lifecycle.winback]\nenabled = false\n\
+            "[lifecycle.onboarding]\ndays = [2, 9]\ntemplates = [\"hello\"]\nholdout_percent = 10\n[lifecycle.winback]\nenabled = false\n\
              [lifecycle.at_risk]\ninactive_days = 14\n\
              [[experiments]]\nname = \"pause-first\"\nkind = \"save_offer\"\npercent_b = 30\n\
              holdout_percent = 10\n[experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n\
@@ -374,6 +506,7 @@ mod tests {
         let p = path.to_string_lossy().to_string();
         let (s, e) = load(&[("HOLDFAST_CONFIG_FILE", &p), ("HOLDFAST_REENGAGEMENT", "off")]).expect("valid");
         assert_eq!(s.onboarding.steps(), vec![("day2".to_owned(), 2, "hello"), ("day9".to_owned(), 9, "hello")]);
+        assert_eq!(e.lifecycle_holdouts, vec![("onboarding".to_owned(), 10)]);
         assert!(!s.winback.enabled && !s.reengagement.enabled && s.onboarding.enabled);
         assert_eq!(s.at_risk.inactive_days, 14);
         let x = e.save_offer.expect("experiment");
@@ -397,6 +530,11 @@ mod tests {
         for bad in [
             "[lifecycle.onboarding]\ndays = [7, 1]\n",
             "[lifecycle.onboarding]\nwhen = 1\n",
+            "[lifecycle.annual_offer]\nafter_months = 0\n",
+            "[lifecycle.winback]\nholdout_percent = 60\n",
+            "[lifecycle.trial_ending]\nholdout_percent = 10\n",
+            "[lifecycle.annual_offer]\nproration_behavior = \"later\"\n",
+            "[lifecycle.annual_offer.prices]\nprice_m = \"yearly\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\n",
             "[[experiments]]\nname = \"x\"\nkind = \"email\"\npercent_b = 101\n[experiments.templates]\na = \"b\"\n",
             // A dunning holdout withholds reminders: only with the explicit opt-in.

@@ -73,6 +73,11 @@ pub fn onboarding_case(customer: &str) -> String {
     format!("onboarding:{customer}")
 }
 
+/// One trial onboarding series per customer (a second trial starts none).
+pub fn trial_onboarding_case(customer: &str) -> String {
+    format!("trial_onboarding:{customer}")
+}
+
 /// One trial-ending reminder per subscription and trial end.
 pub fn trial_case(subscription: &str, trial_end: i64) -> String {
     format!("trial_ending:{subscription}:{trial_end}")
@@ -86,6 +91,44 @@ pub fn winback_case(customer: &str, subscription: &str) -> String {
 /// One re-engagement series per at-risk episode (keyed by when it began).
 pub fn reengage_case(customer: &str, since: i64) -> String {
     format!("reengage:{customer}:{since}")
+}
+
+/// The arm name of customers who get a lifecycle series' emails when it has a holdout.
+pub const TREATED: &str = "treated";
+
+/// The arm of `customer` in lifecycle campaign `campaign` with a `percent` holdout: `None`
+/// without a holdout (nothing to compare against), else `holdout` (the series is recorded,
+/// no email goes) or `treated` — by `lift::held_out("lifecycle:<campaign>", …)`, stable and
+/// independent of every other experiment.
+pub fn series_arm(campaign: &str, customer: &str, percent: u8) -> Option<&'static str> {
+    (percent > 0).then(|| {
+        if super::lift::held_out(&format!("lifecycle:{campaign}"), customer, percent) { super::lift::HOLDOUT } else { TREATED }
+    })
+}
+
+/// One annual-plan offer per subscription.
+pub fn annual_offer_case(subscription: &str) -> String {
+    format!("annual_offer:{subscription}")
+}
+
+/// The length of a "month" for the annual offer's rules: 30 days.
+pub const OFFER_MONTH_DAYS: i64 = 30;
+
+/// Steady activity, the annual offer's condition: at least one active day (UTC day numbers,
+/// `unix / 86400`) in each of the `months` 30-day windows that end with `today`.
+pub fn steady_activity(active_days: &[i64], today: i64, months: i64) -> bool {
+    months > 0
+        && (0..months).all(|k| {
+            let to = today + 1 - OFFER_MONTH_DAYS * k;
+            active_days.iter().any(|d| (to - OFFER_MONTH_DAYS..to).contains(d))
+        })
+}
+
+/// What a year on the yearly price saves against twelve months on the monthly one, in minor
+/// units, for `quantity` seats; `None` when it saves nothing (no offer is made then).
+pub fn annual_saving(monthly_unit: i64, yearly_unit: i64, quantity: i64) -> Option<i64> {
+    let saving = monthly_unit.checked_mul(12)?.checked_sub(yearly_unit)?.checked_mul(quantity.max(1))?;
+    (saving > 0).then_some(saving)
 }
 
 /// When a customer counts as at risk (`[lifecycle.at_risk]`).
@@ -229,6 +272,27 @@ mod tests {
         assert_eq!(assess(&rule, &facts(6, 1, 0, 0), NOW), None);
         // A baseline of 4 a week is below the minimum of 5.
         assert_eq!(assess(&rule, &facts(60, 1, 0, 16), NOW), None);
+    }
+
+    #[test]
+    fn steady_activity_needs_a_day_in_every_window_and_the_saving_must_be_real() {
+        let today = 20_000;
+        // One active day in each of the last three 30-day windows.
+        assert!(steady_activity(&[today, today - 45, today - 89], today, 3));
+        // The oldest window (days today-89 ..= today-60) is empty.
+        assert!(!steady_activity(&[today, today - 45, today - 90], today, 3));
+        assert!(!steady_activity(&[], today, 1));
+        assert_eq!(annual_saving(2000, 20_000, 1), Some(4000));
+        assert_eq!(annual_saving(2000, 20_000, 2), Some(8000));
+        assert_eq!(annual_saving(2000, 24_000, 1), None);
+    }
+
+    #[test]
+    fn series_arms_exist_only_with_a_holdout_and_follow_its_share() {
+        assert_eq!(series_arm("onboarding", "cus_1", 0), None);
+        assert_eq!(series_arm("onboarding", "cus_1", 10), series_arm("onboarding", "cus_1", 10));
+        let held = (0..10_000).filter(|i| series_arm("winback", &format!("cus_{i}"), 10) == Some("holdout")).count();
+        assert!((900..1100).contains(&held), "{held} of 10000 held out at 10 %");
     }
 
     #[test]

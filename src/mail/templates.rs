@@ -49,6 +49,18 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("card_expiring/subject.txt", include_str!("../../templates/email/card_expiring/subject.txt")),
     ("card_expiring/body.txt", include_str!("../../templates/email/card_expiring/body.txt")),
     ("card_expiring/body.html", include_str!("../../templates/email/card_expiring/body.html")),
+    ("trial_onboarding_day0/subject.txt", include_str!("../../templates/email/trial_onboarding_day0/subject.txt")),
+    ("trial_onboarding_day0/body.txt", include_str!("../../templates/email/trial_onboarding_day0/body.txt")),
+    ("trial_onboarding_day0/body.html", include_str!("../../templates/email/trial_onboarding_day0/body.html")),
+    ("trial_onboarding_day3/subject.txt", include_str!("../../templates/email/trial_onboarding_day3/subject.txt")),
+    ("trial_onboarding_day3/body.txt", include_str!("../../templates/email/trial_onboarding_day3/body.txt")),
+    ("trial_onboarding_day3/body.html", include_str!("../../templates/email/trial_onboarding_day3/body.html")),
+    ("trial_onboarding_day7/subject.txt", include_str!("../../templates/email/trial_onboarding_day7/subject.txt")),
+    ("trial_onboarding_day7/body.txt", include_str!("../../templates/email/trial_onboarding_day7/body.txt")),
+    ("trial_onboarding_day7/body.html", include_str!("../../templates/email/trial_onboarding_day7/body.html")),
+    ("annual_offer/subject.txt", include_str!("../../templates/email/annual_offer/subject.txt")),
+    ("annual_offer/body.txt", include_str!("../../templates/email/annual_offer/body.txt")),
+    ("annual_offer/body.html", include_str!("../../templates/email/annual_offer/body.html")),
     ("onboarding_day1/subject.txt", include_str!("../../templates/email/onboarding_day1/subject.txt")),
     ("onboarding_day1/body.txt", include_str!("../../templates/email/onboarding_day1/body.txt")),
     ("onboarding_day1/body.html", include_str!("../../templates/email/onboarding_day1/body.html")),
@@ -218,6 +230,8 @@ pub fn sample_context() -> Value {
         question => "What should we build next?",
         product => "Acme Notes",
         scores => (0..=10).map(|s| context! { score => s, url => format!("https://billing.example.com/nps/sample?score={s}") }).collect::<Vec<_>>(),
+        yearly => context! { name => "Pro yearly", amount => "$200.00 / year" },
+        saving => "$40.00",
     }
 }
 

@@ -11,7 +11,10 @@ use crate::config::Campaign;
 use crate::domain::dunning::{format_amount, format_date};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
-use crate::domain::lifecycle::{DAY, Trigger, onboarding_case, reengage_case, trial_case, trial_end, winback_case};
+use crate::domain::lifecycle::{
+    DAY, Trigger, onboarding_case, reengage_case, series_arm, trial_case, trial_end, trial_onboarding_case, winback_case,
+};
+use crate::domain::lift::HOLDOUT;
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::mail::NewEmail;
 use crate::store::reactions::{Contact, FactsQuery, Series, Write};
@@ -23,6 +26,7 @@ pub(super) fn wants(r: &Reactor, q: &mut FactsQuery, event: &Event, t: &Trigger,
             if let (Some(customer), Some(_)) = (&invoice.customer, &invoice.subscription) {
                 q.customers.insert(customer.clone());
                 q.series.insert(onboarding_case(customer));
+                q.series.insert(trial_onboarding_case(customer));
                 if notify && r.lifecycle.onboarding.enabled {
                     q.first_paid_of.insert(customer.clone());
                 }
@@ -40,7 +44,14 @@ pub(super) fn wants(r: &Reactor, q: &mut FactsQuery, event: &Event, t: &Trigger,
                 q.series.insert(winback_case(customer, &s.id));
             }
         }
-        Trigger::Live { subscription: s } => q.customers.extend(s.customer.clone()),
+        Trigger::Live { subscription: s } => {
+            if let Some(customer) = &s.customer {
+                q.customers.insert(customer.clone());
+                if s.status == "trialing" {
+                    q.series.insert(trial_onboarding_case(customer));
+                }
+            }
+        }
     }
 }
 
@@ -71,6 +82,9 @@ pub(super) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, no
                     except: Some(subscription.id.clone()),
                     reason: "resubscribed",
                 });
+            }
+            if subscription.status == "trialing" && notify && r.lifecycle.trial_onboarding.enabled {
+                trial_onboarding(r, d, event, &subscription, now)?;
             }
             Ok(())
         }
@@ -164,7 +178,9 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
     let paid_at = inv.paid_at.unwrap_or(event.created);
     // Only the customer's first payment: a renewal of someone who paid before starts nothing.
     let paid_before = d.facts.first_paid.get(customer).is_some_and(|(first, at)| first != &inv.id && *at < paid_at);
-    if paid_before {
+    // A trial customer had their own series from the trial's first day; the paid series is
+    // for direct purchases.
+    if paid_before || d.facts.series.contains(&trial_onboarding_case(customer)) {
         return Ok(());
     }
     let case_key = onboarding_case(customer);
@@ -174,9 +190,11 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
         customer: customer.clone(),
         subscription: Some(subscription.clone()),
         started_at: paid_at,
+        arm: series_arm("onboarding", customer, r.lifecycle.onboarding.holdout_percent),
     };
     let Some((to, name)) = recipient(d, customer, event) else { return Ok(()) };
-    if !start(d, series) {
+    let held_out = series.arm == Some(HOLDOUT);
+    if !start(d, series) || held_out {
         return Ok(());
     }
     let plan = context! { amount => format_amount(inv.amount_paid, inv.currency.as_deref()) };
@@ -189,6 +207,42 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
         }
     };
     plan_series(r, d, &r.lifecycle.onboarding, &case_key, customer, &to, paid_at, true, ctx).map(|_| ())
+}
+
+/// The trial onboarding series, from the trial's first day. Only a trial that began within
+/// the horizon starts it: a trialing subscription seen late (an import, an update of an old
+/// trial) is not news.
+fn trial_onboarding(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSnapshot, now: i64) -> Result<(), ReactError> {
+    let Some(customer) = &s.customer else { return Ok(()) };
+    let began = s.trial_start.or(s.start_date).or(s.created).unwrap_or(event.created);
+    if now - began > r.lifecycle.horizon_days * DAY {
+        return Ok(());
+    }
+    let Some((to, name)) = recipient(d, customer, event) else { return Ok(()) };
+    let case_key = trial_onboarding_case(customer);
+    let series = Series {
+        case_key: case_key.clone(),
+        campaign: "trial_onboarding",
+        customer: customer.clone(),
+        subscription: Some(s.id.clone()),
+        started_at: began,
+        arm: series_arm("trial_onboarding", customer, r.lifecycle.trial_onboarding.holdout_percent),
+    };
+    let held_out = series.arm == Some(HOLDOUT);
+    if !start(d, series) || held_out {
+        return Ok(());
+    }
+    let product_url = r.lifecycle.product_url.clone();
+    let trial_end_on = trial_end(event, s).map(format_date);
+    let ctx = |day: i64| {
+        context! {
+            customer => context! { name => name.clone(), email => to.clone() },
+            plan => context! { amount => plan_amount(s) },
+            day => day, trial_end => trial_end_on.clone(), product_url => product_url.clone(),
+            action_url => product_url.clone(), action_label => "Open your account",
+        }
+    };
+    plan_series(r, d, &r.lifecycle.trial_onboarding, &case_key, customer, &to, began, true, ctx).map(|_| ())
 }
 
 fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSnapshot, now: i64) -> Result<(), ReactError> {
@@ -205,6 +259,7 @@ fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSn
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: event.created,
+        arm: None,
     };
     if !start(d, series) {
         return Ok(());
@@ -246,6 +301,7 @@ fn ended(
         return Ok(false);
     }
     d.push(stop("onboarding"));
+    d.push(stop("trial_onboarding"));
     if let Some(since) = d.facts.at_risk.remove(customer) {
         d.push(Write::EndRisk { customer: customer.clone(), at: ended_at });
         d.push(Write::StopOne { case_key: reengage_case(customer, since), reason: "subscription_ended" });
@@ -261,9 +317,16 @@ fn ended(
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: ended_at,
+        arm: series_arm("winback", customer, r.lifecycle.winback.holdout_percent),
     };
+    let held_out = series.arm == Some(HOLDOUT);
     if !start(d, series) {
         return Ok(false);
+    }
+    if held_out {
+        // Recorded so its outcome (back within 90 days) counts; stopped like any other when
+        // the customer returns.
+        return Ok(true);
     }
     let product_url = r.lifecycle.product_url.clone();
     let comeback = r.links().come_back(customer, &s.id, product_url.as_deref(), now);
@@ -283,9 +346,16 @@ fn ended(
 /// return leaves last week's count low for a while, and that must not restart the series.
 pub const REENTRY_COOLDOWN_SECS: i64 = 14 * DAY;
 
+/// The arm a re-engagement series records for `customer`: none while the campaign is off or
+/// has no holdout, else `treated`/`holdout` (the same stable split its emails follow).
+pub fn reengagement_arm(r: &Reactor, customer: &str) -> Option<&'static str> {
+    let campaign = &r.lifecycle.reengagement;
+    campaign.enabled.then(|| series_arm("reengagement", customer, campaign.holdout_percent)).flatten()
+}
+
 /// The re-engagement emails of an episode starting at `now` for `customer` (last active at
 /// `last_at`), under the series key `reengage_case(customer, now)`; none when the campaign
-/// is off or the customer can't be written to.
+/// is off, the customer is in its holdout, or can't be written to.
 pub fn reengagement_emails(
     r: &Reactor,
     customer: &str,
@@ -294,15 +364,21 @@ pub fn reengagement_emails(
     now: i64,
 ) -> Result<Vec<NewEmail>, ReactError> {
     let case_key = reengage_case(customer, now);
+    let held_out = series_arm("reengagement", customer, r.lifecycle.reengagement.holdout_percent) == Some(HOLDOUT);
     if r.lifecycle.reengagement.enabled
+        && !held_out
         && let Some(contact) = contact.filter(|c| !c.deleted)
         && let Some(to) = contact.email.clone()
     {
         let product_url = r.lifecycle.product_url.clone();
+        // The last email offers a pause: a signed link to the cancel flow's pause offer (a page
+        // whose button pauses; opening the link changes nothing).
+        let pause_url = r.links().pause(customer, now);
         let ctx = |day: i64| {
             context! {
                 customer => context! { name => contact.name.clone(), email => to.clone() },
                 day => day, last_active_on => format_date(last_at), product_url => product_url.clone(),
+                pause_url => pause_url.clone(),
                 action_url => product_url.clone(), action_label => "Pick up where you left off",
             }
         };

@@ -98,6 +98,35 @@ impl Links {
     }
 }
 
+impl Links {
+    /// The re-engagement series' pause link: signed for `customer` with the mark
+    /// `PAUSE_LINK_MARK` in place of an invoice, valid as long as an update-payment link. It
+    /// opens the cancel flow's pause offer; `None` without a Stripe key (nothing could pause).
+    pub fn pause(&self, customer: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(PAUSE_LINK_MARK), now + LINK_TTL_SECS);
+        Some(format!("{}/pause?token={token}", self.public_url))
+    }
+}
+
+impl Links {
+    /// The annual-plan offer's confirm link for `customer`'s `subscription` (valid as long as
+    /// an update-payment link); `None` without a Stripe key.
+    pub fn annual(&self, customer: &str, subscription: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(&format!("{ANNUAL_LINK_PREFIX}{subscription}")), now + LINK_TTL_SECS);
+        Some(format!("{}/annual?token={token}", self.public_url))
+    }
+}
+
+/// What an annual-offer link's token carries before the subscription id, where an
+/// update-payment link names its invoice.
+pub const ANNUAL_LINK_PREFIX: &str = "annual-";
+
+/// What a pause link's token carries where an update-payment link names its invoice, so a
+/// token made for one page is never taken by another.
+pub const PAUSE_LINK_MARK: &str = "pause";
+
 /// A win-back link must outlive the whole series (90 days by default).
 pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
 

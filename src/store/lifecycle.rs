@@ -23,8 +23,8 @@ pub async fn other_live_subscriptions(conn: &mut Conn<'_>, customer: &str, subsc
     Ok(fetch!(conn, fetch_one, (i64,), OTHER_LIVE, customer, subscription)?.0)
 }
 
-const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status) \
-     VALUES ($1, $2, $3, $4, $5, 'active') ON CONFLICT (case_key) DO NOTHING";
+const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status, arm) \
+     VALUES ($1, $2, $3, $4, $5, 'active', $6) ON CONFLICT (case_key) DO NOTHING";
 const STOP_SERIES: &str = "UPDATE lifecycle_series SET status = 'stopped', stopped_at = $4, stop_reason = $5 \
      WHERE customer = $1 AND campaign = $2 AND status = 'active' AND (subscription IS NULL OR subscription <> $3) RETURNING case_key";
 const STOP_ONE: &str =
@@ -38,11 +38,13 @@ pub struct NewSeries<'a> {
     pub customer: &'a str,
     pub subscription: Option<&'a str>,
     pub started_at: i64,
+    /// `treated` or `holdout` when the campaign has a holdout.
+    pub arm: Option<&'a str>,
 }
 
 /// Record a series; `false` when it already exists (a redelivery).
 pub async fn start_series(conn: &mut Conn<'_>, s: &NewSeries<'_>) -> Result<bool, sqlx::Error> {
-    let n = execute!(conn, START_SERIES, s.case_key, s.campaign, s.customer, s.subscription, s.started_at)?;
+    let n = execute!(conn, START_SERIES, s.case_key, s.campaign, s.customer, s.subscription, s.started_at, s.arm)?;
     Ok(n == 1)
 }
 
@@ -349,7 +351,9 @@ impl Store {
         now: i64,
     ) -> Result<usize, StoreError> {
         self.in_transaction(async |conn| {
-            if !open_episode(conn, episode).await? || emails.is_empty() || !start_series(conn, series).await? {
+            // A held-out customer's series is recorded without emails (its outcome is measured).
+            let held_out = series.arm == Some(crate::domain::lift::HOLDOUT);
+            if !open_episode(conn, episode).await? || (emails.is_empty() && !held_out) || !start_series(conn, series).await? {
                 return Ok(0);
             }
             let mut n = 0;
@@ -396,5 +400,171 @@ impl Store {
     /// Whether `customer` has a live subscription now.
     pub async fn has_live_subscription(&self, customer: &str) -> Result<bool, StoreError> {
         self.with_conn(async |c| other_live_subscriptions(c, customer, "").await.map(|n| n > 0)).await
+    }
+}
+
+// ── The annual-plan offer ──────────────────────────────────────────────────────────────
+
+/// Active, unpaused, not ending, started before `$1`, exactly one item, billed every month,
+/// never offered before, a customer Holdfast can write to.
+const ANNUAL_CANDIDATES: &str = "SELECT s.id, s.customer, i.item_id, i.price_id, i.quantity, i.unit_amount, i.currency, \
+     c.email, c.name FROM subscriptions s JOIN subscription_items i ON i.subscription_id = s.id \
+     JOIN customers c ON c.id = s.customer \
+     WHERE s.status = 'active' AND NOT s.cancel_at_period_end AND s.cancel_at IS NULL AND s.pause_resumes_at IS NULL \
+     AND COALESCE(s.start_date, s.created) <= $1 AND i.recurring_interval = 'month' AND COALESCE(i.interval_count, 1) = 1 \
+     AND i.price_id IS NOT NULL AND c.email IS NOT NULL AND NOT c.deleted \
+     AND (SELECT COUNT(*) FROM subscription_items j WHERE j.subscription_id = s.id) = 1 \
+     AND NOT EXISTS (SELECT 1 FROM annual_offers a WHERE a.subscription = s.id) ORDER BY s.id";
+const ACTIVE_DAYS: &str = "SELECT day FROM activity_daily WHERE customer = $1 AND day >= $2 AND count > 0 ORDER BY day";
+const INSERT_ANNUAL: &str = "INSERT INTO annual_offers (subscription, customer, item_id, from_price, to_price, offered_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription) DO NOTHING";
+const ANNUAL_OFFER: &str = "SELECT subscription, customer, item_id, from_price, to_price, offered_at, acting_until, accepted_at \
+     FROM annual_offers WHERE subscription = $1";
+const CLAIM_ANNUAL: &str = "UPDATE annual_offers SET acting_until = $2 + $3, attempts = attempts + 1 \
+     WHERE subscription = $1 AND accepted_at IS NULL AND (acting_until IS NULL OR acting_until < $2) RETURNING attempts";
+const RELEASE_ANNUAL: &str = "UPDATE annual_offers SET acting_until = NULL WHERE subscription = $1 AND accepted_at IS NULL";
+const ACCEPT_ANNUAL: &str =
+    "UPDATE annual_offers SET accepted_at = $2, acting_until = NULL WHERE subscription = $1 AND accepted_at IS NULL";
+
+/// A monthly subscription that may be offered the yearly price.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AnnualCandidate {
+    pub subscription: String,
+    pub customer: String,
+    pub item_id: String,
+    pub price_id: String,
+    pub quantity: i64,
+    pub unit_amount: Option<i64>,
+    pub currency: Option<String>,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// An offer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AnnualOfferRow {
+    pub subscription: String,
+    pub customer: String,
+    pub item_id: String,
+    pub from_price: String,
+    pub to_price: String,
+    pub offered_at: i64,
+    pub acting_until: Option<i64>,
+    pub accepted_at: Option<i64>,
+}
+
+impl Store {
+    /// Subscriptions that may get the annual offer: see `ANNUAL_CANDIDATES`.
+    pub async fn annual_candidates(&self, started_before: i64) -> Result<Vec<AnnualCandidate>, StoreError> {
+        const SQL: &str = ANNUAL_CANDIDATES;
+        self.with_conn(async |c| {
+            let rows = fetch!(
+                c,
+                fetch_all,
+                (String, String, String, String, i64, Option<i64>, Option<String>, String, Option<String>),
+                SQL,
+                started_before
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AnnualCandidate {
+                    subscription: r.0,
+                    customer: r.1,
+                    item_id: r.2,
+                    price_id: r.3,
+                    quantity: r.4,
+                    unit_amount: r.5,
+                    currency: r.6,
+                    email: r.7,
+                    name: r.8,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The days (UTC day numbers) from `from_day` on with reported activity for `customer`.
+    pub async fn active_days(&self, customer: &str, from_day: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (i64,), ACTIVE_DAYS, customer, from_day)).await?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
+    }
+
+    /// Record the offer, its series and its email together; `false` (nothing written) when
+    /// the subscription was offered before.
+    pub async fn start_annual_offer(
+        &self,
+        offer: &AnnualOfferRow,
+        series: &NewSeries<'_>,
+        email: &crate::mail::NewEmail,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.in_transaction(async |conn| {
+            let o = offer;
+            let inserted = execute!(
+                conn,
+                INSERT_ANNUAL,
+                &o.subscription,
+                &o.customer,
+                &o.item_id,
+                &o.from_price,
+                &o.to_price,
+                o.offered_at
+            )?;
+            if inserted != 1 {
+                return Ok(false);
+            }
+            start_series(conn, series).await?;
+            outbox::enqueue(conn, email, now).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The offer made for `subscription`, if any.
+    pub async fn annual_offer(&self, subscription: &str) -> Result<Option<AnnualOfferRow>, StoreError> {
+        self.with_conn(async |c| fetch!(c, fetch_optional, AnnualOfferRow, ANNUAL_OFFER, subscription)).await
+    }
+
+    /// Take the offer's lease for `lease_secs` before calling Stripe: `Some(attempt)` when
+    /// taken; `None` when accepted already or another request holds it.
+    pub async fn claim_annual_offer(&self, subscription: &str, now: i64, lease_secs: i64) -> Result<Option<i64>, StoreError> {
+        let row =
+            self.with_conn(async |c| fetch!(c, fetch_optional, (i64,), CLAIM_ANNUAL, subscription, now, lease_secs)).await?;
+        Ok(row.map(|(n,)| n))
+    }
+
+    /// Give the lease back after a failed Stripe call.
+    pub async fn release_annual_offer(&self, subscription: &str) -> Result<(), StoreError> {
+        self.with_conn(async |c| execute!(c, RELEASE_ANNUAL, subscription).map(|_| ())).await
+    }
+
+    /// Record the acceptance and the Stripe change that made it, together (only after Stripe
+    /// accepted the change).
+    pub async fn accept_annual_offer(
+        &self,
+        subscription: &str,
+        change: &super::owner_views::NewStripeChange<'_>,
+    ) -> Result<bool, StoreError> {
+        let params = change.sent.params.to_string();
+        self.in_transaction(async |c| {
+            let done = execute!(c, ACCEPT_ANNUAL, subscription, change.at)? == 1;
+            if done {
+                execute!(
+                    c,
+                    super::owner_views::INSERT_CHANGE,
+                    change.customer,
+                    change.subscription,
+                    change.sent.method,
+                    &change.sent.path,
+                    &params,
+                    change.purpose,
+                    change.triggered_by,
+                    change.idempotency_key,
+                    change.at
+                )?;
+            }
+            Ok(done)
+        })
+        .await
     }
 }

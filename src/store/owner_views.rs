@@ -31,11 +31,12 @@ pub struct NewStripeChange<'a> {
 pub fn cancel_flow_trigger(source: &str) -> &'static str {
     match source {
         "minted" => "the customer, in the cancel flow (link made by the owner)",
+        "pause_link" => "the customer, from the pause link of a re-engagement email",
         _ => "the customer, in the cancel flow (signed link from the app)",
     }
 }
 
-const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
+pub(crate) const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
      idempotency_key, made_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Rows of a list page at most (the API's `per_page` is capped here).

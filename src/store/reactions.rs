@@ -76,6 +76,8 @@ pub struct Series {
     pub customer: String,
     pub subscription: Option<String>,
     pub started_at: i64,
+    /// `treated` or `holdout` when the campaign has a holdout.
+    pub arm: Option<&'static str>,
 }
 
 /// One write of a plan. The store applies them in order.
@@ -302,6 +304,7 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
                     customer: &s.customer,
                     subscription: s.subscription.as_deref(),
                     started_at: s.started_at,
+                    arm: s.arm,
                 };
                 series::start_series(conn, &new).await?;
             }

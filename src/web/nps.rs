@@ -170,6 +170,7 @@ async fn post_score(
                     customer,
                     subscription: None,
                     started_at: now,
+                    arm: crate::reactions::lifecycle::reengagement_arm(&reactor, customer),
                 },
                 emails,
             })

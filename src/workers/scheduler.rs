@@ -60,7 +60,8 @@ impl Scheduler {
         let n = self.card_expiry_warnings(now).await?
             + self.at_risk_check(now).await?
             + self.value_recaps(now).await?
-            + self.nps_surveys(now).await?;
+            + self.nps_surveys(now).await?
+            + self.annual_offers(now).await?;
         self.check_saves(now).await?;
         let n = n + self.weekly_digest(now).await?;
         if n > 0 {
@@ -100,6 +101,7 @@ impl Scheduler {
                     customer: &c.customer,
                     subscription: None,
                     started_at: now,
+                    arm: crate::reactions::lifecycle::reengagement_arm(&self.reactor, &c.customer),
                 };
                 enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }
@@ -185,6 +187,88 @@ impl Scheduler {
             tracing::info!(digest = %due.key, "weekly digest queued");
         }
         Ok(n)
+    }
+
+    /// The annual-plan offer: one marketing email per monthly subscription on a mapped price
+    /// that is `after_months` 30-day months old and whose customer was active in each of the
+    /// last `after_months` 30-day windows, when the yearly price (read from the store: its
+    /// `price.*` events or a sync) saves money. Idempotent: a subscription is offered once.
+    pub async fn annual_offers(&self, now: i64) -> anyhow::Result<usize> {
+        use crate::domain::lifecycle::{DAY, OFFER_MONTH_DAYS, annual_offer_case, annual_saving, steady_activity};
+        use crate::domain::money::format_minor;
+        let cfg = &self.reactor.lifecycle.annual_offer;
+        if !cfg.active() {
+            return Ok(0);
+        }
+        let months = cfg.after_months;
+        let today = now.div_euclid(DAY);
+        let mut enqueued = 0;
+        for c in self.store.annual_candidates(now - months * OFFER_MONTH_DAYS * DAY).await? {
+            let Some(to_price) = cfg.prices.get(&c.price_id) else { continue };
+            let (Some(monthly), Some(currency)) = (c.unit_amount, c.currency.as_deref()) else { continue };
+            let yearly = match self.store.plan(to_price).await? {
+                Some(p)
+                    if p.recurring_interval.as_deref() == Some("year")
+                        && p.interval_count.unwrap_or(1) == 1
+                        && p.currency.as_deref().is_some_and(|y| y.eq_ignore_ascii_case(currency)) =>
+                {
+                    p
+                }
+                _ => {
+                    tracing::warn!(price = %to_price, "annual offer: the yearly price is unknown, not yearly or in another currency; no offer");
+                    continue;
+                }
+            };
+            let Some(yearly_unit) = yearly.unit_amount else { continue };
+            let Some(saving) = annual_saving(monthly, yearly_unit, c.quantity) else { continue };
+            let days = self.store.active_days(&c.customer, today + 1 - months * OFFER_MONTH_DAYS).await?;
+            if !steady_activity(&days, today, months) {
+                continue;
+            }
+            let Some(confirm_url) = self.reactor.links().annual(&c.customer, &c.subscription, now) else { continue };
+            let quantity = c.quantity.max(1);
+            let case_key = annual_offer_case(&c.subscription);
+            let ctx = context! {
+                customer => context! { name => c.name.clone(), email => c.email.clone() },
+                plan => context! { amount => format!("{} / month", format_minor(monthly * quantity, currency)) },
+                yearly => context! { name => yearly.describe(), amount => format!("{} / year", format_minor(yearly_unit * quantity, currency)) },
+                saving => format_minor(saving, currency),
+                action_url => confirm_url,
+                action_label => "See the yearly plan",
+                product_url => self.reactor.lifecycle.product_url.clone(),
+            };
+            let to = EmailTo {
+                dedupe_key: format!("{case_key}:offer"),
+                case_key: Some(case_key.clone()),
+                customer: Some(&c.customer),
+                recipient: &c.email,
+                send_at: now,
+            };
+            let email = self.reactor.marketing_email(&cfg.template, ctx, to)?;
+            let offer = crate::store::lifecycle::AnnualOfferRow {
+                subscription: c.subscription.clone(),
+                customer: c.customer.clone(),
+                item_id: c.item_id.clone(),
+                from_price: c.price_id.clone(),
+                to_price: to_price.clone(),
+                offered_at: now,
+                acting_until: None,
+                accepted_at: None,
+            };
+            let series = NewSeries {
+                case_key: &case_key,
+                campaign: "annual_offer",
+                customer: &c.customer,
+                subscription: Some(&c.subscription),
+                started_at: now,
+                arm: None,
+            };
+            if self.store.start_annual_offer(&offer, &series, &email, now).await? {
+                tracing::info!(subscription = %c.subscription, "annual offer made");
+                enqueued += 1;
+            }
+        }
+        Ok(enqueued)
     }
 
     /// One warning per card per month, for customers with a live subscription whose card

@@ -138,7 +138,14 @@ pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static s
     vars.insert("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string());
     vars.insert("HOLDFAST_WORKERS", "off".into());
     // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
-    for campaign in ["HOLDFAST_ONBOARDING", "HOLDFAST_TRIAL_ENDING", "HOLDFAST_WINBACK", "HOLDFAST_REENGAGEMENT"] {
+    for campaign in [
+        "HOLDFAST_ONBOARDING",
+        "HOLDFAST_TRIAL_ONBOARDING",
+        "HOLDFAST_TRIAL_ENDING",
+        "HOLDFAST_WINBACK",
+        "HOLDFAST_REENGAGEMENT",
+        "HOLDFAST_ANNUAL_OFFER",
+    ] {
         vars.insert(campaign, "off".into());
     }
     for (k, v) in extra {

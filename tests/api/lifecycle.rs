@@ -559,3 +559,263 @@ async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rat
         json!({"variant": "b", "sessions": 1, "saved": 1, "canceled": 0, "abandoned": 0, "in_progress": 0, "save_rate": 1.0})
     );
 }
+
+#[tokio::test]
+async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_the_paid_one() {
+    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let t = now() - 3600;
+    app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
+    let mut trial = Sub::new("sub_1", "cus_1", t);
+    trial.status = "trialing";
+    let mut object = trial.object();
+    object["trial_start"] = json!(t);
+    object["trial_end"] = json!(t + 14 * DAY);
+    app.deliver(&event("customer.subscription.created", t, object)).await;
+
+    // Day 0 is the trial's first day: the welcome goes at once, as marketing mail.
+    assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
+    assert_eq!(subjects(&sink), vec!["Welcome to your Acme trial"]);
+    let welcome = &sink.parsed()[0];
+    assert!(welcome.header("List-Unsubscribe").is_some());
+    let ends_on = holdfast::domain::dunning::format_date(t + 14 * DAY);
+    assert!(welcome.text.contains(&format!("runs until {ends_on}")), "{}", welcome.text);
+
+    // The trial converts: its first paid invoice starts no paid onboarding on top.
+    app.deliver(&first_payment("in_first", "cus_1", "sub_1", t + 60)).await;
+    assert_eq!(series_status(&app, "trial_onboarding").await, vec![("active".into(), None)]);
+    assert_eq!(series_status(&app, "onboarding").await, vec![]);
+    assert_eq!(app.outbox.run_until_idle_at(t + 3 * DAY).await.expect("pass"), 1);
+    assert_eq!(subjects(&sink)[1], "How is your Acme trial going?");
+
+    // A direct purchase (no trial) keeps the paid series.
+    app.deliver(&event("customer.created", t, customer("cus_2", "grace@example.com", t))).await;
+    app.deliver(&event("customer.subscription.created", t, Sub::new("sub_2", "cus_2", t).object())).await;
+    app.deliver(&first_payment("in_2", "cus_2", "sub_2", t + 60)).await;
+    assert_eq!(series_status(&app, "onboarding").await, vec![("active".into(), None)]);
+    assert_eq!(series_status(&app, "trial_onboarding").await.len(), 1, "no trial series for a direct purchase");
+}
+
+#[tokio::test]
+async fn a_trial_that_ends_unpaid_stops_its_series() {
+    let (app, sink) = app_with_sink(&[("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let t = now() - 3600;
+    app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
+    let mut trial = Sub::new("sub_1", "cus_1", t);
+    trial.status = "trialing";
+    let mut object = trial.object();
+    object["trial_start"] = json!(t);
+    app.deliver(&event("customer.subscription.created", t, object)).await;
+    app.deliver(&canceled("sub_1", "cus_1", t, t + 60, "cancellation_requested")).await;
+    assert_eq!(series_status(&app, "trial_onboarding").await, vec![("stopped".into(), Some("subscription_ended".into()))]);
+    // The day-0 email was withdrawn with the series (it was due, not yet sent).
+    assert_eq!(app.outbox.run_until_idle_at(t + 30 * DAY).await.expect("pass"), 0);
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer() {
+    use wiremock::matchers::header;
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let (app, sink) = app_with_sink(&[
+        ("HOLDFAST_REENGAGEMENT", "on"),
+        ("HOLDFAST_OWNER_TOKEN", OWNER),
+        ("STRIPE_SECRET_KEY", "sk_test_pause_link"),
+        ("STRIPE_API_BASE", &uri),
+    ])
+    .await;
+    // A live monthly subscriber whose last activity was 40 days before the check.
+    let started = now() - DAY;
+    app.deliver(&event("customer.created", started, customer("cus_1", EMAIL, started))).await;
+    let object = Sub::new("sub_1", "cus_1", started).object();
+    app.deliver(&event("customer.subscription.created", started, object.clone())).await;
+    let t = now() - 15 * DAY;
+    let old: Vec<Value> = (40..50).map(|d| json!({"customer": "cus_1", "at": t - d * DAY, "count": 4})).collect();
+    assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
+    assert_eq!(app.scheduler.try_run_once_at(t).await.expect("check"), holdfast::workers::Outcome::Worked(5));
+    assert_eq!(app.outbox.run_until_idle_at(t + 14 * DAY).await.expect("pass"), 5);
+
+    // Only the day-14 email offers the pause; its link is signed and opens a page.
+    let mail = sink.parsed();
+    let prefix = "https://billing.acme.test/pause?token=";
+    assert_eq!(mail.iter().filter(|m| m.text.contains(prefix)).count(), 1);
+    let last = mail.iter().find(|m| m.text.contains(prefix)).expect("the pause email");
+    assert_eq!(last.header("Subject").as_deref(), Some("Our last note for now"));
+    let start = last.text.find(prefix).expect("link");
+    let link = last.text[start..].split_whitespace().next().expect("link").to_owned();
+    let link = link.replace("https://billing.acme.test", &app.address);
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let opened = http.get(&link).send().await.expect("GET");
+    assert_eq!(opened.status(), 303);
+    let offer_path = opened.headers()["location"].to_str().expect("location").to_owned();
+    assert!(offer_path.starts_with("/cancel/s/") && offer_path.ends_with("/offer"), "{offer_path}");
+    assert!(stripe.received_requests().await.expect("recording").is_empty(), "opening the link changes nothing");
+    let page = http.get(format!("{}{offer_path}", app.address)).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("choice-pause-1"), "{html}");
+    let csrf_at = html.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = html[csrf_at..].split('"').next().expect("csrf").to_owned();
+    let session = offer_path.trim_end_matches("/offer").to_owned();
+    let id = session.trim_start_matches("/cancel/s/").to_owned();
+
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_1"))
+        .and(header("Idempotency-Key", format!("holdfast-cancel-{}-pause_1-1", capability_ref(&id)).as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&object))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let chosen = http
+        .post(format!("{}{session}/choose", app.address))
+        .form(&[("csrf", csrf.as_str()), ("choice", "pause_1")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(chosen.status(), 303);
+    assert_eq!(chosen.headers()["location"], format!("{session}/done").as_str());
+    let sent = stripe.received_requests().await.expect("recording");
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&sent[0].body).expect("form");
+    assert!(params.contains(&("pause_collection[behavior]".into(), "void".into())), "{params:?}");
+
+    let row = app.store.cancel_session(&id).await.expect("store").expect("session");
+    assert_eq!(
+        (row.source.as_str(), row.outcome.as_deref(), row.reason.as_deref()),
+        ("pause_link", Some("paused"), Some("unused"))
+    );
+    let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
+    assert_eq!(record.stripe_changes.len(), 1);
+    assert_eq!(record.stripe_changes[0].triggered_by, "the customer, from the pause link of a re-engagement email");
+
+    // A forged or foreign token opens nothing.
+    let forged = http.get(format!("{}/pause?token=cus_1.pause.99999999999.00", app.address)).send().await.expect("GET");
+    assert_eq!(forged.status(), 403);
+}
+
+/// A seeded population for the holdout tests: SplitMix64, the same draws on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn chance(&mut self, p: f64) -> bool {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) as f64 / u64::MAX as f64) < p
+    }
+}
+
+#[tokio::test]
+async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_per_arm_with_its_interval() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("holdfast.toml");
+    std::fs::write(&file, "[lifecycle.winback]\nholdout_percent = 50\n").expect("config");
+    let file = file.to_string_lossy().to_string();
+    let (app, _sink) =
+        app_with_sink(&[("HOLDFAST_WINBACK", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    // 100 voluntary cancellations; a known effect: 60 % of the treated come back within 90
+    // days, 30 % of the held out.
+    let (t0, t) = (now() - 40 * DAY, now() - 3600);
+    let mut rng = Seeded(0x5EED_2026);
+    let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    let mut held_out = Vec::new();
+    for i in 0..100 {
+        let (cus, sub) = (format!("cus_w{i}"), format!("sub_w{i}"));
+        app.deliver(&event("customer.created", t0, customer(&cus, &format!("{cus}@example.com"), t0))).await;
+        app.deliver(&event("customer.subscription.created", t0, Sub::new(&sub, &cus, t0).object())).await;
+        app.deliver(&canceled(&sub, &cus, t0, t, "cancellation_requested")).await;
+        let arm = holdfast::domain::lifecycle::series_arm("winback", &cus, 50).expect("an arm");
+        let back = rng.chance(if arm == "holdout" { 0.3 } else { 0.6 });
+        if back {
+            app.deliver(&event("customer.subscription.created", t + 60, Sub::new(&format!("{sub}b"), &cus, t + 60).object()))
+                .await;
+        }
+        let e = expected.entry(arm).or_default();
+        e.0 += u64::from(back);
+        e.1 += 1;
+        if arm == "holdout" {
+            held_out.push(format!("{cus}@example.com"));
+        }
+    }
+    // The holdout's series are recorded, and nothing is written to them.
+    let rows = app.store.outbox_rows().await.expect("outbox");
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| !held_out.contains(&r.recipient)), "no email to the holdout");
+    assert_eq!(series_status(&app, "winback").await.len(), 100);
+
+    // 91 days later every series is decided.
+    app.clock.advance(91 * DAY);
+    let s = summary(&app).await;
+    let x = s["experiments"].as_array().expect("experiments").iter().find(|x| x["name"] == "lifecycle:winback").cloned();
+    let x = x.expect("the winback holdout is reported");
+    assert_eq!((x["kind"].as_str(), x["holdout_percent"].as_u64()), (Some("lifecycle_email"), Some(50)), "{x}");
+    let arm = |v: &str| x["arms"].as_array().expect("arms").iter().find(|a| a["variant"] == v).cloned().expect("arm");
+    let (treated, holdout) = (arm("treated"), arm("holdout"));
+    for (name, a) in [("treated", &treated), ("holdout", &holdout)] {
+        let (successes, decided) = expected[name];
+        assert_eq!(
+            (a["successes"].as_u64(), a["decided"].as_u64(), a["undecided"].as_u64()),
+            (Some(successes), Some(decided), Some(0)),
+            "{x}"
+        );
+        assert_eq!(a["outcome"], "reactivated_within_90_days");
+    }
+    let (ts, tn) = expected["treated"];
+    let (hs, hn) = expected["holdout"];
+    assert!(tn >= 30 && hn >= 30, "the seeded split fills both arms: {tn} / {hn}");
+    assert_eq!(treated["status"], "measured", "{x}");
+    let lift = &treated["lift"];
+    let difference = ts as f64 / tn as f64 - hs as f64 / hn as f64;
+    assert!((lift["difference"].as_f64().expect("difference") - difference).abs() < 1e-6, "{x}");
+    let interval = holdfast::domain::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
+    assert!((lift["ci_low"].as_f64().expect("low") - interval.low).abs() < 1e-6, "{x}");
+    assert!((lift["ci_high"].as_f64().expect("high") - interval.high).abs() < 1e-6, "{x}");
+    assert!(
+        lift["ci_low"].as_f64() < Some(0.3) && lift["ci_high"].as_f64() > Some(0.3),
+        "the true effect (+30 points) is inside: {x}"
+    );
+}
+
+#[tokio::test]
+async fn an_onboarding_holdout_is_measured_on_paying_at_day_60() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("holdfast.toml");
+    std::fs::write(&file, "[lifecycle.onboarding]\nholdout_percent = 50\n").expect("config");
+    let file = file.to_string_lossy().to_string();
+    let (app, _sink) =
+        app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let t = now() - 3600;
+    let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for i in 0..8 {
+        let (cus, sub) = (format!("cus_o{i}"), format!("sub_o{i}"));
+        app.deliver(&event("customer.created", t, customer(&cus, &format!("{cus}@example.com"), t))).await;
+        app.deliver(&event("customer.subscription.created", t, Sub::new(&sub, &cus, t).object())).await;
+        app.deliver(&first_payment(&format!("in_o{i}"), &cus, &sub, t)).await;
+        // Every third customer leaves within the 60 days.
+        let stays = i % 3 != 0;
+        if !stays {
+            app.deliver(&canceled(&sub, &cus, t, t + 60, "cancellation_requested")).await;
+        }
+        let arm = holdfast::domain::lifecycle::series_arm("onboarding", &cus, 50).expect("an arm");
+        let e = expected.entry(arm).or_default();
+        e.0 += u64::from(stays);
+        e.1 += 1;
+    }
+    // Before day 60 nothing is decided; after it, every series is.
+    let arms = |s: &Value| {
+        let x = s["experiments"].as_array().expect("experiments").iter().find(|x| x["name"] == "lifecycle:onboarding").cloned();
+        x.expect("reported")["arms"].as_array().expect("arms").clone()
+    };
+    for a in arms(&summary(&app).await) {
+        assert_eq!((a["decided"].as_u64(), a["outcome"].as_str()), (Some(0), Some("paying_at_day_60")), "{a}");
+    }
+    app.clock.advance(61 * DAY);
+    for a in arms(&summary(&app).await) {
+        let (successes, decided) = expected.get(a["variant"].as_str().expect("variant")).copied().unwrap_or_default();
+        assert_eq!((a["successes"].as_u64(), a["decided"].as_u64()), (Some(successes), Some(decided)), "{a}");
+        if a["variant"] == "treated" {
+            assert_eq!(a["status"], "not_enough_data", "{a}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod accept_healing;
 mod alerts;
+mod annual_offer;
 mod backup;
 mod billing_portal;
 mod brand;

@@ -209,6 +209,17 @@ async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_a
     assert!(a["lift"].is_null(), "{x}");
     assert_eq!((holdout["successes"].as_u64(), holdout["decided"].as_u64()), (Some(0), Some(1)), "{x}");
     assert_eq!((holdout["status"].as_str(), holdout["outcome"].as_str()), (Some("holdout"), Some("kept")), "{x}");
+    // Retention after 30 and 90 days per arm: these sessions are too recent to be decided.
+    let retention = x["retention"].as_array().expect("retention");
+    let kept_for = |v: &str, outcome: &str| {
+        retention.iter().find(|a| a["variant"] == v && a["outcome"] == outcome).cloned().expect("retention arm")
+    };
+    for outcome in ["retained_30d", "retained_90d"] {
+        let (a, holdout) = (kept_for("a", outcome), kept_for("holdout", outcome));
+        assert_eq!((a["decided"].as_u64(), a["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
+        assert_eq!((holdout["decided"].as_u64(), holdout["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
+        assert_eq!(a["status"], "not_enough_data", "{x}");
+    }
 }
 
 /// The update-payment link for `invoice` in the emails the sink received (text bodies).

@@ -315,7 +315,9 @@ pub struct AtRiskCustomerJson {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentJson {
     pub name: String,
-    /// `save_offer` (cancel-flow offers) or `email` (templates; measured on dunning recovery).
+    /// `save_offer` (cancel-flow offers), `email` (templates; measured on dunning recovery) or
+    /// `lifecycle_email` (a lifecycle series with a holdout, named `lifecycle:<campaign>`; arms
+    /// `treated` and `holdout`).
     pub kind: String,
     pub percent_b: u8,
     pub variants: Vec<VariantJson>,
@@ -326,6 +328,10 @@ pub struct ExperimentJson {
     /// the difference against the holdout.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arms: Vec<ArmJson>,
+    /// Save-offer experiments: every arm on `retained_30d` and `retained_90d` (still
+    /// subscribed that many days after the session), against the holdout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<ArmJson>,
 }
 
 /// One arm of an experiment on its outcome.

@@ -8,6 +8,8 @@
 //! GET  /cancel/s/{id}/offer           offers + "cancel anyway"             click 2
 //! POST /cancel/s/{id}/choose          Stripe call, then record → 303 done
 //! GET  /cancel/s/{id}/done            result (or "one moment" while Stripe answers)
+//! GET  /pause?token=…                 re-engagement pause link: a session whose only offer
+//!                                     is the pause → 303 /cancel/s/{id}/offer
 //! GET  /billing/updated               where the billing portal returns without a product URL
 //! POST /api/cancel-sessions           owner: mint a one-time link
 //! ```
@@ -79,6 +81,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cancel/s/{id}/offer", web::get().to(offer_page))
         .route("/cancel/s/{id}/choose", web::post().to(choose))
         .route("/cancel/s/{id}/done", web::get().to(done_page))
+        .route("/pause", web::get().to(pause_entry))
         .route("/billing/updated", web::get().to(super::billing::updated_page))
         .route("/api/cancel-sessions", web::post().to(mint));
 }
@@ -160,6 +163,91 @@ async fn enter(
             _ => return Err(PageError::BadLink),
         };
         Ok(see_other(&format!("/cancel/s/{session_id}")))
+    }
+    .await;
+    respond(&state, result)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PauseQuery {
+    token: Option<String>,
+}
+
+/// `GET /pause?token=…`: the pause link of the re-engagement series. The signed token (the
+/// update-payment links' signer, marked for this page) names the customer; following it
+/// opens a cancel-flow session already past the survey (reason `unused`, the series' premise)
+/// whose offer is the pause alone, and sends the customer to its offer page. Opening the link
+/// changes nothing in Stripe: the page's button does (the cancel flow's own POST).
+async fn pause_entry(
+    req: HttpRequest,
+    state: web::Data<CancelState>,
+    store: web::Data<Store>,
+    portal: Option<web::Data<BillingPortal>>,
+) -> HttpResponse {
+    let query = web::Query::<PauseQuery>::from_query(req.query_string()).map(web::Query::into_inner);
+    let result = async {
+        state.limit(&req)?;
+        let now = state.now();
+        let portal = portal.as_deref().map(|p| &**p).ok_or(PageError::BadLink)?;
+        let token = query.ok().and_then(|q| q.token).ok_or(PageError::BadLink)?;
+        let claims = match portal.signer.verify(&token, now) {
+            Ok(c) if c.invoice == crate::reactions::PAUSE_LINK_MARK && plausible_customer_id(&c.customer) => c,
+            Err(crate::mail::links::LinkError::Expired) => return Err(PageError::Expired),
+            _ => return Err(PageError::BadLink),
+        };
+        store.mark_abandoned_cancel_sessions(now).await?;
+        let Some((subscription, _)) = store.live_subscription_of(&claims.customer, None).await? else {
+            return ended_page(&state, &store, Some(portal), &claims.customer, None).await;
+        };
+        let session = NewCancelSession {
+            id: random_token(),
+            link_token_hash: None,
+            csrf_token: random_token(),
+            customer: claims.customer.clone(),
+            subscription: Some(subscription.id),
+            return_url: None,
+            source: "pause_link",
+            created_at: now,
+            link_expires_at: now + state.settings.session_timeout_secs,
+            started_at: Some(now),
+            deadline_at: Some(now + state.settings.session_timeout_secs),
+            // Not part of a save-offer experiment: nothing is withheld from this link.
+            experiment: None,
+            variant: None,
+        };
+        store.insert_cancel_session(&session).await?;
+        let row = store.cancel_session(&session.id).await?.ok_or(PageError::BadLink)?;
+        let t = target(&store, &row).await?;
+        if t.scheduled_end(now).is_some() {
+            // Already ending: the session page shows the date and "Keep my subscription".
+            return Ok(see_other(&base(&row)));
+        }
+        let reason = Reason::Unused;
+        // The pause whatever the reasons' offer lists say (the email promised it), when pauses
+        // are switched on and this subscription can be paused.
+        let facts = crate::cancel_flow::offers::facts(&store, &state.settings, &row.customer, &t, now).await?;
+        let offers = crate::domain::cancel::applicable_offers(&[OfferKind::Pause], &state.settings.offers_enabled, &facts);
+        if offers.is_empty() {
+            // Not pausable (already paused, a plan or billing mode Stripe can't pause, pauses
+            // switched off): say so rather than show a cancel page the link did not promise.
+            return Ok(state.pages.error(
+                StatusCode::OK,
+                "Pause",
+                "This subscription can't be paused from here. Reply to our email and we'll sort it out with you.",
+                state.settings.return_url.as_deref(),
+            ));
+        }
+        let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());
+        let answer = SurveyAnswer {
+            reason: reason.as_str(),
+            feedback: reason.stripe_feedback(),
+            comment: None,
+            offers_shown_json: &offers_json,
+            at: now,
+        };
+        store.record_cancel_survey(&row.id, &answer).await?;
+        tracing::info!(session = %capability_ref(&row.id), "pause link: session opened at the pause offer");
+        Ok(see_other(&format!("{}/offer", base(&row))))
     }
     .await;
     respond(&state, result)

@@ -8,7 +8,7 @@ use minijinja::{Environment, Value, context};
 
 use crate::config::Brand;
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("layout.html", include_str!("../../../templates/pages/cancel/layout.html")),
     ("survey.html", include_str!("../../../templates/pages/cancel/survey.html")),
     ("offer.html", include_str!("../../../templates/pages/cancel/offer.html")),
@@ -18,6 +18,9 @@ const TEMPLATES: [(&str, &str); 15] = [
     ("ended.html", include_str!("../../../templates/pages/cancel/ended.html")),
     ("working.html", include_str!("../../../templates/pages/cancel/working.html")),
     ("billing_updated.html", include_str!("../../../templates/pages/cancel/billing_updated.html")),
+    // The annual-plan offer's confirm page shares the layout and brand too.
+    ("annual.html", include_str!("../../../templates/pages/cancel/annual.html")),
+    ("annual_done.html", include_str!("../../../templates/pages/cancel/annual_done.html")),
     // The unsubscribe pages share the layout and brand.
     ("unsubscribe_confirm.html", include_str!("../../../templates/pages/unsubscribe/confirm.html")),
     ("unsubscribe_done.html", include_str!("../../../templates/pages/unsubscribe/done.html")),

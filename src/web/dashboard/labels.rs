@@ -51,6 +51,8 @@ pub fn label(code: &str) -> String {
         // Lifecycle campaigns and series states.
         "onboarding" => "Onboarding",
         "trial_ending" => "Trial ending",
+        "trial_onboarding" => "Trial onboarding",
+        "annual_offer" => "Annual-plan offer",
         "winback" => "Win-back",
         "reengagement" => "Re-engagement",
         "active" => "Active",
@@ -68,6 +70,7 @@ pub fn label(code: &str) -> String {
         // Who opened the cancel flow.
         "signed_link" => "Signed link from the app",
         "minted" => "Link made by the owner",
+        "pause_link" => "Pause link in a re-engagement email",
         _ => "",
     };
     if !known.is_empty() {

@@ -1,0 +1,24 @@
+-- The trial onboarding series and the annual-plan offer are lifecycle series too; each series
+-- records the arm its customer was assigned when it began (`treated` or `holdout`) so its
+-- outcome can be compared against the holdout.
+ALTER TABLE lifecycle_series DROP CONSTRAINT lifecycle_series_campaign_check;
+ALTER TABLE lifecycle_series ADD CONSTRAINT lifecycle_series_campaign_check
+    CHECK (campaign IN ('onboarding', 'trial_onboarding', 'trial_ending', 'winback', 'reengagement', 'annual_offer'));
+ALTER TABLE lifecycle_series ADD COLUMN arm TEXT;
+CREATE INDEX lifecycle_series_campaign ON lifecycle_series (campaign, started_at);
+
+-- One annual-plan offer per subscription: what was offered (the monthly item and the yearly
+-- price), when, and whether the customer accepted it. `acting_until` is the lease a confirm
+-- request holds while Stripe answers, so a repeated POST never updates twice.
+CREATE TABLE annual_offers (
+    subscription  TEXT PRIMARY KEY NOT NULL,
+    customer      TEXT NOT NULL,
+    item_id       TEXT NOT NULL,
+    from_price    TEXT NOT NULL,
+    to_price      TEXT NOT NULL,
+    offered_at    BIGINT NOT NULL,
+    acting_until  BIGINT,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    accepted_at   BIGINT
+);
+CREATE INDEX annual_offers_customer ON annual_offers (customer);
