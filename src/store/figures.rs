@@ -57,6 +57,11 @@ const UPSERT_COHORT: &str = "INSERT INTO metric_cohort_totals (currency, cohort,
      mrr_6 = metric_cohort_totals.mrr_6 + excluded.mrr_6, mrr_12 = metric_cohort_totals.mrr_12 + excluded.mrr_12";
 const SELECT_COHORTS: &str = "SELECT cohort, customers, mrr_end_of_cohort_month, active_1, active_3, active_6, active_12, \
      mrr_1, mrr_3, mrr_6, mrr_12 FROM metric_cohort_totals WHERE currency = $1 AND cohort >= $2 AND cohort <= $3 ORDER BY cohort";
+const DELETE_DUE: &str = "DELETE FROM metric_due WHERE customer = $1";
+const UPSERT_DUE: &str =
+    "INSERT INTO metric_due (customer, due_at) VALUES ($1, $2) ON CONFLICT (customer) DO UPDATE SET due_at = excluded.due_at";
+/// The customers whose figures stopped being exact by `now`, oldest first.
+const DUE: &str = "SELECT customer FROM metric_due WHERE due_at <= $1 ORDER BY due_at, customer LIMIT $2";
 const FIRST_MONTH: &str = "SELECT MIN(first_month) FROM metric_customers";
 const CURRENCIES: &str = "SELECT DISTINCT currency FROM metric_tail_totals ORDER BY currency";
 const STATE: &str = "SELECT built FROM metric_state WHERE id = 1";
@@ -66,8 +71,9 @@ const ALL_KEYS: &str = "SELECT COALESCE(customer, subscription_id) FROM subscrip
      UNION SELECT i.subscription FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL \
      UNION SELECT customer FROM metric_customers";
 /// The maintained tables, emptied before a rebuild.
-pub(crate) const CLEAR_FIGURES: [&str; 4] = [
+pub(crate) const CLEAR_FIGURES: [&str; 5] = [
     "DELETE FROM metric_customers",
+    "DELETE FROM metric_due",
     "DELETE FROM metric_month_totals",
     "DELETE FROM metric_tail_totals",
     "DELETE FROM metric_cohort_totals",
@@ -148,9 +154,8 @@ pub(crate) fn touched(event: &Event, keys: &mut BTreeSet<String>) {
     }
 }
 
-/// Record first payment failures; recompute the customers `events` touched when
-/// `recompute`.
-pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: bool) -> Result<(), StoreError> {
+/// Recompute the customers `events` touched when `recompute`, as seen at `now`.
+pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: bool, now: i64) -> Result<(), StoreError> {
     let mut keys = BTreeSet::new();
     for e in events {
         // Their first failures are already in `invoice_failures` (`metrics::record_invoice_failures`).
@@ -165,7 +170,7 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
     if !recompute {
         return Ok(());
     }
-    refresh(conn, keys.iter().map(String::as_str)).await
+    refresh(conn, keys.iter().map(String::as_str), now).await
 }
 
 /// One customer's own history, as the metrics read it.
@@ -280,9 +285,9 @@ impl Deltas {
     }
 }
 
-/// Recompute `keys` from their own histories; replace their stored figures and move the
-/// totals by the difference (inside the caller's transaction).
-pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = &'k str>) -> Result<(), StoreError> {
+/// Recompute `keys` from their own histories as seen at `now`; replace their stored figures
+/// and due times and move the totals by the difference (inside the caller's transaction).
+pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = &'k str>, now: i64) -> Result<(), StoreError> {
     let mut deltas = Deltas::default();
     for key in keys {
         let stored: Vec<(String, String)> = fetch!(conn, fetch_all, (String, String), STORED_OF_KEY, key)?;
@@ -293,7 +298,12 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
             f.currency = currency;
             old.push(f);
         }
-        let new = maintained::customer_figures(&own_timeline(conn, key).await?);
+        let own = own_timeline(conn, key).await?;
+        match maintained::due_at(&own, now) {
+            Some(due) => execute!(conn, UPSERT_DUE, key, due)?,
+            None => execute!(conn, DELETE_DUE, key)?,
+        };
+        let new = maintained::customer_figures(&own, now);
         if old == new {
             continue;
         }
@@ -308,9 +318,9 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
     deltas.write(conn).await
 }
 
-/// Empty the maintained tables and recompute every customer (inside the caller's
-/// transaction).
-pub(crate) async fn rebuild(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+/// Empty the maintained tables and recompute every customer as seen at `now` (inside the
+/// caller's transaction).
+pub(crate) async fn rebuild(conn: &mut Conn<'_>, now: i64) -> Result<u64, StoreError> {
     let keys: Vec<(Option<String>,)> = fetch!(conn, fetch_all, (Option<String>,), ALL_KEYS)?;
     for sql in CLEAR_FIGURES {
         execute!(conn, sql)?;
@@ -318,10 +328,22 @@ pub(crate) async fn rebuild(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
     let keys: BTreeSet<String> = keys.into_iter().filter_map(|(k,)| k).collect();
     let list: Vec<&str> = keys.iter().map(String::as_str).collect();
     for chunk in list.chunks(REBUILD_CHUNK) {
-        refresh(conn, chunk.iter().copied()).await?;
+        refresh(conn, chunk.iter().copied(), now).await?;
     }
     execute!(conn, SET_BUILT)?;
     Ok(keys.len() as u64)
+}
+
+/// Recompute up to `limit` customers whose figures stopped being exact by `now` (inside the
+/// caller's transaction, which holds the projector's cursor). Returns how many.
+pub(crate) async fn refresh_due(conn: &mut Conn<'_>, now: i64, limit: i64) -> Result<usize, StoreError> {
+    let due: Vec<(String,)> = fetch!(conn, fetch_all, (String,), DUE, now, limit)?;
+    // Each recompute moves the customer's due time past `now` (or drops it).
+    refresh(conn, due.iter().map(|(k,)| k.as_str()), now).await?;
+    if !due.is_empty() {
+        execute!(conn, super::metrics::BUMP_GENERATION)?;
+    }
+    Ok(due.len())
 }
 
 /// The report for `currency` spanning the whole history and `from..=to`, read from the

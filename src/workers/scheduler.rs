@@ -1,7 +1,8 @@
 //! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
-//! card-expiry warnings, the at-risk check (product activity → re-engagement series), and the
-//! check of cancel-flow saves against billing (which sends nothing).
+//! card-expiry warnings, the at-risk check (product activity → re-engagement series), the
+//! check of cancel-flow saves against billing (which sends nothing), and the recompute of the
+//! maintained figures whose due time passed (which sends nothing either).
 
 use crate::clock::Clock;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
 use crate::store::lifecycle::{NewEpisode, NewSeries};
 use crate::telemetry::capability_ref;
+
+/// Customers whose maintained figures are recomputed per transaction when their due time
+/// passes (bounds how long the projector waits behind one).
+pub const FIGURES_DUE_BATCH: i64 = 500;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;
@@ -56,12 +61,24 @@ impl Scheduler {
 
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
+        self.figures_due(now).await?;
         let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
         self.check_saves(now).await?;
         if n > 0 {
             self.reactor.notify_outbox();
         }
         Ok(if n > 0 { Outcome::Worked(n) } else { Outcome::Idle })
+    }
+
+    /// Recompute the maintained figures of the customers whose figures change by the clock
+    /// alone (a pause resumed, a discount ended) by `now`, in bounded batches. Returns how
+    /// many were recomputed.
+    pub async fn figures_due(&self, now: i64) -> anyhow::Result<usize> {
+        let n = self.store.refresh_due_figures(now, FIGURES_DUE_BATCH).await?;
+        if n > 0 {
+            tracing::info!(customers = n, "maintained figures recomputed at their due time");
+        }
+        Ok(n)
     }
 
     /// Assess every paying customer with reported activity; open an episode (and its
