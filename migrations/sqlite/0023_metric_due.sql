@@ -6,3 +6,8 @@ CREATE TABLE metric_due (
     due_at    BIGINT NOT NULL
 );
 CREATE INDEX metric_due_at ON metric_due (due_at);
+
+-- A batch of recomputed customers reads its discounts by customer, subscription and coupon.
+CREATE INDEX discounts_customer ON discounts (customer);
+CREATE INDEX discounts_subscription ON discounts (subscription);
+CREATE INDEX discounts_coupon ON discounts (coupon_id);
