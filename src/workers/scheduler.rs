@@ -61,12 +61,13 @@ impl Scheduler {
 
     /// Run every check as if the time were `now`; `Worked(n)` = emails enqueued.
     pub async fn try_run_once_at(&self, now: i64) -> anyhow::Result<Outcome> {
-        self.figures_due(now).await?;
         let n = self.card_expiry_warnings(now).await? + self.at_risk_check(now).await?;
         self.check_saves(now).await?;
         if n > 0 {
             self.reactor.notify_outbox();
         }
+        // Last, so a failure here never holds back the checks that email.
+        self.figures_due(now).await?;
         Ok(if n > 0 { Outcome::Worked(n) } else { Outcome::Idle })
     }
 
