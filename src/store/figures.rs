@@ -21,42 +21,13 @@ use super::{Store, StoreError};
 /// Keys recomputed per statement group while rebuilding (bounds the deltas held).
 const REBUILD_CHUNK: usize = 500;
 
-const SUBS_OF_KEY: &str =
-    "SELECT DISTINCT subscription_id FROM subscription_history WHERE COALESCE(customer, subscription_id) = $1 ORDER BY 1";
-const HISTORY_OF_SUB: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, \
-     base_mrr, collection_paused, pause_resumes_at, discounts, cancel_reason, items FROM subscription_history \
-     WHERE subscription_id = $1 ORDER BY effective_at, event_id";
-const DISCOUNT: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
-     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE id = $1";
-/// A customer's own discounts (customer-level, and those naming one of its subscriptions).
-const DISCOUNTS_OF_CUSTOMER: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
-     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE customer = $1";
-const DISCOUNTS_OF_SUB: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
-     duration, starts_at, ends_at, deleted, src_created FROM discounts WHERE subscription = $1";
-const COUPON: &str =
-    "SELECT id, percent_off, amount_off, currency, duration, duration_in_months, applies_to_products FROM coupons WHERE id = $1";
+const SELECT_COHORTS: &str = "SELECT cohort, customers, mrr_end_of_cohort_month, active_1, active_3, active_6, active_12, \
+     mrr_1, mrr_3, mrr_6, mrr_12 FROM metric_cohort_totals WHERE currency = $1 AND cohort >= $2 AND cohort <= $3 ORDER BY cohort";
+/// The customers whose figures stopped being exact by `now`, oldest first.
 /// The customers whose discounts use a coupon (its terms changed or were just learned).
 const KEYS_OF_COUPON: &str = "SELECT DISTINCT COALESCE(d.customer, h.customer, d.subscription) FROM discounts d \
      LEFT JOIN subscription_history h ON h.subscription_id = d.subscription WHERE d.coupon_id = $1";
-const FAILED_OF_SUB: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
-     FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription = $1";
-/// Failed invoices of a subscription never seen: counted under the subscription's id.
-const FAILED_OF_UNKNOWN_SUB: &str = "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
-     FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription = $1 \
-     AND NOT EXISTS (SELECT 1 FROM subscription_history h WHERE h.subscription_id = $1)";
-const STORED_OF_KEY: &str = "SELECT currency, figures FROM metric_customers WHERE customer = $1";
-const DELETE_KEY: &str = "DELETE FROM metric_customers WHERE customer = $1";
-const INSERT_KEY: &str = "INSERT INTO metric_customers (customer, currency, first_month, figures) VALUES ($1, $2, $3, $4)";
-const UPSERT_COHORT: &str = "INSERT INTO metric_cohort_totals (currency, cohort, customers, mrr_end_of_cohort_month, \
-     active_1, active_3, active_6, active_12, mrr_1, mrr_3, mrr_6, mrr_12) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (currency, cohort) DO UPDATE SET customers = metric_cohort_totals.customers + excluded.customers, \
-     mrr_end_of_cohort_month = metric_cohort_totals.mrr_end_of_cohort_month + excluded.mrr_end_of_cohort_month, \
-     active_1 = metric_cohort_totals.active_1 + excluded.active_1, active_3 = metric_cohort_totals.active_3 + excluded.active_3, \
-     active_6 = metric_cohort_totals.active_6 + excluded.active_6, active_12 = metric_cohort_totals.active_12 + excluded.active_12, \
-     mrr_1 = metric_cohort_totals.mrr_1 + excluded.mrr_1, mrr_3 = metric_cohort_totals.mrr_3 + excluded.mrr_3, \
-     mrr_6 = metric_cohort_totals.mrr_6 + excluded.mrr_6, mrr_12 = metric_cohort_totals.mrr_12 + excluded.mrr_12";
-const SELECT_COHORTS: &str = "SELECT cohort, customers, mrr_end_of_cohort_month, active_1, active_3, active_6, active_12, \
-     mrr_1, mrr_3, mrr_6, mrr_12 FROM metric_cohort_totals WHERE currency = $1 AND cohort >= $2 AND cohort <= $3 ORDER BY cohort";
+const DUE: &str = "SELECT customer FROM metric_due WHERE due_at <= $1 ORDER BY due_at, customer LIMIT $2";
 const FIRST_MONTH: &str = "SELECT MIN(first_month) FROM metric_customers";
 const CURRENCIES: &str = "SELECT DISTINCT currency FROM metric_tail_totals ORDER BY currency";
 const STATE: &str = "SELECT built FROM metric_state WHERE id = 1";
@@ -66,8 +37,9 @@ const ALL_KEYS: &str = "SELECT COALESCE(customer, subscription_id) FROM subscrip
      UNION SELECT i.subscription FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL \
      UNION SELECT customer FROM metric_customers";
 /// The maintained tables, emptied before a rebuild.
-pub(crate) const CLEAR_FIGURES: [&str; 4] = [
+pub(crate) const CLEAR_FIGURES: [&str; 5] = [
     "DELETE FROM metric_customers",
+    "DELETE FROM metric_due",
     "DELETE FROM metric_month_totals",
     "DELETE FROM metric_tail_totals",
     "DELETE FROM metric_cohort_totals",
@@ -77,21 +49,121 @@ fn columns() -> impl Iterator<Item = &'static str> {
     MONEY.iter().chain(COUNTS.iter()).copied()
 }
 
-/// `INSERT … ON CONFLICT DO UPDATE SET c = c + excluded.c` into a totals table.
-fn upsert_totals(table: &str) -> String {
-    let cols: Vec<&str> = columns().collect();
-    let names = cols.join(", ");
-    let params: Vec<String> = (0..cols.len()).map(|i| format!("${}", i + 3)).collect();
-    let sets: Vec<String> = cols.iter().map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect();
-    format!(
-        "INSERT INTO {table} (currency, month, {names}) VALUES ($1, $2, {}) ON CONFLICT (currency, month) DO UPDATE SET {}",
-        params.join(", "),
-        sets.join(", ")
-    )
+/// The statements that load and write a batch of customers, for one backend. Every id list
+/// is one parameter, a JSON array (`IN` over it), and every batch of rows one parameter, a
+/// JSON array of arrays: one statement per table whatever the batch's size.
+struct BatchSql {
+    subs_of_keys: String,
+    history_of_subs: String,
+    known_subs: String,
+    failed_of_subs: String,
+    discounts: String,
+    coupons: String,
+    stored: String,
+    delete_figures: String,
+    insert_figures: String,
+    delete_due: String,
+    insert_due: String,
+    upsert_months: String,
+    upsert_tails: String,
+    upsert_cohorts: String,
 }
 
-static UPSERT_MONTH: LazyLock<String> = LazyLock::new(|| upsert_totals("metric_month_totals"));
-static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| upsert_totals("metric_tail_totals"));
+impl BatchSql {
+    fn new(postgres: bool) -> Self {
+        // `IN` over the JSON array of strings bound as `$n`.
+        let list = |n: usize| {
+            if postgres {
+                format!("(SELECT jsonb_array_elements_text(${n}::jsonb))")
+            } else {
+                format!("(SELECT value FROM json_each(${n}))")
+            }
+        };
+        // The rows of the JSON array of arrays bound as `$1`, column `i` typed `ty`.
+        let rows = if postgres { "jsonb_array_elements($1::jsonb) AS r(v)" } else { "json_each($1) AS r" };
+        let col = |i: usize, ty: &str| {
+            if postgres { format!("(r.v->>{i})::{ty}") } else { format!("json_extract(r.value, '$[{i}]')") }
+        };
+        let insert_rows = |table: &str, cols: &[(&str, &str)], conflict: &str| {
+            let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+            let values: Vec<String> = cols.iter().enumerate().map(|(i, (_, ty))| col(i, ty)).collect();
+            // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
+            format!("INSERT INTO {table} ({}) SELECT {} FROM {rows} WHERE true {conflict}", names.join(", "), values.join(", "))
+        };
+        let additive = |table: &str, key: &str, cols: &[(&str, &str)]| {
+            let sets: Vec<String> = cols.iter().skip(2).map(|(c, _)| format!("{c} = {table}.{c} + excluded.{c}")).collect();
+            insert_rows(table, cols, &format!("ON CONFLICT (currency, {key}) DO UPDATE SET {}", sets.join(", ")))
+        };
+        let mut totals: Vec<(&str, &str)> = vec![("currency", "text"), ("month", "bigint")];
+        totals.extend(MONEY.iter().map(|c| (*c, "double precision")));
+        totals.extend(COUNTS.iter().map(|c| (*c, "bigint")));
+        let mut cohorts: Vec<(&str, &str)> = vec![("currency", "text"), ("cohort", "bigint"), ("customers", "bigint")];
+        cohorts.push(("mrr_end_of_cohort_month", "double precision"));
+        cohorts.extend(["active_1", "active_3", "active_6", "active_12"].map(|c| (c, "bigint")));
+        cohorts.extend(["mrr_1", "mrr_3", "mrr_6", "mrr_12"].map(|c| (c, "double precision")));
+        let history = "subscription_id, event_id, effective_at, src_rank, customer, status, currency, base_mrr, \
+            collection_paused, pause_resumes_at, discounts, cancel_reason, items";
+        let discount = "id, customer, subscription, coupon_id, percent_off, amount_off, currency, duration, starts_at, \
+            ends_at, deleted, src_created";
+        Self {
+            subs_of_keys: format!(
+                "SELECT DISTINCT COALESCE(customer, subscription_id), subscription_id FROM subscription_history \
+                 WHERE COALESCE(customer, subscription_id) IN {}",
+                list(1)
+            ),
+            history_of_subs: format!(
+                "SELECT {history} FROM subscription_history WHERE subscription_id IN {} \
+                 ORDER BY subscription_id, effective_at, event_id",
+                list(1)
+            ),
+            known_subs: format!("SELECT DISTINCT subscription_id FROM subscription_history WHERE subscription_id IN {}", list(1)),
+            failed_of_subs: format!(
+                "SELECT i.id, i.subscription, i.currency, i.amount_due, f.first_failed_at, i.status \
+                 FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IN {}",
+                list(1)
+            ),
+            discounts: format!(
+                "SELECT {discount} FROM discounts WHERE id IN {} UNION SELECT {discount} FROM discounts WHERE customer IN {} \
+                 UNION SELECT {discount} FROM discounts WHERE subscription IN {}",
+                list(1),
+                list(2),
+                list(3)
+            ),
+            coupons: format!(
+                "SELECT id, percent_off, amount_off, currency, duration, duration_in_months, applies_to_products FROM coupons \
+                 WHERE id IN {}",
+                list(1)
+            ),
+            stored: format!("SELECT customer, currency, figures FROM metric_customers WHERE customer IN {}", list(1)),
+            delete_figures: format!("DELETE FROM metric_customers WHERE customer IN {}", list(1)),
+            insert_figures: insert_rows(
+                "metric_customers",
+                &[("customer", "text"), ("currency", "text"), ("first_month", "bigint"), ("figures", "text")],
+                "",
+            ),
+            delete_due: format!("DELETE FROM metric_due WHERE customer IN {}", list(1)),
+            insert_due: insert_rows("metric_due", &[("customer", "text"), ("due_at", "bigint")], ""),
+            upsert_months: additive("metric_month_totals", "month", &totals),
+            upsert_tails: additive("metric_tail_totals", "month", &totals),
+            upsert_cohorts: additive("metric_cohort_totals", "cohort", &cohorts),
+        }
+    }
+
+    fn of(conn: &Conn<'_>) -> &'static Self {
+        static SQLITE: LazyLock<BatchSql> = LazyLock::new(|| BatchSql::new(false));
+        static POSTGRES: LazyLock<BatchSql> = LazyLock::new(|| BatchSql::new(true));
+        match conn {
+            Conn::Sqlite(_) => &SQLITE,
+            Conn::Postgres(_) => &POSTGRES,
+        }
+    }
+}
+
+/// Ids as a JSON array, bound as one parameter.
+fn json_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    serde_json::Value::from(ids.into_iter().collect::<Vec<_>>()).to_string()
+}
+
 static SELECT_MONTHS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT month, {} FROM metric_month_totals WHERE currency = $1 AND month >= $2 AND month <= $3",
@@ -148,9 +220,8 @@ pub(crate) fn touched(event: &Event, keys: &mut BTreeSet<String>) {
     }
 }
 
-/// Record first payment failures; recompute the customers `events` touched when
-/// `recompute`.
-pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: bool) -> Result<(), StoreError> {
+/// Recompute the customers `events` touched when `recompute`, as seen at `now`.
+pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: bool, now: i64) -> Result<(), StoreError> {
     let mut keys = BTreeSet::new();
     for e in events {
         // Their first failures are already in `invoice_failures` (`metrics::record_invoice_failures`).
@@ -165,51 +236,104 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
     if !recompute {
         return Ok(());
     }
-    refresh(conn, keys.iter().map(String::as_str)).await
+    refresh(conn, keys.iter().map(String::as_str), now).await
 }
 
-/// One customer's own history, as the metrics read it.
-async fn own_timeline(conn: &mut Conn<'_>, key: &str) -> Result<Timeline, StoreError> {
-    let subs: Vec<(String,)> = fetch!(conn, fetch_all, (String,), SUBS_OF_KEY, key)?;
-    let mut history: Vec<HistoryPoint> = Vec::new();
-    let mut failed: Vec<FailedPoint> = Vec::new();
-    for (sub,) in &subs {
-        history.extend(fetch!(conn, fetch_all, HistoryPoint, HISTORY_OF_SUB, sub.as_str())?);
-        failed.extend(fetch!(conn, fetch_all, FailedPoint, FAILED_OF_SUB, sub.as_str())?);
+/// The own histories of a batch of customers (by key), read with one statement per table.
+async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<Vec<Timeline>, StoreError> {
+    let sql = BatchSql::of(conn);
+    let key_list = json_list(keys.iter().copied());
+    let pairs: Vec<(String, String)> = fetch!(conn, fetch_all, (String, String), sql.subs_of_keys.as_str(), key_list.as_str())?;
+    let mut subs_of: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (key, sub) in &pairs {
+        subs_of.entry(key.as_str()).or_default().insert(sub.as_str());
     }
-    failed.extend(fetch!(conn, fetch_all, FailedPoint, FAILED_OF_UNKNOWN_SUB, key)?);
-    // Discounts: those the snapshots list, the customer's own, and those naming its
+    let all_subs: BTreeSet<&str> = pairs.iter().map(|(_, s)| s.as_str()).collect();
+    let sub_list = json_list(all_subs.iter().copied());
+    let rows: Vec<HistoryPoint> = fetch!(conn, fetch_all, HistoryPoint, sql.history_of_subs.as_str(), sub_list.as_str())?;
+    let mut history_of: HashMap<String, Vec<HistoryPoint>> = HashMap::new();
+    for row in rows {
+        history_of.entry(row.subscription_id.clone()).or_default().push(row);
+    }
+    // Failed invoices of a subscription never seen count under the subscription's id.
+    let known: Vec<(String,)> = fetch!(conn, fetch_all, (String,), sql.known_subs.as_str(), key_list.as_str())?;
+    let known: BTreeSet<String> = known.into_iter().map(|(s,)| s).collect();
+    let failed_list = json_list(all_subs.iter().copied().chain(keys.iter().copied()));
+    let failed: Vec<FailedPoint> = fetch!(conn, fetch_all, FailedPoint, sql.failed_of_subs.as_str(), failed_list.as_str())?;
+    let mut failed_of: HashMap<String, Vec<FailedPoint>> = HashMap::new();
+    for f in failed {
+        if let Some(sub) = f.subscription.clone() {
+            failed_of.entry(sub).or_default().push(f);
+        }
+    }
+    // Discounts: those the snapshots list, the customers' own, and those naming their
     // subscriptions; then the coupons they name.
-    let mut found: BTreeMap<String, DiscountPoint> = BTreeMap::new();
-    let mut listed: BTreeSet<String> = BTreeSet::new();
-    for h in &history {
-        listed.extend(serde_json::from_str::<Vec<String>>(&h.discounts).unwrap_or_default());
-    }
-    for id in &listed {
-        if let Some(d) = fetch!(conn, fetch_optional, DiscountPoint, DISCOUNT, id.as_str())? {
-            found.insert(d.id.clone(), d);
+    let mut listed_of: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for key in keys {
+        let listed = listed_of.entry(key).or_default();
+        for sub in subs_of.get(key).into_iter().flatten() {
+            for h in history_of.get(*sub).into_iter().flatten() {
+                listed.extend(serde_json::from_str::<Vec<String>>(&h.discounts).unwrap_or_default());
+            }
         }
     }
-    for d in fetch!(conn, fetch_all, DiscountPoint, DISCOUNTS_OF_CUSTOMER, key)? {
-        found.insert(d.id.clone(), d);
-    }
-    for (sub,) in &subs {
-        for d in fetch!(conn, fetch_all, DiscountPoint, DISCOUNTS_OF_SUB, sub.as_str())? {
-            found.insert(d.id.clone(), d);
+    let listed_list = json_list(listed_of.values().flatten().map(String::as_str));
+    let discounts: Vec<DiscountPoint> = fetch!(
+        conn,
+        fetch_all,
+        DiscountPoint,
+        sql.discounts.as_str(),
+        listed_list.as_str(),
+        key_list.as_str(),
+        sub_list.as_str()
+    )?;
+    let mut by_id: BTreeMap<&str, &DiscountPoint> = BTreeMap::new();
+    let mut by_customer: HashMap<&str, Vec<&DiscountPoint>> = HashMap::new();
+    let mut by_sub: HashMap<&str, Vec<&DiscountPoint>> = HashMap::new();
+    for d in &discounts {
+        by_id.insert(d.id.as_str(), d);
+        if let Some(c) = &d.customer {
+            by_customer.entry(c.as_str()).or_default().push(d);
+        }
+        if let Some(s) = &d.subscription {
+            by_sub.entry(s.as_str()).or_default().push(d);
         }
     }
-    let coupon_ids: BTreeSet<String> = found.values().filter_map(|d| d.coupon_id.clone()).collect();
-    let mut coupons: Vec<CouponPoint> = Vec::new();
-    for id in &coupon_ids {
-        coupons.extend(fetch!(conn, fetch_optional, CouponPoint, COUPON, id.as_str())?);
+    let coupon_ids: BTreeSet<&str> = discounts.iter().filter_map(|d| d.coupon_id.as_deref()).collect();
+    let coupon_list = json_list(coupon_ids.iter().copied());
+    let coupons: Vec<CouponPoint> = fetch!(conn, fetch_all, CouponPoint, sql.coupons.as_str(), coupon_list.as_str())?;
+    let coupons: HashMap<&str, &CouponPoint> = coupons.iter().map(|c| (c.id.as_str(), c)).collect();
+
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let subs = subs_of.get(key).cloned().unwrap_or_default();
+        let history: Vec<HistoryPoint> = subs.iter().flat_map(|s| history_of.get(*s).into_iter().flatten().cloned()).collect();
+        let mut failed: Vec<FailedPoint> = subs.iter().flat_map(|s| failed_of.get(*s).into_iter().flatten().cloned()).collect();
+        if !known.contains(*key) {
+            failed.extend(failed_of.get(*key).into_iter().flatten().cloned());
+        }
+        let mut found: BTreeMap<&str, &DiscountPoint> = BTreeMap::new();
+        for id in listed_of.get(key).into_iter().flatten() {
+            if let Some(d) = by_id.get(id.as_str()) {
+                found.insert(id.as_str(), d);
+            }
+        }
+        let own_discounts = by_customer.get(key).into_iter().flatten();
+        let sub_discounts = subs.iter().flat_map(|s| by_sub.get(s).into_iter().flatten());
+        for d in own_discounts.chain(sub_discounts) {
+            found.insert(d.id.as_str(), d);
+        }
+        let used: BTreeSet<&str> = found.values().filter_map(|d| d.coupon_id.as_deref()).collect();
+        let own_coupons: Vec<CouponPoint> = used.iter().filter_map(|c| coupons.get(c).map(|c| (*c).clone())).collect();
+        let discounts: Vec<DiscountPoint> = found.into_values().cloned().collect();
+        let mut own = timeline(history, discounts, own_coupons, failed);
+        // A subscription counts under the customer its first snapshot names.
+        own.subscriptions.retain(|s| s.customer == *key);
+        let kept: BTreeSet<&str> = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        own.failed_invoices.retain(|i| i.subscription.as_deref().is_some_and(|s| kept.contains(s) || s == *key));
+        out.push(own);
     }
-    let discounts: Vec<DiscountPoint> = found.into_values().collect();
-    let mut own = timeline(history, discounts, coupons, failed);
-    // A subscription counts under the customer its first snapshot names.
-    own.subscriptions.retain(|s| s.customer == key);
-    let kept: BTreeSet<&str> = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
-    own.failed_invoices.retain(|i| i.subscription.as_deref().is_some_and(|s| kept.contains(s) || s == key));
-    Ok(own)
+    Ok(out)
 }
 
 /// Changes to the totals, summed over the customers recomputed in one transaction.
@@ -232,85 +356,103 @@ impl Deltas {
         }
     }
 
+    /// Move the totals by these changes: one statement per table.
     async fn write(self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
-        for (upsert, rows, keep_zero) in [(&*UPSERT_MONTH, self.months, false), (&*UPSERT_TAIL, self.tails, true)] {
-            for ((currency, month), row) in rows {
-                if row.is_zero() && !keep_zero {
-                    continue;
-                }
-                macro_rules! run {
-                    ($c:expr) => {{
-                        let mut q = sqlx::query(upsert.as_str()).bind(currency.as_str()).bind(i64::from(month));
-                        for m in row.money {
-                            q = q.bind(m);
-                        }
-                        for c in row.counts {
-                            q = q.bind(c);
-                        }
-                        q.execute(&mut **$c).await?;
-                    }};
-                }
-                match conn {
-                    Conn::Sqlite(c) => run!(c),
-                    Conn::Postgres(c) => run!(c),
-                }
-            }
+        let sql = BatchSql::of(conn);
+        let totals = |rows: HashMap<(String, i32), Row>, keep_zero: bool| {
+            let rows: Vec<serde_json::Value> = rows
+                .into_iter()
+                .filter(|(_, row)| keep_zero || !row.is_zero())
+                .map(|((currency, month), row)| {
+                    let mut v = vec![serde_json::Value::from(currency), serde_json::Value::from(month)];
+                    v.extend(row.money.iter().map(|m| serde_json::Value::from(*m)));
+                    v.extend(row.counts.iter().map(|c| serde_json::Value::from(*c)));
+                    serde_json::Value::Array(v)
+                })
+                .collect();
+            (!rows.is_empty()).then(|| serde_json::Value::Array(rows).to_string())
+        };
+        if let Some(rows) = totals(self.months, false) {
+            execute!(conn, sql.upsert_months.as_str(), rows.as_str())?;
         }
-        for ((currency, cohort), c) in self.cohorts {
-            let [a1, a3, a6, a12] = c.active_at;
-            let [m1, m3, m6, m12] = c.mrr_at;
-            execute!(
-                conn,
-                UPSERT_COHORT,
-                currency.as_str(),
-                i64::from(cohort),
-                c.customers,
-                c.mrr_end_of_cohort_month,
-                a1,
-                a3,
-                a6,
-                a12,
-                m1,
-                m3,
-                m6,
-                m12
-            )?;
+        // Always written, even when zero: the tail totals also list the currencies.
+        if let Some(rows) = totals(self.tails, true) {
+            execute!(conn, sql.upsert_tails.as_str(), rows.as_str())?;
+        }
+        let cohorts: Vec<serde_json::Value> = self
+            .cohorts
+            .into_iter()
+            .map(|((currency, cohort), c)| {
+                let mut v = vec![currency.into(), cohort.into(), c.customers.into(), c.mrr_end_of_cohort_month.into()];
+                v.extend(c.active_at.iter().map(|a| serde_json::Value::from(*a)));
+                v.extend(c.mrr_at.iter().map(|m| serde_json::Value::from(*m)));
+                serde_json::Value::Array(v)
+            })
+            .collect();
+        if !cohorts.is_empty() {
+            execute!(conn, sql.upsert_cohorts.as_str(), serde_json::Value::Array(cohorts).to_string().as_str())?;
         }
         Ok(())
     }
 }
 
-/// Recompute `keys` from their own histories; replace their stored figures and move the
-/// totals by the difference (inside the caller's transaction).
-pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = &'k str>) -> Result<(), StoreError> {
+/// Recompute `keys` from their own histories as seen at `now`; replace their stored figures
+/// and due times and move the totals by the difference (inside the caller's transaction).
+/// The whole batch is read and written with a few statements per table.
+pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = &'k str>, now: i64) -> Result<(), StoreError> {
+    let keys: Vec<&str> = keys.collect::<BTreeSet<_>>().into_iter().collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let sql = BatchSql::of(conn);
+    let key_list = json_list(keys.iter().copied());
+    let stored: Vec<(String, String, String)> =
+        fetch!(conn, fetch_all, (String, String, String), sql.stored.as_str(), key_list.as_str())?;
+    let mut old_of: HashMap<String, Vec<CustomerFigures>> = HashMap::new();
+    for (key, currency, json) in stored {
+        let mut f: CustomerFigures = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Projection(format!("stored figures of a customer are unreadable: {e}")))?;
+        f.currency = currency;
+        old_of.entry(key).or_default().push(f);
+    }
+    let owns = own_timelines(conn, &keys).await?;
     let mut deltas = Deltas::default();
-    for key in keys {
-        let stored: Vec<(String, String)> = fetch!(conn, fetch_all, (String, String), STORED_OF_KEY, key)?;
-        let mut old = Vec::with_capacity(stored.len());
-        for (currency, json) in stored {
-            let mut f: CustomerFigures = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Projection(format!("stored figures of a customer are unreadable: {e}")))?;
-            f.currency = currency;
-            old.push(f);
+    let (mut changed, mut figures, mut due) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, own) in keys.iter().zip(&owns) {
+        if let Some(at) = maintained::due_at(own, now) {
+            due.push(serde_json::json!([key, at]));
         }
-        let new = maintained::customer_figures(&own_timeline(conn, key).await?);
+        let mut old = old_of.remove(*key).unwrap_or_default();
+        // Computed in currency order; stored rows may come back in any.
+        old.sort_by(|a, b| a.currency.cmp(&b.currency));
+        let new = maintained::customer_figures(own, now);
         if old == new {
             continue;
         }
         old.iter().for_each(|f| deltas.add(f, -1));
         new.iter().for_each(|f| deltas.add(f, 1));
-        execute!(conn, DELETE_KEY, key)?;
+        changed.push(*key);
         for f in &new {
             let json = serde_json::to_string(f).map_err(|e| StoreError::Projection(e.to_string()))?;
-            execute!(conn, INSERT_KEY, key, f.currency.as_str(), i64::from(f.first), json.as_str())?;
+            figures.push(serde_json::json!([key, f.currency, f.first, json]));
         }
+    }
+    execute!(conn, sql.delete_due.as_str(), key_list.as_str())?;
+    if !due.is_empty() {
+        execute!(conn, sql.insert_due.as_str(), serde_json::Value::Array(due).to_string().as_str())?;
+    }
+    if !changed.is_empty() {
+        execute!(conn, sql.delete_figures.as_str(), json_list(changed.iter().copied()).as_str())?;
+    }
+    if !figures.is_empty() {
+        execute!(conn, sql.insert_figures.as_str(), serde_json::Value::Array(figures).to_string().as_str())?;
     }
     deltas.write(conn).await
 }
 
-/// Empty the maintained tables and recompute every customer (inside the caller's
-/// transaction).
-pub(crate) async fn rebuild(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+/// Empty the maintained tables and recompute every customer as seen at `now` (inside the
+/// caller's transaction).
+pub(crate) async fn rebuild(conn: &mut Conn<'_>, now: i64) -> Result<u64, StoreError> {
     let keys: Vec<(Option<String>,)> = fetch!(conn, fetch_all, (Option<String>,), ALL_KEYS)?;
     for sql in CLEAR_FIGURES {
         execute!(conn, sql)?;
@@ -318,10 +460,22 @@ pub(crate) async fn rebuild(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
     let keys: BTreeSet<String> = keys.into_iter().filter_map(|(k,)| k).collect();
     let list: Vec<&str> = keys.iter().map(String::as_str).collect();
     for chunk in list.chunks(REBUILD_CHUNK) {
-        refresh(conn, chunk.iter().copied()).await?;
+        refresh(conn, chunk.iter().copied(), now).await?;
     }
     execute!(conn, SET_BUILT)?;
     Ok(keys.len() as u64)
+}
+
+/// Recompute up to `limit` customers whose figures stopped being exact by `now` (inside the
+/// caller's transaction, which holds the projector's cursor). Returns how many.
+pub(crate) async fn refresh_due(conn: &mut Conn<'_>, now: i64, limit: i64) -> Result<usize, StoreError> {
+    let due: Vec<(String,)> = fetch!(conn, fetch_all, (String,), DUE, now, limit)?;
+    // Each recompute moves the customer's due time past `now` (or drops it).
+    refresh(conn, due.iter().map(|(k,)| k.as_str()), now).await?;
+    if !due.is_empty() {
+        execute!(conn, super::metrics::BUMP_GENERATION)?;
+    }
+    Ok(due.len())
 }
 
 /// The report for `currency` spanning the whole history and `from..=to`, read from the

@@ -292,7 +292,10 @@ async fn project_events(
         let now = run.iter().map(|l| l.received_at).max().unwrap_or_default();
         enqueued += react(conn, &refs, now, run[0].notify, reactor).await?;
     }
-    super::figures::apply(conn, &all, recompute_figures).await?;
+    // Seen as of the batch's latest receipt: a later instant only makes the figures exact
+    // further ahead; the scheduler recomputes them once the clock passes their due time.
+    let seen_at = events.iter().map(|l| l.received_at).max().unwrap_or_default();
+    super::figures::apply(conn, &all, recompute_figures, seen_at).await?;
     // Cached metrics are stale from this commit on.
     execute!(conn, super::metrics::BUMP_GENERATION)?;
     Ok(enqueued)
@@ -393,7 +396,7 @@ async fn retry_customer(
 /// Empty the projected tables and apply the log again up to the cursor, without reactions
 /// (no dunning, no email), holding the cursor so the live projector waits. Parked events
 /// stay parked. Returns the events applied.
-async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64, StoreError> {
+async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>, now: i64) -> Result<u64, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
     for sql in CLEAR_PROJECTED.iter().chain(&super::refunds::CLEAR) {
@@ -416,7 +419,7 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>) -> Result<u64,
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
         project_events(conn, &events, None, acts_on, false).await?;
     }
-    super::figures::rebuild(conn).await?;
+    super::figures::rebuild(conn, now).await?;
     Ok(applied)
 }
 
@@ -550,18 +553,40 @@ impl Store {
     /// Rebuild the maintained figures from the projected history, in one transaction that
     /// holds the cursor (the projector waits). Returns the customers recomputed.
     pub async fn rebuild_figures(&self) -> Result<u64, StoreError> {
+        let now = crate::clock::Clock::system().now();
         in_transaction!(self, |conn| {
             let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
             let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-            super::figures::rebuild(conn).await
+            super::figures::rebuild(conn, now).await
         })
+    }
+
+    /// Recompute, in transactions of at most `batch` customers that hold the cursor (the
+    /// projector waits), the customers whose maintained figures stopped being exact by `now`
+    /// (a pause resumed, a discount ended). Returns how many were recomputed.
+    pub async fn refresh_due_figures(&self, now: i64, batch: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = in_transaction!(self, |conn| {
+                let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
+                let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
+                super::figures::refresh_due(conn, now, batch).await
+            })?;
+            total += n;
+            if i64::try_from(n).unwrap_or(i64::MAX) < batch {
+                return Ok(total);
+            }
+        }
     }
 
     /// `holdfast reproject`: rebuild every projected table from the log, then the maintained
     /// figures from it, in one transaction (readers see the old state until it commits). No
     /// reactions run: no email, no case.
     pub async fn reproject(&self) -> Result<u64, StoreError> {
-        in_transaction!(self, |conn| reproject_in(conn, self.acts_on()).await)
+        // Figures as seen now by the system clock: a later instant than a test's only makes
+        // them exact further ahead.
+        let now = crate::clock::Clock::system().now();
+        in_transaction!(self, |conn| reproject_in(conn, self.acts_on(), now).await)
     }
 
     /// The position of the last event in the log.

@@ -65,7 +65,7 @@ pub(crate) async fn record_invoice_failures(conn: &mut Conn<'_>, events: &[&Even
 }
 
 /// One `subscription_history` row, as metrics read it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HistoryPoint {
     pub subscription_id: String,
     pub event_id: String,
@@ -83,7 +83,7 @@ pub struct HistoryPoint {
 }
 
 /// A `discounts` row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DiscountPoint {
     pub id: String,
     pub customer: Option<String>,
@@ -100,7 +100,7 @@ pub struct DiscountPoint {
 }
 
 /// A `coupons` row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CouponPoint {
     pub id: String,
     pub percent_off: Option<f64>,
@@ -113,7 +113,7 @@ pub struct CouponPoint {
 }
 
 /// A failed invoice row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FailedPoint {
     pub id: String,
     pub subscription: Option<String>,

@@ -35,11 +35,18 @@ const UPSERT_CREDIT_NOTE: &str = "INSERT INTO credit_notes (id, invoice, custome
 const INSERT_PAID: &str = "INSERT INTO invoice_payment_intents (payment_intent, invoice) VALUES ($1, $2) \
      ON CONFLICT (payment_intent) DO NOTHING";
 
-const SELECT_CHARGES: &str = "SELECT id, customer, invoice, payment_intent, currency, amount_refunded FROM charges";
+/// Only the charges something was given back on (a refund mark or a dispute): every paid
+/// charge is stored, and the metrics must not read them all.
+const SELECT_CHARGES: &str = "SELECT id, customer, invoice, payment_intent, currency, amount_refunded FROM charges \
+     WHERE id IN (SELECT charge FROM charge_refund_marks) OR id IN (SELECT charge FROM disputes WHERE charge IS NOT NULL)";
 const SELECT_MARKS: &str = "SELECT charge, amount_refunded, at FROM charge_refund_marks";
 const SELECT_DISPUTES: &str = "SELECT id, charge, payment_intent, currency, amount, status, created, decided_at FROM disputes";
 const SELECT_CREDIT_NOTES: &str = "SELECT id, invoice, customer, currency, credited, voided, created FROM credit_notes";
-const SELECT_PAID: &str = "SELECT payment_intent, invoice FROM invoice_payment_intents";
+/// Only the payments of those charges and disputes (every paid invoice has one).
+const SELECT_PAID: &str = "SELECT payment_intent, invoice FROM invoice_payment_intents WHERE payment_intent IN \
+     (SELECT c.payment_intent FROM charges c WHERE c.id IN (SELECT charge FROM charge_refund_marks) \
+     OR c.id IN (SELECT charge FROM disputes WHERE charge IS NOT NULL)) \
+     OR payment_intent IN (SELECT payment_intent FROM disputes WHERE payment_intent IS NOT NULL)";
 
 /// The tables `holdfast reproject` empties before applying the log again.
 pub(crate) const CLEAR: [&str; 5] = [

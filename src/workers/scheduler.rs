@@ -1,8 +1,9 @@
 //! Periodic checks that turn stored state into outbox rows. Each check is idempotent by its
 //! dedupe keys, so running it often (or on several replicas) sends nothing twice. Today:
 //! card-expiry warnings, the at-risk check (product activity → re-engagement series), the
-//! monthly value recap, the NPS survey, and the check of cancel-flow saves against billing
-//! (which sends nothing).
+//! monthly value recap, the NPS survey, the annual-plan offer, the owner's weekly digest, the
+//! check of cancel-flow saves against billing (which sends nothing), and the recompute of the
+//! maintained figures whose due time passed (which sends nothing either).
 
 use crate::clock::Clock;
 use std::sync::Arc;
@@ -19,6 +20,10 @@ use crate::reactions::{EmailTo, Reactor};
 use crate::store::Store;
 use crate::store::lifecycle::{NewEpisode, NewSeries};
 use crate::telemetry::capability_ref;
+
+/// Customers whose maintained figures are recomputed per transaction when their due time
+/// passes (bounds how long the projector waits behind one).
+pub const FIGURES_DUE_BATCH: i64 = 500;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;
@@ -67,7 +72,20 @@ impl Scheduler {
         if n > 0 {
             self.reactor.notify_outbox();
         }
+        // Last, so a failure here never holds back the checks that email.
+        self.figures_due(now).await?;
         Ok(if n > 0 { Outcome::Worked(n) } else { Outcome::Idle })
+    }
+
+    /// Recompute the maintained figures of the customers whose figures change by the clock
+    /// alone (a pause resumed, a discount ended) by `now`, in bounded batches. Returns how
+    /// many were recomputed.
+    pub async fn figures_due(&self, now: i64) -> anyhow::Result<usize> {
+        let n = self.store.refresh_due_figures(now, FIGURES_DUE_BATCH).await?;
+        if n > 0 {
+            tracing::info!(customers = n, "maintained figures recomputed at their due time");
+        }
+        Ok(n)
     }
 
     /// Assess every paying customer with reported activity; open an episode (and its

@@ -115,3 +115,43 @@ async fn reproject_and_a_first_start_on_an_older_database_rebuild_the_same_figur
     holdfast_cli(&app.database_url, &["migrate"]);
     assert_eq!(every_summary(&app).await, live, "the first start's rebuild gives the same figures");
 }
+
+/// A pause whose `resumes_at` lies far beyond the months computed when it was projected ends
+/// by the clock alone: no event comes. The customer is listed as due at the start of that
+/// month; once the clock has passed it the scheduler recomputes the customer, and the month
+/// shows the MRR back. Reads never correct: before the scheduler runs, the month still shows
+/// the pause.
+#[tokio::test]
+async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes_it() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    // Webhooks are signed by the real time, so the history is dated from it.
+    let paused_at = now();
+    let this_month = Month::of(paused_at);
+    let created = this_month.plus(-1).start() + 86_400;
+    let resume_month = this_month.plus(20);
+    let resumes_at = resume_month.start() + 9 * 86_400;
+
+    let sub = Sub::new("sub_longpause", "cus_longpause", created);
+    app.deliver(&event("customer.subscription.created", created, sub.object())).await;
+    let mut paused = sub.object();
+    paused["pause_collection"] = serde_json::json!({"behavior": "void", "resumes_at": resumes_at});
+    app.deliver(&event("customer.subscription.updated", paused_at, paused)).await;
+
+    let mrr_end = |s: &Value| s["mrr_end"].as_f64().expect("mrr_end");
+    let before = mrr_end(&app.get_summary(&this_month.plus(-1).to_string()).await);
+    assert!(before > 0.0, "the subscription pays before its pause");
+    let month_before_resume = resume_month.plus(-1).to_string();
+    assert_eq!(mrr_end(&app.get_summary(&month_before_resume).await), 0.0, "paused until the resume");
+    // Beyond what was computed when the pause was projected: the steady (paused) tail.
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), 0.0);
+
+    // The clock passes the resume; a read alone changes nothing.
+    app.clock.set(resumes_at + 86_400);
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), 0.0, "reads never correct");
+    app.scheduler.try_run_once().await.expect("scheduler runs");
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), before, "resumed by the clock");
+    assert_eq!(mrr_end(&app.get_summary(&month_before_resume).await), 0.0);
+    assert_maintained_match_from_scratch(&app, "after the scheduler").await;
+    // Nothing else changes by the clock: the customer is no longer due.
+    assert_eq!(app.scheduler.figures_due(resumes_at + 400 * 86_400).await.expect("due check"), 0);
+}

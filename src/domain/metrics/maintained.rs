@@ -6,11 +6,15 @@
 //! customer's subscriptions, discounts and failed invoices: the same arithmetic as a
 //! whole-history report, so whatever that computation learns flows through here.
 //!
-//! A contribution is a pure function of the recorded history (never of "now"): changes
-//! that happen by the clock alone (a pause's `resumes_at`, a discount's `end`) are already
-//! applied at the month boundaries that follow them. After the month of the customer's last
-//! change instant the figures are steady; from [`STEADY_AFTER`] months later every month
-//! repeats the same row (the *tail*), which the totals hold once, from its first month on.
+//! A contribution is computed from the recorded history as seen from an instant `now`: the
+//! changes that happen by the clock alone (a pause's `resumes_at`, a discount's `end`) are
+//! applied at the month boundaries that follow them when they fall in `now`'s month or
+//! before. After the month of the last such change instant the figures are steady; from
+//! [`STEADY_AFTER`] months later every month repeats the same row (the *tail*), which the
+//! totals hold once, from its first month on. A change instant in a later month makes the
+//! contribution *due* at the start of that month ([`due_at`]): the store lists it in an
+//! indexed table and the scheduler recomputes the customer once the clock passes it, so a
+//! contribution never needs correcting when it is read.
 
 use serde::{Deserialize, Serialize};
 
@@ -239,11 +243,13 @@ impl CustomerFigures {
 }
 
 /// The figures of the customer whose subscriptions, discounts and failed invoices make up
-/// `own` (one customer's timeline), one entry per currency it has anything in.
-pub fn customer_figures(own: &Timeline) -> Vec<CustomerFigures> {
+/// `own` (one customer's timeline), one entry per currency it has anything in, as seen at
+/// `now`: exact for every month before [`due_at`]`(own, now)`.
+pub fn customer_figures(own: &Timeline, now: i64) -> Vec<CustomerFigures> {
     let Some(first) = own.first_month() else { return Vec::new() };
-    let last_change = last_change(own);
-    let last = Month::of(last_change).max(first).min(first.plus(HORIZON_MONTHS));
+    let horizon = first.plus(HORIZON_MONTHS);
+    let seen = Month::of(now);
+    let last = change_instants(own).map(Month::of).filter(|m| *m <= seen).max().unwrap_or(first).max(first).min(horizon);
     let end = last.plus(STEADY_AFTER);
     own.currencies()
         .into_iter()
@@ -280,27 +286,31 @@ pub fn customer_figures(own: &Timeline) -> Vec<CustomerFigures> {
         .collect()
 }
 
-/// The last instant at which this customer's figures can change: its last snapshot, the
-/// end of a pause or a discount it has, its last first payment failure.
-fn last_change(own: &Timeline) -> i64 {
-    let mut last = i64::MIN;
-    for s in own.subscriptions.iter().flat_map(|s| &s.snapshots) {
-        last = last.max(s.effective_at);
-        if let Some(r) = s.pause_resumes_at {
-            last = last.max(r);
-        }
-        // Every discount of this customer: when it starts, is deleted, or ends by its dates.
-        for d in own.discounts.values() {
+/// When the figures [`customer_figures`] gives at `now` stop being exact: the start of the
+/// first month after `now`'s holding a change instant (a pause resuming, a discount ending),
+/// if there is one within the figures' horizon. Always later than `now`.
+pub fn due_at(own: &Timeline, now: i64) -> Option<i64> {
+    let first = own.first_month()?;
+    let horizon = first.plus(HORIZON_MONTHS);
+    let seen = Month::of(now);
+    change_instants(own).map(Month::of).filter(|m| *m > seen && *m <= horizon).min().map(Month::start)
+}
+
+/// Every instant at which this customer's figures can change: its snapshots, the end of a
+/// pause or a discount it has, its first payment failures.
+fn change_instants(own: &Timeline) -> impl Iterator<Item = i64> + '_ {
+    let snapshots = own.subscriptions.iter().flat_map(|s| &s.snapshots);
+    let of_snapshots = snapshots.clone().flat_map(|s| [Some(s.effective_at), s.pause_resumes_at]).flatten();
+    // Every discount of this customer: when it starts, is deleted, or ends by its dates
+    // (which depend on the billing interval of each snapshot).
+    let of_discounts = snapshots.flat_map(move |s| {
+        own.discounts.values().flat_map(move |d| {
             let terms = own.terms_of(d);
-            for t in [d.starts_at, d.deleted_at, d.effective_end(terms, s.interval_months)].into_iter().flatten() {
-                last = last.max(t);
-            }
-        }
-    }
-    for i in &own.failed_invoices {
-        last = last.max(i.first_failed_at);
-    }
-    last
+            [d.starts_at, d.deleted_at, d.effective_end(terms, s.interval_months)].into_iter().flatten()
+        })
+    });
+    let of_failures = own.failed_invoices.iter().map(|i| i.first_failed_at);
+    of_snapshots.chain(of_discounts).chain(of_failures)
 }
 
 #[cfg(test)]
@@ -339,7 +349,7 @@ mod tests {
             }],
             ..Timeline::default()
         };
-        let figures = customer_figures(&own);
+        let figures = customer_figures(&own, jan.plus(6).start());
         assert_eq!(figures.len(), 1);
         let f = &figures[0];
         assert_eq!(f.tail_from, month_index(jan.plus(5 + STEADY_AFTER)));
@@ -356,5 +366,34 @@ mod tests {
             assert_eq!((&expected, &failed_expected), (m, failed), "month {}", jan.plus(i as i32));
         }
         assert_eq!(f.cohort.map(|c| (c.month, c.customers)), Some((month_index(jan), 1)));
+    }
+
+    #[test]
+    fn a_change_after_now_makes_the_figures_due_at_the_start_of_its_month() {
+        let jan = Month::parse("2025-01").expect("month");
+        let mut paused = snap(jan.start() + 5, "active", 1000.0);
+        paused.collection_paused = true;
+        paused.pause_resumes_at = Some(jan.plus(20).start() + 7);
+        let own = Timeline {
+            subscriptions: vec![SubscriptionHistory {
+                id: "sub_1".into(),
+                customer: "cus_1".into(),
+                currency: "usd".into(),
+                snapshots: vec![snap(jan.plus(-1).start() + 10, "active", 1000.0), paused],
+            }],
+            ..Timeline::default()
+        };
+        let now = jan.start() + 86_400;
+        assert_eq!(due_at(&own, now), Some(jan.plus(20).start()));
+        let early = customer_figures(&own, now);
+        // Seen from January the pause never ends within the computed months.
+        assert_eq!(early[0].tail_from, month_index(jan.plus(STEADY_AFTER)));
+        assert_eq!(early[0].tail.money[1], 0.0);
+        // Seen once the resume's month came, it does, and nothing more is due.
+        let later = jan.plus(20).start() + 86_400;
+        assert_eq!(due_at(&own, later), None);
+        let late = customer_figures(&own, later);
+        assert_eq!(late[0].tail_from, month_index(jan.plus(20 + STEADY_AFTER)));
+        assert_eq!(late[0].tail.money[1], 1000.0);
     }
 }
