@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::backfill::Synthetic;
 use super::event::Event;
 use super::fields::{id_at, int_at, path, str_at};
+use super::pricing::{self, Tier};
 
 /// A product as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct ProductSnapshot {
 }
 
 /// A price as last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PriceSnapshot {
     pub id: String,
     pub product: Option<String>,
@@ -29,10 +30,17 @@ pub struct PriceSnapshot {
     pub interval_count: Option<i64>,
     pub active: bool,
     pub deleted: bool,
+    /// `per_unit` or `tiered`.
+    pub billing_scheme: Option<String>,
+    pub tiers_mode: Option<String>,
+    /// Present only when the price was expanded with its tiers.
+    pub tiers: Option<Vec<Tier>>,
+    pub usage_type: Option<String>,
+    pub tax_behavior: Option<String>,
 }
 
 /// What one event says about the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CatalogSnapshot {
     Product(ProductSnapshot),
     Price(PriceSnapshot),
@@ -57,6 +65,11 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
             interval_count: path(obj, &["recurring", "interval_count"]).and_then(Value::as_i64),
             active,
             deleted,
+            billing_scheme: str_at(obj, "billing_scheme"),
+            tiers_mode: str_at(obj, "tiers_mode"),
+            tiers: pricing::read_tiers(obj.get("tiers")),
+            usage_type: path(obj, &["recurring", "usage_type"]).and_then(Value::as_str).map(str::to_owned),
+            tax_behavior: str_at(obj, "tax_behavior"),
         })),
         _ => None,
     }

@@ -23,6 +23,7 @@ pub mod observed;
 pub mod outbox;
 pub mod owner_views;
 pub mod postgres;
+pub mod pricing;
 pub mod reactions;
 pub mod refunds;
 pub mod rows;

@@ -300,6 +300,10 @@ fn last_change(own: &Timeline) -> i64 {
     for i in &own.failed_invoices {
         last = last.max(i.first_failed_at);
     }
+    // A finalized invoice line changes a metered or tax-inclusive item's amount.
+    for l in own.item_lines.values().flatten() {
+        last = last.max(l.at);
+    }
     last
 }
 
