@@ -34,7 +34,9 @@ pub struct Subscription {
     pub created: i64,
     pub status: &'static str,
     pub price_id: &'static str,
+    /// Per unit (0 for a tiered price: `tiers` prices the quantity).
     pub unit_amount: i64,
+    pub tiers: Option<&'static TieredPrice>,
     /// `month` or `year`.
     pub interval: &'static str,
     pub quantity: i64,
@@ -51,7 +53,57 @@ impl Subscription {
     pub fn interval_months(&self) -> i64 {
         if self.interval == "year" { 12 } else { 1 }
     }
+
+    /// What one billing interval costs before discounts.
+    pub fn amount(&self) -> i64 {
+        match self.tiers {
+            Some(t) => t.amount(self.quantity),
+            None => self.unit_amount * self.quantity,
+        }
+    }
 }
+
+/// A tiered price: each tier is `(up_to, unit_amount, flat_amount)`, the last unbounded.
+#[derive(Debug, PartialEq)]
+pub struct TieredPrice {
+    pub id: &'static str,
+    /// `volume` or `graduated`.
+    pub mode: &'static str,
+    pub tiers: &'static [(Option<i64>, i64, i64)],
+}
+
+impl TieredPrice {
+    /// Stripe's pricing of `quantity` units: volume prices them all at the tier the quantity
+    /// reaches, graduated each slice at its own tier; a tier's flat amount comes with it.
+    pub fn amount(&self, quantity: i64) -> i64 {
+        let mut total = 0;
+        let mut below = 0;
+        for &(up_to, unit, flat) in self.tiers {
+            let top = up_to.unwrap_or(i64::MAX);
+            if self.mode == "volume" {
+                if quantity <= top {
+                    return quantity * unit + flat;
+                }
+                continue;
+            }
+            let units = quantity.min(top) - below;
+            if units > 0 {
+                total += units * unit + flat;
+            }
+            below = top;
+            if quantity <= top {
+                break;
+            }
+        }
+        total
+    }
+}
+
+/// The tiered monthly prices some customers are on.
+pub const TIERED: [TieredPrice; 2] = [
+    TieredPrice { id: "price_seats_graduated_m", mode: "graduated", tiers: &[(Some(2), 1500, 500), (None, 1000, 0)] },
+    TieredPrice { id: "price_seats_volume_m", mode: "volume", tiers: &[(Some(3), 1200, 0), (None, 900, 1000)] },
+];
 
 /// How a failed invoice ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,12 +208,14 @@ fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
 fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscription {
     let (interval, (price_id, unit_amount)) =
         if rng.chance(20) { ("year", rng.pick(&YEARLY)) } else { ("month", rng.pick(&MONTHLY)) };
+    let tiers = (interval == "month" && rng.chance(15)).then(|| &TIERED[rng.range(0, 2) as usize]);
     Subscription {
         id: format!("sub_{}_{n}", &c.id[4..]),
         created: t,
         status: "active",
-        price_id,
-        unit_amount,
+        price_id: tiers.map_or(price_id, |t| t.id),
+        unit_amount: if tiers.is_some() { 0 } else { unit_amount },
+        tiers,
         interval,
         quantity: rng.range(1, 4),
         discount: None,
@@ -232,6 +286,7 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 let (price_id, unit_amount) = rng.pick(&MONTHLY);
                 s.price_id = price_id;
                 s.unit_amount = unit_amount;
+                s.tiers = None;
                 update(c, &s, t);
             }
             23..=30 if s.discount.is_none() => {
@@ -275,7 +330,7 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
 fn fail_payment(p: &Params, rng: &mut Rng, c: &mut Customer, s: &mut Subscription, now: &mut i64, n: usize) -> Option<i64> {
     let t = *now;
     let invoice = format!("in_{}_{n}", &s.id[4..]);
-    let amount = s.unit_amount * s.quantity;
+    let amount = s.amount();
     let subscription = s.id.clone();
     let action_required = rng.chance(20);
     c.record(

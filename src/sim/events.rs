@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::business::{Business, Customer, Happening, Subscription};
+use super::business::{Business, Customer, Happening, Subscription, TieredPrice};
 
 /// One event: id, type, `created`, `data.object`.
 #[derive(Debug, Clone)]
@@ -61,10 +61,21 @@ pub fn render(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
 pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEvent> {
     let mut out = Vec::new();
     let mut coupons_seen = HashSet::new();
+    let mut prices_seen = HashSet::new();
     for (i, c) in business.customers.iter().enumerate() {
         let mut discounts_seen = HashSet::new();
         for (k, (t, what)) in c.happenings.iter().enumerate() {
             let id = format!("evt_{}_{i:05}_{k:04}", business.params.seed);
+            // A tiered price's tiers are left out of the subscription's item (Stripe includes
+            // them only when expanded): they come in the price's own event, the first time a
+            // subscription uses it. In basil shapes the item's price arrives expanded instead.
+            let tiered = match what {
+                Happening::SubscriptionCreated(s) | Happening::SubscriptionUpdated(s) => s.tiers,
+                _ => None,
+            };
+            if let Some(p) = tiered.filter(|p| shape != Shape::Basil && prices_seen.insert(p.id)) {
+                out.push(SimEvent { id: format!("{id}_p"), kind: "price.created", created: *t, object: price_object(p, base) });
+            }
             // Since basil the discount objects come in their own events, before the
             // subscription listing them; since clover the coupon too.
             let new_discount = match what {
@@ -84,10 +95,79 @@ pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEv
             }
             let (kind, mut object) = render_one(c, *t, what, base);
             reshape(&mut object, shape);
+            if let Some(p) = tiered.filter(|_| shape == Shape::Basil) {
+                object["items"]["data"][0]["price"]["tiers"] = tiers_json(p);
+            }
             out.push(SimEvent { id, kind, created: *t, object });
         }
     }
     out
+}
+
+/// A few events of the other Stripe mode than the business's (a customer, its subscription
+/// and a paid invoice): stored and acknowledged, never counted.
+pub fn other_mode_events(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
+    let t = business.params.start + 10 * 86_400;
+    let c = Customer { id: "cus_other_mode".into(), created: t, ..Customer::default() };
+    let s = Subscription {
+        id: "sub_other_mode".into(),
+        created: t,
+        status: "active",
+        price_id: "price_team_m",
+        unit_amount: 4900,
+        tiers: None,
+        interval: "month",
+        quantity: 2,
+        discount: None,
+        pause: None,
+        cancel_reason: None,
+        ended_at: None,
+        trial_end: None,
+    };
+    let happenings = [
+        Happening::CustomerCreated,
+        Happening::SubscriptionCreated(s.clone()),
+        Happening::InvoicePaid { invoice: "in_other_mode".into(), subscription: s.id.clone(), amount: 9800 },
+    ];
+    happenings
+        .iter()
+        .enumerate()
+        .map(|(k, what)| {
+            let (kind, object) = render_one(&c, t, what, base);
+            SimEvent { id: format!("evt_other_mode_{k}"), kind, created: t, object }
+        })
+        .collect()
+}
+
+/// A tiered price with its tiers (as `holdfast sync` stores it, asking for them).
+fn price_object(p: &TieredPrice, base: Base<'_>) -> Value {
+    let mut o = object(base, "price");
+    o["id"] = json!(p.id);
+    o["object"] = json!("price");
+    o["currency"] = json!("usd");
+    o["billing_scheme"] = json!("tiered");
+    o["tiers_mode"] = json!(p.mode);
+    o["tiers"] = tiers_json(p);
+    o["unit_amount"] = Value::Null;
+    o["unit_amount_decimal"] = Value::Null;
+    o["transform_quantity"] = Value::Null;
+    o["type"] = json!("recurring");
+    o["recurring"] = json!({"interval": "month", "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
+    o["created"] = json!(1_700_000_000);
+    o
+}
+
+fn tiers_json(p: &TieredPrice) -> Value {
+    let tiers: Vec<Value> = p
+        .tiers
+        .iter()
+        .map(|(up_to, unit, flat)| {
+            json!({"up_to": up_to, "unit_amount": unit, "unit_amount_decimal": unit.to_string(),
+                   "flat_amount": if *flat == 0 { Value::Null } else { json!(flat) },
+                   "flat_amount_decimal": if *flat == 0 { Value::Null } else { json!(flat.to_string()) }})
+        })
+        .collect();
+    json!(tiers)
 }
 
 fn coupon_object(percent_off: i64, base: Base<'_>) -> Value {
@@ -225,6 +305,14 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     price["recurring"] =
         json!({"interval": s.interval, "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
     price["type"] = json!("recurring");
+    price["billing_scheme"] = json!("per_unit");
+    price["tiers_mode"] = Value::Null;
+    if let Some(p) = s.tiers {
+        price["billing_scheme"] = json!("tiered");
+        price["tiers_mode"] = json!(p.mode);
+        price["unit_amount"] = Value::Null;
+        price["unit_amount_decimal"] = Value::Null;
+    }
     item["id"] = json!(format!("si_{}", &s.id[4..]));
     item["object"] = json!("subscription_item");
     item["subscription"] = json!(s.id);

@@ -56,7 +56,7 @@ fn sub_mrr(s: &Subscription, t: i64) -> f64 {
     if paused {
         return 0.0;
     }
-    let full = (s.unit_amount * s.quantity) as f64 / s.interval_months() as f64;
+    let full = s.amount() as f64 / s.interval_months() as f64;
     match &s.discount {
         Some(d) if d.end >= t => full * (1.0 - d.percent_off as f64 / 100.0),
         _ => full,
@@ -186,6 +186,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
                             "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},
             "unresolved_discounts": 0,
+            "unresolved_prices": 0,
         }));
     }
     out
