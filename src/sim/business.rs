@@ -37,6 +37,9 @@ pub struct Subscription {
     /// Per unit (0 for a tiered price: `tiers` prices the quantity).
     pub unit_amount: i64,
     pub tiers: Option<&'static TieredPrice>,
+    /// A metered price: `usage` is what its latest usage invoice billed (`None` before one).
+    pub metered: bool,
+    pub usage: Option<i64>,
     /// `month` or `year`.
     pub interval: &'static str,
     pub quantity: i64,
@@ -57,6 +60,7 @@ impl Subscription {
     /// What one billing interval costs before discounts.
     pub fn amount(&self) -> i64 {
         match self.tiers {
+            _ if self.metered => self.usage.unwrap_or(0),
             Some(t) => t.amount(self.quantity),
             None => self.unit_amount * self.quantity,
         }
@@ -99,6 +103,9 @@ impl TieredPrice {
     }
 }
 
+/// The metered monthly price (2 cents per unit used) some customers are on.
+pub const METERED_PRICE: &str = "price_api_calls_m";
+
 /// The tiered monthly prices some customers are on.
 pub const TIERED: [TieredPrice; 2] = [
     TieredPrice { id: "price_seats_graduated_m", mode: "graduated", tiers: &[(Some(2), 1500, 500), (None, 1000, 0)] },
@@ -132,6 +139,8 @@ pub enum Happening {
     SubscriptionDeleted(Subscription),
     InvoicePaymentFailed { invoice: String, subscription: String, amount: i64, action_required: bool, attempt: i64 },
     InvoicePaid { invoice: String, subscription: String, amount: i64 },
+    /// A metered subscription's invoice for its usage, finalized and paid.
+    UsageInvoice { invoice: String, subscription: String, amount: i64 },
     InvoiceVoided { invoice: String, subscription: String, amount: i64 },
     InvoiceUncollectible { invoice: String, subscription: String, amount: i64 },
 }
@@ -209,13 +218,16 @@ fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscripti
     let (interval, (price_id, unit_amount)) =
         if rng.chance(20) { ("year", rng.pick(&YEARLY)) } else { ("month", rng.pick(&MONTHLY)) };
     let tiers = (interval == "month" && rng.chance(15)).then(|| &TIERED[rng.range(0, 2) as usize]);
+    let metered = tiers.is_none() && interval == "month" && rng.chance(12);
     Subscription {
         id: format!("sub_{}_{n}", &c.id[4..]),
         created: t,
         status: "active",
-        price_id: tiers.map_or(price_id, |t| t.id),
-        unit_amount: if tiers.is_some() { 0 } else { unit_amount },
+        price_id: if metered { METERED_PRICE } else { tiers.map_or(price_id, |t| t.id) },
+        unit_amount: if metered { 2 } else if tiers.is_some() { 0 } else { unit_amount },
         tiers,
+        metered,
+        usage: None,
         interval,
         quantity: rng.range(1, 4),
         discount: None,
@@ -230,10 +242,21 @@ fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscripti
 fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: usize) -> Option<i64> {
     let mut s = new_subscription(rng, c, t0, n);
     let mut t = t0;
+    let mut n_inv = 0;
+    // Stripe invoices a metered subscription at its start for nothing used yet.
+    let usage_invoice = |c: &mut Customer, s: &mut Subscription, t: i64, n_inv: &mut usize, amount: i64| {
+        *n_inv += 1;
+        s.usage = Some(amount);
+        let invoice = format!("in_{}_{}", &s.id[4..], *n_inv);
+        c.record(t, Happening::UsageInvoice { invoice, subscription: s.id.clone(), amount }, std::slice::from_ref(s));
+    };
     if rng.chance(40) {
         s.status = "trialing";
         s.trial_end = Some(t + 14 * DAY);
         c.record(t, Happening::SubscriptionCreated(s.clone()), std::slice::from_ref(&s));
+        if s.metered {
+            usage_invoice(c, &mut s, t, &mut n_inv, 0);
+        }
         t += 14 * DAY;
         if t >= p.end {
             return None;
@@ -253,9 +276,11 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
         c.record(t, Happening::SubscriptionUpdated(s.clone()), std::slice::from_ref(&s));
     } else {
         c.record(t, Happening::SubscriptionCreated(s.clone()), std::slice::from_ref(&s));
+        if s.metered {
+            usage_invoice(c, &mut s, t, &mut n_inv, 0);
+        }
     }
     c.first_active.get_or_insert(t);
-    let mut n_inv = 0;
     loop {
         // Same-second follow-ups happen (Stripe's often do): a step of 0 days keeps the second.
         t += rng.range(8, 45) * DAY + rng.range(0, DAY);
@@ -287,6 +312,8 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 s.price_id = price_id;
                 s.unit_amount = unit_amount;
                 s.tiers = None;
+                s.metered = false;
+                s.usage = None;
                 update(c, &s, t);
             }
             23..=30 if s.discount.is_none() => {
@@ -310,6 +337,10 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 c.ends.push((t, false));
                 c.record(t, Happening::SubscriptionDeleted(s.clone()), std::slice::from_ref(&s));
                 return Some(t);
+            }
+            59..=68 if s.metered && s.pause.is_none() && s.status == "active" => {
+                let amount = rng.range(5, 400) * 10 * s.unit_amount;
+                usage_invoice(c, &mut s, t, &mut n_inv, amount);
             }
             50..=58 if s.pause.is_none() => {
                 n_inv += 1;

@@ -116,6 +116,8 @@ pub fn other_mode_events(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
         price_id: "price_team_m",
         unit_amount: 4900,
         tiers: None,
+        metered: false,
+        usage: None,
         interval: "month",
         quantity: 2,
         discount: None,
@@ -243,6 +245,26 @@ fn reshape(o: &mut Value, shape: Shape) {
         o["discounts"] = json!(ids);
     } else if is(o, "invoice") {
         let sub = o["parent"]["subscription_details"]["subscription"].clone();
+        if shape == Shape::V2024_06_20
+            && let Some(lines) = o["lines"]["data"].as_array_mut()
+        {
+            // Before basil a line names its subscription item, price and proration itself.
+            for l in lines {
+                let details = l["parent"]["subscription_item_details"].clone();
+                if details.is_object() {
+                    l["subscription_item"] = details["subscription_item"].clone();
+                    l["proration"] = details["proration"].clone();
+                    l["subscription"] = details["subscription"].clone();
+                }
+                l["price"] = json!({"id": l["pricing"]["price_details"]["price"], "object": "price"});
+                if let Some(line) = l.as_object_mut() {
+                    line.remove("parent");
+                    line.remove("pricing");
+                    line.insert("tax_amounts".into(), json!([]));
+                    line.remove("taxes");
+                }
+            }
+        }
         if let Some(inv) = o.as_object_mut() {
             if shape == Shape::V2024_06_20 {
                 inv.remove("parent");
@@ -277,6 +299,25 @@ fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'stat
         Happening::InvoicePaid { invoice: id, subscription: sub, amount } => {
             ("invoice.paid", invoice(c, id, sub, "paid", *amount, t, base))
         }
+        Happening::UsageInvoice { invoice: id, subscription: sub, amount } => {
+            let mut o = invoice(c, id, sub, "paid", *amount, t, base);
+            let mut line = o.pointer("/lines/data/0").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            line["id"] = json!(format!("il_{}", &id[3..]));
+            line["object"] = json!("line_item");
+            line["invoice"] = json!(id);
+            line["amount"] = json!(amount);
+            line["currency"] = json!("usd");
+            line["period"] = json!({"start": t - 30 * 86_400, "end": t});
+            line["parent"] = json!({"type": "subscription_item_details", "invoice_item_details": null,
+                "subscription_item_details": {"invoice_item": null, "proration": false, "proration_details": {"credited_items": null},
+                                              "subscription": sub, "subscription_item": format!("si_{}", &sub[4..])}});
+            line["pricing"] = json!({"type": "price_details", "price_details": {"price": super::business::METERED_PRICE, "product": "prod_api"},
+                                     "unit_amount_decimal": "2"});
+            line["taxes"] = json!([]);
+            o["lines"] = json!({"object": "list", "data": [line], "has_more": false, "url": format!("/v1/invoices/{id}/lines")});
+            o["billing_reason"] = json!(if *amount == 0 { "subscription_create" } else { "subscription_cycle" });
+            ("invoice.paid", o)
+        }
         Happening::InvoiceVoided { invoice: id, subscription: sub, amount } => {
             ("invoice.voided", invoice(c, id, sub, "void", *amount, t, base))
         }
@@ -307,6 +348,9 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     price["type"] = json!("recurring");
     price["billing_scheme"] = json!("per_unit");
     price["tiers_mode"] = Value::Null;
+    if s.metered {
+        price["recurring"]["usage_type"] = json!("metered");
+    }
     if let Some(p) = s.tiers {
         price["billing_scheme"] = json!("tiered");
         price["tiers_mode"] = json!(p.mode);
@@ -316,7 +360,8 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     item["id"] = json!(format!("si_{}", &s.id[4..]));
     item["object"] = json!("subscription_item");
     item["subscription"] = json!(s.id);
-    item["quantity"] = json!(s.quantity);
+    // Metered items carry no quantity.
+    item["quantity"] = if s.metered { Value::Null } else { json!(s.quantity) };
     item["current_period_start"] = json!(s.created);
     item["current_period_end"] = json!(s.created + s.interval_months() * 30 * 86_400);
     item["price"] = price;

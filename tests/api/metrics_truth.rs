@@ -167,6 +167,8 @@ fn assert_rich(b: &Business) {
         b.customers.iter().flat_map(|c| &c.states).flat_map(|(_, subs)| subs).any(|s| s.tiers.is_some_and(|t| t.mode == mode))
     };
     assert!(tiered("volume") && tiered("graduated"), "no tiered prices of both modes");
+    let metered = b.customers.iter().flat_map(|c| &c.states).flat_map(|(_, subs)| subs).any(|s| s.usage.is_some_and(|u| u > 0));
+    assert!(metered, "no metered price billed for usage");
 }
 
 #[tokio::test]
