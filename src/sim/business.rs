@@ -134,6 +134,8 @@ pub struct FailedInvoice {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Happening {
     CustomerCreated,
+    /// A discount applied to the customer (no subscription).
+    CustomerDiscount(Discount),
     SubscriptionCreated(Subscription),
     SubscriptionUpdated(Subscription),
     SubscriptionDeleted(Subscription),
@@ -159,6 +161,9 @@ pub struct Customer {
     /// (time, involuntary) of every end of a subscription that had been active.
     pub ends: Vec<(i64, bool)>,
     pub failed: Vec<FailedInvoice>,
+    /// A customer-level discount: it applies to the customer's subscriptions that have no
+    /// discount of their own in force.
+    pub discount: Option<Discount>,
 }
 
 impl Customer {
@@ -209,6 +214,21 @@ fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
         t = end_t + rng.range(20 * DAY, 150 * DAY);
         if t >= p.end || n_sub >= 3 || !rng.chance(35) {
             break;
+        }
+    }
+    if rng.chance(15) {
+        let start = t0 + rng.range(5 * DAY, 120 * DAY);
+        let d = Discount {
+            id: format!("di_{}", &c.id[4..]),
+            percent_off: rng.pick(&[15, 30]),
+            start,
+            end: start + rng.range(60 * DAY, 240 * DAY),
+        };
+        if start < p.end {
+            // In time order among the customer's happenings (after any at the same second).
+            let at = c.happenings.iter().position(|(t, _)| *t > start).unwrap_or(c.happenings.len());
+            c.happenings.insert(at, (start, Happening::CustomerDiscount(d.clone())));
+            c.discount = Some(d);
         }
     }
     c

@@ -90,8 +90,28 @@ pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEv
                     let kind = if shape == Shape::Clover { "coupon.created" } else { "coupon.updated" };
                     out.push(SimEvent { id: format!("{id}_c"), kind, created: *t, object: coupon.clone() });
                 }
-                let object = discount_object(c, s, d, coupon, shape, base);
+                let object = discount_object(c, Some(s), d, coupon, shape, base);
                 out.push(SimEvent { id: format!("{id}_d"), kind: "customer.discount.created", created: *t, object });
+            }
+            if let Happening::CustomerDiscount(d) = what {
+                let coupon = coupon_object(d.percent_off, base);
+                if matches!(shape, Shape::Clover | Shape::Endive) && coupons_seen.insert(coupon["id"].to_string()) {
+                    let kind = if shape == Shape::Clover { "coupon.created" } else { "coupon.updated" };
+                    out.push(SimEvent { id: format!("{id}_c"), kind, created: *t, object: coupon.clone() });
+                }
+                let mut object = discount_object(c, None, d, coupon, shape, base);
+                if shape == Shape::V2024_06_20 {
+                    // Before basil a customer's discount rides on the customer object.
+                    let mut customer = render_one(c, *t, &Happening::CustomerCreated, base).1;
+                    if let Some(o) = object.as_object_mut() {
+                        o.remove("id");
+                    }
+                    customer["discount"] = object;
+                    out.push(SimEvent { id, kind: "customer.updated", created: *t, object: customer });
+                } else {
+                    out.push(SimEvent { id, kind: "customer.discount.created", created: *t, object });
+                }
+                continue;
             }
             let (kind, mut object) = render_one(c, *t, what, base);
             reshape(&mut object, shape);
@@ -188,7 +208,7 @@ fn coupon_object(percent_off: i64, base: Base<'_>) -> Value {
 
 fn discount_object(
     c: &Customer,
-    s: &Subscription,
+    s: Option<&Subscription>,
     d: &super::business::Discount,
     coupon: Value,
     shape: Shape,
@@ -198,7 +218,7 @@ fn discount_object(
     di["id"] = json!(d.id);
     di["object"] = json!("discount");
     di["customer"] = json!(c.id);
-    di["subscription"] = json!(s.id);
+    di["subscription"] = json!(s.map(|s| &s.id));
     di["start"] = json!(d.start);
     di["end"] = json!(d.end);
     match shape {
@@ -286,6 +306,9 @@ fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'stat
             o["created"] = json!(c.created);
             o["discount"] = Value::Null;
             ("customer.created", o)
+        }
+        Happening::CustomerDiscount(d) => {
+            ("customer.discount.created", discount_object(c, None, d, coupon_object(d.percent_off, base), Shape::Basil, base))
         }
         Happening::SubscriptionCreated(s) => ("customer.subscription.created", subscription(c, s, base)),
         Happening::SubscriptionUpdated(s) => ("customer.subscription.updated", subscription(c, s, base)),

@@ -5,7 +5,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Value, json};
 
-use super::business::{Business, Customer, Outcome, Subscription};
+use super::business::{Business, Customer, Discount, Outcome, Subscription};
 
 /// Month labels `YYYY-MM` and their first instants, from the month of `start` through the
 /// month containing `end - 1`, plus the boundary after the last.
@@ -43,8 +43,9 @@ fn frac(num: f64, den: f64) -> Value {
     if den == 0.0 { Value::Null } else { json!(round6(num / den)) }
 }
 
-/// A subscription's monthly revenue at instant `t`, from what the business knows of it.
-fn sub_mrr(s: &Subscription, t: i64) -> f64 {
+/// A subscription's monthly revenue at instant `t`, from what the business knows of it: its
+/// own discount while in force, else the customer's (`customer`) while in force.
+fn sub_mrr(s: &Subscription, customer: Option<&Discount>, t: i64) -> f64 {
     if !matches!(s.status, "active" | "past_due") {
         return 0.0;
     }
@@ -57,9 +58,11 @@ fn sub_mrr(s: &Subscription, t: i64) -> f64 {
         return 0.0;
     }
     let full = s.amount() as f64 / s.interval_months() as f64;
-    match &s.discount {
-        Some(d) if d.end >= t => full * (1.0 - d.percent_off as f64 / 100.0),
-        _ => full,
+    let own = s.discount.as_ref().filter(|d| d.end >= t);
+    let customer = customer.filter(|d| d.start <= t && d.end >= t);
+    match own.or(customer) {
+        Some(d) => full * (1.0 - d.percent_off as f64 / 100.0),
+        None => full,
     }
 }
 
@@ -72,7 +75,7 @@ fn path(c: &Customer, bounds: &[i64]) -> Path {
     let at = |t: i64| c.at(t);
     Path {
         active: bounds.iter().map(|&t| at(t).iter().any(|s| matches!(s.status, "active" | "past_due"))).collect(),
-        mrr: bounds.iter().map(|&t| at(t).iter().map(|s| sub_mrr(s, t)).sum()).collect(),
+        mrr: bounds.iter().map(|&t| at(t).iter().map(|s| sub_mrr(s, c.discount.as_ref(), t)).sum()).collect(),
     }
 }
 

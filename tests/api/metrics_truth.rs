@@ -169,6 +169,7 @@ fn assert_rich(b: &Business) {
     assert!(tiered("volume") && tiered("graduated"), "no tiered prices of both modes");
     let metered = b.customers.iter().flat_map(|c| &c.states).flat_map(|(_, subs)| subs).any(|s| s.usage.is_some_and(|u| u > 0));
     assert!(metered, "no metered price billed for usage");
+    assert!(b.customers.iter().filter(|c| c.discount.is_some()).count() >= 3, "too few customer-level discounts");
 }
 
 #[tokio::test]
