@@ -152,6 +152,8 @@ pub enum Happening {
 pub struct Customer {
     pub id: String,
     pub created: i64,
+    /// `usd`, or `jpy` (a zero-decimal currency) for one customer in ten.
+    pub currency: &'static str,
     /// (time, what) in order.
     pub happenings: Vec<(i64, Happening)>,
     /// (time, every subscription after the change at that time) in order.
@@ -190,6 +192,13 @@ pub struct Business {
 
 const MONTHLY: [(&str, i64); 3] = [("price_starter_m", 1900), ("price_team_m", 4900), ("price_business_m", 9900)];
 const YEARLY: [(&str, i64); 2] = [("price_starter_y", 19000), ("price_team_y", 49000)];
+/// Yen have no minor unit: these are whole yen.
+const MONTHLY_JPY: [(&str, i64); 3] = [("price_starter_jpy_m", 2900), ("price_team_jpy_m", 7400), ("price_business_jpy_m", 14900)];
+const YEARLY_JPY: [(&str, i64); 2] = [("price_starter_jpy_y", 29000), ("price_team_jpy_y", 74000)];
+
+fn monthly_prices(currency: &str) -> &'static [(&'static str, i64)] {
+    if currency == "jpy" { &MONTHLY_JPY } else { &MONTHLY }
+}
 
 impl Business {
     /// Play the business from its seed.
@@ -203,7 +212,8 @@ impl Business {
 fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
     // The first customer signs up in the first month so the history starts there.
     let t0 = if i == 0 { p.start + rng.range(0, 20 * DAY) } else { rng.range(p.start, p.signup_until) };
-    let mut c = Customer { id: format!("cus_{}_{i:05}", p.seed), created: t0, ..Default::default() };
+    let currency = if i % 10 == 3 { "jpy" } else { "usd" };
+    let mut c = Customer { id: format!("cus_{}_{i:05}", p.seed), created: t0, currency, ..Default::default() };
     c.record(t0, Happening::CustomerCreated, &[]);
     let mut t = t0;
     let mut n_sub = 0;
@@ -235,10 +245,12 @@ fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
 }
 
 fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscription {
+    let yearly: &[(&str, i64)] = if c.currency == "jpy" { &YEARLY_JPY } else { &YEARLY };
     let (interval, (price_id, unit_amount)) =
-        if rng.chance(20) { ("year", rng.pick(&YEARLY)) } else { ("month", rng.pick(&MONTHLY)) };
-    let tiers = (interval == "month" && rng.chance(15)).then(|| &TIERED[rng.range(0, 2) as usize]);
-    let metered = tiers.is_none() && interval == "month" && rng.chance(12);
+        if rng.chance(20) { ("year", rng.pick(yearly)) } else { ("month", rng.pick(monthly_prices(c.currency))) };
+    // The tiered and metered prices are in dollars.
+    let tiers = (interval == "month" && rng.chance(15) && c.currency == "usd").then(|| &TIERED[rng.range(0, 2) as usize]);
+    let metered = tiers.is_none() && interval == "month" && rng.chance(12) && c.currency == "usd";
     Subscription {
         id: format!("sub_{}_{n}", &c.id[4..]),
         created: t,
@@ -328,7 +340,7 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 update(c, &s, t);
             }
             18..=22 if s.interval == "month" => {
-                let (price_id, unit_amount) = rng.pick(&MONTHLY);
+                let (price_id, unit_amount) = rng.pick(monthly_prices(c.currency));
                 s.price_id = price_id;
                 s.unit_amount = unit_amount;
                 s.tiers = None;

@@ -128,7 +128,7 @@ pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEv
 /// and a paid invoice): stored and acknowledged, never counted.
 pub fn other_mode_events(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
     let t = business.params.start + 10 * 86_400;
-    let c = Customer { id: "cus_other_mode".into(), created: t, ..Customer::default() };
+    let c = Customer { id: "cus_other_mode".into(), created: t, currency: "usd", ..Customer::default() };
     let s = Subscription {
         id: "sub_other_mode".into(),
         created: t,
@@ -329,7 +329,7 @@ fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'stat
             line["object"] = json!("line_item");
             line["invoice"] = json!(id);
             line["amount"] = json!(amount);
-            line["currency"] = json!("usd");
+            line["currency"] = json!(c.currency);
             line["period"] = json!({"start": t - 30 * 86_400, "end": t});
             line["parent"] = json!({"type": "subscription_item_details", "invoice_item_details": null,
                 "subscription_item_details": {"invoice_item": null, "proration": false, "proration_details": {"credited_items": null},
@@ -363,7 +363,7 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     let mut price = item.get("price").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     price["id"] = json!(s.price_id);
     price["object"] = json!("price");
-    price["currency"] = json!("usd");
+    price["currency"] = json!(c.currency);
     price["unit_amount"] = json!(s.unit_amount);
     price["unit_amount_decimal"] = json!(s.unit_amount.to_string());
     price["recurring"] =
@@ -393,7 +393,7 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     o["object"] = json!("subscription");
     o["customer"] = json!(c.id);
     o["status"] = json!(s.status);
-    o["currency"] = json!("usd");
+    o["currency"] = json!(c.currency);
     o["created"] = json!(s.created);
     o["start_date"] = json!(s.created);
     o["items"] = json!({"object": "list", "data": [item], "has_more": false, "url": "/v1/subscription_items"});
@@ -439,7 +439,7 @@ fn invoice(c: &Customer, id: &str, sub: &str, status: &str, amount: i64, t: i64,
     o["parent"] = json!({"type": "subscription_details", "quote_details": null,
                          "subscription_details": {"metadata": {}, "subscription": sub}});
     o["status"] = json!(status);
-    o["currency"] = json!("usd");
+    o["currency"] = json!(c.currency);
     o["billing_reason"] = json!("subscription_cycle");
     o["amount_due"] = json!(amount);
     o["amount_paid"] = json!(if paid { amount } else { 0 });

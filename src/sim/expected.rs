@@ -79,8 +79,56 @@ fn path(c: &Customer, bounds: &[i64]) -> Path {
     }
 }
 
-/// The expected `GET /api/summary` of every simulated month, in order.
+/// The currencies of the business, in name order.
+pub fn currencies(b: &Business) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = b.customers.iter().map(|c| c.currency).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// The expected `GET /api/summary` of every simulated month, in order: each month's in the
+/// currency with the most MRR (in minor units) at its end, the first named on a tie.
 pub fn summaries(b: &Business) -> Vec<Value> {
+    let all: Vec<Vec<Value>> = currencies(b).into_iter().map(|c| summaries_in(b, c)).collect();
+    let Some(first) = all.first() else { return Vec::new() };
+    (0..first.len())
+        .map(|m| {
+            let mut best = &all[0][m];
+            for s in &all[1..] {
+                if s[m]["mrr_end"].as_f64() > best["mrr_end"].as_f64() {
+                    best = &s[m];
+                }
+            }
+            best.clone()
+        })
+        .collect()
+}
+
+/// The expected `GET /api/summary?currency=…` of every simulated month: the figures of the
+/// customers in `currency` only, with a section per currency of the business.
+pub fn summaries_in(b: &Business, currency: &str) -> Vec<Value> {
+    let sections: Vec<(&str, Vec<Value>)> = currencies(b).into_iter().map(|c| (c, one_currency(b, c))).collect();
+    let Some((_, mut out)) = sections.iter().find(|(c, _)| *c == currency).cloned() else { return Vec::new() };
+    for (m, s) in out.iter_mut().enumerate() {
+        let list: Vec<Value> = sections
+            .iter()
+            .map(|(c, rows)| {
+                json!({"currency": c, "mrr_start": rows[m]["mrr_start"], "mrr_end": rows[m]["mrr_end"],
+                       "active_customers_end": rows[m]["active_customers_end"]})
+            })
+            .collect();
+        s["currencies"] = json!(list);
+    }
+    out
+}
+
+/// Every month's summary from the customers in `currency` alone.
+fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
+    let b = &Business {
+        params: whole.params.clone(),
+        customers: whole.customers.iter().filter(|c| c.currency == currency).cloned().collect(),
+    };
     let (labels, bounds) = months(b.params.start, b.params.end);
     let paths: Vec<Path> = b.customers.iter().map(|c| path(c, &bounds)).collect();
     let cohort_of = |c: &Customer| c.first_active.map(|t| bounds.iter().rposition(|&s| s <= t).unwrap_or(0));
@@ -165,7 +213,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
                 }
             });
         out.push(json!({
-            "month": labels[m], "currency": "usd",
+            "month": labels[m], "currency": currency,
             "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
             "mrr_movements": {"new": round2(new), "reactivation": round2(reactivation), "expansion": round2(expansion),
                               "contraction": round2(-contraction), "paused": round2(-paused), "churned": round2(-churned_mrr)},
@@ -181,10 +229,9 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             "health": {"monthly_churn": churn_now.map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m},
             "cohorts": cohorts,
             "failed_payments": failed_json(b, &labels, &bounds, m),
-            // The simulated business gives nothing back; one currency, in its own section.
+            // The simulated business gives nothing back. `currencies` is set by `summaries_in`.
             "given_back": {"refunds": 0, "lost_disputes": 0, "credit_notes": 0, "total": 0},
-            "currencies": [{"currency": "usd", "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
-                            "active_customers_end": act_e}],
+            "currencies": [],
             "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
                             "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},

@@ -131,6 +131,16 @@ async fn assert_every_month_matches(app: &TestApp, b: &Business) {
         assert!(emails.is_some_and(|e| e["failed"].is_u64()), "summary carries the outbox totals");
         assert_close(month, &got, w);
     }
+    // The yen customers' own summaries, asked for by currency.
+    for w in expected::summaries_in(b, "jpy") {
+        let month = w["month"].as_str().expect("month label");
+        let response = app.get_owner(&format!("/api/summary?month={month}&currency=jpy")).await;
+        let mut got: Value = response.json().await.expect("summary JSON");
+        for extra in ["at_risk", "experiments", "saves", "recovery_attribution", "emails"] {
+            got.as_object_mut().and_then(|o| o.remove(extra));
+        }
+        assert_close(&format!("jpy {month}"), &got, &w);
+    }
     let (first, last) = (want[0]["month"].as_str().unwrap_or(""), want[want.len() - 1]["month"].as_str().unwrap_or(""));
     let series: Value =
         app.get_owner(&format!("/api/metrics/monthly?from={first}&to={last}")).await.json().await.expect("series JSON");
@@ -170,6 +180,7 @@ fn assert_rich(b: &Business) {
     let metered = b.customers.iter().flat_map(|c| &c.states).flat_map(|(_, subs)| subs).any(|s| s.usage.is_some_and(|u| u > 0));
     assert!(metered, "no metered price billed for usage");
     assert!(b.customers.iter().filter(|c| c.discount.is_some()).count() >= 3, "too few customer-level discounts");
+    assert_eq!(expected::currencies(b), vec!["jpy", "usd"], "a zero-decimal currency group");
 }
 
 #[tokio::test]
