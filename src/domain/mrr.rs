@@ -130,12 +130,26 @@ mod tests {
         use crate::domain::pricing::{ItemPricing, LineAmount, PriceTiers, Tier};
         let mut t = Timeline::default();
         let tier = |up_to, unit_amount, flat_amount| Tier { up_to, unit_amount, flat_amount };
-        t.prices.insert("price_seats".into(), PriceTiers { mode: Some("volume".into()), tiers: vec![tier(Some(10), 1500.0, 0.0), tier(None, 1000.0, 0.0)] });
+        t.prices.insert(
+            "price_seats".into(),
+            PriceTiers { mode: Some("volume".into()), tiers: vec![tier(Some(10), 1500.0, 0.0), tier(None, 1000.0, 0.0)] },
+        );
         t.item_lines.insert("si_api".into(), vec![LineAmount { at: 50, invoice: "in_1".into(), amount: 4200, net: 4200 }]);
-        let item = |product: &str, monthly: f64, pricing: Option<ItemPricing>| ItemAmount { product: Some(product.into()), monthly, pricing: pricing.map(Box::new) };
-        let seats = ItemPricing { price: Some("price_seats".into()), quantity: 12, interval_months: 1.0, tiered: true, ..ItemPricing::default() };
+        let item = |product: &str, monthly: f64, pricing: Option<ItemPricing>| ItemAmount {
+            product: Some(product.into()),
+            monthly,
+            pricing: pricing.map(Box::new),
+        };
+        let seats = ItemPricing {
+            price: Some("price_seats".into()),
+            quantity: 12,
+            interval_months: 1.0,
+            tiered: true,
+            ..ItemPricing::default()
+        };
         let api = ItemPricing { item: Some("si_api".into()), interval_months: 1.0, metered: true, ..ItemPricing::default() };
-        let support = ItemPricing { tax_inclusive: true, tax_percent: Some(20.0), interval_months: 3.0, ..ItemPricing::default() };
+        let support =
+            ItemPricing { tax_inclusive: true, tax_percent: Some(20.0), interval_months: 3.0, ..ItemPricing::default() };
         let s = Snapshot {
             effective_at: 0,
             rank: 0,
@@ -149,9 +163,14 @@ mod tests {
             interval_months: 1.0,
             // 12 seats at the volume tier for 11+ (10.00): 12000; usage 42.00 (known from
             // instant 51); support 36.00 a quarter with 20 % tax included: 1200 a month gross, 1000 net.
-            items: vec![item("prod_seats", 0.0, Some(seats)), item("prod_api", 0.0, Some(api)), item("prod_support", 1200.0, Some(support))],
+            items: vec![
+                item("prod_seats", 0.0, Some(seats)),
+                item("prod_api", 0.0, Some(api)),
+                item("prod_support", 1200.0, Some(support)),
+            ],
         };
-        let h = SubscriptionHistory { id: "sub".into(), customer: "cus".into(), currency: "usd".into(), snapshots: vec![s.clone()] };
+        let h =
+            SubscriptionHistory { id: "sub".into(), customer: "cus".into(), currency: "usd".into(), snapshots: vec![s.clone()] };
         t.subscriptions.push(h.clone());
         assert_eq!(t.mrr_of(&h, &s, 10), 12000.0 + 1000.0);
         assert_eq!(t.unresolved_prices("usd", 10), 1, "usage not billed yet");

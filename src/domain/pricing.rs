@@ -31,7 +31,11 @@ pub fn read_tiers(tiers: Option<&Value>) -> Option<Vec<Tier>> {
     for t in tiers {
         // `up_to` is a number, or the string "inf" in requests (null in objects).
         let up_to = t.get("up_to").and_then(Value::as_i64);
-        out.push(Tier { up_to, unit_amount: amount(t, "unit_amount").unwrap_or(0.0), flat_amount: amount(t, "flat_amount").unwrap_or(0.0) });
+        out.push(Tier {
+            up_to,
+            unit_amount: amount(t, "unit_amount").unwrap_or(0.0),
+            flat_amount: amount(t, "flat_amount").unwrap_or(0.0),
+        });
     }
     // Only the last tier may be unbounded; the bounds must rise.
     let bounded = &out[..out.len() - 1];
@@ -134,23 +138,30 @@ pub fn item_lines(invoice: &Value, event_created: i64) -> Vec<ItemLine> {
     let mut out = Vec::new();
     for l in list(path(invoice, &["lines", "data"])) {
         let details = path(l, &["parent", "subscription_item_details"]).filter(|d| d.is_object());
-        let item = l.get("subscription_item").and_then(id_of).or_else(|| details.and_then(|d| d.get("subscription_item")).and_then(id_of));
+        let item = l
+            .get("subscription_item")
+            .and_then(id_of)
+            .or_else(|| details.and_then(|d| d.get("subscription_item")).and_then(id_of));
         let (Some(item), Some(line)) = (item, str_at(l, "id")) else { continue };
-        let proration = l.get("proration").and_then(Value::as_bool).or_else(|| details.and_then(|d| d.get("proration")).and_then(Value::as_bool));
+        let proration = l
+            .get("proration")
+            .and_then(Value::as_bool)
+            .or_else(|| details.and_then(|d| d.get("proration")).and_then(Value::as_bool));
         if proration == Some(true) {
             continue;
         }
-        let price = l
-            .get("price")
-            .and_then(id_of)
-            .or_else(|| path(l, &["pricing", "price_details", "price"]).and_then(id_of));
+        let price = l.get("price").and_then(id_of).or_else(|| path(l, &["pricing", "price_details", "price"]).and_then(id_of));
         let old_taxes = list(l.get("tax_amounts")).iter().filter(|t| t.get("inclusive").and_then(Value::as_bool) == Some(true));
         let new_taxes = list(l.get("taxes")).iter().filter(|t| str_at(t, "tax_behavior").as_deref() == Some("inclusive"));
         let inclusive_tax = old_taxes.chain(new_taxes).filter_map(|t| int_at(t, "amount")).sum();
         out.push(ItemLine {
             invoice: id.clone(),
             line,
-            subscription: l.get("subscription").and_then(id_of).or_else(|| details.and_then(|d| d.get("subscription")).and_then(id_of)).or_else(|| invoice_sub.clone()),
+            subscription: l
+                .get("subscription")
+                .and_then(id_of)
+                .or_else(|| details.and_then(|d| d.get("subscription")).and_then(id_of))
+                .or_else(|| invoice_sub.clone()),
             item,
             price,
             finalized_at,
@@ -352,21 +363,38 @@ mod tests {
             let lines = item_lines(&v, 99);
             assert_eq!(lines.len(), 1);
             let l = &lines[0];
-            assert_eq!((l.item.as_str(), l.price.as_deref(), l.subscription.as_deref()), ("si_1", Some("price_m"), Some("sub_1")));
+            assert_eq!(
+                (l.item.as_str(), l.price.as_deref(), l.subscription.as_deref()),
+                ("si_1", Some("price_m"), Some("sub_1"))
+            );
             assert_eq!((l.finalized_at, l.amount, l.inclusive_tax, l.net()), (77, 1190, 190, 1000));
         }
-        assert!(item_lines(&json!({"id": "in_2", "status": "draft", "lines": {"data": [{"id": "il", "subscription_item": "si"}]}}), 1).is_empty());
+        assert!(
+            item_lines(
+                &json!({"id": "in_2", "status": "draft", "lines": {"data": [{"id": "il", "subscription_item": "si"}]}}),
+                1
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn pause_causes_are_told_apart() {
         let paused = |details: Value| json!({"status": "paused", "status_details": {"paused": details}});
         assert_eq!(pause_cause(&paused(json!({"type": "payment_failure"}))), Some(PauseCause::PaymentFailure));
-        assert_eq!(pause_cause(&paused(json!({"type": "subscription", "subscription": {"type": "trial_end"}}))), Some(PauseCause::TrialEnd));
+        assert_eq!(
+            pause_cause(&paused(json!({"type": "subscription", "subscription": {"type": "trial_end"}}))),
+            Some(PauseCause::TrialEnd)
+        );
         assert_eq!(pause_cause(&paused(json!({"type": "subscription"}))), Some(PauseCause::Requested));
         assert_eq!(pause_cause(&json!({"status": "paused"})), Some(PauseCause::Requested));
         assert_eq!(pause_cause(&json!({"status": "active", "pause_collection": {"behavior": "void"}})), None);
-        assert_eq!(inclusive_tax_percent(Some(&json!([{"percentage": 19.0, "inclusive": true}, {"percentage": 5.0, "inclusive": false}]))), Some(19.0));
+        assert_eq!(
+            inclusive_tax_percent(Some(
+                &json!([{"percentage": 19.0, "inclusive": true}, {"percentage": 5.0, "inclusive": false}])
+            )),
+            Some(19.0)
+        );
         assert_eq!(inclusive_tax_percent(Some(&json!([]))), None);
     }
 
@@ -376,7 +404,13 @@ mod tests {
         prices.insert("price_t".to_string(), PriceTiers { mode: Some("graduated".into()), tiers: tiers() });
         let line = |at: i64, invoice: &str, amount: i64, net: i64| LineAmount { at, invoice: invoice.into(), amount, net };
         // Tiered by the price's stored tiers, 7 units on a 3-month interval: (5500 + 1600) / 3.
-        let tiered = ItemPricing { price: Some("price_t".into()), quantity: 7, interval_months: 3.0, tiered: true, ..ItemPricing::default() };
+        let tiered = ItemPricing {
+            price: Some("price_t".into()),
+            quantity: 7,
+            interval_months: 3.0,
+            tiered: true,
+            ..ItemPricing::default()
+        };
         let (m, known) = item_monthly_at(&tiered, 0.0, &prices, None, 10);
         assert!(known && (m - 7100.0 / 3.0).abs() < 1e-9);
         // Tiers never seen: 0, unresolved.
@@ -389,7 +423,8 @@ mod tests {
         assert_eq!(item_monthly_at(&metered, 0.0, &prices, Some(&lines), 21), (250.0, true));
         assert_eq!(item_monthly_at(&metered, 0.0, &prices, Some(&lines), 5), (0.0, false));
         // Tax-inclusive: at the named rate, else in its latest line's proportion, else gross.
-        let inclusive = ItemPricing { item: Some("si_m".into()), tax_inclusive: true, tax_percent: Some(25.0), ..ItemPricing::default() };
+        let inclusive =
+            ItemPricing { item: Some("si_m".into()), tax_inclusive: true, tax_percent: Some(25.0), ..ItemPricing::default() };
         assert_eq!(item_monthly_at(&inclusive, 1250.0, &prices, None, 10), (1000.0, true));
         let by_line = ItemPricing { tax_percent: None, ..inclusive };
         assert_eq!(item_monthly_at(&by_line, 1200.0, &prices, Some(&lines), 21), (1200.0 * 3000.0 / 3600.0, true));

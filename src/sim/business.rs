@@ -139,12 +139,34 @@ pub enum Happening {
     SubscriptionCreated(Subscription),
     SubscriptionUpdated(Subscription),
     SubscriptionDeleted(Subscription),
-    InvoicePaymentFailed { invoice: String, subscription: String, amount: i64, action_required: bool, attempt: i64 },
-    InvoicePaid { invoice: String, subscription: String, amount: i64 },
+    InvoicePaymentFailed {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+        action_required: bool,
+        attempt: i64,
+    },
+    InvoicePaid {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
     /// A metered subscription's invoice for its usage, finalized and paid.
-    UsageInvoice { invoice: String, subscription: String, amount: i64 },
-    InvoiceVoided { invoice: String, subscription: String, amount: i64 },
-    InvoiceUncollectible { invoice: String, subscription: String, amount: i64 },
+    UsageInvoice {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
+    InvoiceVoided {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
+    InvoiceUncollectible {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
 }
 
 /// One customer's life.
@@ -193,7 +215,8 @@ pub struct Business {
 const MONTHLY: [(&str, i64); 3] = [("price_starter_m", 1900), ("price_team_m", 4900), ("price_business_m", 9900)];
 const YEARLY: [(&str, i64); 2] = [("price_starter_y", 19000), ("price_team_y", 49000)];
 /// Yen have no minor unit: these are whole yen.
-const MONTHLY_JPY: [(&str, i64); 3] = [("price_starter_jpy_m", 2900), ("price_team_jpy_m", 7400), ("price_business_jpy_m", 14900)];
+const MONTHLY_JPY: [(&str, i64); 3] =
+    [("price_starter_jpy_m", 2900), ("price_team_jpy_m", 7400), ("price_business_jpy_m", 14900)];
 const YEARLY_JPY: [(&str, i64); 2] = [("price_starter_jpy_y", 29000), ("price_team_jpy_y", 74000)];
 
 fn monthly_prices(currency: &str) -> &'static [(&'static str, i64)] {
@@ -256,7 +279,13 @@ fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscripti
         created: t,
         status: "active",
         price_id: if metered { METERED_PRICE } else { tiers.map_or(price_id, |t| t.id) },
-        unit_amount: if metered { 2 } else if tiers.is_some() { 0 } else { unit_amount },
+        unit_amount: if metered {
+            2
+        } else if tiers.is_some() {
+            0
+        } else {
+            unit_amount
+        },
         tiers,
         metered,
         usage: None,

@@ -174,7 +174,8 @@ fn price_object(p: &TieredPrice, base: Base<'_>) -> Value {
     o["unit_amount_decimal"] = Value::Null;
     o["transform_quantity"] = Value::Null;
     o["type"] = json!("recurring");
-    o["recurring"] = json!({"interval": "month", "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
+    o["recurring"] =
+        json!({"interval": "month", "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
     o["created"] = json!(1_700_000_000);
     o
 }

@@ -135,7 +135,8 @@ pub fn timeline(
     let any_discount = !discounts.is_empty();
     let mut subscriptions: Vec<SubscriptionHistory> = Vec::new();
     for row in history {
-        let items = if any_discount || crate::store::pricing::has_pricing(&row.items) { item_amounts(&row.items) } else { Vec::new() };
+        let items =
+            if any_discount || crate::store::pricing::has_pricing(&row.items) { item_amounts(&row.items) } else { Vec::new() };
         let snapshot = Snapshot {
             effective_at: row.effective_at,
             rank: row.src_rank,

@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
+use super::conn::{Conn, execute, fetch};
 use super::metrics::{HistoryPoint, timeline};
 use super::{Store, StoreError};
-use super::conn::{Conn, execute, fetch};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
 use crate::domain::metrics::Timeline;
@@ -31,8 +31,7 @@ const LINES_OF_SUB: &str = "SELECT subscription_item, invoice_id, finalized_at, 
      FROM subscription_item_lines WHERE subscription_id = $1";
 /// The customers (figures keys) whose recorded items name a price. Items are stored as
 /// serde_json text, so the price id appears exactly as `"price":"<id>"`.
-const KEYS_OF_PRICE: &str =
-    "SELECT DISTINCT COALESCE(customer, subscription_id) FROM subscription_history WHERE items LIKE $1";
+const KEYS_OF_PRICE: &str = "SELECT DISTINCT COALESCE(customer, subscription_id) FROM subscription_history WHERE items LIKE $1";
 
 /// The current history rows of active subscriptions in a currency whose items are priced
 /// beyond per-unit.

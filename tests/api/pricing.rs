@@ -24,7 +24,8 @@ fn price(id: &str, fields: Value) -> Value {
 }
 
 fn tiered(id: &str, mode: &str, tiers: Option<Value>) -> Value {
-    let mut p = price(id, json!({"billing_scheme": "tiered", "tiers_mode": mode, "unit_amount": null, "unit_amount_decimal": null}));
+    let mut p =
+        price(id, json!({"billing_scheme": "tiered", "tiers_mode": mode, "unit_amount": null, "unit_amount_decimal": null}));
     if let Some(t) = tiers {
         p["tiers"] = t;
     }
@@ -91,7 +92,8 @@ async fn tiered_prices_count_from_their_tiers_in_volume_and_graduated_mode() {
     let jan5 = at(2026, 1, 5);
     let volume_tiers = json!([{"up_to": 10, "unit_amount": 1500, "flat_amount": null, "unit_amount_decimal": "1500", "flat_amount_decimal": null},
                               {"up_to": null, "unit_amount": 1000, "flat_amount": null, "unit_amount_decimal": "1000", "flat_amount_decimal": null}]);
-    let graduated_tiers = json!([{"up_to": 5, "unit_amount": 1000, "flat_amount": 500}, {"up_to": null, "unit_amount": 800, "flat_amount": null}]);
+    let graduated_tiers =
+        json!([{"up_to": 5, "unit_amount": 1000, "flat_amount": 500}, {"up_to": null, "unit_amount": 800, "flat_amount": null}]);
     // The volume price's tiers arrive on the price's own event, after the subscription (as
     // `holdfast sync` would bring them); the graduated one's on the item's expanded price; the
     // third price's tiers are never seen.
@@ -113,7 +115,12 @@ async fn tiered_prices_count_from_their_tiers_in_volume_and_graduated_mode() {
     assert_eq!(jan["unresolved_prices"], json!(1));
 
     // 12 graduated units: 5500 + 7 × 800 = 11100, an expansion of 4000.
-    app.deliver(&event("customer.subscription.updated", at(2026, 2, 10), subscription("sub_g", "cus_g", jan5, &graduated, Some(12)))).await;
+    app.deliver(&event(
+        "customer.subscription.updated",
+        at(2026, 2, 10),
+        subscription("sub_g", "cus_g", jan5, &graduated, Some(12)),
+    ))
+    .await;
     let feb = summary(&app, "2026-02").await;
     assert_eq!(feb["mrr_end"], json!(12000.0 + 11100.0), "{feb}");
     assert_eq!(feb["mrr_movements"]["expansion"], json!(4000.0));
@@ -123,8 +130,11 @@ async fn tiered_prices_count_from_their_tiers_in_volume_and_graduated_mode() {
 async fn metered_prices_count_their_latest_finalized_invoice_line_per_month() {
     let app = owner_app().await;
     let jan5 = at(2026, 1, 5);
-    let metered = price("price_api", json!({"unit_amount": 5, "unit_amount_decimal": "5",
-        "recurring": {"interval": "month", "interval_count": 1, "meter": "mtr_1", "usage_type": "metered", "trial_period_days": null}}));
+    let metered = price(
+        "price_api",
+        json!({"unit_amount": 5, "unit_amount_decimal": "5",
+        "recurring": {"interval": "month", "interval_count": 1, "meter": "mtr_1", "usage_type": "metered", "trial_period_days": null}}),
+    );
     start(&app, "cus_m", &subscription("sub_m", "cus_m", jan5, &metered, None), jan5).await;
     let jan = summary(&app, "2026-01").await;
     assert_eq!((jan["mrr_end"].clone(), jan["active_customers_end"].clone()), (json!(0.0), json!(1)), "{jan}");
@@ -133,9 +143,15 @@ async fn metered_prices_count_their_latest_finalized_invoice_line_per_month() {
     // February's invoice bills 840 units: 42.00. March's bills 63.00 (a proration line beside
     // it is not usage). A draft never counts.
     let feb5 = at(2026, 2, 5);
-    app.deliver(&event("invoice.finalized", feb5, invoice_with_lines("in_feb", "cus_m", "sub_m", feb5, &[("il_1", "si_m", 4200, 0)]))).await;
+    app.deliver(&event(
+        "invoice.finalized",
+        feb5,
+        invoice_with_lines("in_feb", "cus_m", "sub_m", feb5, &[("il_1", "si_m", 4200, 0)]),
+    ))
+    .await;
     let mar5 = at(2026, 3, 5);
-    let mut march = invoice_with_lines("in_mar", "cus_m", "sub_m", mar5, &[("il_2", "si_m", 6300, 0), ("il_3", "si_m", -1000, 0)]);
+    let mut march =
+        invoice_with_lines("in_mar", "cus_m", "sub_m", mar5, &[("il_2", "si_m", 6300, 0), ("il_3", "si_m", -1000, 0)]);
     march["lines"]["data"][1]["parent"]["subscription_item_details"]["proration"] = json!(true);
     app.deliver(&event("invoice.paid", mar5, march)).await;
     let mut draft = invoice_with_lines("in_apr", "cus_m", "sub_m", at(2026, 4, 5), &[("il_4", "si_m", 99900, 0)]);
@@ -168,7 +184,8 @@ async fn tax_inclusive_prices_count_net_of_their_tax() {
     assert_eq!(jan["mrr_end"], json!(2000.0 + 1190.0), "{jan}");
 
     let feb5 = at(2026, 2, 5);
-    app.deliver(&event("invoice.paid", feb5, invoice_with_lines("in_b", "cus_b", "sub_b", feb5, &[("il_b", "si_b", 1190, 190)]))).await;
+    app.deliver(&event("invoice.paid", feb5, invoice_with_lines("in_b", "cus_b", "sub_b", feb5, &[("il_b", "si_b", 1190, 190)])))
+        .await;
     let feb = summary(&app, "2026-02").await;
     assert_eq!(feb["mrr_end"], json!(2000.0 + 1000.0), "{feb}");
     assert_eq!(feb["mrr_movements"]["contraction"], json!(-190.0));
@@ -198,8 +215,18 @@ async fn each_cause_of_a_pause_counts_as_documented() {
     };
     // Stripe's Pause endpoint; a pause after a failed payment; a trial that ended without a
     // payment method; `pause_collection` on an active subscription.
-    app.deliver(&event("customer.subscription.paused", mar10, paused("sub_req", "cus_req", json!({"type": "subscription", "transitioned_at": mar10})))).await;
-    app.deliver(&event("customer.subscription.paused", mar10, paused("sub_fail", "cus_fail", json!({"type": "payment_failure", "transitioned_at": mar10})))).await;
+    app.deliver(&event(
+        "customer.subscription.paused",
+        mar10,
+        paused("sub_req", "cus_req", json!({"type": "subscription", "transitioned_at": mar10})),
+    ))
+    .await;
+    app.deliver(&event(
+        "customer.subscription.paused",
+        mar10,
+        paused("sub_fail", "cus_fail", json!({"type": "payment_failure", "transitioned_at": mar10})),
+    ))
+    .await;
     let mut ended_trial = paused("sub_trial", "cus_trial", json!({"type": "trial_end", "transitioned_at": mar10}));
     ended_trial["trial_start"] = json!(jan5);
     ended_trial["trial_end"] = json!(at(2026, 3, 5));

@@ -279,7 +279,9 @@ impl Timeline {
             .items
             .iter()
             .map(|i| {
-                let Some(p) = &i.pricing else { return ItemAmount { product: i.product.clone(), monthly: i.monthly, pricing: None } };
+                let Some(p) = &i.pricing else {
+                    return ItemAmount { product: i.product.clone(), monthly: i.monthly, pricing: None };
+                };
                 let lines = p.item.as_ref().and_then(|id| self.item_lines.get(id)).map(Vec::as_slice);
                 let (monthly, known) = pricing::item_monthly_at(p, i.monthly, &self.prices, lines, t);
                 unresolved += u64::from(!known);
