@@ -43,7 +43,7 @@ pub struct PriceSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogSnapshot {
     Product(ProductSnapshot),
-    Price(PriceSnapshot),
+    Price(Box<PriceSnapshot>),
 }
 
 /// Read the product or price an event carries (`None` for any other object).
@@ -55,7 +55,7 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
         Some("product") => {
             Some(CatalogSnapshot::Product(ProductSnapshot { id: str_at(obj, "id")?, name: str_at(obj, "name"), active, deleted }))
         }
-        Some("price") => Some(CatalogSnapshot::Price(PriceSnapshot {
+        Some("price") => Some(CatalogSnapshot::Price(Box::new(PriceSnapshot {
             id: str_at(obj, "id")?,
             product: id_at(obj, "product"),
             nickname: str_at(obj, "nickname"),
@@ -70,7 +70,7 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
             tiers: pricing::read_tiers(obj.get("tiers")),
             usage_type: path(obj, &["recurring", "usage_type"]).and_then(Value::as_str).map(str::to_owned),
             tax_behavior: str_at(obj, "tax_behavior"),
-        })),
+        }))),
         _ => None,
     }
 }
