@@ -129,6 +129,18 @@ mod tests {
             (Some(900), Some("month"), true, false)
         );
         assert_eq!(read(&event("customer.created", serde_json::json!({"object": "customer", "id": "cus_1"}))), None);
+        let tiered = event(
+            "price.updated",
+            serde_json::json!({"object": "price", "id": "price_t", "billing_scheme": "tiered", "tiers_mode": "graduated",
+                               "tax_behavior": "exclusive", "recurring": {"interval": "month", "usage_type": "licensed"},
+                               "tiers": [{"up_to": 5, "unit_amount": 100, "flat_amount": 50}, {"up_to": null, "unit_amount_decimal": "80.5"}]}),
+        );
+        let Some(CatalogSnapshot::Price(tiered)) = read(&tiered) else { panic!("a price") };
+        let tiers = tiered.tiers.expect("tiers read");
+        assert_eq!(
+            (tiered.tiers_mode.as_deref(), tiers.len(), tiers[1].unit_amount, tiers[0].flat_amount),
+            (Some("graduated"), 2, 80.5, 50.0)
+        );
         let synced = price_events(&serde_json::json!({"object": "price", "id": "price_1", "created": 7}));
         assert_eq!((synced[0].kind, synced[0].created, synced[0].id.as_str()), ("price.updated", 7, "evt_sync_price_1_7"));
     }

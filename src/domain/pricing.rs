@@ -430,4 +430,30 @@ mod tests {
         assert_eq!(item_monthly_at(&by_line, 1200.0, &prices, Some(&lines), 21), (1200.0 * 3000.0 / 3600.0, true));
         assert_eq!(item_monthly_at(&by_line, 1200.0, &prices, None, 21), (1200.0, true));
     }
+
+    #[test]
+    fn a_subscription_snapshot_carries_each_items_pricing_and_its_pause_cause() {
+        use crate::domain::snapshots::SubscriptionSnapshot;
+        let v = json!({"id": "sub_1", "status": "paused", "cancellation_details": {"reason": null},
+            "status_details": {"paused": {"type": "payment_failure", "transitioned_at": 5}},
+            "default_tax_rates": [{"percentage": 10.0, "inclusive": true}],
+            "items": {"data": [
+                {"id": "si_t", "quantity": 4, "price": {"id": "price_t", "billing_scheme": "tiered", "tiers_mode": "volume",
+                 "unit_amount": null, "tiers": [{"up_to": null, "unit_amount": 700}], "tax_behavior": "inclusive",
+                 "recurring": {"interval": "month", "usage_type": "licensed"}},
+                 "tax_rates": [{"percentage": 20.0, "inclusive": true}]},
+                {"id": "si_m", "price": {"id": "price_m", "billing_scheme": "per_unit", "unit_amount": 3,
+                 "recurring": {"interval": "month", "usage_type": "metered"}}}]}});
+        let s = SubscriptionSnapshot::read(&v).expect("snapshot");
+        let (t, m) = (&s.items[0], &s.items[1]);
+        assert_eq!(
+            (t.tiers_mode.as_deref(), t.tiers.as_ref().map(Vec::len), t.tax_percent),
+            (Some("volume"), Some(1), Some(20.0))
+        );
+        assert_eq!((m.usage_type.as_deref(), m.tax_percent, m.monthly()), (Some("metered"), Some(10.0), 0.0));
+        assert_eq!(s.pause_cause, Some(PauseCause::PaymentFailure));
+        assert_eq!(s.history_reason(), Some("payment_failed"));
+        let requested = SubscriptionSnapshot::read(&json!({"id": "sub_2", "status": "paused"})).expect("snapshot");
+        assert_eq!(requested.history_reason(), None);
+    }
 }
