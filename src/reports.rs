@@ -106,6 +106,8 @@ impl Reports {
             summary.currencies = currencies;
         }
         summary.unresolved_discounts = self.store.unresolved_discounts(&report.currency, month).await?;
+        let at = month.plus(1).start().min(self.clock.now());
+        summary.unresolved_prices = self.store.unresolved_prices(&report.currency, at).await?;
         summary.emails = Some(emails_section(&self.store).await?);
         summary.at_risk = Some(at_risk_section(&self.store).await?);
         summary.experiments = Some(

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::backfill::Synthetic;
 use super::event::Event;
 use super::fields::{id_at, int_at, path, str_at};
+use super::pricing::{self, Tier};
 
 /// A product as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct ProductSnapshot {
 }
 
 /// A price as last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PriceSnapshot {
     pub id: String,
     pub product: Option<String>,
@@ -29,13 +30,20 @@ pub struct PriceSnapshot {
     pub interval_count: Option<i64>,
     pub active: bool,
     pub deleted: bool,
+    /// `per_unit` or `tiered`.
+    pub billing_scheme: Option<String>,
+    pub tiers_mode: Option<String>,
+    /// Present only when the price was expanded with its tiers.
+    pub tiers: Option<Vec<Tier>>,
+    pub usage_type: Option<String>,
+    pub tax_behavior: Option<String>,
 }
 
 /// What one event says about the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CatalogSnapshot {
     Product(ProductSnapshot),
-    Price(PriceSnapshot),
+    Price(Box<PriceSnapshot>),
 }
 
 /// Read the product or price an event carries (`None` for any other object).
@@ -47,7 +55,7 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
         Some("product") => {
             Some(CatalogSnapshot::Product(ProductSnapshot { id: str_at(obj, "id")?, name: str_at(obj, "name"), active, deleted }))
         }
-        Some("price") => Some(CatalogSnapshot::Price(PriceSnapshot {
+        Some("price") => Some(CatalogSnapshot::Price(Box::new(PriceSnapshot {
             id: str_at(obj, "id")?,
             product: id_at(obj, "product"),
             nickname: str_at(obj, "nickname"),
@@ -57,7 +65,12 @@ pub fn read(event: &Event) -> Option<CatalogSnapshot> {
             interval_count: path(obj, &["recurring", "interval_count"]).and_then(Value::as_i64),
             active,
             deleted,
-        })),
+            billing_scheme: str_at(obj, "billing_scheme"),
+            tiers_mode: str_at(obj, "tiers_mode"),
+            tiers: pricing::read_tiers(obj.get("tiers")),
+            usage_type: path(obj, &["recurring", "usage_type"]).and_then(Value::as_str).map(str::to_owned),
+            tax_behavior: str_at(obj, "tax_behavior"),
+        }))),
         _ => None,
     }
 }
@@ -116,6 +129,18 @@ mod tests {
             (Some(900), Some("month"), true, false)
         );
         assert_eq!(read(&event("customer.created", serde_json::json!({"object": "customer", "id": "cus_1"}))), None);
+        let tiered = event(
+            "price.updated",
+            serde_json::json!({"object": "price", "id": "price_t", "billing_scheme": "tiered", "tiers_mode": "graduated",
+                               "tax_behavior": "exclusive", "recurring": {"interval": "month", "usage_type": "licensed"},
+                               "tiers": [{"up_to": 5, "unit_amount": 100, "flat_amount": 50}, {"up_to": null, "unit_amount_decimal": "80.5"}]}),
+        );
+        let Some(CatalogSnapshot::Price(tiered)) = read(&tiered) else { panic!("a price") };
+        let tiers = tiered.tiers.expect("tiers read");
+        assert_eq!(
+            (tiered.tiers_mode.as_deref(), tiers.len(), tiers[1].unit_amount, tiers[0].flat_amount),
+            (Some("graduated"), 2, 80.5, 50.0)
+        );
         let synced = price_events(&serde_json::json!({"object": "price", "id": "price_1", "created": 7}));
         assert_eq!((synced[0].kind, synced[0].created, synced[0].id.as_str()), ("price.updated", 7, "evt_sync_price_1_7"));
     }

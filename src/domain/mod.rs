@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod money;
 pub mod mrr;
 pub mod poison;
+pub mod pricing;
 pub mod projection;
 pub mod refunds;
 pub mod saves;

@@ -34,7 +34,7 @@ pub fn discounted(monthly: f64, percent_off: Option<f64>, amount_off_monthly: Op
 /// off the items it applies to and never below zero. A coupon limited to products applies to
 /// the items of those products; when the items are unknown, to the whole amount.
 pub fn apply_discounts(base: f64, items: &[ItemAmount], terms: &[&CouponTerms], currency: &str, interval_months: f64) -> f64 {
-    let whole = [ItemAmount { product: None, monthly: base }];
+    let whole = [ItemAmount { product: None, monthly: base, pricing: None }];
     let items = if items.is_empty() { &whole[..] } else { items };
     let mut amounts: Vec<f64> = items.iter().map(|i| i.monthly).collect();
     let applies = |t: &CouponTerms, i: &ItemAmount| match (&t.products, &i.product) {
@@ -106,8 +106,8 @@ mod tests {
     #[test]
     fn discounts_apply_percent_then_amount_to_the_items_they_cover() {
         let items = [
-            ItemAmount { product: Some("prod_a".into()), monthly: 6000.0 },
-            ItemAmount { product: Some("prod_b".into()), monthly: 4000.0 },
+            ItemAmount { product: Some("prod_a".into()), monthly: 6000.0, pricing: None },
+            ItemAmount { product: Some("prod_b".into()), monthly: 4000.0, pricing: None },
         ];
         // 25 % off everything, then 10.00 off per (monthly) invoice: 10000 × 0.75 − 1000.
         let (pct, amt) = (coupon(Some(25.0), None, None), coupon(None, Some(1000), None));
@@ -122,5 +122,65 @@ mod tests {
         assert_eq!(apply_discounts(10000.0, &[], &[&coupon(None, Some(12000), None)], "usd", 12.0), 9000.0);
         assert_eq!(apply_discounts(10000.0, &[], &[&coupon(None, Some(12000), None)], "eur", 12.0), 10000.0);
         assert_eq!(apply_discounts(10000.0, &items, &[], "usd", 1.0), 10000.0);
+    }
+
+    #[test]
+    fn a_multi_item_subscription_mixes_pricing_shapes_and_a_product_limited_coupon() {
+        use crate::domain::metrics::timeline::{Snapshot, SubscriptionHistory, Timeline};
+        use crate::domain::pricing::{ItemPricing, LineAmount, PriceTiers, Tier};
+        let mut t = Timeline::default();
+        let tier = |up_to, unit_amount, flat_amount| Tier { up_to, unit_amount, flat_amount };
+        t.prices.insert(
+            "price_seats".into(),
+            PriceTiers { mode: Some("volume".into()), tiers: vec![tier(Some(10), 1500.0, 0.0), tier(None, 1000.0, 0.0)] },
+        );
+        t.item_lines.insert("si_api".into(), vec![LineAmount { at: 50, invoice: "in_1".into(), amount: 4200, net: 4200 }]);
+        let item = |product: &str, monthly: f64, pricing: Option<ItemPricing>| ItemAmount {
+            product: Some(product.into()),
+            monthly,
+            pricing: pricing.map(Box::new),
+        };
+        let seats = ItemPricing {
+            price: Some("price_seats".into()),
+            quantity: 12,
+            interval_months: 1.0,
+            tiered: true,
+            ..ItemPricing::default()
+        };
+        let api = ItemPricing { item: Some("si_api".into()), interval_months: 1.0, metered: true, ..ItemPricing::default() };
+        let support =
+            ItemPricing { tax_inclusive: true, tax_percent: Some(20.0), interval_months: 3.0, ..ItemPricing::default() };
+        let s = Snapshot {
+            effective_at: 0,
+            rank: 0,
+            event_id: "evt_0".into(),
+            status: "active".into(),
+            base_mrr: 0.0,
+            collection_paused: false,
+            pause_resumes_at: None,
+            discounts: vec!["di_seats".into()],
+            cancel_reason: None,
+            interval_months: 1.0,
+            // 12 seats at the volume tier for 11+ (10.00): 12000; usage 42.00 (known from
+            // instant 51); support 36.00 a quarter with 20 % tax included: 1200 a month gross, 1000 net.
+            items: vec![
+                item("prod_seats", 0.0, Some(seats)),
+                item("prod_api", 0.0, Some(api)),
+                item("prod_support", 1200.0, Some(support)),
+            ],
+        };
+        let h =
+            SubscriptionHistory { id: "sub".into(), customer: "cus".into(), currency: "usd".into(), snapshots: vec![s.clone()] };
+        t.subscriptions.push(h.clone());
+        assert_eq!(t.mrr_of(&h, &s, 10), 12000.0 + 1000.0);
+        assert_eq!(t.unresolved_prices("usd", 10), 1, "usage not billed yet");
+        assert_eq!(t.mrr_of(&h, &s, 51), 12000.0 + 4200.0 + 1000.0);
+        assert_eq!(t.unresolved_prices("usd", 51), 0);
+        // 25 % off the seats product only: 12000 × 0.75 + 4200 + 1000.
+        let coupon = CouponTerms { percent_off: Some(25.0), products: Some(vec!["prod_seats".into()]), ..CouponTerms::default() };
+        t.coupons.insert("SEATS25".into(), coupon);
+        let discount = crate::domain::metrics::timeline::Discount { coupon_id: Some("SEATS25".into()), ..Default::default() };
+        t.discounts.insert("di_seats".into(), discount);
+        assert_eq!(t.mrr_of(&h, &s, 51), 9000.0 + 4200.0 + 1000.0);
     }
 }

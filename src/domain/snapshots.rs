@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::fields::{flag_at, id_at, id_of, int_at, list, path, str_at};
 use super::mrr;
+use super::pricing::{self, PauseCause, Tier};
 
 /// A customer as of one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,18 @@ pub struct ItemSnapshot {
     pub interval: Option<String>,
     pub interval_count: Option<i64>,
     pub quantity: i64,
+    /// `per_unit` or `tiered`.
+    pub billing_scheme: Option<String>,
+    /// `volume` or `graduated` (tiered prices).
+    pub tiers_mode: Option<String>,
+    /// The tiers, when the price arrived expanded with them.
+    pub tiers: Option<Vec<Tier>>,
+    /// `licensed` or `metered`.
+    pub usage_type: Option<String>,
+    /// `inclusive`, `exclusive` or `unspecified`.
+    pub tax_behavior: Option<String>,
+    /// The inclusive tax rates on the item (else the subscription's default ones), in percent.
+    pub tax_percent: Option<f64>,
 }
 
 impl ItemSnapshot {
@@ -65,11 +78,21 @@ impl ItemSnapshot {
                 .and_then(|r| int_at(r, "interval_count"))
                 .or_else(|| plan.and_then(|p| int_at(p, "interval_count"))),
             quantity: int_at(item, "quantity").unwrap_or(1),
+            billing_scheme: str_at(price_or_plan, "billing_scheme"),
+            tiers_mode: str_at(price_or_plan, "tiers_mode"),
+            tiers: pricing::read_tiers(price.and_then(|p| p.get("tiers")).or_else(|| plan.and_then(|p| p.get("tiers")))),
+            usage_type: recurring.and_then(|r| str_at(r, "usage_type")).or_else(|| plan.and_then(|p| str_at(p, "usage_type"))),
+            tax_behavior: price.and_then(|p| str_at(p, "tax_behavior")),
+            tax_percent: pricing::inclusive_tax_percent(item.get("tax_rates")),
         })
     }
 
     /// This item's monthly-normalised amount before discounts.
     pub fn monthly(&self) -> f64 {
+        // A metered item has no list amount per month: its MRR comes from its invoices.
+        if self.usage_type.as_deref() == Some("metered") {
+            return 0.0;
+        }
         mrr::item_monthly(self.unit_amount, self.quantity, self.interval.as_deref(), self.interval_count)
     }
 }
@@ -142,12 +165,19 @@ pub struct SubscriptionSnapshot {
     /// Discounts that arrived expanded, to be recorded in the discounts table.
     pub expanded_discounts: Vec<DiscountSnapshot>,
     pub items: Vec<ItemSnapshot>,
+    /// Why a `paused` subscription was paused (`status_details.paused`).
+    pub pause_cause: Option<PauseCause>,
 }
 
 impl SubscriptionSnapshot {
     pub fn read(obj: &Value) -> Option<Self> {
         let id = str_at(obj, "id")?;
-        let items: Vec<ItemSnapshot> = list(obj.get("items")).iter().filter_map(ItemSnapshot::read).collect();
+        let mut items: Vec<ItemSnapshot> = list(obj.get("items")).iter().filter_map(ItemSnapshot::read).collect();
+        // An item without tax rates of its own is taxed at the subscription's default rates.
+        let default_tax = pricing::inclusive_tax_percent(obj.get("default_tax_rates"));
+        for i in items.iter_mut().filter(|i| i.tax_percent.is_none()) {
+            i.tax_percent = default_tax;
+        }
         // Periods moved from the subscription to each item in 2025-03-31.basil.
         let item_values = list(obj.get("items"));
         let period_start = int_at(obj, "current_period_start")
@@ -179,8 +209,19 @@ impl SubscriptionSnapshot {
             discount_ids,
             expanded_discounts,
             items,
+            pause_cause: pricing::pause_cause(obj),
             id,
         })
+    }
+
+    /// Why the subscription stopped counting, as its history records it: Stripe's
+    /// `cancellation_details.reason`, or `payment_failed` for a subscription Stripe paused
+    /// after a failed payment (the metrics count that pause as an involuntary end).
+    pub fn history_reason(&self) -> Option<&str> {
+        match (self.cancel_reason.as_deref(), self.pause_cause) {
+            (None, Some(PauseCause::PaymentFailure)) => Some("payment_failed"),
+            (reason, _) => reason,
+        }
     }
 
     /// Sum of the items' monthly amounts, before discounts and regardless of status.

@@ -34,7 +34,12 @@ pub struct Subscription {
     pub created: i64,
     pub status: &'static str,
     pub price_id: &'static str,
+    /// Per unit (0 for a tiered price: `tiers` prices the quantity).
     pub unit_amount: i64,
+    pub tiers: Option<&'static TieredPrice>,
+    /// A metered price: `usage` is what its latest usage invoice billed (`None` before one).
+    pub metered: bool,
+    pub usage: Option<i64>,
     /// `month` or `year`.
     pub interval: &'static str,
     pub quantity: i64,
@@ -51,7 +56,61 @@ impl Subscription {
     pub fn interval_months(&self) -> i64 {
         if self.interval == "year" { 12 } else { 1 }
     }
+
+    /// What one billing interval costs before discounts.
+    pub fn amount(&self) -> i64 {
+        match self.tiers {
+            _ if self.metered => self.usage.unwrap_or(0),
+            Some(t) => t.amount(self.quantity),
+            None => self.unit_amount * self.quantity,
+        }
+    }
 }
+
+/// A tiered price: each tier is `(up_to, unit_amount, flat_amount)`, the last unbounded.
+#[derive(Debug, PartialEq)]
+pub struct TieredPrice {
+    pub id: &'static str,
+    /// `volume` or `graduated`.
+    pub mode: &'static str,
+    pub tiers: &'static [(Option<i64>, i64, i64)],
+}
+
+impl TieredPrice {
+    /// Stripe's pricing of `quantity` units: volume prices them all at the tier the quantity
+    /// reaches, graduated each slice at its own tier; a tier's flat amount comes with it.
+    pub fn amount(&self, quantity: i64) -> i64 {
+        let mut total = 0;
+        let mut below = 0;
+        for &(up_to, unit, flat) in self.tiers {
+            let top = up_to.unwrap_or(i64::MAX);
+            if self.mode == "volume" {
+                if quantity <= top {
+                    return quantity * unit + flat;
+                }
+                continue;
+            }
+            let units = quantity.min(top) - below;
+            if units > 0 {
+                total += units * unit + flat;
+            }
+            below = top;
+            if quantity <= top {
+                break;
+            }
+        }
+        total
+    }
+}
+
+/// The metered monthly price (2 cents per unit used) some customers are on.
+pub const METERED_PRICE: &str = "price_api_calls_m";
+
+/// The tiered monthly prices some customers are on.
+pub const TIERED: [TieredPrice; 2] = [
+    TieredPrice { id: "price_seats_graduated_m", mode: "graduated", tiers: &[(Some(2), 1500, 500), (None, 1000, 0)] },
+    TieredPrice { id: "price_seats_volume_m", mode: "volume", tiers: &[(Some(3), 1200, 0), (None, 900, 1000)] },
+];
 
 /// How a failed invoice ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +134,39 @@ pub struct FailedInvoice {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Happening {
     CustomerCreated,
+    /// A discount applied to the customer (no subscription).
+    CustomerDiscount(Discount),
     SubscriptionCreated(Subscription),
     SubscriptionUpdated(Subscription),
     SubscriptionDeleted(Subscription),
-    InvoicePaymentFailed { invoice: String, subscription: String, amount: i64, action_required: bool, attempt: i64 },
-    InvoicePaid { invoice: String, subscription: String, amount: i64 },
-    InvoiceVoided { invoice: String, subscription: String, amount: i64 },
-    InvoiceUncollectible { invoice: String, subscription: String, amount: i64 },
+    InvoicePaymentFailed {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+        action_required: bool,
+        attempt: i64,
+    },
+    InvoicePaid {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
+    /// A metered subscription's invoice for its usage, finalized and paid.
+    UsageInvoice {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
+    InvoiceVoided {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
+    InvoiceUncollectible {
+        invoice: String,
+        subscription: String,
+        amount: i64,
+    },
 }
 
 /// One customer's life.
@@ -89,6 +174,8 @@ pub enum Happening {
 pub struct Customer {
     pub id: String,
     pub created: i64,
+    /// `usd`, or `jpy` (a zero-decimal currency) for one customer in ten.
+    pub currency: &'static str,
     /// (time, what) in order.
     pub happenings: Vec<(i64, Happening)>,
     /// (time, every subscription after the change at that time) in order.
@@ -98,6 +185,9 @@ pub struct Customer {
     /// (time, involuntary) of every end of a subscription that had been active.
     pub ends: Vec<(i64, bool)>,
     pub failed: Vec<FailedInvoice>,
+    /// A customer-level discount: it applies to the customer's subscriptions that have no
+    /// discount of their own in force.
+    pub discount: Option<Discount>,
 }
 
 impl Customer {
@@ -124,6 +214,14 @@ pub struct Business {
 
 const MONTHLY: [(&str, i64); 3] = [("price_starter_m", 1900), ("price_team_m", 4900), ("price_business_m", 9900)];
 const YEARLY: [(&str, i64); 2] = [("price_starter_y", 19000), ("price_team_y", 49000)];
+/// Yen have no minor unit: these are whole yen.
+const MONTHLY_JPY: [(&str, i64); 3] =
+    [("price_starter_jpy_m", 2900), ("price_team_jpy_m", 7400), ("price_business_jpy_m", 14900)];
+const YEARLY_JPY: [(&str, i64); 2] = [("price_starter_jpy_y", 29000), ("price_team_jpy_y", 74000)];
+
+fn monthly_prices(currency: &str) -> &'static [(&'static str, i64)] {
+    if currency == "jpy" { &MONTHLY_JPY } else { &MONTHLY }
+}
 
 impl Business {
     /// Play the business from its seed.
@@ -137,7 +235,8 @@ impl Business {
 fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
     // The first customer signs up in the first month so the history starts there.
     let t0 = if i == 0 { p.start + rng.range(0, 20 * DAY) } else { rng.range(p.start, p.signup_until) };
-    let mut c = Customer { id: format!("cus_{}_{i:05}", p.seed), created: t0, ..Default::default() };
+    let currency = if i % 10 == 3 { "jpy" } else { "usd" };
+    let mut c = Customer { id: format!("cus_{}_{i:05}", p.seed), created: t0, currency, ..Default::default() };
     c.record(t0, Happening::CustomerCreated, &[]);
     let mut t = t0;
     let mut n_sub = 0;
@@ -150,18 +249,46 @@ fn play_customer(p: &Params, rng: &mut Rng, i: usize) -> Customer {
             break;
         }
     }
+    if rng.chance(15) {
+        let start = t0 + rng.range(5 * DAY, 120 * DAY);
+        let d = Discount {
+            id: format!("di_{}", &c.id[4..]),
+            percent_off: rng.pick(&[15, 30]),
+            start,
+            end: start + rng.range(60 * DAY, 240 * DAY),
+        };
+        if start < p.end {
+            // In time order among the customer's happenings (after any at the same second).
+            let at = c.happenings.iter().position(|(t, _)| *t > start).unwrap_or(c.happenings.len());
+            c.happenings.insert(at, (start, Happening::CustomerDiscount(d.clone())));
+            c.discount = Some(d);
+        }
+    }
     c
 }
 
 fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscription {
+    let yearly: &[(&str, i64)] = if c.currency == "jpy" { &YEARLY_JPY } else { &YEARLY };
     let (interval, (price_id, unit_amount)) =
-        if rng.chance(20) { ("year", rng.pick(&YEARLY)) } else { ("month", rng.pick(&MONTHLY)) };
+        if rng.chance(20) { ("year", rng.pick(yearly)) } else { ("month", rng.pick(monthly_prices(c.currency))) };
+    // The tiered and metered prices are in dollars.
+    let tiers = (interval == "month" && rng.chance(15) && c.currency == "usd").then(|| &TIERED[rng.range(0, 2) as usize]);
+    let metered = tiers.is_none() && interval == "month" && rng.chance(12) && c.currency == "usd";
     Subscription {
         id: format!("sub_{}_{n}", &c.id[4..]),
         created: t,
         status: "active",
-        price_id,
-        unit_amount,
+        price_id: if metered { METERED_PRICE } else { tiers.map_or(price_id, |t| t.id) },
+        unit_amount: if metered {
+            2
+        } else if tiers.is_some() {
+            0
+        } else {
+            unit_amount
+        },
+        tiers,
+        metered,
+        usage: None,
         interval,
         quantity: rng.range(1, 4),
         discount: None,
@@ -176,10 +303,21 @@ fn new_subscription(rng: &mut Rng, c: &Customer, t: i64, n: usize) -> Subscripti
 fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: usize) -> Option<i64> {
     let mut s = new_subscription(rng, c, t0, n);
     let mut t = t0;
+    let mut n_inv = 0;
+    // Stripe invoices a metered subscription at its start for nothing used yet.
+    let usage_invoice = |c: &mut Customer, s: &mut Subscription, t: i64, n_inv: &mut usize, amount: i64| {
+        *n_inv += 1;
+        s.usage = Some(amount);
+        let invoice = format!("in_{}_{}", &s.id[4..], *n_inv);
+        c.record(t, Happening::UsageInvoice { invoice, subscription: s.id.clone(), amount }, std::slice::from_ref(s));
+    };
     if rng.chance(40) {
         s.status = "trialing";
         s.trial_end = Some(t + 14 * DAY);
         c.record(t, Happening::SubscriptionCreated(s.clone()), std::slice::from_ref(&s));
+        if s.metered {
+            usage_invoice(c, &mut s, t, &mut n_inv, 0);
+        }
         t += 14 * DAY;
         if t >= p.end {
             return None;
@@ -199,9 +337,11 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
         c.record(t, Happening::SubscriptionUpdated(s.clone()), std::slice::from_ref(&s));
     } else {
         c.record(t, Happening::SubscriptionCreated(s.clone()), std::slice::from_ref(&s));
+        if s.metered {
+            usage_invoice(c, &mut s, t, &mut n_inv, 0);
+        }
     }
     c.first_active.get_or_insert(t);
-    let mut n_inv = 0;
     loop {
         // Same-second follow-ups happen (Stripe's often do): a step of 0 days keeps the second.
         t += rng.range(8, 45) * DAY + rng.range(0, DAY);
@@ -229,9 +369,12 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 update(c, &s, t);
             }
             18..=22 if s.interval == "month" => {
-                let (price_id, unit_amount) = rng.pick(&MONTHLY);
+                let (price_id, unit_amount) = rng.pick(monthly_prices(c.currency));
                 s.price_id = price_id;
                 s.unit_amount = unit_amount;
+                s.tiers = None;
+                s.metered = false;
+                s.usage = None;
                 update(c, &s, t);
             }
             23..=30 if s.discount.is_none() => {
@@ -256,6 +399,10 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
                 c.record(t, Happening::SubscriptionDeleted(s.clone()), std::slice::from_ref(&s));
                 return Some(t);
             }
+            59..=68 if s.metered && s.pause.is_none() && s.status == "active" => {
+                let amount = rng.range(5, 400) * 10 * s.unit_amount;
+                usage_invoice(c, &mut s, t, &mut n_inv, amount);
+            }
             50..=58 if s.pause.is_none() => {
                 n_inv += 1;
                 if let Some(ended) = fail_payment(p, rng, c, &mut s, &mut t, n_inv) {
@@ -275,7 +422,7 @@ fn play_subscription(p: &Params, rng: &mut Rng, c: &mut Customer, t0: i64, n: us
 fn fail_payment(p: &Params, rng: &mut Rng, c: &mut Customer, s: &mut Subscription, now: &mut i64, n: usize) -> Option<i64> {
     let t = *now;
     let invoice = format!("in_{}_{n}", &s.id[4..]);
-    let amount = s.unit_amount * s.quantity;
+    let amount = s.amount();
     let subscription = s.id.clone();
     let action_required = rng.chance(20);
     c.record(

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::business::{Business, Customer, Happening, Subscription};
+use super::business::{Business, Customer, Happening, Subscription, TieredPrice};
 
 /// One event: id, type, `created`, `data.object`.
 #[derive(Debug, Clone)]
@@ -61,10 +61,21 @@ pub fn render(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
 pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEvent> {
     let mut out = Vec::new();
     let mut coupons_seen = HashSet::new();
+    let mut prices_seen = HashSet::new();
     for (i, c) in business.customers.iter().enumerate() {
         let mut discounts_seen = HashSet::new();
         for (k, (t, what)) in c.happenings.iter().enumerate() {
             let id = format!("evt_{}_{i:05}_{k:04}", business.params.seed);
+            // A tiered price's tiers are left out of the subscription's item (Stripe includes
+            // them only when expanded): they come in the price's own event, the first time a
+            // subscription uses it. In basil shapes the item's price arrives expanded instead.
+            let tiered = match what {
+                Happening::SubscriptionCreated(s) | Happening::SubscriptionUpdated(s) => s.tiers,
+                _ => None,
+            };
+            if let Some(p) = tiered.filter(|p| shape != Shape::Basil && prices_seen.insert(p.id)) {
+                out.push(SimEvent { id: format!("{id}_p"), kind: "price.created", created: *t, object: price_object(p, base) });
+            }
             // Since basil the discount objects come in their own events, before the
             // subscription listing them; since clover the coupon too.
             let new_discount = match what {
@@ -79,15 +90,107 @@ pub fn render_in(business: &Business, base: Base<'_>, shape: Shape) -> Vec<SimEv
                     let kind = if shape == Shape::Clover { "coupon.created" } else { "coupon.updated" };
                     out.push(SimEvent { id: format!("{id}_c"), kind, created: *t, object: coupon.clone() });
                 }
-                let object = discount_object(c, s, d, coupon, shape, base);
+                let object = discount_object(c, Some(s), d, coupon, shape, base);
                 out.push(SimEvent { id: format!("{id}_d"), kind: "customer.discount.created", created: *t, object });
+            }
+            if let Happening::CustomerDiscount(d) = what {
+                let coupon = coupon_object(d.percent_off, base);
+                if matches!(shape, Shape::Clover | Shape::Endive) && coupons_seen.insert(coupon["id"].to_string()) {
+                    let kind = if shape == Shape::Clover { "coupon.created" } else { "coupon.updated" };
+                    out.push(SimEvent { id: format!("{id}_c"), kind, created: *t, object: coupon.clone() });
+                }
+                let mut object = discount_object(c, None, d, coupon, shape, base);
+                if shape == Shape::V2024_06_20 {
+                    // Before basil a customer's discount rides on the customer object.
+                    let mut customer = render_one(c, *t, &Happening::CustomerCreated, base).1;
+                    if let Some(o) = object.as_object_mut() {
+                        o.remove("id");
+                    }
+                    customer["discount"] = object;
+                    out.push(SimEvent { id, kind: "customer.updated", created: *t, object: customer });
+                } else {
+                    out.push(SimEvent { id, kind: "customer.discount.created", created: *t, object });
+                }
+                continue;
             }
             let (kind, mut object) = render_one(c, *t, what, base);
             reshape(&mut object, shape);
+            if let Some(p) = tiered.filter(|_| shape == Shape::Basil) {
+                object["items"]["data"][0]["price"]["tiers"] = tiers_json(p);
+            }
             out.push(SimEvent { id, kind, created: *t, object });
         }
     }
     out
+}
+
+/// A few events of the other Stripe mode than the business's (a customer, its subscription
+/// and a paid invoice): stored and acknowledged, never counted.
+pub fn other_mode_events(business: &Business, base: Base<'_>) -> Vec<SimEvent> {
+    let t = business.params.start + 10 * 86_400;
+    let c = Customer { id: "cus_other_mode".into(), created: t, currency: "usd", ..Customer::default() };
+    let s = Subscription {
+        id: "sub_other_mode".into(),
+        created: t,
+        status: "active",
+        price_id: "price_team_m",
+        unit_amount: 4900,
+        tiers: None,
+        metered: false,
+        usage: None,
+        interval: "month",
+        quantity: 2,
+        discount: None,
+        pause: None,
+        cancel_reason: None,
+        ended_at: None,
+        trial_end: None,
+    };
+    let happenings = [
+        Happening::CustomerCreated,
+        Happening::SubscriptionCreated(s.clone()),
+        Happening::InvoicePaid { invoice: "in_other_mode".into(), subscription: s.id.clone(), amount: 9800 },
+    ];
+    happenings
+        .iter()
+        .enumerate()
+        .map(|(k, what)| {
+            let (kind, object) = render_one(&c, t, what, base);
+            SimEvent { id: format!("evt_other_mode_{k}"), kind, created: t, object }
+        })
+        .collect()
+}
+
+/// A tiered price with its tiers (as `holdfast sync` stores it, asking for them).
+fn price_object(p: &TieredPrice, base: Base<'_>) -> Value {
+    let mut o = object(base, "price");
+    o["id"] = json!(p.id);
+    o["object"] = json!("price");
+    o["currency"] = json!("usd");
+    o["billing_scheme"] = json!("tiered");
+    o["tiers_mode"] = json!(p.mode);
+    o["tiers"] = tiers_json(p);
+    o["unit_amount"] = Value::Null;
+    o["unit_amount_decimal"] = Value::Null;
+    o["transform_quantity"] = Value::Null;
+    o["type"] = json!("recurring");
+    o["recurring"] =
+        json!({"interval": "month", "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
+    o["created"] = json!(1_700_000_000);
+    o
+}
+
+fn tiers_json(p: &TieredPrice) -> Value {
+    let tiers: Vec<Value> = p
+        .tiers
+        .iter()
+        .map(|(up_to, unit, flat)| {
+            json!({"up_to": up_to, "unit_amount": unit, "unit_amount_decimal": unit.to_string(),
+                   "flat_amount": if *flat == 0 { Value::Null } else { json!(flat) },
+                   "flat_amount_decimal": if *flat == 0 { Value::Null } else { json!(flat.to_string()) }})
+        })
+        .collect();
+    json!(tiers)
 }
 
 fn coupon_object(percent_off: i64, base: Base<'_>) -> Value {
@@ -106,7 +209,7 @@ fn coupon_object(percent_off: i64, base: Base<'_>) -> Value {
 
 fn discount_object(
     c: &Customer,
-    s: &Subscription,
+    s: Option<&Subscription>,
     d: &super::business::Discount,
     coupon: Value,
     shape: Shape,
@@ -116,7 +219,7 @@ fn discount_object(
     di["id"] = json!(d.id);
     di["object"] = json!("discount");
     di["customer"] = json!(c.id);
-    di["subscription"] = json!(s.id);
+    di["subscription"] = json!(s.map(|s| &s.id));
     di["start"] = json!(d.start);
     di["end"] = json!(d.end);
     match shape {
@@ -163,6 +266,26 @@ fn reshape(o: &mut Value, shape: Shape) {
         o["discounts"] = json!(ids);
     } else if is(o, "invoice") {
         let sub = o["parent"]["subscription_details"]["subscription"].clone();
+        if shape == Shape::V2024_06_20
+            && let Some(lines) = o["lines"]["data"].as_array_mut()
+        {
+            // Before basil a line names its subscription item, price and proration itself.
+            for l in lines {
+                let details = l["parent"]["subscription_item_details"].clone();
+                if details.is_object() {
+                    l["subscription_item"] = details["subscription_item"].clone();
+                    l["proration"] = details["proration"].clone();
+                    l["subscription"] = details["subscription"].clone();
+                }
+                l["price"] = json!({"id": l["pricing"]["price_details"]["price"], "object": "price"});
+                if let Some(line) = l.as_object_mut() {
+                    line.remove("parent");
+                    line.remove("pricing");
+                    line.insert("tax_amounts".into(), json!([]));
+                    line.remove("taxes");
+                }
+            }
+        }
         if let Some(inv) = o.as_object_mut() {
             if shape == Shape::V2024_06_20 {
                 inv.remove("parent");
@@ -185,6 +308,9 @@ fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'stat
             o["discount"] = Value::Null;
             ("customer.created", o)
         }
+        Happening::CustomerDiscount(d) => {
+            ("customer.discount.created", discount_object(c, None, d, coupon_object(d.percent_off, base), Shape::Basil, base))
+        }
         Happening::SubscriptionCreated(s) => ("customer.subscription.created", subscription(c, s, base)),
         Happening::SubscriptionUpdated(s) => ("customer.subscription.updated", subscription(c, s, base)),
         Happening::SubscriptionDeleted(s) => ("customer.subscription.deleted", subscription(c, s, base)),
@@ -196,6 +322,25 @@ fn render_one(c: &Customer, t: i64, what: &Happening, base: Base<'_>) -> (&'stat
         }
         Happening::InvoicePaid { invoice: id, subscription: sub, amount } => {
             ("invoice.paid", invoice(c, id, sub, "paid", *amount, t, base))
+        }
+        Happening::UsageInvoice { invoice: id, subscription: sub, amount } => {
+            let mut o = invoice(c, id, sub, "paid", *amount, t, base);
+            let mut line = o.pointer("/lines/data/0").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            line["id"] = json!(format!("il_{}", &id[3..]));
+            line["object"] = json!("line_item");
+            line["invoice"] = json!(id);
+            line["amount"] = json!(amount);
+            line["currency"] = json!(c.currency);
+            line["period"] = json!({"start": t - 30 * 86_400, "end": t});
+            line["parent"] = json!({"type": "subscription_item_details", "invoice_item_details": null,
+                "subscription_item_details": {"invoice_item": null, "proration": false, "proration_details": {"credited_items": null},
+                                              "subscription": sub, "subscription_item": format!("si_{}", &sub[4..])}});
+            line["pricing"] = json!({"type": "price_details", "price_details": {"price": super::business::METERED_PRICE, "product": "prod_api"},
+                                     "unit_amount_decimal": "2"});
+            line["taxes"] = json!([]);
+            o["lines"] = json!({"object": "list", "data": [line], "has_more": false, "url": format!("/v1/invoices/{id}/lines")});
+            o["billing_reason"] = json!(if *amount == 0 { "subscription_create" } else { "subscription_cycle" });
+            ("invoice.paid", o)
         }
         Happening::InvoiceVoided { invoice: id, subscription: sub, amount } => {
             ("invoice.voided", invoice(c, id, sub, "void", *amount, t, base))
@@ -219,16 +364,28 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     let mut price = item.get("price").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     price["id"] = json!(s.price_id);
     price["object"] = json!("price");
-    price["currency"] = json!("usd");
+    price["currency"] = json!(c.currency);
     price["unit_amount"] = json!(s.unit_amount);
     price["unit_amount_decimal"] = json!(s.unit_amount.to_string());
     price["recurring"] =
         json!({"interval": s.interval, "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"});
     price["type"] = json!("recurring");
+    price["billing_scheme"] = json!("per_unit");
+    price["tiers_mode"] = Value::Null;
+    if s.metered {
+        price["recurring"]["usage_type"] = json!("metered");
+    }
+    if let Some(p) = s.tiers {
+        price["billing_scheme"] = json!("tiered");
+        price["tiers_mode"] = json!(p.mode);
+        price["unit_amount"] = Value::Null;
+        price["unit_amount_decimal"] = Value::Null;
+    }
     item["id"] = json!(format!("si_{}", &s.id[4..]));
     item["object"] = json!("subscription_item");
     item["subscription"] = json!(s.id);
-    item["quantity"] = json!(s.quantity);
+    // Metered items carry no quantity.
+    item["quantity"] = if s.metered { Value::Null } else { json!(s.quantity) };
     item["current_period_start"] = json!(s.created);
     item["current_period_end"] = json!(s.created + s.interval_months() * 30 * 86_400);
     item["price"] = price;
@@ -237,7 +394,7 @@ fn subscription(c: &Customer, s: &Subscription, base: Base<'_>) -> Value {
     o["object"] = json!("subscription");
     o["customer"] = json!(c.id);
     o["status"] = json!(s.status);
-    o["currency"] = json!("usd");
+    o["currency"] = json!(c.currency);
     o["created"] = json!(s.created);
     o["start_date"] = json!(s.created);
     o["items"] = json!({"object": "list", "data": [item], "has_more": false, "url": "/v1/subscription_items"});
@@ -283,7 +440,7 @@ fn invoice(c: &Customer, id: &str, sub: &str, status: &str, amount: i64, t: i64,
     o["parent"] = json!({"type": "subscription_details", "quote_details": null,
                          "subscription_details": {"metadata": {}, "subscription": sub}});
     o["status"] = json!(status);
-    o["currency"] = json!("usd");
+    o["currency"] = json!(c.currency);
     o["billing_reason"] = json!("subscription_cycle");
     o["amount_due"] = json!(amount);
     o["amount_paid"] = json!(if paid { amount } else { 0 });

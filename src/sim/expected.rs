@@ -5,7 +5,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Value, json};
 
-use super::business::{Business, Customer, Outcome, Subscription};
+use super::business::{Business, Customer, Discount, Outcome, Subscription};
 
 /// Month labels `YYYY-MM` and their first instants, from the month of `start` through the
 /// month containing `end - 1`, plus the boundary after the last.
@@ -43,8 +43,9 @@ fn frac(num: f64, den: f64) -> Value {
     if den == 0.0 { Value::Null } else { json!(round6(num / den)) }
 }
 
-/// A subscription's monthly revenue at instant `t`, from what the business knows of it.
-fn sub_mrr(s: &Subscription, t: i64) -> f64 {
+/// A subscription's monthly revenue at instant `t`, from what the business knows of it: its
+/// own discount while in force, else the customer's (`customer`) while in force.
+fn sub_mrr(s: &Subscription, customer: Option<&Discount>, t: i64) -> f64 {
     if !matches!(s.status, "active" | "past_due") {
         return 0.0;
     }
@@ -56,10 +57,12 @@ fn sub_mrr(s: &Subscription, t: i64) -> f64 {
     if paused {
         return 0.0;
     }
-    let full = (s.unit_amount * s.quantity) as f64 / s.interval_months() as f64;
-    match &s.discount {
-        Some(d) if d.end >= t => full * (1.0 - d.percent_off as f64 / 100.0),
-        _ => full,
+    let full = s.amount() as f64 / s.interval_months() as f64;
+    let own = s.discount.as_ref().filter(|d| d.end >= t);
+    let customer = customer.filter(|d| d.start <= t && d.end >= t);
+    match own.or(customer) {
+        Some(d) => full * (1.0 - d.percent_off as f64 / 100.0),
+        None => full,
     }
 }
 
@@ -72,12 +75,60 @@ fn path(c: &Customer, bounds: &[i64]) -> Path {
     let at = |t: i64| c.at(t);
     Path {
         active: bounds.iter().map(|&t| at(t).iter().any(|s| matches!(s.status, "active" | "past_due"))).collect(),
-        mrr: bounds.iter().map(|&t| at(t).iter().map(|s| sub_mrr(s, t)).sum()).collect(),
+        mrr: bounds.iter().map(|&t| at(t).iter().map(|s| sub_mrr(s, c.discount.as_ref(), t)).sum()).collect(),
     }
 }
 
-/// The expected `GET /api/summary` of every simulated month, in order.
+/// The currencies of the business, in name order.
+pub fn currencies(b: &Business) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = b.customers.iter().map(|c| c.currency).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// The expected `GET /api/summary` of every simulated month, in order: each month's in the
+/// currency with the most MRR (in minor units) at its end, the first named on a tie.
 pub fn summaries(b: &Business) -> Vec<Value> {
+    let all: Vec<Vec<Value>> = currencies(b).into_iter().map(|c| summaries_in(b, c)).collect();
+    let Some(first) = all.first() else { return Vec::new() };
+    (0..first.len())
+        .map(|m| {
+            let mut best = &all[0][m];
+            for s in &all[1..] {
+                if s[m]["mrr_end"].as_f64() > best["mrr_end"].as_f64() {
+                    best = &s[m];
+                }
+            }
+            best.clone()
+        })
+        .collect()
+}
+
+/// The expected `GET /api/summary?currency=…` of every simulated month: the figures of the
+/// customers in `currency` only, with a section per currency of the business.
+pub fn summaries_in(b: &Business, currency: &str) -> Vec<Value> {
+    let sections: Vec<(&str, Vec<Value>)> = currencies(b).into_iter().map(|c| (c, one_currency(b, c))).collect();
+    let Some((_, mut out)) = sections.iter().find(|(c, _)| *c == currency).cloned() else { return Vec::new() };
+    for (m, s) in out.iter_mut().enumerate() {
+        let list: Vec<Value> = sections
+            .iter()
+            .map(|(c, rows)| {
+                json!({"currency": c, "mrr_start": rows[m]["mrr_start"], "mrr_end": rows[m]["mrr_end"],
+                       "active_customers_end": rows[m]["active_customers_end"]})
+            })
+            .collect();
+        s["currencies"] = json!(list);
+    }
+    out
+}
+
+/// Every month's summary from the customers in `currency` alone.
+fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
+    let b = &Business {
+        params: whole.params.clone(),
+        customers: whole.customers.iter().filter(|c| c.currency == currency).cloned().collect(),
+    };
     let (labels, bounds) = months(b.params.start, b.params.end);
     let paths: Vec<Path> = b.customers.iter().map(|c| path(c, &bounds)).collect();
     let cohort_of = |c: &Customer| c.first_active.map(|t| bounds.iter().rposition(|&s| s <= t).unwrap_or(0));
@@ -162,7 +213,7 @@ pub fn summaries(b: &Business) -> Vec<Value> {
                 }
             });
         out.push(json!({
-            "month": labels[m], "currency": "usd",
+            "month": labels[m], "currency": currency,
             "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
             "mrr_movements": {"new": round2(new), "reactivation": round2(reactivation), "expansion": round2(expansion),
                               "contraction": round2(-contraction), "paused": round2(-paused), "churned": round2(-churned_mrr)},
@@ -178,14 +229,14 @@ pub fn summaries(b: &Business) -> Vec<Value> {
             "health": {"monthly_churn": churn_now.map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m},
             "cohorts": cohorts,
             "failed_payments": failed_json(b, &labels, &bounds, m),
-            // The simulated business gives nothing back; one currency, in its own section.
+            // The simulated business gives nothing back. `currencies` is set by `summaries_in`.
             "given_back": {"refunds": 0, "lost_disputes": 0, "credit_notes": 0, "total": 0},
-            "currencies": [{"currency": "usd", "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
-                            "active_customers_end": act_e}],
+            "currencies": [],
             "cancel_flow": {"sessions": 0, "saved": 0, "save_rate": null,
                             "outcomes": {"paused": 0, "downgraded": 0, "discounted": 0, "canceled": 0, "abandoned": 0, "resumed": 0},
                             "reasons": {}},
             "unresolved_discounts": 0,
+            "unresolved_prices": 0,
         }));
     }
     out

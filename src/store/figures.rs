@@ -226,6 +226,7 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
     for e in events {
         // Their first failures are already in `invoice_failures` (`metrics::record_invoice_failures`).
         touched(e, &mut keys);
+        super::pricing::touched(conn, e, &mut keys).await?;
         if e.kind.starts_with("coupon.")
             && let Some(coupon) = str_at(&e.object, "id")
         {
@@ -331,6 +332,8 @@ async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<Vec<Timelin
         own.subscriptions.retain(|s| s.customer == *key);
         let kept: BTreeSet<&str> = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
         own.failed_invoices.retain(|i| i.subscription.as_deref().is_some_and(|s| kept.contains(s) || s == *key));
+        // Tiers and finalized lines: read only for customers with priced items (few).
+        super::pricing::attach(conn, &mut own).await?;
         out.push(own);
     }
     Ok(out)

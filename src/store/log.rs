@@ -70,8 +70,9 @@ const QUARANTINED_POSTGRES: &str = "SELECT seq, id, type, created, received_at, 
      WHERE quarantine IS NOT NULL ORDER BY seq DESC LIMIT $1";
 
 /// The tables the projection writes, children first (`holdfast reproject` empties them).
-const CLEAR_PROJECTED: [&str; 10] = [
+const CLEAR_PROJECTED: [&str; 11] = [
     "DELETE FROM invoice_failures",
+    "DELETE FROM subscription_item_lines",
     "DELETE FROM coupons",
     "DELETE FROM prices",
     "DELETE FROM products",
@@ -281,6 +282,7 @@ async fn project_events(
     }
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
     super::catalog::apply(conn, &all).await?;
+    super::pricing::apply(conn, &all).await?;
     super::refunds::apply(conn, &all).await?;
     super::metrics::record_invoice_failures(conn, &all).await?;
     super::coupons::apply(conn, &all).await?;

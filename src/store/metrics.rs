@@ -130,11 +130,13 @@ pub fn timeline(
     coupons: Vec<CouponPoint>,
     failed: Vec<FailedPoint>,
 ) -> Timeline {
-    // Items matter only to discounts: without any, skip reading every row's items.
+    // Items matter only to discounts and to pricing beyond per-unit: without either, skip
+    // reading the row's items.
     let any_discount = !discounts.is_empty();
     let mut subscriptions: Vec<SubscriptionHistory> = Vec::new();
     for row in history {
-        let items = if any_discount { item_amounts(&row.items) } else { Vec::new() };
+        let items =
+            if any_discount || crate::store::pricing::has_pricing(&row.items) { item_amounts(&row.items) } else { Vec::new() };
         let snapshot = Snapshot {
             effective_at: row.effective_at,
             rank: row.src_rank,
@@ -210,7 +212,7 @@ pub fn timeline(
             status: f.status,
         })
         .collect();
-    Timeline { subscriptions, discounts, coupons, failed_invoices, given_back: Vec::new() }
+    Timeline { subscriptions, discounts, coupons, failed_invoices, ..Timeline::default() }
 }
 
 /// Months in the first item's billing interval (an `amount_off` is per invoice).
@@ -240,6 +242,7 @@ fn item_amounts(items: &str) -> Vec<ItemAmount> {
                 i["interval"].as_str(),
                 i["interval_count"].as_i64(),
             ),
+            pricing: crate::store::pricing::item_pricing(i),
         })
         .collect()
 }
@@ -267,7 +270,11 @@ macro_rules! load_timeline_from {
         let discounts = tolerant!(SELECT_DISCOUNTS, DiscountPoint, "discounts");
         let coupons = tolerant!(SELECT_COUPONS, CouponPoint, "coupons");
         let failed = tolerant!(SELECT_FAILED, FailedPoint, "invoice_failures");
-        timeline(history, discounts, coupons, failed)
+        let prices = tolerant!(crate::store::pricing::SELECT_PRICE_TIERS, crate::store::pricing::PriceTiersPoint, "prices");
+        let lines = tolerant!(crate::store::pricing::SELECT_LINES, crate::store::pricing::LinePoint, "subscription_item_lines");
+        let mut t = timeline(history, discounts, coupons, failed);
+        crate::store::pricing::attach_rows(&mut t, prices, lines);
+        t
     }};
 }
 pub(crate) use load_timeline_from;

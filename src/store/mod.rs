@@ -26,6 +26,7 @@ pub mod observed;
 pub mod outbox;
 pub mod owner_views;
 pub mod postgres;
+pub mod pricing;
 pub mod reactions;
 pub mod recap;
 pub mod refunds;

@@ -50,7 +50,12 @@ const KINDS: [Kind; 9] = [
         events: backfill::invoice_events,
     },
     Kind { name: "products", endpoint: ListEndpoint { path: "/products", params: &[] }, events: catalog::product_events },
-    Kind { name: "prices", endpoint: ListEndpoint { path: "/prices", params: &[] }, events: catalog::price_events },
+    // Tiers are left out of a price unless expanded: the metrics need them for tiered prices.
+    Kind {
+        name: "prices",
+        endpoint: ListEndpoint { path: "/prices", params: &[("expand[]", "data.tiers")] },
+        events: catalog::price_events,
+    },
     Kind { name: "coupons", endpoint: ListEndpoint { path: "/coupons", params: &[] }, events: coupon_events::coupon_events },
     // Refunds, disputes and credit notes: what recovered money was given back (the metrics).
     Kind {

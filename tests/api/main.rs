@@ -33,6 +33,7 @@ mod outage;
 mod outbox;
 mod owner_browser;
 mod owner_views;
+mod pricing;
 mod process;
 mod processes;
 mod projection;

@@ -310,7 +310,9 @@ fn change_instants(own: &Timeline) -> impl Iterator<Item = i64> + '_ {
         })
     });
     let of_failures = own.failed_invoices.iter().map(|i| i.first_failed_at);
-    of_snapshots.chain(of_discounts).chain(of_failures)
+    // A finalized invoice line changes a metered or tax-inclusive item's amount.
+    let of_lines = own.item_lines.values().flatten().map(|l| l.at);
+    of_snapshots.chain(of_discounts).chain(of_failures).chain(of_lines)
 }
 
 #[cfg(test)]

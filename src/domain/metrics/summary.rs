@@ -192,6 +192,11 @@ pub struct Summary {
     /// terms Holdfast does not know (those subscriptions are counted at list price).
     #[serde(default)]
     pub unresolved_discounts: u64,
+    /// Items of subscriptions active now, at the end of the month (or now, for the current
+    /// month), whose amount is unknown: a tiered price whose tiers were never seen, a metered
+    /// price without a finalized invoice line (counted 0).
+    #[serde(default)]
+    pub unresolved_prices: u64,
     /// The email outbox now (all time, not per month): sent, still pending, failed after
     /// every retry, bounced, withheld (suppressed) — beyond metrics.md's fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -562,6 +567,7 @@ pub fn summary(report: &Report, m: Month, cancel_flow: CancelFlowJson) -> Summar
         given_back: row.given_back,
         cancel_flow,
         unresolved_discounts: 0,
+        unresolved_prices: 0,
         emails: None,
         at_risk: None,
         experiments: None,

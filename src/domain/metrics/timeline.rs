@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Months};
 
 use super::month::Month;
+use crate::domain::pricing::{self, ItemPricing, LineAmount, PriceTiers};
 
 /// One recorded snapshot of a subscription.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,10 +41,14 @@ pub struct Snapshot {
 }
 
 /// One item's share of a snapshot's `base_mrr`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemAmount {
     pub product: Option<String>,
+    /// `unit_amount × quantity` per month (the list amount).
     pub monthly: f64,
+    /// Set for tiered, metered and tax-inclusive items, whose amount at an instant comes from
+    /// their tiers or finalized invoice lines (`Timeline::items_at`).
+    pub pricing: Option<Box<ItemPricing>>,
 }
 
 impl Snapshot {
@@ -190,6 +195,10 @@ pub struct Timeline {
     pub failed_invoices: Vec<FailedInvoice>,
     /// Refunds, lost disputes and credit notes.
     pub given_back: Vec<GivenBack>,
+    /// Tiers of the tiered prices seen, by price id.
+    pub prices: HashMap<String, PriceTiers>,
+    /// Finalized invoice lines by subscription item, sorted by `(at, invoice)`.
+    pub item_lines: HashMap<String, Vec<LineAmount>>,
 }
 
 impl Timeline {
@@ -254,7 +263,46 @@ impl Timeline {
             return 0.0;
         }
         let terms: Vec<&CouponTerms> = self.discounts_at(sub, s, t).into_iter().filter_map(|(_, t)| t).collect();
-        crate::domain::mrr::apply_discounts(s.base_mrr, &s.items, &terms, &sub.currency, s.interval_months)
+        if s.items.iter().all(|i| i.pricing.is_none()) {
+            return crate::domain::mrr::apply_discounts(s.base_mrr, &s.items, &terms, &sub.currency, s.interval_months);
+        }
+        let (items, _) = self.items_at(s, t);
+        let base = items.iter().map(|i| i.monthly).sum();
+        crate::domain::mrr::apply_discounts(base, &items, &terms, &sub.currency, s.interval_months)
+    }
+
+    /// The items of `s` with their amounts at `t` (tiered, metered and tax-inclusive ones
+    /// resolved, `docs/metrics.md` "Pricing shapes"), and how many could not be resolved.
+    pub fn items_at(&self, s: &Snapshot, t: i64) -> (Vec<ItemAmount>, u64) {
+        let mut unresolved = 0;
+        let items = s
+            .items
+            .iter()
+            .map(|i| {
+                let Some(p) = &i.pricing else {
+                    return ItemAmount { product: i.product.clone(), monthly: i.monthly, pricing: None };
+                };
+                let lines = p.item.as_ref().and_then(|id| self.item_lines.get(id)).map(Vec::as_slice);
+                let (monthly, known) = pricing::item_monthly_at(p, i.monthly, &self.prices, lines, t);
+                unresolved += u64::from(!known);
+                ItemAmount { product: i.product.clone(), monthly, pricing: None }
+            })
+            .collect();
+        (items, unresolved)
+    }
+
+    /// Items of active `currency` subscriptions at `t` whose amount is unknown (a tiered price
+    /// whose tiers were never seen, a metered one without a finalized invoice line): they
+    /// count 0.
+    pub fn unresolved_prices(&self, currency: &str, t: i64) -> u64 {
+        let mut n = 0;
+        for sub in self.subscriptions.iter().filter(|s| s.currency == currency) {
+            let Some(s) = sub.states_at(&[t])[0] else { continue };
+            if s.is_active() && s.items.iter().any(|i| i.pricing.is_some()) {
+                n += self.items_at(s, t).1;
+            }
+        }
+        n
     }
 
     /// Discounts applying to an active subscription of `currency` at `t` whose terms are

@@ -331,7 +331,7 @@ async fn insert_history(conn: &mut PgConnection, w: &Writes) -> Result<(), sqlx:
         resumes: r.0.pause_resumes_at,
         discounts: discount_ids_json(&r.0),
         cape: r.0.cancel_at_period_end,
-        reason: r.0.cancel_reason.as_deref(),
+        reason: r.0.history_reason(),
         feedback: r.0.cancel_feedback.as_deref(),
         canceled_at: r.0.canceled_at,
         ended_at: r.0.ended_at,

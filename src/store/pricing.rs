@@ -1,0 +1,190 @@
+//! What the metrics need for pricing beyond `unit_amount × quantity` (`domain::pricing`): the
+//! finalized invoice lines of subscription items (written in the projector's transaction from
+//! any invoice event) and the tiers of tiered prices (kept by `store::catalog`), read into a
+//! [`Timeline`] by both the maintained figures and the whole-history computation.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::conn::{Conn, execute, fetch};
+use super::metrics::{HistoryPoint, timeline};
+use super::{Store, StoreError};
+use crate::domain::event::Event;
+use crate::domain::fields::str_at;
+use crate::domain::metrics::Timeline;
+use crate::domain::pricing::{self, ItemPricing, LineAmount, PriceTiers, Tier};
+
+/// A line's `finalized_at` is the earliest reported (events may arrive in any order).
+const UPSERT_LINE: &str = "INSERT INTO subscription_item_lines (invoice_id, line_id, subscription_id, subscription_item, \
+     price_id, finalized_at, amount, inclusive_tax) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (invoice_id, line_id) DO UPDATE SET subscription_id = excluded.subscription_id, \
+     subscription_item = excluded.subscription_item, price_id = excluded.price_id, amount = excluded.amount, \
+     inclusive_tax = excluded.inclusive_tax, finalized_at = CASE WHEN excluded.finalized_at < subscription_item_lines.finalized_at \
+     THEN excluded.finalized_at ELSE subscription_item_lines.finalized_at END";
+
+pub(crate) const SELECT_PRICE_TIERS: &str = "SELECT id, tiers_mode, tiers FROM prices WHERE tiers IS NOT NULL";
+const PRICE_TIERS: &str = "SELECT id, tiers_mode, tiers FROM prices WHERE id = $1 AND tiers IS NOT NULL";
+pub(crate) const SELECT_LINES: &str =
+    "SELECT subscription_item, invoice_id, finalized_at, amount, inclusive_tax FROM subscription_item_lines";
+const LINES_OF_SUB: &str = "SELECT subscription_item, invoice_id, finalized_at, amount, inclusive_tax \
+     FROM subscription_item_lines WHERE subscription_id = $1";
+/// The customers (figures keys) whose recorded items name a price. Items are stored as
+/// serde_json text, so the price id appears exactly as `"price":"<id>"`.
+const KEYS_OF_PRICE: &str = "SELECT DISTINCT COALESCE(customer, subscription_id) FROM subscription_history WHERE items LIKE $1";
+
+/// The current history rows of active subscriptions in a currency whose items are priced
+/// beyond per-unit.
+const ACTIVE_PRICED: &str = "SELECT h.subscription_id, h.event_id, h.effective_at, h.src_rank, h.customer, h.status, \
+     h.currency, h.base_mrr, h.collection_paused, h.pause_resumes_at, h.discounts, h.cancel_reason, h.items \
+     FROM subscriptions s JOIN subscription_history h ON h.subscription_id = s.id AND h.event_id = s.src_event_id \
+     WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
+     AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%')";
+
+/// A `prices` row with tiers.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PriceTiersPoint {
+    pub id: String,
+    pub tiers_mode: Option<String>,
+    pub tiers: String,
+}
+
+/// A `subscription_item_lines` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LinePoint {
+    pub subscription_item: String,
+    pub invoice_id: String,
+    pub finalized_at: i64,
+    pub amount: i64,
+    pub inclusive_tax: i64,
+}
+
+/// Record the subscription-item lines of the finalized invoices among `events`.
+pub async fn apply(conn: &mut Conn<'_>, events: &[&Event]) -> Result<(), sqlx::Error> {
+    for event in events.iter().filter(|e| e.kind.starts_with("invoice.") && e.kind != "invoice.upcoming") {
+        for l in pricing::item_lines(&event.object, event.created) {
+            execute!(
+                conn,
+                UPSERT_LINE,
+                &l.invoice,
+                &l.line,
+                &l.subscription,
+                &l.item,
+                &l.price,
+                l.finalized_at,
+                l.amount,
+                l.inclusive_tax
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The customers whose figures a price event may change: those whose items name a price
+/// that arrived with its tiers.
+pub(crate) async fn touched(conn: &mut Conn<'_>, event: &Event, keys: &mut BTreeSet<String>) -> Result<(), StoreError> {
+    if !event.kind.starts_with("price.") || event.object.get("tiers").is_none_or(Value::is_null) {
+        return Ok(());
+    }
+    let Some(id) = str_at(&event.object, "id") else { return Ok(()) };
+    let pattern = format!("%\"price\":{}%", serde_json::json!(id));
+    let rows: Vec<(Option<String>,)> = fetch!(conn, fetch_all, (Option<String>,), KEYS_OF_PRICE, pattern.as_str())?;
+    keys.extend(rows.into_iter().filter_map(|(k,)| k));
+    Ok(())
+}
+
+/// Whether a history row's items JSON names pricing beyond per-unit (`store::shared::items_json`
+/// writes these keys only then).
+pub fn has_pricing(items: &str) -> bool {
+    items.contains("\"billing_scheme\"") || items.contains("\"usage_type\"") || items.contains("\"tax_behavior\"")
+}
+
+/// An item's pricing beyond per-unit, from its stored JSON (`None` for a plain per-unit item).
+pub fn item_pricing(i: &Value) -> Option<Box<ItemPricing>> {
+    let tiered = i["billing_scheme"].as_str() == Some("tiered");
+    let metered = i["usage_type"].as_str() == Some("metered");
+    let tax_inclusive = i["tax_behavior"].as_str() == Some("inclusive");
+    if !(tiered || metered || tax_inclusive) {
+        return None;
+    }
+    Some(Box::new(ItemPricing {
+        item: i["item"].as_str().map(str::to_owned),
+        price: i["price"].as_str().map(str::to_owned),
+        quantity: i["quantity"].as_i64().unwrap_or(1),
+        interval_months: pricing::interval_months(i["interval"].as_str(), i["interval_count"].as_i64()).unwrap_or(1.0),
+        tiered,
+        tiers_mode: i["tiers_mode"].as_str().map(str::to_owned),
+        tiers: serde_json::from_value::<Vec<Tier>>(i["tiers"].clone()).ok(),
+        metered,
+        tax_inclusive,
+        tax_percent: i["tax_percent"].as_f64(),
+    }))
+}
+
+/// Put stored tiers and lines into `t`.
+pub fn attach_rows(t: &mut Timeline, prices: Vec<PriceTiersPoint>, lines: Vec<LinePoint>) {
+    for p in prices {
+        match serde_json::from_str::<Vec<Tier>>(&p.tiers) {
+            Ok(tiers) => {
+                t.prices.insert(p.id, PriceTiers { mode: p.tiers_mode, tiers });
+            }
+            Err(e) => super::metrics::skip_row("prices.tiers", &e),
+        }
+    }
+    let mut by_item: HashMap<String, Vec<LineAmount>> = HashMap::new();
+    for l in lines {
+        let line = LineAmount { at: l.finalized_at, invoice: l.invoice_id, amount: l.amount, net: l.amount - l.inclusive_tax };
+        by_item.entry(l.subscription_item).or_default().push(line);
+    }
+    for lines in by_item.values_mut() {
+        lines.sort_by(|a, b| (a.at, &a.invoice).cmp(&(b.at, &b.invoice)));
+    }
+    t.item_lines.extend(by_item);
+}
+
+/// Load, for one customer's timeline, the tiers of the prices its items name and the lines of
+/// its subscriptions.
+pub(crate) async fn attach(conn: &mut Conn<'_>, own: &mut Timeline) -> Result<(), StoreError> {
+    let priced = own.subscriptions.iter().flat_map(|s| &s.snapshots).flat_map(|s| &s.items).filter_map(|i| i.pricing.as_ref());
+    if priced.clone().next().is_none() {
+        return Ok(());
+    }
+    let price_ids: BTreeSet<&str> = priced.filter(|p| p.tiered && p.tiers.is_none()).filter_map(|p| p.price.as_deref()).collect();
+    let mut prices = Vec::new();
+    for id in price_ids {
+        prices.extend(fetch!(conn, fetch_optional, PriceTiersPoint, PRICE_TIERS, id)?);
+    }
+    let mut lines = Vec::new();
+    for sub in &own.subscriptions {
+        lines.extend(fetch!(conn, fetch_all, LinePoint, LINES_OF_SUB, sub.id.as_str())?);
+    }
+    attach_rows(own, prices, lines);
+    Ok(())
+}
+
+impl Store {
+    /// Items of the `currency` subscriptions active now whose amount at `at` is unknown (a
+    /// tiered price whose tiers were never seen, a metered one without a finalized line).
+    pub async fn unresolved_prices(&self, currency: &str, at: i64) -> Result<u64, StoreError> {
+        let currency = currency.to_lowercase();
+        let rows: Vec<HistoryPoint> =
+            self.with_conn(async |c| fetch!(c, fetch_all, HistoryPoint, ACTIVE_PRICED, currency.as_str())).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut t = timeline(rows, Vec::new(), Vec::new(), Vec::new());
+        let mut prices = Vec::new();
+        let mut lines = Vec::new();
+        let ids: Vec<String> = t.subscriptions.iter().map(|s| s.id.clone()).collect();
+        self.with_conn(async |c| {
+            prices = fetch!(c, fetch_all, PriceTiersPoint, SELECT_PRICE_TIERS)?;
+            for id in &ids {
+                lines.extend(fetch!(c, fetch_all, LinePoint, LINES_OF_SUB, id.as_str())?);
+            }
+            Ok(())
+        })
+        .await?;
+        attach_rows(&mut t, prices, lines);
+        Ok(t.unresolved_prices(&currency, at))
+    }
+}
