@@ -35,9 +35,9 @@ use crate::web::{
     activity, comeback, dashboard, error, health, home, metrics, observed, quarantine, request_id, security_headers, summary,
     unsubscribe,
 };
+use crate::webhook::refetch::Refetcher;
 use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
-use crate::webhook::refetch::Refetcher;
 use crate::workers::projector::Projector;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};

@@ -471,8 +471,15 @@ impl Store {
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
         let reactor = self.reactor();
-        let first: Result<Projected, StoreError> =
-            in_transaction!(self, |conn| project_next(conn, limit, reactor.as_deref(), self.acts_on(), now, self.refetches_ties()).await);
+        let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+            conn,
+            limit,
+            reactor.as_deref(),
+            self.acts_on(),
+            now,
+            self.refetches_ties()
+        )
+        .await);
         let done = match first {
             Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
             other => other?,
@@ -486,8 +493,15 @@ impl Store {
         let reactor = self.reactor();
         let mut total = Projected::default();
         for _ in 0..limit {
-            let one: Result<Projected, StoreError> =
-                in_transaction!(self, |conn| project_next(conn, 1, reactor.as_deref(), self.acts_on(), now, self.refetches_ties()).await);
+            let one: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+                conn,
+                1,
+                reactor.as_deref(),
+                self.acts_on(),
+                now,
+                self.refetches_ties()
+            )
+            .await);
             let one = match one {
                 Err(e) if e.is_projection_failure() && !is_outage(&e) => {
                     let error = e.to_string();
@@ -515,8 +529,14 @@ impl Store {
         let reactor = self.reactor();
         let mut projected = 0;
         for (key, _) in due {
-            let retried: Result<usize, StoreError> =
-                in_transaction!(self, |conn| retry_customer(conn, &key, reactor.as_deref(), self.acts_on(), self.refetches_ties()).await);
+            let retried: Result<usize, StoreError> = in_transaction!(self, |conn| retry_customer(
+                conn,
+                &key,
+                reactor.as_deref(),
+                self.acts_on(),
+                self.refetches_ties()
+            )
+            .await);
             match retried {
                 Ok(enqueued) => {
                     projected += 1;

@@ -50,6 +50,9 @@ pub struct RefetchRequest {
 }
 
 type StoredMark = (String, i64, i64, String);
+/// An object type, the batch's newest snapshot of each object of it, and the statement
+/// reading the stored ones.
+type Table<'a> = (&'static str, Vec<(&'a String, &'a Watermark)>, &'static str);
 
 /// The ties of a batch about to be applied: those inside the batch, and those between the
 /// batch's newest snapshot of an object and the one already stored. Read before the batch is
@@ -57,7 +60,7 @@ type StoredMark = (String, i64, i64, String);
 async fn ties_with_stored(conn: &mut Conn<'_>, writes: &Writes) -> Result<Vec<Tie>, StoreError> {
     let postgres = matches!(conn, Conn::Postgres(_));
     let mut ties = writes.ties.clone();
-    let tables: [(&'static str, Vec<(&String, &Watermark)>, &str); 2] = [
+    let tables: [Table<'_>; 2] = [
         (
             "subscription",
             writes.subscriptions.iter().map(|(s, w)| (&s.id, w)).collect(),

@@ -292,7 +292,10 @@ async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_bot
         assert_eq!(row.status, "past_due", "Stripe's answer wins");
         assert_eq!(row.src_event_id, format!("holdfast_refetch_sub_fetch_{t}"));
         let inv = state.invoices.iter().find(|i| i.id == "in_fetch").expect("invoice row");
-        assert_eq!((inv.status.as_deref(), inv.src_event_id.as_str()), (Some("paid"), format!("holdfast_refetch_in_fetch_{t}").as_str()));
+        assert_eq!(
+            (inv.status.as_deref(), inv.src_event_id.as_str()),
+            (Some("paid"), format!("holdfast_refetch_in_fetch_{t}").as_str())
+        );
         // The fetched events are in the log once; a second pass asks Stripe nothing more.
         assert_eq!(state.event_ids.iter().filter(|id| id.starts_with("holdfast_refetch_")).count(), 2);
         app.clock.advance(3600);
