@@ -300,6 +300,10 @@ async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_bot
         assert_eq!(state.event_ids.iter().filter(|id| id.starts_with("holdfast_refetch_")).count(), 2);
         app.clock.advance(3600);
         assert_eq!(app.store.due_refetches(app.clock.now(), 10).await.expect("readable"), vec![]);
+        // Reprojecting replays the fetched events from the log: the same state, no new fetch.
+        app.store.reproject().await.expect("reproject");
+        assert_eq!(app.store.pending_refetches().await.expect("readable"), 0, "a reprojection records no tie");
+        assert_eq!(app.state().await, state, "reprojection gives the live state");
         states.push(state);
         stripe.verify().await;
     }
