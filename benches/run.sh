@@ -19,6 +19,10 @@
 #   BENCH_BACKLOG       events in the projector backlog run, default 100000 (0: skip)
 #   BENCH_RATE          steady rate (events/s) for the lag run, default 2000 (0: skip)
 #   BENCH_RATE_SECS     length of the steady-rate run in seconds, default 30
+#   BENCH_SEARCH        search the highest sustained rate with lag p99 <= 1 s, default 1
+#                       (0: skip); rates from BENCH_SEARCH_FROM (default 1000) doubling up
+#                       to BENCH_SEARCH_MAX (default 32000), then BENCH_SEARCH_STEPS
+#                       (default 3) bisection steps, BENCH_SEARCH_SECS (default 10) each
 #   BENCH_ARGS          extra arguments for holdfast-bench
 #   BENCH_SKIP_BUILD=1  use the existing binaries in $CARGO_TARGET_DIR/release
 #   BENCH_KEEP=1        keep the temp dir (server logs, SQLite file) and the
@@ -40,6 +44,11 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-60}
 BACKLOG=${BENCH_BACKLOG:-100000}
 RATE=${BENCH_RATE:-2000}
 RATE_SECS=${BENCH_RATE_SECS:-30}
+SEARCH=${BENCH_SEARCH:-1}
+SEARCH_FROM=${BENCH_SEARCH_FROM:-1000}
+SEARCH_MAX=${BENCH_SEARCH_MAX:-32000}
+SEARCH_STEPS=${BENCH_SEARCH_STEPS:-3}
+SEARCH_SECS=${BENCH_SEARCH_SECS:-10}
 read -r PG_VERSION PG_CLUSTER <<<"${BENCH_PG_CLUSTER:-15 main}"
 
 SECRET="whsec_bench$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -142,6 +151,70 @@ SQL
     PG_URL="postgres://holdfast_bench:holdfast_bench@127.0.0.1:$port/holdfast_bench"
 }
 
+# The server's CPU time so far (user + system), in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# "<label>: X us of server CPU per event" for a run of <events> between two cpu_ticks.
+cpu_line() { # cpu_line <label> <ticks before> <ticks after> <events>
+    local hz
+    hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+    awk -v l="$1" -v a="$2" -v b="$3" -v n="$4" -v hz="$hz" \
+        'BEGIN{ if (n > 0) printf "%s: server CPU %.1f us per event (%.2f s for %d events)\n", l, (b-a)/hz*1e6/n, (b-a)/hz, n }'
+}
+
+# A JSON field of the last JSON line of a file (number or null).
+json_field() { # json_field <file> <field>
+    grep '^{' "$1" | tail -n 1 | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print('null' if v is None else v)" 2>/dev/null || echo null
+}
+
+# One paced run at <rate> for <secs>; prints "ok" when the rate was sustained (at least 95 %
+# of it achieved, every event acknowledged) with a lag p99 <= 1 s, else "no".
+rate_passes() { # rate_passes <backend> <port> <db_url> <rate> <secs>
+    local backend=$1 port=$2 db_url=$3 rate=$4 secs=$5 out
+    out=$WORK/bench-$backend-search-$rate.txt
+    "$BENCH_BIN" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+        --database-url "$db_url" --events $((rate * secs)) --concurrency 64 --rate "$rate" \
+        --warmup 0 --projector --label "$backend-search$rate" --json >"$out" 2>&1 || true
+    grep '^{' "$out" >>"$RESULTS" || true
+    local achieved lag non2xx errors
+    achieved=$(json_field "$out" events_per_s)
+    lag=$(json_field "$out" lag_seconds_p99)
+    non2xx=$(json_field "$out" non_2xx)
+    errors=$(json_field "$out" errors)
+    log "$backend: search rate $rate: achieved ${achieved} ev/s, lag p99 ${lag} s, non-2xx ${non2xx}, errors ${errors}"
+    awk -v r="$rate" -v a="$achieved" -v l="$lag" -v n="$non2xx" -v e="$errors" \
+        'BEGIN{ print (a != "null" && l != "null" && a >= 0.95 * r && l <= 1.0 && n == 0 && e == 0) ? "ok" : "no" }'
+}
+
+# The highest rate (events/s) at which the lag p99 stays <= 1 s: doubling, then bisection.
+search_rate() { # search_rate <backend> <port> <db_url>
+    local backend=$1 port=$2 db_url=$3 good=0 bad=0 rate=$SEARCH_FROM step mid
+    while ((rate <= SEARCH_MAX)); do
+        if [[ $(rate_passes "$backend" "$port" "$db_url" "$rate" "$SEARCH_SECS") == ok ]]; then
+            good=$rate
+            rate=$((rate * 2))
+        else
+            bad=$rate
+            break
+        fi
+    done
+    if ((bad > 0 && good > 0)); then
+        for ((step = 0; step < SEARCH_STEPS; step++)); do
+            mid=$(((good + bad) / 2))
+            if [[ $(rate_passes "$backend" "$port" "$db_url" "$mid" "$SEARCH_SECS") == ok ]]; then good=$mid; else bad=$mid; fi
+        done
+    fi
+    if ((good == 0)); then
+        echo "[$backend] highest sustained rate with lag p99 <= 1 s: below $SEARCH_FROM events/s"
+    elif ((bad == 0)); then
+        echo "[$backend] highest sustained rate with lag p99 <= 1 s: at least $good events/s (search cap)"
+    else
+        echo "[$backend] highest sustained rate with lag p99 <= 1 s: $good events/s ($bad failed; ${SEARCH_SECS}s runs)"
+    fi
+}
+
 vm_field() { # vm_field <pid> <VmHWM|VmRSS> -> kB
     awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || true
 }
@@ -197,12 +270,21 @@ run_backend() {
             ) &
             sampler=$!
         fi
+        # Warm-up first, so the CPU counted is the timed events' (plus the projector's and
+        # the outbox's work behind them, which this process also does).
+        # shellcheck disable=SC2086
+        "$BENCH_BIN" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+            --events "$WARMUP" --concurrency "$c" --warmup 0 --label "$backend-warmup" >/dev/null 2>&1 || true
+        local before after
+        before=$(cpu_ticks "$SERVER_PID")
         # shellcheck disable=SC2086
         "$BENCH_BIN" --url "http://127.0.0.1:$port" --secret "$SECRET" \
             --database-url "$db_url" --events "$n" --concurrency "$c" \
-            --warmup "$WARMUP" --label "$backend" --json ${BENCH_ARGS:-} | tee "$out" || true
+            --warmup 0 --projector --label "$backend" --json ${BENCH_ARGS:-} | tee "$out" || true
+        after=$(cpu_ticks "$SERVER_PID")
         grep '^{' "$out" >>"$RESULTS" || true
         grep "^\[$backend\]" "$out" >>"$SUMMARY" || echo "[$backend] c=$c: bench failed" >>"$SUMMARY"
+        cpu_line "[$backend] c=$c" "$before" "$after" "$n" | tee -a "$SUMMARY"
         if [[ -n $sampler ]]; then
             kill "$sampler" 2>/dev/null || true
             wait "$sampler" 2>/dev/null || true
@@ -224,6 +306,10 @@ run_backend() {
             --warmup 0 --projector --label "$backend-rate$RATE" --json | tee "$out" || true
         grep '^{' "$out" >>"$RESULTS" || true
         grep -A14 "^\[$backend-rate" "$out" | grep -E '^\[|lag|drain' >>"$SUMMARY" || echo "[$backend] rate $RATE: bench failed" >>"$SUMMARY"
+    fi
+    if ((SEARCH == 1)); then
+        log "$backend: searching the highest rate with lag p99 <= 1 s"
+        search_rate "$backend" "$port" "$db_url" | tee -a "$SUMMARY"
     fi
     if ((BACKLOG > 0)); then
         # The projector alone: a backlog appended in one commit, drained by the running server.

@@ -35,6 +35,7 @@ use crate::web::{
     activity, comeback, dashboard, error, health, home, metrics, observed, quarantine, request_id, security_headers, summary,
     unsubscribe,
 };
+use crate::webhook::refetch::Refetcher;
 use crate::webhook::{self, Intake, WebhookState};
 use crate::workers::outbox::OutboxWorker;
 use crate::workers::projector::Projector;
@@ -59,6 +60,7 @@ pub struct Application {
     scheduler: Scheduler,
     alert_sender: crate::alerts::deliver::AlertSender,
     coupons: Option<CouponFetcher>,
+    refetcher: Option<Refetcher>,
     run_workers: bool,
     observe: bool,
     clock: Clock,
@@ -112,6 +114,15 @@ impl Application {
             )),
             None => None,
         };
+        // Same-second ties are settled with Stripe only when a key is set.
+        let refetcher = match &settings.stripe_secret_key {
+            Some(key) => Some(Refetcher::new(
+                store.clone(),
+                StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?,
+                clock.clone(),
+            )),
+            None => None,
+        };
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
@@ -154,6 +165,7 @@ impl Application {
             scheduler,
             alert_sender,
             coupons,
+            refetcher,
             run_workers: settings.run_workers,
             observe: settings.observe,
             clock,
@@ -209,6 +221,20 @@ impl Application {
         // Always: webhooks only reach the tables through it.
         let projector = Projector::new(self.store.clone(), self.clock.clone()).with_health(self.health.clone());
         workers.push(tokio::spawn(projector.run(stopped.clone())));
+        // With the projector, whatever `HOLDFAST_WORKERS` says: it completes what the projector
+        // records (several replicas may fetch one object; the log keeps one answer).
+        if let Some(refetcher) = self.refetcher.clone() {
+            workers.push(tokio::spawn(loops::run_loop(
+                "refetch",
+                move || {
+                    let r = refetcher.clone();
+                    async move { r.try_run_once().await }
+                },
+                None,
+                crate::webhook::refetch::POLL,
+                stopped.clone(),
+            )));
+        }
         if self.run_workers {
             let outbox = self.outbox.clone();
             let wake = Some(self.reactor.outbox_ready.clone());

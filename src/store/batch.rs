@@ -18,6 +18,24 @@ pub struct Writes {
     pub history: Vec<(SubscriptionSnapshot, Watermark)>,
     pub invoices: Vec<(InvoiceSnapshot, Watermark)>,
     pub discounts: Vec<(DiscountSnapshot, Watermark)>,
+    /// Subscriptions and invoices whose kept snapshot shares its second with a different
+    /// snapshot of the batch: the tie rule chose between them.
+    pub ties: Vec<Tie>,
+}
+
+/// An object whose newest snapshots differ within one second (`created`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tie {
+    /// `subscription` or `invoice`.
+    pub object_type: &'static str,
+    pub id: String,
+    pub created: i64,
+}
+
+/// Whether two snapshots of one object are of the same second and differ (the tie key reads
+/// the object's content as its last part, so equal keys mean equal objects).
+pub fn is_tie(a: &Watermark, b: &Watermark) -> bool {
+    a.created == b.created && (a.rank, &a.tie) != (b.rank, &b.tie)
 }
 
 impl Writes {
@@ -38,7 +56,10 @@ impl Writes {
             p.invoices.into_iter().for_each(|(i, w)| invoices.offer(i.id.clone(), i, w));
             p.discounts.into_iter().for_each(|(d, w)| discounts.offer(d.id.clone(), d, w));
         }
+        let mut ties = subscriptions.ties("subscription");
+        ties.extend(invoices.ties("invoice"));
         Self {
+            ties,
             customers: customers.into_vec(),
             subscriptions: subscriptions.into_vec(),
             history,
@@ -48,23 +69,42 @@ impl Writes {
     }
 }
 
-/// The greatest-watermark snapshot per object id.
-struct Latest<T>(HashMap<String, (T, Watermark)>);
+/// The greatest-watermark snapshot per object id, and the seconds in which two differing
+/// snapshots of an object met.
+struct Latest<T>(HashMap<String, (T, Watermark)>, HashMap<String, i64>);
 
 impl<T> Default for Latest<T> {
     fn default() -> Self {
-        Self(HashMap::new())
+        Self(HashMap::new(), HashMap::new())
     }
 }
 
 impl<T> Latest<T> {
     fn offer(&mut self, id: String, snapshot: T, mark: Watermark) {
         match self.0.get(&id) {
+            Some((_, kept)) if is_tie(kept, &mark) => {
+                self.1.insert(id.clone(), mark.created);
+                if mark > *kept {
+                    self.0.insert(id, (snapshot, mark));
+                }
+            }
             Some((_, kept)) if *kept >= mark => {}
             _ => {
                 self.0.insert(id, (snapshot, mark));
             }
         }
+    }
+
+    /// The objects whose kept snapshot is of a second in which differing snapshots met.
+    fn ties(&self, object_type: &'static str) -> Vec<Tie> {
+        let mut ties: Vec<Tie> = self
+            .1
+            .iter()
+            .filter(|(id, created)| self.0.get(*id).is_some_and(|(_, kept)| kept.created == **created))
+            .map(|(id, created)| Tie { object_type, id: id.clone(), created: *created })
+            .collect();
+        ties.sort_by(|a, b| a.id.cmp(&b.id));
+        ties
     }
 
     fn into_vec(self) -> Vec<(T, Watermark)> {

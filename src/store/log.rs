@@ -263,19 +263,25 @@ fn retry_after(attempts: i64) -> i64 {
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
 /// Events of the other Stripe mode than `acts_on` are passed over: they stay in the log only.
 /// `recompute_figures`: move the maintained figures of the customers the events touch (a
-/// reprojection rebuilds them all once at its end instead).
+/// reprojection rebuilds them all once at its end instead). `record_ties`: note same-second
+/// ties for a fetch from Stripe (live projection with a Stripe key only, never a reprojection).
 async fn project_events(
     conn: &mut Conn<'_>,
     events: &[Logged],
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
     recompute_figures: bool,
+    record_ties: bool,
 ) -> Result<usize, StoreError> {
     let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
     if events.is_empty() {
         return Ok(0);
     }
     let writes = Writes::from_events(events.iter().map(|l| &l.event));
+    if record_ties {
+        let received = events.iter().map(|l| l.received_at).max().unwrap_or_default();
+        super::refetch::record_ties(conn, &writes, received).await?;
+    }
     match conn {
         Conn::Sqlite(c) => super::sqlite::ingest::apply(c, &writes).await?,
         Conn::Postgres(c) => super::postgres::ingest::apply(c, &writes).await?,
@@ -311,6 +317,7 @@ async fn project_next(
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
     now: i64,
+    record_ties: bool,
 ) -> Result<Projected, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
@@ -334,7 +341,7 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor, acts_on, true).await?;
+    let enqueued = project_events(conn, &project, reactor, acts_on, true, record_ties).await?;
     for (seq, event_id, key) in &wait {
         execute!(conn, PARK, *seq, event_id.as_str(), key.as_str(), None::<String>, 0_i64, now, now)?;
     }
@@ -373,6 +380,7 @@ async fn retry_customer(
     key: &str,
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
+    record_ties: bool,
 ) -> Result<usize, StoreError> {
     // Postgres: queue behind the projector, which may be parking this customer's next event.
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
@@ -388,7 +396,7 @@ async fn retry_customer(
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
     }
-    let enqueued = project_events(conn, &events, reactor, acts_on, true).await?;
+    let enqueued = project_events(conn, &events, reactor, acts_on, true, record_ties).await?;
     for (seq, _) in &parked {
         execute!(conn, UNPARK, *seq)?;
     }
@@ -419,7 +427,7 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>, now: i64) -> R
             events.push(parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
-        project_events(conn, &events, None, acts_on, false).await?;
+        project_events(conn, &events, None, acts_on, false, false).await?;
     }
     super::figures::rebuild(conn, now).await?;
     Ok(applied)
@@ -468,8 +476,15 @@ impl Store {
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
         let reactor = self.reactor();
-        let first: Result<Projected, StoreError> =
-            in_transaction!(self, |conn| project_next(conn, limit, reactor.as_deref(), self.acts_on(), now).await);
+        let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+            conn,
+            limit,
+            reactor.as_deref(),
+            self.acts_on(),
+            now,
+            self.refetches_ties()
+        )
+        .await);
         let done = match first {
             Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
             other => other?,
@@ -483,8 +498,15 @@ impl Store {
         let reactor = self.reactor();
         let mut total = Projected::default();
         for _ in 0..limit {
-            let one: Result<Projected, StoreError> =
-                in_transaction!(self, |conn| project_next(conn, 1, reactor.as_deref(), self.acts_on(), now).await);
+            let one: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+                conn,
+                1,
+                reactor.as_deref(),
+                self.acts_on(),
+                now,
+                self.refetches_ties()
+            )
+            .await);
             let one = match one {
                 Err(e) if e.is_projection_failure() && !is_outage(&e) => {
                     let error = e.to_string();
@@ -512,8 +534,14 @@ impl Store {
         let reactor = self.reactor();
         let mut projected = 0;
         for (key, _) in due {
-            let retried: Result<usize, StoreError> =
-                in_transaction!(self, |conn| retry_customer(conn, &key, reactor.as_deref(), self.acts_on()).await);
+            let retried: Result<usize, StoreError> = in_transaction!(self, |conn| retry_customer(
+                conn,
+                &key,
+                reactor.as_deref(),
+                self.acts_on(),
+                self.refetches_ties()
+            )
+            .await);
             match retried {
                 Ok(enqueued) => {
                     projected += 1;

@@ -29,6 +29,7 @@ pub mod postgres;
 pub mod pricing;
 pub mod reactions;
 pub mod recap;
+pub mod refetch;
 pub mod refunds;
 pub mod rows;
 pub mod saves;
@@ -147,6 +148,8 @@ pub struct LogSignals {
     pub projected: tokio::sync::watch::Sender<i64>,
     /// The highest log position this process appended (0: none yet).
     pub appended_head: std::sync::atomic::AtomicI64,
+    /// Whether the projector records same-second ties for a fetch from Stripe.
+    pub refetch_ties: std::sync::atomic::AtomicBool,
 }
 
 impl Default for LogSignals {
@@ -155,6 +158,7 @@ impl Default for LogSignals {
             appended: std::sync::Arc::new(tokio::sync::Notify::new()),
             projected: tokio::sync::watch::Sender::new(0),
             appended_head: std::sync::atomic::AtomicI64::new(0),
+            refetch_ties: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

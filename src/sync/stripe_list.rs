@@ -70,7 +70,7 @@ impl ListEndpoint {
 }
 
 /// Rate limits, Stripe's own failures and network trouble pass; a 4xx other than 429 won't.
-fn is_transient(e: &StripeError) -> bool {
+pub(crate) fn is_transient(e: &StripeError) -> bool {
     match e {
         StripeError::Stripe(_, status) => *status == 429 || *status >= 500,
         StripeError::ClientError(_) | StripeError::Timeout => true,
@@ -81,7 +81,7 @@ fn is_transient(e: &StripeError) -> bool {
 }
 
 /// A one-line description: status and Stripe's message, never the request (it has the key).
-fn brief(e: &StripeError) -> String {
+pub(crate) fn brief(e: &StripeError) -> String {
     match e {
         StripeError::Stripe(api, status) => {
             format!("Stripe answered {status}: {}", api.message.as_deref().unwrap_or("no message"))

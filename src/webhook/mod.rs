@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod handler;
+pub mod refetch;
 pub mod signature;
 
 pub use handler::{Intake, WebhookState, receive};

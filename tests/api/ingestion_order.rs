@@ -217,3 +217,117 @@ async fn a_same_second_pair_ends_in_the_same_correct_state_in_both_delivery_orde
     }
     assert_eq!(states[0], states[1], "both delivery orders end in one state");
 }
+
+/// Wait until the refetcher has settled every recorded tie (its answers are then in the log),
+/// then for the projector to have applied them. Fails the test after 30 s.
+async fn wait_refetched(app: &TestApp) -> holdfast::store::StateDump {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.store.pending_refetches().await.expect("refetch requests readable") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the tied objects were not fetched within 30 s");
+        // The refetcher polls once a second: look again well within that.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.state().await
+}
+
+/// The same-second pairs of the test above, with a Stripe key: once the burst is over the
+/// tied subscription and invoice are fetched from Stripe, once each, and Stripe's answers are
+/// what stays, whichever order the pairs came in.
+#[tokio::test]
+async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_both_delivery_orders() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = now() - 3600;
+    let mut sub = Sub::new("sub_fetch", "cus_fetch", t);
+    sub.status = "incomplete";
+    let created = event_with_id("evt_fetch_z", "customer.subscription.created", t, sub.object());
+    sub.status = "active";
+    let activated = event_with_id("evt_fetch_a", "customer.subscription.updated", t, sub.object());
+    let mut first = invoice("in_fetch", "cus_fetch", "sub_fetch", "open", 2000, t);
+    first["attempt_count"] = json!(1);
+    let mut second = first.clone();
+    second["attempt_count"] = json!(2);
+    let first = event_with_id("evt_finv_z", "invoice.payment_failed", t, first);
+    let second = event_with_id("evt_finv_a", "invoice.payment_failed", t, second);
+    // Stripe's current state: neither snapshot (the payment failed since, then was paid).
+    sub.status = "past_due";
+    let stripe_sub = sub.object();
+    let stripe_invoice = invoice("in_fetch", "cus_fetch", "sub_fetch", "paid", 2000, t);
+
+    let mut states = Vec::new();
+    for newer_last in [true, false] {
+        let stripe = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/subscriptions/sub_fetch"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&stripe_sub))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/invoices/in_fetch"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&stripe_invoice))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        let uri = stripe.uri();
+        let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_holdfast"), ("STRIPE_API_BASE", &uri)]).await;
+        // Held still: nothing is due until the test moves the clock past the debounce.
+        app.clock.set(t + 3600);
+        for (older, newer) in [(&created, &activated), (&first, &second)] {
+            let order = if newer_last { [older, newer] } else { [newer, older] };
+            for e in order {
+                app.deliver(e).await;
+            }
+        }
+        // Until the burst is over, the tie rule's choice stands and nothing was asked.
+        let before = app.state().await;
+        let row = before.subscriptions.iter().find(|s| s.id == "sub_fetch").expect("subscription row");
+        assert_eq!((row.status.as_str(), row.src_event_id.as_str()), ("active", "evt_fetch_a"));
+        assert_eq!(app.store.pending_refetches().await.expect("readable"), 2, "both tied objects wait for a fetch");
+        assert!(stripe.received_requests().await.unwrap_or_default().is_empty(), "fetched before the debounce");
+
+        app.clock.advance(holdfast::store::refetch::DEBOUNCE_SECS + 1);
+        let state = wait_refetched(&app).await;
+        let row = state.subscriptions.iter().find(|s| s.id == "sub_fetch").expect("subscription row");
+        assert_eq!(row.status, "past_due", "Stripe's answer wins");
+        assert_eq!(row.src_event_id, format!("holdfast_refetch_sub_fetch_{t}"));
+        let inv = state.invoices.iter().find(|i| i.id == "in_fetch").expect("invoice row");
+        assert_eq!(
+            (inv.status.as_deref(), inv.src_event_id.as_str()),
+            (Some("paid"), format!("holdfast_refetch_in_fetch_{t}").as_str())
+        );
+        // The fetched events are in the log once; a second pass asks Stripe nothing more.
+        assert_eq!(state.event_ids.iter().filter(|id| id.starts_with("holdfast_refetch_")).count(), 2);
+        app.clock.advance(3600);
+        assert_eq!(app.store.due_refetches(app.clock.now(), 10).await.expect("readable"), vec![]);
+        // Reprojecting replays the fetched events from the log: the same state, no new fetch.
+        app.store.reproject().await.expect("reproject");
+        assert_eq!(app.store.pending_refetches().await.expect("readable"), 0, "a reprojection records no tie");
+        assert_eq!(app.state().await, state, "reprojection gives the live state");
+        states.push(state);
+        stripe.verify().await;
+    }
+    assert_eq!(states[0], states[1], "both delivery orders end in one state");
+}
+
+/// Without a Stripe key the tie rule alone decides: nothing is recorded, nothing is fetched.
+#[tokio::test]
+async fn without_a_stripe_key_a_same_second_tie_is_not_fetched() {
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    Mock::given(wiremock::matchers::any()).respond_with(ResponseTemplate::new(500)).expect(0).mount(&stripe).await;
+    let uri = stripe.uri();
+    let app = spawn_app_with(&[("STRIPE_API_BASE", &uri)]).await;
+    let t = now() - 3600;
+    let mut sub = Sub::new("sub_nokey", "cus_nokey", t);
+    sub.status = "incomplete";
+    app.deliver(&event_with_id("evt_nokey_a", "customer.subscription.created", t, sub.object())).await;
+    sub.status = "active";
+    app.deliver(&event_with_id("evt_nokey_b", "customer.subscription.updated", t, sub.object())).await;
+    let state = app.state().await;
+    let row = state.subscriptions.iter().find(|s| s.id == "sub_nokey").expect("subscription row");
+    assert_eq!((row.status.as_str(), row.src_event_id.as_str()), ("active", "evt_nokey_b"));
+    assert_eq!(app.store.pending_refetches().await.expect("readable"), 0);
+    assert!(!state.event_ids.iter().any(|id| id.starts_with("holdfast_refetch_")));
+    stripe.verify().await;
+}
