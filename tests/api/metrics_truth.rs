@@ -122,9 +122,10 @@ async fn assert_every_month_matches(app: &TestApp, b: &Business) {
         let month = w["month"].as_str().expect("month label");
         let mut got = app.get_summary(month).await;
         // `emails` (outbox totals) is beyond metrics.md and outside the simulation.
-        // So are `at_risk`, `experiments`, `saves` and `recovery_attribution` (product
-        // activity, A/B tests, cancel-flow saves and dunning emails: not simulated here).
-        for extra in ["at_risk", "experiments", "saves", "recovery_attribution"] {
+        // So are `at_risk`, `experiments`, `saves`, `recovery_attribution` and `nps` (product
+        // activity, A/B tests, cancel-flow saves, dunning emails and survey answers: not
+        // simulated here).
+        for extra in ["at_risk", "experiments", "saves", "recovery_attribution", "nps"] {
             assert!(got.as_object_mut().and_then(|o| o.remove(extra)).is_some(), "summary carries {extra}");
         }
         let emails = got.as_object_mut().and_then(|o| o.remove("emails"));
@@ -136,7 +137,7 @@ async fn assert_every_month_matches(app: &TestApp, b: &Business) {
         let month = w["month"].as_str().expect("month label");
         let response = app.get_owner(&format!("/api/summary?month={month}&currency=jpy")).await;
         let mut got: Value = response.json().await.expect("summary JSON");
-        for extra in ["at_risk", "experiments", "saves", "recovery_attribution", "emails"] {
+        for extra in ["at_risk", "experiments", "saves", "recovery_attribution", "emails", "nps"] {
             got.as_object_mut().and_then(|o| o.remove(extra));
         }
         assert_close(&format!("jpy {month}"), &got, &w);

@@ -144,8 +144,10 @@ impl Inner {
             };
             match file.map_or(Ok(()), |f| f.sync_data()) {
                 Ok(()) => {
-                    self.synced.send_modify(|s| s.upto = target);
+                    // Healed before the waiters hear it: one answered "stored" never sees
+                    // `/readyz` still naming this part.
                     self.health.healed(PART);
+                    self.synced.send_modify(|s| s.upto = target);
                     retry = OPEN_RETRY;
                 }
                 Err(e) => {
