@@ -56,9 +56,26 @@ pub fn anniversary(anchor_day: u32, year: i32, month: u32) -> i64 {
 /// The recap due at `now` for a subscription anchored at `anchor`: on the anniversary day
 /// or up to `CATCH_UP_DAYS` after, once the subscription has a whole month behind it.
 pub fn due(anchor: i64, now: i64) -> Option<Due> {
-    let a = Utc.timestamp_opt(anchor, 0).single()?;
+    due_on_day(anchor, Utc.timestamp_opt(anchor, 0).single()?.day(), now)
+}
+
+/// The day of the month a subscription renews on: read from its current billing period when
+/// known (Stripe moves the anchor when it is set explicitly or reset by a plan change), else
+/// the stored anchor's. A period clamped by a short month (31 January → 28 February) ends or
+/// starts on the anchor day on its other side, hence the later of the two days.
+pub fn anchor_day(anchor: i64, period_start: Option<i64>, period_end: Option<i64>) -> Option<u32> {
+    let day = |t: i64| Utc.timestamp_opt(t, 0).single().map(|d| d.day());
+    match (period_start.and_then(day), period_end.and_then(day)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (Some(a), None) | (None, Some(a)) => Some(a),
+        (None, None) => day(anchor),
+    }
+}
+
+/// [`due`] for a subscription that renews on `anchor_day` of each month (its first month
+/// counted from `anchor`).
+pub fn due_on_day(anchor: i64, anchor_day: u32, now: i64) -> Option<Due> {
     let n = Utc.timestamp_opt(now, 0).single()?;
-    let anchor_day = a.day();
     for back in [0, 1] {
         let (y, m) = month_shift(n.year(), n.month(), -back);
         let this = anniversary(anchor_day, y, m);
@@ -153,7 +170,8 @@ pub async fn due_recaps(store: &Store, r: &Reactor, now: i64) -> Result<Vec<NewE
     }
     let mut emails = Vec::new();
     for s in store.recap_subscriptions().await? {
-        let (Some(due), Some(to)) = (due(s.anchor, now), s.email.as_deref()) else { continue };
+        let Some(day) = anchor_day(s.anchor, s.period_start, s.period_end) else { continue };
+        let (Some(due), Some(to)) = (due_on_day(s.anchor, day, now), s.email.as_deref()) else { continue };
         let this = store.usage_by_name(&s.customer, due.from / DAY, due.anniversary / DAY).await?;
         let before = store.usage_by_name(&s.customer, due.previous_from / DAY, due.from / DAY).await?;
         if this.is_empty() && before.is_empty() {
@@ -214,6 +232,22 @@ mod tests {
         assert_eq!(due(anchor, at(2026, 3, 3, 1)), None, "not after the catch-up days");
         assert_eq!(due(at(2026, 2, 10, 9), at(2026, 2, 10, 12)), None, "not on the first day");
         assert!(due(at(2026, 2, 10, 9), at(2026, 3, 10, 0)).is_some());
+    }
+
+    #[test]
+    fn the_anniversary_follows_the_billing_period_when_stripe_moved_the_anchor() {
+        // Started on the 3rd, anchor reset to the 15th: the periods run 15th to 15th.
+        let started = at(2026, 1, 3, 9);
+        let day = anchor_day(started, Some(at(2026, 3, 15, 0)), Some(at(2026, 4, 15, 0)));
+        assert_eq!(day, Some(15));
+        let d = due_on_day(started, 15, at(2026, 4, 15, 1)).expect("due on the 15th");
+        assert_eq!(d.anniversary, at(2026, 4, 15, 0));
+        assert_eq!(due_on_day(started, 15, at(2026, 4, 3, 1)), None, "not on the start's day");
+        // Anchored on the 31st, in a period clamped to February's end: still the 31st.
+        assert_eq!(anchor_day(started, Some(at(2026, 1, 31, 0)), Some(at(2026, 2, 28, 0))), Some(31));
+        assert_eq!(anchor_day(started, Some(at(2026, 2, 28, 0)), Some(at(2026, 3, 31, 0))), Some(31));
+        // No period stored: the anchor's own day.
+        assert_eq!(anchor_day(started, None, None), Some(3));
     }
 
     #[test]

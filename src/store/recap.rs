@@ -66,8 +66,12 @@ pub async fn add_named_activity(conn: &mut Conn<'_>, sums: &[ActivitySum], now: 
 pub struct RecapSubscription {
     pub customer: String,
     pub subscription: String,
-    /// The billing cycle's anchor as stored: the trial's end, else the start.
+    /// When billing began: the trial's end, else the start (the first recap needs a whole
+    /// month after it).
     pub anchor: i64,
+    /// The current billing period, whose days say which day of the month it renews on.
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
     pub email: Option<String>,
     pub name: Option<String>,
 }
@@ -85,7 +89,8 @@ pub struct RecapItem {
 
 // One row per paying customer: their oldest paying subscription decides the anniversary.
 const SUBSCRIPTIONS: &str = "SELECT s.customer, s.id AS subscription, \
-     CAST(COALESCE(s.trial_end, s.start_date, s.created, 0) AS BIGINT) AS anchor, c.email, c.name \
+     CAST(COALESCE(s.trial_end, s.start_date, s.created, 0) AS BIGINT) AS anchor, \
+     CAST(s.current_period_start AS BIGINT) AS period_start, CAST(s.current_period_end AS BIGINT) AS period_end, c.email, c.name \
      FROM subscriptions s JOIN customers c ON c.id = s.customer \
      WHERE s.status IN ('active', 'past_due') AND CASE WHEN c.deleted THEN 0 ELSE 1 END = 1 \
      ORDER BY s.customer, s.created, s.id";

@@ -819,3 +819,43 @@ async fn an_onboarding_holdout_is_measured_on_paying_at_day_60() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reengagement_holdout_is_measured_on_activity_resumed_within_14_days() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("holdfast.toml");
+    std::fs::write(&file, "[lifecycle.reengagement]\nholdout_percent = 50\n").expect("config");
+    let file = file.to_string_lossy().to_string();
+    let (app, _sink) =
+        app_with_sink(&[("HOLDFAST_REENGAGEMENT", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    // The at-risk check ran 20 days ago (the activity API takes times up to now only).
+    let t = now() - 20 * DAY;
+    let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for i in 0..8 {
+        let (cus, sub) = (format!("cus_r{i}"), format!("sub_r{i}"));
+        app.deliver(&event("customer.created", t - 90 * DAY, customer(&cus, &format!("{cus}@example.com"), t - 90 * DAY))).await;
+        app.deliver(&event("customer.subscription.created", t - 90 * DAY, Sub::new(&sub, &cus, t - 90 * DAY).object())).await;
+        let old: Vec<Value> = (40..50).map(|d| json!({"customer": cus, "at": t - d * DAY, "count": 4})).collect();
+        assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
+        let arm = holdfast::domain::lifecycle::series_arm("reengagement", &cus, 50).expect("an arm");
+        // Two in three come back on day 3 of their episode; the others after the window.
+        let returns = i % 3 != 0;
+        let e = expected.entry(arm).or_default();
+        e.0 += u64::from(returns);
+        e.1 += 1;
+    }
+    app.scheduler.try_run_once_at(t).await.expect("the at-risk check");
+    for i in 0..8 {
+        let at = if i % 3 != 0 { t + 3 * DAY } else { t + 16 * DAY };
+        assert_eq!(post_activity(&app, &json!([{"customer": format!("cus_r{i}"), "at": at}])).await.status(), 200);
+    }
+    let s = summary(&app).await;
+    let x = s["experiments"].as_array().expect("experiments").iter().find(|x| x["name"] == "lifecycle:reengagement").cloned();
+    let arms = x.expect("reported")["arms"].as_array().expect("arms").clone();
+    assert_eq!(arms.len(), expected.len(), "{arms:?}");
+    for a in arms {
+        assert_eq!(a["outcome"], "active_again_within_14_days", "{a}");
+        let (successes, decided) = expected.get(a["variant"].as_str().expect("variant")).copied().unwrap_or_default();
+        assert_eq!((a["successes"].as_u64(), a["decided"].as_u64()), (Some(successes), Some(decided)), "{a}");
+    }
+}
