@@ -105,7 +105,8 @@ impl Application {
             .with_clock(clock.clone())
             .with_save_confirm_days(settings.cancel_flow.save_confirm_days);
         let alert_sender = crate::alerts::deliver::AlertSender::new(store.clone(), settings.owner.alerts.clone(), clock.clone())
-            .context("configuring the alert client")?;
+            .context("configuring the alert client")?
+            .with_health(health.clone());
         let coupons = match &settings.stripe_secret_key {
             Some(key) => Some(CouponFetcher::new(
                 store.clone(),

@@ -4,9 +4,16 @@
 //! fails the row for good (a wrong URL does not get better). The destination URLs and the
 //! signing secret are never logged: a log line names the row, its destination and the status.
 //!
+//! A destination whose deliveries keep failing (`FAULT_AFTER` in a row, retried or refused)
+//! is reported to `/readyz` as the part `alert_delivery`, as the outbox reports the mail
+//! server: listed at once, unready once it has lasted `crate::health::UNREADY_AFTER_SECS`;
+//! the next delivery that goes through to it clears it.
+//!
 //! The generic webhook is signed the way Stripe signs its webhooks:
 //! `Holdfast-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>`.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -15,10 +22,17 @@ use sha2::Sha256;
 
 use crate::clock::Clock;
 use crate::config::owner::AlertSettings;
+use crate::health::Health;
 use crate::store::Store;
 use crate::store::alerts::{ClaimedDelivery, DeliveryOutcome};
 use crate::workers::Outcome;
 use crate::workers::outbox::backoff_secs;
+
+/// The `/readyz` part.
+pub const PART: &str = "alert_delivery";
+/// Failed deliveries in a row to one destination before it is reported: one 500 or a timeout
+/// is a receiver's moment, not an outage.
+pub const FAULT_AFTER: u32 = 3;
 
 /// Rows claimed per pass.
 const BATCH: i64 = 32;
@@ -48,6 +62,9 @@ pub struct AlertSender {
     settings: AlertSettings,
     http: reqwest::Client,
     clock: Clock,
+    health: Health,
+    /// Failed deliveries in a row, by destination (clones share them).
+    failures: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
 impl AlertSender {
@@ -59,7 +76,33 @@ impl AlertSender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Holdfast/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { store, settings, http, clock })
+        Ok(Self { store, settings, http, clock, health: Health::default(), failures: Arc::default() })
+    }
+
+    /// Report destinations that keep failing to `health` (the server's).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Count the pass's outcomes per destination; fault or heal the part.
+    fn report(&self, results: &[(ClaimedDelivery, DeliveryOutcome)]) {
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (row, outcome) in results {
+            let n = failures.entry(row.destination.clone()).or_default();
+            *n = match outcome {
+                DeliveryOutcome::Sent => 0,
+                DeliveryOutcome::Retry { .. } | DeliveryOutcome::Failed { .. } => n.saturating_add(1),
+            };
+        }
+        let failing: Vec<&str> = failures.iter().filter(|(_, n)| **n >= FAULT_AFTER).map(|(d, _)| d.as_str()).collect();
+        if failing.is_empty() {
+            self.health.recovered(PART);
+        } else {
+            // Names the destinations only: their URLs are secrets.
+            let reason = format!("deliveries to {} keep failing (alerts wait and are retried)", failing.join(" and "));
+            self.health.failed(PART, &reason);
+        }
     }
 
     /// Whether there is anything to send to (else the loop need not run).
@@ -95,6 +138,7 @@ impl AlertSender {
             }
             results.push((row, outcome));
         }
+        self.report(&results);
         self.store.record_alert_deliveries(&results, &token, now).await?;
         Ok(Outcome::Worked(n))
     }

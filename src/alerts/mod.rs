@@ -135,15 +135,20 @@ impl Alerts {
     pub fn wants(&self, q: &mut FactsQuery, event: &Event, notify: bool) {
         if notify
             && self.any_destination()
-            && self.decide(event, None).is_some()
+            && self.decide(event, None, Some(f64::MAX)).is_some()
             && let Some(c) = event.object["customer"].as_str()
         {
             q.customers.insert(c.to_owned());
+            if event.kind.starts_with("customer.subscription.") {
+                q.customer_mrr.insert((c.to_owned(), event.created));
+            }
         }
     }
 
-    /// The alert `event` calls for, if any (`name`: the customer's name or email, if known).
-    pub fn decide(&self, event: &Event, name: Option<&str>) -> Option<Alert> {
+    /// The alert `event` calls for, if any (`name`: the customer's name or email, if known;
+    /// `customer_mrr`: the customer's MRR in the subscription's currency just before the
+    /// event, when the figures know it).
+    pub fn decide(&self, event: &Event, name: Option<&str>, customer_mrr: Option<f64>) -> Option<Alert> {
         let o = &event.object;
         let s = &self.settings;
         let customer = o["customer"].as_str().map(str::to_owned);
@@ -162,8 +167,13 @@ impl Alerts {
         match event.kind.as_str() {
             "customer.subscription.updated" | "customer.subscription.deleted" => {
                 let sub = o["id"].as_str()?;
-                let (mrr, currency) = subscription_mrr(o);
+                let (own, currency) = subscription_mrr(o);
                 let cur = currency.clone()?;
+                // The customer's MRR as the summary counts it. When no subscription of theirs
+                // in this currency was active before the event (its first snapshot is this
+                // one), the figures know nothing yet: this subscription's list-price amount
+                // stands in.
+                let mrr = customer_mrr.unwrap_or(own);
                 if !s.churn_mrr.reached(mrr, &cur) {
                     return None;
                 }
@@ -174,12 +184,12 @@ impl Alerts {
                     .map(crate::web::dashboard::labels::label)
                     .collect::<Vec<_>>()
                     .join(": ");
-                let mut details = vec![format!("MRR {} ({sub})", money(mrr, &cur))];
+                let mut details = vec![format!("Customer MRR {} ({sub})", money(mrr, &cur))];
                 if !reason.is_empty() {
                     details.push(format!("Why: {reason}"));
                 }
                 if event.kind == "customer.subscription.deleted" {
-                    let title = format!("{who} churned: {} of MRR lost", money(mrr, &cur));
+                    let title = format!("{who} churned ({} customer MRR)", money(mrr, &cur));
                     return Some(alert(AlertKind::Churned, format!("churned:{sub}"), title, details, Some(mrr), currency));
                 }
                 let scheduled = o["cancel_at_period_end"].as_bool() == Some(true) || o["cancel_at"].is_i64();
@@ -192,7 +202,7 @@ impl Alerts {
                 if let Some(end) = o["cancel_at"].as_i64().or_else(|| o["current_period_end"].as_i64()) {
                     details.push(format!("Ends {}", date(end)));
                 }
-                let title = format!("{who} set a subscription to cancel ({} MRR)", money(mrr, &cur));
+                let title = format!("{who} set a subscription to cancel ({} customer MRR)", money(mrr, &cur));
                 let id = format!("cancellation_scheduled:{sub}:{requested}");
                 Some(alert(AlertKind::CancellationScheduled, id, title, details, Some(mrr), currency))
             }
@@ -304,11 +314,14 @@ impl Alerts {
         if !notify || !self.any_destination() {
             return Vec::new();
         }
-        let name = event.object["customer"]
-            .as_str()
-            .and_then(|c| facts.contacts.get(c))
-            .and_then(|c| c.name.clone().or_else(|| c.email.clone()));
-        self.decide(event, name.as_deref()).map(|a| self.writes(&a, now)).unwrap_or_default()
+        let customer = event.object["customer"].as_str();
+        let name = customer.and_then(|c| facts.contacts.get(c)).and_then(|c| c.name.clone().or_else(|| c.email.clone()));
+        let currency = subscription_mrr(&event.object).1;
+        let mrr = customer
+            .and_then(|c| facts.customer_mrr.get(&(c.to_owned(), event.created)))
+            .zip(currency)
+            .and_then(|(by_currency, cur)| by_currency.get(&cur).copied());
+        self.decide(event, name.as_deref(), mrr).map(|a| self.writes(&a, now)).unwrap_or_default()
     }
 }
 
@@ -413,15 +426,19 @@ mod tests {
     fn a_scheduled_cancellation_alerts_at_the_customers_threshold_only() {
         let a = alerts(&[("HOLDFAST_ALERT_CHURN_MRR", "usd:500")]);
         // 6000.00 a year is 500.00 a month: at the threshold.
-        let alert = a.decide(&event("customer.subscription.updated", sub(true, 600_000)), Some("Ada")).expect("alert");
+        let alert = a.decide(&event("customer.subscription.updated", sub(true, 600_000)), Some("Ada"), None).expect("alert");
         assert_eq!(alert.kind, AlertKind::CancellationScheduled);
         assert_eq!(alert.id, "alert:cancellation_scheduled:sub_1:1799999000");
         assert!(alert.title.contains("Ada") && alert.title.contains("$500.00"), "{}", alert.title);
-        assert!(a.decide(&event("customer.subscription.updated", sub(true, 599_999)), None).is_none());
-        assert!(a.decide(&event("customer.subscription.updated", sub(false, 900_000)), None).is_none());
-        let churned = a.decide(&event("customer.subscription.deleted", sub(false, 900_000)), None).expect("churn");
+        assert!(a.decide(&event("customer.subscription.updated", sub(true, 599_999)), None, None).is_none());
+        assert!(a.decide(&event("customer.subscription.updated", sub(false, 900_000)), None, None).is_none());
+        // The customer's MRR decides when the figures know it, not this subscription's amount.
+        let whole = a.decide(&event("customer.subscription.updated", sub(true, 100)), None, Some(50_000.0)).expect("customer");
+        assert!(whole.title.contains("$500.00 customer MRR"), "{}", whole.title);
+        assert!(a.decide(&event("customer.subscription.updated", sub(true, 900_000)), None, Some(49_999.0)).is_none());
+        let churned = a.decide(&event("customer.subscription.deleted", sub(false, 900_000)), None, None).expect("churn");
         assert_eq!((churned.kind, churned.id.as_str()), (AlertKind::Churned, "alert:churned:sub_1"));
-        assert!(alerts(&[]).decide(&event("customer.subscription.deleted", sub(false, 900_000)), None).is_none(), "off");
+        assert!(alerts(&[]).decide(&event("customer.subscription.deleted", sub(false, 900_000)), None, None).is_none(), "off");
     }
 
     #[test]
@@ -433,7 +450,7 @@ mod tests {
         ]);
         let dispute = json!({"id": "dp_1", "object": "dispute", "amount": 4900, "currency": "usd", "reason": "fraudulent",
             "charge": "ch_1"});
-        let alert = a.decide(&event("charge.dispute.created", dispute), None).expect("dispute alert");
+        let alert = a.decide(&event("charge.dispute.created", dispute), None, None).expect("dispute alert");
         let (emails, deliveries) = a.addressed(&alert, 1);
         assert_eq!(emails.len(), 1);
         assert_eq!(emails[0].dedupe_key, "alert:dispute:dp_1:email");

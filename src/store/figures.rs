@@ -241,7 +241,7 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
 }
 
 /// The own histories of a batch of customers (by key), read with one statement per table.
-async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<Vec<Timeline>, StoreError> {
+pub(crate) async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<Vec<Timeline>, StoreError> {
     let sql = BatchSql::of(conn);
     let key_list = json_list(keys.iter().copied());
     let pairs: Vec<(String, String)> = fetch!(conn, fetch_all, (String, String), sql.subs_of_keys.as_str(), key_list.as_str())?;

@@ -35,6 +35,8 @@ pub struct FactsQuery {
     pub first_paid_of: BTreeSet<String>,
     /// Lifecycle series (by case key) that may start: whether each exists already.
     pub series: BTreeSet<String>,
+    /// Customers whose MRR matters at an instant (customer, unix time).
+    pub customer_mrr: BTreeSet<(String, i64)>,
 }
 
 /// A card as stored: whose it is and the event time of its snapshot.
@@ -66,6 +68,11 @@ pub struct Facts {
     pub first_paid: HashMap<String, (String, i64)>,
     /// Queried series keys that exist already.
     pub series: HashSet<String>,
+    /// Each queried (customer, instant): the customer's MRR just before it by currency
+    /// (minor units, as the maintained figures count it: discounts, tiers and every
+    /// subscription included). A currency is absent when no subscription of the customer in
+    /// it was active then.
+    pub customer_mrr: HashMap<(String, i64), HashMap<String, f64>>,
 }
 
 /// A lifecycle series that begins.
@@ -150,9 +157,38 @@ pub(crate) async fn react(
     if events.is_empty() {
         return Ok(0);
     }
-    let facts = load(conn, &reactor.wants(events, notify)).await?;
+    let wants = reactor.wants(events, notify);
+    let mut facts = load(conn, &wants).await?;
+    facts.customer_mrr = customer_mrr(conn, &wants.customer_mrr).await?;
     let plan = reactor.decide(facts, events, now, notify).map_err(StoreError::Reaction)?;
     Ok(write(conn, &plan, now).await?)
+}
+
+/// Each customer's MRR by currency just before each instant, from their own history read the
+/// way the maintained figures read it (this run's snapshots included: the state in force
+/// before the instant is the one before the event).
+async fn customer_mrr(
+    conn: &mut Conn<'_>,
+    wanted: &BTreeSet<(String, i64)>,
+) -> Result<HashMap<(String, i64), HashMap<String, f64>>, StoreError> {
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let keys: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let owns = super::figures::own_timelines(conn, &keys).await?;
+    let by_key: HashMap<&str, &crate::domain::metrics::Timeline> = keys.iter().copied().zip(owns.iter()).collect();
+    for (customer, at) in wanted {
+        let Some(own) = by_key.get(customer.as_str()) else { continue };
+        let mut mrr: HashMap<String, f64> = HashMap::new();
+        for sub in &own.subscriptions {
+            if let Some(s) = sub.states_at(&[*at])[0].filter(|s| s.is_active()) {
+                *mrr.entry(sub.currency.to_ascii_lowercase()).or_default() += own.mrr_of(sub, s, *at);
+            }
+        }
+        out.insert((customer.clone(), *at), mrr);
+    }
+    Ok(out)
 }
 
 /// Subscription statuses that mean "still a customer".

@@ -1,7 +1,9 @@
 //! Alerts to the owner: decided where events are projected (and by the scheduler for a
 //! reversed save), queued once per alert and destination, delivered to a local receiver
 //! (wiremock, answering as Slack and as the owner's webhook would) with Slack's message format
-//! and a Stripe-style signature the test verifies; a 500 is retried and delivered once.
+//! and a Stripe-style signature the test verifies; a 500 is retried and delivered once. The
+//! churn threshold reads the customer's MRR (every subscription, discounts applied), and a
+//! destination that keeps failing shows on `/readyz` until a delivery goes through.
 
 use std::collections::HashMap;
 
@@ -11,11 +13,12 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use holdfast::alerts::deliver::AlertSender;
+use holdfast::alerts::deliver::{AlertSender, FAULT_AFTER, PART};
 use holdfast::config::owner::OwnerSettings;
+use holdfast::health::UNREADY_AFTER_SECS;
 
 use crate::cancel_flow::{flow_with, seed, signed_link};
-use crate::helpers::{Sub, TestApp, customer, event, event_with_id, invoice, now, spawn_app_with};
+use crate::helpers::{Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};
 
 const SECRET: &str = "whsec-alerts-0123456789abcdef";
 const OWNER: &str = "owner@example.com";
@@ -238,4 +241,139 @@ async fn a_reversed_save_alerts_once_and_alerts_that_are_off_say_nothing() {
     assert_eq!(requests.len(), 1);
     let sig = requests[0].headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
     assert!(verify(sig, &requests[0].body));
+}
+
+/// A subscription set to cancel at period end (requested at `at`).
+fn cancelling(mut sub: Value, at: i64) -> Value {
+    sub["cancel_at_period_end"] = json!(true);
+    sub["canceled_at"] = json!(at);
+    sub
+}
+
+#[tokio::test]
+async fn the_churn_threshold_is_the_customers_mrr_with_every_subscription_and_discount() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let vars = vars(&receiver.uri());
+    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let t = now() - 3600;
+
+    // Two subscriptions of $15.00 a month: each below the $20.00 threshold, $30.00 together.
+    app.deliver(&event("customer.created", t, customer("cus_two", "two@example.com", t))).await;
+    let mut one = Sub::new("sub_two_a", "cus_two", t + 1);
+    one.unit_amount = 1500;
+    let mut other = Sub::new("sub_two_b", "cus_two", t + 1);
+    other.unit_amount = 1500;
+    app.deliver(&event("customer.subscription.created", t + 1, one.object())).await;
+    app.deliver(&event("customer.subscription.created", t + 2, other.object())).await;
+    app.deliver(&event("customer.subscription.updated", t + 100, cancelling(one.object(), t + 100))).await;
+
+    // $30.00 list price, brought to $15.00 by a 50 % forever discount: below the threshold.
+    app.deliver(&event("customer.created", t, customer("cus_half", "half@example.com", t))).await;
+    let mut half = Sub::new("sub_half", "cus_half", t + 1);
+    half.unit_amount = 3000;
+    app.deliver(&event("customer.subscription.created", t + 1, half.object())).await;
+    let mut coupon = fixture("coupon");
+    coupon["id"] = json!("HALF");
+    coupon["amount_off"] = Value::Null;
+    coupon["duration_in_months"] = Value::Null;
+    coupon["percent_off"] = json!(50.0);
+    coupon["duration"] = json!("forever");
+    app.deliver(&event("coupon.created", t + 10, coupon)).await;
+    let mut discount = fixture("discount");
+    discount["id"] = json!("di_half");
+    discount["customer"] = json!("cus_half");
+    discount["subscription"] = json!("sub_half");
+    discount["source"] = json!({"type": "coupon", "coupon": "HALF"});
+    discount["start"] = json!(t + 10);
+    discount["end"] = Value::Null;
+    app.deliver(&event("customer.discount.created", t + 10, discount)).await;
+    let mut discounted = half.object();
+    discounted["discounts"] = json!(["di_half"]);
+    app.deliver(&event("customer.subscription.updated", t + 10, discounted.clone())).await;
+    app.deliver(&event("customer.subscription.updated", t + 100, cancelling(discounted, t + 100))).await;
+
+    let rows = app.store.alert_deliveries().await.expect("rows");
+    let ids: Vec<&str> = rows.iter().map(|r| r.alert_id.as_str()).collect();
+    let want = format!("alert:cancellation_scheduled:sub_two_a:{}", t + 100);
+    assert!(ids.iter().all(|id| *id == want), "only the two-subscription customer: {ids:?}");
+    assert_eq!(rows.len(), 2, "slack and the webhook: {rows:#?}");
+    let body: Value = serde_json::from_str(&rows[0].body).expect("json");
+    let text = body["title"].as_str().or_else(|| body["text"].as_str()).unwrap_or_default();
+    assert!(text.contains("$30.00 customer MRR"), "the customer's MRR, not the subscription's: {body}");
+}
+
+/// The `/readyz` entry of `part`, if it is listed as failing.
+fn failing(body: &Value, part: &str) -> Option<Value> {
+    body["failing"].as_array()?.iter().find(|f| f["part"] == part).cloned()
+}
+
+/// `/readyz`'s status and body.
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.get("/readyz").await;
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_destination_that_keeps_failing_shows_on_readyz_until_a_delivery_goes_through() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(FAULT_AFTER as u64)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&receiver)
+        .await;
+    let hook = format!("{}/hook", receiver.uri());
+    let extra = [
+        ("HOLDFAST_OWNER_EMAIL", OWNER),
+        ("HOLDFAST_ALERT_WEBHOOK_URL", hook.as_str()),
+        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET),
+    ];
+    let app = spawn_app_with(&extra).await;
+    let t = now();
+    let dispute = json!({"id": "dp_down", "object": "dispute", "amount": 4900, "currency": "usd", "reason": "fraudulent",
+        "charge": "ch_down", "status": "needs_response", "created": t, "balance_transactions": []});
+    app.deliver(&event("charge.dispute.created", t, dispute)).await;
+    assert_eq!(app.store.alert_deliveries().await.expect("rows").len(), 1);
+
+    // Each pass is a day later: past any back-off.
+    let mut at = t;
+    for attempt in 1..=FAULT_AFTER {
+        at += 86_400;
+        app.clock.set(at);
+        assert_eq!(app.alert_sender.run_until_idle_at(at).await.expect("pass"), 1);
+        let (status, body) = readyz(&app).await;
+        assert_eq!(status, 200, "{body}");
+        let listed = failing(&body, PART);
+        assert_eq!(listed.is_some(), attempt == FAULT_AFTER, "attempt {attempt}: {body}");
+    }
+    let (_, body) = readyz(&app).await;
+    let reason = failing(&body, PART).and_then(|f| f["reason"].as_str().map(str::to_owned)).unwrap_or_default();
+    assert!(reason.contains("webhook") && !reason.contains(&hook), "the destination, never its URL: {reason}");
+    // Like the mail server: unready once the failure has lasted.
+    app.clock.advance(UNREADY_AFTER_SECS);
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("alert_delivery: deliveries to webhook")), "{body}");
+
+    // The receiver answers again: delivered once, and readiness returns.
+    at += 86_400;
+    app.clock.set(at);
+    assert_eq!(app.alert_sender.run_until_idle_at(at).await.expect("pass"), 1);
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(failing(&body, PART).is_none(), "{body}");
+    assert_eq!(app.alert_sender.run_until_idle_at(at + 86_400).await.expect("nothing left"), 0);
+    let rows = app.store.alert_deliveries().await.expect("rows");
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", i64::from(FAULT_AFTER) + 1), "{rows:#?}");
+    assert_eq!(receiver.received_requests().await.expect("recorded").len(), FAULT_AFTER as usize + 1);
 }

@@ -41,6 +41,8 @@ pub struct TestApp {
     pub outbox: OutboxWorker,
     /// The periodic checks (card expiry), driven by hand.
     pub scheduler: Scheduler,
+    /// The alert sender (reports to the server's `/readyz`), driven by hand.
+    pub alert_sender: holdfast::alerts::deliver::AlertSender,
     /// The server's clock: system time until a test sets it.
     pub clock: Clock,
     /// Where `.eml` files go when no `SMTP_URL` is given.
@@ -156,8 +158,20 @@ pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static s
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let (outbox, scheduler, clock) = (app.outbox_worker(), app.scheduler(), app.clock());
+    let alert_sender = app.alert_sender();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, database_url: url, store, client: reqwest::Client::new(), outbox, scheduler, clock, mail_dir, _dir: dir }
+    TestApp {
+        address,
+        database_url: url,
+        store,
+        client: reqwest::Client::new(),
+        outbox,
+        scheduler,
+        clock,
+        alert_sender,
+        mail_dir,
+        _dir: dir,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
