@@ -41,6 +41,13 @@ const ACTIVE_PRICED: &str = "SELECT h.subscription_id, h.event_id, h.effective_a
      WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
      AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%')";
 
+/// The finalized lines of the subscriptions `ACTIVE_PRICED` lists, in one statement.
+const LINES_OF_ACTIVE_PRICED: &str = "SELECT l.subscription_item, l.invoice_id, l.finalized_at, l.amount, l.inclusive_tax \
+     FROM subscription_item_lines l WHERE l.subscription_id IN (SELECT s.id FROM subscriptions s \
+     JOIN subscription_history h ON h.subscription_id = s.id AND h.event_id = s.src_event_id \
+     WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
+     AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%'))";
+
 /// A `prices` row with tiers.
 #[derive(Debug, sqlx::FromRow)]
 pub struct PriceTiersPoint {
@@ -173,17 +180,13 @@ impl Store {
             return Ok(0);
         }
         let mut t = timeline(rows, Vec::new(), Vec::new(), Vec::new());
-        let mut prices = Vec::new();
-        let mut lines = Vec::new();
-        let ids: Vec<String> = t.subscriptions.iter().map(|s| s.id.clone()).collect();
-        self.with_conn(async |c| {
-            prices = fetch!(c, fetch_all, PriceTiersPoint, SELECT_PRICE_TIERS)?;
-            for id in &ids {
-                lines.extend(fetch!(c, fetch_all, LinePoint, LINES_OF_SUB, id.as_str())?);
-            }
-            Ok(())
-        })
-        .await?;
+        let (prices, lines) = self
+            .with_conn(async |c| {
+                let prices = fetch!(c, fetch_all, PriceTiersPoint, SELECT_PRICE_TIERS)?;
+                let lines = fetch!(c, fetch_all, LinePoint, LINES_OF_ACTIVE_PRICED, currency.as_str())?;
+                Ok((prices, lines))
+            })
+            .await?;
         attach_rows(&mut t, prices, lines);
         Ok(t.unresolved_prices(&currency, at))
     }
