@@ -78,6 +78,7 @@ impl Drop for TestDb {
 /// `DROP DATABASE … WITH (FORCE)` (the app's pool may still hold connections), on a thread
 /// of its own: `Drop` can't await, and the test's runtime may be the current thread.
 fn drop_postgres_database(admin_url: String, name: String) {
+    let target = name.clone();
     let outcome = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
@@ -88,7 +89,7 @@ fn drop_postgres_database(admin_url: String, name: String) {
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
                 }
-                match try_drop(&admin_url, &name).await {
+                match try_drop(&admin_url, &target).await {
                     Ok(()) => return Ok(()),
                     Err(e) => last = e,
                 }
