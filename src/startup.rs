@@ -366,7 +366,7 @@ fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Re
     Ok(CancelState {
         mail_templates: crate::mail::templates::Templates::new(&settings.mail),
         pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
-        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute)
+        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute, clock.clone())
             .with_trusted_proxy(settings.limits.trusted_proxy.clone()),
         settings: settings.cancel_flow.clone(),
         experiment: settings.experiments.save_offer.clone(),
