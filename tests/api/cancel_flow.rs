@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
+use crate::support::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
 
 pub const LINK_SECRET: &str = "link-secret-for-tests-0123456789";
 pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
@@ -497,7 +497,7 @@ async fn offers_appear_only_where_they_apply() {
 
     // A discount already in force: no discount offer.
     seed(&f.app, "cus_app3", "sub_app3", "price_pro_monthly", |s| {
-        let mut d = crate::helpers::fixture("discount");
+        let mut d = crate::support::helpers::fixture("discount");
         d["id"] = json!("di_app3");
         d["customer"] = json!("cus_app3");
         d["subscription"] = json!("sub_app3");
@@ -751,7 +751,7 @@ async fn a_yearly_plan_is_never_paused_into_a_free_year_nor_given_a_monthly_coup
 async fn a_discount_keeps_the_discounts_already_in_force() {
     let f = flow().await;
     let object = seed(&f.app, "cus_keepd", "sub_keepd", "price_pro_monthly", |s| {
-        let mut d = crate::helpers::fixture("discount");
+        let mut d = crate::support::helpers::fixture("discount");
         d["id"] = json!("di_founder");
         d["customer"] = json!("cus_keepd");
         d["subscription"] = json!("sub_keepd");
@@ -840,8 +840,8 @@ async fn an_ended_subscription_points_to_the_come_back_checkout() {
         s["canceled_at"] = json!(now() - 3600);
     })
     .await;
-    let inv = crate::helpers::invoice("in_gone", "cus_gone", "sub_gone", "paid", 2000, now() - 40 * 86_400);
-    f.app.deliver(&crate::helpers::event("invoice.paid", now() - 40 * 86_400, inv)).await;
+    let inv = crate::support::helpers::invoice("in_gone", "cus_gone", "sub_gone", "paid", 2000, now() - 40 * 86_400);
+    f.app.deliver(&crate::support::helpers::event("invoice.paid", now() - 40 * 86_400, inv)).await;
     let r = f.get(&signed_link("cus_gone")).await;
     assert_eq!(r.status(), 200);
     let html = unescape(&r.text().await.expect("html"));

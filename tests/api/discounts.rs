@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::*;
 use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::helpers::*;
 
 fn at(y: i32, m: u32, d: u32) -> i64 {
     chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(12, 0, 0)).map(|t| t.and_utc().timestamp()).expect("date")

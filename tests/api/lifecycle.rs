@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, TestApp, assert_owner_only, customer, event, fixture, invoice, now};
-use crate::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, assert_owner_only, customer, event, fixture, invoice, now};
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
+use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-lifecycle-tests-01";
 

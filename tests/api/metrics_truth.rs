@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
 const START: i64 = 1_735_689_600; // 2025-01-01

@@ -5,8 +5,8 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, event, now};
-use crate::mail_world::{DAY, app_with_sink, deliver_now, payment_failed_try, subscriber};
+use crate::support::helpers::{Sub, event, now};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now, payment_failed_try, subscriber};
 
 const OWNER: &str = "owner-token-0123456789abcdef";
 
@@ -71,12 +71,15 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
 
     // The owner sees what would have happened.
     let url = format!("{}/api/observed", app.address);
-    let list: Value =
-        crate::helpers::assert_owner_only(&app.client, reqwest::Method::GET, &url, OWNER).await.json().await.expect("json");
+    let list: Value = crate::support::helpers::assert_owner_only(&app.client, reqwest::Method::GET, &url, OWNER)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list["mode"], "observe");
     let emails: Vec<&str> = list["emails"].as_array().expect("emails").iter().filter_map(|e| e["template"].as_str()).collect();
     assert_eq!(emails, ["payment_stopped", "payment_failed"], "newest first");
-    assert_eq!(list["emails"][0]["recipient"], crate::mail_world::EMAIL);
+    assert_eq!(list["emails"][0]["recipient"], crate::support::mail_world::EMAIL);
     let calls = list["stripe_calls"].as_array().expect("calls");
     let seen: Vec<(&str, &str)> =
         calls.iter().map(|c| (c["purpose"].as_str().unwrap_or(""), c["path"].as_str().unwrap_or(""))).collect();

@@ -19,7 +19,7 @@ pub const OLD_SECRET: &str = "whsec_test_rolled_out_9876543210";
 
 /// Stripe's example objects (tests/fixtures/stripe_objects.json).
 static FIXTURES: LazyLock<Value> = LazyLock::new(|| {
-    let text = include_str!("../fixtures/stripe_objects.json");
+    let text = include_str!("../../fixtures/stripe_objects.json");
     serde_json::from_str(text).expect("fixtures parse")
 });
 
