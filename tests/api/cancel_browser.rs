@@ -14,7 +14,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::cancel_flow::{flow_with, seed, signed_link};
 use crate::support::requires::chromium;
 
 /// The page's layout width and the viewport's: the page fits when the first is not larger.

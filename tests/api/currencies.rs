@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
 use crate::support::helpers::*;
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
 

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::metrics_truth::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};
 use crate::support::helpers::*;
 
 async fn login(app: &TestApp, token: &str) -> reqwest::Response {

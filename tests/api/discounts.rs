@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
 use crate::support::helpers::*;
 
 fn at(y: i32, m: u32, d: u32) -> i64 {

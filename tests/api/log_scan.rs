@@ -75,7 +75,7 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key() {
-    use crate::cancel_flow::{LINK_SECRET, signed_link};
+    use crate::support::cancel_flow::{LINK_SECRET, signed_link};
     use crate::support::helpers::{Sub, post_signed};
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};

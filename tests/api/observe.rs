@@ -112,10 +112,10 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
 
 #[tokio::test]
 async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome() {
-    let f = crate::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
+    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.stripe).await;
-    crate::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
-    let (session, csrf) = f.open(&crate::cancel_flow::signed_link("cus_obs")).await;
+    crate::support::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&crate::support::cancel_flow::signed_link("cus_obs")).await;
     f.answer(&session, &csrf, "missing_features", "").await;
 
     // The customer is told it didn't work (nothing changed), never that it did.
@@ -131,7 +131,7 @@ async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome(
     let list: Value = f
         .http
         .get(format!("{}/api/observed", f.app.address))
-        .bearer_auth(crate::cancel_flow::OWNER_TOKEN)
+        .bearer_auth(crate::support::cancel_flow::OWNER_TOKEN)
         .send()
         .await
         .expect("request")

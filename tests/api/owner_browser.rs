@@ -9,7 +9,7 @@
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
+use crate::support::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
 use crate::support::helpers::{event, invoice, now};
 use crate::support::requires::chromium;
 

@@ -6,7 +6,7 @@ use holdfast::telemetry::capability_ref;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
+use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
 use crate::support::helpers::{assert_owner_only, event, invoice, now};
 
 /// A customer's comment that a spreadsheet would run as a formula.
@@ -261,7 +261,7 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
-    let f = crate::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
+    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
     let a = seed(&f.app, "cus_fig_a", "sub_fig_a", "price_pro_monthly", |_| {}).await;
     let b = seed(&f.app, "cus_fig_b", "sub_fig_b", "price_pro_monthly", |_| {}).await;
     // A customer who came from the newsletter.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
 use crate::support::helpers::*;
 
 const DAY: i64 = 86_400;

@@ -7,7 +7,7 @@ use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 
-use crate::cancel_flow::{Flow, OWNER_TOKEN, flow, flow_with, seed, signed_link};
+use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, flow_with, seed, signed_link};
 use crate::support::helpers::{event, invoice, now};
 
 const DAY: i64 = 86_400;

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
 use crate::support::helpers::*;
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::metrics_truth::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};
 use crate::support::helpers::*;
 
 async fn owner_app() -> TestApp {
