@@ -52,6 +52,8 @@ pub struct ItemSnapshot {
     pub tax_behavior: Option<String>,
     /// The inclusive tax rates on the item (else the subscription's default ones), in percent.
     pub tax_percent: Option<f64>,
+    /// The item's own discounts (`discounts`: ids, or discount objects when expanded).
+    pub discounts: Vec<String>,
 }
 
 impl ItemSnapshot {
@@ -84,6 +86,7 @@ impl ItemSnapshot {
             usage_type: recurring.and_then(|r| str_at(r, "usage_type")).or_else(|| plan.and_then(|p| str_at(p, "usage_type"))),
             tax_behavior: price.and_then(|p| str_at(p, "tax_behavior")),
             tax_percent: pricing::inclusive_tax_percent(item.get("tax_rates")),
+            discounts: list(item.get("discounts")).iter().filter_map(id_of).collect(),
         })
     }
 
@@ -125,7 +128,9 @@ impl DiscountSnapshot {
         Some(Self {
             id,
             customer: id_at(obj, "customer"),
-            subscription: id_at(obj, "subscription"),
+            // An item's discount is never the customer's (those have no subscription): when
+            // Stripe names only the item, the item's id stands in for the subscription.
+            subscription: id_at(obj, "subscription").or_else(|| id_at(obj, "subscription_item")),
             coupon_id,
             percent_off: coupon_obj.and_then(|c| c.get("percent_off")).and_then(Value::as_f64),
             amount_off: coupon_obj.and_then(|c| int_at(c, "amount_off")),
@@ -244,6 +249,13 @@ fn read_discounts(obj: &Value, sub_id: &str) -> (Vec<String>, Vec<DiscountSnapsh
         }
         if d.is_object() {
             expanded.extend(DiscountSnapshot::read(d, None, false));
+        }
+    }
+    // Items' own discounts that arrived expanded are recorded too (their ids stay on the item).
+    for d in list(obj.get("items")).iter().flat_map(|i| list(i.get("discounts"))).filter(|d| d.is_object()) {
+        if let Some(mut d) = DiscountSnapshot::read(d, None, false) {
+            d.subscription.get_or_insert_with(|| sub_id.to_owned());
+            expanded.push(d);
         }
     }
     if let Some(legacy) = obj.get("discount").filter(|d| d.is_object()) {

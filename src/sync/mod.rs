@@ -6,6 +6,7 @@
 //! Imported with `IngestOptions::IMPORT`: it never emails.
 
 pub mod coupons;
+pub mod prices;
 pub mod stripe_list;
 
 use anyhow::Context;
