@@ -7,7 +7,7 @@ use holdfast::sync::coupons::CouponFetcher;
 use holdfast::workers::Outcome;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
@@ -189,4 +189,58 @@ async fn an_items_own_discount_takes_off_that_item_only_before_the_subscriptions
     app.deliver(&event("customer.subscription.updated", mar2, two_items(json!([]), json!(["di_sub"])))).await;
     let mar = summary(&app, "2026-03").await;
     assert_eq!((mar["mrr_end"].as_f64(), mar["mrr_movements"]["expansion"].as_f64()), (Some(3500.0), Some(500.0)), "{mar}");
+}
+
+#[tokio::test]
+async fn sync_asks_for_items_discounts_expanded_and_applies_them() {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let app = owner_app(&[]).await;
+    let jan5 = at(2026, 1, 5);
+    let feb10 = at(2026, 2, 10);
+    // A subscription whose item carries its own discount, expanded (coupon by id, clover on).
+    let mut s = Sub::new("sub_a", "cus_a", jan5).object();
+    let mut item_discount = discount("di_item", "cus_a", Some("sub_a"), "HALF", feb10);
+    item_discount["subscription_item"] = json!("si_a");
+    s["items"]["data"][0]["discounts"] = json!([item_discount]);
+    let list =
+        |path: &str, data: Vec<Value>| json!({"object": "list", "url": format!("/v1{path}"), "has_more": false, "data": data});
+    let pages = [
+        ("/customers", vec![customer("cus_a", "cus_a@example.com", jan5)]),
+        ("/invoices", vec![]),
+        ("/products", vec![]),
+        ("/prices", vec![]),
+        ("/coupons", vec![coupon("HALF", json!({"percent_off": 50.0, "duration": "forever", "created": jan5}))]),
+        ("/charges", vec![]),
+        ("/disputes", vec![]),
+        ("/credit_notes", vec![]),
+    ];
+    for (p, data) in pages {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1{p}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(list(p, data)))
+            .mount(&stripe)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions"))
+        .and(query_param("expand[1]", "data.items.data.discounts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list("/subscriptions", vec![s])))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let api = StripeApi::new(&SecretString::from("sk_test_holdfast"), Some(&uri)).expect("client");
+    let options = holdfast::sync::SyncOptions {
+        page_size: 100,
+        retry: holdfast::sync::Retry { attempts: 1, first_backoff: std::time::Duration::from_millis(10) },
+        progress: false,
+        clock: app.clock.clone(),
+    };
+    holdfast::sync::run(&app.store, &api, &options).await.expect("sync");
+    app.wait_projected().await;
+    // The discount, recorded from the expanded item, starts 2026-02-10: 2000 × 50 % from then.
+    assert_eq!(summary(&app, "2026-01").await["mrr_end"], 2000.0);
+    let feb = summary(&app, "2026-02").await;
+    assert_eq!((feb["mrr_end"].as_f64(), feb["unresolved_discounts"].as_u64()), (Some(1000.0), Some(0)), "{feb}");
+    stripe.verify().await;
 }
