@@ -333,33 +333,43 @@ pub fn pairs<P, C>(rows: &[(P, C)]) -> impl Iterator<Item = (&P, &C)> {
 mod tests {
     use super::*;
 
-    /// Every description as (name, column names, Postgres types, conflict, returning).
-    fn all() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>, OnConflict, Option<&'static str>, [&'static str; 2])> {
-        fn one<P, C>(
-            t: &'static Table<P, C>,
-        ) -> (&'static str, Vec<&'static str>, Vec<&'static str>, OnConflict, Option<&'static str>, [&'static str; 2]) {
-            (
-                t.name,
-                t.columns.iter().map(|c| c.name).collect(),
-                t.columns.iter().map(|c| c.read.pg_type()).collect(),
-                t.on_conflict,
-                t.returning,
-                [t.statement(Dialect::Sqlite), t.statement(Dialect::Postgres)],
-            )
+    /// What the tests read of a description.
+    struct Described {
+        name: &'static str,
+        columns: Vec<&'static str>,
+        types: Vec<&'static str>,
+        on_conflict: OnConflict,
+        returning: Option<&'static str>,
+        sqlite: &'static str,
+        postgres: &'static str,
+    }
+
+    fn described<P, C>(t: &'static Table<P, C>) -> Described {
+        Described {
+            name: t.name,
+            columns: t.columns.iter().map(|c| c.name).collect(),
+            types: t.columns.iter().map(|c| c.read.pg_type()).collect(),
+            on_conflict: t.on_conflict,
+            returning: t.returning,
+            sqlite: t.statement(Dialect::Sqlite),
+            postgres: t.statement(Dialect::Postgres),
         }
+    }
+
+    fn all() -> Vec<Described> {
         vec![
-            one(&CUSTOMERS),
-            one(&SUBSCRIPTIONS),
-            one(&SUBSCRIPTION_ITEMS),
-            one(&SUBSCRIPTION_HISTORY),
-            one(&INVOICES),
-            one(&DISCOUNTS),
+            described(&CUSTOMERS),
+            described(&SUBSCRIPTIONS),
+            described(&SUBSCRIPTION_ITEMS),
+            described(&SUBSCRIPTION_HISTORY),
+            described(&INVOICES),
+            described(&DISCOUNTS),
         ]
     }
 
     #[test]
     fn both_statements_list_the_described_columns_in_order() {
-        for (name, columns, types, _, _, [sqlite, postgres]) in all() {
+        for Described { name, columns, types, sqlite, postgres, .. } in all() {
             let list = format!("INSERT INTO {name} AS t ({}) SELECT ", columns.join(", "));
             assert!(sqlite.starts_with(&list), "{sqlite}");
             assert!(postgres.starts_with(&list), "{postgres}");
@@ -372,8 +382,8 @@ mod tests {
 
     #[test]
     fn upserts_replace_every_column_but_the_key_under_their_watermark() {
-        for (name, columns, _, conflict, returning, [sqlite, postgres]) in all() {
-            match conflict {
+        for Described { name, columns, on_conflict, returning, sqlite, postgres, .. } in all() {
+            match on_conflict {
                 OnConflict::Keep => {
                     assert!(sqlite.ends_with("ON CONFLICT DO NOTHING") && postgres.ends_with("ON CONFLICT DO NOTHING"));
                 }

@@ -115,14 +115,10 @@ enum Array<'r, P, C> {
 
 /// The table's statement with one array per column bound, in the description's column
 /// order; `None` for no rows.
-fn table_query<'r, P: 'r, C: 'r>(
+fn table_query<'r, P: 'static, C: 'static>(
     table: &'static Table<P, C>,
     rows: impl IntoIterator<Item = (&'r P, &'r C)>,
-) -> Option<Query<'static, Postgres, PgArguments>>
-where
-    P: 'static,
-    C: 'static,
-{
+) -> Option<Query<'static, Postgres, PgArguments>> {
     let rows = rows.into_iter();
     let capacity = rows.size_hint().0;
     let mut arrays: Vec<Array<'r, P, C>> = table
