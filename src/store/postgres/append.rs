@@ -32,6 +32,13 @@ const APPEND_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livem
 /// duplicate.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How one try failed.
+enum Attempt {
+    Failed(StoreError),
+    /// No answer in time: not retried (the database is likely away; Stripe redelivers).
+    TimedOut,
+}
+
 /// One writer lane's connection (opened on first use and again after any failure).
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -51,30 +58,41 @@ impl Lane {
         events: &[&Event],
         received_at: i64,
     ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
-        let appended = match tokio::time::timeout(APPEND_TIMEOUT, self.try_append(events, received_at)).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        // A connection kept between batches may have died meanwhile (a restarted or failed-over
+        // database, an idle timeout): one quick failure on it is retried at once on a new one.
+        // The insert skips ids already stored, so if the lost attempt did commit, the retry
+        // answers its events as duplicates: stored either way.
+        let reused = self.conn.is_some();
+        let mut appended = self.attempt(events, received_at).await;
+        if reused && matches!(&appended, Err(Attempt::Failed(e)) if !matches!(e, StoreError::Rejected(_))) {
+            appended = self.attempt(events, received_at).await;
+        }
+        let (outcome, last) = appended.map_err(|a| match a {
+            Attempt::Failed(e) => e,
+            Attempt::TimedOut => StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the database did not answer the append in time",
-            )))),
-        };
-        match appended {
-            Ok((outcome, last)) => {
-                let signals = &self.store.signals;
-                if let Some(last) = last {
-                    signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok((outcome, last, Durability::at_commit(last.map(|_| signals.appended.clone()))))
-            }
-            Err(e) => {
-                // One row's data leaves the connection as it was (the statement was its own
-                // transaction); anything else may have broken it.
-                if !matches!(e, StoreError::Rejected(_)) {
-                    self.conn = None;
-                }
-                Err(e)
-            }
+            ))),
+        })?;
+        let signals = &self.store.signals;
+        if let Some(last) = last {
+            signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
         }
+        Ok((outcome, last, Durability::at_commit(last.map(|_| signals.appended.clone()))))
+    }
+
+    /// One try, bounded by `APPEND_TIMEOUT`. One row's data leaves the connection as it was
+    /// (the statement was its own transaction); any other failure drops it.
+    async fn attempt(&mut self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Option<i64>), Attempt> {
+        let result = match tokio::time::timeout(APPEND_TIMEOUT, self.try_append(events, received_at)).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) => Attempt::Failed(e),
+            Err(_) => Attempt::TimedOut,
+        };
+        if !matches!(result, Attempt::Failed(StoreError::Rejected(_))) {
+            self.conn = None;
+        }
+        Err(result)
     }
 
     async fn try_append(&mut self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Option<i64>), StoreError> {
