@@ -1,14 +1,18 @@
-//! Group commit of the event log: one task owns the append path. Handlers hand it their event
-//! and wait; it takes everything waiting, appends it in one transaction, then answers each
-//! handler. Appending is all it does: the projector applies the log behind it. A
-//! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
-//! it carries, and no handler hears "stored" before its event is durable.
+//! Group commit of the event log: one writer owns the append path. Handlers hand it their
+//! event and wait; it takes everything waiting, appends it in one transaction, then answers
+//! each handler. Appending is all it does: the projector applies the log behind it. A batch
+//! costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks it
+//! carries, and no handler hears "stored" before its event is durable.
 //!
-//! Pipelined: once a batch is committed, a separate task waits for it to be durable (the
-//! SQLite WAL sync) and then answers its handlers, while this task already builds and
-//! commits the next batch. At most `IN_FLIGHT` batches are between start and durable: more
-//! would only make them smaller (each commit writes every page it touched, so small batches
-//! cost more per event) without making the disk faster.
+//! SQLite (a file): the writer is an OS thread with a connection of its own
+//! (`sqlite::append`). Postgres: `POSTGRES_LANES` tasks, each appending with one statement on
+//! a connection of its own (`postgres::append`). An in-memory SQLite database (tools, tests)
+//! goes through the store's pool from one task.
+//!
+//! Pipelined: once a batch is committed, its durability (the SQLite WAL sync) is waited for
+//! apart, while the next batch is built and committed. At most `IN_FLIGHT` batches are
+//! between start and durable: more would only make them smaller (each commit writes every
+//! page it touched, so small batches cost more per event) without making the disk faster.
 
 use std::time::Instant;
 
