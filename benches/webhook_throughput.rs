@@ -84,6 +84,11 @@ struct Args {
     /// cursor reaches the head. No HTTP; the other options except --customers are ignored.
     #[arg(long)]
     backlog: Option<usize>,
+    /// Write the timed requests (built and signed as for a run) to this file and exit, for
+    /// `wrk -s benches/wrk_replay.lua` (each request as `<length>\n<raw HTTP request>`). The
+    /// signatures carry the time of writing: replay within the server's tolerance (300 s).
+    #[arg(long)]
+    dump_requests: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -792,6 +797,16 @@ async fn run(args: Args) -> Result<()> {
         args.customers.min(args.events / 5).max(1),
         seed,
     )?;
+    if let Some(path) = &args.dump_requests {
+        let mut out = Vec::with_capacity(timed.iter().map(|r| r.len() + 8).sum());
+        for request in &timed {
+            out.extend_from_slice(format!("{}\n", request.len()).as_bytes());
+            out.extend_from_slice(request);
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("holdfast-bench: run tag {tag}; wrote {} signed requests to {}", timed.len(), path.display());
+        return Ok(());
+    }
     eprintln!(
         "holdfast-bench: run tag {tag}; prepared {} + {} warm-up signed events in {:.2}s; target {url}",
         args.events,

@@ -1,14 +1,18 @@
-//! Group commit of the event log: one task owns the append path. Handlers hand it their event
-//! and wait; it takes everything waiting, appends it in one transaction, then answers each
-//! handler. Appending is all it does: the projector applies the log behind it. A
-//! batch costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks
-//! it carries, and no handler hears "stored" before its event is durable.
+//! Group commit of the event log: one writer owns the append path. Handlers hand it their
+//! event and wait; it takes everything waiting, appends it in one transaction, then answers
+//! each handler. Appending is all it does: the projector applies the log behind it. A batch
+//! costs one fsync (SQLite) or one commit round trip (Postgres) however many webhooks it
+//! carries, and no handler hears "stored" before its event is durable.
 //!
-//! Pipelined: once a batch is committed, a separate task waits for it to be durable (the
-//! SQLite WAL sync) and then answers its handlers, while this task already builds and
-//! commits the next batch. At most `IN_FLIGHT` batches are between start and durable: more
-//! would only make them smaller (each commit writes every page it touched, so small batches
-//! cost more per event) without making the disk faster.
+//! SQLite (a file): the writer is an OS thread with a connection of its own
+//! (`sqlite::append`). Postgres: `POSTGRES_LANES` tasks, each appending with one statement on
+//! a connection of its own (`postgres::append`). An in-memory SQLite database (tools, tests)
+//! goes through the store's pool from one task.
+//!
+//! Pipelined: once a batch is committed, its durability (the SQLite WAL sync) is waited for
+//! apart, while the next batch is built and committed. At most `IN_FLIGHT` batches are
+//! between start and durable: more would only make them smaller (each commit writes every
+//! page it touched, so small batches cost more per event) without making the disk faster.
 
 use std::time::Instant;
 
@@ -57,19 +61,20 @@ impl From<&StoreError> for WriteError {
 }
 
 /// The part named in `/readyz` while appends fail.
-const PART: &str = "event_log_append";
+pub(crate) const PART: &str = "event_log_append";
 /// While appends fail and no webhook comes, the writer tries a write of its own this often, so
 /// `/readyz` turns ready again by itself once the cause (disk full, no descriptors) is gone.
-const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-struct Request {
-    event: Event,
-    reply: oneshot::Sender<Result<Ingested, WriteError>>,
+/// One webhook waiting to be stored, and where its answer goes.
+pub(crate) struct Request {
+    pub(crate) event: Event,
+    pub(crate) reply: oneshot::Sender<Result<Ingested, WriteError>>,
 }
 
 /// Postgres: independent writers ("lanes"). Appends take one lock to their commit (the log's
 /// order is its commit order), so lanes don't write together; a second lane gathers and
-/// sends its batch while the first commits. SQLite takes one writer at a time: one lane.
+/// sends its batch while the first commits.
 const POSTGRES_LANES: usize = 2;
 
 /// Handle to the group-commit writer; cheap to clone.
@@ -85,9 +90,19 @@ impl std::fmt::Debug for Request {
 }
 
 impl Writer {
-    /// Start the writer task. It ends when every `Writer` handle is dropped, after
-    /// committing what was already queued.
+    /// Start the writer. It ends when every `Writer` handle is dropped, after committing
+    /// what was already queued. SQLite (a file): one OS thread with its own connection (see
+    /// `sqlite::append`); Postgres: `POSTGRES_LANES` tasks, each with its own connection.
     pub fn start(store: Store, clock: Clock) -> (Self, tokio::task::JoinHandle<()>) {
+        if let Store::Sqlite(s) = &store
+            && let Some(parts) = s.append_parts()
+        {
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            match super::sqlite::append::start(parts, clock.clone(), rx) {
+                Ok(task) => return (Self { lanes: Arc::from([tx]) }, task),
+                Err(e) => tracing::warn!(error = %e, "no thread for SQLite appends; appending from a task"),
+            }
+        }
         let count = match store {
             Store::Sqlite(_) => 1,
             Store::Postgres(_) => POSTGRES_LANES,
@@ -97,7 +112,11 @@ impl Writer {
         for _ in 0..count {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH / count);
             lanes.push(tx);
-            tasks.push(tokio::spawn(run(store.clone(), clock.clone(), rx)));
+            let lane = match &store {
+                Store::Postgres(p) => Lane::Postgres(Box::new(super::postgres::append::Lane::new(p.clone()))),
+                Store::Sqlite(_) => Lane::Shared,
+            };
+            tasks.push(tokio::spawn(run(store.clone(), clock.clone(), lane, rx)));
         }
         let task = tokio::spawn(async move {
             for t in tasks {
@@ -128,7 +147,26 @@ fn lane_of(event: &Event, lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
-async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
+/// How a writer task reaches the database.
+enum Lane {
+    /// A connection of its own (Postgres).
+    Postgres(Box<super::postgres::append::Lane>),
+    /// The store's append path (an in-memory SQLite database).
+    Shared,
+}
+
+impl Lane {
+    async fn append(&mut self, store: &Store, events: &[&Event], now: i64) -> AppendResult {
+        match self {
+            Self::Postgres(lane) => lane.append(events, now).await,
+            Self::Shared => store.append_committed(events, now, IngestOptions::WEBHOOK).await,
+        }
+    }
+}
+
+type AppendResult = Result<(Vec<Ingested>, Option<i64>, super::Durability), StoreError>;
+
+async fn run(store: Store, clock: Clock, mut lane: Lane, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut answering = JoinSet::new();
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -153,7 +191,7 @@ async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
         if received == 0 {
             break;
         }
-        commit(&store, &clock, std::mem::take(&mut batch), slot, &mut answering).await;
+        commit(&store, &clock, &mut lane, std::mem::take(&mut batch), slot, &mut answering).await;
         batch.reserve(MAX_BATCH);
         while answering.try_join_next().is_some() {}
     }
@@ -161,10 +199,17 @@ async fn run(store: Store, clock: Clock, mut rx: mpsc::Receiver<Request>) {
     while answering.join_next().await.is_some() {}
 }
 
-async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSemaphorePermit, answering: &mut JoinSet<()>) {
+async fn commit(
+    store: &Store,
+    clock: &Clock,
+    lane: &mut Lane,
+    batch: Vec<Request>,
+    slot: OwnedSemaphorePermit,
+    answering: &mut JoinSet<()>,
+) {
     let started = Instant::now();
     let events: Vec<&Event> = batch.iter().map(|r| &r.event).collect();
-    match store.append_committed(&events, clock.now(), IngestOptions::WEBHOOK).await {
+    match lane.append(store, &events, clock.now()).await {
         Ok((outcomes, _, durability)) => {
             store.health().healed(PART);
             tracing::debug!(batch_size = batch.len(), duration_ms = started.elapsed().as_millis() as u64, "batch committed");
@@ -186,7 +231,7 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
             // retry each event alone.
             tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
             for request in batch {
-                let result = match store.append_committed(&[&request.event], clock.now(), IngestOptions::WEBHOOK).await {
+                let result = match lane.append(store, &[&request.event], clock.now()).await {
                     Ok((outcome, _, durability)) => durability.wait().await.map(|()| outcome),
                     Err(e) => Err(e),
                 };
@@ -215,8 +260,13 @@ async fn commit(store: &Store, clock: &Clock, batch: Vec<Request>, slot: OwnedSe
 /// A failure of the append path itself (not of one event's data) makes the process unready
 /// until an append or a probe succeeds.
 fn note_failure(store: &Store, e: &StoreError) {
+    note_failure_in(store.health(), e);
+}
+
+/// [`note_failure`], given the store's health.
+pub(crate) fn note_failure_in(health: &super::health::Health, e: &StoreError) {
     if !matches!(e, StoreError::Rejected(_)) {
-        store.health().fault(PART, format!("appending to the event log failed: {}", error_chain(e)));
+        health.fault(PART, format!("appending to the event log failed: {}", error_chain(e)));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Postgres backend, for production with several replicas. A batch is written with one
 //! `UNNEST` statement per table, so a commit of 64 webhooks costs a handful of round trips.
 
+pub(crate) mod append;
 pub(crate) mod ingest;
 mod outbox;
 

@@ -7,6 +7,7 @@
 //! after the commit, before any acknowledgement), so the next batch need not wait for the
 //! disk. Same guarantee as `FULL` for every acknowledged event; see README "Durability".
 
+pub(crate) mod append;
 pub(crate) mod ingest;
 mod outbox;
 pub mod wal_sync;
@@ -49,6 +50,8 @@ pub struct SqliteStore {
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
     reactor: Option<Hook>,
+    /// The database file (`None` in memory): the append thread opens its own connection to it.
+    file: Option<std::path::PathBuf>,
     /// The `livemode` of the events projected; `None`: every event (tools without settings).
     acts_on: Option<bool>,
 }
@@ -67,6 +70,7 @@ impl SqliteStore {
             .await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let health = Arc::new(Health::default());
+        let file = (!in_memory).then(|| options.get_filename().to_path_buf());
         let wal = if in_memory {
             None
         } else {
@@ -84,7 +88,7 @@ impl SqliteStore {
             .await?;
         let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
-        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), health, wal, reactor: None, acts_on: None })
+        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), health, wal, reactor: None, file, acts_on: None })
     }
 
     /// Close both pools, waiting for connections to be returned.
@@ -118,6 +122,18 @@ impl SqliteStore {
 
     pub(crate) fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// What the webhook append thread needs (`None` in memory: a connection of its own would
+    /// open another, empty database).
+    pub(crate) fn append_parts(&self) -> Option<append::Parts> {
+        Some(append::Parts {
+            path: self.file.clone()?,
+            wal: self.wal.clone()?,
+            signals: self.signals.clone(),
+            health: self.health.clone(),
+            store_pool: self.ingest_pool.clone(),
+        })
     }
 
     /// The projector's connection.

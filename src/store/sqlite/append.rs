@@ -1,0 +1,457 @@
+//! The SQLite append thread: webhooks reach the event log through one OS thread that owns a
+//! synchronous connection of its own (rusqlite, the same libsqlite3 sqlx links).
+//!
+//! Why a thread and not the group-commit task on sqlx's pool: sqlx runs every SQLite
+//! statement on a per-connection worker thread and hands it back, two thread wake-ups per
+//! statement, and a profile of the old path showed those hand-offs and the scheduler's
+//! wake-ups taking most of the CPU of an acknowledged event. Here the thread takes everything
+//! waiting on its channel, inserts it with one prepared statement reused for every row,
+//! commits, and answers each handler through its oneshot channel: per batch, one wake-up of
+//! this thread and one of the WAL syncer, whatever the batch size.
+//!
+//! The promises are those of the group-commit writer it replaces: the commit runs with
+//! `synchronous=NORMAL` and nobody hears "stored" before [`WalSync`] has synced the WAL over
+//! it; while batch N syncs, batch N+1 is built and committed (at most two in flight); a
+//! duplicate id is answered `Duplicate`; a row SQLite refuses (a value its column can't hold)
+//! fails alone; a failure of the path itself marks `/readyz` and a probe write heals it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use super::wal_sync::{SyncFailed, WalSync};
+use crate::clock::Clock;
+use crate::store::classify::{ErrorClass, sqlite_class};
+use crate::store::health::Health;
+use crate::store::writer::{PART, PROBE_EVERY, Request, WriteError, note_failure_in};
+use crate::store::{Ingested, LogSignals, StoreError};
+
+/// One row per event; `RETURNING` gives the log position of a new one and nothing for a
+/// duplicate id (also within the batch: the later copy conflicts with the earlier).
+const INSERT_EVENT: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1) ON CONFLICT (id) DO NOTHING RETURNING rowid";
+
+/// Rewrites the cursor row with its own value: a real page write, no change.
+const PROBE_WRITE: &str = "UPDATE projector_cursor SET position = position WHERE id = 1";
+
+/// Most events committed together; bounds a transaction's size and latency.
+const MAX_BATCH: usize = 512;
+/// How long the thread waits for SQLite's lock before the batch fails (503).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between two tries for the lock. SQLite's own busy handler sleeps 1, 2, 5, 10, … up to
+/// 100 ms between tries, so a batch queued behind a projector transaction waited up to tens
+/// of milliseconds after the lock was free; a try costs a few microseconds.
+const BUSY_RETRY: Duration = Duration::from_micros(250);
+/// Page cache of the append connection (negative: KiB); the default 2 MB made it re-read
+/// index pages from the OS on every batch.
+const CACHE_SIZE_KIB: i64 = -16384;
+
+/// What the thread needs of the store.
+pub(crate) struct Parts {
+    pub path: PathBuf,
+    pub wal: WalSync,
+    pub signals: Arc<LogSignals>,
+    pub health: Arc<Health>,
+    /// The store's append pool: once the store is closed, so is this path.
+    pub store_pool: sqlx::SqlitePool,
+}
+
+/// Start the append thread on the database file `parts.path`, serving `rx` until every
+/// sender is dropped (then it commits what was queued, answers it and ends; the task returned
+/// ends with it).
+pub(crate) fn start(parts: Parts, clock: Clock, rx: mpsc::Receiver<Request>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let (done, ended) = oneshot::channel::<()>();
+    let thread = AppendThread { parts, clock, handle: Handle::current(), conn: None };
+    std::thread::Builder::new().name("sqlite-append".into()).spawn(move || {
+        thread.run(rx);
+        let _ = done.send(());
+    })?;
+    Ok(tokio::spawn(async move {
+        let _ = ended.await;
+    }))
+}
+
+struct AppendThread {
+    parts: Parts,
+    clock: Clock,
+    /// The runtime the handlers live on: the thread waits on its channels and timers.
+    handle: Handle,
+    /// Opened on first use and after any failure of the path (a failed commit can leave a
+    /// connection inside its transaction: never reuse it).
+    conn: Option<Connection>,
+}
+
+/// A committed batch waiting for the WAL sync that makes it durable.
+struct Committed {
+    requests: Vec<Request>,
+    /// Per request: its log position when new, `None` for a duplicate, or why it was refused.
+    outcomes: Vec<Result<Option<i64>, StoreError>>,
+    ticket: u64,
+}
+
+enum Next {
+    Received(usize),
+    Durable(Result<(), SyncFailed>),
+    Probe,
+}
+
+impl AppendThread {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        let mut pending: Option<Committed> = None;
+        loop {
+            let probing = pending.is_none() && self.parts.health.is_faulty(PART);
+            let wal = self.parts.wal.clone();
+            let next = self.handle.block_on(async {
+                tokio::select! {
+                    biased;
+                    n = rx.recv_many(&mut batch, MAX_BATCH) => Next::Received(n),
+                    r = durable(&wal, pending.as_ref()) => Next::Durable(r),
+                    () = probe_timer(probing) => Next::Probe,
+                }
+            });
+            match next {
+                Next::Received(0) => break,
+                Next::Received(_) => {
+                    let committed = self.commit(std::mem::take(&mut batch));
+                    batch.reserve(MAX_BATCH);
+                    // Two batches in flight at most: the older one must be durable before
+                    // the thread takes more (its sync has mostly run during this commit).
+                    if let Some(older) = pending.take() {
+                        let synced = self.handle.block_on(wal.wait(older.ticket));
+                        self.answer(older, synced);
+                    }
+                    pending = committed;
+                }
+                Next::Durable(synced) => {
+                    if let Some(p) = pending.take() {
+                        self.answer(p, synced);
+                    }
+                }
+                Next::Probe => self.probe(),
+            }
+        }
+        if let Some(p) = pending.take() {
+            let synced = self.handle.block_on(self.parts.wal.wait(p.ticket));
+            self.answer(p, synced);
+        }
+    }
+
+    /// Append and commit `requests`. `None` when they were answered already (the batch
+    /// failed); else the batch waiting for its sync.
+    fn commit(&mut self, requests: Vec<Request>) -> Option<Committed> {
+        let received_at = self.clock.now();
+        match self.append(&requests, received_at) {
+            Ok(outcomes) => {
+                self.parts.health.healed(PART);
+                if let Some(last) = outcomes.iter().filter_map(|o| o.as_ref().ok().copied().flatten()).max() {
+                    self.parts.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+                }
+                let ticket = self.parts.wal.request();
+                Some(Committed { requests, outcomes, ticket })
+            }
+            Err(e) if !matches!(e, StoreError::Unavailable(_)) => {
+                // One bad event must not fail its neighbours, and a broken connection must not
+                // fail a webhook a fresh one can store: retry each event alone.
+                tracing::warn!(error = ?e, batch_size = requests.len(), "batch failed; retrying events one by one");
+                for request in requests {
+                    let one = std::slice::from_ref(&request);
+                    let result = match self.append(one, received_at) {
+                        Ok(mut outcomes) => {
+                            let ticket = self.parts.wal.request();
+                            match self.handle.block_on(self.parts.wal.wait(ticket)) {
+                                Ok(()) => outcomes.pop().unwrap_or(Ok(None)),
+                                Err(e) => Err(StoreError::NotDurable(e)),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Ok(Some(position)) = result {
+                        self.parts.signals.appended_head.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
+                        self.parts.signals.appended.notify_one();
+                    }
+                    let answer = self.outcome(&request, result);
+                    if answer.is_ok() {
+                        self.parts.health.healed(PART);
+                    }
+                    let _ = request.reply.send(answer);
+                }
+                None
+            }
+            Err(e) => {
+                note_failure_in(&self.parts.health, &e);
+                tracing::error!(error = ?e, batch_size = requests.len(), "batch not stored");
+                let kind = WriteError::from(&e);
+                for request in requests {
+                    let _ = request.reply.send(Err(kind));
+                }
+                None
+            }
+        }
+    }
+
+    /// Insert `requests` in one transaction. A row SQLite refuses for its data fails alone (the
+    /// statement is undone, the transaction goes on); any other failure fails the batch and
+    /// drops the connection.
+    fn append(&mut self, requests: &[Request], received_at: i64) -> Result<Vec<Result<Option<i64>, StoreError>>, StoreError> {
+        self.check_open()?;
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => self.conn.insert(open(&self.parts.path).map_err(store_error)?),
+        };
+        let appended = insert_all(conn, requests, received_at);
+        if appended.is_err() {
+            self.conn = None;
+        }
+        appended
+    }
+
+    /// A closed store appends nothing (its connection here is closed with it).
+    fn check_open(&mut self) -> Result<(), StoreError> {
+        if self.parts.store_pool.is_closed() {
+            self.conn = None;
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
+        Ok(())
+    }
+
+    /// Answer a committed batch once its sync returned, and wake the projector.
+    fn answer(&self, committed: Committed, synced: Result<(), SyncFailed>) {
+        let Committed { requests, outcomes, .. } = committed;
+        match synced {
+            Ok(()) => {
+                if outcomes.iter().any(|o| matches!(o, Ok(Some(_)))) {
+                    self.parts.signals.appended.notify_one();
+                }
+                for (request, outcome) in requests.into_iter().zip(outcomes) {
+                    let answer = self.outcome(&request, outcome);
+                    // A handler that gave up (client went away) is not an error.
+                    let _ = request.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, batch_size = requests.len(), "batch committed but not durable");
+                let kind = WriteError::from(&StoreError::NotDurable(e));
+                for request in requests {
+                    let _ = request.reply.send(Err(kind));
+                }
+            }
+        }
+    }
+
+    fn outcome(&self, request: &Request, outcome: Result<Option<i64>, StoreError>) -> Result<Ingested, WriteError> {
+        match outcome {
+            Ok(Some(_)) => Ok(Ingested::Stored),
+            Ok(None) => Ok(Ingested::Duplicate),
+            Err(e) => {
+                note_failure_in(&self.parts.health, &e);
+                tracing::error!(error = ?e, stripe.event_id = %request.event.id.escape_debug(), "event not stored");
+                Err(WriteError::from(&e))
+            }
+        }
+    }
+
+    /// While appends fail and no webhook comes: a write of our own, so `/readyz` turns ready
+    /// again by itself once the cause is gone.
+    fn probe(&mut self) {
+        if self.check_open().is_err() {
+            return;
+        }
+        let probed = (|| {
+            let conn = match self.conn.as_mut() {
+                Some(c) => c,
+                None => self.conn.insert(open(&self.parts.path)?),
+            };
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(PROBE_WRITE, [])?;
+            tx.commit()
+        })();
+        match probed {
+            Ok(()) => self.parts.health.healed(PART),
+            Err(e) => {
+                self.conn = None;
+                tracing::debug!(error = ?e, "append probe failed");
+            }
+        }
+    }
+}
+
+/// Resolves when `pending`'s sync returned; never without a pending batch.
+async fn durable(wal: &WalSync, pending: Option<&Committed>) -> Result<(), SyncFailed> {
+    match pending {
+        Some(p) => wal.wait(p.ticket).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves after [`PROBE_EVERY`] when probing; never otherwise.
+async fn probe_timer(probing: bool) {
+    if probing {
+        tokio::time::sleep(PROBE_EVERY).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The append connection: the same settings as the pool's, with `synchronous=NORMAL` (the
+/// WAL syncer makes each commit durable before it is acknowledged).
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_handler(Some(wait_for_lock))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", CACHE_SIZE_KIB)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// SQLite's busy handler: `tries` earlier tries failed; `true`: try again.
+fn wait_for_lock(tries: i32) -> bool {
+    let waited = BUSY_RETRY.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
+
+fn insert_all(
+    conn: &mut Connection,
+    requests: &[Request],
+    received_at: i64,
+) -> Result<Vec<Result<Option<i64>, StoreError>>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    {
+        let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(store_error)?;
+        for request in requests {
+            let e = &request.event;
+            let row = insert
+                .query_row(params![e.id, e.kind, e.created, e.livemode, e.api_version, e.account, e.raw, received_at], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .map_err(store_error);
+            match row {
+                Ok(position) => outcomes.push(Ok(position)),
+                Err(e @ StoreError::Rejected(_)) => outcomes.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    tx.commit().map_err(store_error)?;
+    Ok(outcomes)
+}
+
+/// A SQLite error of the append connection, classified as the pool's are.
+fn store_error(e: rusqlite::Error) -> StoreError {
+    let (code, class) = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => (Some(f.extended_code), sqlite_class(f.extended_code)),
+        _ => (None, ErrorClass::Other),
+    };
+    let inner = sqlx::Error::Database(Box::new(AppendError { code, message: e.to_string() }));
+    match class {
+        ErrorClass::Transient => StoreError::Unavailable(inner),
+        ErrorClass::Data => StoreError::Rejected(inner),
+        ErrorClass::Other => StoreError::Database(inner),
+    }
+}
+
+/// A SQLite error of the append connection, as the database error the rest of the store
+/// reports (message and result code; never a value of the row).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct AppendError {
+    code: Option<i32>,
+    message: String,
+}
+
+impl sqlx::error::DatabaseError for AppendError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.code.map(|c| c.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::Event;
+    use crate::store::Store;
+    use crate::store::writer::Writer;
+
+    fn event(id: &str) -> Event {
+        let body = format!(
+            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
+        );
+        Event::parse(body.as_bytes()).expect("valid event")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_wait_out_a_lock_held_elsewhere_and_answer_duplicates() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (writer, task) = Writer::start(store.clone(), Clock::system());
+
+        // Another connection holds the write lock while the webhooks arrive: they queue and
+        // are stored once it is released, not refused.
+        let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("write lock");
+        let answers: Vec<_> = ["evt_1", "evt_2", "evt_1", "evt_3"]
+            .into_iter()
+            .map(|id| {
+                let w = writer.clone();
+                tokio::spawn(async move { w.submit(event(id)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("COMMIT").execute(&mut other).await.expect("release");
+        let mut results = Vec::new();
+        for a in answers {
+            results.push(a.await.expect("task").expect("stored"));
+        }
+        assert_eq!(results.iter().filter(|r| **r == Ingested::Stored).count(), 3, "{results:?}");
+        assert_eq!(results.iter().filter(|r| **r == Ingested::Duplicate).count(), 1, "{results:?}");
+
+        // A redelivery later is a duplicate; nothing was stored twice.
+        assert_eq!(writer.submit(event("evt_2")).await, Ok(Ingested::Duplicate));
+        let (rows, head): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), MAX(rowid) FROM stripe_events").fetch_one(&mut other).await.expect("count");
+        assert_eq!(rows, 3);
+        let signals = store.log_signals();
+        assert_eq!(
+            signals.appended_head.load(std::sync::atomic::Ordering::Relaxed),
+            head,
+            "the projector's waiters know the head"
+        );
+        assert!(store.health().faults().is_empty(), "{:?}", store.health().faults());
+        drop(writer);
+        task.await.expect("the append thread ends once every handle is gone");
+    }
+}
