@@ -155,3 +155,57 @@ async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes
     // Nothing else changes by the clock: the customer is no longer due.
     assert_eq!(app.scheduler.figures_due(resumes_at + 400 * 86_400).await.expect("due check"), 0);
 }
+
+/// The dashboard's retention by acquisition channel is counted in the database: each
+/// customer counts at an age (1, 3, 6, 12 months after its first subscription began) once it
+/// reached it, and as kept when still subscribed then; channel values that show alike are one
+/// channel.
+#[tokio::test]
+async fn channel_cohorts_count_only_customers_old_enough_for_each_age() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let t = now();
+    let month = 2_629_800;
+    let subscribe = |customer: &str, source: &str, started: i64, ended: Option<i64>| {
+        let mut c = customer_object(customer, started);
+        c["metadata"] = serde_json::json!({"utm_source": source});
+        let mut s = Sub::new(&format!("sub_{customer}"), customer, started).object();
+        if let Some(end) = ended {
+            s["status"] = serde_json::json!("canceled");
+            s["canceled_at"] = serde_json::json!(end);
+            s["ended_at"] = serde_json::json!(end);
+        }
+        (c, s, ended.unwrap_or(started))
+    };
+    for (c, s, at) in [
+        subscribe("cus_ch1", "ads", t - 4 * month - 86_400, None),
+        subscribe("cus_ch2", " ads ", t - 4 * month - 86_400, Some(t - 2 * month - 86_400)),
+        subscribe("cus_ch3", "ads", t - 10 * 86_400, None),
+    ] {
+        let created = c["created"].as_i64().expect("created");
+        app.deliver(&event("customer.created", created, c)).await;
+        app.deliver(&event("customer.subscription.updated", at + 1, s)).await;
+    }
+    let response = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let fig: Value = response.json().await.expect("json");
+    let channels = fig["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    let ads = &channels[0];
+    assert_eq!((ads["channel"].as_str(), ads["customers"].as_u64()), (Some("ads"), Some(3)));
+    assert_eq!(ads["retention"]["numerator"], 2, "two still pay");
+    let ages: Vec<(u64, u64, u64)> = ads["after"]
+        .as_array()
+        .expect("ages")
+        .iter()
+        .map(|p| {
+            let n = |v: &Value| v.as_u64().unwrap_or(99);
+            (n(&p["months"]), n(&p["rate"]["numerator"]), n(&p["rate"]["sample"]))
+        })
+        .collect();
+    // The newest is not a month old; of the two older ones, one left two months in.
+    assert_eq!(ages, [(1, 2, 2), (3, 1, 2), (6, 0, 0), (12, 0, 0)]);
+}
+
+fn customer_object(id: &str, created: i64) -> Value {
+    customer(id, &format!("{id}@example.com"), created)
+}
