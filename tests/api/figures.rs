@@ -156,6 +156,37 @@ async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes
     assert_eq!(app.scheduler.figures_due(resumes_at + 400 * 86_400).await.expect("due check"), 0);
 }
 
+/// Many customers falling due at once (here more than two of the scheduler's batches) are all
+/// recomputed by one pass, batch after batch, and none is left due.
+#[tokio::test]
+async fn a_pass_over_more_customers_than_a_batch_recomputes_them_all() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let paused_at = now();
+    let this_month = Month::of(paused_at);
+    let created = this_month.plus(-1).start() + 86_400;
+    let resume_month = this_month.plus(20);
+    let resumes_at = resume_month.start() + 9 * 86_400;
+    let n = usize::try_from(holdfast::workers::scheduler::FIGURES_DUE_BATCH).expect("batch") * 2 + 5;
+    let mut events = Vec::new();
+    for i in 0..n {
+        let sub = Sub::new(&format!("sub_many{i}"), &format!("cus_many{i}"), created);
+        let mut paused = sub.object();
+        paused["pause_collection"] = serde_json::json!({"behavior": "void", "resumes_at": resumes_at});
+        events.push(event("customer.subscription.created", created, sub.object()));
+        events.push(event("customer.subscription.updated", paused_at, paused));
+    }
+    deliver_all(&app, &events, 8).await;
+    let mrr_end = |s: &Value| s["mrr_end"].as_f64().expect("mrr_end");
+    let before = mrr_end(&app.get_summary(&this_month.plus(-1).to_string()).await);
+    assert!(before > 0.0);
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), 0.0);
+
+    let later = resumes_at + 86_400;
+    assert_eq!(app.scheduler.figures_due(later).await.expect("due pass"), n, "every due customer, in one pass");
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), before, "all resumed");
+    assert_eq!(app.scheduler.figures_due(later).await.expect("due pass"), 0, "none left due");
+}
+
 /// The dashboard's retention by acquisition channel is counted in the database: each
 /// customer counts at an age (1, 3, 6, 12 months after its first subscription began) once it
 /// reached it, and as kept when still subscribed then; channel values that show alike are one
