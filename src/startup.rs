@@ -24,6 +24,7 @@ use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::{ObserveLog, StripeApi};
 use crate::sync::coupons::CouponFetcher;
+use crate::sync::prices::PriceTiersFetcher;
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::billing::{self, BillingPortal};
@@ -46,7 +47,7 @@ use crate::workers::{self as loops};
 /// retries whose time came, scheduled dunning steps).
 const OUTBOX_POLL: Duration = Duration::from_secs(5);
 
-/// How often discounts naming an unknown coupon are looked for.
+/// How often discounts naming an unknown coupon, and tiered prices without tiers, are looked for.
 const COUPON_POLL: Duration = Duration::from_secs(60);
 
 /// The running service.
@@ -60,6 +61,7 @@ pub struct Application {
     scheduler: Scheduler,
     alert_sender: crate::alerts::deliver::AlertSender,
     coupons: Option<CouponFetcher>,
+    tiers: Option<PriceTiersFetcher>,
     refetcher: Option<Refetcher>,
     run_workers: bool,
     observe: bool,
@@ -109,6 +111,15 @@ impl Application {
             .with_health(health.clone());
         let coupons = match &settings.stripe_secret_key {
             Some(key) => Some(CouponFetcher::new(
+                store.clone(),
+                StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?,
+                clock.clone(),
+            )),
+            None => None,
+        };
+        // Tiers left out of tiered prices, fetched only with a key (else the items stay unresolved).
+        let tiers = match &settings.stripe_secret_key {
+            Some(key) => Some(PriceTiersFetcher::new(
                 store.clone(),
                 StripeApi::new(key, settings.stripe_api_base.as_deref()).context("configuring the Stripe client")?,
                 clock.clone(),
@@ -166,6 +177,7 @@ impl Application {
             scheduler,
             alert_sender,
             coupons,
+            tiers,
             refetcher,
             run_workers: settings.run_workers,
             observe: settings.observe,
@@ -214,6 +226,12 @@ impl Application {
         self.coupons.clone()
     }
 
+    /// The fetcher of tiered prices' tiers Holdfast never saw (`None` without
+    /// `STRIPE_SECRET_KEY`), for driving it by hand.
+    pub fn price_tiers_fetcher(&self) -> Option<PriceTiersFetcher> {
+        self.tiers.clone()
+    }
+
     /// Serve until SIGTERM/SIGINT (actix stops accepting and finishes in-flight requests),
     /// then let the writer commit what is queued and the workers finish their batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -252,6 +270,18 @@ impl Application {
             if let Some(fetcher) = self.coupons.clone() {
                 workers.push(tokio::spawn(loops::run_loop(
                     "coupons",
+                    move || {
+                        let f = fetcher.clone();
+                        async move { f.try_run_once().await }
+                    },
+                    None,
+                    COUPON_POLL,
+                    stopped.clone(),
+                )));
+            }
+            if let Some(fetcher) = self.tiers.clone() {
+                workers.push(tokio::spawn(loops::run_loop(
+                    "price_tiers",
                     move || {
                         let f = fetcher.clone();
                         async move { f.try_run_once().await }
@@ -366,7 +396,7 @@ fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Re
     Ok(CancelState {
         mail_templates: crate::mail::templates::Templates::new(&settings.mail),
         pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
-        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute)
+        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute, clock.clone())
             .with_trusted_proxy(settings.limits.trusted_proxy.clone()),
         settings: settings.cancel_flow.clone(),
         experiment: settings.experiments.save_offer.clone(),

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::cancel::{FILE_VAR, read_config_text};
+use super::cancel::read_config_tables;
 use super::{ConfigError, Source, on_off, problem};
 
 const DEFAULT_NAME: &str = "Holdfast";
@@ -50,12 +50,7 @@ struct File {
 impl Brand {
     /// File first, then environment overrides; every value checked.
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let f = match read_config_text(src)? {
-            Some((path, text)) => {
-                toml::from_str::<File>(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message())))?.brand
-            }
-            None => FileBrand::default(),
-        };
+        let f = read_config_tables::<File>(src)?.brand;
         let name = src.get("HOLDFAST_BRAND_NAME").or(f.name).map(|n| n.trim().to_owned()).unwrap_or_default();
         let name = if name.is_empty() { DEFAULT_NAME.to_owned() } else { name };
         let color = src.get("HOLDFAST_BRAND_COLOR").or(f.color).unwrap_or_else(|| DEFAULT_COLOR.to_owned());

@@ -164,10 +164,13 @@ struct File {
 
 pub(super) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
 
-fn read_file(src: &impl Source) -> Result<File, ConfigError> {
+/// The tables of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`) that `T` names, parsed; each
+/// settings module reads only its own tables, so a module's struct lists just those. The
+/// default when the default file is absent.
+pub(super) fn read_config_tables<T: serde::de::DeserializeOwned + Default>(src: &impl Source) -> Result<T, ConfigError> {
     match read_config_text(src)? {
         Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message()))),
-        None => Ok(File::default()),
+        None => Ok(T::default()),
     }
 }
 
@@ -210,7 +213,7 @@ fn http_url(var: &'static str, url: Option<String>) -> Result<Option<String>, Co
 impl CancelFlowSettings {
     /// File first, then environment overrides; every value checked.
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let file = read_file(src)?;
+        let file = read_config_tables::<File>(src)?;
         let f = file.cancel_flow;
 
         let offers_enabled = match src.get("HOLDFAST_CANCEL_OFFERS") {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::cancel::{FILE_VAR, offers, read_config_text};
+use super::cancel::{FILE_VAR, offers, read_config_tables};
 use super::{ConfigError, Source, on_off, problem};
 use crate::domain::cancel::{OfferKind, Reason};
 use crate::domain::lifecycle::AtRiskRule;
@@ -252,10 +252,7 @@ struct File {
 }
 
 fn read(src: &impl Source) -> Result<File, ConfigError> {
-    match read_config_text(src)? {
-        Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message()))),
-        None => Ok(File::default()),
-    }
+    read_config_tables(src)
 }
 
 fn campaign(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::cancel::{FILE_VAR, read_config_text};
+use super::cancel::{FILE_VAR, read_config_tables};
 use super::{ConfigError, Source, on_off, problem};
 
 /// `[recap]`: one email per customer per month on their billing anniversary.
@@ -70,10 +70,7 @@ struct File {
 
 /// Both features' settings: defaults, then the file, then the environment's switches.
 pub fn from_source(src: &impl Source) -> Result<(RecapSettings, NpsSettings), ConfigError> {
-    let file: File = match read_config_text(src)? {
-        Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message())))?,
-        None => File::default(),
-    };
+    let file: File = read_config_tables(src)?;
     let r = file.recap;
     if r.labels.iter().any(|(k, v)| k.is_empty() || k.len() > 200 || v.trim().is_empty() || v.len() > 200) {
         return Err(problem(FILE_VAR, "[recap.labels] names and labels are 1–200 characters"));

@@ -1,6 +1,7 @@
 //! Monthly recurring revenue arithmetic, as `docs/metrics.md` defines it.
 
-use super::metrics::timeline::{CouponTerms, ItemAmount};
+use super::metrics::timeline::{CouponTerms, ItemAmount, Snapshot, Timeline};
+use super::pricing::ItemPricing;
 
 /// Monthly-normalised amount of one subscription item, in minor units (may carry fractions
 /// of a cent: a yearly price ÷ 12). Unknown intervals or amounts contribute 0.
@@ -68,6 +69,48 @@ pub fn apply_discounts(base: f64, items: &[ItemAmount], terms: &[&CouponTerms], 
         }
     }
     amounts.iter().sum::<f64>().max(0.0)
+}
+
+/// The item-level discounts of `p` in force at `at`, each `(id, terms)`, terms `None` when
+/// unresolved (listed but never seen, or its coupon's terms unknown: assumed in force).
+fn item_discounts_at<'a>(t: &'a Timeline, p: &'a ItemPricing, at: i64) -> Vec<(&'a str, Option<&'a CouponTerms>)> {
+    p.discounts
+        .iter()
+        .filter_map(|id| match t.discounts.get(id) {
+            None => Some((id.as_str(), None)),
+            Some(d) => {
+                let terms = t.terms_of(d);
+                d.in_force(terms, p.interval_months, at).then_some((id.as_str(), terms))
+            }
+        })
+        .collect()
+}
+
+/// `items` (the amounts of `s`'s items at `at`, in order) with each item's own discounts
+/// taken off that item only (`docs/metrics.md`, "Discounts"): the same arithmetic as a
+/// subscription's discounts, an `amount_off` normalised by the item's own interval. Stripe
+/// applies them before the subscription's discounts, which then see the reduced amounts.
+pub fn with_item_discounts(t: &Timeline, currency: &str, s: &Snapshot, mut items: Vec<ItemAmount>, at: i64) -> Vec<ItemAmount> {
+    for (amount, item) in items.iter_mut().zip(&s.items) {
+        let Some(p) = item.pricing.as_deref().filter(|p| !p.discounts.is_empty()) else { continue };
+        let terms: Vec<&CouponTerms> = item_discounts_at(t, p, at).into_iter().filter_map(|(_, terms)| terms).collect();
+        if !terms.is_empty() {
+            let one = [ItemAmount { product: amount.product.clone(), monthly: amount.monthly, pricing: None }];
+            amount.monthly = apply_discounts(amount.monthly, &one, &terms, currency, p.interval_months);
+        }
+    }
+    items
+}
+
+/// The item-level discounts of `s` in force at `at` whose terms are unknown.
+pub fn unresolved_item_discounts<'a>(t: &'a Timeline, s: &'a Snapshot, at: i64) -> Vec<&'a str> {
+    s.items
+        .iter()
+        .filter_map(|i| i.pricing.as_deref())
+        .flat_map(|p| item_discounts_at(t, p, at))
+        .filter(|(_, terms)| terms.is_none())
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[cfg(test)]
@@ -182,5 +225,62 @@ mod tests {
         let discount = crate::domain::metrics::timeline::Discount { coupon_id: Some("SEATS25".into()), ..Default::default() };
         t.discounts.insert("di_seats".into(), discount);
         assert_eq!(t.mrr_of(&h, &s, 51), 9000.0 + 4200.0 + 1000.0);
+    }
+
+    #[test]
+    fn item_level_discounts_take_off_their_own_item_before_the_subscriptions_discounts() {
+        use crate::domain::metrics::timeline::{Discount, Snapshot, SubscriptionHistory, Timeline};
+        let mut t = Timeline::default();
+        let jan1 = 1_735_689_600; // 2025-01-01
+        let day = 86_400;
+        // Item A: 50 % off, forever (terms embedded). Item B: 10.00 off for 2 months (coupon by id).
+        let half = CouponTerms { percent_off: Some(50.0), duration: Some("forever".into()), ..CouponTerms::default() };
+        t.discounts.insert("di_a".into(), Discount { embedded: half, starts_at: Some(jan1), ..Discount::default() });
+        let ten =
+            CouponTerms { duration: Some("repeating".into()), duration_in_months: Some(2), ..coupon(None, Some(1000), None) };
+        t.coupons.insert("TEN2".into(), ten);
+        let by_id = Discount { coupon_id: Some("TEN2".into()), starts_at: Some(jan1), ..Discount::default() };
+        t.discounts.insert("di_b".into(), by_id);
+        // The subscription's own 10 % off everything.
+        t.discounts.insert("di_s".into(), Discount { embedded: coupon(Some(10.0), None, None), ..Discount::default() });
+        let item = |product: &str, monthly: f64, discounts: &[&str]| ItemAmount {
+            product: Some(product.into()),
+            monthly,
+            pricing: Some(Box::new(ItemPricing {
+                interval_months: 1.0,
+                discounts: discounts.iter().map(|d| d.to_string()).collect(),
+                ..ItemPricing::default()
+            })),
+        };
+        let s = Snapshot {
+            effective_at: 0,
+            rank: 0,
+            event_id: "evt_0".into(),
+            status: "active".into(),
+            base_mrr: 10000.0,
+            collection_paused: false,
+            pause_resumes_at: None,
+            discounts: vec!["di_s".into()],
+            cancel_reason: None,
+            interval_months: 1.0,
+            items: vec![item("prod_a", 6000.0, &["di_a"]), item("prod_b", 4000.0, &["di_b"])],
+        };
+        let h =
+            SubscriptionHistory { id: "sub".into(), customer: "cus".into(), currency: "usd".into(), snapshots: vec![s.clone()] };
+        t.subscriptions.push(h.clone());
+        // Before the item discounts start: 10000 × 0.9.
+        assert_eq!(t.mrr_of(&h, &s, jan1 - 1), 9000.0);
+        // (6000 × 0.5 + (4000 − 1000)) × 0.9 = 5400.
+        assert_eq!(t.mrr_of(&h, &s, jan1 + day), 5400.0);
+        // B's coupon ended 2025-03-01: (3000 + 4000) × 0.9 = 6300.
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 60 * day), 6300.0);
+        // A product-limited item coupon for another product takes nothing off.
+        let other = CouponTerms { products: Some(vec!["prod_z".into()]), ..coupon(Some(50.0), None, None) };
+        t.discounts.insert("di_a".into(), Discount { embedded: other, ..Discount::default() });
+        assert_eq!(t.mrr_of(&h, &s, jan1 + 60 * day), 9000.0);
+        // An item discount never seen: list price for that item, and reported as unresolved.
+        t.discounts.remove("di_b");
+        assert_eq!(t.mrr_of(&h, &s, jan1 + day), 9000.0);
+        assert_eq!(t.unresolved_discounts("usd", jan1 + day), 1);
     }
 }

@@ -192,6 +192,9 @@ pub struct ItemPricing {
     pub tax_inclusive: bool,
     /// Inclusive tax rates on the item or subscription, in percent.
     pub tax_percent: Option<f64>,
+    /// The item's own discounts (`items.data[].discounts`, ids): they apply to this item's
+    /// amount only, before the subscription's discounts.
+    pub discounts: Vec<String>,
 }
 
 /// A price's tiers as last seen on the price itself.
@@ -262,42 +265,48 @@ pub fn item_monthly_at(
     }
 }
 
-/// Why a subscription with status `paused` was paused, from `status_details.paused`
-/// (2026-09-30.endive). Read tolerantly: the cause is named by a `type` somewhere under it.
+/// Why a subscription with status `paused` was paused: `status_details.paused` names
+/// `type: "subscription"` and, under `subscription.type`, the reason (Stripe's values:
+/// `pause_requested`, `trial_end_without_payment_method`, `first_payment_failure`,
+/// `final_payment_failure`, `system`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseCause {
-    /// A payment failed and the account's settings pause instead of cancel.
+    /// A payment failed and the account's settings pause instead of cancel
+    /// (`first_payment_failure`, `final_payment_failure`).
     PaymentFailure,
-    /// A trial ended without a payment method.
+    /// A trial ended without a payment method (`trial_end_without_payment_method`).
     TrialEnd,
-    /// Stripe's Pause endpoint, or a cause not named.
+    /// Stripe's Pause endpoint (`pause_requested`).
     Requested,
+    /// `system`, a value Stripe may add later, or no `status_details` (API versions before
+    /// it): counted like a requested pause.
+    Other,
 }
 
 pub fn pause_cause(subscription: &Value) -> Option<PauseCause> {
     if str_at(subscription, "status").as_deref() != Some("paused") {
         return None;
     }
-    let mut names = Vec::new();
-    collect_types(path(subscription, &["status_details", "paused"]), &mut names);
-    Some(if names.iter().any(|n| n.contains("payment")) {
-        PauseCause::PaymentFailure
-    } else if names.iter().any(|n| n.contains("trial")) {
-        PauseCause::TrialEnd
-    } else {
-        PauseCause::Requested
+    let reason = path(subscription, &["status_details", "paused", "subscription", "type"]).and_then(Value::as_str);
+    Some(match reason {
+        Some("first_payment_failure" | "final_payment_failure") => PauseCause::PaymentFailure,
+        Some("trial_end_without_payment_method") => PauseCause::TrialEnd,
+        Some("pause_requested") => PauseCause::Requested,
+        _ => PauseCause::Other,
     })
 }
 
-fn collect_types(v: Option<&Value>, out: &mut Vec<String>) {
-    let Some(Value::Object(map)) = v else { return };
-    for (k, v) in map {
-        match v {
-            Value::String(s) if k == "type" || k == "reason" => out.push(s.to_lowercase()),
-            Value::Object(_) => collect_types(Some(v), out),
-            _ => {}
-        }
-    }
+/// `price.updated` for a price fetched from Stripe with its tiers (`GET /v1/prices/{id}` with
+/// `expand[]=tiers`), dated by its creation. Its own id family: an earlier synced event of the
+/// same price (which may lack the tiers) is not a duplicate of it.
+pub fn fetched_price_events(obj: &Value) -> Vec<super::backfill::Synthetic> {
+    let (Some(id), Some(at)) = (str_at(obj, "id"), int_at(obj, "created")) else { return Vec::new() };
+    vec![super::backfill::Synthetic {
+        id: format!("evt_tiers_{id}_{at}"),
+        kind: "price.updated",
+        created: at,
+        object: obj.clone(),
+    }]
 }
 
 #[cfg(test)]
@@ -380,14 +389,18 @@ mod tests {
 
     #[test]
     fn pause_causes_are_told_apart() {
-        let paused = |details: Value| json!({"status": "paused", "status_details": {"paused": details}});
-        assert_eq!(pause_cause(&paused(json!({"type": "payment_failure"}))), Some(PauseCause::PaymentFailure));
-        assert_eq!(
-            pause_cause(&paused(json!({"type": "subscription", "subscription": {"type": "trial_end"}}))),
-            Some(PauseCause::TrialEnd)
-        );
-        assert_eq!(pause_cause(&paused(json!({"type": "subscription"}))), Some(PauseCause::Requested));
-        assert_eq!(pause_cause(&json!({"status": "paused"})), Some(PauseCause::Requested));
+        // Stripe's shape: `{type: "subscription", transitioned_at, subscription: {type: <reason>}}`.
+        let paused = |reason: &str| {
+            json!({"status": "paused", "status_details": {"paused": {"type": "subscription", "transitioned_at": 5,
+                "subscription": {"type": reason}}}})
+        };
+        assert_eq!(pause_cause(&paused("final_payment_failure")), Some(PauseCause::PaymentFailure));
+        assert_eq!(pause_cause(&paused("first_payment_failure")), Some(PauseCause::PaymentFailure));
+        // Names a payment method, but is no payment failure.
+        assert_eq!(pause_cause(&paused("trial_end_without_payment_method")), Some(PauseCause::TrialEnd));
+        assert_eq!(pause_cause(&paused("pause_requested")), Some(PauseCause::Requested));
+        assert_eq!(pause_cause(&paused("system")), Some(PauseCause::Other));
+        assert_eq!(pause_cause(&json!({"status": "paused"})), Some(PauseCause::Other));
         assert_eq!(pause_cause(&json!({"status": "active", "pause_collection": {"behavior": "void"}})), None);
         assert_eq!(
             inclusive_tax_percent(Some(
@@ -435,7 +448,8 @@ mod tests {
     fn a_subscription_snapshot_carries_each_items_pricing_and_its_pause_cause() {
         use crate::domain::snapshots::SubscriptionSnapshot;
         let v = json!({"id": "sub_1", "status": "paused", "cancellation_details": {"reason": null},
-            "status_details": {"paused": {"type": "payment_failure", "transitioned_at": 5}},
+            "status_details": {"paused": {"type": "subscription", "transitioned_at": 5,
+                "subscription": {"type": "final_payment_failure"}}},
             "default_tax_rates": [{"percentage": 10.0, "inclusive": true}],
             "items": {"data": [
                 {"id": "si_t", "quantity": 4, "price": {"id": "price_t", "billing_scheme": "tiered", "tiers_mode": "volume",

@@ -52,6 +52,8 @@ pub struct ItemSnapshot {
     pub tax_behavior: Option<String>,
     /// The inclusive tax rates on the item (else the subscription's default ones), in percent.
     pub tax_percent: Option<f64>,
+    /// The item's own discounts (`discounts`: ids, or discount objects when expanded).
+    pub discounts: Vec<String>,
 }
 
 impl ItemSnapshot {
@@ -84,6 +86,7 @@ impl ItemSnapshot {
             usage_type: recurring.and_then(|r| str_at(r, "usage_type")).or_else(|| plan.and_then(|p| str_at(p, "usage_type"))),
             tax_behavior: price.and_then(|p| str_at(p, "tax_behavior")),
             tax_percent: pricing::inclusive_tax_percent(item.get("tax_rates")),
+            discounts: list(item.get("discounts")).iter().filter_map(id_of).collect(),
         })
     }
 
@@ -125,7 +128,9 @@ impl DiscountSnapshot {
         Some(Self {
             id,
             customer: id_at(obj, "customer"),
-            subscription: id_at(obj, "subscription"),
+            // An item's discount is never the customer's (those have no subscription): when
+            // Stripe names only the item, the item's id stands in for the subscription.
+            subscription: id_at(obj, "subscription").or_else(|| id_at(obj, "subscription_item")),
             coupon_id,
             percent_off: coupon_obj.and_then(|c| c.get("percent_off")).and_then(Value::as_f64),
             amount_off: coupon_obj.and_then(|c| int_at(c, "amount_off")),
@@ -246,6 +251,16 @@ fn read_discounts(obj: &Value, sub_id: &str) -> (Vec<String>, Vec<DiscountSnapsh
             expanded.extend(DiscountSnapshot::read(d, None, false));
         }
     }
+    // Items' own discounts that arrived expanded are recorded too (their ids stay on the item).
+    // Inside its subscription, a discount naming no subscription belongs to this one.
+    for raw in list(obj.get("items")).iter().flat_map(|i| list(i.get("discounts"))).filter(|d| d.is_object()) {
+        if let Some(mut d) = DiscountSnapshot::read(raw, None, false) {
+            if id_at(raw, "subscription").is_none() {
+                d.subscription = Some(sub_id.to_owned());
+            }
+            expanded.push(d);
+        }
+    }
     if let Some(legacy) = obj.get("discount").filter(|d| d.is_object()) {
         let fallback = legacy.get("coupon").and_then(id_of).map(|c| format!("di_legacy_{sub_id}_{c}"));
         if let Some(mut d) = DiscountSnapshot::read(legacy, fallback, false) {
@@ -335,6 +350,23 @@ mod tests {
         assert_eq!(s.discount_ids, vec!["di_legacy_sub_1_SAVE30".to_string()]);
         assert_eq!(s.expanded_discounts[0].percent_off, Some(30.0));
         assert_eq!(s.base_mrr(), 2000.0);
+    }
+
+    #[test]
+    fn items_own_discounts_are_read_as_ids_and_expanded_ones_recorded() {
+        let v = json!({"id": "sub_1", "status": "active", "discounts": ["di_s"], "items": {"data": [
+            {"id": "si_1", "quantity": 1, "discounts": ["di_1"], "price": {"id": "price_1", "unit_amount": 1000}},
+            {"id": "si_2", "quantity": 1, "price": {"id": "price_2", "unit_amount": 500},
+             "discounts": [{"id": "di_2", "object": "discount", "customer": "cus_1", "subscription": null,
+                            "subscription_item": "si_2", "source": {"type": "coupon", "coupon": "HALF"}, "start": 5, "end": null}]}]}});
+        let s = SubscriptionSnapshot::read(&v).expect("snapshot");
+        assert_eq!((s.items[0].discounts.clone(), s.items[1].discounts.clone()), (vec!["di_1".into()], vec!["di_2".into()]));
+        assert_eq!(s.discount_ids, vec!["di_s".to_string()], "an item's discounts are not the subscription's");
+        let d = &s.expanded_discounts[0];
+        assert_eq!((d.id.as_str(), d.subscription.as_deref(), d.coupon_id.as_deref()), ("di_2", Some("sub_1"), Some("HALF")));
+        // A discount event naming only the item is never taken for the customer's.
+        let only_item = json!({"id": "di_3", "customer": "cus_1", "subscription": null, "subscription_item": "si_9"});
+        assert_eq!(DiscountSnapshot::read(&only_item, None, false).and_then(|d| d.subscription).as_deref(), Some("si_9"));
     }
 
     #[test]

@@ -52,18 +52,43 @@ pub struct Outgoing<'a> {
     pub unsubscribe_url: Option<&'a str>,
 }
 
-/// How a send failed, which decides what the outbox does next.
+/// How a send failed, which decides what the outbox does next. Each keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The server refused the address for good (5xx): suppress it, don't retry.
     #[error("permanently rejected: {0}")]
-    Permanent(String),
-    /// Anything else (server down, timeout, 4xx): retry later.
+    Permanent(#[source] lettre::transport::smtp::Error),
+    /// The SMTP server is down, timed out or answered 4xx: retry later.
     #[error("temporary failure: {0}")]
-    Transient(String),
-    /// The row can't become a message (bad address): retrying won't help.
+    Transient(#[source] lettre::transport::smtp::Error),
+    /// The mail folder could not be written: retry later.
+    #[error("could not write the mail file: {0}")]
+    File(#[source] lettre::transport::file::Error),
+    /// The recipient is not an email address: retrying won't help.
+    #[error("invalid recipient: {0}")]
+    Recipient(#[source] lettre::address::AddressError),
+    /// The row can't become a message: retrying won't help.
     #[error("invalid message: {0}")]
-    Invalid(String),
+    Message(#[source] lettre::error::Error),
+}
+
+impl SendError {
+    /// What the outbox does next: suppress the address, drop the row, or retry.
+    pub fn kind(&self) -> SendFailure {
+        match self {
+            Self::Permanent(_) => SendFailure::Permanent,
+            Self::Transient(_) | Self::File(_) => SendFailure::Transient,
+            Self::Recipient(_) | Self::Message(_) => SendFailure::Invalid,
+        }
+    }
+}
+
+/// The three things the outbox can do about a failed send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    Permanent,
+    Transient,
+    Invalid,
 }
 
 /// Why the transport could not be built.
@@ -106,15 +131,17 @@ impl Mailer {
     pub async fn send(&self, mail: Outgoing<'_>) -> Result<(), SendError> {
         let message = self.build(&mail)?;
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
-                if e.is_permanent() { SendError::Permanent(e.to_string()) } else { SendError::Transient(e.to_string()) }
-            }),
-            Transport::Files(files, _) => files.send(message).await.map(|_| ()).map_err(|e| SendError::Transient(e.to_string())),
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| if e.is_permanent() { SendError::Permanent(e) } else { SendError::Transient(e) }),
+            Transport::Files(files, _) => files.send(message).await.map(|_| ()).map_err(SendError::File),
         }
     }
 
     fn build(&self, mail: &Outgoing<'_>) -> Result<Message, SendError> {
-        let to: Mailbox = mail.to.parse().map_err(|_| SendError::Invalid("recipient is not an email address".into()))?;
+        let to: Mailbox = mail.to.parse().map_err(SendError::Recipient)?;
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -134,6 +161,6 @@ impl Mailer {
         }
         builder
             .multipart(MultiPart::alternative_plain_html(mail.content.text.clone(), mail.content.html.clone()))
-            .map_err(|e| SendError::Invalid(e.to_string()))
+            .map_err(SendError::Message)
     }
 }

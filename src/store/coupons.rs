@@ -3,7 +3,7 @@
 //! discounts that name a coupon by id. A snapshot replaces the stored one unless the stored
 //! one came from a later event.
 
-use super::conn::{Conn, execute};
+use super::conn::{Conn, execute, fetch};
 use super::{Store, StoreError};
 use crate::domain::coupons;
 use crate::domain::event::Event;
@@ -51,10 +51,7 @@ pub async fn apply(conn: &mut Conn<'_>, events: &[&Event]) -> Result<(), sqlx::E
 impl Store {
     /// Up to `limit` coupon ids that discounts name but whose terms Holdfast never saw.
     pub async fn unknown_coupons(&self, limit: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = match self {
-            Self::Sqlite(s) => sqlx::query_as(UNKNOWN_COUPONS).bind(limit).fetch_all(s.pool()).await?,
-            Self::Postgres(s) => sqlx::query_as(UNKNOWN_COUPONS).bind(limit).fetch_all(s.pool()).await?,
-        };
+        let rows = self.with_conn(async |c| fetch!(c, fetch_all, (String,), UNKNOWN_COUPONS, limit)).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -1,6 +1,7 @@
 //! Dashboard sessions ended by logging out (migration 0011): the SHA-256 of the cookie value
 //! until it would have expired. The statements are the same on both backends.
 
+use super::conn::{execute, fetch};
 use super::{Store, StoreError};
 
 const REVOKE: &str = "INSERT INTO dashboard_session_revocations (session_hash, expires_at) VALUES ($1, $2) \
@@ -11,25 +12,17 @@ const IS_REVOKED: &str = "SELECT 1 FROM dashboard_session_revocations WHERE sess
 impl Store {
     /// Record a session as ended until `expires_at` (and drop records that expired by `now`).
     pub async fn revoke_dashboard_session(&self, session_hash: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => {
-                sqlx::query(FORGET_EXPIRED).bind(now).execute(s.pool()).await?;
-                sqlx::query(REVOKE).bind(session_hash).bind(expires_at).execute(s.pool()).await?;
-            }
-            Self::Postgres(s) => {
-                sqlx::query(FORGET_EXPIRED).bind(now).execute(s.pool()).await?;
-                sqlx::query(REVOKE).bind(session_hash).bind(expires_at).execute(s.pool()).await?;
-            }
-        }
+        self.with_conn(async |c| {
+            execute!(c, FORGET_EXPIRED, now)?;
+            execute!(c, REVOKE, session_hash, expires_at)
+        })
+        .await?;
         Ok(())
     }
 
     /// Whether a session was ended by logging out.
     pub async fn dashboard_session_revoked(&self, session_hash: &str) -> Result<bool, StoreError> {
-        let row: Option<(i32,)> = match self {
-            Self::Sqlite(s) => sqlx::query_as(IS_REVOKED).bind(session_hash).fetch_optional(s.pool()).await?,
-            Self::Postgres(s) => sqlx::query_as(IS_REVOKED).bind(session_hash).fetch_optional(s.pool()).await?,
-        };
+        let row = self.with_conn(async |c| fetch!(c, fetch_optional, (i32,), IS_REVOKED, session_hash)).await?;
         Ok(row.is_some())
     }
 }

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::conn::{execute, fetch};
 use super::{Store, StoreError};
 
 /// Keys whose values are personal data wherever they appear in a Stripe object.
@@ -78,58 +79,45 @@ impl Store {
     /// (unix seconds), a page at a time; returns how many payloads changed. Already pruned
     /// payloads are read but not rewritten, so running it daily is cheap to repeat.
     pub async fn prune_payloads_before(&self, cutoff: i64) -> Result<u64, StoreError> {
-        macro_rules! run {
-            ($pool:expr) => {{
-                let (mut after, mut changed) = (String::new(), 0);
-                loop {
-                    let rows: Vec<(String, String)> =
-                        sqlx::query_as(OLD_EVENTS).bind(cutoff).bind(&after).fetch_all($pool).await?;
-                    let Some((last, _)) = rows.last() else { break };
-                    after = last.clone();
-                    for (id, payload) in rows {
-                        let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
-                        if redact(&mut json["data"]["object"]) {
-                            sqlx::query(SAVE_PAYLOAD).bind(&id).bind(json.to_string()).execute($pool).await?;
-                            changed += 1;
-                        }
+        self.with_conn(async |c| {
+            let (mut after, mut changed) = (String::new(), 0);
+            loop {
+                let rows = fetch!(c, fetch_all, (String, String), OLD_EVENTS, cutoff, &after)?;
+                let Some((last, _)) = rows.last() else { break };
+                after = last.clone();
+                for (id, payload) in rows {
+                    let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
+                    if redact(&mut json["data"]["object"]) {
+                        execute!(c, SAVE_PAYLOAD, &id, json.to_string())?;
+                        changed += 1;
                     }
                 }
-                Ok(changed)
-            }};
-        }
-        match self {
-            Self::Sqlite(s) => run!(s.pool()),
-            Self::Postgres(s) => run!(s.pool()),
-        }
+            }
+            Ok(changed)
+        })
+        .await
     }
 
     /// Erase `customer`'s personal data, in one transaction.
     pub async fn forget_customer(&self, customer: &str) -> Result<Forgotten, StoreError> {
-        macro_rules! run {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await?;
-                let rows: Vec<(String, String)> = sqlx::query_as(CANDIDATE_EVENTS).bind(customer).fetch_all(&mut *tx).await?;
-                let mut forgotten = Forgotten::default();
-                for (id, payload) in rows {
-                    // A payload that is not JSON was never projected; leave it to the owner.
-                    let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
-                    if concerns(&json, customer) && redact(&mut json["data"]["object"]) {
-                        sqlx::query(SAVE_PAYLOAD).bind(&id).bind(json.to_string()).execute(&mut *tx).await?;
-                        forgotten.events += 1;
-                    }
+        self.in_transaction(async |c| {
+            let rows = fetch!(c, fetch_all, (String, String), CANDIDATE_EVENTS, customer)?;
+            let mut forgotten = Forgotten::default();
+            for (id, payload) in rows {
+                // A payload that is not JSON was never projected; leave it to the owner.
+                let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
+                if concerns(&json, customer) && redact(&mut json["data"]["object"]) {
+                    execute!(c, SAVE_PAYLOAD, &id, json.to_string())?;
+                    forgotten.events += 1;
                 }
-                for statement in [CUSTOMER, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
-                    sqlx::query(statement).bind(customer).execute(&mut *tx).await?;
-                }
-                forgotten.emails = sqlx::query(OUTBOX).bind(customer).execute(&mut *tx).await?.rows_affected();
-                tx.commit().await?;
-                Ok(forgotten)
-            }};
-        }
-        match self {
-            Self::Sqlite(s) => run!(s.pool()),
-            Self::Postgres(s) => run!(s.pool()),
-        }
+            }
+            for statement in [CUSTOMER, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
+                execute!(c, statement, customer)?;
+            }
+            forgotten.emails = execute!(c, OUTBOX, customer)?;
+            Ok(forgotten)
+        })
+        .await
     }
 }
 

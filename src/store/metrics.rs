@@ -247,7 +247,8 @@ fn item_amounts(items: &str) -> Vec<ItemAmount> {
         .collect()
 }
 
-/// Load everything; a macro for the same reason as `dump_from!`. Each row is decoded on its
+/// Load everything; a macro: sqlx's generic bounds over two databases cost more than the
+/// repetition (measured). Each row is decoded on its
 /// own: one that can't be read is skipped, counted and logged, and the report goes on.
 macro_rules! load_timeline_from {
     ($pool:expr) => {{

@@ -1,6 +1,22 @@
-//! All SQL lives here. One `Store`, two backends chosen from `DATABASE_URL`'s scheme: each
-//! backend has its own SQL where the dialects differ (batch upserts use `UNNEST` arrays on
-//! Postgres and `json_each` on SQLite).
+//! All SQL lives here. One `Store`, two backends chosen from `DATABASE_URL`'s scheme.
+//!
+//! # The store seam
+//!
+//! One way to reach the database, by what the SQL is:
+//! - **The same text on both backends** (almost every statement): a [`conn::Conn`] (the
+//!   caller's transaction, or `Store::with_conn` / [`Store::in_transaction`]) and the
+//!   `execute!` / `fetch!` macros, which run the statement on whichever backend it holds.
+//! - **The projected tables** (customers, subscriptions and their items and history,
+//!   invoices, discounts): described once in [`tables`] (columns in order, how each value is
+//!   read from a snapshot, conflict key, watermark guard). Each backend's batch statement and
+//!   its rows come from that description: `json_each` over one JSON array on SQLite, `UNNEST`
+//!   of one array per column on Postgres (`sqlite::ingest`, `postgres::ingest`).
+//! - **Text that differs by dialect** (the log append, claims with `FOR UPDATE SKIP LOCKED`,
+//!   locks, maintenance): in the backend's own module, `sqlite/` or `postgres/`, or as a pair
+//!   of constants chosen by backend next to their shared siblings.
+//!
+//! `match` on [`Store`]'s variants is for what is not a statement: connecting, migrating,
+//! pools, health, and the features one backend lacks (`backup` is SQLite's `VACUUM INTO`).
 
 pub mod alerts;
 pub mod backup;
@@ -36,6 +52,7 @@ pub mod saves;
 pub mod shared;
 pub mod sqlite;
 mod sync_cursors;
+pub mod tables;
 pub mod writer;
 
 use crate::domain::event::Event;
@@ -356,18 +373,12 @@ impl Store {
     /// Every projected row and event id, in key order: two stores that saw the same events in
     /// any order must dump equal states.
     pub async fn dump_state(&self) -> Result<StateDump, StoreError> {
-        match self {
-            Self::Sqlite(s) => Ok(rows::dump_from!(s.pool())),
-            Self::Postgres(s) => Ok(rows::dump_from!(s.pool())),
-        }
+        self.with_conn(async |c| rows::dump(c).await).await
     }
 
     /// The history generation: changes whenever an ingest stored a new event.
     pub async fn history_generation(&self) -> Result<i64, StoreError> {
-        let row: (i64,) = match self {
-            Self::Sqlite(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
-            Self::Postgres(s) => sqlx::query_as(metrics::SELECT_GENERATION).fetch_one(s.pool()).await?,
-        };
+        let row = self.with_conn(async |c| conn::fetch!(c, fetch_one, (i64,), metrics::SELECT_GENERATION)).await?;
         Ok(row.0)
     }
 
@@ -391,6 +402,6 @@ impl Store {
 }
 
 /// Strip NUL characters: Postgres text can't hold them, and no Stripe field needs them.
-pub(crate) fn clean(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|v| if v.contains('\0') { v.replace('\0', "") } else { v.clone() })
+pub(crate) fn clean(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+    s.as_deref().map(|v| if v.contains('\0') { v.replace('\0', "").into() } else { v.into() })
 }

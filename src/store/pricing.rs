@@ -48,6 +48,13 @@ const LINES_OF_ACTIVE_PRICED: &str = "SELECT l.subscription_item, l.invoice_id, 
      WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
      AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%'))";
 
+/// The items of every subscription's current history row that name a tiered price (the
+/// price ids whose tiers the metrics need now).
+const CURRENT_TIERED: &str = "SELECT h.items FROM subscriptions s \
+     JOIN subscription_history h ON h.subscription_id = s.id AND h.event_id = s.src_event_id \
+     WHERE h.items LIKE '%\"billing_scheme\":\"tiered\"%'";
+const KNOWN_TIERS: &str = "SELECT id FROM prices WHERE tiers IS NOT NULL";
+
 /// A `prices` row with tiers.
 #[derive(Debug, sqlx::FromRow)]
 pub struct PriceTiersPoint {
@@ -100,18 +107,24 @@ pub(crate) async fn touched(conn: &mut Conn<'_>, event: &Event, keys: &mut BTree
     Ok(())
 }
 
-/// Whether a history row's items JSON names pricing beyond per-unit (`store::shared::items_json`
-/// writes these keys only then).
+/// Whether a history row's items JSON names pricing beyond per-unit or an item's own
+/// discounts (`store::shared::items_json` writes these keys only then).
 pub fn has_pricing(items: &str) -> bool {
-    items.contains("\"billing_scheme\"") || items.contains("\"usage_type\"") || items.contains("\"tax_behavior\"")
+    items.contains("\"billing_scheme\"")
+        || items.contains("\"usage_type\"")
+        || items.contains("\"tax_behavior\"")
+        || items.contains("\"discounts\"")
 }
 
-/// An item's pricing beyond per-unit, from its stored JSON (`None` for a plain per-unit item).
+/// An item's pricing beyond per-unit and its own discounts, from its stored JSON (`None` for a
+/// plain per-unit item without discounts).
 pub fn item_pricing(i: &Value) -> Option<Box<ItemPricing>> {
     let tiered = i["billing_scheme"].as_str() == Some("tiered");
     let metered = i["usage_type"].as_str() == Some("metered");
     let tax_inclusive = i["tax_behavior"].as_str() == Some("inclusive");
-    if !(tiered || metered || tax_inclusive) {
+    let discounts: Vec<String> =
+        i["discounts"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+    if !(tiered || metered || tax_inclusive || !discounts.is_empty()) {
         return None;
     }
     Some(Box::new(ItemPricing {
@@ -125,6 +138,7 @@ pub fn item_pricing(i: &Value) -> Option<Box<ItemPricing>> {
         metered,
         tax_inclusive,
         tax_percent: i["tax_percent"].as_f64(),
+        discounts,
     }))
 }
 
@@ -170,6 +184,27 @@ pub(crate) async fn attach(conn: &mut Conn<'_>, own: &mut Timeline) -> Result<()
 }
 
 impl Store {
+    /// Tiered prices that subscriptions' items name (as they stand now) whose tiers Holdfast
+    /// has neither from the item nor stored with the price, in id order.
+    pub async fn unknown_tiers(&self) -> Result<Vec<String>, StoreError> {
+        let (rows, known) = self
+            .with_conn(async |c| {
+                let rows = fetch!(c, fetch_all, (String,), CURRENT_TIERED)?;
+                let known = fetch!(c, fetch_all, (String,), KNOWN_TIERS)?;
+                Ok((rows, known))
+            })
+            .await?;
+        let known: std::collections::HashSet<String> = known.into_iter().map(|(id,)| id).collect();
+        let mut out = BTreeSet::new();
+        for (items,) in rows {
+            let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&items) else { continue };
+            for i in items.iter().filter(|i| i["billing_scheme"].as_str() == Some("tiered") && i["tiers"].is_null()) {
+                out.extend(i["price"].as_str().filter(|p| !known.contains(*p)).map(str::to_owned));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// Items of the `currency` subscriptions active now whose amount at `at` is unknown (a
     /// tiered price whose tiers were never seen, a metered one without a finalized line).
     pub async fn unresolved_prices(&self, currency: &str, at: i64) -> Result<u64, StoreError> {

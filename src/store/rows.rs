@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::conn::{Conn, fetch};
+
 /// A customer row.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct CustomerRow {
@@ -124,36 +126,30 @@ pub struct StateDump {
     pub history: Vec<HistoryRow>,
 }
 
-pub(crate) const SELECT_CUSTOMERS: &str = "SELECT id, email, name, created, deleted, src_event_id FROM customers ORDER BY id";
-pub(crate) const SELECT_SUBSCRIPTIONS: &str = "SELECT id, customer, status, currency, created, start_date, trial_start, trial_end, \
+const SELECT_CUSTOMERS: &str = "SELECT id, email, name, created, deleted, src_event_id FROM customers ORDER BY id";
+const SELECT_SUBSCRIPTIONS: &str = "SELECT id, customer, status, currency, created, start_date, trial_start, trial_end, \
      current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
      cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_event_id FROM subscriptions ORDER BY id";
-pub(crate) const SELECT_ITEMS: &str = "SELECT subscription_id, item_id, price_id, product, unit_amount, currency, recurring_interval, \
+const SELECT_ITEMS: &str = "SELECT subscription_id, item_id, price_id, product, unit_amount, currency, recurring_interval, \
      interval_count, quantity FROM subscription_items ORDER BY subscription_id, item_id";
-pub(crate) const SELECT_INVOICES: &str = "SELECT id, customer, subscription, status, billing_reason, currency, amount_due, amount_paid, \
+const SELECT_INVOICES: &str = "SELECT id, customer, subscription, status, billing_reason, currency, amount_due, amount_paid, \
      amount_remaining, attempt_count, next_payment_attempt, hosted_invoice_url, created, paid_at, src_event_id FROM invoices ORDER BY id";
-pub(crate) const SELECT_DISCOUNTS: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, duration, starts_at, \
+const SELECT_DISCOUNTS: &str = "SELECT id, customer, subscription, coupon_id, percent_off, amount_off, duration, starts_at, \
      ends_at, deleted FROM discounts ORDER BY id";
-pub(crate) const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, base_mrr, \
+const SELECT_HISTORY: &str = "SELECT subscription_id, event_id, effective_at, src_rank, customer, status, currency, base_mrr, \
      collection_paused, pause_resumes_at, discounts, cancel_at_period_end, cancel_reason, cancel_feedback, canceled_at, ended_at, \
      items FROM subscription_history ORDER BY subscription_id, event_id";
 
-/// Read every table in key order. A macro because sqlx's generic bounds over two databases
-/// cost more than the repetition (measured).
-macro_rules! dump_from {
-    ($pool:expr) => {{
-        use crate::store::rows::*;
-        let pool = $pool;
-        let event_ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM stripe_events ORDER BY id").fetch_all(pool).await?;
-        StateDump {
-            event_ids: event_ids.into_iter().map(|(id,)| id).collect(),
-            customers: sqlx::query_as(SELECT_CUSTOMERS).fetch_all(pool).await?,
-            subscriptions: sqlx::query_as(SELECT_SUBSCRIPTIONS).fetch_all(pool).await?,
-            items: sqlx::query_as(SELECT_ITEMS).fetch_all(pool).await?,
-            invoices: sqlx::query_as(SELECT_INVOICES).fetch_all(pool).await?,
-            discounts: sqlx::query_as(SELECT_DISCOUNTS).fetch_all(pool).await?,
-            history: sqlx::query_as(SELECT_HISTORY).fetch_all(pool).await?,
-        }
-    }};
+/// Read every table in key order.
+pub(crate) async fn dump(c: &mut Conn<'_>) -> Result<StateDump, sqlx::Error> {
+    let event_ids = fetch!(c, fetch_all, (String,), "SELECT id FROM stripe_events ORDER BY id")?;
+    Ok(StateDump {
+        event_ids: event_ids.into_iter().map(|(id,)| id).collect(),
+        customers: fetch!(c, fetch_all, CustomerRow, SELECT_CUSTOMERS)?,
+        subscriptions: fetch!(c, fetch_all, SubscriptionRow, SELECT_SUBSCRIPTIONS)?,
+        items: fetch!(c, fetch_all, ItemRow, SELECT_ITEMS)?,
+        invoices: fetch!(c, fetch_all, InvoiceRow, SELECT_INVOICES)?,
+        discounts: fetch!(c, fetch_all, DiscountRow, SELECT_DISCOUNTS)?,
+        history: fetch!(c, fetch_all, HistoryRow, SELECT_HISTORY)?,
+    })
 }
-pub(crate) use dump_from;

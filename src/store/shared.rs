@@ -25,6 +25,7 @@ pub fn items_json(s: &SubscriptionSnapshot) -> String {
                 ("usage_type", json!(i.usage_type.as_deref().filter(|u| *u != "licensed"))),
                 ("tax_behavior", json!(i.tax_behavior.as_deref().filter(|t| *t == "inclusive"))),
                 ("tax_percent", json!(i.tax_percent)),
+                ("discounts", json!((!i.discounts.is_empty()).then_some(&i.discounts))),
             ] {
                 if !value.is_null() {
                     v[key] = value;

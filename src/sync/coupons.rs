@@ -98,7 +98,7 @@ fn describe(e: &stripe::StripeError) -> String {
 }
 
 /// Percent-encode everything but unreserved characters (coupon ids are chosen by the owner).
-fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

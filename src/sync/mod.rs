@@ -6,6 +6,7 @@
 //! Imported with `IngestOptions::IMPORT`: it never emails.
 
 pub mod coupons;
+pub mod prices;
 pub mod stripe_list;
 
 use anyhow::Context;
@@ -39,7 +40,11 @@ const KINDS: [Kind; 9] = [
         name: "subscriptions",
         // Without status=all, Stripe leaves out canceled subscriptions: the churn history.
         // Discounts are ids unless expanded; expanded, they carry their start, end and coupon.
-        endpoint: ListEndpoint { path: "/subscriptions", params: &[("status", "all"), ("expand[]", "data.discounts")] },
+        // Items have their own (indexed keys: the query is a map, and Stripe reads both forms).
+        endpoint: ListEndpoint {
+            path: "/subscriptions",
+            params: &[("status", "all"), ("expand[0]", "data.discounts"), ("expand[1]", "data.items.data.discounts")],
+        },
         events: backfill::subscription_events,
     },
     // `payments` ties each invoice to the payment intents that paid it (refunds and disputes

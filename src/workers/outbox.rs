@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::Outcome;
 use crate::mail::EmailContent;
-use crate::mail::transport::{Mailer, Outgoing, SendError};
+use crate::mail::transport::{Mailer, Outgoing, SendFailure};
 use crate::store::Store;
 use crate::store::outbox::{ClaimedEmail, SendOutcome};
 
@@ -174,9 +174,12 @@ impl OutboxWorker {
         };
         match self.mailer.send(mail).await {
             Ok(()) => SendOutcome::Sent { message_id },
-            Err(SendError::Permanent(error)) => SendOutcome::Bounced { error },
-            Err(SendError::Invalid(error)) => SendOutcome::Invalid { error },
-            Err(SendError::Transient(error)) => self.retry(row, error, now),
+            // The row keeps the cause's text; the typed error decides what happens next.
+            Err(e) => match e.kind() {
+                SendFailure::Permanent => SendOutcome::Bounced { error: e.to_string() },
+                SendFailure::Invalid => SendOutcome::Invalid { error: e.to_string() },
+                SendFailure::Transient => self.retry(row, e.to_string(), now),
+            },
         }
     }
 

@@ -15,8 +15,8 @@ use holdfast::store::writer::{WriteError, Writer};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, backend, customer, event, fresh_database, now, post_signed, spawn_app};
-use crate::process::ServerProcess;
+use crate::support::helpers::{SECRET, backend, customer, event, fresh_database, now, post_signed, spawn_app};
+use crate::support::process::ServerProcess;
 
 fn customer_event(id: &str) -> Value {
     event("customer.created", now(), customer(id, "heal@example.com", now()))
@@ -78,7 +78,7 @@ fn soft_limit(pid: u32, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs sqlite"]
 async fn sqlite_only_out_of_file_descriptors_answers_503_then_heals_by_itself() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let (url, _dir) = fresh_database().await;
     let server = ServerProcess::start(&[("DATABASE_URL", url.as_str()), ("STRIPE_WEBHOOK_SECRET", SECRET)]);
     let client = one_connection_client();
@@ -111,7 +111,7 @@ async fn sqlite_only_out_of_file_descriptors_answers_503_then_heals_by_itself() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs sqlite"]
 async fn sqlite_only_a_full_disk_answers_503_then_heals_by_itself() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let (url, _dir) = fresh_database().await;
     let server =
         ServerProcess::start_ignoring_file_size_signal(&[("DATABASE_URL", url.as_str()), ("STRIPE_WEBHOOK_SECRET", SECRET)]);
@@ -150,7 +150,7 @@ fn parsed(id: &str, customer_id: &str) -> Event {
 #[tokio::test]
 #[ignore = "needs postgres"]
 async fn postgres_only_an_event_the_database_refuses_fails_alone_and_its_neighbours_are_stored() {
-    crate::requires::database("postgres");
+    crate::support::requires::database("postgres");
     let (url, _db) = fresh_database().await;
     let store = Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");

@@ -17,8 +17,8 @@ use holdfast::alerts::deliver::{AlertSender, FAULT_AFTER, PART};
 use holdfast::config::owner::OwnerSettings;
 use holdfast::health::UNREADY_AFTER_SECS;
 
-use crate::cancel_flow::{flow_with, seed, signed_link};
-use crate::helpers::{Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};
+use crate::support::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::helpers::{Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};
 
 const SECRET: &str = "whsec-alerts-0123456789abcdef";
 const OWNER: &str = "owner@example.com";

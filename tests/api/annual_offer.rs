@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, TestApp, customer, event, fixture, now};
-use crate::mail_world::{DAY, app_with_sink};
-use crate::requires::chromium;
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, customer, event, fixture, now};
+use crate::support::mail_world::{DAY, app_with_sink};
+use crate::support::requires::chromium;
+use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-annual-tests-0123";
 const PUBLIC: &str = "https://billing.acme.test";

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_app_with};
+use crate::support::helpers::{Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_app_with};
 
 const TOKEN: &str = "owner-token-backup-0123456789";
 
@@ -51,7 +51,7 @@ async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
             for i in 0..20 {
                 let e = event("customer.created", now(), customer(&format!("cus_live{i}"), "live@example.com", now()));
                 let body = e.to_string();
-                let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::helpers::SECRET, now());
+                let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
                 let r = client
                     .post(format!("{address}/webhooks/stripe"))
                     .header("Stripe-Signature", header)

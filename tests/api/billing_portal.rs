@@ -4,9 +4,9 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, fixture, now};
-use crate::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{TestApp, fixture, now};
+use crate::support::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
+use crate::support::smtp_sink::SmtpSink;
 
 async fn app_with_stripe() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;

@@ -1,7 +1,7 @@
 //! One brand on the pages a customer can reach: with `[brand]` set, the cancel pages and the
 //! unsubscribe page show the owner's name and colour and never "Holdfast".
 
-use crate::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::cancel_flow::{flow_with, seed, signed_link};
 
 /// The whole page, markup included: stricter than its visible text.
 fn assert_no_holdfast(what: &str, html: &str) {

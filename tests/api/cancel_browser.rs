@@ -3,7 +3,7 @@
 //! reason → pause (target/screenshots/cancel_flow.png), then the yearly, undo, past-due and
 //! ended paths at 375 px, checking that no page is wider than the phone.
 //!
-//! `browser_*` tests (see `requires.rs`): chosen by scripts/test when chromedriver is
+//! `browser_*` tests (see `support/requires.rs`): chosen by scripts/test when chromedriver is
 //! installed, reported as skipped otherwise; run by hand without it, they fail.
 //! `CHROMEDRIVER` / `CHROMIUM` override the binaries (default: on PATH).
 
@@ -14,8 +14,8 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::cancel_flow::{flow_with, seed, signed_link};
-use crate::requires::chromium;
+use crate::support::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::requires::chromium;
 
 /// The page's layout width and the viewport's: the page fits when the first is not larger.
 async fn widths(browser: &fantoccini::Client) -> Result<(i64, i64), fantoccini::error::CmdError> {

@@ -3,143 +3,16 @@
 
 use holdfast::cancel_flow::links::sign;
 use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
-use holdfast::store::cancel::{CancelSessionRow, NewCancelSession};
+use holdfast::store::cancel::NewCancelSession;
 use holdfast::telemetry::capability_ref;
 use holdfast::web::cancel::long_date;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
-
-pub const LINK_SECRET: &str = "link-secret-for-tests-0123456789";
-pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
-
-/// The app, its Stripe stand-in and a client that does not follow redirects.
-pub struct Flow {
-    pub app: TestApp,
-    pub stripe: MockServer,
-    pub http: reqwest::Client,
-}
-
-pub async fn flow_with(extra: &[(&'static str, &str)]) -> Flow {
-    let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let mut vars: Vec<(&'static str, &str)> = vec![
-        ("STRIPE_SECRET_KEY", "sk_test_cancel_flow"),
-        ("STRIPE_API_BASE", &uri),
-        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
-        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
-        ("HOLDFAST_CANCEL_COUPON", "SAVE30"),
-        ("HOLDFAST_CANCEL_DOWNGRADE_MAP", "price_pro_monthly=price_basic_monthly"),
-        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.example.com/account"),
-        ("HOLDFAST_BRAND_NAME", "Acme Notes"),
-    ];
-    vars.extend_from_slice(extra);
-    let app = spawn_app_with(&vars).await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    Flow { app, stripe, http }
-}
-
-pub async fn flow() -> Flow {
-    flow_with(&[]).await
-}
-
-/// A customer with one live subscription on `price`, delivered as Stripe webhooks.
-pub async fn seed(app: &TestApp, cus: &str, sub: &str, price: &str, tweak: impl FnOnce(&mut Value)) -> Value {
-    let t = now() - 86_400;
-    app.deliver(&event("customer.created", t, customer(cus, &format!("{cus}@example.com"), t))).await;
-    let mut s = Sub::new(sub, cus, t);
-    s.price = price.into();
-    let mut object = s.object();
-    tweak(&mut object);
-    app.deliver(&event("customer.subscription.created", t + 1, object.clone())).await;
-    object
-}
-
-pub fn signed_link(cus: &str) -> String {
-    format!("/cancel?customer={cus}&sig={}", sign(cus, &SecretString::from(LINK_SECRET)))
-}
-
-/// minijinja escapes `/` in HTML; tests compare against plain URLs.
-pub fn unescape(html: &str) -> String {
-    html.replace("&#x2f;", "/")
-}
-
-fn csrf_of(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("page has a csrf field") + 19;
-    html[start..].split('"').next().expect("csrf value").to_owned()
-}
-
-fn session_id(location: &str) -> String {
-    location.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned()
-}
-
-impl Flow {
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.app.address)).send().await.expect("GET sent")
-    }
-
-    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.app.address)).form(form).send().await.expect("POST sent")
-    }
-
-    /// Open `link`, expect 303 to a session page; returns (session path, csrf).
-    pub async fn open(&self, link: &str) -> (String, String) {
-        let r = self.get(link).await;
-        assert_eq!(r.status(), 303, "link {link} should start a session: {:?}", r.text().await);
-        let location = r.headers()["location"].to_str().expect("location").to_owned();
-        let page = self.get(&location).await;
-        assert_eq!(page.status(), 200);
-        let html = page.text().await.expect("html");
-        assert!(html.contains("why do you want to cancel"), "{html}");
-        (location, csrf_of(&html))
-    }
-
-    /// Answer the survey; returns the offer page's HTML.
-    pub async fn answer(&self, session: &str, csrf: &str, reason: &str, comment: &str) -> String {
-        let r = self.post_form(&format!("{session}/reason"), &[("csrf", csrf), ("reason", reason), ("comment", comment)]).await;
-        assert_eq!(r.status(), 303, "{:?}", r.text().await);
-        assert_eq!(r.headers()["location"], format!("{session}/offer").as_str());
-        let page = self.get(&format!("{session}/offer")).await;
-        assert_eq!(page.status(), 200);
-        unescape(&page.text().await.expect("html"))
-    }
-
-    pub async fn choose(&self, session: &str, csrf: &str, choice: &str) -> reqwest::Response {
-        self.post_form(&format!("{session}/choose"), &[("csrf", csrf), ("choice", choice)]).await
-    }
-
-    pub async fn session(&self, session: &str) -> CancelSessionRow {
-        self.app.store.cancel_session(&session_id(session)).await.expect("store").expect("session exists")
-    }
-
-    /// Stripe answers an update of `sub` (with the given Idempotency-Key) with the example
-    /// subscription.
-    pub async fn expect_update(&self, sub: &str, key: &str, object: &Value) {
-        Mock::given(method("POST"))
-            .and(path(format!("/v1/subscriptions/{sub}")))
-            .and(header("Idempotency-Key", key))
-            .respond_with(ResponseTemplate::new(200).set_body_json(object))
-            .expect(1)
-            .mount(&self.stripe)
-            .await;
-    }
-
-    /// The form parameters of every request Stripe received, decoded and sorted.
-    pub async fn sent_params(&self) -> Vec<Vec<(String, String)>> {
-        let requests = self.stripe.received_requests().await.expect("recording on");
-        requests
-            .iter()
-            .map(|r| {
-                let mut p: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("form body");
-                p.sort();
-                p
-            })
-            .collect()
-    }
-}
+use crate::support::cancel_flow::*;
+use crate::support::helpers::{event, now};
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut p: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -497,7 +370,7 @@ async fn offers_appear_only_where_they_apply() {
 
     // A discount already in force: no discount offer.
     seed(&f.app, "cus_app3", "sub_app3", "price_pro_monthly", |s| {
-        let mut d = crate::helpers::fixture("discount");
+        let mut d = crate::support::helpers::fixture("discount");
         d["id"] = json!("di_app3");
         d["customer"] = json!("cus_app3");
         d["subscription"] = json!("sub_app3");
@@ -751,7 +624,7 @@ async fn a_yearly_plan_is_never_paused_into_a_free_year_nor_given_a_monthly_coup
 async fn a_discount_keeps_the_discounts_already_in_force() {
     let f = flow().await;
     let object = seed(&f.app, "cus_keepd", "sub_keepd", "price_pro_monthly", |s| {
-        let mut d = crate::helpers::fixture("discount");
+        let mut d = crate::support::helpers::fixture("discount");
         d["id"] = json!("di_founder");
         d["customer"] = json!("cus_keepd");
         d["subscription"] = json!("sub_keepd");
@@ -840,8 +713,8 @@ async fn an_ended_subscription_points_to_the_come_back_checkout() {
         s["canceled_at"] = json!(now() - 3600);
     })
     .await;
-    let inv = crate::helpers::invoice("in_gone", "cus_gone", "sub_gone", "paid", 2000, now() - 40 * 86_400);
-    f.app.deliver(&crate::helpers::event("invoice.paid", now() - 40 * 86_400, inv)).await;
+    let inv = crate::support::helpers::invoice("in_gone", "cus_gone", "sub_gone", "paid", 2000, now() - 40 * 86_400);
+    f.app.deliver(&crate::support::helpers::event("invoice.paid", now() - 40 * 86_400, inv)).await;
     let r = f.get(&signed_link("cus_gone")).await;
     assert_eq!(r.status(), 200);
     let html = unescape(&r.text().await.expect("html"));

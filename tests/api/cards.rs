@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{event, fixture, now};
-use crate::mail_world::{DAY, EMAIL, app_with_sink, subscriber};
+use crate::support::helpers::{event, fixture, now};
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, subscriber};
 
 fn card_payment_method(id: &str, customer: &str, month: i64, year: i64) -> serde_json::Value {
     let mut pm = fixture("payment_method");
@@ -63,7 +63,7 @@ async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription(
     card["exp_year"] = json!(y);
     card["last4"] = json!("1881");
     app.deliver(&event("customer.source.expiring", t, card)).await;
-    app.deliver(&event("customer.created", t, crate::helpers::customer("cus_2", "bo@example.com", t))).await;
+    app.deliver(&event("customer.created", t, crate::support::helpers::customer("cus_2", "bo@example.com", t))).await;
     app.deliver(&event("payment_method.attached", t, card_payment_method("pm_9", "cus_2", m, y))).await;
 
     app.scheduler.try_run_once().await.expect("check");

@@ -11,8 +11,8 @@ use holdfast::webhook::signature::sign;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::helpers::{SECRET, Sub, customer, event_with_id, fresh_database, invoice, now, spawn_app};
-use crate::process::ServerProcess;
+use crate::support::helpers::{SECRET, Sub, customer, event_with_id, fresh_database, invoice, now, spawn_app};
+use crate::support::process::ServerProcess;
 
 const CUSTOMERS: usize = 24;
 const CONCURRENCY: usize = 16;

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
+use crate::support::helpers::*;
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
 
 /// 2025-03-10 00:00 UTC: every subscription starts here; the summary is of March 2025.
 const T: i64 = 1_741_564_800;
@@ -208,7 +208,7 @@ async fn holdfast_summary_prints_each_currency_in_its_own_format() {
 async fn browser_picks_a_currency_on_the_dashboard() {
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
     business_in_four_currencies(&app).await;
-    let (browser, _driver, _profile) = crate::requires::chromium(1280, 1600).await;
+    let (browser, _driver, _profile) = crate::support::requires::chromium(1280, 1600).await;
     browser.goto(&format!("{}/dashboard", app.address)).await.expect("login page");
     browser.find(fantoccini::Locator::Id("token")).await.expect("token field").send_keys(OWNER_TOKEN).await.expect("typed");
     browser.find(fantoccini::Locator::Id("sign-in")).await.expect("button").click().await.expect("clicked");

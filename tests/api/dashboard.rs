@@ -4,8 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::*;
-use crate::metrics_truth::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::helpers::*;
 
 async fn login(app: &TestApp, token: &str) -> reqwest::Response {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -54,7 +54,7 @@ impl Drop for Driver {
 #[tokio::test]
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_signs_in_and_sees_the_charts() {
-    let driver_bin = crate::requires::chromedriver();
+    let driver_bin = crate::support::requires::chromedriver();
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
     deliver_all(&app, &stripe_events(&business(7, 70)), 16).await;
 

@@ -6,7 +6,7 @@
 use chrono::{Datelike, Duration, TimeZone, Utc, Weekday};
 use serde_json::json;
 
-use crate::helpers::{Sub, customer, event, fresh_database, invoice, now, spawn_app_on};
+use crate::support::helpers::{Sub, customer, event, fresh_database, invoice, now, spawn_app_on};
 
 const OWNER: &str = "owner@example.com";
 

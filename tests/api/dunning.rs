@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{Sub, event, now};
-use crate::mail_world::{
+use crate::support::helpers::{Sub, event, now};
+use crate::support::mail_world::{
     DAY, EMAIL, app_with_sink, deliver_now, failed_invoice, invoice_paid, payment_failed, payment_failed_try, subscriber,
 };
 
@@ -138,7 +138,7 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 60;
-    app.deliver(&event("customer.created", t, crate::helpers::customer("cus_1", EMAIL, t))).await;
+    app.deliver(&event("customer.created", t, crate::support::helpers::customer("cus_1", EMAIL, t))).await;
     let mut incomplete = Sub::new("sub_1", "cus_1", t);
     incomplete.status = "incomplete";
     app.deliver(&event("customer.subscription.created", t, incomplete.object())).await;
@@ -193,7 +193,7 @@ async fn a_payment_that_arrives_before_its_failure_sends_nothing() {
 }
 
 /// Subjects of every message the sink received, in order.
-fn subjects(sink: &crate::smtp_sink::SmtpSink) -> Vec<String> {
+fn subjects(sink: &crate::support::smtp_sink::SmtpSink) -> Vec<String> {
     sink.parsed().iter().filter_map(|m| m.header("Subject")).collect()
 }
 

@@ -2,7 +2,7 @@
 //! unbroken links real emails carry (signed update links, Stripe's hosted invoice URLs),
 //! opened in headless Chromium at a 375 px wide viewport, and must not scroll sideways.
 //!
-//! A `browser_` test (see `requires.rs`): `scripts/test` runs it where chromium and
+//! A `browser_` test (see `support/requires.rs`): `scripts/test` runs it where chromium and
 //! chromedriver are installed and reports it as skipped elsewhere. `CHROMEDRIVER` /
 //! `CHROMIUM` override the binaries (default: `chromedriver` and `chromium` on PATH).
 
@@ -70,7 +70,7 @@ async fn browser_every_email_fits_a_375_px_phone_screen_in_chromium() {
         .count();
     assert_eq!(pages.len(), on_disk, "every template directory is a built-in template");
 
-    let (browser, driver, _profile) = crate::requires::chromium(PHONE_WIDTH as u32, 812).await;
+    let (browser, driver, _profile) = crate::support::requires::chromium(PHONE_WIDTH as u32, 812).await;
 
     let measured = async {
         let mut widths = Vec::new();

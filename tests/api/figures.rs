@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
-use crate::helpers::*;
-use crate::metrics_truth::{OWNER_TOKEN, assert_close, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, assert_close, business, deliver_all, stripe_events};
+use crate::support::helpers::*;
 
 /// Months compared past the history's first: the simulated 14 months and beyond them, where
 /// every customer's figures repeat (its tail).

@@ -6,7 +6,7 @@ use std::process::Command;
 use holdfast::store::Store;
 use serde_json::Value;
 
-use crate::helpers::{Sub, TestApp, customer, event, invoice, now, spawn_app_with};
+use crate::support::helpers::{Sub, TestApp, customer, event, invoice, now, spawn_app_with};
 
 const TOKEN: &str = "owner-token-forget-0123456789";
 const EMAIL: &str = "forget.me@example.org";

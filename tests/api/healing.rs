@@ -10,8 +10,8 @@ use holdfast::health::UNREADY_AFTER_SECS;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::*;
-use crate::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
+use crate::support::helpers::*;
+use crate::support::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
 
 /// Poll `/readyz` until `want(status, body)` holds (bounded: the state must come by itself).
 async fn wait_readyz(app: &TestApp, what: &str, want: impl Fn(u16, &Value) -> bool) -> (u16, Value) {
@@ -50,7 +50,7 @@ async fn assert_unready_with(app: &TestApp, expected: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs sqlite"]
 async fn sqlite_only_a_locked_database_makes_the_projector_unready_with_the_reason_until_the_lock_goes() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let app = spawn_app().await;
     app.deliver(&customer_event("cus_before")).await;
 
@@ -72,7 +72,7 @@ async fn sqlite_only_a_locked_database_makes_the_projector_unready_with_the_reas
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_a_lost_database_makes_the_projector_unready_with_the_reason_until_it_returns() {
-    crate::requires::database("postgres");
+    crate::support::requires::database("postgres");
     let app = spawn_app().await;
     app.deliver(&customer_event("cus_before")).await;
 

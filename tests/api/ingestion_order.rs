@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01
 const DAY: i64 = 86_400;

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, TestApp, assert_owner_only, customer, event, fixture, invoice, now};
-use crate::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, assert_owner_only, customer, event, fixture, invoice, now};
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
+use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-lifecycle-tests-01";
 
@@ -513,7 +513,7 @@ async fn dashboard(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rate_per_variant() {
-    use crate::cancel_flow::{flow_with, seed, signed_link};
+    use crate::support::cancel_flow::{flow_with, seed, signed_link};
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("holdfast.toml");
     std::fs::write(
@@ -546,7 +546,13 @@ async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rat
         }
     }
     assert_eq!(offers, vec![(true, false), (false, true)], "a sees the configured discount; b sees only the pause");
-    let r = f.app.client.get(format!("{}/api/summary", f.app.address)).bearer_auth(crate::cancel_flow::OWNER_TOKEN).send().await;
+    let r = f
+        .app
+        .client
+        .get(format!("{}/api/summary", f.app.address))
+        .bearer_auth(crate::support::cancel_flow::OWNER_TOKEN)
+        .send()
+        .await;
     let s: Value = r.expect("GET").json().await.expect("json");
     let x = &s["experiments"][0];
     assert_eq!(x["kind"], "save_offer");

@@ -4,8 +4,8 @@
 use holdfast::webhook::signature::sign;
 use serde_json::Value;
 
-use crate::helpers::{SECRET, customer, event, fresh_database, now};
-use crate::process::ServerProcess;
+use crate::support::helpers::{SECRET, customer, event, fresh_database, now};
+use crate::support::process::ServerProcess;
 
 const OWNER_TOKEN: &str = "owner-token-logscan-5f1d2c3b4a";
 const STRIPE_KEY: &str = "sk_test_logscan_51Hx9ExampleKey000000";
@@ -75,8 +75,8 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key() {
-    use crate::cancel_flow::{LINK_SECRET, signed_link};
-    use crate::helpers::{Sub, post_signed};
+    use crate::support::cancel_flow::{LINK_SECRET, signed_link};
+    use crate::support::helpers::{Sub, post_signed};
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -105,7 +105,7 @@ async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key(
     assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
     // The cancel link needs the subscription projected (the server projects behind the log).
     let store = holdfast::store::Store::connect(&url).await.expect("connect");
-    let caught_up = store.wait_projected(crate::helpers::PROJECTOR_WAIT).await.expect("cursor readable");
+    let caught_up = store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable");
     assert!(caught_up, "the server projected the subscription");
     store.close().await;
 

@@ -7,9 +7,9 @@
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::helpers::{Sub, TestApp, customer, event};
-use crate::mail_world::{DAY, app_with_sink, deliver_now};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, customer, event};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now};
+use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-nps-tests-00000001";
 /// When the customers subscribe (the clock starts here): 2 March 2026, 10:00 UTC.
@@ -211,7 +211,7 @@ async fn browser_nps_score_link_button_and_comment_store_the_answer_once() {
     assert_eq!(run_at(&app, START + 30 * DAY).await, 1);
     let link = score_link(&app, &sink.parsed()[0].text, 8);
 
-    let (browser, driver, _profile) = crate::requires::chromium(1024, 800).await;
+    let (browser, driver, _profile) = crate::support::requires::chromium(1024, 800).await;
     let clicked = async {
         // Opened twice (a scanner, then the customer): the page only asks.
         browser.goto(&link).await?;
@@ -243,13 +243,13 @@ async fn browser_nps_score_link_button_and_comment_store_the_answer_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survey_tokens_and_comments_never_reach_the_logs() {
-    use crate::helpers::{SECRET, fresh_database, now, post_signed};
+    use crate::support::helpers::{SECRET, fresh_database, now, post_signed};
     const LINK_SECRET: &str = "link-secret-for-nps-logs-0123456789";
     const EMAIL: &str = "leak.check+nps@example.org";
     const COMMENT: &str = "a private remark 7f3e9c";
 
     let (url, _dir) = fresh_database().await;
-    let server = crate::process::ServerProcess::start(&[
+    let server = crate::support::process::ServerProcess::start(&[
         ("DATABASE_URL", url.as_str()),
         ("STRIPE_WEBHOOK_SECRET", SECRET),
         ("HOLDFAST_LINK_SECRET", LINK_SECRET),
@@ -262,7 +262,7 @@ async fn survey_tokens_and_comments_never_reach_the_logs() {
     let sub = event("customer.subscription.created", t + 1, Sub::new("sub_npslog", "cus_npslog", t).object());
     assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
     let store = holdfast::store::Store::connect(&url).await.expect("connect");
-    assert!(store.wait_projected(crate::helpers::PROJECTOR_WAIT).await.expect("cursor readable"), "projected");
+    assert!(store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable"), "projected");
 
     // The survey's link as the server signs it (the same key derivation, the same secret).
     let links = holdfast::nps::NpsLinks::new(&server.address, Some(&secrecy::SecretString::from(LINK_SECRET.to_owned())), &[]);

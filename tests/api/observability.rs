@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{customer, event, spawn_app_with};
+use crate::support::helpers::{customer, event, spawn_app_with};
 
 const TOKEN: &str = "owner-token-for-metrics-0123456789";
 

@@ -5,8 +5,8 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, event, now};
-use crate::mail_world::{DAY, app_with_sink, deliver_now, payment_failed_try, subscriber};
+use crate::support::helpers::{Sub, event, now};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now, payment_failed_try, subscriber};
 
 const OWNER: &str = "owner-token-0123456789abcdef";
 
@@ -71,12 +71,15 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
 
     // The owner sees what would have happened.
     let url = format!("{}/api/observed", app.address);
-    let list: Value =
-        crate::helpers::assert_owner_only(&app.client, reqwest::Method::GET, &url, OWNER).await.json().await.expect("json");
+    let list: Value = crate::support::helpers::assert_owner_only(&app.client, reqwest::Method::GET, &url, OWNER)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list["mode"], "observe");
     let emails: Vec<&str> = list["emails"].as_array().expect("emails").iter().filter_map(|e| e["template"].as_str()).collect();
     assert_eq!(emails, ["payment_stopped", "payment_failed"], "newest first");
-    assert_eq!(list["emails"][0]["recipient"], crate::mail_world::EMAIL);
+    assert_eq!(list["emails"][0]["recipient"], crate::support::mail_world::EMAIL);
     let calls = list["stripe_calls"].as_array().expect("calls");
     let seen: Vec<(&str, &str)> =
         calls.iter().map(|c| (c["purpose"].as_str().unwrap_or(""), c["path"].as_str().unwrap_or(""))).collect();
@@ -109,10 +112,10 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
 
 #[tokio::test]
 async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome() {
-    let f = crate::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
+    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.stripe).await;
-    crate::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
-    let (session, csrf) = f.open(&crate::cancel_flow::signed_link("cus_obs")).await;
+    crate::support::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
+    let (session, csrf) = f.open(&crate::support::cancel_flow::signed_link("cus_obs")).await;
     f.answer(&session, &csrf, "missing_features", "").await;
 
     // The customer is told it didn't work (nothing changed), never that it did.
@@ -128,7 +131,7 @@ async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome(
     let list: Value = f
         .http
         .get(format!("{}/api/observed", f.app.address))
-        .bearer_auth(crate::cancel_flow::OWNER_TOKEN)
+        .bearer_auth(crate::support::cancel_flow::OWNER_TOKEN)
         .send()
         .await
         .expect("request")

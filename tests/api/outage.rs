@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::{Sub, TestApp, customer, event, fresh_database, now, spawn_app_on};
-use crate::process::CuttableProxy;
+use crate::support::helpers::{Sub, TestApp, customer, event, fresh_database, now, spawn_app_on};
+use crate::support::process::CuttableProxy;
 
 fn customer_event(id: &str) -> Value {
     event("customer.created", now(), customer(id, "outage@example.com", now()))
@@ -38,7 +38,7 @@ fn postgres_host(url: &str) -> (String, SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
-    crate::requires::database("postgres");
+    crate::support::requires::database("postgres");
     let (url, dir) = fresh_database().await;
     let (host_port, upstream) = postgres_host(&url);
     let proxy = CuttableProxy::start(upstream);
@@ -54,7 +54,7 @@ async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
             proxy.cut();
         }
         let (app_client, address, e) = (app.client.clone(), app.address.clone(), e.clone());
-        in_flight.push(tokio::spawn(async move { crate::helpers::post_signed(&app_client, &address, &e).await }));
+        in_flight.push(tokio::spawn(async move { crate::support::helpers::post_signed(&app_client, &address, &e).await }));
     }
     let mut acked = HashSet::new();
     for (e, task) in burst.iter().zip(in_flight) {
@@ -84,7 +84,7 @@ async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs sqlite"]
 async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let (url, dir) = fresh_database().await;
     let app = spawn_app_on(url.clone(), dir, &[]).await;
     app.deliver(&customer_event("cus_before_lock")).await;
@@ -108,7 +108,7 @@ async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
 /// send is provably still in progress while every webhook is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_mail_server_holds_the_outbox_but_not_the_webhooks() {
-    use crate::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
+    use crate::support::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
     let (app, sink) = app_with_sink(&[]).await;
     let t = now() - 3600;
     subscriber(&app, t - DAY).await;

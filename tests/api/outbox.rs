@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use holdfast::mail::{Category, EmailContent, NewEmail};
 use holdfast::workers::outbox::OutboxWorker;
 
-use crate::helpers::{event, now, spawn_app_with};
-use crate::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
+use crate::support::helpers::{event, now, spawn_app_with};
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
 
 #[tokio::test]
 async fn smtp_down_is_retried_later_with_nothing_lost_and_nothing_doubled() {
@@ -75,7 +75,7 @@ async fn a_deleted_customer_is_not_emailed() {
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
-    app.deliver(&event("customer.deleted", t + 1, crate::helpers::customer("cus_1", EMAIL, t - DAY))).await;
+    app.deliver(&event("customer.deleted", t + 1, crate::support::helpers::customer("cus_1", EMAIL, t - DAY))).await;
 
     app.outbox.run_until_idle_at(now()).await.expect("pass");
     assert!(sink.messages().is_empty());
@@ -125,7 +125,7 @@ async fn without_smtp_mail_is_written_as_eml_files() {
     let files: Vec<_> = std::fs::read_dir(app.mail_dir.path()).expect("dir").flatten().collect();
     assert_eq!(files.len(), 1);
     let raw = std::fs::read_to_string(files[0].path()).expect("eml");
-    let email = crate::smtp_sink::Email::parse(&raw);
+    let email = crate::support::smtp_sink::Email::parse(&raw);
     assert!(email.text.contains("https://invoice.stripe.com/i/in_1"));
 }
 
@@ -171,7 +171,7 @@ async fn enqueueing_the_same_dedupe_key_twice_queues_one_email() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
-    crate::requires::database("postgres");
+    crate::support::requires::database("postgres");
     let (app, sink) = app_with_sink(&[]).await;
     let at = now();
     let emails: Vec<NewEmail> = (0..1000).map(|i| bulk_email(i, at)).collect();
@@ -182,7 +182,7 @@ async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
     for _ in 0..3 {
         let store = holdfast::store::Store::connect(&app.database_url).await.expect("replica store");
         let vars: std::collections::HashMap<&str, String> = [
-            ("STRIPE_WEBHOOK_SECRET", crate::helpers::SECRET.to_owned()),
+            ("STRIPE_WEBHOOK_SECRET", crate::support::helpers::SECRET.to_owned()),
             ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
             ("SMTP_URL", sink.url()),
         ]

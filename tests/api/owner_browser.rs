@@ -3,15 +3,15 @@
 //! what is behind it (computed from the rendered colours), "Sign out" is readable, names
 //! link to the customer page, and search finds a customer by email.
 //!
-//! `browser_*` tests (see `requires.rs`): chosen by scripts/test when chromedriver is
+//! `browser_*` tests (see `support/requires.rs`): chosen by scripts/test when chromedriver is
 //! installed, reported as skipped otherwise; run by hand without it, they fail.
 
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
-use crate::helpers::{event, invoice, now};
-use crate::requires::chromium;
+use crate::support::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
+use crate::support::helpers::{event, invoice, now};
+use crate::support::requires::chromium;
 
 /// Elements whose own text has less than WCAG AA contrast with the colour behind it (4.5:1,
 /// 3:1 for large text), HTML and SVG alike; each as "tag 'text' ratio".

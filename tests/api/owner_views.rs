@@ -6,8 +6,8 @@ use holdfast::telemetry::capability_ref;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
-use crate::helpers::{assert_owner_only, event, invoice, now};
+use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
+use crate::support::helpers::{assert_owner_only, event, invoice, now};
 
 /// A customer's comment that a spreadsheet would run as a formula.
 const FORMULA_COMMENT: &str = "=HYPERLINK(\"http://evil.test\",\"sync fails\")";
@@ -261,16 +261,20 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
-    let f = crate::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
+    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
     let a = seed(&f.app, "cus_fig_a", "sub_fig_a", "price_pro_monthly", |_| {}).await;
     let b = seed(&f.app, "cus_fig_b", "sub_fig_b", "price_pro_monthly", |_| {}).await;
     // A customer who came from the newsletter.
     let t = now() - 86_400;
-    let mut c = crate::helpers::customer("cus_fig_c", "cus_fig_c@example.com", t);
+    let mut c = crate::support::helpers::customer("cus_fig_c", "cus_fig_c@example.com", t);
     c["metadata"] = json!({"utm_source": "newsletter"});
     f.app.deliver(&event("customer.created", t, c)).await;
     f.app
-        .deliver(&event("customer.subscription.created", t + 1, crate::helpers::Sub::new("sub_fig_c", "cus_fig_c", t).object()))
+        .deliver(&event(
+            "customer.subscription.created",
+            t + 1,
+            crate::support::helpers::Sub::new("sub_fig_c", "cus_fig_c", t).object(),
+        ))
         .await;
     f.cancels("cus_fig_a", "sub_fig_a", &a, "too_expensive", "").await;
     f.takes_discount("cus_fig_b", "sub_fig_b", &b).await;

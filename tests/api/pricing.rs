@@ -3,10 +3,17 @@
 //! prices (net of tax), and the causes of status `paused` beside `pause_collection`. Objects
 //! are Stripe's example objects with our values.
 
+use holdfast::stripe_api::StripeApi;
+use holdfast::sync::Retry;
+use holdfast::sync::prices::PriceTiersFetcher;
+use holdfast::workers::Outcome;
+use secrecy::SecretString;
 use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::*;
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
+use crate::support::helpers::*;
 
 fn at(y: i32, m: u32, d: u32) -> i64 {
     chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(12, 0, 0)).map(|t| t.and_utc().timestamp()).expect("date")
@@ -225,28 +232,21 @@ async fn each_cause_of_a_pause_counts_as_documented() {
     start(&app, "cus_trial", &t, jan5).await;
 
     let mar10 = at(2026, 3, 10);
-    let paused = |sub: &str, cus: &str, details: Value| {
+    // Stripe's shape: `status_details.paused = {type: "subscription", transitioned_at,
+    // subscription: {type: <reason>}}`.
+    let paused = |sub: &str, cus: &str, reason: &str| {
         let mut s = Sub::new(sub, cus, jan5);
         s.status = "paused";
         let mut o = s.object();
-        o["status_details"] = json!({"paused": details});
+        o["status_details"] =
+            json!({"paused": {"type": "subscription", "transitioned_at": mar10, "subscription": {"type": reason}}});
         o
     };
     // Stripe's Pause endpoint; a pause after a failed payment; a trial that ended without a
     // payment method; `pause_collection` on an active subscription.
-    app.deliver(&event(
-        "customer.subscription.paused",
-        mar10,
-        paused("sub_req", "cus_req", json!({"type": "subscription", "transitioned_at": mar10})),
-    ))
-    .await;
-    app.deliver(&event(
-        "customer.subscription.paused",
-        mar10,
-        paused("sub_fail", "cus_fail", json!({"type": "payment_failure", "transitioned_at": mar10})),
-    ))
-    .await;
-    let mut ended_trial = paused("sub_trial", "cus_trial", json!({"type": "trial_end", "transitioned_at": mar10}));
+    app.deliver(&event("customer.subscription.paused", mar10, paused("sub_req", "cus_req", "pause_requested"))).await;
+    app.deliver(&event("customer.subscription.paused", mar10, paused("sub_fail", "cus_fail", "final_payment_failure"))).await;
+    let mut ended_trial = paused("sub_trial", "cus_trial", "trial_end_without_payment_method");
     ended_trial["trial_start"] = json!(jan5);
     ended_trial["trial_end"] = json!(at(2026, 3, 5));
     app.deliver(&event("customer.subscription.paused", mar10, ended_trial)).await;
@@ -272,4 +272,98 @@ async fn each_cause_of_a_pause_counts_as_documented() {
     app.deliver(&event("customer.subscription.resumed", at(2026, 4, 10), Sub::new("sub_req", "cus_req", jan5).object())).await;
     let apr = summary(&app, "2026-04").await;
     assert_eq!(apr["mrr_movements"]["reactivation"], json!(2000.0), "{apr}");
+}
+
+#[tokio::test]
+async fn a_tiered_price_without_its_tiers_is_fetched_once_from_stripe_when_a_key_is_set() {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let app = spawn_app_with(&[
+        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
+        ("STRIPE_SECRET_KEY", "sk_test_holdfast"),
+        ("STRIPE_API_BASE", &uri),
+    ])
+    .await;
+    let jan5 = at(2026, 1, 5);
+    // Webhook payloads leave a price's tiers out: both items arrive without them.
+    let seats = tiered("price_seats", "graduated", None);
+    start(&app, "cus_t", &subscription("sub_t", "cus_t", jan5, &seats, Some(7)), jan5).await;
+    let gone = tiered("price_gone", "volume", None);
+    start(&app, "cus_g", &subscription("sub_g", "cus_g", jan5, &gone, Some(2)), jan5).await;
+    let before = summary(&app, "2026-01").await;
+    assert_eq!((before["mrr_end"].clone(), before["unresolved_prices"].clone()), (json!(0.0), json!(2)), "{before}");
+
+    // Stripe answers the expanded price; the first attempt for it fails (a 500, retried).
+    let mut answer = tiered(
+        "price_seats",
+        "graduated",
+        Some(
+            json!([{"up_to": 5, "unit_amount": 1000, "flat_amount": 500, "unit_amount_decimal": "1000", "flat_amount_decimal": "500"},
+                                                  {"up_to": null, "unit_amount": 800, "flat_amount": null, "unit_amount_decimal": "800", "flat_amount_decimal": null}]),
+        ),
+    );
+    answer["created"] = json!(at(2025, 12, 1));
+    let failure = json!({"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}});
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_seats"))
+        .and(query_param("expand[]", "tiers"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(failure))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_seats"))
+        .and(query_param("expand[]", "tiers"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let missing =
+        json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such price: 'price_gone'"}});
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_gone"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(missing))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let api = StripeApi::new(&SecretString::from("sk_test_holdfast"), Some(&uri)).expect("client");
+    let quick = Retry { attempts: 2, first_backoff: std::time::Duration::from_millis(10) };
+    let fetcher = PriceTiersFetcher::new(app.store.clone(), api.clone(), app.clock.clone()).with_retry(quick);
+    assert_eq!(fetcher.try_run_once().await.expect("pass"), Outcome::Worked(1));
+    app.wait_projected().await;
+    // Fetched once: the found tiers are stored, the missing price is not asked for again,
+    // and another process finds the tiers stored (it asks only for the missing one's).
+    assert_eq!(fetcher.try_run_once().await.expect("pass"), Outcome::Idle);
+    assert_eq!(app.store.unknown_tiers().await.expect("unknown tiers"), vec!["price_gone".to_string()]);
+
+    // Graduated, 7 units: 5 × 10.00 + 5.00 flat, then 2 × 8.00 = 71.00; the other stays unresolved.
+    let after = summary(&app, "2026-01").await;
+    assert_eq!((after["mrr_end"].clone(), after["unresolved_prices"].clone()), (json!(7100.0), json!(1)), "{after}");
+    assert_eq!(after["mrr_movements"]["new"], json!(7100.0));
+    stripe.verify().await;
+}
+
+#[tokio::test]
+async fn without_a_key_no_price_is_fetched_and_the_item_stays_unresolved() {
+    let app = owner_app().await;
+    let jan5 = at(2026, 1, 5);
+    start(&app, "cus_t", &subscription("sub_t", "cus_t", jan5, &tiered("price_seats", "volume", None), Some(3)), jan5).await;
+    let jan = summary(&app, "2026-01").await;
+    assert_eq!((jan["mrr_end"].clone(), jan["unresolved_prices"].clone()), (json!(0.0), json!(1)), "{jan}");
+    assert_eq!(app.store.unknown_tiers().await.expect("unknown tiers"), vec!["price_seats".to_string()]);
+    // The service built without `STRIPE_SECRET_KEY` has no fetcher, so it never calls Stripe.
+    let mail_dir = tempfile::tempdir().expect("mail dir");
+    let vars: std::collections::HashMap<&str, String> = [
+        ("DATABASE_URL", app.database_url.clone()),
+        ("STRIPE_WEBHOOK_SECRET", SECRET.to_string()),
+        ("HOLDFAST_BIND", "127.0.0.1:0".to_string()),
+        ("HOLDFAST_STRIPE_MODE", "test".to_string()),
+        ("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let settings = holdfast::config::Settings::from_source(&vars).expect("settings");
+    let built = holdfast::startup::Application::build(settings).await.expect("app builds");
+    assert!(built.price_tiers_fetcher().is_none() && built.coupon_fetcher().is_none());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use holdfast::store::Store;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, Sub, customer, event, fresh_database, invoice, now};
+use crate::support::helpers::{SECRET, Sub, customer, event, fresh_database, invoice, now};
 use holdfast::webhook::signature::sign;
 
 const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
@@ -254,7 +254,7 @@ async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twic
     let dir = tempfile::tempdir().expect("dir");
     let mut replicas: Vec<Server> = (0..3).map(|n| Server::start(&url, dir.path(), &format!("replica{n}"))).collect();
     // Postgres: the lease holder is the one to kill; SQLite has no lease (any replica projects).
-    let leader = if crate::helpers::backend() == "postgres" { projector_leader(&replicas) } else { 0 };
+    let leader = if crate::support::helpers::backend() == "postgres" { projector_leader(&replicas) } else { 0 };
     let addresses: Vec<String> = replicas.iter().map(|r| r.address.clone()).collect();
     let client = reqwest::Client::new();
     let t = now() - 3600;
@@ -299,7 +299,7 @@ async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twic
     let caught_up = store.wait_projected(Duration::from_secs(30)).await.expect("cursor readable");
     assert!(caught_up, "the survivors projected the whole log");
     eprintln!("log projected {:?} after the kill", killed_at.elapsed());
-    if crate::helpers::backend() == "postgres" {
+    if crate::support::helpers::backend() == "postgres" {
         // The takeover: a survivor logs that it took the lease within 10 s of the kill.
         let taken: Vec<chrono::DateTime<chrono::Utc>> = replicas
             .iter()
@@ -370,7 +370,7 @@ async fn replay_imports_a_file_idempotently_like_the_webhook() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 new events, 2 already stored"));
     // The same events by webhook give the same state.
-    let live = crate::helpers::spawn_app().await;
+    let live = crate::support::helpers::spawn_app().await;
     for e in &events {
         live.deliver(e).await;
     }
@@ -407,7 +407,7 @@ async fn replay_refuses_a_bad_file_naming_the_line_and_writes_nothing() {
 #[test]
 #[ignore = "needs sqlite"]
 fn sqlite_only_the_dockerfile_builds_from_its_own_context_and_runs() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(format!("{root}/scripts/check-dockerfile")).output().expect("python3 runs the check");
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -290,10 +290,10 @@ fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn reproject_rebuilds_the_tables_from_the_log_without_email() {
-    let (app, _sink) = crate::mail_world::app_with_sink(&[]).await;
+    let (app, _sink) = crate::support::mail_world::app_with_sink(&[]).await;
     let t = now() - 3600;
-    crate::mail_world::subscriber(&app, t - 86_400).await;
-    app.deliver(&crate::mail_world::payment_failed("in_1", t, Some(t + 14 * 86_400))).await;
+    crate::support::mail_world::subscriber(&app, t - 86_400).await;
+    app.deliver(&crate::support::mail_world::payment_failed("in_1", t, Some(t + 14 * 86_400))).await;
     let mut canceled = Sub::new("sub_1", "cus_1", t - 86_400);
     canceled.status = "canceled";
     app.deliver(&event("customer.subscription.deleted", t + 10, canceled.object())).await;

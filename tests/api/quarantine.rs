@@ -6,8 +6,8 @@
 use holdfast::webhook::signature::sign;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::metrics_truth::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::helpers::*;
 
 /// A signed body posted as is (the deep one is built as text: a `Value` that deep is what the
 /// test is about), waiting for the projector to pass it.

@@ -63,7 +63,7 @@ fn emails(dir: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs sqlite"]
 async fn sqlite_only_the_readme_quick_start_runs_as_written() {
-    crate::requires::database("sqlite");
+    crate::support::requires::database("sqlite");
     let commands = quick_start_commands();
     let demo_args = commands.iter().find(|c| c.first().is_some_and(|a| a == "demo")).expect("the quick start runs `demo`");
     let send_args =

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, fixture, now, spawn_app_with};
+use crate::support::helpers::{TestApp, fixture, now, spawn_app_with};
 
 const LIMIT: usize = 3;
 const STRIPE_KEY: &str = "sk_test_rate_limits";

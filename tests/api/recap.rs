@@ -6,9 +6,9 @@
 use chrono::TimeZone;
 use serde_json::{Value, json};
 
-use crate::helpers::{Sub, TestApp, customer, event};
-use crate::mail_world::{DAY, app_with_sink, deliver_now};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, customer, event};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now};
+use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-recap-tests-000001";
 
@@ -142,7 +142,7 @@ async fn an_unsubscribed_customer_gets_no_recap() {
     let links = holdfast::mail::unsubscribe::UnsubscribeLinks::new(
         "https://billing.acme.test",
         None,
-        &[secrecy::SecretString::from(crate::helpers::SECRET.to_owned())],
+        &[secrecy::SecretString::from(crate::support::helpers::SECRET.to_owned())],
     );
     let r = app
         .client

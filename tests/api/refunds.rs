@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::*;
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
+use crate::support::helpers::*;
 
 const DAY: i64 = 86_400;
 /// 2025-02-01 00:00 UTC: every customer starts here.

@@ -8,8 +8,8 @@ use holdfast::webhook::signature::sign;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{SECRET, customer, event, fresh_database, now, spawn_app_with};
-use crate::process::ServerProcess;
+use crate::support::helpers::{SECRET, customer, event, fresh_database, now, spawn_app_with};
+use crate::support::process::ServerProcess;
 
 const OWNER_TOKEN: &str = "owner-token-resources-0123456789";
 const STALLED: usize = 500;

@@ -7,8 +7,8 @@ use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 
-use crate::cancel_flow::{Flow, OWNER_TOKEN, flow, flow_with, seed, signed_link};
-use crate::helpers::{event, invoice, now};
+use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, flow_with, seed, signed_link};
+use crate::support::helpers::{event, invoice, now};
 
 const DAY: i64 = 86_400;
 
@@ -223,7 +223,7 @@ async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_a
 }
 
 /// The update-payment link for `invoice` in the emails the sink received (text bodies).
-fn link_for(sink: &crate::smtp_sink::SmtpSink, invoice: &str) -> Option<String> {
+fn link_for(sink: &crate::support::smtp_sink::SmtpSink, invoice: &str) -> Option<String> {
     let needle = format!("https://billing.acme.test/billing/update?token=cus_1.{invoice}.");
     sink.parsed().iter().find_map(|m| {
         let start = m.text.find(&needle)?;
@@ -233,7 +233,7 @@ fn link_for(sink: &crate::smtp_sink::SmtpSink, invoice: &str) -> Option<String> 
 
 #[tokio::test]
 async fn recovered_payments_are_attributed_to_no_email_an_email_or_a_click() {
-    use crate::mail_world::{DAY as MDAY, app_with_sink, invoice_paid, payment_failed, subscriber};
+    use crate::support::mail_world::{DAY as MDAY, app_with_sink, invoice_paid, payment_failed, subscriber};
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -242,7 +242,7 @@ async fn recovered_payments_are_attributed_to_no_email_an_email_or_a_click() {
     let (app, sink) =
         app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_attr"), ("STRIPE_API_BASE", &uri), ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)])
             .await;
-    let mut portal = crate::helpers::fixture("billing_portal.session");
+    let mut portal = crate::support::helpers::fixture("billing_portal.session");
     portal["customer"] = json!("cus_1");
     Mock::given(method("POST"))
         .and(path("/v1/billing_portal/sessions"))

@@ -8,7 +8,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_owner_only, spawn_app, spawn_app_with};
+use crate::support::helpers::{assert_owner_only, spawn_app, spawn_app_with};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
-use crate::metrics_truth::OWNER_TOKEN;
+use crate::support::business::OWNER_TOKEN;
+use crate::support::helpers::*;
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, deliver_now};
 
 /// `event` as the other world would send it.
 fn in_mode(mut event: Value, livemode: bool) -> Value {

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::helpers::*;
-use crate::metrics_truth::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};
+use crate::support::helpers::*;
 
 async fn owner_app() -> TestApp {
     spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await

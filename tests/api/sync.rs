@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Sub, customer, event, fixture, invoice, spawn_app};
+use crate::support::helpers::{Sub, customer, event, fixture, invoice, spawn_app};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_700_000_000;
@@ -294,7 +294,7 @@ async fn a_webhook_and_a_sync_of_the_same_subscription_give_one_timeline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sync_command_reads_its_settings_and_reports_each_kind() {
-    let (url, _dir) = crate::helpers::fresh_database().await;
+    let (url, _dir) = crate::support::helpers::fresh_database().await;
     let stripe = MockServer::start().await;
     mount_stripe(&stripe).await;
     let base = stripe.uri();

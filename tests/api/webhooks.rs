@@ -3,7 +3,7 @@
 use holdfast::webhook::signature::sign;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn error_code(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("JSON error body");

@@ -112,7 +112,7 @@ impl Discount {
     /// In force at `t` by its own dates: started, not past its end, not deleted. A `once`
     /// coupon covers one billing interval from its start; a `repeating` one without an `end`
     /// its `duration_in_months` from its start.
-    fn in_force(&self, terms: Option<&CouponTerms>, interval_months: f64, t: i64) -> bool {
+    pub(crate) fn in_force(&self, terms: Option<&CouponTerms>, interval_months: f64, t: i64) -> bool {
         if self.starts_at.is_some_and(|s| s > t) || self.deleted_at.is_some_and(|d| d < t) {
             return false;
         }
@@ -267,6 +267,7 @@ impl Timeline {
             return crate::domain::mrr::apply_discounts(s.base_mrr, &s.items, &terms, &sub.currency, s.interval_months);
         }
         let (items, _) = self.items_at(s, t);
+        let items = crate::domain::mrr::with_item_discounts(self, &sub.currency, s, items, t);
         let base = items.iter().map(|i| i.monthly).sum();
         crate::domain::mrr::apply_discounts(base, &items, &terms, &sub.currency, s.interval_months)
     }
@@ -313,6 +314,7 @@ impl Timeline {
             let Some(s) = sub.states_at(&[t])[0] else { continue };
             if s.is_active() {
                 ids.extend(self.discounts_at(sub, s, t).into_iter().filter(|(_, terms)| terms.is_none()).map(|(id, _)| id));
+                ids.extend(crate::domain::mrr::unresolved_item_discounts(self, s, t));
             }
         }
         ids.len() as u64

@@ -2,7 +2,8 @@
 //! (`json_each`), inside one `BEGIN IMMEDIATE` transaction. A statement costs little inside
 //! SQLite, but sqlx runs every statement on its worker thread, and the hand-off (two thread
 //! wake-ups) cost more than the statement itself: one statement per table instead of one per
-//! row took the batch from ~6 statements per event to ~10 per batch.
+//! row took the batch from ~6 statements per event to ~10 per batch. The projected tables'
+//! statements and rows are both made from their description in `store::tables`.
 
 use std::collections::HashSet;
 
@@ -12,92 +13,14 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use crate::domain::event::Event;
 use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
-use crate::store::shared::{discount_ids_json, items_json};
-use crate::store::{IngestOptions, Ingested, clean};
+use crate::store::tables::{self, Dialect, Read, Table, pairs};
+use crate::store::{IngestOptions, Ingested};
 
 // Rows come as `$1`, a JSON array of arrays (one per row, columns in order); `value ->> N` is
 // column N. `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert's.
 const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2, $3 FROM json_each($1) \
      WHERE true ON CONFLICT (id) DO NOTHING RETURNING id, rowid";
-
-/// The watermark guard of every upsert: applies when the incoming watermark is greater than
-/// the stored one.
-macro_rules! newer {
-    () => {
-        "(excluded.src_rank, excluded.src_created, excluded.src_event_id) > (t.src_rank, t.src_created, t.src_event_id)"
-    };
-}
-
-/// The guard of the tables with a same-second tie rule (subscriptions, invoices).
-macro_rules! newer_tie {
-    () => {
-        "(excluded.src_rank, excluded.src_created, excluded.src_tie, excluded.src_event_id) \
-         > (t.src_rank, t.src_created, t.src_tie, t.src_event_id)"
-    };
-}
-
-const UPSERT_CUSTOMERS: &str = concat!(
-    "INSERT INTO customers AS t (id, email, name, created, deleted, src_rank, src_created, src_event_id) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each($1) WHERE true ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
-     created = excluded.created, deleted = excluded.deleted, src_rank = excluded.src_rank, src_created = excluded.src_created, \
-     src_event_id = excluded.src_event_id WHERE ",
-    newer!()
-);
-
-const UPSERT_SUBSCRIPTIONS: &str = concat!(
-    "INSERT INTO subscriptions AS t (id, customer, status, currency, created, start_date, trial_start, \
-     trial_end, current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, ended_at, cancel_reason, \
-     cancel_feedback, cancel_comment, pause_behavior, pause_resumes_at, discounts, base_mrr, src_rank, src_created, src_event_id, src_tie) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
-     value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, value ->> 23, value ->> 24 FROM json_each($1) WHERE true \
-     ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, status = excluded.status, currency = excluded.currency, \
-     created = excluded.created, start_date = excluded.start_date, trial_start = excluded.trial_start, trial_end = excluded.trial_end, \
-     current_period_start = excluded.current_period_start, current_period_end = excluded.current_period_end, \
-     cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, canceled_at = excluded.canceled_at, \
-     ended_at = excluded.ended_at, cancel_reason = excluded.cancel_reason, cancel_feedback = excluded.cancel_feedback, \
-     cancel_comment = excluded.cancel_comment, pause_behavior = excluded.pause_behavior, pause_resumes_at = excluded.pause_resumes_at, \
-     discounts = excluded.discounts, base_mrr = excluded.base_mrr, src_rank = excluded.src_rank, src_created = excluded.src_created, \
-     src_event_id = excluded.src_event_id, src_tie = excluded.src_tie WHERE ",
-    newer_tie!(),
-    " RETURNING id"
-);
-
-const DELETE_ITEMS: &str = "DELETE FROM subscription_items WHERE subscription_id IN (SELECT value FROM json_each($1))";
-const INSERT_ITEMS: &str = "INSERT INTO subscription_items (subscription_id, item_id, price_id, product, unit_amount, currency, \
-     recurring_interval, interval_count, quantity) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM json_each($1) WHERE true \
-     ON CONFLICT DO NOTHING";
-
-const INSERT_HISTORY: &str = "INSERT INTO subscription_history (subscription_id, event_id, effective_at, src_rank, customer, status, \
-     currency, base_mrr, collection_paused, pause_resumes_at, discounts, cancel_at_period_end, cancel_reason, cancel_feedback, \
-     canceled_at, ended_at, items) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
-     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16 FROM json_each($1) WHERE true ON CONFLICT DO NOTHING";
-
-const UPSERT_INVOICES: &str = concat!(
-    "INSERT INTO invoices AS t (id, customer, subscription, status, billing_reason, currency, amount_due, \
-     amount_paid, amount_remaining, attempt_count, next_payment_attempt, hosted_invoice_url, created, paid_at, src_rank, src_created, \
-     src_event_id, src_tie) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
-     value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17 FROM json_each($1) WHERE true \
-     ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, subscription = excluded.subscription, status = excluded.status, \
-     billing_reason = excluded.billing_reason, currency = excluded.currency, amount_due = excluded.amount_due, \
-     amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, attempt_count = excluded.attempt_count, \
-     next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url, created = excluded.created, \
-     paid_at = excluded.paid_at, src_rank = excluded.src_rank, src_created = excluded.src_created, src_event_id = excluded.src_event_id, \
-     src_tie = excluded.src_tie WHERE ",
-    newer_tie!()
-);
-
-const UPSERT_DISCOUNTS: &str = concat!(
-    "INSERT INTO discounts AS t (id, customer, subscription, coupon_id, percent_off, amount_off, currency, \
-     duration, starts_at, ends_at, deleted, src_rank, src_created, src_event_id) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13 \
-     FROM json_each($1) WHERE true \
-     ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, subscription = excluded.subscription, coupon_id = excluded.coupon_id, \
-     percent_off = excluded.percent_off, amount_off = excluded.amount_off, currency = excluded.currency, duration = excluded.duration, \
-     starts_at = excluded.starts_at, ends_at = excluded.ends_at, deleted = excluded.deleted, src_rank = excluded.src_rank, \
-     src_created = excluded.src_created, src_event_id = excluded.src_event_id WHERE ",
-    newer!()
-);
 
 /// Append the batch's events to the log (nothing else: the projector applies them later).
 /// Returns each event's outcome and the log position of the last new one.
@@ -124,6 +47,8 @@ pub(crate) async fn append(
     Ok((outcome, last))
 }
 
+const DELETE_ITEMS: &str = "DELETE FROM subscription_items WHERE subscription_id IN (SELECT value FROM json_each($1))";
+
 /// The JSON array `[row, …]` a batch statement reads with `json_each`.
 fn json_rows<T>(items: impl IntoIterator<Item = T>, row: impl Fn(T) -> Value) -> String {
     Value::Array(items.into_iter().map(row).collect()).to_string()
@@ -131,136 +56,139 @@ fn json_rows<T>(items: impl IntoIterator<Item = T>, row: impl Fn(T) -> Value) ->
 
 /// Write a batch's projection (the projector calls it inside its transaction).
 pub(crate) async fn apply(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
-    if !w.customers.is_empty() {
-        let rows = json_rows(&w.customers, |(c, m)| {
-            json!([c.id, clean(&c.email), clean(&c.name), c.created, c.deleted, m.rank, m.created, m.event_id])
-        });
-        sqlx::query(UPSERT_CUSTOMERS).bind(rows).execute(&mut *conn).await?;
-    }
-    if !w.subscriptions.is_empty() {
-        upsert_subscriptions(conn, w).await?;
-    }
-    if !w.history.is_empty() {
-        let rows = json_rows(&w.history, |(s, m)| {
-            json!([
-                s.id,
-                m.event_id,
-                m.created,
-                m.rank,
-                s.customer,
-                s.status,
-                s.currency,
-                s.base_mrr(),
-                s.collection_paused(),
-                s.pause_resumes_at,
-                discount_ids_json(s),
-                s.cancel_at_period_end,
-                s.history_reason(),
-                s.cancel_feedback,
-                s.canceled_at,
-                s.ended_at,
-                items_json(s)
-            ])
-        });
-        sqlx::query(INSERT_HISTORY).bind(rows).execute(&mut *conn).await?;
-    }
-    if !w.invoices.is_empty() {
-        let rows = json_rows(&w.invoices, |(i, m)| {
-            json!([
-                i.id,
-                i.customer,
-                i.subscription,
-                i.status,
-                i.billing_reason,
-                i.currency,
-                i.amount_due,
-                i.amount_paid,
-                i.amount_remaining,
-                i.attempt_count,
-                i.next_payment_attempt,
-                clean(&i.hosted_invoice_url),
-                i.created,
-                i.paid_at,
-                m.rank,
-                m.created,
-                m.event_id,
-                m.tie
-            ])
-        });
-        sqlx::query(UPSERT_INVOICES).bind(rows).execute(&mut *conn).await?;
-    }
-    if !w.discounts.is_empty() {
-        let rows = json_rows(&w.discounts, |(d, m)| {
-            json!([
-                d.id,
-                d.customer,
-                d.subscription,
-                d.coupon_id,
-                d.percent_off,
-                d.amount_off,
-                d.currency,
-                d.duration,
-                d.starts_at,
-                d.ends_at,
-                d.deleted,
-                m.rank,
-                m.created,
-                m.event_id
-            ])
-        });
-        sqlx::query(UPSERT_DISCOUNTS).bind(rows).execute(&mut *conn).await?;
+    // Rows are encoded before each statement runs: nothing borrowed by an iterator is held
+    // across an await (the projector's future must be `Send`).
+    let customers = table_rows(&tables::CUSTOMERS, pairs(&w.customers))?;
+    write(conn, &tables::CUSTOMERS, customers).await?;
+    upsert_subscriptions(conn, w).await?;
+    let history = table_rows(&tables::SUBSCRIPTION_HISTORY, pairs(&w.history))?;
+    write(conn, &tables::SUBSCRIPTION_HISTORY, history).await?;
+    let invoices = table_rows(&tables::INVOICES, pairs(&w.invoices))?;
+    write(conn, &tables::INVOICES, invoices).await?;
+    let discounts = table_rows(&tables::DISCOUNTS, pairs(&w.discounts))?;
+    write(conn, &tables::DISCOUNTS, discounts).await?;
+    Ok(())
+}
+
+/// Run `table`'s statement on the encoded `rows` (nothing when there are none).
+async fn write<P, C>(conn: &mut SqliteConnection, table: &'static Table<P, C>, rows: Option<String>) -> Result<(), sqlx::Error> {
+    if let Some(rows) = rows {
+        sqlx::query(table.statement(Dialect::Sqlite)).bind(rows).execute(conn).await?;
     }
     Ok(())
 }
 
+/// The rows as the JSON array of arrays the table's statement reads, each row's values in the
+/// description's column order; `None` for no rows.
+fn table_rows<'r, P: 'r, C: 'r>(
+    table: &Table<P, C>,
+    rows: impl IntoIterator<Item = (&'r P, &'r C)>,
+) -> Result<Option<String>, sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(e.into());
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    out.push(b'[');
+    for (n, (p, c)) in rows.into_iter().enumerate() {
+        out.extend_from_slice(if n == 0 { b"[" } else { b",[" });
+        for (i, column) in table.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match &column.read {
+                Read::Text(f) => serde_json::to_writer(&mut out, &f(p, c)),
+                Read::Int(f) => serde_json::to_writer(&mut out, &f(p, c)),
+                Read::Bool(f) => serde_json::to_writer(&mut out, &f(p, c)),
+                Read::Float(f) => serde_json::to_writer(&mut out, &f(p, c)),
+            }
+            .map_err(encode)?;
+        }
+        out.push(b']');
+    }
+    if out.len() == 1 {
+        return Ok(None);
+    }
+    out.push(b']');
+    String::from_utf8(out).map(Some).map_err(|e| sqlx::Error::Encode(e.into()))
+}
+
 /// Upsert the subscriptions, then replace the items of those whose snapshot won.
 async fn upsert_subscriptions(conn: &mut SqliteConnection, w: &Writes) -> Result<(), sqlx::Error> {
-    let rows = json_rows(&w.subscriptions, |(s, m)| {
-        json!([
-            s.id,
-            s.customer,
-            s.status,
-            s.currency,
-            s.created,
-            s.start_date,
-            s.trial_start,
-            s.trial_end,
-            s.current_period_start,
-            s.current_period_end,
-            s.cancel_at_period_end,
-            s.cancel_at,
-            s.canceled_at,
-            s.ended_at,
-            s.cancel_reason,
-            s.cancel_feedback,
-            clean(&s.cancel_comment),
-            s.pause_behavior,
-            s.pause_resumes_at,
-            discount_ids_json(s),
-            s.base_mrr(),
-            m.rank,
-            m.created,
-            m.event_id,
-            m.tie
-        ])
-    });
-    let applied: Vec<(String,)> = sqlx::query_as(UPSERT_SUBSCRIPTIONS).bind(rows).fetch_all(&mut *conn).await?;
+    let Some(rows) = table_rows(&tables::SUBSCRIPTIONS, pairs(&w.subscriptions))? else { return Ok(()) };
+    let applied: Vec<(String,)> =
+        sqlx::query_as(tables::SUBSCRIPTIONS.statement(Dialect::Sqlite)).bind(rows).fetch_all(&mut *conn).await?;
     if applied.is_empty() {
         return Ok(());
     }
     let applied: HashSet<String> = applied.into_iter().map(|(id,)| id).collect();
     let ids = Value::Array(applied.iter().map(|id| Value::from(id.as_str())).collect()).to_string();
     sqlx::query(DELETE_ITEMS).bind(ids).execute(&mut *conn).await?;
-    let items = w
-        .subscriptions
-        .iter()
-        .filter(|(s, _)| applied.contains(&s.id))
-        .flat_map(|(s, _)| s.items.iter().map(move |i| (s.id.as_str(), i)));
-    let rows = json_rows(items, |(sub, i)| {
-        json!([sub, i.item_id, i.price_id, i.product, i.unit_amount, i.currency, i.interval, i.interval_count, i.quantity])
-    });
-    if rows != "[]" {
-        sqlx::query(INSERT_ITEMS).bind(rows).execute(&mut *conn).await?;
+    let items =
+        w.subscriptions.iter().filter(|(s, _)| applied.contains(&s.id)).flat_map(|(s, _)| s.items.iter().map(move |i| (s, i)));
+    let items = table_rows(&tables::SUBSCRIPTION_ITEMS, items)?;
+    write(conn, &tables::SUBSCRIPTION_ITEMS, items).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::snapshots::SubscriptionSnapshot;
+    use crate::domain::watermark::Watermark;
+
+    /// A subscription whose every column holds a value of its own, so a value in the wrong
+    /// position can't pass for the right one.
+    fn subscription() -> (SubscriptionSnapshot, Watermark) {
+        let object = serde_json::json!({
+            "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "past_due", "currency": "eur",
+            "created": 1001, "start_date": 1002, "trial_start": 1003, "trial_end": 1004,
+            "current_period_start": 1005, "current_period_end": 1006, "cancel_at_period_end": true,
+            "cancel_at": 1007, "canceled_at": 1008, "ended_at": 1009,
+            "cancellation_details": {"reason": "cancellation_requested", "feedback": "too_expensive", "comment": "a\u{0}b"},
+            "pause_collection": {"behavior": "void", "resumes_at": 1010},
+            "discounts": ["di_1"],
+            "items": {"data": [{"id": "si_1", "quantity": 2, "price": {"id": "price_1", "product": "prod_1",
+                "unit_amount": 500, "currency": "eur", "recurring": {"interval": "month", "interval_count": 1}}}]}
+        });
+        let s = SubscriptionSnapshot::read(&object).expect("a subscription");
+        let m = Watermark { rank: 7, created: 1011, tie: "tie".into(), event_id: "evt_1".into() };
+        (s, m)
     }
-    Ok(())
+
+    /// The statement's column list, as the SQLite statement names it.
+    fn statement_columns(sql: &str) -> Vec<String> {
+        let open = sql.find('(').expect("a column list");
+        let close = open + sql[open..].find(')').expect("its end");
+        sql[open + 1..close].split(", ").map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_statement_and_the_row_name_the_columns_in_one_order() {
+        let row = subscription();
+        let sql = tables::SUBSCRIPTIONS.statement(Dialect::Sqlite);
+        let columns = statement_columns(sql);
+        let rows = table_rows(&tables::SUBSCRIPTIONS, [(&row.0, &row.1)]).expect("encoded").expect("one row");
+        let rows: Vec<Vec<Value>> = serde_json::from_str(&rows).expect("a JSON array of rows");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(columns.len(), rows[0].len(), "one value per column");
+        let positions: Vec<String> = (0..columns.len()).map(|i| format!("value ->> {i}")).collect();
+        assert!(sql.contains(&format!("SELECT {} FROM json_each($1)", positions.join(", "))), "{sql}");
+        let by_name: std::collections::HashMap<&str, &Value> = columns.iter().map(String::as_str).zip(rows[0].iter()).collect();
+        let expected = serde_json::json!({
+            "id": "sub_1", "customer": "cus_1", "status": "past_due", "currency": "eur", "created": 1001,
+            "start_date": 1002, "trial_start": 1003, "trial_end": 1004, "current_period_start": 1005,
+            "current_period_end": 1006, "cancel_at_period_end": true, "cancel_at": 1007, "canceled_at": 1008,
+            "ended_at": 1009, "cancel_reason": "cancellation_requested", "cancel_feedback": "too_expensive",
+            "cancel_comment": "ab", "pause_behavior": "void", "pause_resumes_at": 1010, "discounts": "[\"di_1\"]",
+            "base_mrr": row.0.base_mrr(), "src_rank": 7, "src_created": 1011, "src_event_id": "evt_1", "src_tie": "tie"
+        });
+        let expected = expected.as_object().expect("an object");
+        assert_eq!(by_name.len(), expected.len(), "every column is checked: {columns:?}");
+        for (name, value) in expected {
+            assert_eq!(by_name.get(name.as_str()), Some(&value), "column {name}");
+        }
+    }
+
+    #[test]
+    fn no_rows_write_nothing() {
+        let none: [(&SubscriptionSnapshot, &Watermark); 0] = [];
+        assert_eq!(table_rows(&tables::SUBSCRIPTIONS, none).expect("encoded"), None);
+    }
 }

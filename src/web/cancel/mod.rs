@@ -107,7 +107,7 @@ impl CancelState {
     }
 
     fn limit(&self, req: &HttpRequest) -> Result<(), PageError> {
-        if self.limiter.allow_request(req, self.now()) { Ok(()) } else { Err(PageError::RateLimited) }
+        if self.limiter.allow_request(req) { Ok(()) } else { Err(PageError::RateLimited) }
     }
 
     /// The same per-address limit for the other public pages (unsubscribe, come-back): the

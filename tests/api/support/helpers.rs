@@ -19,7 +19,7 @@ pub const OLD_SECRET: &str = "whsec_test_rolled_out_9876543210";
 
 /// Stripe's example objects (tests/fixtures/stripe_objects.json).
 static FIXTURES: LazyLock<Value> = LazyLock::new(|| {
-    let text = include_str!("../fixtures/stripe_objects.json");
+    let text = include_str!("../../fixtures/stripe_objects.json");
     serde_json::from_str(text).expect("fixtures parse")
 });
 
@@ -78,23 +78,40 @@ impl Drop for TestDb {
 /// `DROP DATABASE … WITH (FORCE)` (the app's pool may still hold connections), on a thread
 /// of its own: `Drop` can't await, and the test's runtime may be the current thread.
 fn drop_postgres_database(admin_url: String, name: String) {
-    use sqlx::Connection;
+    let target = name.clone();
     let outcome = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&admin_url).await.map_err(|e| e.to_string())?;
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(|e| e.to_string())?;
-            conn.close().await.map_err(|e| e.to_string())
+            // A busy cluster (the whole suite's pools open at once) can refuse or time out one
+            // attempt; a few more keep the cluster from collecting leftover test databases.
+            let mut last = String::new();
+            for attempt in 0..5u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+                match try_drop(&admin_url, &target).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
         })
     })
     .join();
     // Never panic in a drop (a second panic while unwinding aborts the whole suite).
     match outcome {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("warning: could not drop a test database: {e}"),
+        Ok(Err(e)) => eprintln!("warning: could not drop the test database {name}: {e}"),
         Err(_) => eprintln!("warning: dropping a test database panicked"),
     }
+}
+
+async fn try_drop(admin_url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.map_err(|e| e.to_string())?;
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(|e| e.to_string())?;
+    conn.close().await.map_err(|e| e.to_string())
 }
 
 /// A fresh database URL: a temp SQLite file, or a new Postgres database, with the guard that

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_with};
-use crate::smtp_sink::SmtpSink;
+use crate::support::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_with};
+use crate::support::smtp_sink::SmtpSink;
 
 pub const DAY: i64 = 86_400;
 pub const EMAIL: &str = "ada@example.com";
@@ -55,7 +55,7 @@ pub fn payment_failed_try(id: &str, created: i64, attempt: i64, next_attempt: Op
 /// and wait until the projector has passed it.
 pub async fn deliver_now(app: &TestApp, event: &Value) {
     let body = event.to_string();
-    let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::helpers::SECRET, app.clock.now());
+    let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, app.clock.now());
     let response = app.post_raw(body, Some(&header)).await;
     assert_eq!(response.status(), 200, "event {} not acknowledged: {:?}", event["id"], response.text().await);
     app.wait_projected().await;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use fantoccini::ClientBuilder;
 use serde_json::json;
 
-use crate::helpers::backend;
+use crate::support::helpers::backend;
 
 /// Fail unless the suite runs on `wanted` (`postgres` or `sqlite`).
 pub fn database(wanted: &str) {
@@ -73,7 +73,7 @@ fn free_port() -> u16 {
 /// A headless Chromium session at `width`×`height` (CSS pixels), with its chromedriver (a
 /// missing chromedriver fails the test, naming what to install).
 pub async fn chromium(width: u32, height: u32) -> (fantoccini::Client, Driver, tempfile::TempDir) {
-    let chromedriver = PathBuf::from(crate::requires::chromedriver());
+    let chromedriver = PathBuf::from(crate::support::requires::chromedriver());
     let chromium = binary("CHROMIUM", "chromium").expect("chromium next to chromedriver (apt-get install chromium)");
     let port = free_port();
     let driver = Driver(

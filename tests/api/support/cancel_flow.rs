@@ -1,0 +1,140 @@
+//! The cancel flow's arrangement: the app with a Stripe stand-in (wiremock), a client that
+//! does not follow redirects, a subscribed customer, signed links, and the steps of the flow
+//! (open, answer, choose) as a customer's browser takes them.
+
+use holdfast::cancel_flow::links::sign;
+use holdfast::store::cancel::CancelSessionRow;
+use secrecy::SecretString;
+use serde_json::Value;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
+
+pub const LINK_SECRET: &str = "link-secret-for-tests-0123456789";
+pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
+
+/// The app, its Stripe stand-in and a client that does not follow redirects.
+pub struct Flow {
+    pub app: TestApp,
+    pub stripe: MockServer,
+    pub http: reqwest::Client,
+}
+
+pub async fn flow_with(extra: &[(&'static str, &str)]) -> Flow {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let mut vars: Vec<(&'static str, &str)> = vec![
+        ("STRIPE_SECRET_KEY", "sk_test_cancel_flow"),
+        ("STRIPE_API_BASE", &uri),
+        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
+        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
+        ("HOLDFAST_CANCEL_COUPON", "SAVE30"),
+        ("HOLDFAST_CANCEL_DOWNGRADE_MAP", "price_pro_monthly=price_basic_monthly"),
+        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.example.com/account"),
+        ("HOLDFAST_BRAND_NAME", "Acme Notes"),
+    ];
+    vars.extend_from_slice(extra);
+    let app = spawn_app_with(&vars).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    Flow { app, stripe, http }
+}
+
+pub async fn flow() -> Flow {
+    flow_with(&[]).await
+}
+
+/// A customer with one live subscription on `price`, delivered as Stripe webhooks.
+pub async fn seed(app: &TestApp, cus: &str, sub: &str, price: &str, tweak: impl FnOnce(&mut Value)) -> Value {
+    let t = now() - 86_400;
+    app.deliver(&event("customer.created", t, customer(cus, &format!("{cus}@example.com"), t))).await;
+    let mut s = Sub::new(sub, cus, t);
+    s.price = price.into();
+    let mut object = s.object();
+    tweak(&mut object);
+    app.deliver(&event("customer.subscription.created", t + 1, object.clone())).await;
+    object
+}
+
+pub fn signed_link(cus: &str) -> String {
+    format!("/cancel?customer={cus}&sig={}", sign(cus, &SecretString::from(LINK_SECRET)))
+}
+
+/// minijinja escapes `/` in HTML; tests compare against plain URLs.
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+}
+
+pub fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("page has a csrf field") + 19;
+    html[start..].split('"').next().expect("csrf value").to_owned()
+}
+
+pub fn session_id(location: &str) -> String {
+    location.trim_start_matches("/cancel/s/").split('/').next().expect("id").to_owned()
+}
+
+impl Flow {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.app.address)).send().await.expect("GET sent")
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.app.address)).form(form).send().await.expect("POST sent")
+    }
+
+    /// Open `link`, expect 303 to a session page; returns (session path, csrf).
+    pub async fn open(&self, link: &str) -> (String, String) {
+        let r = self.get(link).await;
+        assert_eq!(r.status(), 303, "link {link} should start a session: {:?}", r.text().await);
+        let location = r.headers()["location"].to_str().expect("location").to_owned();
+        let page = self.get(&location).await;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("html");
+        assert!(html.contains("why do you want to cancel"), "{html}");
+        (location, csrf_of(&html))
+    }
+
+    /// Answer the survey; returns the offer page's HTML.
+    pub async fn answer(&self, session: &str, csrf: &str, reason: &str, comment: &str) -> String {
+        let r = self.post_form(&format!("{session}/reason"), &[("csrf", csrf), ("reason", reason), ("comment", comment)]).await;
+        assert_eq!(r.status(), 303, "{:?}", r.text().await);
+        assert_eq!(r.headers()["location"], format!("{session}/offer").as_str());
+        let page = self.get(&format!("{session}/offer")).await;
+        assert_eq!(page.status(), 200);
+        unescape(&page.text().await.expect("html"))
+    }
+
+    pub async fn choose(&self, session: &str, csrf: &str, choice: &str) -> reqwest::Response {
+        self.post_form(&format!("{session}/choose"), &[("csrf", csrf), ("choice", choice)]).await
+    }
+
+    pub async fn session(&self, session: &str) -> CancelSessionRow {
+        self.app.store.cancel_session(&session_id(session)).await.expect("store").expect("session exists")
+    }
+
+    /// Stripe answers an update of `sub` (with the given Idempotency-Key) with the example
+    /// subscription.
+    pub async fn expect_update(&self, sub: &str, key: &str, object: &Value) {
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/subscriptions/{sub}")))
+            .and(header("Idempotency-Key", key))
+            .respond_with(ResponseTemplate::new(200).set_body_json(object))
+            .expect(1)
+            .mount(&self.stripe)
+            .await;
+    }
+
+    /// The form parameters of every request Stripe received, decoded and sorted.
+    pub async fn sent_params(&self) -> Vec<Vec<(String, String)>> {
+        let requests = self.stripe.received_requests().await.expect("recording on");
+        requests
+            .iter()
+            .map(|r| {
+                let mut p: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("form body");
+                p.sort();
+                p
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,14 @@
+//! What the tests share: the server under test and its clients (`helpers`), a real SMTP
+//! server (`smtp_sink`) and the mail tests' arrangement (`mail_world`), the real binary as a
+//! child process with a database-cutting proxy (`process`), and the rules for tests that
+//! need a browser or one database (`requires`), the cancel flow's arrangement
+//! (`cancel_flow`) and the metrics tests' simulated business (`business`). Test modules
+//! import from here, never from each other.
+
+pub mod business;
+pub mod cancel_flow;
+pub mod helpers;
+pub mod mail_world;
+pub mod process;
+pub mod requires;
+pub mod smtp_sink;
