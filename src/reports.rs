@@ -81,10 +81,16 @@ impl Reports {
 
     /// The summary of `month` in `currency` (default: the currency with the most MRR).
     pub async fn summary(&self, month: Month, currency: Option<&str>) -> Result<Summary, StoreError> {
+        // Each part's time, logged at debug level (`RUST_LOG=holdfast::reports=debug`): where a
+        // slow summary's time goes.
+        let mut parts = Parts::start();
         // Read once: every currency's section applies it.
         let given_back = self.store.load_given_back().await?;
+        parts.mark("given_back");
         let report = self.report(currency, month, month, &given_back).await?;
+        parts.mark("report");
         let cancel_flow = cancel_flow_section(&self.store, month.start(), month.plus(1).start(), self.clock.now()).await?;
+        parts.mark("cancel_flow");
         let mut summary = summary::summary(&report, month, cancel_flow);
         // One section per currency, so a business in several is never read as one sum.
         let mut currencies = Vec::new();
@@ -105,19 +111,27 @@ impl Reports {
         if !currencies.is_empty() {
             summary.currencies = currencies;
         }
-        summary.unresolved_discounts = self.store.unresolved_discounts(&report.currency, month).await?;
-        let at = month.plus(1).start().min(self.clock.now());
-        summary.unresolved_prices = self.store.unresolved_prices(&report.currency, at).await?;
+        parts.mark("currencies");
+        let unresolved = self.store.unresolved(&report.currency, month).await?;
+        (summary.unresolved_discounts, summary.unresolved_prices) = (unresolved.discounts, unresolved.prices);
+        parts.mark("unresolved");
         summary.emails = Some(emails_section(&self.store).await?);
+        parts.mark("emails");
         summary.at_risk = Some(at_risk_section(&self.store).await?);
+        parts.mark("at_risk");
         summary.experiments = Some(
             experiments_section(&self.store, &self.experiments, self.clock.now(), &summary.currency, self.save_confirm_secs)
                 .await?,
         );
+        parts.mark("experiments");
         summary.saves = Some(saves_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
+        parts.mark("saves");
         summary.recovery_attribution =
             Some(recovery_attribution_section(&self.store, month.start(), month.plus(1).start(), &summary.currency).await?);
+        parts.mark("recovery_attribution");
         summary.nps = Some(nps_section(&self.store, month, self.nps_min_sample).await?);
+        parts.mark("nps");
+        parts.log("summary");
         Ok(summary)
     }
 
@@ -143,6 +157,32 @@ impl Reports {
         let recovered = self.store.recovered_invoices(&invoices, &report.currency).await?;
         crate::domain::metrics::report::apply_given_back(&mut report, given_back, &recovered);
         Ok(report)
+    }
+}
+
+/// The time each part of a read took, for one debug line.
+pub(crate) struct Parts {
+    at: std::time::Instant,
+    parts: Vec<(&'static str, f64)>,
+}
+
+impl Parts {
+    pub(crate) fn start() -> Self {
+        Self { at: std::time::Instant::now(), parts: Vec::new() }
+    }
+
+    /// The part that just ended.
+    pub(crate) fn mark(&mut self, part: &'static str) {
+        let now = std::time::Instant::now();
+        self.parts.push((part, (now - self.at).as_secs_f64() * 1000.0));
+        self.at = now;
+    }
+
+    pub(crate) fn log(&self, what: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let parts: Vec<String> = self.parts.iter().map(|(p, ms)| format!("{p}={ms:.1}")).collect();
+            tracing::debug!(what, ms = %parts.join(" "), "time per part");
+        }
     }
 }
 

@@ -339,6 +339,13 @@ pub(crate) async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<
     Ok(out)
 }
 
+/// What the figures of a month could not resolve (see [`Store::unresolved`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unresolved {
+    pub discounts: u64,
+    pub prices: u64,
+}
+
 /// Changes to the totals, summed over the customers recomputed in one transaction.
 #[derive(Default)]
 struct Deltas {
@@ -520,7 +527,11 @@ pub(crate) async fn report(conn: &mut Conn<'_>, currency: &str, from: Month, to:
     let cohort_rows: Vec<CohortRow> = fetch!(conn, fetch_all, CohortRow, SELECT_COHORTS, currency, i64::from(s), i64::from(e))?;
     for (cohort, customers, mrr0, a1, a3, a6, a12, m1, m3, m6, m12) in cohort_rows {
         let Some(c) = usize::try_from(cohort - i64::from(s)).ok().and_then(|i| cohorts.get_mut(i)) else { continue };
-        let snap = |x: f64| Row { money: [x, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], counts: [0; 13] }.snapped().money[0];
+        let snap = |x: f64| {
+            let mut row = Row::default();
+            row.money[0] = x;
+            row.snapped().money[0]
+        };
         let within = |k: i64| cohort + k <= i64::from(e);
         c.customers = u64::try_from(customers).unwrap_or(0);
         c.mrr_end_of_cohort_month = snap(mrr0);
@@ -555,9 +566,11 @@ pub(crate) async fn default_currency(conn: &mut Conn<'_>, month: Month) -> Resul
 }
 
 impl Store {
-    /// Discounts in force at the end of `month` on `currency` subscriptions whose terms are
-    /// unknown (those subscriptions count at list price), from the maintained totals.
-    pub async fn unresolved_discounts(&self, currency: &str, month: Month) -> Result<u64, StoreError> {
+    /// From the maintained totals, at the end of `month` on active `currency` subscriptions:
+    /// the discounts in force whose terms are unknown (those subscriptions count at list
+    /// price), and the items whose amount is unknown (a tiered price whose tiers were never
+    /// seen, a metered one without a finalized invoice line: they count 0).
+    pub async fn unresolved(&self, currency: &str, month: Month) -> Result<Unresolved, StoreError> {
         let m = i64::from(month_index(month));
         let currency = currency.to_lowercase();
         self.with_read_transaction(async |conn| {
@@ -565,7 +578,8 @@ impl Store {
             let tails: Vec<TotalsRow> = fetch!(conn, fetch_all, TotalsRow, SELECT_TAILS.as_str(), currency.as_str(), m)?;
             let mut sum = Row::default();
             rows.iter().chain(&tails).for_each(|TotalsRow(_, r)| sum.add(r, 1));
-            Ok(u64::try_from(sum.counts[maintained::UNRESOLVED]).unwrap_or(0))
+            let count = |i: usize| u64::try_from(sum.counts[i]).unwrap_or(0);
+            Ok(Unresolved { discounts: count(maintained::UNRESOLVED), prices: count(maintained::UNRESOLVED_PRICES) })
         })
         .await
     }

@@ -591,22 +591,16 @@ impl Store {
         })
     }
 
-    /// Recompute, in transactions of at most `batch` customers that hold the cursor (the
-    /// projector waits), the customers whose maintained figures stopped being exact by `now`
-    /// (a pause resumed, a discount ended). Returns how many were recomputed.
+    /// Recompute, in one transaction that holds the cursor (the projector waits), up to
+    /// `batch` of the customers whose maintained figures stopped being exact by `now` (a pause
+    /// resumed, a discount ended). Returns how many were recomputed: fewer than `batch` when
+    /// none is left.
     pub async fn refresh_due_figures(&self, now: i64, batch: i64) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = in_transaction!(self, |conn| {
-                let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
-                let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-                super::figures::refresh_due(conn, now, batch).await
-            })?;
-            total += n;
-            if i64::try_from(n).unwrap_or(i64::MAX) < batch {
-                return Ok(total);
-            }
-        }
+        in_transaction!(self, |conn| {
+            let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
+            let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
+            super::figures::refresh_due(conn, now, batch).await
+        })
     }
 
     /// `holdfast reproject`: rebuild every projected table from the log, then the maintained

@@ -22,8 +22,9 @@ use crate::store::lifecycle::{NewEpisode, NewSeries};
 use crate::telemetry::capability_ref;
 
 /// Customers whose maintained figures are recomputed per transaction when their due time
-/// passes (bounds how long the projector waits behind one).
-pub const FIGURES_DUE_BATCH: i64 = 500;
+/// passes: bounds how long the projector and the webhooks (SQLite has one writer) wait behind
+/// one, and the memory one holds.
+pub const FIGURES_DUE_BATCH: i64 = 100;
 
 /// How often the checks run: they are cheap, and an hour keeps warnings timely.
 pub const INTERVAL_SECS: u64 = 3600;
@@ -81,7 +82,19 @@ impl Scheduler {
     /// alone (a pause resumed, a discount ended) by `now`, in bounded batches. Returns how
     /// many were recomputed.
     pub async fn figures_due(&self, now: i64) -> anyhow::Result<usize> {
-        let n = self.store.refresh_due_figures(now, FIGURES_DUE_BATCH).await?;
+        let mut n = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let done = self.store.refresh_due_figures(now, FIGURES_DUE_BATCH).await?;
+            n += done;
+            if i64::try_from(done).unwrap_or(i64::MAX) < FIGURES_DUE_BATCH {
+                break;
+            }
+            // Many customers can be due at once (a database imported with another clock, a
+            // server stopped for months): pause as long as each batch took, so the pass uses at
+            // most about half of one core and requests and webhooks are answered meanwhile.
+            tokio::time::sleep(started.elapsed()).await;
+        }
         if n > 0 {
             tracing::info!(customers = n, "maintained figures recomputed at their due time");
         }

@@ -155,3 +155,88 @@ async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes
     // Nothing else changes by the clock: the customer is no longer due.
     assert_eq!(app.scheduler.figures_due(resumes_at + 400 * 86_400).await.expect("due check"), 0);
 }
+
+/// Many customers falling due at once (here more than two of the scheduler's batches) are all
+/// recomputed by one pass, batch after batch, and none is left due.
+#[tokio::test]
+async fn a_pass_over_more_customers_than_a_batch_recomputes_them_all() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let paused_at = now();
+    let this_month = Month::of(paused_at);
+    let created = this_month.plus(-1).start() + 86_400;
+    let resume_month = this_month.plus(20);
+    let resumes_at = resume_month.start() + 9 * 86_400;
+    let n = usize::try_from(holdfast::workers::scheduler::FIGURES_DUE_BATCH).expect("batch") * 2 + 5;
+    let mut events = Vec::new();
+    for i in 0..n {
+        let sub = Sub::new(&format!("sub_many{i}"), &format!("cus_many{i}"), created);
+        let mut paused = sub.object();
+        paused["pause_collection"] = serde_json::json!({"behavior": "void", "resumes_at": resumes_at});
+        events.push(event("customer.subscription.created", created, sub.object()));
+        events.push(event("customer.subscription.updated", paused_at, paused));
+    }
+    deliver_all(&app, &events, 8).await;
+    let mrr_end = |s: &Value| s["mrr_end"].as_f64().expect("mrr_end");
+    let before = mrr_end(&app.get_summary(&this_month.plus(-1).to_string()).await);
+    assert!(before > 0.0);
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), 0.0);
+
+    let later = resumes_at + 86_400;
+    assert_eq!(app.scheduler.figures_due(later).await.expect("due pass"), n, "every due customer, in one pass");
+    assert_eq!(mrr_end(&app.get_summary(&resume_month.to_string()).await), before, "all resumed");
+    assert_eq!(app.scheduler.figures_due(later).await.expect("due pass"), 0, "none left due");
+}
+
+/// The dashboard's retention by acquisition channel is counted in the database: each
+/// customer counts at an age (1, 3, 6, 12 months after its first subscription began) once it
+/// reached it, and as kept when still subscribed then; channel values that show alike are one
+/// channel.
+#[tokio::test]
+async fn channel_cohorts_count_only_customers_old_enough_for_each_age() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let t = now();
+    let month = 2_629_800;
+    let subscribe = |customer: &str, source: &str, started: i64, ended: Option<i64>| {
+        let mut c = customer_object(customer, started);
+        c["metadata"] = serde_json::json!({"utm_source": source});
+        let mut s = Sub::new(&format!("sub_{customer}"), customer, started).object();
+        if let Some(end) = ended {
+            s["status"] = serde_json::json!("canceled");
+            s["canceled_at"] = serde_json::json!(end);
+            s["ended_at"] = serde_json::json!(end);
+        }
+        (c, s, ended.unwrap_or(started))
+    };
+    for (c, s, at) in [
+        subscribe("cus_ch1", "ads", t - 4 * month - 86_400, None),
+        subscribe("cus_ch2", " ads ", t - 4 * month - 86_400, Some(t - 2 * month - 86_400)),
+        subscribe("cus_ch3", "ads", t - 10 * 86_400, None),
+    ] {
+        let created = c["created"].as_i64().expect("created");
+        app.deliver(&event("customer.created", created, c)).await;
+        app.deliver(&event("customer.subscription.updated", at + 1, s)).await;
+    }
+    let response = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let fig: Value = response.json().await.expect("json");
+    let channels = fig["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    let ads = &channels[0];
+    assert_eq!((ads["channel"].as_str(), ads["customers"].as_u64()), (Some("ads"), Some(3)));
+    assert_eq!(ads["retention"]["numerator"], 2, "two still pay");
+    let ages: Vec<(u64, u64, u64)> = ads["after"]
+        .as_array()
+        .expect("ages")
+        .iter()
+        .map(|p| {
+            let n = |v: &Value| v.as_u64().unwrap_or(99);
+            (n(&p["months"]), n(&p["rate"]["numerator"]), n(&p["rate"]["sample"]))
+        })
+        .collect();
+    // The newest is not a month old; of the two older ones, one left two months in.
+    assert_eq!(ages, [(1, 2, 2), (3, 1, 2), (6, 0, 0), (12, 0, 0)]);
+}
+
+fn customer_object(id: &str, created: i64) -> Value {
+    customer(id, &format!("{id}@example.com"), created)
+}

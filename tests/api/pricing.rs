@@ -134,6 +134,25 @@ async fn tiered_prices_count_from_their_tiers_in_volume_and_graduated_mode() {
 }
 
 #[tokio::test]
+async fn unresolved_prices_are_counted_per_month_as_they_stood_at_its_end() {
+    let app = owner_app().await;
+    let jan5 = at(2026, 1, 5);
+    let unknown = tiered("price_unknown", "volume", None);
+    start(&app, "cus_u", &subscription("sub_u", "cus_u", jan5, &unknown, Some(3)), jan5).await;
+    // Canceled in March: January and February still had the unknown price in force at
+    // their end, March no longer.
+    let mar10 = at(2026, 3, 10);
+    let mut canceled = subscription("sub_u", "cus_u", jan5, &unknown, Some(3));
+    canceled["status"] = json!("canceled");
+    canceled["canceled_at"] = json!(mar10);
+    canceled["ended_at"] = json!(mar10);
+    app.deliver(&event("customer.subscription.deleted", mar10, canceled)).await;
+    for (month, n) in [("2026-01", 1), ("2026-02", 1), ("2026-03", 0)] {
+        assert_eq!(summary(&app, month).await["unresolved_prices"], json!(n), "{month}");
+    }
+}
+
+#[tokio::test]
 async fn metered_prices_count_their_latest_finalized_invoice_line_per_month() {
     let app = owner_app().await;
     let jan5 = at(2026, 1, 5);

@@ -44,7 +44,7 @@ pub const MONEY: [&str; 10] = [
     "nrr_den",
 ];
 /// Count columns of a [`Row`], in storage order.
-pub const COUNTS: [&str; 13] = [
+pub const COUNTS: [&str; 14] = [
     "active_start",
     "active_end",
     "new_customers",
@@ -58,16 +58,20 @@ pub const COUNTS: [&str; 13] = [
     "recovered_amount",
     "lost_amount",
     "unresolved_discounts",
+    "unresolved_prices",
 ];
 
 /// Index in [`COUNTS`] of the discounts in force at the month's end whose terms are unknown.
 pub const UNRESOLVED: usize = 12;
+/// Index in [`COUNTS`] of the items of active subscriptions at the month's end whose amount
+/// is unknown (a tiered price without its tiers, a metered one without a finalized line).
+pub const UNRESOLVED_PRICES: usize = 13;
 
 /// One month's additive figures (one customer's, or a sum of customers').
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub money: [f64; 10],
-    pub counts: [i64; 13],
+    pub counts: [i64; 14],
 }
 
 impl Row {
@@ -116,7 +120,9 @@ impl Row {
                 n(failed.pending),
                 failed.recovered_amount,
                 failed.lost_amount,
-                // Set by the caller, who knows the month's end (`Timeline::unresolved_discounts`).
+                // Set by the caller, who knows the month's end (`Timeline::unresolved_discounts`
+                // and `Timeline::unresolved_prices`).
+                0,
                 0,
             ],
         }
@@ -259,8 +265,9 @@ pub fn customer_figures(own: &Timeline, now: i64) -> Vec<CustomerFigures> {
             let mut tail = Row::default();
             for (i, (f, failed)) in r.months.iter().zip(&r.failed).enumerate() {
                 let mut row = Row::of(f, failed);
-                row.counts[UNRESOLVED] =
-                    i64::try_from(own.unresolved_discounts(&currency, first.plus(i as i32 + 1).start())).unwrap_or(0);
+                let month_end = first.plus(i as i32 + 1).start();
+                row.counts[UNRESOLVED] = i64::try_from(own.unresolved_discounts(&currency, month_end)).unwrap_or(0);
+                row.counts[UNRESOLVED_PRICES] = i64::try_from(own.unresolved_prices(&currency, month_end)).unwrap_or(0);
                 let m = month_index(first) + i as i32;
                 if i + 1 == r.months.len() {
                     tail = row;

@@ -5,12 +5,11 @@
 //! instead of a value band. `GET /api/figures?month=YYYY-MM[&currency=usd]` (owner) and the
 //! dashboard's "Figures" section.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::labels::money;
 use crate::config::figures::FigureSettings;
@@ -74,9 +73,7 @@ pub struct CohortPoint {
     pub rate: Rate,
 }
 
-/// The ages a channel cohort is read at.
-pub const COHORT_MONTHS: [u32; 4] = [1, 3, 6, 12];
-const MONTH_SECS: f64 = 365.25 / 12.0 * 86_400.0;
+pub use crate::store::owner_views::COHORT_MONTHS;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
@@ -132,9 +129,13 @@ fn plan_label(i: &PlanItem) -> String {
 
 /// Each live subscription's MRR, shared among its plans by their list prices.
 fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
+    let mut items_of: HashMap<&str, Vec<&PlanItem>> = HashMap::new();
+    for i in &counts.live_items {
+        items_of.entry(i.subscription_id.as_str()).or_default().push(i);
+    }
     let mut by_plan: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     for s in &counts.live {
-        let items: Vec<&PlanItem> = counts.live_items.iter().filter(|i| i.subscription_id == s.id).collect();
+        let items = items_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
         let list = |i: &PlanItem| {
             i.unit_amount.unwrap_or(0) as f64 * i.quantity as f64
                 / months_per_interval(i.recurring_interval.as_deref(), i.interval_count)
@@ -145,7 +146,7 @@ fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
             e.0 += s.base_mrr;
             e.1 += 1;
         }
-        for i in &items {
+        for i in items {
             let share = if total > 0.0 { list(i) / total } else { 1.0 / items.len() as f64 };
             let e = by_plan.entry(plan_label(i)).or_default();
             e.0 += s.base_mrr * share;
@@ -160,29 +161,25 @@ fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
     out
 }
 
-fn channels(counts: &FigureCounts, key: &str, min_sample: u64) -> Vec<ChannelRetention> {
+/// A channel's name as shown: the metadata value trimmed and cut to 60 characters, `(none)`
+/// when absent or empty.
+fn channel_name(value: Option<&str>) -> String {
+    value.map(str::trim).filter(|s| !s.is_empty()).map_or_else(|| "(none)".to_owned(), |s| s.chars().take(60).collect())
+}
+
+fn channels(counts: &FigureCounts, min_sample: u64) -> Vec<ChannelRetention> {
     // Per channel: customers, still live, and per cohort age (reached it, still subscribed).
+    // Values that show as the same name are one channel.
     type Ages = [(u64, u64); COHORT_MONTHS.len()];
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let mut by: BTreeMap<String, (u64, u64, Ages)> = BTreeMap::new();
-    for c in &counts.channels {
-        let payload: Value = serde_json::from_str(&c.payload).unwrap_or(Value::Null);
-        let channel = payload["data"]["object"]["metadata"][key]
-            .as_str()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| "(none)".to_owned(), |s| s.chars().take(60).collect());
-        let e = by.entry(channel).or_default();
-        e.0 += 1;
-        e.1 += u64::from(c.live == 1);
-        let Some(started) = c.started else { continue };
-        for (i, months) in COHORT_MONTHS.iter().enumerate() {
-            let at = started as f64 + f64::from(*months) * MONTH_SECS;
-            if at > counts.now as f64 {
-                continue;
-            }
-            e.2[i].0 += 1;
-            let stayed = c.live == 1 || c.ended.is_none_or(|end| end as f64 >= at);
-            e.2[i].1 += u64::from(stayed);
+    for g in &counts.channels {
+        let e = by.entry(channel_name(g.value.as_deref())).or_default();
+        e.0 += count(g.customers);
+        e.1 += count(g.live);
+        for (a, (reached, stayed)) in e.2.iter_mut().zip(g.ages) {
+            a.0 += count(reached);
+            a.1 += count(stayed);
         }
     }
     let mut out: Vec<ChannelRetention> = by
@@ -256,7 +253,7 @@ pub fn figures(s: &Summary, counts: &FigureCounts, settings: &FigureSettings) ->
         retention_12m,
         mrr_by_plan: mrr_by_plan(counts, cur),
         channel_key: settings.channel_key.clone(),
-        channels: channels(counts, &settings.channel_key, min),
+        channels: channels(counts, min),
         text,
     }
 }
@@ -270,10 +267,27 @@ pub async fn load(
     currency: Option<&str>,
 ) -> Result<Figures, StoreError> {
     let summary = reports.summary(month, currency).await?;
+    load_for(reports, store, settings, month, &summary).await
+}
+
+/// The month's figures around a summary already read (the dashboard's).
+pub async fn load_for(
+    reports: &Reports,
+    store: &Store,
+    settings: &FigureSettings,
+    month: Month,
+    summary: &Summary,
+) -> Result<Figures, StoreError> {
     let counts = store
-        .figure_counts(month.start(), month.plus(1).start(), reports.clock().now(), &summary.currency.to_lowercase())
+        .figure_counts(
+            month.start(),
+            month.plus(1).start(),
+            reports.clock().now(),
+            &summary.currency.to_lowercase(),
+            &settings.channel_key,
+        )
         .await?;
-    Ok(figures(&summary, &counts, settings))
+    Ok(figures(summary, &counts, settings))
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,32 +333,27 @@ mod tests {
     }
 
     #[test]
-    fn a_channel_cohort_counts_only_customers_old_enough_for_each_age() {
-        let now = 1_800_000_000;
-        let month = MONTH_SECS as i64 + 1;
-        let customer = |started: i64, ended: Option<i64>| crate::store::owner_views::ChannelCustomer {
-            payload: r#"{"data":{"object":{"metadata":{"utm_source":"ads"}}}}"#.into(),
-            live: i64::from(ended.is_none()),
-            started: Some(started),
-            ended,
+    fn channel_values_that_show_alike_are_one_channel() {
+        let group = |value: Option<&str>, customers: i64, live: i64| crate::store::owner_views::ChannelGroup {
+            value: value.map(str::to_owned),
+            customers,
+            live,
+            ages: [(customers, live), (customers, live), (0, 0), (0, 0)],
         };
         let counts = FigureCounts {
-            now,
-            channels: vec![
-                customer(now - 4 * month, None),
-                customer(now - 4 * month, Some(now - 4 * month + 2 * month)),
-                customer(now - 10 * 86_400, None),
-            ],
+            channels: vec![group(Some("ads"), 2, 1), group(Some(" ads "), 1, 1), group(None, 4, 0), group(Some(""), 1, 1)],
             ..FigureCounts::default()
         };
-        let rows = channels(&counts, "utm_source", 1);
-        assert_eq!(rows.len(), 1);
-        let ads = &rows[0];
-        assert_eq!((ads.channel.as_str(), ads.customers, ads.retention.numerator), ("ads", 3, 2));
-        let at = |m: u32| ads.after.iter().find(|p| p.months == m).map(|p| (p.rate.numerator, p.rate.sample));
-        assert_eq!(at(1), Some((2, 2)), "the newest customer is not a month old yet");
-        assert_eq!(at(3), Some((1, 2)), "one of the two left after two months");
-        assert_eq!(at(6), Some((0, 0)));
+        let rows = channels(&counts, 1);
+        let of = |name: &str| rows.iter().find(|r| r.channel == name).map(|r| (r.customers, r.retention.numerator));
+        assert_eq!(of("ads"), Some((3, 2)));
+        assert_eq!(of("(none)"), Some((5, 1)));
+        assert_eq!(rows[0].channel, "(none)", "the biggest channel first");
+        let ads = rows.iter().find(|r| r.channel == "ads").expect("ads");
+        assert_eq!(
+            ads.after.iter().map(|p| (p.rate.numerator, p.rate.sample)).collect::<Vec<_>>(),
+            [(2, 3), (2, 3), (0, 0), (0, 0)]
+        );
     }
 
     #[test]

@@ -114,7 +114,9 @@ pub async fn get_dashboard(
             context! { configured => true, error => "currency must be a three-letter code such as usd" },
         );
     };
+    let mut parts = crate::reports::Parts::start();
     let loaded = tokio::try_join!(reports.summary(month, currency), reports.monthly(month.plus(-11), month, currency));
+    parts.mark("summary_and_monthly");
     let (summary, mut rows) = match loaded {
         Ok(x) => x,
         Err(e) => {
@@ -126,13 +128,15 @@ pub async fn get_dashboard(
             );
         }
     };
-    let figures = match figures::load(&reports, &store, &figure_settings, month, currency).await {
+    let figures = match figures::load_for(&reports, &store, &figure_settings, month, &summary).await {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::error!(error = ?e, "dashboard figures failed");
             None
         }
     };
+    parts.mark("figures");
+    parts.log("dashboard");
     // Months after this one have not happened: never drawn as data.
     let current = reports.current_month().to_string();
     rows.retain(|r| r.month <= current);
