@@ -90,7 +90,7 @@ impl AnnualError {
             Self::Store(e) => {
                 tracing::error!(error = %e, "annual offer: storage failed");
                 (
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    crate::web::error::storage_status(e),
                     "Something went wrong on our side. Nothing was changed; please try again in a minute.",
                 )
             }

@@ -11,11 +11,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Owner;
-use super::error::json_error;
+use super::error::{json_error, storage_failure};
 use crate::clock::Clock;
 use crate::domain::lifecycle::DAY;
+use crate::store::Store;
 use crate::store::lifecycle::{ActivitySum, BatchKey, Recorded, fingerprint};
-use crate::store::{Store, StoreError};
 
 /// Most items in one batch.
 pub const MAX_ITEMS: usize = 1_000;
@@ -173,13 +173,7 @@ pub async fn post_activity(
             "idempotency_key_reused",
             "this Idempotency-Key came with a different batch in the last 7 days; use a new key per batch",
         ),
-        Err(StoreError::Unavailable(_)) => {
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly")
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "activity batch not stored");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", "the batch was not stored; retry it")
-        }
+        Err(e) => storage_failure(&e, "storing an activity batch"),
     }
 }
 

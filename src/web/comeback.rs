@@ -81,7 +81,7 @@ pub async fn come_back(
             tracing::error!(error = %e, "comeback link: storage failed");
             return page(
                 &pages,
-                StatusCode::SERVICE_UNAVAILABLE,
+                crate::web::error::storage_status(&e),
                 "We couldn't open checkout just now. Please try again in a minute.",
             );
         }

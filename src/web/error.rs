@@ -5,9 +5,35 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
+use crate::store::StoreError;
+
 /// A JSON error response. `message` must be safe to show (no secrets, no internals).
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+}
+
+/// The status a storage failure is answered with, decided here for every handler: the
+/// database can't be reached right now, or a write was not made durable → `503` (try again);
+/// anything else (a bug, data the database refuses) → `500`.
+pub fn storage_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::Unavailable(_) | StoreError::NotDurable(_) | StoreError::WriterGone => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The JSON answer to a storage failure while `doing` something: the status from
+/// [`storage_status`], a message that says whether to retry, and the cause logged here once
+/// (never in the body).
+pub fn storage_failure(e: &StoreError, doing: &'static str) -> HttpResponse {
+    let status = storage_status(e);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = ?e, doing, "storage unavailable");
+        json_error(status, "storage_unavailable", "storage is unavailable; try again shortly")
+    } else {
+        tracing::error!(error = ?e, doing, "storage failed");
+        json_error(status, "storage_failed", "storage failed; the error was logged")
+    }
 }
 
 /// Answer for bodies over an endpoint's limit and malformed JSON, used by actix extractors.

@@ -1,11 +1,10 @@
 //! `GET /metrics`: Prometheus text, owner only (`Authorization: Bearer <HOLDFAST_OWNER_TOKEN>`;
 //! configure the scraper's `authorization` with it).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use super::auth::Owner;
-use super::error::json_error;
+use super::error::storage_failure;
 use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
 use crate::store::log::ProjectorLag;
@@ -24,19 +23,13 @@ pub async fn metrics(
 ) -> HttpResponse {
     let counts = match store.operational_counts(clock.now()).await {
         Ok(counts) => counts,
-        Err(e) => {
-            tracing::warn!(error = ?e, "metrics: store counts unavailable");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable");
-        }
+        Err(e) => return storage_failure(&e, "reading the store's counts for /metrics"),
     };
     let mut gauges = counts.map(gauges).unwrap_or_default();
     gauges.extend(intake_gauges(&budget));
     match store.projector_lag(clock.now()).await {
         Ok(lag) => gauges.extend(projector_gauges(lag)),
-        Err(e) => {
-            tracing::warn!(error = ?e, "metrics: projector lag unavailable");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable");
-        }
+        Err(e) => return storage_failure(&e, "reading the projector's lag for /metrics"),
     }
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&metrics.snapshot(), &gauges))
 }

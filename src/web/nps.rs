@@ -70,7 +70,7 @@ fn fail(pages: &CancelState, e: Refused) -> HttpResponse {
         Refused::Store(err) => {
             tracing::error!(error = %err, "nps: storage failed");
             pages.pages.error(
-                StatusCode::SERVICE_UNAVAILABLE,
+                crate::web::error::storage_status(&err),
                 "Please try again",
                 "We couldn't record that just now. Please try again in a minute.",
                 None,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Owner;
-use super::error::json_error;
+use super::error::{json_error, storage_failure};
 use crate::store::Store;
 
 /// Whether the service runs in observe-only mode (`HOLDFAST_MODE=observe`).
@@ -40,13 +40,6 @@ pub async fn get_observed(
             "emails": emails,
             "stripe_calls": calls,
         })),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "observed list unreadable");
-            json_error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "storage is unavailable; try again",
-            )
-        }
+        (Err(e), _) | (_, Err(e)) => storage_failure(&e, "listing observed emails and calls"),
     }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Owner;
-use super::error::json_error;
+use super::error::{json_error, storage_failure};
 use crate::store::Store;
 
 #[derive(Debug, Deserialize)]
@@ -26,9 +26,6 @@ pub async fn get_quarantine(_owner: Owner, store: web::Data<Store>, q: web::Quer
     }
     match store.quarantined(limit).await {
         Ok(events) => HttpResponse::Ok().json(json!({"count": events.len(), "events": events})),
-        Err(e) => {
-            tracing::error!(error = %e, "quarantine list unreadable");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again")
-        }
+        Err(e) => storage_failure(&e, "listing quarantined events"),
     }
 }

@@ -30,8 +30,7 @@ impl ResponseError for MetricsError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadMonth(_) | Self::BadRange | Self::BadFormat | Self::BadCurrency => StatusCode::BAD_REQUEST,
-            Self::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(e) => crate::web::error::storage_status(e),
         }
     }
 

@@ -61,7 +61,7 @@ pub async fn unsubscribe(
     if let Err(e) = store.suppress(&email, "marketing", "unsubscribed", clock.now()).await {
         tracing::error!(error = %e, "unsubscribe not stored");
         return pages.pages.error(
-            StatusCode::SERVICE_UNAVAILABLE,
+            crate::web::error::storage_status(&e),
             "Please try again",
             "We couldn't record that just now. Please try again in a minute.",
             None,

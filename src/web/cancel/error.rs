@@ -49,7 +49,8 @@ impl PageError {
             Self::BadForm(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::StripeNotConfigured | Self::Store(_) | Self::Observed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StripeNotConfigured | Self::Observed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(e) => crate::web::error::storage_status(e),
             Self::Stripe => StatusCode::BAD_GATEWAY,
         }
     }

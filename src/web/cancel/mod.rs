@@ -32,7 +32,7 @@ use self::pages::{Pages, see_other};
 use self::rate_limit::RateLimiter;
 use super::auth::Owner;
 use super::billing::BillingPortal;
-use super::error::json_error;
+use super::error::{json_error, storage_failure};
 use crate::cancel_flow::email::confirmation_email;
 use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
 use crate::cancel_flow::offers::{Target, offers_for};
@@ -888,10 +888,7 @@ async fn mint(
         Ok(None) => {
             return json_error(StatusCode::NOT_FOUND, "no_live_subscription", "the customer has no such live subscription");
         }
-        Err(e) => {
-            tracing::error!(error = %e, "minting a cancel link: storage failed");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly");
-        }
+        Err(e) => return storage_failure(&e, "minting a cancel link"),
     };
     let token = random_token();
     let expires_at = now + state.settings.link_ttl_secs;
@@ -912,8 +909,7 @@ async fn mint(
         deadline_at: None,
     };
     if let Err(e) = store.insert_cancel_session(&session).await {
-        tracing::error!(error = %e, "minting a cancel link: storage failed");
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "try again shortly");
+        return storage_failure(&e, "minting a cancel link");
     }
     HttpResponse::Created().json(MintResponse { url: format!("{}/cancel?token={token}", state.public_url), expires_at })
 }

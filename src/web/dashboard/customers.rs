@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::owner_views::{CustomerRecord, Found, PlanItem};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::json_error;
+use crate::web::error::{json_error, storage_failure};
 
 /// Most customers a search returns.
 const SEARCH_LIMIT: i64 = 50;
@@ -193,10 +193,7 @@ pub async fn get_customer_api(_owner: Owner, store: web::Data<Store>, id: web::P
     match store.customer_record(&id).await {
         Ok(Some(r)) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(as_json(&r)),
         Ok(None) => refused(StatusCode::NOT_FOUND, "customer_not_found", "no customer with that id has been seen"),
-        Err(e) => {
-            tracing::error!(error = %e, "customer record unreadable");
-            refused(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again")
-        }
+        Err(e) => storage_failure(&e, "reading a customer record"),
     }
 }
 
@@ -222,10 +219,7 @@ pub async fn search_api(_owner: Owner, store: web::Data<Store>, q: web::Query<Se
     };
     match store.search_customers(&text, SEARCH_LIMIT).await {
         Ok(found) => HttpResponse::Ok().json(serde_json::json!({ "query": text, "customers": found_json(&found) })),
-        Err(e) => {
-            tracing::error!(error = %e, "customer search failed");
-            refused(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again")
-        }
+        Err(e) => storage_failure(&e, "searching customers"),
     }
 }
 

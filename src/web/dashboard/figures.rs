@@ -18,7 +18,7 @@ use crate::reports::Reports;
 use crate::store::owner_views::{FigureCounts, PlanItem};
 use crate::store::{Store, StoreError};
 use crate::web::auth::Owner;
-use crate::web::error::json_error;
+use crate::web::error::{json_error, storage_failure};
 
 /// A rate with the cases it stands on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -310,10 +310,7 @@ pub async fn get_figures_api(
     };
     match load(&reports, &store, &settings, month, q.currency.as_deref()).await {
         Ok(f) => HttpResponse::Ok().json(f),
-        Err(e) => {
-            tracing::error!(error = ?e, "figures failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "metrics_unavailable", "metrics are unavailable right now")
-        }
+        Err(e) => storage_failure(&e, "reading the month's figures"),
     }
 }
 

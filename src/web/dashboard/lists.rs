@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::store::owner_views::{ListKind, ListRow, MAX_PER_PAGE, Paging};
 use crate::store::{Store, StoreError};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::json_error;
+use crate::web::error::{json_error, storage_failure};
 
 /// Rows per page unless `per_page` says otherwise.
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -215,10 +215,7 @@ pub async fn get_list_api(
     };
     let (rows, more) = match load(&store, &a, clock.now()).await {
         Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, list = a.kind.as_str(), "owner list unreadable");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again");
-        }
+        Err(e) => return storage_failure(&e, "reading an owner list"),
     };
     if a.csv {
         return csv_response(a.kind, a.page, &rows);

@@ -122,7 +122,7 @@ pub async fn get_dashboard(
         Err(e) => {
             tracing::error!(error = ?e, "dashboard metrics failed");
             return page(
-                StatusCode::SERVICE_UNAVAILABLE,
+                crate::web::error::storage_status(&e),
                 "dashboard_login.html",
                 context! { configured => true, error => "metrics are unavailable right now" },
             );
