@@ -278,8 +278,14 @@ impl crate::store::reactions::ReactionHook for Reactor {
         Reactor::wants(self, events, notify)
     }
 
-    fn decide(&self, facts: Facts, events: &[&Event], now: i64, notify: bool) -> Result<ReactionPlan, String> {
-        Reactor::decide(self, facts, events, now, notify).map_err(|e| e.to_string())
+    fn decide(
+        &self,
+        facts: Facts,
+        events: &[&Event],
+        now: i64,
+        notify: bool,
+    ) -> Result<ReactionPlan, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Reactor::decide(self, facts, events, now, notify)?)
     }
 
     fn notify_outbox(&self) {

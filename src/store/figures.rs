@@ -420,8 +420,8 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
         fetch!(conn, fetch_all, (String, String, String), sql.stored.as_str(), key_list.as_str())?;
     let mut old_of: HashMap<String, Vec<CustomerFigures>> = HashMap::new();
     for (key, currency, json) in stored {
-        let mut f: CustomerFigures = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Projection(format!("stored figures of a customer are unreadable: {e}")))?;
+        let mut f: CustomerFigures =
+            serde_json::from_str(&json).map_err(|e| StoreError::Projection(crate::store::ProjectionError::StoredFigures(e)))?;
         f.currency = currency;
         old_of.entry(key).or_default().push(f);
     }
@@ -443,7 +443,7 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
         new.iter().for_each(|f| deltas.add(f, 1));
         changed.push(*key);
         for f in &new {
-            let json = serde_json::to_string(f).map_err(|e| StoreError::Projection(e.to_string()))?;
+            let json = serde_json::to_string(f).map_err(|e| StoreError::Projection(crate::store::ProjectionError::Encode(e)))?;
             figures.push(serde_json::json!([key, f.currency, f.first, json]));
         }
     }

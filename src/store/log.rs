@@ -199,11 +199,11 @@ async fn screen(conn: &mut Conn<'_>, rows: Vec<LogRow>) -> Result<(Vec<LogRow>, 
     Ok((clean, quarantined))
 }
 
-fn parse(row: LogRow) -> Result<Logged, (i64, String)> {
+fn parse(row: LogRow) -> Result<Logged, (i64, crate::store::ProjectionError)> {
     let (seq, payload, received_at, notify) = row;
     match Event::parse(payload.as_bytes()) {
         Ok(event) => Ok(Logged { seq, event, received_at, notify }),
-        Err(e) => Err((seq, format!("stored payload is not an event: {e}"))),
+        Err(e) => Err((seq, crate::store::ProjectionError::Payload(e))),
     }
 }
 

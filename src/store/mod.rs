@@ -84,6 +84,20 @@ impl IngestOptions {
     pub const IMPORT: Self = Self { notify: false };
 }
 
+/// Why a projection could not be made, with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The log holds a payload that does not parse as an event.
+    #[error("stored payload is not an event: {0}")]
+    Payload(#[source] crate::domain::event::NotAnEvent),
+    /// A customer's stored figures do not parse (written by another version?).
+    #[error("stored figures of a customer are unreadable: {0}")]
+    StoredFigures(#[source] serde_json::Error),
+    /// A value could not be written as JSON for a batch statement.
+    #[error("a batch value could not be encoded: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
 /// A storage failure, classified for HTTP once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,12 +117,12 @@ pub enum StoreError {
     /// `DATABASE_URL` names no backend we have.
     #[error("unsupported database URL scheme (use sqlite:// or postgres://)")]
     UnsupportedUrl,
-    /// The reaction hook could not render an email (a broken template override).
+    /// The reaction hook could not decide (a broken template override cannot render).
     #[error("reaction failed: {0}")]
-    Reaction(String),
+    Reaction(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An event could not be projected (its stored payload, or the projection of it).
     #[error("projection failed: {0}")]
-    Projection(String),
+    Projection(#[source] ProjectionError),
     /// Another projector moved the cursor first: this batch was rolled back, nothing is lost.
     #[error("the projector cursor moved under this batch")]
     CursorMoved,

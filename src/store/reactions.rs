@@ -135,7 +135,13 @@ pub trait ReactionHook: Send + Sync + std::fmt::Debug {
 
     /// Decide on `events` (in log order) from `facts`; with `notify` false (imported
     /// history) state is recorded but nothing is sent. An error rolls the batch back.
-    fn decide(&self, facts: Facts, events: &[&Event], now: i64, notify: bool) -> Result<ReactionPlan, String>;
+    fn decide(
+        &self,
+        facts: Facts,
+        events: &[&Event],
+        now: i64,
+        notify: bool,
+    ) -> Result<ReactionPlan, Box<dyn std::error::Error + Send + Sync>>;
 
     /// Emails were enqueued and are durable: wake the outbox worker.
     fn notify_outbox(&self);

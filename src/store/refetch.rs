@@ -77,7 +77,7 @@ async fn ties_with_stored(conn: &mut Conn<'_>, writes: &Writes) -> Result<Vec<Ti
             continue;
         }
         let ids = serde_json::to_string(&batch.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Projection(format!("listing ids: {e}")))?;
+            .map_err(|e| StoreError::Projection(crate::store::ProjectionError::Encode(e)))?;
         let stored: Vec<StoredMark> = fetch!(conn, fetch_all, StoredMark, sql, ids.as_str())?;
         let stored: HashMap<String, Watermark> = stored
             .into_iter()

@@ -224,6 +224,7 @@ impl AppendThread {
         let Committed { requests, outcomes, .. } = committed;
         match synced {
             Ok(()) => {
+                tracing::debug!(batch_size = requests.len(), "batch committed");
                 if outcomes.iter().any(|o| matches!(o, Ok(Some(_)))) {
                     self.parts.signals.appended.notify_one();
                 }
