@@ -64,19 +64,30 @@ async fn execute_sql(app: &TestApp, sql: &str) {
     .expect("statement runs");
 }
 
-fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("HOLDFAST_STRIPE_MODE", "test")
-        .current_dir(dir.path())
-        .output()
-        .expect("holdfast runs");
-    assert!(out.status.success(), "holdfast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Run the `holdfast` binary against `database_url` and return its stdout. It runs on a
+/// blocking thread: the test's runtime must keep driving the server it started (a projector
+/// pass mid-transaction would otherwise hold SQLite's write lock until the command gave up).
+async fn holdfast_cli(database_url: &str, args: &[&str]) -> String {
+    let database_url = database_url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (database_url, args) = (database_url.as_str(), args.as_slice());
+        let dir = tempfile::tempdir().expect("dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("HOLDFAST_STRIPE_MODE", "test")
+            .current_dir(dir.path())
+            .output()
+            .expect("holdfast runs");
+        assert!(out.status.success(), "holdfast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 async fn every_summary(app: &TestApp) -> Vec<Value> {
@@ -101,7 +112,7 @@ async fn reproject_and_a_first_start_on_an_older_database_rebuild_the_same_figur
     // The totals went wrong (a bug, a hand edit): reproject rebuilds them from the log.
     execute_sql(&app, "UPDATE metric_month_totals SET mrr_end = mrr_end + 12345").await;
     execute_sql(&app, "DELETE FROM metric_cohort_totals").await;
-    let out = holdfast_cli(&app.database_url, &["reproject"]);
+    let out = holdfast_cli(&app.database_url, &["reproject"]).await;
     assert!(out.contains("reprojected"), "{out}");
     assert_eq!(every_summary(&app).await, live, "reproject gives the same figures");
     assert_maintained_match_from_scratch(&app, "after reproject").await;
@@ -112,7 +123,7 @@ async fn reproject_and_a_first_start_on_an_older_database_rebuild_the_same_figur
         execute_sql(&app, &format!("DELETE FROM {table}")).await;
     }
     execute_sql(&app, "UPDATE metric_state SET built = 0").await;
-    holdfast_cli(&app.database_url, &["migrate"]);
+    holdfast_cli(&app.database_url, &["migrate"]).await;
     assert_eq!(every_summary(&app).await, live, "the first start's rebuild gives the same figures");
 }
 

@@ -50,12 +50,19 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     let before = summary(&app).await;
     assert!(payloads(&app.store).await.iter().any(|p| p.contains(EMAIL)), "the email was stored");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args(["forget", "cus_forget"])
-        .env_clear()
-        .env("DATABASE_URL", &app.database_url)
-        .output()
-        .expect("holdfast forget runs");
+    // On a blocking thread: this test's runtime keeps driving the server meanwhile (its
+    // projector may be mid-transaction, holding SQLite's write lock the command needs).
+    let url = app.database_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["forget", "cus_forget"])
+            .env_clear()
+            .env("DATABASE_URL", url)
+            .output()
+            .expect("holdfast forget runs")
+    })
+    .await
+    .expect("the command's thread");
     assert!(out.status.success(), "{out:?}");
 
     let stored = payloads(&app.store).await;
@@ -88,17 +95,23 @@ async fn raw_payloads_older_than_the_retention_lose_their_personal_fields() {
     app.deliver(&event("customer.subscription.created", old + 1, Sub::new("sub_old", "cus_old", old).object())).await;
     app.deliver(&event("customer.created", recent, customer("cus_new", "new.customer@example.org", recent))).await;
     let before = summary(&app).await;
-    let prune = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .arg("prune-payloads")
-            .args(extra)
-            .env_clear()
-            .env("DATABASE_URL", &app.database_url)
-            .output()
-            .expect("holdfast prune-payloads runs")
+    // On a blocking thread, so the server this runtime drives keeps going (see above).
+    let prune = async |extra: &[&str]| {
+        let (url, extra): (String, Vec<String>) = (app.database_url.clone(), extra.iter().map(|a| (*a).to_owned()).collect());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_holdfast"))
+                .arg("prune-payloads")
+                .args(extra)
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .output()
+                .expect("holdfast prune-payloads runs")
+        })
+        .await
+        .expect("the command's thread")
     };
 
-    let out = prune(&[]);
+    let out = prune(&[]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("from 2 raw events"), "the customer and its subscription: {out:?}");
     let stored = payloads(&app.store).await;
@@ -106,8 +119,8 @@ async fn raw_payloads_older_than_the_retention_lose_their_personal_fields() {
     assert!(stored.iter().any(|p| p.contains("new.customer@example.org")), "within the retention: kept");
     assert_eq!(summary(&app).await, before, "the figures do not change");
 
-    let again = prune(&[]);
+    let again = prune(&[]).await;
     assert!(String::from_utf8_lossy(&again.stdout).contains("from 0 raw events"), "nothing left to prune: {again:?}");
-    assert!(prune(&["--older-than-days", "5"]).status.success());
+    assert!(prune(&["--older-than-days", "5"]).await.status.success());
     assert!(payloads(&app.store).await.iter().all(|p| !p.contains("new.customer@example.org")));
 }
