@@ -16,6 +16,7 @@ use crate::domain::snapshots::InvoiceSnapshot;
 
 use super::conn::{Conn, execute, fetch};
 use super::metrics::{CouponPoint, DiscountPoint, FailedPoint, HistoryPoint, timeline};
+use super::pricing::{LinePoint, PriceTiersPoint};
 use super::{Store, StoreError};
 
 /// Keys recomputed per statement group while rebuilding (bounds the deltas held).
@@ -59,6 +60,8 @@ struct BatchSql {
     failed_of_subs: String,
     discounts: String,
     coupons: String,
+    price_tiers: String,
+    lines_of_subs: String,
     stored: String,
     delete_figures: String,
     insert_figures: String,
@@ -132,6 +135,12 @@ impl BatchSql {
             coupons: format!(
                 "SELECT id, percent_off, amount_off, currency, duration, duration_in_months, applies_to_products FROM coupons \
                  WHERE id IN {}",
+                list(1)
+            ),
+            price_tiers: format!("SELECT id, tiers_mode, tiers FROM prices WHERE tiers IS NOT NULL AND id IN {}", list(1)),
+            lines_of_subs: format!(
+                "SELECT subscription_id, subscription_item, invoice_id, finalized_at, amount, inclusive_tax \
+                 FROM subscription_item_lines WHERE subscription_id IN {}",
                 list(1)
             ),
             stored: format!("SELECT customer, currency, figures FROM metric_customers WHERE customer IN {}", list(1)),
@@ -332,11 +341,53 @@ pub(crate) async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<
         own.subscriptions.retain(|s| s.customer == *key);
         let kept: BTreeSet<&str> = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
         own.failed_invoices.retain(|i| i.subscription.as_deref().is_some_and(|s| kept.contains(s) || s == *key));
-        // Tiers and finalized lines: read only for customers with priced items (few).
-        super::pricing::attach(conn, &mut own).await?;
         out.push(own);
     }
+    attach_pricing(conn, sql, &mut out).await?;
     Ok(out)
+}
+
+/// Tiers and finalized lines for the timelines with items priced beyond per-unit (few), read
+/// for the whole batch in one statement each.
+async fn attach_pricing(conn: &mut Conn<'_>, sql: &'static BatchSql, owns: &mut [Timeline]) -> Result<(), StoreError> {
+    let (mut price_ids, mut sub_ids) = (BTreeSet::new(), BTreeSet::new());
+    for own in owns.iter() {
+        let (prices, subs) = super::pricing::pricing_wants(own);
+        price_ids.extend(prices.into_iter().map(str::to_owned));
+        sub_ids.extend(subs.into_iter().map(str::to_owned));
+    }
+    if sub_ids.is_empty() {
+        return Ok(());
+    }
+    let prices: Vec<PriceTiersPoint> = fetch!(
+        conn,
+        fetch_all,
+        PriceTiersPoint,
+        sql.price_tiers.as_str(),
+        json_list(price_ids.iter().map(String::as_str)).as_str()
+    )?;
+    let prices: HashMap<String, PriceTiersPoint> = prices.into_iter().map(|p| (p.id.clone(), p)).collect();
+    let rows: Vec<(String, String, String, i64, i64, i64)> = fetch!(
+        conn,
+        fetch_all,
+        (String, String, String, i64, i64, i64),
+        sql.lines_of_subs.as_str(),
+        json_list(sub_ids.iter().map(String::as_str)).as_str()
+    )?;
+    let mut lines: HashMap<String, Vec<LinePoint>> = HashMap::new();
+    for (subscription, subscription_item, invoice_id, finalized_at, amount, inclusive_tax) in rows {
+        lines.entry(subscription).or_default().push(LinePoint {
+            subscription_item,
+            invoice_id,
+            finalized_at,
+            amount,
+            inclusive_tax,
+        });
+    }
+    for own in owns.iter_mut() {
+        super::pricing::attach_from(own, &prices, &lines);
+    }
+    Ok(())
 }
 
 /// What the figures of a month could not resolve (see [`Store::unresolved`]).

@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::conn::{Conn, execute, fetch};
-use super::metrics::{HistoryPoint, timeline};
 use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
@@ -24,29 +23,11 @@ const UPSERT_LINE: &str = "INSERT INTO subscription_item_lines (invoice_id, line
      THEN excluded.finalized_at ELSE subscription_item_lines.finalized_at END";
 
 pub(crate) const SELECT_PRICE_TIERS: &str = "SELECT id, tiers_mode, tiers FROM prices WHERE tiers IS NOT NULL";
-const PRICE_TIERS: &str = "SELECT id, tiers_mode, tiers FROM prices WHERE id = $1 AND tiers IS NOT NULL";
 pub(crate) const SELECT_LINES: &str =
     "SELECT subscription_item, invoice_id, finalized_at, amount, inclusive_tax FROM subscription_item_lines";
-const LINES_OF_SUB: &str = "SELECT subscription_item, invoice_id, finalized_at, amount, inclusive_tax \
-     FROM subscription_item_lines WHERE subscription_id = $1";
 /// The customers (figures keys) whose recorded items name a price. Items are stored as
 /// serde_json text, so the price id appears exactly as `"price":"<id>"`.
 const KEYS_OF_PRICE: &str = "SELECT DISTINCT COALESCE(customer, subscription_id) FROM subscription_history WHERE items LIKE $1";
-
-/// The current history rows of active subscriptions in a currency whose items are priced
-/// beyond per-unit.
-const ACTIVE_PRICED: &str = "SELECT h.subscription_id, h.event_id, h.effective_at, h.src_rank, h.customer, h.status, \
-     h.currency, h.base_mrr, h.collection_paused, h.pause_resumes_at, h.discounts, h.cancel_reason, h.items \
-     FROM subscriptions s JOIN subscription_history h ON h.subscription_id = s.id AND h.event_id = s.src_event_id \
-     WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
-     AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%')";
-
-/// The finalized lines of the subscriptions `ACTIVE_PRICED` lists, in one statement.
-const LINES_OF_ACTIVE_PRICED: &str = "SELECT l.subscription_item, l.invoice_id, l.finalized_at, l.amount, l.inclusive_tax \
-     FROM subscription_item_lines l WHERE l.subscription_id IN (SELECT s.id FROM subscriptions s \
-     JOIN subscription_history h ON h.subscription_id = s.id AND h.event_id = s.src_event_id \
-     WHERE s.status IN ('active', 'past_due') AND LOWER(s.currency) = $1 \
-     AND (h.items LIKE '%\"billing_scheme\"%' OR h.items LIKE '%\"usage_type\"%'))";
 
 /// The items of every subscription's current history row that name a tiered price (the
 /// price ids whose tiers the metrics need now).
@@ -56,7 +37,7 @@ const CURRENT_TIERED: &str = "SELECT h.items FROM subscriptions s \
 const KNOWN_TIERS: &str = "SELECT id FROM prices WHERE tiers IS NOT NULL";
 
 /// A `prices` row with tiers.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PriceTiersPoint {
     pub id: String,
     pub tiers_mode: Option<String>,
@@ -64,7 +45,7 @@ pub struct PriceTiersPoint {
 }
 
 /// A `subscription_item_lines` row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LinePoint {
     pub subscription_item: String,
     pub invoice_id: String,
@@ -163,24 +144,33 @@ pub fn attach_rows(t: &mut Timeline, prices: Vec<PriceTiersPoint>, lines: Vec<Li
     t.item_lines.extend(by_item);
 }
 
-/// Load, for one customer's timeline, the tiers of the prices its items name and the lines of
-/// its subscriptions.
-pub(crate) async fn attach(conn: &mut Conn<'_>, own: &mut Timeline) -> Result<(), StoreError> {
+/// What a customer's timeline needs read beyond its history: the prices its items name
+/// without tiers, and (when any item is priced beyond per-unit) its subscriptions' finalized
+/// lines. Empty for the many customers with per-unit prices only.
+pub(crate) fn pricing_wants(own: &Timeline) -> (BTreeSet<&str>, BTreeSet<&str>) {
     let priced = own.subscriptions.iter().flat_map(|s| &s.snapshots).flat_map(|s| &s.items).filter_map(|i| i.pricing.as_ref());
     if priced.clone().next().is_none() {
-        return Ok(());
+        return (BTreeSet::new(), BTreeSet::new());
     }
-    let price_ids: BTreeSet<&str> = priced.filter(|p| p.tiered && p.tiers.is_none()).filter_map(|p| p.price.as_deref()).collect();
-    let mut prices = Vec::new();
-    for id in price_ids {
-        prices.extend(fetch!(conn, fetch_optional, PriceTiersPoint, PRICE_TIERS, id)?);
+    let prices = priced.filter(|p| p.tiered && p.tiers.is_none()).filter_map(|p| p.price.as_deref()).collect();
+    let subscriptions = own.subscriptions.iter().map(|s| s.id.as_str()).collect();
+    (prices, subscriptions)
+}
+
+/// Put into `own`, from the tiers and lines read for a whole batch of timelines (lines by
+/// subscription), those its [`pricing_wants`] named.
+pub(crate) fn attach_from(
+    own: &mut Timeline,
+    prices: &HashMap<String, PriceTiersPoint>,
+    lines: &HashMap<String, Vec<LinePoint>>,
+) {
+    let (price_ids, subscriptions) = pricing_wants(own);
+    if subscriptions.is_empty() {
+        return;
     }
-    let mut lines = Vec::new();
-    for sub in &own.subscriptions {
-        lines.extend(fetch!(conn, fetch_all, LinePoint, LINES_OF_SUB, sub.id.as_str())?);
-    }
+    let prices: Vec<PriceTiersPoint> = price_ids.iter().filter_map(|id| prices.get(*id).cloned()).collect();
+    let lines: Vec<LinePoint> = subscriptions.iter().flat_map(|s| lines.get(*s).into_iter().flatten().cloned()).collect();
     attach_rows(own, prices, lines);
-    Ok(())
 }
 
 impl Store {
@@ -203,26 +193,5 @@ impl Store {
             }
         }
         Ok(out.into_iter().collect())
-    }
-
-    /// Items of the `currency` subscriptions active now whose amount at `at` is unknown (a
-    /// tiered price whose tiers were never seen, a metered one without a finalized line).
-    pub async fn unresolved_prices(&self, currency: &str, at: i64) -> Result<u64, StoreError> {
-        let currency = currency.to_lowercase();
-        let rows: Vec<HistoryPoint> =
-            self.with_conn(async |c| fetch!(c, fetch_all, HistoryPoint, ACTIVE_PRICED, currency.as_str())).await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut t = timeline(rows, Vec::new(), Vec::new(), Vec::new());
-        let (prices, lines) = self
-            .with_conn(async |c| {
-                let prices = fetch!(c, fetch_all, PriceTiersPoint, SELECT_PRICE_TIERS)?;
-                let lines = fetch!(c, fetch_all, LinePoint, LINES_OF_ACTIVE_PRICED, currency.as_str())?;
-                Ok((prices, lines))
-            })
-            .await?;
-        attach_rows(&mut t, prices, lines);
-        Ok(t.unresolved_prices(&currency, at))
     }
 }
