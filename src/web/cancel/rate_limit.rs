@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -62,6 +63,10 @@ impl GovernorClock for AppClock {
 pub struct RateLimiter {
     limiter: Gcra<ClientKey, HashMapStateStore<ClientKey>, AppClock, NoOpMiddleware<Duration>>,
     proxy: TrustedProxy,
+    clock: Clock,
+    /// When the table was last pruned (unix seconds): a prune walks every client, so it runs
+    /// at most once a second however many requests arrive.
+    pruned_at: AtomicI64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -74,7 +79,12 @@ impl RateLimiter {
     /// `per_minute` requests a minute per client (at least one), reading time from `clock`.
     pub fn new(per_minute: u32, clock: Clock) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
-        Self { limiter: Gcra::hashmap_with_clock(quota, AppClock(clock)), proxy: TrustedProxy::None }
+        Self {
+            limiter: Gcra::hashmap_with_clock(quota, AppClock(clock.clone())),
+            proxy: TrustedProxy::None,
+            clock,
+            pruned_at: AtomicI64::new(i64::MIN),
+        }
     }
 
     /// Believe forwarding headers from these proxies.
@@ -92,8 +102,13 @@ impl RateLimiter {
     /// unknown (no peer address) is not limited here.
     pub fn allow(&self, ip: Option<IpAddr>) -> bool {
         let Some(ip) = ip else { return true };
-        if self.limiter.len() > PRUNE_AT {
-            self.limiter.retain_recent();
+        let clients = self.limiter.len();
+        if clients > PRUNE_AT {
+            let now = self.clock.now();
+            let last = self.pruned_at.load(Ordering::Relaxed);
+            if now > last && self.pruned_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.limiter.retain_recent();
+            }
             if self.limiter.len() >= MAX_CLIENTS {
                 return false;
             }
@@ -118,6 +133,22 @@ mod tests {
         clock.set(150);
         assert!(limiter.allow(a), "half a minute later one request is allowed again");
         assert!(!limiter.allow(a));
+    }
+
+    #[test]
+    fn the_client_table_is_bounded_and_idle_clients_are_forgotten() {
+        let clock = Clock::fixed(1_000);
+        let limiter = RateLimiter::new(1, clock.clone());
+        for n in 0..MAX_CLIENTS as u32 {
+            assert!(limiter.allow(Some(IpAddr::from(n.to_be_bytes()))), "client {n}'s first request");
+        }
+        let newcomer = Some(IpAddr::from([250, 0, 0, 1]));
+        assert!(!limiter.allow(newcomer), "a full table of busy clients refuses a new one");
+        // governor forgets a client once its state can't be told from a fresh one: here, one
+        // emission interval (a minute) after its allowance was full again.
+        clock.set(1_121);
+        assert!(limiter.allow(newcomer), "idle clients are forgotten");
+        assert!(limiter.limiter.len() < PRUNE_AT, "{} clients kept", limiter.limiter.len());
     }
 
     #[test]
