@@ -92,6 +92,7 @@ fn checkout_customer(obj: &serde_json::Value) -> Option<CustomerSnapshot> {
         name: path(obj, &["customer_details", "name"]).and_then(|v| v.as_str()).map(str::to_owned),
         created: None,
         deleted: false,
+        metadata: None,
     })
 }
 

@@ -15,6 +15,9 @@ pub struct CustomerSnapshot {
     pub name: Option<String>,
     pub created: Option<i64>,
     pub deleted: bool,
+    /// The customer's `metadata` object as JSON text (the owner's acquisition channel is read
+    /// from it); `None` when absent.
+    pub metadata: Option<String>,
 }
 
 impl CustomerSnapshot {
@@ -25,6 +28,7 @@ impl CustomerSnapshot {
             name: str_at(obj, "name"),
             created: int_at(obj, "created"),
             deleted: deleted_event || flag_at(obj, "deleted"),
+            metadata: obj.get("metadata").filter(|m| m.is_object()).map(|m| m.to_string()),
         })
     }
 }

@@ -508,6 +508,7 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
     if !figures.is_empty() {
         execute!(conn, sql.insert_figures.as_str(), serde_json::Value::Array(figures).to_string().as_str())?;
     }
+    super::breakdowns::refresh(conn, key_list.as_str()).await?;
     deltas.write(conn).await
 }
 
@@ -515,7 +516,7 @@ pub(crate) async fn refresh<'k>(conn: &mut Conn<'_>, keys: impl Iterator<Item = 
 /// caller's transaction).
 pub(crate) async fn rebuild(conn: &mut Conn<'_>, now: i64) -> Result<u64, StoreError> {
     let keys: Vec<(Option<String>,)> = fetch!(conn, fetch_all, (Option<String>,), ALL_KEYS)?;
-    for sql in CLEAR_FIGURES {
+    for sql in CLEAR_FIGURES.into_iter().chain(super::breakdowns::CLEAR) {
         execute!(conn, sql)?;
     }
     let keys: BTreeSet<String> = keys.into_iter().filter_map(|(k,)| k).collect();

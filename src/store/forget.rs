@@ -64,7 +64,9 @@ pub struct Forgotten {
 // `_` in a customer id is a LIKE wildcard: the match is a superset, filtered by `concerns`.
 const CANDIDATE_EVENTS: &str = "SELECT id, payload FROM stripe_events WHERE payload LIKE '%' || $1 || '%'";
 const SAVE_PAYLOAD: &str = "UPDATE stripe_events SET payload = $2 WHERE id = $1";
-const CUSTOMER: &str = "UPDATE customers SET email = NULL, name = NULL WHERE id = $1";
+const CUSTOMER: &str = "UPDATE customers SET email = NULL, name = NULL, metadata = NULL WHERE id = $1";
+/// The dashboard's copy of the metadata (the customer's channel shows as "(none)" from now on).
+const ACQUISITION: &str = "UPDATE metric_acquisition SET metadata = NULL WHERE customer = $1";
 const SUBSCRIPTIONS: &str = "UPDATE subscriptions SET cancel_comment = NULL WHERE customer = $1";
 const CANCEL_SESSIONS: &str = "UPDATE cancel_sessions SET comment = NULL WHERE customer = $1";
 const NPS_COMMENTS: &str = "UPDATE nps_answers SET comment = NULL WHERE customer = $1";
@@ -111,7 +113,7 @@ impl Store {
                     forgotten.events += 1;
                 }
             }
-            for statement in [CUSTOMER, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
+            for statement in [CUSTOMER, ACQUISITION, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
                 execute!(c, statement, customer)?;
             }
             forgotten.emails = execute!(c, OUTBOX, customer)?;

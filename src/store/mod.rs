@@ -21,6 +21,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod batch;
+pub mod breakdowns;
 pub mod cancel;
 pub mod catalog;
 pub mod classify;

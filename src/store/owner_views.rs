@@ -8,7 +8,7 @@ use serde::Serialize;
 
 // The outcome as the cancel flow records it (a save starts `pending`).
 use super::cancel::RECORD_OUTCOME;
-use super::conn::{Conn, execute, fetch};
+use super::conn::{execute, fetch};
 use super::{Store, StoreError};
 use crate::cancel_flow::stripe_actions::Sent;
 use crate::domain::cancel::Outcome;
@@ -555,9 +555,8 @@ pub struct FigureCounts {
     /// that ended in the month instead.
     pub renewed: i64,
     pub lapsed: i64,
-    /// Live subscriptions' MRR and items (for MRR by plan).
-    pub live: Vec<LiveSubscription>,
-    pub live_items: Vec<PlanItem>,
+    /// Live MRR by price (for MRR by plan).
+    pub plans: Vec<PlanGroup>,
     /// Customers who ever subscribed, by the value of the acquisition channel's metadata.
     pub channels: Vec<ChannelGroup>,
     /// Cancel-flow sessions started in the month: saves by state now, and cancellations.
@@ -569,60 +568,7 @@ pub struct FigureCounts {
     pub now: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct LiveSubscription {
-    pub id: String,
-    pub base_mrr: f64,
-}
-
-/// The customers who ever subscribed whose acquisition-channel metadata holds one value
-/// (`None`: absent or not a string): how many, how many pay now, and for each age in
-/// [`COHORT_MONTHS`] how many reached it and how many of those were still subscribed then.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChannelGroup {
-    pub value: Option<String>,
-    pub customers: i64,
-    pub live: i64,
-    pub ages: [(i64, i64); COHORT_MONTHS.len()],
-}
-
-/// The ages (months after a customer's first subscription began) a channel cohort is read at.
-pub const COHORT_MONTHS: [u32; 4] = [1, 3, 6, 12];
-/// A month in seconds, for those ages (365.25 days a year).
-pub const MONTH_SECS: i64 = 2_629_800;
-
-type ChannelRow = (Option<String>, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
-
-/// The customers who ever subscribed, grouped in the database by their channel metadata's
-/// value (`$1` the metadata key, `$2` now): one row per value, whatever the customers' number.
-fn channel_groups_sql(postgres: bool) -> String {
-    let value = if postgres {
-        "CASE WHEN json_typeof((e.payload::json) -> 'data' -> 'object' -> 'metadata' -> $1) = 'string' \
-         THEN (e.payload::json) -> 'data' -> 'object' -> 'metadata' ->> $1 END"
-    } else {
-        "CASE WHEN json_valid(e.payload) AND json_type(e.payload, '$.data.object.metadata.\"' || $1 || '\"') = 'text' \
-         THEN json_extract(e.payload, '$.data.object.metadata.\"' || $1 || '\"') END"
-    };
-    let ages: Vec<String> = COHORT_MONTHS
-        .iter()
-        .map(|m| {
-            let reached = format!("started IS NOT NULL AND started + {} <= $2", i64::from(*m) * MONTH_SECS);
-            let stayed = format!("live = 1 OR ended IS NULL OR ended >= started + {}", i64::from(*m) * MONTH_SECS);
-            format!(
-                "CAST(COALESCE(SUM(CASE WHEN {reached} THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN {reached} AND ({stayed}) THEN 1 ELSE 0 END), 0) AS BIGINT)"
-            )
-        })
-        .collect();
-    format!(
-        "SELECT value, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(live), 0) AS BIGINT), {} FROM (SELECT {value} AS value, \
-         MAX(CASE WHEN s.status IN ('active', 'past_due', 'unpaid', 'trialing') THEN 1 ELSE 0 END) AS live, \
-         MIN(COALESCE(s.start_date, s.created)) AS started, MAX(COALESCE(s.ended_at, s.canceled_at)) AS ended \
-         FROM customers c JOIN subscriptions s ON s.customer = c.id JOIN stripe_events e ON e.id = c.src_event_id \
-         GROUP BY c.id, e.id) x GROUP BY value",
-        ages.join(", ")
-    )
-}
+pub use super::breakdowns::{COHORT_MONTHS, ChannelGroup, MONTH_SECS, PlanGroup};
 
 const RECOVERED_IN: &str = "SELECT CAST(COALESCE(SUM(COALESCE(recovered_amount, amount_due)), 0) AS BIGINT), COUNT(*) \
      FROM dunning_cases WHERE status = 'recovered' AND closed_at >= $1 AND closed_at < $2 AND lower(COALESCE(currency, '')) = $3";
@@ -640,16 +586,6 @@ const RENEWED_IN: &str = "SELECT COUNT(*) FROM invoices v WHERE billing_reason =
 const LAPSED_IN: &str = "SELECT COUNT(*) FROM subscriptions s WHERE ended_at >= $1 AND ended_at < $2 AND EXISTS \
      (SELECT 1 FROM subscription_items i WHERE i.subscription_id = s.id AND (i.recurring_interval = 'year' \
      OR (i.recurring_interval = 'month' AND i.interval_count >= 3)))";
-const LIVE_SUBS: &str = "SELECT id, base_mrr FROM subscriptions WHERE status IN ('active', 'past_due', 'unpaid') \
-     AND lower(COALESCE(currency, '')) = $1";
-const LIVE_ITEMS: &str = "SELECT i.subscription_id, i.price_id, i.product, COALESCE(pr.name, p.nickname) AS name, i.unit_amount, \
-     i.currency, i.recurring_interval, i.interval_count, i.quantity FROM subscription_items i \
-     JOIN subscriptions s ON s.id = i.subscription_id LEFT JOIN prices p ON p.id = i.price_id \
-     LEFT JOIN products pr ON pr.id = COALESCE(i.product, p.product) \
-     WHERE s.status IN ('active', 'past_due', 'unpaid') AND lower(COALESCE(s.currency, '')) = $1";
-static CHANNEL_GROUPS_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| channel_groups_sql(false));
-static CHANNEL_GROUPS_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| channel_groups_sql(true));
-
 /// Sessions started in `[$1, $2)`: confirmed, reversed and pending saves, and cancellations.
 const SAVES_IN: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN save_state = 'confirmed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
      CAST(COALESCE(SUM(CASE WHEN save_state = 'reversed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
@@ -681,22 +617,9 @@ impl Store {
             let (saves_confirmed, saves_reversed, saves_pending, sessions_canceled) =
                 fetch!(c, fetch_one, (i64, i64, i64, i64), SAVES_IN, from, to)?;
             parts.mark("saves");
-            let live = fetch!(c, fetch_all, LiveSubscription, LIVE_SUBS, currency)?;
-            parts.mark("live");
-            let live_items = fetch!(c, fetch_all, PlanItem, LIVE_ITEMS, currency)?;
-            parts.mark("live_items");
-            let sql =
-                if matches!(c, Conn::Postgres(_)) { CHANNEL_GROUPS_POSTGRES.as_str() } else { CHANNEL_GROUPS_SQLITE.as_str() };
-            let rows: Vec<ChannelRow> = fetch!(c, fetch_all, ChannelRow, sql, channel_key, now)?;
-            let channels = rows
-                .into_iter()
-                .map(|(value, customers, live, r1, s1, r3, s3, r6, s6, r12, s12)| ChannelGroup {
-                    value,
-                    customers,
-                    live,
-                    ages: [(r1, s1), (r3, s3), (r6, s6), (r12, s12)],
-                })
-                .collect();
+            let plans = super::breakdowns::plan_groups(c, currency).await?;
+            parts.mark("plans");
+            let channels = super::breakdowns::channel_groups(c, channel_key, now).await?;
             parts.mark("channels");
             parts.log("figure_counts");
             Ok(FigureCounts {
@@ -706,8 +629,7 @@ impl Store {
                 trials_converted,
                 renewed,
                 lapsed,
-                live,
-                live_items,
+                plans,
                 channels,
                 saves_confirmed,
                 saves_reversed,

@@ -192,6 +192,7 @@ pub static CUSTOMERS: Table<CustomerSnapshot, Watermark> = Table::new(
         Column::text("name", |c, _| clean(&c.name)),
         Column::int("created", |c, _| c.created),
         Column::bool("deleted", |c, _| c.deleted),
+        Column::text("metadata", |c, _| opt(&c.metadata)),
         Column::int("src_rank", |_, m| Some(m.rank)),
         Column::int("src_created", |_, m| Some(m.created)),
         Column::text("src_event_id", |_, m| text(&m.event_id)),

@@ -225,3 +225,121 @@ async fn channel_cohorts_count_only_customers_old_enough_for_each_age() {
 fn customer_object(id: &str, created: i64) -> Value {
     customer(id, &format!("{id}@example.com"), created)
 }
+
+/// The dashboard's MRR by plan, by plan name.
+async fn plans(app: &TestApp) -> std::collections::BTreeMap<String, (f64, u64)> {
+    let fig: Value = app
+        .client
+        .get(format!("{}/api/figures", app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    fig["mrr_by_plan"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .map(|p| {
+            let name = p["plan"].as_str().expect("plan name").to_owned();
+            (name, (p["mrr"].as_f64().expect("mrr"), p["subscriptions"].as_u64().expect("subscriptions")))
+        })
+        .collect()
+}
+
+/// MRR by plan is kept per subscription as events are projected: a live subscription's MRR is
+/// shared among its items by their monthly list prices (a yearly price counts a twelfth); a
+/// price's new name shows at once; an ended subscription leaves. `holdfast reproject` and the
+/// first start on a database from before it was kept rebuild the same breakdown.
+#[tokio::test]
+async fn mrr_by_plan_shares_each_subscription_by_list_price_and_follows_every_change() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let t = now() - 3 * 86_400;
+    app.deliver(&event("customer.created", t, customer_object("cus_plan", t))).await;
+    let mut s = Sub::new("sub_plan", "cus_plan", t).object();
+    let mut yearly = s["items"]["data"][0].clone();
+    yearly["id"] = serde_json::json!("si_plan_yearly");
+    yearly["price"]["id"] = serde_json::json!("price_team_yearly");
+    yearly["price"]["unit_amount"] = serde_json::json!(24_000);
+    yearly["price"]["unit_amount_decimal"] = serde_json::json!("24000");
+    yearly["price"]["recurring"]["interval"] = serde_json::json!("year");
+    s["items"]["data"].as_array_mut().expect("items").push(yearly);
+    app.deliver(&event("customer.subscription.created", t + 1, s.clone())).await;
+    app.wait_projected().await;
+    // 2,000 a month and 24,000 a year: equal halves of the subscription's MRR.
+    let halves = plans(&app).await;
+    assert_eq!(halves.len(), 2, "{halves:?}");
+    let (monthly, yearly_share) = (halves["price_basic_monthly"], halves["price_team_yearly"]);
+    assert!(monthly.0 > 0.0 && (monthly.0 - yearly_share.0).abs() < 1e-6, "{halves:?}");
+    assert_eq!((monthly.1, yearly_share.1), (1, 1));
+    let mrr = monthly.0 + yearly_share.0;
+
+    // Three seats of the monthly price: 6,000 against 2,000 a month.
+    s["items"]["data"][0]["quantity"] = serde_json::json!(3);
+    app.deliver(&event("customer.subscription.updated", t + 2, s.clone())).await;
+    let mut price = fixture("price");
+    price["id"] = serde_json::json!("price_team_yearly");
+    price["nickname"] = serde_json::json!("Team (yearly)");
+    price["transform_quantity"] = Value::Null;
+    app.deliver(&event("price.updated", t + 3, price)).await;
+    app.wait_projected().await;
+    let seats = plans(&app).await;
+    let (monthly, team) = (seats["price_basic_monthly"].0, seats["Team (yearly)"].0);
+    assert!((monthly - 3.0 * team).abs() < 1e-6, "shared by list price: {seats:?}");
+    assert!(monthly + team > mrr, "three seats pay more: {seats:?}");
+
+    for (what, rebuild) in [("reproject", ["reproject"]), ("a first start", ["migrate"])] {
+        if what == "a first start" {
+            for table in ["metric_plan_shares", "metric_acquisition"] {
+                execute_sql(&app, &format!("DELETE FROM {table}")).await;
+            }
+            execute_sql(&app, "UPDATE metric_state SET built = 0").await;
+        } else {
+            execute_sql(&app, "UPDATE metric_plan_shares SET mrr = mrr + 999").await;
+        }
+        holdfast_cli(&app.database_url, &rebuild).await;
+        let rebuilt = plans(&app).await;
+        assert_eq!(rebuilt.keys().collect::<Vec<_>>(), seats.keys().collect::<Vec<_>>(), "{what}");
+        for (plan, (mrr, n)) in &seats {
+            assert!((rebuilt[plan].0 - mrr).abs() < 1e-6 && rebuilt[plan].1 == *n, "{what}: {rebuilt:?} vs {seats:?}");
+        }
+    }
+
+    s["status"] = serde_json::json!("canceled");
+    s["canceled_at"] = serde_json::json!(t + 4);
+    s["ended_at"] = serde_json::json!(t + 4);
+    app.deliver(&event("customer.subscription.deleted", t + 4, s)).await;
+    app.wait_projected().await;
+    assert!(plans(&app).await.is_empty(), "an ended subscription has no MRR");
+}
+
+/// A customer whose channel metadata changes moves to the new channel on the dashboard.
+#[tokio::test]
+async fn a_customer_whose_channel_changes_moves_to_the_new_channel() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let t = now() - 86_400;
+    let mut c = customer_object("cus_moves", t);
+    c["metadata"] = serde_json::json!({"utm_source": "ads"});
+    app.deliver(&event("customer.created", t, c.clone())).await;
+    app.deliver(&event("customer.subscription.created", t + 1, Sub::new("sub_moves", "cus_moves", t).object())).await;
+    let channels = |fig: Value| -> Vec<(String, u64)> {
+        fig["channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .map(|c| (c["channel"].as_str().unwrap_or("").to_owned(), c["customers"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let figures = || async {
+        let r = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
+        r.json::<Value>().await.expect("json")
+    };
+    app.wait_projected().await;
+    assert_eq!(channels(figures().await), [("ads".to_owned(), 1)]);
+    c["metadata"] = serde_json::json!({"utm_source": "newsletter"});
+    app.deliver(&event("customer.updated", t + 2, c)).await;
+    app.wait_projected().await;
+    assert_eq!(channels(figures().await), [("newsletter".to_owned(), 1)]);
+}

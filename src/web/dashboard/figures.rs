@@ -5,7 +5,7 @@
 //! instead of a value band. `GET /api/figures?month=YYYY-MM[&currency=usd]` (owner) and the
 //! dashboard's "Figures" section.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -15,7 +15,7 @@ use super::labels::money;
 use crate::config::figures::FigureSettings;
 use crate::domain::metrics::{Month, Summary};
 use crate::reports::Reports;
-use crate::store::owner_views::{FigureCounts, PlanItem};
+use crate::store::owner_views::{FigureCounts, PlanGroup};
 use crate::store::{Store, StoreError};
 use crate::web::auth::Owner;
 use crate::web::error::{json_error, storage_failure};
@@ -113,45 +113,18 @@ pub struct Figures {
     pub text: BTreeMap<&'static str, String>,
 }
 
-fn months_per_interval(interval: Option<&str>, count: Option<i64>) -> f64 {
-    let n = count.unwrap_or(1).max(1) as f64;
-    match interval {
-        Some("year") => 12.0 * n,
-        Some("week") => n * 7.0 / (365.25 / 12.0),
-        Some("day") => n / (365.25 / 12.0),
-        _ => n,
-    }
+/// A plan's name as shown: its product's (or price's nickname), else the price id.
+fn plan_label(g: &PlanGroup) -> String {
+    g.name.clone().or_else(|| g.price_id.clone()).unwrap_or_else(|| "unnamed plan".into())
 }
 
-fn plan_label(i: &PlanItem) -> String {
-    i.name.clone().or_else(|| i.price_id.clone()).unwrap_or_else(|| "unnamed plan".into())
-}
-
-/// Each live subscription's MRR, shared among its plans by their list prices.
+/// The live MRR by plan, biggest first; prices that show under one name are one plan.
 fn mrr_by_plan(counts: &FigureCounts, currency: &str) -> Vec<PlanMrr> {
-    let mut items_of: HashMap<&str, Vec<&PlanItem>> = HashMap::new();
-    for i in &counts.live_items {
-        items_of.entry(i.subscription_id.as_str()).or_default().push(i);
-    }
     let mut by_plan: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-    for s in &counts.live {
-        let items = items_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
-        let list = |i: &PlanItem| {
-            i.unit_amount.unwrap_or(0) as f64 * i.quantity as f64
-                / months_per_interval(i.recurring_interval.as_deref(), i.interval_count)
-        };
-        let total: f64 = items.iter().map(|i| list(i)).sum();
-        if items.is_empty() {
-            let e = by_plan.entry("unnamed plan".into()).or_default();
-            e.0 += s.base_mrr;
-            e.1 += 1;
-        }
-        for i in items {
-            let share = if total > 0.0 { list(i) / total } else { 1.0 / items.len() as f64 };
-            let e = by_plan.entry(plan_label(i)).or_default();
-            e.0 += s.base_mrr * share;
-            e.1 += 1;
-        }
+    for g in &counts.plans {
+        let e = by_plan.entry(plan_label(g)).or_default();
+        e.0 += g.mrr;
+        e.1 += u64::try_from(g.subscriptions).unwrap_or(0);
     }
     let mut out: Vec<PlanMrr> = by_plan
         .into_iter()
@@ -351,12 +324,5 @@ mod tests {
             ads.after.iter().map(|p| (p.rate.numerator, p.rate.sample)).collect::<Vec<_>>(),
             [(2, 3), (2, 3), (0, 0), (0, 0)]
         );
-    }
-
-    #[test]
-    fn yearly_plans_count_a_twelfth_per_month() {
-        assert!((months_per_interval(Some("year"), Some(1)) - 12.0).abs() < 1e-9);
-        assert!((months_per_interval(Some("month"), Some(3)) - 3.0).abs() < 1e-9);
-        assert!((months_per_interval(None, None) - 1.0).abs() < 1e-9);
     }
 }
