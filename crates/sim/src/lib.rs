@@ -122,6 +122,7 @@ mod tests {
         let (labels, bounds) = expected::months(START, b.params.end);
         assert_eq!(labels.first().map(String::as_str), Some("2025-01"));
         assert_eq!(labels.last().map(String::as_str), Some("2026-03"), "425 days from 2025-01-01 end on 2026-03-02: 15 months");
+        assert_eq!(labels.len(), 15);
         assert_eq!(bounds.len(), labels.len() + 1, "a boundary after the last month");
         let summaries = expected::summaries(&b);
         let months: Vec<&str> = summaries.iter().filter_map(|s| s["month"].as_str()).collect();
