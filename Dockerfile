@@ -10,24 +10,27 @@ WORKDIR /src
 # The image ships a binary without symbols or debug info (smaller; backtraces still name
 # the panic location).
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
-# Manifests plus an empty file for every target Cargo.toml names (cargo refuses a manifest
-# whose targets are missing): this layer, every dependency compiled, is cached until
-# Cargo.toml or Cargo.lock change.
+# Manifests (the workspace's and its simulator crate's) plus an empty file for every target
+# they name (cargo refuses a manifest whose targets are missing): this layer, every
+# dependency compiled, is cached until a Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/sim/Cargo.toml crates/sim/
 RUN for p in $(sed -n 's/^path = "\(.*\)"$/\1/p' Cargo.toml); do \
       mkdir -p "$(dirname "$p")" && echo 'fn main() {}' > "$p"; \
     done \
+ && mkdir -p crates/sim/src && touch crates/sim/src/lib.rs \
  && cargo build --release --locked --bin holdfast \
- && rm -rf src benches
+ && rm -rf src benches crates/sim/src
 # The real sources. Migrations and templates are embedded in the binary at compile time.
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 COPY migrations ./migrations
 COPY templates ./templates
 # GET /docs serves the README the binary was built with.
 COPY README.md ./
 # Touch so cargo sees the sources as newer than the dummy build above.
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/sim/src/lib.rs \
  && cargo build --release --locked --bin holdfast \
  && cp target/release/holdfast /usr/local/bin/holdfast
 

@@ -1,6 +1,6 @@
 //! `holdfast-summary-bench`: the owner's numbers at scale, while webhooks arrive.
 //!
-//! Generates a simulated business (src/sim: N customers over 3 years of history) and writes
+//! Generates a simulated business (crates/sim: N customers over 3 years of history) and writes
 //! its events straight into a fresh database through the store's own append-and-project
 //! path in large batches (no HTTP, no signatures: the loading is not what is measured; the
 //! maintained figures are built as the events are projected, and the rate is reported as
@@ -24,9 +24,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use holdfast::clock::Clock;
 use holdfast::domain::event::Event;
-use holdfast::sim::{Business, Params, events};
 use holdfast::store::{IngestOptions, Store};
 use holdfast::webhook::signature::sign;
+use holdfast_sim::{Business, Params, events};
 use serde_json::json;
 
 #[derive(Parser, Debug)]

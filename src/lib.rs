@@ -17,7 +17,6 @@ pub mod reactions;
 pub mod recap;
 pub mod replay;
 pub mod reports;
-pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;

@@ -1,5 +1,5 @@
 //! `holdfast demo`: see Holdfast work in a minute, offline. A separate local database (in
-//! its own directory, rebuilt at every start) is filled with a simulated business (`sim`:
+//! its own directory, rebuilt at every start) is filled with a simulated business (`holdfast_sim`:
 //! a year of customers, trials, plan changes, failed payments recovered or lost,
 //! cancellations), a few customers go through the real cancel flow over HTTP (saves and
 //! cancellations), and two named customers give a cancel link and an update-payment link
@@ -22,9 +22,9 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::event::Event;
 use crate::mail::links::{LINK_TTL_SECS, LinkSigner};
-use crate::sim::{Business, Params, events};
 use crate::startup::Application;
 use crate::store::Store;
+use holdfast_sim::{Business, Params, events};
 
 use self::standin::StandIn;
 

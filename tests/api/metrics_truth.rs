@@ -1,9 +1,9 @@
-//! The heart of the metrics: a simulated business (src/sim) computes the summary it should
+//! The heart of the metrics: a simulated business (crates/sim) computes the summary it should
 //! get from its own state; the same history, delivered as signed Stripe events in order, or
 //! shuffled with duplicates, must produce exactly those numbers, every field of every month.
 
-use holdfast::sim::events::Shape;
-use holdfast::sim::{Business, events, expected};
+use holdfast_sim::events::Shape;
+use holdfast_sim::{Business, events, expected};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

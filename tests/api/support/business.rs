@@ -3,8 +3,8 @@
 //! summary, and a comparison of summaries within a cent.
 
 use futures::StreamExt;
-use holdfast::sim::events::Shape;
-use holdfast::sim::{Business, Params, events};
+use holdfast_sim::events::Shape;
+use holdfast_sim::{Business, Params, events};
 use serde_json::Value;
 
 use crate::support::helpers::*;
