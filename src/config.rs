@@ -491,12 +491,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Built typed, through the loader, with the test mode unless the key names one.
     fn settings(vars: &[(&'static str, &str)]) -> Result<Settings, ConfigError> {
-        let mut map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        if map.get("STRIPE_SECRET_KEY").and_then(|k| StripeMode::of_key(k)).is_none() {
-            map.entry("HOLDFAST_STRIPE_MODE").or_insert_with(|| "test".into());
-        }
-        Settings::from_source(&map)
+        let keyed = vars.iter().any(|(k, v)| *k == "STRIPE_SECRET_KEY" && StripeMode::of_key(v).is_some());
+        let builder = if keyed { Settings::builder() } else { Settings::builder().var("HOLDFAST_STRIPE_MODE", "test") };
+        vars.iter().fold(builder, |b, (k, v)| b.var(k, *v)).build()
     }
 
     fn mode(vars: &[(&'static str, &str)]) -> Result<StripeMode, ConfigError> {
