@@ -351,10 +351,13 @@ async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
 
 async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> anyhow::Result<()> {
     let store = migrated_store(false).await?;
-    // Experiments come from holdfast.toml, like the server's.
-    let (_, experiments) = crate::config::LifecycleSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
-    let cancel_flow = crate::config::CancelFlowSettings::from_source(&crate::config::Env).context("reading holdfast.toml")?;
-    let (_, nps) = crate::config::recap::from_source(&crate::config::Env).context("reading holdfast.toml")?;
+    // Experiments come from holdfast.toml, like the server's (the same loader; only the parts
+    // the summary needs are checked).
+    let loader = config::Loader::new(&config::Env).context("reading holdfast.toml")?;
+    let (_, experiments) = config::LifecycleSettings::from_loader(&loader).context("reading holdfast.toml")?;
+    let brand = config::Brand::from_loader(&loader).context("reading holdfast.toml")?;
+    let cancel_flow = config::CancelFlowSettings::from_loader(&loader, brand).context("reading holdfast.toml")?;
+    let (_, nps) = config::recap::from_loader(&loader).context("reading holdfast.toml")?;
     let reports = Reports::new(store)
         .with_experiments(experiments)
         .with_save_confirm_days(cancel_flow.save_confirm_days)

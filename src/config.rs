@@ -1,5 +1,6 @@
-//! One typed `Settings`, read once from the environment (and an optional `.env`), checked at
-//! start with errors that name the variable. Every field is documented in the README's table.
+//! One typed `Settings`, loaded once by [`loader::Loader`] (defaults, then `holdfast.toml`, then
+//! the environment and an optional `.env`), checked at start with errors that name the variable
+//! or the file's key. Every field is documented in the README's table.
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -8,6 +9,7 @@ pub mod cancel;
 pub mod figures;
 pub mod lifecycle;
 pub mod limits;
+pub mod loader;
 pub mod owner;
 pub mod recap;
 
@@ -15,6 +17,7 @@ pub use brand::Brand;
 pub use cancel::CancelFlowSettings;
 pub use lifecycle::{AnnualOffer, Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use limits::{LimitSettings, TrustedProxy};
+pub use loader::Loader;
 pub use recap::{NpsSettings, RecapSettings};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
@@ -192,41 +195,86 @@ impl Settings {
         Self::from_source(&Env)
     }
 
-    /// Read and validate settings from `src`.
+    /// Read and validate settings from `src`, through the one loader.
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let bind = bind(src)?;
-        let (lifecycle, experiments) = LifecycleSettings::from_source(src)?;
-        let (recap, nps) = recap::from_source(src)?;
+        Self::from_loader(&Loader::new(src)?)
+    }
+
+    /// Settings from environment-style pairs (tests, the demo): the same loader and checks.
+    pub fn from_pairs(pairs: &[(&'static str, &str)]) -> Result<Self, ConfigError> {
+        pairs.iter().fold(Self::builder(), |b, (var, value)| b.var(var, *value)).build()
+    }
+
+    /// Settings assembled in code: variables, and typed values set by their file key.
+    pub fn builder() -> SettingsBuilder {
+        SettingsBuilder { vars: std::collections::HashMap::new(), typed: figment::Figment::new() }
+    }
+
+    /// Every part validated once, from the loader's merged values.
+    pub fn from_loader(l: &Loader<'_>) -> Result<Self, ConfigError> {
+        let bind = bind(l)?;
+        let brand = Brand::from_loader(l)?;
+        let (lifecycle, experiments) = LifecycleSettings::from_loader(l)?;
+        let (recap, nps) = recap::from_loader(l)?;
         Ok(Self {
             recap,
             nps,
             lifecycle,
             experiments,
-            database_url: database_url(src)?,
-            public_url: public_url(src, &bind)?,
-            owner_token: owner_token(src)?,
-            stripe_secret_key: stripe_secret_key(src)?,
-            stripe_mode: stripe_mode(src)?,
-            stripe_api_base: src.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
-            cancel_flow: CancelFlowSettings::from_source(src)?,
-            mail: mail_settings(src)?,
-            dunning: dunning_settings(src)?,
-            run_workers: on_off(src, "HOLDFAST_WORKERS", true)?,
-            observe: match src.get("HOLDFAST_MODE").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+            database_url: database_url(l)?,
+            public_url: public_url(l, &bind)?,
+            owner_token: owner_token(l)?,
+            stripe_secret_key: stripe_secret_key(l)?,
+            stripe_mode: stripe_mode(l)?,
+            stripe_api_base: l.get("STRIPE_API_BASE").map(|b| b.trim_end_matches('/').to_owned()),
+            cancel_flow: CancelFlowSettings::from_loader(l, brand.clone())?,
+            mail: mail_from(l, brand)?,
+            dunning: dunning_settings(l)?,
+            run_workers: on_off(l, "HOLDFAST_WORKERS", true)?,
+            observe: match l.get("HOLDFAST_MODE").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
                 None | Some("live") => false,
                 Some("observe") => true,
                 Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
             },
-            limits: LimitSettings::from_source(src)?,
-            figures: figures::FigureSettings::from_source(src)?,
-            owner: owner::OwnerSettings::from_source(src)?,
+            limits: LimitSettings::from_source(l)?,
+            figures: figures::FigureSettings::from_source(l)?,
+            owner: owner::OwnerSettings::from_source(l)?,
             bind,
             webhook: WebhookSettings {
-                secrets: webhook_secrets(src)?,
-                tolerance_secs: parsed(src, "STRIPE_WEBHOOK_TOLERANCE_SECS")?.unwrap_or(DEFAULT_TOLERANCE_SECS),
-                max_body_bytes: parsed(src, "HOLDFAST_WEBHOOK_MAX_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                secrets: webhook_secrets(l)?,
+                tolerance_secs: parsed(l, "STRIPE_WEBHOOK_TOLERANCE_SECS")?.unwrap_or(DEFAULT_TOLERANCE_SECS),
+                max_body_bytes: parsed(l, "HOLDFAST_WEBHOOK_MAX_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             },
         })
+    }
+}
+
+/// Settings assembled in code (tests): environment variables by name, and typed values by
+/// their `holdfast.toml` key (`.set("cancel_flow.pause_months", [1, 3])`), which win over both
+/// the file and the environment. Built through the same loader and checks as the service's.
+pub struct SettingsBuilder {
+    vars: std::collections::HashMap<&'static str, String>,
+    typed: figment::Figment,
+}
+
+impl SettingsBuilder {
+    /// An environment variable, as the process would have it.
+    #[must_use]
+    pub fn var(mut self, var: &'static str, value: impl Into<String>) -> Self {
+        self.vars.insert(var, value.into());
+        self
+    }
+
+    /// A typed value at a `holdfast.toml` key (`"brand.name"`, `"lifecycle.winback.days"`).
+    #[must_use]
+    pub fn set(mut self, key: &str, value: impl serde::Serialize) -> Self {
+        self.typed = self.typed.merge(figment::providers::Serialized::global(key, value));
+        self
+    }
+
+    /// Load and check.
+    pub fn build(&self) -> Result<Settings, ConfigError> {
+        Settings::from_loader(&Loader::with(&self.vars, self.typed.clone())?)
     }
 }
 
@@ -352,7 +400,11 @@ fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> 
 
 /// The mail settings alone (for `holdfast email preview`).
 pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
-    let brand = Brand::from_source(src)?;
+    let l = Loader::new(src)?;
+    mail_from(&l, Brand::from_loader(&l)?)
+}
+
+fn mail_from(src: &Loader<'_>, brand: Brand) -> Result<MailSettings, ConfigError> {
     let from = brand.sender.clone();
     let reply_to = src.get("EMAIL_REPLY_TO");
     if let Some(r) = &reply_to {
@@ -421,12 +473,7 @@ fn dunning_settings(src: &impl Source) -> Result<DunningSettings, ConfigError> {
 }
 
 pub(crate) fn on_off(src: &impl Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match src.get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None => Ok(default),
-        Some("on" | "true" | "1" | "yes") => Ok(true),
-        Some("off" | "false" | "0" | "no") => Ok(false),
-        Some(_) => Err(problem(var, "must be on or off")),
-    }
+    src.get(var).map_or(Ok(default), |v| loader::switch(var, &v))
 }
 
 /// Parse an optional variable, naming it when it doesn't parse.
@@ -444,12 +491,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Built typed, through the loader, with the test mode unless the key names one.
     fn settings(vars: &[(&'static str, &str)]) -> Result<Settings, ConfigError> {
-        let mut map: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        if map.get("STRIPE_SECRET_KEY").and_then(|k| StripeMode::of_key(k)).is_none() {
-            map.entry("HOLDFAST_STRIPE_MODE").or_insert_with(|| "test".into());
-        }
-        Settings::from_source(&map)
+        let keyed = vars.iter().any(|(k, v)| *k == "STRIPE_SECRET_KEY" && StripeMode::of_key(v).is_some());
+        let builder = if keyed { Settings::builder() } else { Settings::builder().var("HOLDFAST_STRIPE_MODE", "test") };
+        vars.iter().fold(builder, |b, (k, v)| b.var(k, *v)).build()
     }
 
     fn mode(vars: &[(&'static str, &str)]) -> Result<StripeMode, ConfigError> {

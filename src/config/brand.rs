@@ -3,10 +3,10 @@
 //! `HOLDFAST_BRAND_*` environment variables. Pages and emails take it from here, so a name set
 //! in one place reaches both.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::cancel::read_config_tables;
-use super::{ConfigError, Source, on_off, problem};
+use super::loader::Loader;
+use super::{ConfigError, Source};
 
 const DEFAULT_NAME: &str = "Holdfast";
 const DEFAULT_COLOR: &str = "#0f766e";
@@ -31,54 +31,56 @@ pub struct Brand {
     pub powered_by: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[brand]`, merged (defaults, file, `HOLDFAST_BRAND_*`).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileBrand {
-    name: Option<String>,
-    color: Option<String>,
+pub(crate) struct FileBrand {
+    name: String,
+    color: String,
     logo_url: Option<String>,
     sender: Option<String>,
-    powered_by: Option<bool>,
+    powered_by: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    brand: FileBrand,
+impl Default for FileBrand {
+    fn default() -> Self {
+        Self { name: DEFAULT_NAME.into(), color: DEFAULT_COLOR.into(), logo_url: None, sender: None, powered_by: true }
+    }
 }
 
 impl Brand {
-    /// File first, then environment overrides; every value checked.
+    /// Read through the one loader (see `config::loader`).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let f = read_config_tables::<File>(src)?.brand;
-        let name = src.get("HOLDFAST_BRAND_NAME").or(f.name).map(|n| n.trim().to_owned()).unwrap_or_default();
+        Self::from_loader(&Loader::new(src)?)
+    }
+
+    /// Every value checked.
+    pub(crate) fn from_loader(l: &Loader<'_>) -> Result<Self, ConfigError> {
+        let f = &l.tables.brand;
+        let name = f.name.trim().to_owned();
         let name = if name.is_empty() { DEFAULT_NAME.to_owned() } else { name };
-        let color = src.get("HOLDFAST_BRAND_COLOR").or(f.color).unwrap_or_else(|| DEFAULT_COLOR.to_owned());
+        let color = f.color.clone();
         // Checked strictly: it is written into style attributes, where HTML escaping doesn't help.
         if !(color.len() == 7 && color.starts_with('#') && color[1..].chars().all(|c| c.is_ascii_hexdigit())) {
-            return Err(problem("HOLDFAST_BRAND_COLOR", "must be #rrggbb"));
+            return Err(l.fail("brand.color", "must be #rrggbb"));
         }
-        let logo_url = src.get("HOLDFAST_BRAND_LOGO_URL").or(f.logo_url).filter(|u| !u.trim().is_empty());
+        let logo_url = f.logo_url.clone().filter(|u| !u.trim().is_empty());
         if let Some(u) = &logo_url
             && (!u.starts_with("https://") || u.chars().any(|c| c.is_whitespace() || c == '"' || c == '\''))
         {
-            return Err(problem("HOLDFAST_BRAND_LOGO_URL", "must be an https:// URL of an image"));
+            return Err(l.fail("brand.logo_url", "must be an https:// URL of an image"));
         }
-        let sender = match src.get("EMAIL_FROM").or(f.sender) {
-            Some(from) => from,
+        let sender = match &f.sender {
+            Some(from) => from.clone(),
             None => {
-                let address = "billing@localhost".parse().map_err(|_| problem("EMAIL_FROM", "default address invalid"))?;
+                let address = "billing@localhost".parse().map_err(|_| l.fail("brand.sender", "default address invalid"))?;
                 lettre::message::Mailbox::new(Some(name.clone()), address).to_string()
             }
         };
         sender
             .parse::<lettre::message::Mailbox>()
-            .map_err(|_| problem("EMAIL_FROM", "must be an address like `Acme <billing@acme.test>`"))?;
-        let powered_by = match src.get("HOLDFAST_POWERED_BY") {
-            Some(_) => on_off(src, "HOLDFAST_POWERED_BY", true)?,
-            None => f.powered_by.unwrap_or(true),
-        };
-        Ok(Self { name, color, logo_url, sender, powered_by })
+            .map_err(|_| l.fail("brand.sender", "must be an address like `Acme <billing@acme.test>`"))?;
+        Ok(Self { name, color, logo_url, sender, powered_by: f.powered_by })
     }
 
     /// Black or white, whichever has the higher WCAG contrast against `color`.

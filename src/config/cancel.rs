@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Brand, ConfigError, Source, parsed, problem};
+use super::loader::Loader;
+use super::{Brand, ConfigError, Source, problem};
 use crate::domain::cancel::{Billing, OfferKind, Reason, Segment, default_offers_by_reason};
 
 /// How a downgrade is billed (Stripe's `proration_behavior`).
@@ -94,28 +95,50 @@ impl CancelFlowSettings {
     }
 }
 
-/// The `holdfast.toml` shape (only the tables this module reads).
-#[derive(Debug, Default, Deserialize)]
+/// `[cancel_flow]`, merged (defaults, file, `HOLDFAST_CANCEL_*`).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileCancelFlow {
-    offers: Option<Vec<String>>,
+pub(crate) struct FileCancelFlow {
+    offers: Vec<String>,
     offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
-    pause_months: Option<Vec<u32>>,
-    downgrade: Option<BTreeMap<String, String>>,
-    downgrade_proration: Option<String>,
+    pause_months: Vec<u32>,
+    downgrade: BTreeMap<String, String>,
+    downgrade_proration: String,
     coupon: Option<String>,
-    discount_text: Option<String>,
-    discount_cooldown_months: Option<u32>,
+    discount_text: String,
+    discount_cooldown_months: u32,
     return_url: Option<String>,
-    link_ttl_secs: Option<i64>,
-    session_timeout_secs: Option<i64>,
-    rate_limit_per_minute: Option<u32>,
-    save_confirm_days: Option<i64>,
+    link_ttl_secs: i64,
+    session_timeout_secs: i64,
+    rate_limit_per_minute: u32,
+    save_confirm_days: i64,
     discounts: Option<Vec<FileDiscount>>,
     segments: Option<Vec<FileSegment>>,
 }
 
-#[derive(Debug, Deserialize)]
+impl Default for FileCancelFlow {
+    fn default() -> Self {
+        Self {
+            offers: vec!["pause".into(), "downgrade".into(), "discount".into()],
+            offers_by_reason: None,
+            pause_months: vec![1, 2, 3],
+            downgrade: BTreeMap::new(),
+            downgrade_proration: DEFAULT_PRORATION.into(),
+            coupon: None,
+            discount_text: "A discount on your next payments.".into(),
+            discount_cooldown_months: DEFAULT_COOLDOWN_MONTHS,
+            return_url: None,
+            link_ttl_secs: DEFAULT_LINK_TTL_SECS,
+            session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
+            rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
+            save_confirm_days: DEFAULT_SAVE_CONFIRM_DAYS,
+            discounts: None,
+            segments: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileDiscount {
     interval: String,
@@ -125,7 +148,7 @@ struct FileDiscount {
     currency: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileSegment {
     interval: Option<String>,
@@ -137,103 +160,63 @@ struct FileSegment {
 
 const INTERVALS: [&str; 4] = ["day", "week", "month", "year"];
 
-fn interval(what: &str, i: &str, count: Option<i64>) -> Result<(String, i64), ConfigError> {
+fn interval(l: &Loader<'_>, key: &str, i: &str, count: Option<i64>) -> Result<(String, i64), ConfigError> {
     if !INTERVALS.contains(&i) {
-        return Err(problem(FILE_VAR, format!("{what}: interval {i:?} must be day, week, month or year")));
+        return Err(l.fail(key, format!("interval {i:?} must be day, week, month or year")));
     }
     match count.unwrap_or(1) {
         n if n >= 1 => Ok((i.to_owned(), n)),
-        _ => Err(problem(FILE_VAR, format!("{what}: interval_count must be at least 1"))),
+        _ => Err(l.fail(key, "interval_count must be at least 1")),
     }
 }
 
-fn reason_offers(what: &str, map: BTreeMap<String, Vec<String>>) -> Result<BTreeMap<Reason, Vec<OfferKind>>, ConfigError> {
-    map.into_iter()
+fn reason_offers(
+    l: &Loader<'_>,
+    key: &str,
+    map: &BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<Reason, Vec<OfferKind>>, ConfigError> {
+    map.iter()
         .map(|(reason, names)| {
-            let r = Reason::parse(&reason).ok_or_else(|| problem(FILE_VAR, format!("{what}: unknown reason {reason:?}")))?;
-            Ok((r, offers(FILE_VAR, &names)?))
+            let r = Reason::parse(reason).ok_or_else(|| l.fail(key, format!("has an unknown reason {reason:?}")))?;
+            Ok((r, offers(names).map_err(|e| l.fail(key, e))?))
         })
         .collect()
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    cancel_flow: FileCancelFlow,
-}
-
-pub(super) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
-
-/// The tables of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`) that `T` names, parsed; each
-/// settings module reads only its own tables, so a module's struct lists just those. The
-/// default when the default file is absent.
-pub(super) fn read_config_tables<T: serde::de::DeserializeOwned + Default>(src: &impl Source) -> Result<T, ConfigError> {
-    match read_config_text(src)? {
-        Some((path, text)) => toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message()))),
-        None => Ok(T::default()),
-    }
-}
-
-/// The path and text of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`); `None` when the default
-/// file is absent. Each settings module parses the tables it owns from it.
-pub(super) fn read_config_text(src: &impl Source) -> Result<Option<(String, String)>, ConfigError> {
-    let (path, required) = match src.get(FILE_VAR) {
-        Some(p) => (p, true),
-        None => ("holdfast.toml".to_owned(), false),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(Some((path, t))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
-        Err(e) => Err(problem(FILE_VAR, format!("cannot read {path}: {e}"))),
-    }
-}
-
-pub(super) fn offers(var: &'static str, names: &[String]) -> Result<Vec<OfferKind>, ConfigError> {
+/// The offers `names` names, or the problem with the first that names none.
+pub(super) fn offers(names: &[String]) -> Result<Vec<OfferKind>, String> {
     names
         .iter()
-        .map(|n| {
-            OfferKind::parse(n.trim()).ok_or_else(|| problem(var, format!("unknown offer {n:?} (pause, downgrade, discount)")))
-        })
+        .map(|n| OfferKind::parse(n.trim()).ok_or_else(|| format!("unknown offer {n:?} (pause, downgrade, discount)")))
         .collect()
-}
-
-fn list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
-
-fn http_url(var: &'static str, url: Option<String>) -> Result<Option<String>, ConfigError> {
-    match url {
-        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
-            Err(problem(var, "must start with http:// or https://"))
-        }
-        other => Ok(other),
-    }
 }
 
 impl CancelFlowSettings {
-    /// File first, then environment overrides; every value checked.
+    /// Read through the one loader (see `config::loader`).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let file = read_config_tables::<File>(src)?;
-        let f = file.cancel_flow;
+        let l = Loader::new(src)?;
+        Self::from_loader(&l, Brand::from_loader(&l)?)
+    }
 
-        let offers_enabled = match src.get("HOLDFAST_CANCEL_OFFERS") {
-            Some(v) => offers("HOLDFAST_CANCEL_OFFERS", &list(&v))?,
-            None => match f.offers {
-                Some(names) => offers(FILE_VAR, &names)?,
-                None => vec![OfferKind::Pause, OfferKind::Downgrade, OfferKind::Discount],
-            },
-        };
+    /// Every value checked.
+    pub(crate) fn from_loader(l: &Loader<'_>, brand: Brand) -> Result<Self, ConfigError> {
+        let f = &l.tables.cancel_flow;
+        let offers_enabled = offers(&f.offers).map_err(|e| l.fail("cancel_flow.offers", e))?;
 
         let mut offers_by_reason = default_offers_by_reason();
-        offers_by_reason.extend(reason_offers("offers_by_reason", f.offers_by_reason.unwrap_or_default())?);
+        offers_by_reason.extend(reason_offers(
+            l,
+            "cancel_flow.offers_by_reason",
+            f.offers_by_reason.as_ref().unwrap_or(&BTreeMap::new()),
+        )?);
 
         let segments = f
             .segments
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flatten()
             .map(|seg| {
                 let (interval, interval_count) = match &seg.interval {
-                    Some(i) => interval("segments", i, seg.interval_count).map(|(i, n)| (Some(i), Some(n)))?,
+                    Some(i) => interval(l, "cancel_flow.segments", i, seg.interval_count).map(|(i, n)| (Some(i), Some(n)))?,
                     None => (None, seg.interval_count),
                 };
                 Ok(Segment {
@@ -241,31 +224,28 @@ impl CancelFlowSettings {
                     interval_count,
                     min_tenure_months: seg.min_tenure_months,
                     max_tenure_months: seg.max_tenure_months,
-                    offers_by_reason: reason_offers("segments", seg.offers_by_reason)?,
+                    offers_by_reason: reason_offers(l, "cancel_flow.segments", &seg.offers_by_reason)?,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
 
         let mut discounts = f
             .discounts
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flatten()
             .map(|d| {
-                let (interval, interval_count) = interval("discounts", &d.interval, d.interval_count)?;
+                let (interval, interval_count) = interval(l, "cancel_flow.discounts", &d.interval, d.interval_count)?;
                 Ok(DiscountOffer {
                     interval,
                     interval_count,
-                    coupon: d.coupon,
-                    text: d.text,
-                    currency: d.currency.map(|c| c.to_ascii_lowercase()),
+                    coupon: d.coupon.clone(),
+                    text: d.text.clone(),
+                    currency: d.currency.as_ref().map(|c| c.to_ascii_lowercase()),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let coupon = src.get("HOLDFAST_CANCEL_COUPON").or(f.coupon);
-        let discount_text = src
-            .get("HOLDFAST_CANCEL_DISCOUNT_TEXT")
-            .or(f.discount_text)
-            .unwrap_or_else(|| "A discount on your next payments.".to_owned());
+        let coupon = f.coupon.clone();
+        let discount_text = f.discount_text.clone();
         // The single coupon is the monthly plans' coupon (the common case, and what it was
         // before intervals were told apart); an explicit monthly entry wins.
         if let Some(c) = &coupon
@@ -280,49 +260,22 @@ impl CancelFlowSettings {
             });
         }
 
-        let pause_months = match src.get("HOLDFAST_CANCEL_PAUSE_MONTHS") {
-            Some(v) => list(&v)
-                .iter()
-                .map(|m| m.parse::<u32>().map_err(|_| problem("HOLDFAST_CANCEL_PAUSE_MONTHS", "must be numbers, e.g. 1,2,3")))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => f.pause_months.unwrap_or_else(|| vec![1, 2, 3]),
-        };
-        if pause_months.iter().any(|m| !(1..=12).contains(m)) {
-            return Err(problem("HOLDFAST_CANCEL_PAUSE_MONTHS", "each pause length must be 1 to 12 months"));
+        if f.pause_months.iter().any(|m| !(1..=12).contains(m)) {
+            return Err(l.fail("cancel_flow.pause_months", "each pause length must be 1 to 12 months"));
         }
-
-        let downgrade_map = match src.get("HOLDFAST_CANCEL_DOWNGRADE_MAP") {
-            Some(v) => list(&v)
-                .iter()
-                .map(|pair| {
-                    pair.split_once('=')
-                        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
-                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                        .ok_or_else(|| {
-                            problem("HOLDFAST_CANCEL_DOWNGRADE_MAP", "must be price=cheaper_price pairs, comma-separated")
-                        })
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()?,
-            None => f.downgrade.unwrap_or_default(),
-        };
-
-        let downgrade_proration = src
-            .get("HOLDFAST_CANCEL_DOWNGRADE_PRORATION")
-            .or(f.downgrade_proration)
-            .unwrap_or_else(|| DEFAULT_PRORATION.to_owned());
-        if !["none", "create_prorations", "always_invoice"].contains(&downgrade_proration.as_str()) {
-            return Err(problem("HOLDFAST_CANCEL_DOWNGRADE_PRORATION", "must be none, create_prorations or always_invoice"));
+        if !["none", "create_prorations", "always_invoice"].contains(&f.downgrade_proration.as_str()) {
+            return Err(l.fail("cancel_flow.downgrade_proration", "must be none, create_prorations or always_invoice"));
         }
-
-        let positive = |var: &'static str, v: Option<i64>, default: i64| -> Result<i64, ConfigError> {
-            match v.unwrap_or(default) {
-                n if n > 0 => Ok(n),
-                _ => Err(problem(var, "must be positive")),
+        let positive = |key: &str, v: i64| if v > 0 { Ok(v) } else { Err(l.fail(key, "must be positive")) };
+        let return_url = match &f.return_url {
+            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                return Err(l.fail("cancel_flow.return_url", "must start with http:// or https://"));
             }
+            other => other.clone(),
         };
 
         Ok(Self {
-            link_secret: match src.get("HOLDFAST_LINK_SECRET") {
+            link_secret: match l.get("HOLDFAST_LINK_SECRET") {
                 Some(s) if s.trim().len() < 16 => {
                     return Err(problem("HOLDFAST_LINK_SECRET", "must be at least 16 characters (e.g. `openssl rand -hex 32`)"));
                 }
@@ -331,36 +284,20 @@ impl CancelFlowSettings {
             },
             offers_enabled,
             offers_by_reason,
-            pause_months,
-            downgrade_map,
-            downgrade_proration,
+            pause_months: f.pause_months.clone(),
+            downgrade_map: f.downgrade.clone(),
+            downgrade_proration: f.downgrade_proration.clone(),
             coupon,
             discount_text,
             discounts,
             segments,
-            discount_cooldown_months: parsed(src, "HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS")?
-                .or(f.discount_cooldown_months)
-                .unwrap_or(DEFAULT_COOLDOWN_MONTHS),
-            return_url: http_url("HOLDFAST_CANCEL_RETURN_URL", src.get("HOLDFAST_CANCEL_RETURN_URL").or(f.return_url))?,
-            link_ttl_secs: positive(
-                "HOLDFAST_CANCEL_LINK_TTL_SECS",
-                parsed(src, "HOLDFAST_CANCEL_LINK_TTL_SECS")?.or(f.link_ttl_secs),
-                DEFAULT_LINK_TTL_SECS,
-            )?,
-            session_timeout_secs: positive(
-                "HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS",
-                parsed(src, "HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS")?.or(f.session_timeout_secs),
-                DEFAULT_SESSION_TIMEOUT_SECS,
-            )?,
-            rate_limit_per_minute: parsed(src, "HOLDFAST_CANCEL_RATE_LIMIT")?
-                .or(f.rate_limit_per_minute)
-                .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
-            save_confirm_days: positive(
-                "HOLDFAST_SAVE_CONFIRM_DAYS",
-                parsed(src, "HOLDFAST_SAVE_CONFIRM_DAYS")?.or(f.save_confirm_days),
-                DEFAULT_SAVE_CONFIRM_DAYS,
-            )?,
-            brand: Brand::from_source(src)?,
+            discount_cooldown_months: f.discount_cooldown_months,
+            return_url,
+            link_ttl_secs: positive("cancel_flow.link_ttl_secs", f.link_ttl_secs)?,
+            session_timeout_secs: positive("cancel_flow.session_timeout_secs", f.session_timeout_secs)?,
+            rate_limit_per_minute: f.rate_limit_per_minute,
+            save_confirm_days: positive("cancel_flow.save_confirm_days", f.save_confirm_days)?,
+            brand,
         })
     }
 }

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::cancel::{FILE_VAR, offers, read_config_tables};
-use super::{ConfigError, Source, on_off, problem};
+use super::cancel::offers;
+use super::loader::Loader;
+use super::{ConfigError, Source};
 use crate::domain::cancel::{OfferKind, Reason};
 use crate::domain::lifecycle::AtRiskRule;
 
@@ -26,15 +27,6 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    fn new(days: &[i64], templates: &[&str]) -> Self {
-        Self {
-            enabled: true,
-            days: days.to_vec(),
-            templates: templates.iter().map(|t| (*t).to_owned()).collect(),
-            holdout_percent: 0,
-        }
-    }
-
     /// `(step key, day, template)` for each email: `day7`, 7, `winback_day7`.
     pub fn steps(&self) -> Vec<(String, i64, &str)> {
         self.days
@@ -179,11 +171,12 @@ impl Experiments {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[lifecycle.<campaign>]`, merged (defaults, file, the campaign's on/off variable).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileCampaign {
-    enabled: Option<bool>,
-    days: Option<Vec<i64>>,
+pub(crate) struct FileCampaign {
+    enabled: bool,
+    days: Vec<i64>,
     templates: Option<Vec<String>>,
     template: Option<String>,
     coupon: Option<String>,
@@ -191,49 +184,88 @@ struct FileCampaign {
     holdout_percent: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl FileCampaign {
+    fn new(days: &[i64]) -> Self {
+        Self {
+            enabled: true,
+            days: days.to_vec(),
+            templates: None,
+            template: None,
+            coupon: None,
+            offer_text: None,
+            holdout_percent: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileAtRisk {
-    inactive_days: Option<i64>,
-    drop_percent: Option<i64>,
-    baseline_weeks: Option<i64>,
-    min_baseline_per_week: Option<i64>,
+    inactive_days: i64,
+    drop_percent: i64,
+    baseline_weeks: i64,
+    min_baseline_per_week: i64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileAnnualOffer {
-    enabled: Option<bool>,
-    after_months: Option<i64>,
-    prices: Option<BTreeMap<String, String>>,
-    proration_behavior: Option<String>,
-    template: Option<String>,
+    enabled: bool,
+    after_months: i64,
+    #[serde(default)]
+    prices: BTreeMap<String, String>,
+    proration_behavior: String,
+    template: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[lifecycle]`, merged.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileLifecycle {
+pub(crate) struct FileLifecycle {
     product_url: Option<String>,
-    horizon_days: Option<i64>,
-    #[serde(default)]
+    horizon_days: i64,
     onboarding: FileCampaign,
-    #[serde(default)]
     trial_onboarding: FileCampaign,
-    #[serde(default)]
     trial_ending: FileCampaign,
-    #[serde(default)]
     winback: FileCampaign,
-    #[serde(default)]
     reengagement: FileCampaign,
-    #[serde(default)]
     at_risk: FileAtRisk,
-    #[serde(default)]
     annual_offer: FileAnnualOffer,
 }
 
+impl Default for FileLifecycle {
+    fn default() -> Self {
+        let r = AtRiskRule::default();
+        let a = AnnualOffer::default();
+        Self {
+            product_url: None,
+            horizon_days: 3,
+            onboarding: FileCampaign::new(&[1, 7, 14, 30]),
+            trial_onboarding: FileCampaign::new(&[0, 3, 7]),
+            trial_ending: FileCampaign::new(&[0]),
+            winback: FileCampaign::new(&[7, 30, 90]),
+            reengagement: FileCampaign::new(&[0, 3, 7, 10, 14]),
+            at_risk: FileAtRisk {
+                inactive_days: r.inactive_days,
+                drop_percent: r.drop_percent,
+                baseline_weeks: r.baseline_weeks,
+                min_baseline_per_week: r.min_baseline_per_week,
+            },
+            annual_offer: FileAnnualOffer {
+                enabled: a.enabled,
+                after_months: a.after_months,
+                prices: a.prices,
+                proration_behavior: a.proration_behavior,
+                template: a.template,
+            },
+        }
+    }
+}
+
+/// `[[experiments]]`, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileExperiment {
+pub(crate) struct FileExperiment {
     name: String,
     kind: String,
     percent_b: Option<i64>,
@@ -243,122 +275,89 @@ struct FileExperiment {
     withhold_dunning: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    lifecycle: FileLifecycle,
-    #[serde(default)]
-    experiments: Vec<FileExperiment>,
-}
-
-fn read(src: &impl Source) -> Result<File, ConfigError> {
-    read_config_tables(src)
-}
-
-fn campaign(
-    src: &impl Source,
-    var: &'static str,
-    what: &str,
-    f: FileCampaign,
-    default: Campaign,
-) -> Result<Campaign, ConfigError> {
-    let enabled = on_off(src, var, f.enabled.unwrap_or(default.enabled))?;
-    let days = f.days.unwrap_or(default.days);
+/// Checks a campaign's merged table; `default_templates` when it names none.
+fn campaign(l: &Loader<'_>, what: &str, f: &FileCampaign, default_templates: &[&str]) -> Result<Campaign, ConfigError> {
+    let key = |field: &str| format!("lifecycle.{what}.{field}");
+    let days = f.days.clone();
     if days.is_empty() || days.iter().any(|d| !(0..=365).contains(d)) || days.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(problem(FILE_VAR, format!("[lifecycle.{what}] days must be increasing numbers from 0 to 365")));
+        return Err(l.fail(&key("days"), "must be increasing numbers from 0 to 365"));
     }
-    let templates = match (f.templates, f.template) {
-        (Some(t), _) if !t.is_empty() => t,
-        (_, Some(t)) => vec![t],
-        _ => default.templates,
+    let templates = match (&f.templates, &f.template) {
+        (Some(t), _) if !t.is_empty() => t.clone(),
+        (_, Some(t)) => vec![t.clone()],
+        _ => default_templates.iter().map(|t| (*t).to_owned()).collect(),
     };
     if templates.iter().any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-        return Err(problem(FILE_VAR, format!("[lifecycle.{what}] template names are letters, digits, _ and -")));
+        return Err(l.fail(&key("templates"), "template names are letters, digits, _ and -"));
     }
     let holdout_percent = u8::try_from(f.holdout_percent.unwrap_or(0))
         .ok()
         .filter(|p| *p <= 50)
-        .ok_or_else(|| problem(FILE_VAR, format!("[lifecycle.{what}] holdout_percent must be 0–50")))?;
-    Ok(Campaign { enabled, days, templates, holdout_percent })
+        .ok_or_else(|| l.fail(&key("holdout_percent"), "must be 0–50"))?;
+    Ok(Campaign { enabled: f.enabled, days, templates, holdout_percent })
 }
 
 impl LifecycleSettings {
-    /// Defaults, then the file, then the environment's on/off switches.
+    /// Read through the one loader (see `config::loader`).
     pub fn from_source(src: &impl Source) -> Result<(Self, Experiments), ConfigError> {
-        let file = read(src)?;
-        let l = file.lifecycle;
-        let winback_coupon = l.winback.coupon.clone();
-        let winback_offer_text = l.winback.offer_text.clone();
-        let d = AtRiskRule::default();
+        Self::from_loader(&Loader::new(src)?)
+    }
+
+    /// The campaigns and experiments, checked.
+    pub(crate) fn from_loader(l: &Loader<'_>) -> Result<(Self, Experiments), ConfigError> {
+        let f = &l.tables.lifecycle;
+        let a = &f.at_risk;
         let at_risk = AtRiskRule {
-            inactive_days: l.at_risk.inactive_days.unwrap_or(d.inactive_days),
-            drop_percent: l.at_risk.drop_percent.unwrap_or(d.drop_percent),
-            baseline_weeks: l.at_risk.baseline_weeks.unwrap_or(d.baseline_weeks),
-            min_baseline_per_week: l.at_risk.min_baseline_per_week.unwrap_or(d.min_baseline_per_week),
+            inactive_days: a.inactive_days,
+            drop_percent: a.drop_percent,
+            baseline_weeks: a.baseline_weeks,
+            min_baseline_per_week: a.min_baseline_per_week,
         };
-        if at_risk.inactive_days < 1 || !(1..=100).contains(&at_risk.drop_percent) || !(1..=52).contains(&at_risk.baseline_weeks)
-        {
-            return Err(problem(
-                FILE_VAR,
-                "[lifecycle.at_risk] inactive_days ≥ 1, drop_percent 1–100 and baseline_weeks 1–52 are required",
-            ));
+        if at_risk.inactive_days < 1 {
+            return Err(l.fail("lifecycle.at_risk.inactive_days", "must be at least 1"));
         }
-        let product_url = src.get("HOLDFAST_PRODUCT_URL").or(l.product_url);
+        if !(1..=100).contains(&at_risk.drop_percent) {
+            return Err(l.fail("lifecycle.at_risk.drop_percent", "must be 1–100"));
+        }
+        if !(1..=52).contains(&at_risk.baseline_weeks) {
+            return Err(l.fail("lifecycle.at_risk.baseline_weeks", "must be 1–52"));
+        }
+        let product_url = f.product_url.clone();
         if product_url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-            return Err(problem("HOLDFAST_PRODUCT_URL", "must start with http:// or https://"));
+            return Err(l.fail("lifecycle.product_url", "must start with http:// or https://"));
         }
-        let horizon_days = l.horizon_days.unwrap_or(3);
-        if horizon_days < 0 {
-            return Err(problem(FILE_VAR, "[lifecycle] horizon_days must not be negative"));
+        if f.horizon_days < 0 {
+            return Err(l.fail("lifecycle.horizon_days", "must not be negative"));
         }
-        let annual_offer = annual_offer(src, l.annual_offer)?;
         let settings = Self {
-            annual_offer,
+            annual_offer: annual_offer(l, &f.annual_offer)?,
             onboarding: campaign(
-                src,
-                "HOLDFAST_ONBOARDING",
+                l,
                 "onboarding",
-                l.onboarding,
-                Campaign::new(&[1, 7, 14, 30], &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"]),
+                &f.onboarding,
+                &["onboarding_day1", "onboarding_day7", "onboarding_day14", "onboarding_day30"],
             )?,
             trial_onboarding: campaign(
-                src,
-                "HOLDFAST_TRIAL_ONBOARDING",
+                l,
                 "trial_onboarding",
-                l.trial_onboarding,
-                Campaign::new(&[0, 3, 7], &["trial_onboarding_day0", "trial_onboarding_day3", "trial_onboarding_day7"]),
+                &f.trial_onboarding,
+                &["trial_onboarding_day0", "trial_onboarding_day3", "trial_onboarding_day7"],
             )?,
-            trial_ending: campaign(
-                src,
-                "HOLDFAST_TRIAL_ENDING",
-                "trial_ending",
-                l.trial_ending,
-                Campaign::new(&[0], &["trial_ending"]),
-            )?,
-            winback: campaign(
-                src,
-                "HOLDFAST_WINBACK",
-                "winback",
-                l.winback,
-                Campaign::new(&[7, 30, 90], &["winback_day7", "winback_day30", "winback_day90"]),
-            )?,
-            winback_coupon,
-            winback_offer_text,
+            trial_ending: campaign(l, "trial_ending", &f.trial_ending, &["trial_ending"])?,
+            winback: campaign(l, "winback", &f.winback, &["winback_day7", "winback_day30", "winback_day90"])?,
+            winback_coupon: f.winback.coupon.clone(),
+            winback_offer_text: f.winback.offer_text.clone(),
             reengagement: campaign(
-                src,
-                "HOLDFAST_REENGAGEMENT",
+                l,
                 "reengagement",
-                l.reengagement,
-                Campaign::new(
-                    &[0, 3, 7, 10, 14],
-                    &["reengage_day0", "reengage_day3", "reengage_day7", "reengage_day10", "reengage_day14"],
-                ),
+                &f.reengagement,
+                &["reengage_day0", "reengage_day3", "reengage_day7", "reengage_day10", "reengage_day14"],
             )?,
             at_risk,
             product_url,
-            horizon_days,
+            horizon_days: f.horizon_days,
         };
-        let mut experiments = experiments(file.experiments)?;
+        let mut experiments = experiments(l, &l.tables.experiments)?;
         experiments.lifecycle_holdouts = [
             ("onboarding", &settings.onboarding),
             ("trial_onboarding", &settings.trial_onboarding),
@@ -371,7 +370,7 @@ impl LifecycleSettings {
         .collect();
         if settings.trial_ending.holdout_percent > 0 {
             // A reminder about billing is owed to every customer: never withheld.
-            return Err(problem(FILE_VAR, "[lifecycle.trial_ending] is transactional and has no holdout"));
+            return Err(l.fail("lifecycle.trial_ending.holdout_percent", "is not allowed: the email is transactional"));
         }
         Ok((settings, experiments))
     }
@@ -386,76 +385,70 @@ impl LifecycleSettings {
     }
 }
 
-fn annual_offer(src: &impl Source, f: FileAnnualOffer) -> Result<AnnualOffer, ConfigError> {
-    let d = AnnualOffer::default();
-    let enabled = on_off(src, "HOLDFAST_ANNUAL_OFFER", f.enabled.unwrap_or(d.enabled))?;
-    let after_months = f.after_months.unwrap_or(d.after_months);
-    if !(1..=24).contains(&after_months) {
-        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] after_months must be 1–24"));
+fn annual_offer(l: &Loader<'_>, f: &FileAnnualOffer) -> Result<AnnualOffer, ConfigError> {
+    if !(1..=24).contains(&f.after_months) {
+        return Err(l.fail("lifecycle.annual_offer.after_months", "must be 1–24"));
     }
-    let prices = f.prices.unwrap_or_default();
     let price_id =
         |p: &str| p.starts_with("price_") && p.len() <= 255 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if prices.iter().any(|(m, y)| !price_id(m) || !price_id(y) || m == y) {
-        return Err(problem(
-            FILE_VAR,
-            "[lifecycle.annual_offer] prices maps a monthly price id (price_…) to another, yearly one",
-        ));
+    if f.prices.iter().any(|(m, y)| !price_id(m) || !price_id(y) || m == y) {
+        return Err(l.fail("lifecycle.annual_offer.prices", "maps a monthly price id (price_…) to another, yearly one"));
     }
-    let proration_behavior = f.proration_behavior.unwrap_or(d.proration_behavior);
-    if !["always_invoice", "create_prorations", "none"].contains(&proration_behavior.as_str()) {
-        return Err(problem(
-            FILE_VAR,
-            "[lifecycle.annual_offer] proration_behavior is always_invoice, create_prorations or none",
-        ));
+    if !["always_invoice", "create_prorations", "none"].contains(&f.proration_behavior.as_str()) {
+        return Err(l.fail("lifecycle.annual_offer.proration_behavior", "is always_invoice, create_prorations or none"));
     }
-    let template = f.template.unwrap_or(d.template);
+    let template = &f.template;
     if template.is_empty() || !template.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(problem(FILE_VAR, "[lifecycle.annual_offer] template names are letters, digits, _ and -"));
+        return Err(l.fail("lifecycle.annual_offer.template", "names a template: letters, digits, _ and -"));
     }
-    Ok(AnnualOffer { enabled, after_months, prices, proration_behavior, template })
+    Ok(AnnualOffer {
+        enabled: f.enabled,
+        after_months: f.after_months,
+        prices: f.prices.clone(),
+        proration_behavior: f.proration_behavior.clone(),
+        template: template.clone(),
+    })
 }
 
-fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
+fn experiments(l: &Loader<'_>, list: &[FileExperiment]) -> Result<Experiments, ConfigError> {
+    let fail = |what: String| l.fail("experiments", what);
     let mut out = Experiments::default();
     for e in list {
         let name = e.name.trim().to_owned();
         if name.is_empty() || name.len() > 64 {
-            return Err(problem(FILE_VAR, "[[experiments]] name must be 1–64 characters"));
+            return Err(fail("name must be 1–64 characters".into()));
         }
         let percent_b = e.percent_b.unwrap_or(50);
         let percent_b = u8::try_from(percent_b)
             .ok()
             .filter(|p| *p <= 100)
-            .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: percent_b must be 0–100")))?;
+            .ok_or_else(|| fail(format!("experiment {name:?}: percent_b must be 0–100")))?;
         let mut offers_by_reason = BTreeMap::new();
-        for (reason, names) in e.offers_by_reason.unwrap_or_default() {
-            let r = Reason::parse(&reason)
-                .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: unknown reason {reason:?}")))?;
-            offers_by_reason.insert(r, offers(FILE_VAR, &names)?);
+        for (reason, names) in e.offers_by_reason.iter().flatten() {
+            let r = Reason::parse(reason).ok_or_else(|| fail(format!("experiment {name:?}: unknown reason {reason:?}")))?;
+            offers_by_reason.insert(r, offers(names).map_err(|p| fail(format!("experiment {name:?}: {p}")))?);
         }
-        let templates = e.templates.unwrap_or_default();
+        let templates = e.templates.clone().unwrap_or_default();
         let (kind, slot) = match e.kind.as_str() {
             "save_offer" if !offers_by_reason.is_empty() => (ExperimentKind::SaveOffer, &mut out.save_offer),
             "email" if !templates.is_empty() => (ExperimentKind::Email, &mut out.email),
-            "save_offer" => return Err(problem(FILE_VAR, format!("experiment {name:?}: needs [experiments.offers_by_reason]"))),
-            "email" => return Err(problem(FILE_VAR, format!("experiment {name:?}: needs [experiments.templates]"))),
-            other => return Err(problem(FILE_VAR, format!("experiment {name:?}: kind {other:?} (save_offer or email)"))),
+            "save_offer" => return Err(fail(format!("experiment {name:?}: needs [experiments.offers_by_reason]"))),
+            "email" => return Err(fail(format!("experiment {name:?}: needs [experiments.templates]"))),
+            other => return Err(fail(format!("experiment {name:?}: kind {other:?} (save_offer or email)"))),
         };
         if slot.is_some() {
-            return Err(problem(FILE_VAR, format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
+            return Err(fail(format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
         }
         let holdout_percent = u8::try_from(e.holdout_percent.unwrap_or(0))
             .ok()
             .filter(|p| *p <= 50)
-            .ok_or_else(|| problem(FILE_VAR, format!("experiment {name:?}: holdout_percent must be 0–50")))?;
+            .ok_or_else(|| fail(format!("experiment {name:?}: holdout_percent must be 0–50")))?;
         // An email experiment is measured on dunning recovery: its holdout withholds payment
         // reminders, which costs money, so it must be asked for explicitly.
         if kind == ExperimentKind::Email && holdout_percent > 0 && e.withhold_dunning != Some(true) {
-            return Err(problem(
-                FILE_VAR,
-                format!("experiment {name:?}: a holdout withholds dunning emails; set withhold_dunning = true to opt in"),
-            ));
+            return Err(fail(format!(
+                "experiment {name:?}: a holdout withholds dunning emails; set withhold_dunning = true to opt in"
+            )));
         }
         *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates, holdout_percent });
     }
@@ -465,6 +458,7 @@ fn experiments(list: Vec<FileExperiment>) -> Result<Experiments, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::loader::FILE_VAR;
     use std::collections::HashMap;
 
     fn load(vars: &[(&'static str, &str)]) -> Result<(LifecycleSettings, Experiments), ConfigError> {

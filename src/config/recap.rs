@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::cancel::{FILE_VAR, read_config_tables};
-use super::{ConfigError, Source, on_off, problem};
+use super::loader::Loader;
+use super::{ConfigError, Source};
 
 /// `[recap]`: one email per customer per month on their billing anniversary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,56 +41,66 @@ impl Default for NpsSettings {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[recap]`, merged (defaults, file, `HOLDFAST_RECAP`).
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileRecap {
-    enabled: Option<bool>,
+pub(crate) struct FileRecap {
+    enabled: bool,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     question: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[nps]`, merged (defaults, file, `HOLDFAST_NPS`).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileNps {
-    enabled: Option<bool>,
+pub(crate) struct FileNps {
+    enabled: bool,
     product: Option<String>,
-    first_day: Option<i64>,
-    every_days: Option<i64>,
-    min_sample: Option<i64>,
+    first_day: i64,
+    every_days: i64,
+    min_sample: i64,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    recap: FileRecap,
-    #[serde(default)]
-    nps: FileNps,
+impl Default for FileNps {
+    fn default() -> Self {
+        let d = NpsSettings::default();
+        Self { enabled: d.enabled, product: None, first_day: d.first_day, every_days: d.every_days, min_sample: d.min_sample }
+    }
 }
 
-/// Both features' settings: defaults, then the file, then the environment's switches.
+/// Both features' settings, read through the one loader (see `config::loader`).
 pub fn from_source(src: &impl Source) -> Result<(RecapSettings, NpsSettings), ConfigError> {
-    let file: File = read_config_tables(src)?;
-    let r = file.recap;
+    from_loader(&Loader::new(src)?)
+}
+
+/// Both features' settings, checked.
+pub(crate) fn from_loader(l: &Loader<'_>) -> Result<(RecapSettings, NpsSettings), ConfigError> {
+    let r = &l.tables.recap;
     if r.labels.iter().any(|(k, v)| k.is_empty() || k.len() > 200 || v.trim().is_empty() || v.len() > 200) {
-        return Err(problem(FILE_VAR, "[recap.labels] names and labels are 1–200 characters"));
+        return Err(l.fail("recap.labels", "names and labels are 1–200 characters"));
     }
     let recap = RecapSettings {
-        enabled: on_off(src, "HOLDFAST_RECAP", r.enabled.unwrap_or(false))?,
-        labels: r.labels,
-        question: r.question.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
+        enabled: r.enabled,
+        labels: r.labels.clone(),
+        question: r.question.as_ref().map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
     };
-    let n = file.nps;
-    let d = NpsSettings::default();
+    let n = &l.tables.nps;
     let nps = NpsSettings {
-        enabled: on_off(src, "HOLDFAST_NPS", n.enabled.unwrap_or(false))?,
-        product: n.product.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
-        first_day: n.first_day.unwrap_or(d.first_day),
-        every_days: n.every_days.unwrap_or(d.every_days),
-        min_sample: n.min_sample.unwrap_or(d.min_sample),
+        enabled: n.enabled,
+        product: n.product.as_ref().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
+        first_day: n.first_day,
+        every_days: n.every_days,
+        min_sample: n.min_sample,
     };
-    if !(1..=365).contains(&nps.first_day) || !(30..=730).contains(&nps.every_days) || !(1..=100_000).contains(&nps.min_sample) {
-        return Err(problem(FILE_VAR, "[nps] first_day 1–365, every_days 30–730 and min_sample ≥ 1 are required"));
+    if !(1..=365).contains(&nps.first_day) {
+        return Err(l.fail("nps.first_day", "must be 1–365"));
+    }
+    if !(30..=730).contains(&nps.every_days) {
+        return Err(l.fail("nps.every_days", "must be 30–730"));
+    }
+    if !(1..=100_000).contains(&nps.min_sample) {
+        return Err(l.fail("nps.min_sample", "must be 1–100000"));
     }
     Ok((recap, nps))
 }
@@ -98,6 +108,7 @@ pub fn from_source(src: &impl Source) -> Result<(RecapSettings, NpsSettings), Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::loader::FILE_VAR;
     use std::collections::HashMap;
 
     #[test]

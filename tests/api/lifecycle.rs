@@ -9,7 +9,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::helpers::{Sub, TestApp, assert_owner_only, customer, event, fixture, invoice, now};
-use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
+use crate::support::mail_world::{DAY, EMAIL, app_with_sink, app_with_sink_configured, payment_failed, subscriber};
 use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-lifecycle-tests-01";
@@ -133,28 +133,30 @@ async fn trial_ending_links_a_payment_method_only_when_none_is_on_file() {
     assert!(nocard.header("List-Unsubscribe").is_none() && card.header("List-Unsubscribe").is_none());
 }
 
-/// An app whose Stripe is wiremock, with win-back on and a coupon configured in holdfast.toml.
-async fn winback_app() -> (TestApp, SmtpSink, MockServer, tempfile::TempDir) {
+/// An app whose Stripe is wiremock, with win-back on and a coupon configured typed (the keys
+/// of `holdfast.toml`'s `[lifecycle.winback]`).
+async fn winback_app() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("holdfast.toml");
-    std::fs::write(&file, "[lifecycle.winback]\ncoupon = \"COMEBACK20\"\noffer_text = \"20 % off your first 3 months back\"\n")
-        .expect("write config");
-    let (uri, file) = (stripe.uri(), file.display().to_string());
-    let (app, sink) = app_with_sink(&[
-        ("HOLDFAST_WINBACK", "on"),
-        ("STRIPE_SECRET_KEY", "sk_test_lifecycle"),
-        ("STRIPE_API_BASE", &uri),
-        ("HOLDFAST_CONFIG_FILE", &file),
-        ("HOLDFAST_PRODUCT_URL", "https://app.acme.test"),
-    ])
+    let uri = stripe.uri();
+    let (app, sink) = app_with_sink_configured(
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_lifecycle"),
+            ("STRIPE_API_BASE", &uri),
+            ("HOLDFAST_PRODUCT_URL", "https://app.acme.test"),
+        ],
+        |s| {
+            s.set("lifecycle.winback.enabled", true)
+                .set("lifecycle.winback.coupon", "COMEBACK20")
+                .set("lifecycle.winback.offer_text", "20 % off your first 3 months back")
+        },
+    )
     .await;
-    (app, sink, stripe, dir)
+    (app, sink, stripe)
 }
 
 #[tokio::test]
 async fn winback_follows_a_voluntary_cancellation_with_a_one_click_checkout_and_stops_on_return() {
-    let (app, sink, stripe, _dir) = winback_app().await;
+    let (app, sink, stripe) = winback_app().await;
     let t = now() - 3600;
     subscriber(&app, t - 90 * DAY).await;
     app.deliver(&canceled("sub_1", "cus_1", t - 90 * DAY, t, "cancellation_requested")).await;
@@ -214,7 +216,7 @@ async fn winback_follows_a_voluntary_cancellation_with_a_one_click_checkout_and_
 
 #[tokio::test]
 async fn an_involuntary_end_or_another_live_subscription_starts_no_winback() {
-    let (app, _sink, _stripe, _dir) = winback_app().await;
+    let (app, _sink, _stripe) = winback_app().await;
     let t = now() - 3600;
     subscriber(&app, t - 90 * DAY).await;
     app.deliver(&canceled("sub_1", "cus_1", t - 90 * DAY, t, "payment_failed")).await;

@@ -7,7 +7,7 @@ use chrono::TimeZone;
 use serde_json::{Value, json};
 
 use crate::support::helpers::{Sub, TestApp, customer, event};
-use crate::support::mail_world::{DAY, app_with_sink, deliver_now};
+use crate::support::mail_world::{DAY, app_with_sink_configured, deliver_now};
 use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-recap-tests-000001";
@@ -22,20 +22,16 @@ fn anchor() -> i64 {
     at(2026, 1, 31, 10)
 }
 
-/// An app with the recap on (labels and the question from holdfast.toml) and the owner API.
-async fn recap_app() -> (TestApp, SmtpSink, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("holdfast.toml");
-    std::fs::write(
-        &file,
-        "[recap]\nenabled = true\nquestion = \"What should we build for you next?\"\n\
-         [recap.labels]\nlogin = \"sign-ins\"\nreport_created = \"reports created\"\n",
-    )
-    .expect("write config");
-    let file = file.display().to_string();
-    let (app, sink) = app_with_sink(&[("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+/// An app with the recap on (labels and the question set typed, by their `holdfast.toml`
+/// keys) and the owner API.
+async fn recap_app() -> (TestApp, SmtpSink) {
+    let labels = std::collections::BTreeMap::from([("login", "sign-ins"), ("report_created", "reports created")]);
+    let (app, sink) = app_with_sink_configured(&[("HOLDFAST_OWNER_TOKEN", OWNER)], |s| {
+        s.set("recap.enabled", true).set("recap.question", "What should we build for you next?").set("recap.labels", labels)
+    })
+    .await;
     app.clock.set(anchor());
-    (app, sink, dir)
+    (app, sink)
 }
 
 /// `cus` (`email`) subscribed at the anchor to $20.00 a month.
@@ -64,7 +60,7 @@ async fn run_at(app: &TestApp, t: i64) -> usize {
 
 #[tokio::test]
 async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_one_before() {
-    let (app, sink, _dir) = recap_app().await;
+    let (app, sink) = recap_app().await;
     subscribed(&app, "cus_1", "ada@example.com").await;
     // The previous month [28 Feb, 31 Mar) and the recap's month [31 Mar, 30 Apr).
     app.clock.set(at(2026, 4, 29, 12));
@@ -131,7 +127,7 @@ async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_on
 
 #[tokio::test]
 async fn an_unsubscribed_customer_gets_no_recap() {
-    let (app, sink, _dir) = recap_app().await;
+    let (app, sink) = recap_app().await;
     subscribed(&app, "cus_1", "ada@example.com").await;
     subscribed(&app, "cus_2", "bob@example.com").await;
     app.clock.set(at(2026, 3, 30, 12));
@@ -163,7 +159,7 @@ async fn an_unsubscribed_customer_gets_no_recap() {
 
 #[tokio::test]
 async fn names_beyond_the_first_fifty_are_counted_as_other() {
-    let (app, sink, _dir) = recap_app().await;
+    let (app, sink) = recap_app().await;
     subscribed(&app, "cus_1", "ada@example.com").await;
     app.clock.set(at(2026, 3, 30, 12));
     let t = at(2026, 3, 5, 9);

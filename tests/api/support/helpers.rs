@@ -1,12 +1,11 @@
 //! `spawn_app()`, a signed-event builder on Stripe's own example objects, and a per-test
 //! database on whichever backend `TEST_DATABASE` names.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use holdfast::clock::Clock;
-use holdfast::config::Settings;
+use holdfast::config::{Settings, SettingsBuilder};
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
 use holdfast::webhook::signature::sign;
@@ -140,22 +139,40 @@ pub async fn fresh_database() -> (String, Option<TestDb>) {
 
 /// Start the app with the test secrets and any extra variables.
 pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
+    spawn_app_configured(extra, |settings| settings).await
+}
+
+/// Start the app with the test secrets, any extra variables, and typed settings by their
+/// `holdfast.toml` key (`|s| s.set("nps.min_sample", 2)`), through the service's own loader.
+pub async fn spawn_app_configured(
+    extra: &[(&'static str, &str)],
+    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+) -> TestApp {
     let (url, dir) = fresh_database().await;
-    spawn_app_on(url, dir, extra).await
+    spawn_configured_on(url, dir, extra, configure).await
 }
 
 /// Start the app on a given database URL (e.g. one routed through a proxy).
 pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static str, &str)]) -> TestApp {
+    spawn_configured_on(url, dir, extra, |settings| settings).await
+}
+
+async fn spawn_configured_on(
+    url: String,
+    dir: Option<TestDb>,
+    extra: &[(&'static str, &str)],
+    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+) -> TestApp {
     init_test_logs();
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("DATABASE_URL", url.clone());
-    vars.insert("STRIPE_WEBHOOK_SECRET", SECRET.into());
-    vars.insert("HOLDFAST_BIND", "127.0.0.1:0".into());
-    // Stripe's example events are test-mode events.
-    vars.insert("HOLDFAST_STRIPE_MODE", "test".into());
     let mail_dir = tempfile::tempdir().expect("mail dir");
-    vars.insert("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string());
-    vars.insert("HOLDFAST_WORKERS", "off".into());
+    let mut settings = Settings::builder()
+        .var("DATABASE_URL", url.clone())
+        .var("STRIPE_WEBHOOK_SECRET", SECRET)
+        .var("HOLDFAST_BIND", "127.0.0.1:0")
+        // Stripe's example events are test-mode events.
+        .var("HOLDFAST_STRIPE_MODE", "test")
+        .var("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string())
+        .var("HOLDFAST_WORKERS", "off");
     // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
     for campaign in [
         "HOLDFAST_ONBOARDING",
@@ -165,12 +182,12 @@ pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static s
         "HOLDFAST_REENGAGEMENT",
         "HOLDFAST_ANNUAL_OFFER",
     ] {
-        vars.insert(campaign, "off".into());
+        settings = settings.var(campaign, "off");
     }
     for (k, v) in extra {
-        vars.insert(k, (*v).to_string());
+        settings = settings.var(k, *v);
     }
-    let settings = Settings::from_source(&vars).expect("test settings are valid");
+    let settings = configure(settings).build().expect("test settings are valid");
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();

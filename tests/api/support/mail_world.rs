@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_with};
+use holdfast::config::SettingsBuilder;
+
+use crate::support::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_configured};
 use crate::support::smtp_sink::SmtpSink;
 
 pub const DAY: i64 = 86_400;
@@ -11,6 +13,14 @@ pub const EMAIL: &str = "ada@example.com";
 
 /// An app sending to a fresh sink, with a recognisable brand and sender.
 pub async fn app_with_sink(extra: &[(&'static str, &str)]) -> (TestApp, SmtpSink) {
+    app_with_sink_configured(extra, |settings| settings).await
+}
+
+/// As `app_with_sink`, with typed settings by their `holdfast.toml` key.
+pub async fn app_with_sink_configured(
+    extra: &[(&'static str, &str)],
+    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
     let mut vars: Vec<(&'static str, &str)> = vec![
@@ -21,7 +31,7 @@ pub async fn app_with_sink(extra: &[(&'static str, &str)]) -> (TestApp, SmtpSink
         ("HOLDFAST_PUBLIC_URL", "https://billing.acme.test"),
     ];
     vars.extend_from_slice(extra);
-    (spawn_app_with(&vars).await, sink)
+    (spawn_app_configured(&vars, configure).await, sink)
 }
 
 /// Customer `cus_1` (ada@example.com) with active subscription `sub_1`, created `at`.

@@ -1,0 +1,444 @@
+//! The one configuration loader. figment merges three layers, each later one winning: the
+//! documented defaults, the tables of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`), and the
+//! environment variables that override a file key (each one's value converted to the key's
+//! shape first: `1,2,3` becomes a list, `on` a boolean). The merged tables are extracted once
+//! into [`Tables`]; each settings module validates its part from there, and an invalid value's
+//! error names its key and where it came from (the variable, or the file), never a secret's
+//! value. Variables without a file key are read from the same source by the loader.
+
+use std::collections::BTreeMap;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Source, problem};
+
+pub(crate) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
+
+/// The file's tables. Any other top-level key is refused: a misspelt table would otherwise be
+/// ignored without a word.
+const TABLES: [&str; 6] = ["brand", "cancel_flow", "lifecycle", "experiments", "recap", "nps"];
+
+/// How an overriding variable's text becomes the value its file key holds.
+#[derive(Clone, Copy)]
+enum Shape {
+    Text,
+    /// `on`/`off` (`true`, `1`, `yes` / `false`, `0`, `no`): a boolean.
+    Switch,
+    /// A whole number.
+    Number,
+    /// Comma-separated words: a list.
+    List,
+    /// Comma-separated whole numbers; the problem when one isn't.
+    Numbers(&'static str),
+    /// `a=b,c=d`: a table; the problem when a pair is malformed.
+    Pairs(&'static str),
+}
+
+/// Every environment variable that overrides a file key: the variable, the key, its shape.
+const OVERRIDES: &[(&str, &str, Shape)] = &[
+    ("HOLDFAST_BRAND_NAME", "brand.name", Shape::Text),
+    ("HOLDFAST_BRAND_COLOR", "brand.color", Shape::Text),
+    ("HOLDFAST_BRAND_LOGO_URL", "brand.logo_url", Shape::Text),
+    ("EMAIL_FROM", "brand.sender", Shape::Text),
+    ("HOLDFAST_POWERED_BY", "brand.powered_by", Shape::Switch),
+    ("HOLDFAST_CANCEL_OFFERS", "cancel_flow.offers", Shape::List),
+    ("HOLDFAST_CANCEL_PAUSE_MONTHS", "cancel_flow.pause_months", Shape::Numbers("must be numbers, e.g. 1,2,3")),
+    (
+        "HOLDFAST_CANCEL_DOWNGRADE_MAP",
+        "cancel_flow.downgrade",
+        Shape::Pairs("must be price=cheaper_price pairs, comma-separated"),
+    ),
+    ("HOLDFAST_CANCEL_DOWNGRADE_PRORATION", "cancel_flow.downgrade_proration", Shape::Text),
+    ("HOLDFAST_CANCEL_COUPON", "cancel_flow.coupon", Shape::Text),
+    ("HOLDFAST_CANCEL_DISCOUNT_TEXT", "cancel_flow.discount_text", Shape::Text),
+    ("HOLDFAST_CANCEL_DISCOUNT_COOLDOWN_MONTHS", "cancel_flow.discount_cooldown_months", Shape::Number),
+    ("HOLDFAST_CANCEL_RETURN_URL", "cancel_flow.return_url", Shape::Text),
+    ("HOLDFAST_CANCEL_LINK_TTL_SECS", "cancel_flow.link_ttl_secs", Shape::Number),
+    ("HOLDFAST_CANCEL_SESSION_TIMEOUT_SECS", "cancel_flow.session_timeout_secs", Shape::Number),
+    ("HOLDFAST_CANCEL_RATE_LIMIT", "cancel_flow.rate_limit_per_minute", Shape::Number),
+    ("HOLDFAST_SAVE_CONFIRM_DAYS", "cancel_flow.save_confirm_days", Shape::Number),
+    ("HOLDFAST_PRODUCT_URL", "lifecycle.product_url", Shape::Text),
+    ("HOLDFAST_ONBOARDING", "lifecycle.onboarding.enabled", Shape::Switch),
+    ("HOLDFAST_TRIAL_ONBOARDING", "lifecycle.trial_onboarding.enabled", Shape::Switch),
+    ("HOLDFAST_TRIAL_ENDING", "lifecycle.trial_ending.enabled", Shape::Switch),
+    ("HOLDFAST_WINBACK", "lifecycle.winback.enabled", Shape::Switch),
+    ("HOLDFAST_REENGAGEMENT", "lifecycle.reengagement.enabled", Shape::Switch),
+    ("HOLDFAST_ANNUAL_OFFER", "lifecycle.annual_offer.enabled", Shape::Switch),
+    ("HOLDFAST_RECAP", "recap.enabled", Shape::Switch),
+    ("HOLDFAST_NPS", "nps.enabled", Shape::Switch),
+];
+
+/// The variable that overrides `key`, if any.
+pub(crate) fn variable_of(key: &str) -> Option<&'static str> {
+    OVERRIDES.iter().find(|(_, k, _)| *k == key).map(|(var, _, _)| *var)
+}
+
+/// The merged tables, every default filled in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tables {
+    pub brand: super::brand::FileBrand,
+    pub cancel_flow: super::cancel::FileCancelFlow,
+    pub lifecycle: super::lifecycle::FileLifecycle,
+    #[serde(default)]
+    pub experiments: Vec<super::lifecycle::FileExperiment>,
+    pub recap: super::recap::FileRecap,
+    pub nps: super::recap::FileNps,
+}
+
+/// The documented defaults of the file's keys: the first layer.
+#[derive(Serialize)]
+struct Defaults {
+    brand: super::brand::FileBrand,
+    cancel_flow: super::cancel::FileCancelFlow,
+    lifecycle: super::lifecycle::FileLifecycle,
+    recap: super::recap::FileRecap,
+    nps: super::recap::FileNps,
+}
+
+/// An overriding variable's value, in its key's shape.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Converted {
+    Text(String),
+    Switch(bool),
+    Number(i64),
+    List(Vec<String>),
+    Numbers(Vec<i64>),
+    Pairs(BTreeMap<String, String>),
+}
+
+/// One environment variable as a figment layer: its metadata names the variable, so an
+/// invalid value's error can.
+struct Variable {
+    var: &'static str,
+    key: &'static str,
+    value: Converted,
+}
+
+const FROM_ENV: &str = "environment variable";
+
+impl Provider for Variable {
+    fn metadata(&self) -> Metadata {
+        Metadata::from(FROM_ENV, figment::Source::Custom(self.var.to_owned()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::global(self.key, &self.value).data()
+    }
+}
+
+/// The file's tables, parsed and checked before merging (so its errors name the file).
+struct FileLayer {
+    path: String,
+    tables: Dict,
+}
+
+const FROM_FILE: &str = "configuration file";
+
+impl Provider for FileLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::from(FROM_FILE, std::path::Path::new(&self.path))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.tables.clone()))
+    }
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn convert(src: &dyn Source, var: &'static str, shape: Shape) -> Result<Option<Converted>, ConfigError> {
+    let Some(v) = src.get(var) else { return Ok(None) };
+    let converted = match shape {
+        Shape::Text => Converted::Text(v),
+        Shape::Switch => Converted::Switch(switch(var, &v)?),
+        Shape::Number => {
+            Converted::Number(v.trim().parse().map_err(|_| problem(var, format!("could not parse {:?}", super::short(&v))))?)
+        }
+        Shape::List => Converted::List(list(&v)),
+        Shape::Numbers(bad) => Converted::Numbers(
+            list(&v).iter().map(|n| n.parse::<i64>().map_err(|_| problem(var, bad))).collect::<Result<_, _>>()?,
+        ),
+        Shape::Pairs(bad) => Converted::Pairs(
+            list(&v)
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                        .ok_or_else(|| problem(var, bad))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    Ok(Some(converted))
+}
+
+/// An on/off value.
+pub(crate) fn switch(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(problem(var, "must be on or off")),
+    }
+}
+
+/// The path and parsed tables of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`); `None` when
+/// the default file is absent.
+fn read_file(src: &dyn Source) -> Result<Option<FileLayer>, ConfigError> {
+    let (path, required) = match src.get(FILE_VAR) {
+        Some(p) => (p, true),
+        None => ("holdfast.toml".to_owned(), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => return Err(problem(FILE_VAR, format!("cannot read {path}: {e}"))),
+    };
+    let tables: Dict = Toml::from_str(&text).map_err(|e| problem(FILE_VAR, format!("{path}: {}", e.message())))?;
+    if let Some(other) = tables.keys().find(|k| !TABLES.contains(&k.as_str())) {
+        return Err(problem(FILE_VAR, format!("{path}: unknown table {other:?} (expected one of {})", TABLES.join(", "))));
+    }
+    Ok(Some(FileLayer { path, tables }))
+}
+
+/// Every setting's source, merged; see the module's documentation.
+pub struct Loader<'a> {
+    src: &'a dyn Source,
+    figment: Figment,
+    file: Option<String>,
+    pub(crate) tables: Tables,
+}
+
+impl Source for Loader<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        self.src.get(var)
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// Defaults, then the file, then the environment (`src`).
+    pub fn new(src: &'a dyn Source) -> Result<Self, ConfigError> {
+        Self::with(src, Figment::new())
+    }
+
+    /// As [`Loader::new`], then `typed`: values set by key in code (tests), which win.
+    pub fn with(src: &'a dyn Source, typed: Figment) -> Result<Self, ConfigError> {
+        let defaults = Defaults {
+            brand: super::brand::FileBrand::default(),
+            cancel_flow: super::cancel::FileCancelFlow::default(),
+            lifecycle: super::lifecycle::FileLifecycle::default(),
+            recap: super::recap::FileRecap::default(),
+            nps: super::recap::FileNps::default(),
+        };
+        let mut file = read_file(src)?;
+        let mut variables = Vec::new();
+        for (var, key, shape) in OVERRIDES {
+            if let Some(value) = convert(src, var, *shape)? {
+                // A table given by a variable replaces the file's: merging would keep the
+                // file's other entries.
+                if let (Shape::Pairs(_), Some(file)) = (shape, file.as_mut()) {
+                    remove(&mut file.tables, key);
+                }
+                variables.push(Variable { var, key, value });
+            }
+        }
+        let path = file.as_ref().map(|f| f.path.clone());
+        let mut figment = Figment::from(Serialized::defaults(defaults));
+        if let Some(file) = file {
+            figment = figment.merge(file);
+        }
+        for variable in variables {
+            figment = figment.merge(variable);
+        }
+        let figment = figment.merge(typed);
+        let tables = figment.extract().map_err(|e| extraction_error(path.as_deref(), &e))?;
+        Ok(Self { src, figment, file: path, tables })
+    }
+
+    /// An error about `key`'s value, naming where the value came from: its variable, or the
+    /// file and the key. A value the defaults gave is valid on its own, so a check that
+    /// fails on it involves the file's other values: the file is named then.
+    pub(crate) fn fail(&self, key: &str, what: impl Into<String>) -> ConfigError {
+        let what = what.into();
+        let metadata = self.figment.find_metadata(key);
+        if let Some(var) = metadata.filter(|m| m.name == FROM_ENV).and_then(|m| m.source.as_ref()?.custom()) {
+            let var = variable_of_var(var).unwrap_or(FILE_VAR);
+            return problem(var, what);
+        }
+        if metadata.is_some_and(|m| matches!(m.source, Some(figment::Source::Code(_)))) {
+            return problem(variable_of(key).unwrap_or(FILE_VAR), format!("`{key}`: {what}"));
+        }
+        let from_file = metadata.is_some_and(|m| m.name == FROM_FILE);
+        match (&self.file, from_file, variable_of(key)) {
+            (Some(path), true, _) | (Some(path), false, None) => problem(FILE_VAR, format!("{path}: `{key}`: {what}")),
+            (_, _, Some(var)) => problem(var, what),
+            (None, _, None) => problem(FILE_VAR, format!("`{key}`: {what}")),
+        }
+    }
+}
+
+/// A value that doesn't fit its key's type (or a key the file's table doesn't know).
+fn extraction_error(file: Option<&str>, e: &figment::Error) -> ConfigError {
+    let key = e.path.join(".");
+    match e.metadata.as_ref() {
+        Some(m) if matches!(m.source, Some(figment::Source::Code(_))) => {
+            problem(variable_of(&key).unwrap_or(FILE_VAR), format!("`{key}`: {}", e.kind))
+        }
+        Some(m) if m.name == FROM_ENV => {
+            let var = m.source.as_ref().and_then(|s| s.custom()).and_then(variable_of_var).unwrap_or(FILE_VAR);
+            problem(var, e.kind.to_string())
+        }
+        _ => match file {
+            Some(path) => problem(FILE_VAR, format!("{path}: `{key}`: {}", e.kind)),
+            None => problem(FILE_VAR, format!("`{key}`: {}", e.kind)),
+        },
+    }
+}
+
+/// Removes the dotted `key` from `tables`.
+fn remove(tables: &mut Dict, key: &str) {
+    match key.split_once('.') {
+        Some((table, rest)) => {
+            if let Some(figment::value::Value::Dict(_, inner)) = tables.get_mut(table) {
+                remove(inner, rest);
+            }
+        }
+        None => {
+            tables.remove(key);
+        }
+    }
+}
+
+/// The `&'static` name of an overriding variable.
+fn variable_of_var(var: &str) -> Option<&'static str> {
+    OVERRIDES.iter().find(|(v, _, _)| *v == var).map(|(v, _, _)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Settings, StripeMode};
+    use std::collections::HashMap;
+
+    /// A configuration file in a fresh directory (kept alive by the returned guard).
+    fn file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("holdfast.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path.display().to_string())
+    }
+
+    fn base() -> crate::config::SettingsBuilder {
+        Settings::builder().var("STRIPE_WEBHOOK_SECRET", "whsec_a").var("HOLDFAST_STRIPE_MODE", "test")
+    }
+
+    #[test]
+    fn defaults_then_the_file_then_the_environment() {
+        let (_dir, path) = file(
+            "[cancel_flow]\ncoupon = \"FILE\"\npause_months = [1, 3]\nlink_ttl_secs = 60\n\
+             [cancel_flow.downgrade]\nprice_a = \"price_b\"\nprice_c = \"price_d\"\n[nps]\nenabled = true\n",
+        );
+        let s = base()
+            .var("HOLDFAST_CONFIG_FILE", path.clone())
+            .var("HOLDFAST_CANCEL_COUPON", "ENV")
+            .var("HOLDFAST_NPS", "off")
+            .var("HOLDFAST_CANCEL_DOWNGRADE_MAP", "price_x=price_y")
+            .build()
+            .expect("valid");
+        // The environment wins over the file, which wins over the defaults.
+        assert_eq!(s.cancel_flow.coupon.as_deref(), Some("ENV"));
+        assert!(!s.nps.enabled);
+        assert_eq!((s.cancel_flow.pause_months.as_slice(), s.cancel_flow.link_ttl_secs), (&[1, 3][..], 60));
+        assert_eq!(s.cancel_flow.session_timeout_secs, 3_600);
+        assert_eq!(s.nps.every_days, 182);
+        // A table given by a variable replaces the file's whole table.
+        assert_eq!(s.cancel_flow.downgrade_map.into_iter().collect::<Vec<_>>(), vec![("price_x".into(), "price_y".into())]);
+        // Without the variables, the file's values stand.
+        let s = base().var("HOLDFAST_CONFIG_FILE", path).build().expect("valid");
+        assert_eq!((s.cancel_flow.coupon.as_deref(), s.nps.enabled), (Some("FILE"), true));
+        assert_eq!(s.cancel_flow.downgrade_map.len(), 2);
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_key_and_where_it_came_from() {
+        let (_dir, path) = file("[cancel_flow]\npause_months = [13]\n");
+        let e = base().var("HOLDFAST_CONFIG_FILE", path.clone()).build().expect_err("13 months");
+        assert_eq!(e.var, FILE_VAR);
+        assert!(e.problem.contains(&path) && e.problem.contains("cancel_flow.pause_months"), "{e}");
+        let e = base().var("HOLDFAST_CANCEL_PAUSE_MONTHS", "13").build().expect_err("13 months");
+        assert_eq!(e.var, "HOLDFAST_CANCEL_PAUSE_MONTHS");
+        // A value of the wrong type: in the file, and in a variable.
+        let (_dir, path) = file("[cancel_flow]\nlink_ttl_secs = \"a week\"\n");
+        let e = base().var("HOLDFAST_CONFIG_FILE", path.clone()).build().expect_err("not a number");
+        assert!(e.var == FILE_VAR && e.problem.contains("cancel_flow.link_ttl_secs"), "{e}");
+        let e = base().var("HOLDFAST_CANCEL_RATE_LIMIT", "-5").build().expect_err("negative");
+        assert_eq!(e.var, "HOLDFAST_CANCEL_RATE_LIMIT", "{e}");
+        let e = base().var("HOLDFAST_CANCEL_LINK_TTL_SECS", "soon").build().expect_err("not a number");
+        assert_eq!(e.var, "HOLDFAST_CANCEL_LINK_TTL_SECS", "{e}");
+        // Unknown keys and misspelt tables are refused, not ignored.
+        let (_dir, path) = file("[cancel_flow]\ncoupons = \"X\"\n");
+        let e = base().var("HOLDFAST_CONFIG_FILE", path).build().expect_err("unknown key");
+        assert!(e.var == FILE_VAR && e.problem.contains("coupons"), "{e}");
+        let (_dir, path) = file("[cancel-flow]\ncoupon = \"X\"\n");
+        let e = base().var("HOLDFAST_CONFIG_FILE", path).build().expect_err("unknown table");
+        assert!(e.var == FILE_VAR && e.problem.contains("cancel-flow"), "{e}");
+        let (_dir, path) = file("[brand\n");
+        assert_eq!(base().var("HOLDFAST_CONFIG_FILE", path).build().expect_err("not TOML").var, FILE_VAR);
+    }
+
+    #[test]
+    fn a_secret_is_never_in_an_error() {
+        for (var, value) in [
+            ("HOLDFAST_LINK_SECRET", "hunter2"),
+            ("HOLDFAST_OWNER_TOKEN", "hunter2"),
+            ("STRIPE_SECRET_KEY", "hunter2"),
+            ("HOLDFAST_ALERT_SLACK_URL", "hooks.slack.test/hunter2"),
+        ] {
+            let e = base().var(var, value).build().expect_err(var);
+            assert_eq!(e.var, var);
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn typed_settings_go_through_the_same_checks_and_win() {
+        let s = base()
+            .var("HOLDFAST_CANCEL_PAUSE_MONTHS", "1")
+            .set("cancel_flow.pause_months", [2, 4])
+            .set("brand.name", "Typed")
+            .set("lifecycle.winback.days", [10, 20])
+            .set("nps.enabled", true)
+            .build()
+            .expect("valid");
+        assert_eq!(s.cancel_flow.pause_months, vec![2, 4]);
+        assert_eq!((s.mail.brand.name.as_str(), s.cancel_flow.brand.name.as_str()), ("Typed", "Typed"));
+        assert_eq!(s.mail.from, "Typed <billing@localhost>");
+        assert_eq!(s.lifecycle.winback.days, vec![10, 20]);
+        assert!(s.nps.enabled && s.stripe_mode == StripeMode::Test);
+        let e = base().set("cancel_flow.pause_months", [13]).build().expect_err("13 months");
+        assert!(e.var == "HOLDFAST_CANCEL_PAUSE_MONTHS" && e.problem.contains("cancel_flow.pause_months"), "{e}");
+        let e = base().set("cancel_flow.pause_months", "many").build().expect_err("not a list");
+        assert_eq!(e.var, "HOLDFAST_CANCEL_PAUSE_MONTHS", "{e}");
+        let s = Settings::from_pairs(&[("STRIPE_WEBHOOK_SECRET", "whsec_a"), ("HOLDFAST_STRIPE_MODE", "live")]).expect("valid");
+        assert_eq!(s.stripe_mode, StripeMode::Live);
+    }
+
+    #[test]
+    fn the_default_file_is_optional_and_a_named_one_required() {
+        let none: HashMap<&str, String> = HashMap::from([(FILE_VAR, "/nonexistent/holdfast.toml".to_owned())]);
+        assert_eq!(Loader::new(&none).err().map(|e| e.var), Some(FILE_VAR));
+        let (_dir, path) = file("");
+        let named: HashMap<&str, String> = HashMap::from([(FILE_VAR, path)]);
+        let l = Loader::new(&named).expect("an empty file is valid");
+        let brand = crate::config::Brand::from_loader(&l).expect("default brand");
+        let cancel = crate::config::CancelFlowSettings::from_loader(&l, brand).expect("default cancel flow");
+        assert_eq!(cancel.pause_months, vec![1, 2, 3]);
+    }
+}
