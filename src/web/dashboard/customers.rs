@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::owner_views::{CustomerRecord, Found, PlanItem};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::{json_error, storage_failure};
+use crate::web::error::ApiError;
 
 /// Most customers a search returns.
 const SEARCH_LIMIT: i64 = 50;
@@ -176,25 +176,21 @@ fn as_json(r: &CustomerRecord) -> serde_json::Value {
     v
 }
 
-/// Why a customer request failed.
-fn refused(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    json_error(status, code, message)
-}
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && !id.chars().any(char::is_control)
 }
 
 /// `GET /api/customers/<id>` (owner).
-pub async fn get_customer_api(_owner: Owner, store: web::Data<Store>, id: web::Path<String>) -> HttpResponse {
+pub async fn get_customer_api(_owner: Owner, store: web::Data<Store>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     if !valid_id(&id) {
-        return refused(StatusCode::BAD_REQUEST, "bad_customer_id", "the customer id must be 1 to 255 printable characters");
+        return Err(ApiError::bad_request("bad_customer_id", "the customer id must be 1 to 255 printable characters"));
     }
-    match store.customer_record(&id).await {
-        Ok(Some(r)) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(as_json(&r)),
-        Ok(None) => refused(StatusCode::NOT_FOUND, "customer_not_found", "no customer with that id has been seen"),
-        Err(e) => storage_failure(&e, "reading a customer record"),
-    }
+    let r = store
+        .customer_record(&id)
+        .await
+        .map_err(ApiError::store("reading a customer record"))?
+        .ok_or_else(|| ApiError::not_found("customer_not_found", "no customer with that id has been seen"))?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(as_json(&r)))
 }
 
 /// Query of a search.
@@ -212,15 +208,10 @@ fn search_text(q: &SearchQuery) -> Result<String, &'static str> {
 }
 
 /// `GET /api/customers?q=…` (owner): customers by email, name or Stripe id.
-pub async fn search_api(_owner: Owner, store: web::Data<Store>, q: web::Query<SearchQuery>) -> HttpResponse {
-    let text = match search_text(&q) {
-        Ok(t) => t,
-        Err(msg) => return refused(StatusCode::BAD_REQUEST, "bad_query", msg),
-    };
-    match store.search_customers(&text, SEARCH_LIMIT).await {
-        Ok(found) => HttpResponse::Ok().json(serde_json::json!({ "query": text, "customers": found_json(&found) })),
-        Err(e) => storage_failure(&e, "searching customers"),
-    }
+pub async fn search_api(_owner: Owner, store: web::Data<Store>, q: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+    let text = search_text(&q).map_err(|msg| ApiError::bad_request("bad_query", msg))?;
+    let found = store.search_customers(&text, SEARCH_LIMIT).await.map_err(ApiError::store("searching customers"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "query": text, "customers": found_json(&found) })))
 }
 
 fn found_json(found: &[Found]) -> Vec<serde_json::Value> {

@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::store::owner_views::{ListKind, ListRow, MAX_PER_PAGE, Paging};
 use crate::store::{Store, StoreError};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::{json_error, storage_failure};
+use crate::web::error::ApiError;
 
 /// Rows per page unless `per_page` says otherwise.
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -208,17 +208,11 @@ pub async fn get_list_api(
     clock: web::Data<Clock>,
     kind: web::Path<String>,
     q: web::Query<ListQuery>,
-) -> HttpResponse {
-    let a = match asked(&kind, &q) {
-        Ok(a) => a,
-        Err((code, msg)) => return json_error(StatusCode::BAD_REQUEST, code, &msg),
-    };
-    let (rows, more) = match load(&store, &a, clock.now()).await {
-        Ok(x) => x,
-        Err(e) => return storage_failure(&e, "reading an owner list"),
-    };
+) -> Result<HttpResponse, ApiError> {
+    let a = asked(&kind, &q).map_err(|(code, msg)| ApiError::bad_request(code, msg))?;
+    let (rows, more) = load(&store, &a, clock.now()).await.map_err(ApiError::store("reading an owner list"))?;
     if a.csv {
-        return csv_response(a.kind, a.page, &rows);
+        return Ok(csv_response(a.kind, a.page, &rows));
     }
     let items: Vec<serde_json::Value> = rows
         .iter()
@@ -232,14 +226,14 @@ pub async fn get_list_api(
             v
         })
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "list": a.kind.as_str(),
         "title": a.kind.title(),
         "page": a.page,
         "per_page": a.per_page,
         "next_page": more.then_some(a.page + 1),
         "items": items,
-    }))
+    })))
 }
 
 /// The login form when the request has no live session (or a page saying the check failed).
