@@ -9,9 +9,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::error::DashboardError;
 use super::labels::{label, money, outcome_detail};
-use super::lists::{customer_href, require_session};
-use super::{page, unavailable};
+use super::lists::customer_href;
+use super::{page, require_session};
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::owner_views::{CustomerRecord, Found, PlanItem};
@@ -234,24 +235,14 @@ pub async fn search_page(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     q: web::Query<SearchQuery>,
-) -> HttpResponse {
-    if let Some(login) = require_session(&req, &owner, &store, clock.now()).await {
-        return login;
+) -> Result<HttpResponse, DashboardError> {
+    require_session(&req, &owner, &store, clock.now()).await?;
+    let text = search_text(&q).map_err(DashboardError::BadSearch)?;
+    let found = store.search_customers(&text, SEARCH_LIMIT).await.map_err(DashboardError::store("searching customers"))?;
+    if let [only] = found.as_slice() {
+        return Ok(HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, customer_href(&only.id))).finish());
     }
-    let text = match search_text(&q) {
-        Ok(t) => t,
-        Err(msg) => return page(StatusCode::BAD_REQUEST, "dashboard_search.html", context! { error => msg, query => "" }),
-    };
-    match store.search_customers(&text, SEARCH_LIMIT).await {
-        Ok(found) if found.len() == 1 => {
-            HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, customer_href(&found[0].id))).finish()
-        }
-        Ok(found) => page(StatusCode::OK, "dashboard_search.html", context! { query => text, found => found_json(&found) }),
-        Err(e) => {
-            tracing::error!(error = %e, "customer search failed");
-            unavailable()
-        }
-    }
+    Ok(page(StatusCode::OK, "dashboard_search.html", context! { query => text, found => found_json(&found) }))
 }
 
 /// `GET /dashboard/customers/<id>`.
@@ -261,31 +252,16 @@ pub async fn customer_page(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     id: web::Path<String>,
-) -> HttpResponse {
-    if let Some(login) = require_session(&req, &owner, &store, clock.now()).await {
-        return login;
-    }
+) -> Result<HttpResponse, DashboardError> {
+    require_session(&req, &owner, &store, clock.now()).await?;
     if !valid_id(&id) {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "dashboard_search.html",
-            context! { error => "that is not a customer id", query => "" },
-        );
+        return Err(DashboardError::BadSearch("that is not a customer id"));
     }
-    let r = match store.customer_record(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                "dashboard_search.html",
-                context! { error => "No customer with that id has been seen.", query => id.as_str() },
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "customer record unreadable");
-            return unavailable();
-        }
-    };
+    let r = store
+        .customer_record(&id)
+        .await
+        .map_err(DashboardError::store("reading a customer record"))?
+        .ok_or_else(|| DashboardError::NoSuchCustomer(id.into_inner()))?;
     let subscriptions: Vec<_> = r
         .subscriptions
         .iter()
@@ -353,7 +329,7 @@ pub async fn customer_page(
         .map(|c| context! { at => c.made_at, call => format!("{} {}", c.method, c.path), params => c.params, by => c.triggered_by })
         .collect();
     let c = &r.customer;
-    page(
+    Ok(page(
         StatusCode::OK,
         "dashboard_customer.html",
         context! {
@@ -362,5 +338,5 @@ pub async fn customer_page(
             cancels => cancels, mrr_points => mrr_points, series => series, activity => r.activity, at_risk => at_risk,
             changes => changes, timeline => timeline(&r),
         },
-    )
+    ))
 }
