@@ -93,7 +93,7 @@ impl CancelState {
 
     fn log_failure(&self, e: &PageError) {
         match e {
-            PageError::Store(err) => tracing::error!(error = %err, "cancel flow: storage failed"),
+            PageError::Store(err) => tracing::error!(error = ?err, "cancel flow: storage failed"),
             PageError::Stripe | PageError::StripeNotConfigured => {}
             other => tracing::info!(refused = %other, "cancel flow: request refused"),
         }
