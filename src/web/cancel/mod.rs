@@ -94,7 +94,7 @@ impl CancelState {
     fn log_failure(&self, e: &PageError) {
         match e {
             PageError::Store(err) => tracing::error!(error = ?err, "cancel flow: storage failed"),
-            PageError::Stripe | PageError::StripeNotConfigured => {}
+            PageError::Stripe(_) | PageError::StripeNotConfigured => {}
             other => tracing::info!(refused = %other, "cancel flow: request refused"),
         }
     }
@@ -687,7 +687,7 @@ async fn choose(
                     }
                     other => tracing::error!(session = %capability_ref(&s.id), error = %other, "cancel flow: action not possible"),
                 }
-                return Err(PageError::Stripe);
+                return Err(PageError::Stripe(e));
             }
         };
         let detail = done.detail.to_string();
@@ -740,7 +740,7 @@ async fn await_first_click(state: &CancelState, store: &Store, s: &CancelSession
 fn respond_with_retry(state: &CancelState, id: &str, result: Result<HttpResponse, PageError>) -> HttpResponse {
     match result {
         Ok(r) => r,
-        Err(e @ (PageError::Stripe | PageError::StripeNotConfigured | PageError::Store(_))) => {
+        Err(e @ (PageError::Stripe(_) | PageError::StripeNotConfigured | PageError::Store(_))) => {
             state.log_failure(&e);
             let (title, message) = e.words();
             let retry_url =
