@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Owner;
-use super::error::{json_error, storage_failure};
+use super::error::ApiError;
 use crate::clock::Clock;
 use crate::domain::lifecycle::DAY;
 use crate::store::Store;
@@ -135,45 +134,36 @@ pub async fn post_activity(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     body: web::Json<Batch>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Ok(key) = idempotency_key(&req) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        );
+        ));
     };
     let items = match body.into_inner() {
         Batch::Items(items) | Batch::Wrapped { events: items } => items,
     };
     if items.len() > MAX_ITEMS {
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_items",
-            &format!("at most {MAX_ITEMS} items per batch; split it"),
-        );
+        return Err(ApiError::too_large("too_many_items", format!("at most {MAX_ITEMS} items per batch; split it")));
     }
     let now = clock.now();
-    let sums = match sum(&items, now) {
-        Ok(s) => s,
-        Err(Invalid(message)) => return json_error(StatusCode::BAD_REQUEST, "invalid_activity", &message),
-    };
+    let sums = sum(&items, now).map_err(|Invalid(message)| ApiError::bad_request("invalid_activity", message))?;
     let print = key.map(|_| fingerprint(&sums));
     let (n_items, n_customers) = (items.len() as i64, sums.len() as i64);
     let batch_key = key.zip(print.as_deref()).map(|(key, fingerprint)| BatchKey { key, fingerprint, items: n_items });
-    match store.record_activity(&sums, now, batch_key).await {
-        Ok(Recorded::Stored { reengaged }) => {
-            HttpResponse::Ok().json(Accepted { accepted: n_items, customers: n_customers, reengaged, replayed: false })
+    let recorded = store.record_activity(&sums, now, batch_key).await.map_err(ApiError::store("storing an activity batch"))?;
+    match recorded {
+        Recorded::Stored { reengaged } => {
+            Ok(HttpResponse::Ok().json(Accepted { accepted: n_items, customers: n_customers, reengaged, replayed: false }))
         }
-        Ok(Recorded::Replayed { items, customers }) => {
-            HttpResponse::Ok().json(Accepted { accepted: items, customers, reengaged: Vec::new(), replayed: true })
+        Recorded::Replayed { items, customers } => {
+            Ok(HttpResponse::Ok().json(Accepted { accepted: items, customers, reengaged: Vec::new(), replayed: true }))
         }
-        Ok(Recorded::KeyReused) => json_error(
-            StatusCode::CONFLICT,
+        Recorded::KeyReused => Err(ApiError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key came with a different batch in the last 7 days; use a new key per batch",
-        ),
-        Err(e) => storage_failure(&e, "storing an activity batch"),
+        )),
     }
 }
 

@@ -13,7 +13,9 @@ use super::billing::BillingPortal;
 use super::cancel::CancelState;
 use super::cancel::pages::see_other;
 use crate::reactions::Reactor;
+use crate::store::StoreError;
 use crate::stripe_api::IntendedCall;
+use crate::web::error::storage_status;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -44,8 +46,38 @@ struct Discount<'a> {
     coupon: &'a str,
 }
 
-fn page(pages: &CancelState, status: StatusCode, message: &str) -> HttpResponse {
-    pages.pages.error(status, "Come back", message, pages.settings.return_url.as_deref())
+/// Why a win-back link could not open checkout; [`ComebackError::page`] is its answer.
+#[derive(Debug, thiserror::Error)]
+enum ComebackError {
+    /// No token, a forged or expired one, or one not naming an invoice.
+    #[error("invalid or expired win-back link")]
+    BadLink,
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    /// Stripe refused or could not be reached (`None`: it answered without a session URL).
+    #[error("checkout session not created")]
+    Checkout(#[source] Option<stripe::StripeError>),
+}
+
+impl ComebackError {
+    fn page(&self, pages: &CancelState) -> HttpResponse {
+        let (status, message) = match self {
+            Self::BadLink => {
+                (StatusCode::BAD_REQUEST, "This link is not valid or has expired. Reply to our email and we'll help.")
+            }
+            Self::Store(e) => {
+                tracing::error!(error = ?e, "comeback link: storage failed");
+                (storage_status(e), "We couldn't open checkout just now. Please try again in a minute.")
+            }
+            Self::Checkout(e) => {
+                if let Some(e) = e {
+                    tracing::warn!(error = %e, "comeback link: checkout session not created");
+                }
+                (StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes.")
+            }
+        };
+        pages.pages.error(status, "Come back", message, pages.settings.return_url.as_deref())
+    }
 }
 
 /// Follow a win-back link.
@@ -60,35 +92,22 @@ pub async fn come_back(
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
+    checkout(&q, &portal, &reactor).await.unwrap_or_else(|e| e.page(&pages))
+}
+
+/// The redirect to a new Checkout session for the link's prices (or to the product).
+async fn checkout(q: &TokenQuery, portal: &BillingPortal, reactor: &Reactor) -> Result<HttpResponse, ComebackError> {
     let now = portal.clock.now();
     let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
         Some(Ok(c)) if c.invoice != "-" => c,
-        _ => {
-            return page(
-                &pages,
-                StatusCode::BAD_REQUEST,
-                "This link is not valid or has expired. Reply to our email and we'll help.",
-            );
-        }
+        _ => return Err(ComebackError::BadLink),
     };
     let product = reactor.lifecycle.product_url.clone().unwrap_or_else(|| portal.return_url.clone());
-    let (back, prices) = match (
-        portal.store.has_live_subscription(&claims.customer).await,
-        portal.store.prices_of(&claims.customer, &claims.invoice).await,
-    ) {
-        (Ok(back), Ok(prices)) => (back, prices),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "comeback link: storage failed");
-            return page(
-                &pages,
-                crate::web::error::storage_status(&e),
-                "We couldn't open checkout just now. Please try again in a minute.",
-            );
-        }
-    };
+    let back = portal.store.has_live_subscription(&claims.customer).await?;
+    let prices = portal.store.prices_of(&claims.customer, &claims.invoice).await?;
     if back || prices.is_empty() {
         // Already subscribed again (or nothing to offer): the product is the way back.
-        return see_other(&product);
+        return Ok(see_other(&product));
     }
     let form = CheckoutForm {
         mode: "subscription",
@@ -108,18 +127,13 @@ pub async fn come_back(
     };
     if portal.stripe.recorded_instead(intended).await {
         // Observe-only mode: no checkout is opened; the product is the way back.
-        return see_other(&product);
+        return Ok(see_other(&product));
     }
-    match request.send(portal.stripe.client()).await {
-        Ok(miniserde::json::Value::Object(session)) => match session.get("url") {
-            Some(miniserde::json::Value::String(url)) => see_other(url),
-            _ => page(&pages, StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes."),
+    match request.send(portal.stripe.client()).await.map_err(|e| ComebackError::Checkout(Some(e)))? {
+        miniserde::json::Value::Object(session) => match session.get("url") {
+            Some(miniserde::json::Value::String(url)) => Ok(see_other(url)),
+            _ => Err(ComebackError::Checkout(None)),
         },
-        other => {
-            if let Err(e) = other {
-                tracing::warn!(error = %e, "comeback link: checkout session not created");
-            }
-            page(&pages, StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes.")
-        }
+        _ => Err(ComebackError::Checkout(None)),
     }
 }

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 
 use super::auth::Owner;
-use super::error::storage_failure;
+use super::error::ApiError;
 use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
 use crate::store::log::ProjectorLag;
@@ -20,18 +20,14 @@ pub async fn metrics(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     budget: web::Data<BodyBudget>,
-) -> HttpResponse {
-    let counts = match store.operational_counts(clock.now()).await {
-        Ok(counts) => counts,
-        Err(e) => return storage_failure(&e, "reading the store's counts for /metrics"),
-    };
+) -> Result<HttpResponse, ApiError> {
+    let counts =
+        store.operational_counts(clock.now()).await.map_err(ApiError::store("reading the store's counts for /metrics"))?;
     let mut gauges = counts.map(gauges).unwrap_or_default();
     gauges.extend(intake_gauges(&budget));
-    match store.projector_lag(clock.now()).await {
-        Ok(lag) => gauges.extend(projector_gauges(lag)),
-        Err(e) => return storage_failure(&e, "reading the projector's lag for /metrics"),
-    }
-    HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&metrics.snapshot(), &gauges))
+    let lag = store.projector_lag(clock.now()).await.map_err(ApiError::store("reading the projector's lag for /metrics"))?;
+    gauges.extend(projector_gauges(lag));
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&metrics.snapshot(), &gauges)))
 }
 
 /// The projector's backlog: events in the log it has not passed yet, and how long the oldest

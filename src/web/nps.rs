@@ -21,8 +21,8 @@ use super::cancel::pages::see_other;
 use crate::clock::Clock;
 use crate::domain::lifecycle::reengage_case;
 use crate::nps::{Survey, parse_score};
-use crate::reactions::Reactor;
 use crate::reactions::lifecycle::reengagement_emails;
+use crate::reactions::{ReactError, Reactor};
 use crate::store::lifecycle::{NewEpisode, NewSeries};
 use crate::store::nps::{Answered, NewAnswer, RiskStart};
 use crate::store::{Store, StoreError};
@@ -56,25 +56,33 @@ struct CommentForm {
     comment: String,
 }
 
-/// Why a request was refused (never naming the token).
+/// Why a request was refused (never naming the token); [`fail`] is its answer.
+#[derive(Debug, thiserror::Error)]
 enum Refused {
+    #[error("invalid survey link")]
     Invalid,
+    /// The message is shown to the customer.
+    #[error("{0}")]
     BadForm(&'static str),
-    Store(StoreError),
+    /// The re-engagement emails a low score starts could not be prepared.
+    #[error("re-engagement emails not prepared")]
+    Emails(#[source] ReactError),
+    #[error("storage failed")]
+    Store(#[source] StoreError),
 }
 
 fn fail(pages: &CancelState, e: Refused) -> HttpResponse {
+    let again = "We couldn't record that just now. Please try again in a minute.";
     match e {
         Refused::Invalid => pages.pages.render(StatusCode::BAD_REQUEST, "nps_invalid.html", context! {}),
         Refused::BadForm(what) => pages.pages.error(StatusCode::BAD_REQUEST, "Please try again", what, None),
+        Refused::Emails(err) => {
+            tracing::error!(error = ?err, "nps: re-engagement emails not prepared");
+            pages.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "Please try again", again, None)
+        }
         Refused::Store(err) => {
-            tracing::error!(error = %err, "nps: storage failed");
-            pages.pages.error(
-                crate::web::error::storage_status(&err),
-                "Please try again",
-                "We couldn't record that just now. Please try again in a minute.",
-                None,
-            )
+            tracing::error!(error = ?err, "nps: storage failed");
+            pages.pages.error(crate::web::error::storage_status(&err), "Please try again", again, None)
         }
     }
 }
@@ -154,7 +162,7 @@ async fn post_score(
             let contact = store.contact(customer).await.map_err(Refused::Store)?;
             let last_at = store.last_activity_at(customer).await.map_err(Refused::Store)?;
             let emails = reengagement_emails(&reactor, customer, contact.as_ref(), last_at.unwrap_or(now), now)
-                .map_err(|_| Refused::BadForm("We couldn't record that just now."))?;
+                .map_err(Refused::Emails)?;
             Some(RiskStart {
                 episode: NewEpisode {
                     customer,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Owner;
-use super::error::{json_error, storage_failure};
+use super::error::ApiError;
 use crate::store::Store;
 
 /// Whether the service runs in observe-only mode (`HOLDFAST_MODE=observe`).
@@ -29,17 +29,19 @@ pub async fn get_observed(
     store: web::Data<Store>,
     mode: web::Data<Mode>,
     q: web::Query<ObservedQuery>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_limit", &format!("limit must be 1 to {MAX_LIMIT}"));
+        return Err(ApiError::bad_request("bad_limit", format!("limit must be 1 to {MAX_LIMIT}")));
     }
-    match (store.observed_emails(limit).await, store.observed_calls(limit).await) {
-        (Ok(emails), Ok(calls)) => HttpResponse::Ok().json(json!({
-            "mode": if mode.observe { "observe" } else { "live" },
-            "emails": emails,
-            "stripe_calls": calls,
-        })),
-        (Err(e), _) | (_, Err(e)) => storage_failure(&e, "listing observed emails and calls"),
-    }
+    let failed = ApiError::store("listing observed emails and calls");
+    let (emails, calls) = match (store.observed_emails(limit).await, store.observed_calls(limit).await) {
+        (Ok(emails), Ok(calls)) => (emails, calls),
+        (Err(e), _) | (_, Err(e)) => return Err(failed(e)),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "mode": if mode.observe { "observe" } else { "live" },
+        "emails": emails,
+        "stripe_calls": calls,
+    })))
 }

@@ -1,13 +1,12 @@
 //! `GET /api/quarantine` (owner): the events stored and acknowledged but never projected, with
 //! why (see `domain::poison`), newest first. The envelope only: never the payload.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Owner;
-use super::error::{json_error, storage_failure};
+use super::error::ApiError;
 use crate::store::Store;
 
 #[derive(Debug, Deserialize)]
@@ -19,13 +18,15 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 /// `GET /api/quarantine[?limit=N]`: `{count, events: [{seq, event_id, type, created, received_at, reason}]}`.
-pub async fn get_quarantine(_owner: Owner, store: web::Data<Store>, q: web::Query<QuarantineQuery>) -> HttpResponse {
+pub async fn get_quarantine(
+    _owner: Owner,
+    store: web::Data<Store>,
+    q: web::Query<QuarantineQuery>,
+) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return json_error(StatusCode::BAD_REQUEST, "bad_limit", &format!("limit must be 1 to {MAX_LIMIT}"));
+        return Err(ApiError::bad_request("bad_limit", format!("limit must be 1 to {MAX_LIMIT}")));
     }
-    match store.quarantined(limit).await {
-        Ok(events) => HttpResponse::Ok().json(json!({"count": events.len(), "events": events})),
-        Err(e) => storage_failure(&e, "listing quarantined events"),
-    }
+    let events = store.quarantined(limit).await.map_err(ApiError::store("listing quarantined events"))?;
+    Ok(HttpResponse::Ok().json(json!({"count": events.len(), "events": events})))
 }

@@ -17,15 +17,44 @@ use serde::Deserialize;
 use super::cancel::CancelState;
 use crate::clock::Clock;
 use crate::reactions::Reactor;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::web::error::storage_status;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
 }
 
-fn invalid(pages: &CancelState) -> HttpResponse {
-    pages.pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {})
+/// Why an unsubscribe request was not done; [`UnsubscribeError::page`] is its answer.
+#[derive(Debug, thiserror::Error)]
+enum UnsubscribeError {
+    /// No token, or one that does not verify (never said which).
+    #[error("missing or invalid unsubscribe token")]
+    BadLink,
+    #[error("the unsubscribe could not be stored")]
+    Store(#[from] StoreError),
+}
+
+impl UnsubscribeError {
+    fn page(&self, pages: &CancelState) -> HttpResponse {
+        match self {
+            Self::BadLink => pages.pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {}),
+            Self::Store(e) => {
+                tracing::error!(error = ?e, "unsubscribe not stored");
+                pages.pages.error(
+                    storage_status(e),
+                    "Please try again",
+                    "We couldn't record that just now. Please try again in a minute.",
+                    None,
+                )
+            }
+        }
+    }
+}
+
+fn verified(reactor: &Reactor, q: &TokenQuery) -> Result<String, UnsubscribeError> {
+    let token = q.token.as_deref().ok_or(UnsubscribeError::BadLink)?;
+    reactor.unsubscribe.verify(token).map_err(|_| UnsubscribeError::BadLink)
 }
 
 /// The confirmation page.
@@ -38,10 +67,13 @@ pub async fn confirm(
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    let Some(token) = q.token.as_deref() else { return invalid(&pages) };
-    let Ok(email) = reactor.unsubscribe.verify(token) else { return invalid(&pages) };
-    let post_url = format!("{}?{}", req.path(), req.query_string());
-    pages.pages.render(StatusCode::OK, "unsubscribe_confirm.html", context! { email, post_url })
+    match verified(&reactor, &q) {
+        Ok(email) => {
+            let post_url = format!("{}?{}", req.path(), req.query_string());
+            pages.pages.render(StatusCode::OK, "unsubscribe_confirm.html", context! { email, post_url })
+        }
+        Err(e) => e.page(&pages),
+    }
 }
 
 /// Unsubscribe: the address is suppressed for marketing mail before the answer.
@@ -56,18 +88,12 @@ pub async fn unsubscribe(
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    let Some(token) = q.token.as_deref() else { return invalid(&pages) };
-    let Ok(email) = reactor.unsubscribe.verify(token) else { return invalid(&pages) };
-    if let Err(e) = store.suppress(&email, "marketing", "unsubscribed", clock.now()).await {
-        tracing::error!(error = %e, "unsubscribe not stored");
-        return pages.pages.error(
-            crate::web::error::storage_status(&e),
-            "Please try again",
-            "We couldn't record that just now. Please try again in a minute.",
-            None,
-        );
-    }
-    tracing::info!("marketing unsubscribe recorded");
-    let return_url = reactor.lifecycle.product_url.clone();
-    pages.pages.render(StatusCode::OK, "unsubscribe_done.html", context! { email, return_url })
+    let result = async {
+        let email = verified(&reactor, &q)?;
+        store.suppress(&email, "marketing", "unsubscribed", clock.now()).await?;
+        tracing::info!("marketing unsubscribe recorded");
+        let return_url = reactor.lifecycle.product_url.clone();
+        Ok(pages.pages.render(StatusCode::OK, "unsubscribe_done.html", context! { email, return_url }))
+    };
+    result.await.unwrap_or_else(|e: UnsubscribeError| e.page(&pages))
 }

@@ -38,15 +38,22 @@ pub struct Refetcher {
     clock: Clock,
 }
 
-/// Why one object was not fetched.
+/// Why one object was not fetched. Only `Transient` is worth another try later; the rest
+/// will not work however often asked (unknown object, a key without access).
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
-    /// Worth another try later.
-    #[error("{0}")]
-    Transient(String),
-    /// Will not work however often asked (unknown object, a key without access).
-    #[error("{0}")]
-    Final(String),
+    #[error("{}", brief(.0))]
+    Transient(#[source] stripe::StripeError),
+    #[error("{}", brief(.0))]
+    Refused(#[source] stripe::StripeError),
+    #[error("no fetch for a {0:?}")]
+    UnknownType(String),
+    #[error("the object id is not a Stripe id")]
+    NotAStripeId,
+    #[error("Stripe's answer is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("Stripe's answer is not the object asked for")]
+    NotTheObject,
 }
 
 impl Refetcher {
@@ -76,7 +83,7 @@ impl Refetcher {
                     self.store.settle_refetch(request).await.context("settling a fetch")?;
                     tracing::info!(object_type = %request.object_type, "same-second tie settled with Stripe's current object");
                 }
-                Err(FetchError::Transient(e)) if request.attempts + 1 < MAX_ATTEMPTS => {
+                Err(e @ FetchError::Transient(_)) if request.attempts + 1 < MAX_ATTEMPTS => {
                     let wait = RETRY_AFTER_SECS.saturating_mul(1 << request.attempts.clamp(0, 16));
                     tracing::warn!(error = %e, retry_in_secs = wait, "fetching a tied object from Stripe failed; will retry");
                     self.store.retry_refetch(request, now + wait).await.context("rescheduling a fetch")?;
@@ -96,23 +103,22 @@ impl Refetcher {
             // As `holdfast sync` reads them: discounts and payments expanded.
             "subscription" => ("subscriptions", "discounts"),
             "invoice" => ("invoices", "payments"),
-            other => return Err(FetchError::Final(format!("no fetch for a {other:?}"))),
+            other => return Err(FetchError::UnknownType(other.to_owned())),
         };
         if !is_stripe_id(&request.object_id) {
-            return Err(FetchError::Final("the object id is not a Stripe id".into()));
+            return Err(FetchError::NotAStripeId);
         }
         let body = RequestBuilder::new(StripeMethod::Get, format!("/{path}/{}", request.object_id))
             .query(&[("expand[]", expand)])
             .customize::<miniserde::json::Value>()
             .send(self.api.client())
             .await
-            .map_err(|e| if is_transient(&e) { FetchError::Transient(brief(&e)) } else { FetchError::Final(brief(&e)) })?;
-        let value: Value = serde_json::from_str(&miniserde::json::to_string(&body))
-            .map_err(|e| FetchError::Final(format!("Stripe's answer is not JSON: {e}")))?;
+            .map_err(|e| if is_transient(&e) { FetchError::Transient(e) } else { FetchError::Refused(e) })?;
+        let value: Value = serde_json::from_str(&miniserde::json::to_string(&body)).map_err(FetchError::NotJson)?;
         let same = value.get("object").and_then(Value::as_str) == Some(request.object_type.as_str())
             && value.get("id").and_then(Value::as_str) == Some(request.object_id.as_str());
         if !same {
-            return Err(FetchError::Final("Stripe's answer is not the object asked for".into()));
+            return Err(FetchError::NotTheObject);
         }
         Ok(value)
     }

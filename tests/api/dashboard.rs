@@ -42,6 +42,38 @@ async fn the_owner_logs_in_with_the_token_and_gets_a_strict_signed_cookie() {
     assert!(dash.text().await.expect("html").contains("name=\"token\""), "a forged cookie gets the login form");
 }
 
+#[tokio::test]
+async fn each_dashboard_refusal_answers_its_status_with_the_reason_on_the_page() {
+    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let wrong = login(&app, "wrong").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.expect("html").contains("That token is not right."));
+    let no_session = app.get("/dashboard/customers/cus_1").await;
+    assert_eq!(no_session.status(), 200, "without a session every page is the login form");
+    assert!(no_session.text().await.expect("html").contains("name=\"token\""));
+
+    let ok = login(&app, OWNER_TOKEN).await;
+    let cookie = ok.headers()["set-cookie"].to_str().expect("ascii").to_string();
+    let session = cookie.split(';').next().expect("name=value").to_string();
+    let get = |path: &str| app.client.get(format!("{}{path}", app.address)).header("Cookie", &session).send();
+    let cases = [
+        ("/dashboard?month=2026-13", 400, "month must be YYYY-MM"),
+        ("/dashboard?currency=dollars", 400, "currency must be a three-letter code such as usd"),
+        ("/dashboard/lists/nope", 400, "no such list; the lists are:"),
+        ("/dashboard/customers?q=", 400, "q must be 1 to 200 printable characters"),
+        ("/dashboard/customers/cus_nobody", 404, "No customer with that id has been seen."),
+    ];
+    for (path, status, words) in cases {
+        let page = get(path).await.expect("sent");
+        assert_eq!(page.status(), status, "{path}");
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+        let html = page.text().await.expect("html");
+        assert!(html.contains(words), "{path}: {words:?} missing");
+    }
+    let missing = get("/dashboard/customers/cus_nobody").await.expect("sent").text().await.expect("html");
+    assert!(missing.contains("value=\"cus_nobody\""), "the id asked for is kept in the search form");
+}
+
 struct Driver(Child);
 
 impl Drop for Driver {

@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 
+use crate::cancel_flow::stripe_actions::ActionError;
 use crate::store::StoreError;
 
 /// A refused or failed cancel-flow request.
@@ -30,9 +31,9 @@ pub enum PageError {
     /// `STRIPE_SECRET_KEY` is not set.
     #[error("stripe not configured")]
     StripeNotConfigured,
-    /// Stripe refused or failed; nothing was recorded.
+    /// Stripe refused or failed (or the call could not be made); nothing was recorded.
     #[error("stripe call failed")]
-    Stripe,
+    Stripe(#[source] ActionError),
     /// Observe-only mode: the change was recorded for the owner, not made. Retrying can't
     /// help, so the page sends the customer to the owner instead of offering "try again".
     #[error("observe-only mode")]
@@ -51,7 +52,7 @@ impl PageError {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::StripeNotConfigured | Self::Observed => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) => crate::web::error::storage_status(e),
-            Self::Stripe => StatusCode::BAD_GATEWAY,
+            Self::Stripe(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -80,7 +81,7 @@ impl PageError {
                 "We can't make this change here yet",
                 "Nothing was changed. Please make this change from your account page, or contact us and we'll do it for you.",
             ),
-            Self::StripeNotConfigured | Self::Stripe | Self::Store(_) => {
+            Self::StripeNotConfigured | Self::Stripe(_) | Self::Store(_) => {
                 ("We couldn't complete that", "Something went wrong on our side and nothing was changed. Please try again.")
             }
         }

@@ -32,7 +32,7 @@ use self::pages::{Pages, see_other};
 use self::rate_limit::RateLimiter;
 use super::auth::Owner;
 use super::billing::BillingPortal;
-use super::error::{json_error, storage_failure};
+use super::error::ApiError;
 use crate::cancel_flow::email::confirmation_email;
 use crate::cancel_flow::links::{self, plausible_customer_id, random_token, token_hash};
 use crate::cancel_flow::offers::{Target, offers_for};
@@ -93,8 +93,8 @@ impl CancelState {
 
     fn log_failure(&self, e: &PageError) {
         match e {
-            PageError::Store(err) => tracing::error!(error = %err, "cancel flow: storage failed"),
-            PageError::Stripe | PageError::StripeNotConfigured => {}
+            PageError::Store(err) => tracing::error!(error = ?err, "cancel flow: storage failed"),
+            PageError::Stripe(_) | PageError::StripeNotConfigured => {}
             other => tracing::info!(refused = %other, "cancel flow: request refused"),
         }
     }
@@ -687,7 +687,7 @@ async fn choose(
                     }
                     other => tracing::error!(session = %capability_ref(&s.id), error = %other, "cancel flow: action not possible"),
                 }
-                return Err(PageError::Stripe);
+                return Err(PageError::Stripe(e));
             }
         };
         let detail = done.detail.to_string();
@@ -740,7 +740,7 @@ async fn await_first_click(state: &CancelState, store: &Store, s: &CancelSession
 fn respond_with_retry(state: &CancelState, id: &str, result: Result<HttpResponse, PageError>) -> HttpResponse {
     match result {
         Ok(r) => r,
-        Err(e @ (PageError::Stripe | PageError::StripeNotConfigured | PageError::Store(_))) => {
+        Err(e @ (PageError::Stripe(_) | PageError::StripeNotConfigured | PageError::Store(_))) => {
             state.log_failure(&e);
             let (title, message) = e.words();
             let retry_url =
@@ -872,24 +872,23 @@ async fn mint(
     body: web::Json<MintRequest>,
     state: web::Data<CancelState>,
     store: web::Data<Store>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if !plausible_customer_id(&body.customer) {
-        return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_customer", "customer must be a Stripe customer id (cus_…)");
+        return Err(ApiError::unprocessable("invalid_customer", "customer must be a Stripe customer id (cus_…)"));
     }
     if let Some(url) = &body.return_url
         && (url.len() > RETURN_URL_MAX || !(url.starts_with("https://") || url.starts_with("http://")))
     {
-        return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_return_url", "return_url must be an http(s) URL");
+        return Err(ApiError::unprocessable("invalid_return_url", "return_url must be an http(s) URL"));
     }
     let now = state.now();
-    let subscription = match store.live_subscription_of(&body.customer, body.subscription.as_deref()).await {
-        Ok(Some((sub, _))) => sub.id,
-        Ok(None) => {
-            return json_error(StatusCode::NOT_FOUND, "no_live_subscription", "the customer has no such live subscription");
-        }
-        Err(e) => return storage_failure(&e, "minting a cancel link"),
-    };
+    let (live, _) = store
+        .live_subscription_of(&body.customer, body.subscription.as_deref())
+        .await
+        .map_err(ApiError::store("minting a cancel link"))?
+        .ok_or_else(|| ApiError::not_found("no_live_subscription", "the customer has no such live subscription"))?;
+    let subscription = live.id;
     let token = random_token();
     let expires_at = now + state.settings.link_ttl_secs;
     let experiment = state.experiment.as_ref();
@@ -908,8 +907,6 @@ async fn mint(
         started_at: None,
         deadline_at: None,
     };
-    if let Err(e) = store.insert_cancel_session(&session).await {
-        return storage_failure(&e, "minting a cancel link");
-    }
-    HttpResponse::Created().json(MintResponse { url: format!("{}/cancel?token={token}", state.public_url), expires_at })
+    store.insert_cancel_session(&session).await.map_err(ApiError::store("minting a cancel link"))?;
+    Ok(HttpResponse::Created().json(MintResponse { url: format!("{}/cancel?token={token}", state.public_url), expires_at }))
 }

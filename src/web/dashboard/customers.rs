@@ -9,14 +9,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::error::DashboardError;
 use super::labels::{label, money, outcome_detail};
-use super::lists::{customer_href, require_session};
-use super::{page, unavailable};
+use super::lists::customer_href;
+use super::{page, require_session};
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::owner_views::{CustomerRecord, Found, PlanItem};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::{json_error, storage_failure};
+use crate::web::error::ApiError;
 
 /// Most customers a search returns.
 const SEARCH_LIMIT: i64 = 50;
@@ -176,25 +177,21 @@ fn as_json(r: &CustomerRecord) -> serde_json::Value {
     v
 }
 
-/// Why a customer request failed.
-fn refused(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    json_error(status, code, message)
-}
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && !id.chars().any(char::is_control)
 }
 
 /// `GET /api/customers/<id>` (owner).
-pub async fn get_customer_api(_owner: Owner, store: web::Data<Store>, id: web::Path<String>) -> HttpResponse {
+pub async fn get_customer_api(_owner: Owner, store: web::Data<Store>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     if !valid_id(&id) {
-        return refused(StatusCode::BAD_REQUEST, "bad_customer_id", "the customer id must be 1 to 255 printable characters");
+        return Err(ApiError::bad_request("bad_customer_id", "the customer id must be 1 to 255 printable characters"));
     }
-    match store.customer_record(&id).await {
-        Ok(Some(r)) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(as_json(&r)),
-        Ok(None) => refused(StatusCode::NOT_FOUND, "customer_not_found", "no customer with that id has been seen"),
-        Err(e) => storage_failure(&e, "reading a customer record"),
-    }
+    let r = store
+        .customer_record(&id)
+        .await
+        .map_err(ApiError::store("reading a customer record"))?
+        .ok_or_else(|| ApiError::not_found("customer_not_found", "no customer with that id has been seen"))?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(as_json(&r)))
 }
 
 /// Query of a search.
@@ -212,15 +209,10 @@ fn search_text(q: &SearchQuery) -> Result<String, &'static str> {
 }
 
 /// `GET /api/customers?q=…` (owner): customers by email, name or Stripe id.
-pub async fn search_api(_owner: Owner, store: web::Data<Store>, q: web::Query<SearchQuery>) -> HttpResponse {
-    let text = match search_text(&q) {
-        Ok(t) => t,
-        Err(msg) => return refused(StatusCode::BAD_REQUEST, "bad_query", msg),
-    };
-    match store.search_customers(&text, SEARCH_LIMIT).await {
-        Ok(found) => HttpResponse::Ok().json(serde_json::json!({ "query": text, "customers": found_json(&found) })),
-        Err(e) => storage_failure(&e, "searching customers"),
-    }
+pub async fn search_api(_owner: Owner, store: web::Data<Store>, q: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+    let text = search_text(&q).map_err(|msg| ApiError::bad_request("bad_query", msg))?;
+    let found = store.search_customers(&text, SEARCH_LIMIT).await.map_err(ApiError::store("searching customers"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "query": text, "customers": found_json(&found) })))
 }
 
 fn found_json(found: &[Found]) -> Vec<serde_json::Value> {
@@ -243,24 +235,14 @@ pub async fn search_page(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     q: web::Query<SearchQuery>,
-) -> HttpResponse {
-    if let Some(login) = require_session(&req, &owner, &store, clock.now()).await {
-        return login;
+) -> Result<HttpResponse, DashboardError> {
+    require_session(&req, &owner, &store, clock.now()).await?;
+    let text = search_text(&q).map_err(DashboardError::BadSearch)?;
+    let found = store.search_customers(&text, SEARCH_LIMIT).await.map_err(DashboardError::store("searching customers"))?;
+    if let [only] = found.as_slice() {
+        return Ok(HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, customer_href(&only.id))).finish());
     }
-    let text = match search_text(&q) {
-        Ok(t) => t,
-        Err(msg) => return page(StatusCode::BAD_REQUEST, "dashboard_search.html", context! { error => msg, query => "" }),
-    };
-    match store.search_customers(&text, SEARCH_LIMIT).await {
-        Ok(found) if found.len() == 1 => {
-            HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, customer_href(&found[0].id))).finish()
-        }
-        Ok(found) => page(StatusCode::OK, "dashboard_search.html", context! { query => text, found => found_json(&found) }),
-        Err(e) => {
-            tracing::error!(error = %e, "customer search failed");
-            unavailable()
-        }
-    }
+    Ok(page(StatusCode::OK, "dashboard_search.html", context! { query => text, found => found_json(&found) }))
 }
 
 /// `GET /dashboard/customers/<id>`.
@@ -270,31 +252,16 @@ pub async fn customer_page(
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     id: web::Path<String>,
-) -> HttpResponse {
-    if let Some(login) = require_session(&req, &owner, &store, clock.now()).await {
-        return login;
-    }
+) -> Result<HttpResponse, DashboardError> {
+    require_session(&req, &owner, &store, clock.now()).await?;
     if !valid_id(&id) {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "dashboard_search.html",
-            context! { error => "that is not a customer id", query => "" },
-        );
+        return Err(DashboardError::BadSearch("that is not a customer id"));
     }
-    let r = match store.customer_record(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                "dashboard_search.html",
-                context! { error => "No customer with that id has been seen.", query => id.as_str() },
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "customer record unreadable");
-            return unavailable();
-        }
-    };
+    let r = store
+        .customer_record(&id)
+        .await
+        .map_err(DashboardError::store("reading a customer record"))?
+        .ok_or_else(|| DashboardError::NoSuchCustomer(id.into_inner()))?;
     let subscriptions: Vec<_> = r
         .subscriptions
         .iter()
@@ -362,7 +329,7 @@ pub async fn customer_page(
         .map(|c| context! { at => c.made_at, call => format!("{} {}", c.method, c.path), params => c.params, by => c.triggered_by })
         .collect();
     let c = &r.customer;
-    page(
+    Ok(page(
         StatusCode::OK,
         "dashboard_customer.html",
         context! {
@@ -371,5 +338,5 @@ pub async fn customer_page(
             cancels => cancels, mrr_points => mrr_points, series => series, activity => r.activity, at_risk => at_risk,
             changes => changes, timeline => timeline(&r),
         },
-    )
+    ))
 }

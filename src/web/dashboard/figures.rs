@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +17,7 @@ use crate::reports::Reports;
 use crate::store::owner_views::{FigureCounts, PlanGroup};
 use crate::store::{Store, StoreError};
 use crate::web::auth::Owner;
-use crate::web::error::{json_error, storage_failure};
+use crate::web::error::ApiError;
 
 /// A rate with the cases it stands on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -276,14 +275,14 @@ pub async fn get_figures_api(
     store: web::Data<Store>,
     settings: web::Data<FigureSettings>,
     q: web::Query<FiguresQuery>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let month = match q.month.as_deref().map_or(Ok(reports.current_month()), Month::parse) {
         Ok(m) => m,
-        Err(_) => return json_error(StatusCode::BAD_REQUEST, "bad_month", "month: expected YYYY-MM (e.g. 2025-04)"),
+        Err(_) => return Err(ApiError::bad_request("bad_month", "month: expected YYYY-MM (e.g. 2025-04)")),
     };
     match load(&reports, &store, &settings, month, q.currency.as_deref()).await {
-        Ok(f) => HttpResponse::Ok().json(f),
-        Err(e) => storage_failure(&e, "reading the month's figures"),
+        Ok(f) => Ok(HttpResponse::Ok().json(f)),
+        Err(e) => Err(ApiError::store("reading the month's figures")(e)),
     }
 }
 

@@ -8,13 +8,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::error::DashboardError;
 use super::labels::{label, money, outcome_detail};
-use super::{logged_in, page, unavailable};
+use super::{page, require_session};
 use crate::clock::Clock;
 use crate::store::owner_views::{ListKind, ListRow, MAX_PER_PAGE, Paging};
 use crate::store::{Store, StoreError};
 use crate::web::auth::{Owner, OwnerToken};
-use crate::web::error::{json_error, storage_failure};
+use crate::web::error::ApiError;
 
 /// Rows per page unless `per_page` says otherwise.
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -208,17 +209,11 @@ pub async fn get_list_api(
     clock: web::Data<Clock>,
     kind: web::Path<String>,
     q: web::Query<ListQuery>,
-) -> HttpResponse {
-    let a = match asked(&kind, &q) {
-        Ok(a) => a,
-        Err((code, msg)) => return json_error(StatusCode::BAD_REQUEST, code, &msg),
-    };
-    let (rows, more) = match load(&store, &a, clock.now()).await {
-        Ok(x) => x,
-        Err(e) => return storage_failure(&e, "reading an owner list"),
-    };
+) -> Result<HttpResponse, ApiError> {
+    let a = asked(&kind, &q).map_err(|(code, msg)| ApiError::bad_request(code, msg))?;
+    let (rows, more) = load(&store, &a, clock.now()).await.map_err(ApiError::store("reading an owner list"))?;
     if a.csv {
-        return csv_response(a.kind, a.page, &rows);
+        return Ok(csv_response(a.kind, a.page, &rows));
     }
     let items: Vec<serde_json::Value> = rows
         .iter()
@@ -232,26 +227,14 @@ pub async fn get_list_api(
             v
         })
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "list": a.kind.as_str(),
         "title": a.kind.title(),
         "page": a.page,
         "per_page": a.per_page,
         "next_page": more.then_some(a.page + 1),
         "items": items,
-    }))
-}
-
-/// The login form when the request has no live session (or a page saying the check failed).
-pub(super) async fn require_session(req: &HttpRequest, owner: &OwnerToken, store: &Store, now: i64) -> Option<HttpResponse> {
-    match logged_in(req, owner, store, now).await {
-        Ok(true) => None,
-        Ok(false) => Some(page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() })),
-        Err(e) => {
-            tracing::error!(error = %e, "dashboard: session check failed");
-            Some(unavailable())
-        }
-    }
+    })))
 }
 
 /// The survey reasons the comment filter offers.
@@ -266,26 +249,13 @@ pub async fn get_list_page(
     clock: web::Data<Clock>,
     kind: web::Path<String>,
     q: web::Query<ListQuery>,
-) -> HttpResponse {
+) -> Result<HttpResponse, DashboardError> {
     let now = clock.now();
-    if let Some(login) = require_session(&req, &owner, &store, now).await {
-        return login;
-    }
-    let a = match asked(&kind, &q) {
-        Ok(a) => a,
-        Err((_, msg)) => {
-            return page(StatusCode::BAD_REQUEST, "dashboard_login.html", context! { configured => true, error => msg });
-        }
-    };
-    let (rows, more) = match load(&store, &a, now).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, list = a.kind.as_str(), "dashboard list unreadable");
-            return unavailable();
-        }
-    };
+    require_session(&req, &owner, &store, now).await?;
+    let a = asked(&kind, &q).map_err(|(_, msg)| DashboardError::BadQuery(msg.into()))?;
+    let (rows, more) = load(&store, &a, now).await.map_err(DashboardError::store("reading an owner list"))?;
     if a.csv {
-        return csv_response(a.kind, a.page, &rows);
+        return Ok(csv_response(a.kind, a.page, &rows));
     }
     let cols = columns(a.kind);
     let table: Vec<Vec<Cell>> = rows.iter().map(|r| cols.iter().map(|c| cell(*c, r)).collect()).collect();
@@ -293,7 +263,7 @@ pub async fn get_list_page(
     let lists: Vec<_> = ListKind::ALL.iter().map(|k| context! { key => k.as_str(), title => k.title() }).collect();
     let reasons: Vec<_> = REASONS.iter().map(|r| context! { key => r, label => label(r) }).collect();
     let filter = if a.reason.is_empty() { String::new() } else { format!("&reason={}", a.reason) };
-    page(
+    Ok(page(
         StatusCode::OK,
         "dashboard_list.html",
         context! {
@@ -301,7 +271,7 @@ pub async fn get_list_page(
             page => a.page, prev => (a.page > 1).then_some(a.page - 1), next => more.then_some(a.page + 1),
             comments => a.kind == ListKind::Comments, reasons => reasons, reason => a.reason, filter => filter,
         },
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod customers;
+pub mod error;
 pub mod figures;
 pub mod labels;
 pub mod lists;
@@ -16,6 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::{Environment, context};
 use serde::Deserialize;
 
+use self::error::DashboardError;
 use super::auth::OwnerToken;
 use crate::clock::Clock;
 use crate::domain::metrics::Month;
@@ -67,12 +69,13 @@ async fn logged_in(req: &HttpRequest, owner: &OwnerToken, store: &Store, now: i6
     Ok(!store.dashboard_session_revoked(&session::revocation_hash(value)).await?)
 }
 
-fn unavailable() -> HttpResponse {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "dashboard_login.html",
-        context! { configured => true, error => "the dashboard is unavailable right now" },
-    )
+/// `Ok` when the request carries a live session; otherwise the login form (or the page saying
+/// the check failed) as the error.
+async fn require_session(req: &HttpRequest, owner: &OwnerToken, store: &Store, now: i64) -> Result<(), DashboardError> {
+    match logged_in(req, owner, store, now).await.map_err(DashboardError::store("checking the session"))? {
+        true => Ok(()),
+        false => Err(DashboardError::NoSession { configured: owner.0.is_some() }),
+    }
 }
 
 /// Query of `/dashboard`.
@@ -91,43 +94,19 @@ pub async fn get_dashboard(
     q: web::Query<DashboardQuery>,
     mode: web::Data<super::observed::Mode>,
     figure_settings: web::Data<crate::config::figures::FigureSettings>,
-) -> HttpResponse {
-    match logged_in(&req, &owner, &store, reports.clock().now()).await {
-        Ok(true) => {}
-        Ok(false) => return page(StatusCode::OK, "dashboard_login.html", context! { configured => owner.0.is_some() }),
-        Err(e) => {
-            tracing::error!(error = %e, "dashboard: session check failed");
-            return unavailable();
-        }
-    }
-    let Some(month) = q.month.as_deref().map_or(Some(reports.current_month()), |m| Month::parse(m).ok()) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "dashboard_login.html",
-            context! { configured => true, error => "month must be YYYY-MM" },
-        );
-    };
-    let Ok(currency) = super::summary::currency_param(q.currency.as_deref()) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "dashboard_login.html",
-            context! { configured => true, error => "currency must be a three-letter code such as usd" },
-        );
-    };
+) -> Result<HttpResponse, DashboardError> {
+    require_session(&req, &owner, &store, reports.clock().now()).await?;
+    let month = q
+        .month
+        .as_deref()
+        .map_or(Ok(reports.current_month()), Month::parse)
+        .map_err(|_| DashboardError::BadQuery("month must be YYYY-MM".into()))?;
+    let currency = super::summary::currency_param(q.currency.as_deref())
+        .map_err(|_| DashboardError::BadQuery("currency must be a three-letter code such as usd".into()))?;
     let mut parts = crate::reports::Parts::start();
     let loaded = tokio::try_join!(reports.summary(month, currency), reports.monthly(month.plus(-11), month, currency));
     parts.mark("summary_and_monthly");
-    let (summary, mut rows) = match loaded {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = ?e, "dashboard metrics failed");
-            return page(
-                crate::web::error::storage_status(&e),
-                "dashboard_login.html",
-                context! { configured => true, error => "metrics are unavailable right now" },
-            );
-        }
-    };
+    let (summary, mut rows) = loaded.map_err(DashboardError::Metrics)?;
     let figures = match figures::load_for(&reports, &store, &figure_settings, month, &summary).await {
         Ok(f) => Some(f),
         Err(e) => {
@@ -158,7 +137,7 @@ pub async fn get_dashboard(
             }
         },
     };
-    page(
+    Ok(page(
         StatusCode::OK,
         "dashboard.html",
         context! {
@@ -166,7 +145,7 @@ pub async fn get_dashboard(
             observed => observed, f => figures, future => month > reports.current_month(),
             lists => lists_store::ListKind::ALL.iter().map(|k| context! { key => k.as_str(), title => k.title() }).collect::<Vec<_>>(),
         },
-    )
+    ))
 }
 
 /// Rows of each observed list the dashboard shows (the owner API pages further).
@@ -179,20 +158,20 @@ pub struct LoginForm {
 }
 
 /// Check the token; on success set the session cookie and go to the dashboard (303).
-pub async fn post_login(owner: web::Data<OwnerToken>, clock: web::Data<Clock>, form: web::Form<LoginForm>) -> HttpResponse {
+pub async fn post_login(
+    owner: web::Data<OwnerToken>,
+    clock: web::Data<Clock>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, DashboardError> {
     let Some(token) = owner.0.as_ref().filter(|_| owner.accepts(form.token.trim())) else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "dashboard_login.html",
-            context! { configured => owner.0.is_some(), error => "That token is not right." },
-        );
+        return Err(DashboardError::WrongToken { configured: owner.0.is_some() });
     };
     let value = session::issue(token, clock.now());
-    see_dashboard(format!(
+    Ok(see_dashboard(format!(
         "{}={value}; Path=/dashboard; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
         session::COOKIE,
         session::TTL_SECS
-    ))
+    )))
 }
 
 /// End the session: recorded as revoked until it expires (a copy of the cookie stops working
@@ -202,16 +181,16 @@ pub async fn post_logout(
     owner: web::Data<OwnerToken>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
-) -> HttpResponse {
+) -> Result<HttpResponse, DashboardError> {
     let now = clock.now();
     if let Some(value) = owner.0.as_ref().and_then(|token| session::presented(&req, token, now)) {
         let expires = session::expires_of(value).unwrap_or(now + session::TTL_SECS);
-        if let Err(e) = store.revoke_dashboard_session(&session::revocation_hash(value), expires, now).await {
-            tracing::error!(error = %e, "dashboard: logout not recorded");
-            return unavailable();
-        }
+        store
+            .revoke_dashboard_session(&session::revocation_hash(value), expires, now)
+            .await
+            .map_err(DashboardError::store("recording a logout"))?;
     }
-    see_dashboard(format!("{}=; Path=/dashboard; Max-Age=0; Secure; HttpOnly; SameSite=Strict", session::COOKIE))
+    Ok(see_dashboard(format!("{}=; Path=/dashboard; Max-Age=0; Secure; HttpOnly; SameSite=Strict", session::COOKIE)))
 }
 
 fn see_dashboard(set_cookie: String) -> HttpResponse {
