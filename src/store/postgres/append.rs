@@ -106,12 +106,33 @@ impl Lane {
             None => self.conn.insert(self.store.dedicated_connection().await?),
         };
         let (firsts, _repeats) = first_occurrences(events);
-        let (mut inserted, mut last) = (HashSet::new(), None);
-        for chunk in under_one_segment(&firsts, |i| events[i].raw.len()) {
-            let (ids, seq) = append_rows(conn, chunk.iter().map(|&i| events[i]), received_at).await?;
-            inserted.extend(ids);
-            last = last.max(seq);
+        let n = firsts.len();
+        let (mut ids, mut kinds, mut created, mut livemode) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut versions, mut accounts, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for &i in &firsts {
+            let e = events[i];
+            ids.push(e.id.as_str());
+            kinds.push(e.kind.as_str());
+            created.push(e.created);
+            livemode.push(e.livemode);
+            versions.push(e.api_version.as_deref());
+            accounts.push(e.account.as_deref());
+            payloads.push(e.raw.as_str());
         }
+        let inserted: Vec<(String, i64)> = sqlx::query_as(APPEND_EVENTS)
+            .bind(ids)
+            .bind(kinds)
+            .bind(created)
+            .bind(livemode)
+            .bind(versions)
+            .bind(accounts)
+            .bind(payloads)
+            .bind(received_at)
+            .fetch_all(&mut *conn)
+            .await?;
+        let last = inserted.iter().map(|(_, seq)| *seq).max();
+        let inserted: HashSet<String> = inserted.into_iter().map(|(id, _)| id).collect();
         let mut outcome = vec![Ingested::Duplicate; events.len()];
         for &i in &firsts {
             if inserted.contains(&events[i].id) {
@@ -119,82 +140,5 @@ impl Lane {
             }
         }
         Ok((outcome, last))
-    }
-}
-
-/// Payload bytes per append statement. sqlx opens its sockets without `TCP_NODELAY`: a
-/// statement longer than one TCP segment (64 KiB on loopback) leaves its last, partial segment
-/// waiting for the server's delayed ACK of the one before, about 40 ms per statement. Batches
-/// above this are appended as several statements, one after another on the lane.
-const STATEMENT_BYTES: usize = 48 * 1024;
-
-/// `firsts` (indexes into `events`) in consecutive runs of at most `STATEMENT_BYTES` of
-/// payload (a larger event alone).
-fn under_one_segment(firsts: &[usize], size_of: impl Fn(usize) -> usize) -> Vec<&[usize]> {
-    let mut chunks = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (k, &i) in firsts.iter().enumerate() {
-        let size = size_of(i);
-        if k > start && bytes + size > STATEMENT_BYTES {
-            chunks.push(&firsts[start..k]);
-            (start, bytes) = (k, 0);
-        }
-        bytes += size;
-    }
-    if start < firsts.len() {
-        chunks.push(&firsts[start..]);
-    }
-    chunks
-}
-
-/// One append statement (its own transaction): the ids it stored and the last position.
-async fn append_rows<'e>(
-    conn: &mut PgConnection,
-    rows: impl ExactSizeIterator<Item = &'e Event>,
-    received_at: i64,
-) -> Result<(Vec<String>, Option<i64>), StoreError> {
-    let n = rows.len();
-    let (mut ids, mut kinds, mut created, mut livemode) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut versions, mut accounts, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for e in rows {
-        ids.push(e.id.as_str());
-        kinds.push(e.kind.as_str());
-        created.push(e.created);
-        livemode.push(e.livemode);
-        versions.push(e.api_version.as_deref());
-        accounts.push(e.account.as_deref());
-        payloads.push(e.raw.as_str());
-    }
-    let inserted: Vec<(String, i64)> = sqlx::query_as(APPEND_EVENTS)
-        .bind(ids)
-        .bind(kinds)
-        .bind(created)
-        .bind(livemode)
-        .bind(versions)
-        .bind(accounts)
-        .bind(payloads)
-        .bind(received_at)
-        .fetch_all(&mut *conn)
-        .await?;
-    let last = inserted.iter().map(|(_, seq)| *seq).max();
-    Ok((inserted.into_iter().map(|(id, _)| id).collect(), last))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_is_cut_into_statements_under_one_segment_and_a_big_event_goes_alone() {
-        let firsts: Vec<usize> = (0..40).collect();
-        let chunks = under_one_segment(&firsts, |_| 3_300);
-        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [14, 14, 12]);
-        assert!(chunks.iter().all(|c| c.len() * 3_300 <= STATEMENT_BYTES));
-        assert_eq!(chunks.concat(), firsts, "every event once, in order");
-        let sizes = [1_000, 90_000, 1_000];
-        let chunks = under_one_segment(&[0, 1, 2], |i| sizes[i]);
-        assert_eq!(chunks, [&[0][..], &[1][..], &[2][..]]);
-        assert!(under_one_segment(&[], |_| 1).is_empty());
     }
 }
