@@ -201,9 +201,7 @@ async fn channel_cohorts_count_only_customers_old_enough_for_each_age() {
         app.deliver(&event("customer.created", created, c)).await;
         app.deliver(&event("customer.subscription.updated", at + 1, s)).await;
     }
-    let response = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
-    assert_eq!(response.status(), 200);
-    let fig: Value = response.json().await.expect("json");
+    let fig = owner_figures(&app).await;
     let channels = fig["channels"].as_array().expect("channels");
     assert_eq!(channels.len(), 1, "{channels:?}");
     let ads = &channels[0];
@@ -226,19 +224,16 @@ fn customer_object(id: &str, created: i64) -> Value {
     customer(id, &format!("{id}@example.com"), created)
 }
 
+/// `GET /api/figures` for this month, as the owner.
+async fn owner_figures(app: &TestApp) -> Value {
+    let response = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
 /// The dashboard's MRR by plan, by plan name.
 async fn plans(app: &TestApp) -> std::collections::BTreeMap<String, (f64, u64)> {
-    let fig: Value = app
-        .client
-        .get(format!("{}/api/figures", app.address))
-        .bearer_auth(OWNER_TOKEN)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    fig["mrr_by_plan"]
+    owner_figures(app).await["mrr_by_plan"]
         .as_array()
         .expect("plans")
         .iter()
@@ -332,14 +327,10 @@ async fn a_customer_whose_channel_changes_moves_to_the_new_channel() {
             .map(|c| (c["channel"].as_str().unwrap_or("").to_owned(), c["customers"].as_u64().unwrap_or(0)))
             .collect()
     };
-    let figures = || async {
-        let r = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(OWNER_TOKEN).send().await.expect("sent");
-        r.json::<Value>().await.expect("json")
-    };
     app.wait_projected().await;
-    assert_eq!(channels(figures().await), [("ads".to_owned(), 1)]);
+    assert_eq!(channels(owner_figures(&app).await), [("ads".to_owned(), 1)]);
     c["metadata"] = serde_json::json!({"utm_source": "newsletter"});
     app.deliver(&event("customer.updated", t + 2, c)).await;
     app.wait_projected().await;
-    assert_eq!(channels(figures().await), [("newsletter".to_owned(), 1)]);
+    assert_eq!(channels(owner_figures(&app).await), [("newsletter".to_owned(), 1)]);
 }

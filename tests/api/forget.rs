@@ -17,6 +17,14 @@ async fn summary(app: &TestApp) -> Value {
     r.json().await.expect("summary JSON")
 }
 
+/// The acquisition channels the dashboard's figures list.
+async fn channels(app: &TestApp) -> Vec<String> {
+    let r = app.client.get(format!("{}/api/figures", app.address)).bearer_auth(TOKEN).send().await.expect("sent");
+    assert_eq!(r.status(), 200);
+    let fig: Value = r.json().await.expect("json");
+    fig["channels"].as_array().expect("channels").iter().filter_map(|c| c["channel"].as_str().map(str::to_owned)).collect()
+}
+
 async fn payloads(store: &Store) -> Vec<String> {
     const ALL: &str = "SELECT payload FROM stripe_events";
     let rows: Vec<(String,)> = match store {
@@ -34,6 +42,7 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     let mut cus = customer("cus_forget", EMAIL, t);
     cus["name"] = "Ann Forget".into();
     cus["address"] = serde_json::json!({"line1": "1 Main St", "city": "Ghent"});
+    cus["metadata"] = serde_json::json!({"utm_source": "referred-by-ann"});
     app.deliver(&event("customer.created", t, cus)).await;
     app.deliver(&event("customer.subscription.created", t + 1, Sub::new("sub_forget", "cus_forget", t).object())).await;
     let mut inv = invoice("in_forget", "cus_forget", "sub_forget", "paid", 2000, t + 2);
@@ -49,6 +58,7 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     assert!(queued.iter().any(|r| r.recipient.contains(EMAIL) && r.status == "pending"), "{queued:?}");
     let before = summary(&app).await;
     assert!(payloads(&app.store).await.iter().any(|p| p.contains(EMAIL)), "the email was stored");
+    assert!(channels(&app).await.contains(&"referred-by-ann".to_owned()), "the metadata was kept for the dashboard");
 
     // On a blocking thread: this test's runtime keeps driving the server meanwhile (its
     // projector may be mid-transaction, holding SQLite's write lock the command needs).
@@ -66,13 +76,15 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     assert!(out.status.success(), "{out:?}");
 
     let stored = payloads(&app.store).await;
-    for needle in [EMAIL, "Ann Forget", "1 Main St"] {
+    for needle in [EMAIL, "Ann Forget", "1 Main St", "referred-by-ann"] {
         assert!(stored.iter().all(|p| !p.contains(needle)), "{needle} left in a raw payload");
     }
     assert!(stored.iter().any(|p| p.contains("keep.me@example.org")), "other customers are untouched");
     let state = app.state().await;
     let row = state.customers.iter().find(|c| c.id == "cus_forget").expect("the customer row stays");
     assert_eq!((row.email.as_deref(), row.name.as_deref()), (None, None));
+    // Metadata is personal too: the dashboard's channel cohorts no longer show it.
+    assert!(!channels(&app).await.contains(&"referred-by-ann".to_owned()), "the metadata is forgotten");
     let outbox = app.store.outbox_rows().await.expect("outbox");
     assert!(outbox.iter().all(|r| !r.recipient.contains(EMAIL) && r.status != "pending"), "{outbox:?}");
     // The figures stay; only the count of emails waiting changes (the dunning emails are
