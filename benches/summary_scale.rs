@@ -24,8 +24,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use holdfast::clock::Clock;
 use holdfast::domain::event::Event;
+use holdfast::ingest::signature::sign;
 use holdfast::store::{IngestOptions, Store};
-use holdfast::webhook::signature::sign;
 use holdfast_sim::{Business, Params, events};
 use serde_json::json;
 

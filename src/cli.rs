@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Settings, Source};
-use crate::domain::metrics::Month;
-use crate::reports::Reports;
+use crate::domain::month::Month;
+use crate::figures::reports::Reports;
 use crate::startup::Application;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
@@ -213,7 +213,7 @@ async fn migrated_store(imports: bool) -> anyhow::Result<Store> {
         Err(_) => {}
     }
     match Settings::from_env() {
-        Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::reactions::Reactor::new(&settings))),
+        Ok(settings) => store = store.with_reactor(std::sync::Arc::new(crate::ingest::react::Reactor::new(&settings))),
         Err(e) => tracing::debug!(error = %e, "no service settings: projecting without reactions"),
     }
     store.migrate().await.context("running database migrations")?;
@@ -248,7 +248,7 @@ async fn replay(file: &std::path::Path) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let store = migrated_store(true).await?;
-    let report = crate::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
+    let report = crate::ingest::replay::replay(&store, &text, true, &crate::clock::Clock::system()).await?;
     println!("replayed: {} new events, {} already stored", report.stored, report.duplicates);
     store.close().await;
     Ok(())
@@ -357,7 +357,7 @@ async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> 
     let (_, experiments) = config::LifecycleSettings::from_loader(&loader).context("reading holdfast.toml")?;
     let brand = config::Brand::from_loader(&loader).context("reading holdfast.toml")?;
     let cancel_flow = config::CancelFlowSettings::from_loader(&loader, brand).context("reading holdfast.toml")?;
-    let (_, nps) = config::recap::from_loader(&loader).context("reading holdfast.toml")?;
+    let (_, nps) = crate::lifecycle::recap::config::from_loader(&loader).context("reading holdfast.toml")?;
     let reports = Reports::new(store)
         .with_experiments(experiments)
         .with_save_confirm_days(cancel_flow.save_confirm_days)
@@ -367,7 +367,7 @@ async fn summary(month: Option<Month>, currency: Option<String>, json: bool) -> 
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", crate::domain::metrics::table::render(&summary));
+        print!("{}", crate::figures::table::render(&summary));
     }
     Ok(())
 }
@@ -395,10 +395,7 @@ async fn send_event(
         println!("event types: {}", samples::TYPES.join(", "));
         return Ok(());
     };
-    anyhow::ensure!(
-        crate::cancel_flow::links::plausible_customer_id(&customer),
-        "--customer must be a Stripe customer id (cus_…)"
-    );
+    anyhow::ensure!(crate::cancel::links::plausible_customer_id(&customer), "--customer must be a Stripe customer id (cus_…)");
     let subscription = subscription.unwrap_or_else(|| format!("sub_{}", &customer[4..]));
     let who = samples::Subject { customer, subscription, unique: format!("local_{}", uuid::Uuid::new_v4().simple()) };
     let now = crate::clock::Clock::system().now();
@@ -413,7 +410,7 @@ async fn send_event(
         }
     };
     let body = event.to_string();
-    let header = crate::webhook::signature::sign(body.as_bytes(), &secret, now);
+    let header = crate::ingest::signature::sign(body.as_bytes(), &secret, now);
     let endpoint = format!("{}/webhooks/stripe", local_base(url)?);
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))

@@ -12,14 +12,31 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
+use crate::cancel::http as cancel;
+use crate::cancel::http::CancelState;
+use crate::cancel::http::pages::Pages;
 use crate::clock::Clock;
 use crate::config::{LimitSettings, Settings};
+use crate::dunning::update_payment as billing;
+use crate::dunning::update_payment::BillingPortal;
+use crate::figures::http as summary;
+use crate::figures::reports::Reports;
 use crate::health::Health;
+use crate::ingest as webhook;
+use crate::ingest::Intake;
+use crate::ingest::WebhookState;
+use crate::ingest::projector::Projector;
+use crate::ingest::react::Reactor;
+use crate::ingest::refetch::Refetcher;
+use crate::lifecycle::activity;
+use crate::lifecycle::comeback;
+use crate::lifecycle::unsubscribe;
 use crate::mail::links::LinkSigner;
 use crate::mail::transport::Mailer;
 use crate::metrics::Metrics;
-use crate::reactions::Reactor;
-use crate::reports::Reports;
+use crate::owner::dashboard;
+use crate::owner::observed;
+use crate::owner::quarantine;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::{ObserveLog, StripeApi};
@@ -27,19 +44,15 @@ use crate::sync::coupons::CouponFetcher;
 use crate::sync::prices::PriceTiersFetcher;
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
-use crate::web::billing::{self, BillingPortal};
 use crate::web::body_budget::BodyBudget;
-use crate::web::cancel::pages::Pages;
-use crate::web::cancel::rate_limit::RateLimiter;
-use crate::web::cancel::{self, CancelState};
-use crate::web::{
-    activity, comeback, dashboard, error, health, home, metrics, observed, quarantine, request_id, security_headers, summary,
-    unsubscribe,
-};
-use crate::webhook::refetch::Refetcher;
-use crate::webhook::{self, Intake, WebhookState};
+use crate::web::error;
+use crate::web::health;
+use crate::web::home;
+use crate::web::metrics;
+use crate::web::rate_limit::RateLimiter;
+use crate::web::request_id;
+use crate::web::security_headers;
 use crate::workers::outbox::OutboxWorker;
-use crate::workers::projector::Projector;
 use crate::workers::scheduler::{self, Scheduler};
 use crate::workers::{self as loops};
 
@@ -59,7 +72,7 @@ pub struct Application {
     reactor: Arc<Reactor>,
     outbox: OutboxWorker,
     scheduler: Scheduler,
-    alert_sender: crate::alerts::deliver::AlertSender,
+    alert_sender: crate::owner::alerts::deliver::AlertSender,
     coupons: Option<CouponFetcher>,
     tiers: Option<PriceTiersFetcher>,
     refetcher: Option<Refetcher>,
@@ -106,9 +119,10 @@ impl Application {
         let scheduler = Scheduler::new(store.clone(), reactor.clone())
             .with_clock(clock.clone())
             .with_save_confirm_days(settings.cancel_flow.save_confirm_days);
-        let alert_sender = crate::alerts::deliver::AlertSender::new(store.clone(), settings.owner.alerts.clone(), clock.clone())
-            .context("configuring the alert client")?
-            .with_health(health.clone());
+        let alert_sender =
+            crate::owner::alerts::deliver::AlertSender::new(store.clone(), settings.owner.alerts.clone(), clock.clone())
+                .context("configuring the alert client")?
+                .with_health(health.clone());
         let coupons = match &settings.stripe_secret_key {
             Some(key) => Some(CouponFetcher::new(
                 store.clone(),
@@ -216,7 +230,7 @@ impl Application {
     }
 
     /// The sender of alerts to Slack and the signed webhook, for driving it by hand.
-    pub fn alert_sender(&self) -> crate::alerts::deliver::AlertSender {
+    pub fn alert_sender(&self) -> crate::owner::alerts::deliver::AlertSender {
         self.alert_sender.clone()
     }
 
@@ -250,7 +264,7 @@ impl Application {
                     async move { r.try_run_once().await }
                 },
                 None,
-                crate::webhook::refetch::POLL,
+                crate::ingest::refetch::POLL,
                 stopped.clone(),
             )));
         }
@@ -420,7 +434,7 @@ struct HttpParts {
     budget: Arc<BodyBudget>,
     limits: LimitSettings,
     health: Health,
-    figures: crate::config::figures::FigureSettings,
+    figures: crate::figures::config::FigureSettings,
 }
 
 /// Time a client gets to close its side after our answer before the connection is dropped.
@@ -483,7 +497,7 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
             .configure(body_limits)
             .route("/webhooks/stripe", web::post().to(webhook::receive))
             .configure(cancel::routes)
-            .configure(crate::web::nps::routes)
+            .configure(crate::lifecycle::nps::pages::routes)
             .route("/api/summary", web::get().to(summary::get_summary))
             .route("/api/metrics/monthly", web::get().to(summary::get_monthly))
             .route("/api/observed", web::get().to(observed::get_observed))
@@ -517,8 +531,8 @@ fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Result<Server
                 .app_data(portal.clone())
                 .route("/billing/update", web::get().to(billing::update_payment))
                 .route("/comeback", web::get().to(comeback::come_back))
-                .route("/annual", web::get().to(crate::upgrade::confirm_page))
-                .route("/annual", web::post().to(crate::upgrade::confirm));
+                .route("/annual", web::get().to(crate::lifecycle::annual_offer::confirm_page))
+                .route("/annual", web::post().to(crate::lifecycle::annual_offer::confirm));
         }
         app.default_service(web::to(error::not_found))
     })

@@ -13,7 +13,7 @@ mod batch;
 #[path = "../../src/domain/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod domain;
-#[path = "../../src/webhook/signature.rs"]
+#[path = "../../src/ingest/signature.rs"]
 #[allow(dead_code)]
 mod signature;
 

@@ -7,7 +7,7 @@
 #![no_main]
 
 /// Holdfast's verifier, compiled from its source file.
-#[path = "../../src/webhook/signature.rs"]
+#[path = "../../src/ingest/signature.rs"]
 #[allow(dead_code)]
 mod signature;
 

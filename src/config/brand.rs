@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::loader::Loader;
-use super::{ConfigError, Source};
+use crate::config::loader::Loader;
+use crate::config::{ConfigError, Source};
 
 const DEFAULT_NAME: &str = "Holdfast";
 const DEFAULT_COLOR: &str = "#0f766e";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{ConfigError, Source, parsed, problem};
+use crate::config::{ConfigError, Source, parsed, problem};
 
 const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 5;

@@ -13,7 +13,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Source, problem};
+use crate::config::{ConfigError, Source, problem};
 
 pub(crate) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
 
@@ -80,23 +80,23 @@ pub(crate) fn variable_of(key: &str) -> Option<&'static str> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Tables {
-    pub brand: super::brand::FileBrand,
-    pub cancel_flow: super::cancel::FileCancelFlow,
-    pub lifecycle: super::lifecycle::FileLifecycle,
+    pub brand: crate::config::brand::FileBrand,
+    pub cancel_flow: crate::cancel::config::FileCancelFlow,
+    pub lifecycle: crate::lifecycle::config::FileLifecycle,
     #[serde(default)]
-    pub experiments: Vec<super::lifecycle::FileExperiment>,
-    pub recap: super::recap::FileRecap,
-    pub nps: super::recap::FileNps,
+    pub experiments: Vec<crate::lifecycle::config::FileExperiment>,
+    pub recap: crate::lifecycle::recap::config::FileRecap,
+    pub nps: crate::lifecycle::recap::config::FileNps,
 }
 
 /// The documented defaults of the file's keys: the first layer.
 #[derive(Serialize)]
 struct Defaults {
-    brand: super::brand::FileBrand,
-    cancel_flow: super::cancel::FileCancelFlow,
-    lifecycle: super::lifecycle::FileLifecycle,
-    recap: super::recap::FileRecap,
-    nps: super::recap::FileNps,
+    brand: crate::config::brand::FileBrand,
+    cancel_flow: crate::cancel::config::FileCancelFlow,
+    lifecycle: crate::lifecycle::config::FileLifecycle,
+    recap: crate::lifecycle::recap::config::FileRecap,
+    nps: crate::lifecycle::recap::config::FileNps,
 }
 
 /// An overriding variable's value, in its key's shape.
@@ -158,9 +158,9 @@ fn convert(src: &dyn Source, var: &'static str, shape: Shape) -> Result<Option<C
     let converted = match shape {
         Shape::Text => Converted::Text(v),
         Shape::Switch => Converted::Switch(switch(var, &v)?),
-        Shape::Number => {
-            Converted::Number(v.trim().parse().map_err(|_| problem(var, format!("could not parse {:?}", super::short(&v))))?)
-        }
+        Shape::Number => Converted::Number(
+            v.trim().parse().map_err(|_| problem(var, format!("could not parse {:?}", crate::config::short(&v))))?,
+        ),
         Shape::List => Converted::List(list(&v)),
         Shape::Numbers(bad) => Converted::Numbers(
             list(&v).iter().map(|n| n.parse::<i64>().map_err(|_| problem(var, bad))).collect::<Result<_, _>>()?,
@@ -231,11 +231,11 @@ impl<'a> Loader<'a> {
     /// As [`Loader::new`], then `typed`: values set by key in code (tests), which win.
     pub fn with(src: &'a dyn Source, typed: Figment) -> Result<Self, ConfigError> {
         let defaults = Defaults {
-            brand: super::brand::FileBrand::default(),
-            cancel_flow: super::cancel::FileCancelFlow::default(),
-            lifecycle: super::lifecycle::FileLifecycle::default(),
-            recap: super::recap::FileRecap::default(),
-            nps: super::recap::FileNps::default(),
+            brand: crate::config::brand::FileBrand::default(),
+            cancel_flow: crate::cancel::config::FileCancelFlow::default(),
+            lifecycle: crate::lifecycle::config::FileLifecycle::default(),
+            recap: crate::lifecycle::recap::config::FileRecap::default(),
+            nps: crate::lifecycle::recap::config::FileNps::default(),
         };
         let mut file = read_file(src)?;
         let mut variables = Vec::new();

@@ -17,7 +17,8 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::SecretString;
 
-use crate::cancel_flow::links::{self, random_token};
+use crate::cancel::links;
+use crate::cancel::links::random_token;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::event::Event;

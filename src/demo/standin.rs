@@ -14,7 +14,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use serde_json::json;
 
-use super::samples;
+use crate::demo::samples;
 
 /// One request Holdfast made to "Stripe".
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::fields::{int_at, list, path, str_at};
+use crate::domain::fields::{int_at, list, path, str_at};
 
 /// One synthesized event: its id, type, time and the object as of that time.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use super::backfill::Synthetic;
-use super::event::Event;
-use super::fields::{id_at, int_at, path, str_at};
-use super::pricing::{self, Tier};
+use crate::domain::backfill::Synthetic;
+use crate::domain::event::Event;
+use crate::domain::fields::{id_at, int_at, path, str_at};
+use crate::domain::pricing::{self, Tier};
 
 /// A product as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::backfill::Synthetic;
-use super::event::Event;
-use super::fields::{int_at, list, path, str_at};
+use crate::domain::backfill::Synthetic;
+use crate::domain::event::Event;
+use crate::domain::fields::{int_at, list, path, str_at};
 
 /// A coupon's terms as last seen.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::poison;
+use crate::domain::poison;
 
 /// A Stripe event, parsed just enough to store and project it.
 #[derive(Debug, Clone)]

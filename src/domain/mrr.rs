@@ -1,7 +1,10 @@
 //! Monthly recurring revenue arithmetic, as `docs/metrics.md` defines it.
 
-use super::metrics::timeline::{CouponTerms, ItemAmount, Snapshot, Timeline};
-use super::pricing::ItemPricing;
+use crate::domain::pricing::ItemPricing;
+use crate::domain::timeline::CouponTerms;
+use crate::domain::timeline::ItemAmount;
+use crate::domain::timeline::Snapshot;
+use crate::domain::timeline::Timeline;
 
 /// Monthly-normalised amount of one subscription item, in minor units (may carry fractions
 /// of a cent: a yearly price ÷ 12). Unknown intervals or amounts contribute 0.
@@ -169,8 +172,10 @@ mod tests {
 
     #[test]
     fn a_multi_item_subscription_mixes_pricing_shapes_and_a_product_limited_coupon() {
-        use crate::domain::metrics::timeline::{Snapshot, SubscriptionHistory, Timeline};
         use crate::domain::pricing::{ItemPricing, LineAmount, PriceTiers, Tier};
+        use crate::domain::timeline::Snapshot;
+        use crate::domain::timeline::SubscriptionHistory;
+        use crate::domain::timeline::Timeline;
         let mut t = Timeline::default();
         let tier = |up_to, unit_amount, flat_amount| Tier { up_to, unit_amount, flat_amount };
         t.prices.insert(
@@ -222,14 +227,17 @@ mod tests {
         // 25 % off the seats product only: 12000 × 0.75 + 4200 + 1000.
         let coupon = CouponTerms { percent_off: Some(25.0), products: Some(vec!["prod_seats".into()]), ..CouponTerms::default() };
         t.coupons.insert("SEATS25".into(), coupon);
-        let discount = crate::domain::metrics::timeline::Discount { coupon_id: Some("SEATS25".into()), ..Default::default() };
+        let discount = crate::domain::timeline::Discount { coupon_id: Some("SEATS25".into()), ..Default::default() };
         t.discounts.insert("di_seats".into(), discount);
         assert_eq!(t.mrr_of(&h, &s, 51), 9000.0 + 4200.0 + 1000.0);
     }
 
     #[test]
     fn item_level_discounts_take_off_their_own_item_before_the_subscriptions_discounts() {
-        use crate::domain::metrics::timeline::{Discount, Snapshot, SubscriptionHistory, Timeline};
+        use crate::domain::timeline::Discount;
+        use crate::domain::timeline::Snapshot;
+        use crate::domain::timeline::SubscriptionHistory;
+        use crate::domain::timeline::Timeline;
         let mut t = Timeline::default();
         let jan1 = 1_735_689_600; // 2025-01-01
         let day = 86_400;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::fields::{id_of, int_at, list, path, str_at};
+use crate::domain::fields::{id_of, int_at, list, path, str_at};
 
 /// One tier of a tiered price: up to `up_to` units (`None`: every unit above the previous
 /// tier), each at `unit_amount`, plus `flat_amount` once for the tier. Amounts in minor
@@ -299,9 +299,9 @@ pub fn pause_cause(subscription: &Value) -> Option<PauseCause> {
 /// `price.updated` for a price fetched from Stripe with its tiers (`GET /v1/prices/{id}` with
 /// `expand[]=tiers`), dated by its creation. Its own id family: an earlier synced event of the
 /// same price (which may lack the tiers) is not a duplicate of it.
-pub fn fetched_price_events(obj: &Value) -> Vec<super::backfill::Synthetic> {
+pub fn fetched_price_events(obj: &Value) -> Vec<crate::domain::backfill::Synthetic> {
     let (Some(id), Some(at)) = (str_at(obj, "id"), int_at(obj, "created")) else { return Vec::new() };
-    vec![super::backfill::Synthetic {
+    vec![crate::domain::backfill::Synthetic {
         id: format!("evt_tiers_{id}_{at}"),
         kind: "price.updated",
         created: at,

@@ -1,10 +1,10 @@
 //! What one event changes: the snapshots it carries, each with its watermark. Pure; the
 //! store applies a snapshot only when its watermark beats the stored one.
 
-use super::event::Event;
-use super::fields::{id_at, path, str_at};
-use super::snapshots::{CustomerSnapshot, DiscountSnapshot, InvoiceSnapshot, SubscriptionSnapshot};
-use super::watermark::{self, Watermark};
+use crate::domain::event::Event;
+use crate::domain::fields::{id_at, path, str_at};
+use crate::domain::snapshots::{CustomerSnapshot, DiscountSnapshot, InvoiceSnapshot, SubscriptionSnapshot};
+use crate::domain::watermark::{self, Watermark};
 
 /// The row changes one event asks for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -76,7 +76,7 @@ pub fn project(event: &Event) -> Projection {
 /// The id given to a discount from an API version that sent none: the subscription's (else
 /// the customer's) id and the coupon's, as a subscription's legacy `discount` is named.
 fn legacy_discount_id(d: &serde_json::Value, subscription: Option<&str>, customer: Option<&str>) -> Option<String> {
-    let coupon = d.get("coupon").and_then(super::fields::id_of)?;
+    let coupon = d.get("coupon").and_then(crate::domain::fields::id_of)?;
     Some(format!("di_legacy_{}_{coupon}", subscription.or(customer)?))
 }
 

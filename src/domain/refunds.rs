@@ -8,10 +8,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::backfill::Synthetic;
-use super::event::Event;
-use super::fields::{id_at, int_at, path, str_at};
-use super::metrics::timeline::{GivenBack, GivenBackKind};
+use crate::domain::backfill::Synthetic;
+use crate::domain::event::Event;
+use crate::domain::fields::{id_at, int_at, path, str_at};
+use crate::domain::timeline::GivenBack;
+use crate::domain::timeline::GivenBackKind;
 
 /// A charge as last seen: what was refunded of it so far (Stripe's `amount_refunded` only grows).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::fields::{flag_at, id_at, id_of, int_at, list, path, str_at};
-use super::mrr;
-use super::pricing::{self, PauseCause, Tier};
+use crate::domain::fields::{flag_at, id_at, id_of, int_at, list, path, str_at};
+use crate::domain::mrr;
+use crate::domain::pricing::{self, PauseCause, Tier};
 
 /// A customer as of one event.
 #[derive(Debug, Clone, PartialEq)]

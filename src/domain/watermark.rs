@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
+use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 
 /// Watermark of the event that wrote a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

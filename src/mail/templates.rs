@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, Value, context};
 
-use super::EmailContent;
 use crate::config::MailSettings;
+use crate::mail::EmailContent;
 
 /// The built-in templates, by loader name.
 const EMBEDDED: &[(&str, &str)] = &[

@@ -11,8 +11,8 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::EmailContent;
 use crate::config::MailSettings;
+use crate::mail::EmailContent;
 
 /// One SMTP conversation may not hold a worker longer than this.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::links::LinkError;
+use crate::mail::links::LinkError;
 
 /// Signs and checks unsubscribe tokens.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{LATENCY_BUCKETS, Snapshot};
+use crate::metrics::{LATENCY_BUCKETS, Snapshot};
 
 /// A gauge read at scrape time (e.g. outbox depth from the store).
 #[derive(Debug, Clone, PartialEq)]

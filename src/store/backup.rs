@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why no backup was written.
 #[derive(Debug, thiserror::Error)]

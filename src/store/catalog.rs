@@ -2,9 +2,9 @@
 //! carry a product or price (webhooks and `holdfast sync` alike), read by the pages that name
 //! plans. A snapshot replaces the stored one unless the stored one came from a later event.
 
-use super::conn::{Conn, execute};
 use crate::domain::catalog::{self, CatalogSnapshot};
 use crate::domain::event::Event;
+use crate::store::conn::{Conn, execute};
 
 const UPSERT_PRODUCT: &str = "INSERT INTO products (id, name, active, deleted, src_created) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, active = excluded.active, deleted = excluded.deleted, \

@@ -3,10 +3,10 @@
 //! discounts that name a coupon by id. A snapshot replaces the stored one unless the stored
 //! one came from a later event.
 
-use super::conn::{Conn, execute, fetch};
-use super::{Store, StoreError};
 use crate::domain::coupons;
 use crate::domain::event::Event;
+use crate::store::conn::{Conn, execute, fetch};
+use crate::store::{Store, StoreError};
 
 const UPSERT_COUPON: &str = "INSERT INTO coupons (id, percent_off, amount_off, currency, duration, duration_in_months, \
      applies_to_products, deleted, src_created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

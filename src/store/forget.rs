@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::conn::{execute, fetch};
-use super::{Store, StoreError};
+use crate::store::conn::{execute, fetch};
+use crate::store::{Store, StoreError};
 
 /// Keys whose values are personal data wherever they appear in a Stripe object.
 const PERSONAL_KEYS: [&str; 14] = [

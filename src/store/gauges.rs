@@ -1,7 +1,7 @@
 //! Counts for `/metrics`, read from the outbox and dunning tables at scrape time.
 
-use super::conn::fetch;
-use super::{Store, StoreError};
+use crate::store::conn::fetch;
+use crate::store::{Store, StoreError};
 
 /// Outbox and dunning figures at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -17,13 +17,13 @@
 
 use std::collections::HashSet;
 
-use super::conn::{Conn, execute, fetch};
-use super::reactions::{ReactionHook, react};
-use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, str_at};
 use crate::domain::poison::{self, Poison};
 use crate::store::batch::Writes;
+use crate::store::conn::{Conn, execute, fetch};
+use crate::store::reactions::{ReactionHook, react};
+use crate::store::{Store, StoreError};
 
 /// Most events a projector transaction takes: large enough that a backlog is applied a few
 /// statements per thousand events, small enough that a batch holds SQLite's write lock for
@@ -280,18 +280,18 @@ async fn project_events(
     let writes = Writes::from_events(events.iter().map(|l| &l.event));
     if record_ties {
         let received = events.iter().map(|l| l.received_at).max().unwrap_or_default();
-        super::refetch::record_ties(conn, &writes, received).await?;
+        crate::store::refetch::record_ties(conn, &writes, received).await?;
     }
     match conn {
-        Conn::Sqlite(c) => super::sqlite::ingest::apply(c, &writes).await?,
-        Conn::Postgres(c) => super::postgres::ingest::apply(c, &writes).await?,
+        Conn::Sqlite(c) => crate::store::sqlite::ingest::apply(c, &writes).await?,
+        Conn::Postgres(c) => crate::store::postgres::ingest::apply(c, &writes).await?,
     }
     let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
-    super::catalog::apply(conn, &all).await?;
-    super::pricing::apply(conn, &all).await?;
-    super::refunds::apply(conn, &all).await?;
-    super::metrics::record_invoice_failures(conn, &all).await?;
-    super::coupons::apply(conn, &all).await?;
+    crate::store::catalog::apply(conn, &all).await?;
+    crate::store::pricing::apply(conn, &all).await?;
+    crate::store::refunds::apply(conn, &all).await?;
+    crate::store::metrics::record_invoice_failures(conn, &all).await?;
+    crate::store::coupons::apply(conn, &all).await?;
     // Reactions see the batch in runs of one kind (webhook or import: imports never email),
     // each run at the time its last event was received, as the ingest transaction did.
     let mut enqueued = 0;
@@ -303,9 +303,9 @@ async fn project_events(
     // Seen as of the batch's latest receipt: a later instant only makes the figures exact
     // further ahead; the scheduler recomputes them once the clock passes their due time.
     let seen_at = events.iter().map(|l| l.received_at).max().unwrap_or_default();
-    super::figures::apply(conn, &all, recompute_figures, seen_at).await?;
+    crate::figures::storage::apply(conn, &all, recompute_figures, seen_at).await?;
     // Cached metrics are stale from this commit on.
-    execute!(conn, super::metrics::BUMP_GENERATION)?;
+    execute!(conn, crate::store::metrics::BUMP_GENERATION)?;
     Ok(enqueued)
 }
 
@@ -409,7 +409,7 @@ async fn retry_customer(
 async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>, now: i64) -> Result<u64, StoreError> {
     let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
     let (position,): (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-    for sql in CLEAR_PROJECTED.iter().chain(&super::refunds::CLEAR) {
+    for sql in CLEAR_PROJECTED.iter().chain(&crate::store::refunds::CLEAR) {
         execute!(conn, *sql)?;
     }
     let parked: Vec<(i64,)> = fetch!(conn, fetch_all, (i64,), PARKED_SEQS)?;
@@ -429,7 +429,7 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>, now: i64) -> R
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
         project_events(conn, &events, None, acts_on, false, false).await?;
     }
-    super::figures::rebuild(conn, now).await?;
+    crate::figures::storage::rebuild(conn, now).await?;
     Ok(applied)
 }
 
@@ -587,7 +587,7 @@ impl Store {
         in_transaction!(self, |conn| {
             let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
             let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-            super::figures::rebuild(conn, now).await
+            crate::figures::storage::rebuild(conn, now).await
         })
     }
 
@@ -599,7 +599,7 @@ impl Store {
         in_transaction!(self, |conn| {
             let select_cursor = if is_postgres(conn) { SELECT_CURSOR_FOR_UPDATE } else { SELECT_CURSOR };
             let _: (i64,) = fetch!(conn, fetch_one, (i64,), select_cursor)?;
-            super::figures::refresh_due(conn, now, batch).await
+            crate::figures::storage::refresh_due(conn, now, batch).await
         })
     }
 

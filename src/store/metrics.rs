@@ -6,14 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use super::StoreError;
-use super::conn::{Conn, execute};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
-use crate::domain::metrics::timeline::{
-    CouponTerms, Discount, FailedInvoice, ItemAmount, Snapshot, SubscriptionHistory, Timeline,
-};
 use crate::domain::mrr;
+use crate::domain::timeline::CouponTerms;
+use crate::domain::timeline::Discount;
+use crate::domain::timeline::FailedInvoice;
+use crate::domain::timeline::ItemAmount;
+use crate::domain::timeline::Snapshot;
+use crate::domain::timeline::SubscriptionHistory;
+use crate::domain::timeline::Timeline;
+use crate::store::StoreError;
+use crate::store::conn::{Conn, execute};
 
 /// Rows the reports skipped because they could not be read (all time, this process): one bad
 /// row never fails a whole report. Exposed in `/metrics`.

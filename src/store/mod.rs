@@ -18,38 +18,25 @@
 //! `match` on [`Store`]'s variants is for what is not a statement: connecting, migrating,
 //! pools, health, and the features one backend lacks (`backup` is SQLite's `VACUUM INTO`).
 
-pub mod alerts;
 pub mod backup;
 pub mod batch;
-pub mod breakdowns;
-pub mod cancel;
 pub mod catalog;
 pub mod classify;
 pub mod conn;
 pub mod coupons;
-pub mod dashboard_sessions;
-pub mod digest;
-pub mod dunning;
-pub mod experiments;
-pub mod figures;
 pub mod forget;
 mod gauges;
 pub mod health;
-pub mod lifecycle;
 pub mod log;
 pub mod metrics;
-pub mod nps;
 pub mod observed;
 pub mod outbox;
-pub mod owner_views;
 pub mod postgres;
 pub mod pricing;
 pub mod reactions;
-pub mod recap;
 pub mod refetch;
 pub mod refunds;
 pub mod rows;
-pub mod saves;
 pub mod shared;
 pub mod sqlite;
 mod sync_cursors;
@@ -398,7 +385,7 @@ impl Store {
     }
 
     /// The whole recorded history, as metrics read it.
-    pub async fn load_timeline(&self) -> Result<crate::domain::metrics::Timeline, StoreError> {
+    pub async fn load_timeline(&self) -> Result<crate::domain::timeline::Timeline, StoreError> {
         let mut timeline = match self {
             Self::Sqlite(s) => metrics::load_timeline_from!(s.pool()),
             Self::Postgres(s) => metrics::load_timeline_from!(s.pool()),

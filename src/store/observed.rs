@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::conn::{execute, fetch};
-use super::{Store, StoreError};
+use crate::store::conn::{execute, fetch};
+use crate::store::{Store, StoreError};
 use crate::stripe_api::IntendedCall;
 
 const INSERT: &str = "INSERT INTO observed_stripe_calls (method, path, params, purpose, customer, observed_at) \

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use super::conn::{Conn, execute, fetch};
-use super::{Store, StoreError};
 use crate::mail::NewEmail;
+use crate::store::conn::{Conn, execute, fetch};
+use crate::store::{Store, StoreError};
 
 const INSERT: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, subject, body_text, \
      body_html, status, attempts, next_attempt_at, created_at, unsubscribe_url) \

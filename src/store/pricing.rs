@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::conn::{Conn, execute, fetch};
-use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
-use crate::domain::metrics::Timeline;
 use crate::domain::pricing::{self, ItemPricing, LineAmount, PriceTiers, Tier};
+use crate::domain::timeline::Timeline;
+use crate::store::conn::{Conn, execute, fetch};
+use crate::store::{Store, StoreError};
 
 /// A line's `finalized_at` is the earliest reported (events may arrive in any order).
 const UPSERT_LINE: &str = "INSERT INTO subscription_item_lines (invoice_id, line_id, subscription_id, subscription_item, \
@@ -130,7 +130,7 @@ pub fn attach_rows(t: &mut Timeline, prices: Vec<PriceTiersPoint>, lines: Vec<Li
             Ok(tiers) => {
                 t.prices.insert(p.id, PriceTiers { mode: p.tiers_mode, tiers });
             }
-            Err(e) => super::metrics::skip_row("prices.tiers", &e),
+            Err(e) => crate::store::metrics::skip_row("prices.tiers", &e),
         }
     }
     let mut by_item: HashMap<String, Vec<LineAmount>> = HashMap::new();

@@ -9,14 +9,18 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::StoreError;
-use super::conn::{Conn, execute};
-use super::lifecycle::{self as series, NewSeries};
-use super::outbox;
 use crate::domain::event::Event;
+use crate::lifecycle::storage as series;
+use crate::lifecycle::storage::NewSeries;
 use crate::mail::NewEmail;
+use crate::store::StoreError;
+use crate::store::conn::{Conn, execute};
+use crate::store::outbox;
 
-pub use super::dunning::{Card, Closing, Contact, DunningCase};
+pub use crate::dunning::storage::Card;
+pub use crate::dunning::storage::Closing;
+pub use crate::dunning::storage::Contact;
+pub use crate::dunning::storage::DunningCase;
 
 /// What the reactions want to know before deciding on a run of events. Every set names the
 /// rows to read; rows that don't exist are simply absent from [`Facts`].
@@ -119,7 +123,7 @@ pub enum Write {
     /// Close a customer's open at-risk episode: they stopped paying.
     EndRisk { customer: String, at: i64 },
     /// Queue an alert to Slack or the signed webhook (nothing if its dedupe key is known).
-    Deliver(crate::alerts::NewDelivery),
+    Deliver(crate::owner::alerts::NewDelivery),
 }
 
 /// What the reactions decided for a run of events.
@@ -182,8 +186,8 @@ async fn customer_mrr(
         return Ok(out);
     }
     let keys: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let owns = super::figures::own_timelines(conn, &keys).await?;
-    let by_key: HashMap<&str, &crate::domain::metrics::Timeline> = keys.iter().copied().zip(owns.iter()).collect();
+    let owns = crate::figures::storage::own_timelines(conn, &keys).await?;
+    let by_key: HashMap<&str, &crate::domain::timeline::Timeline> = keys.iter().copied().zip(owns.iter()).collect();
     for (customer, at) in wanted {
         let Some(own) = by_key.get(customer.as_str()) else { continue };
         let mut mrr: HashMap<String, f64> = HashMap::new();
@@ -310,7 +314,7 @@ async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error>
 
 /// Apply `plan` in order at `now`; returns the emails newly enqueued.
 async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usize, sqlx::Error> {
-    use super::dunning as cases;
+    use crate::dunning::storage as cases;
     let mut enqueued = 0;
     for w in &plan.writes {
         match w {
@@ -358,7 +362,7 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
                 execute!(conn, END_RISK, customer.as_str(), *at)?;
             }
             Write::Deliver(d) => {
-                super::alerts::enqueue(conn, d, now).await?;
+                crate::owner::alerts::storage::enqueue(conn, d, now).await?;
             }
         }
     }

@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 
-use super::batch::{Tie, Writes, is_tie};
-use super::conn::{Conn, execute, fetch};
-use super::{Store, StoreError};
 use crate::domain::watermark::Watermark;
+use crate::store::batch::{Tie, Writes, is_tie};
+use crate::store::conn::{Conn, execute, fetch};
+use crate::store::{Store, StoreError};
 
 /// Seconds after the last tie of an object before it is fetched: a burst of updates settles
 /// first, and the object is fetched once for the whole burst.

@@ -6,12 +6,12 @@
 
 use std::collections::HashMap;
 
-use super::conn::{Conn, execute};
-use super::{Store, StoreError};
 use crate::domain::event::Event;
 use crate::domain::refunds::{
     self, ChargeSnapshot, CreditNoteSnapshot, DisputeSnapshot, MoneyBack, RefundMark, Stored, StoredCreditNote, StoredDispute,
 };
+use crate::store::conn::{Conn, execute};
+use crate::store::{Store, StoreError};
 
 const UPSERT_CHARGE: &str = "INSERT INTO charges (id, customer, invoice, payment_intent, currency, amount_refunded, src_created) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET customer = COALESCE(excluded.customer, charges.customer), \
@@ -138,7 +138,7 @@ macro_rules! load_from {
 
 impl Store {
     /// Everything given back after a payment, as the metrics read it.
-    pub async fn load_given_back(&self) -> Result<Vec<crate::domain::metrics::timeline::GivenBack>, StoreError> {
+    pub async fn load_given_back(&self) -> Result<Vec<crate::domain::timeline::GivenBack>, StoreError> {
         let (charges, marks, disputes, notes, paid) = match self {
             Store::Sqlite(s) => load_from!(s.pool()),
             Store::Postgres(s) => load_from!(s.pool()),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::conn::{Conn, fetch};
+use crate::store::conn::{Conn, fetch};
 
 /// A customer row.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

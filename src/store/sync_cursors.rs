@@ -2,8 +2,8 @@
 //! the last object whose snapshots are committed. The statements are the same on both
 //! backends.
 
-use super::conn::{execute, fetch};
-use super::{Store, StoreError};
+use crate::store::conn::{execute, fetch};
+use crate::store::{Store, StoreError};
 
 const GET_CURSOR: &str = "SELECT last_id FROM sync_cursors WHERE object_type = $1";
 const SAVE_CURSOR: &str = "INSERT INTO sync_cursors (object_type, last_id, updated_at) VALUES ($1, $2, $3) \

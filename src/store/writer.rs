@@ -21,9 +21,9 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{IngestOptions, Ingested, Store, StoreError};
 use crate::clock::Clock;
 use crate::domain::event::Event;
+use crate::store::{IngestOptions, Ingested, Store, StoreError};
 
 /// Most events committed together; bounds a transaction's size and latency.
 const MAX_BATCH: usize = 512;
@@ -98,7 +98,7 @@ impl Writer {
             && let Some(parts) = s.append_parts()
         {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            match super::sqlite::append::start(parts, clock.clone(), rx) {
+            match crate::store::sqlite::append::start(parts, clock.clone(), rx) {
                 Ok(task) => return (Self { lanes: Arc::from([tx]) }, task),
                 Err(e) => tracing::warn!(error = %e, "no thread for SQLite appends; appending from a task"),
             }
@@ -113,7 +113,7 @@ impl Writer {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH / count);
             lanes.push(tx);
             let lane = match &store {
-                Store::Postgres(p) => Lane::Postgres(Box::new(super::postgres::append::Lane::new(p.clone()))),
+                Store::Postgres(p) => Lane::Postgres(Box::new(crate::store::postgres::append::Lane::new(p.clone()))),
                 Store::Sqlite(_) => Lane::Shared,
             };
             tasks.push(tokio::spawn(run(store.clone(), clock.clone(), lane, rx)));
@@ -143,14 +143,14 @@ fn lane_of(event: &Event, lanes: usize) -> usize {
     }
     // Fixed keys (not RandomState): every replica and restart maps a customer the same way.
     let mut h = std::hash::DefaultHasher::new();
-    super::log::customer_key(event).hash(&mut h);
+    crate::store::log::customer_key(event).hash(&mut h);
     (h.finish() % lanes as u64) as usize
 }
 
 /// How a writer task reaches the database.
 enum Lane {
     /// A connection of its own (Postgres).
-    Postgres(Box<super::postgres::append::Lane>),
+    Postgres(Box<crate::store::postgres::append::Lane>),
     /// The store's append path (an in-memory SQLite database).
     Shared,
 }
@@ -164,7 +164,7 @@ impl Lane {
     }
 }
 
-type AppendResult = Result<(Vec<Ingested>, Option<i64>, super::Durability), StoreError>;
+type AppendResult = Result<(Vec<Ingested>, Option<i64>, crate::store::Durability), StoreError>;
 
 async fn run(store: Store, clock: Clock, mut lane: Lane, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -264,7 +264,7 @@ fn note_failure(store: &Store, e: &StoreError) {
 }
 
 /// [`note_failure`], given the store's health.
-pub(crate) fn note_failure_in(health: &super::health::Health, e: &StoreError) {
+pub(crate) fn note_failure_in(health: &crate::store::health::Health, e: &StoreError) {
     if !matches!(e, StoreError::Rejected(_)) {
         health.fault(PART, format!("appending to the event log failed: {}", error_chain(e)));
     }
@@ -292,7 +292,7 @@ mod durability_tests {
     fn a_failed_fsync_is_unavailable_not_a_database_error() {
         let e = StoreError::NotDurable(SyncFailed::Fsync);
         assert!(matches!(WriteError::from(&e), WriteError::Unavailable));
-        let answer = actix_web::ResponseError::status_code(&crate::webhook::error::WebhookError::Store(WriteError::from(&e)));
+        let answer = actix_web::ResponseError::status_code(&crate::ingest::error::WebhookError::Store(WriteError::from(&e)));
         assert_eq!(answer, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

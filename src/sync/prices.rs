@@ -15,13 +15,13 @@ use anyhow::Context;
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use super::coupons::path_segment;
-use super::stripe_list::{Retry, brief, is_transient};
 use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::pricing;
 use crate::store::{IngestOptions, Store};
 use crate::stripe_api::StripeApi;
+use crate::sync::coupons::path_segment;
+use crate::sync::stripe_list::{Retry, brief, is_transient};
 use crate::workers::Outcome;
 
 /// Prices asked for per pass.

@@ -8,7 +8,7 @@ use actix_web::{FromRequest, HttpRequest, ResponseError, dev::Payload, web};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use super::error::json_error;
+use crate::web::error::json_error;
 
 /// The configured owner token; absent means owner endpoints are closed.
 #[derive(Clone, Debug)]

@@ -3,13 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::auth::Owner;
-use super::error::ApiError;
 use crate::clock::Clock;
 use crate::metrics::{Gauge, Metrics, render};
 use crate::store::log::ProjectorLag;
 use crate::store::{OperationalCounts, Store};
+use crate::web::auth::Owner;
 use crate::web::body_budget::BodyBudget;
+use crate::web::error::ApiError;
 
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

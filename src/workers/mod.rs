@@ -3,7 +3,6 @@
 //! sleeping); the loop picks the pause and stops on a shutdown signal after its batch.
 
 pub mod outbox;
-pub mod projector;
 pub mod scheduler;
 
 use std::future::Future;

@@ -8,11 +8,11 @@ use crate::health::Health;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::Outcome;
 use crate::mail::EmailContent;
 use crate::mail::transport::{Mailer, Outgoing, SendFailure};
 use crate::store::Store;
 use crate::store::outbox::{ClaimedEmail, SendOutcome};
+use crate::workers::Outcome;
 
 /// Rows claimed per pass.
 pub const BATCH: i64 = 64;

@@ -10,16 +10,20 @@ use std::sync::Arc;
 
 use minijinja::context;
 
-use super::Outcome;
-use crate::domain::dunning::year_month;
-use crate::domain::lifecycle::reengage_case;
-use crate::domain::lifecycle::{Windows, assess};
-use crate::domain::saves::decide;
-use crate::reactions::lifecycle::{REENTRY_COOLDOWN_SECS, reengagement_emails};
-use crate::reactions::{EmailTo, Reactor};
+use crate::cancel::saves::decide;
+use crate::dunning::rules::year_month;
+use crate::ingest::react::EmailTo;
+use crate::ingest::react::Reactor;
+use crate::lifecycle::reactions::REENTRY_COOLDOWN_SECS;
+use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::rules::Windows;
+use crate::lifecycle::rules::assess;
+use crate::lifecycle::rules::reengage_case;
+use crate::lifecycle::storage::NewEpisode;
+use crate::lifecycle::storage::NewSeries;
 use crate::store::Store;
-use crate::store::lifecycle::{NewEpisode, NewSeries};
 use crate::telemetry::capability_ref;
+use crate::workers::Outcome;
 
 /// Customers whose maintained figures are recomputed per transaction when their due time
 /// passes: bounds how long the projector and the webhooks (SQLite has one writer) wait behind
@@ -132,7 +136,7 @@ impl Scheduler {
                     customer: &c.customer,
                     subscription: None,
                     started_at: now,
-                    arm: crate::reactions::lifecycle::reengagement_arm(&self.reactor, &c.customer),
+                    arm: crate::lifecycle::reactions::reengagement_arm(&self.reactor, &c.customer),
                 };
                 enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }
@@ -143,14 +147,14 @@ impl Scheduler {
     /// The monthly value recaps due at `now` (customers on their billing anniversary), once
     /// per customer per month by their outbox key. Off unless `[recap]` is enabled.
     async fn value_recaps(&self, now: i64) -> anyhow::Result<usize> {
-        let emails = crate::recap::due_recaps(&self.store, &self.reactor, now).await?;
+        let emails = crate::lifecycle::recap::due_recaps(&self.store, &self.reactor, now).await?;
         Ok(self.store.enqueue_emails(&emails, now).await?)
     }
 
     /// The NPS surveys due at `now` (day 30 of a paying customer's life, then every six
     /// months), once per survey by their outbox key. Off unless `[nps]` is enabled.
     async fn nps_surveys(&self, now: i64) -> anyhow::Result<usize> {
-        let emails = crate::nps::due_surveys(&self.store, &self.reactor, now).await?;
+        let emails = crate::lifecycle::nps::due_surveys(&self.store, &self.reactor, now).await?;
         Ok(self.store.enqueue_emails(&emails, now).await?)
     }
 
@@ -162,7 +166,7 @@ impl Scheduler {
             let Some(d) = decide(&p.save, p.subscription.as_ref(), &p.paid_invoices, self.save_confirm_secs, now) else {
                 continue;
             };
-            if d.state == crate::domain::saves::SaveState::Reversed {
+            if d.state == crate::cancel::saves::SaveState::Reversed {
                 self.alert_save_reversed(&p, &d, now).await?;
             }
             if self.store.decide_save(&p.session, &d, p.mrr, p.currency.as_deref()).await? {
@@ -183,8 +187,8 @@ impl Scheduler {
     /// (its key is unique): a crash in between re-queues nothing twice and loses nothing.
     async fn alert_save_reversed(
         &self,
-        p: &crate::store::saves::PendingSave,
-        d: &crate::domain::saves::Decision,
+        p: &crate::cancel::saves_storage::PendingSave,
+        d: &crate::cancel::saves::Decision,
         now: i64,
     ) -> anyhow::Result<()> {
         let alerts = &self.reactor.alerts;
@@ -225,8 +229,12 @@ impl Scheduler {
     /// last `after_months` 30-day windows, when the yearly price (read from the store: its
     /// `price.*` events or a sync) saves money. Idempotent: a subscription is offered once.
     pub async fn annual_offers(&self, now: i64) -> anyhow::Result<usize> {
-        use crate::domain::lifecycle::{DAY, OFFER_MONTH_DAYS, annual_offer_case, annual_saving, steady_activity};
         use crate::domain::money::format_minor;
+        use crate::lifecycle::rules::DAY;
+        use crate::lifecycle::rules::OFFER_MONTH_DAYS;
+        use crate::lifecycle::rules::annual_offer_case;
+        use crate::lifecycle::rules::annual_saving;
+        use crate::lifecycle::rules::steady_activity;
         let cfg = &self.reactor.lifecycle.annual_offer;
         if !cfg.active() {
             return Ok(0);
@@ -276,7 +284,7 @@ impl Scheduler {
                 send_at: now,
             };
             let email = self.reactor.marketing_email(&cfg.template, ctx, to)?;
-            let offer = crate::store::lifecycle::AnnualOfferRow {
+            let offer = crate::lifecycle::storage::AnnualOfferRow {
                 subscription: c.subscription.clone(),
                 customer: c.customer.clone(),
                 item_id: c.item_id.clone(),

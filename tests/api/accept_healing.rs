@@ -32,7 +32,7 @@ fn one_connection_client() -> reqwest::Client {
 /// (an unread body makes the client drop it, and the server's descriptor with it).
 async fn post(client: &reqwest::Client, address: &str, event: &Value) -> u16 {
     let body = event.to_string();
-    let header = holdfast::webhook::signature::sign(body.as_bytes(), SECRET, now());
+    let header = holdfast::ingest::signature::sign(body.as_bytes(), SECRET, now());
     let response = client
         .post(format!("{address}/webhooks/stripe"))
         .header("Content-Type", "application/json")

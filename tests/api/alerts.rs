@@ -13,9 +13,11 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use holdfast::alerts::deliver::{AlertSender, FAULT_AFTER, PART};
-use holdfast::config::owner::OwnerSettings;
 use holdfast::health::UNREADY_AFTER_SECS;
+use holdfast::owner::alerts::deliver::AlertSender;
+use holdfast::owner::alerts::deliver::FAULT_AFTER;
+use holdfast::owner::alerts::deliver::PART;
+use holdfast::owner::config::OwnerSettings;
 
 use crate::support::cancel_flow::{flow_with, seed, signed_link};
 use crate::support::helpers::{Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};

@@ -51,7 +51,7 @@ async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
             for i in 0..20 {
                 let e = event("customer.created", now(), customer(&format!("cus_live{i}"), "live@example.com", now()));
                 let body = e.to_string();
-                let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
+                let header = holdfast::ingest::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
                 let r = client
                     .post(format!("{address}/webhooks/stripe"))
                     .header("Stripe-Signature", header)

@@ -96,7 +96,7 @@ async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
             .await;
     }
     let ends_on =
-        holdfast::web::cancel::long_date(yearly["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
+        holdfast::cancel::http::long_date(yearly["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
 
     let outcome = async {
         let mut pages: Vec<(String, (i64, i64))> = Vec::new();

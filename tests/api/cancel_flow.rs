@@ -1,11 +1,12 @@
 //! The cancel flow through the real server: links, survey, offers, Stripe calls (answered by
 //! wiremock with Stripe's example subscription), session records.
 
-use holdfast::cancel_flow::links::sign;
-use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
-use holdfast::store::cancel::NewCancelSession;
+use holdfast::cancel::http::long_date;
+use holdfast::cancel::links::sign;
+use holdfast::cancel::rules::RESUME_MARGIN_SECS;
+use holdfast::cancel::rules::add_months;
+use holdfast::cancel::storage::NewCancelSession;
 use holdfast::telemetry::capability_ref;
-use holdfast::web::cancel::long_date;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -303,7 +304,7 @@ async fn forged_foreign_expired_and_reused_links_are_refused() {
         .store
         .insert_cancel_session(&NewCancelSession {
             id: "e".repeat(64),
-            link_token_hash: Some(holdfast::cancel_flow::links::token_hash(token)),
+            link_token_hash: Some(holdfast::cancel::links::token_hash(token)),
             csrf_token: "c".repeat(64),
             customer: "cus_link1".into(),
             subscription: Some("sub_link1".into()),

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use holdfast::ingest::signature::sign;
 use holdfast::store::Store;
-use holdfast::webhook::signature::sign;
 use serde_json::Value;
 use tokio::sync::Notify;
 

@@ -2,8 +2,10 @@
 //! from-scratch computation over the whole history, for every month and currency; and their
 //! rebuild by `holdfast reproject` and on a database migrated from before they existed.
 
-use holdfast::domain::metrics::summary::{self, CancelFlowJson};
-use holdfast::domain::metrics::{Month, compute};
+use holdfast::domain::month::Month;
+use holdfast::figures::compute;
+use holdfast::figures::summary;
+use holdfast::figures::summary::CancelFlowJson;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -2,7 +2,7 @@
 //! the outbox worker → a real SMTP server; every stop condition; one-click unsubscribe; A/B.
 //! Time moves by passing a clock to the workers, never by sleeping.
 
-use holdfast::domain::lifecycle::variant;
+use holdfast::lifecycle::rules::variant;
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -124,7 +124,7 @@ async fn trial_ending_links_a_payment_method_only_when_none_is_on_file() {
         sink.parsed()[i].clone()
     };
     let (nocard, card) = (by("cus_nocard@example.com"), by("cus_card@example.com"));
-    let date = holdfast::domain::dunning::format_date(ends);
+    let date = holdfast::dunning::rules::format_date(ends);
     assert_eq!(nocard.header("Subject"), Some(format!("Your Acme trial ends on {date}")));
     assert!(nocard.text.contains("https://billing.acme.test/billing/update?token="), "{}", nocard.text);
     assert!(nocard.text.contains("$20.00 / month"), "{}", nocard.text);
@@ -284,7 +284,7 @@ async fn post_keyed(app: &TestApp, body: &Value, key: &str) -> reqwest::Response
 /// `cus_1`'s activity counted in the last 7 days, as the at-risk check reads it.
 async fn recent_week(app: &TestApp) -> i64 {
     let today = now().div_euclid(DAY);
-    let windows = holdfast::domain::lifecycle::Windows { recent: (today - 6, today + 1), baseline: (0, today - 6) };
+    let windows = holdfast::lifecycle::rules::Windows { recent: (today - 6, today + 1), baseline: (0, today - 6) };
     let candidates = app.store.activity_candidates(windows).await.expect("candidates");
     candidates.iter().find(|c| c.customer == "cus_1").map_or(0, |c| c.recent_week)
 }
@@ -585,7 +585,7 @@ async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_th
     assert_eq!(subjects(&sink), vec!["Welcome to your Acme trial"]);
     let welcome = &sink.parsed()[0];
     assert!(welcome.header("List-Unsubscribe").is_some());
-    let ends_on = holdfast::domain::dunning::format_date(t + 14 * DAY);
+    let ends_on = holdfast::dunning::rules::format_date(t + 14 * DAY);
     assert!(welcome.text.contains(&format!("runs until {ends_on}")), "{}", welcome.text);
 
     // The trial converts: its first paid invoice starts no paid onboarding on top.
@@ -733,7 +733,7 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
         app.deliver(&event("customer.created", t0, customer(&cus, &format!("{cus}@example.com"), t0))).await;
         app.deliver(&event("customer.subscription.created", t0, Sub::new(&sub, &cus, t0).object())).await;
         app.deliver(&canceled(&sub, &cus, t0, t, "cancellation_requested")).await;
-        let arm = holdfast::domain::lifecycle::series_arm("winback", &cus, 50).expect("an arm");
+        let arm = holdfast::lifecycle::rules::series_arm("winback", &cus, 50).expect("an arm");
         let back = rng.chance(if arm == "holdout" { 0.3 } else { 0.6 });
         if back {
             app.deliver(&event("customer.subscription.created", t + 60, Sub::new(&format!("{sub}b"), &cus, t + 60).object()))
@@ -776,7 +776,7 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
     let lift = &treated["lift"];
     let difference = ts as f64 / tn as f64 - hs as f64 / hn as f64;
     assert!((lift["difference"].as_f64().expect("difference") - difference).abs() < 1e-6, "{x}");
-    let interval = holdfast::domain::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
+    let interval = holdfast::figures::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
     assert!((lift["ci_low"].as_f64().expect("low") - interval.low).abs() < 1e-6, "{x}");
     assert!((lift["ci_high"].as_f64().expect("high") - interval.high).abs() < 1e-6, "{x}");
     assert!(
@@ -805,7 +805,7 @@ async fn an_onboarding_holdout_is_measured_on_paying_at_day_60() {
         if !stays {
             app.deliver(&canceled(&sub, &cus, t, t + 60, "cancellation_requested")).await;
         }
-        let arm = holdfast::domain::lifecycle::series_arm("onboarding", &cus, 50).expect("an arm");
+        let arm = holdfast::lifecycle::rules::series_arm("onboarding", &cus, 50).expect("an arm");
         let e = expected.entry(arm).or_default();
         e.0 += u64::from(stays);
         e.1 += 1;
@@ -845,7 +845,7 @@ async fn a_reengagement_holdout_is_measured_on_activity_resumed_within_14_days()
         app.deliver(&event("customer.subscription.created", t - 90 * DAY, Sub::new(&sub, &cus, t - 90 * DAY).object())).await;
         let old: Vec<Value> = (40..50).map(|d| json!({"customer": cus, "at": t - d * DAY, "count": 4})).collect();
         assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
-        let arm = holdfast::domain::lifecycle::series_arm("reengagement", &cus, 50).expect("an arm");
+        let arm = holdfast::lifecycle::rules::series_arm("reengagement", &cus, 50).expect("an arm");
         // Two in three come back on day 3 of their episode; the others after the window.
         let returns = i % 3 != 0;
         let e = expected.entry(arm).or_default();

@@ -1,7 +1,7 @@
 //! A full run of the real binary at `RUST_LOG=debug` with JSON logs: genuine events, forged
 //! and stale ones, owner-token requests. Nothing secret or personal may reach the output.
 
-use holdfast::webhook::signature::sign;
+use holdfast::ingest::signature::sign;
 use serde_json::Value;
 
 use crate::support::helpers::{SECRET, customer, event, fresh_database, now};

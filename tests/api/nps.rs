@@ -260,8 +260,9 @@ async fn survey_tokens_and_comments_never_reach_the_logs() {
     assert!(store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable"), "projected");
 
     // The survey's link as the server signs it (the same key derivation, the same secret).
-    let links = holdfast::nps::NpsLinks::new(&server.address, Some(&secrecy::SecretString::from(LINK_SECRET.to_owned())), &[]);
-    let token = links.token(&holdfast::nps::Survey { customer: "cus_npslog".into(), wave: 0 });
+    let links =
+        holdfast::lifecycle::nps::NpsLinks::new(&server.address, Some(&secrecy::SecretString::from(LINK_SECRET.to_owned())), &[]);
+    let token = links.token(&holdfast::lifecycle::nps::Survey { customer: "cus_npslog".into(), wave: 0 });
     let page = format!("{}/nps/{token}", server.address);
     assert_eq!(client.get(format!("{page}?score=2")).send().await.expect("GET").status(), 200);
     assert_eq!(client.post(&page).form(&[("score", "2")]).send().await.expect("POST").status(), 303);

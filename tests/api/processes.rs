@@ -10,7 +10,7 @@ use holdfast::store::Store;
 use serde_json::{Value, json};
 
 use crate::support::helpers::{SECRET, Sub, customer, event, fresh_database, invoice, now};
-use holdfast::webhook::signature::sign;
+use holdfast::ingest::signature::sign;
 
 const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
 const OWNER_TOKEN: &str = "owner-token-never-logged-0123456789";

@@ -3,7 +3,7 @@
 //! instead of projected, counted in `/metrics` and listed for the owner — and the summary,
 //! the monthly series and the dashboard still answer, with the same figures.
 
-use holdfast::webhook::signature::sign;
+use holdfast::ingest::signature::sign;
 use serde_json::{Value, json};
 
 use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events};

@@ -3,7 +3,8 @@
 //! prove or reverse it, as the scheduler decides by the clock; the summary and the dashboard
 //! report the states.
 
-use holdfast::domain::cancel::{RESUME_MARGIN_SECS, add_months};
+use holdfast::cancel::rules::RESUME_MARGIN_SECS;
+use holdfast::cancel::rules::add_months;
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 
@@ -150,7 +151,7 @@ async fn a_save_still_paying_after_the_configured_days_is_confirmed() {
 fn customer_in(experiment: &str, prefix: &str, held: bool) -> String {
     (0..1000)
         .map(|n| format!("cus_{prefix}{n}"))
-        .find(|c| holdfast::domain::lift::held_out(experiment, c, 50) == held)
+        .find(|c| holdfast::figures::lift::held_out(experiment, c, 50) == held)
         .expect("a customer on each side")
 }
 

@@ -1,6 +1,6 @@
 //! Every answer of `POST /webhooks/stripe`, and health.
 
-use holdfast::webhook::signature::sign;
+use holdfast::ingest::signature::sign;
 use serde_json::{Value, json};
 
 use crate::support::helpers::*;

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use super::PgStore;
 use crate::domain::event::Event;
 use crate::store::batch::first_occurrences;
+use crate::store::postgres::PgStore;
 use crate::store::{Durability, Ingested, StoreError};
 
 /// The uncorrelated sub-select is evaluated once, before the first row is produced (an

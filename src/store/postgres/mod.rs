@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::health::Health;
-use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
+use crate::store::health::Health;
 use crate::store::reactions::Hook;
+use crate::store::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -2,9 +2,9 @@
 //! disjoint rows concurrently; the lease (`claimed_until`) lets another worker take over a
 //! claim whose worker died. The claim commits before any mail is sent.
 
-use super::PgStore;
 use crate::store::StoreError;
 use crate::store::outbox::ClaimedEmail;
+use crate::store::postgres::PgStore;
 
 const CLAIM: &str = "WITH due AS (SELECT id FROM outbox \
      WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \

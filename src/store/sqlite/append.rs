@@ -23,10 +23,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use super::wal_sync::{SyncFailed, WalSync};
 use crate::clock::Clock;
 use crate::store::classify::{ErrorClass, sqlite_class};
 use crate::store::health::Health;
+use crate::store::sqlite::wal_sync::{SyncFailed, WalSync};
 use crate::store::writer::{PART, PROBE_EVERY, Request, WriteError, note_failure_in};
 use crate::store::{Ingested, LogSignals, StoreError};
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::health::Health;
-use super::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use crate::domain::event::Event;
+use crate::store::health::Health;
 use crate::store::reactions::Hook;
+use crate::store::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -163,7 +163,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// See [`super::Store::probe_append`].
+    /// See [`crate::store::Store::probe_append`].
     pub async fn probe_append(&self) -> Result<(), StoreError> {
         let mut conn = self.ingest_pool.acquire().await?;
         let probed = async {

@@ -1,9 +1,9 @@
 //! Claiming due outbox rows on SQLite: one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`,
 //! committed before any mail is sent (SQLite has one writer; no I/O while holding it).
 
-use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::outbox::ClaimedEmail;
+use crate::store::sqlite::SqliteStore;
 
 const CLAIM: &str = "UPDATE outbox SET claimed_until = $1 + $2, claim_token = $4 WHERE id IN (SELECT id FROM outbox \
      WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \

@@ -2,8 +2,8 @@
 //! does not follow redirects, a subscribed customer, signed links, and the steps of the flow
 //! (open, answer, choose) as a customer's browser takes them.
 
-use holdfast::cancel_flow::links::sign;
-use holdfast::store::cancel::CancelSessionRow;
+use holdfast::cancel::links::sign;
+use holdfast::cancel::storage::CancelSessionRow;
 use secrecy::SecretString;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use holdfast::clock::Clock;
 use holdfast::config::{Settings, SettingsBuilder};
+use holdfast::ingest::signature::sign;
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
-use holdfast::webhook::signature::sign;
 use holdfast::workers::outbox::OutboxWorker;
 use holdfast::workers::scheduler::Scheduler;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ pub struct TestApp {
     /// The periodic checks (card expiry), driven by hand.
     pub scheduler: Scheduler,
     /// The alert sender (reports to the server's `/readyz`), driven by hand.
-    pub alert_sender: holdfast::alerts::deliver::AlertSender,
+    pub alert_sender: holdfast::owner::alerts::deliver::AlertSender,
     /// The server's clock: system time until a test sets it.
     pub clock: Clock,
     /// Where `.eml` files go when no `SMTP_URL` is given.

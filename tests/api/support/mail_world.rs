@@ -65,7 +65,7 @@ pub fn payment_failed_try(id: &str, created: i64, attempt: i64, next_attempt: Op
 /// and wait until the projector has passed it.
 pub async fn deliver_now(app: &TestApp, event: &Value) {
     let body = event.to_string();
-    let header = holdfast::webhook::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, app.clock.now());
+    let header = holdfast::ingest::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, app.clock.now());
     let response = app.post_raw(body, Some(&header)).await;
     assert_eq!(response.status(), 200, "event {} not acknowledged: {:?}", event["id"], response.text().await);
     app.wait_projected().await;

@@ -1,0 +1,300 @@
+//! Dunning reactions: open one case per failed invoice and plan its series; close it as
+//! recovered or lost, cancelling what is still pending; keep cards for expiry warnings.
+//! Decided from the run's facts; every write goes into the plan.
+
+use minijinja::context;
+
+use crate::domain::event::Event;
+use crate::domain::snapshots::InvoiceSnapshot;
+use crate::dunning::rules::AfterRetries;
+use crate::dunning::rules::CardFacts;
+use crate::dunning::rules::CaseState;
+use crate::dunning::rules::Step;
+use crate::dunning::rules::Trigger;
+use crate::dunning::rules::format_amount;
+use crate::dunning::rules::format_date;
+use crate::dunning::rules::opens_case;
+use crate::ingest::react::Deciding;
+use crate::ingest::react::EmailTo;
+use crate::ingest::react::ReactError;
+use crate::ingest::react::Reactor;
+use crate::store::reactions::{Card, Closing, DunningCase, FactsQuery, StoredCard, Write};
+
+/// The facts `react` reads for `t`.
+pub(crate) fn wants(q: &mut FactsQuery, t: &Trigger) {
+    match t {
+        Trigger::Failed { invoice, .. } => {
+            q.invoices.insert(invoice.id.clone());
+            q.subscriptions.extend(invoice.subscription.clone());
+            q.customers.extend(invoice.customer.clone());
+        }
+        Trigger::Paid { invoice } if invoice.amount_paid > 0 => {
+            q.invoices.insert(invoice.id.clone());
+        }
+        Trigger::Paid { .. } => {}
+        Trigger::InvoiceLost { invoice_id, .. } => {
+            q.invoices.insert(invoice_id.clone());
+        }
+        Trigger::SubscriptionEnded { subscription } => {
+            q.subscriptions.insert(subscription.clone());
+        }
+        Trigger::Card(card) => {
+            q.cards.insert(card.id.clone());
+        }
+    }
+}
+
+/// Decide on one event's trigger.
+pub(crate) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, now: i64, notify: bool) -> Result<(), ReactError> {
+    match t {
+        Trigger::Failed { invoice, action_required, customer_email, customer_name } => {
+            let facts = Failure { event, invoice: &invoice, action_required, email: customer_email, name: customer_name, notify };
+            return on_failure(r, d, facts, now);
+        }
+        Trigger::Paid { invoice } => on_paid(d, &invoice, event.created),
+        Trigger::InvoiceLost { invoice_id, reason } => lose(d, &invoice_id, reason, event.created),
+        Trigger::SubscriptionEnded { subscription } => {
+            let mut open: Vec<String> = d
+                .facts
+                .cases
+                .values()
+                .filter(|c| c.status == "open" && c.subscription.as_deref() == Some(subscription.as_str()))
+                .map(|c| c.invoice_id.clone())
+                .collect();
+            open.sort();
+            for invoice in open {
+                lose(d, &invoice, "subscription_ended", event.created);
+            }
+        }
+        Trigger::Card(card) => store_card(d, card, event),
+    }
+    Ok(())
+}
+
+struct Failure<'a> {
+    event: &'a Event,
+    invoice: &'a InvoiceSnapshot,
+    action_required: bool,
+    email: Option<String>,
+    name: Option<String>,
+    /// False for imported history: record the case, send nothing.
+    notify: bool,
+}
+
+pub(crate) fn case_key(invoice: &str) -> String {
+    format!("dunning:{invoice}")
+}
+
+fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result<(), ReactError> {
+    let inv = f.invoice;
+    let existing = d.facts.cases.get(&inv.id).cloned();
+    let case = match existing {
+        Some(case) if case.status != "open" => return Ok(()),
+        Some(mut case) => {
+            // A retry or a late/out-of-order delivery: the series runs from the earliest
+            // failure, and the newest failure says which try this was and when Stripe tries
+            // next. `attempt_count` only grows, so it orders failures better than their
+            // timestamps (two in one second are not a tie).
+            if (inv.attempt_count, f.event.created) >= (case.attempt_count, case.last_failure_at) {
+                case.next_payment_attempt = inv.next_payment_attempt;
+                case.last_failure_at = f.event.created;
+                case.amount_due = inv.amount_due;
+                case.attempt_count = inv.attempt_count;
+            }
+            case.opened_at = case.opened_at.min(f.event.created);
+            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+            d.push(Write::RecordFailure(case.clone()));
+            case
+        }
+        None => {
+            let sub_status = inv.subscription.as_ref().and_then(|s| d.facts.subscription_status.get(s)).cloned();
+            if let Err(why) = opens_case(inv, sub_status.as_deref()) {
+                tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
+                return Ok(());
+            }
+            let experiment = r.experiments.email.as_ref();
+            let case = DunningCase {
+                invoice_id: inv.id.clone(),
+                customer: inv.customer.clone(),
+                subscription: inv.subscription.clone(),
+                kind: if f.action_required { "action_required" } else { "payment_failed" }.into(),
+                status: "open".into(),
+                silent: !f.notify || r.cadence.beyond_horizon(f.event.created, now),
+                currency: inv.currency.clone(),
+                amount_due: inv.amount_due,
+                opened_at: f.event.created,
+                next_payment_attempt: inv.next_payment_attempt,
+                closed_at: None,
+                close_reason: None,
+                recovered_amount: None,
+                recovered_after_secs: None,
+                emails_before_close: None,
+                last_failure_at: f.event.created,
+                experiment: experiment.map(|x| x.name.clone()),
+                variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
+                attempt_count: inv.attempt_count,
+            };
+            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+            d.push(Write::OpenCase(case.clone()));
+            // The invoice may already be settled (its payment event arrived first).
+            match d.facts.invoice_status.get(&inv.id).map(String::as_str) {
+                Some("paid") => {
+                    let paid_at = inv.paid_at.unwrap_or(f.event.created);
+                    recover(d, &case.invoice_id, inv.amount_paid.max(inv.amount_due), paid_at);
+                    return Ok(());
+                }
+                Some("void") => {
+                    lose(d, &inv.id, "voided", f.event.created);
+                    return Ok(());
+                }
+                Some("uncollectible") => {
+                    lose(d, &inv.id, "uncollectible", f.event.created);
+                    return Ok(());
+                }
+                _ => {}
+            }
+            case
+        }
+    };
+    // The email experiment's holdout (an opt-in) gets no dunning email: the case is still
+    // recorded, so its recovery is measured against the emailed arms.
+    if case.silent || case.variant.as_deref() == Some(crate::figures::lift::HOLDOUT) {
+        return Ok(());
+    }
+    plan_series(r, d, &case, &f, now)
+}
+
+fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_>, now: i64) -> Result<(), ReactError> {
+    let Some(customer) = &case.customer else { return Ok(()) };
+    let contact = d.facts.contacts.get(customer).cloned();
+    if contact.as_ref().is_some_and(|c| c.deleted) {
+        return Ok(());
+    }
+    let recipient = contact.as_ref().and_then(|c| c.email.clone()).or_else(|| f.email.clone());
+    let Some(recipient) = recipient else {
+        tracing::warn!(stripe.invoice = %case.invoice_id, "failed payment but no email address known for the customer");
+        return Ok(());
+    };
+    let name = contact.and_then(|c| c.name).or_else(|| f.name.clone());
+    let action_required = case.kind == "action_required";
+    let hosted = f.invoice.hosted_invoice_url.as_deref();
+    let update_link = if action_required {
+        hosted.map(str::to_owned)
+    } else {
+        r.links().update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
+    };
+    let state = CaseState {
+        opened_at: case.opened_at,
+        last_failure_at: case.last_failure_at,
+        attempt_count: case.attempt_count,
+        next_payment_attempt: case.next_payment_attempt,
+        action_required,
+    };
+    let plan = r.cadence.plan(&state);
+    let after = r.cadence.after_retries;
+    for step in &plan.withdraw {
+        d.push(Write::CancelEmail(step_key(&case.invoice_id, *step)));
+    }
+    for (step, due) in plan.send {
+        // Once Stripe stops trying, a new card is not charged by itself: the way out is to
+        // pay the invoice (or, when the subscription ends, to subscribe again).
+        let (link, label) = match step {
+            Step::Stopped if after == AfterRetries::Canceled => (
+                case.subscription
+                    .as_deref()
+                    .and_then(|sub| r.links().come_back(customer, sub, r.lifecycle.product_url.as_deref(), now)),
+                "Subscribe again",
+            ),
+            Step::Stopped => (hosted.map(str::to_owned).or_else(|| update_link.clone()), "Pay the invoice"),
+            _ if action_required => (update_link.clone(), "Confirm payment"),
+            _ => (
+                update_link.as_deref().map(|l| r.links().for_email(l, &step_key(&case.invoice_id, step))),
+                "Update payment method",
+            ),
+        };
+        let ctx = context! {
+            customer => context! { name => name.clone(), email => recipient.clone() },
+            invoice => context! {
+                id => case.invoice_id.clone(),
+                amount => format_amount(case.amount_due, case.currency.as_deref()),
+                failed_on => format_date(case.opened_at),
+                last_attempt_on => case.next_payment_attempt.map(format_date),
+                hosted_invoice_url => hosted,
+            },
+            after_retries => after.as_str(),
+            action_url => link,
+            action_label => label,
+        };
+        let to = EmailTo {
+            dedupe_key: step_key(&case.invoice_id, step),
+            case_key: Some(case_key(&case.invoice_id)),
+            customer: Some(customer),
+            recipient: &recipient,
+            send_at: due,
+        };
+        // Already queued: the store follows an earlier failure time or Stripe's new retry date.
+        d.push(Write::EnqueueOrReschedule(r.email(step.template(action_required), ctx, to)?));
+    }
+    Ok(())
+}
+
+fn step_key(invoice: &str, step: Step) -> String {
+    format!("{}:{}", case_key(invoice), step.key())
+}
+
+fn on_paid(d: &mut Deciding, inv: &InvoiceSnapshot, event_created: i64) {
+    if inv.amount_paid <= 0 {
+        // A $0 invoice.paid (trial start) is not a recovery.
+        return;
+    }
+    if d.facts.cases.get(&inv.id).is_some_and(|c| c.status == "open") {
+        recover(d, &inv.id, inv.amount_paid, inv.paid_at.unwrap_or(event_created));
+    }
+}
+
+/// Close `invoice`'s case as `closing` (if it is open), in the plan and in the run's facts.
+fn close(d: &mut Deciding, invoice: &str, closing: Closing) {
+    if let Some(case) = d.facts.cases.get_mut(invoice)
+        && case.status == "open"
+    {
+        case.status = closing.status.to_owned();
+        case.closed_at = Some(closing.closed_at);
+        case.close_reason = Some(closing.reason.clone());
+        case.recovered_amount = closing.recovered_amount;
+        case.recovered_after_secs = closing.recovered_after_secs;
+    }
+    d.push(Write::CloseCase { invoice: invoice.to_owned(), case_key: case_key(invoice), closing });
+}
+
+fn recover(d: &mut Deciding, invoice: &str, amount: i64, paid_at: i64) {
+    let opened_at = d.facts.cases.get(invoice).map_or(paid_at, |c| c.opened_at);
+    d.push(Write::CancelCase(case_key(invoice)));
+    let closing = Closing {
+        status: "recovered",
+        closed_at: paid_at,
+        reason: "paid".into(),
+        recovered_amount: Some(amount),
+        recovered_after_secs: Some((paid_at - opened_at).max(0)),
+    };
+    close(d, invoice, closing);
+}
+
+fn lose(d: &mut Deciding, invoice: &str, reason: &str, at: i64) {
+    // The "payments have stopped" notice explains exactly this ending (the subscription
+    // canceled after the last try): it still goes. Everything else of the case is moot.
+    d.push(Write::CancelCaseExcept { case_key: case_key(invoice), keep: step_key(invoice, Step::Stopped) });
+    let closing =
+        Closing { status: "lost", closed_at: at, reason: reason.to_owned(), recovered_amount: None, recovered_after_secs: None };
+    close(d, invoice, closing);
+}
+
+fn store_card(d: &mut Deciding, c: CardFacts, event: &Event) {
+    // The store keeps the newest snapshot; the run's facts follow the same rule.
+    let newer = d.facts.cards.get(&c.id).is_none_or(|stored| event.created >= stored.src_created);
+    if newer {
+        d.facts.cards.insert(c.id.clone(), StoredCard { customer: c.customer.clone(), src_created: event.created });
+    }
+    let card =
+        Card { id: c.id, customer: c.customer, brand: c.brand, last4: c.last4, exp_month: c.exp_month, exp_year: c.exp_year };
+    d.push(Write::UpsertCard { card, created: event.created, event_id: event.id.clone() });
+}

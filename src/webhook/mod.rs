@@ -1,8 +1,0 @@
-//! The path of a Stripe webhook: size limit → signature → envelope → group-commit writer.
-
-pub mod error;
-pub mod handler;
-pub mod refetch;
-pub mod signature;
-
-pub use handler::{Intake, WebhookState, receive};
