@@ -29,6 +29,7 @@ use clap::Parser;
 use holdfast::clock::Clock;
 use holdfast::domain::event::Event;
 use holdfast::store::{IngestOptions, Store};
+use holdfast::webhook::signature::sign;
 use holdfast_sim::{Business, Params, events};
 use serde_json::json;
 
