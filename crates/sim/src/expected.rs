@@ -132,62 +132,104 @@ fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
     let (labels, bounds) = months(b.params.start, b.params.end);
     let paths: Vec<Path> = b.customers.iter().map(|c| path(c, &bounds)).collect();
     let cohort_of = |c: &Customer| c.first_active.map(|t| bounds.iter().rposition(|&s| s <= t).unwrap_or(0));
-    let churn_rate = |m: usize| {
-        let start = paths.iter().filter(|p| p.active[m]).count();
-        let gone = paths.iter().filter(|p| p.active[m] && !p.active[m + 1]).count();
+    let span = Span { b, labels: &labels, bounds: &bounds, paths: &paths, cohort_of: &cohort_of };
+    (0..labels.len()).map(|m| span.month(currency, m)).collect()
+}
+
+/// The customers of one currency over the simulated months.
+struct Span<'a> {
+    b: &'a Business,
+    labels: &'a [String],
+    bounds: &'a [i64],
+    paths: &'a [Path],
+    /// The month a customer's cohort starts (its first active subscription's).
+    cohort_of: &'a dyn Fn(&Customer) -> Option<usize>,
+}
+
+/// A month's sums over the customers: MRR and its movements, customers, and the MRR kept by
+/// those paying at its start (`kept_*`) and by those paying 12 months before its end (`y_*`).
+#[derive(Default)]
+struct Tally {
+    mrr_start: f64,
+    mrr_end: f64,
+    new: f64,
+    reactivation: f64,
+    expansion: f64,
+    contraction: f64,
+    paused: f64,
+    churned_mrr: f64,
+    act_s: u64,
+    act_e: u64,
+    new_c: u64,
+    churned: u64,
+    involuntary: u64,
+    paying: u64,
+    kept_start: f64,
+    kept_end: f64,
+    y_start: f64,
+    y_end: f64,
+}
+
+impl Span<'_> {
+    /// The share of the customers active at the start of month `m` gone by its end.
+    fn churn_rate(&self, m: usize) -> Option<f64> {
+        let start = self.paths.iter().filter(|p| p.active[m]).count();
+        let gone = self.paths.iter().filter(|p| p.active[m] && !p.active[m + 1]).count();
         (start > 0).then(|| gone as f64 / start as f64)
-    };
-    let mut out = Vec::new();
-    for m in 0..labels.len() {
-        let (mut mrr_start, mut mrr_end) = (0.0, 0.0);
-        let (mut new, mut reactivation, mut expansion, mut contraction, mut paused, mut churned_mrr) =
-            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        let (mut act_s, mut act_e, mut new_c, mut churned, mut involuntary, mut paying) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        let (mut kept_start, mut kept_end) = (0.0, 0.0);
-        let (mut y_start, mut y_end) = (0.0, 0.0);
-        for (c, p) in b.customers.iter().zip(&paths) {
+    }
+
+    fn tally(&self, m: usize) -> Tally {
+        let mut t = Tally::default();
+        for (c, p) in self.b.customers.iter().zip(self.paths) {
             let (s, e) = (p.mrr[m], p.mrr[m + 1]);
-            mrr_start += s;
-            mrr_end += e;
-            act_s += u64::from(p.active[m]);
-            act_e += u64::from(p.active[m + 1]);
-            paying += u64::from(e > 0.0);
-            new_c += u64::from(cohort_of(c) == Some(m));
+            t.mrr_start += s;
+            t.mrr_end += e;
+            t.act_s += u64::from(p.active[m]);
+            t.act_e += u64::from(p.active[m + 1]);
+            t.paying += u64::from(e > 0.0);
+            t.new_c += u64::from((self.cohort_of)(c) == Some(m));
             if p.active[m] && !p.active[m + 1] {
-                churned += 1;
-                let last_end = c.ends.iter().rfind(|(t, _)| *t >= bounds[m] && *t < bounds[m + 1]);
-                involuntary += u64::from(last_end.is_some_and(|(_, inv)| *inv));
+                t.churned += 1;
+                let last_end = c.ends.iter().rfind(|(at, _)| *at >= self.bounds[m] && *at < self.bounds[m + 1]);
+                t.involuntary += u64::from(last_end.is_some_and(|(_, inv)| *inv));
             }
             if s == 0.0 && e > 0.0 {
-                if p.mrr[..m].iter().any(|x| *x > 0.0) { reactivation += e } else { new += e }
+                if p.mrr[..m].iter().any(|x| *x > 0.0) { t.reactivation += e } else { t.new += e }
             }
             if s > 0.0 {
-                kept_start += s;
-                kept_end += e;
+                t.kept_start += s;
+                t.kept_end += e;
                 if !p.active[m + 1] {
-                    churned_mrr += s;
+                    t.churned_mrr += s;
                 } else if e == 0.0 {
-                    paused += s;
+                    t.paused += s;
                 } else if e > s {
-                    expansion += e - s;
+                    t.expansion += e - s;
                 } else {
-                    contraction += s - e;
+                    t.contraction += s - e;
                 }
             }
             if m >= 12 && p.mrr[m - 11] > 0.0 {
-                y_start += p.mrr[m - 11];
-                y_end += e;
+                t.y_start += p.mrr[m - 11];
+                t.y_end += e;
             }
         }
-        let lost = churned_mrr + contraction + paused;
-        let rate = |n: u64| frac(n as f64, act_s as f64);
-        let arpu = (paying > 0).then(|| mrr_end / paying as f64);
-        let recent: Vec<f64> = (m.saturating_sub(2)..=m).filter_map(churn_rate).collect();
+        t
+    }
+
+    /// Lifetime value: ARPU over the mean churn rate of the last three months.
+    fn ltv(&self, arpu: Option<f64>, m: usize) -> Value {
+        let recent: Vec<f64> = (m.saturating_sub(2)..=m).filter_map(|m| self.churn_rate(m)).collect();
         let mean = (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64);
-        let ltv = match (arpu, mean) {
+        match (arpu, mean) {
             (Some(a), Some(r)) if r > 0.0 => json!(round2(a / r)),
             _ => Value::Null,
-        };
+        }
+    }
+
+    /// The health bands: monthly churn, and the logo retention at 12 months of the cohort
+    /// that started 12 months before.
+    fn health(&self, cohorts: &[Value], m: usize) -> Value {
         let band = |r: f64, a: f64, b: f64| {
             if r < a {
                 "good"
@@ -197,11 +239,9 @@ fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
                 "critical"
             }
         };
-        let churn_now = churn_rate(m);
-        let cohorts: Vec<Value> = (0..=m).filter_map(|c| cohort_json(b, &paths, &labels, c, m, &cohort_of)).collect();
         let retention_12m = m
             .checked_sub(12)
-            .and_then(|c| cohorts.iter().find(|v| v["cohort"] == labels[c].as_str()))
+            .and_then(|c| cohorts.iter().find(|v| v["cohort"] == self.labels[c].as_str()))
             .and_then(|v| v["logo_retention"]["12"].as_f64())
             .map(|r| {
                 if r > 0.70 {
@@ -212,23 +252,35 @@ fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
                     "critical"
                 }
             });
-        out.push(json!({
+        json!({"monthly_churn": self.churn_rate(m).map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m})
+    }
+
+    /// Month `m`'s summary.
+    fn month(&self, currency: &str, m: usize) -> Value {
+        let (b, labels) = (self.b, self.labels);
+        let t = self.tally(m);
+        let (churned, involuntary) = (t.churned, t.involuntary);
+        let lost = t.churned_mrr + t.contraction + t.paused;
+        let rate = |n: u64| frac(n as f64, t.act_s as f64);
+        let arpu = (t.paying > 0).then(|| t.mrr_end / t.paying as f64);
+        let cohorts: Vec<Value> = (0..=m).filter_map(|c| cohort_json(b, self.paths, labels, c, m, self.cohort_of)).collect();
+        json!({
             "month": labels[m], "currency": currency,
-            "mrr_start": round2(mrr_start), "mrr_end": round2(mrr_end),
-            "mrr_movements": {"new": round2(new), "reactivation": round2(reactivation), "expansion": round2(expansion),
-                              "contraction": round2(-contraction), "paused": round2(-paused), "churned": round2(-churned_mrr)},
-            "active_customers_start": act_s, "active_customers_end": act_e, "new_customers": new_c,
+            "mrr_start": round2(t.mrr_start), "mrr_end": round2(t.mrr_end),
+            "mrr_movements": {"new": round2(t.new), "reactivation": round2(t.reactivation), "expansion": round2(t.expansion),
+                              "contraction": round2(-t.contraction), "paused": round2(-t.paused), "churned": round2(-t.churned_mrr)},
+            "active_customers_start": t.act_s, "active_customers_end": t.act_e, "new_customers": t.new_c,
             "churned_customers": churned, "churned_customers_voluntary": churned - involuntary,
             "churned_customers_involuntary": involuntary,
             "customer_churn_rate": rate(churned), "customer_churn_rate_voluntary": rate(churned - involuntary),
             "customer_churn_rate_involuntary": rate(involuntary),
-            "gross_revenue_churn_rate": frac(lost, mrr_start), "net_revenue_churn_rate": frac(lost - expansion, mrr_start),
-            "nrr": frac(kept_end, kept_start),
-            "nrr_12m": if m >= 12 { frac(y_end, y_start) } else { Value::Null },
-            "arpu": arpu.map(round2), "ltv": ltv,
-            "health": {"monthly_churn": churn_now.map(|r| band(r, 0.05, 0.10)), "retention_12m": retention_12m},
+            "gross_revenue_churn_rate": frac(lost, t.mrr_start), "net_revenue_churn_rate": frac(lost - t.expansion, t.mrr_start),
+            "nrr": frac(t.kept_end, t.kept_start),
+            "nrr_12m": if m >= 12 { frac(t.y_end, t.y_start) } else { Value::Null },
+            "arpu": arpu.map(round2), "ltv": self.ltv(arpu, m),
+            "health": self.health(&cohorts, m),
             "cohorts": cohorts,
-            "failed_payments": failed_json(b, &labels, &bounds, m),
+            "failed_payments": failed_json(b, labels, self.bounds, m),
             // The simulated business gives nothing back. `currencies` is set by `summaries_in`.
             "given_back": {"refunds": 0, "lost_disputes": 0, "credit_notes": 0, "total": 0},
             "currencies": [],
@@ -237,9 +289,8 @@ fn one_currency(whole: &Business, currency: &str) -> Vec<Value> {
                             "reasons": {}},
             "unresolved_discounts": 0,
             "unresolved_prices": 0,
-        }));
+        })
     }
-    out
 }
 
 fn cohort_json(

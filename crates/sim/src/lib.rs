@@ -11,6 +11,7 @@
 pub mod business;
 pub mod events;
 pub mod expected;
+mod play;
 
 pub use business::{Business, Params};
 
