@@ -11,4 +11,5 @@ pub mod helpers;
 pub mod mail_world;
 pub mod process;
 pub mod requires;
+pub mod serve_child;
 pub mod smtp_sink;
