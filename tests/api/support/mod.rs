@@ -8,6 +8,7 @@
 pub mod business;
 pub mod cancel_flow;
 pub mod helpers;
+pub mod lifecycle;
 pub mod mail_world;
 pub mod process;
 pub mod requires;
