@@ -48,12 +48,22 @@ async fn forged_foreign_expired_and_reused_links_are_refused() {
     assert_eq!(anonymous.expect("sent").status(), 401);
 
     // An expired minted link.
-    let t = now();
     let token = "expired-token-0123456789";
+    insert_expired_minted_session(&f, token, &"e".repeat(64)).await;
+    assert_eq!(f.get(&format!("/cancel?token={token}")).await.status(), 403);
+    // Its session page was never opened, so it can't be used either.
+    assert_eq!(f.get(&format!("/cancel/s/{}", "e".repeat(64))).await.status(), 403);
+    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
+}
+
+/// A minted link for `cus_link1` whose expiry has passed, written straight to the store
+/// (no test waits for a clock), under session `id`, never opened.
+async fn insert_expired_minted_session(f: &Flow, token: &str, id: &str) {
+    let t = now();
     f.app
         .store
         .insert_cancel_session(&NewCancelSession {
-            id: "e".repeat(64),
+            id: id.to_owned(),
             link_token_hash: Some(holdfast::cancel_flow::links::token_hash(token)),
             csrf_token: "c".repeat(64),
             customer: "cus_link1".into(),
@@ -69,10 +79,6 @@ async fn forged_foreign_expired_and_reused_links_are_refused() {
         })
         .await
         .expect("insert");
-    assert_eq!(f.get(&format!("/cancel?token={token}")).await.status(), 403);
-    // Its session page was never opened, so it can't be used either.
-    assert_eq!(f.get(&format!("/cancel/s/{}", "e".repeat(64))).await.status(), 403);
-    assert!(f.stripe.received_requests().await.expect("recorded").is_empty());
 }
 
 #[tokio::test]

@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::helpers::{Sub, customer, event, now};
+use crate::support::helpers::{Sub, TestApp, customer, event, now};
 use crate::support::lifecycle::{OWNER, canceled, first_payment, post_activity, series_status, summary};
 use crate::support::mail_world::{DAY, app_with_sink};
+use crate::support::smtp_sink::SmtpSink;
 /// A seeded population for the holdout tests: SplitMix64, the same draws on every run.
 struct Seeded(u64);
 
@@ -19,14 +20,21 @@ impl Seeded {
     }
 }
 
-#[tokio::test]
-async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_per_arm_with_its_interval() {
+/// The app with the `campaign` series on (its switch `env`), half its customers held out
+/// (`[lifecycle.<campaign>] holdout_percent = 50`), and the owner API; the directory holds
+/// the config file.
+async fn app_with_holdout(env: &'static str, campaign: &str) -> (TestApp, SmtpSink, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("holdfast.toml");
-    std::fs::write(&file, "[lifecycle.winback]\nholdout_percent = 50\n").expect("config");
+    std::fs::write(&file, format!("[lifecycle.{campaign}]\nholdout_percent = 50\n")).expect("config");
     let file = file.to_string_lossy().to_string();
-    let (app, _sink) =
-        app_with_sink(&[("HOLDFAST_WINBACK", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let (app, sink) = app_with_sink(&[(env, "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    (app, sink, dir)
+}
+
+#[tokio::test]
+async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_per_arm_with_its_interval() {
+    let (app, _sink, _dir) = app_with_holdout("HOLDFAST_WINBACK", "winback").await;
     // 100 voluntary cancellations; a known effect: 60 % of the treated come back within 90
     // days, 30 % of the held out.
     let (t0, t) = (now() - 40 * DAY, now() - 3600);
@@ -74,8 +82,13 @@ async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_pe
         );
         assert_eq!(a["outcome"], "reactivated_within_90_days");
     }
-    let (ts, tn) = expected["treated"];
-    let (hs, hn) = expected["holdout"];
+    assert_the_lift_is_measured_with_its_interval(&x, &treated, expected["treated"], expected["holdout"]);
+}
+
+/// The treated arm of experiment `x` is measured: its lift over the holdout is the difference
+/// of the two arms' rates (`(successes, decided)` each), with the interval the domain computes,
+/// and the true effect of the seeded population (+30 points) lies inside it.
+fn assert_the_lift_is_measured_with_its_interval(x: &Value, treated: &Value, (ts, tn): (u64, u64), (hs, hn): (u64, u64)) {
     assert!(tn >= 30 && hn >= 30, "the seeded split fills both arms: {tn} / {hn}");
     assert_eq!(treated["status"], "measured", "{x}");
     let lift = &treated["lift"];

@@ -3,7 +3,7 @@
 
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::helpers::{Sub, TestApp, assert_owner_only, customer, event, now};
@@ -167,9 +167,8 @@ async fn a_weekly_drop_against_the_customers_own_baseline_is_at_risk_and_steady_
     assert!(page.contains("id=\"at-risk-count\">1<") && page.contains("cus_drop@example.com"), "{page}");
 }
 
-#[tokio::test]
-async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer() {
-    use wiremock::matchers::header;
+/// Re-engagement on, with the owner API and a Stripe stand-in (wiremock).
+async fn pause_link_app() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
     let (app, sink) = app_with_sink(&[
@@ -179,18 +178,12 @@ async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer
         ("STRIPE_API_BASE", &uri),
     ])
     .await;
-    // A live monthly subscriber whose last activity was 40 days before the check.
-    let started = now() - DAY;
-    app.deliver(&event("customer.created", started, customer("cus_1", EMAIL, started))).await;
-    let object = Sub::new("sub_1", "cus_1", started).object();
-    app.deliver(&event("customer.subscription.created", started, object.clone())).await;
-    let t = now() - 15 * DAY;
-    let old: Vec<Value> = (40..50).map(|d| json!({"customer": "cus_1", "at": t - d * DAY, "count": 4})).collect();
-    assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
-    assert_eq!(app.scheduler.try_run_once_at(t).await.expect("check"), holdfast::workers::Outcome::Worked(5));
-    assert_eq!(app.outbox.run_until_idle_at(t + 14 * DAY).await.expect("pass"), 5);
+    (app, sink, stripe)
+}
 
-    // Only the day-14 email offers the pause; its link is signed and opens a page.
+/// Asserts that exactly one email carries a pause link, and that it is the last note; returns
+/// that link pointed at the app under test.
+fn the_only_pause_link(sink: &SmtpSink, app: &TestApp) -> String {
     let mail = sink.parsed();
     let prefix = "https://billing.acme.test/pause?token=";
     assert_eq!(mail.iter().filter(|m| m.text.contains(prefix)).count(), 1);
@@ -198,10 +191,13 @@ async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer
     assert_eq!(last.header("Subject").as_deref(), Some("Our last note for now"));
     let start = last.text.find(prefix).expect("link");
     let link = last.text[start..].split_whitespace().next().expect("link").to_owned();
-    let link = link.replace("https://billing.acme.test", &app.address);
+    link.replace("https://billing.acme.test", &app.address)
+}
 
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let opened = http.get(&link).send().await.expect("GET");
+/// Asserts that opening the pause link redirects to a cancel session's offer page with the
+/// pause on it, without calling Stripe; returns (session path, csrf, session id).
+async fn open_pause_link(http: &reqwest::Client, app: &TestApp, stripe: &MockServer, link: &str) -> (String, String, String) {
+    let opened = http.get(link).send().await.expect("GET");
     assert_eq!(opened.status(), 303);
     let offer_path = opened.headers()["location"].to_str().expect("location").to_owned();
     assert!(offer_path.starts_with("/cancel/s/") && offer_path.ends_with("/offer"), "{offer_path}");
@@ -214,6 +210,27 @@ async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer
     let csrf = html[csrf_at..].split('"').next().expect("csrf").to_owned();
     let session = offer_path.trim_end_matches("/offer").to_owned();
     let id = session.trim_start_matches("/cancel/s/").to_owned();
+    (session, csrf, id)
+}
+
+#[tokio::test]
+async fn the_last_reengagement_email_pauses_through_the_cancel_flows_pause_offer() {
+    let (app, sink, stripe) = pause_link_app().await;
+    // A live monthly subscriber whose last activity was 40 days before the check.
+    let started = now() - DAY;
+    app.deliver(&event("customer.created", started, customer("cus_1", EMAIL, started))).await;
+    let object = Sub::new("sub_1", "cus_1", started).object();
+    app.deliver(&event("customer.subscription.created", started, object.clone())).await;
+    let t = now() - 15 * DAY;
+    let old: Vec<Value> = (40..50).map(|d| json!({"customer": "cus_1", "at": t - d * DAY, "count": 4})).collect();
+    assert_eq!(post_activity(&app, &json!(old)).await.status(), 200);
+    assert_eq!(app.scheduler.try_run_once_at(t).await.expect("check"), holdfast::workers::Outcome::Worked(5));
+    assert_eq!(app.outbox.run_until_idle_at(t + 14 * DAY).await.expect("pass"), 5);
+
+    // Only the day-14 email offers the pause; its link is signed and opens a page.
+    let link = the_only_pause_link(&sink, &app);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (session, csrf, id) = open_pause_link(&http, &app, &stripe, &link).await;
 
     Mock::given(method("POST"))
         .and(path("/v1/subscriptions/sub_1"))

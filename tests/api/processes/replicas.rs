@@ -75,6 +75,46 @@ async fn deliver_somewhere(client: &reqwest::Client, addresses: &[String], first
     panic!("{} acknowledged by no replica", event["id"]);
 }
 
+/// Customer `n`'s events: created, subscribed, then a failed payment at `t` (one dunning email).
+fn failing_journey(n: usize, t: i64) -> Vec<Value> {
+    let (cus, sub, inv) = (format!("cus_k{n:04}"), format!("sub_k{n:04}"), format!("in_k{n:04}"));
+    let mut failed = invoice(&inv, &cus, &sub, "open", 2000, t);
+    failed["attempt_count"] = json!(1);
+    failed["next_payment_attempt"] = json!(t + 3 * 86_400);
+    failed["customer_email"] = json!(format!("k{n}@example.com"));
+    vec![
+        event("customer.created", t - 60, customer(&cus, &format!("k{n}@example.com"), t - 60)),
+        event("customer.subscription.created", t - 60, Sub::new(&sub, &cus, t - 60).object()),
+        event("invoice.payment_failed", t, failed),
+    ]
+}
+
+/// When each replica but the killed `leader` logged that it took the projector lease.
+fn lease_taken_by_survivors(replicas: &[Server], leader: usize) -> Vec<chrono::DateTime<chrono::Utc>> {
+    replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .flat_map(|(_, r)| std::fs::read_to_string(&r.log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("projector lease taken"))
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .filter_map(|v| v["timestamp"].as_str().and_then(|t| t.parse().ok()))
+        .collect()
+}
+
+/// Every one of `customers` has a dunning series in the outbox, the same number of steps
+/// each, and no email is queued twice.
+async fn assert_each_dunning_series_queued_once(store: &Store, customers: usize) {
+    let rows = store.outbox_rows().await.expect("outbox");
+    let mut per_customer = std::collections::BTreeMap::<&str, usize>::new();
+    rows.iter().for_each(|r| *per_customer.entry(r.recipient.as_str()).or_default() += 1);
+    let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.dedupe_key.as_str()).collect();
+    assert_eq!(keys.len(), rows.len(), "no email queued twice");
+    assert_eq!(per_customer.len(), customers, "every customer's dunning series queued");
+    let series: std::collections::BTreeSet<usize> = per_customer.values().copied().collect();
+    assert_eq!(series.len(), 1, "every customer got the same series (steps per customer: {series:?})");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twice() {
     const CUSTOMERS: usize = 150;
@@ -86,24 +126,11 @@ async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twic
     let addresses: Vec<String> = replicas.iter().map(|r| r.address.clone()).collect();
     let client = reqwest::Client::new();
     let t = now() - 3600;
-    // Each customer: created, subscribed, then a failed payment (one dunning email).
-    let journey = |n: usize| {
-        let (cus, sub, inv) = (format!("cus_k{n:04}"), format!("sub_k{n:04}"), format!("in_k{n:04}"));
-        let mut failed = invoice(&inv, &cus, &sub, "open", 2000, t);
-        failed["attempt_count"] = json!(1);
-        failed["next_payment_attempt"] = json!(t + 3 * 86_400);
-        failed["customer_email"] = json!(format!("k{n}@example.com"));
-        vec![
-            event("customer.created", t - 60, customer(&cus, &format!("k{n}@example.com"), t - 60)),
-            event("customer.subscription.created", t - 60, Sub::new(&sub, &cus, t - 60).object()),
-            event("invoice.payment_failed", t, failed),
-        ]
-    };
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let senders: Vec<_> = (0..CUSTOMERS)
         .map(|n| {
             let (client, addresses, done) = (client.clone(), addresses.clone(), done_tx.clone());
-            let events = journey(n);
+            let events = failing_journey(n, t);
             tokio::spawn(async move {
                 for e in &events {
                     deliver_somewhere(&client, &addresses, n, e).await;
@@ -129,15 +156,7 @@ async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twic
     eprintln!("log projected {:?} after the kill", killed_at.elapsed());
     if crate::support::helpers::backend() == "postgres" {
         // The takeover: a survivor logs that it took the lease within 10 s of the kill.
-        let taken: Vec<chrono::DateTime<chrono::Utc>> = replicas
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != leader)
-            .flat_map(|(_, r)| std::fs::read_to_string(&r.log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|l| l.contains("projector lease taken"))
-            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-            .filter_map(|v| v["timestamp"].as_str().and_then(|t| t.parse().ok()))
-            .collect();
+        let taken = lease_taken_by_survivors(&replicas, leader);
         assert_eq!(taken.len(), 1, "exactly one survivor took the lease");
         let takeover = taken[0] - killed_utc;
         eprintln!("lease taken over {takeover:?} after the kill");
@@ -147,14 +166,7 @@ async fn a_killed_projector_is_replaced_and_nothing_is_projected_or_emailed_twic
     let state = store.dump_state().await.expect("state");
     assert_eq!((state.customers.len(), state.subscriptions.len(), state.invoices.len()), (CUSTOMERS, CUSTOMERS, CUSTOMERS));
     assert_eq!(state.history.len(), CUSTOMERS, "one history row per subscription snapshot");
-    let rows = store.outbox_rows().await.expect("outbox");
-    let mut per_customer = std::collections::BTreeMap::<&str, usize>::new();
-    rows.iter().for_each(|r| *per_customer.entry(r.recipient.as_str()).or_default() += 1);
-    let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.dedupe_key.as_str()).collect();
-    assert_eq!(keys.len(), rows.len(), "no email queued twice");
-    assert_eq!(per_customer.len(), CUSTOMERS, "every customer's dunning series queued");
-    let series: std::collections::BTreeSet<usize> = per_customer.values().copied().collect();
-    assert_eq!(series.len(), 1, "every customer got the same series (steps per customer: {series:?})");
+    assert_each_dunning_series_queued_once(&store, CUSTOMERS).await;
     assert_eq!(store.projector_lag(now()).await.expect("lag").parked_events, 0);
     store.close().await;
     for (i, r) in replicas.into_iter().enumerate() {
