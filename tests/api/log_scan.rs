@@ -94,9 +94,9 @@ async fn stripe_refusing_every_call() -> MockServer {
 async fn subscribe_and_wait_projected(client: &reqwest::Client, address: &str, url: &str) {
     let t = now() - 86_400;
     let created = event("customer.created", t, customer("cus_logscan", EMAIL, t));
-    assert_eq!(post_signed(&client, address, &created).await, 200);
+    assert_eq!(post_signed(client, address, &created).await, 200);
     let sub = event("customer.subscription.created", t + 1, Sub::new("sub_logscan", "cus_logscan", t).object());
-    assert_eq!(post_signed(&client, address, &sub).await, 200);
+    assert_eq!(post_signed(client, address, &sub).await, 200);
     // The cancel link needs the subscription projected (the server projects behind the log).
     let store = holdfast::store::Store::connect(url).await.expect("connect");
     let caught_up = store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable");

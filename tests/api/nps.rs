@@ -69,9 +69,9 @@ fn the_surveys_link_for_3(app: &TestApp, sink: &SmtpSink) -> String {
     assert_eq!(mail.header("Subject").as_deref(), Some("How likely are you to recommend Acme Notes?"));
     assert!(mail.header("List-Unsubscribe").is_some(), "marketing mail: unsubscribable");
     assert!(mail.text.contains("how likely are you to recommend Acme Notes to a friend or colleague?"), "{}", mail.text);
-    let link = score_link(&app, &mail.text, 3);
+    let link = score_link(app, &mail.text, 3);
     for s in 0..=10 {
-        score_link(&app, &mail.text, s);
+        score_link(app, &mail.text, s);
     }
     link
 }

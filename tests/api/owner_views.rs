@@ -331,8 +331,7 @@ async fn dashboard_page(f: &Flow) -> String {
     let login =
         f.http.post(format!("{}/dashboard/login", f.app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("login");
     let session = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
-    let page = f
-        .http
+    f.http
         .get(format!("{}/dashboard", f.app.address))
         .header("Cookie", session)
         .send()
@@ -340,8 +339,7 @@ async fn dashboard_page(f: &Flow) -> String {
         .expect("dashboard")
         .text()
         .await
-        .expect("page");
-    page
+        .expect("page")
 }
 
 #[tokio::test]
