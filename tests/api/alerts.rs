@@ -64,32 +64,33 @@ fn verify(header: &str, body: &[u8]) -> bool {
     v1.iter().any(|sig| hex::decode(sig).is_ok_and(|s| s.as_slice() == expected.as_slice()))
 }
 
-#[tokio::test]
-async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
-    let receiver = MockServer::start().await;
+/// The local receiver: Slack accepts; the owner's webhook fails its first request with a 500
+/// and accepts later ones.
+async fn mount_receiver_whose_webhook_fails_once(receiver: &MockServer) {
     // The webhook's first request fails with a 500; later ones are accepted.
     Mock::given(method("POST"))
         .and(path("/hook"))
         .respond_with(ResponseTemplate::new(500))
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&receiver)
+        .mount(receiver)
         .await;
     Mock::given(method("POST"))
         .and(path("/hook"))
         .respond_with(ResponseTemplate::new(200))
         .with_priority(2)
-        .mount(&receiver)
+        .mount(receiver)
         .await;
     Mock::given(method("POST"))
         .and(path("/slack/T000/B000/slacktoken"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&receiver)
+        .mount(receiver)
         .await;
-    let vars = vars(&receiver.uri());
-    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
-    let t = now() - 3600;
+}
+
+/// `cus_al` (Ada Lovelace, $20.00 a month: at the churn threshold) schedules a cancellation
+/// (delivered twice), fails a $49.00 and a $10.00 payment, and opens a dispute.
+async fn deliver_a_cancellation_two_failures_and_a_dispute(app: &TestApp, t: i64) {
     let mut c = customer("cus_al", "ada@example.com", t);
     c["name"] = json!("Ada Lovelace");
     app.deliver(&event("customer.created", t, c)).await;
@@ -114,6 +115,48 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
         "charge": "ch_al", "payment_intent": "pi_al", "status": "needs_response", "created": t + 400,
         "balance_transactions": [], "evidence_details": {"due_by": t + 7 * 86_400}});
     app.deliver(&event("charge.dispute.created", t + 400, dispute)).await;
+}
+
+/// Every request the receiver got is JSON; the webhook's are signed (the signature verifies,
+/// and not over another body) and carry their alert id in a header; Slack's have text and a
+/// mrkdwn section, the cancellation's naming the customer, the MRR, the escaped comment and
+/// the customer page. Returns the webhook's alert ids in the order received.
+fn assert_json_signed_hooks_and_slack_messages(requests: &[wiremock::Request]) -> Vec<String> {
+    let mut webhook_ids = Vec::new();
+    for r in requests {
+        let body: Value = serde_json::from_slice(&r.body).expect("JSON body");
+        assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+        if r.url.path() == "/hook" {
+            let sig = r.headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
+            assert!(verify(sig, &r.body), "signature verifies: {sig}");
+            assert!(!verify(sig, b"{\"tampered\":true}"));
+            let id = body["id"].as_str().expect("id").to_owned();
+            assert_eq!(r.headers.get("holdfast-alert-id").and_then(|v| v.to_str().ok()), Some(id.as_str()));
+            webhook_ids.push(id);
+        } else {
+            // Slack's incoming-webhook format: text, and blocks with mrkdwn.
+            assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+            let md = body["blocks"][0]["text"]["text"].as_str().expect("mrkdwn section");
+            assert_eq!(body["blocks"][0]["type"], "section");
+            if md.contains("set a subscription to cancel") {
+                assert!(md.contains("Ada Lovelace") && md.contains("$20.00"), "{md}");
+                assert!(md.contains("Too pricey &lt;for us&gt;"), "escaped for Slack: {md}");
+                assert!(md.contains("<https://holdfast.example.com/dashboard/customers/cus_al|Open the customer page>"), "{md}");
+            }
+        }
+    }
+    webhook_ids
+}
+
+#[tokio::test]
+async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
+    let receiver = MockServer::start().await;
+    mount_receiver_whose_webhook_fails_once(&receiver).await;
+    let vars = vars(&receiver.uri());
+    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let t = now() - 3600;
+    deliver_a_cancellation_two_failures_and_a_dispute(&app, t).await;
 
     let ids = [
         "alert:cancellation_scheduled:sub_al:".to_owned() + &(t + 100).to_string(),
@@ -146,29 +189,7 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
 
     let requests = receiver.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 7);
-    let mut webhook_ids = Vec::new();
-    for r in &requests {
-        let body: Value = serde_json::from_slice(&r.body).expect("JSON body");
-        assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
-        if r.url.path() == "/hook" {
-            let sig = r.headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
-            assert!(verify(sig, &r.body), "signature verifies: {sig}");
-            assert!(!verify(sig, b"{\"tampered\":true}"));
-            let id = body["id"].as_str().expect("id").to_owned();
-            assert_eq!(r.headers.get("holdfast-alert-id").and_then(|v| v.to_str().ok()), Some(id.as_str()));
-            webhook_ids.push(id);
-        } else {
-            // Slack's incoming-webhook format: text, and blocks with mrkdwn.
-            assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-            let md = body["blocks"][0]["text"]["text"].as_str().expect("mrkdwn section");
-            assert_eq!(body["blocks"][0]["type"], "section");
-            if md.contains("set a subscription to cancel") {
-                assert!(md.contains("Ada Lovelace") && md.contains("$20.00"), "{md}");
-                assert!(md.contains("Too pricey &lt;for us&gt;"), "escaped for Slack: {md}");
-                assert!(md.contains("<https://holdfast.example.com/dashboard/customers/cus_al|Open the customer page>"), "{md}");
-            }
-        }
-    }
+    let webhook_ids = assert_json_signed_hooks_and_slack_messages(&requests);
     // Each alert was received by the webhook once, plus the one retry of the 500.
     let mut distinct = webhook_ids.clone();
     distinct.sort();

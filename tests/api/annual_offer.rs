@@ -106,32 +106,20 @@ fn hidden(html: &str, name: &str) -> String {
     html[at..].split('"').next().expect("value").to_owned()
 }
 
-#[tokio::test]
-async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_with_the_exact_stripe_calls() {
-    let (app, sink, stripe, _dir) = annual_app().await;
-    let object = monthly_customer(&app, "cus_1", "sub_1", now() - 100 * DAY, &[2, 40, 75]).await;
-    // Not yet: three months old, but quiet in the oldest window.
-    monthly_customer(&app, "cus_2", "sub_2", now() - 100 * DAY, &[2, 40]).await;
-    // Not yet: steady, but only a month old.
-    monthly_customer(&app, "cus_3", "sub_3", now() - 30 * DAY, &[2]).await;
-
-    // The server's clock stops here: the page's proration date is exactly this time.
-    let t = app.clock.now();
-    app.clock.set(t);
-    assert_eq!(app.scheduler.annual_offers(t).await.expect("offers"), 1);
-    assert_eq!(app.scheduler.annual_offers(t + DAY).await.expect("offers"), 0, "one offer per subscription");
-    assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
+/// The one offer email went to `cus_1`: the saving and both prices, as marketing mail.
+fn assert_the_offer_went_to_cus_1_as_marketing_mail(sink: &SmtpSink) {
     let email = &sink.parsed()[0];
     assert_eq!(sink.messages()[0].rcpt_to, vec!["cus_1@example.com".to_owned()]);
     assert_eq!(email.header("Subject").as_deref(), Some("Save $40.00 a year on Acme"));
     assert!(email.text.contains("at $200.00 / year instead of $20.00 / month"), "{}", email.text);
     assert!(email.header("List-Unsubscribe").is_some(), "an offer is marketing mail");
-    let link = confirm_link(&app, &sink);
+}
 
-    // Opening the link asks Stripe for the preview and changes nothing.
-    mount_preview(&stripe).await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let page = http.get(&link).send().await.expect("GET");
+/// Asserts that the confirm page at `link` shows Stripe's preview ($180.00 today, the saving,
+/// the plan), prorated at `t`, and that opening it asked Stripe for exactly that preview and
+/// nothing else. Returns the page's hidden token and proration date.
+async fn open_the_confirm_page(http: &reqwest::Client, link: &str, stripe: &MockServer, t: i64) -> (String, String) {
+    let page = http.get(link).send().await.expect("GET");
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("Charged today: <strong id=\"today\">$180.00</strong>"), "{html}");
@@ -152,6 +140,46 @@ async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_
             ("subscription_details[proration_date]", &at),
         ])
     );
+    (token, at)
+}
+
+/// The owner's record of what Holdfast changed in Stripe: one change, to the yearly price
+/// with proration, made for the customer accepting the offer.
+async fn assert_the_owner_sees_the_change_to_the_yearly_price(app: &TestApp) {
+    let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
+    assert_eq!(record.stripe_changes.len(), 1);
+    let change = &record.stripe_changes[0];
+    assert_eq!(
+        (change.purpose.as_str(), change.triggered_by.as_str()),
+        ("annual_offer", "the customer, accepting the annual-plan offer email")
+    );
+    let params: Value = serde_json::from_str(&change.params).expect("params");
+    assert_eq!(params["items[0][price]"], "price_basic_yearly");
+    assert_eq!(params["proration_behavior"], "always_invoice");
+}
+
+#[tokio::test]
+async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_with_the_exact_stripe_calls() {
+    let (app, sink, stripe, _dir) = annual_app().await;
+    let object = monthly_customer(&app, "cus_1", "sub_1", now() - 100 * DAY, &[2, 40, 75]).await;
+    // Not yet: three months old, but quiet in the oldest window.
+    monthly_customer(&app, "cus_2", "sub_2", now() - 100 * DAY, &[2, 40]).await;
+    // Not yet: steady, but only a month old.
+    monthly_customer(&app, "cus_3", "sub_3", now() - 30 * DAY, &[2]).await;
+
+    // The server's clock stops here: the page's proration date is exactly this time.
+    let t = app.clock.now();
+    app.clock.set(t);
+    assert_eq!(app.scheduler.annual_offers(t).await.expect("offers"), 1);
+    assert_eq!(app.scheduler.annual_offers(t + DAY).await.expect("offers"), 0, "one offer per subscription");
+    assert_eq!(app.outbox.run_until_idle_at(t).await.expect("pass"), 1);
+    assert_the_offer_went_to_cus_1_as_marketing_mail(&sink);
+    let link = confirm_link(&app, &sink);
+
+    // Opening the link asks Stripe for the preview and changes nothing.
+    mount_preview(&stripe).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (token, at) = open_the_confirm_page(&http, &link, &stripe, t).await;
 
     // The button: one subscription update, the customer pays the difference now.
     Mock::given(method("POST"))
@@ -183,16 +211,7 @@ async fn a_steady_monthly_customer_gets_one_offer_and_confirms_the_yearly_price_
     assert!(done.contains("You're on yearly billing"), "{done}");
 
     // The owner's record of what Holdfast changed in Stripe.
-    let record = app.store.customer_record("cus_1").await.expect("store").expect("record");
-    assert_eq!(record.stripe_changes.len(), 1);
-    let change = &record.stripe_changes[0];
-    assert_eq!(
-        (change.purpose.as_str(), change.triggered_by.as_str()),
-        ("annual_offer", "the customer, accepting the annual-plan offer email")
-    );
-    let params: Value = serde_json::from_str(&change.params).expect("params");
-    assert_eq!(params["items[0][price]"], "price_basic_yearly");
-    assert_eq!(params["proration_behavior"], "always_invoice");
+    assert_the_owner_sees_the_change_to_the_yearly_price(&app).await;
 
     // A tampered token opens nothing.
     let forged = http.get(link.replace("annual-sub_1", "annual-sub_2")).send().await.expect("GET");

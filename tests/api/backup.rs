@@ -24,6 +24,27 @@ fn run_backup(database_url: &str, file: &std::path::Path) -> std::process::Outpu
         .expect("holdfast backup runs")
 }
 
+/// Twenty signed webhooks posted to `app` one after the other, each of which must be
+/// acknowledged (the task panics otherwise).
+fn keep_webhooks_arriving(app: &TestApp) -> tokio::task::JoinHandle<()> {
+    let (address, client) = (app.address.clone(), app.client.clone());
+    tokio::spawn(async move {
+        for i in 0..20 {
+            let e = event("customer.created", now(), customer(&format!("cus_live{i}"), "live@example.com", now()));
+            let body = e.to_string();
+            let header = holdfast::ingest::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
+            let r = client
+                .post(format!("{address}/webhooks/stripe"))
+                .header("Stripe-Signature", header)
+                .body(body)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(r.status(), 200);
+        }
+    })
+}
+
 #[tokio::test]
 async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
@@ -45,24 +66,7 @@ async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
         app.deliver(&event("invoice.paid", t + 2, inv)).await;
     }
     // Webhooks keep arriving while the backup runs: it must not block them or tear.
-    let writer = {
-        let (address, client) = (app.address.clone(), app.client.clone());
-        tokio::spawn(async move {
-            for i in 0..20 {
-                let e = event("customer.created", now(), customer(&format!("cus_live{i}"), "live@example.com", now()));
-                let body = e.to_string();
-                let header = holdfast::ingest::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
-                let r = client
-                    .post(format!("{address}/webhooks/stripe"))
-                    .header("Stripe-Signature", header)
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("sent");
-                assert_eq!(r.status(), 200);
-            }
-        })
-    };
+    let writer = keep_webhooks_arriving(&app);
     let out = tokio::task::spawn_blocking({
         let (url, file) = (app.database_url.clone(), file.clone());
         move || run_backup(&url, &file)

@@ -14,7 +14,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::cancel_flow::{Flow, flow_with, seed, signed_link};
 use crate::support::requires::chromium;
 
 /// The page's layout width and the viewport's: the page fits when the first is not larger.
@@ -69,14 +69,10 @@ async fn browser_a_customer_pauses_instead_of_cancelling() {
     assert_eq!(stats.reasons.get("unused"), Some(&1));
 }
 
-/// Every cancel page a phone can reach, at 375 px: the yearly plan (no pause that would void
-/// its renewal; the cancellation names its end date), the undo of a scheduled cancellation,
-/// a past-due customer (the card first), an ended subscription, and the error pages.
-#[tokio::test]
-#[ignore = "needs a browser (chromium + chromedriver)"]
-async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
-    let (browser, driver, _profile) = chromium(375, 812).await;
-    let f = flow_with(&[]).await;
+/// The customers of the phone paths: a yearly subscriber, a scheduled cancellation, a past-due
+/// customer and an ended subscription; Stripe accepts one update each of the first two.
+/// Returns the date the yearly plan's paid year ends, as the pages write it.
+async fn seed_the_phone_paths(f: &Flow) -> String {
     let yearly = seed(&f.app, "cus_byear", "sub_byear", "price_pro_yearly", |s| {
         let item = &mut s["items"]["data"][0];
         item["price"]["recurring"]["interval"] = json!("year");
@@ -95,65 +91,73 @@ async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
             .mount(&f.stripe)
             .await;
     }
-    let ends_on =
-        holdfast::cancel::http::long_date(yearly["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date");
+    holdfast::cancel::http::long_date(yearly["items"]["data"][0]["current_period_end"].as_i64().expect("end")).expect("date")
+}
 
-    let outcome = async {
-        let mut pages: Vec<(String, (i64, i64))> = Vec::new();
-        let mut texts: Vec<(String, String)> = Vec::new();
-        macro_rules! look {
-            ($name:expr) => {{
-                pages.push(($name.to_owned(), widths(&browser).await?));
-                texts.push(($name.to_owned(), browser.find(Locator::Css("main")).await?.text().await?));
-            }};
-        }
-        // Yearly: survey → offer (no pause) → cancel → done with the end date.
-        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_byear"))).await?;
-        browser.wait().for_element(Locator::Css("#reason-unused")).await?;
-        look!("survey");
-        browser.find(Locator::Css("#reason-unused")).await?.click().await?;
-        browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
-        look!("yearly offer");
-        browser.find(Locator::Css("#choice-cancel")).await?.click().await?;
-        browser.wait().for_element(Locator::Css("#result")).await?;
-        look!("yearly done");
-        // Undo: one button.
-        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_bundo"))).await?;
-        browser.wait().for_element(Locator::Css("#choice-keep")).await?;
-        look!("scheduled");
-        browser.find(Locator::Css("#choice-keep")).await?.click().await?;
-        browser.wait().for_element(Locator::Css("#result")).await?;
-        look!("undo done");
-        // Past due: the card comes first; "too expensive" gets no price offer.
-        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_blate"))).await?;
-        browser.wait().for_element(Locator::Css("#update-card")).await?;
-        look!("past-due survey");
-        browser.find(Locator::Css("#reason-too_expensive")).await?.click().await?;
-        browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
-        look!("past-due offer");
-        // Ended, a forged link, and the billing portal's return page.
-        browser.goto(&format!("{}{}", f.app.address, signed_link("cus_bgone"))).await?;
-        browser.wait().for_element(Locator::Css("#ended")).await?;
-        look!("ended");
-        browser.goto(&format!("{}/cancel?customer=cus_byear&sig=00", f.app.address)).await?;
-        browser.wait().for_element(Locator::Css("[role=alert]")).await?;
-        look!("error");
-        browser.goto(&format!("{}/billing/updated", f.app.address)).await?;
-        browser.wait().for_element(Locator::Css("#billing-updated")).await?;
-        look!("billing updated");
-        let png = browser.screenshot().await?;
-        Ok::<_, fantoccini::error::CmdError>((pages, texts, png))
-    }
-    .await;
-    let _ = browser.close().await;
-    drop(driver);
-    let (pages, texts, png) = outcome.expect("the browser paths complete");
+/// What the browser saw of each page, by name: its widths (content, viewport) and its text.
+#[derive(Default)]
+struct Seen {
+    pages: Vec<(String, (i64, i64))>,
+    texts: Vec<(String, String)>,
+}
 
-    eprintln!("page widths (content, viewport): {pages:?}");
-    for (name, (content, viewport)) in &pages {
-        assert!(*viewport <= 400, "{name}: the viewport is phone-sized ({viewport} px)");
-        assert!(content <= viewport, "{name}: {content} px of content in a {viewport} px viewport");
+impl Seen {
+    async fn look(&mut self, browser: &fantoccini::Client, name: &str) -> Result<(), fantoccini::error::CmdError> {
+        self.pages.push((name.to_owned(), widths(browser).await?));
+        self.texts.push((name.to_owned(), browser.find(Locator::Css("main")).await?.text().await?));
+        Ok(())
     }
+}
+
+/// Clicks through the yearly, undo, past-due and ended paths and the error pages of the app
+/// at `address`, looking at each page; then a screenshot.
+async fn walk_the_phone_paths(
+    browser: &fantoccini::Client,
+    address: &str,
+) -> Result<(Seen, Vec<u8>), fantoccini::error::CmdError> {
+    let mut seen = Seen::default();
+    // Yearly: survey → offer (no pause) → cancel → done with the end date.
+    browser.goto(&format!("{address}{}", signed_link("cus_byear"))).await?;
+    browser.wait().for_element(Locator::Css("#reason-unused")).await?;
+    seen.look(browser, "survey").await?;
+    browser.find(Locator::Css("#reason-unused")).await?.click().await?;
+    browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
+    seen.look(browser, "yearly offer").await?;
+    browser.find(Locator::Css("#choice-cancel")).await?.click().await?;
+    browser.wait().for_element(Locator::Css("#result")).await?;
+    seen.look(browser, "yearly done").await?;
+    // Undo: one button.
+    browser.goto(&format!("{address}{}", signed_link("cus_bundo"))).await?;
+    browser.wait().for_element(Locator::Css("#choice-keep")).await?;
+    seen.look(browser, "scheduled").await?;
+    browser.find(Locator::Css("#choice-keep")).await?.click().await?;
+    browser.wait().for_element(Locator::Css("#result")).await?;
+    seen.look(browser, "undo done").await?;
+    // Past due: the card comes first; "too expensive" gets no price offer.
+    browser.goto(&format!("{address}{}", signed_link("cus_blate"))).await?;
+    browser.wait().for_element(Locator::Css("#update-card")).await?;
+    seen.look(browser, "past-due survey").await?;
+    browser.find(Locator::Css("#reason-too_expensive")).await?.click().await?;
+    browser.wait().for_element(Locator::Css("#choice-cancel")).await?;
+    seen.look(browser, "past-due offer").await?;
+    // Ended, a forged link, and the billing portal's return page.
+    browser.goto(&format!("{address}{}", signed_link("cus_bgone"))).await?;
+    browser.wait().for_element(Locator::Css("#ended")).await?;
+    seen.look(browser, "ended").await?;
+    browser.goto(&format!("{address}/cancel?customer=cus_byear&sig=00")).await?;
+    browser.wait().for_element(Locator::Css("[role=alert]")).await?;
+    seen.look(browser, "error").await?;
+    browser.goto(&format!("{address}/billing/updated")).await?;
+    browser.wait().for_element(Locator::Css("#billing-updated")).await?;
+    seen.look(browser, "billing updated").await?;
+    let png = browser.screenshot().await?;
+    Ok((seen, png))
+}
+
+/// Each path's pages say what they should: the yearly plan has no pause and names the end of
+/// its paid year, the undo continues, the past-due survey puts the card first and its offer
+/// has no price offer, the ended subscription says so.
+fn assert_each_path_reads_right(texts: &[(String, String)], ends_on: &str) {
     let text = |name: &str| texts.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap_or_default();
     assert!(!text("yearly offer").contains("Pause for"), "{}", text("yearly offer"));
     assert!(text("yearly offer").contains(&format!("your subscription ends on {ends_on}")), "{}", text("yearly offer"));
@@ -165,6 +169,29 @@ async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
     assert!(!text("past-due offer").contains("Stay with a discount"), "{}", text("past-due offer"));
     assert!(!text("past-due offer").contains("until the end of the period you paid"), "{}", text("past-due offer"));
     assert!(text("ended").contains("Your subscription has ended"), "{}", text("ended"));
+}
+
+/// Every cancel page a phone can reach, at 375 px: the yearly plan (no pause that would void
+/// its renewal; the cancellation names its end date), the undo of a scheduled cancellation,
+/// a past-due customer (the card first), an ended subscription, and the error pages.
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
+    let (browser, driver, _profile) = chromium(375, 812).await;
+    let f = flow_with(&[]).await;
+    let ends_on = seed_the_phone_paths(&f).await;
+
+    let outcome = walk_the_phone_paths(&browser, &f.app.address).await;
+    let _ = browser.close().await;
+    drop(driver);
+    let (Seen { pages, texts }, png) = outcome.expect("the browser paths complete");
+
+    eprintln!("page widths (content, viewport): {pages:?}");
+    for (name, (content, viewport)) in &pages {
+        assert!(*viewport <= 400, "{name}: the viewport is phone-sized ({viewport} px)");
+        assert!(content <= viewport, "{name}: {content} px of content in a {viewport} px viewport");
+    }
+    assert_each_path_reads_right(&texts, &ends_on);
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");

@@ -61,25 +61,26 @@ async fn post(client: &reqwest::Client, address: &str, body: &str) -> Result<req
     Ok(response.status())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn acknowledged_events_survive_sigkill_and_redelivery_converges() {
-    let events = workload();
-    let total = events.len();
-    let (url, _dir) = fresh_database().await;
-    let env = [("DATABASE_URL", url.as_str()), ("STRIPE_WEBHOOK_SECRET", SECRET)];
-    let mut server = ServerProcess::start(&env);
+/// The load under way: the ids acknowledged so far, a signal once a third of the events are,
+/// and the workers (done when every event was sent once).
+struct Load {
+    acked: Arc<Mutex<HashSet<String>>>,
+    third_acked: Arc<Notify>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    // Concurrent load; the process is killed once a third of the events are acknowledged.
+/// `CONCURRENCY` workers sending `events` to `address`, each once; a client error fails them.
+fn start_load(events: &[Value], client: &reqwest::Client, address: &str) -> Load {
+    let total = events.len();
     let queue: Arc<Mutex<Vec<(String, String)>>> =
         Arc::new(Mutex::new(events.iter().rev().map(|e| (id_of(e), e.to_string())).collect()));
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let ack_count = Arc::new(AtomicUsize::new(0));
     let third_acked = Arc::new(Notify::new());
-    let client = reqwest::Client::new();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
         let (queue, acked, ack_count, third_acked) = (queue.clone(), acked.clone(), ack_count.clone(), third_acked.clone());
-        let (client, address) = (client.clone(), server.address.clone());
+        let (client, address) = (client.clone(), address.to_owned());
         workers.push(tokio::spawn(async move {
             loop {
                 let Some((id, body)) = queue.lock().expect("queue").pop() else { break };
@@ -96,6 +97,31 @@ async fn acknowledged_events_survive_sigkill_and_redelivery_converges() {
             }
         }));
     }
+    Load { acked, third_acked, workers }
+}
+
+/// The projections of `events` delivered one by one in order, to a fresh database.
+async fn clean_ordered_state(events: &[Value]) -> holdfast::store::StateDump {
+    let clean = spawn_app().await;
+    let mut ordered = events.to_vec();
+    ordered.sort_by_key(|e| (e["created"].as_i64(), id_of(e)));
+    for e in &ordered {
+        clean.deliver(e).await;
+    }
+    clean.state().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_events_survive_sigkill_and_redelivery_converges() {
+    let events = workload();
+    let total = events.len();
+    let (url, _dir) = fresh_database().await;
+    let env = [("DATABASE_URL", url.as_str()), ("STRIPE_WEBHOOK_SECRET", SECRET)];
+    let mut server = ServerProcess::start(&env);
+
+    // Concurrent load; the process is killed once a third of the events are acknowledged.
+    let client = reqwest::Client::new();
+    let Load { acked, third_acked, workers } = start_load(&events, &client, &server.address);
     tokio::time::timeout(std::time::Duration::from_secs(120), third_acked.notified())
         .await
         .unwrap_or_else(|_| panic!("a third of the events were never acknowledged:\n{}", server.output()));
@@ -125,13 +151,7 @@ async fn acknowledged_events_survive_sigkill_and_redelivery_converges() {
     store.close().await;
 
     // The same events, delivered one by one in order, to a fresh database.
-    let clean = spawn_app().await;
-    let mut ordered = events.clone();
-    ordered.sort_by_key(|e| (e["created"].as_i64(), id_of(e)));
-    for e in &ordered {
-        clean.deliver(e).await;
-    }
-    let reference = clean.state().await;
+    let reference = clean_ordered_state(&events).await;
     assert_eq!(after_crash.event_ids.len(), total);
     assert_eq!(after_crash, reference, "projections after crash + redelivery differ from a clean delivery");
     eprintln!(

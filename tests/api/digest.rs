@@ -6,7 +6,7 @@
 use chrono::{Datelike, Duration, TimeZone, Utc, Weekday};
 use serde_json::json;
 
-use crate::support::helpers::{Sub, customer, event, fresh_database, invoice, now, spawn_app_on};
+use crate::support::helpers::{Sub, TestApp, customer, event, fresh_database, invoice, now, spawn_app_on};
 
 const OWNER: &str = "owner@example.com";
 
@@ -19,23 +19,21 @@ fn extra() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-#[tokio::test]
-async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
-    let (url, db) = fresh_database().await;
-    let a = spawn_app_on(url.clone(), db, &extra()).await;
-    let b = spawn_app_on(url, None, &extra()).await;
-    // The send time: the last Tuesday 09:00 UTC before now (events are signed now, so the
-    // week is in the past); the week is the seven days before it.
+/// The send time, the last Tuesday 09:00 UTC before now (events are signed now, so the week
+/// is in the past), and the digest's key for that ISO week.
+fn last_tuesday_9am() -> (i64, String) {
     let mut day = Utc.timestamp_opt(now(), 0).single().expect("now").date_naive();
     while day.weekday() != Weekday::Tue || day.and_hms_opt(9, 0, 0).expect("time").and_utc().timestamp() > now() {
         day -= Duration::days(1);
     }
     let send = day.and_hms_opt(9, 0, 0).expect("time").and_utc().timestamp();
     let key = format!("digest:{}-W{:02}", day.iso_week().year(), day.iso_week().week());
-    let week_ago = send - 7 * 86_400;
+    (send, key)
+}
 
-    // Two customers from before the week; one cancels during it with a comment, one fails a
-    // payment that is recovered during it; a third signs up during it.
+/// The week before the digest: two customers from before it; one cancels during it with a
+/// comment, one fails a payment that is recovered during it.
+async fn deliver_the_week(a: &TestApp, week_ago: i64) {
     for (cus, name) in [("cus_dg_left", "Grace Hopper"), ("cus_dg_paid", "Alan Turing")] {
         let mut c = customer(cus, &format!("{cus}@example.com"), week_ago - 30 * 86_400);
         c["name"] = json!(name);
@@ -61,6 +59,35 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     ))
     .await;
     a.wait_projected().await;
+}
+
+/// The digest's subject counts who left; its text tells the MRR movement, who left and why
+/// (with the comment), who was recovered, each with a link to the customer page, and says
+/// there were no saves and nobody at risk.
+fn assert_the_digest_tells_who_left_why_and_what_was_recovered(d: &holdfast::store::outbox::OutboxRow) {
+    let text = &d.body_text;
+    assert!(d.subject.contains("1 left"), "{}", d.subject);
+    assert!(text.contains("USD: $40.00 → $20.00 (−$20.00)"), "{text}");
+    assert!(text.contains("Grace Hopper: Switched to another product — “We moved to a spreadsheet <sadly>”"), "{text}");
+    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_left"), "{text}");
+    assert!(text.contains("Alan Turing: $20.00 recovered"), "{text}");
+    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_paid"), "{text}");
+    assert!(text.contains("No saves this week.") && text.contains("Nobody is at risk."), "{text}");
+}
+
+#[tokio::test]
+async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
+    let (url, db) = fresh_database().await;
+    let a = spawn_app_on(url.clone(), db, &extra()).await;
+    let b = spawn_app_on(url, None, &extra()).await;
+    // The send time: the last Tuesday 09:00 UTC before now (events are signed now, so the
+    // week is in the past); the week is the seven days before it.
+    let (send, key) = last_tuesday_9am();
+    let week_ago = send - 7 * 86_400;
+
+    // Two customers from before the week; one cancels during it with a comment, one fails a
+    // payment that is recovered during it; a third signs up during it.
+    deliver_the_week(&a, week_ago).await;
 
     // Before the hour: nothing.
     assert_eq!(a.scheduler.weekly_digest(send - 1).await.expect("check"), 0);
@@ -75,14 +102,7 @@ async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     let d = &rows[0];
     assert_eq!(d.dedupe_key, key);
     assert_eq!(d.recipient, OWNER);
-    let text = &d.body_text;
-    assert!(d.subject.contains("1 left"), "{}", d.subject);
-    assert!(text.contains("USD: $40.00 → $20.00 (−$20.00)"), "{text}");
-    assert!(text.contains("Grace Hopper: Switched to another product — “We moved to a spreadsheet <sadly>”"), "{text}");
-    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_left"), "{text}");
-    assert!(text.contains("Alan Turing: $20.00 recovered"), "{text}");
-    assert!(text.contains("https://holdfast.example.com/dashboard/customers/cus_dg_paid"), "{text}");
-    assert!(text.contains("No saves this week.") && text.contains("Nobody is at risk."), "{text}");
+    assert_the_digest_tells_who_left_why_and_what_was_recovered(d);
     // The next week has its own, when the app's clock reaches its hour.
     a.clock.set(send + 7 * 86_400 - 60);
     a.scheduler.try_run_once().await.expect("scheduler");

@@ -35,6 +35,23 @@ async fn payloads(store: &Store) -> Vec<String> {
     rows.into_iter().map(|(p,)| p).collect()
 }
 
+/// `holdfast forget cus_forget` on the app's database, insisting it succeeds. On a blocking
+/// thread: the test's runtime keeps driving the server meanwhile.
+async fn forget_cus_forget(app: &TestApp) {
+    let url = app.database_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["forget", "cus_forget"])
+            .env_clear()
+            .env("DATABASE_URL", url)
+            .output()
+            .expect("holdfast forget runs")
+    })
+    .await
+    .expect("the command's thread");
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[tokio::test]
 async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
@@ -62,18 +79,7 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
 
     // On a blocking thread: this test's runtime keeps driving the server meanwhile (its
     // projector may be mid-transaction, holding SQLite's write lock the command needs).
-    let url = app.database_url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args(["forget", "cus_forget"])
-            .env_clear()
-            .env("DATABASE_URL", url)
-            .output()
-            .expect("holdfast forget runs")
-    })
-    .await
-    .expect("the command's thread");
-    assert!(out.status.success(), "{out:?}");
+    forget_cus_forget(&app).await;
 
     let stored = payloads(&app.store).await;
     for needle in [EMAIL, "Ann Forget", "1 Main St", "referred-by-ann"] {

@@ -15,111 +15,150 @@ const DAY: i64 = 86_400;
 /// in time order; some share a second, as Stripe's often do.
 fn business_stream(seed: u64) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut events = Vec::new();
-    let mut n = 0u32;
-    let mut push = |events: &mut Vec<Value>, kind: &str, at: i64, object: Value| {
-        n += 1;
-        // Ids increase with the stream. Same-second snapshots of one subscription differ in
-        // status here, which the tie rule orders as the stream does; a change only the
-        // content tells apart (plan, discount) comes a second later, as it does in Stripe.
-        events.push(event_with_id(&format!("evt_{seed:03}_{n:05}"), kind, at, object));
-    };
+    let mut s = Stream { seed, n: 0, events: Vec::new() };
     for c in 0..12 {
         let cus = format!("cus_s{seed}_{c}");
         let mut t = T0 + rng.random_range(0..30) * DAY;
-        push(&mut events, "customer.created", t, customer(&cus, &format!("c{c}@example.com"), t));
+        s.push("customer.created", t, customer(&cus, &format!("c{c}@example.com"), t));
         let mut sub = Sub::new(&format!("sub_s{seed}_{c}"), &cus, t);
         sub.status = "trialing";
-        push(&mut events, "customer.subscription.created", t, sub.object());
+        s.push("customer.subscription.created", t, sub.object());
         t += 14 * DAY;
         sub.status = "active";
-        push(&mut events, "customer.subscription.updated", t, sub.object());
+        s.push("customer.subscription.updated", t, sub.object());
         for month in 0..rng.random_range(2..6) {
             let inv_id = format!("in_s{seed}_{c}_{month}");
             let (sub_id, amount) = (sub.id.clone(), sub.unit_amount * sub.quantity);
             let inv = |status: &str, at: i64| invoice(&inv_id, &cus, &sub_id, status, amount, at);
-            push(&mut events, "invoice.created", t, inv("draft", t));
-            push(&mut events, "invoice.finalized", t, inv("open", t));
-            match rng.random_range(0..10) {
-                0 => {
-                    let mut failed = inv("open", t);
-                    failed["attempt_count"] = json!(1);
-                    failed["next_payment_attempt"] = json!(t + 3 * DAY);
-                    push(&mut events, "invoice.payment_failed", t, failed);
-                    sub.status = "past_due";
-                    push(&mut events, "customer.subscription.updated", t, sub.object());
-                    t += 3 * DAY;
-                    push(&mut events, "invoice.paid", t, inv("paid", t));
-                    push(&mut events, "invoice.payment_succeeded", t, inv("paid", t));
-                    sub.status = "active";
-                    push(&mut events, "customer.subscription.updated", t, sub.object());
+            s.push("invoice.created", t, inv("draft", t));
+            s.push("invoice.finalized", t, inv("open", t));
+            let ended = match rng.random_range(0..10) {
+                0 => recovered_after_a_failure(&mut s, &mut sub, &inv, &mut t),
+                1 => lost_after_a_failure(&mut s, &mut sub, &inv, &mut t),
+                2 => upgraded(&mut s, &mut sub, &inv, t),
+                3 => paused_for_60_days(&mut s, &sub, &inv, &mut t),
+                4 => canceled_at_period_end(&mut s, &mut sub, &inv, &mut t),
+                5 => discounted(&mut s, &sub, &inv, t, &format!("di_s{seed}_{c}")),
+                _ => {
+                    s.push("invoice.paid", t, inv("paid", t));
+                    false
                 }
-                1 => {
-                    push(&mut events, "invoice.payment_failed", t, inv("open", t));
-                    t += 20 * DAY;
-                    push(&mut events, "invoice.marked_uncollectible", t, inv("uncollectible", t));
-                    sub.status = "canceled";
-                    let mut ended = sub.object();
-                    ended["canceled_at"] = json!(t);
-                    ended["ended_at"] = json!(t);
-                    ended["cancellation_details"] = json!({"reason": "payment_failed", "feedback": null, "comment": null});
-                    push(&mut events, "customer.subscription.deleted", t, ended);
-                    break;
-                }
-                2 => {
-                    sub.quantity += 1;
-                    sub.price = "price_pro_monthly".into();
-                    sub.unit_amount = 5000;
-                    push(&mut events, "invoice.paid", t, inv("paid", t));
-                    push(&mut events, "customer.subscription.updated", t + 1, sub.object());
-                }
-                3 => {
-                    push(&mut events, "invoice.paid", t, inv("paid", t));
-                    let mut paused = sub.object();
-                    paused["pause_collection"] = json!({"behavior": "void", "resumes_at": t + 60 * DAY});
-                    push(&mut events, "customer.subscription.updated", t + 1, paused);
-                    t += 60 * DAY;
-                    push(&mut events, "customer.subscription.updated", t, sub.object());
-                }
-                4 => {
-                    push(&mut events, "invoice.paid", t, inv("paid", t));
-                    let mut leaving = sub.object();
-                    leaving["cancel_at_period_end"] = json!(true);
-                    leaving["canceled_at"] = json!(t + DAY);
-                    leaving["cancellation_details"] =
-                        json!({"reason": "cancellation_requested", "feedback": "unused", "comment": null});
-                    push(&mut events, "customer.subscription.updated", t + DAY, leaving.clone());
-                    t += 30 * DAY;
-                    sub.status = "canceled";
-                    leaving["status"] = json!("canceled");
-                    leaving["ended_at"] = json!(t);
-                    push(&mut events, "customer.subscription.deleted", t, leaving);
-                    break;
-                }
-                5 => {
-                    let discount_id = format!("di_s{seed}_{c}");
-                    let mut d = fixture("discount");
-                    d["id"] = json!(discount_id);
-                    d["subscription"] = json!(sub.id);
-                    d["source"] =
-                        json!({"type": "coupon", "coupon": {"id": "SAVE30", "percent_off": 30.0, "duration": "repeating"}});
-                    d["start"] = json!(t);
-                    push(&mut events, "customer.discount.created", t, d);
-                    let mut discounted = sub.object();
-                    discounted["discounts"] = json!([discount_id]);
-                    push(&mut events, "customer.subscription.updated", t + 1, discounted);
-                    push(&mut events, "invoice.paid", t, inv("paid", t));
-                }
-                _ => push(&mut events, "invoice.paid", t, inv("paid", t)),
+            };
+            if ended {
+                break;
             }
             t += 30 * DAY;
         }
         if rng.random_bool(0.3) {
-            push(&mut events, "customer.updated", t, customer(&cus, &format!("renamed{c}@example.com"), T0));
+            s.push("customer.updated", t, customer(&cus, &format!("renamed{c}@example.com"), T0));
         }
     }
+    let mut events = s.events;
     events.sort_by_key(|e| (e["created"].as_i64(), e["id"].as_str().map(str::to_owned)));
     events
+}
+
+/// A stream being built.
+struct Stream {
+    seed: u64,
+    n: u32,
+    events: Vec<Value>,
+}
+
+impl Stream {
+    fn push(&mut self, kind: &str, at: i64, object: Value) {
+        self.n += 1;
+        // Ids increase with the stream. Same-second snapshots of one subscription differ in
+        // status here, which the tie rule orders as the stream does; a change only the
+        // content tells apart (plan, discount) comes a second later, as it does in Stripe.
+        let (seed, n) = (self.seed, self.n);
+        self.events.push(event_with_id(&format!("evt_{seed:03}_{n:05}"), kind, at, object));
+    }
+}
+
+/// The month's invoice (`inv(status, at)`) fails, the subscription goes past due, and three
+/// days later the retry pays. Returns whether the subscription ended (no).
+fn recovered_after_a_failure(s: &mut Stream, sub: &mut Sub, inv: &dyn Fn(&str, i64) -> Value, t: &mut i64) -> bool {
+    let mut failed = inv("open", *t);
+    failed["attempt_count"] = json!(1);
+    failed["next_payment_attempt"] = json!(*t + 3 * DAY);
+    s.push("invoice.payment_failed", *t, failed);
+    sub.status = "past_due";
+    s.push("customer.subscription.updated", *t, sub.object());
+    *t += 3 * DAY;
+    s.push("invoice.paid", *t, inv("paid", *t));
+    s.push("invoice.payment_succeeded", *t, inv("paid", *t));
+    sub.status = "active";
+    s.push("customer.subscription.updated", *t, sub.object());
+    false
+}
+
+/// The month's invoice fails and is marked uncollectible 20 days later; the subscription
+/// ends for the failed payment. Returns whether the subscription ended (yes).
+fn lost_after_a_failure(s: &mut Stream, sub: &mut Sub, inv: &dyn Fn(&str, i64) -> Value, t: &mut i64) -> bool {
+    s.push("invoice.payment_failed", *t, inv("open", *t));
+    *t += 20 * DAY;
+    s.push("invoice.marked_uncollectible", *t, inv("uncollectible", *t));
+    sub.status = "canceled";
+    let mut ended = sub.object();
+    ended["canceled_at"] = json!(*t);
+    ended["ended_at"] = json!(*t);
+    ended["cancellation_details"] = json!({"reason": "payment_failed", "feedback": null, "comment": null});
+    s.push("customer.subscription.deleted", *t, ended);
+    true
+}
+
+/// The month is paid, then the plan changes to more seats of the pro price a second later.
+fn upgraded(s: &mut Stream, sub: &mut Sub, inv: &dyn Fn(&str, i64) -> Value, t: i64) -> bool {
+    sub.quantity += 1;
+    sub.price = "price_pro_monthly".into();
+    sub.unit_amount = 5000;
+    s.push("invoice.paid", t, inv("paid", t));
+    s.push("customer.subscription.updated", t + 1, sub.object());
+    false
+}
+
+/// The month is paid, then collection pauses for 60 days and resumes.
+fn paused_for_60_days(s: &mut Stream, sub: &Sub, inv: &dyn Fn(&str, i64) -> Value, t: &mut i64) -> bool {
+    s.push("invoice.paid", *t, inv("paid", *t));
+    let mut paused = sub.object();
+    paused["pause_collection"] = json!({"behavior": "void", "resumes_at": *t + 60 * DAY});
+    s.push("customer.subscription.updated", *t + 1, paused);
+    *t += 60 * DAY;
+    s.push("customer.subscription.updated", *t, sub.object());
+    false
+}
+
+/// The month is paid, the customer schedules a cancellation a day later (not using it), and
+/// the subscription ends 30 days on. Returns whether the subscription ended (yes).
+fn canceled_at_period_end(s: &mut Stream, sub: &mut Sub, inv: &dyn Fn(&str, i64) -> Value, t: &mut i64) -> bool {
+    s.push("invoice.paid", *t, inv("paid", *t));
+    let mut leaving = sub.object();
+    leaving["cancel_at_period_end"] = json!(true);
+    leaving["canceled_at"] = json!(*t + DAY);
+    leaving["cancellation_details"] = json!({"reason": "cancellation_requested", "feedback": "unused", "comment": null});
+    s.push("customer.subscription.updated", *t + DAY, leaving.clone());
+    *t += 30 * DAY;
+    sub.status = "canceled";
+    leaving["status"] = json!("canceled");
+    leaving["ended_at"] = json!(*t);
+    s.push("customer.subscription.deleted", *t, leaving);
+    true
+}
+
+/// A 30 % coupon is applied (discount `discount_id`), then the month is paid.
+fn discounted(s: &mut Stream, sub: &Sub, inv: &dyn Fn(&str, i64) -> Value, t: i64, discount_id: &str) -> bool {
+    let mut d = fixture("discount");
+    d["id"] = json!(discount_id);
+    d["subscription"] = json!(sub.id);
+    d["source"] = json!({"type": "coupon", "coupon": {"id": "SAVE30", "percent_off": 30.0, "duration": "repeating"}});
+    d["start"] = json!(t);
+    s.push("customer.discount.created", t, d);
+    let mut discounted = sub.object();
+    discounted["discounts"] = json!([discount_id]);
+    s.push("customer.subscription.updated", t + 1, discounted);
+    s.push("invoice.paid", t, inv("paid", t));
+    false
 }
 
 /// Deliver in the given order, eight at a time, as Stripe's parallel retries would.
@@ -230,13 +269,45 @@ async fn wait_refetched(app: &TestApp) -> holdfast::store::StateDump {
     app.state().await
 }
 
+/// A Stripe stand-in that answers one GET of `sub_fetch` and one of `in_fetch` with Stripe's
+/// current objects (checked by `verify`).
+async fn stripe_answering_once(stripe_sub: &Value, stripe_invoice: &Value) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions/sub_fetch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_sub))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/invoices/in_fetch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_invoice))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    stripe
+}
+
+/// The subscription and the invoice hold Stripe's answers (past due, paid), each from the
+/// refetched event of the tie at `t`.
+fn assert_stripes_answers_stand(state: &holdfast::store::StateDump, t: i64) {
+    let row = state.subscriptions.iter().find(|s| s.id == "sub_fetch").expect("subscription row");
+    assert_eq!(row.status, "past_due", "Stripe's answer wins");
+    assert_eq!(row.src_event_id, format!("holdfast_refetch_sub_fetch_{t}"));
+    let inv = state.invoices.iter().find(|i| i.id == "in_fetch").expect("invoice row");
+    assert_eq!(
+        (inv.status.as_deref(), inv.src_event_id.as_str()),
+        (Some("paid"), format!("holdfast_refetch_in_fetch_{t}").as_str())
+    );
+}
+
 /// The same-second pairs of the test above, with a Stripe key: once the burst is over the
 /// tied subscription and invoice are fetched from Stripe, once each, and Stripe's answers are
 /// what stays, whichever order the pairs came in.
 #[tokio::test]
 async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_both_delivery_orders() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     let t = now() - 3600;
     let mut sub = Sub::new("sub_fetch", "cus_fetch", t);
     sub.status = "incomplete";
@@ -256,19 +327,7 @@ async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_bot
 
     let mut states = Vec::new();
     for newer_last in [true, false] {
-        let stripe = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path("/v1/subscriptions/sub_fetch"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&stripe_sub))
-            .expect(1)
-            .mount(&stripe)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/v1/invoices/in_fetch"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&stripe_invoice))
-            .expect(1)
-            .mount(&stripe)
-            .await;
+        let stripe = stripe_answering_once(&stripe_sub, &stripe_invoice).await;
         let uri = stripe.uri();
         let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_holdfast"), ("STRIPE_API_BASE", &uri)]).await;
         // Held still: nothing is due until the test moves the clock past the debounce.
@@ -288,14 +347,7 @@ async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_bot
 
         app.clock.advance(holdfast::store::refetch::DEBOUNCE_SECS + 1);
         let state = wait_refetched(&app).await;
-        let row = state.subscriptions.iter().find(|s| s.id == "sub_fetch").expect("subscription row");
-        assert_eq!(row.status, "past_due", "Stripe's answer wins");
-        assert_eq!(row.src_event_id, format!("holdfast_refetch_sub_fetch_{t}"));
-        let inv = state.invoices.iter().find(|i| i.id == "in_fetch").expect("invoice row");
-        assert_eq!(
-            (inv.status.as_deref(), inv.src_event_id.as_str()),
-            (Some("paid"), format!("holdfast_refetch_in_fetch_{t}").as_str())
-        );
+        assert_stripes_answers_stand(&state, t);
         // The fetched events are in the log once; a second pass asks Stripe nothing more.
         assert_eq!(state.event_ids.iter().filter(|id| id.starts_with("holdfast_refetch_")).count(), 2);
         app.clock.advance(3600);

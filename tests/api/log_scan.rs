@@ -4,7 +4,11 @@
 use holdfast::ingest::signature::sign;
 use serde_json::Value;
 
-use crate::support::helpers::{SECRET, customer, event, fresh_database, now};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::cancel_flow::{LINK_SECRET, signed_link};
+use crate::support::helpers::{SECRET, Sub, customer, event, fresh_database, now, post_signed};
 use crate::support::process::ServerProcess;
 
 const OWNER_TOKEN: &str = "owner-token-logscan-5f1d2c3b4a";
@@ -73,20 +77,55 @@ fn csrf_of(html: &str) -> String {
     html[start..].split('"').next().expect("csrf value").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key() {
-    use crate::support::cancel_flow::{LINK_SECRET, signed_link};
-    use crate::support::helpers::{Sub, post_signed};
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-
-    // Stripe refuses every call: the flow logs an ERROR about the session it could not act on.
+/// A Stripe stand-in that refuses every call (400, resource missing).
+async fn stripe_refusing_every_call() -> MockServer {
     let stripe = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
             "type": "invalid_request_error", "code": "resource_missing", "message": "No such subscription: 'sub_logscan'"}})))
         .mount(&stripe)
         .await;
+    stripe
+}
+
+/// `cus_logscan` and its subscription, posted signed to the server at `address`; then waits
+/// until the server (on database `url`) has projected them: the cancel link needs the
+/// subscription.
+async fn subscribe_and_wait_projected(client: &reqwest::Client, address: &str, url: &str) {
+    let t = now() - 86_400;
+    let created = event("customer.created", t, customer("cus_logscan", EMAIL, t));
+    assert_eq!(post_signed(client, address, &created).await, 200);
+    let sub = event("customer.subscription.created", t + 1, Sub::new("sub_logscan", "cus_logscan", t).object());
+    assert_eq!(post_signed(client, address, &sub).await, 200);
+    // The cancel link needs the subscription projected (the server projects behind the log).
+    let store = holdfast::store::Store::connect(url).await.expect("connect");
+    let caught_up = store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable");
+    assert!(caught_up, "the server projected the subscription");
+    store.close().await;
+}
+
+/// Opens `link` on the server at `address`, answers "not using it" and asks for a pause,
+/// which Stripe refuses (502). Returns the session id and its csrf token.
+async fn pause_refused_by_stripe(client: &reqwest::Client, address: &str, link: &str) -> (String, String) {
+    let opened = client.get(format!("{address}{link}")).send().await.expect("sent");
+    assert_eq!(opened.status(), 303);
+    let session = opened.headers()["location"].to_str().expect("location").to_owned();
+    let session_id = session.trim_start_matches("/cancel/s/").to_owned();
+    let page = client.get(format!("{address}{session}")).send().await.expect("sent");
+    let csrf = csrf_of(&page.text().await.expect("html"));
+    let form = [("csrf", csrf.as_str()), ("reason", "unused"), ("comment", "")];
+    let answered = client.post(format!("{address}{session}/reason")).form(&form).send().await.expect("sent");
+    assert_eq!(answered.status(), 303);
+    let form = [("csrf", csrf.as_str()), ("choice", "pause_1")];
+    let chosen = client.post(format!("{address}{session}/choose")).form(&form).send().await.expect("sent");
+    assert_eq!(chosen.status(), 502, "Stripe refused the change");
+    (session_id, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key() {
+    // Stripe refuses every call: the flow logs an ERROR about the session it could not act on.
+    let stripe = stripe_refusing_every_call().await;
     let (url, _dir) = fresh_database().await;
     let stripe_uri = stripe.uri();
     let server = ServerProcess::start(&[
@@ -98,30 +137,10 @@ async fn cancel_flow_logs_carry_no_session_id_link_signature_or_idempotency_key(
         ("RUST_LOG", "debug"),
     ]);
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let t = now() - 86_400;
-    let created = event("customer.created", t, customer("cus_logscan", EMAIL, t));
-    assert_eq!(post_signed(&client, &server.address, &created).await, 200);
-    let sub = event("customer.subscription.created", t + 1, Sub::new("sub_logscan", "cus_logscan", t).object());
-    assert_eq!(post_signed(&client, &server.address, &sub).await, 200);
-    // The cancel link needs the subscription projected (the server projects behind the log).
-    let store = holdfast::store::Store::connect(&url).await.expect("connect");
-    let caught_up = store.wait_projected(crate::support::helpers::PROJECTOR_WAIT).await.expect("cursor readable");
-    assert!(caught_up, "the server projected the subscription");
-    store.close().await;
+    subscribe_and_wait_projected(&client, &server.address, &url).await;
 
     let link = signed_link("cus_logscan");
-    let opened = client.get(format!("{}{link}", server.address)).send().await.expect("sent");
-    assert_eq!(opened.status(), 303);
-    let session = opened.headers()["location"].to_str().expect("location").to_owned();
-    let session_id = session.trim_start_matches("/cancel/s/").to_owned();
-    let page = client.get(format!("{}{session}", server.address)).send().await.expect("sent");
-    let csrf = csrf_of(&page.text().await.expect("html"));
-    let form = [("csrf", csrf.as_str()), ("reason", "unused"), ("comment", "")];
-    let answered = client.post(format!("{}{session}/reason", server.address)).form(&form).send().await.expect("sent");
-    assert_eq!(answered.status(), 303);
-    let form = [("csrf", csrf.as_str()), ("choice", "pause_1")];
-    let chosen = client.post(format!("{}{session}/choose", server.address)).form(&form).send().await.expect("sent");
-    assert_eq!(chosen.status(), 502, "Stripe refused the change");
+    let (session_id, csrf) = pause_refused_by_stripe(&client, &server.address, &link).await;
     let sent_keys: Vec<String> = stripe
         .received_requests()
         .await

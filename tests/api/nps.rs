@@ -62,6 +62,59 @@ async fn post_score(link: &str, score: &str) -> reqwest::Response {
     no_redirects().post(action).form(&[("score", score)]).send().await.expect("POST")
 }
 
+/// The one survey email: its subject, unsubscribable (marketing mail), its question, and a
+/// link for every score from 0 to 10. Returns the link for 3, pointed at the test server.
+fn the_surveys_link_for_3(app: &TestApp, sink: &SmtpSink) -> String {
+    let mail = &sink.parsed()[0];
+    assert_eq!(mail.header("Subject").as_deref(), Some("How likely are you to recommend Acme Notes?"));
+    assert!(mail.header("List-Unsubscribe").is_some(), "marketing mail: unsubscribable");
+    assert!(mail.text.contains("how likely are you to recommend Acme Notes to a friend or colleague?"), "{}", mail.text);
+    let link = score_link(app, &mail.text, 3);
+    for s in 0..=10 {
+        score_link(app, &mail.text, s);
+    }
+    link
+}
+
+/// A scanner (or the customer) opening `link` twice gets the page with the link's score (3)
+/// preselected and the button, each time.
+async fn assert_opening_the_link_twice_only_asks(app: &TestApp, link: &str) {
+    for _ in 0..2 {
+        let page = app.client.get(link).send().await.expect("GET");
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("html");
+        assert!(html.contains("id=\"score-3\" checked"), "the link's score is preselected");
+        assert!(html.contains("id=\"send-score\""));
+    }
+}
+
+/// A low score from a paying customer opens an at-risk episode (`low_nps`) with the
+/// re-engagement series, and activity in the next days does not end it.
+async fn assert_a_low_score_stays_at_risk_through_activity(app: &TestApp, record: &Value) {
+    let at_risk = &record["at_risk"];
+    assert_eq!((at_risk["status"].as_str(), at_risk["reason"].as_str()), (Some("at_risk"), Some("low_nps")));
+    let series = app.store.lifecycle_series().await.expect("series");
+    assert_eq!(
+        series.iter().map(|s| (s.campaign.as_str(), s.status.as_str())).collect::<Vec<_>>(),
+        vec![("reengagement", "active")]
+    );
+    // Activity in the next days does not end it: the customer uses the product but is unhappy.
+    let activity = serde_json::json!([{"customer": "cus_1", "at": START + 31 * DAY, "event": "login"}]);
+    let r =
+        app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&activity).send().await.expect("POST");
+    assert_eq!(r.json::<Value>().await.expect("json")["reengaged"], serde_json::json!([]));
+}
+
+/// April's summary (min_sample = 2): one detractor, too few for a score, in the trend too.
+async fn assert_one_answer_is_too_few_for_a_score(app: &TestApp) {
+    let s = owner_get(app, "/api/summary?month=2026-04").await;
+    let nps = &s["nps"];
+    assert_eq!((nps["n"].as_u64(), nps["detractors"].as_u64(), nps["too_few"].as_bool()), (Some(1), Some(1), Some(true)));
+    assert!(nps["score"].is_null());
+    let april = nps["by_month"].as_array().expect("trend").iter().find(|m| m["month"] == "2026-04").expect("April");
+    assert_eq!((april["n"].as_u64(), april["too_few"].as_bool()), (Some(1), Some(true)));
+}
+
 #[tokio::test]
 async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score_is_stored_once() {
     let (app, sink) = nps_app(&[("HOLDFAST_REENGAGEMENT", "on")]).await;
@@ -70,23 +123,10 @@ async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score
     assert_eq!(run_at(&app, START + 29 * DAY).await, 0, "not before day 30");
     assert_eq!(run_at(&app, START + 30 * DAY).await, 1);
     assert_eq!(run_at(&app, START + 31 * DAY).await, 0, "one survey per wave");
-    let mail = &sink.parsed()[0];
-    assert_eq!(mail.header("Subject").as_deref(), Some("How likely are you to recommend Acme Notes?"));
-    assert!(mail.header("List-Unsubscribe").is_some(), "marketing mail: unsubscribable");
-    assert!(mail.text.contains("how likely are you to recommend Acme Notes to a friend or colleague?"), "{}", mail.text);
-    let link = score_link(&app, &mail.text, 3);
-    for s in 0..=10 {
-        score_link(&app, &mail.text, s);
-    }
+    let link = the_surveys_link_for_3(&app, &sink);
 
     // A scanner (or the customer) opening the link twice records nothing: the page asks.
-    for _ in 0..2 {
-        let page = app.client.get(&link).send().await.expect("GET");
-        assert_eq!(page.status(), 200);
-        let html = page.text().await.expect("html");
-        assert!(html.contains("id=\"score-3\" checked"), "the link's score is preselected");
-        assert!(html.contains("id=\"send-score\""));
-    }
+    assert_opening_the_link_twice_only_asks(&app, &link).await;
     let record = owner_get(&app, "/api/customers/cus_1").await;
     assert_eq!(record["nps_answers"], serde_json::json!([]), "no answer from a GET");
 
@@ -114,26 +154,10 @@ async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score
     assert!(timeline.contains("NPS answer: 3 (detractor), said: “Too slow on big notebooks”"), "{timeline}");
 
     // A low score from a paying customer starts the at-risk path, with its series.
-    let at_risk = &record["at_risk"];
-    assert_eq!((at_risk["status"].as_str(), at_risk["reason"].as_str()), (Some("at_risk"), Some("low_nps")));
-    let series = app.store.lifecycle_series().await.expect("series");
-    assert_eq!(
-        series.iter().map(|s| (s.campaign.as_str(), s.status.as_str())).collect::<Vec<_>>(),
-        vec![("reengagement", "active")]
-    );
-    // Activity in the next days does not end it: the customer uses the product but is unhappy.
-    let activity = serde_json::json!([{"customer": "cus_1", "at": START + 31 * DAY, "event": "login"}]);
-    let r =
-        app.client.post(format!("{}/api/activity", app.address)).bearer_auth(OWNER).json(&activity).send().await.expect("POST");
-    assert_eq!(r.json::<Value>().await.expect("json")["reengaged"], serde_json::json!([]));
+    assert_a_low_score_stays_at_risk_through_activity(&app, &record).await;
 
     // The summary: one answer is too few for a score (min_sample = 2).
-    let s = owner_get(&app, "/api/summary?month=2026-04").await;
-    let nps = &s["nps"];
-    assert_eq!((nps["n"].as_u64(), nps["detractors"].as_u64(), nps["too_few"].as_bool()), (Some(1), Some(1), Some(true)));
-    assert!(nps["score"].is_null());
-    let april = nps["by_month"].as_array().expect("trend").iter().find(|m| m["month"] == "2026-04").expect("April");
-    assert_eq!((april["n"].as_u64(), april["too_few"].as_bool()), (Some(1), Some(true)));
+    assert_one_answer_is_too_few_for_a_score(&app).await;
 
     // A forged or damaged token is refused and records nothing.
     let forged = link.replace("/nps/", "/nps/00");

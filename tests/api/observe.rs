@@ -21,6 +21,50 @@ fn link_in(rows: &[holdfast::store::outbox::OutboxRow], template: &str, prefix: 
     row.body_text[start..].split_whitespace().next().expect("link").to_owned()
 }
 
+/// The update-payment link of the observed failure email leads to Stripe's hosted invoice,
+/// the come-back link of the stopped email to the product, both without calling Stripe.
+async fn assert_the_links_lead_to_stripes_invoice_and_the_product(rows: &[holdfast::store::outbox::OutboxRow], address: &str) {
+    let update = link_in(rows, "payment_failed", "https://billing.acme.test/billing/update?token=");
+    let r = no_redirects().get(update.replace("https://billing.acme.test", address)).send().await.expect("request");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "https://invoice.stripe.com/i/in_1");
+    let back = link_in(rows, "payment_stopped", "https://billing.acme.test/comeback?token=");
+    let r = no_redirects().get(back.replace("https://billing.acme.test", address)).send().await.expect("request");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "https://app.acme.test/");
+}
+
+/// `GET /api/observed` lists both emails newest first (to the subscriber) and the two Stripe
+/// calls that would have been made (come-back checkout, billing portal) for `cus_1`.
+fn assert_the_list_holds_both_emails_and_both_calls(list: &Value) {
+    let emails: Vec<&str> = list["emails"].as_array().expect("emails").iter().filter_map(|e| e["template"].as_str()).collect();
+    assert_eq!(emails, ["payment_stopped", "payment_failed"], "newest first");
+    assert_eq!(list["emails"][0]["recipient"], crate::support::mail_world::EMAIL);
+    let calls = list["stripe_calls"].as_array().expect("calls");
+    let seen: Vec<(&str, &str)> =
+        calls.iter().map(|c| (c["purpose"].as_str().unwrap_or(""), c["path"].as_str().unwrap_or(""))).collect();
+    assert_eq!(seen, [("comeback", "/v1/checkout/sessions"), ("billing_portal", "/v1/billing_portal/sessions")]);
+    assert_eq!(calls[1]["customer"], "cus_1");
+    let params: Value = serde_json::from_str(calls[0]["params"].as_str().expect("params")).expect("params json");
+    assert_eq!(params["customer"], "cus_1");
+}
+
+/// The dashboard's HTML, signed in with the owner token.
+async fn dashboard(address: &str) -> String {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = client.post(format!("{address}/dashboard/login")).form(&[("token", OWNER)]).send().await.expect("login");
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    client
+        .get(format!("{address}/dashboard"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html")
+}
+
 #[tokio::test]
 async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_nothing() {
     let stripe = MockServer::start().await;
@@ -59,14 +103,7 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
     assert_eq!((case.status.as_str(), case.attempt_count), ("lost", 4));
 
     // The customer's links still lead somewhere without calling Stripe.
-    let update = link_in(&rows, "payment_failed", "https://billing.acme.test/billing/update?token=");
-    let r = no_redirects().get(update.replace("https://billing.acme.test", &app.address)).send().await.expect("request");
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "https://invoice.stripe.com/i/in_1");
-    let back = link_in(&rows, "payment_stopped", "https://billing.acme.test/comeback?token=");
-    let r = no_redirects().get(back.replace("https://billing.acme.test", &app.address)).send().await.expect("request");
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "https://app.acme.test/");
+    assert_the_links_lead_to_stripes_invoice_and_the_product(&rows, &app.address).await;
     assert!(stripe.received_requests().await.expect("recorded").is_empty(), "no call reached Stripe");
 
     // The owner sees what would have happened.
@@ -77,31 +114,11 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
         .await
         .expect("json");
     assert_eq!(list["mode"], "observe");
-    let emails: Vec<&str> = list["emails"].as_array().expect("emails").iter().filter_map(|e| e["template"].as_str()).collect();
-    assert_eq!(emails, ["payment_stopped", "payment_failed"], "newest first");
-    assert_eq!(list["emails"][0]["recipient"], crate::support::mail_world::EMAIL);
-    let calls = list["stripe_calls"].as_array().expect("calls");
-    let seen: Vec<(&str, &str)> =
-        calls.iter().map(|c| (c["purpose"].as_str().unwrap_or(""), c["path"].as_str().unwrap_or(""))).collect();
-    assert_eq!(seen, [("comeback", "/v1/checkout/sessions"), ("billing_portal", "/v1/billing_portal/sessions")]);
-    assert_eq!(calls[1]["customer"], "cus_1");
-    let params: Value = serde_json::from_str(calls[0]["params"].as_str().expect("params")).expect("params json");
-    assert_eq!(params["customer"], "cus_1");
+    assert_the_list_holds_both_emails_and_both_calls(&list);
     assert!(!list.to_string().contains("sk_test_holdfast"), "the key is never listed");
 
     // And on the dashboard.
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let login = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER)]).send().await.expect("login");
-    let cookie = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
-    let html = client
-        .get(format!("{}/dashboard", app.address))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("html");
+    let html = dashboard(&app.address).await;
     assert!(html.contains("Observe-only mode"), "{html}");
     assert!(html.contains("<span id=\"observed-emails\">2</span>") && html.contains("<span id=\"observed-calls\">2</span>"));
     assert!(

@@ -9,7 +9,7 @@
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::support::cancel_flow::{OWNER_TOKEN, flow, seed, signed_link};
+use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
 use crate::support::helpers::{event, invoice, now};
 use crate::support::requires::chromium;
 
@@ -75,11 +75,10 @@ async fn check_page(browser: &fantoccini::Client, what: &str) -> Result<Vec<Stri
     Ok(problems)
 }
 
-#[tokio::test]
-#[ignore = "needs a browser (chromium + chromedriver)"]
-async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer() {
-    let (browser, driver, _profile) = chromium(375, 812).await;
-    let f = flow().await;
+/// Three customers for the owner's pages: `cus_phone` fails a payment, then cancels through
+/// the flow with a long technical comment; `cus_saver` takes the discount (the saves list);
+/// `cus_back` pays after a failure (recovered). All are new this month.
+async fn seed_the_owner_pages(f: &Flow) {
     let object = seed(&f.app, "cus_phone", "sub_phone", "price_pro_monthly", |_| {}).await;
     let t = now() - 3600;
     let mut failed = invoice("in_phone", "cus_phone", "sub_phone", "open", 4900, t);
@@ -107,81 +106,95 @@ async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer
         .await;
     assert_eq!(f.choose(&session, &csrf, "cancel").await.status(), 303);
     f.app.wait_projected().await;
-    let base = f.app.address.clone();
+}
 
-    let outcome = async {
-        let mut problems = Vec::new();
-        browser.goto(&format!("{base}/dashboard")).await?;
-        browser.find(Locator::Id("token")).await?.send_keys(OWNER_TOKEN).await?;
-        browser.find(Locator::Id("sign-in")).await?.click().await?;
-        browser.wait().for_element(Locator::Id("dashboard")).await?;
-        problems.extend(check_page(&browser, "dashboard").await?);
-        let sign_out = browser.find(Locator::Id("sign-out")).await?;
-        let sign_out_text = (sign_out.is_displayed().await?, sign_out.text().await?);
-        // The figures are on the phone too, each with its sample size.
-        let figures = browser.find(Locator::Id("figures")).await?.text().await?;
+/// What the browser read on the owner's pages, for the test to assert once it is closed.
+struct OwnerPages {
+    /// Overflow and contrast problems of every page visited.
+    problems: Vec<String>,
+    /// Whether "Sign out" is displayed, and its text.
+    sign_out: (bool, String),
+    figures: String,
+    /// Each list: its name, its text, and where its links go.
+    list_texts: Vec<(&'static str, String, Vec<String>)>,
+    /// The cancellations list.
+    list_text: String,
+    timeline: String,
+    changes: String,
+    comments: String,
+    /// Where a search by email landed.
+    found_url: String,
+    png: Vec<u8>,
+}
 
-        // Every other list fits and reads clearly, and names its customers.
-        let mut list_texts = Vec::new();
-        for list in ["saves", "dunning", "recovered", "new-customers", "at-risk"] {
-            browser.goto(&format!("{base}/dashboard/lists/{list}")).await?;
-            // The page's own main (an empty list says so instead of drawing a table).
-            browser.wait().for_element(Locator::Id(&format!("list-{list}"))).await?;
-            problems.extend(check_page(&browser, list).await?);
-            let text = browser.find(Locator::Css("main section")).await?.text().await?;
-            let mut links = Vec::new();
-            for a in browser.find_all(Locator::Css("#list a")).await? {
-                links.push(a.attr("href").await?.unwrap_or_default());
-            }
-            list_texts.push((list, text, links));
+/// Signs in at `base`, then reads the dashboard, every list, the cancellations list and the
+/// customer page it links to, the comments, and a search by email; each page is checked.
+async fn visit_owner_pages(browser: &fantoccini::Client, base: &str) -> Result<OwnerPages, fantoccini::error::CmdError> {
+    let mut problems = Vec::new();
+    browser.goto(&format!("{base}/dashboard")).await?;
+    browser.find(Locator::Id("token")).await?.send_keys(OWNER_TOKEN).await?;
+    browser.find(Locator::Id("sign-in")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("dashboard")).await?;
+    problems.extend(check_page(browser, "dashboard").await?);
+    let sign_out = browser.find(Locator::Id("sign-out")).await?;
+    let sign_out = (sign_out.is_displayed().await?, sign_out.text().await?);
+    // The figures are on the phone too, each with its sample size.
+    let figures = browser.find(Locator::Id("figures")).await?.text().await?;
+    let list_texts = visit_lists(browser, base, &mut problems).await?;
+
+    // The list names the customer and links to their page.
+    browser.goto(&format!("{base}/dashboard/lists/cancellations")).await?;
+    browser.wait().for_element(Locator::Id("list")).await?;
+    problems.extend(check_page(browser, "cancellations").await?);
+    let list_text = browser.find(Locator::Id("list")).await?.text().await?;
+    browser.find(Locator::Css("#list a[href='/dashboard/customers/cus_phone']")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("customer")).await?;
+    problems.extend(check_page(browser, "customer").await?);
+    let timeline = browser.find(Locator::Id("timeline")).await?.text().await?;
+    let changes = browser.find(Locator::Id("stripe-changes")).await?.text().await?;
+
+    browser.goto(&format!("{base}/dashboard/lists/comments?reason=technical_problems")).await?;
+    browser.wait().for_element(Locator::Id("list")).await?;
+    problems.extend(check_page(browser, "comments").await?);
+    let comments = browser.find(Locator::Id("list")).await?.text().await?;
+
+    // Search by email from the header: one match opens the customer's page.
+    browser.find(Locator::Id("q")).await?.send_keys("cus_phone@example.com").await?;
+    browser.find(Locator::Css("form.search button")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("customer-name")).await?;
+    let found_url = browser.current_url().await?.to_string();
+    let png = browser.screenshot().await?;
+    Ok(OwnerPages { problems, sign_out, figures, list_texts, list_text, timeline, changes, comments, found_url, png })
+}
+
+/// Every other list fits and reads clearly (problems go to `problems`); returns each list's
+/// name, text and links.
+async fn visit_lists(
+    browser: &fantoccini::Client,
+    base: &str,
+    problems: &mut Vec<String>,
+) -> Result<Vec<(&'static str, String, Vec<String>)>, fantoccini::error::CmdError> {
+    let mut list_texts = Vec::new();
+    for list in ["saves", "dunning", "recovered", "new-customers", "at-risk"] {
+        browser.goto(&format!("{base}/dashboard/lists/{list}")).await?;
+        // The page's own main (an empty list says so instead of drawing a table).
+        browser.wait().for_element(Locator::Id(&format!("list-{list}"))).await?;
+        problems.extend(check_page(browser, list).await?);
+        let text = browser.find(Locator::Css("main section")).await?.text().await?;
+        let mut links = Vec::new();
+        for a in browser.find_all(Locator::Css("#list a")).await? {
+            links.push(a.attr("href").await?.unwrap_or_default());
         }
-
-        // The list names the customer and links to their page.
-        browser.goto(&format!("{base}/dashboard/lists/cancellations")).await?;
-        browser.wait().for_element(Locator::Id("list")).await?;
-        problems.extend(check_page(&browser, "cancellations").await?);
-        let list_text = browser.find(Locator::Id("list")).await?.text().await?;
-        browser.find(Locator::Css("#list a[href='/dashboard/customers/cus_phone']")).await?.click().await?;
-        browser.wait().for_element(Locator::Id("customer")).await?;
-        problems.extend(check_page(&browser, "customer").await?);
-        let timeline = browser.find(Locator::Id("timeline")).await?.text().await?;
-        let changes = browser.find(Locator::Id("stripe-changes")).await?.text().await?;
-
-        browser.goto(&format!("{base}/dashboard/lists/comments?reason=technical_problems")).await?;
-        browser.wait().for_element(Locator::Id("list")).await?;
-        problems.extend(check_page(&browser, "comments").await?);
-        let comments = browser.find(Locator::Id("list")).await?.text().await?;
-
-        // Search by email from the header: one match opens the customer's page.
-        browser.find(Locator::Id("q")).await?.send_keys("cus_phone@example.com").await?;
-        browser.find(Locator::Css("form.search button")).await?.click().await?;
-        browser.wait().for_element(Locator::Id("customer-name")).await?;
-        let found_url = browser.current_url().await?.to_string();
-        let png = browser.screenshot().await?;
-        Ok::<_, fantoccini::error::CmdError>((
-            problems,
-            sign_out_text,
-            list_text,
-            timeline,
-            changes,
-            comments,
-            found_url,
-            png,
-            figures,
-            list_texts,
-        ))
+        list_texts.push((list, text, links));
     }
-    .await;
-    let _ = browser.close().await;
-    drop(driver);
-    let (problems, sign_out, list_text, timeline, changes, comments, found_url, png, figures, list_texts) =
-        outcome.expect("the pages load");
-    for want in ["Confirmed-save rate", "Trial conversion", "Quick ratio", "MRR by plan", "vs last month", "After 12 mo"] {
-        // Card labels are drawn upper-case by CSS.
-        assert!(figures.to_lowercase().contains(&want.to_lowercase()), "{want} missing: {figures}");
-    }
+    Ok(list_texts)
+}
+
+/// Each list links to the pages of the customers it should hold and carries its telling words
+/// (an empty one says "Nobody here.").
+fn assert_each_list_names_its_customers(list_texts: &[(&'static str, String, Vec<String>)]) {
     let page = |c: &str| format!("/dashboard/customers/{c}");
-    for (list, text, links) in &list_texts {
+    for (list, text, links) in list_texts {
         let (who, words): (&[&str], &str) = match *list {
             "saves" => (&["cus_saver"], "Took the discount"),
             "dunning" => (&["cus_phone"], "$49.00"),
@@ -194,6 +207,26 @@ async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer
         }
         assert!(text.contains(words), "{list}: {text}");
     }
+}
+
+#[tokio::test]
+#[ignore = "needs a browser (chromium + chromedriver)"]
+async fn browser_the_owner_pages_fit_375px_read_clearly_and_link_to_the_customer() {
+    let (browser, driver, _profile) = chromium(375, 812).await;
+    let f = flow().await;
+    seed_the_owner_pages(&f).await;
+    let base = f.app.address.clone();
+
+    let outcome = visit_owner_pages(&browser, &base).await;
+    let _ = browser.close().await;
+    drop(driver);
+    let OwnerPages { problems, sign_out, figures, list_texts, list_text, timeline, changes, comments, found_url, png } =
+        outcome.expect("the pages load");
+    for want in ["Confirmed-save rate", "Trial conversion", "Quick ratio", "MRR by plan", "vs last month", "After 12 mo"] {
+        // Card labels are drawn upper-case by CSS.
+        assert!(figures.to_lowercase().contains(&want.to_lowercase()), "{want} missing: {figures}");
+    }
+    assert_each_list_names_its_customers(&list_texts);
 
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(sign_out, (true, "Sign out".to_owned()));

@@ -57,6 +57,23 @@ fn failed_payment(id: &str, cus: &str, sub: &str, at: i64) -> Value {
     event("invoice.payment_failed", at, i)
 }
 
+/// `change` is the cancellation Holdfast sent for `sub_whole`: the exact method, path and
+/// parameters (the comment as Stripe received it in `sent`), caused by the customer.
+fn assert_the_change_is_recorded_as_sent(change: &Value, sent: &[Vec<(String, String)>]) {
+    assert_eq!(change["method"], "POST");
+    assert_eq!(change["path"], "/v1/subscriptions/sub_whole");
+    let params: Value = serde_json::from_str(change["params"].as_str().expect("params text")).expect("params JSON");
+    assert_eq!(
+        params,
+        json!({"cancel_at_period_end": "true", "cancellation_details[feedback]": "other",
+               "cancellation_details[comment]": params["cancellation_details[comment]"].clone()})
+    );
+    assert!(params["cancellation_details[comment]"].as_str().is_some_and(|s| s.contains("sync fails on Mondays")));
+    let sent_comment = sent[0].iter().find(|(k, _)| k == "cancellation_details[comment]").map(|(_, v)| v.clone());
+    assert_eq!(params["cancellation_details[comment]"].as_str().map(str::to_owned), sent_comment, "recorded as sent");
+    assert!(change["triggered_by"].as_str().is_some_and(|s| s.contains("the customer")), "{change}");
+}
+
 #[tokio::test]
 async fn one_customer_whole_newest_first_with_every_change_holdfast_made_in_stripe() {
     let f = flow().await;
@@ -92,20 +109,7 @@ async fn one_customer_whole_newest_first_with_every_change_holdfast_made_in_stri
     assert_eq!(cancel["outcome"], "canceled");
 
     // The change Holdfast made in Stripe: the exact request, and who caused it.
-    let change = &c["stripe_changes"][0];
-    assert_eq!(change["method"], "POST");
-    assert_eq!(change["path"], "/v1/subscriptions/sub_whole");
-    let params: Value = serde_json::from_str(change["params"].as_str().expect("params text")).expect("params JSON");
-    assert_eq!(
-        params,
-        json!({"cancel_at_period_end": "true", "cancellation_details[feedback]": "other",
-               "cancellation_details[comment]": params["cancellation_details[comment]"].clone()})
-    );
-    assert!(params["cancellation_details[comment]"].as_str().is_some_and(|s| s.contains("sync fails on Mondays")));
-    let sent = f.sent_params().await;
-    let sent_comment = sent[0].iter().find(|(k, _)| k == "cancellation_details[comment]").map(|(_, v)| v.clone());
-    assert_eq!(params["cancellation_details[comment]"].as_str().map(str::to_owned), sent_comment, "recorded as sent");
-    assert!(change["triggered_by"].as_str().is_some_and(|s| s.contains("the customer")), "{change}");
+    assert_the_change_is_recorded_as_sent(&c["stripe_changes"][0], &f.sent_params().await);
 
     // One timeline, newest first, naming the cancellation, the failure and the change.
     let timeline = c["timeline"].as_array().expect("timeline");
@@ -143,9 +147,9 @@ async fn search_finds_customers_by_email_name_or_stripe_id() {
     assert_eq!(f.owner("/api/customers").await.status(), 400);
 }
 
-#[tokio::test]
-async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
-    let f = flow().await;
+/// `cus_list_a` cancels with a formula for a comment and fails a payment, `cus_list_b`
+/// cancels (too expensive), `cus_list_c` takes the discount and recovers a failed payment.
+async fn seed_the_lists(f: &Flow) {
     let a = seed(&f.app, "cus_list_a", "sub_list_a", "price_pro_monthly", |_| {}).await;
     let b = seed(&f.app, "cus_list_b", "sub_list_b", "price_pro_monthly", |_| {}).await;
     let c = seed(&f.app, "cus_list_c", "sub_list_c", "price_pro_monthly", |_| {}).await;
@@ -157,9 +161,11 @@ async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
     f.app.deliver(&failed_payment("in_list_c", "cus_list_c", "sub_list_c", t)).await;
     f.app.deliver(&event("invoice.paid", t + 600, invoice("in_list_c", "cus_list_c", "sub_list_c", "paid", 4900, t + 600))).await;
     f.app.wait_projected().await;
+}
 
-    let url = format!("{}/api/lists/cancellations", f.app.address);
-    let cancellations: Value = assert_owner_only(&f.http, Method::GET, &url, OWNER_TOKEN).await.json().await.expect("json");
+/// Exactly the two who cancelled, with the reason's label, the comment as written and a link
+/// to the customer's page.
+fn assert_the_cancellations_say_who_and_why(cancellations: &Value) {
     let who: Vec<&str> =
         cancellations["items"].as_array().expect("items").iter().filter_map(|i| i["customer"].as_str()).collect();
     assert_eq!(who.len(), 2);
@@ -168,6 +174,47 @@ async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
     assert_eq!(a_row["reason_label"], "Missing a feature");
     assert_eq!(a_row["comment"], FORMULA_COMMENT);
     assert_eq!(a_row["customer_page"], "/dashboard/customers/cus_list_a");
+}
+
+/// In the comments' CSV, every cell a spreadsheet would evaluate starts with a quote instead.
+fn assert_no_cell_would_run_as_a_formula(text: &str) {
+    let mut reader = csv_rows(text);
+    let header = reader.remove(0);
+    assert_eq!(header[0], "customer_id");
+    let comment_col = header.iter().position(|h| h == "Comment").expect("Comment column");
+    let cells: Vec<&str> = reader.iter().map(|r| r[comment_col].as_str()).collect();
+    assert!(cells.contains(&"'=HYPERLINK(\"http://evil.test\",\"sync fails\")"), "{cells:?}");
+    assert!(cells.contains(&"'+1 for the old price"), "{cells:?}");
+    for row in &reader {
+        for cell in row {
+            assert!(!cell.starts_with(['=', '+', '-', '@']), "unescaped cell {cell:?} in {text}");
+        }
+    }
+}
+
+/// An unknown list, a bad page size, page, format or reason: 400 with the error's code.
+async fn assert_bad_list_requests_are_refused(f: &Flow) {
+    for (path, code) in [
+        ("/api/lists/everyone", "unknown_list"),
+        ("/api/lists/saves?per_page=0", "bad_per_page"),
+        ("/api/lists/saves?page=0", "bad_page"),
+        ("/api/lists/saves?format=xls", "bad_format"),
+        ("/api/lists/comments?reason=%27%20OR%201", "bad_reason"),
+    ] {
+        let r = f.owner(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], code, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
+    let f = flow().await;
+    seed_the_lists(&f).await;
+
+    let url = format!("{}/api/lists/cancellations", f.app.address);
+    let cancellations: Value = assert_owner_only(&f.http, Method::GET, &url, OWNER_TOKEN).await.json().await.expect("json");
+    assert_the_cancellations_say_who_and_why(&cancellations);
 
     // Paginated: one per page, then the next.
     let p1 = f.owner_json("/api/lists/cancellations?per_page=1").await;
@@ -208,31 +255,9 @@ async fn the_lists_answer_who_paginated_with_csv_that_never_runs_a_formula() {
     let csv = f.owner("/api/lists/comments?format=csv").await;
     assert_eq!(csv.status(), 200);
     assert!(csv.headers()["content-type"].to_str().expect("ascii").starts_with("text/csv"));
-    let text = csv.text().await.expect("csv");
-    let mut reader = csv_rows(&text);
-    let header = reader.remove(0);
-    assert_eq!(header[0], "customer_id");
-    let comment_col = header.iter().position(|h| h == "Comment").expect("Comment column");
-    let cells: Vec<&str> = reader.iter().map(|r| r[comment_col].as_str()).collect();
-    assert!(cells.contains(&"'=HYPERLINK(\"http://evil.test\",\"sync fails\")"), "{cells:?}");
-    assert!(cells.contains(&"'+1 for the old price"), "{cells:?}");
-    for row in &reader {
-        for cell in row {
-            assert!(!cell.starts_with(['=', '+', '-', '@']), "unescaped cell {cell:?} in {text}");
-        }
-    }
+    assert_no_cell_would_run_as_a_formula(&csv.text().await.expect("csv"));
 
-    for (path, code) in [
-        ("/api/lists/everyone", "unknown_list"),
-        ("/api/lists/saves?per_page=0", "bad_per_page"),
-        ("/api/lists/saves?page=0", "bad_page"),
-        ("/api/lists/saves?format=xls", "bad_format"),
-        ("/api/lists/comments?reason=%27%20OR%201", "bad_reason"),
-    ] {
-        let r = f.owner(path).await;
-        assert_eq!(r.status(), 400, "{path}");
-        assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], code, "{path}");
-    }
+    assert_bad_list_requests_are_refused(&f).await;
 }
 
 /// A minimal RFC 4180 reader (quoted cells, doubled quotes), enough to check our own output.
@@ -259,9 +284,9 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-#[tokio::test]
-async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
-    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
+/// `cus_fig_a` cancels, `cus_fig_b` takes the discount and recovers a failed payment, and
+/// `cus_fig_c` came from the newsletter.
+async fn seed_the_figures(f: &Flow) {
     let a = seed(&f.app, "cus_fig_a", "sub_fig_a", "price_pro_monthly", |_| {}).await;
     let b = seed(&f.app, "cus_fig_b", "sub_fig_b", "price_pro_monthly", |_| {}).await;
     // A customer who came from the newsletter.
@@ -282,6 +307,45 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     f.app.deliver(&failed_payment("in_fig_b", "cus_fig_b", "sub_fig_b", t)).await;
     f.app.deliver(&event("invoice.paid", t + 600, invoice("in_fig_b", "cus_fig_b", "sub_fig_b", "paid", 4900, t + 600))).await;
     f.app.wait_projected().await;
+}
+
+/// The newsletter channel has its one customer, too few to judge, and a cohort row whose
+/// ages (1, 3, 6 and 12 months) none has reached yet.
+fn assert_the_newsletter_cohort_is_too_young_to_judge(fig: &Value) {
+    let channels = fig["channels"].as_array().expect("channels");
+    let newsletter = channels.iter().find(|c| c["channel"] == "newsletter").expect("the newsletter channel");
+    assert_eq!(newsletter["customers"], 1);
+    assert_eq!(newsletter["retention"]["text"], "too few to judge (n = 1)");
+    // A cohort row per channel: retention 1, 3, 6 and 12 months on, none reached yet.
+    let ages: Vec<(u64, u64)> = newsletter["after"]
+        .as_array()
+        .expect("cohort ages")
+        .iter()
+        .map(|p| (p["months"].as_u64().unwrap_or(0), p["rate"]["sample"].as_u64().unwrap_or(99)))
+        .collect();
+    assert_eq!(ages, [(1, 0), (3, 0), (6, 0), (12, 0)]);
+}
+
+/// The dashboard's HTML, signed in with the owner token.
+async fn dashboard_page(f: &Flow) -> String {
+    let login =
+        f.http.post(format!("{}/dashboard/login", f.app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("login");
+    let session = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    f.http
+        .get(format!("{}/dashboard", f.app.address))
+        .header("Cookie", session)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("page")
+}
+
+#[tokio::test]
+async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
+    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
+    seed_the_figures(&f).await;
 
     let url = format!("{}/api/figures", f.app.address);
     let fig: Value = assert_owner_only(&f.http, Method::GET, &url, OWNER_TOKEN).await.json().await.expect("json");
@@ -298,18 +362,7 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     let plans = fig["mrr_by_plan"].as_array().expect("plans");
     let plan_mrr: f64 = plans.iter().filter_map(|p| p["mrr"].as_f64()).sum();
     assert!((plan_mrr - fig["mrr"].as_f64().unwrap_or(0.0)).abs() < 1.0, "plans add up to MRR: {plans:?} vs {}", fig["mrr"]);
-    let channels = fig["channels"].as_array().expect("channels");
-    let newsletter = channels.iter().find(|c| c["channel"] == "newsletter").expect("the newsletter channel");
-    assert_eq!(newsletter["customers"], 1);
-    assert_eq!(newsletter["retention"]["text"], "too few to judge (n = 1)");
-    // A cohort row per channel: retention 1, 3, 6 and 12 months on, none reached yet.
-    let ages: Vec<(u64, u64)> = newsletter["after"]
-        .as_array()
-        .expect("cohort ages")
-        .iter()
-        .map(|p| (p["months"].as_u64().unwrap_or(0), p["rate"]["sample"].as_u64().unwrap_or(99)))
-        .collect();
-    assert_eq!(ages, [(1, 0), (3, 0), (6, 0), (12, 0)]);
+    assert_the_newsletter_cohort_is_too_young_to_judge(&fig);
 
     // Thirty-one days on the discounted customer still pays: the save is confirmed.
     assert_eq!(f.app.scheduler.check_saves(now() + 31 * 86_400).await.expect("check saves"), 1);
@@ -318,19 +371,7 @@ async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
     assert_eq!(fig["save_rate"]["text"], "too few to judge (n = 2)");
     assert_eq!(fig["saves_pending"], 0);
     // Every figure is on the dashboard too.
-    let login =
-        f.http.post(format!("{}/dashboard/login", f.app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("login");
-    let session = login.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
-    let page = f
-        .http
-        .get(format!("{}/dashboard", f.app.address))
-        .header("Cookie", session)
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("page");
+    let page = dashboard_page(&f).await;
     for label in [
         "id=\"fig-mrr\"",
         "vs last month",

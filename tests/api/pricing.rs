@@ -274,6 +274,44 @@ async fn each_cause_of_a_pause_counts_as_documented() {
     assert_eq!(apr["mrr_movements"]["reactivation"], json!(2000.0), "{apr}");
 }
 
+/// Stripe's answers for the tiers: `price_seats` (graduated) fails once with a 500, then
+/// answers with its tiers; `price_gone` no longer exists (404). Each is asked exactly so often.
+async fn mount_the_tier_answers(stripe: &MockServer) {
+    let mut answer = tiered(
+        "price_seats",
+        "graduated",
+        Some(
+            json!([{"up_to": 5, "unit_amount": 1000, "flat_amount": 500, "unit_amount_decimal": "1000", "flat_amount_decimal": "500"},
+                                                  {"up_to": null, "unit_amount": 800, "flat_amount": null, "unit_amount_decimal": "800", "flat_amount_decimal": null}]),
+        ),
+    );
+    answer["created"] = json!(at(2025, 12, 1));
+    let failure = json!({"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}});
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_seats"))
+        .and(query_param("expand[]", "tiers"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(failure))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_seats"))
+        .and(query_param("expand[]", "tiers"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .expect(1)
+        .mount(stripe)
+        .await;
+    let missing =
+        json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such price: 'price_gone'"}});
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_gone"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(missing))
+        .expect(1)
+        .mount(stripe)
+        .await;
+}
+
 #[tokio::test]
 async fn a_tiered_price_without_its_tiers_is_fetched_once_from_stripe_when_a_key_is_set() {
     let stripe = MockServer::start().await;
@@ -294,39 +332,7 @@ async fn a_tiered_price_without_its_tiers_is_fetched_once_from_stripe_when_a_key
     assert_eq!((before["mrr_end"].clone(), before["unresolved_prices"].clone()), (json!(0.0), json!(2)), "{before}");
 
     // Stripe answers the expanded price; the first attempt for it fails (a 500, retried).
-    let mut answer = tiered(
-        "price_seats",
-        "graduated",
-        Some(
-            json!([{"up_to": 5, "unit_amount": 1000, "flat_amount": 500, "unit_amount_decimal": "1000", "flat_amount_decimal": "500"},
-                                                  {"up_to": null, "unit_amount": 800, "flat_amount": null, "unit_amount_decimal": "800", "flat_amount_decimal": null}]),
-        ),
-    );
-    answer["created"] = json!(at(2025, 12, 1));
-    let failure = json!({"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}});
-    Mock::given(method("GET"))
-        .and(path("/v1/prices/price_seats"))
-        .and(query_param("expand[]", "tiers"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(failure))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&stripe)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/prices/price_seats"))
-        .and(query_param("expand[]", "tiers"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-        .expect(1)
-        .mount(&stripe)
-        .await;
-    let missing =
-        json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such price: 'price_gone'"}});
-    Mock::given(method("GET"))
-        .and(path("/v1/prices/price_gone"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(missing))
-        .expect(1)
-        .mount(&stripe)
-        .await;
+    mount_the_tier_answers(&stripe).await;
     let api = StripeApi::new(&SecretString::from("sk_test_holdfast"), Some(&uri)).expect("client");
     let quick = Retry { attempts: 2, first_backoff: std::time::Duration::from_millis(10) };
     let fetcher = PriceTiersFetcher::new(app.store.clone(), api.clone(), app.clock.clone()).with_retry(quick);

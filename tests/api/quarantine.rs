@@ -69,6 +69,25 @@ fn gauge(metrics: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
+/// `GET /api/quarantine` is owner-only and lists the poison events (sent with `reasons`, in
+/// order) newest first with their reasons, never their payloads.
+async fn assert_the_owner_lists_them_newest_first_without_payloads(app: &TestApp, reasons: &[&str]) {
+    let listed =
+        assert_owner_only(&app.client, reqwest::Method::GET, &format!("{}/api/quarantine", app.address), OWNER_TOKEN).await;
+    let listed: Value = listed.json().await.expect("JSON");
+    assert_eq!(listed["count"], reasons.len());
+    let by_id: Vec<(&str, &str)> = listed["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or("")))
+        .collect();
+    let ids = ["evt_poison_nul", "evt_poison_huge_string", "evt_poison_long_id", "evt_poison_deep"];
+    let reasons: Vec<&str> = reasons.iter().rev().copied().collect();
+    assert_eq!(by_id, ids.into_iter().zip(reasons).collect::<Vec<_>>(), "newest first, with the reason");
+    assert!(!listed.to_string().contains("xxxxxxxxxx"), "the list never carries payloads");
+}
+
 #[tokio::test]
 async fn poison_events_are_stored_acknowledged_quarantined_and_leave_every_figure_as_it_was() {
     let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
@@ -109,20 +128,8 @@ async fn poison_events_are_stored_acknowledged_quarantined_and_leave_every_figur
     assert_eq!(gauge(&metrics, "holdfast_projector_parked_events"), 0.0, "quarantined, not parked");
     assert_eq!(gauge(&metrics, "holdfast_projector_lag_events"), 0.0, "the log moved on");
 
-    let listed =
-        assert_owner_only(&app.client, reqwest::Method::GET, &format!("{}/api/quarantine", app.address), OWNER_TOKEN).await;
-    let listed: Value = listed.json().await.expect("JSON");
-    assert_eq!(listed["count"], poisons.len());
-    let by_id: Vec<(&str, &str)> = listed["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| (e["event_id"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or("")))
-        .collect();
-    let ids = ["evt_poison_nul", "evt_poison_huge_string", "evt_poison_long_id", "evt_poison_deep"];
-    let reasons: Vec<&str> = poisons.iter().rev().map(|(_, r)| *r).collect();
-    assert_eq!(by_id, ids.into_iter().zip(reasons).collect::<Vec<_>>(), "newest first, with the reason");
-    assert!(!listed.to_string().contains("xxxxxxxxxx"), "the list never carries payloads");
+    let reasons: Vec<&str> = poisons.iter().map(|(_, r)| *r).collect();
+    assert_the_owner_lists_them_newest_first_without_payloads(&app, &reasons).await;
 
     // A later event of the same customer is projected: quarantine parks no one.
     let mut later = customer(&customer_id, "later@example.com", now());

@@ -58,16 +58,13 @@ async fn run_at(app: &TestApp, t: i64) -> usize {
     app.outbox.run_until_idle_at(t).await.expect("send")
 }
 
-#[tokio::test]
-async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_one_before() {
-    let (app, sink) = recap_app().await;
-    subscribed(&app, "cus_1", "ada@example.com").await;
-    // The previous month [28 Feb, 31 Mar) and the recap's month [31 Mar, 30 Apr).
-    app.clock.set(at(2026, 4, 29, 12));
+/// `cus_1`'s use in the previous month [28 Feb, 31 Mar) and the recap's month [31 Mar, 30 Apr),
+/// with unnamed activity and some from before both.
+async fn post_two_months_of_activity(app: &TestApp) {
     let before = at(2026, 3, 10, 9);
     let this = at(2026, 4, 12, 9);
     post_activity(
-        &app,
+        app,
         &json!([
             used("cus_1", "login", before, 8),
             used("cus_1", "report_created", before, 3),
@@ -82,14 +79,11 @@ async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_on
         ]),
     )
     .await;
+}
 
-    // 30 April is the anniversary of a 31st in a 30-day month.
-    assert_eq!(run_at(&app, at(2026, 4, 29, 23)).await, 0, "not before the anniversary");
-    assert_eq!(run_at(&app, at(2026, 4, 30, 0) + 60).await, 1);
-    // The scheduler runs hourly: the same month's recap is never queued twice.
-    assert_eq!(run_at(&app, at(2026, 4, 30, 5)).await, 0);
-    assert_eq!(run_at(&app, at(2026, 5, 2, 5)).await, 0);
-
+/// The April recap to Ada: marketing mail that replies reach the owner, each named use against
+/// March (most used first, unnamed and older activity left out), the plan at its price.
+fn assert_aprils_recap_compares_each_use_with_march(sink: &SmtpSink) {
     let mail = &sink.parsed()[0];
     assert_eq!(sink.messages()[0].rcpt_to, vec!["ada@example.com".to_owned()]);
     assert_eq!(mail.header("Subject").as_deref(), Some("Your month with Acme"));
@@ -111,6 +105,24 @@ async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_on
     assert!(plan.trim_end().ends_with("$20.00 / month"), "{plan}");
     let sign_ins = text.find("sign-ins").expect("listed");
     assert!(sign_ins < text.find("reports created").expect("listed"), "most used first: {text}");
+}
+
+#[tokio::test]
+async fn the_recap_goes_on_the_billing_anniversary_with_the_month_against_the_one_before() {
+    let (app, sink) = recap_app().await;
+    subscribed(&app, "cus_1", "ada@example.com").await;
+    // The previous month [28 Feb, 31 Mar) and the recap's month [31 Mar, 30 Apr).
+    app.clock.set(at(2026, 4, 29, 12));
+    post_two_months_of_activity(&app).await;
+
+    // 30 April is the anniversary of a 31st in a 30-day month.
+    assert_eq!(run_at(&app, at(2026, 4, 29, 23)).await, 0, "not before the anniversary");
+    assert_eq!(run_at(&app, at(2026, 4, 30, 0) + 60).await, 1);
+    // The scheduler runs hourly: the same month's recap is never queued twice.
+    assert_eq!(run_at(&app, at(2026, 4, 30, 5)).await, 0);
+    assert_eq!(run_at(&app, at(2026, 5, 2, 5)).await, 0);
+
+    assert_aprils_recap_compares_each_use_with_march(&sink);
     let rows = app.store.outbox_rows().await.expect("outbox");
     assert_eq!(rows.iter().map(|r| r.dedupe_key.as_str()).collect::<Vec<_>>(), vec!["recap:cus_1:2026-04"]);
     assert_eq!(rows[0].category, "marketing");

@@ -80,15 +80,12 @@ fn open_file_limit() -> u64 {
         .expect("Max open files line")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_through() {
-    // 500 connections on each side, plus the rest of the suite: fail loudly rather than
-    // measure descriptor exhaustion instead of memory.
-    let limit = open_file_limit();
-    assert!(limit >= 4096, "this test needs `ulimit -n` of at least 4096 (it is {limit})");
-    let (url, _dir) = fresh_database().await;
-    let server = ServerProcess::start(&[
-        ("DATABASE_URL", url.as_str()),
+/// The real binary with a webhook buffer budget of `BUFFER_CAP` and a body deadline long
+/// enough that no stalled upload is cut off by it during the test: the budget alone must
+/// bound them.
+fn start_with_the_buffer_cap(url: &str) -> ServerProcess {
+    ServerProcess::start(&[
+        ("DATABASE_URL", url),
         ("STRIPE_WEBHOOK_SECRET", SECRET),
         ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
         ("HOLDFAST_WORKERS", "off"),
@@ -96,14 +93,18 @@ async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_thr
         // budget alone must bound them.
         ("HOLDFAST_BODY_TIMEOUT_SECS", "120"),
         ("HOLDFAST_WEBHOOK_BUFFER_BYTES", &BUFFER_CAP.to_string()),
-    ]);
-    let pid = server.pid();
-    let client = reqwest::Client::new();
-    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    ])
+}
+
+/// `STALLED` uploads to `addr`, each declaring a 1 MiB body and sending all of it but its last
+/// 2 bytes, then holding its connection open; each sends the status it got (if any) on `answers_tx`.
+async fn start_stalled_uploads(
+    addr: &str,
+    answers_tx: tokio::sync::mpsc::UnboundedSender<Option<u16>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut uploads = Vec::new();
-    let addr = server.address.trim_start_matches("http://").to_owned();
     for _ in 0..STALLED {
-        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let tx = answers_tx.clone();
         uploads.push(tokio::spawn(async move {
             // Headers and all of the body but its last 2 bytes; then wait for an answer.
@@ -118,6 +119,47 @@ async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_thr
         }));
     }
     drop(answers_tx);
+    uploads
+}
+
+/// A genuine signed webhook on another connection is stored (200, JSON) with a 2 s client
+/// timeout: a bound on the answer, not a timing assertion.
+async fn assert_a_signed_webhook_is_stored_within_2s(client: &reqwest::Client, address: &str) {
+    let genuine = event("customer.created", now(), customer("cus_stalled", "stalled@example.com", now())).to_string();
+    let signed = client
+        .post(format!("{address}/webhooks/stripe"))
+        .header("Stripe-Signature", sign(genuine.as_bytes(), SECRET, now()))
+        .header("Content-Type", "application/json")
+        .body(genuine)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("the signed webhook is answered within 2 s");
+    assert_eq!(signed.status(), 200);
+    assert_eq!(signed.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+}
+
+/// Once the uploads are gone, every reservation is returned (waited for, at most 30 s).
+async fn assert_nothing_stays_buffered(client: &reqwest::Client, address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gauge(client, address, "holdfast_webhook_buffered_bytes").await > 0.0 {
+        assert!(Instant::now() < deadline, "buffered bytes never went back to 0 after the uploads closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_through() {
+    // 500 connections on each side, plus the rest of the suite: fail loudly rather than
+    // measure descriptor exhaustion instead of memory.
+    let limit = open_file_limit();
+    assert!(limit >= 4096, "this test needs `ulimit -n` of at least 4096 (it is {limit})");
+    let (url, _dir) = fresh_database().await;
+    let server = start_with_the_buffer_cap(&url);
+    let pid = server.pid();
+    let client = reqwest::Client::new();
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let uploads = start_stalled_uploads(server.address.trim_start_matches("http://"), answers_tx).await;
 
     // Large bodies may fill three quarters of the budget (the rest is kept for small ones,
     // the size of Stripe's events); every upload beyond that is answered 503 at once.
@@ -137,18 +179,7 @@ async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_thr
     assert!(statuses.iter().all(|s| *s == Some(503)), "every extra upload gets 503: {statuses:?}");
 
     // A genuine webhook on another connection: a 2 s client timeout, not a timing assertion.
-    let genuine = event("customer.created", now(), customer("cus_stalled", "stalled@example.com", now())).to_string();
-    let signed = client
-        .post(format!("{}/webhooks/stripe", server.address))
-        .header("Stripe-Signature", sign(genuine.as_bytes(), SECRET, now()))
-        .header("Content-Type", "application/json")
-        .body(genuine)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .expect("the signed webhook is answered within 2 s");
-    assert_eq!(signed.status(), 200);
-    assert_eq!(signed.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    assert_a_signed_webhook_is_stored_within_2s(&client, &server.address).await;
 
     peak_rss = peak_rss.max(rss_bytes(pid));
     peak_buffered = peak_buffered.max(gauge(&client, &server.address, "holdfast_webhook_buffered_bytes").await);
@@ -162,11 +193,7 @@ async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_thr
     for upload in &uploads {
         upload.abort();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while gauge(&client, &server.address, "holdfast_webhook_buffered_bytes").await > 0.0 {
-        assert!(Instant::now() < deadline, "buffered bytes never went back to 0 after the uploads closed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_nothing_stays_buffered(&client, &server.address).await;
     let after = rss_bytes(pid);
     assert!(after < RSS_LIMIT_BYTES, "RSS {} MiB after the attack", after / (1024 * 1024));
     eprintln!(

@@ -155,6 +155,34 @@ fn customer_in(experiment: &str, prefix: &str, held: bool) -> String {
         .expect("a customer on each side")
 }
 
+/// The owner summary, as JSON.
+async fn owner_summary(f: &Flow) -> Value {
+    f.http
+        .get(format!("{}/api/summary", f.app.address))
+        .bearer_auth(OWNER_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Retention after 30 and 90 days, per arm of experiment `x`: each arm's one session is too
+/// recent to be decided.
+fn assert_retention_per_arm_is_undecided_yet(x: &Value) {
+    let retention = x["retention"].as_array().expect("retention");
+    let kept_for = |v: &str, outcome: &str| {
+        retention.iter().find(|a| a["variant"] == v && a["outcome"] == outcome).cloned().expect("retention arm")
+    };
+    for outcome in ["retained_30d", "retained_90d"] {
+        let (a, holdout) = (kept_for("a", outcome), kept_for("holdout", outcome));
+        assert_eq!((a["decided"].as_u64(), a["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
+        assert_eq!((holdout["decided"].as_u64(), holdout["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
+        assert_eq!(a["status"], "not_enough_data", "{x}");
+    }
+}
+
 #[tokio::test]
 async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_arms() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -191,16 +219,7 @@ async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_a
     f.app.deliver(&paid("in_kept_renewal", &kept, &kept_sub, now() + 30 * DAY)).await;
     assert_eq!(f.app.scheduler.check_saves(now() + 30 * DAY + 60).await.expect("check"), 1);
 
-    let summary: Value = f
-        .http
-        .get(format!("{}/api/summary", f.app.address))
-        .bearer_auth(OWNER_TOKEN)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let summary = owner_summary(&f).await;
     let x = &summary["experiments"][0];
     assert_eq!((x["name"].as_str(), x["holdout_percent"].as_u64()), (Some("price-save"), Some(50)), "{x}");
     let arm = |v: &str| x["arms"].as_array().expect("arms").iter().find(|a| a["variant"] == v).cloned().expect("arm");
@@ -211,16 +230,7 @@ async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_a
     assert_eq!((holdout["successes"].as_u64(), holdout["decided"].as_u64()), (Some(0), Some(1)), "{x}");
     assert_eq!((holdout["status"].as_str(), holdout["outcome"].as_str()), (Some("holdout"), Some("kept")), "{x}");
     // Retention after 30 and 90 days per arm: these sessions are too recent to be decided.
-    let retention = x["retention"].as_array().expect("retention");
-    let kept_for = |v: &str, outcome: &str| {
-        retention.iter().find(|a| a["variant"] == v && a["outcome"] == outcome).cloned().expect("retention arm")
-    };
-    for outcome in ["retained_30d", "retained_90d"] {
-        let (a, holdout) = (kept_for("a", outcome), kept_for("holdout", outcome));
-        assert_eq!((a["decided"].as_u64(), a["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
-        assert_eq!((holdout["decided"].as_u64(), holdout["undecided"].as_u64()), (Some(0), Some(1)), "{x}");
-        assert_eq!(a["status"], "not_enough_data", "{x}");
-    }
+    assert_retention_per_arm_is_undecided_yet(x);
 }
 
 /// The update-payment link for `invoice` in the emails the sink received (text bodies).

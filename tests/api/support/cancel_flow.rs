@@ -5,7 +5,7 @@
 use holdfast::cancel::links::sign;
 use holdfast::cancel::storage::CancelSessionRow;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -137,4 +137,26 @@ impl Flow {
             })
             .collect()
     }
+}
+
+/// Form parameters as `sent_params` returns them (sorted), for comparing with what Stripe got.
+pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    p.sort();
+    p
+}
+
+/// A subscription billed every `count` `interval`s whose paid period ends `period_days` from
+/// its start.
+pub fn billed(s: &mut Value, interval: &str, count: i64, period_days: i64) {
+    let item = &mut s["items"]["data"][0];
+    item["price"]["recurring"]["interval"] = json!(interval);
+    item["price"]["recurring"]["interval_count"] = json!(count);
+    let start = item["current_period_start"].as_i64().expect("period start");
+    item["current_period_end"] = json!(start + period_days * 86_400);
+}
+
+/// When the paid period of a subscription object ends.
+pub fn period_end(object: &Value) -> i64 {
+    object["items"]["data"][0]["current_period_end"].as_i64().expect("period end")
 }

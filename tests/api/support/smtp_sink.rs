@@ -98,12 +98,9 @@ impl SmtpSink {
     }
 }
 
-async fn session(
-    stream: TcpStream,
-    state: Arc<Mutex<State>>,
-    release: Arc<tokio::sync::Notify>,
-    stalled_one: Arc<tokio::sync::Notify>,
-) -> std::io::Result<()> {
+/// A stalled sink holds a new connection (counted as stuck, signalled on `stalled_one`) until
+/// `release`; otherwise it goes on at once.
+async fn hold_while_stalled(state: &Mutex<State>, release: &tokio::sync::Notify, stalled_one: &tokio::sync::Notify) {
     let released = release.notified();
     let stalled = {
         let mut s = state.lock().expect("lock");
@@ -117,14 +114,32 @@ async fn session(
         released.await;
         state.lock().expect("lock").stuck -= 1;
     }
+}
+
+/// The greeting: 421 when the sink is down (the session then ends), else 220. Whether the
+/// session goes on.
+async fn greet(write: &mut tokio::net::tcp::OwnedWriteHalf, down: bool) -> std::io::Result<bool> {
+    if down {
+        write.write_all(b"421 sink unavailable\r\n").await?;
+        return Ok(false);
+    }
+    write.write_all(b"220 sink ESMTP ready\r\n").await?;
+    Ok(true)
+}
+
+async fn session(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    release: Arc<tokio::sync::Notify>,
+    stalled_one: Arc<tokio::sync::Notify>,
+) -> std::io::Result<()> {
+    hold_while_stalled(&state, &release, &stalled_one).await;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let down = || state.lock().expect("lock").down;
-    if down() {
-        write.write_all(b"421 sink unavailable\r\n").await?;
+    if !greet(&mut write, down()).await? {
         return Ok(());
     }
-    write.write_all(b"220 sink ESMTP ready\r\n").await?;
     let (mut from, mut rcpt) = (String::new(), Vec::new());
     let mut line = String::new();
     loop {
