@@ -14,9 +14,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use holdfast::health::UNREADY_AFTER_SECS;
-use holdfast::owner::alerts::deliver::AlertSender;
-use holdfast::owner::alerts::deliver::FAULT_AFTER;
-use holdfast::owner::alerts::deliver::PART;
+use holdfast::owner::alerts::deliver::{AlertSender, FAULT_AFTER, PART};
 use holdfast::owner::config::OwnerSettings;
 
 use crate::support::cancel_flow::{flow_with, seed, signed_link};
