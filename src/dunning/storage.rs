@@ -1,42 +1,9 @@
 //! Dunning cases and cards, written from a reaction plan on the projector's connection.
 //! Same SQL on both backends.
 
-use serde::Serialize;
-
 use crate::store::conn::{Conn, execute, fetch};
+use crate::store::plan::{Card, Closing, Contact, DunningCase};
 use crate::store::{Store, StoreError};
-
-/// One failed-payment case (one per invoice).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct DunningCase {
-    pub invoice_id: String,
-    pub customer: Option<String>,
-    pub subscription: Option<String>,
-    /// `payment_failed` or `action_required`.
-    pub kind: String,
-    /// `open`, `recovered` or `lost`.
-    pub status: String,
-    /// The failure was older than the horizon when it arrived: state only, no email.
-    pub silent: bool,
-    pub currency: Option<String>,
-    pub amount_due: i64,
-    /// The earliest failure's event time: the cadence runs from here.
-    pub opened_at: i64,
-    pub next_payment_attempt: Option<i64>,
-    pub closed_at: Option<i64>,
-    /// `paid`, `voided`, `uncollectible`, `subscription_ended`.
-    pub close_reason: Option<String>,
-    pub recovered_amount: Option<i64>,
-    pub recovered_after_secs: Option<i64>,
-    /// Emails delivered before the case closed.
-    pub emails_before_close: Option<i64>,
-    pub last_failure_at: i64,
-    /// The email experiment in force when the case opened, and the customer's variant in it.
-    pub experiment: Option<String>,
-    pub variant: Option<String>,
-    /// The newest failure's `attempt_count` (`0` for cases opened before it was kept).
-    pub attempt_count: i64,
-}
 
 const ALL: &str = "SELECT invoice_id, customer, subscription, kind, status, silent, currency, amount_due, opened_at, \
      next_payment_attempt, closed_at, close_reason, recovered_amount, recovered_after_secs, emails_before_close, last_failure_at, \
@@ -88,16 +55,6 @@ pub async fn update_failure(conn: &mut Conn<'_>, c: &DunningCase) -> Result<(), 
     .map(|_| ())
 }
 
-/// How a dunning case ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closing {
-    pub status: &'static str,
-    pub closed_at: i64,
-    pub reason: String,
-    pub recovered_amount: Option<i64>,
-    pub recovered_after_secs: Option<i64>,
-}
-
 /// Close an open case (emails delivered under `case_key` counted); `false` if it was not open.
 pub async fn close_case(conn: &mut Conn<'_>, invoice: &str, case_key: &str, c: &Closing) -> Result<bool, sqlx::Error> {
     let n = execute!(
@@ -114,14 +71,6 @@ pub async fn close_case(conn: &mut Conn<'_>, invoice: &str, case_key: &str, c: &
     Ok(n == 1)
 }
 
-/// Who to write to: a customer's stored email, name and whether they were deleted.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Contact {
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub deleted: bool,
-}
-
 const CONTACT: &str = "SELECT email, name, deleted FROM customers WHERE id = $1";
 
 impl Store {
@@ -129,17 +78,6 @@ impl Store {
     pub async fn contact(&self, customer: &str) -> Result<Option<Contact>, StoreError> {
         self.with_conn(async |c| fetch!(c, fetch_optional, Contact, CONTACT, customer)).await
     }
-}
-
-/// A card on file.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Card {
-    pub id: String,
-    pub customer: Option<String>,
-    pub brand: Option<String>,
-    pub last4: Option<String>,
-    pub exp_month: Option<i64>,
-    pub exp_year: Option<i64>,
 }
 
 const UPSERT_CARD: &str = "INSERT INTO payment_methods AS t (id, customer, brand, last4, exp_month, exp_year, src_created, \

@@ -82,3 +82,17 @@ impl ResponseError for WebhookError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use crate::store::sqlite::wal_sync::SyncFailed;
+
+    #[test]
+    fn a_failed_fsync_answers_unavailable() {
+        let e = StoreError::NotDurable(SyncFailed::Fsync);
+        let answer = actix_web::ResponseError::status_code(&WebhookError::Store(WriteError::from(&e)));
+        assert_eq!(answer, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,5 +1,5 @@
 //! The projector: applies the event log to the projected tables, in log order, in batches
-//! (see `store::log`). It runs in every `holdfast serve` process, whatever
+//! (see `ingest::project`). It runs in every `holdfast serve` process, whatever
 //! `HOLDFAST_WORKERS` says: without it no webhook would ever reach the tables.
 //!
 //! On Postgres several replicas share one log, and one of them projects: the holder of a
@@ -17,7 +17,8 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::health::Health;
-use crate::store::log::{PROJECT_BATCH, outage_reason};
+use crate::ingest::project::PROJECT_BATCH;
+use crate::store::log::outage_reason;
 use crate::store::{Store, StoreError};
 
 /// The projector's advisory lock key (any constant no other lock uses).

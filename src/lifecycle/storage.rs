@@ -9,6 +9,7 @@ use crate::lifecycle::rules::ActivityFacts;
 use crate::lifecycle::rules::Windows;
 use crate::store::conn::{Conn, execute, fetch};
 use crate::store::outbox;
+use crate::store::plan::NewSeries;
 use crate::store::{Store, StoreError};
 
 /// Subscription statuses that mean "still a customer".
@@ -30,18 +31,6 @@ const STOP_SERIES: &str = "UPDATE lifecycle_series SET status = 'stopped', stopp
      WHERE customer = $1 AND campaign = $2 AND status = 'active' AND (subscription IS NULL OR subscription <> $3) RETURNING case_key";
 const STOP_ONE: &str =
     "UPDATE lifecycle_series SET status = 'stopped', stopped_at = $2, stop_reason = $3 WHERE case_key = $1 AND status = 'active'";
-
-/// A series that begins (its emails are enqueued by the caller under the same `case_key`).
-#[derive(Debug, Clone)]
-pub struct NewSeries<'a> {
-    pub case_key: &'a str,
-    pub campaign: &'static str,
-    pub customer: &'a str,
-    pub subscription: Option<&'a str>,
-    pub started_at: i64,
-    /// `treated` or `holdout` when the campaign has a holdout.
-    pub arm: Option<&'a str>,
-}
 
 /// Record a series; `false` when it already exists (a redelivery).
 pub async fn start_series(conn: &mut Conn<'_>, s: &NewSeries<'_>) -> Result<bool, sqlx::Error> {

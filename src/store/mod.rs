@@ -31,6 +31,7 @@ pub mod log;
 pub mod metrics;
 pub mod observed;
 pub mod outbox;
+pub mod plan;
 pub mod postgres;
 pub mod pricing;
 pub mod reactions;

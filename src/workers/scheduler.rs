@@ -20,8 +20,8 @@ use crate::lifecycle::rules::Windows;
 use crate::lifecycle::rules::assess;
 use crate::lifecycle::rules::reengage_case;
 use crate::lifecycle::storage::NewEpisode;
-use crate::lifecycle::storage::NewSeries;
 use crate::store::Store;
+use crate::store::plan::NewSeries;
 use crate::telemetry::capability_ref;
 use crate::workers::Outcome;
 

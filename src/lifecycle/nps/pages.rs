@@ -29,7 +29,7 @@ use crate::lifecycle::nps::storage::RiskStart;
 use crate::lifecycle::reactions::reengagement_emails;
 use crate::lifecycle::rules::reengage_case;
 use crate::lifecycle::storage::NewEpisode;
-use crate::lifecycle::storage::NewSeries;
+use crate::store::plan::NewSeries;
 use crate::store::{Store, StoreError};
 
 /// A score form or a comment of at most `COMMENT_MAX_CHARS` characters.

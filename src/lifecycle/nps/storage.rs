@@ -3,11 +3,11 @@
 //! an at-risk episode with its re-engagement series, in the answer's transaction.
 
 use crate::lifecycle::storage::NewEpisode;
-use crate::lifecycle::storage::NewSeries;
 use crate::lifecycle::storage::open_episode;
 use crate::lifecycle::storage::start_series;
 use crate::mail::NewEmail;
 use crate::store::conn::{execute, fetch};
+use crate::store::plan::NewSeries;
 use crate::store::{Store, StoreError, outbox};
 
 /// A paying customer the survey may go to.

@@ -19,6 +19,7 @@ use crate::domain::event::Event;
 use crate::mail::{Category, EmailContent, NewEmail};
 use crate::owner::config::AlertSettings;
 use crate::owner::config::OwnerSettings;
+use crate::store::plan::NewDelivery;
 use crate::store::reactions::{FactsQuery, Write};
 
 /// Alert text is cut to this many characters per field: a body stays small whatever a
@@ -64,18 +65,6 @@ pub struct Alert {
     pub currency: Option<String>,
     /// When it happened (the event's time).
     pub at: i64,
-}
-
-/// A row for `alert_deliveries`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDelivery {
-    pub dedupe_key: String,
-    pub alert_id: String,
-    pub kind: &'static str,
-    /// `slack` or `webhook`.
-    pub destination: &'static str,
-    /// The request body, exactly as it will be sent (and signed).
-    pub body: String,
 }
 
 /// The alert policy: which alerts are on, where they go, the dashboard's base URL.

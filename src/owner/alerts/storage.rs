@@ -3,8 +3,8 @@
 //! record outcomes under the claim's token.
 
 use crate::mail::NewEmail;
-use crate::owner::alerts::NewDelivery;
 use crate::store::conn::{Conn, execute, fetch};
+use crate::store::plan::NewDelivery;
 use crate::store::{Store, StoreError};
 
 const INSERT: &str = "INSERT INTO alert_deliveries (dedupe_key, alert_id, kind, destination, body, status, attempts, \

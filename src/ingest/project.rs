@@ -1,0 +1,251 @@
+//! The projector's transaction. The projector (`ingest::projector`) reads the log after its
+//! cursor, in log order, and in one transaction per batch writes the projection, the
+//! subscription history, the metrics generation, the reactions (dunning, lifecycle, outbox
+//! rows) and the new cursor. The cursor moves by compare-and-set, so a batch is projected at
+//! most once even when two projectors (replicas, an import command) race; a crash anywhere
+//! leaves the cursor and the projected state together, so the next projector resumes exactly
+//! there.
+//!
+//! Failure isolation: an event whose projection fails is parked with its error (in
+//! `parked_events`) instead of stopping the log; later events of the same customer are
+//! parked behind it, in order, and every other customer goes on (`ingest::parking`).
+
+use crate::domain::event::Event;
+use crate::ingest::parking;
+use crate::ingest::plan_writes::react;
+use crate::store::batch::Writes;
+use crate::store::conn::{Conn, execute};
+use crate::store::log::{self, Logged, customer_key, is_outage};
+use crate::store::reactions::ReactionHook;
+use crate::store::{Store, StoreError};
+
+/// Most events a projector transaction takes: large enough that a backlog is applied a few
+/// statements per thousand events, small enough that a batch holds SQLite's write lock for
+/// a few milliseconds only (appends wait for it).
+pub const PROJECT_BATCH: i64 = 1000;
+
+/// What one projector transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Projected {
+    /// Events read from the log (projected or parked).
+    pub events: usize,
+    /// Of those, parked (failed, or behind a parked event of the same customer).
+    pub parked: usize,
+    /// The cursor after the batch.
+    pub position: i64,
+    /// Emails the reactions enqueued.
+    pub enqueued: usize,
+    /// Of the events read, quarantined (never projected).
+    pub quarantined: usize,
+}
+
+/// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
+/// Events of the other Stripe mode than `acts_on` are passed over: they stay in the log only.
+/// `recompute_figures`: move the maintained figures of the customers the events touch (a
+/// reprojection rebuilds them all once at its end instead). `record_ties`: note same-second
+/// ties for a fetch from Stripe (live projection with a Stripe key only, never a reprojection).
+pub(super) async fn project_events(
+    conn: &mut Conn<'_>,
+    events: &[Logged],
+    reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
+    recompute_figures: bool,
+    record_ties: bool,
+) -> Result<usize, StoreError> {
+    let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let writes = Writes::from_events(events.iter().map(|l| &l.event));
+    if record_ties {
+        let received = events.iter().map(|l| l.received_at).max().unwrap_or_default();
+        crate::store::refetch::record_ties(conn, &writes, received).await?;
+    }
+    match conn {
+        Conn::Sqlite(c) => crate::store::sqlite::ingest::apply(c, &writes).await?,
+        Conn::Postgres(c) => crate::store::postgres::ingest::apply(c, &writes).await?,
+    }
+    let all: Vec<&Event> = events.iter().map(|l| &l.event).collect();
+    crate::store::catalog::apply(conn, &all).await?;
+    crate::store::pricing::apply(conn, &all).await?;
+    crate::store::refunds::apply(conn, &all).await?;
+    crate::store::metrics::record_invoice_failures(conn, &all).await?;
+    crate::store::coupons::apply(conn, &all).await?;
+    // Reactions see the batch in runs of one kind (webhook or import: imports never email),
+    // each run at the time its last event was received, as the ingest transaction did.
+    let mut enqueued = 0;
+    for run in events.chunk_by(|a, b| a.notify == b.notify) {
+        let refs: Vec<&Event> = run.iter().map(|l| &l.event).collect();
+        let now = run.iter().map(|l| l.received_at).max().unwrap_or_default();
+        enqueued += react(conn, &refs, now, run[0].notify, reactor).await?;
+    }
+    // Seen as of the batch's latest receipt: a later instant only makes the figures exact
+    // further ahead; the scheduler recomputes them once the clock passes their due time.
+    let seen_at = events.iter().map(|l| l.received_at).max().unwrap_or_default();
+    crate::figures::storage::apply(conn, &all, recompute_figures, seen_at).await?;
+    // Cached metrics are stale from this commit on.
+    execute!(conn, crate::store::metrics::BUMP_GENERATION)?;
+    Ok(enqueued)
+}
+
+/// One projector transaction's work on `conn` (inside a transaction): up to `limit` events
+/// after the cursor.
+async fn project_next(
+    conn: &mut Conn<'_>,
+    limit: i64,
+    reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
+    now: i64,
+    record_ties: bool,
+) -> Result<Projected, StoreError> {
+    let position = log::lock_cursor(conn).await?;
+    let rows = log::read_after(conn, position, limit).await?;
+    let Some(last) = rows.last().map(|r| r.0) else {
+        return Ok(Projected { position, ..Projected::default() });
+    };
+    let parked = parking::parked_keys(conn).await?;
+    let events = rows.len();
+    let (rows, quarantined) = log::screen(conn, rows).await?;
+    let mut project = Vec::with_capacity(rows.len());
+    let mut wait = Vec::new();
+    for row in rows {
+        let logged = log::parse(row).map_err(|(_, e)| StoreError::Projection(e))?;
+        let key = customer_key(&logged.event);
+        if parked.contains(&key) {
+            wait.push((logged.seq, logged.event.id, key));
+        } else {
+            project.push(logged);
+        }
+    }
+    let enqueued = project_events(conn, &project, reactor, acts_on, true, record_ties).await?;
+    for (seq, event_id, key) in &wait {
+        parking::park_behind(conn, *seq, event_id, key, now).await?;
+    }
+    log::advance_cursor(conn, position, last).await?;
+    Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined })
+}
+
+/// Run `f` in a write transaction of the projector's connection.
+macro_rules! in_transaction {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        match $store {
+            $crate::store::Store::Sqlite(s) => {
+                let mut tx = s.project_pool().begin_with("BEGIN IMMEDIATE").await?;
+                let result = {
+                    let $conn = &mut $crate::store::conn::Conn::Sqlite(&mut *tx);
+                    $body
+                };
+                match result {
+                    Ok(v) => {
+                        tx.commit().await?;
+                        s.durable().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            $crate::store::Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await?;
+                let result = {
+                    let $conn = &mut $crate::store::conn::Conn::Postgres(&mut *tx);
+                    $body
+                };
+                match result {
+                    Ok(v) => {
+                        tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }};
+}
+pub(crate) use in_transaction;
+
+impl Store {
+    /// Project the next batch of the log (up to `limit` events). One transaction; on a
+    /// projection failure, the batch's events are retried one per transaction and the one
+    /// that fails is parked, so the log moves on. Returns once the batch is durable.
+    pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
+        let reactor = self.reactor();
+        let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+            conn,
+            limit,
+            reactor.as_deref(),
+            self.acts_on(),
+            now,
+            self.refetches_ties()
+        )
+        .await);
+        let done = match first {
+            Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
+            other => other?,
+        };
+        self.after_projection(&done);
+        Ok(done)
+    }
+
+    /// After a failed batch: each event in its own transaction, parking the ones that fail.
+    async fn project_one_by_one(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
+        let reactor = self.reactor();
+        let mut total = Projected::default();
+        for _ in 0..limit {
+            let one: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+                conn,
+                1,
+                reactor.as_deref(),
+                self.acts_on(),
+                now,
+                self.refetches_ties()
+            )
+            .await);
+            let one = match one {
+                Err(e) if e.is_projection_failure() && !is_outage(&e) => {
+                    let error = e.to_string();
+                    tracing::error!(error = ?e, "event projection failed; its customer is parked");
+                    in_transaction!(self, |conn| parking::park_next(conn, &error, now).await)?
+                }
+                other => other?,
+            };
+            total.position = one.position;
+            if one.events == 0 {
+                break;
+            }
+            total.events += one.events;
+            total.parked += one.parked;
+            total.enqueued += one.enqueued;
+            total.quarantined += one.quarantined;
+        }
+        Ok(total)
+    }
+
+    /// Publish a committed projection: wake the outbox if mail was enqueued, and waiters.
+    pub(super) fn after_projection(&self, done: &Projected) {
+        if done.enqueued > 0
+            && let Some(r) = self.reactor()
+        {
+            r.notify_outbox();
+        }
+        if done.position > 0 {
+            self.log_signals().projected.send_if_modified(|p| {
+                let moved = done.position > *p;
+                *p = (*p).max(done.position);
+                moved
+            });
+        }
+    }
+
+    /// Project until the cursor reaches `target` (imports and tests without a running
+    /// projector). Concurrent projectors are fine: the cursor only moves by compare-and-set.
+    pub async fn project_through(&self, target: i64, now: i64) -> Result<(), StoreError> {
+        loop {
+            match self.project_batch(PROJECT_BATCH, now).await {
+                // Nothing left after the cursor: `target` is passed (by us or another projector).
+                Ok(done) if done.position >= target || done.events == 0 => return Ok(()),
+                Ok(_) | Err(StoreError::CursorMoved) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
