@@ -188,96 +188,122 @@ async fn pause_schedule(api: &StripeApi, action: &Action, plan: PausePlan) -> Re
 
 /// Call Stripe for `action`.
 pub async fn carry_out(api: &StripeApi, action: &Action) -> Result<Done, ActionError> {
-    let mut update = UpdateSubscription::new(action.subscription.as_str());
+    let update = UpdateSubscription::new(action.subscription.as_str());
     let path = format!("/v1/subscriptions/{}", action.subscription);
-    let done = match action.choice {
+    let (update, done) = match action.choice {
         Choice::Pause { months } => {
             let Some(plan) = action.pause.filter(|p| p.months == months) else { return Err(ActionError::NotApplicable) };
             if plan.method == PauseMethod::Schedule {
                 return pause_schedule(api, action, plan).await;
             }
-            let mut pause = UpdateSubscriptionPauseCollection::new(UpdateSubscriptionPauseCollectionBehavior::Void);
-            pause.resumes_at = Some(plan.resumes_at);
-            update = update.pause_collection(pause);
-            Done {
-                outcome: Outcome::Paused,
-                detail: json!({"months": months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
-                               "method": "pause_collection"}),
-                paused_until: Some(plan.resumes_on),
-                sent: Sent::post(
-                    path.clone(),
-                    json!({"pause_collection[behavior]": "void", "pause_collection[resumes_at]": plan.resumes_at.to_string()}),
-                ),
-            }
+            pause_collection(update, &path, plan)
         }
-        Choice::Downgrade => {
-            let (Some(item), Some(to)) = (&action.item_id, &action.downgrade_to) else { return Err(ActionError::NotApplicable) };
-            let mut change = UpdateSubscriptionItems::new();
-            change.id = Some(item.clone());
-            change.price = Some(to.clone());
-            let proration = UpdateSubscriptionProrationBehavior::from_str(&action.proration)
-                .unwrap_or(UpdateSubscriptionProrationBehavior::None);
-            let proration_sent = proration.as_str().to_owned();
-            update = update.items(vec![change]).proration_behavior(proration);
-            Done {
-                outcome: Outcome::Downgraded,
-                detail: json!({"item": item, "from_price": action.from_price, "to_price": to, "proration_behavior": action.proration}),
-                paused_until: None,
-                sent: Sent::post(
-                    path.clone(),
-                    json!({"items[0][id]": item, "items[0][price]": to, "proration_behavior": proration_sent}),
-                ),
-            }
-        }
-        Choice::Discount => {
-            let Some(coupon) = &action.coupon else { return Err(ActionError::NotApplicable) };
-            let mut discounts: Vec<DiscountsDataParam> = action
-                .keep_discounts
-                .iter()
-                .map(|id| {
-                    let mut kept = DiscountsDataParam::new();
-                    kept.discount = Some(id.clone());
-                    kept
-                })
-                .collect();
-            let mut discount = DiscountsDataParam::new();
-            discount.coupon = Some(coupon.clone());
-            discounts.push(discount);
-            update = update.discounts(discounts);
-            let mut params = serde_json::Map::new();
-            for (i, kept) in action.keep_discounts.iter().enumerate() {
-                params.insert(format!("discounts[{i}][discount]"), json!(kept));
-            }
-            params.insert(format!("discounts[{}][coupon]", action.keep_discounts.len()), json!(coupon));
-            Done {
-                outcome: Outcome::Discounted,
-                detail: json!({"coupon": coupon, "kept": action.keep_discounts}),
-                paused_until: None,
-                sent: Sent::post(path.clone(), Value::Object(params)),
-            }
-        }
-        Choice::Cancel => {
-            let mut details = UpdateSubscriptionCancellationDetails::new();
-            details.feedback = UpdateSubscriptionCancellationDetailsFeedback::from_str(action.reason.stripe_feedback()).ok();
-            details.comment = action.reason.stripe_comment(action.comment.as_deref());
-            let mut params = serde_json::Map::new();
-            params.insert("cancel_at_period_end".into(), json!("true"));
-            if let Some(feedback) = &details.feedback {
-                params.insert("cancellation_details[feedback]".into(), json!(feedback.as_str()));
-            }
-            if let Some(comment) = &details.comment {
-                params.insert("cancellation_details[comment]".into(), json!(comment));
-            }
-            update = update.cancel_at_period_end(true).cancellation_details(details);
-            Done {
-                outcome: Outcome::Canceled,
-                detail: json!({"at_period_end": true, "ends_at": action.period_end}),
-                paused_until: None,
-                sent: Sent::post(path.clone(), Value::Object(params)),
-            }
-        }
+        Choice::Downgrade => downgrade(update, &path, action)?,
+        Choice::Discount => discount(update, &path, action)?,
+        Choice::Cancel => cancel(update, &path, action),
         Choice::Keep => return keep(api, action).await,
     };
+    send_update(api, action, update, path, done).await
+}
+
+/// A pause by `pause_collection`: invoices voided until `resumes_at`.
+fn pause_collection(update: UpdateSubscription, path: &str, plan: PausePlan) -> (UpdateSubscription, Done) {
+    let mut pause = UpdateSubscriptionPauseCollection::new(UpdateSubscriptionPauseCollectionBehavior::Void);
+    pause.resumes_at = Some(plan.resumes_at);
+    let done = Done {
+        outcome: Outcome::Paused,
+        detail: json!({"months": plan.months, "resumes_at": plan.resumes_at, "resumes_on": plan.resumes_on,
+                       "method": "pause_collection"}),
+        paused_until: Some(plan.resumes_on),
+        sent: Sent::post(
+            path.to_owned(),
+            json!({"pause_collection[behavior]": "void", "pause_collection[resumes_at]": plan.resumes_at.to_string()}),
+        ),
+    };
+    (update.pause_collection(pause), done)
+}
+
+/// The only item moved to the cheaper price, prorated as configured.
+fn downgrade(update: UpdateSubscription, path: &str, action: &Action) -> Result<(UpdateSubscription, Done), ActionError> {
+    let (Some(item), Some(to)) = (&action.item_id, &action.downgrade_to) else { return Err(ActionError::NotApplicable) };
+    let mut change = UpdateSubscriptionItems::new();
+    change.id = Some(item.clone());
+    change.price = Some(to.clone());
+    let proration =
+        UpdateSubscriptionProrationBehavior::from_str(&action.proration).unwrap_or(UpdateSubscriptionProrationBehavior::None);
+    let proration_sent = proration.as_str().to_owned();
+    let done = Done {
+        outcome: Outcome::Downgraded,
+        detail: json!({"item": item, "from_price": action.from_price, "to_price": to, "proration_behavior": action.proration}),
+        paused_until: None,
+        sent: Sent::post(
+            path.to_owned(),
+            json!({"items[0][id]": item, "items[0][price]": to, "proration_behavior": proration_sent}),
+        ),
+    };
+    Ok((update.items(vec![change]).proration_behavior(proration), done))
+}
+
+/// The interval's coupon added after the discounts in force (the list replaces Stripe's).
+fn discount(update: UpdateSubscription, path: &str, action: &Action) -> Result<(UpdateSubscription, Done), ActionError> {
+    let Some(coupon) = &action.coupon else { return Err(ActionError::NotApplicable) };
+    let mut discounts: Vec<DiscountsDataParam> = action
+        .keep_discounts
+        .iter()
+        .map(|id| {
+            let mut kept = DiscountsDataParam::new();
+            kept.discount = Some(id.clone());
+            kept
+        })
+        .collect();
+    let mut discount = DiscountsDataParam::new();
+    discount.coupon = Some(coupon.clone());
+    discounts.push(discount);
+    let mut params = serde_json::Map::new();
+    for (i, kept) in action.keep_discounts.iter().enumerate() {
+        params.insert(format!("discounts[{i}][discount]"), json!(kept));
+    }
+    params.insert(format!("discounts[{}][coupon]", action.keep_discounts.len()), json!(coupon));
+    let done = Done {
+        outcome: Outcome::Discounted,
+        detail: json!({"coupon": coupon, "kept": action.keep_discounts}),
+        paused_until: None,
+        sent: Sent::post(path.to_owned(), Value::Object(params)),
+    };
+    Ok((update.discounts(discounts), done))
+}
+
+/// Cancellation at the period's end, with the survey's answer as Stripe's feedback.
+fn cancel(update: UpdateSubscription, path: &str, action: &Action) -> (UpdateSubscription, Done) {
+    let mut details = UpdateSubscriptionCancellationDetails::new();
+    details.feedback = UpdateSubscriptionCancellationDetailsFeedback::from_str(action.reason.stripe_feedback()).ok();
+    details.comment = action.reason.stripe_comment(action.comment.as_deref());
+    let mut params = serde_json::Map::new();
+    params.insert("cancel_at_period_end".into(), json!("true"));
+    if let Some(feedback) = &details.feedback {
+        params.insert("cancellation_details[feedback]".into(), json!(feedback.as_str()));
+    }
+    if let Some(comment) = &details.comment {
+        params.insert("cancellation_details[comment]".into(), json!(comment));
+    }
+    let done = Done {
+        outcome: Outcome::Canceled,
+        detail: json!({"at_period_end": true, "ends_at": action.period_end}),
+        paused_until: None,
+        sent: Sent::post(path.to_owned(), Value::Object(params)),
+    };
+    (update.cancel_at_period_end(true).cancellation_details(details), done)
+}
+
+/// Send the subscription update (or, observing, record it instead) under the action's
+/// idempotency key.
+async fn send_update(
+    api: &StripeApi,
+    action: &Action,
+    update: UpdateSubscription,
+    path: String,
+    done: Done,
+) -> Result<Done, ActionError> {
     let intended = IntendedCall {
         method: "POST",
         path,

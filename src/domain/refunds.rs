@@ -73,64 +73,66 @@ pub enum MoneyBack {
 /// Read what `event` carries about refunds, disputes, credit notes and invoice payments.
 pub fn read(event: &Event) -> Vec<MoneyBack> {
     let obj = &event.object;
-    let mut out = Vec::new();
     match str_at(obj, "object").as_deref() {
-        Some("charge") => {
-            if let Some(id) = str_at(obj, "id") {
-                out.push(MoneyBack::Charge(ChargeSnapshot {
-                    id,
-                    customer: id_at(obj, "customer"),
-                    invoice: id_at(obj, "invoice"),
-                    payment_intent: id_at(obj, "payment_intent"),
-                    currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
-                    amount_refunded: int_at(obj, "amount_refunded").unwrap_or(0).max(0),
-                }));
-            }
-        }
-        Some("dispute") => {
-            if let Some(id) = str_at(obj, "id") {
-                out.push(MoneyBack::Dispute(DisputeSnapshot {
-                    id,
-                    charge: id_at(obj, "charge"),
-                    payment_intent: id_at(obj, "payment_intent"),
-                    currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
-                    amount: int_at(obj, "amount").unwrap_or(0).max(0),
-                    status: str_at(obj, "status").unwrap_or_default(),
-                }));
-            }
-        }
-        Some("credit_note") => {
-            if let Some(id) = str_at(obj, "id") {
-                out.push(MoneyBack::CreditNote(CreditNoteSnapshot {
-                    id,
-                    invoice: id_at(obj, "invoice"),
-                    customer: id_at(obj, "customer"),
-                    currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
-                    credited: credited(obj),
-                    voided: event.kind == "credit_note.voided" || str_at(obj, "status").as_deref() == Some("void"),
-                }));
-            }
-        }
-        Some("invoice") => {
-            if let Some(invoice) = str_at(obj, "id") {
-                let mut intents: Vec<String> = id_at(obj, "payment_intent").into_iter().collect();
-                if let Some(payments) = path(obj, &["payments", "data"]).and_then(Value::as_array) {
-                    intents.extend(payments.iter().filter_map(|p| p.get("payment").and_then(|p| id_at(p, "payment_intent"))));
-                }
-                out.extend(
-                    intents.into_iter().map(|payment_intent| MoneyBack::Paid { payment_intent, invoice: invoice.clone() }),
-                );
-            }
-        }
+        Some("charge") => charge(obj).into_iter().collect(),
+        Some("dispute") => dispute(obj).into_iter().collect(),
+        Some("credit_note") => credit_note(event).into_iter().collect(),
+        Some("invoice") => invoice_payments(obj),
         Some("invoice_payment") => {
             let intent = obj.get("payment").and_then(|p| id_at(p, "payment_intent"));
-            if let (Some(payment_intent), Some(invoice)) = (intent, id_at(obj, "invoice")) {
-                out.push(MoneyBack::Paid { payment_intent, invoice });
+            match (intent, id_at(obj, "invoice")) {
+                (Some(payment_intent), Some(invoice)) => vec![MoneyBack::Paid { payment_intent, invoice }],
+                _ => Vec::new(),
             }
         }
-        _ => {}
+        _ => Vec::new(),
     }
-    out
+}
+
+/// A charge's refunded total.
+fn charge(obj: &Value) -> Option<MoneyBack> {
+    Some(MoneyBack::Charge(ChargeSnapshot {
+        id: str_at(obj, "id")?,
+        customer: id_at(obj, "customer"),
+        invoice: id_at(obj, "invoice"),
+        payment_intent: id_at(obj, "payment_intent"),
+        currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
+        amount_refunded: int_at(obj, "amount_refunded").unwrap_or(0).max(0),
+    }))
+}
+
+fn dispute(obj: &Value) -> Option<MoneyBack> {
+    Some(MoneyBack::Dispute(DisputeSnapshot {
+        id: str_at(obj, "id")?,
+        charge: id_at(obj, "charge"),
+        payment_intent: id_at(obj, "payment_intent"),
+        currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
+        amount: int_at(obj, "amount").unwrap_or(0).max(0),
+        status: str_at(obj, "status").unwrap_or_default(),
+    }))
+}
+
+/// A credit note: voided by its `credit_note.voided` event or its status.
+fn credit_note(event: &Event) -> Option<MoneyBack> {
+    let obj = &event.object;
+    Some(MoneyBack::CreditNote(CreditNoteSnapshot {
+        id: str_at(obj, "id")?,
+        invoice: id_at(obj, "invoice"),
+        customer: id_at(obj, "customer"),
+        currency: str_at(obj, "currency").map(|c| c.to_ascii_lowercase()),
+        credited: credited(obj),
+        voided: event.kind == "credit_note.voided" || str_at(obj, "status").as_deref() == Some("void"),
+    }))
+}
+
+/// The payment intents that paid an invoice: its own `payment_intent`, then its `payments`.
+fn invoice_payments(obj: &Value) -> Vec<MoneyBack> {
+    let Some(invoice) = str_at(obj, "id") else { return Vec::new() };
+    let mut intents: Vec<String> = id_at(obj, "payment_intent").into_iter().collect();
+    if let Some(payments) = path(obj, &["payments", "data"]).and_then(Value::as_array) {
+        intents.extend(payments.iter().filter_map(|p| p.get("payment").and_then(|p| id_at(p, "payment_intent"))));
+    }
+    intents.into_iter().map(|payment_intent| MoneyBack::Paid { payment_intent, invoice: invoice.clone() }).collect()
 }
 
 /// A credit note's amount given back after payment, less what it refunded to the payment method.

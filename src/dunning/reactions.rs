@@ -86,75 +86,13 @@ pub(crate) fn case_key(invoice: &str) -> String {
 }
 
 fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result<(), ReactError> {
-    let inv = f.invoice;
-    let existing = d.facts.cases.get(&inv.id).cloned();
-    let case = match existing {
+    let case = match d.facts.cases.get(&f.invoice.id).cloned() {
         Some(case) if case.status != "open" => return Ok(()),
-        Some(mut case) => {
-            // A retry or a late/out-of-order delivery: the series runs from the earliest
-            // failure, and the newest failure says which try this was and when Stripe tries
-            // next. `attempt_count` only grows, so it orders failures better than their
-            // timestamps (two in one second are not a tie).
-            if (inv.attempt_count, f.event.created) >= (case.attempt_count, case.last_failure_at) {
-                case.next_payment_attempt = inv.next_payment_attempt;
-                case.last_failure_at = f.event.created;
-                case.amount_due = inv.amount_due;
-                case.attempt_count = inv.attempt_count;
-            }
-            case.opened_at = case.opened_at.min(f.event.created);
-            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
-            d.push(Write::RecordFailure(case.clone()));
-            case
-        }
-        None => {
-            let sub_status = inv.subscription.as_ref().and_then(|s| d.facts.subscription_status.get(s)).cloned();
-            if let Err(why) = opens_case(inv, sub_status.as_deref()) {
-                tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
-                return Ok(());
-            }
-            let experiment = r.experiments.email.as_ref();
-            let case = DunningCase {
-                invoice_id: inv.id.clone(),
-                customer: inv.customer.clone(),
-                subscription: inv.subscription.clone(),
-                kind: if f.action_required { "action_required" } else { "payment_failed" }.into(),
-                status: "open".into(),
-                silent: !f.notify || r.cadence.beyond_horizon(f.event.created, now),
-                currency: inv.currency.clone(),
-                amount_due: inv.amount_due,
-                opened_at: f.event.created,
-                next_payment_attempt: inv.next_payment_attempt,
-                closed_at: None,
-                close_reason: None,
-                recovered_amount: None,
-                recovered_after_secs: None,
-                emails_before_close: None,
-                last_failure_at: f.event.created,
-                experiment: experiment.map(|x| x.name.clone()),
-                variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
-                attempt_count: inv.attempt_count,
-            };
-            d.facts.cases.insert(case.invoice_id.clone(), case.clone());
-            d.push(Write::OpenCase(case.clone()));
-            // The invoice may already be settled (its payment event arrived first).
-            match d.facts.invoice_status.get(&inv.id).map(String::as_str) {
-                Some("paid") => {
-                    let paid_at = inv.paid_at.unwrap_or(f.event.created);
-                    recover(d, &case.invoice_id, inv.amount_paid.max(inv.amount_due), paid_at);
-                    return Ok(());
-                }
-                Some("void") => {
-                    lose(d, &inv.id, "voided", f.event.created);
-                    return Ok(());
-                }
-                Some("uncollectible") => {
-                    lose(d, &inv.id, "uncollectible", f.event.created);
-                    return Ok(());
-                }
-                _ => {}
-            }
-            case
-        }
+        Some(case) => failed_again(d, &f, case),
+        None => match open_case(r, d, &f, now) {
+            Some(case) => case,
+            None => return Ok(()),
+        },
     };
     // The email experiment's holdout (an opt-in) gets no dunning email: the case is still
     // recorded, so its recovery is measured against the emailed arms.
@@ -164,16 +102,150 @@ fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result
     plan_series(r, d, &case, &f, now)
 }
 
+/// Another failure of an open case's invoice.
+fn failed_again(d: &mut Deciding, f: &Failure<'_>, mut case: DunningCase) -> DunningCase {
+    let inv = f.invoice;
+    // A retry or a late/out-of-order delivery: the series runs from the earliest
+    // failure, and the newest failure says which try this was and when Stripe tries
+    // next. `attempt_count` only grows, so it orders failures better than their
+    // timestamps (two in one second are not a tie).
+    if (inv.attempt_count, f.event.created) >= (case.attempt_count, case.last_failure_at) {
+        case.next_payment_attempt = inv.next_payment_attempt;
+        case.last_failure_at = f.event.created;
+        case.amount_due = inv.amount_due;
+        case.attempt_count = inv.attempt_count;
+    }
+    case.opened_at = case.opened_at.min(f.event.created);
+    d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+    d.push(Write::RecordFailure(case.clone()));
+    case
+}
+
+/// The invoice's first failure: a new case, unless the failure opens none or the invoice
+/// is already settled (then the case is opened and closed at once, and `None`).
+fn open_case(r: &Reactor, d: &mut Deciding, f: &Failure<'_>, now: i64) -> Option<DunningCase> {
+    let inv = f.invoice;
+    let sub_status = inv.subscription.as_ref().and_then(|s| d.facts.subscription_status.get(s)).cloned();
+    if let Err(why) = opens_case(inv, sub_status.as_deref()) {
+        tracing::debug!(stripe.invoice = %inv.id, reason = ?why, "failed payment opens no dunning case");
+        return None;
+    }
+    let case = new_case(r, f, now);
+    d.facts.cases.insert(case.invoice_id.clone(), case.clone());
+    d.push(Write::OpenCase(case.clone()));
+    // The invoice may already be settled (its payment event arrived first).
+    match d.facts.invoice_status.get(&inv.id).map(String::as_str) {
+        Some("paid") => {
+            let paid_at = inv.paid_at.unwrap_or(f.event.created);
+            recover(d, &case.invoice_id, inv.amount_paid.max(inv.amount_due), paid_at);
+            None
+        }
+        Some("void") => {
+            lose(d, &inv.id, "voided", f.event.created);
+            None
+        }
+        Some("uncollectible") => {
+            lose(d, &inv.id, "uncollectible", f.event.created);
+            None
+        }
+        _ => Some(case),
+    }
+}
+
+/// An open case for the failed invoice, in the email experiment's arm of its customer.
+fn new_case(r: &Reactor, f: &Failure<'_>, now: i64) -> DunningCase {
+    let inv = f.invoice;
+    let experiment = r.experiments.email.as_ref();
+    DunningCase {
+        invoice_id: inv.id.clone(),
+        customer: inv.customer.clone(),
+        subscription: inv.subscription.clone(),
+        kind: if f.action_required { "action_required" } else { "payment_failed" }.into(),
+        status: "open".into(),
+        silent: !f.notify || r.cadence.beyond_horizon(f.event.created, now),
+        currency: inv.currency.clone(),
+        amount_due: inv.amount_due,
+        opened_at: f.event.created,
+        next_payment_attempt: inv.next_payment_attempt,
+        closed_at: None,
+        close_reason: None,
+        recovered_amount: None,
+        recovered_after_secs: None,
+        emails_before_close: None,
+        last_failure_at: f.event.created,
+        experiment: experiment.map(|x| x.name.clone()),
+        variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
+        attempt_count: inv.attempt_count,
+    }
+}
+
+/// What every email of one case's series shares.
+struct Series<'a> {
+    case: &'a DunningCase,
+    customer: &'a str,
+    recipient: String,
+    name: Option<String>,
+    action_required: bool,
+    hosted: Option<&'a str>,
+    /// Where the customer updates their card (or, action required, confirms the payment).
+    update_link: Option<String>,
+    now: i64,
+}
+
 fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_>, now: i64) -> Result<(), ReactError> {
-    let Some(customer) = &case.customer else { return Ok(()) };
+    let Some(series) = series_of(r, d, case, f, now) else { return Ok(()) };
+    let state = CaseState {
+        opened_at: case.opened_at,
+        last_failure_at: case.last_failure_at,
+        attempt_count: case.attempt_count,
+        next_payment_attempt: case.next_payment_attempt,
+        action_required: series.action_required,
+    };
+    let plan = r.cadence.plan(&state);
+    let after = r.cadence.after_retries;
+    for step in &plan.withdraw {
+        d.push(Write::CancelEmail(step_key(&case.invoice_id, *step)));
+    }
+    for (step, due) in plan.send {
+        let (link, label) = series.action(r, step);
+        let ctx = context! {
+            customer => context! { name => series.name.clone(), email => series.recipient.clone() },
+            invoice => context! {
+                id => case.invoice_id.clone(),
+                amount => format_amount(case.amount_due, case.currency.as_deref()),
+                failed_on => format_date(case.opened_at),
+                last_attempt_on => case.next_payment_attempt.map(format_date),
+                hosted_invoice_url => series.hosted,
+            },
+            after_retries => after.as_str(),
+            action_url => link,
+            action_label => label,
+        };
+        let to = EmailTo {
+            dedupe_key: step_key(&case.invoice_id, step),
+            case_key: Some(case_key(&case.invoice_id)),
+            customer: Some(series.customer),
+            recipient: &series.recipient,
+            send_at: due,
+        };
+        // Already queued: the store follows an earlier failure time or Stripe's new retry date.
+        d.push(Write::EnqueueOrReschedule(r.email(step.template(series.action_required), ctx, to)?));
+    }
+    Ok(())
+}
+
+/// The series' shared parts; `None` when nobody can be emailed (no customer, an erased
+/// one, no address known).
+fn series_of<'a>(r: &Reactor, d: &Deciding, case: &'a DunningCase, f: &Failure<'a>, now: i64) -> Option<Series<'a>> {
+    let customer = case.customer.as_deref()?;
     let contact = d.facts.contacts.get(customer).cloned();
     if contact.as_ref().is_some_and(|c| c.deleted) {
-        return Ok(());
+        return None;
     }
     let recipient = contact.as_ref().and_then(|c| c.email.clone()).or_else(|| f.email.clone());
     let Some(recipient) = recipient else {
         tracing::warn!(stripe.invoice = %case.invoice_id, "failed payment but no email address known for the customer");
-        return Ok(());
+        return None;
     };
     let name = contact.and_then(|c| c.name).or_else(|| f.name.clone());
     let action_required = case.kind == "action_required";
@@ -183,59 +255,28 @@ fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_
     } else {
         r.links().update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
     };
-    let state = CaseState {
-        opened_at: case.opened_at,
-        last_failure_at: case.last_failure_at,
-        attempt_count: case.attempt_count,
-        next_payment_attempt: case.next_payment_attempt,
-        action_required,
-    };
-    let plan = r.cadence.plan(&state);
-    let after = r.cadence.after_retries;
-    for step in &plan.withdraw {
-        d.push(Write::CancelEmail(step_key(&case.invoice_id, *step)));
-    }
-    for (step, due) in plan.send {
+    Some(Series { case, customer, recipient, name, action_required, hosted, update_link, now })
+}
+
+impl Series<'_> {
+    /// The email's button for `step`: its link and its label.
+    fn action(&self, r: &Reactor, step: Step) -> (Option<String>, &'static str) {
+        let invoice = &self.case.invoice_id;
         // Once Stripe stops trying, a new card is not charged by itself: the way out is to
         // pay the invoice (or, when the subscription ends, to subscribe again).
-        let (link, label) = match step {
-            Step::Stopped if after == AfterRetries::Canceled => (
-                case.subscription
+        match step {
+            Step::Stopped if r.cadence.after_retries == AfterRetries::Canceled => (
+                self.case
+                    .subscription
                     .as_deref()
-                    .and_then(|sub| r.links().come_back(customer, sub, r.lifecycle.product_url.as_deref(), now)),
+                    .and_then(|sub| r.links().come_back(self.customer, sub, r.lifecycle.product_url.as_deref(), self.now)),
                 "Subscribe again",
             ),
-            Step::Stopped => (hosted.map(str::to_owned).or_else(|| update_link.clone()), "Pay the invoice"),
-            _ if action_required => (update_link.clone(), "Confirm payment"),
-            _ => (
-                update_link.as_deref().map(|l| r.links().for_email(l, &step_key(&case.invoice_id, step))),
-                "Update payment method",
-            ),
-        };
-        let ctx = context! {
-            customer => context! { name => name.clone(), email => recipient.clone() },
-            invoice => context! {
-                id => case.invoice_id.clone(),
-                amount => format_amount(case.amount_due, case.currency.as_deref()),
-                failed_on => format_date(case.opened_at),
-                last_attempt_on => case.next_payment_attempt.map(format_date),
-                hosted_invoice_url => hosted,
-            },
-            after_retries => after.as_str(),
-            action_url => link,
-            action_label => label,
-        };
-        let to = EmailTo {
-            dedupe_key: step_key(&case.invoice_id, step),
-            case_key: Some(case_key(&case.invoice_id)),
-            customer: Some(customer),
-            recipient: &recipient,
-            send_at: due,
-        };
-        // Already queued: the store follows an earlier failure time or Stripe's new retry date.
-        d.push(Write::EnqueueOrReschedule(r.email(step.template(action_required), ctx, to)?));
+            Step::Stopped => (self.hosted.map(str::to_owned).or_else(|| self.update_link.clone()), "Pay the invoice"),
+            _ if self.action_required => (self.update_link.clone(), "Confirm payment"),
+            _ => (self.update_link.as_deref().map(|l| r.links().for_email(l, &step_key(invoice, step))), "Update payment method"),
+        }
     }
-    Ok(())
 }
 
 fn step_key(invoice: &str, step: Step) -> String {

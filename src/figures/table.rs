@@ -13,15 +13,31 @@ fn pct(rate: Option<f64>) -> String {
 /// Render a summary for a terminal: money in major units, rates in percent.
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
-    let cur = s.currency.to_uppercase();
-    let money = |minor: f64| crate::domain::money::format(minor, &s.currency);
-    let mut row = |label: &str, value: String| {
-        let _ = writeln!(out, "  {label:<34} {value:>16}");
-    };
-    row("Month", s.month.clone());
-    row("Currency", cur.clone());
-    row("MRR at start", money(s.mrr_start));
-    row("MRR at end", money(s.mrr_end));
+    mrr_and_customers(s, &mut out);
+    churn_and_value(s, &mut out);
+    payments_and_saves(s, &mut out);
+    if s.currencies.len() > 1 {
+        every_currency(s, &mut out);
+    }
+    cohorts(s, &mut out);
+    out
+}
+
+/// One labelled figure.
+fn row(out: &mut String, label: &str, value: String) {
+    let _ = writeln!(out, "  {label:<34} {value:>16}");
+}
+
+/// `minor` units of the summary's currency, in major units.
+fn money(s: &Summary, minor: f64) -> String {
+    crate::domain::money::format(minor, &s.currency)
+}
+
+fn mrr_and_customers(s: &Summary, out: &mut String) {
+    row(out, "Month", s.month.clone());
+    row(out, "Currency", s.currency.to_uppercase());
+    row(out, "MRR at start", money(s, s.mrr_start));
+    row(out, "MRR at end", money(s, s.mrr_end));
     let m = &s.mrr_movements;
     for (label, v) in [
         ("  new", m.new),
@@ -31,52 +47,71 @@ pub fn render(s: &Summary) -> String {
         ("  paused", m.paused),
         ("  churned", m.churned),
     ] {
-        row(label, money(v));
+        row(out, label, money(s, v));
     }
-    row("Active customers (start → end)", format!("{} → {}", s.active_customers_start, s.active_customers_end));
-    row("New customers", s.new_customers.to_string());
+    row(out, "Active customers (start → end)", format!("{} → {}", s.active_customers_start, s.active_customers_end));
+    row(out, "New customers", s.new_customers.to_string());
     row(
+        out,
         "Churned (voluntary/involuntary)",
         format!("{} ({}/{})", s.churned_customers, s.churned_customers_voluntary, s.churned_customers_involuntary),
     );
-    row("Customer churn rate", pct(s.customer_churn_rate));
-    row("  voluntary", pct(s.customer_churn_rate_voluntary));
-    row("  involuntary", pct(s.customer_churn_rate_involuntary));
-    row("Gross revenue churn", pct(s.gross_revenue_churn_rate));
-    row("Net revenue churn", pct(s.net_revenue_churn_rate));
-    row("NRR", pct(s.nrr));
-    row("NRR (12 months)", pct(s.nrr_12m));
-    row("ARPU", s.arpu.map_or("–".into(), money));
-    row("LTV", s.ltv.map_or("–".into(), money));
-    row("Health: monthly churn", s.health.monthly_churn.clone().unwrap_or("–".into()));
-    row("Health: 12-month retention", s.health.retention_12m.clone().unwrap_or("–".into()));
+}
+
+fn churn_and_value(s: &Summary, out: &mut String) {
+    row(out, "Customer churn rate", pct(s.customer_churn_rate));
+    row(out, "  voluntary", pct(s.customer_churn_rate_voluntary));
+    row(out, "  involuntary", pct(s.customer_churn_rate_involuntary));
+    row(out, "Gross revenue churn", pct(s.gross_revenue_churn_rate));
+    row(out, "Net revenue churn", pct(s.net_revenue_churn_rate));
+    row(out, "NRR", pct(s.nrr));
+    row(out, "NRR (12 months)", pct(s.nrr_12m));
+    row(out, "ARPU", s.arpu.map_or("–".into(), |v| money(s, v)));
+    row(out, "LTV", s.ltv.map_or("–".into(), |v| money(s, v)));
+    row(out, "Health: monthly churn", s.health.monthly_churn.clone().unwrap_or("–".into()));
+    row(out, "Health: 12-month retention", s.health.retention_12m.clone().unwrap_or("–".into()));
+}
+
+fn payments_and_saves(s: &Summary, out: &mut String) {
     let f = &s.failed_payments;
-    row("Failed invoices", f.failed_invoices.to_string());
-    row("  recovered / lost / pending", format!("{} / {} / {}", f.recovered, f.lost, f.pending));
-    row("  recovery rate", pct(f.recovery_rate));
-    row("  recovered / lost amount", format!("{} / {}", money(f.recovered_amount as f64), money(f.lost_amount as f64)));
-    row("  later refunded / disputed", format!("{} / {}", money(f.refunded_amount as f64), money(f.disputed_amount as f64)));
-    let g = &s.given_back;
-    row("Given back (refunds, disputes, notes)", money(g.total as f64));
+    row(out, "Failed invoices", f.failed_invoices.to_string());
+    row(out, "  recovered / lost / pending", format!("{} / {} / {}", f.recovered, f.lost, f.pending));
+    row(out, "  recovery rate", pct(f.recovery_rate));
+    row(
+        out,
+        "  recovered / lost amount",
+        format!("{} / {}", money(s, f.recovered_amount as f64), money(s, f.lost_amount as f64)),
+    );
+    row(
+        out,
+        "  later refunded / disputed",
+        format!("{} / {}", money(s, f.refunded_amount as f64), money(s, f.disputed_amount as f64)),
+    );
+    row(out, "Given back (refunds, disputes, notes)", money(s, s.given_back.total as f64));
     let c = &s.cancel_flow;
-    row("Cancel-flow sessions (saved)", format!("{} ({})", c.sessions, c.saved));
-    row("  save rate", pct(c.save_rate));
-    if s.currencies.len() > 1 {
-        // Never added together: each currency is its own business.
-        let _ = writeln!(out, "\n  Every currency (MRR start → end, active customers at end; not added together)");
-        for c in &s.currencies {
-            let mark = if c.currency == s.currency { "*" } else { " " };
-            let _ = writeln!(
-                out,
-                "  {mark}{:<4} {:>18} → {:<18} {:>6} customers",
-                c.currency.to_uppercase(),
-                crate::domain::money::format(c.mrr_start, &c.currency),
-                crate::domain::money::format(c.mrr_end, &c.currency),
-                c.active_customers_end
-            );
-        }
-        let _ = writeln!(out, "  (* the currency above; `--currency <code>` for another)");
+    row(out, "Cancel-flow sessions (saved)", format!("{} ({})", c.sessions, c.saved));
+    row(out, "  save rate", pct(c.save_rate));
+}
+
+/// Every currency's MRR and customers: never added together, each currency is its own
+/// business.
+fn every_currency(s: &Summary, out: &mut String) {
+    let _ = writeln!(out, "\n  Every currency (MRR start → end, active customers at end; not added together)");
+    for c in &s.currencies {
+        let mark = if c.currency == s.currency { "*" } else { " " };
+        let _ = writeln!(
+            out,
+            "  {mark}{:<4} {:>18} → {:<18} {:>6} customers",
+            c.currency.to_uppercase(),
+            crate::domain::money::format(c.mrr_start, &c.currency),
+            crate::domain::money::format(c.mrr_end, &c.currency),
+            c.active_customers_end
+        );
     }
+    let _ = writeln!(out, "  (* the currency above; `--currency <code>` for another)");
+}
+
+fn cohorts(s: &Summary, out: &mut String) {
     let _ = writeln!(out, "\n  Cohorts (logo retention after 1 / 3 / 6 / 12 months)");
     for co in &s.cohorts {
         let r = &co.logo_retention;
@@ -91,7 +126,6 @@ pub fn render(s: &Summary) -> String {
             pct(r.m12)
         );
     }
-    out
 }
 
 #[cfg(test)]

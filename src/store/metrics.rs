@@ -1,7 +1,6 @@
 //! Reads for the retention metrics: the whole recorded history as a `Timeline`, and the
 //! generation counter that tells a cached computation it is stale.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
@@ -136,7 +135,15 @@ pub fn timeline(
 ) -> Timeline {
     // Items matter only to discounts and to pricing beyond per-unit: without either, skip
     // reading the row's items.
-    let any_discount = !discounts.is_empty();
+    let subscriptions = subscription_histories(history, !discounts.is_empty());
+    let discounts = discounts.into_iter().map(|d| (d.id.clone(), discount(d))).collect();
+    let coupons = coupons.into_iter().map(|c| (c.id.clone(), coupon_terms(c))).collect();
+    let failed_invoices = failed.into_iter().map(failed_invoice).collect();
+    Timeline { subscriptions, discounts, coupons, failed_invoices, ..Timeline::default() }
+}
+
+/// Each subscription's snapshots, from history rows in subscription, time order.
+fn subscription_histories(history: Vec<HistoryPoint>, any_discount: bool) -> Vec<SubscriptionHistory> {
     let mut subscriptions: Vec<SubscriptionHistory> = Vec::new();
     for row in history {
         let items =
@@ -167,56 +174,53 @@ pub fn timeline(
             }),
         }
     }
-    let discounts: HashMap<String, Discount> = discounts
-        .into_iter()
-        .map(|d| {
-            let embedded = CouponTerms {
-                percent_off: d.percent_off,
-                amount_off: d.amount_off,
-                currency: d.currency,
-                duration: d.duration,
-                duration_in_months: None,
-                products: None,
-            };
-            let discount = Discount {
-                customer: d.customer,
-                subscription: d.subscription,
-                coupon_id: d.coupon_id,
-                embedded,
-                starts_at: d.starts_at,
-                ends_at: d.ends_at,
-                // A deletion is stored by the event that made it.
-                deleted_at: d.deleted.then_some(d.src_created),
-            };
-            (d.id, discount)
-        })
-        .collect();
-    let coupons: HashMap<String, CouponTerms> = coupons
-        .into_iter()
-        .map(|c| {
-            let terms = CouponTerms {
-                percent_off: c.percent_off,
-                amount_off: c.amount_off,
-                currency: c.currency,
-                duration: c.duration,
-                duration_in_months: c.duration_in_months,
-                products: c.applies_to_products.and_then(|p| serde_json::from_str(&p).ok()),
-            };
-            (c.id, terms)
-        })
-        .collect();
-    let failed_invoices = failed
-        .into_iter()
-        .map(|f| FailedInvoice {
-            id: f.id,
-            subscription: f.subscription,
-            currency: f.currency.map(|c| c.to_lowercase()).unwrap_or_else(|| "usd".into()),
-            amount_due: f.amount_due,
-            first_failed_at: f.first_failed_at,
-            status: f.status,
-        })
-        .collect();
-    Timeline { subscriptions, discounts, coupons, failed_invoices, ..Timeline::default() }
+    subscriptions
+}
+
+/// A stored discount, with the coupon terms that arrived embedded in it.
+fn discount(d: DiscountPoint) -> Discount {
+    let embedded = CouponTerms {
+        percent_off: d.percent_off,
+        amount_off: d.amount_off,
+        currency: d.currency,
+        duration: d.duration,
+        duration_in_months: None,
+        products: None,
+    };
+    Discount {
+        customer: d.customer,
+        subscription: d.subscription,
+        coupon_id: d.coupon_id,
+        embedded,
+        starts_at: d.starts_at,
+        ends_at: d.ends_at,
+        // A deletion is stored by the event that made it.
+        deleted_at: d.deleted.then_some(d.src_created),
+    }
+}
+
+/// A stored coupon's terms.
+fn coupon_terms(c: CouponPoint) -> CouponTerms {
+    CouponTerms {
+        percent_off: c.percent_off,
+        amount_off: c.amount_off,
+        currency: c.currency,
+        duration: c.duration,
+        duration_in_months: c.duration_in_months,
+        products: c.applies_to_products.and_then(|p| serde_json::from_str(&p).ok()),
+    }
+}
+
+/// A failed subscription invoice as it stands now.
+fn failed_invoice(f: FailedPoint) -> FailedInvoice {
+    FailedInvoice {
+        id: f.id,
+        subscription: f.subscription,
+        currency: f.currency.map(|c| c.to_lowercase()).unwrap_or_else(|| "usd".into()),
+        amount_due: f.amount_due,
+        first_failed_at: f.first_failed_at,
+        status: f.status,
+    }
 }
 
 /// Months in the first item's billing interval (an `amount_off` is per invoice).

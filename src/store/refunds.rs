@@ -61,60 +61,57 @@ pub(crate) const CLEAR: [&str; 5] = [
 pub async fn apply(conn: &mut Conn<'_>, events: &[&Event]) -> Result<(), sqlx::Error> {
     for event in events {
         for item in refunds::read(event) {
-            match item {
-                MoneyBack::Charge(c) => {
-                    let at = event.created;
-                    execute!(
-                        conn,
-                        UPSERT_CHARGE,
-                        &c.id,
-                        &c.customer,
-                        &c.invoice,
-                        &c.payment_intent,
-                        &c.currency,
-                        c.amount_refunded,
-                        at
-                    )?;
-                    if c.amount_refunded > 0 {
-                        execute!(conn, INSERT_MARK, &event.id, &c.id, c.amount_refunded, at)?;
-                    }
-                }
-                MoneyBack::Dispute(d) => {
-                    let decided_at = matches!(d.status.as_str(), "won" | "lost").then_some(event.created);
-                    let created = event.object.get("created").and_then(serde_json::Value::as_i64).unwrap_or(event.created);
-                    execute!(
-                        conn,
-                        UPSERT_DISPUTE,
-                        &d.id,
-                        &d.charge,
-                        &d.payment_intent,
-                        &d.currency,
-                        d.amount,
-                        &d.status,
-                        created,
-                        decided_at,
-                        event.created
-                    )?;
-                }
-                MoneyBack::CreditNote(n) => {
-                    let created = event.object.get("created").and_then(serde_json::Value::as_i64).unwrap_or(event.created);
-                    execute!(
-                        conn,
-                        UPSERT_CREDIT_NOTE,
-                        &n.id,
-                        &n.invoice,
-                        &n.customer,
-                        &n.currency,
-                        n.credited,
-                        n.voided,
-                        created,
-                        event.created
-                    )?;
-                }
-                MoneyBack::Paid { payment_intent, invoice } => {
-                    execute!(conn, INSERT_PAID, &payment_intent, &invoice)?;
-                }
+            apply_one(conn, event, item).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Store one thing `event` says: a charge's refunded total (and the refund's mark), a
+/// dispute, a credit note, or which invoice a payment intent paid.
+async fn apply_one(conn: &mut Conn<'_>, event: &Event, item: MoneyBack) -> Result<(), sqlx::Error> {
+    match item {
+        MoneyBack::Charge(c) => {
+            let at = event.created;
+            execute!(conn, UPSERT_CHARGE, &c.id, &c.customer, &c.invoice, &c.payment_intent, &c.currency, c.amount_refunded, at)?;
+            if c.amount_refunded > 0 {
+                execute!(conn, INSERT_MARK, &event.id, &c.id, c.amount_refunded, at)?;
             }
+        }
+        MoneyBack::Dispute(d) => {
+            let decided_at = matches!(d.status.as_str(), "won" | "lost").then_some(event.created);
+            let created = event.object.get("created").and_then(serde_json::Value::as_i64).unwrap_or(event.created);
+            execute!(
+                conn,
+                UPSERT_DISPUTE,
+                &d.id,
+                &d.charge,
+                &d.payment_intent,
+                &d.currency,
+                d.amount,
+                &d.status,
+                created,
+                decided_at,
+                event.created
+            )?;
+        }
+        MoneyBack::CreditNote(n) => {
+            let created = event.object.get("created").and_then(serde_json::Value::as_i64).unwrap_or(event.created);
+            execute!(
+                conn,
+                UPSERT_CREDIT_NOTE,
+                &n.id,
+                &n.invoice,
+                &n.customer,
+                &n.currency,
+                n.credited,
+                n.voided,
+                created,
+                event.created
+            )?;
+        }
+        MoneyBack::Paid { payment_intent, invoice } => {
+            execute!(conn, INSERT_PAID, &payment_intent, &invoice)?;
         }
     }
     Ok(())

@@ -11,14 +11,22 @@ use std::sync::Arc;
 use minijinja::context;
 
 use crate::cancel::saves::decide;
+use crate::cancel::storage::Plan;
+use crate::domain::money::format_minor;
 use crate::dunning::rules::year_month;
 use crate::ingest::react::EmailTo;
 use crate::ingest::react::Reactor;
 use crate::lifecycle::reactions::REENTRY_COOLDOWN_SECS;
 use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::rules::DAY;
+use crate::lifecycle::rules::OFFER_MONTH_DAYS;
 use crate::lifecycle::rules::Windows;
+use crate::lifecycle::rules::annual_offer_case;
+use crate::lifecycle::rules::annual_saving;
 use crate::lifecycle::rules::assess;
 use crate::lifecycle::rules::reengage_case;
+use crate::lifecycle::rules::steady_activity;
+use crate::lifecycle::storage::AnnualCandidate;
 use crate::lifecycle::storage::NewEpisode;
 use crate::store::Store;
 use crate::store::plan::NewSeries;
@@ -229,85 +237,99 @@ impl Scheduler {
     /// last `after_months` 30-day windows, when the yearly price (read from the store: its
     /// `price.*` events or a sync) saves money. Idempotent: a subscription is offered once.
     pub async fn annual_offers(&self, now: i64) -> anyhow::Result<usize> {
-        use crate::domain::money::format_minor;
-        use crate::lifecycle::rules::DAY;
-        use crate::lifecycle::rules::OFFER_MONTH_DAYS;
-        use crate::lifecycle::rules::annual_offer_case;
-        use crate::lifecycle::rules::annual_saving;
-        use crate::lifecycle::rules::steady_activity;
         let cfg = &self.reactor.lifecycle.annual_offer;
         if !cfg.active() {
             return Ok(0);
         }
-        let months = cfg.after_months;
-        let today = now.div_euclid(DAY);
         let mut enqueued = 0;
-        for c in self.store.annual_candidates(now - months * OFFER_MONTH_DAYS * DAY).await? {
+        for c in self.store.annual_candidates(now - cfg.after_months * OFFER_MONTH_DAYS * DAY).await? {
             let Some(to_price) = cfg.prices.get(&c.price_id) else { continue };
-            let (Some(monthly), Some(currency)) = (c.unit_amount, c.currency.as_deref()) else { continue };
-            let yearly = match self.store.plan(to_price).await? {
-                Some(p)
-                    if p.recurring_interval.as_deref() == Some("year")
-                        && p.interval_count.unwrap_or(1) == 1
-                        && p.currency.as_deref().is_some_and(|y| y.eq_ignore_ascii_case(currency)) =>
-                {
-                    p
-                }
-                _ => {
-                    tracing::warn!(price = %to_price, "annual offer: the yearly price is unknown, not yearly or in another currency; no offer");
-                    continue;
-                }
-            };
-            let Some(yearly_unit) = yearly.unit_amount else { continue };
-            let Some(saving) = annual_saving(monthly, yearly_unit, c.quantity) else { continue };
-            let days = self.store.active_days(&c.customer, today + 1 - months * OFFER_MONTH_DAYS).await?;
-            if !steady_activity(&days, today, months) {
-                continue;
-            }
-            let Some(confirm_url) = self.reactor.links().annual(&c.customer, &c.subscription, now) else { continue };
-            let quantity = c.quantity.max(1);
-            let case_key = annual_offer_case(&c.subscription);
-            let ctx = context! {
-                customer => context! { name => c.name.clone(), email => c.email.clone() },
-                plan => context! { amount => format!("{} / month", format_minor(monthly * quantity, currency)) },
-                yearly => context! { name => yearly.describe(), amount => format!("{} / year", format_minor(yearly_unit * quantity, currency)) },
-                saving => format_minor(saving, currency),
-                action_url => confirm_url,
-                action_label => "See the yearly plan",
-                product_url => self.reactor.lifecycle.product_url.clone(),
-            };
-            let to = EmailTo {
-                dedupe_key: format!("{case_key}:offer"),
-                case_key: Some(case_key.clone()),
-                customer: Some(&c.customer),
-                recipient: &c.email,
-                send_at: now,
-            };
-            let email = self.reactor.marketing_email(&cfg.template, ctx, to)?;
-            let offer = crate::lifecycle::storage::AnnualOfferRow {
-                subscription: c.subscription.clone(),
-                customer: c.customer.clone(),
-                item_id: c.item_id.clone(),
-                from_price: c.price_id.clone(),
-                to_price: to_price.clone(),
-                offered_at: now,
-                acting_until: None,
-                accepted_at: None,
-            };
-            let series = NewSeries {
-                case_key: &case_key,
-                campaign: "annual_offer",
-                customer: &c.customer,
-                subscription: Some(&c.subscription),
-                started_at: now,
-                arm: None,
-            };
-            if self.store.start_annual_offer(&offer, &series, &email, now).await? {
+            let Some(terms) = self.annual_terms(&c, to_price, now).await? else { continue };
+            if self.make_annual_offer(&c, to_price, &terms, now).await? {
                 tracing::info!(subscription = %c.subscription, "annual offer made");
                 enqueued += 1;
             }
         }
         Ok(enqueued)
+    }
+
+    /// The offer `c` qualifies for: the yearly price is known, yearly, in its currency and
+    /// cheaper, the customer steadily active, and a confirmation link can be signed.
+    async fn annual_terms(&self, c: &AnnualCandidate, to_price: &str, now: i64) -> anyhow::Result<Option<AnnualTerms>> {
+        let months = self.reactor.lifecycle.annual_offer.after_months;
+        let today = now.div_euclid(DAY);
+        let (Some(monthly), Some(currency)) = (c.unit_amount, c.currency.as_deref()) else { return Ok(None) };
+        let yearly = match self.store.plan(to_price).await? {
+            Some(p)
+                if p.recurring_interval.as_deref() == Some("year")
+                    && p.interval_count.unwrap_or(1) == 1
+                    && p.currency.as_deref().is_some_and(|y| y.eq_ignore_ascii_case(currency)) =>
+            {
+                p
+            }
+            _ => {
+                tracing::warn!(price = %to_price, "annual offer: the yearly price is unknown, not yearly or in another currency; no offer");
+                return Ok(None);
+            }
+        };
+        let Some(yearly_unit) = yearly.unit_amount else { return Ok(None) };
+        let Some(saving) = annual_saving(monthly, yearly_unit, c.quantity) else { return Ok(None) };
+        let days = self.store.active_days(&c.customer, today + 1 - months * OFFER_MONTH_DAYS).await?;
+        if !steady_activity(&days, today, months) {
+            return Ok(None);
+        }
+        let Some(confirm_url) = self.reactor.links().annual(&c.customer, &c.subscription, now) else { return Ok(None) };
+        Ok(Some(AnnualTerms { monthly, currency: currency.to_owned(), yearly, yearly_unit, saving, confirm_url }))
+    }
+
+    /// Queue the offer's email and record the offer with its series, once per subscription;
+    /// `true` when this call made it.
+    async fn make_annual_offer(
+        &self,
+        c: &AnnualCandidate,
+        to_price: &str,
+        terms: &AnnualTerms,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let cfg = &self.reactor.lifecycle.annual_offer;
+        let (quantity, currency) = (c.quantity.max(1), terms.currency.as_str());
+        let case_key = annual_offer_case(&c.subscription);
+        let ctx = context! {
+            customer => context! { name => c.name.clone(), email => c.email.clone() },
+            plan => context! { amount => format!("{} / month", format_minor(terms.monthly * quantity, currency)) },
+            yearly => context! { name => terms.yearly.describe(), amount => format!("{} / year", format_minor(terms.yearly_unit * quantity, currency)) },
+            saving => format_minor(terms.saving, currency),
+            action_url => terms.confirm_url.clone(),
+            action_label => "See the yearly plan",
+            product_url => self.reactor.lifecycle.product_url.clone(),
+        };
+        let to = EmailTo {
+            dedupe_key: format!("{case_key}:offer"),
+            case_key: Some(case_key.clone()),
+            customer: Some(&c.customer),
+            recipient: &c.email,
+            send_at: now,
+        };
+        let email = self.reactor.marketing_email(&cfg.template, ctx, to)?;
+        let offer = crate::lifecycle::storage::AnnualOfferRow {
+            subscription: c.subscription.clone(),
+            customer: c.customer.clone(),
+            item_id: c.item_id.clone(),
+            from_price: c.price_id.clone(),
+            to_price: to_price.to_owned(),
+            offered_at: now,
+            acting_until: None,
+            accepted_at: None,
+        };
+        let series = NewSeries {
+            case_key: &case_key,
+            campaign: "annual_offer",
+            customer: &c.customer,
+            subscription: Some(&c.subscription),
+            started_at: now,
+            arm: None,
+        };
+        Ok(self.store.start_annual_offer(&offer, &series, &email, now).await?)
     }
 
     /// One warning per card per month, for customers with a live subscription whose card
@@ -349,4 +371,14 @@ fn brand_name(brand: &str) -> String {
             c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         }
     }
+}
+
+/// An annual offer worth making: the prices compared and the link that confirms it.
+struct AnnualTerms {
+    monthly: i64,
+    currency: String,
+    yearly: Plan,
+    yearly_unit: i64,
+    saving: i64,
+    confirm_url: String,
 }

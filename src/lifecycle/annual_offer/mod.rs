@@ -291,43 +291,58 @@ pub async fn confirm(
             // Accepted meanwhile, or another click is with Stripe: the page says which.
             return Ok(see_other(&page_url));
         };
-        let path = format!("/v1/subscriptions/{}", o.row.subscription);
-        let params = update_params(&o, cfg, at);
-        let intended = crate::stripe_api::IntendedCall {
-            method: "POST",
-            path: path.clone(),
-            params: params.clone(),
-            purpose: "annual_offer",
-            customer: Some(&o.claims.customer),
-        };
-        if portal.stripe.recorded_instead(intended).await {
-            portal.store.release_annual_offer(&o.row.subscription).await?;
-            return Err(AnnualError::Observed);
-        }
-        let idempotency_key = format!("holdfast-annual-{}-{attempt}", o.row.subscription);
-        match update(&portal, &o, cfg, at, &idempotency_key).await {
-            Ok(()) => {}
-            Err(e) => {
-                portal.store.release_annual_offer(&o.row.subscription).await?;
-                return Err(e);
-            }
-        }
-        let sent = Sent { method: "POST", path, params };
-        let change = NewStripeChange {
-            customer: &o.claims.customer,
-            subscription: Some(&o.row.subscription),
-            sent: &sent,
-            purpose: "annual_offer",
-            triggered_by: TRIGGERED_BY,
-            idempotency_key: Some(&idempotency_key),
-            at: now,
-        };
-        portal.store.accept_annual_offer(&o.row.subscription, &change).await?;
+        switch_to_yearly(&portal, cfg, &o, at, attempt, now).await?;
         tracing::info!(subscription = %o.row.subscription, to_price = %o.row.to_price, "annual offer accepted");
         Ok(see_other(&page_url))
     }
     .await;
     result.unwrap_or_else(|e: AnnualError| e.page(&pages))
+}
+
+/// Switch the subscription to the yearly price in Stripe (observe-only: record the call
+/// instead), then record the change and the offer as accepted; the claim is released when
+/// Stripe was not called or refused.
+async fn switch_to_yearly(
+    portal: &BillingPortal,
+    cfg: &AnnualOffer,
+    o: &Offer,
+    at: i64,
+    attempt: i64,
+    now: i64,
+) -> Result<(), AnnualError> {
+    let path = format!("/v1/subscriptions/{}", o.row.subscription);
+    let params = update_params(o, cfg, at);
+    let intended = crate::stripe_api::IntendedCall {
+        method: "POST",
+        path: path.clone(),
+        params: params.clone(),
+        purpose: "annual_offer",
+        customer: Some(&o.claims.customer),
+    };
+    if portal.stripe.recorded_instead(intended).await {
+        portal.store.release_annual_offer(&o.row.subscription).await?;
+        return Err(AnnualError::Observed);
+    }
+    let idempotency_key = format!("holdfast-annual-{}-{attempt}", o.row.subscription);
+    match update(portal, o, cfg, at, &idempotency_key).await {
+        Ok(()) => {}
+        Err(e) => {
+            portal.store.release_annual_offer(&o.row.subscription).await?;
+            return Err(e);
+        }
+    }
+    let sent = Sent { method: "POST", path, params };
+    let change = NewStripeChange {
+        customer: &o.claims.customer,
+        subscription: Some(&o.row.subscription),
+        sent: &sent,
+        purpose: "annual_offer",
+        triggered_by: TRIGGERED_BY,
+        idempotency_key: Some(&idempotency_key),
+        at: now,
+    };
+    portal.store.accept_annual_offer(&o.row.subscription, &change).await?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

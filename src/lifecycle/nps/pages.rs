@@ -163,33 +163,9 @@ async fn post_score(
         let key = survey.key();
         let answer = NewAnswer { survey: &key, customer, score: i64::from(score), paying, at: now };
         let case_key = reengage_case(customer, now);
-        let risk = if score <= 6 && paying && store.nps_answer(&key).await.map_err(Refused::Store)?.is_none() {
-            let contact = store.contact(customer).await.map_err(Refused::Store)?;
-            let last_at = store.last_activity_at(customer).await.map_err(Refused::Store)?;
-            let emails = reengagement_emails(&reactor, customer, contact.as_ref(), last_at.unwrap_or(now), now)
-                .map_err(Refused::Emails)?;
-            Some(RiskStart {
-                episode: NewEpisode {
-                    customer,
-                    reason: "low_nps",
-                    since: now,
-                    last_activity_at: last_at.unwrap_or(now),
-                    recent_week: 0,
-                    baseline_week: 0,
-                },
-                series: NewSeries {
-                    case_key: &case_key,
-                    campaign: "reengagement",
-                    customer,
-                    subscription: None,
-                    started_at: now,
-                    arm: crate::lifecycle::reactions::reengagement_arm(&reactor, customer),
-                },
-                emails,
-            })
-        } else {
-            None
-        };
+        // Only a paying customer's low score starts an episode, and only on the first answer.
+        let risk =
+            if score <= 6 && paying { low_score_risk(&reactor, &store, customer, &key, &case_key, now).await? } else { None };
         match store.record_nps_answer(&answer, risk.as_ref()).await.map_err(Refused::Store)? {
             Answered::Stored { at_risk } => {
                 tracing::info!(score, at_risk, "nps answer recorded");
@@ -202,6 +178,44 @@ async fn post_score(
         Ok(see_other(&format!("{}/comment", req.path())))
     };
     result.await.unwrap_or_else(|e| fail(&pages, e))
+}
+
+/// The at-risk episode and re-engagement series a low score starts, unless the survey was
+/// answered before.
+async fn low_score_risk<'a>(
+    reactor: &Reactor,
+    store: &Store,
+    customer: &'a str,
+    key: &str,
+    case_key: &'a str,
+    now: i64,
+) -> Result<Option<RiskStart<'a>>, Refused> {
+    if store.nps_answer(key).await.map_err(Refused::Store)?.is_some() {
+        return Ok(None);
+    }
+    let contact = store.contact(customer).await.map_err(Refused::Store)?;
+    let last_at = store.last_activity_at(customer).await.map_err(Refused::Store)?;
+    let emails =
+        reengagement_emails(reactor, customer, contact.as_ref(), last_at.unwrap_or(now), now).map_err(Refused::Emails)?;
+    Ok(Some(RiskStart {
+        episode: NewEpisode {
+            customer,
+            reason: "low_nps",
+            since: now,
+            last_activity_at: last_at.unwrap_or(now),
+            recent_week: 0,
+            baseline_week: 0,
+        },
+        series: NewSeries {
+            case_key,
+            campaign: "reengagement",
+            customer,
+            subscription: None,
+            started_at: now,
+            arm: crate::lifecycle::reactions::reengagement_arm(reactor, customer),
+        },
+        emails,
+    }))
 }
 
 /// `GET /nps/{token}/comment`: the optional comment (the question again if not answered).

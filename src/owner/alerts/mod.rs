@@ -10,17 +10,22 @@
 //! imported history or `holdfast reproject`, which runs no hook), and by the scheduler when it
 //! finds a save reversed. Nothing here does I/O; `deliver` sends.
 
+mod bodies;
+mod decide;
 pub mod deliver;
 pub mod storage;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::domain::event::Event;
-use crate::mail::{Category, EmailContent, NewEmail};
+use crate::mail::{Category, NewEmail};
 use crate::owner::config::AlertSettings;
 use crate::owner::config::OwnerSettings;
 use crate::store::plan::NewDelivery;
 use crate::store::reactions::{FactsQuery, Write};
+use bodies::email;
+pub use bodies::{customer_url, date, html_escape, slack_body, webhook_body};
+use decide::subscription_mrr;
 
 /// Alert text is cut to this many characters per field: a body stays small whatever a
 /// customer typed.
@@ -75,36 +80,6 @@ pub struct Alerts {
     public_url: String,
 }
 
-fn cut(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(FIELD_MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
-fn money(minor: f64, currency: &str) -> String {
-    crate::domain::money::format(minor, currency)
-}
-
-/// The monthly list-price MRR of a subscription snapshot (minor units) and its currency.
-fn subscription_mrr(sub: &Value) -> (f64, Option<String>) {
-    let mut mrr = 0.0;
-    let mut currency = sub["currency"].as_str().map(str::to_ascii_lowercase);
-    for item in sub["items"]["data"].as_array().into_iter().flatten() {
-        let price = if item["price"].is_object() { &item["price"] } else { &item["plan"] };
-        let recurring = &price["recurring"];
-        let interval = recurring["interval"].as_str().or_else(|| price["interval"].as_str());
-        let count = recurring["interval_count"].as_i64().or_else(|| price["interval_count"].as_i64());
-        let unit = price["unit_amount"].as_i64().or_else(|| price["amount"].as_i64());
-        mrr += crate::domain::mrr::item_monthly(unit, item["quantity"].as_i64().unwrap_or(1), interval, count);
-        if currency.is_none() {
-            currency = price["currency"].as_str().map(str::to_ascii_lowercase);
-        }
-    }
-    (mrr, currency)
-}
-
 impl Alerts {
     pub fn new(owner: &OwnerSettings, public_url: &str) -> Self {
         Self { settings: owner.alerts.clone(), owner_email: owner.email.clone(), public_url: public_url.to_owned() }
@@ -133,99 +108,6 @@ impl Alerts {
             if event.kind.starts_with("customer.subscription.") {
                 q.customer_mrr.insert((c.to_owned(), event.created));
             }
-        }
-    }
-
-    /// The alert `event` calls for, if any (`name`: the customer's name or email, if known;
-    /// `customer_mrr`: the customer's MRR in the subscription's currency just before the
-    /// event, when the figures know it).
-    pub fn decide(&self, event: &Event, name: Option<&str>, customer_mrr: Option<f64>) -> Option<Alert> {
-        let o = &event.object;
-        let s = &self.settings;
-        let customer = o["customer"].as_str().map(str::to_owned);
-        let who = name.map(str::to_owned).or_else(|| customer.clone()).unwrap_or_else(|| "a customer".into());
-        let alert =
-            |kind, id: String, title: String, details: Vec<String>, amount: Option<f64>, currency: Option<String>| Alert {
-                id: format!("alert:{id}"),
-                kind,
-                title: cut(&title),
-                details: details.iter().map(|d| cut(d)).collect(),
-                customer: customer.clone(),
-                amount,
-                currency,
-                at: event.created,
-            };
-        match event.kind.as_str() {
-            "customer.subscription.updated" | "customer.subscription.deleted" => {
-                let sub = o["id"].as_str()?;
-                let (own, currency) = subscription_mrr(o);
-                let cur = currency.clone()?;
-                // The customer's MRR as the summary counts it. When no subscription of theirs
-                // in this currency was active before the event (its first snapshot is this
-                // one), the figures know nothing yet: this subscription's list-price amount
-                // stands in.
-                let mrr = customer_mrr.unwrap_or(own);
-                if !s.churn_mrr.reached(mrr, &cur) {
-                    return None;
-                }
-                let reason = [&o["cancellation_details"]["feedback"], &o["cancellation_details"]["comment"]]
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .filter(|v| !v.is_empty())
-                    .map(crate::owner::dashboard::labels::label)
-                    .collect::<Vec<_>>()
-                    .join(": ");
-                let mut details = vec![format!("Customer MRR {} ({sub})", money(mrr, &cur))];
-                if !reason.is_empty() {
-                    details.push(format!("Why: {reason}"));
-                }
-                if event.kind == "customer.subscription.deleted" {
-                    let title = format!("{who} churned ({} customer MRR)", money(mrr, &cur));
-                    return Some(alert(AlertKind::Churned, format!("churned:{sub}"), title, details, Some(mrr), currency));
-                }
-                let scheduled = o["cancel_at_period_end"].as_bool() == Some(true) || o["cancel_at"].is_i64();
-                if !scheduled || matches!(o["status"].as_str(), Some("canceled" | "incomplete_expired")) {
-                    return None;
-                }
-                // Stripe stamps `canceled_at` when the cancellation is requested: a second
-                // request after an undo is a new alert, a later update of the same one is not.
-                let requested = o["canceled_at"].as_i64().or_else(|| o["cancel_at"].as_i64()).unwrap_or(0);
-                if let Some(end) = o["cancel_at"].as_i64().or_else(|| o["current_period_end"].as_i64()) {
-                    details.push(format!("Ends {}", date(end)));
-                }
-                let title = format!("{who} set a subscription to cancel ({} customer MRR)", money(mrr, &cur));
-                let id = format!("cancellation_scheduled:{sub}:{requested}");
-                Some(alert(AlertKind::CancellationScheduled, id, title, details, Some(mrr), currency))
-            }
-            "invoice.payment_failed" => {
-                let invoice = o["id"].as_str()?;
-                let cur = o["currency"].as_str()?.to_ascii_lowercase();
-                let amount = o["amount_due"].as_i64()? as f64;
-                if !s.payment_failed.reached(amount, &cur) {
-                    return None;
-                }
-                let title = format!("A payment of {} from {who} failed", money(amount, &cur));
-                let mut details = vec![format!("Invoice {invoice}, attempt {}", o["attempt_count"].as_i64().unwrap_or(1))];
-                if let Some(next) = o["next_payment_attempt"].as_i64() {
-                    details.push(format!("Stripe retries on {}", date(next)));
-                }
-                let id = format!("payment_failed:{invoice}");
-                Some(alert(AlertKind::PaymentFailed, id, title, details, Some(amount), Some(cur)))
-            }
-            "charge.dispute.created" if s.dispute => {
-                let dispute = o["id"].as_str()?;
-                let cur = o["currency"].as_str().unwrap_or("usd").to_ascii_lowercase();
-                let amount = o["amount"].as_i64().unwrap_or(0) as f64;
-                let reason = o["reason"].as_str().map_or_else(|| "not given".to_owned(), crate::owner::dashboard::labels::label);
-                let charge = o["charge"].as_str().or_else(|| o["charge"]["id"].as_str()).unwrap_or("unknown charge");
-                let mut details = vec![format!("Reason: {reason}"), format!("Charge {charge}")];
-                if let Some(by) = o["evidence_details"]["due_by"].as_i64() {
-                    details.push(format!("Evidence due by {}", date(by)));
-                }
-                let title = format!("A dispute of {} was opened", money(amount, &cur));
-                Some(alert(AlertKind::DisputeOpened, format!("dispute:{dispute}"), title, details, Some(amount), Some(cur)))
-            }
-            _ => None,
         }
     }
 
@@ -316,82 +198,11 @@ impl Alerts {
     }
 }
 
-/// `https://…/dashboard/customers/<id>` (the id percent-encoded beyond Stripe's alphabet).
-pub fn customer_url(public_url: &str, customer: &str) -> String {
-    let id: String = customer
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect();
-    format!("{public_url}/dashboard/customers/{id}")
-}
-
-/// `2026-12-01` (UTC).
-pub fn date(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d").to_string())
-}
-
-/// Text for HTML.
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// Text for Slack's `mrkdwn` (its three control characters).
-fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn email(alert: &Alert, link: Option<&str>) -> EmailContent {
-    let mut text = format!("{}\n\n", alert.title);
-    let mut html = format!("<p><strong>{}</strong></p><ul>", html_escape(&alert.title));
-    for d in &alert.details {
-        text.push_str(&format!("- {d}\n"));
-        html.push_str(&format!("<li>{}</li>", html_escape(d)));
-    }
-    html.push_str("</ul>");
-    if let Some(link) = link {
-        text.push_str(&format!("\nCustomer page: {link}\n"));
-        html.push_str(&format!("<p><a href=\"{}\">Open the customer page</a></p>", html_escape(link)));
-    }
-    text.push_str(&format!("\nAlert id: {}\n", alert.id));
-    EmailContent { subject: format!("Holdfast alert: {}", alert.title), text, html }
-}
-
-/// Slack's incoming-webhook message: `text` (notifications, fallback) and one section block.
-pub fn slack_body(alert: &Alert, link: Option<&str>) -> Value {
-    let mut md = format!("*{}*", slack_escape(&alert.title));
-    for d in &alert.details {
-        md.push_str(&format!("\n• {}", slack_escape(d)));
-    }
-    if let Some(link) = link {
-        md.push_str(&format!("\n<{}|Open the customer page>", slack_escape(link)));
-    }
-    json!({
-        "text": alert.title,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": md}}],
-    })
-}
-
-/// The generic webhook's JSON: `id` is the receiver's dedupe key.
-pub fn webhook_body(alert: &Alert, link: Option<&str>) -> Value {
-    json!({
-        "id": alert.id,
-        "type": alert.kind.as_str(),
-        "created": alert.at,
-        "title": alert.title,
-        "details": alert.details,
-        "customer": alert.customer,
-        "customer_url": link,
-        "amount": alert.amount,
-        "currency": alert.currency,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use serde_json::json;
 
     use super::*;
 

@@ -76,6 +76,13 @@ fn slot(n: usize) -> f64 {
 /// MRR at the end of each month (bars and line) with its movements (gains up, losses down).
 pub fn mrr(rows: &[MonthlyJson]) -> Chart {
     let mut c = Chart::new("mrr", "MRR over time, with movements", H + 120.0);
+    mrr_bars(&mut c, rows);
+    movement_bars(&mut c, rows);
+    c
+}
+
+/// Each month's MRR as a bar, joined by a line, with the axis's top and zero.
+fn mrr_bars(c: &mut Chart, rows: &[MonthlyJson]) {
     let max = rows.iter().map(|r| r.mrr_end).fold(1.0, f64::max);
     let plot = H - TOP - BOTTOM;
     let s = slot(rows.len());
@@ -97,22 +104,29 @@ pub fn mrr(rows: &[MonthlyJson]) -> Chart {
     c.line = points.join(" ");
     c.text(LEFT - 6.0, TOP + 10.0, whole(rows, max), "end");
     c.text(LEFT - 6.0, TOP + plot, whole(rows, 0.0), "end");
-    // Movements band under the MRR bars: zero line at its middle.
-    let mv = |r: &MonthlyJson| {
-        let m = &r.mrr_movements;
-        (m.new + m.reactivation + m.expansion, -(m.contraction + m.paused + m.churned))
-    };
+}
+
+/// A month's gains (new, reactivation, expansion) and losses (negative: contraction,
+/// paused, churned).
+fn gains_and_losses(r: &MonthlyJson) -> (f64, f64) {
+    let m = &r.mrr_movements;
+    (m.new + m.reactivation + m.expansion, -(m.contraction + m.paused + m.churned))
+}
+
+/// The movements band under the MRR bars: zero line at its middle.
+fn movement_bars(c: &mut Chart, rows: &[MonthlyJson]) {
+    let s = slot(rows.len());
     let biggest = rows
         .iter()
         .map(|r| {
-            let (g, l) = mv(r);
+            let (g, l) = gains_and_losses(r);
             g.max(-l.abs()).max(l.abs())
         })
         .fold(1.0, f64::max);
     let zero = H + 60.0;
     for (i, r) in rows.iter().enumerate() {
         let x = LEFT + i as f64 * s + s * 0.2;
-        let (gain, loss) = mv(r);
+        let (gain, loss) = gains_and_losses(r);
         let (gh, lh) = (gain / biggest * 50.0, loss.abs() / biggest * 50.0);
         c.rects.push(Rect {
             x,
@@ -134,7 +148,6 @@ pub fn mrr(rows: &[MonthlyJson]) -> Chart {
     c.rects.push(Rect { x: LEFT, y: zero, w: W - LEFT - 10.0, h: 1.0, fill: GREY, title: "zero".into() });
     c.text(LEFT - 6.0, zero - 40.0, "gains".into(), "end");
     c.text(LEFT - 6.0, zero + 46.0, "losses".into(), "end");
-    c
 }
 
 /// Monthly customer churn against the benchmark bands (good < 5 %, 5–10 %, critical > 10 %).

@@ -12,69 +12,70 @@ pub fn money(minor: f64, currency: Option<&str>) -> String {
     }
 }
 
+/// Every stored code with a human label, by what it is. A code not listed is spelled out.
+const LABELS: &[(&str, &str)] = &[
+    // Survey reasons (ours) and Stripe's cancellation feedback.
+    ("too_expensive", "Too expensive"),
+    ("unused", "Not using it enough"),
+    ("missing_features", "Missing a feature"),
+    ("switched_service", "Switched to another product"),
+    ("low_quality", "Not the value expected"),
+    ("technical_problems", "Technical problems"),
+    ("customer_service", "Customer service"),
+    ("too_complex", "Too complicated"),
+    ("other", "Something else"),
+    // Cancel-flow outcomes and cancellation states.
+    ("paused", "Paused"),
+    ("downgraded", "Downgraded"),
+    ("discounted", "Took the discount"),
+    ("canceled", "Cancelled"),
+    ("abandoned", "Left without choosing"),
+    ("resumed", "Kept the subscription"),
+    ("ends_at_period_end", "Ends at period end"),
+    ("ended", "Ended"),
+    // At-risk reasons and states.
+    ("inactive", "Inactive"),
+    ("activity_drop", "Activity dropped"),
+    ("low_nps", "Low NPS score"),
+    ("at_risk", "At risk"),
+    ("reengaged", "Re-engaged"),
+    // Email states.
+    ("sent", "Sent"),
+    ("pending", "Scheduled"),
+    ("cancelled", "Withdrawn"),
+    ("failed", "Failed"),
+    ("bounced", "Bounced"),
+    ("suppressed", "Not sent (suppressed)"),
+    ("observed", "Held (observe-only mode)"),
+    // Lifecycle campaigns and series states.
+    ("onboarding", "Onboarding"),
+    ("trial_ending", "Trial ending"),
+    ("trial_onboarding", "Trial onboarding"),
+    ("annual_offer", "Annual-plan offer"),
+    ("winback", "Win-back"),
+    ("reengagement", "Re-engagement"),
+    ("active", "Active"),
+    ("stopped", "Stopped"),
+    // Dunning cases.
+    ("open", "Open"),
+    ("recovered", "Recovered"),
+    ("lost", "Lost"),
+    // Subscription statuses.
+    ("trialing", "Trial"),
+    ("past_due", "Past due"),
+    ("unpaid", "Unpaid"),
+    ("incomplete", "Incomplete"),
+    ("incomplete_expired", "Incomplete (expired)"),
+    // Who opened the cancel flow.
+    ("signed_link", "Signed link from the app"),
+    ("minted", "Link made by the owner"),
+    ("pause_link", "Pause link in a re-engagement email"),
+];
+
 /// The human label of a stored code; unknown codes are spelled out (`some_thing` → `Some thing`).
 pub fn label(code: &str) -> String {
-    let known = match code {
-        // Survey reasons (ours) and Stripe's cancellation feedback.
-        "too_expensive" => "Too expensive",
-        "unused" => "Not using it enough",
-        "missing_features" => "Missing a feature",
-        "switched_service" => "Switched to another product",
-        "low_quality" => "Not the value expected",
-        "technical_problems" => "Technical problems",
-        "customer_service" => "Customer service",
-        "too_complex" => "Too complicated",
-        "other" => "Something else",
-        // Cancel-flow outcomes and cancellation states.
-        "paused" => "Paused",
-        "downgraded" => "Downgraded",
-        "discounted" => "Took the discount",
-        "canceled" => "Cancelled",
-        "abandoned" => "Left without choosing",
-        "resumed" => "Kept the subscription",
-        "ends_at_period_end" => "Ends at period end",
-        "ended" => "Ended",
-        // At-risk reasons and states.
-        "inactive" => "Inactive",
-        "activity_drop" => "Activity dropped",
-        "low_nps" => "Low NPS score",
-        "at_risk" => "At risk",
-        "reengaged" => "Re-engaged",
-        // Email states.
-        "sent" => "Sent",
-        "pending" => "Scheduled",
-        "cancelled" => "Withdrawn",
-        "failed" => "Failed",
-        "bounced" => "Bounced",
-        "suppressed" => "Not sent (suppressed)",
-        "observed" => "Held (observe-only mode)",
-        // Lifecycle campaigns and series states.
-        "onboarding" => "Onboarding",
-        "trial_ending" => "Trial ending",
-        "trial_onboarding" => "Trial onboarding",
-        "annual_offer" => "Annual-plan offer",
-        "winback" => "Win-back",
-        "reengagement" => "Re-engagement",
-        "active" => "Active",
-        "stopped" => "Stopped",
-        // Dunning cases.
-        "open" => "Open",
-        "recovered" => "Recovered",
-        "lost" => "Lost",
-        // Subscription statuses.
-        "trialing" => "Trial",
-        "past_due" => "Past due",
-        "unpaid" => "Unpaid",
-        "incomplete" => "Incomplete",
-        "incomplete_expired" => "Incomplete (expired)",
-        // Who opened the cancel flow.
-        "signed_link" => "Signed link from the app",
-        "minted" => "Link made by the owner",
-        "pause_link" => "Pause link in a re-engagement email",
-        _ => "",
-    };
-    if !known.is_empty() {
-        return known.to_owned();
+    if let Some((_, known)) = LABELS.iter().find(|(c, _)| *c == code) {
+        return (*known).to_owned();
     }
     let spaced = code.replace('_', " ");
     let mut chars = spaced.chars();

@@ -127,17 +127,7 @@ pub async fn get_dashboard(
         charts::recovery(&rows),
         charts::cancel_flow(&summary.cancel_flow),
     ];
-    // Observe-only mode: what would have been sent or changed, newest first.
-    let observed = match mode.observe {
-        false => None,
-        true => match tokio::try_join!(store.observed_emails(OBSERVED_ROWS), store.observed_calls(OBSERVED_ROWS)) {
-            Ok((emails, calls)) => Some(context! { emails => emails, calls => calls }),
-            Err(e) => {
-                tracing::error!(error = %e, "dashboard: observed list unreadable");
-                Some(context! { error => "the observed list is unavailable right now" })
-            }
-        },
-    };
+    let observed = if mode.observe { Some(observed(&store).await) } else { None };
     Ok(page(
         StatusCode::OK,
         "dashboard.html",
@@ -147,6 +137,17 @@ pub async fn get_dashboard(
             lists => lists_store::ListKind::ALL.iter().map(|k| context! { key => k.as_str(), title => k.title() }).collect::<Vec<_>>(),
         },
     ))
+}
+
+/// Observe-only mode: what would have been sent or changed, newest first.
+async fn observed(store: &Store) -> minijinja::Value {
+    match tokio::try_join!(store.observed_emails(OBSERVED_ROWS), store.observed_calls(OBSERVED_ROWS)) {
+        Ok((emails, calls)) => context! { emails => emails, calls => calls },
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: observed list unreadable");
+            context! { error => "the observed list is unavailable right now" }
+        }
+    }
 }
 
 /// Rows of each observed list the dashboard shows (the owner API pages further).

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::cancel::rules::Billing;
 use crate::cancel::rules::OfferKind;
@@ -16,14 +15,12 @@ use crate::cancel::rules::default_offers_by_reason;
 use crate::config::loader::Loader;
 use crate::config::{Brand, ConfigError, Source, problem};
 
+mod file;
+
+pub(crate) use file::FileCancelFlow;
+
 /// How a downgrade is billed (Stripe's `proration_behavior`).
 pub const DEFAULT_PRORATION: &str = "none";
-const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
-const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;
-const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
-const DEFAULT_COOLDOWN_MONTHS: u32 = 12;
-const DEFAULT_SAVE_CONFIRM_DAYS: i64 = 30;
-
 /// The cancel flow, validated.
 #[derive(Clone, Debug)]
 pub struct CancelFlowSettings {
@@ -99,69 +96,6 @@ impl CancelFlowSettings {
     }
 }
 
-/// `[cancel_flow]`, merged (defaults, file, `HOLDFAST_CANCEL_*`).
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileCancelFlow {
-    offers: Vec<String>,
-    offers_by_reason: Option<BTreeMap<String, Vec<String>>>,
-    pause_months: Vec<u32>,
-    downgrade: BTreeMap<String, String>,
-    downgrade_proration: String,
-    coupon: Option<String>,
-    discount_text: String,
-    discount_cooldown_months: u32,
-    return_url: Option<String>,
-    link_ttl_secs: i64,
-    session_timeout_secs: i64,
-    rate_limit_per_minute: u32,
-    save_confirm_days: i64,
-    discounts: Option<Vec<FileDiscount>>,
-    segments: Option<Vec<FileSegment>>,
-}
-
-impl Default for FileCancelFlow {
-    fn default() -> Self {
-        Self {
-            offers: vec!["pause".into(), "downgrade".into(), "discount".into()],
-            offers_by_reason: None,
-            pause_months: vec![1, 2, 3],
-            downgrade: BTreeMap::new(),
-            downgrade_proration: DEFAULT_PRORATION.into(),
-            coupon: None,
-            discount_text: "A discount on your next payments.".into(),
-            discount_cooldown_months: DEFAULT_COOLDOWN_MONTHS,
-            return_url: None,
-            link_ttl_secs: DEFAULT_LINK_TTL_SECS,
-            session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
-            rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
-            save_confirm_days: DEFAULT_SAVE_CONFIRM_DAYS,
-            discounts: None,
-            segments: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct FileDiscount {
-    interval: String,
-    interval_count: Option<i64>,
-    coupon: String,
-    text: String,
-    currency: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct FileSegment {
-    interval: Option<String>,
-    interval_count: Option<i64>,
-    min_tenure_months: Option<u32>,
-    max_tenure_months: Option<u32>,
-    offers_by_reason: BTreeMap<String, Vec<String>>,
-}
-
 const INTERVALS: [&str; 4] = ["day", "week", "month", "year"];
 
 fn interval(l: &Loader<'_>, key: &str, i: &str, count: Option<i64>) -> Result<(String, i64), ConfigError> {
@@ -214,55 +148,9 @@ impl CancelFlowSettings {
             f.offers_by_reason.as_ref().unwrap_or(&BTreeMap::new()),
         )?);
 
-        let segments = f
-            .segments
-            .iter()
-            .flatten()
-            .map(|seg| {
-                let (interval, interval_count) = match &seg.interval {
-                    Some(i) => interval(l, "cancel_flow.segments", i, seg.interval_count).map(|(i, n)| (Some(i), Some(n)))?,
-                    None => (None, seg.interval_count),
-                };
-                Ok(Segment {
-                    interval,
-                    interval_count,
-                    min_tenure_months: seg.min_tenure_months,
-                    max_tenure_months: seg.max_tenure_months,
-                    offers_by_reason: reason_offers(l, "cancel_flow.segments", &seg.offers_by_reason)?,
-                })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-
-        let mut discounts = f
-            .discounts
-            .iter()
-            .flatten()
-            .map(|d| {
-                let (interval, interval_count) = interval(l, "cancel_flow.discounts", &d.interval, d.interval_count)?;
-                Ok(DiscountOffer {
-                    interval,
-                    interval_count,
-                    coupon: d.coupon.clone(),
-                    text: d.text.clone(),
-                    currency: d.currency.as_ref().map(|c| c.to_ascii_lowercase()),
-                })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let coupon = f.coupon.clone();
-        let discount_text = f.discount_text.clone();
-        // The single coupon is the monthly plans' coupon (the common case, and what it was
-        // before intervals were told apart); an explicit monthly entry wins.
-        if let Some(c) = &coupon
-            && !discounts.iter().any(|d| d.interval == "month" && d.interval_count == 1)
-        {
-            discounts.push(DiscountOffer {
-                interval: "month".into(),
-                interval_count: 1,
-                coupon: c.clone(),
-                text: discount_text.clone(),
-                currency: None,
-            });
-        }
+        let segments = segments(l, f)?;
+        let discounts = discounts(l, f)?;
+        let (coupon, discount_text) = (f.coupon.clone(), f.discount_text.clone());
 
         if f.pause_months.iter().any(|m| !(1..=12).contains(m)) {
             return Err(l.fail("cancel_flow.pause_months", "each pause length must be 1 to 12 months"));
@@ -279,13 +167,7 @@ impl CancelFlowSettings {
         };
 
         Ok(Self {
-            link_secret: match l.get("HOLDFAST_LINK_SECRET") {
-                Some(s) if s.trim().len() < 16 => {
-                    return Err(problem("HOLDFAST_LINK_SECRET", "must be at least 16 characters (e.g. `openssl rand -hex 32`)"));
-                }
-                Some(s) => Some(SecretString::from(s.trim().to_owned())),
-                None => None,
-            },
+            link_secret: link_secret(l)?,
             offers_enabled,
             offers_by_reason,
             pause_months: f.pause_months.clone(),
@@ -303,6 +185,71 @@ impl CancelFlowSettings {
             save_confirm_days: positive("cancel_flow.save_confirm_days", f.save_confirm_days)?,
             brand,
         })
+    }
+}
+
+/// `[[cancel_flow.segments]]`: offers by reason for customers of one interval and tenure.
+fn segments(l: &Loader<'_>, f: &FileCancelFlow) -> Result<Vec<Segment>, ConfigError> {
+    f.segments
+        .iter()
+        .flatten()
+        .map(|seg| {
+            let (interval, interval_count) = match &seg.interval {
+                Some(i) => interval(l, "cancel_flow.segments", i, seg.interval_count).map(|(i, n)| (Some(i), Some(n)))?,
+                None => (None, seg.interval_count),
+            };
+            Ok(Segment {
+                interval,
+                interval_count,
+                min_tenure_months: seg.min_tenure_months,
+                max_tenure_months: seg.max_tenure_months,
+                offers_by_reason: reason_offers(l, "cancel_flow.segments", &seg.offers_by_reason)?,
+            })
+        })
+        .collect()
+}
+
+/// `[[cancel_flow.discounts]]`, plus the single `coupon` as the monthly plans' discount.
+fn discounts(l: &Loader<'_>, f: &FileCancelFlow) -> Result<Vec<DiscountOffer>, ConfigError> {
+    let mut discounts = f
+        .discounts
+        .iter()
+        .flatten()
+        .map(|d| {
+            let (interval, interval_count) = interval(l, "cancel_flow.discounts", &d.interval, d.interval_count)?;
+            Ok(DiscountOffer {
+                interval,
+                interval_count,
+                coupon: d.coupon.clone(),
+                text: d.text.clone(),
+                currency: d.currency.as_ref().map(|c| c.to_ascii_lowercase()),
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    // The single coupon is the monthly plans' coupon (the common case, and what it was
+    // before intervals were told apart); an explicit monthly entry wins.
+    if let Some(c) = &f.coupon
+        && !discounts.iter().any(|d| d.interval == "month" && d.interval_count == 1)
+    {
+        discounts.push(DiscountOffer {
+            interval: "month".into(),
+            interval_count: 1,
+            coupon: c.clone(),
+            text: f.discount_text.clone(),
+            currency: None,
+        });
+    }
+    Ok(discounts)
+}
+
+/// `HOLDFAST_LINK_SECRET`, when set: at least 16 characters.
+fn link_secret(l: &Loader<'_>) -> Result<Option<SecretString>, ConfigError> {
+    match l.get("HOLDFAST_LINK_SECRET") {
+        Some(s) if s.trim().len() < 16 => {
+            Err(problem("HOLDFAST_LINK_SECRET", "must be at least 16 characters (e.g. `openssl rand -hex 32`)"))
+        }
+        Some(s) => Ok(Some(SecretString::from(s.trim().to_owned()))),
+        None => Ok(None),
     }
 }
 

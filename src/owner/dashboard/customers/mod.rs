@@ -6,8 +6,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use minijinja::context;
-use serde::{Deserialize, Serialize};
+use minijinja::{Value, context};
+use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::owner::dashboard::error::DashboardError;
@@ -24,18 +24,12 @@ use crate::store::Store;
 use crate::web::auth::{Owner, OwnerToken};
 use crate::web::error::ApiError;
 
+mod timeline;
+
+pub use timeline::{Entry, timeline};
+
 /// Most customers a search returns.
 const SEARCH_LIMIT: i64 = 50;
-
-/// One line of the customer's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Entry {
-    pub at: i64,
-    /// `subscription`, `mrr`, `invoice`, `payment_failure`, `email`, `cancel_flow`, `lifecycle`,
-    /// `activity`, `at_risk`, `stripe_change`, `nps`.
-    pub kind: &'static str,
-    pub text: String,
-}
 
 /// `Pro ($9.00 / month) × 2`, what is known of a plan.
 fn plan_name(i: &PlanItem) -> String {
@@ -52,118 +46,10 @@ fn plan_name(i: &PlanItem) -> String {
     format!("{name}{}{quantity}", price.unwrap_or_default())
 }
 
+/// The plans of one of the customer's subscriptions, by name.
 fn plans_of(r: &CustomerRecord, subscription: &str) -> String {
     let names: Vec<_> = r.items.iter().filter(|i| i.subscription_id == subscription).map(plan_name).collect();
     if names.is_empty() { "a subscription".into() } else { names.join(", ") }
-}
-
-/// Every dated fact about the customer, newest first.
-pub fn timeline(r: &CustomerRecord) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let mut push = |at: Option<i64>, kind: &'static str, text: String| {
-        if let Some(at) = at {
-            out.push(Entry { at, kind, text });
-        }
-    };
-    push(r.customer.created, "customer", "Became a customer".into());
-    for s in &r.subscriptions {
-        push(s.created, "subscription", format!("Subscribed: {} ({})", plans_of(r, &s.id), s.id));
-        push(s.trial_end, "subscription", format!("Trial ends ({})", s.id));
-        if let Some(at) = s.canceled_at {
-            let why = s.cancel_feedback.as_deref().map(|f| format!(": {}", label(f))).unwrap_or_default();
-            push(Some(at), "subscription", format!("Cancellation recorded by Stripe{why} ({})", s.id));
-        }
-        push(s.ended_at, "subscription", format!("Subscription ended ({})", s.id));
-    }
-    // MRR changes per subscription, from its recorded history.
-    let mut last: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    for p in &r.mrr_history {
-        let before = last.insert(&p.subscription_id, p.base_mrr);
-        if before.is_none_or(|b| (b - p.base_mrr).abs() > 0.5) {
-            let from = before.map(|b| format!("{} → ", money(b, p.currency.as_deref()))).unwrap_or_default();
-            push(
-                Some(p.effective_at),
-                "mrr",
-                format!("MRR {from}{} ({}, {})", money(p.base_mrr, p.currency.as_deref()), label(&p.status), p.subscription_id),
-            );
-        }
-    }
-    for i in &r.invoices {
-        let amount = money(i.amount_due as f64, i.currency.as_deref());
-        push(i.created, "invoice", format!("Invoice {} for {amount}: {}", i.id, label(i.status.as_deref().unwrap_or("unknown"))));
-        push(i.paid_at, "invoice", format!("Invoice {} paid ({})", i.id, money(i.amount_paid as f64, i.currency.as_deref())));
-    }
-    for d in &r.dunning_cases {
-        let amount = money(d.amount_due as f64, d.currency.as_deref());
-        push(
-            Some(d.opened_at),
-            "payment_failure",
-            format!("Payment of {amount} failed (invoice {}); dunning case opened", d.invoice_id),
-        );
-        if let Some(closed) = d.closed_at {
-            let how = match d.status.as_str() {
-                "recovered" => {
-                    format!("Recovered {}", money(d.recovered_amount.unwrap_or(d.amount_due) as f64, d.currency.as_deref()))
-                }
-                other => label(other),
-            };
-            let why = d.close_reason.as_deref().map(|r| format!(" ({})", label(r))).unwrap_or_default();
-            push(Some(closed), "payment_failure", format!("Dunning case for invoice {}: {how}{why}", d.invoice_id));
-        }
-    }
-    for e in &r.emails {
-        let at = e.sent_at.unwrap_or(if e.status == "pending" { e.next_attempt_at } else { e.created_at });
-        push(
-            Some(at),
-            "email",
-            format!("Email “{}” ({}) to {}: {}", e.subject, label(&e.template), e.recipient, label(&e.status)),
-        );
-    }
-    for c in &r.cancel_sessions {
-        let reason = c.reason.as_deref().map(|r| format!(", reason: {}", label(r))).unwrap_or_default();
-        let comment = c.comment.as_deref().map(|t| format!(", said: “{t}”")).unwrap_or_default();
-        push(c.started_at, "cancel_flow", format!("Opened the cancel flow ({}){reason}{comment}", label(&c.source)));
-        if let (Some(outcome), Some(at)) = (c.outcome.as_deref(), c.completed_at) {
-            let detail = outcome_detail(outcome, c.outcome_detail.as_deref());
-            let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
-            push(Some(at), "cancel_flow", format!("Cancel flow outcome: {}{detail}", label(outcome)));
-        }
-    }
-    for s in &r.lifecycle_series {
-        push(Some(s.started_at), "lifecycle", format!("{} emails started", label(&s.campaign)));
-        if let Some(at) = s.stopped_at {
-            let why = s.stop_reason.as_deref().map(|r| format!(" ({})", label(r))).unwrap_or_default();
-            push(Some(at), "lifecycle", format!("{} emails stopped{why}", label(&s.campaign)));
-        }
-    }
-    if let Some(a) = &r.activity {
-        push(Some(a.first_at), "activity", "First product activity reported".into());
-        push(Some(a.last_at), "activity", format!("Latest product activity ({} events in all)", a.total));
-    }
-    if let Some(a) = &r.at_risk {
-        push(Some(a.since), "at_risk", format!("At risk: {}", label(&a.reason)));
-        if let Some(at) = a.resolved_at {
-            push(Some(at), "at_risk", format!("No longer at risk: {}", label(&a.status)));
-        }
-    }
-    for c in &r.stripe_changes {
-        push(
-            Some(c.made_at),
-            "stripe_change",
-            format!("Holdfast changed Stripe: {} {} {} — by {}", c.method, c.path, c.params, c.triggered_by),
-        );
-    }
-    for a in &r.nps_answers {
-        let comment = a.comment.as_deref().map(|t| format!(", said: “{t}”")).unwrap_or_default();
-        push(
-            Some(a.answered_at),
-            "nps",
-            format!("NPS answer: {} ({}){comment}", a.score, crate::lifecycle::nps::category(a.score)),
-        );
-    }
-    // Newest first; same instant: the order they were added (the cause before the effect).
-    out.sort_by_key(|e| std::cmp::Reverse(e.at));
-    out
 }
 
 /// The customer's MRR now, per currency, from the live subscriptions.
@@ -271,20 +157,37 @@ pub async fn customer_page(
         .await
         .map_err(DashboardError::store("reading a customer record"))?
         .ok_or_else(|| DashboardError::NoSuchCustomer(id.into_inner()))?;
-    let subscriptions: Vec<_> = r
-        .subscriptions
+    let c = &r.customer;
+    Ok(page(
+        StatusCode::OK,
+        "dashboard_customer.html",
+        context! {
+            id => c.id, name => c.name, email => c.email, created => c.created, deleted => c.deleted == 1,
+            mrr_now => mrr_now(&r), subscriptions => subscription_rows(&r), invoices => invoice_rows(&r),
+            emails => email_rows(&r), cancels => cancel_rows(&r), mrr_points => mrr_points(&r), series => series_rows(&r),
+            activity => r.activity, at_risk => at_risk(&r), changes => change_rows(&r), timeline => timeline(&r),
+        },
+    ))
+}
+
+/// The page's subscriptions: plans, MRR, renewal or end.
+fn subscription_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.subscriptions
         .iter()
         .map(|s| {
             context! {
-                id => s.id, status => label(&s.status), plans => plans_of(&r, &s.id),
+                id => s.id, status => label(&s.status), plans => plans_of(r, &s.id),
                 mrr => money(s.base_mrr, s.currency.as_deref()), created => s.created,
                 renews => s.current_period_end, ends => s.cancel_at.or(if s.cancel_at_period_end == 1 { s.current_period_end } else { None }),
                 ended => s.ended_at,
             }
         })
-        .collect();
-    let invoices: Vec<_> = r
-        .invoices
+        .collect()
+}
+
+/// The page's invoices, each with its dunning case and the case's emails.
+fn invoice_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.invoices
         .iter()
         .map(|i| {
             let case = r.dunning_cases.iter().find(|d| d.invoice_id == i.id);
@@ -302,14 +205,18 @@ pub async fn customer_page(
                 emails => emails,
             }
         })
-        .collect();
-    let emails: Vec<_> = r
-        .emails
+        .collect()
+}
+
+fn email_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.emails
         .iter()
         .map(|e| context! { at => e.sent_at.unwrap_or(e.created_at), subject => e.subject, template => label(&e.template), status => label(&e.status) })
-        .collect();
-    let cancels: Vec<_> = r
-        .cancel_sessions
+        .collect()
+}
+
+fn cancel_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.cancel_sessions
         .iter()
         .map(|c| {
             context! {
@@ -318,34 +225,32 @@ pub async fn customer_page(
                 detail => c.outcome.as_deref().map(|o| outcome_detail(o, c.outcome_detail.as_deref())),
             }
         })
-        .collect();
-    let mrr_points: Vec<_> = r
-        .mrr_history
+        .collect()
+}
+
+fn mrr_points(r: &CustomerRecord) -> Vec<Value> {
+    r.mrr_history
         .iter()
         .map(|p| context! { at => p.effective_at, subscription => p.subscription_id, status => label(&p.status), mrr => money(p.base_mrr, p.currency.as_deref()) })
-        .collect();
-    let series: Vec<_> = r
-        .lifecycle_series
+        .collect()
+}
+
+fn series_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.lifecycle_series
         .iter()
         .map(|s| context! { campaign => label(&s.campaign), started => s.started_at, status => label(&s.status), stopped => s.stopped_at })
-        .collect();
-    let at_risk = r.at_risk.as_ref().map(|a| {
+        .collect()
+}
+
+fn at_risk(r: &CustomerRecord) -> Option<Value> {
+    r.at_risk.as_ref().map(|a| {
         context! { status => label(&a.status), reason => label(&a.reason), since => a.since, recent => a.recent_week, usual => a.baseline_week }
-    });
-    let changes: Vec<_> = r
-        .stripe_changes
+    })
+}
+
+fn change_rows(r: &CustomerRecord) -> Vec<Value> {
+    r.stripe_changes
         .iter()
         .map(|c| context! { at => c.made_at, call => format!("{} {}", c.method, c.path), params => c.params, by => c.triggered_by })
-        .collect();
-    let c = &r.customer;
-    Ok(page(
-        StatusCode::OK,
-        "dashboard_customer.html",
-        context! {
-            id => c.id, name => c.name, email => c.email, created => c.created, deleted => c.deleted == 1,
-            mrr_now => mrr_now(&r), subscriptions => subscriptions, invoices => invoices, emails => emails,
-            cancels => cancels, mrr_points => mrr_points, series => series, activity => r.activity, at_risk => at_risk,
-            changes => changes, timeline => timeline(&r),
-        },
-    ))
+        .collect()
 }
