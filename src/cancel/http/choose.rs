@@ -18,6 +18,7 @@ use crate::cancel::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
 use crate::telemetry::capability_ref;
+
 /// How long one request may hold a session while it talks to Stripe (longer than the
 /// client's own timeout, so a lease never expires under a live call).
 const ACTION_LEASE_SECS: i64 = 60;

@@ -7,6 +7,7 @@ use crate::cancel::stripe_actions::Done;
 use crate::mail::{Category, NewEmail};
 use crate::store::Store;
 use crate::telemetry::capability_ref;
+
 /// Queue the outcome's confirmation email in the outbox, rendered now. A failure to queue is
 /// logged, never shown: Stripe already made the change and the session is recorded.
 pub(super) async fn queue_confirmation(state: &CancelState, store: &Store, s: &CancelSessionRow, done: &Done) {

@@ -9,6 +9,7 @@ use super::pages::see_other;
 use super::session::{base, open_session};
 use super::{CancelState, long_date, respond};
 use crate::store::Store;
+
 /// `GET /cancel/s/{id}/done`: what happened.
 pub(super) async fn done_page(
     req: HttpRequest,

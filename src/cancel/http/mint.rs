@@ -3,13 +3,13 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::CancelState;
 use crate::cancel::links::{plausible_customer_id, random_token, token_hash};
 use crate::cancel::storage::NewCancelSession;
 use crate::store::Store;
 use crate::web::auth::Owner;
 use crate::web::error::ApiError;
 
-use super::CancelState;
 /// `return_url` longer than this is refused at minting.
 const RETURN_URL_MAX: usize = 2000;
 

@@ -11,6 +11,7 @@ use super::{CancelState, long_date, respond};
 use crate::cancel::rules::{OfferKind, PauseMethod};
 use crate::cancel::storage::CancelSessionRow;
 use crate::store::Store;
+
 pub(super) fn shown_offers(s: &CancelSessionRow) -> Vec<OfferKind> {
     serde_json::from_str(&s.offers_shown).unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use super::pages::see_other;
 use crate::cancel::offers::Target;
 use crate::cancel::storage::CancelSessionRow;
 use crate::store::Store;
+
 /// A session that may still be acted on: started, unfinished, before its deadline.
 pub(super) async fn open_session(store: &Store, id: &str, now: i64) -> Result<CancelSessionRow, PageError> {
     // Ids are ours (hex); anything else is not looked up.

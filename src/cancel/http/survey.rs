@@ -15,6 +15,7 @@ use crate::cancel::rules::Reason;
 use crate::cancel::storage::SurveyAnswer;
 use crate::dunning::update_payment::BillingPortal;
 use crate::store::Store;
+
 /// `GET /cancel/s/{id}`: the exit survey — or, when Stripe already has a cancellation
 /// scheduled, its date and "Keep my subscription"; when the subscription ended, the way back.
 pub(super) async fn survey_page(
