@@ -21,7 +21,9 @@ const SELECT_COHORTS: &str = "SELECT cohort, customers, mrr_end_of_cohort_month,
      mrr_1, mrr_3, mrr_6, mrr_12 FROM metric_cohort_totals WHERE currency = $1 AND cohort >= $2 AND cohort <= $3 ORDER BY cohort";
 
 const FIRST_MONTH: &str = "SELECT MIN(first_month) FROM metric_customers";
+
 const CURRENCIES: &str = "SELECT DISTINCT currency FROM metric_tail_totals ORDER BY currency";
+
 const STATE: &str = "SELECT built FROM metric_state WHERE id = 1";
 
 static SELECT_MONTHS: LazyLock<String> = LazyLock::new(|| {
@@ -30,6 +32,7 @@ static SELECT_MONTHS: LazyLock<String> = LazyLock::new(|| {
         columns().collect::<Vec<_>>().join(", ")
     )
 });
+
 static SELECT_TAILS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT month, {} FROM metric_tail_totals WHERE currency = $1 AND month <= $2",

@@ -12,6 +12,7 @@ use crate::figures::maintained;
 use crate::figures::maintained::{Cohort, CustomerFigures, Row};
 use crate::store::StoreError;
 use crate::store::conn::{Conn, execute, fetch};
+
 /// Keys recomputed per statement group while rebuilding (bounds the deltas held).
 const REBUILD_CHUNK: usize = 500;
 
@@ -22,6 +23,7 @@ const KEYS_OF_COUPON: &str = "SELECT DISTINCT COALESCE(d.customer, h.customer, d
 const DUE: &str = "SELECT customer FROM metric_due WHERE due_at <= $1 ORDER BY due_at, customer LIMIT $2";
 
 const SET_BUILT: &str = "UPDATE metric_state SET built = 1 WHERE id = 1";
+
 /// Every key a customer's figures may be stored under.
 const ALL_KEYS: &str = "SELECT COALESCE(customer, subscription_id) FROM subscription_history \
      UNION SELECT i.subscription FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL \

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::conn::{Conn, fetch};
 use crate::store::metrics::{CouponPoint, DiscountPoint, FailedPoint, HistoryPoint, timeline};
 use crate::store::pricing::{LinePoint, PriceTiersPoint};
+
 /// The own histories of a batch of customers (by key), read with one statement per table.
 pub(crate) async fn own_timelines(conn: &mut Conn<'_>, keys: &[&str]) -> Result<Vec<Timeline>, StoreError> {
     let sql = BatchSql::of(conn);
