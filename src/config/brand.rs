@@ -9,6 +9,7 @@ use crate::config::loader::Loader;
 use crate::config::{ConfigError, Source};
 
 const DEFAULT_NAME: &str = "Holdfast";
+
 const DEFAULT_COLOR: &str = "#0f766e";
 
 /// What the customer sees.

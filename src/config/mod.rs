@@ -2,18 +2,36 @@
 //! the environment and an optional `.env`), checked at start with errors that name the variable
 //! or the file's key. Every field is documented in the README's table.
 
-use secrecy::{ExposeSecret, SecretString};
+//!
+//! The settings of the shared layers sit beside this file: `server` (database, bind address,
+//! public URL, owner token), `stripe_settings` (keys, mode, webhook secrets), `mail`,
+//! `dunning`, `brand` and `limits`; the features' own settings live with each feature.
 
 pub mod brand;
+mod dunning;
 pub mod limits;
 pub mod loader;
+mod mail;
+mod server;
+mod stripe_settings;
 
 pub use crate::cancel::config::CancelFlowSettings;
 pub use crate::lifecycle::config::{AnnualOffer, Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use crate::lifecycle::recap::config::{NpsSettings, RecapSettings};
 pub use brand::Brand;
+pub use dunning::DunningSettings;
 pub use limits::{LimitSettings, TrustedProxy};
 pub use loader::Loader;
+pub use mail::{MailSettings, SmtpUrl, mail_settings};
+pub use server::{DEFAULT_DATABASE_URL, DatabaseUrl, bind, database_url};
+pub use stripe_settings::{StripeMode, WebhookSettings, stripe_mode, stripe_secret_key};
+
+use secrecy::SecretString;
+
+use self::dunning::dunning_settings;
+use self::mail::mail_from;
+use self::server::{owner_token, public_url};
+use self::stripe_settings::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECS, webhook_secrets};
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]
@@ -25,33 +43,6 @@ pub struct ConfigError {
 
 pub(crate) fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { var, problem: problem.into() }
-}
-
-/// A database URL; `Debug` hides any password it carries.
-#[derive(Clone)]
-pub struct DatabaseUrl(pub String);
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                format!("{}://[redacted]@{}", &self.0[..scheme_end], &self.0[at + 1..])
-            }
-            _ => self.0.clone(),
-        };
-        f.write_str(&shown)
-    }
-}
-
-/// Webhook verification settings.
-#[derive(Clone, Debug)]
-pub struct WebhookSettings {
-    /// `STRIPE_WEBHOOK_SECRET`: one or more `whsec_…`, comma-separated (a secret roll).
-    pub secrets: Vec<SecretString>,
-    /// `STRIPE_WEBHOOK_TOLERANCE_SECS` (default 300): accepted clock skew, both ways.
-    pub tolerance_secs: i64,
-    /// `HOLDFAST_WEBHOOK_MAX_BYTES` (default 1 MiB): larger bodies get 413.
-    pub max_body_bytes: usize,
 }
 
 /// Everything the service needs, validated.
@@ -101,62 +92,6 @@ pub struct Settings {
     /// `[nps]`: the NPS survey (off by default).
     pub nps: NpsSettings,
 }
-
-/// An SMTP URL; `Debug` hides the password it carries.
-#[derive(Clone)]
-pub struct SmtpUrl(pub SecretString);
-
-impl std::fmt::Debug for SmtpUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        DatabaseUrl(self.0.expose_secret().to_owned()).fmt(f)
-    }
-}
-
-/// Outgoing mail.
-#[derive(Clone, Debug)]
-pub struct MailSettings {
-    /// `SMTP_URL`: `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
-    /// (STARTTLS) or `smtp://host:25` (plain, local relays). Unset: `.eml` files instead.
-    pub smtp_url: Option<SmtpUrl>,
-    /// `HOLDFAST_MAIL_DIR` (default `./mail`): where `.eml` files go without `SMTP_URL`.
-    pub mail_dir: std::path::PathBuf,
-    /// `EMAIL_FROM` / `[brand] sender` (default `<brand> <billing@localhost>`): the From mailbox.
-    pub from: String,
-    /// `EMAIL_REPLY_TO`: optional Reply-To mailbox.
-    pub reply_to: Option<String>,
-    /// The brand (`[brand]` / `HOLDFAST_BRAND_*`), the same the pages show.
-    pub brand: Brand,
-    /// `HOLDFAST_TEMPLATES`: a directory whose `<name>/{subject.txt,body.txt,body.html}` files
-    /// replace the built-in ones, file by file.
-    pub templates_dir: Option<std::path::PathBuf>,
-    /// `OUTBOX_MAX_ATTEMPTS` (default 8): sends tried before a row is marked failed.
-    pub max_attempts: i64,
-}
-
-/// Dunning cadence.
-#[derive(Clone, Debug)]
-pub struct DunningSettings {
-    /// `DUNNING_CADENCE_DAYS` (default `0,3,7`): days after the failure at which emails go.
-    pub cadence_days: Vec<i64>,
-    /// `DUNNING_FINAL_NOTICE_HOURS` (default 48): the final notice goes this long before
-    /// Stripe's last try; `0` disables it.
-    pub final_notice_hours: i64,
-    /// `DUNNING_STRIPE_TRIES` (default 8, Stripe's recommended Smart Retries policy): the
-    /// number of tries in the owner's Stripe retry settings, the first charge included. The
-    /// final notice goes only when a failure's `attempt_count` is this minus one.
-    pub stripe_tries: i64,
-    /// `DUNNING_AFTER_RETRIES` (default `canceled`): what the owner's Stripe settings do to a
-    /// subscription once every try failed — `canceled`, `unpaid`, `paused` or `past_due` (left
-    /// as it is). The "payments have stopped" email tells the customer this.
-    pub after_retries: crate::dunning::rules::AfterRetries,
-    /// `DUNNING_HORIZON_DAYS` (default 3): a failure older than this when it arrives records
-    /// state but sends nothing.
-    pub horizon_days: i64,
-}
-
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://holdfast.db";
-const DEFAULT_TOLERANCE_SECS: i64 = 300;
-const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Source {
@@ -271,200 +206,6 @@ impl SettingsBuilder {
     pub fn build(&self) -> Result<Settings, ConfigError> {
         Settings::from_loader(&Loader::with(&self.vars, self.typed.clone())?)
     }
-}
-
-/// The database URL alone (for `holdfast migrate`, which needs nothing else).
-pub fn database_url(src: &impl Source) -> Result<DatabaseUrl, ConfigError> {
-    let url = src.get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-    let known = ["sqlite:", "postgres://", "postgresql://"];
-    if !known.iter().any(|k| url.starts_with(k)) {
-        return Err(problem("DATABASE_URL", "must start with sqlite:// or postgres://"));
-    }
-    Ok(DatabaseUrl(url))
-}
-
-/// `HOLDFAST_BIND`, or `0.0.0.0:$PORT`, or `127.0.0.1:8080`.
-pub fn bind(src: &impl Source) -> Result<String, ConfigError> {
-    if let Some(bind) = src.get("HOLDFAST_BIND") {
-        bind.parse::<std::net::SocketAddr>().map_err(|_| problem("HOLDFAST_BIND", "must be host:port, e.g. 127.0.0.1:8080"))?;
-        return Ok(bind);
-    }
-    match parsed::<u16>(src, "PORT")? {
-        Some(port) => Ok(format!("0.0.0.0:{port}")),
-        None => Ok("127.0.0.1:8080".into()),
-    }
-}
-
-fn public_url(src: &impl Source, bind: &str) -> Result<String, ConfigError> {
-    let url = src.get("HOLDFAST_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(problem("HOLDFAST_PUBLIC_URL", "must start with http:// or https://"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
-}
-
-fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
-    const VAR: &str = "HOLDFAST_OWNER_TOKEN";
-    match src.get(VAR) {
-        Some(t) if t.trim().len() < 16 => Err(problem(VAR, "must be at least 16 characters (e.g. `openssl rand -hex 32`)")),
-        Some(t) => Ok(Some(SecretString::from(t.trim().to_owned()))),
-        None => Ok(None),
-    }
-}
-
-/// `STRIPE_SECRET_KEY`, checked (sk_/rk_).
-pub fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
-    const VAR: &str = "STRIPE_SECRET_KEY";
-    match src.get(VAR) {
-        Some(k) if !(k.starts_with("sk_") || k.starts_with("rk_")) => Err(problem(VAR, "must start with sk_ or rk_")),
-        Some(k) => Ok(Some(SecretString::from(k))),
-        None => Ok(None),
-    }
-}
-
-/// Live or test: which of Stripe's two worlds an event, a key or an instance belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StripeMode {
-    Live,
-    Test,
-}
-
-impl StripeMode {
-    /// The `livemode` of the events this mode acts on.
-    pub fn livemode(self) -> bool {
-        self == Self::Live
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Test => "test",
-        }
-    }
-
-    /// The mode a secret or restricted key belongs to (`sk_live_…`, `rk_test_…`).
-    pub fn of_key(key: &str) -> Option<Self> {
-        match key.get(..8) {
-            Some("sk_live_" | "rk_live_") => Some(Self::Live),
-            Some("sk_test_" | "rk_test_") => Some(Self::Test),
-            _ => None,
-        }
-    }
-}
-
-/// The instance's mode: the key's when it names one, else `HOLDFAST_STRIPE_MODE`. Deciding by
-/// whichever events arrive first would make a rebuild from the log disagree with the live
-/// path, so without a key it is a required setting.
-pub fn stripe_mode(src: &impl Source) -> Result<StripeMode, ConfigError> {
-    const VAR: &str = "HOLDFAST_STRIPE_MODE";
-    let setting = match src.get(VAR).map(|m| m.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") => None,
-        Some("live") => Some(StripeMode::Live),
-        Some("test") => Some(StripeMode::Test),
-        Some(_) => return Err(problem(VAR, "must be live or test")),
-    };
-    let of_key = src.get("STRIPE_SECRET_KEY").and_then(|k| StripeMode::of_key(k.trim()));
-    match (of_key, setting) {
-        (Some(k), Some(s)) if k != s => Err(problem(
-            VAR,
-            format!("is {} but STRIPE_SECRET_KEY is a {} key: set them to the same mode", s.as_str(), k.as_str()),
-        )),
-        (Some(mode), _) | (None, Some(mode)) => Ok(mode),
-        (None, None) => Err(problem(
-            VAR,
-            "is required without a STRIPE_SECRET_KEY: live or test, the mode of the Stripe events this instance acts on \
-             (events of the other mode are stored and counted, never acted on)",
-        )),
-    }
-}
-
-fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> {
-    const VAR: &str = "STRIPE_WEBHOOK_SECRET";
-    let raw = src.get(VAR).ok_or_else(|| {
-        problem(VAR, "is required: the endpoint's signing secret (whsec_…), from the Stripe dashboard or `stripe listen`")
-    })?;
-    let secrets: Vec<SecretString> = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(SecretString::from).collect();
-    if secrets.is_empty() {
-        return Err(problem(VAR, "is empty"));
-    }
-    if secrets.iter().any(|s| !s.expose_secret().starts_with("whsec_")) {
-        return Err(problem(VAR, "every secret must start with whsec_"));
-    }
-    Ok(secrets)
-}
-
-/// The mail settings alone (for `holdfast email preview`).
-pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
-    let l = Loader::new(src)?;
-    mail_from(&l, Brand::from_loader(&l)?)
-}
-
-fn mail_from(src: &Loader<'_>, brand: Brand) -> Result<MailSettings, ConfigError> {
-    let from = brand.sender.clone();
-    let reply_to = src.get("EMAIL_REPLY_TO");
-    if let Some(r) = &reply_to {
-        mailbox(r, "EMAIL_REPLY_TO")?;
-    }
-    let smtp_url = match src.get("SMTP_URL") {
-        Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
-            return Err(problem("SMTP_URL", "must start with smtp:// or smtps://"));
-        }
-        Some(u) => Some(SmtpUrl(SecretString::from(u))),
-        None => None,
-    };
-    let max_attempts = parsed(src, "OUTBOX_MAX_ATTEMPTS")?.unwrap_or(8);
-    if max_attempts < 1 {
-        return Err(problem("OUTBOX_MAX_ATTEMPTS", "must be at least 1"));
-    }
-    Ok(MailSettings {
-        smtp_url,
-        mail_dir: src.get("HOLDFAST_MAIL_DIR").unwrap_or_else(|| "./mail".into()).into(),
-        from,
-        reply_to,
-        brand,
-        templates_dir: src.get("HOLDFAST_TEMPLATES").map(Into::into),
-        max_attempts,
-    })
-}
-
-fn mailbox(value: &str, var: &'static str) -> Result<(), ConfigError> {
-    value
-        .parse::<lettre::message::Mailbox>()
-        .map(|_| ())
-        .map_err(|_| problem(var, "must be an address like `Acme <billing@acme.test>`"))
-}
-
-fn dunning_settings(src: &impl Source) -> Result<DunningSettings, ConfigError> {
-    const VAR: &str = "DUNNING_CADENCE_DAYS";
-    let cadence_days = match src.get(VAR) {
-        Some(list) => {
-            let days: Result<Vec<i64>, _> = list.split(',').map(|d| d.trim().parse::<i64>()).collect();
-            let mut days = days.map_err(|_| problem(VAR, "must be comma-separated whole days, e.g. 0,3,7"))?;
-            days.sort_unstable();
-            days.dedup();
-            if days.is_empty() || days[0] < 0 {
-                return Err(problem(VAR, "needs at least one day, none negative"));
-            }
-            days
-        }
-        None => vec![0, 3, 7],
-    };
-    let stripe_tries = parsed(src, "DUNNING_STRIPE_TRIES")?.unwrap_or(8);
-    if !(1..=25).contains(&stripe_tries) {
-        return Err(problem("DUNNING_STRIPE_TRIES", "must be 1 to 25, as in your Stripe retry settings"));
-    }
-    let after_retries = match src.get("DUNNING_AFTER_RETRIES") {
-        Some(v) => crate::dunning::rules::AfterRetries::parse(&v)
-            .ok_or_else(|| problem("DUNNING_AFTER_RETRIES", "must be canceled, unpaid, paused or past_due"))?,
-        None => crate::dunning::rules::AfterRetries::Canceled,
-    };
-    Ok(DunningSettings {
-        cadence_days,
-        final_notice_hours: parsed(src, "DUNNING_FINAL_NOTICE_HOURS")?.unwrap_or(48),
-        horizon_days: parsed(src, "DUNNING_HORIZON_DAYS")?.unwrap_or(3),
-        stripe_tries,
-        after_retries,
-    })
 }
 
 pub(crate) fn on_off(src: &impl Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
