@@ -1,6 +1,5 @@
 //! The cancel flow's rules, without I/O: the survey's reasons and how they map to Stripe's
 //! `cancellation_details.feedback`, the offers, and which offers apply to a subscription.
-
 //!
 //! `reasons`: the survey's answers; `choices`: the offers, what the customer clicked and how a
 //! session ended; `segments`: which offers apply; `pauses`: the pause that fits a

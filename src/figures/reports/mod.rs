@@ -1,5 +1,5 @@
 //! The owner's retention reports, read from the figures the projector maintains (see
-//! `store::figures`): a read assembles a few dozen total rows, never the whole history.
+//! `figures::storage`): a read assembles a few dozen total rows, never the whole history.
 
 use crate::clock::Clock;
 use crate::config::Experiments;

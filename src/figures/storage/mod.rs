@@ -3,7 +3,6 @@
 //! contribution replaced, and the per-month, tail and cohort totals moved by the difference.
 //! Reads assemble a [`Report`] from those totals: a few dozen rows, whatever the history's
 //! size.
-
 //!
 //! - `refresh`: which customers an event touches, their recompute and the totals' deltas,
 //!   the rebuild and the due recomputes;

@@ -1,6 +1,5 @@
 //! The owner summary's JSON (`docs/metrics.md`): rates and money rounded for the wire, field
 //! names fixed by the interface.
-
 //!
 //! `headline`: the summary and its monthly row; `sections`: the summary's optional sections
 //! (emails, at risk, experiments, saves, recovery attribution, NPS). This file computes the

@@ -1,7 +1,6 @@
 //! Lifecycle campaigns (onboarding, trial ending, win-back, re-engagement), the at-risk rule
 //! and A/B experiments. Read from the `[lifecycle.*]` tables and `[[experiments]]` of
 //! `holdfast.toml`; each campaign can be switched on or off from the environment too.
-
 //!
 //! `campaign`: one email series; `annual_offer`: the annual-plan offer; `experiments`: the
 //! A/B experiments; `file`: the `[lifecycle]` tables as merged by the loader.

@@ -1,7 +1,6 @@
 //! Lifecycle state: product activity, at-risk episodes, and the series the lifecycle
 //! reactions' plans start and stop. Same SQL on both backends (`$N`, BIGINT/TEXT, portable
 //! upserts with CASE instead of MIN/LEAST).
-
 //!
 //! `activity`: the product activity batches; `at_risk`: the episodes and the scheduler's
 //! candidates; `series`: the lifecycle series; `subscriptions`: the subscription reads the

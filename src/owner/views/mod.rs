@@ -3,7 +3,6 @@
 //! customers told us). Reads the projected tables; every statement is the same text on both
 //! backends (flags read through `CASE`, since SQLite stores them as integers and Postgres as
 //! booleans). Also the record of changes Holdfast made in Stripe (`stripe_changes`).
-
 //!
 //! `customer`: one customer whole, and search; `lists`: the "who" lists; `changes`: the
 //! record of Stripe changes; `counts`: the raw counts behind the owner's figures.
