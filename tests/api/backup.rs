@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::helpers::{Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_app_with};
+use crate::support::helpers::{Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_owner_app};
 
 const TOKEN: &str = "owner-token-backup-0123456789";
 
@@ -47,7 +47,7 @@ fn keep_webhooks_arriving(app: &TestApp) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test]
 async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("backup.db");
     if backend() == "postgres" {

@@ -44,7 +44,7 @@ async fn owner(app: &TestApp, path: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn the_summary_has_a_section_per_currency_and_never_adds_them_up() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business_in_four_currencies(&app).await;
 
     // Without `currency`, the documented default: the most MRR counted in minor units.
@@ -83,7 +83,7 @@ async fn the_summary_has_a_section_per_currency_and_never_adds_them_up() {
 
 #[tokio::test]
 async fn csv_money_is_in_whole_units_with_each_currencys_decimals() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business_in_four_currencies(&app).await;
 
     let csv = owner(&app, "/api/summary?month=2025-03&currency=kwd&format=csv").await.text().await.expect("body");
@@ -108,7 +108,7 @@ async fn csv_money_is_in_whole_units_with_each_currencys_decimals() {
 
 #[tokio::test]
 async fn the_dashboard_shows_each_currency_in_its_own_format_and_lets_the_owner_pick() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business_in_four_currencies(&app).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let ok = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", OWNER_TOKEN)]).send().await.expect("sent");
@@ -179,7 +179,7 @@ async fn a_dunning_email_states_the_amount_in_the_invoices_currency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holdfast_summary_prints_each_currency_in_its_own_format() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business_in_four_currencies(&app).await;
     let url = app.database_url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -206,7 +206,7 @@ async fn holdfast_summary_prints_each_currency_in_its_own_format() {
 #[tokio::test]
 #[ignore = "needs Chromium (scripts/test runs it)"]
 async fn browser_picks_a_currency_on_the_dashboard() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business_in_four_currencies(&app).await;
     let (browser, _driver, _profile) = crate::support::requires::chromium(1280, 1600).await;
     browser.goto(&format!("{}/dashboard", app.address)).await.expect("login page");

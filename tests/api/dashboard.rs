@@ -14,7 +14,7 @@ async fn login(app: &TestApp, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn the_owner_logs_in_with_the_token_and_gets_a_strict_signed_cookie() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let page = app.get("/dashboard").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("name=\"token\""), "login form first");
@@ -44,7 +44,7 @@ async fn the_owner_logs_in_with_the_token_and_gets_a_strict_signed_cookie() {
 
 #[tokio::test]
 async fn each_dashboard_refusal_answers_its_status_with_the_reason_on_the_page() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let wrong = login(&app, "wrong").await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.text().await.expect("html").contains("That token is not right."));
@@ -87,7 +87,7 @@ impl Drop for Driver {
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_signs_in_and_sees_the_charts() {
     let driver_bin = crate::support::requires::chromedriver();
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     deliver_all(&app, &stripe_events(&business(7, 70)), 16).await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();

@@ -41,7 +41,7 @@ async fn assert_maintained_match_from_scratch(app: &TestApp, when: &str) {
 async fn maintained_figures_equal_a_from_scratch_computation_every_month_after_a_random_stream() {
     let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(23);
     let b = business(seed, 45);
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let mut events = stripe_events(&b);
     let mut rng = StdRng::seed_from_u64(seed);
     let repeats: Vec<Value> = events.iter().step_by(4).cloned().collect();
@@ -80,7 +80,7 @@ async fn every_summary(app: &TestApp) -> Vec<Value> {
 #[tokio::test]
 async fn reproject_and_a_first_start_on_an_older_database_rebuild_the_same_figures() {
     let b = business(5, 30);
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     deliver_all(&app, &stripe_events(&b), 4).await;
     let live = every_summary(&app).await;
     assert!(live.iter().any(|s| s["mrr_end"].as_f64().unwrap_or(0.0) > 0.0), "the business has revenue");
@@ -110,7 +110,7 @@ async fn reproject_and_a_first_start_on_an_older_database_rebuild_the_same_figur
 /// the pause.
 #[tokio::test]
 async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes_it() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     // Webhooks are signed by the real time, so the history is dated from it.
     let paused_at = now();
     let this_month = Month::of(paused_at);
@@ -147,7 +147,7 @@ async fn a_pause_resuming_twenty_months_ahead_shows_up_once_the_scheduler_passes
 /// recomputed by one pass, batch after batch, and none is left due.
 #[tokio::test]
 async fn a_pass_over_more_customers_than_a_batch_recomputes_them_all() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let paused_at = now();
     let this_month = Month::of(paused_at);
     let created = this_month.plus(-1).start() + 86_400;
@@ -180,7 +180,7 @@ async fn a_pass_over_more_customers_than_a_batch_recomputes_them_all() {
 /// channel.
 #[tokio::test]
 async fn channel_cohorts_count_only_customers_old_enough_for_each_age() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let t = now();
     let month = 2_629_800;
     let subscribe = |customer: &str, source: &str, started: i64, ended: Option<i64>| {
@@ -252,7 +252,7 @@ async fn plans(app: &TestApp) -> std::collections::BTreeMap<String, (f64, u64)> 
 /// first start on a database from before it was kept rebuild the same breakdown.
 #[tokio::test]
 async fn mrr_by_plan_shares_each_subscription_by_list_price_and_follows_every_change() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let t = now() - 3 * 86_400;
     app.deliver(&event("customer.created", t, customer_object("cus_plan", t))).await;
     let mut s = Sub::new("sub_plan", "cus_plan", t).object();
@@ -315,7 +315,7 @@ async fn mrr_by_plan_shares_each_subscription_by_list_price_and_follows_every_ch
 /// A customer whose channel metadata changes moves to the new channel on the dashboard.
 #[tokio::test]
 async fn a_customer_whose_channel_changes_moves_to_the_new_channel() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let t = now() - 86_400;
     let mut c = customer_object("cus_moves", t);
     c["metadata"] = serde_json::json!({"utm_source": "ads"});

@@ -6,7 +6,7 @@ use std::process::Command;
 use holdfast::store::Store;
 use serde_json::Value;
 
-use crate::support::helpers::{Sub, TestApp, customer, event, invoice, now, spawn_app_with};
+use crate::support::helpers::{Sub, TestApp, customer, event, invoice, now, spawn_owner_app};
 
 const TOKEN: &str = "owner-token-forget-0123456789";
 const EMAIL: &str = "forget.me@example.org";
@@ -54,7 +54,7 @@ async fn forget_cus_forget(app: &TestApp) {
 
 #[tokio::test]
 async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     let t = now() - 40 * 86_400;
     let mut cus = customer("cus_forget", EMAIL, t);
     cus["name"] = "Ann Forget".into();
@@ -106,7 +106,7 @@ async fn forgetting_a_customer_erases_personal_data_and_keeps_the_figures() {
 
 #[tokio::test]
 async fn raw_payloads_older_than_the_retention_lose_their_personal_fields() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     let old = now() - 500 * 86_400;
     let recent = now() - 10 * 86_400;
     app.deliver(&event("customer.created", old, customer("cus_old", "old.customer@example.org", old))).await;

@@ -2,13 +2,13 @@
 
 use serde_json::json;
 
-use crate::support::helpers::{customer, event, spawn_app_with};
+use crate::support::helpers::{customer, event, spawn_app_with, spawn_owner_app};
 
 const TOKEN: &str = "owner-token-for-metrics-0123456789";
 
 #[tokio::test]
 async fn metrics_count_webhooks_by_type_and_outcome_for_the_owner_only() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     let created = event("customer.created", 1_700_000_000, customer("cus_m1", "m1@example.com", 1_700_000_000));
     app.deliver(&created).await;
     app.deliver(&created).await;

@@ -90,7 +90,7 @@ async fn summary(app: &TestApp, month: &str) -> Value {
 }
 
 async fn owner_app() -> TestApp {
-    spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await
+    spawn_owner_app(OWNER_TOKEN).await
 }
 
 #[tokio::test]

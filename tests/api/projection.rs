@@ -230,7 +230,7 @@ async fn gauge(app: &TestApp, token: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn an_event_that_fails_to_project_parks_its_customer_and_everyone_else_goes_on() {
     const TOKEN: &str = "owner-token-for-parking-0123456789";
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     app.clock.set(now());
     // Bad data, as the database sees it: a trigger refuses this one customer's row.
     let poison = if backend() == "postgres" {

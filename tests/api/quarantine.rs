@@ -90,7 +90,7 @@ async fn assert_the_owner_lists_them_newest_first_without_payloads(app: &TestApp
 
 #[tokio::test]
 async fn poison_events_are_stored_acknowledged_quarantined_and_leave_every_figure_as_it_was() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let b = business(5, 25);
     let events = stripe_events(&b);
     deliver_all(&app, &events, 8).await;

@@ -110,7 +110,7 @@ async fn business(app: &TestApp) {
 
 #[tokio::test]
 async fn recovered_money_given_back_is_not_counted_and_ltv_is_net_of_it() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     business(&app).await;
 
     let s = owner_get(&app, "/api/summary?month=2025-03").await;
@@ -142,7 +142,7 @@ async fn recovered_money_given_back_is_not_counted_and_ltv_is_net_of_it() {
 
 #[tokio::test]
 async fn refunds_and_disputes_arriving_in_any_order_and_twice_give_the_same_figures() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     // A partial refund then the rest, delivered newest first and each twice.
     let first = event("charge.refunded", MAR + 3 * DAY, charge("ch_x", "cus_x", "pi_x", 500, MAR));
     let second = event("charge.refunded", MAR + 40 * DAY, charge("ch_x", "cus_x", "pi_x", 2000, MAR));
@@ -170,7 +170,7 @@ async fn mount_list(server: &MockServer, path_: &str, data: Value) {
 
 #[tokio::test]
 async fn sync_brings_refunds_disputes_and_credit_notes_from_stripes_lists() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_owner_app(OWNER_TOKEN).await;
     let stripe = MockServer::start().await;
     for empty in ["/customers", "/subscriptions", "/invoices", "/products", "/prices", "/coupons"] {
         mount_list(&stripe, empty, json!([])).await;

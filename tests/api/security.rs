@@ -8,7 +8,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::support::helpers::{assert_owner_only, spawn_app, spawn_app_with};
+use crate::support::helpers::{assert_owner_only, spawn_app, spawn_app_with, spawn_owner_app};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
@@ -135,7 +135,7 @@ async fn json_and_form_bodies_over_the_limit_get_413_in_the_json_envelope() {
 #[tokio::test]
 async fn logging_out_of_the_dashboard_revokes_the_session_on_the_server() {
     const TOKEN: &str = "owner-token-logout-0123456789";
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let app = spawn_owner_app(TOKEN).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let login = client.post(format!("{}/dashboard/login", app.address)).form(&[("token", TOKEN)]).send().await.expect("sent");
     assert_eq!(login.status(), 303);

@@ -6,7 +6,7 @@ use crate::support::business::{OWNER_TOKEN, business, deliver_all, stripe_events
 use crate::support::helpers::*;
 
 async fn owner_app() -> TestApp {
-    spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await
+    spawn_owner_app(OWNER_TOKEN).await
 }
 
 #[tokio::test]

@@ -40,6 +40,18 @@ pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
     spawn_app_configured(extra, |settings| settings).await
 }
 
+/// Start the app with typed changes to the test settings (`|s| s.owner_token = …`), made
+/// after the service's loader has built and checked them.
+pub async fn spawn_app_typed(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let (url, dir) = fresh_database().await;
+    spawn_on(url, dir, &[], |settings| settings, change).await
+}
+
+/// Start the app with the owner API and dashboard open to `token`.
+pub async fn spawn_owner_app(token: &str) -> TestApp {
+    spawn_app_typed(|s| s.owner_token = Some(token.into())).await
+}
+
 /// Start the app with the test secrets, any extra variables, and typed settings by their
 /// `holdfast.toml` key (`|s| s.set("nps.min_sample", 2)`), through the service's own loader.
 pub async fn spawn_app_configured(
@@ -47,45 +59,29 @@ pub async fn spawn_app_configured(
     configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
 ) -> TestApp {
     let (url, dir) = fresh_database().await;
-    spawn_configured_on(url, dir, extra, configure).await
+    spawn_on(url, dir, extra, configure, |_| ()).await
 }
 
 /// Start the app on a given database URL (e.g. one routed through a proxy).
 pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static str, &str)]) -> TestApp {
-    spawn_configured_on(url, dir, extra, |settings| settings).await
+    spawn_on(url, dir, extra, |settings| settings, |_| ()).await
 }
 
-async fn spawn_configured_on(
+async fn spawn_on(
     url: String,
     dir: Option<TestDb>,
     extra: &[(&'static str, &str)],
     configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+    change: impl FnOnce(&mut Settings),
 ) -> TestApp {
     init_test_logs();
     let mail_dir = tempfile::tempdir().expect("mail dir");
-    let mut settings = Settings::builder()
-        .var("DATABASE_URL", url.clone())
-        .var("STRIPE_WEBHOOK_SECRET", SECRET)
-        .var("HOLDFAST_BIND", "127.0.0.1:0")
-        // Stripe's example events are test-mode events.
-        .var("HOLDFAST_STRIPE_MODE", "test")
-        .var("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string())
-        .var("HOLDFAST_WORKERS", "off");
-    // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
-    for campaign in [
-        "HOLDFAST_ONBOARDING",
-        "HOLDFAST_TRIAL_ONBOARDING",
-        "HOLDFAST_TRIAL_ENDING",
-        "HOLDFAST_WINBACK",
-        "HOLDFAST_REENGAGEMENT",
-        "HOLDFAST_ANNUAL_OFFER",
-    ] {
-        settings = settings.var(campaign, "off");
-    }
+    let mut settings = test_settings(&url, &mail_dir);
     for (k, v) in extra {
         settings = settings.var(k, *v);
     }
-    let settings = configure(settings).build().expect("test settings are valid");
+    let mut settings = configure(settings).build().expect("test settings are valid");
+    change(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
@@ -104,6 +100,31 @@ async fn spawn_configured_on(
         mail_dir,
         _dir: dir,
     }
+}
+
+/// The settings every test starts from: the test secrets, a port of the system's choosing,
+/// test mode, mail into `mail_dir`, workers driven by hand, lifecycle campaigns off.
+fn test_settings(url: &str, mail_dir: &tempfile::TempDir) -> SettingsBuilder {
+    let mut settings = Settings::builder()
+        .var("DATABASE_URL", url)
+        .var("STRIPE_WEBHOOK_SECRET", SECRET)
+        .var("HOLDFAST_BIND", "127.0.0.1:0")
+        // Stripe's example events are test-mode events.
+        .var("HOLDFAST_STRIPE_MODE", "test")
+        .var("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string())
+        .var("HOLDFAST_WORKERS", "off");
+    // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
+    for campaign in [
+        "HOLDFAST_ONBOARDING",
+        "HOLDFAST_TRIAL_ONBOARDING",
+        "HOLDFAST_TRIAL_ENDING",
+        "HOLDFAST_WINBACK",
+        "HOLDFAST_REENGAGEMENT",
+        "HOLDFAST_ANNUAL_OFFER",
+    ] {
+        settings = settings.var(campaign, "off");
+    }
+    settings
 }
 
 pub async fn spawn_app() -> TestApp {
