@@ -1,14 +1,15 @@
 //! One typed `Settings`, loaded once by [`loader::Loader`] (defaults, then `holdfast.toml`, then
 //! the environment and an optional `.env`), checked at start with errors that name the variable
 //! or the file's key. Every field is documented in the README's table.
-
 //!
 //! The settings of the shared layers sit beside this file: `server` (database, bind address,
 //! public URL, owner token), `stripe_settings` (keys, mode, webhook secrets), `mail`,
-//! `dunning`, `brand` and `limits`; the features' own settings live with each feature.
+//! `brand` and `limits`; each feature's own settings, and their checks, live with the feature
+//! (`dunning::config`, `cancel::config`, `lifecycle::config`, …). `Settings` composes them:
+//! like `startup`, it is wiring, the one place that names every feature's settings, and the
+//! loader's merged `Tables` name the features' file tables for the same reason.
 
 pub mod brand;
-mod dunning;
 pub mod limits;
 pub mod loader;
 mod mail;
@@ -16,10 +17,10 @@ mod server;
 mod stripe_settings;
 
 pub use crate::cancel::config::CancelFlowSettings;
+pub use crate::dunning::config::DunningSettings;
 pub use crate::lifecycle::config::{AnnualOffer, Campaign, Experiment, ExperimentKind, Experiments, LifecycleSettings};
 pub use crate::lifecycle::recap::config::{NpsSettings, RecapSettings};
 pub use brand::Brand;
-pub use dunning::DunningSettings;
 pub use limits::{LimitSettings, TrustedProxy};
 pub use loader::Loader;
 pub use mail::{MailSettings, SmtpUrl, mail_settings};
@@ -28,10 +29,10 @@ pub use stripe_settings::{StripeMode, WebhookSettings, stripe_mode, stripe_secre
 
 use secrecy::SecretString;
 
-use self::dunning::dunning_settings;
 use self::mail::mail_from;
 use self::server::{owner_token, public_url};
 use self::stripe_settings::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECS, webhook_secrets};
+use crate::dunning::config::dunning_settings;
 
 /// A configuration problem, naming the variable (never its value: it may be a secret).
 #[derive(Debug, thiserror::Error)]

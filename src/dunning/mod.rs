@@ -7,6 +7,7 @@
 //! - `storage`: cases and cards, written from a reaction plan;
 //! - `update_payment`: `GET /billing/update`, the link in the emails.
 
+pub mod config;
 pub mod reactions;
 pub mod rules;
 pub mod storage;
