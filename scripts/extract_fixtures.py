@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Copy the Stripe example objects our tests build on out of Stripe's own fixtures.
 
-Source: ../shared/fixtures/stripe-openapi/fixtures3.json, i.e. stripe/openapi
-openapi/fixtures3.json at commit f6c2a48fbac2819d1feba8143d942ffc65e1c0d2 (MIT licence).
-Only the resources Holdfast reads or calls are kept, unchanged, so a clean clone can run
-the tests without the shared folder. Re-run after updating the shared fixtures:
+Source: Stripe's published fixtures, stripe/openapi openapi/fixtures3.json at commit
+f6c2a48fbac2819d1feba8143d942ffc65e1c0d2 (MIT licence). Only the resources Holdfast reads
+or calls are kept, unchanged, so the tests need nothing outside this repository. To update,
+give the path of a newer fixtures3.json from a checkout of stripe/openapi:
 
-    python3 scripts/extract_fixtures.py
+    python3 scripts/extract_fixtures.py path/to/openapi/fixtures3.json
 """
 import json
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SOURCE = ROOT.parent / "shared" / "fixtures" / "stripe-openapi" / "fixtures3.json"
+if len(sys.argv) != 2:
+    sys.exit("usage: extract_fixtures.py path/to/openapi/fixtures3.json")
+SOURCE = pathlib.Path(sys.argv[1])
 TARGET = ROOT / "tests" / "fixtures" / "stripe_objects.json"
 KEEP = [
     "customer", "subscription", "invoice", "discount", "coupon", "price", "checkout.session",
