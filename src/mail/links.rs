@@ -90,6 +90,91 @@ impl LinkSigner {
     }
 }
 
+/// What an annual-offer link's token carries before the subscription id, where an
+/// update-payment link names its invoice.
+pub const ANNUAL_LINK_PREFIX: &str = "annual-";
+
+/// What a pause link's token carries where an update-payment link names its invoice, so a
+/// token made for one page is never taken by another.
+pub const PAUSE_LINK_MARK: &str = "pause";
+
+/// A win-back link must outlive the whole series (90 days by default).
+pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
+
+/// The link policy of emails: how update-payment, win-back, pause and annual-offer links are
+/// made.
+#[derive(Debug, Clone)]
+pub struct Links {
+    public_url: String,
+    signer: Option<LinkSigner>,
+}
+
+impl Links {
+    /// Links under `public_url`, signed with a key derived from the Stripe secret key when
+    /// there is one.
+    pub fn new(public_url: &str, stripe_key: Option<&SecretString>) -> Self {
+        Self { public_url: public_url.to_owned(), signer: stripe_key.map(LinkSigner::from_stripe_key) }
+    }
+
+    /// The update-payment link for `customer`: the signed Holdfast link when a Stripe key is
+    /// configured (it opens a Billing Portal session at click time), else `fallback` (the
+    /// invoice's hosted page).
+    pub fn update_payment(
+        &self,
+        customer: Option<&str>,
+        invoice: Option<&str>,
+        fallback: Option<&str>,
+        now: i64,
+    ) -> Option<String> {
+        match (&self.signer, customer) {
+            (Some(signer), Some(customer)) => {
+                let token = signer.sign(customer, invoice, now + LINK_TTL_SECS);
+                Some(format!("{}/billing/update?token={token}", self.public_url))
+            }
+            _ => fallback.map(str::to_owned),
+        }
+    }
+
+    /// `link` marked as sent in the email keyed `dedupe_key` (`&m=<email_ref>`), when it is
+    /// Holdfast's own update-payment link (a click on it is recorded); other links unchanged.
+    pub fn for_email(&self, link: &str, dedupe_key: &str) -> String {
+        match link.starts_with(&format!("{}/billing/update?", self.public_url)) {
+            true => format!("{link}&m={}", email_ref(dedupe_key)),
+            false => link.to_owned(),
+        }
+    }
+
+    /// The one-click way back after a cancellation: a signed link that opens a prefilled
+    /// Stripe Checkout for the ended subscription's plan (needs `STRIPE_SECRET_KEY`), else
+    /// `fallback` (the product).
+    pub fn come_back(&self, customer: &str, subscription: &str, fallback: Option<&str>, now: i64) -> Option<String> {
+        match &self.signer {
+            Some(signer) => {
+                let token = signer.sign(customer, Some(subscription), now + COMEBACK_TTL_SECS);
+                Some(format!("{}/comeback?token={token}", self.public_url))
+            }
+            None => fallback.map(str::to_owned),
+        }
+    }
+
+    /// The re-engagement series' pause link: signed for `customer` with the mark
+    /// `PAUSE_LINK_MARK` in place of an invoice, valid as long as an update-payment link. It
+    /// opens the cancel flow's pause offer; `None` without a Stripe key (nothing could pause).
+    pub fn pause(&self, customer: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(PAUSE_LINK_MARK), now + LINK_TTL_SECS);
+        Some(format!("{}/pause?token={token}", self.public_url))
+    }
+
+    /// The annual-plan offer's confirm link for `customer`'s `subscription` (valid as long as
+    /// an update-payment link); `None` without a Stripe key.
+    pub fn annual(&self, customer: &str, subscription: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(&format!("{ANNUAL_LINK_PREFIX}{subscription}")), now + LINK_TTL_SECS);
+        Some(format!("{}/annual?token={token}", self.public_url))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
