@@ -6,7 +6,8 @@
 //!   read (`Lifecycle`); `reactions`: the deciders;
 //! - `storage`: activity, at-risk episodes and series; `activity`: `POST /api/activity`;
 //! - `recap/`, `nps/`, `annual_offer/`: each campaign with its storage and pages;
-//! - `comeback`: the win-back link; `unsubscribe`: the RFC 8058 endpoint.
+//! - `reengagement`: the at-risk episode's series; `comeback`: the win-back link;
+//!   `unsubscribe`: the RFC 8058 endpoint.
 
 pub mod activity;
 pub mod annual_offer;
@@ -16,6 +17,7 @@ pub mod context;
 pub mod nps;
 pub mod reactions;
 pub mod recap;
+pub mod reengagement;
 pub mod rules;
 pub mod storage;
 pub mod unsubscribe;

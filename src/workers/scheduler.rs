@@ -15,8 +15,8 @@ use crate::cancel::storage::Plan;
 use crate::domain::money::format_minor;
 use crate::dunning::rules::year_month;
 use crate::ingest::react::Reactor;
-use crate::lifecycle::reactions::REENTRY_COOLDOWN_SECS;
-use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::reengagement::REENTRY_COOLDOWN_SECS;
+use crate::lifecycle::reengagement::reengagement_emails;
 use crate::lifecycle::rules::DAY;
 use crate::lifecycle::rules::OFFER_MONTH_DAYS;
 use crate::lifecycle::rules::Windows;
@@ -144,7 +144,7 @@ impl Scheduler {
                     customer: &c.customer,
                     subscription: None,
                     started_at: now,
-                    arm: crate::lifecycle::reactions::reengagement_arm(&self.reactor.lifecycle, &c.customer),
+                    arm: crate::lifecycle::reengagement::reengagement_arm(&self.reactor.lifecycle, &c.customer),
                 };
                 enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }

@@ -25,7 +25,7 @@ use crate::lifecycle::nps::parse_score;
 use crate::lifecycle::nps::storage::Answered;
 use crate::lifecycle::nps::storage::NewAnswer;
 use crate::lifecycle::nps::storage::RiskStart;
-use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::reengagement::reengagement_emails;
 use crate::lifecycle::rules::reengage_case;
 use crate::lifecycle::storage::NewEpisode;
 use crate::store::plan::NewSeries;
@@ -212,7 +212,7 @@ async fn low_score_risk<'a>(
             customer,
             subscription: None,
             started_at: now,
-            arm: crate::lifecycle::reactions::reengagement_arm(lifecycle, customer),
+            arm: crate::lifecycle::reengagement::reengagement_arm(lifecycle, customer),
         },
         emails,
     }))
