@@ -11,6 +11,8 @@ use crate::mail::composer::Composer;
 use crate::mail::links::Links;
 use crate::store::reactions::OutboxWake;
 
+/// The lifecycle campaigns' part of the settings, shared by their deciders, the scheduler
+/// and their pages.
 #[derive(Debug)]
 pub struct Lifecycle {
     /// Lifecycle campaign settings.

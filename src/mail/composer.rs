@@ -90,3 +90,53 @@ impl Composer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::mail::templates::sample_context;
+
+    fn composer(variants: Option<TemplateVariants>) -> Composer {
+        let vars: HashMap<&str, String> =
+            HashMap::from([("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()), ("HOLDFAST_STRIPE_MODE", "test".to_owned())]);
+        let settings = Settings::from_source(&vars).expect("valid");
+        let secret = [SecretString::from("whsec_a")];
+        Composer::new(Templates::new(&settings.mail), UnsubscribeLinks::new("https://h.example", None, &secret), variants)
+    }
+
+    fn to(customer: &str) -> EmailTo<'_> {
+        EmailTo { dedupe_key: "k".into(), case_key: None, customer: Some(customer), recipient: "ada@example.com", send_at: 0 }
+    }
+
+    #[test]
+    fn variant_b_customers_get_the_experiments_template_and_others_the_named_one() {
+        let variants = TemplateVariants {
+            templates: BTreeMap::from([("payment_failed".to_owned(), "payment_failed_final".to_owned())]),
+            in_b: Arc::new(|c| c == "cus_b"),
+        };
+        let c = composer(Some(variants));
+        assert_eq!(c.template_for("payment_failed", Some("cus_b")), "payment_failed_final");
+        assert_eq!(c.template_for("payment_failed", Some("cus_a")), "payment_failed");
+        assert_eq!(c.template_for("card_expiring", Some("cus_b")), "card_expiring");
+        assert_eq!(c.template_for("payment_failed", None), "payment_failed");
+    }
+
+    #[test]
+    fn only_marketing_mail_carries_an_unsubscribe_link() {
+        let c = composer(None);
+        let receipt = c.email("payment_failed", sample_context(), to("cus_a")).expect("renders");
+        assert_eq!((receipt.category, receipt.unsubscribe_url.as_deref()), (Category::Transactional, None));
+        let campaign = c.marketing_email("payment_failed", sample_context(), to("cus_a")).expect("renders");
+        let url = campaign.unsubscribe_url.expect("an unsubscribe link");
+        assert!(url.starts_with("https://h.example/"), "{url}");
+        assert_eq!(
+            (campaign.category, campaign.recipient.as_str(), campaign.dedupe_key.as_str()),
+            (Category::Marketing, "ada@example.com", "k")
+        );
+    }
+}

@@ -198,4 +198,41 @@ mod tests {
         assert_eq!(signer("sk_test_1").verify(&token.replace("cus_1", "cus_2"), 0), Err(LinkError::BadSignature));
         assert_eq!(signer("sk_test_1").verify("nonsense", 0), Err(LinkError::Malformed));
     }
+
+    fn token_of(link: &str) -> &str {
+        link.split_once("token=").map_or("", |(_, t)| t.split('&').next().unwrap_or(""))
+    }
+
+    #[test]
+    fn each_link_carries_its_own_mark_and_outlives_its_use() {
+        let key = SecretString::from("sk_test_1".to_owned());
+        let links = Links::new("https://h.example", Some(&key));
+        let s = signer("sk_test_1");
+        let now = 1_000;
+        let pause = links.pause("cus_1", now).expect("signed");
+        assert!(pause.starts_with("https://h.example/pause?token="));
+        let claims = s.verify(token_of(&pause), now).expect("valid");
+        assert_eq!((claims.invoice.as_str(), claims.expires_at), (PAUSE_LINK_MARK, now + LINK_TTL_SECS));
+        let annual = links.annual("cus_1", "sub_1", now).expect("signed");
+        assert_eq!(s.verify(token_of(&annual), now).expect("valid").invoice, format!("{ANNUAL_LINK_PREFIX}sub_1"));
+        let back = links.come_back("cus_1", "sub_1", None, now).expect("signed");
+        assert_eq!(s.verify(token_of(&back), now).expect("valid").expires_at, now + COMEBACK_TTL_SECS);
+        let update = links.update_payment(Some("cus_1"), Some("in_1"), None, now).expect("signed");
+        assert_eq!(links.for_email(&update, "k"), format!("{update}&m={}", email_ref("k")));
+        assert_eq!(links.for_email("https://pay.stripe.com/i", "k"), "https://pay.stripe.com/i");
+    }
+
+    #[test]
+    fn without_a_stripe_key_links_fall_back_or_are_absent() {
+        let links = Links::new("https://h.example", None);
+        assert_eq!(
+            links.update_payment(Some("cus_1"), Some("in_1"), Some("https://pay.stripe.com/i"), 0).as_deref(),
+            Some("https://pay.stripe.com/i")
+        );
+        assert_eq!(
+            links.come_back("cus_1", "sub_1", Some("https://product.example"), 0).as_deref(),
+            Some("https://product.example")
+        );
+        assert_eq!((links.pause("cus_1", 0), links.annual("cus_1", "sub_1", 0)), (None, None));
+    }
 }
