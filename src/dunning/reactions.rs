@@ -14,11 +14,45 @@ use crate::dunning::rules::Trigger;
 use crate::dunning::rules::format_amount;
 use crate::dunning::rules::format_date;
 use crate::dunning::rules::opens_case;
-use crate::ingest::react::Deciding;
-use crate::ingest::react::EmailTo;
-use crate::ingest::react::ReactError;
-use crate::ingest::react::Reactor;
-use crate::store::reactions::{Card, Closing, DunningCase, FactsQuery, StoredCard, Write};
+use std::sync::Arc;
+
+use crate::config::{Experiment, Settings};
+use crate::dunning::rules::Cadence;
+use crate::mail::composer::{Composer, EmailTo};
+use crate::mail::links::Links;
+use crate::store::reactions::{Card, Closing, Deciding, DunningCase, FactsQuery, ReactError, StoredCard, Write};
+
+/// What the dunning deciders read: the cadence, the email composer, the link policy, the
+/// email experiment (a case records its customer's arm) and the product's URL (the way back
+/// once a subscription ends).
+#[derive(Debug)]
+pub struct Dunning {
+    pub cadence: Cadence,
+    pub composer: Arc<Composer>,
+    pub links: Links,
+    pub email_experiment: Option<Experiment>,
+    pub product_url: Option<String>,
+}
+
+impl Dunning {
+    /// From the settings, sharing `composer` and `links` with the other features.
+    pub fn new(settings: &Settings, composer: Arc<Composer>, links: Links) -> Self {
+        let d = &settings.dunning;
+        Self {
+            cadence: Cadence {
+                days: d.cadence_days.clone(),
+                final_notice_secs: d.final_notice_hours * 3600,
+                horizon_secs: d.horizon_days * 86_400,
+                tries: d.stripe_tries,
+                after_retries: d.after_retries,
+            },
+            composer,
+            links,
+            email_experiment: settings.experiments.email.clone(),
+            product_url: settings.lifecycle.product_url.clone(),
+        }
+    }
+}
 
 /// The facts `react` reads for `t`.
 pub(crate) fn wants(q: &mut FactsQuery, t: &Trigger) {
@@ -45,7 +79,7 @@ pub(crate) fn wants(q: &mut FactsQuery, t: &Trigger) {
 }
 
 /// Decide on one event's trigger.
-pub(crate) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, now: i64, notify: bool) -> Result<(), ReactError> {
+pub(crate) fn react(r: &Dunning, d: &mut Deciding, event: &Event, t: Trigger, now: i64, notify: bool) -> Result<(), ReactError> {
     match t {
         Trigger::Failed { invoice, action_required, customer_email, customer_name } => {
             let facts = Failure { event, invoice: &invoice, action_required, email: customer_email, name: customer_name, notify };
@@ -85,7 +119,7 @@ pub(crate) fn case_key(invoice: &str) -> String {
     format!("dunning:{invoice}")
 }
 
-fn on_failure(r: &Reactor, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result<(), ReactError> {
+fn on_failure(r: &Dunning, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result<(), ReactError> {
     let case = match d.facts.cases.get(&f.invoice.id).cloned() {
         Some(case) if case.status != "open" => return Ok(()),
         Some(case) => failed_again(d, &f, case),
@@ -123,7 +157,7 @@ fn failed_again(d: &mut Deciding, f: &Failure<'_>, mut case: DunningCase) -> Dun
 
 /// The invoice's first failure: a new case, unless the failure opens none or the invoice
 /// is already settled (then the case is opened and closed at once, and `None`).
-fn open_case(r: &Reactor, d: &mut Deciding, f: &Failure<'_>, now: i64) -> Option<DunningCase> {
+fn open_case(r: &Dunning, d: &mut Deciding, f: &Failure<'_>, now: i64) -> Option<DunningCase> {
     let inv = f.invoice;
     let sub_status = inv.subscription.as_ref().and_then(|s| d.facts.subscription_status.get(s)).cloned();
     if let Err(why) = opens_case(inv, sub_status.as_deref()) {
@@ -153,9 +187,9 @@ fn open_case(r: &Reactor, d: &mut Deciding, f: &Failure<'_>, now: i64) -> Option
 }
 
 /// An open case for the failed invoice, in the email experiment's arm of its customer.
-fn new_case(r: &Reactor, f: &Failure<'_>, now: i64) -> DunningCase {
+fn new_case(r: &Dunning, f: &Failure<'_>, now: i64) -> DunningCase {
     let inv = f.invoice;
-    let experiment = r.experiments.email.as_ref();
+    let experiment = r.email_experiment.as_ref();
     DunningCase {
         invoice_id: inv.id.clone(),
         customer: inv.customer.clone(),
@@ -192,7 +226,7 @@ struct Series<'a> {
     now: i64,
 }
 
-fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_>, now: i64) -> Result<(), ReactError> {
+fn plan_series(r: &Dunning, d: &mut Deciding, case: &DunningCase, f: &Failure<'_>, now: i64) -> Result<(), ReactError> {
     let Some(series) = series_of(r, d, case, f, now) else { return Ok(()) };
     let state = CaseState {
         opened_at: case.opened_at,
@@ -229,14 +263,14 @@ fn plan_series(r: &Reactor, d: &mut Deciding, case: &DunningCase, f: &Failure<'_
             send_at: due,
         };
         // Already queued: the store follows an earlier failure time or Stripe's new retry date.
-        d.push(Write::EnqueueOrReschedule(r.email(step.template(series.action_required), ctx, to)?));
+        d.push(Write::EnqueueOrReschedule(r.composer.email(step.template(series.action_required), ctx, to)?));
     }
     Ok(())
 }
 
 /// The series' shared parts; `None` when nobody can be emailed (no customer, an erased
 /// one, no address known).
-fn series_of<'a>(r: &Reactor, d: &Deciding, case: &'a DunningCase, f: &Failure<'a>, now: i64) -> Option<Series<'a>> {
+fn series_of<'a>(r: &Dunning, d: &Deciding, case: &'a DunningCase, f: &Failure<'a>, now: i64) -> Option<Series<'a>> {
     let customer = case.customer.as_deref()?;
     let contact = d.facts.contacts.get(customer).cloned();
     if contact.as_ref().is_some_and(|c| c.deleted) {
@@ -253,14 +287,14 @@ fn series_of<'a>(r: &Reactor, d: &Deciding, case: &'a DunningCase, f: &Failure<'
     let update_link = if action_required {
         hosted.map(str::to_owned)
     } else {
-        r.links().update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
+        r.links.update_payment(Some(customer), Some(&case.invoice_id), hosted, now)
     };
     Some(Series { case, customer, recipient, name, action_required, hosted, update_link, now })
 }
 
 impl Series<'_> {
     /// The email's button for `step`: its link and its label.
-    fn action(&self, r: &Reactor, step: Step) -> (Option<String>, &'static str) {
+    fn action(&self, r: &Dunning, step: Step) -> (Option<String>, &'static str) {
         let invoice = &self.case.invoice_id;
         // Once Stripe stops trying, a new card is not charged by itself: the way out is to
         // pay the invoice (or, when the subscription ends, to subscribe again).
@@ -269,12 +303,12 @@ impl Series<'_> {
                 self.case
                     .subscription
                     .as_deref()
-                    .and_then(|sub| r.links().come_back(self.customer, sub, r.lifecycle.product_url.as_deref(), self.now)),
+                    .and_then(|sub| r.links.come_back(self.customer, sub, r.product_url.as_deref(), self.now)),
                 "Subscribe again",
             ),
             Step::Stopped => (self.hosted.map(str::to_owned).or_else(|| self.update_link.clone()), "Pay the invoice"),
             _ if self.action_required => (self.update_link.clone(), "Confirm payment"),
-            _ => (self.update_link.as_deref().map(|l| r.links().for_email(l, &step_key(invoice, step))), "Update payment method"),
+            _ => (self.update_link.as_deref().map(|l| r.links.for_email(l, &step_key(invoice, step))), "Update payment method"),
         }
     }
 }

@@ -12,7 +12,7 @@ use stripe_client_core::{RequestBuilder, StripeMethod};
 use crate::cancel::http::CancelState;
 use crate::cancel::http::pages::see_other;
 use crate::dunning::update_payment::BillingPortal;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::store::StoreError;
 use crate::stripe_api::IntendedCall;
 use crate::web::error::storage_status;
@@ -86,23 +86,23 @@ pub async fn come_back(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
     portal: web::Data<BillingPortal>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    checkout(&q, &portal, &reactor).await.unwrap_or_else(|e| e.page(&pages))
+    checkout(&q, &portal, &lifecycle).await.unwrap_or_else(|e| e.page(&pages))
 }
 
 /// The redirect to a new Checkout session for the link's prices (or to the product).
-async fn checkout(q: &TokenQuery, portal: &BillingPortal, reactor: &Reactor) -> Result<HttpResponse, ComebackError> {
+async fn checkout(q: &TokenQuery, portal: &BillingPortal, lifecycle: &Lifecycle) -> Result<HttpResponse, ComebackError> {
     let now = portal.clock.now();
     let claims = match q.token.as_deref().map(|t| portal.signer.verify(t, now)) {
         Some(Ok(c)) if c.invoice != "-" => c,
         _ => return Err(ComebackError::BadLink),
     };
-    let product = reactor.lifecycle.product_url.clone().unwrap_or_else(|| portal.return_url.clone());
+    let product = lifecycle.campaigns.product_url.clone().unwrap_or_else(|| portal.return_url.clone());
     let back = portal.store.has_live_subscription(&claims.customer).await?;
     let prices = portal.store.prices_of(&claims.customer, &claims.invoice).await?;
     if back || prices.is_empty() {
@@ -115,7 +115,7 @@ async fn checkout(q: &TokenQuery, portal: &BillingPortal, reactor: &Reactor) -> 
         success_url: &product,
         cancel_url: &product,
         line_items: prices.iter().map(|(price, quantity)| LineItem { price, quantity: (*quantity).max(1) }).collect(),
-        discounts: reactor.lifecycle.winback_coupon.as_deref().map(|coupon| vec![Discount { coupon }]),
+        discounts: lifecycle.campaigns.winback_coupon.as_deref().map(|coupon| vec![Discount { coupon }]),
     };
     let request = RequestBuilder::new(StripeMethod::Post, "/checkout/sessions").form(&form).customize::<miniserde::json::Value>();
     let intended = IntendedCall {

@@ -13,10 +13,7 @@ use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::dunning::rules::format_amount;
 use crate::dunning::rules::format_date;
 use crate::figures::lift::HOLDOUT;
-use crate::ingest::react::Deciding;
-use crate::ingest::react::EmailTo;
-use crate::ingest::react::ReactError;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::rules::DAY;
 use crate::lifecycle::rules::Trigger;
 use crate::lifecycle::rules::onboarding_case;
@@ -27,17 +24,18 @@ use crate::lifecycle::rules::trial_end;
 use crate::lifecycle::rules::trial_onboarding_case;
 use crate::lifecycle::rules::winback_case;
 use crate::mail::NewEmail;
-use crate::store::reactions::{Contact, FactsQuery, Series, Write};
+use crate::mail::composer::EmailTo;
+use crate::store::reactions::{Deciding, FactsQuery, ReactError, Series, Write};
 
 /// The facts `react` reads for `t`.
-pub(crate) fn wants(r: &Reactor, q: &mut FactsQuery, event: &Event, t: &Trigger, notify: bool) {
+pub(crate) fn wants(r: &Lifecycle, q: &mut FactsQuery, event: &Event, t: &Trigger, notify: bool) {
     match t {
         Trigger::Paid { invoice } => {
             if let (Some(customer), Some(_)) = (&invoice.customer, &invoice.subscription) {
                 q.customers.insert(customer.clone());
                 q.series.insert(onboarding_case(customer));
                 q.series.insert(trial_onboarding_case(customer));
-                if notify && r.lifecycle.onboarding.enabled {
+                if notify && r.campaigns.onboarding.enabled {
                     q.first_paid_of.insert(customer.clone());
                 }
             }
@@ -66,13 +64,20 @@ pub(crate) fn wants(r: &Reactor, q: &mut FactsQuery, event: &Event, t: &Trigger,
 }
 
 /// Decide on one event's lifecycle trigger.
-pub(crate) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, now: i64, notify: bool) -> Result<(), ReactError> {
+pub(crate) fn react(
+    r: &Lifecycle,
+    d: &mut Deciding,
+    event: &Event,
+    t: Trigger,
+    now: i64,
+    notify: bool,
+) -> Result<(), ReactError> {
     // Imports and late deliveries record nothing new here: a series is a reaction to news.
-    let fresh = notify && now - event.created <= r.lifecycle.horizon_days * DAY;
+    let fresh = notify && now - event.created <= r.campaigns.horizon_days * DAY;
     match t {
-        Trigger::Paid { invoice } if fresh && r.lifecycle.onboarding.enabled => onboarding(r, d, event, &invoice),
+        Trigger::Paid { invoice } if fresh && r.campaigns.onboarding.enabled => onboarding(r, d, event, &invoice),
         Trigger::Paid { .. } => Ok(()),
-        Trigger::TrialWillEnd { subscription } if fresh && r.lifecycle.trial_ending.enabled => {
+        Trigger::TrialWillEnd { subscription } if fresh && r.campaigns.trial_ending.enabled => {
             trial_ending(r, d, event, &subscription, now)
         }
         Trigger::TrialWillEnd { .. } => Ok(()),
@@ -93,7 +98,7 @@ pub(crate) fn react(r: &Reactor, d: &mut Deciding, event: &Event, t: Trigger, no
                     reason: "resubscribed",
                 });
             }
-            if subscription.status == "trialing" && notify && r.lifecycle.trial_onboarding.enabled {
+            if subscription.status == "trialing" && notify && r.campaigns.trial_onboarding.enabled {
                 trial_onboarding(r, d, event, &subscription, now)?;
             }
             Ok(())
@@ -136,8 +141,8 @@ fn plan_amount(s: &SubscriptionSnapshot) -> Option<String> {
 /// Render every step of `campaign` from `start` under `case_key`; `marketing` decides the
 /// category (and so the unsubscribe link).
 #[allow(clippy::too_many_arguments)]
-fn render_series(
-    r: &Reactor,
+pub(crate) fn render_series(
+    r: &Lifecycle,
     campaign: &Campaign,
     case_key: &str,
     customer: &str,
@@ -156,9 +161,9 @@ fn render_series(
             send_at: start + day * DAY,
         };
         emails.push(if marketing {
-            r.marketing_email(template, ctx(day), addressed)?
+            r.composer.marketing_email(template, ctx(day), addressed)?
         } else {
-            r.email(template, ctx(day), addressed)?
+            r.composer.email(template, ctx(day), addressed)?
         });
     }
     Ok(emails)
@@ -167,7 +172,7 @@ fn render_series(
 /// Render a whole series (see `render_series`) into the plan; returns how many emails.
 #[allow(clippy::too_many_arguments)]
 fn plan_series(
-    r: &Reactor,
+    r: &Lifecycle,
     d: &mut Deciding,
     campaign: &Campaign,
     case_key: &str,
@@ -183,7 +188,7 @@ fn plan_series(
     Ok(n)
 }
 
-fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapshot) -> Result<(), ReactError> {
+fn onboarding(r: &Lifecycle, d: &mut Deciding, event: &Event, inv: &InvoiceSnapshot) -> Result<(), ReactError> {
     let (Some(customer), Some(subscription)) = (&inv.customer, &inv.subscription) else { return Ok(()) };
     let paid_at = inv.paid_at.unwrap_or(event.created);
     // Only the customer's first payment: a renewal of someone who paid before starts nothing.
@@ -200,7 +205,7 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
         customer: customer.clone(),
         subscription: Some(subscription.clone()),
         started_at: paid_at,
-        arm: series_arm("onboarding", customer, r.lifecycle.onboarding.holdout_percent),
+        arm: series_arm("onboarding", customer, r.campaigns.onboarding.holdout_percent),
     };
     let Some((to, name)) = recipient(d, customer, event) else { return Ok(()) };
     let held_out = series.arm == Some(HOLDOUT);
@@ -208,7 +213,7 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
         return Ok(());
     }
     let plan = context! { amount => format_amount(inv.amount_paid, inv.currency.as_deref()) };
-    let product_url = r.lifecycle.product_url.clone();
+    let product_url = r.campaigns.product_url.clone();
     let ctx = |day: i64| {
         context! {
             customer => context! { name => name.clone(), email => to.clone() },
@@ -216,16 +221,22 @@ fn onboarding(r: &Reactor, d: &mut Deciding, event: &Event, inv: &InvoiceSnapsho
             action_url => product_url.clone(), action_label => "Open your account",
         }
     };
-    plan_series(r, d, &r.lifecycle.onboarding, &case_key, customer, &to, paid_at, true, ctx).map(|_| ())
+    plan_series(r, d, &r.campaigns.onboarding, &case_key, customer, &to, paid_at, true, ctx).map(|_| ())
 }
 
 /// The trial onboarding series, from the trial's first day. Only a trial that began within
 /// the horizon starts it: a trialing subscription seen late (an import, an update of an old
 /// trial) is not news.
-fn trial_onboarding(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSnapshot, now: i64) -> Result<(), ReactError> {
+fn trial_onboarding(
+    r: &Lifecycle,
+    d: &mut Deciding,
+    event: &Event,
+    s: &SubscriptionSnapshot,
+    now: i64,
+) -> Result<(), ReactError> {
     let Some(customer) = &s.customer else { return Ok(()) };
     let began = s.trial_start.or(s.start_date).or(s.created).unwrap_or(event.created);
-    if now - began > r.lifecycle.horizon_days * DAY {
+    if now - began > r.campaigns.horizon_days * DAY {
         return Ok(());
     }
     let Some((to, name)) = recipient(d, customer, event) else { return Ok(()) };
@@ -236,13 +247,13 @@ fn trial_onboarding(r: &Reactor, d: &mut Deciding, event: &Event, s: &Subscripti
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: began,
-        arm: series_arm("trial_onboarding", customer, r.lifecycle.trial_onboarding.holdout_percent),
+        arm: series_arm("trial_onboarding", customer, r.campaigns.trial_onboarding.holdout_percent),
     };
     let held_out = series.arm == Some(HOLDOUT);
     if !start(d, series) || held_out {
         return Ok(());
     }
-    let product_url = r.lifecycle.product_url.clone();
+    let product_url = r.campaigns.product_url.clone();
     let trial_end_on = trial_end(event, s).map(format_date);
     let ctx = |day: i64| {
         context! {
@@ -252,10 +263,10 @@ fn trial_onboarding(r: &Reactor, d: &mut Deciding, event: &Event, s: &Subscripti
             action_url => product_url.clone(), action_label => "Open your account",
         }
     };
-    plan_series(r, d, &r.lifecycle.trial_onboarding, &case_key, customer, &to, began, true, ctx).map(|_| ())
+    plan_series(r, d, &r.campaigns.trial_onboarding, &case_key, customer, &to, began, true, ctx).map(|_| ())
 }
 
-fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSnapshot, now: i64) -> Result<(), ReactError> {
+fn trial_ending(r: &Lifecycle, d: &mut Deciding, event: &Event, s: &SubscriptionSnapshot, now: i64) -> Result<(), ReactError> {
     let Some(customer) = &s.customer else { return Ok(()) };
     let Some(ends) = trial_end(event, s) else { return Ok(()) };
     if s.status != "trialing" || ends <= now {
@@ -276,7 +287,7 @@ fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSn
     }
     let has_card = d.facts.cards.values().any(|c| c.customer.as_deref() == Some(customer.as_str()));
     let on_file = ["default_payment_method", "default_source"].iter().any(|f| str_at(&event.object, f).is_some()) || has_card;
-    let action_url = if on_file { None } else { r.links().update_payment(Some(customer), None, None, now) };
+    let action_url = if on_file { None } else { r.links.update_payment(Some(customer), None, None, now) };
     let ctx = |_day: i64| {
         context! {
             customer => context! { name => name.clone(), email => to.clone() },
@@ -285,16 +296,16 @@ fn trial_ending(r: &Reactor, d: &mut Deciding, event: &Event, s: &SubscriptionSn
             has_payment_method => on_file,
             action_url => action_url.clone(),
             action_label => "Add a payment method",
-            product_url => r.lifecycle.product_url.clone(),
+            product_url => r.campaigns.product_url.clone(),
         }
     };
-    plan_series(r, d, &r.lifecycle.trial_ending, &case_key, customer, &to, event.created, false, ctx).map(|_| ())
+    plan_series(r, d, &r.campaigns.trial_ending, &case_key, customer, &to, event.created, false, ctx).map(|_| ())
 }
 
 /// Stop what a subscription's end makes moot and, for a voluntary one, plan the win-back;
 /// `true` when a win-back with emails starts.
 fn ended(
-    r: &Reactor,
+    r: &Lifecycle,
     d: &mut Deciding,
     event: &Event,
     s: &SubscriptionSnapshot,
@@ -316,7 +327,7 @@ fn ended(
         d.push(Write::EndRisk { customer: customer.clone(), at: ended_at });
         d.push(Write::StopOne { case_key: reengage_case(customer, since), reason: "subscription_ended" });
     }
-    if !(start_winback && r.lifecycle.winback.enabled) {
+    if !(start_winback && r.campaigns.winback.enabled) {
         return Ok(false);
     }
     let Some((to, name)) = recipient(d, customer, event) else { return Ok(false) };
@@ -327,7 +338,7 @@ fn ended(
         customer: customer.clone(),
         subscription: Some(s.id.clone()),
         started_at: ended_at,
-        arm: series_arm("winback", customer, r.lifecycle.winback.holdout_percent),
+        arm: series_arm("winback", customer, r.campaigns.winback.holdout_percent),
     };
     let held_out = series.arm == Some(HOLDOUT);
     if !start(d, series) {
@@ -338,9 +349,9 @@ fn ended(
         // the customer returns.
         return Ok(true);
     }
-    let product_url = r.lifecycle.product_url.clone();
-    let comeback = r.links().come_back(customer, &s.id, product_url.as_deref(), now);
-    let offer_text = r.lifecycle.winback_coupon.as_ref().and(r.lifecycle.winback_offer_text.clone());
+    let product_url = r.campaigns.product_url.clone();
+    let comeback = r.links.come_back(customer, &s.id, product_url.as_deref(), now);
+    let offer_text = r.campaigns.winback_coupon.as_ref().and(r.campaigns.winback_offer_text.clone());
     let ctx = |day: i64| {
         context! {
             customer => context! { name => name.clone(), email => to.clone() },
@@ -349,50 +360,5 @@ fn ended(
             offer_text => offer_text.clone(), canceled_on => format_date(ended_at), product_url => product_url.clone(),
         }
     };
-    Ok(plan_series(r, d, &r.lifecycle.winback, &case_key, customer, &to, ended_at, true, ctx)? > 0)
-}
-
-/// Days after an episode closes before the same customer can be at risk again: a single
-/// return leaves last week's count low for a while, and that must not restart the series.
-pub const REENTRY_COOLDOWN_SECS: i64 = 14 * DAY;
-
-/// The arm a re-engagement series records for `customer`: none while the campaign is off or
-/// has no holdout, else `treated`/`holdout` (the same stable split its emails follow).
-pub fn reengagement_arm(r: &Reactor, customer: &str) -> Option<&'static str> {
-    let campaign = &r.lifecycle.reengagement;
-    campaign.enabled.then(|| series_arm("reengagement", customer, campaign.holdout_percent)).flatten()
-}
-
-/// The re-engagement emails of an episode starting at `now` for `customer` (last active at
-/// `last_at`), under the series key `reengage_case(customer, now)`; none when the campaign
-/// is off, the customer is in its holdout, or can't be written to.
-pub fn reengagement_emails(
-    r: &Reactor,
-    customer: &str,
-    contact: Option<&Contact>,
-    last_at: i64,
-    now: i64,
-) -> Result<Vec<NewEmail>, ReactError> {
-    let case_key = reengage_case(customer, now);
-    let held_out = series_arm("reengagement", customer, r.lifecycle.reengagement.holdout_percent) == Some(HOLDOUT);
-    if r.lifecycle.reengagement.enabled
-        && !held_out
-        && let Some(contact) = contact.filter(|c| !c.deleted)
-        && let Some(to) = contact.email.clone()
-    {
-        let product_url = r.lifecycle.product_url.clone();
-        // The last email offers a pause: a signed link to the cancel flow's pause offer (a page
-        // whose button pauses; opening the link changes nothing).
-        let pause_url = r.links().pause(customer, now);
-        let ctx = |day: i64| {
-            context! {
-                customer => context! { name => contact.name.clone(), email => to.clone() },
-                day => day, last_active_on => format_date(last_at), product_url => product_url.clone(),
-                pause_url => pause_url.clone(),
-                action_url => product_url.clone(), action_label => "Pick up where you left off",
-            }
-        };
-        return render_series(r, &r.lifecycle.reengagement, &case_key, customer, &to, now, true, ctx);
-    }
-    Ok(Vec::new())
+    Ok(plan_series(r, d, &r.campaigns.winback, &case_key, customer, &to, ended_at, true, ctx)? > 0)
 }

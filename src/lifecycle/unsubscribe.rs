@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::cancel::http::CancelState;
 use crate::clock::Clock;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::store::{Store, StoreError};
 use crate::web::error::storage_status;
 
@@ -52,22 +52,22 @@ impl UnsubscribeError {
     }
 }
 
-fn verified(reactor: &Reactor, q: &TokenQuery) -> Result<String, UnsubscribeError> {
+fn verified(lifecycle: &Lifecycle, q: &TokenQuery) -> Result<String, UnsubscribeError> {
     let token = q.token.as_deref().ok_or(UnsubscribeError::BadLink)?;
-    reactor.unsubscribe.verify(token).map_err(|_| UnsubscribeError::BadLink)
+    lifecycle.composer.unsubscribe.verify(token).map_err(|_| UnsubscribeError::BadLink)
 }
 
 /// The confirmation page.
 pub async fn confirm(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    match verified(&reactor, &q) {
+    match verified(&lifecycle, &q) {
         Ok(email) => {
             let post_url = format!("{}?{}", req.path(), req.query_string());
             pages.pages.render(StatusCode::OK, "unsubscribe_confirm.html", context! { email, post_url })
@@ -80,7 +80,7 @@ pub async fn confirm(
 pub async fn unsubscribe(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
@@ -89,10 +89,10 @@ pub async fn unsubscribe(
         return r;
     }
     let result = async {
-        let email = verified(&reactor, &q)?;
+        let email = verified(&lifecycle, &q)?;
         store.suppress(&email, "marketing", "unsubscribed", clock.now()).await?;
         tracing::info!("marketing unsubscribe recorded");
-        let return_url = reactor.lifecycle.product_url.clone();
+        let return_url = lifecycle.campaigns.product_url.clone();
         Ok(pages.pages.render(StatusCode::OK, "unsubscribe_done.html", context! { email, return_url }))
     };
     result.await.unwrap_or_else(|e: UnsubscribeError| e.page(&pages))

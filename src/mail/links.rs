@@ -90,6 +90,91 @@ impl LinkSigner {
     }
 }
 
+/// What an annual-offer link's token carries before the subscription id, where an
+/// update-payment link names its invoice.
+pub const ANNUAL_LINK_PREFIX: &str = "annual-";
+
+/// What a pause link's token carries where an update-payment link names its invoice, so a
+/// token made for one page is never taken by another.
+pub const PAUSE_LINK_MARK: &str = "pause";
+
+/// A win-back link must outlive the whole series (90 days by default).
+pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
+
+/// The link policy of emails: how update-payment, win-back, pause and annual-offer links are
+/// made.
+#[derive(Debug, Clone)]
+pub struct Links {
+    public_url: String,
+    signer: Option<LinkSigner>,
+}
+
+impl Links {
+    /// Links under `public_url`, signed with a key derived from the Stripe secret key when
+    /// there is one.
+    pub fn new(public_url: &str, stripe_key: Option<&SecretString>) -> Self {
+        Self { public_url: public_url.to_owned(), signer: stripe_key.map(LinkSigner::from_stripe_key) }
+    }
+
+    /// The update-payment link for `customer`: the signed Holdfast link when a Stripe key is
+    /// configured (it opens a Billing Portal session at click time), else `fallback` (the
+    /// invoice's hosted page).
+    pub fn update_payment(
+        &self,
+        customer: Option<&str>,
+        invoice: Option<&str>,
+        fallback: Option<&str>,
+        now: i64,
+    ) -> Option<String> {
+        match (&self.signer, customer) {
+            (Some(signer), Some(customer)) => {
+                let token = signer.sign(customer, invoice, now + LINK_TTL_SECS);
+                Some(format!("{}/billing/update?token={token}", self.public_url))
+            }
+            _ => fallback.map(str::to_owned),
+        }
+    }
+
+    /// `link` marked as sent in the email keyed `dedupe_key` (`&m=<email_ref>`), when it is
+    /// Holdfast's own update-payment link (a click on it is recorded); other links unchanged.
+    pub fn for_email(&self, link: &str, dedupe_key: &str) -> String {
+        match link.starts_with(&format!("{}/billing/update?", self.public_url)) {
+            true => format!("{link}&m={}", email_ref(dedupe_key)),
+            false => link.to_owned(),
+        }
+    }
+
+    /// The one-click way back after a cancellation: a signed link that opens a prefilled
+    /// Stripe Checkout for the ended subscription's plan (needs `STRIPE_SECRET_KEY`), else
+    /// `fallback` (the product).
+    pub fn come_back(&self, customer: &str, subscription: &str, fallback: Option<&str>, now: i64) -> Option<String> {
+        match &self.signer {
+            Some(signer) => {
+                let token = signer.sign(customer, Some(subscription), now + COMEBACK_TTL_SECS);
+                Some(format!("{}/comeback?token={token}", self.public_url))
+            }
+            None => fallback.map(str::to_owned),
+        }
+    }
+
+    /// The re-engagement series' pause link: signed for `customer` with the mark
+    /// `PAUSE_LINK_MARK` in place of an invoice, valid as long as an update-payment link. It
+    /// opens the cancel flow's pause offer; `None` without a Stripe key (nothing could pause).
+    pub fn pause(&self, customer: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(PAUSE_LINK_MARK), now + LINK_TTL_SECS);
+        Some(format!("{}/pause?token={token}", self.public_url))
+    }
+
+    /// The annual-plan offer's confirm link for `customer`'s `subscription` (valid as long as
+    /// an update-payment link); `None` without a Stripe key.
+    pub fn annual(&self, customer: &str, subscription: &str, now: i64) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(customer, Some(&format!("{ANNUAL_LINK_PREFIX}{subscription}")), now + LINK_TTL_SECS);
+        Some(format!("{}/annual?token={token}", self.public_url))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +197,42 @@ mod tests {
         assert_eq!(signer("sk_test_2").verify(&token, 0), Err(LinkError::BadSignature));
         assert_eq!(signer("sk_test_1").verify(&token.replace("cus_1", "cus_2"), 0), Err(LinkError::BadSignature));
         assert_eq!(signer("sk_test_1").verify("nonsense", 0), Err(LinkError::Malformed));
+    }
+
+    fn token_of(link: &str) -> &str {
+        link.split_once("token=").map_or("", |(_, t)| t.split('&').next().unwrap_or(""))
+    }
+
+    #[test]
+    fn each_link_carries_its_own_mark_and_outlives_its_use() {
+        let key = SecretString::from("sk_test_1".to_owned());
+        let links = Links::new("https://h.example", Some(&key));
+        let s = signer("sk_test_1");
+        let now = 1_000;
+        let pause = links.pause("cus_1", now).expect("signed");
+        assert!(pause.starts_with("https://h.example/pause?token="));
+        let claims = s.verify(token_of(&pause), now).expect("valid");
+        assert_eq!((claims.invoice.as_str(), claims.expires_at), (PAUSE_LINK_MARK, now + LINK_TTL_SECS));
+        let annual = links.annual("cus_1", "sub_1", now).expect("signed");
+        assert_eq!(s.verify(token_of(&annual), now).expect("valid").invoice, format!("{ANNUAL_LINK_PREFIX}sub_1"));
+        let back = links.come_back("cus_1", "sub_1", None, now).expect("signed");
+        assert_eq!(s.verify(token_of(&back), now).expect("valid").expires_at, now + COMEBACK_TTL_SECS);
+        let update = links.update_payment(Some("cus_1"), Some("in_1"), None, now).expect("signed");
+        assert_eq!(links.for_email(&update, "k"), format!("{update}&m={}", email_ref("k")));
+        assert_eq!(links.for_email("https://pay.stripe.com/i", "k"), "https://pay.stripe.com/i");
+    }
+
+    #[test]
+    fn without_a_stripe_key_links_fall_back_or_are_absent() {
+        let links = Links::new("https://h.example", None);
+        assert_eq!(
+            links.update_payment(Some("cus_1"), Some("in_1"), Some("https://pay.stripe.com/i"), 0).as_deref(),
+            Some("https://pay.stripe.com/i")
+        );
+        assert_eq!(
+            links.come_back("cus_1", "sub_1", Some("https://product.example"), 0).as_deref(),
+            Some("https://product.example")
+        );
+        assert_eq!((links.pause("cus_1", 0), links.annual("cus_1", "sub_1", 0)), (None, None));
     }
 }

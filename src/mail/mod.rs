@@ -2,6 +2,7 @@
 //! the transport that delivers an outbox row (SMTP or `.eml` files). Mail is data until the
 //! outbox worker's last step: rows are rendered when enqueued, sent later.
 
+pub mod composer;
 pub mod links;
 pub mod templates;
 pub mod transport;

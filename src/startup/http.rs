@@ -27,6 +27,7 @@ use crate::ingest::WebhookState;
 use crate::ingest::react::Reactor;
 use crate::lifecycle::activity;
 use crate::lifecycle::comeback;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::unsubscribe;
 use crate::mail::links::LinkSigner;
 use crate::metrics::Metrics;
@@ -101,6 +102,7 @@ pub(super) struct HttpParts {
     limits: LimitSettings,
     health: Health,
     figures: crate::figures::config::FigureSettings,
+    experiments: crate::config::Experiments,
 }
 
 impl HttpParts {
@@ -137,6 +139,7 @@ impl HttpParts {
             limits: settings.limits.clone(),
             health: health.clone(),
             figures: settings.figures.clone(),
+            experiments: settings.experiments.clone(),
         })
     }
 }
@@ -155,7 +158,7 @@ struct AppData {
     owner: web::Data<OwnerToken>,
     cancel: web::Data<CancelState>,
     reports: web::Data<Reports>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     figures: web::Data<crate::figures::config::FigureSettings>,
     portal: Option<web::Data<BillingPortal>>,
 }
@@ -163,10 +166,10 @@ struct AppData {
 impl AppData {
     fn new(parts: HttpParts) -> Self {
         let reports = Reports::new(parts.store.clone())
-            .with_experiments(parts.reactor.experiments.clone())
+            .with_experiments(parts.experiments)
             .with_clock(parts.clock.clone())
             .with_save_confirm_days(parts.cancel.settings.save_confirm_days)
-            .with_nps_min_sample(parts.reactor.nps.min_sample);
+            .with_nps_min_sample(parts.reactor.lifecycle.nps.min_sample);
         Self {
             public_url: parts.public_url,
             metrics: web::Data::new(Metrics::default()),
@@ -179,7 +182,7 @@ impl AppData {
             owner: web::Data::new(parts.owner),
             cancel: web::Data::new(parts.cancel),
             reports: web::Data::new(reports),
-            reactor: web::Data::from(parts.reactor),
+            lifecycle: web::Data::from(parts.reactor.lifecycle.clone()),
             figures: web::Data::new(parts.figures),
             portal: parts.portal.map(web::Data::new),
         }
@@ -210,7 +213,7 @@ pub(super) fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Re
             .app_data(d.owner.clone())
             .app_data(d.cancel.clone())
             .app_data(d.reports.clone())
-            .app_data(d.reactor.clone())
+            .app_data(d.lifecycle.clone())
             .app_data(d.figures.clone())
             .configure(body_limits)
             .configure(routes);

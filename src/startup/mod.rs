@@ -147,7 +147,7 @@ impl Application {
 /// Render every email template, and every template `holdfast.toml` names (campaigns,
 /// experiment variants): a missing or broken one stops the start.
 fn check_templates(settings: &Settings, reactor: &Reactor) -> anyhow::Result<()> {
-    reactor.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
+    reactor.composer.templates.check().context("rendering the email templates (check HOLDFAST_TEMPLATES)")?;
     // Templates named in holdfast.toml (campaigns, experiment variants) must exist too.
     let configured = settings
         .lifecycle
@@ -156,6 +156,7 @@ fn check_templates(settings: &Settings, reactor: &Reactor) -> anyhow::Result<()>
         .chain(settings.experiments.email.iter().flat_map(|x| x.templates.values().map(String::as_str)));
     for name in configured {
         reactor
+            .composer
             .templates
             .render(name, crate::mail::templates::sample_context())
             .with_context(|| format!("rendering email template {name:?} named in holdfast.toml"))?;

@@ -142,5 +142,38 @@ pub trait ReactionHook: Send + Sync + std::fmt::Debug {
     fn notify_outbox(&self);
 }
 
+/// A failure of the hook: the whole batch's transaction is rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReactError {
+    #[error(transparent)]
+    Render(#[from] crate::mail::templates::RenderError),
+}
+
+/// The decision in progress for one run of events: the facts as the run's earlier
+/// decisions left them, and the writes decided so far (applied later, in this order). Each
+/// feature's deciders add their writes to it.
+#[derive(Debug)]
+pub struct Deciding {
+    pub facts: Facts,
+    pub writes: Vec<Write>,
+}
+
+impl Deciding {
+    pub fn push(&mut self, w: Write) {
+        self.writes.push(w);
+    }
+}
+
 /// The installed hook, shared by the store's clones.
 pub type Hook = std::sync::Arc<dyn ReactionHook>;
+
+/// Wakes the outbox worker after a commit that enqueued mail, so it doesn't wait a poll.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxWake(pub std::sync::Arc<tokio::sync::Notify>);
+
+impl OutboxWake {
+    /// Wake the outbox worker (after the commit).
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}

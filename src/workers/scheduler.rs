@@ -14,10 +14,9 @@ use crate::cancel::saves::decide;
 use crate::cancel::storage::Plan;
 use crate::domain::money::format_minor;
 use crate::dunning::rules::year_month;
-use crate::ingest::react::EmailTo;
 use crate::ingest::react::Reactor;
-use crate::lifecycle::reactions::REENTRY_COOLDOWN_SECS;
-use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::reengagement::REENTRY_COOLDOWN_SECS;
+use crate::lifecycle::reengagement::reengagement_emails;
 use crate::lifecycle::rules::DAY;
 use crate::lifecycle::rules::OFFER_MONTH_DAYS;
 use crate::lifecycle::rules::Windows;
@@ -28,6 +27,7 @@ use crate::lifecycle::rules::reengage_case;
 use crate::lifecycle::rules::steady_activity;
 use crate::lifecycle::storage::AnnualCandidate;
 use crate::lifecycle::storage::NewEpisode;
+use crate::mail::composer::EmailTo;
 use crate::store::Store;
 use crate::store::plan::NewSeries;
 use crate::telemetry::capability_ref;
@@ -117,7 +117,7 @@ impl Scheduler {
     /// re-engagement series) for each newly at-risk one. Idempotent: an open episode is
     /// skipped, and its series is keyed by the episode.
     async fn at_risk_check(&self, now: i64) -> anyhow::Result<usize> {
-        let rule = self.reactor.lifecycle.at_risk;
+        let rule = self.reactor.lifecycle.campaigns.at_risk;
         let mut enqueued = 0;
         for c in self.store.activity_candidates(Windows::at(&rule, now)).await? {
             let open = c.risk_status.as_deref() == Some("at_risk");
@@ -128,7 +128,7 @@ impl Scheduler {
             if let Some(a) = assess(&rule, &c.facts(), now) {
                 tracing::info!(reason = a.risk.as_str(), "customer at risk");
                 let contact = self.store.contact(&c.customer).await?;
-                let emails = reengagement_emails(&self.reactor, &c.customer, contact.as_ref(), c.last_at, now)?;
+                let emails = reengagement_emails(&self.reactor.lifecycle, &c.customer, contact.as_ref(), c.last_at, now)?;
                 let episode = NewEpisode {
                     customer: &c.customer,
                     reason: a.risk.as_str(),
@@ -144,7 +144,7 @@ impl Scheduler {
                     customer: &c.customer,
                     subscription: None,
                     started_at: now,
-                    arm: crate::lifecycle::reactions::reengagement_arm(&self.reactor, &c.customer),
+                    arm: crate::lifecycle::reengagement::reengagement_arm(&self.reactor.lifecycle, &c.customer),
                 };
                 enqueued += self.store.start_reengagement(&episode, &series, &emails, now).await?;
             }
@@ -155,14 +155,14 @@ impl Scheduler {
     /// The monthly value recaps due at `now` (customers on their billing anniversary), once
     /// per customer per month by their outbox key. Off unless `[recap]` is enabled.
     async fn value_recaps(&self, now: i64) -> anyhow::Result<usize> {
-        let emails = crate::lifecycle::recap::due_recaps(&self.store, &self.reactor, now).await?;
+        let emails = crate::lifecycle::recap::due_recaps(&self.store, &self.reactor.lifecycle, now).await?;
         Ok(self.store.enqueue_emails(&emails, now).await?)
     }
 
     /// The NPS surveys due at `now` (day 30 of a paying customer's life, then every six
     /// months), once per survey by their outbox key. Off unless `[nps]` is enabled.
     async fn nps_surveys(&self, now: i64) -> anyhow::Result<usize> {
-        let emails = crate::lifecycle::nps::due_surveys(&self.store, &self.reactor, now).await?;
+        let emails = crate::lifecycle::nps::due_surveys(&self.store, &self.reactor.lifecycle, now).await?;
         Ok(self.store.enqueue_emails(&emails, now).await?)
     }
 
@@ -237,7 +237,7 @@ impl Scheduler {
     /// last `after_months` 30-day windows, when the yearly price (read from the store: its
     /// `price.*` events or a sync) saves money. Idempotent: a subscription is offered once.
     pub async fn annual_offers(&self, now: i64) -> anyhow::Result<usize> {
-        let cfg = &self.reactor.lifecycle.annual_offer;
+        let cfg = &self.reactor.lifecycle.campaigns.annual_offer;
         if !cfg.active() {
             return Ok(0);
         }
@@ -256,7 +256,7 @@ impl Scheduler {
     /// The offer `c` qualifies for: the yearly price is known, yearly, in its currency and
     /// cheaper, the customer steadily active, and a confirmation link can be signed.
     async fn annual_terms(&self, c: &AnnualCandidate, to_price: &str, now: i64) -> anyhow::Result<Option<AnnualTerms>> {
-        let months = self.reactor.lifecycle.annual_offer.after_months;
+        let months = self.reactor.lifecycle.campaigns.annual_offer.after_months;
         let today = now.div_euclid(DAY);
         let (Some(monthly), Some(currency)) = (c.unit_amount, c.currency.as_deref()) else { return Ok(None) };
         let yearly = match self.store.plan(to_price).await? {
@@ -278,7 +278,7 @@ impl Scheduler {
         if !steady_activity(&days, today, months) {
             return Ok(None);
         }
-        let Some(confirm_url) = self.reactor.links().annual(&c.customer, &c.subscription, now) else { return Ok(None) };
+        let Some(confirm_url) = self.reactor.links.annual(&c.customer, &c.subscription, now) else { return Ok(None) };
         Ok(Some(AnnualTerms { monthly, currency: currency.to_owned(), yearly, yearly_unit, saving, confirm_url }))
     }
 
@@ -291,7 +291,7 @@ impl Scheduler {
         terms: &AnnualTerms,
         now: i64,
     ) -> anyhow::Result<bool> {
-        let cfg = &self.reactor.lifecycle.annual_offer;
+        let cfg = &self.reactor.lifecycle.campaigns.annual_offer;
         let (quantity, currency) = (c.quantity.max(1), terms.currency.as_str());
         let case_key = annual_offer_case(&c.subscription);
         let ctx = context! {
@@ -301,7 +301,7 @@ impl Scheduler {
             saving => format_minor(terms.saving, currency),
             action_url => terms.confirm_url.clone(),
             action_label => "See the yearly plan",
-            product_url => self.reactor.lifecycle.product_url.clone(),
+            product_url => self.reactor.lifecycle.campaigns.product_url.clone(),
         };
         let to = EmailTo {
             dedupe_key: format!("{case_key}:offer"),
@@ -310,7 +310,7 @@ impl Scheduler {
             recipient: &c.email,
             send_at: now,
         };
-        let email = self.reactor.marketing_email(&cfg.template, ctx, to)?;
+        let email = self.reactor.composer.marketing_email(&cfg.template, ctx, to)?;
         let offer = crate::lifecycle::storage::AnnualOfferRow {
             subscription: c.subscription.clone(),
             customer: c.customer.clone(),
@@ -339,7 +339,7 @@ impl Scheduler {
         let cards = self.store.cards_expiring(year, month).await?;
         let mut emails = Vec::with_capacity(cards.len());
         for card in &cards {
-            let link = self.reactor.links().update_payment(Some(&card.customer), None, None, now);
+            let link = self.reactor.links.update_payment(Some(&card.customer), None, None, now);
             let ctx = context! {
                 customer => context! { name => card.name.clone(), email => card.email.clone() },
                 card => context! { brand => card.brand.as_deref().map(brand_name), last4 => card.last4.clone(), expires => label.clone() },
@@ -353,7 +353,7 @@ impl Scheduler {
                 recipient: &card.email,
                 send_at: now,
             };
-            emails.push(self.reactor.email("card_expiring", ctx, to)?);
+            emails.push(self.reactor.composer.email("card_expiring", ctx, to)?);
         }
         Ok(self.store.enqueue_emails(&emails, now).await?)
     }

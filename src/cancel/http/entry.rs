@@ -105,7 +105,7 @@ pub(super) async fn pause_entry(
 /// The pause link's claims: a live token marked for this page, naming a customer.
 fn pause_claims(portal: &BillingPortal, token: &str, now: i64) -> Result<LinkClaims, PageError> {
     match portal.signer.verify(token, now) {
-        Ok(c) if c.invoice == crate::ingest::react::PAUSE_LINK_MARK && plausible_customer_id(&c.customer) => Ok(c),
+        Ok(c) if c.invoice == crate::mail::links::PAUSE_LINK_MARK && plausible_customer_id(&c.customer) => Ok(c),
         Err(crate::mail::links::LinkError::Expired) => Err(PageError::Expired),
         _ => Err(PageError::BadLink),
     }

@@ -1,4 +1,5 @@
-//! The event reactions (dunning, lifecycle emails), as deciders: for a run of projected
+//! The event reactions, composed: each feature's deciders (dunning, lifecycle emails) and the
+//! owner's alerts, each with the part of the settings it reads. For a run of projected
 //! events they name the stored facts they need (`wants`), and from those facts and the
 //! events alone they return the plan of what should be written: dunning cases, cards,
 //! lifecycle series, outbox rows (`decide`). No connection, no I/O: the store loads the
@@ -7,189 +8,58 @@
 
 use std::sync::Arc;
 
-use minijinja::Value;
 use tokio::sync::Notify;
 
-use crate::config::{Experiments, LifecycleSettings, Settings};
+use crate::config::{Experiment, Settings};
 use crate::domain::event::Event;
-use crate::dunning::rules::Cadence;
+use crate::dunning::reactions::Dunning;
 use crate::dunning::rules::trigger;
-use crate::mail::links::{LINK_TTL_SECS, LinkSigner};
-use crate::mail::templates::{RenderError, Templates};
+use crate::lifecycle::context::Lifecycle;
+use crate::mail::composer::Composer;
+use crate::mail::links::Links;
+use crate::mail::templates::Templates;
 use crate::mail::unsubscribe::UnsubscribeLinks;
-use crate::mail::{Category, EmailContent, NewEmail};
-use crate::store::reactions::{Facts, FactsQuery, ReactionPlan, Write};
+use crate::owner::alerts::Alerts;
+use crate::owner::digest::Digest;
+use crate::store::reactions::{Deciding, Facts, FactsQuery, OutboxWake, ReactError, ReactionPlan};
 
-/// Everything the hook needs; built once from `Settings`, shared by the store and workers.
+/// Everything the hook and the scheduler need; built once from `Settings`, shared by the
+/// store and workers. The HTTP pages take only their part (`lifecycle`).
 #[derive(Debug)]
 pub struct Reactor {
-    pub templates: Templates,
-    pub cadence: Cadence,
-    links: Links,
-    /// Lifecycle campaign settings.
-    pub lifecycle: LifecycleSettings,
-    /// A/B experiments in force.
-    pub experiments: Experiments,
-    /// One-click unsubscribe links of marketing mail.
-    pub unsubscribe: UnsubscribeLinks,
+    /// Renders every email (shared by the parts below).
+    pub composer: Arc<Composer>,
+    /// The link policy (shared by the parts below).
+    pub links: Links,
+    pub dunning: Dunning,
+    pub lifecycle: Arc<Lifecycle>,
     /// Woken after a commit that enqueued mail, so the outbox worker doesn't wait a poll.
     pub outbox_ready: Arc<Notify>,
     /// Alerts to the owner (email, Slack, signed webhook).
-    pub alerts: crate::owner::alerts::Alerts,
+    pub alerts: Alerts,
     /// The owner's weekly digest (the scheduler sends it).
-    pub digest: crate::owner::digest::Digest,
-    /// The monthly value recap.
-    pub recap: crate::config::RecapSettings,
-    /// The NPS survey, its signed links, and the product it asks about.
-    pub nps: crate::config::NpsSettings,
-    pub nps_links: crate::lifecycle::nps::NpsLinks,
-    pub nps_product: String,
-}
-
-/// How update-payment links are made.
-#[derive(Debug, Clone)]
-pub struct Links {
-    public_url: String,
-    signer: Option<LinkSigner>,
-}
-
-impl Links {
-    /// The update-payment link for `customer`: the signed Holdfast link when a Stripe key is
-    /// configured (it opens a Billing Portal session at click time), else `fallback` (the
-    /// invoice's hosted page).
-    pub fn update_payment(
-        &self,
-        customer: Option<&str>,
-        invoice: Option<&str>,
-        fallback: Option<&str>,
-        now: i64,
-    ) -> Option<String> {
-        match (&self.signer, customer) {
-            (Some(signer), Some(customer)) => {
-                let token = signer.sign(customer, invoice, now + LINK_TTL_SECS);
-                Some(format!("{}/billing/update?token={token}", self.public_url))
-            }
-            _ => fallback.map(str::to_owned),
-        }
-    }
-
-    /// `link` marked as sent in the email keyed `dedupe_key` (`&m=<email_ref>`), when it is
-    /// Holdfast's own update-payment link (a click on it is recorded); other links unchanged.
-    pub fn for_email(&self, link: &str, dedupe_key: &str) -> String {
-        match link.starts_with(&format!("{}/billing/update?", self.public_url)) {
-            true => format!("{link}&m={}", crate::mail::links::email_ref(dedupe_key)),
-            false => link.to_owned(),
-        }
-    }
-
-    /// The one-click way back after a cancellation: a signed link that opens a prefilled
-    /// Stripe Checkout for the ended subscription's plan (needs `STRIPE_SECRET_KEY`), else
-    /// `fallback` (the product).
-    pub fn come_back(&self, customer: &str, subscription: &str, fallback: Option<&str>, now: i64) -> Option<String> {
-        match &self.signer {
-            Some(signer) => {
-                let token = signer.sign(customer, Some(subscription), now + COMEBACK_TTL_SECS);
-                Some(format!("{}/comeback?token={token}", self.public_url))
-            }
-            None => fallback.map(str::to_owned),
-        }
-    }
-}
-
-impl Links {
-    /// The re-engagement series' pause link: signed for `customer` with the mark
-    /// `PAUSE_LINK_MARK` in place of an invoice, valid as long as an update-payment link. It
-    /// opens the cancel flow's pause offer; `None` without a Stripe key (nothing could pause).
-    pub fn pause(&self, customer: &str, now: i64) -> Option<String> {
-        let signer = self.signer.as_ref()?;
-        let token = signer.sign(customer, Some(PAUSE_LINK_MARK), now + LINK_TTL_SECS);
-        Some(format!("{}/pause?token={token}", self.public_url))
-    }
-}
-
-impl Links {
-    /// The annual-plan offer's confirm link for `customer`'s `subscription` (valid as long as
-    /// an update-payment link); `None` without a Stripe key.
-    pub fn annual(&self, customer: &str, subscription: &str, now: i64) -> Option<String> {
-        let signer = self.signer.as_ref()?;
-        let token = signer.sign(customer, Some(&format!("{ANNUAL_LINK_PREFIX}{subscription}")), now + LINK_TTL_SECS);
-        Some(format!("{}/annual?token={token}", self.public_url))
-    }
-}
-
-/// What an annual-offer link's token carries before the subscription id, where an
-/// update-payment link names its invoice.
-pub const ANNUAL_LINK_PREFIX: &str = "annual-";
-
-/// What a pause link's token carries where an update-payment link names its invoice, so a
-/// token made for one page is never taken by another.
-pub const PAUSE_LINK_MARK: &str = "pause";
-
-/// A win-back link must outlive the whole series (90 days by default).
-pub const COMEBACK_TTL_SECS: i64 = 180 * 86_400;
-
-/// A failure of the hook: the whole batch's transaction is rolled back.
-#[derive(Debug, thiserror::Error)]
-pub enum ReactError {
-    #[error(transparent)]
-    Render(#[from] RenderError),
-}
-
-/// The decision in progress for one run of events: the facts as the run's earlier
-/// decisions left them, and the writes decided so far (applied later, in this order).
-#[derive(Debug)]
-pub(crate) struct Deciding {
-    pub(crate) facts: Facts,
-    pub(crate) writes: Vec<Write>,
-}
-
-impl Deciding {
-    pub(crate) fn push(&mut self, w: Write) {
-        self.writes.push(w);
-    }
+    pub digest: Digest,
 }
 
 impl Reactor {
-    /// From the settings (templates, cadence, links).
+    /// From the settings: the shared composer and links, then each feature's part.
     pub fn new(settings: &Settings) -> Self {
-        let d = &settings.dunning;
+        let variants = settings.experiments.email.as_ref().map(Experiment::template_variants);
+        let unsubscribe =
+            UnsubscribeLinks::new(&settings.public_url, settings.cancel_flow.link_secret.as_ref(), &settings.webhook.secrets);
+        let composer = Arc::new(Composer::new(Templates::new(&settings.mail), unsubscribe, variants));
+        let links = Links::new(&settings.public_url, settings.stripe_secret_key.as_ref());
+        let outbox_ready = Arc::new(Notify::new());
+        let outbox = OutboxWake(outbox_ready.clone());
         Self {
-            templates: Templates::new(&settings.mail),
-            cadence: Cadence {
-                days: d.cadence_days.clone(),
-                final_notice_secs: d.final_notice_hours * 3600,
-                horizon_secs: d.horizon_days * 86_400,
-                tries: d.stripe_tries,
-                after_retries: d.after_retries,
-            },
-            links: Links {
-                public_url: settings.public_url.clone(),
-                signer: settings.stripe_secret_key.as_ref().map(LinkSigner::from_stripe_key),
-            },
-            lifecycle: settings.lifecycle.clone(),
-            experiments: settings.experiments.clone(),
-            unsubscribe: UnsubscribeLinks::new(
-                &settings.public_url,
-                settings.cancel_flow.link_secret.as_ref(),
-                &settings.webhook.secrets,
-            ),
-            outbox_ready: Arc::new(Notify::new()),
-            alerts: crate::owner::alerts::Alerts::new(&settings.owner, &settings.public_url),
-            digest: crate::owner::digest::Digest::new(&settings.owner, &settings.public_url),
-            recap: settings.recap.clone(),
-            nps: settings.nps.clone(),
-            nps_links: crate::lifecycle::nps::NpsLinks::new(
-                &settings.public_url,
-                settings.cancel_flow.link_secret.as_ref(),
-                &settings.webhook.secrets,
-            ),
-            nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
+            dunning: Dunning::new(settings, composer.clone(), links.clone()),
+            lifecycle: Arc::new(Lifecycle::new(settings, composer.clone(), links.clone(), outbox)),
+            composer,
+            links,
+            outbox_ready,
+            alerts: Alerts::new(&settings.owner, &settings.public_url),
+            digest: Digest::new(&settings.owner, &settings.public_url),
         }
-    }
-
-    /// The link policy.
-    pub fn links(&self) -> &Links {
-        &self.links
     }
 
     /// The stored facts deciding on `events` needs (see `decide`).
@@ -197,7 +67,7 @@ impl Reactor {
         let mut q = FactsQuery::default();
         for event in events {
             if let Some(t) = crate::lifecycle::rules::trigger(event) {
-                crate::lifecycle::reactions::wants(self, &mut q, event, &t, notify);
+                crate::lifecycle::reactions::wants(&self.lifecycle, &mut q, event, &t, notify);
             }
             if let Some(t) = trigger(event) {
                 crate::dunning::reactions::wants(&mut q, &t);
@@ -217,52 +87,15 @@ impl Reactor {
         let mut d = Deciding { facts, writes: Vec::new() };
         for event in ordered {
             if let Some(t) = crate::lifecycle::rules::trigger(event) {
-                crate::lifecycle::reactions::react(self, &mut d, event, t, now, notify)?;
+                crate::lifecycle::reactions::react(&self.lifecycle, &mut d, event, t, now, notify)?;
             }
             if let Some(t) = trigger(event) {
-                crate::dunning::reactions::react(self, &mut d, event, t, now, notify)?;
+                crate::dunning::reactions::react(&self.dunning, &mut d, event, t, now, notify)?;
             }
             let alerts = self.alerts.react(&d.facts, event, now, notify);
             d.writes.extend(alerts);
         }
         Ok(ReactionPlan { writes: d.writes })
-    }
-
-    /// Render a transactional email (dunning, receipts, trial notices).
-    pub fn email(&self, template: &str, ctx: Value, to: EmailTo<'_>) -> Result<NewEmail, RenderError> {
-        self.build(template, ctx, to, Category::Transactional)
-    }
-
-    /// Render a marketing email: it carries the recipient's one-click unsubscribe link (in
-    /// the body as `unsubscribe_url`, and later as the List-Unsubscribe header).
-    pub fn marketing_email(&self, template: &str, ctx: Value, to: EmailTo<'_>) -> Result<NewEmail, RenderError> {
-        self.build(template, ctx, to, Category::Marketing)
-    }
-
-    /// The template `customer` gets in place of `template` under the email experiment.
-    pub fn template_for<'a>(&'a self, template: &'a str, customer: Option<&str>) -> &'a str {
-        match (&self.experiments.email, customer) {
-            (Some(x), Some(c)) if x.variant(c) == "b" => x.templates.get(template).map_or(template, String::as_str),
-            _ => template,
-        }
-    }
-
-    fn build(&self, template: &str, ctx: Value, to: EmailTo<'_>, category: Category) -> Result<NewEmail, RenderError> {
-        let template = self.template_for(template, to.customer);
-        let unsubscribe_url = (category == Category::Marketing).then(|| self.unsubscribe.url(to.recipient));
-        let ctx = minijinja::context! { unsubscribe_url => unsubscribe_url.clone(), ..ctx };
-        let content: EmailContent = self.templates.render(template, ctx)?;
-        Ok(NewEmail {
-            dedupe_key: to.dedupe_key,
-            case_key: to.case_key,
-            category,
-            customer: to.customer.map(str::to_owned),
-            recipient: to.recipient.to_owned(),
-            template: template.to_owned(),
-            content,
-            send_at: to.send_at,
-            unsubscribe_url,
-        })
     }
 
     /// Wake the outbox worker (after the commit).
@@ -291,16 +124,6 @@ impl crate::store::reactions::ReactionHook for Reactor {
     }
 }
 
-/// Addressing of one email.
-#[derive(Debug, Clone)]
-pub struct EmailTo<'a> {
-    pub dedupe_key: String,
-    pub case_key: Option<String>,
-    pub customer: Option<&'a str>,
-    pub recipient: &'a str,
-    pub send_at: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -308,7 +131,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::mail::NewEmail;
     use crate::store::reactions::Contact;
+    use crate::store::reactions::Write;
 
     const NOW: i64 = 1_800_000_000;
 

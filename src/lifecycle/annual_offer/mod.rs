@@ -26,9 +26,9 @@ use crate::cancel::stripe_actions::Sent;
 use crate::config::AnnualOffer;
 use crate::domain::money::format_minor;
 use crate::dunning::update_payment::BillingPortal;
-use crate::ingest::react::ANNUAL_LINK_PREFIX;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::storage::AnnualOfferRow;
+use crate::mail::links::ANNUAL_LINK_PREFIX;
 use crate::mail::links::LinkClaims;
 use crate::owner::views::NewStripeChange;
 use crate::store::Store;
@@ -199,7 +199,7 @@ pub async fn confirm_page(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
     portal: web::Data<BillingPortal>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
@@ -208,7 +208,7 @@ pub async fn confirm_page(
     let now = portal.clock.now();
     let token = q.token.clone().unwrap_or_default();
     let result = async {
-        let cfg = &reactor.lifecycle.annual_offer;
+        let cfg = &lifecycle.campaigns.annual_offer;
         let (claims, row, item) = offer(&portal, &portal.store, &token, now).await?;
         if row.accepted_at.is_some() {
             return Ok(done_page(&pages, &portal.store, &row).await);
@@ -267,7 +267,7 @@ pub async fn confirm(
     req: HttpRequest,
     form: web::Form<ConfirmForm>,
     portal: web::Data<BillingPortal>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
@@ -277,7 +277,7 @@ pub async fn confirm(
     let form = form.into_inner();
     let page_url = format!("/annual?token={}", form.token);
     let result = async {
-        let cfg = &reactor.lifecycle.annual_offer;
+        let cfg = &lifecycle.campaigns.annual_offer;
         let (claims, row, item) = offer(&portal, &portal.store, &form.token, now).await?;
         if row.accepted_at.is_some() {
             return Ok(see_other(&page_url));

@@ -1,6 +1,7 @@
 //! A/B experiments (`[[experiments]]`): at most one per kind, checked.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -9,6 +10,7 @@ use crate::cancel::rules::OfferKind;
 use crate::cancel::rules::Reason;
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
+use crate::mail::composer::TemplateVariants;
 
 /// Which thing an experiment splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,12 @@ impl Experiment {
             return crate::figures::lift::HOLDOUT;
         }
         crate::lifecycle::rules::variant(&self.name, customer, self.percent_b)
+    }
+
+    /// An email experiment's templates for the composer: variant b's customers get them.
+    pub fn template_variants(&self) -> TemplateVariants {
+        let x = self.clone();
+        TemplateVariants { templates: self.templates.clone(), in_b: Arc::new(move |c| x.variant(c) == "b") }
     }
 }
 

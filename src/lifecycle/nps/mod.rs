@@ -16,12 +16,12 @@ use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use crate::ingest::react::EmailTo;
-use crate::ingest::react::ReactError;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::nps::storage::NpsCandidate;
 use crate::mail::NewEmail;
+use crate::mail::composer::EmailTo;
 use crate::mail::links::LinkError;
+use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
@@ -169,7 +169,7 @@ pub enum NpsError {
 }
 
 /// The surveys due at `now`, rendered (not yet enqueued; the outbox key keeps each once).
-pub async fn due_surveys(store: &Store, r: &Reactor, now: i64) -> Result<Vec<NewEmail>, NpsError> {
+pub async fn due_surveys(store: &Store, r: &Lifecycle, now: i64) -> Result<Vec<NewEmail>, NpsError> {
     if !r.nps.enabled {
         return Ok(Vec::new());
     }
@@ -181,7 +181,7 @@ pub async fn due_surveys(store: &Store, r: &Reactor, now: i64) -> Result<Vec<New
     Ok(emails)
 }
 
-fn survey_email(r: &Reactor, c: &NpsCandidate, wave: i64, now: i64) -> Result<NewEmail, ReactError> {
+fn survey_email(r: &Lifecycle, c: &NpsCandidate, wave: i64, now: i64) -> Result<NewEmail, ReactError> {
     let survey = Survey { customer: c.customer.clone(), wave };
     let scores: Vec<_> = (0..=10u8).map(|s| context! { score => s, url => r.nps_links.url(&survey, s) }).collect();
     let ctx = context! {
@@ -190,7 +190,7 @@ fn survey_email(r: &Reactor, c: &NpsCandidate, wave: i64, now: i64) -> Result<Ne
         scores => scores,
     };
     let to = EmailTo { dedupe_key: survey.key(), case_key: None, customer: Some(&c.customer), recipient: &c.email, send_at: now };
-    Ok(r.marketing_email("nps_survey", ctx, to)?)
+    Ok(r.composer.marketing_email("nps_survey", ctx, to)?)
 }
 
 #[cfg(test)]

@@ -19,17 +19,17 @@ use serde::Deserialize;
 use crate::cancel::http::CancelState;
 use crate::cancel::http::pages::see_other;
 use crate::clock::Clock;
-use crate::ingest::react::ReactError;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::nps::Survey;
 use crate::lifecycle::nps::parse_score;
 use crate::lifecycle::nps::storage::Answered;
 use crate::lifecycle::nps::storage::NewAnswer;
 use crate::lifecycle::nps::storage::RiskStart;
-use crate::lifecycle::reactions::reengagement_emails;
+use crate::lifecycle::reengagement::reengagement_emails;
 use crate::lifecycle::rules::reengage_case;
 use crate::lifecycle::storage::NewEpisode;
 use crate::store::plan::NewSeries;
+use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
 
 /// A score form or a comment of at most `COMMENT_MAX_CHARS` characters.
@@ -92,8 +92,8 @@ fn fail(pages: &CancelState, e: Refused) -> HttpResponse {
     }
 }
 
-fn survey_of(reactor: &Reactor, token: &str) -> Result<Survey, Refused> {
-    reactor.nps_links.verify(token).map_err(|_| Refused::Invalid)
+fn survey_of(lifecycle: &Lifecycle, token: &str) -> Result<Survey, Refused> {
+    lifecycle.nps_links.verify(token).map_err(|_| Refused::Invalid)
 }
 
 async fn read_form<T: serde::de::DeserializeOwned>(mut payload: web::Payload) -> Result<T, Refused> {
@@ -113,7 +113,7 @@ async fn score_page(
     req: HttpRequest,
     token: web::Path<String>,
     q: web::Query<ScoreQuery>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
 ) -> HttpResponse {
@@ -121,14 +121,14 @@ async fn score_page(
         return r;
     }
     let result = async {
-        let survey = survey_of(&reactor, &token)?;
+        let survey = survey_of(&lifecycle, &token)?;
         let answer = store.nps_answer(&survey.key()).await.map_err(Refused::Store)?;
         let selected = q.score.as_deref().and_then(parse_score);
         Ok(pages.pages.render(
             StatusCode::OK,
             "nps_score.html",
             context! {
-                product => reactor.nps_product.clone(),
+                product => lifecycle.nps_product.clone(),
                 selected => selected,
                 answered => answer.as_ref().map(|a| a.0),
                 has_comment => answer.as_ref().is_some_and(|a| a.1.is_some()),
@@ -145,7 +145,7 @@ async fn post_score(
     req: HttpRequest,
     token: web::Path<String>,
     payload: web::Payload,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
@@ -154,7 +154,7 @@ async fn post_score(
         return r;
     }
     let result = async {
-        let survey = survey_of(&reactor, &token)?;
+        let survey = survey_of(&lifecycle, &token)?;
         let form: ScoreForm = read_form(payload).await?;
         let score = parse_score(&form.score).ok_or(Refused::BadForm("Pick a score from 0 to 10."))?;
         let now = clock.now();
@@ -165,12 +165,12 @@ async fn post_score(
         let case_key = reengage_case(customer, now);
         // Only a paying customer's low score starts an episode, and only on the first answer.
         let risk =
-            if score <= 6 && paying { low_score_risk(&reactor, &store, customer, &key, &case_key, now).await? } else { None };
+            if score <= 6 && paying { low_score_risk(&lifecycle, &store, customer, &key, &case_key, now).await? } else { None };
         match store.record_nps_answer(&answer, risk.as_ref()).await.map_err(Refused::Store)? {
             Answered::Stored { at_risk } => {
                 tracing::info!(score, at_risk, "nps answer recorded");
                 if at_risk {
-                    reactor.notify_outbox();
+                    lifecycle.outbox.notify();
                 }
             }
             Answered::Already { .. } => tracing::info!("nps survey answered before; unchanged"),
@@ -183,7 +183,7 @@ async fn post_score(
 /// The at-risk episode and re-engagement series a low score starts, unless the survey was
 /// answered before.
 async fn low_score_risk<'a>(
-    reactor: &Reactor,
+    lifecycle: &Lifecycle,
     store: &Store,
     customer: &'a str,
     key: &str,
@@ -196,7 +196,7 @@ async fn low_score_risk<'a>(
     let contact = store.contact(customer).await.map_err(Refused::Store)?;
     let last_at = store.last_activity_at(customer).await.map_err(Refused::Store)?;
     let emails =
-        reengagement_emails(reactor, customer, contact.as_ref(), last_at.unwrap_or(now), now).map_err(Refused::Emails)?;
+        reengagement_emails(lifecycle, customer, contact.as_ref(), last_at.unwrap_or(now), now).map_err(Refused::Emails)?;
     Ok(Some(RiskStart {
         episode: NewEpisode {
             customer,
@@ -212,7 +212,7 @@ async fn low_score_risk<'a>(
             customer,
             subscription: None,
             started_at: now,
-            arm: crate::lifecycle::reactions::reengagement_arm(reactor, customer),
+            arm: crate::lifecycle::reengagement::reengagement_arm(lifecycle, customer),
         },
         emails,
     }))
@@ -222,7 +222,7 @@ async fn low_score_risk<'a>(
 async fn comment_page(
     req: HttpRequest,
     token: web::Path<String>,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
 ) -> HttpResponse {
@@ -230,20 +230,20 @@ async fn comment_page(
         return r;
     }
     let result = async {
-        let survey = survey_of(&reactor, &token)?;
+        let survey = survey_of(&lifecycle, &token)?;
         let Some((score, comment)) = store.nps_answer(&survey.key()).await.map_err(Refused::Store)? else {
             return Ok(see_other(req.path().trim_end_matches("/comment")));
         };
-        Ok(comment_response(&pages, &reactor, req.path(), score, comment.is_some()))
+        Ok(comment_response(&pages, &lifecycle, req.path(), score, comment.is_some()))
     };
     result.await.unwrap_or_else(|e| fail(&pages, e))
 }
 
-fn comment_response(pages: &CancelState, reactor: &Reactor, path: &str, score: i64, has_comment: bool) -> HttpResponse {
+fn comment_response(pages: &CancelState, lifecycle: &Lifecycle, path: &str, score: i64, has_comment: bool) -> HttpResponse {
     pages.pages.render(
         StatusCode::OK,
         "nps_comment.html",
-        context! { score, has_comment, post_url => path, return_url => reactor.lifecycle.product_url.clone() },
+        context! { score, has_comment, post_url => path, return_url => lifecycle.campaigns.product_url.clone() },
     )
 }
 
@@ -252,7 +252,7 @@ async fn post_comment(
     req: HttpRequest,
     token: web::Path<String>,
     payload: web::Payload,
-    reactor: web::Data<Reactor>,
+    lifecycle: web::Data<Lifecycle>,
     pages: web::Data<CancelState>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
@@ -261,7 +261,7 @@ async fn post_comment(
         return r;
     }
     let result = async {
-        let survey = survey_of(&reactor, &token)?;
+        let survey = survey_of(&lifecycle, &token)?;
         let form: CommentForm = read_form(payload).await?;
         let comment = form.comment.trim();
         if comment.chars().count() > COMMENT_MAX_CHARS {
@@ -275,7 +275,7 @@ async fn post_comment(
             tracing::info!("nps comment recorded");
         }
         let has_comment = store.nps_answer(&key).await.map_err(Refused::Store)?.is_some_and(|a| a.1.is_some());
-        Ok(comment_response(&pages, &reactor, req.path(), score, has_comment))
+        Ok(comment_response(&pages, &lifecycle, req.path(), score, has_comment))
     };
     result.await.unwrap_or_else(|e| fail(&pages, e))
 }

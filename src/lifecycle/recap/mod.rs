@@ -12,13 +12,13 @@ use minijinja::context;
 
 use crate::domain::money;
 use crate::dunning::rules::format_date;
-use crate::ingest::react::EmailTo;
-use crate::ingest::react::ReactError;
-use crate::ingest::react::Reactor;
+use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::recap::storage::OTHER;
 use crate::lifecycle::recap::storage::RecapItem;
 use crate::lifecycle::recap::storage::RecapSubscription;
 use crate::mail::NewEmail;
+use crate::mail::composer::EmailTo;
+use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
@@ -171,7 +171,7 @@ pub enum RecapError {
 
 /// The recaps due at `now`, rendered (not yet enqueued). Customers with no named activity in
 /// either month get none: there is nothing to recap.
-pub async fn due_recaps(store: &Store, r: &Reactor, now: i64) -> Result<Vec<NewEmail>, RecapError> {
+pub async fn due_recaps(store: &Store, r: &Lifecycle, now: i64) -> Result<Vec<NewEmail>, RecapError> {
     if !r.recap.enabled {
         return Ok(Vec::new());
     }
@@ -191,7 +191,7 @@ pub async fn due_recaps(store: &Store, r: &Reactor, now: i64) -> Result<Vec<NewE
 
 async fn recap_email(
     store: &Store,
-    r: &Reactor,
+    r: &Lifecycle,
     s: &RecapSubscription,
     to: &str,
     due: &Due,
@@ -208,11 +208,11 @@ async fn recap_email(
         period => context! { from => format_date(due.from), to => format_date(due.anniversary - DAY) },
         usage => lines,
         question => question,
-        product_url => r.lifecycle.product_url.clone(),
+        product_url => r.campaigns.product_url.clone(),
     };
     let key = format!("recap:{}:{}", s.customer, due.month_key());
     let to = EmailTo { dedupe_key: key, case_key: None, customer: Some(&s.customer), recipient: to, send_at: now };
-    Ok(r.marketing_email("recap_monthly", ctx, to).map_err(ReactError::from)?)
+    Ok(r.composer.marketing_email("recap_monthly", ctx, to).map_err(ReactError::from)?)
 }
 
 #[cfg(test)]

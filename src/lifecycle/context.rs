@@ -1,0 +1,47 @@
+//! What the lifecycle campaigns read, built once from `Settings`: the campaign settings, the
+//! email composer and link policy they share with dunning, the monthly recap's and the NPS
+//! survey's settings with the survey's signed links. The deciders, the scheduler's campaigns
+//! and the lifecycle pages (comeback, unsubscribe, NPS, annual offer) take this part.
+
+use std::sync::Arc;
+
+use crate::config::{LifecycleSettings, NpsSettings, RecapSettings, Settings};
+use crate::lifecycle::nps::NpsLinks;
+use crate::mail::composer::Composer;
+use crate::mail::links::Links;
+use crate::store::reactions::OutboxWake;
+
+/// The lifecycle campaigns' part of the settings, shared by their deciders, the scheduler
+/// and their pages.
+#[derive(Debug)]
+pub struct Lifecycle {
+    /// Lifecycle campaign settings.
+    pub campaigns: LifecycleSettings,
+    pub composer: Arc<Composer>,
+    pub links: Links,
+    /// The monthly value recap.
+    pub recap: RecapSettings,
+    /// The NPS survey, its signed links, and the product it asks about.
+    pub nps: NpsSettings,
+    pub nps_links: NpsLinks,
+    pub nps_product: String,
+    /// Wakes the outbox worker when a page enqueued mail.
+    pub outbox: OutboxWake,
+}
+
+impl Lifecycle {
+    /// From the settings, sharing `composer`, `links` and the outbox's wake-up with the other
+    /// features.
+    pub fn new(settings: &Settings, composer: Arc<Composer>, links: Links, outbox: OutboxWake) -> Self {
+        Self {
+            campaigns: settings.lifecycle.clone(),
+            composer,
+            links,
+            recap: settings.recap.clone(),
+            nps: settings.nps.clone(),
+            nps_links: NpsLinks::new(&settings.public_url, settings.cancel_flow.link_secret.as_ref(), &settings.webhook.secrets),
+            nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
+            outbox,
+        }
+    }
+}
