@@ -9,6 +9,7 @@
 //! - `http`: the public pages and the owner's link-minting endpoint;
 //! - `saves` / `saves_storage`: whether a save kept the customer paying, checked against billing.
 
+pub mod changes;
 pub mod config;
 pub mod email;
 pub mod http;
@@ -19,3 +20,16 @@ pub mod saves;
 pub mod saves_storage;
 pub mod storage;
 pub mod stripe_actions;
+
+// What the other features use of this one.
+pub(crate) use self::changes::INSERT_CHANGE;
+pub use self::changes::NewStripeChange;
+pub(crate) use self::config::offers as parse_offers;
+pub use self::http::CancelState;
+pub use self::rules::OfferKind;
+pub use self::rules::Outcome;
+pub use self::rules::Reason;
+pub use self::saves::SaveState;
+pub use self::saves_storage::ArmCounts;
+pub use self::saves_storage::Recovered;
+pub use self::stripe_actions::Sent;

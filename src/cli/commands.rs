@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use crate::config::{self, Settings, Source};
 use crate::domain::month::Month;
-use crate::figures::reports::Reports;
+use crate::figures::Reports;
 use crate::startup::Application;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;

@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Brand, ConfigError, DatabaseUrl, Loader, Source, parsed, problem};
+use crate::config::{Brand, ConfigError, DatabaseUrl, Loader, Source, parsed, problem};
 
 /// An SMTP URL; `Debug` hides the password it carries.
 #[derive(Clone)]

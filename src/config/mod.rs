@@ -85,7 +85,7 @@ pub struct Settings {
     /// Connection, timeout and buffer bounds, and the trusted proxy (`HOLDFAST_MAX_CONNECTIONS`…).
     pub limits: LimitSettings,
     /// The owner's figures: `HOLDFAST_MIN_SAMPLE`, `HOLDFAST_CHANNEL_METADATA_KEY`.
-    pub figures: crate::figures::config::FigureSettings,
+    pub figures: crate::figures::FigureSettings,
     /// The weekly digest and the alerts: `HOLDFAST_OWNER_EMAIL`, `HOLDFAST_DIGEST_*`, `HOLDFAST_ALERT_*`.
     pub owner: crate::owner::config::OwnerSettings,
     /// `[recap]`: the monthly value recap (off by default).
@@ -168,7 +168,7 @@ impl Settings {
                 Some(_) => return Err(problem("HOLDFAST_MODE", "must be live or observe")),
             },
             limits: LimitSettings::from_source(l)?,
-            figures: crate::figures::config::FigureSettings::from_source(l)?,
+            figures: crate::figures::FigureSettings::from_source(l)?,
             owner: crate::owner::config::OwnerSettings::from_source(l)?,
             bind,
             webhook: WebhookSettings {

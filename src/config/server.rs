@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Source, parsed, problem};
+use crate::config::{ConfigError, Source, parsed, problem};
 
 /// A database URL; `Debug` hides any password it carries.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{ConfigError, Source, problem};
+use crate::config::{ConfigError, Source, problem};
 
 /// Webhook verification settings.
 #[derive(Clone, Debug)]

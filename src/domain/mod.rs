@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod coupons;
 pub mod event;
 pub mod fields;
+pub mod lift;
 pub mod money;
 pub mod month;
 pub mod mrr;

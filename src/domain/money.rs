@@ -128,6 +128,24 @@ pub fn format_whole(minor: f64, currency: &str) -> String {
     with_symbol(negative, grouped(whole), currency)
 }
 
+/// `$20.00`, `€9.50`, `¥2,000`, `12.00 CHF`: money as a customer reads it (USD when the
+/// object names no currency).
+pub fn format_amount(cents: i64, currency: Option<&str>) -> String {
+    format_minor(cents, currency.unwrap_or("usd"))
+}
+
+/// `2 March 2026` (UTC).
+pub fn format_date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map(|d| d.format("%-d %B %Y").to_string()).unwrap_or_default()
+}
+
+/// `March 2026` and the (year, month) of an instant, UTC.
+pub fn year_month(unix: i64) -> (i64, i64, String) {
+    use chrono::Datelike;
+    let d = chrono::DateTime::from_timestamp(unix, 0).unwrap_or_default();
+    (i64::from(d.year()), i64::from(d.month()), d.format("%B %Y").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +196,15 @@ mod tests {
         assert_eq!(format_whole(124_960.0, "usd"), "$1,250");
         assert_eq!(format_whole(1200.0, "jpy"), "¥1,200");
         assert_eq!(format_whole(1250.0, "kwd"), "1 KWD");
+    }
+
+    #[test]
+    fn amounts_read_as_money() {
+        assert_eq!(format_amount(2000, Some("usd")), "$20.00");
+        assert_eq!(format_amount(950, Some("EUR")), "€9.50");
+        assert_eq!(format_amount(2000, Some("jpy")), "¥2,000");
+        assert_eq!(format_amount(2000, Some("kwd")), "2.000 KWD");
+        assert_eq!(format_amount(2000, None), "$20.00");
+        assert_eq!(format_amount(1200, Some("chf")), "12.00 CHF");
     }
 }

@@ -17,7 +17,7 @@ pub struct DunningSettings {
     /// `DUNNING_AFTER_RETRIES` (default `canceled`): what the owner's Stripe settings do to a
     /// subscription once every try failed — `canceled`, `unpaid`, `paused` or `past_due` (left
     /// as it is). The "payments have stopped" email tells the customer this.
-    pub after_retries: super::rules::AfterRetries,
+    pub after_retries: crate::dunning::rules::AfterRetries,
     /// `DUNNING_HORIZON_DAYS` (default 3): a failure older than this when it arrives records
     /// state but sends nothing.
     pub horizon_days: i64,
@@ -44,9 +44,9 @@ pub(crate) fn dunning_settings(src: &impl Source) -> Result<DunningSettings, Con
         return Err(problem("DUNNING_STRIPE_TRIES", "must be 1 to 25, as in your Stripe retry settings"));
     }
     let after_retries = match src.get("DUNNING_AFTER_RETRIES") {
-        Some(v) => super::rules::AfterRetries::parse(&v)
+        Some(v) => crate::dunning::rules::AfterRetries::parse(&v)
             .ok_or_else(|| problem("DUNNING_AFTER_RETRIES", "must be canceled, unpaid, paused or past_due"))?,
-        None => super::rules::AfterRetries::Canceled,
+        None => crate::dunning::rules::AfterRetries::Canceled,
     };
     Ok(DunningSettings {
         cadence_days,

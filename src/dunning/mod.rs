@@ -12,3 +12,7 @@ pub mod reactions;
 pub mod rules;
 pub mod storage;
 pub mod update_payment;
+
+// What the other features use of this one.
+pub use self::update_payment::BillingPortal;
+pub use self::update_payment::updated_page;

@@ -5,14 +5,14 @@
 use minijinja::context;
 
 use crate::domain::event::Event;
+use crate::domain::money::format_amount;
+use crate::domain::money::format_date;
 use crate::domain::snapshots::InvoiceSnapshot;
 use crate::dunning::rules::AfterRetries;
 use crate::dunning::rules::CardFacts;
 use crate::dunning::rules::CaseState;
 use crate::dunning::rules::Step;
 use crate::dunning::rules::Trigger;
-use crate::dunning::rules::format_amount;
-use crate::dunning::rules::format_date;
 use crate::dunning::rules::opens_case;
 use std::sync::Arc;
 
@@ -130,7 +130,7 @@ fn on_failure(r: &Dunning, d: &mut Deciding, f: Failure<'_>, now: i64) -> Result
     };
     // The email experiment's holdout (an opt-in) gets no dunning email: the case is still
     // recorded, so its recovery is measured against the emailed arms.
-    if case.silent || case.variant.as_deref() == Some(crate::figures::lift::HOLDOUT) {
+    if case.silent || case.variant.as_deref() == Some(crate::domain::lift::HOLDOUT) {
         return Ok(());
     }
     plan_series(r, d, &case, &f, now)

@@ -14,12 +14,12 @@ use stripe_billing::billing_portal_session::{
     CreateBillingPortalSession, CreateBillingPortalSessionFlowData, CreateBillingPortalSessionFlowDataType,
 };
 
-use crate::cancel::http::CancelState;
-use crate::cancel::http::pages::see_other;
+use crate::cancel::CancelState;
 use crate::config::Settings;
 use crate::mail::links::{LinkError, LinkSigner, parse_email_ref};
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
+use crate::web::pages::see_other;
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
 #[derive(Debug, Clone)]

@@ -72,8 +72,8 @@ pub fn series_outcome(campaign: &str) -> Option<(&'static str, i64)> {
 
 /// Rows of (arm, ok, mature, n) as arm counts: decided once the window passed, or as soon as
 /// the outcome happened when `early` (a reactivation or a return can't be undone).
-fn tally(rows: Vec<(String, i64, i64, i64)>, early: bool) -> BTreeMap<String, crate::cancel::saves_storage::ArmCounts> {
-    let mut out: BTreeMap<String, crate::cancel::saves_storage::ArmCounts> = BTreeMap::new();
+fn tally(rows: Vec<(String, i64, i64, i64)>, early: bool) -> BTreeMap<String, crate::cancel::ArmCounts> {
+    let mut out: BTreeMap<String, crate::cancel::ArmCounts> = BTreeMap::new();
     for (arm, ok, mature, n) in rows {
         let c = out.entry(arm).or_default();
         if mature == 1 || (early && ok == 1) {
@@ -92,7 +92,7 @@ impl Store {
         &self,
         campaign: &str,
         now: i64,
-    ) -> Result<BTreeMap<String, crate::cancel::saves_storage::ArmCounts>, StoreError> {
+    ) -> Result<BTreeMap<String, crate::cancel::ArmCounts>, StoreError> {
         let Some((_, days)) = series_outcome(campaign) else { return Ok(BTreeMap::new()) };
         let (sql, early) = match campaign {
             "winback" => (SERIES_REACTIVATED, true),
@@ -111,7 +111,7 @@ impl Store {
         name: &str,
         days: i64,
         now: i64,
-    ) -> Result<BTreeMap<String, crate::cancel::saves_storage::ArmCounts>, StoreError> {
+    ) -> Result<BTreeMap<String, crate::cancel::ArmCounts>, StoreError> {
         let window = days * 86_400;
         let rows =
             self.with_conn(async |c| fetch!(c, fetch_all, (String, i64, i64, i64), SAVE_RETENTION, name, window, now)).await?;

@@ -9,13 +9,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::http::CancelState;
-use crate::cancel::http::pages::see_other;
-use crate::dunning::update_payment::BillingPortal;
+use crate::cancel::CancelState;
+use crate::dunning::BillingPortal;
 use crate::lifecycle::context::Lifecycle;
 use crate::store::StoreError;
 use crate::stripe_api::IntendedCall;
 use crate::web::error::storage_status;
+use crate::web::pages::see_other;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {

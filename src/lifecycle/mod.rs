@@ -21,3 +21,8 @@ pub mod reengagement;
 pub mod rules;
 pub mod storage;
 pub mod unsubscribe;
+
+// What the other features use of this one.
+pub use self::nps::Tally;
+pub use self::nps::category as nps_category;
+pub use self::rules::TREATED;

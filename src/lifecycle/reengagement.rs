@@ -3,8 +3,8 @@
 
 use minijinja::context;
 
-use crate::dunning::rules::format_date;
-use crate::figures::lift::HOLDOUT;
+use crate::domain::lift::HOLDOUT;
+use crate::domain::money::format_date;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::reactions::render_series;
 use crate::lifecycle::rules::DAY;

@@ -102,8 +102,8 @@ pub const TREATED: &str = "treated";
 /// independent of every other experiment.
 pub fn series_arm(campaign: &str, customer: &str, percent: u8) -> Option<&'static str> {
     (percent > 0).then(|| {
-        if crate::figures::lift::held_out(&format!("lifecycle:{campaign}"), customer, percent) {
-            crate::figures::lift::HOLDOUT
+        if crate::domain::lift::held_out(&format!("lifecycle:{campaign}"), customer, percent) {
+            crate::domain::lift::HOLDOUT
         } else {
             TREATED
         }

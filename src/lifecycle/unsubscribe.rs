@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::cancel::http::CancelState;
+use crate::cancel::CancelState;
 use crate::clock::Clock;
 use crate::lifecycle::context::Lifecycle;
 use crate::store::{Store, StoreError};

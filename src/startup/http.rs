@@ -11,15 +11,14 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
+use crate::cancel::CancelState;
 use crate::cancel::http as cancel;
-use crate::cancel::http::CancelState;
-use crate::cancel::http::pages::Pages;
 use crate::clock::Clock;
 use crate::config::{LimitSettings, Settings};
+use crate::dunning::BillingPortal;
 use crate::dunning::update_payment as billing;
-use crate::dunning::update_payment::BillingPortal;
+use crate::figures::Reports;
 use crate::figures::http as summary;
-use crate::figures::reports::Reports;
 use crate::health::Health;
 use crate::ingest as webhook;
 use crate::ingest::Intake;
@@ -44,6 +43,7 @@ use crate::web::error;
 use crate::web::health;
 use crate::web::home;
 use crate::web::metrics;
+use crate::web::pages::Pages;
 use crate::web::rate_limit::RateLimiter;
 use crate::web::request_id;
 use crate::web::security_headers;
@@ -101,7 +101,7 @@ pub(super) struct HttpParts {
     budget: Arc<BodyBudget>,
     limits: LimitSettings,
     health: Health,
-    figures: crate::figures::config::FigureSettings,
+    figures: crate::figures::FigureSettings,
     experiments: crate::config::Experiments,
 }
 
@@ -159,7 +159,7 @@ struct AppData {
     cancel: web::Data<CancelState>,
     reports: web::Data<Reports>,
     lifecycle: web::Data<Lifecycle>,
-    figures: web::Data<crate::figures::config::FigureSettings>,
+    figures: web::Data<crate::figures::FigureSettings>,
     portal: Option<web::Data<BillingPortal>>,
 }
 

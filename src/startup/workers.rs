@@ -8,8 +8,8 @@ use anyhow::Context;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::Application;
 use crate::ingest::projector::Projector;
+use crate::startup::Application;
 use crate::workers::scheduler;
 use crate::workers::{self as loops};
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod home;
 pub mod metrics;
+pub mod pages;
 pub mod rate_limit;
 pub mod request_id;
 pub mod security_headers;

@@ -13,7 +13,7 @@ use minijinja::context;
 use crate::cancel::saves::decide;
 use crate::cancel::storage::Plan;
 use crate::domain::money::format_minor;
-use crate::dunning::rules::year_month;
+use crate::domain::money::year_month;
 use crate::ingest::react::Reactor;
 use crate::lifecycle::reengagement::REENTRY_COOLDOWN_SECS;
 use crate::lifecycle::reengagement::reengagement_emails;
@@ -174,7 +174,7 @@ impl Scheduler {
             let Some(d) = decide(&p.save, p.subscription.as_ref(), &p.paid_invoices, self.save_confirm_secs, now) else {
                 continue;
             };
-            if d.state == crate::cancel::saves::SaveState::Reversed {
+            if d.state == crate::cancel::SaveState::Reversed {
                 self.alert_save_reversed(&p, &d, now).await?;
             }
             if self.store.decide_save(&p.session, &d, p.mrr, p.currency.as_deref()).await? {

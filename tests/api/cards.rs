@@ -18,7 +18,7 @@ fn card_payment_method(id: &str, customer: &str, month: i64, year: i64) -> serde
 }
 
 fn this_month(at: i64) -> (i64, i64) {
-    let (y, m, _) = holdfast::dunning::rules::year_month(at);
+    let (y, m, _) = holdfast::domain::money::year_month(at);
     (y, m)
 }
 

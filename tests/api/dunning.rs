@@ -48,7 +48,7 @@ async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
     }
     let ids: std::collections::HashSet<_> = sink.parsed().iter().filter_map(|m| m.header("Message-ID")).collect();
     assert_eq!(ids.len(), 4, "each email has its own Message-ID");
-    assert!(sink.parsed()[3].text.contains(&holdfast::dunning::rules::format_date(t + 14 * DAY)));
+    assert!(sink.parsed()[3].text.contains(&holdfast::domain::money::format_date(t + 14 * DAY)));
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn a_whole_retry_sequence_gets_reminders_one_final_notice_before_the_last_
     run(t + 13 * DAY).await;
     assert_eq!(subjects(&sink)[3], "Final notice: your Acme subscription is at risk");
     let notice = &sink.parsed()[3];
-    let last_try = holdfast::dunning::rules::format_date(t + 15 * DAY);
+    let last_try = holdfast::domain::money::format_date(t + 15 * DAY);
     assert!(notice.text.contains(&format!("last attempt on {last_try}")), "{}", notice.text);
     assert!(notice.text.contains("If it fails, your subscription will be canceled"), "{}", notice.text);
 

@@ -151,7 +151,7 @@ async fn a_save_still_paying_after_the_configured_days_is_confirmed() {
 fn customer_in(experiment: &str, prefix: &str, held: bool) -> String {
     (0..1000)
         .map(|n| format!("cus_{prefix}{n}"))
-        .find(|c| holdfast::figures::lift::held_out(experiment, c, 50) == held)
+        .find(|c| holdfast::domain::lift::held_out(experiment, c, 50) == held)
         .expect("a customer on each side")
 }
 

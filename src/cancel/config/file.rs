@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::DEFAULT_PRORATION;
+use crate::cancel::config::DEFAULT_PRORATION;
 
 const DEFAULT_LINK_TTL_SECS: i64 = 7 * 86_400;
 const DEFAULT_SESSION_TIMEOUT_SECS: i64 = 3_600;

@@ -4,13 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::confirmation::queue_confirmation;
-use super::error::PageError;
-use super::forms::{PostedForm, posted};
-use super::offer::shown_offers;
-use super::pages::see_other;
-use super::session::{await_first_click, base, target};
-use super::{COMMENT_MAX_CHARS, CancelState};
+use crate::cancel::http::confirmation::queue_confirmation;
+use crate::cancel::http::error::PageError;
+use crate::cancel::http::forms::{PostedForm, posted};
+use crate::cancel::http::offer::shown_offers;
+use crate::cancel::http::session::{await_first_click, base, target};
+use crate::cancel::http::{COMMENT_MAX_CHARS, CancelState};
 use crate::cancel::offers::Target;
 use crate::cancel::rules::{Choice, PausePlan, Reason};
 use crate::cancel::storage::CancelSessionRow;
@@ -18,6 +17,7 @@ use crate::cancel::stripe_actions::{Action, ActionError, Done, carry_out};
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
 use crate::telemetry::capability_ref;
+use crate::web::pages::see_other;
 
 /// How long one request may hold a session while it talks to Stripe (longer than the
 /// client's own timeout, so a lease never expires under a live call).
@@ -175,12 +175,12 @@ async fn carry_out_or_release(
 /// owner's record of what Holdfast changed and who caused it.
 async fn record_outcome(store: &Store, s: &CancelSessionRow, action: &Action, done: &Done, now: i64) -> Result<(), PageError> {
     let detail = done.detail.to_string();
-    let change = crate::owner::views::NewStripeChange {
+    let change = crate::cancel::changes::NewStripeChange {
         customer: &s.customer,
         subscription: Some(&action.subscription),
         sent: &done.sent,
         purpose: "cancel_flow",
-        triggered_by: crate::owner::views::cancel_flow_trigger(&s.source),
+        triggered_by: crate::cancel::changes::cancel_flow_trigger(&s.source),
         idempotency_key: Some(&action.idempotency_key),
         at: now,
     };

@@ -1,7 +1,7 @@
 //! The outcome's confirmation email, queued once Stripe made the change.
 
-use super::CancelState;
 use crate::cancel::email::confirmation_email;
+use crate::cancel::http::CancelState;
 use crate::cancel::storage::CancelSessionRow;
 use crate::cancel::stripe_actions::Done;
 use crate::mail::{Category, NewEmail};

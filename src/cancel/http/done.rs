@@ -4,11 +4,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
-use super::offer::plan_text;
-use super::pages::see_other;
-use super::session::{base, open_session};
-use super::{CancelState, long_date, respond};
+use crate::cancel::http::offer::plan_text;
+use crate::cancel::http::session::{base, open_session};
+use crate::cancel::http::{CancelState, long_date, respond};
 use crate::store::Store;
+use crate::web::pages::see_other;
 
 /// `GET /cancel/s/{id}/done`: what happened.
 pub(super) async fn done_page(

@@ -5,19 +5,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::error::PageError;
-use super::pages::see_other;
-use super::session::{base, target};
-use super::{CancelState, ended_page, respond};
+use crate::cancel::http::error::PageError;
+use crate::cancel::http::session::{base, target};
+use crate::cancel::http::{CancelState, ended_page, respond};
 use crate::cancel::links;
 use crate::cancel::links::{plausible_customer_id, random_token, token_hash};
 use crate::cancel::offers::Target;
 use crate::cancel::rules::{OfferKind, Reason};
 use crate::cancel::storage::{CancelSessionRow, NewCancelSession, SurveyAnswer};
-use crate::dunning::update_payment::BillingPortal;
+use crate::dunning::BillingPortal;
 use crate::mail::links::LinkClaims;
 use crate::store::Store;
 use crate::telemetry::capability_ref;
+use crate::web::pages::see_other;
 
 #[derive(Debug, Deserialize)]
 pub struct EntryQuery {

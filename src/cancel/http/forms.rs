@@ -4,9 +4,9 @@ use actix_web::{HttpRequest, web};
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
 
-use super::CancelState;
-use super::error::PageError;
-use super::session::open_session;
+use crate::cancel::http::CancelState;
+use crate::cancel::http::error::PageError;
+use crate::cancel::http::session::open_session;
 use crate::cancel::storage::CancelSessionRow;
 use crate::store::Store;
 

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::CancelState;
+use crate::cancel::http::CancelState;
 use crate::cancel::links::{plausible_customer_id, random_token, token_hash};
 use crate::cancel::storage::NewCancelSession;
 use crate::store::Store;

@@ -28,7 +28,6 @@ pub mod error;
 mod forms;
 mod mint;
 mod offer;
-pub mod pages;
 mod session;
 mod survey;
 
@@ -37,16 +36,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
 use self::error::PageError;
-use self::pages::Pages;
 use crate::cancel::storage::CancelSessionRow;
 use crate::clock::Clock;
 use crate::config::CancelFlowSettings;
 use crate::config::Experiment;
-use crate::dunning::update_payment::BillingPortal;
+use crate::dunning::BillingPortal;
 use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
+use crate::web::pages::Pages;
 use crate::web::rate_limit::RateLimiter;
 
 pub use self::entry::{EntryQuery, PauseQuery};
@@ -79,7 +78,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cancel/s/{id}/choose", web::post().to(choose::choose))
         .route("/cancel/s/{id}/done", web::get().to(done::done_page))
         .route("/pause", web::get().to(entry::pause_entry))
-        .route("/billing/updated", web::get().to(crate::dunning::update_payment::updated_page))
+        .route("/billing/updated", web::get().to(crate::dunning::updated_page))
         .route("/api/cancel-sessions", web::post().to(mint::mint));
 }
 

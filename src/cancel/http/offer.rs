@@ -4,13 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
-use super::error::PageError;
-use super::pages::see_other;
-use super::session::{base, finished, open_session, target};
-use super::{CancelState, long_date, respond};
+use crate::cancel::http::error::PageError;
+use crate::cancel::http::session::{base, finished, open_session, target};
+use crate::cancel::http::{CancelState, long_date, respond};
 use crate::cancel::rules::{OfferKind, PauseMethod};
 use crate::cancel::storage::CancelSessionRow;
 use crate::store::Store;
+use crate::web::pages::see_other;
 
 pub(super) fn shown_offers(s: &CancelSessionRow) -> Vec<OfferKind> {
     serde_json::from_str(&s.offers_shown).unwrap_or_default()

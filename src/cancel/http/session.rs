@@ -2,12 +2,12 @@
 
 use actix_web::HttpResponse;
 
-use super::CancelState;
-use super::error::PageError;
-use super::pages::see_other;
+use crate::cancel::http::CancelState;
+use crate::cancel::http::error::PageError;
 use crate::cancel::offers::Target;
 use crate::cancel::storage::CancelSessionRow;
 use crate::store::Store;
+use crate::web::pages::see_other;
 
 /// A session that may still be acted on: started, unfinished, before its deadline.
 pub(super) async fn open_session(store: &Store, id: &str, now: i64) -> Result<CancelSessionRow, PageError> {

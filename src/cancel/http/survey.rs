@@ -5,16 +5,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::error::PageError;
-use super::forms::{PostedForm, posted};
-use super::pages::see_other;
-use super::session::{await_first_click, base, finished, open_session, target};
-use super::{COMMENT_MAX_CHARS, CancelState, ended_page, long_date, respond, update_card_url};
+use crate::cancel::http::error::PageError;
+use crate::cancel::http::forms::{PostedForm, posted};
+use crate::cancel::http::session::{await_first_click, base, finished, open_session, target};
+use crate::cancel::http::{COMMENT_MAX_CHARS, CancelState, ended_page, long_date, respond, update_card_url};
 use crate::cancel::offers::offers_for;
 use crate::cancel::rules::Reason;
 use crate::cancel::storage::SurveyAnswer;
-use crate::dunning::update_payment::BillingPortal;
+use crate::dunning::BillingPortal;
 use crate::store::Store;
+use crate::web::pages::see_other;
 
 /// `GET /cancel/s/{id}`: the exit survey — or, when Stripe already has a cancellation
 /// scheduled, its date and "Keep my subscription"; when the subscription ended, the way back.
@@ -111,7 +111,7 @@ pub(super) async fn post_reason(
         let experiment = state.experiment.as_ref().filter(|_| s.variant.as_deref() == Some("b"));
         // The experiment's holdout sees no offer: "cancel anyway" only.
         let offers = match s.variant.as_deref() {
-            Some(crate::figures::lift::HOLDOUT) => Vec::new(),
+            Some(crate::domain::lift::HOLDOUT) => Vec::new(),
             _ => offers_for(&store, &state.settings, experiment, &s.customer, &t, reason, now).await?,
         };
         let offers_json = serde_json::to_string(&offers).unwrap_or_else(|_| "[]".into());

@@ -1,6 +1,6 @@
 //! The pause that fits a subscription's billing, and how Stripe makes it.
 
-use super::add_months;
+use crate::cancel::rules::add_months;
 
 /// How a subscription is billed, as far as the offers care: its one recurring interval and the
 /// end of the period the customer has paid for.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Billing, OfferKind, Reason};
+use crate::cancel::rules::{Billing, OfferKind, Reason};
 
 /// The default offers per reason: too expensive → discount or downgrade; everything else →
 /// pause (for a missing feature the comment is kept with the session and sent to Stripe).

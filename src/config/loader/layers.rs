@@ -9,7 +9,7 @@ use figment::value::{Dict, Map};
 use figment::{Metadata, Profile, Provider};
 use serde::Serialize;
 
-use super::FILE_VAR;
+use crate::config::loader::FILE_VAR;
 use crate::config::{ConfigError, Source, problem};
 
 /// The file's tables. Any other top-level key is refused: a misspelt table would otherwise be

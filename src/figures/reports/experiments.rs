@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cancel::saves_storage::ArmCounts;
+use crate::cancel::ArmCounts;
 use crate::config::{Experiment, ExperimentKind, Experiments};
 use crate::figures::summary;
 use crate::store::{Store, StoreError};
@@ -31,7 +31,7 @@ pub async fn experiments_section(
             percent_b: 0,
             variants: Vec::new(),
             holdout_percent: *percent,
-            arms: arms_json_named(&arms, true, outcome, &[crate::lifecycle::rules::TREATED]),
+            arms: arms_json_named(&arms, true, outcome, &[crate::lifecycle::TREATED]),
             retention: Vec::new(),
         });
     }
@@ -141,8 +141,8 @@ fn arms_json_named(
     outcome: &str,
     names: &[&'static str],
 ) -> Vec<summary::ArmJson> {
-    use crate::figures::lift::HOLDOUT;
-    use crate::figures::lift::lift_vs_holdout;
+    use crate::domain::lift::HOLDOUT;
+    use crate::domain::lift::lift_vs_holdout;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let pair = |c: &ArmCounts| (count(c.successes), count(c.decided));
     let holdout = arms.get(HOLDOUT).copied().unwrap_or_default();

@@ -171,7 +171,7 @@ impl Reports {
 }
 
 /// The time each part of a read took, for one debug line.
-pub(crate) struct Parts {
+pub struct Parts {
     at: std::time::Instant,
     parts: Vec<(&'static str, f64)>,
 }

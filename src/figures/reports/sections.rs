@@ -45,8 +45,8 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64, now: i
 /// The summary's `saves` section for sessions started in `[from_ts, to_ts)`: their saves by
 /// state now, the confirmed saves' MRR in `currency`, and paused customers' resume rate.
 pub async fn saves_section(store: &Store, from_ts: i64, to_ts: i64, currency: &str) -> Result<summary::SavesJson, StoreError> {
-    use crate::cancel::rules::Outcome;
-    use crate::cancel::saves::SaveState;
+    use crate::cancel::Outcome;
+    use crate::cancel::SaveState;
     let stats = store.save_stats(from_ts, to_ts).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));
@@ -84,7 +84,7 @@ pub async fn recovery_attribution_section(
     currency: &str,
 ) -> Result<summary::RecoveryAttributionJson, StoreError> {
     let a = store.recovery_attribution(from_ts, to_ts, currency).await?;
-    let json = |r: crate::cancel::saves_storage::Recovered| summary::RecoveredJson {
+    let json = |r: crate::cancel::Recovered| summary::RecoveredJson {
         cases: u64::try_from(r.cases).unwrap_or(0),
         amount: u64::try_from(r.amount).unwrap_or(0),
     };
@@ -126,7 +126,7 @@ pub async fn at_risk_section(store: &Store) -> Result<summary::AtRiskJson, Store
 /// The summary's `nps` section: the answers of the 12 months to `month` (inclusive), and
 /// each of those months on its own; a score only from `min_sample` answers on.
 pub async fn nps_section(store: &Store, month: Month, min_sample: i64) -> Result<summary::NpsJson, StoreError> {
-    use crate::lifecycle::nps::Tally;
+    use crate::lifecycle::Tally;
     let first = month.plus(-11);
     let answers = store.nps_scores(first.start(), month.plus(1).start()).await?;
     let min = u64::try_from(min_sample).unwrap_or(0);

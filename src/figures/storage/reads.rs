@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::batch_sql::columns;
 use crate::domain::month::Month;
 use crate::figures::maintained;
 use crate::figures::maintained::MONEY;
@@ -13,6 +12,7 @@ use crate::figures::maintained::month_at;
 use crate::figures::maintained::month_index;
 use crate::figures::report::CohortFigures;
 use crate::figures::report::Report;
+use crate::figures::storage::batch_sql::columns;
 use crate::store::conn::{Conn, fetch};
 use crate::store::{Store, StoreError};
 

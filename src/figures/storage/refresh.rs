@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::batch_sql::{BatchSql, json_list};
-use super::timelines::own_timelines;
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, str_at};
 use crate::domain::snapshots::InvoiceSnapshot;
 use crate::figures::maintained;
 use crate::figures::maintained::{Cohort, CustomerFigures, Row};
+use crate::figures::storage::batch_sql::{BatchSql, json_list};
+use crate::figures::storage::timelines::own_timelines;
 use crate::store::StoreError;
 use crate::store::conn::{Conn, execute, fetch};
 

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::batch_sql::{BatchSql, json_list};
 use crate::domain::timeline::Timeline;
+use crate::figures::storage::batch_sql::{BatchSql, json_list};
 use crate::store::StoreError;
 use crate::store::conn::{Conn, fetch};
 use crate::store::metrics::{CouponPoint, DiscountPoint, FailedPoint, HistoryPoint, timeline};

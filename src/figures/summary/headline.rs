@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::sections::{AtRiskJson, EmailsJson, ExperimentJson, NpsJson, RecoveryAttributionJson, SavesJson};
+use crate::figures::summary::sections::{AtRiskJson, EmailsJson, ExperimentJson, NpsJson, RecoveryAttributionJson, SavesJson};
 
 /// MRR movements as reported: positive for gains, negative for losses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

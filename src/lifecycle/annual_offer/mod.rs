@@ -20,19 +20,19 @@ use serde_json::json;
 use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::http::CancelState;
-use crate::cancel::http::pages::see_other;
-use crate::cancel::stripe_actions::Sent;
+use crate::cancel::CancelState;
+use crate::cancel::NewStripeChange;
+use crate::cancel::Sent;
 use crate::config::AnnualOffer;
 use crate::domain::money::format_minor;
-use crate::dunning::update_payment::BillingPortal;
+use crate::dunning::BillingPortal;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::storage::AnnualOfferRow;
 use crate::mail::links::ANNUAL_LINK_PREFIX;
 use crate::mail::links::LinkClaims;
-use crate::owner::views::NewStripeChange;
 use crate::store::Store;
 use crate::store::rows::ItemRow;
+use crate::web::pages::see_other;
 
 /// How long one confirm request may hold the offer while Stripe answers (longer than the
 /// client's timeout, so the lease never lapses under a live call).

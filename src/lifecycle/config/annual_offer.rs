@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::file::FileAnnualOffer;
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
+use crate::lifecycle::config::file::FileAnnualOffer;
 
 /// The annual-plan offer (`[lifecycle.annual_offer]`).
 #[derive(Clone, Debug, PartialEq, Eq)]

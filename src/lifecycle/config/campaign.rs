@@ -1,8 +1,8 @@
 //! One email series (`[lifecycle.<campaign>]`), checked.
 
-use super::file::FileCampaign;
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
+use crate::lifecycle::config::file::FileCampaign;
 
 /// One email series: on/off, the day of each step, the template of each step.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::cancel::config::offers;
-use crate::cancel::rules::OfferKind;
-use crate::cancel::rules::Reason;
+use crate::cancel::OfferKind;
+use crate::cancel::Reason;
+use crate::cancel::parse_offers as offers;
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
 use crate::mail::composer::TemplateVariants;
@@ -51,8 +51,8 @@ pub struct Experiment {
 impl Experiment {
     /// `holdout`, `a` or `b` for `customer`.
     pub fn variant(&self, customer: &str) -> &'static str {
-        if crate::figures::lift::held_out(&self.name, customer, self.holdout_percent) {
-            return crate::figures::lift::HOLDOUT;
+        if crate::domain::lift::held_out(&self.name, customer, self.holdout_percent) {
+            return crate::domain::lift::HOLDOUT;
         }
         crate::lifecycle::rules::variant(&self.name, customer, self.percent_b)
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::AnnualOffer;
+use crate::lifecycle::config::AnnualOffer;
 use crate::lifecycle::rules::AtRiskRule;
 
 /// `[lifecycle.<campaign>]`, merged (defaults, file, the campaign's on/off variable).

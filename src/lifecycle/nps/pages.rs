@@ -16,8 +16,7 @@ use futures::StreamExt;
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::cancel::http::CancelState;
-use crate::cancel::http::pages::see_other;
+use crate::cancel::CancelState;
 use crate::clock::Clock;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::nps::Survey;
@@ -31,6 +30,7 @@ use crate::lifecycle::storage::NewEpisode;
 use crate::store::plan::NewSeries;
 use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
+use crate::web::pages::see_other;
 
 /// A score form or a comment of at most `COMMENT_MAX_CHARS` characters.
 const FORM_LIMIT_BYTES: usize = 8 * 1024;

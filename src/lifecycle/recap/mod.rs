@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use minijinja::context;
 
 use crate::domain::money;
-use crate::dunning::rules::format_date;
+use crate::domain::money::format_date;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::recap::storage::OTHER;
 use crate::lifecycle::recap::storage::RecapItem;

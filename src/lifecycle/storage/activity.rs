@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::series::stop_one;
+use crate::lifecycle::storage::series::stop_one;
 use crate::store::conn::{Conn, execute, fetch};
 use crate::store::{Store, StoreError};
 // A batch's activity is written with one statement per table, from a JSON array of rows

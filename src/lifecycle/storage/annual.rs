@@ -1,7 +1,7 @@
 //! The annual-plan offer: its candidates, the active days that qualify them, and the offer
 //! row's claim and acceptance.
 
-use super::series::start_series;
+use crate::lifecycle::storage::series::start_series;
 use crate::store::conn::{execute, fetch};
 use crate::store::outbox;
 use crate::store::plan::NewSeries;
@@ -147,7 +147,7 @@ impl Store {
     pub async fn accept_annual_offer(
         &self,
         subscription: &str,
-        change: &crate::owner::views::NewStripeChange<'_>,
+        change: &crate::cancel::NewStripeChange<'_>,
     ) -> Result<bool, StoreError> {
         let params = change.sent.params.to_string();
         self.in_transaction(async |c| {
@@ -155,7 +155,7 @@ impl Store {
             if done {
                 execute!(
                     c,
-                    crate::owner::views::INSERT_CHANGE,
+                    crate::cancel::INSERT_CHANGE,
                     change.customer,
                     change.subscription,
                     change.sent.method,

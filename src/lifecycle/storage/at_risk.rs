@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::series::start_series;
 use crate::lifecycle::rules::ActivityFacts;
 use crate::lifecycle::rules::Windows;
+use crate::lifecycle::storage::series::start_series;
 use crate::store::conn::{Conn, execute, fetch};
 use crate::store::outbox;
 use crate::store::plan::NewSeries;
@@ -135,7 +135,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         self.in_transaction(async |conn| {
             // A held-out customer's series is recorded without emails (its outcome is measured).
-            let held_out = series.arm == Some(crate::figures::lift::HOLDOUT);
+            let held_out = series.arm == Some(crate::domain::lift::HOLDOUT);
             if !open_episode(conn, episode).await? || (emails.is_empty() && !held_out) || !start_series(conn, series).await? {
                 return Ok(0);
             }

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::Alert;
 use crate::mail::EmailContent;
+use crate::owner::alerts::Alert;
 
 /// `https://…/dashboard/customers/<id>` (the id percent-encoded beyond Stripe's alphabet).
 pub fn customer_url(public_url: &str, customer: &str) -> String {

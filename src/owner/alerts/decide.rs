@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use super::bodies::date;
-use super::{Alert, AlertKind, Alerts, FIELD_MAX};
 use crate::domain::event::Event;
+use crate::owner::alerts::bodies::date;
+use crate::owner::alerts::{Alert, AlertKind, Alerts, FIELD_MAX};
 use crate::owner::dashboard::labels::label;
 
 /// What every alert on one event shares: the event, its customer and how they are named.

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::figures::summary::CancelFlowJson;
-use crate::figures::summary::CohortJson;
-use crate::figures::summary::MonthlyJson;
+use crate::figures::CancelFlowJson;
+use crate::figures::CohortJson;
+use crate::figures::MonthlyJson;
 
 const W: f64 = 720.0;
 const H: f64 = 240.0;

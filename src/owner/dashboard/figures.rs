@@ -11,9 +11,9 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::month::Month;
+use crate::figures::FigureSettings;
+use crate::figures::Reports;
 use crate::figures::Summary;
-use crate::figures::config::FigureSettings;
-use crate::figures::reports::Reports;
 use crate::owner::dashboard::labels::money;
 use crate::owner::views::FigureCounts;
 use crate::owner::views::PlanGroup;

@@ -88,7 +88,7 @@ pub fn label(code: &str) -> String {
 /// What a cancel-flow outcome changed, in words, from its recorded detail.
 pub fn outcome_detail(outcome: &str, detail_json: Option<&str>) -> String {
     let detail: Value = detail_json.and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
-    let date = |key: &str| detail.get(key).and_then(Value::as_i64).map(crate::dunning::rules::format_date);
+    let date = |key: &str| detail.get(key).and_then(Value::as_i64).map(crate::domain::money::format_date);
     let text = |key: &str| detail.get(key).and_then(Value::as_str).map(str::to_owned);
     match outcome {
         "paused" => {

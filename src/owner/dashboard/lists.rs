@@ -103,7 +103,7 @@ pub fn customer_href(id: &str) -> String {
 }
 
 fn date(ts: Option<i64>) -> String {
-    ts.map(crate::dunning::rules::format_date).unwrap_or_default()
+    ts.map(crate::domain::money::format_date).unwrap_or_default()
 }
 
 fn cell(col: Col, r: &ListRow) -> Cell {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use self::error::DashboardError;
 use crate::clock::Clock;
 use crate::domain::month::Month;
-use crate::figures::reports::Reports;
+use crate::figures::Reports;
 use crate::owner::views as lists_store;
 use crate::store::{Store, StoreError};
 use crate::web::auth::OwnerToken;
@@ -41,7 +41,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         env.add_template(name, source).expect("dashboard templates parse");
     }
     // `{{ unix | date }}` → `2 March 2026`.
-    env.add_filter("date", |unix: i64| crate::dunning::rules::format_date(unix));
+    env.add_filter("date", |unix: i64| crate::domain::money::format_date(unix));
     // `{{ minor | money(currency) }}` → `$1,249.00`, `¥1,200`, `1.250 KWD`.
     env.add_filter("money", |minor: f64, currency: &str| crate::domain::money::format(minor, currency));
     // `{{ code | label }}` → the human words for a stored code (`technical_problems` → `Technical problems`).
@@ -94,7 +94,7 @@ pub async fn get_dashboard(
     store: web::Data<Store>,
     q: web::Query<DashboardQuery>,
     mode: web::Data<crate::owner::observed::Mode>,
-    figure_settings: web::Data<crate::figures::config::FigureSettings>,
+    figure_settings: web::Data<crate::figures::FigureSettings>,
 ) -> Result<HttpResponse, DashboardError> {
     require_session(&req, &owner, &store, reports.clock().now()).await?;
     let month = q
@@ -102,9 +102,9 @@ pub async fn get_dashboard(
         .as_deref()
         .map_or(Ok(reports.current_month()), Month::parse)
         .map_err(|_| DashboardError::BadQuery("month must be YYYY-MM".into()))?;
-    let currency = crate::figures::http::currency_param(q.currency.as_deref())
+    let currency = crate::figures::currency_param(q.currency.as_deref())
         .map_err(|_| DashboardError::BadQuery("currency must be a three-letter code such as usd".into()))?;
-    let mut parts = crate::figures::reports::Parts::start();
+    let mut parts = crate::figures::Parts::start();
     let loaded = tokio::try_join!(reports.summary(month, currency), reports.monthly(month.plus(-11), month, currency));
     parts.mark("summary_and_monthly");
     let (summary, mut rows) = loaded.map_err(DashboardError::Metrics)?;

@@ -29,10 +29,10 @@ pub struct FigureCounts {
     pub now: i64,
 }
 
-pub use crate::figures::breakdowns::COHORT_MONTHS;
-pub use crate::figures::breakdowns::ChannelGroup;
-pub use crate::figures::breakdowns::MONTH_SECS;
-pub use crate::figures::breakdowns::PlanGroup;
+pub use crate::figures::COHORT_MONTHS;
+pub use crate::figures::ChannelGroup;
+pub use crate::figures::MONTH_SECS;
+pub use crate::figures::PlanGroup;
 
 const RECOVERED_IN: &str = "SELECT CAST(COALESCE(SUM(COALESCE(recovered_amount, amount_due)), 0) AS BIGINT), COUNT(*) \
      FROM dunning_cases WHERE status = 'recovered' AND closed_at >= $1 AND closed_at < $2 AND lower(COALESCE(currency, '')) = $3";
@@ -69,7 +69,7 @@ impl Store {
         channel_key: &str,
     ) -> Result<FigureCounts, StoreError> {
         self.with_conn(async |c| {
-            let mut parts = crate::figures::reports::Parts::start();
+            let mut parts = crate::figures::Parts::start();
             let (recovered_amount, recovered_payments) = fetch!(c, fetch_one, (i64, i64), RECOVERED_IN, from, to, currency)?;
             parts.mark("recovered");
             let (trials_ended, trials_converted) = fetch!(c, fetch_one, (i64, i64), TRIALS_IN, from, to, now, currency)?;
@@ -81,9 +81,9 @@ impl Store {
             let (saves_confirmed, saves_reversed, saves_pending, sessions_canceled) =
                 fetch!(c, fetch_one, (i64, i64, i64, i64), SAVES_IN, from, to)?;
             parts.mark("saves");
-            let plans = crate::figures::breakdowns::plan_groups(c, currency).await?;
+            let plans = crate::figures::plan_groups(c, currency).await?;
             parts.mark("plans");
-            let channels = crate::figures::breakdowns::channel_groups(c, channel_key, now).await?;
+            let channels = crate::figures::channel_groups(c, channel_key, now).await?;
             parts.mark("channels");
             parts.log("figure_counts");
             Ok(FigureCounts {

@@ -7,13 +7,10 @@
 //! `customer`: one customer whole, and search; `lists`: the "who" lists; `changes`: the
 //! record of Stripe changes; `counts`: the raw counts behind the owner's figures.
 
-mod changes;
 mod counts;
 mod customer;
 mod lists;
 
-pub(crate) use self::changes::INSERT_CHANGE;
-pub use self::changes::{NewStripeChange, cancel_flow_trigger};
 pub use self::counts::{COHORT_MONTHS, ChannelGroup, FigureCounts, MONTH_SECS, PlanGroup};
 pub use self::customer::{
     ActivityView, AtRiskView, CancelView, ChangeView, CustomerRecord, CustomerRow, DunningView, EmailView, Found, InvoiceView,

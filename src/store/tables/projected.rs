@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 
-use super::{Column, Guard, OnConflict, Table, Text};
 use crate::domain::snapshots::{CustomerSnapshot, DiscountSnapshot, InvoiceSnapshot, ItemSnapshot, SubscriptionSnapshot};
 use crate::domain::watermark::Watermark;
 use crate::store::clean;
 use crate::store::shared::{discount_ids_json, items_json};
+use crate::store::tables::{Column, Guard, OnConflict, Table, Text};
 
 fn text(s: &str) -> Text<'_> {
     Some(Cow::Borrowed(s))

@@ -94,7 +94,7 @@ fn assert_the_lift_is_measured_with_its_interval(x: &Value, treated: &Value, (ts
     let lift = &treated["lift"];
     let difference = ts as f64 / tn as f64 - hs as f64 / hn as f64;
     assert!((lift["difference"].as_f64().expect("difference") - difference).abs() < 1e-6, "{x}");
-    let interval = holdfast::figures::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
+    let interval = holdfast::domain::lift::lift_vs_holdout((ts, tn), (hs, hn)).expect("interval");
     assert!((lift["ci_low"].as_f64().expect("low") - interval.low).abs() < 1e-6, "{x}");
     assert!((lift["ci_high"].as_f64().expect("high") - interval.high).abs() < 1e-6, "{x}");
     assert!(

@@ -90,7 +90,7 @@ async fn trial_ending_links_a_payment_method_only_when_none_is_on_file() {
         sink.parsed()[i].clone()
     };
     let (nocard, card) = (by("cus_nocard@example.com"), by("cus_card@example.com"));
-    let date = holdfast::dunning::rules::format_date(ends);
+    let date = holdfast::domain::money::format_date(ends);
     assert_eq!(nocard.header("Subject"), Some(format!("Your Acme trial ends on {date}")));
     assert!(nocard.text.contains("https://billing.acme.test/billing/update?token="), "{}", nocard.text);
     assert!(nocard.text.contains("$20.00 / month"), "{}", nocard.text);
@@ -116,7 +116,7 @@ async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_th
     assert_eq!(subjects(&sink), vec!["Welcome to your Acme trial"]);
     let welcome = &sink.parsed()[0];
     assert!(welcome.header("List-Unsubscribe").is_some());
-    let ends_on = holdfast::dunning::rules::format_date(t + 14 * DAY);
+    let ends_on = holdfast::domain::money::format_date(t + 14 * DAY);
     assert!(welcome.text.contains(&format!("runs until {ends_on}")), "{}", welcome.text);
 
     // The trial converts: its first paid invoice starts no paid onboarding on top.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::plans_of;
+use crate::owner::dashboard::customers::plans_of;
 use crate::owner::dashboard::labels::label;
 use crate::owner::dashboard::labels::money;
 use crate::owner::dashboard::labels::outcome_detail;
@@ -175,7 +175,7 @@ fn stripe_changes_and_nps(r: &CustomerRecord, lines: &mut Lines) {
         lines.push(
             Some(a.answered_at),
             "nps",
-            format!("NPS answer: {} ({}){comment}", a.score, crate::lifecycle::nps::category(a.score)),
+            format!("NPS answer: {} ({}){comment}", a.score, crate::lifecycle::nps_category(a.score)),
         );
     }
 }

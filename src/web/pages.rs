@@ -9,26 +9,26 @@ use minijinja::{Environment, Value, context};
 use crate::config::Brand;
 
 const TEMPLATES: [(&str, &str); 17] = [
-    ("layout.html", include_str!("../../../templates/pages/cancel/layout.html")),
-    ("survey.html", include_str!("../../../templates/pages/cancel/survey.html")),
-    ("offer.html", include_str!("../../../templates/pages/cancel/offer.html")),
-    ("done.html", include_str!("../../../templates/pages/cancel/done.html")),
-    ("error.html", include_str!("../../../templates/pages/cancel/error.html")),
-    ("scheduled.html", include_str!("../../../templates/pages/cancel/scheduled.html")),
-    ("ended.html", include_str!("../../../templates/pages/cancel/ended.html")),
-    ("working.html", include_str!("../../../templates/pages/cancel/working.html")),
-    ("billing_updated.html", include_str!("../../../templates/pages/cancel/billing_updated.html")),
+    ("layout.html", include_str!("../../templates/pages/cancel/layout.html")),
+    ("survey.html", include_str!("../../templates/pages/cancel/survey.html")),
+    ("offer.html", include_str!("../../templates/pages/cancel/offer.html")),
+    ("done.html", include_str!("../../templates/pages/cancel/done.html")),
+    ("error.html", include_str!("../../templates/pages/cancel/error.html")),
+    ("scheduled.html", include_str!("../../templates/pages/cancel/scheduled.html")),
+    ("ended.html", include_str!("../../templates/pages/cancel/ended.html")),
+    ("working.html", include_str!("../../templates/pages/cancel/working.html")),
+    ("billing_updated.html", include_str!("../../templates/pages/cancel/billing_updated.html")),
     // The annual-plan offer's confirm page shares the layout and brand too.
-    ("annual.html", include_str!("../../../templates/pages/cancel/annual.html")),
-    ("annual_done.html", include_str!("../../../templates/pages/cancel/annual_done.html")),
+    ("annual.html", include_str!("../../templates/pages/cancel/annual.html")),
+    ("annual_done.html", include_str!("../../templates/pages/cancel/annual_done.html")),
     // The unsubscribe pages share the layout and brand.
-    ("unsubscribe_confirm.html", include_str!("../../../templates/pages/unsubscribe/confirm.html")),
-    ("unsubscribe_done.html", include_str!("../../../templates/pages/unsubscribe/done.html")),
-    ("unsubscribe_invalid.html", include_str!("../../../templates/pages/unsubscribe/invalid.html")),
+    ("unsubscribe_confirm.html", include_str!("../../templates/pages/unsubscribe/confirm.html")),
+    ("unsubscribe_done.html", include_str!("../../templates/pages/unsubscribe/done.html")),
+    ("unsubscribe_invalid.html", include_str!("../../templates/pages/unsubscribe/invalid.html")),
     // So do the NPS survey's pages.
-    ("nps_score.html", include_str!("../../../templates/pages/nps/score.html")),
-    ("nps_comment.html", include_str!("../../../templates/pages/nps/comment.html")),
-    ("nps_invalid.html", include_str!("../../../templates/pages/nps/invalid.html")),
+    ("nps_score.html", include_str!("../../templates/pages/nps/score.html")),
+    ("nps_comment.html", include_str!("../../templates/pages/nps/comment.html")),
+    ("nps_invalid.html", include_str!("../../templates/pages/nps/invalid.html")),
 ];
 
 /// No scripts, no external anything; the page URL is a capability, so it must never leak
