@@ -2,16 +2,10 @@
 //! and tenure), filtered by the facts of the customer's own subscription as the store knows it.
 
 use crate::cancel::config::DiscountOffer;
-use crate::cancel::rules::Billing;
-use crate::cancel::rules::OfferFacts;
-use crate::cancel::rules::OfferKind;
-use crate::cancel::rules::PausePlan;
-use crate::cancel::rules::Reason;
-use crate::cancel::rules::applicable_offers;
-use crate::cancel::rules::configured_offers;
-use crate::cancel::rules::months_before;
-use crate::cancel::rules::pause_plan;
-use crate::cancel::rules::whole_months_between;
+use crate::cancel::rules::{
+    Billing, OfferFacts, OfferKind, PausePlan, Reason, applicable_offers, configured_offers, months_before, pause_plan,
+    whole_months_between,
+};
 use crate::config::{CancelFlowSettings, Experiment};
 use crate::store::rows::{ItemRow, SubscriptionRow};
 use crate::store::{Store, StoreError};

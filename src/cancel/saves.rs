@@ -7,8 +7,7 @@
 //! or was set to cancel first. Whichever happened first wins, so a late check decides the same
 //! as a timely one.
 
-use crate::cancel::rules::Outcome;
-use crate::cancel::rules::RESUME_MARGIN_SECS;
+use crate::cancel::rules::{Outcome, RESUME_MARGIN_SECS};
 
 /// Where a save stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cancel::rules::Outcome;
-use crate::cancel::saves::Decision;
-use crate::cancel::saves::PaidInvoice;
-use crate::cancel::saves::Save;
-use crate::cancel::saves::SaveState;
-use crate::cancel::saves::SubscriptionFacts;
+use crate::cancel::saves::{Decision, PaidInvoice, Save, SaveState, SubscriptionFacts};
 use crate::store::{Store, StoreError};
 
 /// Run `$body` with `$pool` bound to whichever backend's pool: the SQL is the same text.

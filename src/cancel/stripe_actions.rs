@@ -27,11 +27,7 @@ use stripe_billing::subscription::{
 };
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::rules::Choice;
-use crate::cancel::rules::Outcome;
-use crate::cancel::rules::PauseMethod;
-use crate::cancel::rules::PausePlan;
-use crate::cancel::rules::Reason;
+use crate::cancel::rules::{Choice, Outcome, PauseMethod, PausePlan, Reason};
 use crate::stripe_api::{IntendedCall, StripeApi};
 
 /// Everything one Stripe call needs, decided before it is made.

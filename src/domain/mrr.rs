@@ -1,10 +1,7 @@
 //! Monthly recurring revenue arithmetic, as `docs/metrics.md` defines it.
 
 use crate::domain::pricing::ItemPricing;
-use crate::domain::timeline::CouponTerms;
-use crate::domain::timeline::ItemAmount;
-use crate::domain::timeline::Snapshot;
-use crate::domain::timeline::Timeline;
+use crate::domain::timeline::{CouponTerms, ItemAmount, Snapshot, Timeline};
 
 /// Monthly-normalised amount of one subscription item, in minor units (may carry fractions
 /// of a cent: a yearly price ÷ 12). Unknown intervals or amounts contribute 0.
@@ -173,9 +170,7 @@ mod tests {
     #[test]
     fn a_multi_item_subscription_mixes_pricing_shapes_and_a_product_limited_coupon() {
         use crate::domain::pricing::{ItemPricing, LineAmount, PriceTiers, Tier};
-        use crate::domain::timeline::Snapshot;
-        use crate::domain::timeline::SubscriptionHistory;
-        use crate::domain::timeline::Timeline;
+        use crate::domain::timeline::{Snapshot, SubscriptionHistory, Timeline};
         let mut t = Timeline::default();
         let tier = |up_to, unit_amount, flat_amount| Tier { up_to, unit_amount, flat_amount };
         t.prices.insert(
@@ -234,10 +229,7 @@ mod tests {
 
     #[test]
     fn item_level_discounts_take_off_their_own_item_before_the_subscriptions_discounts() {
-        use crate::domain::timeline::Discount;
-        use crate::domain::timeline::Snapshot;
-        use crate::domain::timeline::SubscriptionHistory;
-        use crate::domain::timeline::Timeline;
+        use crate::domain::timeline::{Discount, Snapshot, SubscriptionHistory, Timeline};
         let mut t = Timeline::default();
         let jan1 = 1_735_689_600; // 2025-01-01
         let day = 86_400;

@@ -11,8 +11,7 @@ use serde_json::Value;
 use crate::domain::backfill::Synthetic;
 use crate::domain::event::Event;
 use crate::domain::fields::{id_at, int_at, path, str_at};
-use crate::domain::timeline::GivenBack;
-use crate::domain::timeline::GivenBackKind;
+use crate::domain::timeline::{GivenBack, GivenBackKind};
 
 /// A charge as last seen: what was refunded of it so far (Stripe's `amount_refunded` only grows).
 #[derive(Debug, Clone, PartialEq, Eq)]

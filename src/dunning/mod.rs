@@ -14,5 +14,4 @@ pub mod storage;
 pub mod update_payment;
 
 // What the other features use of this one.
-pub use self::update_payment::BillingPortal;
-pub use self::update_payment::updated_page;
+pub use self::update_payment::{BillingPortal, updated_page};

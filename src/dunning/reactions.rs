@@ -5,15 +5,9 @@
 use minijinja::context;
 
 use crate::domain::event::Event;
-use crate::domain::money::format_amount;
-use crate::domain::money::format_date;
+use crate::domain::money::{format_amount, format_date};
 use crate::domain::snapshots::InvoiceSnapshot;
-use crate::dunning::rules::AfterRetries;
-use crate::dunning::rules::CardFacts;
-use crate::dunning::rules::CaseState;
-use crate::dunning::rules::Step;
-use crate::dunning::rules::Trigger;
-use crate::dunning::rules::opens_case;
+use crate::dunning::rules::{AfterRetries, CardFacts, CaseState, Step, Trigger, opens_case};
 use std::sync::Arc;
 
 use crate::config::{Experiment, Settings};

@@ -6,8 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::month::Month;
-use crate::figures::reports::MAX_SERIES_MONTHS;
-use crate::figures::reports::Reports;
+use crate::figures::reports::{MAX_SERIES_MONTHS, Reports};
 use crate::store::StoreError;
 use crate::web::auth::Owner;
 use crate::web::error::json_error;

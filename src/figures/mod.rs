@@ -20,18 +20,12 @@ pub mod summary;
 pub mod table;
 
 // What the other features use of this one.
-pub use self::breakdowns::COHORT_MONTHS;
-pub use self::breakdowns::ChannelGroup;
-pub use self::breakdowns::MONTH_SECS;
-pub use self::breakdowns::PlanGroup;
-pub(crate) use self::breakdowns::channel_groups;
-pub(crate) use self::breakdowns::plan_groups;
+pub use self::breakdowns::{COHORT_MONTHS, ChannelGroup, MONTH_SECS, PlanGroup};
+pub(crate) use self::breakdowns::{channel_groups, plan_groups};
 pub use self::config::FigureSettings;
 pub use self::http::currency_param;
-pub use self::reports::Parts;
-pub use self::reports::Reports;
-pub use self::summary::CancelFlowJson;
-pub use self::summary::CohortJson;
+pub use self::reports::{Parts, Reports};
+pub use self::summary::{CancelFlowJson, CohortJson};
 
 pub use crate::domain::month::Month;
 pub use crate::domain::timeline::Timeline;

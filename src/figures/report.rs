@@ -4,10 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::month::Month;
-use crate::domain::timeline::GivenBackKind;
-use crate::domain::timeline::Snapshot;
-use crate::domain::timeline::SubscriptionHistory;
-use crate::domain::timeline::Timeline;
+use crate::domain::timeline::{GivenBackKind, Snapshot, SubscriptionHistory, Timeline};
 
 /// The k (months after the cohort month) that cohort retention is reported at.
 pub const COHORT_OFFSETS: [i32; 4] = [1, 3, 6, 12];

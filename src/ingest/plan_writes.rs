@@ -8,11 +8,10 @@ use serde_json::Value;
 
 use crate::domain::event::Event;
 use crate::lifecycle::storage as series;
-use crate::store::StoreError;
 use crate::store::conn::{Conn, execute};
-use crate::store::outbox;
 use crate::store::plan::{Contact, DunningCase, NewSeries};
 use crate::store::reactions::{Facts, FactsQuery, ReactionHook, ReactionPlan, StoredCard, Write};
+use crate::store::{StoreError, outbox};
 
 /// Run the hook, if one is installed: load its facts, let it decide, write its plan.
 /// Returns the emails enqueued.

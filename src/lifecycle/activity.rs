@@ -11,10 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::lifecycle::rules::DAY;
-use crate::lifecycle::storage::ActivitySum;
-use crate::lifecycle::storage::BatchKey;
-use crate::lifecycle::storage::Recorded;
-use crate::lifecycle::storage::fingerprint;
+use crate::lifecycle::storage::{ActivitySum, BatchKey, Recorded, fingerprint};
 use crate::store::Store;
 use crate::web::auth::Owner;
 use crate::web::error::ApiError;

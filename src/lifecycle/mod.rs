@@ -23,6 +23,5 @@ pub mod storage;
 pub mod unsubscribe;
 
 // What the other features use of this one.
-pub use self::nps::Tally;
-pub use self::nps::category as nps_category;
+pub use self::nps::{Tally, category as nps_category};
 pub use self::rules::TREATED;

@@ -10,19 +10,12 @@ use crate::config::Campaign;
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
 use crate::domain::lift::HOLDOUT;
-use crate::domain::money::format_amount;
-use crate::domain::money::format_date;
+use crate::domain::money::{format_amount, format_date};
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::lifecycle::context::Lifecycle;
-use crate::lifecycle::rules::DAY;
-use crate::lifecycle::rules::Trigger;
-use crate::lifecycle::rules::onboarding_case;
-use crate::lifecycle::rules::reengage_case;
-use crate::lifecycle::rules::series_arm;
-use crate::lifecycle::rules::trial_case;
-use crate::lifecycle::rules::trial_end;
-use crate::lifecycle::rules::trial_onboarding_case;
-use crate::lifecycle::rules::winback_case;
+use crate::lifecycle::rules::{
+    DAY, Trigger, onboarding_case, reengage_case, series_arm, trial_case, trial_end, trial_onboarding_case, winback_case,
+};
 use crate::mail::NewEmail;
 use crate::mail::composer::EmailTo;
 use crate::store::reactions::{Deciding, FactsQuery, ReactError, Series, Write};

@@ -7,9 +7,7 @@ use crate::domain::lift::HOLDOUT;
 use crate::domain::money::format_date;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::reactions::render_series;
-use crate::lifecycle::rules::DAY;
-use crate::lifecycle::rules::reengage_case;
-use crate::lifecycle::rules::series_arm;
+use crate::lifecycle::rules::{DAY, reengage_case, series_arm};
 use crate::mail::NewEmail;
 use crate::store::reactions::{Contact, ReactError};
 

@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::ingest::projector::Projector;
 use crate::startup::Application;
-use crate::workers::scheduler;
-use crate::workers::{self as loops};
+use crate::workers::{
+    scheduler, {self as loops},
+};
 
 /// The outbox is polled this often even without a wake-up (rows another replica enqueued,
 /// retries whose time came, scheduled dunning steps).

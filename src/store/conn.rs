@@ -31,4 +31,5 @@ macro_rules! fetch {
     };
 }
 
-pub(crate) use {execute, fetch};
+pub(crate) use execute;
+pub(crate) use fetch;

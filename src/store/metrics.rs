@@ -8,13 +8,7 @@ use serde_json::Value;
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
 use crate::domain::mrr;
-use crate::domain::timeline::CouponTerms;
-use crate::domain::timeline::Discount;
-use crate::domain::timeline::FailedInvoice;
-use crate::domain::timeline::ItemAmount;
-use crate::domain::timeline::Snapshot;
-use crate::domain::timeline::SubscriptionHistory;
-use crate::domain::timeline::Timeline;
+use crate::domain::timeline::{CouponTerms, Discount, FailedInvoice, ItemAmount, Snapshot, SubscriptionHistory, Timeline};
 use crate::store::StoreError;
 use crate::store::conn::{Conn, execute};
 

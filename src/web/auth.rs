@@ -3,8 +3,9 @@
 
 use std::future::{Ready, ready};
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpRequest, ResponseError, dev::Payload, web};
+use actix_web::{FromRequest, HttpRequest, ResponseError, web};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 

@@ -12,21 +12,13 @@ use minijinja::context;
 
 use crate::cancel::saves::decide;
 use crate::cancel::storage::Plan;
-use crate::domain::money::format_minor;
-use crate::domain::money::year_month;
+use crate::domain::money::{format_minor, year_month};
 use crate::ingest::react::Reactor;
-use crate::lifecycle::reengagement::REENTRY_COOLDOWN_SECS;
-use crate::lifecycle::reengagement::reengagement_emails;
-use crate::lifecycle::rules::DAY;
-use crate::lifecycle::rules::OFFER_MONTH_DAYS;
-use crate::lifecycle::rules::Windows;
-use crate::lifecycle::rules::annual_offer_case;
-use crate::lifecycle::rules::annual_saving;
-use crate::lifecycle::rules::assess;
-use crate::lifecycle::rules::reengage_case;
-use crate::lifecycle::rules::steady_activity;
-use crate::lifecycle::storage::AnnualCandidate;
-use crate::lifecycle::storage::NewEpisode;
+use crate::lifecycle::reengagement::{REENTRY_COOLDOWN_SECS, reengagement_emails};
+use crate::lifecycle::rules::{
+    DAY, OFFER_MONTH_DAYS, Windows, annual_offer_case, annual_saving, assess, reengage_case, steady_activity,
+};
+use crate::lifecycle::storage::{AnnualCandidate, NewEpisode};
 use crate::mail::composer::EmailTo;
 use crate::store::Store;
 use crate::store::plan::NewSeries;

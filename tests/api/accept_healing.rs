@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use holdfast::clock::Clock;
 use holdfast::domain::event::Event;
-use holdfast::store::Ingested;
-use holdfast::store::Store;
 use holdfast::store::writer::{WriteError, Writer};
+use holdfast::store::{Ingested, Store};
 use rand::Rng;
 use serde_json::{Value, json};
 

@@ -3,9 +3,7 @@
 //! rebuild by `holdfast reproject` and on a database migrated from before they existed.
 
 use holdfast::domain::month::Month;
-use holdfast::figures::CancelFlowJson;
-use holdfast::figures::compute;
-use holdfast::figures::summary;
+use holdfast::figures::{CancelFlowJson, compute, summary};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

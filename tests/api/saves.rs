@@ -3,8 +3,7 @@
 //! prove or reverse it, as the scheduler decides by the clock; the summary and the dashboard
 //! report the states.
 
-use holdfast::cancel::rules::RESUME_MARGIN_SECS;
-use holdfast::cancel::rules::add_months;
+use holdfast::cancel::rules::{RESUME_MARGIN_SECS, add_months};
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 

@@ -7,11 +7,7 @@ use std::collections::BTreeMap;
 
 use secrecy::SecretString;
 
-use crate::cancel::rules::Billing;
-use crate::cancel::rules::OfferKind;
-use crate::cancel::rules::Reason;
-use crate::cancel::rules::Segment;
-use crate::cancel::rules::default_offers_by_reason;
+use crate::cancel::rules::{Billing, OfferKind, Reason, Segment, default_offers_by_reason};
 use crate::config::loader::Loader;
 use crate::config::{Brand, ConfigError, Source, problem};
 

@@ -179,8 +179,7 @@ fn change_instants(own: &Timeline) -> impl Iterator<Item = i64> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::timeline::Snapshot;
-    use crate::domain::timeline::SubscriptionHistory;
+    use crate::domain::timeline::{Snapshot, SubscriptionHistory};
 
     fn snap(at: i64, status: &str, mrr: f64) -> Snapshot {
         Snapshot {

@@ -141,8 +141,7 @@ fn arms_json_named(
     outcome: &str,
     names: &[&'static str],
 ) -> Vec<summary::ArmJson> {
-    use crate::domain::lift::HOLDOUT;
-    use crate::domain::lift::lift_vs_holdout;
+    use crate::domain::lift::{HOLDOUT, lift_vs_holdout};
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let pair = |c: &ArmCounts| (count(c.successes), count(c.decided));
     let holdout = arms.get(HOLDOUT).copied().unwrap_or_default();

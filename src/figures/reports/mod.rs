@@ -5,11 +5,8 @@ use crate::clock::Clock;
 use crate::config::Experiments;
 use crate::domain::month::Month;
 use crate::domain::timeline::GivenBack;
-use crate::figures::Report;
-use crate::figures::summary;
-use crate::figures::summary::CurrencyJson;
-use crate::figures::summary::MonthlyJson;
-use crate::figures::summary::Summary;
+use crate::figures::summary::{CurrencyJson, MonthlyJson, Summary};
+use crate::figures::{Report, summary};
 use crate::store::{Store, StoreError};
 
 mod experiments;

@@ -3,8 +3,7 @@
 
 use crate::domain::month::Month;
 use crate::figures::summary;
-use crate::figures::summary::CancelFlowJson;
-use crate::figures::summary::CancelOutcomes;
+use crate::figures::summary::{CancelFlowJson, CancelOutcomes};
 use crate::store::{Store, StoreError};
 
 /// The summary's `emails` section: outbox totals by status (failed = gave up after retries).
@@ -45,8 +44,7 @@ pub async fn cancel_flow_section(store: &Store, from_ts: i64, to_ts: i64, now: i
 /// The summary's `saves` section for sessions started in `[from_ts, to_ts)`: their saves by
 /// state now, the confirmed saves' MRR in `currency`, and paused customers' resume rate.
 pub async fn saves_section(store: &Store, from_ts: i64, to_ts: i64, currency: &str) -> Result<summary::SavesJson, StoreError> {
-    use crate::cancel::Outcome;
-    use crate::cancel::SaveState;
+    use crate::cancel::{Outcome, SaveState};
     let stats = store.save_stats(from_ts, to_ts).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let ratio = |num: i64, den: i64| (den > 0).then(|| summary::rate(num as f64 / den as f64));

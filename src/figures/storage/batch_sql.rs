@@ -2,8 +2,7 @@
 
 use std::sync::LazyLock;
 
-use crate::figures::maintained::COUNTS;
-use crate::figures::maintained::MONEY;
+use crate::figures::maintained::{COUNTS, MONEY};
 use crate::store::conn::Conn;
 
 /// The maintained figures' columns: the money ones, then the counts.

@@ -6,12 +6,8 @@ use std::sync::LazyLock;
 
 use crate::domain::month::Month;
 use crate::figures::maintained;
-use crate::figures::maintained::MONEY;
-use crate::figures::maintained::Row;
-use crate::figures::maintained::month_at;
-use crate::figures::maintained::month_index;
-use crate::figures::report::CohortFigures;
-use crate::figures::report::Report;
+use crate::figures::maintained::{MONEY, Row, month_at, month_index};
+use crate::figures::report::{CohortFigures, Report};
 use crate::figures::storage::batch_sql::columns;
 use crate::store::conn::{Conn, fetch};
 use crate::store::{Store, StoreError};

@@ -18,10 +18,7 @@ pub use self::sections::{
 };
 
 use crate::domain::month::Month;
-use crate::figures::report::CohortFigures;
-use crate::figures::report::FailedFigures;
-use crate::figures::report::Movements;
-use crate::figures::report::Report;
+use crate::figures::report::{CohortFigures, FailedFigures, Movements, Report};
 
 /// Money in minor units, rounded to 2 decimals (never `-0.0`).
 pub fn money(x: f64) -> f64 {

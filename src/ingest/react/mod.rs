@@ -132,8 +132,7 @@ mod tests {
 
     use super::*;
     use crate::mail::NewEmail;
-    use crate::store::reactions::Contact;
-    use crate::store::reactions::Write;
+    use crate::store::reactions::{Contact, Write};
 
     const NOW: i64 = 1_800_000_000;
 

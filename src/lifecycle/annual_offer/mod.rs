@@ -20,16 +20,13 @@ use serde_json::json;
 use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::CancelState;
-use crate::cancel::NewStripeChange;
-use crate::cancel::Sent;
+use crate::cancel::{CancelState, NewStripeChange, Sent};
 use crate::config::AnnualOffer;
 use crate::domain::money::format_minor;
 use crate::dunning::BillingPortal;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::storage::AnnualOfferRow;
-use crate::mail::links::ANNUAL_LINK_PREFIX;
-use crate::mail::links::LinkClaims;
+use crate::mail::links::{ANNUAL_LINK_PREFIX, LinkClaims};
 use crate::store::Store;
 use crate::store::rows::ItemRow;
 use crate::web::pages::see_other;

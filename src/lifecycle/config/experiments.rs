@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::cancel::OfferKind;
-use crate::cancel::Reason;
-use crate::cancel::parse_offers as offers;
+use crate::cancel::{OfferKind, Reason, parse_offers as offers};
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
 use crate::mail::composer::TemplateVariants;

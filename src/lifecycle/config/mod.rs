@@ -158,8 +158,7 @@ fn at_risk_rule(l: &Loader<'_>, a: &FileAtRisk) -> Result<AtRiskRule, ConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cancel::OfferKind;
-    use crate::cancel::Reason;
+    use crate::cancel::{OfferKind, Reason};
     use crate::config::loader::FILE_VAR;
     use std::collections::HashMap;
 

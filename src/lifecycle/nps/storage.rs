@@ -2,9 +2,7 @@
 //! or its form posted), an optional comment, and — for a low score from a paying customer —
 //! an at-risk episode with its re-engagement series, in the answer's transaction.
 
-use crate::lifecycle::storage::NewEpisode;
-use crate::lifecycle::storage::open_episode;
-use crate::lifecycle::storage::start_series;
+use crate::lifecycle::storage::{NewEpisode, open_episode, start_series};
 use crate::mail::NewEmail;
 use crate::store::conn::{execute, fetch};
 use crate::store::plan::NewSeries;

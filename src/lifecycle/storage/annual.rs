@@ -3,9 +3,8 @@
 
 use crate::lifecycle::storage::series::start_series;
 use crate::store::conn::{execute, fetch};
-use crate::store::outbox;
 use crate::store::plan::NewSeries;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, outbox};
 
 /// Active, unpaused, not ending, started before `$1`, exactly one item, billed every month,
 /// never offered before, a customer Holdfast can write to.

@@ -3,13 +3,11 @@
 
 use serde::Serialize;
 
-use crate::lifecycle::rules::ActivityFacts;
-use crate::lifecycle::rules::Windows;
+use crate::lifecycle::rules::{ActivityFacts, Windows};
 use crate::lifecycle::storage::series::start_series;
 use crate::store::conn::{Conn, execute, fetch};
-use crate::store::outbox;
 use crate::store::plan::NewSeries;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, outbox};
 
 /// A paying customer with reported activity, as the scheduler assesses them.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -3,9 +3,8 @@
 use serde::Serialize;
 
 use crate::store::conn::{Conn, execute, fetch};
-use crate::store::outbox;
 use crate::store::plan::NewSeries;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, outbox};
 
 const START_SERIES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status, arm) \
      VALUES ($1, $2, $3, $4, $5, 'active', $6) ON CONFLICT (case_key) DO NOTHING";

@@ -22,8 +22,7 @@ use sha2::Sha256;
 
 use crate::clock::Clock;
 use crate::health::Health;
-use crate::owner::alerts::storage::ClaimedDelivery;
-use crate::owner::alerts::storage::DeliveryOutcome;
+use crate::owner::alerts::storage::{ClaimedDelivery, DeliveryOutcome};
 use crate::owner::config::AlertSettings;
 use crate::store::Store;
 use crate::workers::Outcome;

@@ -19,8 +19,7 @@ use serde_json::Value;
 
 use crate::domain::event::Event;
 use crate::mail::{Category, NewEmail};
-use crate::owner::config::AlertSettings;
-use crate::owner::config::OwnerSettings;
+use crate::owner::config::{AlertSettings, OwnerSettings};
 use crate::store::plan::NewDelivery;
 use crate::store::reactions::{FactsQuery, Write};
 use bodies::email;

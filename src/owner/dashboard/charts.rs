@@ -3,9 +3,7 @@
 
 use serde::Serialize;
 
-use crate::figures::CancelFlowJson;
-use crate::figures::CohortJson;
-use crate::figures::MonthlyJson;
+use crate::figures::{CancelFlowJson, CohortJson, MonthlyJson};
 
 const W: f64 = 720.0;
 const H: f64 = 240.0;

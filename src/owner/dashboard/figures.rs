@@ -11,12 +11,9 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::month::Month;
-use crate::figures::FigureSettings;
-use crate::figures::Reports;
-use crate::figures::Summary;
+use crate::figures::{FigureSettings, Reports, Summary};
 use crate::owner::dashboard::labels::money;
-use crate::owner::views::FigureCounts;
-use crate::owner::views::PlanGroup;
+use crate::owner::views::{FigureCounts, PlanGroup};
 use crate::store::{Store, StoreError};
 use crate::web::auth::Owner;
 use crate::web::error::ApiError;

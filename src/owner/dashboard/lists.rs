@@ -10,15 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::owner::dashboard::error::DashboardError;
-use crate::owner::dashboard::labels::label;
-use crate::owner::dashboard::labels::money;
-use crate::owner::dashboard::labels::outcome_detail;
-use crate::owner::dashboard::page;
-use crate::owner::dashboard::require_session;
-use crate::owner::views::ListKind;
-use crate::owner::views::ListRow;
-use crate::owner::views::MAX_PER_PAGE;
-use crate::owner::views::Paging;
+use crate::owner::dashboard::labels::{label, money, outcome_detail};
+use crate::owner::dashboard::{page, require_session};
+use crate::owner::views::{ListKind, ListRow, MAX_PER_PAGE, Paging};
 use crate::store::{Store, StoreError};
 use crate::web::auth::{Owner, OwnerToken};
 use crate::web::error::ApiError;

@@ -9,13 +9,9 @@ pub mod storage;
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 
 use crate::mail::{Category, EmailContent, NewEmail};
-use crate::owner::alerts::customer_url;
-use crate::owner::alerts::date;
-use crate::owner::alerts::html_escape;
-use crate::owner::config::DigestSettings;
-use crate::owner::config::OwnerSettings;
-use crate::owner::dashboard::labels::label;
-use crate::owner::dashboard::labels::money;
+use crate::owner::alerts::{customer_url, date, html_escape};
+use crate::owner::config::{DigestSettings, OwnerSettings};
+use crate::owner::dashboard::labels::{label, money};
 use crate::owner::digest::storage::DigestData;
 use crate::owner::views::ListRow;
 

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::owner::views::ListKind;
-use crate::owner::views::ListRow;
-use crate::owner::views::Paging;
+use crate::owner::views::{ListKind, ListRow, Paging};
 use crate::store::conn::fetch;
 use crate::store::{Store, StoreError};
 

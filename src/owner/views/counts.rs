@@ -29,10 +29,7 @@ pub struct FigureCounts {
     pub now: i64,
 }
 
-pub use crate::figures::COHORT_MONTHS;
-pub use crate::figures::ChannelGroup;
-pub use crate::figures::MONTH_SECS;
-pub use crate::figures::PlanGroup;
+pub use crate::figures::{COHORT_MONTHS, ChannelGroup, MONTH_SECS, PlanGroup};
 
 const RECOVERED_IN: &str = "SELECT CAST(COALESCE(SUM(COALESCE(recovered_amount, amount_due)), 0) AS BIGINT), COUNT(*) \
      FROM dunning_cases WHERE status = 'recovered' AND closed_at >= $1 AND closed_at < $2 AND lower(COALESCE(currency, '')) = $3";

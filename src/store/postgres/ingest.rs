@@ -8,10 +8,9 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::domain::event::Event;
-use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
 use crate::store::tables::{self, Dialect, Read, Table, Text, pairs};
-use crate::store::{IngestOptions, Ingested};
+use crate::store::{IngestOptions, Ingested, StoreError};
 
 const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
      SELECT u.id, u.type, u.created, u.livemode, u.api_version, u.account, u.payload, u.received_at, $9 \

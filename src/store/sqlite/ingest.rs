@@ -11,10 +11,9 @@ use serde_json::{Value, json};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::domain::event::Event;
-use crate::store::StoreError;
 use crate::store::batch::{Writes, first_occurrences};
 use crate::store::tables::{self, Dialect, Read, Table, pairs};
-use crate::store::{IngestOptions, Ingested};
+use crate::store::{IngestOptions, Ingested, StoreError};
 
 // Rows come as `$1`, a JSON array of arrays (one per row, columns in order); `value ->> N` is
 // column N. `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert's.

@@ -2,8 +2,7 @@
 //! coupons, and a subscription Stripe can pause is paused by a schedule.
 
 use holdfast::cancel::http::long_date;
-use holdfast::cancel::rules::RESUME_MARGIN_SECS;
-use holdfast::cancel::rules::add_months;
+use holdfast::cancel::rules::{RESUME_MARGIN_SECS, add_months};
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};

@@ -11,15 +11,10 @@ use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::owner::dashboard::error::DashboardError;
-use crate::owner::dashboard::labels::label;
-use crate::owner::dashboard::labels::money;
-use crate::owner::dashboard::labels::outcome_detail;
+use crate::owner::dashboard::labels::{label, money, outcome_detail};
 use crate::owner::dashboard::lists::customer_href;
-use crate::owner::dashboard::page;
-use crate::owner::dashboard::require_session;
-use crate::owner::views::CustomerRecord;
-use crate::owner::views::Found;
-use crate::owner::views::PlanItem;
+use crate::owner::dashboard::{page, require_session};
+use crate::owner::views::{CustomerRecord, Found, PlanItem};
 use crate::store::Store;
 use crate::web::auth::{Owner, OwnerToken};
 use crate::web::error::ApiError;

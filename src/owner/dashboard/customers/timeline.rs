@@ -3,9 +3,7 @@
 use serde::Serialize;
 
 use crate::owner::dashboard::customers::plans_of;
-use crate::owner::dashboard::labels::label;
-use crate::owner::dashboard::labels::money;
-use crate::owner::dashboard::labels::outcome_detail;
+use crate::owner::dashboard::labels::{label, money, outcome_detail};
 use crate::owner::views::CustomerRecord;
 
 /// One line of the customer's timeline.
