@@ -1,5 +1,5 @@
 //! The confirmation email for a session's outcome. It is built here as (template, context) and
-//! handed to the mail outbox at the one call site in `web::cancel::choose`, right after
+//! handed to the mail outbox at the one call site in `cancel::http::choose`, right after
 //! the outcome is recorded. Templates: `templates/email/cancel_confirmation_<outcome>/`.
 
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! Saves checked against billing: the pending saves with their projected subscription and paid
-//! invoices (the scheduler decides them with `domain::saves::decide`), the decision's write,
+//! invoices (the scheduler decides them with `cancel::saves::decide`), the decision's write,
 //! and the counts the owner summary reports; clicks on update-payment links and the recovery
 //! attribution they make. Same SQL text on both backends.
 

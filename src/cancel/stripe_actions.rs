@@ -6,7 +6,7 @@
 //!   and resumed by Stripe N months later
 //! - pause otherwise: `pause_collection[behavior]=void`, `pause_collection[resumes_at]` = an
 //!   hour before the renewal N months after the paid period ends (see
-//!   `domain::cancel::pause_plan`)
+//!   `cancel::rules::pause_plan`)
 //! - downgrade: `items[0][id]`, `items[0][price]` = the mapped cheaper price, and
 //!   `proration_behavior` as configured (default `none`: the cheaper price applies from the
 //!   next renewal, no credit or extra invoice now)

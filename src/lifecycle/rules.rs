@@ -1,6 +1,6 @@
 //! Lifecycle email, the pure part: which events start or stop a series, when a customer is
 //! at risk from their product activity, and which experiment variant a customer is in.
-//! No I/O; `reactions::lifecycle` and the scheduler apply the decisions.
+//! No I/O; `lifecycle::reactions` and the scheduler apply the decisions.
 
 use sha2::{Digest, Sha256};
 

@@ -1,6 +1,6 @@
 //! The owner summary the simulated business should get, computed from the simulation's own
 //! state (each customer's subscriptions at every month boundary), straight from
-//! `docs/metrics.md`. Deliberately shares no code with `domain::metrics`.
+//! `docs/metrics.md`. Deliberately shares no code with the service's `figures` module.
 
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! From a seed it plays customers through signups, trials, plan changes, discounts, pauses,
 //! voluntary cancels and failed payments (recovered, lost or pending), keeping its OWN state
 //! of every customer. `expected` computes the owner summary from that state — written from
-//! `docs/metrics.md`, sharing no code with Holdfast's `domain::metrics` (a crate of its own,
+//! `docs/metrics.md`, sharing no code with Holdfast's `figures` module (a crate of its own,
 //! it cannot reach the service's code) — and `events` renders the same history as Stripe
 //! events, so a test can deliver the events and compare the two.
 

@@ -131,7 +131,7 @@ const CLAIM_ACTION: &str = "UPDATE cancel_sessions SET acting_until = $2 + $3, a
 
 const RELEASE_ACTION: &str = "UPDATE cancel_sessions SET acting_until = NULL WHERE id = $1 AND outcome IS NULL";
 
-// A save starts `pending` until billing proves or reverses it (see `domain::saves`).
+// A save starts `pending` until billing proves or reverses it (see `cancel::saves`).
 pub(crate) const RECORD_OUTCOME: &str = "UPDATE cancel_sessions SET outcome = $2, outcome_detail = $3, paused_until = $4, completed_at = $5, \
      acting_until = NULL, save_state = CASE WHEN $2 IN ('paused', 'downgraded', 'discounted', 'resumed') THEN 'pending' END \
      WHERE id = $1 AND outcome IS NULL";

@@ -1,5 +1,5 @@
 //! The owner's numbers, maintained: in the projector's transaction, every customer a batch
-//! touches is recomputed from its own history (`domain::metrics::maintained`), its stored
+//! touches is recomputed from its own history (`figures::maintained`), its stored
 //! contribution replaced, and the per-month, tail and cohort totals moved by the difference.
 //! Reads assemble a [`Report`] from those totals: a few dozen rows, whatever the history's
 //! size.

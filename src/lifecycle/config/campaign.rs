@@ -13,7 +13,7 @@ pub struct Campaign {
     /// Template of each step; a shorter list repeats its last template for the extra steps.
     pub templates: Vec<String>,
     /// `holdout_percent` (0–50, default 0): share of customers whose series is recorded but
-    /// sends nothing, assigned stably (`domain::lifecycle::series_arm`), so the series'
+    /// sends nothing, assigned stably (`lifecycle::rules::series_arm`), so the series'
     /// outcome can be compared against not writing at all.
     pub holdout_percent: u8,
 }
