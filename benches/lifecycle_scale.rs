@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use holdfast::config::Settings;
 use holdfast::domain::event::Event;
+use holdfast::settings::Settings;
 use holdfast::startup::Application;
 use holdfast::store::Store;
 use holdfast::workers::Outcome;

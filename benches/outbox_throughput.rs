@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use holdfast::config::Settings;
 use holdfast::mail::transport::Mailer;
 use holdfast::mail::{Category, EmailContent, NewEmail};
+use holdfast::settings::Settings;
 use holdfast::store::Store;
 use holdfast::workers::outbox::OutboxWorker;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 pub mod owner;
+pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod stripe_api;

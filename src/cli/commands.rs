@@ -2,9 +2,11 @@
 
 use anyhow::Context;
 
-use crate::config::{self, Settings, Source};
+use crate::config;
+use crate::config::Source;
 use crate::domain::month::Month;
 use crate::figures::Reports;
+use crate::settings::Settings;
 use crate::startup::Application;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
@@ -200,9 +202,9 @@ pub(super) async fn summary(month: Option<Month>, currency: Option<String>, json
     // Experiments come from holdfast.toml, like the server's (the same loader; only the parts
     // the summary needs are checked).
     let loader = config::Loader::new(&config::Env).context("reading holdfast.toml")?;
-    let (_, experiments) = config::LifecycleSettings::from_loader(&loader).context("reading holdfast.toml")?;
+    let (_, experiments) = crate::lifecycle::config::LifecycleSettings::from_loader(&loader).context("reading holdfast.toml")?;
     let brand = config::Brand::from_loader(&loader).context("reading holdfast.toml")?;
-    let cancel_flow = config::CancelFlowSettings::from_loader(&loader, brand).context("reading holdfast.toml")?;
+    let cancel_flow = crate::cancel::config::CancelFlowSettings::from_loader(&loader, brand).context("reading holdfast.toml")?;
     let (_, nps) = crate::lifecycle::recap::config::from_loader(&loader).context("reading holdfast.toml")?;
     let reports = Reports::new(store)
         .with_experiments(experiments)

@@ -57,7 +57,7 @@ impl Brand {
 
     /// Every value checked.
     pub(crate) fn from_loader(l: &Loader<'_>) -> Result<Self, ConfigError> {
-        let f = &l.tables.brand;
+        let f = &l.table::<FileBrand>("brand")?;
         let name = f.name.trim().to_owned();
         let name = if name.is_empty() { DEFAULT_NAME.to_owned() } else { name };
         let color = f.color.clone();

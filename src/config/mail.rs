@@ -42,7 +42,7 @@ pub fn mail_settings(src: &impl Source) -> Result<MailSettings, ConfigError> {
 }
 
 /// The mail settings from the loader's values, sent as `brand`.
-pub(super) fn mail_from(src: &Loader<'_>, brand: Brand) -> Result<MailSettings, ConfigError> {
+pub(crate) fn mail_from(src: &Loader<'_>, brand: Brand) -> Result<MailSettings, ConfigError> {
     let from = brand.sender.clone();
     let reply_to = src.get("EMAIL_REPLY_TO");
     if let Some(r) = &reply_to {

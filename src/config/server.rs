@@ -45,7 +45,7 @@ pub fn bind(src: &impl Source) -> Result<String, ConfigError> {
 }
 
 /// `HOLDFAST_PUBLIC_URL`, or `http://` and the bind address: the base of every link.
-pub(super) fn public_url(src: &impl Source, bind: &str) -> Result<String, ConfigError> {
+pub(crate) fn public_url(src: &impl Source, bind: &str) -> Result<String, ConfigError> {
     let url = src.get("HOLDFAST_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(problem("HOLDFAST_PUBLIC_URL", "must start with http:// or https://"));
@@ -54,7 +54,7 @@ pub(super) fn public_url(src: &impl Source, bind: &str) -> Result<String, Config
 }
 
 /// `HOLDFAST_OWNER_TOKEN`: the owner API's bearer token, if the owner API is on.
-pub(super) fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
+pub(crate) fn owner_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
     const VAR: &str = "HOLDFAST_OWNER_TOKEN";
     match src.get(VAR) {
         Some(t) if t.trim().len() < 16 => Err(problem(VAR, "must be at least 16 characters (e.g. `openssl rand -hex 32`)")),

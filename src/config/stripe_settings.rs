@@ -15,8 +15,8 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
 }
 
-pub(super) const DEFAULT_TOLERANCE_SECS: i64 = 300;
-pub(super) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_TOLERANCE_SECS: i64 = 300;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// `STRIPE_SECRET_KEY`, checked (sk_/rk_).
 pub fn stripe_secret_key(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
@@ -85,7 +85,7 @@ pub fn stripe_mode(src: &impl Source) -> Result<StripeMode, ConfigError> {
 }
 
 /// `STRIPE_WEBHOOK_SECRET`: one or more signing secrets, comma-separated.
-pub(super) fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> {
+pub(crate) fn webhook_secrets(src: &impl Source) -> Result<Vec<SecretString>, ConfigError> {
     const VAR: &str = "STRIPE_WEBHOOK_SECRET";
     let raw = src.get(VAR).ok_or_else(|| {
         problem(VAR, "is required: the endpoint's signing secret (whsec_…), from the Stripe dashboard or `stripe listen`")

@@ -10,10 +10,11 @@ use crate::domain::snapshots::InvoiceSnapshot;
 use crate::dunning::rules::{AfterRetries, CardFacts, CaseState, Step, Trigger, opens_case};
 use std::sync::Arc;
 
-use crate::config::{Experiment, Settings};
 use crate::dunning::rules::Cadence;
+use crate::lifecycle::config::Experiment;
 use crate::mail::composer::{Composer, EmailTo};
 use crate::mail::links::Links;
+use crate::settings::Settings;
 use crate::store::reactions::{Card, Closing, Deciding, DunningCase, FactsQuery, ReactError, StoredCard, Write};
 
 /// What the dunning deciders read: the cadence, the email composer, the link policy, the

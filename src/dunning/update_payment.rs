@@ -15,8 +15,8 @@ use stripe_billing::billing_portal_session::{
 };
 
 use crate::cancel::CancelState;
-use crate::config::Settings;
 use crate::mail::links::{LinkError, LinkSigner, parse_email_ref};
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
 use crate::web::pages::see_other;

@@ -5,10 +5,13 @@
 
 use std::sync::Arc;
 
-use crate::config::{LifecycleSettings, NpsSettings, RecapSettings, Settings};
+use crate::lifecycle::config::LifecycleSettings;
 use crate::lifecycle::nps::NpsLinks;
+use crate::lifecycle::recap::config::NpsSettings;
+use crate::lifecycle::recap::config::RecapSettings;
 use crate::mail::composer::Composer;
 use crate::mail::links::Links;
+use crate::settings::Settings;
 use crate::store::reactions::OutboxWake;
 
 /// The lifecycle campaigns' part of the settings, shared by their deciders, the scheduler

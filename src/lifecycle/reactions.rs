@@ -6,12 +6,12 @@
 
 use minijinja::{Value, context};
 
-use crate::config::Campaign;
 use crate::domain::event::Event;
 use crate::domain::fields::str_at;
 use crate::domain::lift::HOLDOUT;
 use crate::domain::money::{format_amount, format_date};
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
+use crate::lifecycle::config::Campaign;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::rules::{
     DAY, Trigger, onboarding_case, reengage_case, series_arm, trial_case, trial_end, trial_onboarding_case, winback_case,

@@ -98,8 +98,8 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::config::Settings;
     use crate::mail::templates::sample_context;
+    use crate::settings::Settings;
 
     fn composer(variants: Option<TemplateVariants>) -> Composer {
         let vars: HashMap<&str, String> =

@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::cancel::{CancelState, http as cancel};
 use crate::clock::Clock;
-use crate::config::{LimitSettings, Settings};
+use crate::config::LimitSettings;
 use crate::dunning::{BillingPortal, update_payment as billing};
 use crate::figures::{Reports, http as summary};
 use crate::health::Health;
@@ -25,6 +25,7 @@ use crate::lifecycle::{activity, comeback, unsubscribe};
 use crate::mail::links::LinkSigner;
 use crate::metrics::Metrics;
 use crate::owner::{dashboard, observed, quarantine};
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::{ObserveLog, StripeApi};
@@ -89,7 +90,7 @@ pub(super) struct HttpParts {
     limits: LimitSettings,
     health: Health,
     figures: crate::figures::FigureSettings,
-    experiments: crate::config::Experiments,
+    experiments: crate::lifecycle::config::Experiments,
 }
 
 impl HttpParts {

@@ -17,11 +17,11 @@ use anyhow::Context;
 
 use self::http::{HttpParts, http_server};
 use crate::clock::Clock;
-use crate::config::Settings;
 use crate::health::Health;
 use crate::ingest::react::Reactor;
 use crate::ingest::refetch::Refetcher;
 use crate::mail::transport::Mailer;
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use crate::stripe_api::StripeApi;

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use holdfast::config::Settings;
 use holdfast::mail::templates::{Templates, sample_context};
+use holdfast::settings::Settings;
 use minijinja::context;
 
 const PHONE_WIDTH: i64 = 375;

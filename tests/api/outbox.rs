@@ -188,7 +188,7 @@ async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
         ]
         .into_iter()
         .collect();
-        let settings = holdfast::config::Settings::from_source(&vars).expect("settings");
+        let settings = holdfast::settings::Settings::from_source(&vars).expect("settings");
         let mailer = holdfast::mail::transport::Mailer::new(&settings.mail).expect("mailer");
         workers.push(OutboxWorker::new(store, mailer, 8));
     }

@@ -369,7 +369,7 @@ async fn without_a_key_no_price_is_fetched_and_the_item_stays_unresolved() {
     ]
     .into_iter()
     .collect();
-    let settings = holdfast::config::Settings::from_source(&vars).expect("settings");
+    let settings = holdfast::settings::Settings::from_source(&vars).expect("settings");
     let built = holdfast::startup::Application::build(settings).await.expect("app builds");
     assert!(built.price_tiers_fetcher().is_none() && built.coupon_fetcher().is_none());
 }

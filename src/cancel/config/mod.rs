@@ -134,7 +134,7 @@ impl CancelFlowSettings {
 
     /// Every value checked.
     pub(crate) fn from_loader(l: &Loader<'_>, brand: Brand) -> Result<Self, ConfigError> {
-        let f = &l.tables.cancel_flow;
+        let f = &l.table::<FileCancelFlow>("cancel_flow")?;
         let offers_enabled = offers(&f.offers).map_err(|e| l.fail("cancel_flow.offers", e))?;
 
         let mut offers_by_reason = default_offers_by_reason();

@@ -36,10 +36,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 
 use self::error::PageError;
+use crate::cancel::config::CancelFlowSettings;
 use crate::cancel::storage::CancelSessionRow;
 use crate::clock::Clock;
-use crate::config::{CancelFlowSettings, Experiment};
 use crate::dunning::BillingPortal;
+use crate::lifecycle::config::Experiment;
 use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::store::Store;

@@ -1,14 +1,15 @@
 //! The one configuration loader. figment merges three layers, each later one winning: the
 //! documented defaults, the tables of `holdfast.toml` (or `HOLDFAST_CONFIG_FILE`), and the
 //! environment variables that override a file key (each one's value converted to the key's
-//! shape first: `1,2,3` becomes a list, `on` a boolean). The merged tables are extracted once
-//! into [`Tables`]; each settings module validates its part from there, and an invalid value's
+//! shape first: `1,2,3` becomes a list, `on` a boolean). Each settings module reads its own
+//! table with [`Loader::table`], beneath the type's documented defaults, and validates it, and an invalid value's
 //! error names its key and where it came from (the variable, or the file), never a secret's
 //! value. Variables without a file key are read from the same source by the loader.
 
 use figment::Figment;
 use figment::providers::Serialized;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, Source, problem};
 
@@ -19,35 +20,11 @@ pub(crate) use layers::{switch, variable_of};
 
 pub(crate) const FILE_VAR: &str = "HOLDFAST_CONFIG_FILE";
 
-/// The merged tables, every default filled in.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Tables {
-    pub brand: crate::config::brand::FileBrand,
-    pub cancel_flow: crate::cancel::config::FileCancelFlow,
-    pub lifecycle: crate::lifecycle::config::FileLifecycle,
-    #[serde(default)]
-    pub experiments: Vec<crate::lifecycle::config::FileExperiment>,
-    pub recap: crate::lifecycle::recap::config::FileRecap,
-    pub nps: crate::lifecycle::recap::config::FileNps,
-}
-
-/// The documented defaults of the file's keys: the first layer.
-#[derive(Serialize)]
-struct Defaults {
-    brand: crate::config::brand::FileBrand,
-    cancel_flow: crate::cancel::config::FileCancelFlow,
-    lifecycle: crate::lifecycle::config::FileLifecycle,
-    recap: crate::lifecycle::recap::config::FileRecap,
-    nps: crate::lifecycle::recap::config::FileNps,
-}
-
 /// Every setting's source, merged; see the module's documentation.
 pub struct Loader<'a> {
     src: &'a dyn Source,
     figment: Figment,
     file: Option<String>,
-    pub(crate) tables: Tables,
 }
 
 impl Source for Loader<'_> {
@@ -64,13 +41,6 @@ impl<'a> Loader<'a> {
 
     /// As [`Loader::new`], then `typed`: values set by key in code (tests), which win.
     pub fn with(src: &'a dyn Source, typed: Figment) -> Result<Self, ConfigError> {
-        let defaults = Defaults {
-            brand: crate::config::brand::FileBrand::default(),
-            cancel_flow: crate::cancel::config::FileCancelFlow::default(),
-            lifecycle: crate::lifecycle::config::FileLifecycle::default(),
-            recap: crate::lifecycle::recap::config::FileRecap::default(),
-            nps: crate::lifecycle::recap::config::FileNps::default(),
-        };
         let mut file = read_file(src)?;
         let mut variables = Vec::new();
         for (var, key, shape) in OVERRIDES {
@@ -84,16 +54,29 @@ impl<'a> Loader<'a> {
             }
         }
         let path = file.as_ref().map(|f| f.path.clone());
-        let mut figment = Figment::from(Serialized::defaults(defaults));
+        let mut figment = Figment::new();
         if let Some(file) = file {
             figment = figment.merge(file);
         }
         for variable in variables {
             figment = figment.merge(variable);
         }
-        let figment = figment.merge(typed);
-        let tables = figment.extract().map_err(|e| extraction_error(path.as_deref(), &e))?;
-        Ok(Self { src, figment, file: path, tables })
+        Ok(Self { src, figment: figment.merge(typed), file: path })
+    }
+
+    /// The file's table at `key` (`"cancel_flow"`), read as its settings module's type: the
+    /// type's documented defaults, then the file, then the environment, then values set in
+    /// code. A value that doesn't fit, or a key the table doesn't know, is an error naming
+    /// where it came from. Each settings module reads its own table, so the loader names none.
+    pub fn table<T: Default + Serialize + DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
+        Figment::from(Serialized::default(key, T::default())).merge(self.figment.clone()).extract_inner(key).map_err(|mut e| {
+            // figment appends the table's name to the error's path: put it first.
+            if e.path.last().is_some_and(|last| last == key) {
+                e.path.pop();
+                e.path.insert(0, key.to_owned());
+            }
+            extraction_error(self.file.as_deref(), &e)
+        })
     }
 
     /// An error about `key`'s value, naming where the value came from: its variable, or the
@@ -139,7 +122,8 @@ fn extraction_error(file: Option<&str>, e: &figment::Error) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Settings, StripeMode};
+    use crate::config::StripeMode;
+    use crate::settings::Settings;
     use std::collections::HashMap;
 
     /// A configuration file in a fresh directory (kept alive by the returned guard).
@@ -150,7 +134,7 @@ mod tests {
         (dir, path.display().to_string())
     }
 
-    fn base() -> crate::config::SettingsBuilder {
+    fn base() -> crate::settings::SettingsBuilder {
         Settings::builder().var("STRIPE_WEBHOOK_SECRET", "whsec_a").var("HOLDFAST_STRIPE_MODE", "test")
     }
 
@@ -253,7 +237,7 @@ mod tests {
         let named: HashMap<&str, String> = HashMap::from([(FILE_VAR, path)]);
         let l = Loader::new(&named).expect("an empty file is valid");
         let brand = crate::config::Brand::from_loader(&l).expect("default brand");
-        let cancel = crate::config::CancelFlowSettings::from_loader(&l, brand).expect("default cancel flow");
+        let cancel = crate::cancel::config::CancelFlowSettings::from_loader(&l, brand).expect("default cancel flow");
         assert_eq!(cancel.pause_months, vec![1, 2, 3]);
     }
 }

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::cancel::ArmCounts;
-use crate::config::{Experiment, ExperimentKind, Experiments};
 use crate::figures::summary;
+use crate::lifecycle::config::Experiment;
+use crate::lifecycle::config::ExperimentKind;
+use crate::lifecycle::config::Experiments;
 use crate::store::{Store, StoreError};
 
 /// The summary's `experiments` section: both variants of each experiment in force, with the

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::{Experiment, Settings};
 use crate::domain::event::Event;
 use crate::dunning::reactions::Dunning;
 use crate::dunning::rules::trigger;
+use crate::lifecycle::config::Experiment;
 use crate::lifecycle::context::Lifecycle;
 use crate::mail::composer::Composer;
 use crate::mail::links::Links;
@@ -21,6 +21,7 @@ use crate::mail::templates::Templates;
 use crate::mail::unsubscribe::UnsubscribeLinks;
 use crate::owner::alerts::Alerts;
 use crate::owner::digest::Digest;
+use crate::settings::Settings;
 use crate::store::reactions::{Deciding, Facts, FactsQuery, OutboxWake, ReactError, ReactionPlan};
 
 /// Everything the hook and the scheduler need; built once from `Settings`, shared by the

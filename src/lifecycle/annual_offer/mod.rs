@@ -21,9 +21,9 @@ use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::cancel::{CancelState, NewStripeChange, Sent};
-use crate::config::AnnualOffer;
 use crate::domain::money::format_minor;
 use crate::dunning::BillingPortal;
+use crate::lifecycle::config::AnnualOffer;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::storage::AnnualOfferRow;
 use crate::mail::links::{ANNUAL_LINK_PREFIX, LinkClaims};

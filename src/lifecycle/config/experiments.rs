@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cancel::{OfferKind, Reason, parse_offers as offers};
 use crate::config::ConfigError;
@@ -79,7 +79,7 @@ impl Experiments {
 }
 
 /// `[[experiments]]`, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileExperiment {
     name: String,

@@ -65,7 +65,7 @@ impl LifecycleSettings {
 
     /// The campaigns and experiments, checked.
     pub(crate) fn from_loader(l: &Loader<'_>) -> Result<(Self, Experiments), ConfigError> {
-        let f = &l.tables.lifecycle;
+        let f = &l.table::<FileLifecycle>("lifecycle")?;
         let at_risk = at_risk_rule(l, &f.at_risk)?;
         let product_url = f.product_url.clone();
         if product_url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
@@ -102,7 +102,7 @@ impl LifecycleSettings {
             product_url,
             horizon_days: f.horizon_days,
         };
-        let mut experiments = experiments(l, &l.tables.experiments)?;
+        let mut experiments = experiments(l, &l.table::<Vec<FileExperiment>>("experiments")?)?;
         experiments.lifecycle_holdouts = settings.holdouts();
         if settings.trial_ending.holdout_percent > 0 {
             // A reminder about billing is owed to every customer: never withheld.

@@ -76,7 +76,7 @@ pub fn from_source(src: &impl Source) -> Result<(RecapSettings, NpsSettings), Co
 
 /// Both features' settings, checked.
 pub(crate) fn from_loader(l: &Loader<'_>) -> Result<(RecapSettings, NpsSettings), ConfigError> {
-    let r = &l.tables.recap;
+    let r = &l.table::<FileRecap>("recap")?;
     if r.labels.iter().any(|(k, v)| k.is_empty() || k.len() > 200 || v.trim().is_empty() || v.len() > 200) {
         return Err(l.fail("recap.labels", "names and labels are 1–200 characters"));
     }
@@ -85,7 +85,7 @@ pub(crate) fn from_loader(l: &Loader<'_>) -> Result<(RecapSettings, NpsSettings)
         labels: r.labels.clone(),
         question: r.question.as_ref().map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
     };
-    let n = &l.tables.nps;
+    let n = &l.table::<FileNps>("nps")?;
     let nps = NpsSettings {
         enabled: n.enabled,
         product: n.product.as_ref().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),

@@ -144,7 +144,7 @@ pub fn sample_context() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::settings::Settings;
 
     fn settings() -> MailSettings {
         let vars: HashMap<&str, String> =

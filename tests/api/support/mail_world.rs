@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use holdfast::config::SettingsBuilder;
+use holdfast::settings::SettingsBuilder;
 
 use crate::support::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_configured};
 use crate::support::smtp_sink::SmtpSink;

@@ -1,8 +1,9 @@
 //! The server under test: `spawn_app()` and its variants, and the requests tests send it.
 
 use holdfast::clock::Clock;
-use holdfast::config::{Settings, SettingsBuilder};
 use holdfast::ingest::signature::sign;
+use holdfast::settings::Settings;
+use holdfast::settings::SettingsBuilder;
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
 use holdfast::workers::outbox::OutboxWorker;
