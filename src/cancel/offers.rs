@@ -1,13 +1,12 @@
 //! Which offers a session gets: the configured offers for the reason (per segment of interval
 //! and tenure), filtered by the facts of the customer's own subscription as the store knows it.
 
-use crate::cancel::config::CancelFlowSettings;
-use crate::cancel::config::DiscountOffer;
+use crate::cancel::config::{CancelFlowSettings, DiscountOffer};
 use crate::cancel::rules::{
     Billing, OfferFacts, OfferKind, PausePlan, Reason, applicable_offers, configured_offers, months_before, pause_plan,
     whole_months_between,
 };
-use crate::lifecycle::config::Experiment;
+use crate::lifecycle::Experiment;
 use crate::store::rows::{ItemRow, SubscriptionRow};
 use crate::store::{Store, StoreError};
 

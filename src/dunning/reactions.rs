@@ -11,7 +11,7 @@ use crate::dunning::rules::{AfterRetries, CardFacts, CaseState, Step, Trigger, o
 use std::sync::Arc;
 
 use crate::dunning::rules::Cadence;
-use crate::lifecycle::config::Experiment;
+use crate::lifecycle::Experiment;
 use crate::mail::composer::{Composer, EmailTo};
 use crate::mail::links::Links;
 use crate::settings::Settings;

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use crate::lifecycle::config::LifecycleSettings;
 use crate::lifecycle::nps::NpsLinks;
-use crate::lifecycle::recap::config::NpsSettings;
-use crate::lifecycle::recap::config::RecapSettings;
+use crate::lifecycle::recap::config::{NpsSettings, RecapSettings};
 use crate::mail::composer::Composer;
 use crate::mail::links::Links;
 use crate::settings::Settings;

@@ -40,7 +40,7 @@ use crate::cancel::config::CancelFlowSettings;
 use crate::cancel::storage::CancelSessionRow;
 use crate::clock::Clock;
 use crate::dunning::BillingPortal;
-use crate::lifecycle::config::Experiment;
+use crate::lifecycle::Experiment;
 use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::store::Store;

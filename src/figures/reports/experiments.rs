@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::cancel::ArmCounts;
 use crate::figures::summary;
-use crate::lifecycle::config::Experiment;
-use crate::lifecycle::config::ExperimentKind;
-use crate::lifecycle::config::Experiments;
+use crate::lifecycle::{Experiment, ExperimentKind, Experiments};
 use crate::store::{Store, StoreError};
 
 /// The summary's `experiments` section: both variants of each experiment in force, with the

@@ -6,7 +6,7 @@ use crate::domain::month::Month;
 use crate::domain::timeline::GivenBack;
 use crate::figures::summary::{CurrencyJson, MonthlyJson, Summary};
 use crate::figures::{Report, summary};
-use crate::lifecycle::config::Experiments;
+use crate::lifecycle::Experiments;
 use crate::store::{Store, StoreError};
 
 mod experiments;
@@ -48,7 +48,7 @@ impl Reports {
             experiments: Experiments::default(),
             clock: Clock::system(),
             save_confirm_secs: 30 * 86_400,
-            nps_min_sample: crate::lifecycle::recap::config::NpsSettings::default().min_sample,
+            nps_min_sample: crate::lifecycle::NpsSettings::default().min_sample,
         }
     }
 

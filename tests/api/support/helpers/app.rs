@@ -2,8 +2,7 @@
 
 use holdfast::clock::Clock;
 use holdfast::ingest::signature::sign;
-use holdfast::settings::Settings;
-use holdfast::settings::SettingsBuilder;
+use holdfast::settings::{Settings, SettingsBuilder};
 use holdfast::startup::Application;
 use holdfast::store::{StateDump, Store};
 use holdfast::workers::outbox::OutboxWorker;
