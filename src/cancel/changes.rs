@@ -5,7 +5,7 @@
 use crate::cancel::rules::Outcome;
 use crate::cancel::storage::RECORD_OUTCOME;
 use crate::cancel::stripe_actions::Sent;
-use crate::store::conn::execute;
+use crate::store::conn::{Conn, execute};
 use crate::store::{Store, StoreError};
 
 /// A change Holdfast made in Stripe, to record with what caused it.
@@ -31,8 +31,28 @@ pub fn cancel_flow_trigger(source: &str) -> &'static str {
     }
 }
 
-pub(crate) const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
+const INSERT_CHANGE: &str = "INSERT INTO stripe_changes (customer, subscription, method, path, params, purpose, triggered_by, \
      idempotency_key, made_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Record `change` in the caller's transaction, beside the state change it made (a cancel
+/// session's outcome, an accepted annual offer).
+pub(crate) async fn record_change(c: &mut Conn<'_>, change: &NewStripeChange<'_>) -> Result<(), sqlx::Error> {
+    let params = change.sent.params.to_string();
+    execute!(
+        c,
+        INSERT_CHANGE,
+        change.customer,
+        change.subscription,
+        change.sent.method,
+        &change.sent.path,
+        &params,
+        change.purpose,
+        change.triggered_by,
+        change.idempotency_key,
+        change.at
+    )?;
+    Ok(())
+}
 
 impl Store {
     /// Record a cancel session's outcome and the Stripe change that made it, together.
@@ -44,23 +64,10 @@ impl Store {
         paused_until: Option<i64>,
         change: &NewStripeChange<'_>,
     ) -> Result<bool, StoreError> {
-        let params = change.sent.params.to_string();
         self.in_transaction(async |c| {
             let done = execute!(c, RECORD_OUTCOME, session, outcome.as_str(), detail_json, paused_until, change.at)? == 1;
             if done {
-                execute!(
-                    c,
-                    INSERT_CHANGE,
-                    change.customer,
-                    change.subscription,
-                    change.sent.method,
-                    &change.sent.path,
-                    &params,
-                    change.purpose,
-                    change.triggered_by,
-                    change.idempotency_key,
-                    change.at
-                )?;
+                record_change(c, change).await?;
             }
             Ok(done)
         })

@@ -22,8 +22,8 @@ pub mod storage;
 pub mod stripe_actions;
 
 // What the other features use of this one.
-pub(crate) use self::changes::INSERT_CHANGE;
 pub use self::changes::NewStripeChange;
+pub(crate) use self::changes::record_change;
 pub(crate) use self::config::offers as parse_offers;
 pub use self::http::CancelState;
 pub use self::rules::{OfferKind, Outcome, Reason};

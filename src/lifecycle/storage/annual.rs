@@ -148,23 +148,10 @@ impl Store {
         subscription: &str,
         change: &crate::cancel::NewStripeChange<'_>,
     ) -> Result<bool, StoreError> {
-        let params = change.sent.params.to_string();
         self.in_transaction(async |c| {
             let done = execute!(c, ACCEPT_ANNUAL, subscription, change.at)? == 1;
             if done {
-                execute!(
-                    c,
-                    crate::cancel::INSERT_CHANGE,
-                    change.customer,
-                    change.subscription,
-                    change.sent.method,
-                    &change.sent.path,
-                    &params,
-                    change.purpose,
-                    change.triggered_by,
-                    change.idempotency_key,
-                    change.at
-                )?;
+                crate::cancel::record_change(c, change).await?;
             }
             Ok(done)
         })
