@@ -149,6 +149,12 @@ impl SettingsBuilder {
         self
     }
 
+    /// The owner's `holdfast.toml` at `path`, as `HOLDFAST_CONFIG_FILE` names it.
+    #[must_use]
+    pub fn file(self, path: &std::path::Path) -> Self {
+        self.var(crate::config::loader::FILE_VAR, path.display().to_string())
+    }
+
     /// A typed value at a `holdfast.toml` key (`"brand.name"`, `"lifecycle.winback.days"`).
     #[must_use]
     pub fn set(mut self, key: &str, value: impl serde::Serialize) -> Self {

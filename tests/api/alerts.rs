@@ -5,7 +5,7 @@
 //! churn threshold reads the customer's MRR (every subscription, discounts applied), and a
 //! destination that keeps failing shows on `/readyz` until a delivery goes through.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -14,32 +14,39 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use holdfast::health::UNREADY_AFTER_SECS;
-use holdfast::owner::alerts::deliver::{AlertSender, FAULT_AFTER, PART};
-use holdfast::owner::config::OwnerSettings;
+use holdfast::owner::alerts::deliver::{FAULT_AFTER, PART};
+use holdfast::owner::config::{SecretUrl, SignedWebhook, Thresholds};
+use secrecy::SecretString;
 
 use crate::support::cancel_flow::{flow_with, seed, signed_link};
-use crate::support::helpers::{Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, event_with_id, fixture, invoice, now, spawn_app_with};
 
 const SECRET: &str = "whsec-alerts-0123456789abcdef";
 const OWNER: &str = "owner@example.com";
 
-fn vars(receiver: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("HOLDFAST_OWNER_EMAIL", OWNER.into()),
-        ("HOLDFAST_PUBLIC_URL", "https://holdfast.example.com".into()),
-        ("HOLDFAST_ALERT_CHURN_MRR", "usd:20".into()),
-        ("HOLDFAST_ALERT_PAYMENT_FAILED", "usd:40".into()),
-        ("HOLDFAST_ALERT_SLACK_URL", format!("{receiver}/slack/T000/B000/slacktoken")),
-        ("HOLDFAST_ALERT_WEBHOOK_URL", format!("{receiver}/hook")),
-        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET.into()),
-    ]
+/// A URL that is a secret (it carries the receiver's token).
+fn secret_url(url: String) -> SecretUrl {
+    SecretUrl(SecretString::from(url))
 }
 
-/// The sender with the same alert settings as the app (tests drive it by hand).
-fn sender(app: &TestApp, vars: &[(&'static str, String)]) -> AlertSender {
-    let map: HashMap<&str, String> = vars.iter().cloned().collect();
-    let owner = OwnerSettings::from_source(&map).expect("owner settings");
-    AlertSender::new(app.store.clone(), owner.alerts, app.clock.clone()).expect("sender")
+/// The owner's address and a signed webhook at `hook`.
+fn owner_and_webhook(hook: String) -> Config {
+    Config::new().with(move |s| {
+        s.owner.email = Some(OWNER.into());
+        s.owner.alerts.webhook = Some(SignedWebhook { url: secret_url(hook), secret: SecretString::from(SECRET) });
+    })
+}
+
+/// Every destination at `receiver` (the owner's email, Slack, a signed webhook), a churn
+/// threshold of $20.00 of MRR and a failed-payment threshold of $40.00.
+fn alerts_to(receiver: &str) -> Config {
+    let slack = secret_url(format!("{receiver}/slack/T000/B000/slacktoken"));
+    owner_and_webhook(format!("{receiver}/hook")).with(|s| {
+        s.public_url = "https://holdfast.example.com".into();
+        s.owner.alerts.churn_mrr = Thresholds(BTreeMap::from([("usd".to_owned(), 2_000)]));
+        s.owner.alerts.payment_failed = Thresholds(BTreeMap::from([("usd".to_owned(), 4_000)]));
+        s.owner.alerts.slack_url = Some(slack);
+    })
 }
 
 /// Verify `Holdfast-Signature: t=…,v1=…` over `t.body` as a receiver would.
@@ -150,9 +157,7 @@ fn assert_json_signed_hooks_and_slack_messages(requests: &[wiremock::Request]) -
 async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
     let receiver = MockServer::start().await;
     mount_receiver_whose_webhook_fails_once(&receiver).await;
-    let vars = vars(&receiver.uri());
-    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let app = spawn_app_with(alerts_to(&receiver.uri())).await;
     let t = now() - 3600;
     deliver_a_cancellation_two_failures_and_a_dispute(&app, t).await;
 
@@ -175,7 +180,7 @@ async fn alerts_reach_slack_and_a_signed_webhook_once_even_after_a_500() {
     let rows = app.store.alert_deliveries().await.expect("rows");
     assert_eq!(rows.len(), 6, "{rows:#?}");
 
-    let sender = sender(&app, &vars);
+    let sender = &app.alert_sender;
     let now = app.clock.now();
     assert_eq!(sender.run_until_idle_at(now).await.expect("first pass"), 6);
     let after_first = receiver.received_requests().await.expect("recorded").len();
@@ -212,14 +217,7 @@ async fn a_reversed_save_alerts_once_and_alerts_that_are_off_say_nothing() {
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
     let hook = format!("{}/hook", receiver.uri());
-    let vars: Vec<(&'static str, String)> = vec![
-        ("HOLDFAST_OWNER_EMAIL", OWNER.into()),
-        ("HOLDFAST_ALERT_WEBHOOK_URL", hook),
-        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET.into()),
-        ("HOLDFAST_ALERT_DISPUTE", "off".into()),
-    ];
-    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let f = flow_with(&extra).await;
+    let f = flow_with(owner_and_webhook(hook).with(|s| s.owner.alerts.dispute = false)).await;
     let object = seed(&f.app, "cus_rev", "sub_rev", "price_pro_monthly", |_| {}).await;
     let (session, csrf) = f.open(&signed_link("cus_rev")).await;
     f.answer(&session, &csrf, "too_expensive", "").await;
@@ -251,13 +249,7 @@ async fn a_reversed_save_alerts_once_and_alerts_that_are_off_say_nothing() {
     let emails = f.app.store.outbox_rows().await.expect("outbox");
     assert_eq!(emails.iter().filter(|r| r.dedupe_key == format!("alert:save_reversed:{capability}:email")).count(), 1);
 
-    let sender = AlertSender::new(
-        f.app.store.clone(),
-        OwnerSettings::from_source(&vars.iter().cloned().collect::<HashMap<&str, String>>()).expect("settings").alerts,
-        f.app.clock.clone(),
-    )
-    .expect("sender");
-    assert_eq!(sender.run_until_idle_at(t + 200).await.expect("send"), 1);
+    assert_eq!(f.app.alert_sender.run_until_idle_at(t + 200).await.expect("send"), 1);
     let requests = receiver.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
     let sig = requests[0].headers.get("holdfast-signature").and_then(|v| v.to_str().ok()).expect("signed");
@@ -275,9 +267,7 @@ fn cancelling(mut sub: Value, at: i64) -> Value {
 async fn the_churn_threshold_is_the_customers_mrr_with_every_subscription_and_discount() {
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
-    let vars = vars(&receiver.uri());
-    let extra: Vec<(&'static str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let app = spawn_app_with(alerts_to(&receiver.uri())).await;
     let t = now() - 3600;
 
     // Two subscriptions of $15.00 a month: each below the $20.00 threshold, $30.00 together.
@@ -354,12 +344,7 @@ async fn a_destination_that_keeps_failing_shows_on_readyz_until_a_delivery_goes_
         .mount(&receiver)
         .await;
     let hook = format!("{}/hook", receiver.uri());
-    let extra = [
-        ("HOLDFAST_OWNER_EMAIL", OWNER),
-        ("HOLDFAST_ALERT_WEBHOOK_URL", hook.as_str()),
-        ("HOLDFAST_ALERT_WEBHOOK_SECRET", SECRET),
-    ];
-    let app = spawn_app_with(&extra).await;
+    let app = spawn_app_with(owner_and_webhook(hook.clone())).await;
     let t = now();
     let dispute = json!({"id": "dp_down", "object": "dispute", "amount": 4900, "currency": "usd", "reason": "fraudulent",
         "charge": "ch_down", "status": "needs_response", "created": t, "balance_transactions": []});

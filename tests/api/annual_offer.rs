@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{Sub, TestApp, customer, event, fixture, now};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, fixture, now};
 use crate::support::mail_world::{DAY, app_with_sink};
 use crate::support::requires::chromium;
 use crate::support::smtp_sink::SmtpSink;
@@ -25,16 +25,13 @@ async fn annual_app() -> (TestApp, SmtpSink, MockServer, tempfile::TempDir) {
     let file = dir.path().join("holdfast.toml");
     std::fs::write(&file, "[lifecycle.annual_offer]\nafter_months = 3\n[lifecycle.annual_offer.prices]\nprice_basic_monthly = \"price_basic_yearly\"\n")
         .expect("config");
-    let file = file.to_string_lossy().to_string();
-    let (app, sink) = app_with_sink(&[
-        ("HOLDFAST_ANNUAL_OFFER", "on"),
-        ("HOLDFAST_CONFIG_FILE", &file),
-        ("HOLDFAST_OWNER_TOKEN", OWNER),
-        ("STRIPE_SECRET_KEY", "sk_test_annual_offer"),
-        ("STRIPE_API_BASE", &uri),
-        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.acme.test/account"),
-    ])
-    .await;
+    let config = Config::new()
+        .file(&file)
+        .campaign_on("annual_offer")
+        .owner_token(OWNER)
+        .stripe_at(&uri)
+        .key("cancel_flow.return_url", "https://app.acme.test/account");
+    let (app, sink) = app_with_sink(config).await;
     // The yearly price, as Stripe's product and price events bring it.
     let t = now() - 200 * DAY;
     let product = json!({"id": "prod_basic", "object": "product", "active": true, "created": t, "updated": t,

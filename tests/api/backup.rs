@@ -5,7 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::helpers::{Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_owner_app};
+use crate::support::helpers::{
+    Config, Sub, TestApp, TestDb, backend, customer, event, invoice, now, spawn_app_on, spawn_owner_app,
+};
 
 const TOKEN: &str = "owner-token-backup-0123456789";
 
@@ -85,7 +87,7 @@ async fn a_backup_of_a_live_database_restores_to_the_same_summary() {
     let restored_file = restored_dir.path().join("holdfast.db");
     std::fs::copy(&file, &restored_file).expect("copy the backup into place");
     let url = format!("sqlite://{}", restored_file.display());
-    let restored = spawn_app_on(url, Some(TestDb::Sqlite { _dir: restored_dir }), &[("HOLDFAST_OWNER_TOKEN", TOKEN)]).await;
+    let restored = spawn_app_on(url, Some(TestDb::Sqlite { _dir: restored_dir }), Config::new().owner_token(TOKEN)).await;
 
     let before = summary(&app).await;
     assert_eq!(summary(&restored).await, before, "the restored database gives the same summary");

@@ -4,14 +4,13 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{TestApp, fixture, now};
+use crate::support::helpers::{Config, TestApp, fixture, now};
 use crate::support::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
 use crate::support::smtp_sink::SmtpSink;
 
 async fn app_with_stripe() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let (app, sink) = app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_holdfast"), ("STRIPE_API_BASE", &uri)]).await;
+    let (app, sink) = app_with_sink(Config::new().stripe_at(&stripe.uri())).await;
     (app, sink, stripe)
 }
 
@@ -70,13 +69,8 @@ async fn clicking_the_link_opens_a_portal_session_on_the_payment_method_flow() {
 #[tokio::test]
 async fn the_portal_returns_to_the_owners_product_when_there_is_one() {
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let (app, sink) = app_with_sink(&[
-        ("STRIPE_SECRET_KEY", "sk_test_holdfast"),
-        ("STRIPE_API_BASE", &uri),
-        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.acme.test/account"),
-    ])
-    .await;
+    let config = Config::new().stripe_at(&stripe.uri()).key("cancel_flow.return_url", "https://app.acme.test/account");
+    let (app, sink) = app_with_sink(config).await;
     Mock::given(method("POST"))
         .and(path("/v1/billing_portal/sessions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("billing_portal.session")))

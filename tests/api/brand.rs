@@ -2,6 +2,7 @@
 //! unsubscribe page show the owner's name and colour and never "Holdfast".
 
 use crate::support::cancel_flow::{flow_with, seed, signed_link};
+use crate::support::helpers::Config;
 
 /// The whole page, markup included: stricter than its visible text.
 fn assert_no_holdfast(what: &str, html: &str) {
@@ -11,7 +12,7 @@ fn assert_no_holdfast(what: &str, html: &str) {
 #[tokio::test]
 async fn the_customer_pages_show_the_owners_brand_and_never_holdfast() {
     let logo = "https://cdn.acme-notes.test/logo.png";
-    let f = flow_with(&[("HOLDFAST_BRAND_COLOR", "#ffcc00"), ("HOLDFAST_BRAND_LOGO_URL", logo)]).await;
+    let f = flow_with(Config::new().key("brand.color", "#ffcc00").key("brand.logo_url", logo)).await;
     seed(&f.app, "cus_brand", "sub_brand", "price_pro_monthly", |_| {}).await;
     let (session, csrf) = f.open(&signed_link("cus_brand")).await;
     let first = f.http.get(format!("{}{session}", f.app.address)).send().await.expect("request");

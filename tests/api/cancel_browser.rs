@@ -15,6 +15,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::cancel_flow::{Flow, flow_with, seed, signed_link};
+use crate::support::helpers::Config;
 use crate::support::requires::chromium;
 
 /// The page's layout width and the viewport's: the page fits when the first is not larger.
@@ -30,7 +31,7 @@ async fn widths(browser: &fantoccini::Client) -> Result<(i64, i64), fantoccini::
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_a_customer_pauses_instead_of_cancelling() {
     let (browser, driver, _profile) = chromium(412, 915).await;
-    let f = flow_with(&[]).await;
+    let f = flow_with(Config::new()).await;
     let object = seed(&f.app, "cus_browser", "sub_browser", "price_pro_monthly", |_| {}).await;
     Mock::given(method("POST"))
         .and(path("/v1/subscriptions/sub_browser"))
@@ -178,7 +179,7 @@ fn assert_each_path_reads_right(texts: &[(String, String)], ends_on: &str) {
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_yearly_undo_and_past_due_paths_fit_a_375_px_phone() {
     let (browser, driver, _profile) = chromium(375, 812).await;
-    let f = flow_with(&[]).await;
+    let f = flow_with(Config::new()).await;
     let ends_on = seed_the_phone_paths(&f).await;
 
     let outcome = walk_the_phone_paths(&browser, &f.app.address).await;

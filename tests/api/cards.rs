@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::helpers::{event, fixture, now};
+use crate::support::helpers::{Config, event, fixture, now};
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, subscriber};
 
 fn card_payment_method(id: &str, customer: &str, month: i64, year: i64) -> serde_json::Value {
@@ -24,7 +24,7 @@ fn this_month(at: i64) -> (i64, i64) {
 
 #[tokio::test]
 async fn a_card_expiring_this_month_gets_one_warning() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // One time for the whole test (the server's clock set to it), so a month boundary can't
     // fall between its steps.
     let at = now();
@@ -48,7 +48,7 @@ async fn a_card_expiring_this_month_gets_one_warning() {
 
 #[tokio::test]
 async fn an_expiring_source_is_warned_about_but_not_without_a_live_subscription() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // One time for the whole test (the server's clock set to it), so a month boundary can't
     // fall between its steps.
     let at = now();

@@ -149,7 +149,7 @@ async fn the_dashboard_shows_each_currency_in_its_own_format_and_lets_the_owner_
 
 #[tokio::test]
 async fn a_dunning_email_states_the_amount_in_the_invoices_currency() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     app.clock.set(now());
     let t = app.clock.now() - 3600;
     deliver_now(&app, &event("customer.created", t - DAY, customer("cus_1", EMAIL, t - DAY))).await;

@@ -6,17 +6,18 @@
 use chrono::{Datelike, Duration, TimeZone, Utc, Weekday};
 use serde_json::json;
 
-use crate::support::helpers::{Sub, TestApp, customer, event, fresh_database, invoice, now, spawn_app_on};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, fresh_database, invoice, now, spawn_app_on};
 
 const OWNER: &str = "owner@example.com";
 
-fn extra() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("HOLDFAST_OWNER_EMAIL", OWNER),
-        ("HOLDFAST_DIGEST_DAY", "tue"),
-        ("HOLDFAST_DIGEST_HOUR", "9"),
-        ("HOLDFAST_PUBLIC_URL", "https://holdfast.example.com"),
-    ]
+/// The owner's address, the digest on Tuesdays at 09:00, and the public URL its links use.
+fn digest_config() -> Config {
+    Config::new().with(|s| {
+        s.owner.email = Some(OWNER.into());
+        s.owner.digest.weekday = 2;
+        s.owner.digest.hour = 9;
+        s.public_url = "https://holdfast.example.com".into();
+    })
 }
 
 /// The send time, the last Tuesday 09:00 UTC before now (events are signed now, so the week
@@ -78,8 +79,8 @@ fn assert_the_digest_tells_who_left_why_and_what_was_recovered(d: &holdfast::sto
 #[tokio::test]
 async fn one_weekly_digest_across_two_instances_with_who_left_why_and_links() {
     let (url, db) = fresh_database().await;
-    let a = spawn_app_on(url.clone(), db, &extra()).await;
-    let b = spawn_app_on(url, None, &extra()).await;
+    let a = spawn_app_on(url.clone(), db, digest_config()).await;
+    let b = spawn_app_on(url, None, digest_config()).await;
     // The send time: the last Tuesday 09:00 UTC before now (events are signed now, so the
     // week is in the past); the week is the seven days before it.
     let (send, key) = last_tuesday_9am();

@@ -58,15 +58,13 @@ async fn summary(app: &TestApp, month: &str) -> Value {
     response.json().await.expect("JSON")
 }
 
-async fn owner_app(extra: &[(&'static str, &str)]) -> TestApp {
-    let mut vars = vec![("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)];
-    vars.extend_from_slice(extra);
-    spawn_app_with(&vars).await
+async fn owner_app(config: Config) -> TestApp {
+    spawn_app_with(Config::new().owner_token(OWNER_TOKEN).then(config)).await
 }
 
 #[tokio::test]
 async fn discounts_named_by_id_take_their_coupons_terms_and_customer_discounts_apply() {
-    let app = owner_app(&[]).await;
+    let app = owner_app(Config::new()).await;
     start_business(&app, &[("sub_a", "cus_a", 2000), ("sub_b", "cus_b", 3000)]).await;
     let feb10 = at(2026, 2, 10);
     app.deliver(&event("coupon.created", feb10, coupon("HALF", json!({"percent_off": 50.0, "duration": "forever"})))).await;
@@ -99,7 +97,7 @@ async fn discounts_named_by_id_take_their_coupons_terms_and_customer_discounts_a
 async fn a_coupon_never_seen_is_fetched_once_from_stripe_and_until_then_counts_at_list_price() {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
-    let app = owner_app(&[("STRIPE_SECRET_KEY", "sk_test_holdfast"), ("STRIPE_API_BASE", &uri)]).await;
+    let app = owner_app(Config::new().stripe_at(&uri)).await;
     start_business(&app, &[("sub_a", "cus_a", 2000), ("sub_b", "cus_b", 3000)]).await;
     let feb10 = at(2026, 2, 10);
     for (sub, cus, di, code) in [("sub_a", "cus_a", "di_a", "MYSTERY"), ("sub_b", "cus_b", "di_b", "GONE")] {
@@ -144,7 +142,7 @@ async fn a_coupon_never_seen_is_fetched_once_from_stripe_and_until_then_counts_a
 
 #[tokio::test]
 async fn an_items_own_discount_takes_off_that_item_only_before_the_subscriptions_discount() {
-    let app = owner_app(&[]).await;
+    let app = owner_app(Config::new()).await;
     let jan5 = at(2026, 1, 5);
     app.deliver(&event("customer.created", jan5, customer("cus_a", "cus_a@example.com", jan5))).await;
     // sub_a: the base plan (20.00) and an add-on (10.00); sub_c: another plan (10.00).
@@ -195,7 +193,7 @@ async fn an_items_own_discount_takes_off_that_item_only_before_the_subscriptions
 async fn sync_asks_for_items_discounts_expanded_and_applies_them() {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
-    let app = owner_app(&[]).await;
+    let app = owner_app(Config::new()).await;
     let jan5 = at(2026, 1, 5);
     let feb10 = at(2026, 2, 10);
     // A subscription whose item carries its own discount, expanded (coupon by id, clover on).

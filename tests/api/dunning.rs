@@ -3,14 +3,16 @@
 
 use serde_json::json;
 
-use crate::support::helpers::{Sub, event, now};
+use holdfast::dunning::rules::AfterRetries;
+
+use crate::support::helpers::{Config, Sub, event, now};
 use crate::support::mail_world::{
     DAY, EMAIL, app_with_sink, deliver_now, failed_invoice, invoice_paid, payment_failed, payment_failed_try, subscriber,
 };
 
 #[tokio::test]
 async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 3600;
@@ -53,7 +55,7 @@ async fn the_whole_series_arrives_on_its_cadence_with_links_and_headers() {
 
 #[tokio::test]
 async fn payment_stops_the_series_and_records_the_recovery() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 2 * 3600;
@@ -74,7 +76,7 @@ async fn payment_stops_the_series_and_records_the_recovery() {
 
 #[tokio::test]
 async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_step() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 6 * 3600;
@@ -102,7 +104,7 @@ async fn duplicate_and_out_of_order_failures_make_one_case_and_one_email_per_ste
 
 #[tokio::test]
 async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 4 * DAY;
@@ -118,7 +120,7 @@ async fn a_failure_older_than_the_horizon_records_state_but_sends_nothing() {
 
 #[tokio::test]
 async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
-    let (app, sink) = app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_holdfast")]).await;
+    let (app, sink) = app_with_sink(Config::new().stripe_key("sk_test_holdfast")).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 60;
@@ -134,7 +136,7 @@ async fn action_required_links_to_the_hosted_invoice_even_with_a_stripe_key() {
 
 #[tokio::test]
 async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 60;
@@ -154,7 +156,7 @@ async fn checkout_failures_and_zero_amount_invoices_open_no_case() {
 
 #[tokio::test]
 async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 3600;
@@ -178,7 +180,7 @@ async fn a_voided_invoice_or_an_ended_subscription_loses_the_case() {
 
 #[tokio::test]
 async fn a_payment_that_arrives_before_its_failure_sends_nothing() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     // The server's clock stands still: each step happens at the time the test says.
     app.clock.set(now());
     let t = app.clock.now() - 3600;
@@ -199,8 +201,8 @@ fn subjects(sink: &crate::support::smtp_sink::SmtpSink) -> Vec<String> {
 
 #[tokio::test]
 async fn a_whole_retry_sequence_gets_reminders_one_final_notice_before_the_last_try_and_a_stop_notice() {
-    let extra = [("DUNNING_STRIPE_TRIES", "4"), ("HOLDFAST_PRODUCT_URL", "https://app.acme.test/")];
-    let (app, sink) = app_with_sink(&extra).await;
+    let config = Config::new().key("lifecycle.product_url", "https://app.acme.test/").with(|s| s.dunning.stripe_tries = 4);
+    let (app, sink) = app_with_sink(config).await;
     let t = now();
     app.clock.set(t);
     subscriber(&app, t - DAY).await;
@@ -259,7 +261,7 @@ async fn a_whole_retry_sequence_gets_reminders_one_final_notice_before_the_last_
 
 #[tokio::test]
 async fn the_stop_notice_still_goes_when_the_cancellation_arrives_before_it_is_sent() {
-    let (app, sink) = app_with_sink(&[("DUNNING_STRIPE_TRIES", "4")]).await;
+    let (app, sink) = app_with_sink(Config::new().with(|s| s.dunning.stripe_tries = 4)).await;
     let t = now();
     app.clock.set(t);
     subscriber(&app, t - DAY).await;
@@ -273,7 +275,7 @@ async fn the_stop_notice_still_goes_when_the_cancellation_arrives_before_it_is_s
 
 #[tokio::test]
 async fn a_hard_decline_says_payments_have_stopped_and_what_happens_next() {
-    let (app, sink) = app_with_sink(&[("DUNNING_AFTER_RETRIES", "unpaid")]).await;
+    let (app, sink) = app_with_sink(Config::new().with(|s| s.dunning.after_retries = AfterRetries::Unpaid)).await;
     let t = now();
     app.clock.set(t);
     subscriber(&app, t - DAY).await;

@@ -6,26 +6,20 @@
 //! chromedriver are installed and reports it as skipped elsewhere. `CHROMEDRIVER` /
 //! `CHROMIUM` override the binaries (default: `chromedriver` and `chromium` on PATH).
 
-use std::collections::HashMap;
-
 use holdfast::mail::templates::{Templates, sample_context};
-use holdfast::settings::Settings;
 use minijinja::context;
+
+use crate::support::helpers::{Config, serverless_settings};
 
 const PHONE_WIDTH: i64 = 375;
 
 /// The templates as the service renders them, with a brand that has a logo and a long name.
 fn templates() -> Templates {
-    let vars: HashMap<&str, String> = [
-        ("STRIPE_WEBHOOK_SECRET", "whsec_a".to_owned()),
-        ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
-        ("HOLDFAST_BRAND_NAME", "Acme Notes for Teams".to_owned()),
-        ("HOLDFAST_BRAND_COLOR", "#1d4ed8".to_owned()),
-        ("HOLDFAST_BRAND_LOGO_URL", "https://acme.test/a-very-wide-logo-1200x300.png".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    Templates::new(&Settings::from_source(&vars).expect("valid").mail)
+    let brand = Config::new()
+        .key("brand.name", "Acme Notes for Teams")
+        .key("brand.color", "#1d4ed8")
+        .key("brand.logo_url", "https://acme.test/a-very-wide-logo-1200x300.png");
+    Templates::new(&serverless_settings(brand).mail)
 }
 
 /// Links as long as real ones: a signed token is ~130 characters with no break opportunity;

@@ -105,7 +105,7 @@ async fn postgres_only_a_lost_database_makes_the_projector_unready_with_the_reas
 
 #[tokio::test]
 async fn a_mail_server_down_makes_the_outbox_unready_with_the_reason_until_it_answers_again() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;

@@ -329,7 +329,7 @@ async fn with_a_stripe_key_a_same_second_tie_is_settled_by_stripes_answer_in_bot
     for newer_last in [true, false] {
         let stripe = stripe_answering_once(&stripe_sub, &stripe_invoice).await;
         let uri = stripe.uri();
-        let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_holdfast"), ("STRIPE_API_BASE", &uri)]).await;
+        let app = spawn_app_with(Config::new().stripe_at(&uri)).await;
         // Held still: nothing is due until the test moves the clock past the debounce.
         app.clock.set(t + 3600);
         for (older, newer) in [(&created, &activated), (&first, &second)] {
@@ -369,7 +369,7 @@ async fn without_a_stripe_key_a_same_second_tie_is_not_fetched() {
     let stripe = MockServer::start().await;
     Mock::given(wiremock::matchers::any()).respond_with(ResponseTemplate::new(500)).expect(0).mount(&stripe).await;
     let uri = stripe.uri();
-    let app = spawn_app_with(&[("STRIPE_API_BASE", &uri)]).await;
+    let app = spawn_app_typed(move |s| s.stripe_api_base = Some(uri)).await;
     let t = now() - 3600;
     let mut sub = Sub::new("sub_nokey", "cus_nokey", t);
     sub.status = "incomplete";

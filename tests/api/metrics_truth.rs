@@ -2,6 +2,7 @@
 //! get from its own state; the same history, delivered as signed Stripe events in order, or
 //! shuffled with duplicates, must produce exactly those numbers, every field of every month.
 
+use holdfast::config::StripeMode;
 use holdfast_sim::events::Shape;
 use holdfast_sim::{Business, events, expected};
 use rand::SeedableRng;
@@ -31,7 +32,7 @@ fn live_events_in(b: &Business, shape: Shape) -> Vec<Value> {
 
 /// An instance in live mode, as the truth tests' business is.
 async fn live_app() -> TestApp {
-    spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN), ("HOLDFAST_STRIPE_MODE", "live")]).await
+    spawn_app_with(Config::new().owner_token(OWNER_TOKEN).with(|s| s.stripe_mode = StripeMode::Live)).await
 }
 
 async fn assert_every_month_matches(app: &TestApp, b: &Business) {

@@ -7,8 +7,8 @@
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::support::helpers::{Sub, TestApp, customer, event};
-use crate::support::mail_world::{DAY, app_with_sink_configured, deliver_now};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now};
 use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-nps-tests-00000001";
@@ -16,12 +16,14 @@ const OWNER: &str = "owner-token-for-nps-tests-00000001";
 const START: i64 = 1_772_445_600;
 
 /// The survey on, configured typed (the keys of `holdfast.toml`'s `[nps]`).
-async fn nps_app(extra: &[(&'static str, &str)]) -> (TestApp, SmtpSink) {
-    let mut vars = vec![("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_PRODUCT_URL", "https://app.acme.test")];
-    vars.extend_from_slice(extra);
-    let (app, sink) =
-        app_with_sink_configured(&vars, |s| s.set("nps.enabled", true).set("nps.product", "Acme Notes").set("nps.min_sample", 2))
-            .await;
+async fn nps_app(config: Config) -> (TestApp, SmtpSink) {
+    let nps = Config::new()
+        .owner_token(OWNER)
+        .key("lifecycle.product_url", "https://app.acme.test")
+        .key("nps.enabled", true)
+        .key("nps.product", "Acme Notes")
+        .key("nps.min_sample", 2);
+    let (app, sink) = app_with_sink(nps.then(config)).await;
     app.clock.set(START);
     (app, sink)
 }
@@ -117,7 +119,7 @@ async fn assert_one_answer_is_too_few_for_a_score(app: &TestApp) {
 
 #[tokio::test]
 async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score_is_stored_once() {
-    let (app, sink) = nps_app(&[("HOLDFAST_REENGAGEMENT", "on")]).await;
+    let (app, sink) = nps_app(Config::new().campaign_on("reengagement")).await;
     subscribed(&app, "cus_1", "ada@example.com").await;
 
     assert_eq!(run_at(&app, START + 29 * DAY).await, 0, "not before day 30");
@@ -172,7 +174,7 @@ async fn the_survey_goes_at_day_30_a_link_only_opens_a_page_and_the_posted_score
 
 #[tokio::test]
 async fn nps_is_reported_with_its_trend_and_the_survey_comes_back_every_six_months_but_not_to_the_unsubscribed() {
-    let (app, sink) = nps_app(&[]).await;
+    let (app, sink) = nps_app(Config::new()).await;
     subscribed(&app, "cus_1", "ada@example.com").await;
     subscribed(&app, "cus_2", "bob@example.com").await;
     subscribed(&app, "cus_3", "cy@example.com").await;
@@ -225,7 +227,7 @@ async fn nps_is_reported_with_its_trend_and_the_survey_comes_back_every_six_mont
 #[tokio::test]
 #[ignore = "needs a browser (chromium + chromedriver)"]
 async fn browser_nps_score_link_button_and_comment_store_the_answer_once() {
-    let (app, sink) = nps_app(&[]).await;
+    let (app, sink) = nps_app(Config::new()).await;
     subscribed(&app, "cus_1", "ada@example.com").await;
     assert_eq!(run_at(&app, START + 30 * DAY).await, 1);
     let link = score_link(&app, &sink.parsed()[0].text, 8);

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::helpers::{customer, event, spawn_app_with, spawn_owner_app};
+use crate::support::helpers::{Config, customer, event, spawn_app_with, spawn_owner_app};
 
 const TOKEN: &str = "owner-token-for-metrics-0123456789";
 
@@ -37,7 +37,7 @@ async fn metrics_count_webhooks_by_type_and_outcome_for_the_owner_only() {
 
 #[tokio::test]
 async fn every_response_carries_its_own_request_id() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app_with(Config::new()).await;
     let ids: Vec<String> = futures::future::join_all((0..3).map(|_| app.get("/healthz")))
         .await
         .iter()

@@ -5,7 +5,7 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{Sub, event, now};
+use crate::support::helpers::{Config, Sub, event, now};
 use crate::support::mail_world::{DAY, app_with_sink, deliver_now, payment_failed_try, subscriber};
 
 const OWNER: &str = "owner-token-0123456789abcdef";
@@ -71,15 +71,12 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
     // Any request reaching Stripe fails the test when the server is dropped.
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&stripe).await;
     let uri = stripe.uri();
-    let extra = [
-        ("HOLDFAST_MODE", "observe"),
-        ("STRIPE_SECRET_KEY", "sk_test_holdfast"),
-        ("STRIPE_API_BASE", uri.as_str()),
-        ("HOLDFAST_OWNER_TOKEN", OWNER),
-        ("DUNNING_STRIPE_TRIES", "4"),
-        ("HOLDFAST_PRODUCT_URL", "https://app.acme.test/"),
-    ];
-    let (app, sink) = app_with_sink(&extra).await;
+    let config =
+        Config::new().stripe_at(&uri).owner_token(OWNER).key("lifecycle.product_url", "https://app.acme.test/").with(|s| {
+            s.observe = true;
+            s.dunning.stripe_tries = 4;
+        });
+    let (app, sink) = app_with_sink(config).await;
     let t = now();
     app.clock.set(t);
     subscriber(&app, t - DAY).await;
@@ -129,7 +126,7 @@ async fn observe_mode_records_every_email_and_stripe_call_and_sends_or_changes_n
 
 #[tokio::test]
 async fn observe_mode_holds_back_the_cancel_flows_change_and_records_no_outcome() {
-    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MODE", "observe")]).await;
+    let f = crate::support::cancel_flow::flow_with(Config::new().with(|s| s.observe = true)).await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.stripe).await;
     crate::support::cancel_flow::seed(&f.app, "cus_obs", "sub_obs", "price_pro_monthly", |_| {}).await;
     let (session, csrf) = f.open(&crate::support::cancel_flow::signed_link("cus_obs")).await;

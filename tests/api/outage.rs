@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::support::helpers::{Sub, TestApp, customer, event, fresh_database, now, spawn_app_on};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, fresh_database, now, spawn_app_on};
 use crate::support::process::CuttableProxy;
 
 fn customer_event(id: &str) -> Value {
@@ -42,7 +42,7 @@ async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
     let (url, dir) = fresh_database().await;
     let (host_port, upstream) = postgres_host(&url);
     let proxy = CuttableProxy::start(upstream);
-    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, &[]).await;
+    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, Config::new()).await;
     let before = customer_event("cus_before_outage");
     app.deliver(&before).await;
 
@@ -86,7 +86,7 @@ async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
 async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
     crate::support::requires::database("sqlite");
     let (url, dir) = fresh_database().await;
-    let app = spawn_app_on(url.clone(), dir, &[]).await;
+    let app = spawn_app_on(url.clone(), dir, Config::new()).await;
     app.deliver(&customer_event("cus_before_lock")).await;
 
     // Another process's write transaction holds the lock past our busy_timeout.
@@ -109,7 +109,7 @@ async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_mail_server_holds_the_outbox_but_not_the_webhooks() {
     use crate::support::mail_world::{DAY, app_with_sink, payment_failed, subscriber};
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let t = now() - 3600;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 14 * DAY))).await;

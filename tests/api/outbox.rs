@@ -3,15 +3,17 @@
 
 use std::collections::HashSet;
 
+use holdfast::config::SmtpUrl;
 use holdfast::mail::{Category, EmailContent, NewEmail};
 use holdfast::workers::outbox::OutboxWorker;
+use secrecy::SecretString;
 
-use crate::support::helpers::{event, now, spawn_app_with};
+use crate::support::helpers::{Config, event, now, serverless_settings, spawn_app_with};
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
 
 #[tokio::test]
 async fn smtp_down_is_retried_later_with_nothing_lost_and_nothing_doubled() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -34,7 +36,11 @@ async fn smtp_down_is_retried_later_with_nothing_lost_and_nothing_doubled() {
 
 #[tokio::test]
 async fn after_the_last_attempt_a_row_is_failed_and_counted() {
-    let (app, sink) = app_with_sink(&[("OUTBOX_MAX_ATTEMPTS", "3"), ("DUNNING_CADENCE_DAYS", "0")]).await;
+    let (app, sink) = app_with_sink(Config::new().with(|s| {
+        s.mail.max_attempts = 3;
+        s.dunning.cadence_days = vec![0];
+    }))
+    .await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -54,7 +60,7 @@ async fn after_the_last_attempt_a_row_is_failed_and_counted() {
 
 #[tokio::test]
 async fn a_permanent_bounce_suppresses_the_address_for_every_later_email() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     sink.bounce(EMAIL);
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
@@ -71,7 +77,7 @@ async fn a_permanent_bounce_suppresses_the_address_for_every_later_email() {
 
 #[tokio::test]
 async fn a_deleted_customer_is_not_emailed() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -84,7 +90,7 @@ async fn a_deleted_customer_is_not_emailed() {
 
 #[tokio::test]
 async fn a_marketing_unsubscribe_does_not_block_dunning() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     app.store.suppress(EMAIL, "marketing", "unsubscribed", now()).await.expect("suppress");
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
@@ -96,7 +102,7 @@ async fn a_marketing_unsubscribe_does_not_block_dunning() {
 
 #[tokio::test]
 async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -116,7 +122,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
 
 #[tokio::test]
 async fn without_smtp_mail_is_written_as_eml_files() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app_with(Config::new()).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -131,7 +137,7 @@ async fn without_smtp_mail_is_written_as_eml_files() {
 
 #[tokio::test]
 async fn background_workers_send_soon_after_the_webhook_commits() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_WORKERS", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().with(|s| s.run_workers = true)).await;
     let t = now() - 60;
     subscriber(&app, t - DAY).await;
     app.deliver(&payment_failed("in_1", t, Some(t + 3 * DAY))).await;
@@ -161,7 +167,7 @@ fn bulk_email(i: usize, at: i64) -> NewEmail {
 
 #[tokio::test]
 async fn enqueueing_the_same_dedupe_key_twice_queues_one_email() {
-    let (app, _sink) = app_with_sink(&[]).await;
+    let (app, _sink) = app_with_sink(Config::new()).await;
     let e = bulk_email(1, now());
     assert_eq!(app.store.enqueue_emails(&[e.clone(), e], now()).await.expect("enqueue"), 1);
     assert_eq!(app.store.outbox_rows().await.expect("rows").len(), 1);
@@ -172,7 +178,7 @@ async fn enqueueing_the_same_dedupe_key_twice_queues_one_email() {
 #[ignore = "needs postgres"]
 async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
     crate::support::requires::database("postgres");
-    let (app, sink) = app_with_sink(&[]).await;
+    let (app, sink) = app_with_sink(Config::new()).await;
     let at = now();
     let emails: Vec<NewEmail> = (0..1000).map(|i| bulk_email(i, at)).collect();
     assert_eq!(app.store.enqueue_emails(&emails, at).await.expect("enqueue"), 1000);
@@ -181,14 +187,8 @@ async fn postgres_only_three_workers_send_each_of_1000_rows_exactly_once() {
     let mut workers = Vec::new();
     for _ in 0..3 {
         let store = holdfast::store::Store::connect(&app.database_url).await.expect("replica store");
-        let vars: std::collections::HashMap<&str, String> = [
-            ("STRIPE_WEBHOOK_SECRET", crate::support::helpers::SECRET.to_owned()),
-            ("HOLDFAST_STRIPE_MODE", "test".to_owned()),
-            ("SMTP_URL", sink.url()),
-        ]
-        .into_iter()
-        .collect();
-        let settings = holdfast::settings::Settings::from_source(&vars).expect("settings");
+        let smtp = SmtpUrl(SecretString::from(sink.url()));
+        let settings = serverless_settings(Config::new().with(move |s| s.mail.smtp_url = Some(smtp)));
         let mailer = holdfast::mail::transport::Mailer::new(&settings.mail).expect("mailer");
         workers.push(OutboxWorker::new(store, mailer, 8));
     }

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, seed, signed_link};
-use crate::support::helpers::{assert_owner_only, event, invoice, now};
+use crate::support::helpers::{Config, assert_owner_only, event, invoice, now};
 
 /// A customer's comment that a spreadsheet would run as a formula.
 const FORMULA_COMMENT: &str = "=HYPERLINK(\"http://evil.test\",\"sync fails\")";
@@ -344,7 +344,7 @@ async fn dashboard_page(f: &Flow) -> String {
 
 #[tokio::test]
 async fn figures_carry_their_sample_size_and_say_too_few_to_judge() {
-    let f = crate::support::cancel_flow::flow_with(&[("HOLDFAST_MIN_SAMPLE", "3")]).await;
+    let f = crate::support::cancel_flow::flow_with(Config::new().with(|s| s.figures.min_sample = 3)).await;
     seed_the_figures(&f).await;
 
     let url = format!("{}/api/figures", f.app.address);

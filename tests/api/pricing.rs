@@ -316,12 +316,7 @@ async fn mount_the_tier_answers(stripe: &MockServer) {
 async fn a_tiered_price_without_its_tiers_is_fetched_once_from_stripe_when_a_key_is_set() {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
-    let app = spawn_app_with(&[
-        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
-        ("STRIPE_SECRET_KEY", "sk_test_holdfast"),
-        ("STRIPE_API_BASE", &uri),
-    ])
-    .await;
+    let app = spawn_app_with(Config::new().owner_token(OWNER_TOKEN).stripe_at(&uri)).await;
     let jan5 = at(2026, 1, 5);
     // Webhook payloads leave a price's tiers out: both items arrive without them.
     let seats = tiered("price_seats", "graduated", None);
@@ -360,16 +355,7 @@ async fn without_a_key_no_price_is_fetched_and_the_item_stays_unresolved() {
     assert_eq!(app.store.unknown_tiers().await.expect("unknown tiers"), vec!["price_seats".to_string()]);
     // The service built without `STRIPE_SECRET_KEY` has no fetcher, so it never calls Stripe.
     let mail_dir = tempfile::tempdir().expect("mail dir");
-    let vars: std::collections::HashMap<&str, String> = [
-        ("DATABASE_URL", app.database_url.clone()),
-        ("STRIPE_WEBHOOK_SECRET", SECRET.to_string()),
-        ("HOLDFAST_BIND", "127.0.0.1:0".to_string()),
-        ("HOLDFAST_STRIPE_MODE", "test".to_string()),
-        ("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let settings = holdfast::settings::Settings::from_source(&vars).expect("settings");
+    let settings = settings_on(&app.database_url, &mail_dir, Config::new());
     let built = holdfast::startup::Application::build(settings).await.expect("app builds");
     assert!(built.price_tiers_fetcher().is_none() && built.coupon_fetcher().is_none());
 }

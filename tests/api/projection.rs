@@ -274,7 +274,7 @@ async fn an_event_that_fails_to_project_parks_its_customer_and_everyone_else_goe
 
 #[tokio::test]
 async fn reproject_rebuilds_the_tables_from_the_log_without_email() {
-    let (app, _sink) = crate::support::mail_world::app_with_sink(&[]).await;
+    let (app, _sink) = crate::support::mail_world::app_with_sink(Config::new()).await;
     let t = now() - 3600;
     crate::support::mail_world::subscriber(&app, t - 86_400).await;
     app.deliver(&crate::support::mail_world::payment_failed("in_1", t, Some(t + 14 * 86_400))).await;
@@ -342,7 +342,7 @@ async fn holdfast_migrate_upgrades_a_database_of_the_previous_release_in_place()
     let out = holdfast_cli(&url, &["migrate"]).await;
     assert!(out.contains("migrations applied"), "{out}");
 
-    let app = spawn_app_on(url, dir, &[]).await;
+    let app = spawn_app_on(url, dir, Config::new()).await;
     assert_eq!(
         app.store.projector_position().await.expect("cursor"),
         app.store.log_head().await.expect("head"),

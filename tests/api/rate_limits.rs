@@ -7,7 +7,9 @@ use secrecy::SecretString;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{TestApp, fixture, now, spawn_app_with};
+use holdfast::config::TrustedProxy;
+
+use crate::support::helpers::{Config, TestApp, fixture, now, spawn_app_with};
 
 const LIMIT: usize = 3;
 const STRIPE_KEY: &str = "sk_test_rate_limits";
@@ -15,12 +17,15 @@ const STRIPE_KEY: &str = "sk_test_rate_limits";
 async fn app(proxy: Option<&str>) -> (TestApp, MockServer) {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
-    let mut vars =
-        vec![("HOLDFAST_CANCEL_RATE_LIMIT", "3"), ("STRIPE_SECRET_KEY", STRIPE_KEY), ("STRIPE_API_BASE", uri.as_str())];
+    let mut config = Config::new()
+        .key("cancel_flow.rate_limit_per_minute", LIMIT)
+        .stripe_key(STRIPE_KEY)
+        .with(move |s| s.stripe_api_base = Some(uri));
     if let Some(proxy) = proxy {
-        vars.push(("HOLDFAST_TRUSTED_PROXY", proxy));
+        let proxy = TrustedProxy::parse(proxy).expect("a proxy address");
+        config = config.with(move |s| s.limits.trusted_proxy = proxy);
     }
-    let app = spawn_app_with(&vars).await;
+    let app = spawn_app_with(config).await;
     // Stopped inside one limiter window, so no test straddles a minute boundary.
     app.clock.set(now());
     (app, stripe)

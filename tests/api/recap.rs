@@ -6,8 +6,8 @@
 use chrono::TimeZone;
 use serde_json::{Value, json};
 
-use crate::support::helpers::{Sub, TestApp, customer, event};
-use crate::support::mail_world::{DAY, app_with_sink_configured, deliver_now};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event};
+use crate::support::mail_world::{DAY, app_with_sink, deliver_now};
 use crate::support::smtp_sink::SmtpSink;
 
 const OWNER: &str = "owner-token-for-recap-tests-000001";
@@ -26,10 +26,12 @@ fn anchor() -> i64 {
 /// keys) and the owner API.
 async fn recap_app() -> (TestApp, SmtpSink) {
     let labels = std::collections::BTreeMap::from([("login", "sign-ins"), ("report_created", "reports created")]);
-    let (app, sink) = app_with_sink_configured(&[("HOLDFAST_OWNER_TOKEN", OWNER)], |s| {
-        s.set("recap.enabled", true).set("recap.question", "What should we build for you next?").set("recap.labels", labels)
-    })
-    .await;
+    let config = Config::new()
+        .owner_token(OWNER)
+        .key("recap.enabled", true)
+        .key("recap.question", "What should we build for you next?")
+        .key("recap.labels", labels);
+    let (app, sink) = app_with_sink(config).await;
     app.clock.set(anchor());
     (app, sink)
 }

@@ -8,7 +8,7 @@ use holdfast::ingest::signature::sign;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::helpers::{SECRET, customer, event, fresh_database, now, spawn_app_with};
+use crate::support::helpers::{Config, SECRET, customer, event, fresh_database, now, spawn_app_typed, spawn_app_with};
 use crate::support::process::ServerProcess;
 
 const OWNER_TOKEN: &str = "owner-token-resources-0123456789";
@@ -206,7 +206,7 @@ async fn stalled_uploads_hold_bounded_memory_and_a_signed_webhook_still_gets_thr
 
 #[tokio::test]
 async fn a_body_that_stalls_is_cut_off_with_408_and_its_bytes_returned() {
-    let app = spawn_app_with(&[("HOLDFAST_BODY_TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_typed(|s| s.limits.body_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
     stream.write_all(upload_head(100).as_bytes()).await.expect("headers sent");
     stream.write_all(&[b'{'; 50]).await.expect("half the body sent");
@@ -216,7 +216,7 @@ async fn a_body_that_stalls_is_cut_off_with_408_and_its_bytes_returned() {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
-    let app = spawn_app_with(&[("HOLDFAST_HEADER_TIMEOUT_SECS", "1")]).await;
+    let app = spawn_app_typed(|s| s.limits.header_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
     stream.write_all(b"POST /webhooks/stripe HTTP/1.1\r\nHost: localhost\r\n").await.expect("half the headers sent");
     let mut rest = Vec::new();
@@ -228,7 +228,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 
 #[tokio::test]
 async fn a_chunked_body_is_counted_as_it_grows_and_refused_beyond_the_budget() {
-    let app = spawn_app_with(&[("HOLDFAST_WEBHOOK_BUFFER_BYTES", "65536"), ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let app = spawn_app_with(Config::new().owner_token(OWNER_TOKEN).with(|s| s.limits.webhook_buffer_bytes = 65_536)).await;
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
     let head = "POST /webhooks/stripe HTTP/1.1\r\nHost: localhost\r\nStripe-Signature: t=1,v1=00\r\n\
                 Transfer-Encoding: chunked\r\n\r\n";

@@ -8,7 +8,7 @@ use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 
 use crate::support::cancel_flow::{Flow, OWNER_TOKEN, flow, flow_with, seed, signed_link};
-use crate::support::helpers::{event, invoice, now};
+use crate::support::helpers::{Config, event, invoice, now};
 
 const DAY: i64 = 86_400;
 
@@ -134,7 +134,7 @@ async fn a_pause_is_confirmed_once_billing_restarts_and_paid_and_counts_in_the_r
 
 #[tokio::test]
 async fn a_save_still_paying_after_the_configured_days_is_confirmed() {
-    let f = flow_with(&[("HOLDFAST_SAVE_CONFIRM_DAYS", "10")]).await;
+    let f = flow_with(Config::new().key("cancel_flow.save_confirm_days", 10)).await;
     save(&f, "cus_sv5", "sub_sv5", "too_expensive", "discount").await;
     assert_eq!(f.app.scheduler.check_saves(now() + 9 * DAY).await.expect("check"), 0);
     // The scheduler's regular run decides it, at the server's clock.
@@ -192,8 +192,7 @@ async fn a_held_out_customer_sees_no_offer_cancels_and_the_summary_reports_the_a
          [experiments.offers_by_reason]\ntoo_expensive = [\"discount\"]\n",
     )
     .expect("write config");
-    let config = config.display().to_string();
-    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &config)]).await;
+    let f = flow_with(Config::new().file(&config)).await;
 
     // Held out: the survey, then only "cancel anyway"; the cancellation goes through.
     let held = customer_in("price-save", "ho", true);
@@ -248,10 +247,7 @@ async fn recovered_payments_are_attributed_to_no_email_an_email_or_a_click() {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let (app, sink) =
-        app_with_sink(&[("STRIPE_SECRET_KEY", "sk_test_attr"), ("STRIPE_API_BASE", &uri), ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)])
-            .await;
+    let (app, sink) = app_with_sink(Config::new().stripe_at(&stripe.uri()).owner_token(OWNER_TOKEN)).await;
     let mut portal = crate::support::helpers::fixture("billing_portal.session");
     portal["customer"] = json!("cus_1");
     Mock::given(method("POST"))

@@ -8,7 +8,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::support::helpers::{assert_owner_only, spawn_app, spawn_app_with, spawn_owner_app};
+use crate::support::helpers::{assert_owner_only, spawn_app, spawn_app_typed, spawn_owner_app};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
@@ -38,7 +38,7 @@ async fn every_response_carries_the_security_headers() {
 
 #[tokio::test]
 async fn hsts_is_sent_when_the_public_url_is_https() {
-    let app = spawn_app_with(&[("HOLDFAST_PUBLIC_URL", "https://holdfast.example.com")]).await;
+    let app = spawn_app_typed(|s| s.public_url = "https://holdfast.example.com".into()).await;
     let response = app.get("/healthz").await;
     assert_security_headers(&response);
     assert_eq!(header(&response, "strict-transport-security"), Some("max-age=31536000"));

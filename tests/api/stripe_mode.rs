@@ -4,6 +4,7 @@
 
 use std::process::{Command, Stdio};
 
+use holdfast::config::StripeMode;
 use serde_json::{Value, json};
 
 use crate::support::business::OWNER_TOKEN;
@@ -42,7 +43,7 @@ async fn other_mode_count(app: &TestApp) -> f64 {
 
 #[tokio::test]
 async fn a_test_instance_stores_live_events_and_never_acts_on_them() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN)]).await;
+    let (app, sink) = app_with_sink(Config::new().owner_token(OWNER_TOKEN)).await;
     app.clock.set(now());
     let t = app.clock.now() - 3600;
     for e in paying_customer_with_a_failure("cus_live", true, t) {
@@ -82,7 +83,7 @@ async fn a_test_instance_stores_live_events_and_never_acts_on_them() {
 
 #[tokio::test]
 async fn a_live_instance_ignores_test_events_and_reproject_agrees_with_the_live_path() {
-    let app = spawn_app_with(&[("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN), ("HOLDFAST_STRIPE_MODE", "live")]).await;
+    let app = spawn_app_with(Config::new().owner_token(OWNER_TOKEN).with(|s| s.stripe_mode = StripeMode::Live)).await;
     let t = now() - 3600;
     let live = paying_customer_with_a_failure("cus_live", true, t);
     let test = paying_customer_with_a_failure("cus_test", false, t);

@@ -1,6 +1,7 @@
 //! Every answer of `POST /webhooks/stripe`, and health.
 
 use holdfast::ingest::signature::sign;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::support::helpers::*;
@@ -103,7 +104,7 @@ async fn timestamps_outside_the_tolerance_are_refused_both_ways() {
 
 #[tokio::test]
 async fn the_tolerance_is_configurable() {
-    let app = spawn_app_with(&[("STRIPE_WEBHOOK_TOLERANCE_SECS", "30")]).await;
+    let app = spawn_app_typed(|s| s.webhook.tolerance_secs = 30).await;
     let body = customer_event("cus_x").to_string();
     let header = sign(body.as_bytes(), SECRET, now() - 120);
     assert_eq!(error_code(app.post_raw(body, Some(&header)).await).await, "timestamp_too_old");
@@ -111,8 +112,7 @@ async fn the_tolerance_is_configurable() {
 
 #[tokio::test]
 async fn during_a_secret_roll_either_secret_is_accepted() {
-    let both = format!("{SECRET},{OLD_SECRET}");
-    let app = spawn_app_with(&[("STRIPE_WEBHOOK_SECRET", &both)]).await;
+    let app = spawn_app_typed(|s| s.webhook.secrets = vec![SecretString::from(SECRET), SecretString::from(OLD_SECRET)]).await;
     let body = customer_event("cus_old").to_string();
     let t = now();
     let old_only = sign(body.as_bytes(), OLD_SECRET, t);
@@ -141,7 +141,7 @@ async fn a_signed_body_that_is_not_an_event_is_refused() {
 
 #[tokio::test]
 async fn a_body_over_the_size_limit_gets_413() {
-    let app = spawn_app_with(&[("HOLDFAST_WEBHOOK_MAX_BYTES", "4096")]).await;
+    let app = spawn_app_typed(|s| s.webhook.max_body_bytes = 4096).await;
     let mut event = customer_event("cus_big");
     event["data"]["object"]["metadata"] = json!({"padding": "x".repeat(5000)});
     let response = app.post_event(&event).await;

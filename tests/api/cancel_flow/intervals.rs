@@ -9,7 +9,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::cancel_flow::*;
-use crate::support::helpers::now;
+use crate::support::helpers::{Config, now};
 
 /// A `holdfast.toml` for one test: a yearly coupon (amount off, in euros), a quarterly
 /// coupon, and a segment for new yearly subscribers.
@@ -48,7 +48,7 @@ unused = ["discount"]
 async fn a_quarterly_plan_pauses_only_whole_quarters_and_gets_its_own_coupon() {
     let dir = tempfile::tempdir().expect("dir");
     let file = config_file(&dir);
-    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let f = flow_with(Config::new().file(&file)).await;
     let object = seed(&f.app, "cus_q1", "sub_q1", "price_pro_quarterly", |s| billed(s, "month", 3, 91)).await;
     let (session, csrf) = f.open(&signed_link("cus_q1")).await;
     let offer = f.answer(&session, &csrf, "unused", "").await;
@@ -81,7 +81,7 @@ async fn a_quarterly_plan_pauses_only_whole_quarters_and_gets_its_own_coupon() {
 async fn a_yearly_plan_is_never_paused_into_a_free_year_nor_given_a_monthly_coupon() {
     let dir = tempfile::tempdir().expect("dir");
     let file = config_file(&dir);
-    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let f = flow_with(Config::new().file(&file)).await;
     // A yearly subscriber of a year and more, in US dollars: the euro coupon doesn't apply.
     seed(&f.app, "cus_y1", "sub_y1", "price_pro_yearly", |s| {
         billed(s, "year", 1, 365);

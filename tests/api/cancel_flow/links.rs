@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::support::cancel_flow::*;
-use crate::support::helpers::now;
+use crate::support::helpers::{Config, now};
 
 #[tokio::test]
 async fn forged_foreign_expired_and_reused_links_are_refused() {
@@ -105,7 +105,7 @@ async fn forms_without_the_sessions_csrf_token_are_refused() {
 
 #[tokio::test]
 async fn public_pages_are_rate_limited_and_bodies_are_small() {
-    let f = flow_with(&[("HOLDFAST_CANCEL_RATE_LIMIT", "4")]).await;
+    let f = flow_with(Config::new().key("cancel_flow.rate_limit_per_minute", 4)).await;
     seed(&f.app, "cus_rl1", "sub_rl1", "price_pro_monthly", |_| {}).await;
     let (session, csrf) = f.open(&signed_link("cus_rl1")).await; // 2 requests
     let huge = "x".repeat(5000);
@@ -129,7 +129,7 @@ async fn public_pages_are_rate_limited_and_bodies_are_small() {
 
 #[tokio::test]
 async fn pages_are_self_contained_branded_and_escaped() {
-    let f = flow_with(&[("HOLDFAST_BRAND_COLOR", "#ffcc00")]).await;
+    let f = flow_with(Config::new().key("brand.color", "#ffcc00")).await;
     seed(&f.app, "cus_page1", "sub_page1", "price_pro_monthly", |_| {}).await;
     let r = f.get(&signed_link("cus_page1")).await;
     assert_eq!(r.headers()["referrer-policy"], "no-referrer");

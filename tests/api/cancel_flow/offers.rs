@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::support::cancel_flow::*;
-use crate::support::helpers::now;
+use crate::support::helpers::{Config, now};
 
 #[tokio::test]
 async fn offers_appear_only_where_they_apply() {
@@ -46,7 +46,7 @@ async fn offers_appear_only_where_they_apply() {
 
 #[tokio::test]
 async fn offers_follow_the_configuration() {
-    let f = flow_with(&[("HOLDFAST_CANCEL_OFFERS", "pause"), ("HOLDFAST_CANCEL_PAUSE_MONTHS", "1,3")]).await;
+    let f = flow_with(Config::new().key("cancel_flow.offers", ["pause"]).key("cancel_flow.pause_months", [1, 3])).await;
     seed(&f.app, "cus_cfg1", "sub_cfg1", "price_pro_monthly", |_| {}).await;
     let (s, c) = f.open(&signed_link("cus_cfg1")).await;
     let offer = f.answer(&s, &c, "too_expensive", "").await;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::helpers::{Sub, customer, event, invoice, now};
+use crate::support::helpers::{Config, Sub, customer, event, invoice, now};
 use crate::support::lifecycle::{OWNER, dashboard, summary};
 use crate::support::mail_world::{DAY, app_with_sink};
 /// Two customers, one in each variant of an experiment named `name` at 50 %.
@@ -32,10 +32,9 @@ async fn an_email_experiment_splits_templates_by_customer_and_reports_recovery_p
          [experiments.templates]\npayment_failed = \"payment_failed_short\"\n",
     )
     .expect("write");
-    let (templates, config) = (dir.path().join("templates").display().to_string(), config.display().to_string());
+    let templates = dir.path().join("templates");
     let (app, sink) =
-        app_with_sink(&[("HOLDFAST_TEMPLATES", &templates), ("HOLDFAST_CONFIG_FILE", &config), ("HOLDFAST_OWNER_TOKEN", OWNER)])
-            .await;
+        app_with_sink(Config::new().file(&config).owner_token(OWNER).with(move |s| s.mail.templates_dir = Some(templates))).await;
     let (a, b) = one_per_variant("short-dunning");
     let t = now() - 3600;
     for cus in [&a, &b] {
@@ -90,8 +89,7 @@ async fn a_save_offer_experiment_shows_variant_b_its_offers_and_reports_save_rat
          [experiments.offers_by_reason]\ntoo_expensive = [\"pause\"]\n",
     )
     .expect("write");
-    let config = config.display().to_string();
-    let f = flow_with(&[("HOLDFAST_CONFIG_FILE", &config)]).await;
+    let f = flow_with(Config::new().file(&config)).await;
     let (a, b) = one_per_variant("pause-for-price");
     let mut offers = Vec::new();
     for cus in [&a, &b] {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::helpers::{Sub, TestApp, customer, event, now};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, now};
 use crate::support::lifecycle::{OWNER, canceled, first_payment, post_activity, series_status, summary};
 use crate::support::mail_world::{DAY, app_with_sink};
 use crate::support::smtp_sink::SmtpSink;
@@ -20,21 +20,20 @@ impl Seeded {
     }
 }
 
-/// The app with the `campaign` series on (its switch `env`), half its customers held out
+/// The app with the `campaign` series on, half its customers held out
 /// (`[lifecycle.<campaign>] holdout_percent = 50`), and the owner API; the directory holds
 /// the config file.
-async fn app_with_holdout(env: &'static str, campaign: &str) -> (TestApp, SmtpSink, tempfile::TempDir) {
+async fn app_with_holdout(campaign: &str) -> (TestApp, SmtpSink, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("holdfast.toml");
     std::fs::write(&file, format!("[lifecycle.{campaign}]\nholdout_percent = 50\n")).expect("config");
-    let file = file.to_string_lossy().to_string();
-    let (app, sink) = app_with_sink(&[(env, "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let (app, sink) = app_with_sink(Config::new().file(&file).campaign_on(campaign).owner_token(OWNER)).await;
     (app, sink, dir)
 }
 
 #[tokio::test]
 async fn a_winback_holdout_gets_no_email_and_the_summary_reports_reactivation_per_arm_with_its_interval() {
-    let (app, _sink, _dir) = app_with_holdout("HOLDFAST_WINBACK", "winback").await;
+    let (app, _sink, _dir) = app_with_holdout("winback").await;
     // 100 voluntary cancellations; a known effect: 60 % of the treated come back within 90
     // days, 30 % of the held out.
     let (t0, t) = (now() - 40 * DAY, now() - 3600);
@@ -108,9 +107,7 @@ async fn an_onboarding_holdout_is_measured_on_paying_at_day_60() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("holdfast.toml");
     std::fs::write(&file, "[lifecycle.onboarding]\nholdout_percent = 50\n").expect("config");
-    let file = file.to_string_lossy().to_string();
-    let (app, _sink) =
-        app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let (app, _sink) = app_with_sink(Config::new().file(&file).campaign_on("onboarding").owner_token(OWNER)).await;
     let t = now() - 3600;
     let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
     for i in 0..8 {
@@ -151,9 +148,7 @@ async fn a_reengagement_holdout_is_measured_on_activity_resumed_within_14_days()
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("holdfast.toml");
     std::fs::write(&file, "[lifecycle.reengagement]\nholdout_percent = 50\n").expect("config");
-    let file = file.to_string_lossy().to_string();
-    let (app, _sink) =
-        app_with_sink(&[("HOLDFAST_REENGAGEMENT", "on"), ("HOLDFAST_OWNER_TOKEN", OWNER), ("HOLDFAST_CONFIG_FILE", &file)]).await;
+    let (app, _sink) = app_with_sink(Config::new().file(&file).campaign_on("reengagement").owner_token(OWNER)).await;
     // The at-risk check ran 20 days ago (the activity API takes times up to now only).
     let t = now() - 20 * DAY;
     let mut expected: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();

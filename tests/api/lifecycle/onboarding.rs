@@ -3,12 +3,12 @@
 
 use serde_json::json;
 
-use crate::support::helpers::{Sub, customer, event, invoice, now};
+use crate::support::helpers::{Config, Sub, customer, event, invoice, now};
 use crate::support::lifecycle::{canceled, first_payment, series_status, subjects};
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, payment_failed, subscriber};
 #[tokio::test]
 async fn onboarding_runs_its_days_after_the_first_payment_as_marketing_mail() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("onboarding")).await;
     let t = now() - 3600;
     subscriber(&app, t).await;
     app.deliver(&first_payment("in_first", "cus_1", "sub_1", t)).await;
@@ -41,7 +41,7 @@ async fn onboarding_runs_its_days_after_the_first_payment_as_marketing_mail() {
 
 #[tokio::test]
 async fn a_renewal_of_a_customer_who_paid_before_starts_no_onboarding() {
-    let (app, _sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on")]).await;
+    let (app, _sink) = app_with_sink(Config::new().campaign_on("onboarding")).await;
     let t = now() - 3600;
     subscriber(&app, t - 60 * DAY).await;
     // Their first payment happened long ago (delivered late, beyond the horizon: no series).
@@ -53,7 +53,7 @@ async fn a_renewal_of_a_customer_who_paid_before_starts_no_onboarding() {
 
 #[tokio::test]
 async fn onboarding_stops_when_the_subscription_ends() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("onboarding")).await;
     // Well inside the 3-day horizon: at exactly 3 days, a second passing would make it too old.
     let t = now() - 3 * DAY + 3600;
     subscriber(&app, t).await;
@@ -69,8 +69,7 @@ async fn onboarding_stops_when_the_subscription_ends() {
 
 #[tokio::test]
 async fn trial_ending_links_a_payment_method_only_when_none_is_on_file() {
-    let stripe_key = [("HOLDFAST_TRIAL_ENDING", "on"), ("STRIPE_SECRET_KEY", "sk_test_lifecycle")];
-    let (app, sink) = app_with_sink(&stripe_key).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("trial_ending").stripe_key("sk_test_lifecycle")).await;
     let t = now() - 600;
     let ends = now() + 3 * DAY;
     for (cus, card) in [("cus_nocard", None), ("cus_card", Some("pm_123"))] {
@@ -101,7 +100,7 @@ async fn trial_ending_links_a_payment_method_only_when_none_is_on_file() {
 
 #[tokio::test]
 async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_the_paid_one() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on"), ("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("onboarding").campaign_on("trial_onboarding")).await;
     let t = now() - 3600;
     app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
     let mut trial = Sub::new("sub_1", "cus_1", t);
@@ -136,7 +135,7 @@ async fn a_trial_gets_its_own_series_from_the_first_day_and_a_direct_purchase_th
 
 #[tokio::test]
 async fn a_trial_that_ends_unpaid_stops_its_series() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_TRIAL_ONBOARDING", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("trial_onboarding")).await;
     let t = now() - 3600;
     app.deliver(&event("customer.created", t, customer("cus_1", EMAIL, t))).await;
     let mut trial = Sub::new("sub_1", "cus_1", t);
@@ -153,7 +152,7 @@ async fn a_trial_that_ends_unpaid_stops_its_series() {
 
 #[tokio::test]
 async fn one_click_unsubscribe_stops_marketing_at_once_but_not_dunning() {
-    let (app, sink) = app_with_sink(&[("HOLDFAST_ONBOARDING", "on")]).await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("onboarding")).await;
     let t = now() - 2 * DAY;
     subscriber(&app, t).await;
     app.deliver(&first_payment("in_first", "cus_1", "sub_1", t)).await;

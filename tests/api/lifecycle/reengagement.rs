@@ -6,17 +6,15 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{Sub, TestApp, assert_owner_only, customer, event, now};
+use crate::support::helpers::{Config, Sub, TestApp, assert_owner_only, customer, event, now};
 use crate::support::lifecycle::{OWNER, dashboard, post_activity, series_status, subjects, summary};
 use crate::support::mail_world::{DAY, EMAIL, app_with_sink, subscriber};
 use crate::support::smtp_sink::SmtpSink;
 /// An app with the owner API and re-engagement on.
 async fn activity_app() -> (TestApp, SmtpSink) {
-    app_with_sink(&[
-        ("HOLDFAST_REENGAGEMENT", "on"),
-        ("HOLDFAST_OWNER_TOKEN", OWNER),
-        ("HOLDFAST_PRODUCT_URL", "https://app.acme.test"),
-    ])
+    app_with_sink(
+        Config::new().campaign_on("reengagement").owner_token(OWNER).key("lifecycle.product_url", "https://app.acme.test"),
+    )
     .await
 }
 
@@ -170,14 +168,7 @@ async fn a_weekly_drop_against_the_customers_own_baseline_is_at_risk_and_steady_
 /// Re-engagement on, with the owner API and a Stripe stand-in (wiremock).
 async fn pause_link_app() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let (app, sink) = app_with_sink(&[
-        ("HOLDFAST_REENGAGEMENT", "on"),
-        ("HOLDFAST_OWNER_TOKEN", OWNER),
-        ("STRIPE_SECRET_KEY", "sk_test_pause_link"),
-        ("STRIPE_API_BASE", &uri),
-    ])
-    .await;
+    let (app, sink) = app_with_sink(Config::new().campaign_on("reengagement").owner_token(OWNER).stripe_at(&stripe.uri())).await;
     (app, sink, stripe)
 }
 

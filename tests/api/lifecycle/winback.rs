@@ -4,28 +4,21 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{Sub, TestApp, customer, event, fixture, now};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, fixture, now};
 use crate::support::lifecycle::{canceled, series_status};
-use crate::support::mail_world::{DAY, app_with_sink_configured, subscriber};
+use crate::support::mail_world::{DAY, app_with_sink, subscriber};
 use crate::support::smtp_sink::SmtpSink;
 /// An app whose Stripe is wiremock, with win-back on and a coupon configured typed (the keys
 /// of `holdfast.toml`'s `[lifecycle.winback]`).
 async fn winback_app() -> (TestApp, SmtpSink, MockServer) {
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let (app, sink) = app_with_sink_configured(
-        &[
-            ("STRIPE_SECRET_KEY", "sk_test_lifecycle"),
-            ("STRIPE_API_BASE", &uri),
-            ("HOLDFAST_PRODUCT_URL", "https://app.acme.test"),
-        ],
-        |s| {
-            s.set("lifecycle.winback.enabled", true)
-                .set("lifecycle.winback.coupon", "COMEBACK20")
-                .set("lifecycle.winback.offer_text", "20 % off your first 3 months back")
-        },
-    )
-    .await;
+    let config = Config::new()
+        .stripe_at(&stripe.uri())
+        .key("lifecycle.product_url", "https://app.acme.test")
+        .campaign_on("winback")
+        .key("lifecycle.winback.coupon", "COMEBACK20")
+        .key("lifecycle.winback.offer_text", "20 % off your first 3 months back");
+    let (app, sink) = app_with_sink(config).await;
     (app, sink, stripe)
 }
 

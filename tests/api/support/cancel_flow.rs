@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::helpers::{Sub, TestApp, customer, event, now, spawn_app_with};
+use std::collections::BTreeMap;
+
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, now, spawn_app_with};
 
 pub const LINK_SECRET: &str = "link-secret-for-tests-0123456789";
 pub const OWNER_TOKEN: &str = "owner-token-for-tests-0123456789";
@@ -21,30 +23,27 @@ pub struct Flow {
     pub http: reqwest::Client,
 }
 
-pub async fn flow_with(extra: &[(&'static str, &str)]) -> Flow {
+/// The flow's app, with a Stripe stand-in, a link secret, the owner's token, a coupon and a
+/// downgrade to offer, and a brand, changed by `config`.
+pub async fn flow_with(config: Config) -> Flow {
     let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let mut vars: Vec<(&'static str, &str)> = vec![
-        ("STRIPE_SECRET_KEY", "sk_test_cancel_flow"),
-        ("STRIPE_API_BASE", &uri),
-        ("HOLDFAST_LINK_SECRET", LINK_SECRET),
-        ("HOLDFAST_OWNER_TOKEN", OWNER_TOKEN),
-        ("HOLDFAST_CANCEL_COUPON", "SAVE30"),
-        ("HOLDFAST_CANCEL_DOWNGRADE_MAP", "price_pro_monthly=price_basic_monthly"),
-        ("HOLDFAST_CANCEL_RETURN_URL", "https://app.example.com/account"),
-        ("HOLDFAST_BRAND_NAME", "Acme Notes"),
-    ];
-    vars.extend_from_slice(extra);
-    let app = spawn_app_with(&vars).await;
+    let defaults = Config::new()
+        .stripe_at(&stripe.uri())
+        .owner_token(OWNER_TOKEN)
+        .key("cancel_flow.coupon", "SAVE30")
+        .key("cancel_flow.downgrade", BTreeMap::from([("price_pro_monthly", "price_basic_monthly")]))
+        .key("cancel_flow.return_url", "https://app.example.com/account")
+        .key("brand.name", "Acme Notes")
+        .with(|s| s.cancel_flow.link_secret = Some(SecretString::from(LINK_SECRET)));
+    let app = spawn_app_with(defaults.then(config)).await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     Flow { app, stripe, http }
 }
 
 pub async fn flow() -> Flow {
-    flow_with(&[]).await
+    flow_with(Config::new()).await
 }
 
-/// A customer with one live subscription on `price`, delivered as Stripe webhooks.
 pub async fn seed(app: &TestApp, cus: &str, sub: &str, price: &str, tweak: impl FnOnce(&mut Value)) -> Value {
     let t = now() - 86_400;
     app.deliver(&event("customer.created", t, customer(cus, &format!("{cus}@example.com"), t))).await;

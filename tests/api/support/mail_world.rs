@@ -3,35 +3,25 @@
 
 use serde_json::{Value, json};
 
-use holdfast::settings::SettingsBuilder;
+use holdfast::config::SmtpUrl;
+use secrecy::SecretString;
 
-use crate::support::helpers::{Sub, TestApp, customer, event, invoice, spawn_app_configured};
+use crate::support::helpers::{Config, Sub, TestApp, customer, event, invoice, spawn_app_with};
 use crate::support::smtp_sink::SmtpSink;
 
 pub const DAY: i64 = 86_400;
 pub const EMAIL: &str = "ada@example.com";
 
-/// An app sending to a fresh sink, with a recognisable brand and sender.
-pub async fn app_with_sink(extra: &[(&'static str, &str)]) -> (TestApp, SmtpSink) {
-    app_with_sink_configured(extra, |settings| settings).await
-}
-
-/// As `app_with_sink`, with typed settings by their `holdfast.toml` key.
-pub async fn app_with_sink_configured(
-    extra: &[(&'static str, &str)],
-    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
-) -> (TestApp, SmtpSink) {
+/// An app sending to a fresh sink, with a recognisable brand and sender, changed by `config`.
+pub async fn app_with_sink(config: Config) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await;
-    let url = sink.url();
-    let mut vars: Vec<(&'static str, &str)> = vec![
-        ("SMTP_URL", &url),
-        ("EMAIL_FROM", "Acme Billing <billing@acme.test>"),
-        ("EMAIL_REPLY_TO", "help@acme.test"),
-        ("HOLDFAST_BRAND_NAME", "Acme"),
-        ("HOLDFAST_PUBLIC_URL", "https://billing.acme.test"),
-    ];
-    vars.extend_from_slice(extra);
-    (spawn_app_configured(&vars, configure).await, sink)
+    let smtp_url = SmtpUrl(SecretString::from(sink.url()));
+    let mail = Config::new().key("brand.sender", "Acme Billing <billing@acme.test>").key("brand.name", "Acme").with(move |s| {
+        s.mail.smtp_url = Some(smtp_url);
+        s.mail.reply_to = Some("help@acme.test".into());
+        s.public_url = "https://billing.acme.test".into();
+    });
+    (spawn_app_with(mail.then(config)).await, sink)
 }
 
 /// Customer `cus_1` (ada@example.com) with active subscription `sub_1`, created `at`.

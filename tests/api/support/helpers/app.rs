@@ -9,6 +9,7 @@ use holdfast::workers::outbox::OutboxWorker;
 use holdfast::workers::scheduler::Scheduler;
 use serde_json::Value;
 
+use super::config::Config;
 use super::database::{TestDb, fresh_database};
 use super::stripe_objects::{SECRET, now};
 
@@ -35,53 +36,27 @@ pub struct TestApp {
     _dir: Option<TestDb>,
 }
 
-/// Start the app with the test secrets and any extra variables.
-pub async fn spawn_app_with(extra: &[(&'static str, &str)]) -> TestApp {
-    spawn_app_configured(extra, |settings| settings).await
+/// Start the app with the test defaults changed by `config`.
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let (url, dir) = fresh_database().await;
+    spawn_app_on(url, dir, config).await
 }
 
-/// Start the app with typed changes to the test settings (`|s| s.owner_token = …`), made
-/// after the service's loader has built and checked them.
-pub async fn spawn_app_typed(change: impl FnOnce(&mut Settings)) -> TestApp {
-    let (url, dir) = fresh_database().await;
-    spawn_on(url, dir, &[], |settings| settings, change).await
+/// Start the app with typed changes to the test settings (`|s| s.owner_token = …`).
+pub async fn spawn_app_typed(change: impl FnOnce(&mut Settings) + Send + 'static) -> TestApp {
+    spawn_app_with(Config::new().with(change)).await
 }
 
 /// Start the app with the owner API and dashboard open to `token`.
 pub async fn spawn_owner_app(token: &str) -> TestApp {
-    spawn_app_typed(|s| s.owner_token = Some(token.into())).await
-}
-
-/// Start the app with the test secrets, any extra variables, and typed settings by their
-/// `holdfast.toml` key (`|s| s.set("nps.min_sample", 2)`), through the service's own loader.
-pub async fn spawn_app_configured(
-    extra: &[(&'static str, &str)],
-    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
-) -> TestApp {
-    let (url, dir) = fresh_database().await;
-    spawn_on(url, dir, extra, configure, |_| ()).await
+    spawn_app_with(Config::new().owner_token(token)).await
 }
 
 /// Start the app on a given database URL (e.g. one routed through a proxy).
-pub async fn spawn_app_on(url: String, dir: Option<TestDb>, extra: &[(&'static str, &str)]) -> TestApp {
-    spawn_on(url, dir, extra, |settings| settings, |_| ()).await
-}
-
-async fn spawn_on(
-    url: String,
-    dir: Option<TestDb>,
-    extra: &[(&'static str, &str)],
-    configure: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
-    change: impl FnOnce(&mut Settings),
-) -> TestApp {
+pub async fn spawn_app_on(url: String, dir: Option<TestDb>, config: Config) -> TestApp {
     init_test_logs();
     let mail_dir = tempfile::tempdir().expect("mail dir");
-    let mut settings = test_settings(&url, &mail_dir);
-    for (k, v) in extra {
-        settings = settings.var(k, *v);
-    }
-    let mut settings = configure(settings).build().expect("test settings are valid");
-    change(&mut settings);
+    let settings = settings_on(&url, &mail_dir, config);
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
@@ -102,33 +77,42 @@ async fn spawn_on(
     }
 }
 
-/// The settings every test starts from: the test secrets, a port of the system's choosing,
-/// test mode, mail into `mail_dir`, workers driven by hand, lifecycle campaigns off.
-fn test_settings(url: &str, mail_dir: &tempfile::TempDir) -> SettingsBuilder {
-    let mut settings = Settings::builder()
+/// The settings a test's server runs with: the test defaults on database `url`, mail into
+/// `mail_dir`, changed by `config`.
+pub fn settings_on(url: &str, mail_dir: &tempfile::TempDir, config: Config) -> Settings {
+    test_defaults(mail_dir).then(config).build(required(url))
+}
+
+/// Settings for parts that run without a server (templates, rules): what the service
+/// requires, changed by `config`.
+pub fn serverless_settings(config: Config) -> Settings {
+    config.build(required(holdfast::config::DEFAULT_DATABASE_URL))
+}
+
+/// What the service needs before it starts, as its environment gives it: the database, the
+/// test webhook secret, a port of the system's choosing, and test mode (Stripe's example
+/// events are test-mode events).
+fn required(url: &str) -> SettingsBuilder {
+    Settings::builder()
         .var("DATABASE_URL", url)
         .var("STRIPE_WEBHOOK_SECRET", SECRET)
         .var("HOLDFAST_BIND", "127.0.0.1:0")
-        // Stripe's example events are test-mode events.
         .var("HOLDFAST_STRIPE_MODE", "test")
-        .var("HOLDFAST_MAIL_DIR", mail_dir.path().display().to_string())
-        .var("HOLDFAST_WORKERS", "off");
-    // Lifecycle campaigns are off unless a test turns one on: other tests count their mail.
-    for campaign in [
-        "HOLDFAST_ONBOARDING",
-        "HOLDFAST_TRIAL_ONBOARDING",
-        "HOLDFAST_TRIAL_ENDING",
-        "HOLDFAST_WINBACK",
-        "HOLDFAST_REENGAGEMENT",
-        "HOLDFAST_ANNUAL_OFFER",
-    ] {
-        settings = settings.var(campaign, "off");
-    }
-    settings
+}
+
+/// The defaults every test starts from: mail into `mail_dir`, workers driven by hand, and
+/// every lifecycle campaign off unless a test turns one on (other tests count their mail).
+fn test_defaults(mail_dir: &tempfile::TempDir) -> Config {
+    let mail_dir = mail_dir.path().to_path_buf();
+    let campaigns = ["onboarding", "trial_onboarding", "trial_ending", "winback", "reengagement", "annual_offer"];
+    campaigns.iter().fold(Config::new(), |config, name| config.key(&format!("lifecycle.{name}.enabled"), false)).with(move |s| {
+        s.mail.mail_dir = mail_dir;
+        s.run_workers = false;
+    })
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+    spawn_app_with(Config::new()).await
 }
 
 fn init_test_logs() {

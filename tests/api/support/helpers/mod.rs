@@ -4,12 +4,14 @@
 
 mod app;
 mod cli;
+mod config;
 mod database;
 mod owner;
 mod stripe_objects;
 
 pub use app::*;
 pub use cli::*;
+pub use config::Config;
 pub use database::*;
 pub use owner::*;
 pub use stripe_objects::*;
