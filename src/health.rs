@@ -12,6 +12,16 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 
+/// What one pass of a background part did (a feature's `try_run_once` answers it; its loop in
+/// `workers` picks the pause from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled this many items; there may be more.
+    Worked(usize),
+    /// Nothing was due.
+    Idle,
+}
+
 /// A failure that lasts this long makes the process unready: long enough that a database
 /// restart or a lock held for a moment does not flap readiness, short enough that a platform
 /// notices an outage within a minute.

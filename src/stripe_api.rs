@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+// The held-back call is the store's row (observe mode records it); callers name it from here.
+pub use crate::store::observed::IntendedCall;
 
 use crate::clock::Clock;
 use crate::store::Store;
@@ -36,21 +37,6 @@ impl ObserveLog {
     pub fn new(store: Store, clock: Clock) -> Self {
         Self { store, clock }
     }
-}
-
-/// A call that would create or change something in Stripe, as the owner will read it.
-#[derive(Debug, Clone, Serialize)]
-pub struct IntendedCall<'a> {
-    /// `POST`, `DELETE`.
-    pub method: &'a str,
-    /// `/v1/subscriptions/sub_123`.
-    pub path: String,
-    /// What the call would send (or what it would do, where the request is built by a typed
-    /// builder): never the key.
-    pub params: serde_json::Value,
-    /// The feature that wanted it: `cancel_flow`, `billing_portal`, `comeback`.
-    pub purpose: &'a str,
-    pub customer: Option<&'a str>,
 }
 
 impl std::fmt::Debug for StripeApi {

@@ -26,6 +26,7 @@ pub use self::changes::NewStripeChange;
 pub(crate) use self::changes::record_change;
 pub(crate) use self::config::offers as parse_offers;
 pub use self::http::CancelState;
+pub use self::offers::SaveOfferExperiment;
 pub use self::rules::{OfferKind, Outcome, Reason};
 pub use self::saves::SaveState;
 pub use self::saves_storage::{ArmCounts, Recovered};

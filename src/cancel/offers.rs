@@ -1,14 +1,25 @@
 //! Which offers a session gets: the configured offers for the reason (per segment of interval
 //! and tenure), filtered by the facts of the customer's own subscription as the store knows it.
 
+use std::collections::BTreeMap;
+
 use crate::cancel::config::{CancelFlowSettings, DiscountOffer};
 use crate::cancel::rules::{
     Billing, OfferFacts, OfferKind, PausePlan, Reason, applicable_offers, configured_offers, months_before, pause_plan,
     whole_months_between,
 };
-use crate::lifecycle::Experiment;
+use crate::domain::lift::Split;
 use crate::store::rows::{ItemRow, SubscriptionRow};
 use crate::store::{Store, StoreError};
+
+/// A save-offer experiment (`[[experiments]]` of kind `save_offer`): variant b's customers
+/// get these offers for the reasons listed (the configured ones for the others); the summary
+/// reports the save rate per variant.
+#[derive(Clone, Debug)]
+pub struct SaveOfferExperiment {
+    pub split: Split,
+    pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
+}
 
 /// The customer's subscription the session acts on.
 #[derive(Debug, Clone)]
@@ -130,7 +141,7 @@ pub async fn facts(
 pub async fn offers_for(
     store: &Store,
     cfg: &CancelFlowSettings,
-    experiment: Option<&Experiment>,
+    experiment: Option<&SaveOfferExperiment>,
     customer: &str,
     t: &Target,
     reason: Reason,

@@ -33,6 +33,37 @@ pub fn held_out(name: &str, customer: &str, percent: u8) -> bool {
     u64::from_be_bytes(first) % 100 < u64::from(percent)
 }
 
+/// The variant (`a` or `b`) of `customer` in experiment `name`: the first 8 bytes of
+/// SHA-256("name:customer") modulo 100, below `percent_b` → `b`. Stable across processes,
+/// replicas and restarts; independent between experiments.
+pub fn variant(name: &str, customer: &str, percent_b: u8) -> &'static str {
+    let digest = Sha256::digest(format!("{name}:{customer}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    if u64::from_be_bytes(first) % 100 < u64::from(percent_b) { "b" } else { "a" }
+}
+
+/// How an A/B experiment splits customers, whatever it varies (the cancel flow's offers, the
+/// dunning emails' templates): its name, the share in variant b, and the share held out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub name: String,
+    /// Share of customers in variant b, 0–100.
+    pub percent_b: u8,
+    /// Share held out of the experiment before the a/b split, 0–50 (`held_out`).
+    pub holdout_percent: u8,
+}
+
+impl Split {
+    /// `holdout`, `a` or `b` for `customer`.
+    pub fn variant(&self, customer: &str) -> &'static str {
+        if held_out(&self.name, customer, self.holdout_percent) {
+            return HOLDOUT;
+        }
+        variant(&self.name, customer, self.percent_b)
+    }
+}
+
 /// Wilson's score interval for `successes` out of `n`; `None` when `n` is 0.
 pub fn wilson(successes: u64, n: u64, z: f64) -> Option<(f64, f64)> {
     if n == 0 || successes > n {
@@ -78,6 +109,15 @@ pub fn lift_vs_holdout(arm: (u64, u64), holdout: (u64, u64)) -> Option<Lift> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_are_stable_and_follow_the_split() {
+        assert_eq!(variant("x", "cus_1", 50), variant("x", "cus_1", 50));
+        assert_eq!(variant("x", "cus_1", 0), "a");
+        assert_eq!(variant("x", "cus_1", 100), "b");
+        let b = (0..10_000).filter(|i| variant("x", &format!("cus_{i}"), 30) == "b").count();
+        assert!((2_700..3_300).contains(&b), "{b} of 10000 in b at 30 %");
+    }
 
     /// SplitMix64: a small seeded generator, so the simulation is the same on every run.
     struct Rng(u64);

@@ -1,6 +1,28 @@
-//! The dunning cadence.
+//! The dunning cadence, and the email experiment on its templates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{ConfigError, Source, parsed, problem};
+use crate::domain::lift::Split;
+use crate::mail::composer::TemplateVariants;
+
+/// An email experiment (`[[experiments]]` of kind `email`): variant b's customers get these
+/// templates in place of the ones named; the summary reports dunning recovery per variant.
+#[derive(Clone, Debug)]
+pub struct EmailExperiment {
+    pub split: Split,
+    /// Variant b's template for each template listed.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl EmailExperiment {
+    /// The templates for the composer: variant b's customers get them.
+    pub fn template_variants(&self) -> TemplateVariants {
+        let split = self.split.clone();
+        TemplateVariants { templates: self.templates.clone(), in_b: Arc::new(move |c| split.variant(c) == "b") }
+    }
+}
 
 /// Dunning cadence.
 #[derive(Clone, Debug)]

@@ -14,4 +14,5 @@ pub mod storage;
 pub mod update_payment;
 
 // What the other features use of this one.
-pub use self::update_payment::{BillingPortal, updated_page};
+pub use self::config::EmailExperiment;
+pub use self::update_payment::BillingPortal;

@@ -10,11 +10,10 @@ use crate::domain::snapshots::InvoiceSnapshot;
 use crate::dunning::rules::{AfterRetries, CardFacts, CaseState, Step, Trigger, opens_case};
 use std::sync::Arc;
 
+use crate::dunning::config::{DunningSettings, EmailExperiment};
 use crate::dunning::rules::Cadence;
-use crate::lifecycle::Experiment;
 use crate::mail::composer::{Composer, EmailTo};
 use crate::mail::links::Links;
-use crate::settings::Settings;
 use crate::store::reactions::{Card, Closing, Deciding, DunningCase, FactsQuery, ReactError, StoredCard, Write};
 
 /// What the dunning deciders read: the cadence, the email composer, the link policy, the
@@ -25,14 +24,20 @@ pub struct Dunning {
     pub cadence: Cadence,
     pub composer: Arc<Composer>,
     pub links: Links,
-    pub email_experiment: Option<Experiment>,
+    pub email_experiment: Option<EmailExperiment>,
     pub product_url: Option<String>,
 }
 
 impl Dunning {
-    /// From the settings, sharing `composer` and `links` with the other features.
-    pub fn new(settings: &Settings, composer: Arc<Composer>, links: Links) -> Self {
-        let d = &settings.dunning;
+    /// From the dunning settings, the email experiment and the product's URL, sharing
+    /// `composer` and `links` with the other features.
+    pub fn new(
+        d: &DunningSettings,
+        email_experiment: Option<EmailExperiment>,
+        product_url: Option<String>,
+        composer: Arc<Composer>,
+        links: Links,
+    ) -> Self {
         Self {
             cadence: Cadence {
                 days: d.cadence_days.clone(),
@@ -43,8 +48,8 @@ impl Dunning {
             },
             composer,
             links,
-            email_experiment: settings.experiments.email.clone(),
-            product_url: settings.lifecycle.product_url.clone(),
+            email_experiment,
+            product_url,
         }
     }
 }
@@ -202,8 +207,8 @@ fn new_case(r: &Dunning, f: &Failure<'_>, now: i64) -> DunningCase {
         recovered_after_secs: None,
         emails_before_close: None,
         last_failure_at: f.event.created,
-        experiment: experiment.map(|x| x.name.clone()),
-        variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.variant(c).to_owned()),
+        experiment: experiment.map(|x| x.split.name.clone()),
+        variant: experiment.zip(inv.customer.as_deref()).map(|(x, c)| x.split.variant(c).to_owned()),
         attempt_count: inv.attempt_count,
     }
 }

@@ -14,11 +14,10 @@ use stripe_billing::billing_portal_session::{
     CreateBillingPortalSession, CreateBillingPortalSessionFlowData, CreateBillingPortalSessionFlowDataType,
 };
 
-use crate::cancel::CancelState;
 use crate::mail::links::{LinkError, LinkSigner, parse_email_ref};
-use crate::settings::Settings;
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
+use crate::web::pages::CustomerPages;
 use crate::web::pages::see_other;
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
@@ -70,14 +69,10 @@ impl BillingLinkError {
     }
 }
 
-/// Where the billing portal's "return" button goes.
-pub fn portal_return_url(settings: &Settings) -> String {
-    settings
-        .cancel_flow
-        .return_url
-        .clone()
-        .or_else(|| settings.lifecycle.product_url.clone())
-        .unwrap_or_else(|| format!("{}/billing/updated", settings.public_url.trim_end_matches('/')))
+/// Where the billing portal's "return" button goes: the owner's account page, else the
+/// product, else our own "payment method updated" page.
+pub fn portal_return_url(return_url: Option<&str>, product_url: Option<&str>, public_url: &str) -> String {
+    return_url.or(product_url).map_or_else(|| format!("{}/billing/updated", public_url.trim_end_matches('/')), str::to_owned)
 }
 
 /// Follow an update-payment link.
@@ -86,7 +81,7 @@ pub async fn update_payment(
     req: HttpRequest,
     query: web::Query<LinkQuery>,
     portal: web::Data<BillingPortal>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
 ) -> HttpResponse {
     // Each click costs a Stripe call: the same per-address limit as the other public pages.
     if let Some(r) = pages.rate_limited(&req) {
@@ -97,7 +92,7 @@ pub async fn update_payment(
         Err(e) => {
             tracing::info!(refused = %e, "billing link refused");
             let (title, message) = e.words();
-            pages.pages.error(e.status(), title, message, pages.settings.return_url.as_deref())
+            pages.error(e.status(), title, message, pages.return_url())
         }
     }
 }
@@ -144,9 +139,9 @@ async fn open_portal(query: &LinkQuery, portal: &BillingPortal) -> Result<String
 }
 
 /// `GET /billing/updated`: where the portal returns when the owner set no product URL.
-pub async fn updated_page(req: HttpRequest, pages: web::Data<CancelState>) -> HttpResponse {
+pub async fn updated_page(req: HttpRequest, pages: web::Data<CustomerPages>) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
     }
-    pages.pages.render(StatusCode::OK, "billing_updated.html", context! { return_url => pages.settings.return_url.as_deref() })
+    pages.render(StatusCode::OK, "billing_updated.html", context! { return_url => pages.return_url() })
 }

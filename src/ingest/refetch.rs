@@ -17,11 +17,11 @@ use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::clock::Clock;
 use crate::domain::event::Event;
+use crate::health::Outcome;
 use crate::store::refetch::{MAX_ATTEMPTS, RefetchRequest};
 use crate::store::{IngestOptions, Store};
 use crate::stripe_api::StripeApi;
 use crate::sync::stripe_list::{brief, is_transient};
-use crate::workers::Outcome;
 
 /// Objects fetched per pass.
 const BATCH: i64 = 20;

@@ -9,12 +9,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::CancelState;
 use crate::dunning::BillingPortal;
 use crate::lifecycle::context::Lifecycle;
 use crate::store::StoreError;
 use crate::stripe_api::IntendedCall;
 use crate::web::error::storage_status;
+use crate::web::pages::CustomerPages;
 use crate::web::pages::see_other;
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +60,7 @@ enum ComebackError {
 }
 
 impl ComebackError {
-    fn page(&self, pages: &CancelState) -> HttpResponse {
+    fn page(&self, pages: &CustomerPages) -> HttpResponse {
         let (status, message) = match self {
             Self::BadLink => {
                 (StatusCode::BAD_REQUEST, "This link is not valid or has expired. Reply to our email and we'll help.")
@@ -76,7 +76,7 @@ impl ComebackError {
                 (StatusCode::BAD_GATEWAY, "We couldn't open checkout just now. Please try again in a few minutes.")
             }
         };
-        pages.pages.error(status, "Come back", message, pages.settings.return_url.as_deref())
+        pages.error(status, "Come back", message, pages.return_url())
     }
 }
 
@@ -87,7 +87,7 @@ pub async fn come_back(
     q: web::Query<TokenQuery>,
     portal: web::Data<BillingPortal>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;

@@ -1,7 +1,8 @@
-//! What the lifecycle campaigns read, built once from `Settings`: the campaign settings, the
-//! email composer and link policy they share with dunning, the monthly recap's and the NPS
-//! survey's settings with the survey's signed links. The deciders, the scheduler's campaigns
-//! and the lifecycle pages (comeback, unsubscribe, NPS, annual offer) take this part.
+//! What the lifecycle campaigns read, built once at start (by `ingest::react`): the campaign
+//! settings, the email composer and link policy they share with dunning, the monthly recap's
+//! and the NPS survey's settings with the survey's signed links. The deciders, the
+//! scheduler's campaigns and the lifecycle pages (comeback, unsubscribe, NPS, annual offer)
+//! take this part.
 
 use std::sync::Arc;
 
@@ -10,7 +11,6 @@ use crate::lifecycle::nps::NpsLinks;
 use crate::lifecycle::recap::config::{NpsSettings, RecapSettings};
 use crate::mail::composer::Composer;
 use crate::mail::links::Links;
-use crate::settings::Settings;
 use crate::store::reactions::OutboxWake;
 
 /// The lifecycle campaigns' part of the settings, shared by their deciders, the scheduler
@@ -29,21 +29,4 @@ pub struct Lifecycle {
     pub nps_product: String,
     /// Wakes the outbox worker when a page enqueued mail.
     pub outbox: OutboxWake,
-}
-
-impl Lifecycle {
-    /// From the settings, sharing `composer`, `links` and the outbox's wake-up with the other
-    /// features.
-    pub fn new(settings: &Settings, composer: Arc<Composer>, links: Links, outbox: OutboxWake) -> Self {
-        Self {
-            campaigns: settings.lifecycle.clone(),
-            composer,
-            links,
-            recap: settings.recap.clone(),
-            nps: settings.nps.clone(),
-            nps_links: NpsLinks::new(&settings.public_url, settings.cancel_flow.link_secret.as_ref(), &settings.webhook.secrets),
-            nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
-            outbox,
-        }
-    }
 }

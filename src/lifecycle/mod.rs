@@ -23,7 +23,7 @@ pub mod storage;
 pub mod unsubscribe;
 
 // What the other features use of this one.
-pub use self::config::{Experiment, ExperimentKind, Experiments};
+pub use self::config::{ExperimentKind, Experiments};
 pub use self::nps::{Tally, category as nps_category};
 pub use self::recap::config::NpsSettings;
 pub use self::rules::TREATED;

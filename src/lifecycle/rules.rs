@@ -2,8 +2,6 @@
 //! at risk from their product activity, and which experiment variant a customer is in.
 //! No I/O; `lifecycle::reactions` and the scheduler apply the decisions.
 
-use sha2::{Digest, Sha256};
-
 use crate::domain::event::Event;
 use crate::domain::fields::int_at;
 use crate::domain::snapshots::{InvoiceSnapshot, SubscriptionSnapshot};
@@ -225,16 +223,6 @@ pub fn assess(rule: &AtRiskRule, facts: &ActivityFacts, now: i64) -> Option<Asse
     None
 }
 
-/// The variant (`a` or `b`) of `customer` in experiment `name`: the first 8 bytes of
-/// SHA-256("name:customer") modulo 100, below `percent_b` → `b`. Stable across processes,
-/// replicas and restarts; independent between experiments.
-pub fn variant(name: &str, customer: &str, percent_b: u8) -> &'static str {
-    let digest = Sha256::digest(format!("{name}:{customer}").as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    if u64::from_be_bytes(first) % 100 < u64::from(percent_b) { "b" } else { "a" }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,14 +285,5 @@ mod tests {
         assert_eq!(series_arm("onboarding", "cus_1", 10), series_arm("onboarding", "cus_1", 10));
         let held = (0..10_000).filter(|i| series_arm("winback", &format!("cus_{i}"), 10) == Some("holdout")).count();
         assert!((900..1100).contains(&held), "{held} of 10000 held out at 10 %");
-    }
-
-    #[test]
-    fn variants_are_stable_and_follow_the_split() {
-        assert_eq!(variant("x", "cus_1", 50), variant("x", "cus_1", 50));
-        assert_eq!(variant("x", "cus_1", 0), "a");
-        assert_eq!(variant("x", "cus_1", 100), "b");
-        let b = (0..10_000).filter(|i| variant("x", &format!("cus_{i}"), 30) == "b").count();
-        assert!((2_700..3_300).contains(&b), "{b} of 10000 in b at 30 %");
     }
 }

@@ -14,11 +14,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::cancel::CancelState;
 use crate::clock::Clock;
 use crate::lifecycle::context::Lifecycle;
 use crate::store::{Store, StoreError};
 use crate::web::error::storage_status;
+use crate::web::pages::CustomerPages;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -36,12 +36,12 @@ enum UnsubscribeError {
 }
 
 impl UnsubscribeError {
-    fn page(&self, pages: &CancelState) -> HttpResponse {
+    fn page(&self, pages: &CustomerPages) -> HttpResponse {
         match self {
-            Self::BadLink => pages.pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {}),
+            Self::BadLink => pages.render(StatusCode::BAD_REQUEST, "unsubscribe_invalid.html", context! {}),
             Self::Store(e) => {
                 tracing::error!(error = ?e, "unsubscribe not stored");
-                pages.pages.error(
+                pages.error(
                     storage_status(e),
                     "Please try again",
                     "We couldn't record that just now. Please try again in a minute.",
@@ -62,7 +62,7 @@ pub async fn confirm(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
@@ -70,7 +70,7 @@ pub async fn confirm(
     match verified(&lifecycle, &q) {
         Ok(email) => {
             let post_url = format!("{}?{}", req.path(), req.query_string());
-            pages.pages.render(StatusCode::OK, "unsubscribe_confirm.html", context! { email, post_url })
+            pages.render(StatusCode::OK, "unsubscribe_confirm.html", context! { email, post_url })
         }
         Err(e) => e.page(&pages),
     }
@@ -81,7 +81,7 @@ pub async fn unsubscribe(
     req: HttpRequest,
     q: web::Query<TokenQuery>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
 ) -> HttpResponse {
@@ -93,7 +93,7 @@ pub async fn unsubscribe(
         store.suppress(&email, "marketing", "unsubscribed", clock.now()).await?;
         tracing::info!("marketing unsubscribe recorded");
         let return_url = lifecycle.campaigns.product_url.clone();
-        Ok(pages.pages.render(StatusCode::OK, "unsubscribe_done.html", context! { email, return_url }))
+        Ok(pages.render(StatusCode::OK, "unsubscribe_done.html", context! { email, return_url }))
     };
     result.await.unwrap_or_else(|e: UnsubscribeError| e.page(&pages))
 }

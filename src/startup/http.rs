@@ -32,7 +32,7 @@ use crate::stripe_api::{ObserveLog, StripeApi};
 use crate::telemetry::RedactedRootSpan;
 use crate::web::auth::OwnerToken;
 use crate::web::body_budget::BodyBudget;
-use crate::web::pages::Pages;
+use crate::web::pages::{CustomerPages, Pages};
 use crate::web::rate_limit::RateLimiter;
 use crate::web::{error, health, home, metrics, request_id, security_headers};
 
@@ -52,8 +52,22 @@ pub fn body_limits(cfg: &mut web::ServiceConfig) {
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 
-/// The cancel flow's shared state: its settings, compiled pages, Stripe client and limiter.
-fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Result<CancelState> {
+/// The customer pages every feature's public pages share: compiled in the owner's brand, with
+/// one per-address limit.
+fn customer_pages(settings: &Settings, clock: &Clock) -> anyhow::Result<CustomerPages> {
+    let pages = Pages::new(&settings.cancel_flow.brand).context("compiling the customer page templates")?;
+    let limiter = RateLimiter::new(settings.cancel_flow.rate_limit_per_minute, clock.clone())
+        .with_trusted_proxy(settings.limits.trusted_proxy.clone());
+    Ok(CustomerPages::new(pages, limiter, settings.cancel_flow.return_url.clone()))
+}
+
+/// The cancel flow's shared state: its settings, the customer pages and a Stripe client.
+fn cancel_state(
+    settings: &Settings,
+    store: &Store,
+    clock: &Clock,
+    pages: web::Data<CustomerPages>,
+) -> anyhow::Result<CancelState> {
     let stripe = match &settings.stripe_secret_key {
         Some(key) => Some(
             StripeApi::new(key, settings.stripe_api_base.as_deref())
@@ -64,9 +78,7 @@ fn cancel_state(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::Re
     };
     Ok(CancelState {
         mail_templates: crate::mail::templates::Templates::new(&settings.mail),
-        pages: Pages::new(&settings.cancel_flow.brand).context("compiling cancel page templates")?,
-        limiter: RateLimiter::new(settings.cancel_flow.rate_limit_per_minute, clock.clone())
-            .with_trusted_proxy(settings.limits.trusted_proxy.clone()),
+        pages,
         settings: settings.cancel_flow.clone(),
         experiment: settings.experiments.save_offer.clone(),
         public_url: settings.public_url.clone(),
@@ -82,6 +94,7 @@ pub(super) struct HttpParts {
     owner: OwnerToken,
     portal: Option<BillingPortal>,
     cancel: CancelState,
+    customer_pages: web::Data<CustomerPages>,
     reactor: Arc<Reactor>,
     public_url: String,
     clock: Clock,
@@ -113,12 +126,14 @@ impl HttpParts {
             clock: clock.clone(),
             intake: Intake { budget: budget.clone(), body_timeout: settings.limits.body_timeout },
         };
+        let customer_pages = web::Data::new(customer_pages(settings, clock)?);
         Ok(Self {
             store: store.clone(),
             webhook_state,
             owner: OwnerToken(settings.owner_token.clone()),
             portal: billing_portal(settings, store, clock)?,
-            cancel: cancel_state(settings, store, clock)?,
+            cancel: cancel_state(settings, store, clock, customer_pages.clone())?,
+            customer_pages,
             reactor: reactor.clone(),
             public_url: settings.public_url.clone(),
             clock: clock.clone(),
@@ -145,6 +160,7 @@ struct AppData {
     webhook_state: web::Data<WebhookState>,
     owner: web::Data<OwnerToken>,
     cancel: web::Data<CancelState>,
+    customer_pages: web::Data<CustomerPages>,
     reports: web::Data<Reports>,
     lifecycle: web::Data<Lifecycle>,
     figures: web::Data<crate::figures::FigureSettings>,
@@ -169,6 +185,7 @@ impl AppData {
             webhook_state: web::Data::new(parts.webhook_state),
             owner: web::Data::new(parts.owner),
             cancel: web::Data::new(parts.cancel),
+            customer_pages: parts.customer_pages,
             reports: web::Data::new(reports),
             lifecycle: web::Data::from(parts.reactor.lifecycle.clone()),
             figures: web::Data::new(parts.figures),
@@ -200,6 +217,7 @@ pub(super) fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Re
             .app_data(d.webhook_state.clone())
             .app_data(d.owner.clone())
             .app_data(d.cancel.clone())
+            .app_data(d.customer_pages.clone())
             .app_data(d.reports.clone())
             .app_data(d.lifecycle.clone())
             .app_data(d.figures.clone())
@@ -253,7 +271,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(activity::post_activity)),
         )
         .route("/unsubscribe", web::get().to(unsubscribe::confirm))
-        .route("/unsubscribe", web::post().to(unsubscribe::unsubscribe));
+        .route("/unsubscribe", web::post().to(unsubscribe::unsubscribe))
+        .route("/billing/updated", web::get().to(billing::updated_page));
 }
 
 /// The routes that need the billing portal (a Stripe key).
@@ -272,7 +291,11 @@ fn billing_portal(settings: &Settings, store: &Store, clock: &Clock) -> anyhow::
     Ok(Some(BillingPortal {
         signer: LinkSigner::from_stripe_key(key),
         stripe,
-        return_url: billing::portal_return_url(settings),
+        return_url: billing::portal_return_url(
+            settings.cancel_flow.return_url.as_deref(),
+            settings.lifecycle.product_url.as_deref(),
+            &settings.public_url,
+        ),
         store: store.clone(),
         clock: clock.clone(),
     }))

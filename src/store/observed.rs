@@ -5,7 +5,21 @@ use serde::Serialize;
 
 use crate::store::conn::{execute, fetch};
 use crate::store::{Store, StoreError};
-use crate::stripe_api::IntendedCall;
+
+/// A call that would create or change something in Stripe, as the owner will read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntendedCall<'a> {
+    /// `POST`, `DELETE`.
+    pub method: &'a str,
+    /// `/v1/subscriptions/sub_123`.
+    pub path: String,
+    /// What the call would send (or what it would do, where the request is built by a typed
+    /// builder): never the key.
+    pub params: serde_json::Value,
+    /// The feature that wanted it: `cancel_flow`, `billing_portal`, `comeback`.
+    pub purpose: &'a str,
+    pub customer: Option<&'a str>,
+}
 
 const INSERT: &str = "INSERT INTO observed_stripe_calls (method, path, params, purpose, customer, observed_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";

@@ -15,9 +15,9 @@ use stripe_client_core::{RequestBuilder, StripeMethod};
 use crate::clock::Clock;
 use crate::domain::coupons;
 use crate::domain::event::Event;
+use crate::health::Outcome;
 use crate::store::{IngestOptions, Store};
 use crate::stripe_api::StripeApi;
-use crate::workers::Outcome;
 
 /// Coupons asked for per pass.
 const BATCH: i64 = 20;

@@ -18,11 +18,11 @@ use stripe_client_core::{RequestBuilder, StripeMethod};
 use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::pricing;
+use crate::health::Outcome;
 use crate::store::{IngestOptions, Store};
 use crate::stripe_api::StripeApi;
 use crate::sync::coupons::path_segment;
 use crate::sync::stripe_list::{Retry, brief, is_transient};
-use crate::workers::Outcome;
 
 /// Prices asked for per pass.
 const BATCH: usize = 20;

@@ -1,12 +1,13 @@
 //! Server-rendered pages of the cancel flow: minijinja templates from `templates/pages/cancel/`
 //! (compiled into the binary), HTML auto-escaping on, strict security headers.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
 use minijinja::{Environment, Value, context};
 
 use crate::config::Brand;
+use crate::web::rate_limit::RateLimiter;
 
 const TEMPLATES: [(&str, &str); 17] = [
     ("layout.html", include_str!("../../templates/pages/cancel/layout.html")),
@@ -76,6 +77,52 @@ impl Pages {
     /// The friendly error page.
     pub fn error(&self, status: StatusCode, title: &str, message: &str, return_url: Option<&str>) -> HttpResponse {
         self.render(status, "error.html", context! { title, message, return_url })
+    }
+}
+
+/// The words of the page a client over the per-address limit gets.
+pub const TOO_MANY_REQUESTS: (&str, &str) = ("Too many requests", "Please wait a minute and try again.");
+
+/// What every customer-facing page shares, whichever feature serves it (the cancel flow, the
+/// update-payment link, unsubscribe, come-back, the annual offer, the NPS survey): the pages
+/// in the owner's brand, one per-address limit across all of them (each click may cost a
+/// Stripe call or a write), and where a page's "back to your account" link goes.
+#[derive(Debug)]
+pub struct CustomerPages {
+    pages: Pages,
+    limiter: RateLimiter,
+    return_url: Option<String>,
+}
+
+impl CustomerPages {
+    pub fn new(pages: Pages, limiter: RateLimiter, return_url: Option<String>) -> Self {
+        Self { pages, limiter, return_url }
+    }
+
+    /// Render `template` with `ctx` plus the brand, as a response with `status`.
+    pub fn render(&self, status: StatusCode, template: &str, ctx: Value) -> HttpResponse {
+        self.pages.render(status, template, ctx)
+    }
+
+    /// The friendly error page.
+    pub fn error(&self, status: StatusCode, title: &str, message: &str, return_url: Option<&str>) -> HttpResponse {
+        self.pages.error(status, title, message, return_url)
+    }
+
+    /// The owner's "back to your account" URL (`[cancel_flow] return_url`), if set.
+    pub fn return_url(&self) -> Option<&str> {
+        self.return_url.as_deref()
+    }
+
+    /// Count one request against its client; false when over the limit.
+    pub fn allows(&self, req: &HttpRequest) -> bool {
+        self.limiter.allow_request(req)
+    }
+
+    /// The friendly `429` page when `req`'s client is over the limit.
+    pub fn rate_limited(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let (title, message) = TOO_MANY_REQUESTS;
+        (!self.allows(req)).then(|| self.error(StatusCode::TOO_MANY_REQUESTS, title, message, self.return_url()))
     }
 }
 

@@ -11,14 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-/// What one pass did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Handled this many items; there may be more.
-    Worked(usize),
-    /// Nothing was due.
-    Idle,
-}
+pub use crate::health::Outcome;
 
 /// Pause after a failed pass (database down): don't spin. Doubles per failure in a row up to
 /// `ON_ERROR_MAX`; back to the first pause after a pass that works.

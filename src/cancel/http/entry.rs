@@ -194,8 +194,8 @@ async fn start_signed(
         link_expires_at: now + state.settings.session_timeout_secs,
         started_at: Some(now),
         deadline_at: Some(now + state.settings.session_timeout_secs),
-        experiment: state.experiment.as_ref().map(|x| x.name.clone()),
-        variant: state.experiment.as_ref().map(|x| x.variant(customer).to_owned()),
+        experiment: state.experiment.as_ref().map(|x| x.split.name.clone()),
+        variant: state.experiment.as_ref().map(|x| x.split.variant(customer).to_owned()),
     };
     store.insert_cancel_session(&session).await?;
     Ok(Some(session.id))

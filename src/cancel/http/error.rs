@@ -76,7 +76,7 @@ impl PageError {
             }
             Self::BadForm(_) => ("Please try again", "We couldn't read that answer. Nothing was changed."),
             Self::TooLarge => ("That was too long", "Please shorten your comment and try again. Nothing was changed."),
-            Self::RateLimited => ("Too many requests", "Please wait a minute and try again."),
+            Self::RateLimited => crate::web::pages::TOO_MANY_REQUESTS,
             Self::Observed => (
                 "We can't make this change here yet",
                 "Nothing was changed. Please make this change from your account page, or contact us and we'll do it for you.",

@@ -54,8 +54,8 @@ pub(super) async fn mint(
     let expires_at = now + state.settings.link_ttl_secs;
     let experiment = state.experiment.as_ref();
     let session = NewCancelSession {
-        experiment: experiment.map(|x| x.name.clone()),
-        variant: experiment.map(|x| x.variant(&body.customer).to_owned()),
+        experiment: experiment.map(|x| x.split.name.clone()),
+        variant: experiment.map(|x| x.split.variant(&body.customer).to_owned()),
         id: random_token(),
         link_token_hash: Some(token_hash(&token)),
         csrf_token: random_token(),

@@ -37,16 +37,15 @@ use minijinja::context;
 
 use self::error::PageError;
 use crate::cancel::config::CancelFlowSettings;
+use crate::cancel::offers::SaveOfferExperiment;
 use crate::cancel::storage::CancelSessionRow;
 use crate::clock::Clock;
 use crate::dunning::BillingPortal;
-use crate::lifecycle::Experiment;
 use crate::mail::links::LINK_TTL_SECS;
 use crate::mail::templates::Templates;
 use crate::store::Store;
 use crate::stripe_api::StripeApi;
-use crate::web::pages::Pages;
-use crate::web::rate_limit::RateLimiter;
+use crate::web::pages::CustomerPages;
 
 pub use self::entry::{EntryQuery, PauseQuery};
 pub use self::mint::MintRequest;
@@ -61,11 +60,12 @@ pub struct CancelState {
     pub mail_templates: Templates,
     pub settings: CancelFlowSettings,
     /// The save-offer experiment in force, if any: its variant b sees other offers.
-    pub experiment: Option<Experiment>,
+    pub experiment: Option<SaveOfferExperiment>,
     pub public_url: String,
     pub stripe: Option<StripeApi>,
-    pub pages: Pages,
-    pub limiter: RateLimiter,
+    /// The customer pages in the owner's brand and the per-address limit, shared with the
+    /// other features' public pages.
+    pub pages: web::Data<CustomerPages>,
     pub clock: Clock,
 }
 
@@ -78,7 +78,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cancel/s/{id}/choose", web::post().to(choose::choose))
         .route("/cancel/s/{id}/done", web::get().to(done::done_page))
         .route("/pause", web::get().to(entry::pause_entry))
-        .route("/billing/updated", web::get().to(crate::dunning::updated_page))
         .route("/api/cancel-sessions", web::post().to(mint::mint));
 }
 
@@ -103,13 +102,7 @@ impl CancelState {
     }
 
     fn limit(&self, req: &HttpRequest) -> Result<(), PageError> {
-        if self.limiter.allow_request(req) { Ok(()) } else { Err(PageError::RateLimited) }
-    }
-
-    /// The same per-address limit for the other public pages (unsubscribe, come-back): the
-    /// friendly `429` page when over it.
-    pub fn rate_limited(&self, req: &HttpRequest) -> Option<HttpResponse> {
-        self.limit(req).err().map(|e| self.fail(&e, None))
+        if self.pages.allows(req) { Ok(()) } else { Err(PageError::RateLimited) }
     }
 
     fn return_url<'a>(&'a self, s: &'a CancelSessionRow) -> Option<&'a str> {

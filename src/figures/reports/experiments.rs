@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::cancel::ArmCounts;
+use crate::domain::lift::Split;
 use crate::figures::summary;
-use crate::lifecycle::{Experiment, ExperimentKind, Experiments};
+use crate::lifecycle::{ExperimentKind, Experiments};
 use crate::store::{Store, StoreError};
 
 /// The summary's `experiments` section: both variants of each experiment in force, with the
@@ -18,8 +19,8 @@ pub async fn experiments_section(
     save_confirm_secs: i64,
 ) -> Result<Vec<summary::ExperimentJson>, StoreError> {
     let mut out = Vec::new();
-    for x in experiments.all() {
-        out.push(experiment_json(store, x, now, currency, save_confirm_secs).await?);
+    for (kind, x) in experiments.all() {
+        out.push(experiment_json(store, kind, x, now, currency, save_confirm_secs).await?);
     }
     // Lifecycle series with a holdout: each measured on its own outcome.
     for (campaign, percent) in &experiments.lifecycle_holdouts {
@@ -42,12 +43,13 @@ pub async fn experiments_section(
 /// the retention of the customers kept.
 async fn experiment_json(
     store: &Store,
-    x: &Experiment,
+    kind: ExperimentKind,
+    x: &Split,
     now: i64,
     currency: &str,
     save_confirm_secs: i64,
 ) -> Result<summary::ExperimentJson, StoreError> {
-    let (arms, outcome, variants) = match x.kind {
+    let (arms, outcome, variants) = match kind {
         ExperimentKind::SaveOffer => {
             (store.save_offer_arms(&x.name, now, save_confirm_secs).await?, "kept", save_variants(store, x, now).await?)
         }
@@ -62,7 +64,7 @@ async fn experiment_json(
         }
     };
     let mut retention = Vec::new();
-    if x.kind == ExperimentKind::SaveOffer {
+    if kind == ExperimentKind::SaveOffer {
         for (days, outcome) in [(30, "retained_30d"), (90, "retained_90d")] {
             let kept = store.save_retention(&x.name, days, now).await?;
             retention.extend(arms_json(&kept, x.holdout_percent > 0, outcome));
@@ -70,7 +72,7 @@ async fn experiment_json(
     }
     Ok(summary::ExperimentJson {
         name: x.name.clone(),
-        kind: x.kind.as_str().into(),
+        kind: kind.as_str().into(),
         percent_b: x.percent_b,
         variants,
         holdout_percent: x.holdout_percent,
@@ -80,7 +82,7 @@ async fn experiment_json(
 }
 
 /// A save-offer experiment's two variants: their sessions by how they ended.
-async fn save_variants(store: &Store, x: &Experiment, now: i64) -> Result<Vec<summary::VariantJson>, StoreError> {
+async fn save_variants(store: &Store, x: &Split, now: i64) -> Result<Vec<summary::VariantJson>, StoreError> {
     let results = store.save_offer_results(&x.name, now).await?;
     Ok(["a", "b"]
         .into_iter()
@@ -100,7 +102,7 @@ async fn save_variants(store: &Store, x: &Experiment, now: i64) -> Result<Vec<su
 }
 
 /// An email experiment's two variants: their dunning cases by how they ended, in `currency`.
-async fn recovery_variants(store: &Store, x: &Experiment, currency: &str) -> Result<Vec<summary::VariantJson>, StoreError> {
+async fn recovery_variants(store: &Store, x: &Split, currency: &str) -> Result<Vec<summary::VariantJson>, StoreError> {
     let results = store.recovery_results(&x.name, currency).await?;
     Ok(["a", "b"]
         .into_iter()

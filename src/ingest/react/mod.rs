@@ -11,10 +11,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::domain::event::Event;
+use crate::dunning::EmailExperiment;
 use crate::dunning::reactions::Dunning;
 use crate::dunning::rules::trigger;
-use crate::lifecycle::config::Experiment;
 use crate::lifecycle::context::Lifecycle;
+use crate::lifecycle::nps::NpsLinks;
 use crate::mail::composer::Composer;
 use crate::mail::links::Links;
 use crate::mail::templates::Templates;
@@ -42,10 +43,25 @@ pub struct Reactor {
     pub digest: Digest,
 }
 
+/// What the lifecycle campaigns read, from the settings, sharing `composer`, `links` and the
+/// outbox's wake-up with the other features.
+fn lifecycle_context(settings: &Settings, composer: Arc<Composer>, links: Links, outbox: OutboxWake) -> Lifecycle {
+    Lifecycle {
+        campaigns: settings.lifecycle.clone(),
+        composer,
+        links,
+        recap: settings.recap.clone(),
+        nps: settings.nps.clone(),
+        nps_links: NpsLinks::new(&settings.public_url, settings.cancel_flow.link_secret.as_ref(), &settings.webhook.secrets),
+        nps_product: settings.nps.product.clone().unwrap_or_else(|| settings.mail.brand.name.clone()),
+        outbox,
+    }
+}
+
 impl Reactor {
     /// From the settings: the shared composer and links, then each feature's part.
     pub fn new(settings: &Settings) -> Self {
-        let variants = settings.experiments.email.as_ref().map(Experiment::template_variants);
+        let variants = settings.experiments.email.as_ref().map(EmailExperiment::template_variants);
         let unsubscribe =
             UnsubscribeLinks::new(&settings.public_url, settings.cancel_flow.link_secret.as_ref(), &settings.webhook.secrets);
         let composer = Arc::new(Composer::new(Templates::new(&settings.mail), unsubscribe, variants));
@@ -53,8 +69,14 @@ impl Reactor {
         let outbox_ready = Arc::new(Notify::new());
         let outbox = OutboxWake(outbox_ready.clone());
         Self {
-            dunning: Dunning::new(settings, composer.clone(), links.clone()),
-            lifecycle: Arc::new(Lifecycle::new(settings, composer.clone(), links.clone(), outbox)),
+            dunning: Dunning::new(
+                &settings.dunning,
+                settings.experiments.email.clone(),
+                settings.lifecycle.product_url.clone(),
+                composer.clone(),
+                links.clone(),
+            ),
+            lifecycle: Arc::new(lifecycle_context(settings, composer.clone(), links.clone(), outbox)),
             composer,
             links,
             outbox_ready,

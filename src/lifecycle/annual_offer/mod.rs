@@ -20,7 +20,7 @@ use serde_json::json;
 use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::cancel::{CancelState, NewStripeChange, Sent};
+use crate::cancel::{NewStripeChange, Sent};
 use crate::domain::money::format_minor;
 use crate::dunning::BillingPortal;
 use crate::lifecycle::config::AnnualOffer;
@@ -29,7 +29,7 @@ use crate::lifecycle::storage::AnnualOfferRow;
 use crate::mail::links::{ANNUAL_LINK_PREFIX, LinkClaims};
 use crate::store::Store;
 use crate::store::rows::ItemRow;
-use crate::web::pages::see_other;
+use crate::web::pages::{CustomerPages, see_other};
 
 /// How long one confirm request may hold the offer while Stripe answers (longer than the
 /// client's timeout, so the lease never lapses under a live call).
@@ -70,7 +70,7 @@ enum AnnualError {
 }
 
 impl AnnualError {
-    fn page(&self, pages: &CancelState) -> HttpResponse {
+    fn page(&self, pages: &CustomerPages) -> HttpResponse {
         let (status, message) = match self {
             Self::BadLink => (StatusCode::FORBIDDEN, "This link is not valid or has expired. Reply to our email and we'll help."),
             Self::Gone => (
@@ -93,7 +93,7 @@ impl AnnualError {
                 )
             }
         };
-        pages.pages.error(status, "Yearly plan", message, pages.settings.return_url.as_deref())
+        pages.error(status, "Yearly plan", message, pages.return_url())
     }
 }
 
@@ -197,7 +197,7 @@ pub async fn confirm_page(
     q: web::Query<TokenQuery>,
     portal: web::Data<BillingPortal>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;
@@ -211,7 +211,7 @@ pub async fn confirm_page(
             return Ok(done_page(&pages, &portal.store, &row).await);
         }
         if row.acting_until.is_some_and(|until| until >= now) {
-            return Ok(pages.pages.error(
+            return Ok(pages.error(
                 StatusCode::OK,
                 "One moment",
                 "We're making the change now. Reload this page in a moment.",
@@ -231,7 +231,7 @@ pub async fn confirm_page(
             .and_then(|(m, y)| crate::lifecycle::rules::annual_saving(m, y, quantity))
             .map(|s| format_minor(s, &currency));
         let charged_now = cfg.proration_behavior == "always_invoice";
-        Ok(pages.pages.render(
+        Ok(pages.render(
             StatusCode::OK,
             "annual.html",
             context! {
@@ -242,7 +242,7 @@ pub async fn confirm_page(
                 monthly, saving, charged_now,
                 today => format_minor(if charged_now { due } else { 0 }, &currency),
                 next_invoice => (!charged_now).then(|| format_minor(due, &currency)),
-                return_url => pages.settings.return_url.as_deref(),
+                return_url => pages.return_url(),
             },
         ))
     }
@@ -250,13 +250,9 @@ pub async fn confirm_page(
     result.unwrap_or_else(|e: AnnualError| e.page(&pages))
 }
 
-async fn done_page(pages: &CancelState, store: &Store, row: &AnnualOfferRow) -> HttpResponse {
+async fn done_page(pages: &CustomerPages, store: &Store, row: &AnnualOfferRow) -> HttpResponse {
     let yearly = store.plan(&row.to_price).await.ok().flatten().map(|p| p.describe());
-    pages.pages.render(
-        StatusCode::OK,
-        "annual_done.html",
-        context! { yearly, return_url => pages.settings.return_url.as_deref() },
-    )
+    pages.render(StatusCode::OK, "annual_done.html", context! { yearly, return_url => pages.return_url() })
 }
 
 /// `POST /annual`: make the change in Stripe, then record it.
@@ -265,7 +261,7 @@ pub async fn confirm(
     form: web::Form<ConfirmForm>,
     portal: web::Data<BillingPortal>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
         return r;

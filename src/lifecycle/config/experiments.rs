@@ -1,14 +1,14 @@
 //! A/B experiments (`[[experiments]]`): at most one per kind, checked.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cancel::{OfferKind, Reason, parse_offers as offers};
+use crate::cancel::{Reason, SaveOfferExperiment, parse_offers as offers};
 use crate::config::ConfigError;
 use crate::config::loader::Loader;
-use crate::mail::composer::TemplateVariants;
+use crate::domain::lift::Split;
+use crate::dunning::EmailExperiment;
 
 /// Which thing an experiment splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,53 +28,22 @@ impl ExperimentKind {
     }
 }
 
-/// One A/B experiment: customers are split by a stable hash of (name, customer id).
-#[derive(Clone, Debug)]
-pub struct Experiment {
-    pub name: String,
-    pub kind: ExperimentKind,
-    /// Share of customers in variant b, 0–100.
-    pub percent_b: u8,
-    /// Save-offer experiments: variant b's offers for the reasons listed (others as in a).
-    pub offers_by_reason: BTreeMap<Reason, Vec<OfferKind>>,
-    /// Email experiments: variant b's template for each template listed.
-    pub templates: BTreeMap<String, String>,
-    /// `holdout_percent` (0–50, default 0): share of customers held out of the experiment —
-    /// no offer shown (save offers: "cancel anyway" only), no dunning email (email
-    /// experiments, opt-in: `withhold_dunning`) — assigned stably by `domain::lift::held_out`,
-    /// before the a/b split.
-    pub holdout_percent: u8,
-}
-
-impl Experiment {
-    /// `holdout`, `a` or `b` for `customer`.
-    pub fn variant(&self, customer: &str) -> &'static str {
-        if crate::domain::lift::held_out(&self.name, customer, self.holdout_percent) {
-            return crate::domain::lift::HOLDOUT;
-        }
-        crate::lifecycle::rules::variant(&self.name, customer, self.percent_b)
-    }
-
-    /// An email experiment's templates for the composer: variant b's customers get them.
-    pub fn template_variants(&self) -> TemplateVariants {
-        let x = self.clone();
-        TemplateVariants { templates: self.templates.clone(), in_b: Arc::new(move |c| x.variant(c) == "b") }
-    }
-}
-
-/// The experiments in force: at most one per kind.
+/// The experiments in force: at most one per kind. Each kind's type belongs to the feature it
+/// varies (`cancel::SaveOfferExperiment`, `dunning::EmailExperiment`); the split is shared.
 #[derive(Clone, Debug, Default)]
 pub struct Experiments {
-    pub save_offer: Option<Experiment>,
-    pub email: Option<Experiment>,
+    pub save_offer: Option<SaveOfferExperiment>,
+    pub email: Option<EmailExperiment>,
     /// Lifecycle campaigns with a holdout (`[lifecycle.<campaign>] holdout_percent`), by
     /// campaign name: the summary reports each one's outcome per arm.
     pub lifecycle_holdouts: Vec<(String, u8)>,
 }
 
 impl Experiments {
-    pub fn all(&self) -> impl Iterator<Item = &Experiment> {
-        self.save_offer.iter().chain(self.email.iter())
+    /// Each experiment in force: its kind and its split.
+    pub fn all(&self) -> impl Iterator<Item = (ExperimentKind, &Split)> {
+        let save = self.save_offer.iter().map(|x| (ExperimentKind::SaveOffer, &x.split));
+        save.chain(self.email.iter().map(|x| (ExperimentKind::Email, &x.split)))
     }
 }
 
@@ -111,14 +80,14 @@ pub(super) fn experiments(l: &Loader<'_>, list: &[FileExperiment]) -> Result<Exp
             offers_by_reason.insert(r, offers(names).map_err(|p| fail(format!("experiment {name:?}: {p}")))?);
         }
         let templates = e.templates.clone().unwrap_or_default();
-        let (kind, slot) = match e.kind.as_str() {
-            "save_offer" if !offers_by_reason.is_empty() => (ExperimentKind::SaveOffer, &mut out.save_offer),
-            "email" if !templates.is_empty() => (ExperimentKind::Email, &mut out.email),
+        let (kind, taken) = match e.kind.as_str() {
+            "save_offer" if !offers_by_reason.is_empty() => (ExperimentKind::SaveOffer, out.save_offer.is_some()),
+            "email" if !templates.is_empty() => (ExperimentKind::Email, out.email.is_some()),
             "save_offer" => return Err(fail(format!("experiment {name:?}: needs [experiments.offers_by_reason]"))),
             "email" => return Err(fail(format!("experiment {name:?}: needs [experiments.templates]"))),
             other => return Err(fail(format!("experiment {name:?}: kind {other:?} (save_offer or email)"))),
         };
-        if slot.is_some() {
+        if taken {
             return Err(fail(format!("experiment {name:?}: only one {} experiment at a time", kind.as_str())));
         }
         let holdout_percent = u8::try_from(e.holdout_percent.unwrap_or(0))
@@ -132,7 +101,11 @@ pub(super) fn experiments(l: &Loader<'_>, list: &[FileExperiment]) -> Result<Exp
                 "experiment {name:?}: a holdout withholds dunning emails; set withhold_dunning = true to opt in"
             )));
         }
-        *slot = Some(Experiment { name, kind, percent_b, offers_by_reason, templates, holdout_percent });
+        let split = Split { name, percent_b, holdout_percent };
+        match kind {
+            ExperimentKind::SaveOffer => out.save_offer = Some(SaveOfferExperiment { split, offers_by_reason }),
+            ExperimentKind::Email => out.email = Some(EmailExperiment { split, templates }),
+        }
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ mod file;
 pub use self::annual_offer::AnnualOffer;
 pub use self::campaign::Campaign;
 pub(crate) use self::experiments::FileExperiment;
-pub use self::experiments::{Experiment, ExperimentKind, Experiments};
+pub use self::experiments::{ExperimentKind, Experiments};
 pub(crate) use self::file::FileLifecycle;
 
 use self::annual_offer::annual_offer;
@@ -202,9 +202,9 @@ mod tests {
         assert!(!s.winback.enabled && !s.reengagement.enabled && s.onboarding.enabled);
         assert_eq!(s.at_risk.inactive_days, 14);
         let x = e.save_offer.expect("experiment");
-        assert_eq!((x.percent_b, x.offers_by_reason[&Reason::TooExpensive].clone()), (30, vec![OfferKind::Pause]));
-        assert_eq!(x.holdout_percent, 10);
-        assert_eq!(e.email.map(|x| x.holdout_percent), Some(5));
+        assert_eq!((x.split.percent_b, x.offers_by_reason[&Reason::TooExpensive].clone()), (30, vec![OfferKind::Pause]));
+        assert_eq!(x.split.holdout_percent, 10);
+        assert_eq!(e.email.map(|x| x.split.holdout_percent), Some(5));
     }
 
     #[test]
@@ -213,7 +213,7 @@ mod tests {
             load(&[("HOLDFAST_CONFIG_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/holdfast.example.toml"))]).expect("valid");
         assert_eq!(s.winback_coupon.as_deref(), Some("COMEBACK20"));
         assert_eq!(s.reengagement.days, vec![0, 3, 7, 10, 14]);
-        assert_eq!(e.save_offer.map(|x| x.name), Some("pause-for-price".to_owned()));
+        assert_eq!(e.save_offer.map(|x| x.split.name), Some("pause-for-price".to_owned()));
     }
 
     #[test]

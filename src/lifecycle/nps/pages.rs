@@ -16,7 +16,6 @@ use futures::StreamExt;
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::cancel::CancelState;
 use crate::clock::Clock;
 use crate::lifecycle::context::Lifecycle;
 use crate::lifecycle::nps::storage::{Answered, NewAnswer, RiskStart};
@@ -27,6 +26,7 @@ use crate::lifecycle::storage::NewEpisode;
 use crate::store::plan::NewSeries;
 use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
+use crate::web::pages::CustomerPages;
 use crate::web::pages::see_other;
 
 /// A score form or a comment of at most `COMMENT_MAX_CHARS` characters.
@@ -73,18 +73,18 @@ enum Refused {
     Store(#[source] StoreError),
 }
 
-fn fail(pages: &CancelState, e: Refused) -> HttpResponse {
+fn fail(pages: &CustomerPages, e: Refused) -> HttpResponse {
     let again = "We couldn't record that just now. Please try again in a minute.";
     match e {
-        Refused::Invalid => pages.pages.render(StatusCode::BAD_REQUEST, "nps_invalid.html", context! {}),
-        Refused::BadForm(what) => pages.pages.error(StatusCode::BAD_REQUEST, "Please try again", what, None),
+        Refused::Invalid => pages.render(StatusCode::BAD_REQUEST, "nps_invalid.html", context! {}),
+        Refused::BadForm(what) => pages.error(StatusCode::BAD_REQUEST, "Please try again", what, None),
         Refused::Emails(err) => {
             tracing::error!(error = ?err, "nps: re-engagement emails not prepared");
-            pages.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "Please try again", again, None)
+            pages.error(StatusCode::INTERNAL_SERVER_ERROR, "Please try again", again, None)
         }
         Refused::Store(err) => {
             tracing::error!(error = ?err, "nps: storage failed");
-            pages.pages.error(crate::web::error::storage_status(&err), "Please try again", again, None)
+            pages.error(crate::web::error::storage_status(&err), "Please try again", again, None)
         }
     }
 }
@@ -111,7 +111,7 @@ async fn score_page(
     token: web::Path<String>,
     q: web::Query<ScoreQuery>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
     store: web::Data<Store>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
@@ -121,7 +121,7 @@ async fn score_page(
         let survey = survey_of(&lifecycle, &token)?;
         let answer = store.nps_answer(&survey.key()).await.map_err(Refused::Store)?;
         let selected = q.score.as_deref().and_then(parse_score);
-        Ok(pages.pages.render(
+        Ok(pages.render(
             StatusCode::OK,
             "nps_score.html",
             context! {
@@ -143,7 +143,7 @@ async fn post_score(
     token: web::Path<String>,
     payload: web::Payload,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
 ) -> HttpResponse {
@@ -220,7 +220,7 @@ async fn comment_page(
     req: HttpRequest,
     token: web::Path<String>,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
     store: web::Data<Store>,
 ) -> HttpResponse {
     if let Some(r) = pages.rate_limited(&req) {
@@ -236,8 +236,8 @@ async fn comment_page(
     result.await.unwrap_or_else(|e| fail(&pages, e))
 }
 
-fn comment_response(pages: &CancelState, lifecycle: &Lifecycle, path: &str, score: i64, has_comment: bool) -> HttpResponse {
-    pages.pages.render(
+fn comment_response(pages: &CustomerPages, lifecycle: &Lifecycle, path: &str, score: i64, has_comment: bool) -> HttpResponse {
+    pages.render(
         StatusCode::OK,
         "nps_comment.html",
         context! { score, has_comment, post_url => path, return_url => lifecycle.campaigns.product_url.clone() },
@@ -250,7 +250,7 @@ async fn post_comment(
     token: web::Path<String>,
     payload: web::Payload,
     lifecycle: web::Data<Lifecycle>,
-    pages: web::Data<CancelState>,
+    pages: web::Data<CustomerPages>,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
 ) -> HttpResponse {

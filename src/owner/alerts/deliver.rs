@@ -22,10 +22,10 @@ use sha2::Sha256;
 
 use crate::clock::Clock;
 use crate::health::Health;
+use crate::health::Outcome;
 use crate::owner::alerts::storage::{ClaimedDelivery, DeliveryOutcome};
 use crate::owner::config::AlertSettings;
 use crate::store::Store;
-use crate::workers::Outcome;
 use crate::workers::outbox::backoff_secs;
 
 /// The `/readyz` part.

@@ -1,7 +1,7 @@
 //! A/B experiments: email templates split by customer with recovery per variant, and save
 //! offers with the save rate per variant.
 
-use holdfast::lifecycle::rules::variant;
+use holdfast::domain::lift::variant;
 use holdfast::telemetry::capability_ref;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
