@@ -22,6 +22,17 @@ pub enum Outcome {
     Idle,
 }
 
+/// A failed delivery (an email, an alert) is retried after a minute, doubling, at most six
+/// hours apart.
+const FIRST_RETRY_SECS: i64 = 60;
+const MAX_RETRY_SECS: i64 = 6 * 3600;
+
+/// Delay before attempt `attempt + 1` after `attempt` failures.
+pub fn backoff_secs(attempt: i64) -> i64 {
+    let exp = attempt.saturating_sub(1).clamp(0, 20) as u32;
+    FIRST_RETRY_SECS.saturating_mul(1 << exp).min(MAX_RETRY_SECS)
+}
+
 /// A failure that lasts this long makes the process unready: long enough that a database
 /// restart or a lock held for a moment does not flap readiness, short enough that a platform
 /// notices an outage within a minute.
@@ -115,6 +126,14 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_up_to_six_hours() {
+        assert_eq!(backoff_secs(1), 60);
+        assert_eq!(backoff_secs(2), 120);
+        assert_eq!(backoff_secs(5), 960);
+        assert_eq!(backoff_secs(30), MAX_RETRY_SECS);
+    }
 
     #[test]
     fn a_failure_makes_the_process_unready_only_once_it_has_lasted() {

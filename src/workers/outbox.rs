@@ -4,7 +4,7 @@
 //! SMTP rejection marks it `bounced` and suppresses the address.
 
 use crate::clock::Clock;
-use crate::health::Health;
+use crate::health::{Health, backoff_secs};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -20,15 +20,6 @@ pub const BATCH: i64 = 64;
 const CONCURRENCY: usize = 8;
 /// A claim not settled within this is taken over by another worker (its worker died).
 pub const LEASE_SECS: i64 = 300;
-/// First retry after a minute, doubling, at most six hours apart.
-const FIRST_RETRY_SECS: i64 = 60;
-const MAX_RETRY_SECS: i64 = 6 * 3600;
-
-/// Delay before attempt `attempt + 1` after `attempt` failures.
-pub fn backoff_secs(attempt: i64) -> i64 {
-    let exp = attempt.saturating_sub(1).clamp(0, 20) as u32;
-    FIRST_RETRY_SECS.saturating_mul(1 << exp).min(MAX_RETRY_SECS)
-}
 
 /// Sends the outbox.
 #[derive(Clone, Debug)]
@@ -218,18 +209,5 @@ fn log_outcome(row: &ClaimedEmail, outcome: &SendOutcome) {
         SendOutcome::Observed => {
             tracing::info!(outbox.id = row.id, template = %row.template, "observe mode: email recorded, not sent")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_a_minute_up_to_six_hours() {
-        assert_eq!(backoff_secs(1), 60);
-        assert_eq!(backoff_secs(2), 120);
-        assert_eq!(backoff_secs(5), 960);
-        assert_eq!(backoff_secs(30), MAX_RETRY_SECS);
     }
 }

@@ -23,10 +23,10 @@ use sha2::Sha256;
 use crate::clock::Clock;
 use crate::health::Health;
 use crate::health::Outcome;
+use crate::health::backoff_secs;
 use crate::owner::alerts::storage::{ClaimedDelivery, DeliveryOutcome};
 use crate::owner::config::AlertSettings;
 use crate::store::Store;
-use crate::workers::outbox::backoff_secs;
 
 /// The `/readyz` part.
 pub const PART: &str = "alert_delivery";
