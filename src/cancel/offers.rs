@@ -13,8 +13,8 @@ use crate::store::rows::{ItemRow, SubscriptionRow};
 use crate::store::{Store, StoreError};
 
 /// A save-offer experiment (`[[experiments]]` of kind `save_offer`): variant b's customers
-/// get these offers for the reasons listed (the configured ones for the others); the summary
-/// reports the save rate per variant.
+/// get these offers for the reasons listed (the configured ones for the others); its holdout
+/// sees no offer, only "cancel anyway". The summary reports the save rate per variant.
 #[derive(Clone, Debug)]
 pub struct SaveOfferExperiment {
     pub split: Split,

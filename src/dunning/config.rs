@@ -8,7 +8,9 @@ use crate::domain::lift::Split;
 use crate::mail::composer::TemplateVariants;
 
 /// An email experiment (`[[experiments]]` of kind `email`): variant b's customers get these
-/// templates in place of the ones named; the summary reports dunning recovery per variant.
+/// templates in place of the ones named; its holdout, which the owner must opt into with
+/// `withhold_dunning = true`, gets no dunning email. The summary reports dunning recovery per
+/// variant.
 #[derive(Clone, Debug)]
 pub struct EmailExperiment {
     pub split: Split,

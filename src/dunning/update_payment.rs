@@ -17,8 +17,7 @@ use stripe_billing::billing_portal_session::{
 use crate::mail::links::{LinkError, LinkSigner, parse_email_ref};
 use crate::store::Store;
 use crate::stripe_api::{IntendedCall, StripeApi};
-use crate::web::pages::CustomerPages;
-use crate::web::pages::see_other;
+use crate::web::pages::{CustomerPages, see_other};
 
 /// What the link handler needs (present only when `STRIPE_SECRET_KEY` is set).
 #[derive(Debug, Clone)]

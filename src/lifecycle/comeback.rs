@@ -14,8 +14,7 @@ use crate::lifecycle::context::Lifecycle;
 use crate::store::StoreError;
 use crate::stripe_api::IntendedCall;
 use crate::web::error::storage_status;
-use crate::web::pages::CustomerPages;
-use crate::web::pages::see_other;
+use crate::web::pages::{CustomerPages, see_other};
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {

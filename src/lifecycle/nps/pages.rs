@@ -26,8 +26,7 @@ use crate::lifecycle::storage::NewEpisode;
 use crate::store::plan::NewSeries;
 use crate::store::reactions::ReactError;
 use crate::store::{Store, StoreError};
-use crate::web::pages::CustomerPages;
-use crate::web::pages::see_other;
+use crate::web::pages::{CustomerPages, see_other};
 
 /// A score form or a comment of at most `COMMENT_MAX_CHARS` characters.
 const FORM_LIMIT_BYTES: usize = 8 * 1024;
