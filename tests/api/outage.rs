@@ -35,6 +35,41 @@ fn postgres_host(url: &str) -> (String, SocketAddr) {
     (host_port, addr)
 }
 
+/// A database away for a moment (a restart, a failover, a connection that died while idle)
+/// costs a webhook a short wait, not a 503: the writer tries again on fresh connections
+/// until its deadline, and the event is stored at its first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs postgres"]
+async fn postgres_only_a_database_away_for_a_moment_delays_a_webhook_and_stores_it() {
+    crate::support::requires::database("postgres");
+    let (url, dir) = fresh_database().await;
+    let (host_port, upstream) = postgres_host(&url);
+    let proxy = CuttableProxy::start(upstream);
+    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, Config::new()).await;
+    app.deliver(&customer_event("cus_before_blip")).await;
+
+    proxy.cut();
+    let refused_before = proxy.refused();
+    let blip = customer_event("cus_during_blip");
+    let (client, address, body) = (app.client.clone(), app.address.clone(), blip.clone());
+    let delivery = tokio::spawn(async move { crate::support::helpers::post_signed(&client, &address, &body).await });
+    // The writer has been refused at least twice (a fresh connection after the kept one
+    // died, and another after a pause) before the database comes back.
+    for _ in 0..500 {
+        if proxy.refused() >= refused_before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(proxy.refused() >= refused_before + 2, "the writer never tried the cut database");
+    assert!(!delivery.is_finished(), "the webhook was answered while the database was away");
+    proxy.restore();
+
+    assert_eq!(delivery.await.expect("request task"), 200, "stored once the database answered again");
+    let stored = app.state().await.event_ids;
+    assert!(stored.iter().any(|id| id == blip["id"].as_str().expect("id")), "the event is in the log");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {

@@ -9,6 +9,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use tokio::time::{Instant, timeout_at};
+
 use sqlx::PgConnection;
 
 use crate::domain::event::Event;
@@ -27,17 +29,17 @@ const APPEND_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livem
      WHERE (SELECT true FROM pg_advisory_xact_lock(7242101140)) ORDER BY u.n \
      ON CONFLICT (id) DO NOTHING RETURNING id, seq";
 
-/// A batch that gets no answer in this time is answered 503 and its connection dropped (a
-/// cut network can hang a socket for minutes); Stripe redelivers, a stored copy is then a
-/// duplicate.
-const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most a batch waits for the log before its webhooks get 503, every try included. A
+/// database slowed down for a few seconds (a checkpoint writing at full speed, a failover,
+/// a busy disk) answers within it, and its webhooks are stored at the first delivery; one
+/// that is away or cut off (a dead socket can hang for minutes) is given up on, and Stripe
+/// redelivers later: a copy stored meanwhile is then a duplicate.
+const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How one try failed.
-enum Attempt {
-    Failed(StoreError),
-    /// No answer in time: not retried (the database is likely away; Stripe redelivers).
-    TimedOut,
-}
+/// The pause before a failed batch is tried again on a fresh connection (none before the
+/// first retry of a kept connection: it most likely died while idle), doubled each time.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// One writer lane's connection (opened on first use and again after any failure).
 #[derive(Debug)]
@@ -53,46 +55,47 @@ impl Lane {
 
     /// Append the webhooks `events` received at `received_at`; returns once committed and
     /// durable, with each event's outcome and the log position of the last new one.
+    ///
+    /// A failure that another try may cure is tried again, on a fresh connection, until
+    /// `APPEND_DEADLINE`: a kept connection that died meanwhile (a restarted database, an
+    /// idle timeout) and a database that is briefly refusing or slow. The insert skips ids
+    /// already stored, so if a lost try did commit, the next one answers its events as
+    /// duplicates: stored either way.
     pub(crate) async fn append(
         &mut self,
         events: &[&Event],
         received_at: i64,
     ) -> Result<(Vec<Ingested>, Option<i64>, Durability), StoreError> {
-        // A connection kept between batches may have died meanwhile (a restarted or failed-over
-        // database, an idle timeout): one quick failure on it is retried at once on a new one.
-        // The insert skips ids already stored, so if the lost attempt did commit, the retry
-        // answers its events as duplicates: stored either way.
-        let reused = self.conn.is_some();
-        let mut appended = self.attempt(events, received_at).await;
-        if reused && matches!(&appended, Err(Attempt::Failed(e)) if !matches!(e, StoreError::Rejected(_))) {
-            appended = self.attempt(events, received_at).await;
-        }
-        let (outcome, last) = appended.map_err(|a| match a {
-            Attempt::Failed(e) => e,
-            Attempt::TimedOut => StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the database did not answer the append in time",
-            ))),
-        })?;
+        let deadline = Instant::now() + APPEND_DEADLINE;
+        let mut pause = Duration::ZERO;
+        let (outcome, last) = loop {
+            let kept = self.conn.is_some();
+            let error = match timeout_at(deadline, self.try_append(events, received_at)).await {
+                Ok(Ok(done)) => break done,
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    self.conn = None;
+                    return Err(no_answer_in_time());
+                }
+            };
+            // One row's data leaves the connection as it was (the statement was its own
+            // transaction); any other failure drops it.
+            if !matches!(error, StoreError::Rejected(_)) {
+                self.conn = None;
+            }
+            let retry = worth_another_try(&error, kept) && Instant::now() + pause < deadline;
+            if !retry {
+                return Err(error);
+            }
+            tracing::debug!(error = ?error, pause_ms = pause.as_millis() as u64, "append failed; trying again");
+            tokio::time::sleep(pause).await;
+            pause = if pause.is_zero() { FIRST_RETRY_PAUSE } else { (pause * 2).min(MAX_RETRY_PAUSE) };
+        };
         let signals = &self.store.signals;
         if let Some(last) = last {
             signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
         }
         Ok((outcome, last, Durability::at_commit(last.map(|_| signals.appended.clone()))))
-    }
-
-    /// One try, bounded by `APPEND_TIMEOUT`. One row's data leaves the connection as it was
-    /// (the statement was its own transaction); any other failure drops it.
-    async fn attempt(&mut self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Option<i64>), Attempt> {
-        let result = match tokio::time::timeout(APPEND_TIMEOUT, self.try_append(events, received_at)).await {
-            Ok(Ok(done)) => return Ok(done),
-            Ok(Err(e)) => Attempt::Failed(e),
-            Err(_) => Attempt::TimedOut,
-        };
-        if !matches!(result, Attempt::Failed(StoreError::Rejected(_))) {
-            self.conn = None;
-        }
-        Err(result)
     }
 
     async fn try_append(&mut self, events: &[&Event], received_at: i64) -> Result<(Vec<Ingested>, Option<i64>), StoreError> {
@@ -141,4 +144,25 @@ impl Lane {
         }
         Ok((outcome, last))
     }
+}
+
+/// Whether a failed try may succeed if made again: the database was unavailable (refused,
+/// busy, out of a resource), or a kept connection failed in any way but the data's own (a
+/// connection that died while idle fails with whatever error its socket gives).
+fn worth_another_try(error: &StoreError, on_kept_connection: bool) -> bool {
+    match error {
+        // The store was closed (shutting down): no try will succeed.
+        StoreError::Unavailable(sqlx::Error::PoolClosed) => false,
+        StoreError::Unavailable(_) => true,
+        StoreError::Rejected(_) => false,
+        _ => on_kept_connection,
+    }
+}
+
+/// The deadline passed with the batch neither stored nor refused.
+fn no_answer_in_time() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the database did not store the batch in time",
+    )))
 }

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -125,6 +125,8 @@ pub struct CuttableProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Connections refused while cut.
+    refused: Arc<AtomicUsize>,
 }
 
 impl CuttableProxy {
@@ -133,7 +135,8 @@ impl CuttableProxy {
         let addr = listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
-        let (cut2, open2) = (cut.clone(), open.clone());
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (cut2, open2, refused2) = (cut.clone(), open.clone(), refused.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -143,13 +146,19 @@ impl CuttableProxy {
                 let mut open = open2.lock().expect("proxy lock");
                 if cut2.load(Ordering::SeqCst) {
                     drop(client);
+                    refused2.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(upstream) else { continue };
                 pipe(&client, &server, &mut open);
             }
         });
-        Self { addr, cut, open }
+        Self { addr, cut, open, refused }
+    }
+
+    /// How many connections were refused while cut, so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Drop every connection and refuse new ones.
