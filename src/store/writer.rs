@@ -230,7 +230,14 @@ async fn commit(
             // the store after the error) must not fail a webhook that a fresh one can store:
             // retry each event alone.
             tracing::warn!(error = ?e, batch_size = batch.len(), "batch failed; retrying events one by one");
+            // Once the database is unavailable, the rest of the batch is answered with that at
+            // once: each event would otherwise wait out the append's own retries in turn.
+            let mut unavailable = None;
             for request in batch {
+                if let Some(kind) = unavailable {
+                    let _ = request.reply.send(Err(kind));
+                    continue;
+                }
                 let result = match lane.append(store, &[&request.event], clock.now()).await {
                     Ok((outcome, _, durability)) => durability.wait().await.map(|()| outcome),
                     Err(e) => Err(e),
@@ -238,6 +245,9 @@ async fn commit(
                 let answer = result.map(|o| o[0]).map_err(|e| {
                     note_failure(store, &e);
                     tracing::error!(error = ?e, stripe.event_id = %request.event.id.escape_debug(), "event not stored");
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        unavailable = Some(WriteError::from(&e));
+                    }
                     WriteError::from(&e)
                 });
                 if answer.is_ok() {
