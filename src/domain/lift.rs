@@ -1,5 +1,6 @@
-//! Holdouts and lift: which customers an experiment holds out, and how an arm's outcome rate
-//! compares with the holdout's.
+//! Splits, holdouts and lift: which variant of an A/B experiment a customer is in, which
+//! customers an experiment holds out, and how an arm's outcome rate compares with the
+//! holdout's.
 //!
 //! The interval for the difference of two proportions is Newcombe's hybrid score interval
 //! (his method 10, 1998): each arm's rate gets a Wilson score interval, and the difference's

@@ -1,5 +1,6 @@
 //! Lifecycle email, the pure part: which events start or stop a series, when a customer is
-//! at risk from their product activity, and which experiment variant a customer is in.
+//! at risk from their product activity, and which arm of a campaign's holdout a customer is in
+//! (A/B variants are `domain::lift::Split`'s).
 //! No I/O; `lifecycle::reactions` and the scheduler apply the decisions.
 
 use crate::domain::event::Event;

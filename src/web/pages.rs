@@ -1,5 +1,6 @@
-//! Server-rendered pages of the cancel flow: minijinja templates from `templates/pages/cancel/`
-//! (compiled into the binary), HTML auto-escaping on, strict security headers.
+//! Server-rendered customer pages (the cancel flow's, and every other feature's public pages
+//! through `CustomerPages`): minijinja templates from `templates/pages/cancel/` (compiled into
+//! the binary), HTML auto-escaping on, strict security headers.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};

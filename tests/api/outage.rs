@@ -35,17 +35,23 @@ fn postgres_host(url: &str) -> (String, SocketAddr) {
     (host_port, addr)
 }
 
+/// An app whose Postgres connections all go through a proxy the test can cut and restore.
+async fn app_behind_a_cuttable_proxy() -> (TestApp, CuttableProxy) {
+    crate::support::requires::database("postgres");
+    let (url, dir) = fresh_database().await;
+    let (host_port, upstream) = postgres_host(&url);
+    let proxy = CuttableProxy::start(upstream);
+    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, Config::new()).await;
+    (app, proxy)
+}
+
 /// A database away for a moment (a restart, a failover, a connection that died while idle)
 /// costs a webhook a short wait, not a 503: the writer tries again on fresh connections
 /// until its deadline, and the event is stored at its first delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_a_database_away_for_a_moment_delays_a_webhook_and_stores_it() {
-    crate::support::requires::database("postgres");
-    let (url, dir) = fresh_database().await;
-    let (host_port, upstream) = postgres_host(&url);
-    let proxy = CuttableProxy::start(upstream);
-    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, Config::new()).await;
+    let (app, proxy) = app_behind_a_cuttable_proxy().await;
     app.deliver(&customer_event("cus_before_blip")).await;
 
     proxy.cut();
@@ -73,11 +79,7 @@ async fn postgres_only_a_database_away_for_a_moment_delays_a_webhook_and_stores_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs postgres"]
 async fn postgres_only_an_outage_answers_503_and_recovers_by_itself() {
-    crate::support::requires::database("postgres");
-    let (url, dir) = fresh_database().await;
-    let (host_port, upstream) = postgres_host(&url);
-    let proxy = CuttableProxy::start(upstream);
-    let app = spawn_app_on(url.replacen(&host_port, &proxy.addr.to_string(), 1), dir, Config::new()).await;
+    let (app, proxy) = app_behind_a_cuttable_proxy().await;
     let before = customer_event("cus_before_outage");
     app.deliver(&before).await;
 

@@ -21,9 +21,7 @@ use secrecy::ExposeSecret;
 use sha2::Sha256;
 
 use crate::clock::Clock;
-use crate::health::Health;
-use crate::health::Outcome;
-use crate::health::backoff_secs;
+use crate::health::{Health, Outcome, backoff_secs};
 use crate::owner::alerts::storage::{ClaimedDelivery, DeliveryOutcome};
 use crate::owner::config::AlertSettings;
 use crate::store::Store;
