@@ -15,6 +15,8 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 # dependency compiled, is cached until a Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/sim/Cargo.toml crates/sim/
+# sqlx-core with TCP_NODELAY (Cargo.toml's [patch.crates-io]): a dependency, built in this layer.
+COPY crates/sqlx-core crates/sqlx-core/
 RUN for p in $(sed -n 's/^path = "\(.*\)"$/\1/p' Cargo.toml); do \
       mkdir -p "$(dirname "$p")" && echo 'fn main() {}' > "$p"; \
     done \

@@ -236,6 +236,9 @@ pub(super) fn http_server(listener: TcpListener, parts: HttpParts) -> anyhow::Re
     .max_connections(limits.max_connections.div_ceil(workers))
     .client_request_timeout(limits.header_timeout)
     .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    // Answers go out as written: with Nagle's algorithm on, a response written in parts
+    // (a streamed export) can wait ~40 ms for the client's delayed ACK.
+    .tcp_nodelay(true)
     .listen(listener)?
     .run();
     Ok(server)
