@@ -20,8 +20,8 @@ use crate::store::reactions::ReactionHook;
 use crate::store::{Store, StoreError};
 
 /// Most events a projector transaction takes: large enough that a backlog is applied a few
-/// statements per thousand events, small enough that a batch holds SQLite's write lock for
-/// a few milliseconds only (appends wait for it).
+/// statements per thousand events. On SQLite, while webhooks arrive, the projector takes far
+/// fewer per pass, so their appends never wait long for its write lock (`ingest::projector`).
 pub const PROJECT_BATCH: i64 = 1000;
 
 /// What one projector transaction did.
