@@ -19,10 +19,13 @@ use crate::store::log::{self, Logged, customer_key, is_outage};
 use crate::store::reactions::ReactionHook;
 use crate::store::{Store, StoreError};
 
-/// Most events a projector transaction takes: large enough that a backlog is applied a few
-/// statements per thousand events. On SQLite, while webhooks arrive, the projector takes far
-/// fewer per pass, so their appends never wait long for its write lock (`ingest::projector`).
-pub const PROJECT_BATCH: i64 = 1000;
+/// Most events a projector transaction takes. Past a few hundred, a bigger batch gains
+/// nothing (a pass's fixed part is already small) and costs memory: at 1,000 the server's
+/// RSS reached ~190 MiB draining a 100k-event backlog, against ~70-90 MiB at 250, which
+/// drained as fast or faster (README, "Benchmarks"). On SQLite, while webhooks arrive, the
+/// projector takes fewer per pass, so their appends never wait long for its write lock
+/// (`ingest::projector`).
+pub const PROJECT_BATCH: i64 = 250;
 
 /// What one projector transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
