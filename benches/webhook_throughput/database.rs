@@ -40,19 +40,21 @@ enum Db {
 }
 
 impl Db {
-    /// (the log's head, the projector's cursor)
-    async fn positions(&mut self) -> Result<(i64, i64)> {
+    /// (the log's head, the projector's cursor, customers whose figures wait for a recompute)
+    async fn positions(&mut self) -> Result<(i64, i64, i64)> {
         Ok(match self {
             Self::Sqlite(c) => {
                 sqlx::query_as(
-                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor), \
+                     (SELECT COUNT(*) FROM metric_stale)",
                 )
                 .fetch_one(c)
                 .await?
             }
             Self::Postgres(c) => {
                 sqlx::query_as(
-                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM stripe_events), (SELECT position FROM projector_cursor)",
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM stripe_events), (SELECT position FROM projector_cursor), \
+                     (SELECT COUNT(*) FROM metric_stale)",
                 )
                 .fetch_one(c)
                 .await?
@@ -92,10 +94,12 @@ impl LagSampler {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                let (head, cursor) = db.positions().await?;
+                let (head, cursor, stale) = db.positions().await?;
                 samples.push((t0.elapsed().as_secs_f64(), head, cursor));
-                // After the run: until the projector has passed the head (or 10 minutes).
-                if *stopped.borrow_and_update() && (cursor >= head || t0.elapsed() > Duration::from_secs(600)) {
+                // After the run: until the projector has passed the head and the owner's figures
+                // caught up with it (or 10 minutes).
+                let caught_up = cursor >= head && stale == 0;
+                if *stopped.borrow_and_update() && (caught_up || t0.elapsed() > Duration::from_secs(600)) {
                     return Ok(samples);
                 }
             }

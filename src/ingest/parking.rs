@@ -81,7 +81,7 @@ async fn retry_customer(
             events.push(log::parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
     }
-    let enqueued = project_events(conn, &events, reactor, acts_on, true, record_ties).await?;
+    let enqueued = project_events(conn, &events, reactor, acts_on, crate::figures::storage::Recompute::Now, record_ties).await?;
     for (seq, _) in &parked {
         execute!(conn, UNPARK, *seq)?;
     }

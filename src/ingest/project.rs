@@ -11,6 +11,8 @@
 //! parked behind it, in order, and every other customer goes on (`ingest::parking`).
 
 use crate::domain::event::Event;
+use crate::figures::storage::Recompute;
+use crate::figures::storage::refresh_stale;
 use crate::ingest::parking;
 use crate::ingest::plan_writes::react;
 use crate::store::batch::Writes;
@@ -27,6 +29,10 @@ use crate::store::{Store, StoreError};
 /// (`ingest::projector`).
 pub const PROJECT_BATCH: i64 = 250;
 
+/// Customers whose figures a pass may recompute, per event it may take: an event touches a
+/// customer and its subscription at most, so the stale ones never outgrow the passes.
+const STALE_PER_EVENT: i64 = 2;
+
 /// What one projector transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Projected {
@@ -40,19 +46,22 @@ pub struct Projected {
     pub enqueued: usize,
     /// Of the events read, quarantined (never projected).
     pub quarantined: usize,
+    /// Customers' figures are still behind their projected history after this pass (more
+    /// were marked stale than it recomputed): the projector goes on at once.
+    pub figures_pending: bool,
 }
 
 /// Apply `events` (in log order) and run their reactions, inside the caller's transaction.
 /// Events of the other Stripe mode than `acts_on` are passed over: they stay in the log only.
-/// `recompute_figures`: move the maintained figures of the customers the events touch (a
-/// reprojection rebuilds them all once at its end instead). `record_ties`: note same-second
+/// `figures`: when the maintained figures of the customers the events touch are recomputed
+/// (`Recompute`). `record_ties`: note same-second
 /// ties for a fetch from Stripe (live projection with a Stripe key only, never a reprojection).
 pub(super) async fn project_events(
     conn: &mut Conn<'_>,
     events: &[Logged],
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
-    recompute_figures: bool,
+    figures: Recompute,
     record_ties: bool,
 ) -> Result<usize, StoreError> {
     let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
@@ -85,7 +94,7 @@ pub(super) async fn project_events(
     // Seen as of the batch's latest receipt: a later instant only makes the figures exact
     // further ahead; the scheduler recomputes them once the clock passes their due time.
     let seen_at = events.iter().map(|l| l.received_at).max().unwrap_or_default();
-    crate::figures::storage::apply(conn, &all, recompute_figures, seen_at).await?;
+    crate::figures::storage::apply(conn, &all, figures, seen_at).await?;
     // Cached metrics are stale from this commit on.
     execute!(conn, crate::store::metrics::BUMP_GENERATION)?;
     Ok(enqueued)
@@ -103,8 +112,11 @@ async fn project_next(
 ) -> Result<Projected, StoreError> {
     let position = log::lock_cursor(conn).await?;
     let rows = log::read_after(conn, position, limit).await?;
+    let stale_limit = limit.saturating_mul(STALE_PER_EVENT);
     let Some(last) = rows.last().map(|r| r.0) else {
-        return Ok(Projected { position, ..Projected::default() });
+        // At the end of the log: the figures left behind catch up.
+        let refreshed = refresh_stale(conn, now, stale_limit, true).await?;
+        return Ok(Projected { position, figures_pending: refreshed as i64 >= stale_limit, ..Projected::default() });
     };
     let parked = parking::parked_keys(conn).await?;
     let events = rows.len();
@@ -120,12 +132,17 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor, acts_on, true, record_ties).await?;
+    let enqueued = project_events(conn, &project, reactor, acts_on, Recompute::Mark(now), record_ties).await?;
     for (seq, event_id, key) in &wait {
         parking::park_behind(conn, *seq, event_id, key, now).await?;
     }
     log::advance_cursor(conn, position, last).await?;
-    Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined })
+    // Behind the log, a customer's figures wait (up to `STALE_AT_MOST_SECS`) for the passes
+    // after this one, and are recomputed once for all of them; at its end, at once.
+    let at_end = !log::has_after(conn, last).await?;
+    let refreshed = refresh_stale(conn, now, stale_limit, at_end).await?;
+    let figures_pending = refreshed as i64 >= stale_limit;
+    Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
 
 /// Run `f` in a write transaction of the projector's connection.
@@ -223,14 +240,16 @@ impl Store {
         Ok(total)
     }
 
-    /// Publish a committed projection: wake the outbox if mail was enqueued, and waiters.
+    /// Publish a committed projection: wake the outbox if mail was enqueued, and waiters. A
+    /// pass that left figures to recompute is not published to waiters: what they read after
+    /// their wait must include the figures (the next pass, at once, recomputes the rest).
     pub(super) fn after_projection(&self, done: &Projected) {
         if done.enqueued > 0
             && let Some(r) = self.reactor()
         {
             r.notify_outbox();
         }
-        if done.position > 0 {
+        if done.position > 0 && !done.figures_pending {
             self.log_signals().projected.send_if_modified(|p| {
                 let moved = done.position > *p;
                 *p = (*p).max(done.position);
@@ -244,8 +263,9 @@ impl Store {
     pub async fn project_through(&self, target: i64, now: i64) -> Result<(), StoreError> {
         loop {
             match self.project_batch(PROJECT_BATCH, now).await {
-                // Nothing left after the cursor: `target` is passed (by us or another projector).
-                Ok(done) if done.position >= target || done.events == 0 => return Ok(()),
+                // Nothing left after the cursor: `target` is passed (by us or another projector),
+                // and the figures caught up with it.
+                Ok(done) if (done.position >= target || done.events == 0) && !done.figures_pending => return Ok(()),
                 Ok(_) | Err(StoreError::CursorMoved) => {}
                 Err(e) => return Err(e),
             }

@@ -140,7 +140,7 @@ impl Projector {
                 position = done.position;
             }
             let pause = match pass {
-                Ok(done) if done.events as i64 >= limit => Duration::ZERO,
+                Ok(done) if done.events as i64 >= limit || done.figures_pending => Duration::ZERO,
                 Ok(done) if done.events > 0 => GATHER,
                 Ok(_) => POLL,
                 Err(StoreError::CursorMoved) => Duration::ZERO,

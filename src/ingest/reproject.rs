@@ -46,7 +46,7 @@ async fn reproject_in(conn: &mut Conn<'_>, acts_on: Option<bool>, now: i64) -> R
             events.push(log::parse(row).map_err(|(_, e)| StoreError::Projection(e))?);
         }
         applied += events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).count() as u64;
-        project_events(conn, &events, None, acts_on, false, false).await?;
+        project_events(conn, &events, None, acts_on, crate::figures::storage::Recompute::Never, false).await?;
     }
     crate::figures::storage::rebuild(conn, now).await?;
     Ok(applied)

@@ -24,6 +24,9 @@ const READ_LOG_SQLITE: &str =
     "SELECT rowid, payload, received_at, notify FROM stripe_events WHERE rowid > $1 ORDER BY rowid LIMIT $2";
 const READ_LOG_POSTGRES: &str =
     "SELECT seq, payload, received_at, notify FROM stripe_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const STALE_FIGURES: &str = "SELECT COUNT(*), MIN(marked_at) FROM metric_stale";
+const MORE_SQLITE: &str = "SELECT EXISTS (SELECT 1 FROM stripe_events WHERE rowid > $1)";
+const MORE_POSTGRES: &str = "SELECT EXISTS (SELECT 1 FROM stripe_events WHERE seq > $1)";
 const READ_ONE_SQLITE: &str = "SELECT rowid, payload, received_at, notify FROM stripe_events WHERE rowid = $1";
 const READ_ONE_POSTGRES: &str = "SELECT seq, payload, received_at, notify FROM stripe_events WHERE seq = $1";
 const LOG_HEAD_SQLITE: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events";
@@ -71,6 +74,11 @@ pub struct ProjectorLag {
     pub other_mode_events: i64,
     /// Events quarantined (all time).
     pub quarantined_events: i64,
+    /// Customers whose maintained figures are behind their projected history (the projector
+    /// recomputes them once per customer while it works through a backlog).
+    pub stale_figures: i64,
+    /// How long the oldest of them has waited (0 when none).
+    pub stale_figures_seconds: i64,
 }
 
 /// One row of the log.
@@ -135,6 +143,13 @@ pub(crate) async fn advance_cursor(conn: &mut Conn<'_>, from: i64, to: i64) -> R
 pub(crate) async fn read_after(conn: &mut Conn<'_>, after: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
     let read = if is_postgres(conn) { READ_LOG_POSTGRES } else { READ_LOG_SQLITE };
     Ok(fetch!(conn, fetch_all, LogRow, read, after, limit)?)
+}
+
+/// Whether the log holds an event after position `seq`.
+pub(crate) async fn has_after(conn: &mut Conn<'_>, seq: i64) -> Result<bool, StoreError> {
+    let sql = if is_postgres(conn) { MORE_POSTGRES } else { MORE_SQLITE };
+    let (more,): (bool,) = fetch!(conn, fetch_one, (bool,), sql, seq)?;
+    Ok(more)
 }
 
 /// The log row at position `seq`.
@@ -251,6 +266,8 @@ impl Store {
             None => 0,
         };
         let (quarantined_events,): (i64,) = self.with_conn(async |c| fetch!(c, fetch_one, (i64,), QUARANTINED_COUNT)).await?;
+        let (stale_figures, stale_since): (i64, Option<i64>) =
+            self.with_conn(async |c| fetch!(c, fetch_one, (i64, Option<i64>), STALE_FIGURES)).await?;
         Ok(ProjectorLag {
             other_mode_events,
             events,
@@ -259,6 +276,8 @@ impl Store {
             parked_events,
             position,
             quarantined_events,
+            stale_figures,
+            stale_figures_seconds: stale_since.map_or(0, |at| (now - at).max(0)),
         })
     }
 

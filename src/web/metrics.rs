@@ -41,6 +41,12 @@ fn projector_gauges(lag: ProjectorLag) -> Vec<Gauge> {
         g("holdfast_projector_parked_events", "Events parked (failed, or waiting behind a failed one).", lag.parked_events),
         g("holdfast_projector_position", "The projector's cursor in the event log.", lag.position),
         g(
+            "holdfast_figures_stale_customers",
+            "Customers whose maintained figures wait for the projector to recompute them (while it works through a backlog).",
+            lag.stale_figures,
+        ),
+        g("holdfast_figures_stale_seconds", "How long the oldest of those has waited (0 when none).", lag.stale_figures_seconds),
+        g(
             "holdfast_other_mode_events_total",
             "Events of the other Stripe mode (live/test) than this instance's: stored and acknowledged, never acted on.",
             lag.other_mode_events,

@@ -334,3 +334,48 @@ async fn a_customer_whose_channel_changes_moves_to_the_new_channel() {
     app.wait_projected().await;
     assert_eq!(channels(owner_figures(&app).await), [("newsletter".to_owned(), 1)]);
 }
+
+/// A backlog (a restart after an outage, an import) is worked through in many passes. Behind
+/// the log, a pass marks the customers it touches stale instead of recomputing them, so a
+/// customer with events in many passes is recomputed once; marks older than a few
+/// seconds, and all of them once the projector reaches the end of the log, are recomputed.
+/// The figures then equal a computation from the whole history, and no mark is left.
+#[tokio::test]
+async fn figures_left_behind_in_a_backlog_are_recomputed_once_and_exact_at_its_end() {
+    use holdfast::domain::event::Event;
+    use holdfast::store::{IngestOptions, Store};
+
+    let events = stripe_events(&business(11, 60));
+    let (url, dir) = fresh_database().await;
+    let store = Store::connect(&url).await.expect("store");
+    store.migrate().await.expect("migrated");
+    let parsed: Vec<Event> = events.iter().map(|e| Event::parse(e.to_string().as_bytes()).expect("an event")).collect();
+    let (_, head, durability) =
+        store.append_committed(&parsed.iter().collect::<Vec<_>>(), now(), IngestOptions::IMPORT).await.expect("appended");
+    durability.wait().await.expect("durable");
+    let head = head.expect("events appended");
+    let pass = 100;
+    assert!(head > 5 * pass, "a backlog of several passes: {head} events");
+
+    let t = now();
+    let stale = async |at| store.projector_lag(at).await.expect("lag readable").stale_figures;
+    let first = store.project_batch(pass, t).await.expect("first pass");
+    assert_eq!((first.events, first.figures_pending), (pass as usize, false));
+    let marked = stale(t).await;
+    assert!(marked > 0, "behind the log, the touched customers wait");
+    store.project_batch(pass, t).await.expect("second pass");
+    assert!(stale(t).await >= marked, "within the allowed delay, marks only add up");
+    // A minute later, still behind the log: every mark is older than allowed, and recomputed.
+    let later = store.project_batch(pass, t + 60).await.expect("third pass");
+    assert!(!later.figures_pending);
+    assert_eq!(stale(t + 60).await, 0, "old marks are recomputed even behind the log");
+    store.project_batch(pass, t + 60).await.expect("fourth pass");
+    assert!(stale(t + 60).await > 0, "the next pass behind the log marks again");
+    store.project_through(head, t + 60).await.expect("the rest");
+    assert_eq!(stale(t + 60).await, 0, "at the end of the log nothing is left behind");
+    store.close().await;
+
+    let app = spawn_app_on(url, dir, Config::new().owner_token(OWNER_TOKEN)).await;
+    app.wait_projected().await;
+    assert_maintained_match_from_scratch(&app, "after the backlog").await;
+}

@@ -16,5 +16,5 @@ mod refresh;
 mod timelines;
 
 pub use self::reads::Unresolved;
-pub(crate) use self::refresh::{apply, rebuild, refresh_due};
+pub(crate) use self::refresh::{Recompute, apply, rebuild, refresh_due, refresh_stale};
 pub(crate) use self::timelines::own_timelines;

@@ -28,10 +28,20 @@ const SET_BUILT: &str = "UPDATE metric_state SET built = 1 WHERE id = 1";
 const ALL_KEYS: &str = "SELECT COALESCE(customer, subscription_id) FROM subscription_history \
      UNION SELECT i.subscription FROM invoice_failures f JOIN invoices i ON i.id = f.invoice_id WHERE i.subscription IS NOT NULL \
      UNION SELECT customer FROM metric_customers";
+/// The oldest mark of a customer whose figures are behind their history (none: `NULL`).
+const OLDEST_STALE: &str = "SELECT MIN(marked_at) FROM metric_stale";
+/// The customers whose figures are behind their history, oldest mark first.
+const STALE: &str = "SELECT customer FROM metric_stale ORDER BY marked_at, customer LIMIT $1";
+/// How long a projector that is still behind the log may leave a customer's figures behind
+/// their projected history (seconds). Once it reaches the end of the log it recomputes them
+/// at once.
+pub(crate) const STALE_AT_MOST_SECS: i64 = 5;
+
 /// The maintained tables, emptied before a rebuild.
-pub(crate) const CLEAR_FIGURES: [&str; 5] = [
+pub(crate) const CLEAR_FIGURES: [&str; 6] = [
     "DELETE FROM metric_customers",
     "DELETE FROM metric_due",
+    "DELETE FROM metric_stale",
     "DELETE FROM metric_month_totals",
     "DELETE FROM metric_tail_totals",
     "DELETE FROM metric_cohort_totals",
@@ -54,8 +64,20 @@ pub(crate) fn touched(event: &Event, keys: &mut BTreeSet<String>) {
     }
 }
 
-/// Recompute the customers `events` touched when `recompute`, as seen at `now`.
-pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: bool, now: i64) -> Result<(), StoreError> {
+/// When a projection recomputes the figures of the customers its events touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recompute {
+    /// In the projection's transaction (a parked customer's retry: one customer, few events).
+    Now,
+    /// Later: the customers are marked stale at this instant, and `refresh_stale` recomputes
+    /// them, once each however many passes touched them (the projector, see `ingest::project`).
+    Mark(i64),
+    /// Not at all: a reprojection rebuilds every customer once, at its end.
+    Never,
+}
+
+/// Recompute (or mark stale, or leave) the customers `events` touched, as seen at `now`.
+pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: Recompute, now: i64) -> Result<(), StoreError> {
     let mut keys = BTreeSet::new();
     for e in events {
         // Their first failures are already in `invoice_failures` (`metrics::record_invoice_failures`).
@@ -68,10 +90,42 @@ pub(crate) async fn apply(conn: &mut Conn<'_>, events: &[&Event], recompute: boo
             keys.extend(users.into_iter().filter_map(|(k,)| k));
         }
     }
-    if !recompute {
+    match recompute {
+        Recompute::Never => Ok(()),
+        Recompute::Now => refresh(conn, keys.iter().map(String::as_str), now).await,
+        Recompute::Mark(at) => mark_stale(conn, &keys, at).await,
+    }
+}
+
+/// Note `keys` as behind their history since `at` (a customer already marked keeps its
+/// older mark).
+async fn mark_stale(conn: &mut Conn<'_>, keys: &BTreeSet<String>, at: i64) -> Result<(), StoreError> {
+    if keys.is_empty() {
         return Ok(());
     }
-    refresh(conn, keys.iter().map(String::as_str), now).await
+    let sql = BatchSql::of(conn);
+    let rows: Vec<serde_json::Value> = keys.iter().map(|k| serde_json::json!([k, at])).collect();
+    execute!(conn, sql.mark_stale.as_str(), serde_json::Value::Array(rows).to_string().as_str())?;
+    Ok(())
+}
+
+/// Recompute, as seen at `now`, up to `limit` of the customers marked stale, oldest mark
+/// first, and remove their marks (inside the projector's transaction). Unless `now_anyway`,
+/// nothing is done until the oldest mark is `STALE_AT_MOST_SECS` old. Returns how many were
+/// recomputed.
+pub(crate) async fn refresh_stale(conn: &mut Conn<'_>, now: i64, limit: i64, now_anyway: bool) -> Result<usize, StoreError> {
+    let (oldest,): (Option<i64>,) = fetch!(conn, fetch_one, (Option<i64>,), OLDEST_STALE)?;
+    match oldest {
+        None => return Ok(0),
+        Some(at) if !now_anyway && at > now - STALE_AT_MOST_SECS => return Ok(0),
+        Some(_) => {}
+    }
+    let stale: Vec<(String,)> = fetch!(conn, fetch_all, (String,), STALE, limit)?;
+    refresh(conn, stale.iter().map(|(k,)| k.as_str()), now).await?;
+    let (sql, list) = (BatchSql::of(conn), json_list(stale.iter().map(|(k,)| k.as_str())));
+    execute!(conn, sql.unmark_stale.as_str(), list.as_str())?;
+    execute!(conn, crate::store::metrics::BUMP_GENERATION)?;
+    Ok(stale.len())
 }
 
 /// Changes to the totals, summed over the customers recomputed in one transaction.
