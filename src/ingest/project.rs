@@ -132,14 +132,18 @@ async fn project_next(
             project.push(logged);
         }
     }
-    let enqueued = project_events(conn, &project, reactor, acts_on, Recompute::Mark(now), record_ties).await?;
+    // A pass that read fewer events than it could took the end of the log: its customers are
+    // recomputed in it, as seen at the batch's receipt. A full pass is probably behind the log:
+    // its customers' figures wait (up to `STALE_AT_MOST_SECS`) for the passes after it, and
+    // are recomputed once for all of them.
+    let behind = events as i64 >= limit;
+    let figures = if behind { Recompute::Mark(now) } else { Recompute::Now };
+    let enqueued = project_events(conn, &project, reactor, acts_on, figures, record_ties).await?;
     for (seq, event_id, key) in &wait {
         parking::park_behind(conn, *seq, event_id, key, now).await?;
     }
     log::advance_cursor(conn, position, last).await?;
-    // Behind the log, a customer's figures wait (up to `STALE_AT_MOST_SECS`) for the passes
-    // after this one, and are recomputed once for all of them; at its end, at once.
-    let at_end = !log::has_after(conn, last).await?;
+    let at_end = !behind || !log::has_after(conn, last).await?;
     let refreshed = refresh_stale(conn, now, stale_limit, at_end).await?;
     let figures_pending = refreshed as i64 >= stale_limit;
     Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
