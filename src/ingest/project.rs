@@ -46,8 +46,9 @@ pub struct Projected {
     pub enqueued: usize,
     /// Of the events read, quarantined (never projected).
     pub quarantined: usize,
-    /// Customers' figures are still behind their projected history after this pass (more
-    /// were marked stale than it recomputed): the projector goes on at once.
+    /// Some customers' figures are still behind their projected history after this pass
+    /// (marked stale and not recomputed yet): the projector goes on at once, and waiters
+    /// are not told of this position.
     pub figures_pending: bool,
 }
 
@@ -115,8 +116,8 @@ async fn project_next(
     let stale_limit = limit.saturating_mul(STALE_PER_EVENT);
     let Some(last) = rows.last().map(|r| r.0) else {
         // At the end of the log: the figures left behind catch up.
-        let refreshed = refresh_stale(conn, now, stale_limit, true).await?;
-        return Ok(Projected { position, figures_pending: refreshed as i64 >= stale_limit, ..Projected::default() });
+        let figures_pending = refresh_stale(conn, now, stale_limit, true).await?;
+        return Ok(Projected { position, figures_pending, ..Projected::default() });
     };
     let parked = parking::parked_keys(conn).await?;
     let events = rows.len();
@@ -144,8 +145,7 @@ async fn project_next(
     }
     log::advance_cursor(conn, position, last).await?;
     let at_end = !behind || !log::has_after(conn, last).await?;
-    let refreshed = refresh_stale(conn, now, stale_limit, at_end).await?;
-    let figures_pending = refreshed as i64 >= stale_limit;
+    let figures_pending = refresh_stale(conn, now, stale_limit, at_end).await?;
     Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
 
@@ -233,6 +233,7 @@ impl Store {
                 other => other?,
             };
             total.position = one.position;
+            total.figures_pending = one.figures_pending;
             if one.events == 0 {
                 break;
             }
@@ -246,7 +247,7 @@ impl Store {
 
     /// Publish a committed projection: wake the outbox if mail was enqueued, and waiters. A
     /// pass that left figures to recompute is not published to waiters: what they read after
-    /// their wait must include the figures (the next pass, at once, recomputes the rest).
+    /// their wait must include the figures (a later pass, at once, recomputes the rest).
     pub(super) fn after_projection(&self, done: &Projected) {
         if done.enqueued > 0
             && let Some(r) = self.reactor()

@@ -111,13 +111,13 @@ async fn mark_stale(conn: &mut Conn<'_>, keys: &BTreeSet<String>, at: i64) -> Re
 
 /// Recompute, as seen at `now`, up to `limit` of the customers marked stale, oldest mark
 /// first, and remove their marks (inside the projector's transaction). Unless `now_anyway`,
-/// nothing is done until the oldest mark is `STALE_AT_MOST_SECS` old. Returns how many were
-/// recomputed.
-pub(crate) async fn refresh_stale(conn: &mut Conn<'_>, now: i64, limit: i64, now_anyway: bool) -> Result<usize, StoreError> {
+/// nothing is done until the oldest mark is `STALE_AT_MOST_SECS` old. Returns whether marks
+/// may be left (too young to recompute yet, or more than `limit`).
+pub(crate) async fn refresh_stale(conn: &mut Conn<'_>, now: i64, limit: i64, now_anyway: bool) -> Result<bool, StoreError> {
     let (oldest,): (Option<i64>,) = fetch!(conn, fetch_one, (Option<i64>,), OLDEST_STALE)?;
     match oldest {
-        None => return Ok(0),
-        Some(at) if !now_anyway && at > now - STALE_AT_MOST_SECS => return Ok(0),
+        None => return Ok(false),
+        Some(at) if !now_anyway && at > now - STALE_AT_MOST_SECS => return Ok(true),
         Some(_) => {}
     }
     let stale: Vec<(String,)> = fetch!(conn, fetch_all, (String,), STALE, limit)?;
@@ -125,7 +125,7 @@ pub(crate) async fn refresh_stale(conn: &mut Conn<'_>, now: i64, limit: i64, now
     let (sql, list) = (BatchSql::of(conn), json_list(stale.iter().map(|(k,)| k.as_str())));
     execute!(conn, sql.unmark_stale.as_str(), list.as_str())?;
     execute!(conn, crate::store::metrics::BUMP_GENERATION)?;
-    Ok(stale.len())
+    Ok(stale.len() as i64 >= limit)
 }
 
 /// Changes to the totals, summed over the customers recomputed in one transaction.
