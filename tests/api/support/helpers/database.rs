@@ -28,32 +28,49 @@ impl Drop for TestDb {
 
 /// `DROP DATABASE … WITH (FORCE)` (the app's pool may still hold connections), on a thread
 /// of its own: `Drop` can't await, and the test's runtime may be the current thread.
+///
+/// The test waits for the drop at most `DROP_WAIT`, then leaves it running. The drop can
+/// need the test's own runtime: a pool connection of the app that is mid-handshake (the
+/// server waiting for its SASL answer) only moves when that runtime runs, and
+/// `DROP … WITH (FORCE)` waits for it; joining would block the runtime until the server's
+/// `authentication_timeout` (60 s) cut the connection. A drop still running when the test
+/// binary exits is swept by `scripts/test`.
 fn drop_postgres_database(admin_url: String, name: String) {
+    const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     let target = name.clone();
-    let outcome = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            // A busy cluster (the whole suite's pools open at once) can refuse or time out one
-            // attempt; a few more keep the cluster from collecting leftover test databases.
-            let mut last = String::new();
-            for attempt in 0..5u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                }
-                match try_drop(&admin_url, &target).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        })
-    })
-    .join();
+    let (done, outcome) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("drop-test-db".into()).spawn(move || {
+        let result =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(|runtime| {
+                runtime.block_on(async {
+                    // A busy cluster (the whole suite's pools open at once) can refuse or time
+                    // out one attempt; a few more keep the cluster from collecting leftovers.
+                    let mut last = String::new();
+                    for attempt in 0..5u32 {
+                        if attempt > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                        }
+                        match try_drop(&admin_url, &target).await {
+                            Ok(()) => return Ok(()),
+                            Err(e) => last = e,
+                        }
+                    }
+                    Err(last)
+                })
+            });
+        if let Err(e) = &result {
+            eprintln!("warning: could not drop the test database {target}: {e}");
+        }
+        // The test may have stopped listening; the outcome was reported above.
+        let _ = done.send(());
+    });
     // Never panic in a drop (a second panic while unwinding aborts the whole suite).
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("warning: could not drop the test database {name}: {e}"),
-        Err(_) => eprintln!("warning: dropping a test database panicked"),
+    match spawned {
+        Ok(_) => {
+            // Not done in time: the thread goes on by itself (see above).
+            let _ = outcome.recv_timeout(DROP_WAIT);
+        }
+        Err(e) => eprintln!("warning: no thread to drop the test database {name}: {e}"),
     }
 }
 
