@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use crate::domain::event::Event;
 use crate::lifecycle::storage as series;
+use crate::mail::NewEmail;
+use crate::store::StoreError;
 use crate::store::conn::{Conn, execute};
+use crate::store::outbox::{self, IfQueued};
 use crate::store::plan::{Contact, DunningCase, NewSeries};
 use crate::store::reactions::{Facts, FactsQuery, ReactionHook, ReactionPlan, StoredCard, Write};
-use crate::store::{StoreError, outbox};
 
 /// Run the hook, if one is installed: load its facts, let it decide, write its plan.
 /// Returns the emails enqueued.
@@ -117,12 +119,16 @@ const WINBACKS: Among = among!(
     "SELECT DISTINCT customer FROM lifecycle_series WHERE campaign = 'winback' AND status = 'active' AND customer IN ",
     ""
 );
-const FIRST_PAID: Among = among!(
-    "SELECT customer, id, t FROM (SELECT customer, id, COALESCE(paid_at, created, 0) AS t, \
-     ROW_NUMBER() OVER (PARTITION BY customer ORDER BY COALESCE(paid_at, created, 0), id) AS rn \
-     FROM invoices WHERE status = 'paid' AND amount_paid > 0 AND customer IN ",
-    ") AS p WHERE rn = 1"
-);
+/// Each customer's first paid invoice: the first entry of the `invoices_first_paid` index
+/// per customer (a lookup each, not a ranking of every paid invoice they have).
+const FIRST_PAID: Among = Among {
+    sqlite: "SELECT i.customer, i.id, COALESCE(i.paid_at, i.created, 0) FROM (SELECT value AS customer FROM json_each($1)) AS k \
+             JOIN invoices AS i ON i.id = (SELECT f.id FROM invoices AS f WHERE f.customer = k.customer AND f.status = 'paid' \
+             AND f.amount_paid > 0 ORDER BY COALESCE(f.paid_at, f.created, 0), f.id LIMIT 1)",
+    postgres: "SELECT f.customer, f.id, f.t FROM unnest($1::text[]) AS k(customer) CROSS JOIN LATERAL \
+               (SELECT customer, id, COALESCE(paid_at, created, 0) AS t FROM invoices WHERE customer = k.customer \
+               AND status = 'paid' AND amount_paid > 0 ORDER BY COALESCE(paid_at, created, 0), id LIMIT 1) AS f",
+};
 const SERIES: Among = among!("SELECT case_key FROM lifecycle_series WHERE case_key IN ", "");
 
 /// Read the rows of `stmt` for `keys` (none when `keys` is empty).
@@ -171,11 +177,53 @@ async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error>
     Ok(facts)
 }
 
+/// A plan's emails to enqueue and to cancel, gathered to be written together (two
+/// statements and one on Postgres): a failed payment queues or moves each step of its
+/// cadence and withdraws others, and a round trip per email was most of a Postgres pass.
+/// Every key is gathered once, so the writes commute; a write on a key already gathered first
+/// writes what is gathered.
+#[derive(Default)]
+struct GatheredOutbox<'p> {
+    enqueue: Vec<(&'p NewEmail, IfQueued)>,
+    cancel: Vec<&'p str>,
+}
+
+impl<'p> GatheredOutbox<'p> {
+    fn holds(&self, key: &str) -> bool {
+        self.cancel.contains(&key) || self.enqueue.iter().any(|(e, _)| e.dedupe_key == key)
+    }
+
+    /// Write what is gathered; returns the emails newly enqueued.
+    async fn flush(&mut self, conn: &mut Conn<'_>, now: i64) -> Result<usize, sqlx::Error> {
+        if !self.cancel.is_empty() {
+            outbox::cancel_keys(conn, &self.cancel, now).await?;
+            self.cancel.clear();
+        }
+        let enqueued = outbox::enqueue_many(conn, &self.enqueue, now).await?;
+        self.enqueue.clear();
+        Ok(enqueued)
+    }
+}
+
 /// Apply `plan` in order at `now`; returns the emails newly enqueued.
+///
+/// Enqueues and single cancellations are gathered (`GatheredOutbox`) and written just before
+/// the next write that reads or changes the outbox otherwise, and at the end. The writes let
+/// through without that touch only their own tables.
 async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usize, sqlx::Error> {
     use crate::dunning::storage as cases;
     let mut enqueued = 0;
+    let mut gathered = GatheredOutbox::default();
     for w in &plan.writes {
+        let must_flush = match w {
+            Write::Enqueue(email) | Write::EnqueueOrReschedule(email) => gathered.holds(&email.dedupe_key),
+            Write::CancelEmail(key) => gathered.holds(key),
+            Write::OpenCase(_) | Write::RecordFailure(_) | Write::UpsertCard { .. } | Write::StartSeries(_) => false,
+            _ => true,
+        };
+        if must_flush {
+            enqueued += gathered.flush(conn, now).await?;
+        }
         match w {
             Write::OpenCase(c) => {
                 cases::insert_case(conn, c).await?;
@@ -185,17 +233,9 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
                 cases::close_case(conn, invoice, case_key, closing).await?;
             }
             Write::UpsertCard { card, created, event_id } => cases::upsert_card(conn, card, *created, event_id).await?,
-            Write::Enqueue(email) => enqueued += usize::from(outbox::enqueue(conn, email, now).await?),
-            Write::EnqueueOrReschedule(email) => {
-                if outbox::enqueue(conn, email, now).await? {
-                    enqueued += 1;
-                } else {
-                    outbox::reschedule(conn, email, now).await?;
-                }
-            }
-            Write::CancelEmail(key) => {
-                outbox::cancel_key(conn, key, now).await?;
-            }
+            Write::Enqueue(email) => gathered.enqueue.push((email, IfQueued::Leave)),
+            Write::EnqueueOrReschedule(email) => gathered.enqueue.push((email, IfQueued::Reschedule)),
+            Write::CancelEmail(key) => gathered.cancel.push(key),
             Write::CancelCase(key) => {
                 outbox::cancel_case(conn, key, now).await?;
             }
@@ -225,6 +265,7 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
             }
         }
     }
+    enqueued += gathered.flush(conn, now).await?;
     Ok(enqueued)
 }
 

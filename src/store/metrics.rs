@@ -1,6 +1,7 @@
 //! Reads for the retention metrics: the whole recorded history as a `Timeline`, and the
 //! generation counter that tells a cached computation it is stale.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
@@ -48,15 +49,32 @@ pub(crate) const SELECT_FAILED: &str = "SELECT i.id, i.subscription, i.currency,
 const FAILURE_KINDS: [&str; 2] = ["invoice.payment_failed", "invoice.payment_action_required"];
 const RECORD_FAILURE_SQLITE: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ($1, $2) \
      ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = MIN(invoice_failures.first_failed_at, excluded.first_failed_at)";
-const RECORD_FAILURE_POSTGRES: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ($1, $2) \
+
+/// Postgres: a pass's failures in one statement (its invoices are distinct: see below).
+const RECORD_FAILURES_POSTGRES: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
      ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = LEAST(invoice_failures.first_failed_at, excluded.first_failed_at)";
 
 /// The projector's part: the earliest failure event seen per invoice (in any order).
 pub(crate) async fn record_invoice_failures(conn: &mut Conn<'_>, events: &[&Event]) -> Result<(), StoreError> {
-    let sql = if matches!(conn, Conn::Postgres(_)) { RECORD_FAILURE_POSTGRES } else { RECORD_FAILURE_SQLITE };
+    // The batch's earliest failure per invoice: an upsert may not touch a row twice.
+    let mut first: BTreeMap<String, i64> = BTreeMap::new();
     for event in events.iter().filter(|e| FAILURE_KINDS.contains(&e.kind.as_str())) {
         let Some(id) = str_at(&event.object, "id") else { continue };
-        execute!(conn, sql, id.as_str(), event.created)?;
+        let at = first.entry(id).or_insert(event.created);
+        *at = (*at).min(event.created);
+    }
+    match conn {
+        Conn::Postgres(c) if !first.is_empty() => {
+            let (ids, at): (Vec<String>, Vec<i64>) = first.into_iter().unzip();
+            sqlx::query(RECORD_FAILURES_POSTGRES).bind(ids).bind(at).execute(&mut **c).await?;
+        }
+        Conn::Postgres(_) => {}
+        Conn::Sqlite(_) => {
+            for (id, at) in &first {
+                execute!(conn, RECORD_FAILURE_SQLITE, id.as_str(), *at)?;
+            }
+        }
     }
     Ok(())
 }

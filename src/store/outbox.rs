@@ -36,6 +36,83 @@ pub async fn enqueue(conn: &mut Conn<'_>, email: &NewEmail, now: i64) -> Result<
     Ok(inserted == 1)
 }
 
+/// Postgres: many rows in one statement (one round trip, not one per email), answering the
+/// keys it inserted. The caller's keys are distinct (`enqueue_many`).
+const INSERT_MANY_POSTGRES: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, subject, \
+     body_text, body_html, status, attempts, next_attempt_at, created_at, unsubscribe_url) \
+     SELECT d, k, c, u, r, t, s, bt, bh, 'pending', 0, n, $11, uu \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+     $9::text[], $10::bigint[], $12::text[]) WITH ORDINALITY AS e(d, k, c, u, r, t, s, bt, bh, n, uu, i) \
+     ORDER BY i ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key";
+/// Postgres: `RESCHEDULE` for many rows in one statement.
+const RESCHEDULE_MANY_POSTGRES: &str = "UPDATE outbox AS o SET next_attempt_at = m.n, subject = m.s, body_text = m.bt, body_html = m.bh \
+     FROM UNNEST($1::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS m(k, n, s, bt, bh) \
+     WHERE o.dedupe_key = m.k AND o.attempts = 0 AND o.status = 'pending' AND (o.claimed_until IS NULL OR o.claimed_until < $2)";
+
+/// What to do with an email whose key is already queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfQueued {
+    /// Leave the queued one as it is (`enqueue`).
+    Leave,
+    /// Move it to this email's time and content if not tried yet (`reschedule`).
+    Reschedule,
+}
+
+/// Enqueue `emails` in the caller's transaction, as `enqueue` (and, for `Reschedule`, then
+/// `reschedule` when it was already queued) each in turn would, given distinct keys.
+/// Returns how many were new. On Postgres two statements for all of them; on SQLite
+/// (in-process, no round trip) one or two each.
+pub async fn enqueue_many(conn: &mut Conn<'_>, emails: &[(&NewEmail, IfQueued)], now: i64) -> Result<usize, sqlx::Error> {
+    let Conn::Postgres(c) = conn else {
+        let mut inserted = 0;
+        for (email, if_queued) in emails {
+            if enqueue(conn, email, now).await? {
+                inserted += 1;
+            } else if *if_queued == IfQueued::Reschedule {
+                reschedule(conn, email, now).await?;
+            }
+        }
+        return Ok(inserted);
+    };
+    if emails.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&NewEmail) -> Option<&str>| -> Vec<Option<&str>> { emails.iter().map(|(e, _)| f(e)).collect() };
+    let inserted: Vec<(String,)> = sqlx::query_as(INSERT_MANY_POSTGRES)
+        .bind(column(|e| Some(e.dedupe_key.as_str())))
+        .bind(column(|e| e.case_key.as_deref()))
+        .bind(column(|e| Some(e.category.as_str())))
+        .bind(column(|e| e.customer.as_deref()))
+        .bind(column(|e| Some(e.recipient.as_str())))
+        .bind(column(|e| Some(e.template.as_str())))
+        .bind(column(|e| Some(e.content.subject.as_str())))
+        .bind(column(|e| Some(e.content.text.as_str())))
+        .bind(column(|e| Some(e.content.html.as_str())))
+        .bind(emails.iter().map(|(e, _)| e.send_at).collect::<Vec<i64>>())
+        .bind(now)
+        .bind(column(|e| e.unsubscribe_url.as_deref()))
+        .fetch_all(&mut **c)
+        .await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(k,)| k).collect();
+    let moved: Vec<&NewEmail> = emails
+        .iter()
+        .filter(|(e, if_queued)| *if_queued == IfQueued::Reschedule && !inserted.contains(&e.dedupe_key))
+        .map(|(e, _)| *e)
+        .collect();
+    if !moved.is_empty() {
+        sqlx::query(RESCHEDULE_MANY_POSTGRES)
+            .bind(moved.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>())
+            .bind(now)
+            .bind(moved.iter().map(|e| e.send_at).collect::<Vec<i64>>())
+            .bind(moved.iter().map(|e| e.content.subject.as_str()).collect::<Vec<_>>())
+            .bind(moved.iter().map(|e| e.content.text.as_str()).collect::<Vec<_>>())
+            .bind(moved.iter().map(|e| e.content.html.as_str()).collect::<Vec<_>>())
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(inserted.len())
+}
+
 /// Not yet handed to a transport: pending and without a live claim.
 macro_rules! unclaimed {
     () => {
@@ -59,6 +136,26 @@ const CANCEL_CASE_EXCEPT: &str =
 /// Cancel one pending email (a step a later event withdrew). Returns how many (0 or 1).
 pub async fn cancel_key(conn: &mut Conn<'_>, dedupe_key: &str, now: i64) -> Result<u64, sqlx::Error> {
     execute!(conn, CANCEL_KEY, dedupe_key, now)
+}
+
+const CANCEL_KEYS_POSTGRES: &str =
+    concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key = ANY($1) AND ", unclaimed!());
+
+/// Cancel these pending emails, as `cancel_key` each in turn would (one statement on
+/// Postgres). Returns how many.
+pub async fn cancel_keys(conn: &mut Conn<'_>, dedupe_keys: &[&str], now: i64) -> Result<u64, sqlx::Error> {
+    match conn {
+        Conn::Postgres(c) if dedupe_keys.len() > 1 => {
+            Ok(sqlx::query(CANCEL_KEYS_POSTGRES).bind(dedupe_keys).bind(now).execute(&mut **c).await?.rows_affected())
+        }
+        _ => {
+            let mut cancelled = 0;
+            for key in dedupe_keys {
+                cancelled += cancel_key(conn, key, now).await?;
+            }
+            Ok(cancelled)
+        }
+    }
 }
 
 /// Cancel a case's pending emails but the one keyed `keep`. Returns how many.

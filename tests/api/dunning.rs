@@ -299,3 +299,59 @@ async fn a_hard_decline_says_payments_have_stopped_and_what_happens_next() {
     let keys: Vec<String> = app.store.outbox_rows().await.expect("rows").into_iter().map(|r| r.dedupe_key).collect();
     assert_eq!(keys, ["dunning:in_hard:stopped"]);
 }
+
+/// The projector writes a pass's outbox changes together (one statement for its enqueues and
+/// one for its cancellations, on Postgres), not one by one. A whole retry sequence in one
+/// pass (each try withdrawing steps the one before queued) must leave the outbox exactly as
+/// the same tries delivered one pass each.
+#[tokio::test]
+async fn a_retry_sequence_in_one_projector_pass_queues_what_it_queues_one_event_at_a_time() {
+    use holdfast::domain::event::Event;
+    use holdfast::store::IngestOptions;
+
+    let t = now();
+    let tries = [
+        payment_failed_try("in_1", t, 1, Some(t + 3 * DAY)),
+        payment_failed_try("in_1", t + 60, 2, Some(t + 8 * DAY)),
+        // The next try is the last: a final notice, and the reminders due after it withdrawn.
+        payment_failed_try("in_1", t + 120, 3, Some(t + 15 * DAY)),
+        // No further try: every reminder and the final notice withdrawn, the stop notice queued.
+        payment_failed_try("in_1", t + 180, 4, None),
+    ];
+    let outbox_after = async |one_pass: bool| {
+        let config = Config::new().with(|s| s.dunning.stripe_tries = 4);
+        let (app, _sink) = app_with_sink(config).await;
+        app.clock.set(t + 240);
+        subscriber(&app, t - DAY).await;
+        app.wait_projected().await;
+        if one_pass {
+            let parsed: Vec<Event> = tries.iter().map(|e| Event::parse(e.to_string().as_bytes()).expect("an event")).collect();
+            let (_, head, durability) = app
+                .store
+                .append_committed(&parsed.iter().collect::<Vec<_>>(), t + 240, IngestOptions::WEBHOOK)
+                .await
+                .expect("appended in one commit");
+            durability.wait().await.expect("durable");
+            assert!(head.is_some(), "four new events in the log");
+            app.wait_projected().await;
+        } else {
+            for event in &tries {
+                deliver_now(&app, event).await;
+            }
+        }
+        let mut rows: Vec<(String, String, i64, String)> = app
+            .store
+            .outbox_rows()
+            .await
+            .expect("outbox readable")
+            .into_iter()
+            .map(|r| (r.dedupe_key, r.status, r.next_attempt_at, r.body_text))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let one_by_one = outbox_after(false).await;
+    let statuses: Vec<&str> = one_by_one.iter().map(|(_, status, _, _)| status.as_str()).collect();
+    assert!(statuses.contains(&"cancelled") && statuses.contains(&"pending"), "steps queued and withdrawn: {one_by_one:?}");
+    assert_eq!(outbox_after(true).await, one_by_one, "one pass and one event per pass agree");
+}
