@@ -40,6 +40,47 @@ pub async fn insert_case(conn: &mut Conn<'_>, c: &DunningCase) -> Result<bool, s
     Ok(n == 1)
 }
 
+/// Postgres: `INSERT` for many cases (distinct invoices) in one statement.
+const INSERT_MANY_POSTGRES: &str = "INSERT INTO dunning_cases (invoice_id, customer, subscription, kind, status, silent, currency, \
+     amount_due, opened_at, next_payment_attempt, last_failure_at, experiment, variant, attempt_count) \
+     SELECT i, cu, su, k, 'open', si, cur, a, o, n, l, e, v, ac FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+     $5::boolean[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[]) \
+     WITH ORDINALITY AS m(i, cu, su, k, si, cur, a, o, n, l, e, v, ac, ord) ORDER BY ord \
+     ON CONFLICT (invoice_id) DO NOTHING";
+
+/// Open these cases (each a no-op if its invoice has one), as `insert_case` each in turn
+/// would; one statement on Postgres.
+pub async fn insert_cases(conn: &mut Conn<'_>, cases: &[&DunningCase]) -> Result<(), sqlx::Error> {
+    let Conn::Postgres(pg) = conn else {
+        for c in cases {
+            insert_case(conn, c).await?;
+        }
+        return Ok(());
+    };
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&DunningCase) -> Option<&str>| -> Vec<Option<&str>> { cases.iter().map(|c| f(c)).collect() };
+    let number = |f: fn(&DunningCase) -> Option<i64>| -> Vec<Option<i64>> { cases.iter().map(|c| f(c)).collect() };
+    sqlx::query(INSERT_MANY_POSTGRES)
+        .bind(text(|c| Some(c.invoice_id.as_str())))
+        .bind(text(|c| c.customer.as_deref()))
+        .bind(text(|c| c.subscription.as_deref()))
+        .bind(text(|c| Some(c.kind.as_str())))
+        .bind(cases.iter().map(|c| c.silent).collect::<Vec<bool>>())
+        .bind(text(|c| c.currency.as_deref()))
+        .bind(number(|c| Some(c.amount_due)))
+        .bind(number(|c| Some(c.opened_at)))
+        .bind(number(|c| c.next_payment_attempt))
+        .bind(number(|c| Some(c.last_failure_at)))
+        .bind(text(|c| c.experiment.as_deref()))
+        .bind(text(|c| c.variant.as_deref()))
+        .bind(number(|c| Some(c.attempt_count)))
+        .execute(&mut **pg)
+        .await?;
+    Ok(())
+}
+
 /// Record a further failure of an open case.
 pub async fn update_failure(conn: &mut Conn<'_>, c: &DunningCase) -> Result<(), sqlx::Error> {
     execute!(

@@ -177,24 +177,46 @@ async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error>
     Ok(facts)
 }
 
-/// A plan's emails to enqueue and to cancel, gathered to be written together (two
-/// statements and one on Postgres): a failed payment queues or moves each step of its
-/// cadence and withdraws others, and a round trip per email was most of a Postgres pass.
-/// Every key is gathered once, so the writes commute; a write on a key already gathered first
+/// A plan's new dunning cases, and its emails to enqueue and to cancel, gathered to be
+/// written together (one or two statements each on Postgres): a failed payment opens a case,
+/// queues or moves each step of its cadence and withdraws others, and a round trip per row
+/// was most of a Postgres pass. Every key (invoice, email) is gathered once and the three
+/// touch different tables, so the writes commute; a write on a key already gathered first
 /// writes what is gathered.
 #[derive(Default)]
-struct GatheredOutbox<'p> {
+struct Gathered<'p> {
+    open_cases: Vec<&'p DunningCase>,
     enqueue: Vec<(&'p NewEmail, IfQueued)>,
     cancel: Vec<&'p str>,
 }
 
-impl<'p> GatheredOutbox<'p> {
-    fn holds(&self, key: &str) -> bool {
+impl<'p> Gathered<'p> {
+    fn holds_email(&self, key: &str) -> bool {
         self.cancel.contains(&key) || self.enqueue.iter().any(|(e, _)| e.dedupe_key == key)
+    }
+
+    fn holds_case(&self, invoice: &str) -> bool {
+        self.open_cases.iter().any(|c| c.invoice_id == invoice)
+    }
+
+    /// Whether `w` must wait until what is gathered is written.
+    fn must_flush_before(&self, w: &Write) -> bool {
+        match w {
+            Write::OpenCase(c) | Write::RecordFailure(c) => self.holds_case(&c.invoice_id),
+            Write::CloseCase { invoice, .. } => self.holds_case(invoice),
+            Write::Enqueue(email) | Write::EnqueueOrReschedule(email) => self.holds_email(&email.dedupe_key),
+            Write::CancelEmail(key) => self.holds_email(key),
+            Write::UpsertCard { .. } | Write::StartSeries(_) => false,
+            _ => true,
+        }
     }
 
     /// Write what is gathered; returns the emails newly enqueued.
     async fn flush(&mut self, conn: &mut Conn<'_>, now: i64) -> Result<usize, sqlx::Error> {
+        if !self.open_cases.is_empty() {
+            crate::dunning::storage::insert_cases(conn, &self.open_cases).await?;
+            self.open_cases.clear();
+        }
         if !self.cancel.is_empty() {
             outbox::cancel_keys(conn, &self.cancel, now).await?;
             self.cancel.clear();
@@ -207,27 +229,19 @@ impl<'p> GatheredOutbox<'p> {
 
 /// Apply `plan` in order at `now`; returns the emails newly enqueued.
 ///
-/// Enqueues and single cancellations are gathered (`GatheredOutbox`) and written just before
-/// the next write that reads or changes the outbox otherwise, and at the end. The writes let
+/// New cases, enqueues and single cancellations are gathered (`Gathered`) and written just
+/// before the next write that reads or changes them otherwise, and at the end. The writes let
 /// through without that touch only their own tables.
 async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usize, sqlx::Error> {
     use crate::dunning::storage as cases;
     let mut enqueued = 0;
-    let mut gathered = GatheredOutbox::default();
+    let mut gathered = Gathered::default();
     for w in &plan.writes {
-        let must_flush = match w {
-            Write::Enqueue(email) | Write::EnqueueOrReschedule(email) => gathered.holds(&email.dedupe_key),
-            Write::CancelEmail(key) => gathered.holds(key),
-            Write::OpenCase(_) | Write::RecordFailure(_) | Write::UpsertCard { .. } | Write::StartSeries(_) => false,
-            _ => true,
-        };
-        if must_flush {
+        if gathered.must_flush_before(w) {
             enqueued += gathered.flush(conn, now).await?;
         }
         match w {
-            Write::OpenCase(c) => {
-                cases::insert_case(conn, c).await?;
-            }
+            Write::OpenCase(c) => gathered.open_cases.push(c),
             Write::RecordFailure(c) => cases::update_failure(conn, c).await?,
             Write::CloseCase { invoice, case_key, closing } => {
                 cases::close_case(conn, invoice, case_key, closing).await?;

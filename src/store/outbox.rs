@@ -276,7 +276,32 @@ const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
 const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, body_text, status, attempts, next_attempt_at, \
      last_error, message_id, sent_at FROM outbox ORDER BY id";
 
+/// Postgres: `IS_SUPPRESSED` and `CUSTOMER_DELETED` for a whole batch in one round trip.
+const SUPPRESSED_OR_DELETED_POSTGRES: &str = "SELECT \
+     EXISTS (SELECT 1 FROM suppressions s WHERE s.email = lower(r.email) AND (s.scope = 'all' OR r.category = 'marketing')), \
+     EXISTS (SELECT 1 FROM customers c WHERE c.id = r.customer AND c.deleted) \
+     FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(email, category, customer, i) ORDER BY r.i";
+
+fn suppression_reason(suppressed: bool, deleted: bool) -> Option<&'static str> {
+    if suppressed {
+        Some("address suppressed")
+    } else if deleted {
+        Some("customer deleted")
+    } else {
+        None
+    }
+}
+
 async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
+    if let Conn::Postgres(pg) = c {
+        let found: Vec<(bool, bool)> = sqlx::query_as(SUPPRESSED_OR_DELETED_POSTGRES)
+            .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.category.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.customer.as_deref()).collect::<Vec<_>>())
+            .fetch_all(&mut **pg)
+            .await?;
+        return Ok(found.into_iter().map(|(suppressed, deleted)| suppression_reason(suppressed, deleted)).collect());
+    }
     let mut reasons = Vec::with_capacity(rows.len());
     for row in rows {
         let (n,) = fetch!(c, fetch_one, (i64,), IS_SUPPRESSED, &row.recipient, &row.category)?;
@@ -284,19 +309,17 @@ async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Opt
             Some(customer) if n == 0 => fetch!(c, fetch_one, (i64,), CUSTOMER_DELETED, customer)?.0 > 0,
             _ => false,
         };
-        reasons.push(if n > 0 {
-            Some("address suppressed")
-        } else if deleted {
-            Some("customer deleted")
-        } else {
-            None
-        });
+        reasons.push(suppression_reason(n > 0, deleted));
     }
     Ok(reasons)
 }
 
-async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &SendOutcome, now: i64) -> Result<(), sqlx::Error> {
-    let (status, attempts, next, error, message_id, sent_at) = match outcome {
+/// The columns `RECORD` sets for `outcome`: status, attempts to add, next attempt, error,
+/// message id, sent at.
+type Recorded<'o> = (&'static str, i64, i64, Option<String>, Option<&'o str>, Option<i64>);
+
+fn recorded(outcome: &SendOutcome, now: i64) -> Recorded<'_> {
+    match outcome {
         SendOutcome::Sent { message_id } => ("sent", 1_i64, now, None, Some(message_id.as_str()), Some(now)),
         SendOutcome::Retry { error, retry_at, give_up } => {
             (if *give_up { "failed" } else { "pending" }, 1, *retry_at, Some(error.clone()), None, None)
@@ -305,10 +328,61 @@ async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &Sen
         SendOutcome::Suppressed { reason } => ("suppressed", 0, now, Some((*reason).to_owned()), None, None),
         SendOutcome::Invalid { error } => ("failed", 1, now, Some(error.clone()), None, None),
         SendOutcome::Observed => ("observed", 0, now, None, None, None),
-    };
+    }
+}
+
+async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &SendOutcome, now: i64) -> Result<(), sqlx::Error> {
+    let (status, attempts, next, error, message_id, sent_at) = recorded(outcome, now);
     let applied = execute!(c, RECORD, row.id, token, status, attempts, next, error.as_deref(), message_id, sent_at)?;
     // Only the worker still holding the claim may suppress on a bounce.
     if applied == 1 && matches!(outcome, SendOutcome::Bounced { .. }) {
+        execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
+    }
+    Ok(())
+}
+
+/// Postgres: `RECORD` for a batch of claimed rows (distinct ids) in one statement, answering
+/// the rows whose claim still held.
+const RECORD_MANY_POSTGRES: &str = "UPDATE outbox AS o SET status = m.status, attempts = o.attempts + m.attempts, \
+     next_attempt_at = m.next, last_error = m.error, message_id = COALESCE(m.message_id, o.message_id), sent_at = m.sent_at, \
+     claimed_until = NULL, claim_token = NULL \
+     FROM UNNEST($1::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[]) \
+     AS m(id, status, attempts, next, error, message_id, sent_at) \
+     WHERE o.id = m.id AND o.claim_token = $2 RETURNING o.id";
+
+/// `record` for each of `results`, in one statement on Postgres (plus one per bounce).
+async fn record_many(
+    c: &mut Conn<'_>,
+    results: &[(ClaimedEmail, SendOutcome)],
+    token: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let Conn::Postgres(pg) = c else {
+        for (row, outcome) in results {
+            record(c, row, token, outcome, now).await?;
+        }
+        return Ok(());
+    };
+    if results.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<Recorded<'_>> = results.iter().map(|(_, outcome)| recorded(outcome, now)).collect();
+    let applied: Vec<(i64,)> = sqlx::query_as(RECORD_MANY_POSTGRES)
+        .bind(results.iter().map(|(row, _)| row.id).collect::<Vec<i64>>())
+        .bind(token)
+        .bind(columns.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.2).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.4).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.5).collect::<Vec<_>>())
+        .fetch_all(&mut **pg)
+        .await?;
+    let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(id,)| id).collect();
+    // Only the worker still holding the claim may suppress on a bounce.
+    for (row, _) in
+        results.iter().filter(|(row, outcome)| applied.contains(&row.id) && matches!(outcome, SendOutcome::Bounced { .. }))
+    {
         execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
     }
     Ok(())
@@ -398,13 +472,7 @@ impl Store {
         token: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.in_transaction(async |c| {
-            for (row, outcome) in results {
-                record(c, row, token, outcome, now).await?;
-            }
-            Ok(())
-        })
-        .await
+        self.in_transaction(async |c| record_many(c, results, token, now).await).await
     }
 
     /// For each claimed row, why it must not be sent, if it mustn't: its address is
