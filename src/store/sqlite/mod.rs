@@ -8,6 +8,7 @@
 //! disk. Same guarantee as `FULL` for every acknowledged event; see README "Durability".
 
 pub(crate) mod append;
+mod checkpoint;
 pub(crate) mod ingest;
 mod outbox;
 pub mod wal_sync;
@@ -22,6 +23,7 @@ use crate::domain::event::Event;
 use crate::store::health::Health;
 use crate::store::reactions::Hook;
 use crate::store::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
+use checkpoint::Checkpointer;
 use wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -49,6 +51,9 @@ pub struct SqliteStore {
     health: Arc<Health>,
     /// `None` for an in-memory database (nothing to make durable).
     wal: Option<WalSync>,
+    /// Copies the WAL into the database file in the background (`None` in memory): the
+    /// append and projector connections never checkpoint themselves.
+    checkpointer: Option<Checkpointer>,
     reactor: Option<Hook>,
     /// The database file (`None` in memory): the append thread opens its own connection to it.
     file: Option<std::path::PathBuf>,
@@ -71,16 +76,19 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let health = Arc::new(Health::default());
         let file = (!in_memory).then(|| options.get_filename().to_path_buf());
-        let wal = if in_memory {
-            None
+        let (wal, checkpointer) = if in_memory {
+            (None, None)
         } else {
-            let wal = WalSync::start(options.get_filename().to_path_buf(), health.clone())
-                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-            Some(wal)
+            let io = |e| StoreError::Unavailable(sqlx::Error::Io(e));
+            let wal = WalSync::start(options.get_filename().to_path_buf(), health.clone()).map_err(io)?;
+            (Some(wal), Some(Checkpointer::start(options.get_filename().to_path_buf()).map_err(io)?))
         };
-        let ingest_options = options
+        let mut ingest_options = options
             .synchronous(if in_memory { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .pragma("cache_size", INGEST_CACHE_SIZE);
+        if checkpointer.is_some() {
+            ingest_options = ingest_options.pragma("wal_autocheckpoint", "0");
+        }
         let ingest_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
@@ -88,11 +96,25 @@ impl SqliteStore {
             .await?;
         let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
-        Ok(Self { pool, ingest_pool, project_pool, signals: Arc::default(), health, wal, reactor: None, file, acts_on: None })
+        Ok(Self {
+            pool,
+            ingest_pool,
+            project_pool,
+            signals: Arc::default(),
+            health,
+            wal,
+            checkpointer,
+            reactor: None,
+            file,
+            acts_on: None,
+        })
     }
 
     /// Close both pools, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+        }
         self.ingest_pool.close().await;
         self.project_pool.close().await;
         self.pool.close().await;

@@ -26,7 +26,8 @@ const BUSY_RETRY: Duration = Duration::from_micros(250);
 const CACHE_SIZE_KIB: i64 = -16384;
 
 /// The append connection: the same settings as the pool's, with `synchronous=NORMAL` (the
-/// WAL syncer makes each commit durable before it is acknowledged).
+/// WAL syncer makes each commit durable before it is acknowledged) and no checkpoints of its
+/// own (the store's checkpoint thread copies the WAL; here a checkpoint held up a batch).
 pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
@@ -34,6 +35,7 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", CACHE_SIZE_KIB)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 
