@@ -51,11 +51,9 @@ const INSERT_MANY_POSTGRES: &str = "INSERT INTO dunning_cases (invoice_id, custo
 /// Open these cases (each a no-op if its invoice has one), as `insert_case` each in turn
 /// would; one statement on Postgres.
 pub async fn insert_cases(conn: &mut Conn<'_>, cases: &[&DunningCase]) -> Result<(), sqlx::Error> {
-    let Conn::Postgres(pg) = conn else {
-        for c in cases {
-            insert_case(conn, c).await?;
-        }
-        return Ok(());
+    let pg = match conn {
+        Conn::Sqlite(c) => return insert_cases_sqlite(c, cases).await,
+        Conn::Postgres(pg) => pg,
     };
     if cases.is_empty() {
         return Ok(());
@@ -78,6 +76,43 @@ pub async fn insert_cases(conn: &mut Conn<'_>, cases: &[&DunningCase]) -> Result
         .bind(number(|c| Some(c.attempt_count)))
         .execute(&mut **pg)
         .await?;
+    Ok(())
+}
+
+/// SQLite: `INSERT` as rows of `VALUES` (`store::sqlite::many_rows`).
+const INSERT_MANY_SQLITE_HEAD: &str = "INSERT INTO dunning_cases (invoice_id, customer, subscription, kind, status, silent, \
+     currency, amount_due, opened_at, next_payment_attempt, last_failure_at, experiment, variant, attempt_count) VALUES ";
+const INSERT_MANY_SQLITE_ROW: &str = "(?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_MANY_SQLITE_TAIL: &str = " ON CONFLICT (invoice_id) DO NOTHING";
+
+/// `insert_cases` on SQLite: a few statements for all of them. Rows are inserted in order,
+/// so of two cases for one invoice the first stays, as one statement each would leave it.
+async fn insert_cases_sqlite(c: &mut sqlx::SqliteConnection, cases: &[&DunningCase]) -> Result<(), sqlx::Error> {
+    use crate::store::sqlite::many_rows::{statement, statement_sizes};
+    let mut rest = cases;
+    for size in statement_sizes(cases.len()) {
+        let (chunk, later) = rest.split_at(size);
+        rest = later;
+        let sql = statement(INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, size, INSERT_MANY_SQLITE_TAIL);
+        let mut query = sqlx::query(sql);
+        for case in chunk {
+            query = query
+                .bind(&case.invoice_id)
+                .bind(&case.customer)
+                .bind(&case.subscription)
+                .bind(case.kind.as_str())
+                .bind(case.silent)
+                .bind(&case.currency)
+                .bind(case.amount_due)
+                .bind(case.opened_at)
+                .bind(case.next_payment_attempt)
+                .bind(case.last_failure_at)
+                .bind(&case.experiment)
+                .bind(&case.variant)
+                .bind(case.attempt_count);
+        }
+        query.execute(&mut *c).await?;
+    }
     Ok(())
 }
 

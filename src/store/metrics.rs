@@ -11,7 +11,7 @@ use crate::domain::fields::str_at;
 use crate::domain::mrr;
 use crate::domain::timeline::{CouponTerms, Discount, FailedInvoice, ItemAmount, Snapshot, SubscriptionHistory, Timeline};
 use crate::store::StoreError;
-use crate::store::conn::{Conn, execute};
+use crate::store::conn::Conn;
 
 /// Rows the reports skipped because they could not be read (all time, this process): one bad
 /// row never fails a whole report. Exposed in `/metrics`.
@@ -47,8 +47,10 @@ pub(crate) const SELECT_FAILED: &str = "SELECT i.id, i.subscription, i.currency,
 
 /// The events that start (or continue) an invoice's failure.
 const FAILURE_KINDS: [&str; 2] = ["invoice.payment_failed", "invoice.payment_action_required"];
-const RECORD_FAILURE_SQLITE: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ($1, $2) \
-     ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = MIN(invoice_failures.first_failed_at, excluded.first_failed_at)";
+/// SQLite: a pass's failures as rows of `VALUES` (`sqlite::many_rows`).
+const RECORD_FAILURES_SQLITE_HEAD: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) VALUES ";
+const RECORD_FAILURES_SQLITE_TAIL: &str =
+    " ON CONFLICT (invoice_id) DO UPDATE SET first_failed_at = MIN(invoice_failures.first_failed_at, excluded.first_failed_at)";
 
 /// Postgres: a pass's failures in one statement (its invoices are distinct: see below).
 const RECORD_FAILURES_POSTGRES: &str = "INSERT INTO invoice_failures (invoice_id, first_failed_at) \
@@ -70,9 +72,17 @@ pub(crate) async fn record_invoice_failures(conn: &mut Conn<'_>, events: &[&Even
             sqlx::query(RECORD_FAILURES_POSTGRES).bind(ids).bind(at).execute(&mut **c).await?;
         }
         Conn::Postgres(_) => {}
-        Conn::Sqlite(_) => {
-            for (id, at) in &first {
-                execute!(conn, RECORD_FAILURE_SQLITE, id.as_str(), *at)?;
+        Conn::Sqlite(c) => {
+            use crate::store::sqlite::many_rows::{statement, statement_sizes};
+            let mut rest: Vec<(String, i64)> = first.into_iter().collect();
+            for size in statement_sizes(rest.len()) {
+                let chunk: Vec<(String, i64)> = rest.drain(..size).collect();
+                let sql = statement(RECORD_FAILURES_SQLITE_HEAD, "(?, ?)", size, RECORD_FAILURES_SQLITE_TAIL);
+                let mut query = sqlx::query(sql);
+                for (id, at) in chunk {
+                    query = query.bind(id).bind(at);
+                }
+                query.execute(&mut **c).await?;
             }
         }
     }

@@ -60,19 +60,12 @@ pub enum IfQueued {
 
 /// Enqueue `emails` in the caller's transaction, as `enqueue` (and, for `Reschedule`, then
 /// `reschedule` when it was already queued) each in turn would, given distinct keys.
-/// Returns how many were new. On Postgres two statements for all of them; on SQLite
-/// (in-process, no round trip) one or two each.
+/// Returns how many were new. On Postgres two statements for all of them; on SQLite a few
+/// (`sqlite::many_rows`) and one per move.
 pub async fn enqueue_many(conn: &mut Conn<'_>, emails: &[(&NewEmail, IfQueued)], now: i64) -> Result<usize, sqlx::Error> {
-    let Conn::Postgres(c) = conn else {
-        let mut inserted = 0;
-        for (email, if_queued) in emails {
-            if enqueue(conn, email, now).await? {
-                inserted += 1;
-            } else if *if_queued == IfQueued::Reschedule {
-                reschedule(conn, email, now).await?;
-            }
-        }
-        return Ok(inserted);
+    let c = match conn {
+        Conn::Sqlite(c) => return enqueue_many_sqlite(c, emails, now).await,
+        Conn::Postgres(c) => c,
     };
     if emails.is_empty() {
         return Ok(0);
@@ -113,6 +106,52 @@ pub async fn enqueue_many(conn: &mut Conn<'_>, emails: &[(&NewEmail, IfQueued)],
     Ok(inserted.len())
 }
 
+/// SQLite: `INSERT_MANY_POSTGRES` as rows of `VALUES` (`sqlite::many_rows`).
+const INSERT_MANY_SQLITE_HEAD: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, \
+     subject, body_text, body_html, status, attempts, next_attempt_at, created_at, unsubscribe_url) VALUES ";
+const INSERT_MANY_SQLITE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)";
+const INSERT_MANY_SQLITE_TAIL: &str = " ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key";
+
+/// `enqueue_many` on SQLite: the new rows in a few statements, then the moves one each (a
+/// move is rare: a retry rescheduled before its email went out).
+async fn enqueue_many_sqlite(
+    c: &mut sqlx::SqliteConnection,
+    emails: &[(&NewEmail, IfQueued)],
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    use crate::store::sqlite::many_rows::{statement, statement_sizes};
+    let mut inserted = std::collections::HashSet::new();
+    let mut rest = emails;
+    for size in statement_sizes(emails.len()) {
+        let (chunk, later) = rest.split_at(size);
+        rest = later;
+        let sql = statement(INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, size, INSERT_MANY_SQLITE_TAIL);
+        let mut query = sqlx::query_as::<_, (String,)>(sql);
+        for (e, _) in chunk {
+            query = query
+                .bind(&e.dedupe_key)
+                .bind(&e.case_key)
+                .bind(e.category.as_str())
+                .bind(&e.customer)
+                .bind(&e.recipient)
+                .bind(&e.template)
+                .bind(&e.content.subject)
+                .bind(&e.content.text)
+                .bind(&e.content.html)
+                .bind(e.send_at)
+                .bind(now)
+                .bind(&e.unsubscribe_url);
+        }
+        inserted.extend(query.fetch_all(&mut *c).await?.into_iter().map(|(k,)| k));
+    }
+    for (email, if_queued) in emails {
+        if *if_queued == IfQueued::Reschedule && !inserted.contains(&email.dedupe_key) {
+            reschedule(&mut Conn::Sqlite(&mut *c), email, now).await?;
+        }
+    }
+    Ok(inserted.len())
+}
+
 /// Not yet handed to a transport: pending and without a live claim.
 macro_rules! unclaimed {
     () => {
@@ -141,12 +180,19 @@ pub async fn cancel_key(conn: &mut Conn<'_>, dedupe_key: &str, now: i64) -> Resu
 const CANCEL_KEYS_POSTGRES: &str =
     concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key = ANY($1) AND ", unclaimed!());
 
-/// Cancel these pending emails, as `cancel_key` each in turn would (one statement on
-/// Postgres). Returns how many.
+const CANCEL_KEYS_SQLITE: &str =
+    concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key IN (SELECT value FROM json_each($1)) AND ", unclaimed!());
+
+/// Cancel these pending emails, as `cancel_key` each in turn would (one statement). Returns
+/// how many.
 pub async fn cancel_keys(conn: &mut Conn<'_>, dedupe_keys: &[&str], now: i64) -> Result<u64, sqlx::Error> {
     match conn {
         Conn::Postgres(c) if dedupe_keys.len() > 1 => {
             Ok(sqlx::query(CANCEL_KEYS_POSTGRES).bind(dedupe_keys).bind(now).execute(&mut **c).await?.rows_affected())
+        }
+        Conn::Sqlite(c) if dedupe_keys.len() > 1 => {
+            let keys = serde_json::to_string(dedupe_keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            Ok(sqlx::query(CANCEL_KEYS_SQLITE).bind(keys).bind(now).execute(&mut **c).await?.rows_affected())
         }
         _ => {
             let mut cancelled = 0;

@@ -10,6 +10,7 @@
 pub(crate) mod append;
 mod checkpoint;
 pub(crate) mod ingest;
+pub(crate) mod many_rows;
 mod outbox;
 pub mod wal_sync;
 
