@@ -180,8 +180,10 @@ pub async fn cancel_key(conn: &mut Conn<'_>, dedupe_key: &str, now: i64) -> Resu
 const CANCEL_KEYS_POSTGRES: &str =
     concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key = ANY($1) AND ", unclaimed!());
 
-const CANCEL_KEYS_SQLITE: &str =
-    concat!("UPDATE outbox SET status = 'cancelled' WHERE dedupe_key IN (SELECT value FROM json_each($1)) AND ", unclaimed!());
+/// SQLite: `+status` keeps the planner on the key's index; on `outbox_due (status, …)` it
+/// scanned every pending email (19 ms a statement with 20,000 queued).
+const CANCEL_KEYS_SQLITE: &str = "UPDATE outbox SET status = 'cancelled' WHERE dedupe_key IN (SELECT value FROM json_each($1)) \
+     AND +status = 'pending' AND (claimed_until IS NULL OR claimed_until < $2)";
 
 /// Cancel these pending emails, as `cancel_key` each in turn would (one statement). Returns
 /// how many.
