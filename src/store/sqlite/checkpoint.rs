@@ -179,6 +179,21 @@ mod tests {
         }
     }
 
+    /// Wait until at least `bytes` more are in `db` and it stopped growing for a few
+    /// checkpoint periods: the WAL is all copied.
+    async fn wait_copied(db: &Path, from: u64, bytes: u64) {
+        let size = || std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+        wait_until("the events are copied into the database file", || size() >= from + bytes).await;
+        let mut last = size();
+        let mut still = 0;
+        while still < 4 {
+            tokio::time::sleep(EVERY).await;
+            let now = size();
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_reach_the_database_file_and_the_wal_is_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -193,7 +208,7 @@ mod tests {
         // have copied them into the database file.
         let before = size(&db);
         append(&writer, 0, 1_000).await;
-        wait_until("the events are copied into the database file", || size(&db) >= before + 2_900_000).await;
+        wait_copied(&db, before, 2_900_000).await;
 
         // Everything copied, the next writer starts the WAL over: rounds of the same size
         // keep it at about one round's size (without reuse it would grow by one per round).
@@ -201,7 +216,7 @@ mod tests {
         for round in 1..=4 {
             let copied = size(&db);
             append(&writer, round, 1_000).await;
-            wait_until("the round is copied", || size(&db) >= copied + 2_900_000).await;
+            wait_copied(&db, copied, 2_900_000).await;
             after_round.push(size(&wal));
         }
         assert!(after_round[0] > 0, "the appends went through the WAL");
