@@ -88,12 +88,8 @@ const INSERT_MANY_SQLITE_TAIL: &str = " ON CONFLICT (invoice_id) DO NOTHING";
 /// `insert_cases` on SQLite: a few statements for all of them. Rows are inserted in order,
 /// so of two cases for one invoice the first stays, as one statement each would leave it.
 async fn insert_cases_sqlite(c: &mut sqlx::SqliteConnection, cases: &[&DunningCase]) -> Result<(), sqlx::Error> {
-    use crate::store::sqlite::many_rows::{statement, statement_sizes};
-    let mut rest = cases;
-    for size in statement_sizes(cases.len()) {
-        let (chunk, later) = rest.split_at(size);
-        rest = later;
-        let sql = statement(INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, size, INSERT_MANY_SQLITE_TAIL);
+    use crate::store::sqlite::many_rows::statements;
+    for (sql, chunk) in statements(cases, INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, INSERT_MANY_SQLITE_TAIL) {
         let mut query = sqlx::query(sql);
         for case in chunk {
             query = query

@@ -73,14 +73,12 @@ pub(crate) async fn record_invoice_failures(conn: &mut Conn<'_>, events: &[&Even
         }
         Conn::Postgres(_) => {}
         Conn::Sqlite(c) => {
-            use crate::store::sqlite::many_rows::{statement, statement_sizes};
-            let mut rest: Vec<(String, i64)> = first.into_iter().collect();
-            for size in statement_sizes(rest.len()) {
-                let chunk: Vec<(String, i64)> = rest.drain(..size).collect();
-                let sql = statement(RECORD_FAILURES_SQLITE_HEAD, "(?, ?)", size, RECORD_FAILURES_SQLITE_TAIL);
+            use crate::store::sqlite::many_rows::statements;
+            let rows: Vec<(String, i64)> = first.into_iter().collect();
+            for (sql, chunk) in statements(&rows, RECORD_FAILURES_SQLITE_HEAD, "(?, ?)", RECORD_FAILURES_SQLITE_TAIL) {
                 let mut query = sqlx::query(sql);
                 for (id, at) in chunk {
-                    query = query.bind(id).bind(at);
+                    query = query.bind(id.as_str()).bind(*at);
                 }
                 query.execute(&mut **c).await?;
             }

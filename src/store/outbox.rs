@@ -119,13 +119,9 @@ async fn enqueue_many_sqlite(
     emails: &[(&NewEmail, IfQueued)],
     now: i64,
 ) -> Result<usize, sqlx::Error> {
-    use crate::store::sqlite::many_rows::{statement, statement_sizes};
+    use crate::store::sqlite::many_rows::statements;
     let mut inserted = std::collections::HashSet::new();
-    let mut rest = emails;
-    for size in statement_sizes(emails.len()) {
-        let (chunk, later) = rest.split_at(size);
-        rest = later;
-        let sql = statement(INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, size, INSERT_MANY_SQLITE_TAIL);
+    for (sql, chunk) in statements(emails, INSERT_MANY_SQLITE_HEAD, INSERT_MANY_SQLITE_ROW, INSERT_MANY_SQLITE_TAIL) {
         let mut query = sqlx::query_as::<_, (String,)>(sql);
         for (e, _) in chunk {
             query = query

@@ -35,9 +35,10 @@ const CATCH_UP_TRIES: usize = 4;
 /// WAL frames (4 KiB pages) past which a tick that could not copy everything runs a
 /// `RESTART` checkpoint: 64 MiB, a few seconds of appends at full speed.
 pub const RESTART_AT_FRAMES: i64 = 16_384;
-/// How long a `RESTART` checkpoint waits for the writer and readers before giving up until
-/// the next tick.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a `RESTART` checkpoint waits for the writer and readers before it goes on as a
+/// passive one (retried at the next tick). It holds the write lock while it waits for
+/// readers, so this is also the longest it can hold an append back.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The checkpoint thread of one database file. It ends at [`Checkpointer::stop`] or once the
 /// last handle is dropped, within [`EVERY`].

@@ -11,16 +11,32 @@ pub(crate) const MOST_ROWS: usize = 64;
 
 /// Sizes of the statements that write `n` rows: as many of [`MOST_ROWS`] as fit, then the
 /// rest by powers of two (at most 7 statements more).
-pub(crate) fn statement_sizes(n: usize) -> impl Iterator<Item = usize> {
+fn statement_sizes(n: usize) -> impl Iterator<Item = usize> {
     let full = std::iter::repeat_n(MOST_ROWS, n / MOST_ROWS);
     let rest = n % MOST_ROWS;
     let parts = (0..usize::BITS).rev().map(|bit| 1usize << bit).filter(move |size| rest & size != 0);
     full.chain(parts)
 }
 
+/// `rows` in as few statements as [`statement_sizes`] allows: each statement's SQL with the
+/// rows whose values it takes, in order.
+pub(crate) fn statements<'r, T>(
+    rows: &'r [T],
+    head: &'static str,
+    row: &'static str,
+    tail: &'static str,
+) -> impl Iterator<Item = (sqlx::AssertSqlSafe<String>, &'r [T])> {
+    let mut rest = rows;
+    statement_sizes(rows.len()).map(move |size| {
+        let (chunk, later) = rest.split_at(size);
+        rest = later;
+        (statement(head, row, size, tail), chunk)
+    })
+}
+
 /// `head`, then `row` `rows` times separated by commas, then `tail`. Safe to run: callers
 /// pass constants of their own (the values go in placeholders), never input.
-pub(crate) fn statement(head: &'static str, row: &'static str, rows: usize, tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+fn statement(head: &'static str, row: &'static str, rows: usize, tail: &'static str) -> sqlx::AssertSqlSafe<String> {
     let mut sql = String::with_capacity(head.len() + (row.len() + 2) * rows + tail.len());
     sql.push_str(head);
     for i in 0..rows {
@@ -46,6 +62,16 @@ mod tests {
             assert!(sizes.len() <= n / MOST_ROWS + 6, "{n}: {sizes:?}");
         }
         assert_eq!(statement_sizes(130).collect::<Vec<_>>(), vec![64, 64, 2]);
+    }
+
+    #[test]
+    fn statements_take_the_rows_in_order() {
+        let rows: Vec<u32> = (0..70).collect();
+        let parts: Vec<(String, Vec<u32>)> =
+            statements(&rows, "V ", "(?)", "").map(|(sql, chunk)| (sql.0, chunk.to_vec())).collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().flat_map(|(_, c)| c.clone()).collect::<Vec<_>>(), rows);
+        assert_eq!(parts[2], ("V (?), (?)".to_string(), vec![68, 69]));
     }
 
     #[test]
