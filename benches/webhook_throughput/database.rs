@@ -1,6 +1,8 @@
 //! What the bench reads from the server's database, on connections of its own: this run's
 //! stored events (the durability check) and the projector's lag (its cursor behind the
-//! log's head).
+//! log's head). On SQLite, webhooks are appended to the inbox file beside the database and
+//! copied into the log before they are projected: the bench attaches the inbox and counts
+//! what waits there too.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +14,15 @@ pub async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
     // `_` is a LIKE wildcard; escape it so only this run's ids match.
     let pattern = format!("evt\\_bench\\_{tag}\\_%");
     if database_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(database_url).await.context("connecting to SQLite")?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id LIKE ?1 ESCAPE '\\'")
-            .bind(&pattern)
-            .fetch_one(&mut conn)
-            .await
-            .context("counting stripe_events in SQLite")?;
+        let mut conn = connect_sqlite(database_url).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT id FROM stripe_events WHERE id LIKE ?1 ESCAPE '\\' \
+             UNION SELECT id FROM inbox.webhook_inbox WHERE id LIKE ?1 ESCAPE '\\')",
+        )
+        .bind(&pattern)
+        .fetch_one(&mut conn)
+        .await
+        .context("counting stripe_events in SQLite")?;
         conn.close().await.ok();
         Ok(n)
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
@@ -34,6 +39,28 @@ pub async fn count_persisted(database_url: &str, tag: &str) -> Result<i64> {
     }
 }
 
+/// A connection to the database at `url` with its webhook inbox attached as `inbox`.
+async fn connect_sqlite(url: &str) -> Result<sqlx::SqliteConnection> {
+    use std::str::FromStr as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
+    let mut inbox = options.get_filename().as_os_str().to_owned();
+    inbox.push("-inbox");
+    let inbox = inbox.into_string().map_err(|_| anyhow::anyhow!("the database path is not UTF-8"))?;
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.context("connecting to SQLite")?;
+    if std::path::Path::new(&inbox).exists() {
+        sqlx::query("ATTACH DATABASE ?1 AS inbox").bind(&inbox).execute(&mut conn).await.context("attaching the inbox")?;
+    } else {
+        // A server from before the inbox: an empty one in memory keeps the queries the same
+        // (attaching the path would create a file the server would then take for its own).
+        sqlx::query("ATTACH DATABASE ':memory:' AS inbox").execute(&mut conn).await.context("attaching an empty inbox")?;
+        sqlx::query("CREATE TABLE inbox.webhook_inbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)")
+            .execute(&mut conn)
+            .await
+            .context("attaching an empty inbox")?;
+    }
+    Ok(conn)
+}
+
 enum Db {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
@@ -44,9 +71,13 @@ impl Db {
     async fn positions(&mut self) -> Result<(i64, i64, i64)> {
         Ok(match self {
             Self::Sqlite(c) => {
+                // The inbox's rows after the log's last event are not copied yet (the inbox is
+                // copied, and then deleted, in order): each will take the next position.
                 sqlx::query_as(
-                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events), (SELECT position FROM projector_cursor), \
-                     (SELECT COUNT(*) FROM metric_stale)",
+                    "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stripe_events) + (SELECT COUNT(*) FROM inbox.webhook_inbox \
+                     WHERE seq > COALESCE((SELECT i.seq FROM inbox.webhook_inbox i WHERE i.id = \
+                     (SELECT id FROM stripe_events ORDER BY rowid DESC LIMIT 1)), 0)), \
+                     (SELECT position FROM projector_cursor), (SELECT COUNT(*) FROM metric_stale)",
                 )
                 .fetch_one(c)
                 .await?
@@ -83,7 +114,7 @@ pub struct LagSampler {
 impl LagSampler {
     pub async fn start(database_url: &str) -> Result<Self> {
         let mut db = if database_url.starts_with("sqlite:") {
-            Db::Sqlite(sqlx::SqliteConnection::connect(database_url).await.context("connecting to SQLite")?)
+            Db::Sqlite(connect_sqlite(database_url).await?)
         } else {
             Db::Postgres(sqlx::PgConnection::connect(database_url).await.context("connecting to Postgres")?)
         };

@@ -192,6 +192,8 @@ impl Store {
     /// projection failure, the batch's events are retried one per transaction and the one
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
+        // SQLite: webhooks wait in the inbox; its next rows join the log first.
+        let copied = self.drain_inbox().await?;
         let reactor = self.reactor();
         let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
             conn,
@@ -206,8 +208,26 @@ impl Store {
             Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
             other => other?,
         };
+        // The pass is durable, and the copy committed before it with it: the inbox may
+        // delete the rows copied.
+        if let (Store::Sqlite(s), Some(copied)) = (self, copied)
+            && let Some(inbox) = s.inbox()
+        {
+            inbox.mark_durable(copied);
+        }
         self.after_projection(&done);
         Ok(done)
+    }
+
+    /// Copy the inbox's next rows into the log (SQLite); the last inbox row copied so far.
+    async fn drain_inbox(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.drain_inbox(PROJECT_BATCH).await?;
+                Ok(s.inbox().map(|inbox| inbox.moved()))
+            }
+            Store::Postgres(_) => Ok(None),
+        }
     }
 
     /// After a failed batch: each event in its own transaction, parking the ones that fail.

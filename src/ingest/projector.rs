@@ -42,14 +42,6 @@ const ON_ERROR: Duration = Duration::from_millis(500);
 const ON_ERROR_MAX: Duration = Duration::from_secs(10);
 /// The part's name in `/readyz`.
 const PART: &str = "projector";
-/// SQLite, while webhooks are arriving: how many events a pass takes. SQLite has one write
-/// lock, and a pass holds it from its first statement to its commit, so each webhook's
-/// append waits out the pass in progress: passes of 1,000 events put that wait in the
-/// acceptance p99 (263 ms at 64 concurrent webhooks). While the projector keeps up, a pass
-/// takes this many (~15 ms of lock; p99 ~60 ms); when a backlog builds it takes an eighth of
-/// it, up to a full batch, since small passes cost throughput (each pays a fixed part, the
-/// WAL sync among it) and the lag must stay bounded.
-const SQLITE_BATCH_WHILE_ACCEPTING: i64 = 50;
 
 /// The projector task's handle to the store and clock.
 #[derive(Clone, Debug)]
@@ -109,36 +101,19 @@ impl Projector {
         }
     }
 
-    /// The last log position this process appended (webhooks accepted here).
-    fn appended_head(&self) -> i64 {
-        self.store.log_signals().appended_head.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The most events the next pass takes (see [`pass_size`]).
-    fn batch_limit(&self, accepting: bool, backlog: i64) -> i64 {
-        pass_size(matches!(self.store, Store::Sqlite(_)), accepting, backlog)
-    }
-
     /// Project while this process leads: until `stop`, or (Postgres) until the lease's
     /// connection is lost.
     async fn lead(&self, stop: &mut watch::Receiver<bool>, mut lease: Option<sqlx::PgConnection>) {
         let appended = self.store.log_signals().appended.clone();
         let mut last_retry = tokio::time::Instant::now();
         let mut on_error = ON_ERROR;
-        let mut head_seen = self.appended_head();
-        let mut position = head_seen;
         while !*stop.borrow() {
             // Register interest before looking, so an append during the pass is not missed.
             let woken = appended.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let head = self.appended_head();
-            let limit = self.batch_limit(head != head_seen, head - position);
-            head_seen = head;
+            let limit = PROJECT_BATCH;
             let pass = self.store.project_batch(limit, self.clock.now()).await;
-            if let Ok(done) = &pass {
-                position = done.position;
-            }
             let pause = match pass {
                 Ok(done) if done.events as i64 >= limit || done.figures_pending => Duration::ZERO,
                 Ok(done) if done.events > 0 => GATHER,
@@ -187,42 +162,9 @@ impl Projector {
     }
 }
 
-/// The most events a pass takes, `backlog` events behind this process's last append: small
-/// on SQLite while this process is accepting webhooks (their appends wait for the pass's
-/// write lock), growing with the backlog; else a full batch. Postgres appends never wait for
-/// a projection, whatever its size.
-fn pass_size(sqlite: bool, accepting: bool, backlog: i64) -> i64 {
-    if sqlite && accepting { (backlog / 8).clamp(SQLITE_BATCH_WHILE_ACCEPTING, PROJECT_BATCH) } else { PROJECT_BATCH }
-}
-
 async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(pause) => {}
         _ = stop.changed() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_takes_small_passes_only_while_webhooks_arrive() {
-        assert_eq!(pass_size(true, true, 0), SQLITE_BATCH_WHILE_ACCEPTING);
-        assert_eq!(pass_size(true, true, 120), SQLITE_BATCH_WHILE_ACCEPTING);
-        // A backlog building under load: bigger passes, so the lag stays bounded...
-        assert_eq!(pass_size(true, true, 1_200), 150);
-        // ...up to a full batch.
-        assert_eq!(pass_size(true, true, 50_000), PROJECT_BATCH);
-        // Nobody waiting on an append: a backlog is drained in full batches.
-        assert_eq!(pass_size(true, false, 50_000), PROJECT_BATCH);
-        assert_eq!(pass_size(true, false, 0), PROJECT_BATCH);
-    }
-
-    #[test]
-    fn postgres_always_takes_full_batches() {
-        assert_eq!(pass_size(false, true, 0), PROJECT_BATCH);
-        assert_eq!(pass_size(false, true, 50_000), PROJECT_BATCH);
-        assert_eq!(pass_size(false, false, 10), PROJECT_BATCH);
     }
 }

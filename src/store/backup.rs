@@ -38,6 +38,9 @@ impl Store {
             _ => {}
         }
         let target = partial.to_str().ok_or(BackupError::NotUtf8)?;
+        // Webhooks still in the inbox join the log first: the copy holds every event
+        // acknowledged before it began.
+        s.drain_inbox_fully().await?;
         sqlx::query("VACUUM INTO $1").bind(target).execute(s.pool()).await.map_err(StoreError::from)?;
         // VACUUM INTO does not sync what it wrote; a backup must survive a crash right after.
         std::fs::File::open(&partial)?.sync_all()?;

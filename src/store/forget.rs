@@ -100,8 +100,20 @@ impl Store {
         .await
     }
 
-    /// Erase `customer`'s personal data, in one transaction.
+    /// Erase `customer`'s personal data, in one transaction (and, on SQLite, the webhooks of
+    /// theirs still waiting in the inbox, in one transaction there).
     pub async fn forget_customer(&self, customer: &str) -> Result<Forgotten, StoreError> {
+        let mut forgotten = self.forget_in_log(customer).await?;
+        if let Store::Sqlite(s) = self
+            && let Some(inbox) = s.inbox()
+        {
+            forgotten.events +=
+                inbox.rewrite_payloads(customer, |json| concerns(json, customer) && redact(&mut json["data"]["object"])).await?;
+        }
+        Ok(forgotten)
+    }
+
+    async fn forget_in_log(&self, customer: &str) -> Result<Forgotten, StoreError> {
         self.in_transaction(async |c| {
             let rows = fetch!(c, fetch_all, (String, String), CANDIDATE_EVENTS, customer)?;
             let mut forgotten = Forgotten::default();

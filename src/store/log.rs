@@ -33,6 +33,7 @@ const MORE_POSTGRES: &str = "SELECT COALESCE(MAX(seq), 0) > $1 FROM stripe_event
 const READ_ONE_SQLITE: &str = "SELECT rowid, payload, received_at, notify FROM stripe_events WHERE rowid = $1";
 const READ_ONE_POSTGRES: &str = "SELECT seq, payload, received_at, notify FROM stripe_events WHERE seq = $1";
 const LOG_HEAD_SQLITE: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events";
+const LOG_POSITION_SQLITE: &str = "SELECT rowid FROM stripe_events WHERE id = $1";
 const LOG_HEAD_POSTGRES: &str = "SELECT COALESCE(MAX(seq), 0) FROM stripe_events";
 const BACKLOG_SQLITE: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE rowid > $1";
 const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE seq > $1";
@@ -261,7 +262,18 @@ impl Store {
     pub async fn projector_lag(&self, now: i64) -> Result<ProjectorLag, StoreError> {
         let position = self.projector_position().await?;
         let sql = if matches!(self, Store::Postgres(_)) { BACKLOG_POSTGRES } else { BACKLOG_SQLITE };
-        let (events, oldest): (i64, i64) = self.with_conn(async |c| fetch!(c, fetch_one, (i64, i64), sql, position)).await?;
+        let (mut events, mut oldest): (i64, i64) =
+            self.with_conn(async |c| fetch!(c, fetch_one, (i64, i64), sql, position)).await?;
+        // Webhooks not copied from the inbox into the log yet are behind too.
+        if let Store::Sqlite(s) = self
+            && let Some(inbox) = s.inbox()
+        {
+            let (waiting, since) = inbox.backlog().await?;
+            if waiting > 0 {
+                oldest = if events > 0 { oldest.min(since) } else { since };
+                events += waiting;
+            }
+        }
         let (parked_customers, parked_events): (i64, i64) =
             self.with_conn(async |c| fetch!(c, fetch_one, (i64, i64), PARKED_COUNTS)).await?;
         let other_mode_events = match self.acts_on() {
@@ -335,10 +347,38 @@ impl Store {
     /// Wait until every event appended so far is projected (or parked).
     pub async fn wait_projected(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // What this process appended is known without a query (tests post to it).
-        let local = self.log_signals().appended_head.load(std::sync::atomic::Ordering::Relaxed);
+        // What this process appended is known without a query (tests post to it): to the log
+        // (imports), and to the inbox (SQLite's webhooks), whose rows reach the log first.
+        let mut local = self.log_signals().appended_head.load(std::sync::atomic::Ordering::Relaxed);
+        if let Store::Sqlite(s) = self
+            && let Some(inbox) = s.inbox()
+            && inbox.head() > 0
+        {
+            match inbox.wait_drained(inbox.head(), deadline).await {
+                Some(log_head) => local = local.max(log_head),
+                None => return Ok(false),
+            }
+        }
         if local > 0 {
-            return self.wait_projected_through(local, timeout).await;
+            return self.wait_projected_through(local, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        }
+        // Another process accepts the webhooks (SQLite): its inbox's latest row must reach the
+        // log first; the rows before it are copied before it.
+        if let Store::Sqlite(s) = self
+            && let Some(inbox) = s.inbox()
+            && let Some(last) = inbox.last_id().await?
+        {
+            local = loop {
+                if let Some((position,)) =
+                    self.with_conn(async |c| fetch!(c, fetch_optional, (i64,), LOG_POSITION_SQLITE, &last)).await?
+                {
+                    break position;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
         }
         // The head is read once; under load the pool may be busy for a moment: retry.
         let head = loop {
@@ -348,6 +388,6 @@ impl Store {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         };
-        self.wait_projected_through(head, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+        self.wait_projected_through(head.max(local), deadline.saturating_duration_since(tokio::time::Instant::now())).await
     }
 }

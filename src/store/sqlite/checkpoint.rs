@@ -198,9 +198,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_reach_the_database_file_and_the_wal_is_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("c.db");
-        let wal = dir.path().join("c.db-wal");
-        let store = Store::connect(&format!("sqlite://{}", db.display())).await.expect("connect");
+        // Webhooks are appended to the inbox file (no projector runs here to drain it): its
+        // checkpoint thread is the one under test.
+        let db = dir.path().join("c.db-inbox");
+        let wal = dir.path().join("c.db-inbox-wal");
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display())).await.expect("connect");
         store.migrate().await.expect("migrate");
         let (writer, task) = Writer::start(store.clone(), Clock::system());
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -9,6 +9,7 @@
 
 pub(crate) mod append;
 mod checkpoint;
+pub(crate) mod inbox;
 pub(crate) mod ingest;
 pub(crate) mod many_rows;
 mod outbox;
@@ -25,6 +26,7 @@ use crate::store::health::Health;
 use crate::store::reactions::Hook;
 use crate::store::{Durability, IngestOptions, Ingested, LogSignals, StoreError};
 use checkpoint::Checkpointer;
+use inbox::Inbox;
 use wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -56,8 +58,10 @@ pub struct SqliteStore {
     /// append and projector connections never checkpoint themselves.
     checkpointer: Option<Checkpointer>,
     reactor: Option<Hook>,
-    /// The database file (`None` in memory): the append thread opens its own connection to it.
+    /// The database file (`None` in memory): the append thread reads its log for duplicates.
     file: Option<std::path::PathBuf>,
+    /// Where webhooks are appended (`None` in memory: they go straight to the log).
+    inbox: Option<Arc<Inbox>>,
     /// The `livemode` of the events projected; `None`: every event (tools without settings).
     acts_on: Option<bool>,
 }
@@ -81,7 +85,7 @@ impl SqliteStore {
             (None, None)
         } else {
             let io = |e| StoreError::Unavailable(sqlx::Error::Io(e));
-            let wal = WalSync::start(options.get_filename().to_path_buf(), health.clone()).map_err(io)?;
+            let wal = WalSync::start(options.get_filename().to_path_buf(), wal_sync::LOG_PART, health.clone()).map_err(io)?;
             (Some(wal), Some(Checkpointer::start(options.get_filename().to_path_buf()).map_err(io)?))
         };
         let mut ingest_options = options
@@ -97,6 +101,10 @@ impl SqliteStore {
             .await?;
         let project_pool =
             SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
+        let inbox = match &file {
+            Some(file) => Some(Inbox::open(file, health.clone()).await?),
+            None => None,
+        };
         Ok(Self {
             pool,
             ingest_pool,
@@ -107,6 +115,7 @@ impl SqliteStore {
             checkpointer,
             reactor: None,
             file,
+            inbox,
             acts_on: None,
         })
     }
@@ -115,6 +124,9 @@ impl SqliteStore {
     pub async fn close(&self) {
         if let Some(c) = &self.checkpointer {
             c.stop();
+        }
+        if let Some(inbox) = &self.inbox {
+            inbox.close().await;
         }
         self.ingest_pool.close().await;
         self.project_pool.close().await;
@@ -151,12 +163,35 @@ impl SqliteStore {
     /// open another, empty database).
     pub(crate) fn append_parts(&self) -> Option<append::Parts> {
         Some(append::Parts {
-            path: self.file.clone()?,
-            wal: self.wal.clone()?,
+            log: self.file.clone()?,
+            inbox: self.inbox.clone()?,
             signals: self.signals.clone(),
             health: self.health.clone(),
             store_pool: self.ingest_pool.clone(),
         })
+    }
+
+    /// The webhook inbox (`None` in memory).
+    pub(crate) fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.as_deref()
+    }
+
+    /// Copy the inbox's next rows (at most `limit`) into the log; how many were copied.
+    pub(crate) async fn drain_inbox(&self, limit: i64) -> Result<usize, StoreError> {
+        match &self.inbox {
+            Some(inbox) => inbox.drain(&self.project_pool, limit).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Copy the whole inbox into the log and make the copy durable (a backup, `forget`).
+    pub(crate) async fn drain_inbox_fully(&self) -> Result<(), StoreError> {
+        while self.drain_inbox(crate::ingest::project::PROJECT_BATCH).await? > 0 {}
+        self.durable().await?;
+        if let Some(inbox) = &self.inbox {
+            inbox.mark_durable(inbox.moved());
+        }
+        Ok(())
     }
 
     /// The projector's connection.

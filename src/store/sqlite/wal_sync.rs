@@ -31,8 +31,10 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// First retry of a WAL that could not be opened; doubles up to `OPEN_RETRY_MAX`.
 const OPEN_RETRY: Duration = Duration::from_millis(50);
 const OPEN_RETRY_MAX: Duration = Duration::from_secs(1);
-/// The part named in `/readyz`.
-const PART: &str = "sqlite_wal_sync";
+/// The part named in `/readyz` by the syncer of webhook appends (the inbox's WAL).
+pub const PART: &str = "sqlite_wal_sync";
+/// ... and by the syncer of the log's WAL (projector passes, imports).
+pub const LOG_PART: &str = "sqlite_log_wal_sync";
 
 /// The WAL syncer of one database file; cheap to clone.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ struct Inner {
     wake: Condvar,
     synced: watch::Sender<Synced>,
     health: Arc<Health>,
+    /// Its name in `/readyz`.
+    part: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,12 +81,12 @@ pub enum SyncFailed {
 
 impl WalSync {
     /// Start the sync thread for the database file `db` (its WAL is `<db>-wal`), reporting
-    /// its faults to `health`.
-    pub fn start(db: PathBuf, health: Arc<Health>) -> std::io::Result<Self> {
+    /// its faults to `health` as `part`.
+    pub fn start(db: PathBuf, part: &'static str, health: Arc<Health>) -> std::io::Result<Self> {
         let mut wal = db.into_os_string();
         wal.push("-wal");
         let (synced, _) = watch::channel(Synced::default());
-        let inner = Arc::new(Inner { path: wal.into(), requested: Mutex::new(0), wake: Condvar::new(), synced, health });
+        let inner = Arc::new(Inner { path: wal.into(), part, requested: Mutex::new(0), wake: Condvar::new(), synced, health });
         let worker = inner.clone();
         std::thread::Builder::new().name("sqlite-wal-sync".into()).spawn(move || worker.run())?;
         Ok(Self { inner })
@@ -134,7 +138,7 @@ impl Inner {
                 // the database, syncing it (what `NORMAL` does at a checkpoint).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => {
-                    self.health.fault(PART, format!("cannot open the SQLite WAL to sync it: {e}"));
+                    self.health.fault(self.part, format!("cannot open the SQLite WAL to sync it: {e}"));
                     self.synced.send_modify(|s| s.unconfirmed_upto = target);
                     // `done` stays: the same commits are synced at the next try.
                     std::thread::sleep(retry);
@@ -146,14 +150,14 @@ impl Inner {
                 Ok(()) => {
                     // Healed before the waiters hear it: one answered "stored" never sees
                     // `/readyz` still naming this part.
-                    self.health.healed(PART);
+                    self.health.healed(self.part);
                     self.synced.send_modify(|s| s.upto = target);
                     retry = OPEN_RETRY;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, path = %self.path.display(), "fsync of the SQLite WAL failed; refusing to acknowledge more webhooks and stopping so the process restarts");
                     self.synced.send_modify(|s| s.poisoned = true);
-                    self.health.fault(PART, format!("fsync of the SQLite WAL failed: {e}"));
+                    self.health.fault(self.part, format!("fsync of the SQLite WAL failed: {e}"));
                     self.health.fail_for_good(format!("fsync of the SQLite WAL failed: {e}"));
                 }
             }
@@ -178,7 +182,7 @@ mod tests {
         // A symlink to itself: every open fails (ELOOP), as with no descriptor left.
         std::os::unix::fs::symlink(&wal, &wal).expect("symlink");
         let health = Arc::new(Health::default());
-        let sync = WalSync::start(db, health.clone()).expect("start");
+        let sync = WalSync::start(db, PART, health.clone()).expect("start");
         assert_eq!(sync.wait(sync.request()).await, Err(SyncFailed::Open));
         assert!(health.is_faulty(PART), "the fault is reported: {:?}", health.faults());
         std::fs::remove_file(&wal).expect("remove");
@@ -198,7 +202,7 @@ mod tests {
         // fdatasync on a character device fails (EINVAL): a failed sync, as on a bad disk.
         std::os::unix::fs::symlink("/dev/null", &wal).expect("symlink");
         let health = Arc::new(Health::default());
-        let sync = WalSync::start(db, health.clone()).expect("start");
+        let sync = WalSync::start(db, PART, health.clone()).expect("start");
         assert_eq!(sync.wait(sync.request()).await, Err(SyncFailed::Fsync));
         let reason = tokio::time::timeout(Duration::from_secs(5), health.fatal()).await.expect("declared fatal");
         assert!(reason.contains("fsync"), "{reason}");

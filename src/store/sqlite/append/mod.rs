@@ -1,5 +1,6 @@
-//! The SQLite append thread: webhooks reach the event log through one OS thread that owns a
-//! synchronous connection of its own (rusqlite, the same libsqlite3 sqlx links).
+//! The SQLite append thread: webhooks reach the inbox (`sqlite::inbox`, drained into the event
+//! log by the projector) through one OS thread that owns synchronous connections of its own
+//! (rusqlite, the same libsqlite3 sqlx links).
 //!
 //! Why a thread and not the group-commit task on sqlx's pool: sqlx runs every SQLite
 //! statement on a per-connection worker thread and hands it back, two thread wake-ups per
@@ -18,36 +19,39 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::store::health::Health;
+use crate::store::sqlite::inbox::Inbox;
 use crate::store::sqlite::wal_sync::{SyncFailed, WalSync};
 use crate::store::writer::{PART, PROBE_EVERY, Request, WriteError, note_failure_in};
 use crate::store::{Ingested, LogSignals, StoreError};
 
 mod connection;
 
-use connection::{insert_all, open, store_error};
+use connection::{Connections, insert_all, open, store_error};
 
-/// Rewrites the cursor row with its own value: a real page write, no change.
-const PROBE_WRITE: &str = "UPDATE projector_cursor SET position = position WHERE id = 1";
+/// A real page write of the inbox that changes nothing anyone reads.
+const PROBE_WRITE: &str = "INSERT INTO inbox_probe (id, at) VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET at = at + 1";
 
 /// Most events committed together; bounds a transaction's size and latency.
 const MAX_BATCH: usize = 512;
 /// What the thread needs of the store.
 pub(crate) struct Parts {
-    pub path: PathBuf,
-    pub wal: WalSync,
+    /// The database file (its log is read for duplicates).
+    pub log: PathBuf,
+    /// Where events are appended, and its WAL syncer.
+    pub inbox: Arc<Inbox>,
     pub signals: Arc<LogSignals>,
     pub health: Arc<Health>,
     /// The store's append pool: once the store is closed, so is this path.
     pub store_pool: sqlx::SqlitePool,
 }
 
-/// Start the append thread on the database file `parts.path`, serving `rx` until every
+/// Start the append thread on the inbox of `parts.log`, serving `rx` until every
 /// sender is dropped (then it commits what was queued, answers it and ends; the task returned
 /// ends with it).
 pub(crate) fn start(parts: Parts, clock: Clock, rx: mpsc::Receiver<Request>) -> std::io::Result<tokio::task::JoinHandle<()>> {
@@ -69,7 +73,7 @@ struct AppendThread {
     handle: Handle,
     /// Opened on first use and after any failure of the path (a failed commit can leave a
     /// connection inside its transaction: never reuse it).
-    conn: Option<Connection>,
+    conn: Option<Connections>,
 }
 
 /// A committed batch waiting for the WAL sync that makes it durable.
@@ -92,7 +96,7 @@ impl AppendThread {
         let mut pending: Option<Committed> = None;
         loop {
             let probing = pending.is_none() && self.parts.health.is_faulty(PART);
-            let wal = self.parts.wal.clone();
+            let wal = self.parts.inbox.wal().clone();
             let next = self.handle.block_on(async {
                 tokio::select! {
                     biased;
@@ -123,7 +127,7 @@ impl AppendThread {
             }
         }
         if let Some(p) = pending.take() {
-            let synced = self.handle.block_on(self.parts.wal.wait(p.ticket));
+            let synced = self.handle.block_on(self.parts.inbox.wal().wait(p.ticket));
             self.answer(p, synced);
         }
     }
@@ -136,9 +140,9 @@ impl AppendThread {
             Ok(outcomes) => {
                 self.parts.health.healed(PART);
                 if let Some(last) = outcomes.iter().filter_map(|o| o.as_ref().ok().copied().flatten()).max() {
-                    self.parts.signals.appended_head.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+                    self.parts.inbox.appended(last);
                 }
-                let ticket = self.parts.wal.request();
+                let ticket = self.parts.inbox.wal().request();
                 Some(Committed { requests, outcomes, ticket })
             }
             Err(e) if !matches!(e, StoreError::Unavailable(_)) => {
@@ -149,8 +153,8 @@ impl AppendThread {
                     let one = std::slice::from_ref(&request);
                     let result = match self.append(one, received_at) {
                         Ok(mut outcomes) => {
-                            let ticket = self.parts.wal.request();
-                            match self.handle.block_on(self.parts.wal.wait(ticket)) {
+                            let wal = self.parts.inbox.wal();
+                            match self.handle.block_on(wal.wait(wal.request())) {
                                 Ok(()) => outcomes.pop().unwrap_or(Ok(None)),
                                 Err(e) => Err(StoreError::NotDurable(e)),
                             }
@@ -158,7 +162,7 @@ impl AppendThread {
                         Err(e) => Err(e),
                     };
                     if let Ok(Some(position)) = result {
-                        self.parts.signals.appended_head.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
+                        self.parts.inbox.appended(position);
                         self.parts.signals.appended.notify_one();
                     }
                     let answer = self.outcome(&request, result);
@@ -188,7 +192,7 @@ impl AppendThread {
         self.check_open()?;
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => self.conn.insert(open(&self.parts.path).map_err(store_error)?),
+            None => self.conn.insert(open(self.parts.inbox.path(), &self.parts.log).map_err(store_error)?),
         };
         let appended = insert_all(conn, requests, received_at);
         if appended.is_err() {
@@ -252,9 +256,9 @@ impl AppendThread {
         let probed = (|| {
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
-                None => self.conn.insert(open(&self.parts.path)?),
+                None => self.conn.insert(open(self.parts.inbox.path(), &self.parts.log)?),
             };
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.inbox.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(PROBE_WRITE, [])?;
             tx.commit()
         })();
@@ -330,17 +334,27 @@ mod tests {
         assert_eq!(results.iter().filter(|r| **r == Ingested::Stored).count(), 3, "{results:?}");
         assert_eq!(results.iter().filter(|r| **r == Ingested::Duplicate).count(), 1, "{results:?}");
 
-        // A redelivery later is a duplicate; nothing was stored twice.
-        assert_eq!(writer.submit(event("evt_2")).await, Ok(Ingested::Duplicate));
+        // The events wait in the inbox, each once; the head is known to the projector's waiters.
+        let inbox_url = format!("sqlite://{}-inbox", dir.path().join("a.db").display());
+        let mut inbox = sqlx::SqliteConnection::connect(&inbox_url).await.expect("inbox");
         let (rows, head): (i64, i64) =
-            sqlx::query_as("SELECT COUNT(*), MAX(rowid) FROM stripe_events").fetch_one(&mut other).await.expect("count");
+            sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM webhook_inbox").fetch_one(&mut inbox).await.expect("count");
         assert_eq!(rows, 3);
-        let signals = store.log_signals();
-        assert_eq!(
-            signals.appended_head.load(std::sync::atomic::Ordering::Relaxed),
-            head,
-            "the projector's waiters know the head"
-        );
+        let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
+        assert_eq!(s.inbox().expect("inbox").head(), head, "the projector's waiters know the head");
+
+        // A pass copies them into the log; the pass after it deletes them from the inbox.
+        store.project_batch(10, 0).await.expect("pass");
+        store.project_batch(10, 0).await.expect("pass");
+        let (logged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stripe_events").fetch_one(&mut other).await.expect("count");
+        assert_eq!(logged, 3);
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_inbox").fetch_one(&mut inbox).await.expect("count");
+        assert_eq!(left, 0, "copied rows leave the inbox");
+
+        // A redelivery later is a duplicate, found in the log; nothing was stored twice.
+        assert_eq!(writer.submit(event("evt_2")).await, Ok(Ingested::Duplicate));
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_inbox").fetch_one(&mut inbox).await.expect("count");
+        assert_eq!(left, 0);
         assert!(store.health().faults().is_empty(), "{:?}", store.health().faults());
         drop(writer);
         task.await.expect("the append thread ends once every handle is gone");
