@@ -347,4 +347,41 @@ mod tests {
         again.project_batch(10, 0).await.expect("pass");
         assert_eq!(log_ids(&again).await, ["evt_a", "evt_b", "evt_c", "evt_d", "evt_e"]);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_holds_what_waits_in_the_inbox_and_forget_erases_it_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("b.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (writer, task) = Writer::start(store.clone(), Clock::system());
+        let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
+        let inbox = s.inbox().expect("inbox");
+        let with_email = |id: &str, customer: &str| {
+            let body = format!(
+                r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"{customer}","object":"customer","email":"{customer}@example.com"}}}}}}"#
+            );
+            Event::parse(body.as_bytes()).expect("valid event")
+        };
+        writer.submit(with_email("evt_1", "cus_keep")).await.expect("stored");
+        writer.submit(with_email("evt_2", "cus_gone")).await.expect("stored");
+
+        // No projector runs: both wait in the inbox. `forget` erases the one of its customer.
+        assert_eq!(store.forget_customer("cus_gone").await.expect("forget").events, 1);
+        let waiting: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, payload FROM webhook_inbox ORDER BY seq").fetch_all(&inbox.pool).await.expect("inbox");
+        assert!(waiting[0].1.contains("cus_keep@example.com"), "other customers are untouched");
+        assert!(!waiting[1].1.contains("cus_gone@example.com"), "erased in the inbox: {}", waiting[1].1);
+
+        // A backup copies the inbox into the log first: the file holds both events.
+        let file = dir.path().join("copy.db");
+        store.backup_to(&file).await.expect("backup");
+        let copy = Store::connect(&format!("sqlite://{}", file.display())).await.expect("open the copy");
+        let Store::Sqlite(c) = &copy else { unreachable!("a SQLite store") };
+        let logged: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM stripe_events ORDER BY rowid").fetch_all(c.pool()).await.expect("log");
+        assert_eq!(logged, [("evt_1".to_owned(),), ("evt_2".to_owned(),)]);
+        drop(writer);
+        task.await.expect("the append thread ends");
+    }
 }
