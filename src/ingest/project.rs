@@ -154,7 +154,7 @@ macro_rules! in_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
         match $store {
             $crate::store::Store::Sqlite(s) => {
-                let mut tx = s.project_pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = $crate::store::sqlite::lock::begin_immediate(s.project_pool()).await?;
                 let result = {
                     let $conn = &mut $crate::store::conn::Conn::Sqlite(&mut *tx);
                     $body

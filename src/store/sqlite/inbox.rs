@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::store::StoreError;
 use crate::store::health::Health;
 use crate::store::sqlite::checkpoint::Checkpointer;
-use crate::store::sqlite::many_rows;
+use crate::store::sqlite::{lock, many_rows};
 use crate::store::sqlite::wal_sync::WalSync;
 
 /// Appended to the database file's name.
@@ -77,7 +77,7 @@ const COPY_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, 1)";
 const COPY_TAIL: &str = " ON CONFLICT (id) DO NOTHING";
 const LOG_HEAD: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events";
 
-/// How long the inbox's own connection waits for the append thread's lock.
+/// How long the inbox's own connection waits for a connection of its pool.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The inbox file of one database, shared by the store's clones.
@@ -141,7 +141,8 @@ impl Inbox {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT);
+            // Its writes wait for the append thread's lock by trying again (`lock`).
+            .busy_timeout(Duration::ZERO);
         let pool = SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(options).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         let io = |e| StoreError::Unavailable(sqlx::Error::Io(e));
@@ -202,7 +203,7 @@ impl Inbox {
         self.prune().await?;
         let rows: Vec<Row> = sqlx::query_as(WINDOW).bind(self.moved()).bind(limit).fetch_all(&self.pool).await?;
         let Some(last) = rows.last().map(|r| r.seq) else { return Ok(0) };
-        let mut tx = log.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = lock::begin_immediate(log).await?;
         for (sql, chunk) in many_rows::statements(&rows, COPY_HEAD, COPY_ROW, COPY_TAIL) {
             let mut query = sqlx::query(sql);
             for r in chunk {
@@ -230,7 +231,7 @@ impl Inbox {
     async fn prune(&self) -> Result<(), StoreError> {
         let durable = self.durable.load(Ordering::Relaxed);
         if durable > self.pruned.load(Ordering::Relaxed) {
-            sqlx::query(PRUNE).bind(durable).execute(&self.pool).await?;
+            lock::retry_while_locked(|| sqlx::query(PRUNE).bind(durable).execute(&self.pool)).await?;
             self.pruned.fetch_max(durable, Ordering::Relaxed);
         }
         Ok(())
@@ -270,7 +271,7 @@ impl Inbox {
         needle: &str,
         mut rewrite: impl FnMut(&mut serde_json::Value) -> bool,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = lock::begin_immediate(&self.pool).await?;
         let rows: Vec<(i64, String)> = sqlx::query_as(CANDIDATES).bind(needle).fetch_all(&mut *tx).await?;
         let mut changed = 0;
         for (seq, payload) in rows {

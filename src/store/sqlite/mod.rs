@@ -11,6 +11,7 @@ pub(crate) mod append;
 mod checkpoint;
 pub(crate) mod inbox;
 pub(crate) mod ingest;
+pub(crate) mod lock;
 pub(crate) mod many_rows;
 mod outbox;
 pub mod wal_sync;
@@ -99,8 +100,11 @@ impl SqliteStore {
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(ingest_options.clone())
             .await?;
+        // The projector takes the write lock by trying again every half millisecond, not
+        // through SQLite's sleeping busy handler (`lock`).
+        let project_options = ingest_options.busy_timeout(Duration::ZERO);
         let project_pool =
-            SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(ingest_options).await?;
+            SqlitePoolOptions::new().max_connections(1).acquire_timeout(BUSY_TIMEOUT).connect_with(project_options).await?;
         let inbox = match &file {
             Some(file) => Some(Inbox::open(file, health.clone()).await?),
             None => None,
