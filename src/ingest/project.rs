@@ -102,7 +102,8 @@ pub(super) async fn project_events(
 }
 
 /// One projector transaction's work on `conn` (inside a transaction): up to `limit` events
-/// after the cursor.
+/// after the cursor. `more_waiting`: events wait to join the log (SQLite's inbox had more
+/// than one copy takes), so the log's end is not the end of the backlog.
 async fn project_next(
     conn: &mut Conn<'_>,
     limit: i64,
@@ -110,6 +111,7 @@ async fn project_next(
     acts_on: Option<bool>,
     now: i64,
     record_ties: bool,
+    more_waiting: bool,
 ) -> Result<Projected, StoreError> {
     let position = log::lock_cursor(conn).await?;
     let rows = log::read_after(conn, position, limit).await?;
@@ -144,7 +146,10 @@ async fn project_next(
         parking::park_behind(conn, *seq, event_id, key, now).await?;
     }
     log::advance_cursor(conn, position, last).await?;
-    let at_end = !behind || !log::has_after(conn, last).await?;
+    // Behind a backlog (in the log, or still in the inbox), the stale figures wait for the
+    // pass that reaches its end: recomputing them at every pass's end cost more than the
+    // projection itself while the inbox fed the log one pass at a time.
+    let at_end = !(behind && more_waiting) && (!behind || !log::has_after(conn, last).await?);
     let figures_pending = refresh_stale(conn, now, stale_limit, at_end).await?;
     Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
@@ -193,7 +198,7 @@ impl Store {
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
         // SQLite: webhooks wait in the inbox; its next rows join the log first.
-        let copied = self.drain_inbox().await?;
+        let (copied, more_waiting) = self.drain_inbox().await?;
         let reactor = self.reactor();
         let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
             conn,
@@ -201,11 +206,12 @@ impl Store {
             reactor.as_deref(),
             self.acts_on(),
             now,
-            self.refetches_ties()
+            self.refetches_ties(),
+            more_waiting
         )
         .await);
         let done = match first {
-            Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now).await?,
+            Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now, more_waiting).await?,
             other => other?,
         };
         // The pass is durable, and the copy committed before it with it: the inbox may
@@ -219,19 +225,20 @@ impl Store {
         Ok(done)
     }
 
-    /// Copy the inbox's next rows into the log (SQLite); the last inbox row copied so far.
-    async fn drain_inbox(&self) -> Result<Option<i64>, StoreError> {
+    /// Copy the inbox's next rows into the log (SQLite): the last inbox row copied so far, and
+    /// whether more wait (the copy took as many as it could).
+    async fn drain_inbox(&self) -> Result<(Option<i64>, bool), StoreError> {
         match self {
             Store::Sqlite(s) => {
-                s.drain_inbox(PROJECT_BATCH).await?;
-                Ok(s.inbox().map(|inbox| inbox.moved()))
+                let copied = s.drain_inbox(PROJECT_BATCH).await?;
+                Ok((s.inbox().map(|inbox| inbox.moved()), copied as i64 >= PROJECT_BATCH))
             }
-            Store::Postgres(_) => Ok(None),
+            Store::Postgres(_) => Ok((None, false)),
         }
     }
 
     /// After a failed batch: each event in its own transaction, parking the ones that fail.
-    async fn project_one_by_one(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
+    async fn project_one_by_one(&self, limit: i64, now: i64, more_waiting: bool) -> Result<Projected, StoreError> {
         let reactor = self.reactor();
         let mut total = Projected::default();
         for _ in 0..limit {
@@ -241,7 +248,8 @@ impl Store {
                 reactor.as_deref(),
                 self.acts_on(),
                 now,
-                self.refetches_ties()
+                self.refetches_ties(),
+                more_waiting
             )
             .await);
             let one = match one {

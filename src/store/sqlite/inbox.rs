@@ -31,8 +31,8 @@ use tokio::sync::watch;
 use crate::store::StoreError;
 use crate::store::health::Health;
 use crate::store::sqlite::checkpoint::Checkpointer;
-use crate::store::sqlite::{lock, many_rows};
 use crate::store::sqlite::wal_sync::WalSync;
+use crate::store::sqlite::{lock, many_rows};
 
 /// Appended to the database file's name.
 const SUFFIX: &str = "-inbox";
