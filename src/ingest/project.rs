@@ -24,9 +24,8 @@ use crate::store::{Store, StoreError};
 /// Most events a projector transaction takes. Past a few hundred, a bigger batch gains
 /// nothing (a pass's fixed part is already small) and costs memory: at 1,000 the server's
 /// RSS reached ~190 MiB draining a 100k-event backlog, against ~70-90 MiB at 250, which
-/// drained as fast or faster (README, "Benchmarks"). On SQLite, while webhooks arrive, the
-/// projector takes fewer per pass, so their appends never wait long for its write lock
-/// (`ingest::projector`).
+/// drained as fast or faster (README, "Benchmarks"). SQLite's webhooks never wait for a pass:
+/// they are appended to the inbox (`store::sqlite::inbox`).
 pub const PROJECT_BATCH: i64 = 250;
 
 /// Customers whose figures a pass may recompute, per event it may take: an event touches a
@@ -149,7 +148,7 @@ async fn project_next(
     // Behind a backlog (in the log, or still in the inbox), the stale figures wait for the
     // pass that reaches its end: recomputing them at every pass's end cost more than the
     // projection itself while the inbox fed the log one pass at a time.
-    let at_end = !(behind && more_waiting) && (!behind || !log::has_after(conn, last).await?);
+    let at_end = !behind || (!more_waiting && !log::has_after(conn, last).await?);
     let figures_pending = refresh_stale(conn, now, stale_limit, at_end).await?;
     Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
