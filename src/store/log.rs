@@ -64,7 +64,7 @@ pub struct Quarantined {
 /// The projector's backlog, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProjectorLag {
-    /// Events in the log after the cursor.
+    /// Events in the log after the cursor (and, on SQLite, waiting in the inbox).
     pub events: i64,
     /// Age of the oldest of them (0 when none).
     pub seconds: i64,

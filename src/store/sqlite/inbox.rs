@@ -321,6 +321,9 @@ mod tests {
             writer.submit(event(id)).await.expect("stored");
         }
         assert_eq!(inbox.backlog().await.expect("backlog").0, 3, "waiting to be copied");
+        let lag = store.projector_lag(i64::MAX / 2).await.expect("lag");
+        assert_eq!(lag.events, 3, "the lag counts what waits in the inbox");
+        assert!(lag.seconds > 0, "and its age");
         assert!(log_ids(&store).await.is_empty(), "nothing reaches the log before a drain");
 
         // A pass copies them in arrival order, then (durable) lets the next drain delete them.
