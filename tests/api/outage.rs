@@ -126,18 +126,30 @@ async fn sqlite_only_a_locked_database_answers_503_then_recovers() {
     let app = spawn_app_on(url.clone(), dir, Config::new()).await;
     app.deliver(&customer_event("cus_before_lock")).await;
 
-    // Another process's write transaction holds the lock past our busy_timeout.
-    let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+    // Another process's write transaction holds the inbox's lock (SQLite's webhooks are
+    // written there) past our wait: the webhook is refused with 503, not acknowledged.
+    let mut other = sqlx::SqliteConnection::connect(&format!("{url}-inbox")).await.expect("second connection");
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.expect("exclusive lock");
     let sub = Sub::new("sub_locked", "cus_locked", now());
     let during = event("customer.subscription.created", now(), sub.object());
     assert_eq!(app.post_event(&during).await.status(), 503, "a webhook that cannot be written must get 503");
     assert_eq!(app.get("/healthz").await.status(), 200);
     sqlx::query("ROLLBACK").execute(&mut other).await.expect("release");
-
     app.deliver(&during).await;
     let state = app.state().await;
     assert!(state.subscriptions.iter().any(|s| s.id == "sub_locked"), "stored once the lock is gone");
+
+    // The log's lock held instead: webhooks are still acknowledged (they wait in the inbox,
+    // durably) and are projected once the lock is gone.
+    let mut log = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut log).await.expect("exclusive lock");
+    let later = event("customer.created", now(), customer("cus_log_locked", "locked@example.com", now()));
+    let body = later.to_string();
+    let header = holdfast::ingest::signature::sign(body.as_bytes(), crate::support::helpers::SECRET, now());
+    assert_eq!(app.post_raw(body, Some(&header)).await.status(), 200, "the inbox takes it while the log is locked");
+    sqlx::query("ROLLBACK").execute(&mut log).await.expect("release");
+    let state = app.state().await;
+    assert!(state.customers.iter().any(|c| c.id == "cus_log_locked"), "projected once the lock is gone");
 }
 
 /// Mail is slow or hung: the outbox worker waits on the mail server while webhooks keep being
