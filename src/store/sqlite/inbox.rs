@@ -288,17 +288,9 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
-    use crate::clock::Clock;
     use crate::domain::event::Event;
     use crate::store::Store;
-    use crate::store::writer::Writer;
-
-    fn event(id: &str) -> Event {
-        let body = format!(
-            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
-        );
-        Event::parse(body.as_bytes()).expect("valid event")
-    }
+    use crate::store::sqlite::test_support::{event, store_with_writer};
 
     async fn log_ids(store: &Store) -> Vec<String> {
         let Store::Sqlite(s) = store else { unreachable!("a SQLite store") };
@@ -310,10 +302,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rows_reach_the_log_in_order_once_and_leave_the_inbox_after() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("i.db").display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let (writer, task) = Writer::start(store.clone(), Clock::system());
+        let (store, url, writer, task) = store_with_writer(dir.path(), "i.db").await;
         let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
         let inbox = s.inbox().expect("a file database has an inbox");
 
@@ -355,10 +344,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_backup_holds_what_waits_in_the_inbox_and_forget_erases_it_there() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("b.db").display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let (writer, task) = Writer::start(store.clone(), Clock::system());
+        let (store, _url, writer, task) = store_with_writer(dir.path(), "b.db").await;
         let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
         let inbox = s.inbox().expect("inbox");
         let with_email = |id: &str, customer: &str| {

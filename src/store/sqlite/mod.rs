@@ -274,6 +274,36 @@ impl SqliteStore {
     }
 }
 
+/// What this backend's unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::clock::Clock;
+    use crate::domain::event::Event;
+    use crate::store::Store;
+    use crate::store::writer::Writer;
+
+    /// A small `customer.created` event with the id `id`.
+    pub(crate) fn event(id: &str) -> Event {
+        let body = format!(
+            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
+        );
+        Event::parse(body.as_bytes()).expect("valid event")
+    }
+
+    /// A migrated database file `name` in `dir`, its URL, and a webhook writer on it (the
+    /// append thread; no projector runs).
+    pub(crate) async fn store_with_writer(
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (Store, String, Writer, tokio::task::JoinHandle<()>) {
+        let url = format!("sqlite://{}", dir.join(name).display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (writer, task) = Writer::start(store.clone(), Clock::system());
+        (store, url, writer, task)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,12 +311,7 @@ mod tests {
     use crate::store::Store;
     use crate::store::writer::Writer;
 
-    fn event(id: &str) -> Event {
-        let body = format!(
-            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
-        );
-        Event::parse(body.as_bytes()).expect("valid event")
-    }
+    use test_support::event;
 
     /// Leave the append connection as a failed commit does: SQLite has ended the
     /// transaction, sqlx still counts one open, so its next `BEGIN` is refused.

@@ -294,30 +294,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::event::Event;
     use crate::store::Store;
-    use crate::store::writer::Writer;
-
-    fn event(id: &str) -> Event {
-        let body = format!(
-            r#"{{"id":"{id}","object":"event","type":"customer.created","created":10,"data":{{"object":{{"id":"cus_{id}","object":"customer"}}}}}}"#
-        );
-        Event::parse(body.as_bytes()).expect("valid event")
-    }
+    use crate::store::sqlite::test_support::{event, store_with_writer};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_wait_out_a_lock_held_elsewhere_and_answer_duplicates() {
         use sqlx::Connection;
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("a.db").display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let (writer, task) = Writer::start(store.clone(), Clock::system());
-
-        // Another connection holds the write lock while the webhooks arrive: they queue and
-        // are stored once it is released, not refused.
+        let (store, url, writer, task) = store_with_writer(dir.path(), "a.db").await;
         let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("write lock");
+
+        // Another connection holds the inbox's write lock while the webhooks arrive: they
+        // queue and are stored once it is released, not refused.
+        let mut holder = sqlx::SqliteConnection::connect(&format!("{url}-inbox")).await.expect("inbox connection");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.expect("write lock");
         let answers: Vec<_> = ["evt_1", "evt_2", "evt_1", "evt_3"]
             .into_iter()
             .map(|id| {
@@ -326,7 +316,8 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        sqlx::query("COMMIT").execute(&mut other).await.expect("release");
+        assert!(answers.iter().all(|a| !a.is_finished()), "nothing is answered while the inbox is locked");
+        sqlx::query("COMMIT").execute(&mut holder).await.expect("release");
         let mut results = Vec::new();
         for a in answers {
             results.push(a.await.expect("task").expect("stored"));
