@@ -70,7 +70,7 @@ pub(crate) fn wants(q: &mut FactsQuery, t: &Trigger) {
             q.invoices.insert(invoice_id.clone());
         }
         Trigger::SubscriptionEnded { subscription } => {
-            q.subscriptions.insert(subscription.clone());
+            q.ended_subscriptions.insert(subscription.clone());
         }
         Trigger::Card(card) => {
             q.cards.insert(card.id.clone());

@@ -150,7 +150,7 @@ where
 async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error> {
     let mut facts = Facts::default();
     let cases: Vec<DunningCase> = among(conn, &CASES_OF_INVOICES, &q.invoices).await?;
-    let open: Vec<DunningCase> = among(conn, &OPEN_CASES_OF_SUBSCRIPTIONS, &q.subscriptions).await?;
+    let open: Vec<DunningCase> = among(conn, &OPEN_CASES_OF_SUBSCRIPTIONS, &q.ended_subscriptions).await?;
     facts.cases = cases.into_iter().chain(open).map(|c| (c.invoice_id.clone(), c)).collect();
     let rows: Vec<(String, String)> = among(conn, &INVOICE_STATUSES, &q.invoices).await?;
     facts.invoice_status = rows.into_iter().collect();

@@ -158,6 +158,7 @@ macro_rules! in_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
         match $store {
             $crate::store::Store::Sqlite(s) => {
+                s.make_way_for_checkpoint().await;
                 let mut tx = $crate::store::sqlite::lock::begin_immediate(s.project_pool()).await?;
                 let result = {
                     let $conn = &mut $crate::store::conn::Conn::Sqlite(&mut *tx);

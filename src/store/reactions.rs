@@ -19,8 +19,12 @@ pub use crate::store::plan::{Card, Closing, Contact, DunningCase, NewDelivery};
 pub struct FactsQuery {
     /// Invoices: their dunning case and their projected status.
     pub invoices: BTreeSet<String>,
-    /// Subscriptions: their open dunning cases (they ended) and their projected status.
+    /// Subscriptions: their projected status.
     pub subscriptions: BTreeSet<String>,
+    /// Subscriptions that ended: their open dunning cases (to close). Apart from
+    /// `subscriptions` because a subscription whose payments keep failing can hold many
+    /// open cases, and a failed payment needs none of them.
+    pub ended_subscriptions: BTreeSet<String>,
     /// Customers: contact, cards on file, live subscriptions, open at-risk episode, live
     /// win-back series.
     pub customers: BTreeSet<String>,
@@ -46,7 +50,7 @@ pub struct StoredCard {
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
     /// Dunning cases by invoice: those of the queried invoices, and the open ones of the
-    /// queried subscriptions.
+    /// ended subscriptions queried.
     pub cases: HashMap<String, DunningCase>,
     pub invoice_status: HashMap<String, String>,
     pub subscription_status: HashMap<String, String>,

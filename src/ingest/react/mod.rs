@@ -190,6 +190,9 @@ mod tests {
         let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
         let q = r.wants(&[&failed], true);
         assert!(q.invoices.contains("in_1") && q.subscriptions.contains("sub_1") && q.customers.contains("cus_1"));
+        // Not the subscription's open cases: a subscription whose payments keep failing can
+        // hold many, and reading them all at every failure slowed the projector as they grew.
+        assert!(q.ended_subscriptions.is_empty(), "{q:?}");
 
         let plan = r.decide(contact(), &[&failed], NOW, true).expect("plan");
         assert!(matches!(&plan.writes[0], Write::OpenCase(c) if c.invoice_id == "in_1" && c.status == "open"));
@@ -197,6 +200,30 @@ mod tests {
             plan.writes.iter().filter_map(|w| if let Write::EnqueueOrReschedule(e) = w { Some(e) } else { None }).collect();
         assert!(!emails.is_empty(), "the series is planned: {plan:?}");
         assert!(emails.iter().all(|e| e.recipient == "ada@example.com" && e.case_key.as_deref() == Some("dunning:in_1")));
+    }
+
+    #[test]
+    fn an_ended_subscription_asks_for_its_open_cases_and_loses_them() {
+        let r = reactor();
+        let ended = json!({
+            "id": "evt_9", "object": "event", "type": "customer.subscription.deleted", "created": NOW - 10,
+            "data": {"object": {"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "canceled",
+                "currency": "usd", "created": NOW - 86_400, "items": {"object": "list", "data": []}}},
+        });
+        let ended = Event::parse(ended.to_string().as_bytes()).expect("event");
+        let q = r.wants(&[&ended], true);
+        assert!(q.ended_subscriptions.contains("sub_1"), "{q:?}");
+
+        let failed = invoice_event("evt_1", "invoice.payment_failed", NOW - 60, "open");
+        let first = r.decide(contact(), &[&failed], NOW, true).expect("plan");
+        let Some(Write::OpenCase(case)) = first.writes.into_iter().next() else { panic!("a case opens") };
+        let mut facts = contact();
+        facts.cases.insert("in_1".into(), case);
+        let plan = r.decide(facts, &[&ended], NOW, true).expect("plan");
+        let lost = plan.writes.iter().any(
+            |w| matches!(w, Write::CloseCase { invoice, closing, .. } if invoice == "in_1" && closing.reason == "subscription_ended"),
+        );
+        assert!(lost, "{plan:?}");
     }
 
     #[test]

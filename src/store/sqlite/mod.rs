@@ -182,6 +182,7 @@ impl SqliteStore {
 
     /// Copy the inbox's next rows (at most `limit`) into the log; how many were copied.
     pub(crate) async fn drain_inbox(&self, limit: i64) -> Result<usize, StoreError> {
+        self.make_way_for_checkpoint().await;
         match &self.inbox {
             Some(inbox) => inbox.drain(&self.project_pool, limit).await,
             None => Ok(0),
@@ -196,6 +197,14 @@ impl SqliteStore {
             inbox.mark_durable(inbox.moved());
         }
         Ok(())
+    }
+
+    /// Before the projector takes the log's write lock: let a pending `RESTART` checkpoint
+    /// have it first (`checkpoint`), or the WAL grows for as long as the projector is busy.
+    pub(crate) async fn make_way_for_checkpoint(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.make_way().await;
+        }
     }
 
     /// The projector's connection.
