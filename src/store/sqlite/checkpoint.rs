@@ -99,6 +99,8 @@ impl Checkpointer {
 /// What one `PRAGMA wal_checkpoint` reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Checkpointed {
+    /// The checkpoint could not finish (a `RESTART` that met the writer or a reader).
+    busy: bool,
     /// Frames in the WAL.
     wal_frames: i64,
     /// Of those, copied into the database (all but what a reader still needs).
@@ -108,12 +110,13 @@ struct Checkpointed {
 fn run(db: &Path, stopped: &Arc<AtomicBool>, restart_pending: &AtomicBool, restart_at: i64) {
     let mut conn: Option<Connection> = None;
     let mut failing = false;
+    let mut restarts = Restarts { past_frames: restart_at, done_at: None, ran: 0 };
     // The last handle gone (count 1: this thread's) also stops it.
     while !stopped.load(Ordering::Relaxed) && Arc::strong_count(stopped) > 1 {
         std::thread::sleep(EVERY);
         let result = match conn.as_ref() {
-            Some(c) => tick(c, restart_pending, restart_at),
-            None => open(db).and_then(|c| tick(conn.insert(c), restart_pending, restart_at)),
+            Some(c) => tick(c, restart_pending, &mut restarts),
+            None => open(db).and_then(|c| tick(conn.insert(c), restart_pending, &mut restarts)),
         };
         match result {
             Ok(_) => failing = false,
@@ -138,9 +141,22 @@ fn open(db: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// When a tick runs a `RESTART`.
+#[derive(Debug)]
+struct Restarts {
+    /// Past this many WAL frames.
+    past_frames: i64,
+    /// The WAL's frames when the last `RESTART` finished. The WAL starts over at the next
+    /// write, and until then still reports them: an idle store would otherwise run a
+    /// `RESTART` every tick, each taking the write lock.
+    done_at: Option<i64>,
+    /// `RESTART`s run so far.
+    ran: u64,
+}
+
 /// One tick: passive checkpoints while they make progress, then a `RESTART` one if the WAL
-/// is long.
-fn tick(conn: &Connection, restart_pending: &AtomicBool, restart_at: i64) -> rusqlite::Result<Checkpointed> {
+/// is long (and not already restarted).
+fn tick(conn: &Connection, restart_pending: &AtomicBool, restarts: &mut Restarts) -> rusqlite::Result<Checkpointed> {
     let mut last = checkpoint(conn, Mode::Passive)?;
     for _ in 1..CATCH_UP_TRIES {
         if last.copied_frames >= last.wal_frames {
@@ -157,12 +173,20 @@ fn tick(conn: &Connection, restart_pending: &AtomicBool, restart_at: i64) -> rus
     // Even when everything is copied: the WAL starts over only if a writer begins after the
     // copy with no reader still in the WAL, and the projector begins its next pass within a
     // millisecond of its commit, so under a backlog the WAL never started over by itself.
-    if last.wal_frames > restart_at {
+    if last.wal_frames > restarts.past_frames && restarts.done_at != Some(last.wal_frames) {
+        restarts.ran += 1;
         restart_pending.store(true, Ordering::Release);
         let restarted = checkpoint(conn, Mode::Restart);
         restart_pending.store(false, Ordering::Release);
         last = restarted?;
-        tracing::debug!(wal_frames = last.wal_frames, copied_frames = last.copied_frames, "RESTART checkpoint");
+        restarts.done_at = (!last.busy && last.copied_frames == last.wal_frames).then_some(last.wal_frames);
+        tracing::debug!(
+            wal_frames = last.wal_frames,
+            copied_frames = last.copied_frames,
+            busy = last.busy,
+            ran = restarts.ran,
+            "RESTART checkpoint"
+        );
     }
     Ok(last)
 }
@@ -181,7 +205,9 @@ fn checkpoint(conn: &Connection, mode: Mode) -> rusqlite::Result<Checkpointed> {
         Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
         Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
     };
-    conn.query_row(sql, [], |r| Ok(Checkpointed { wal_frames: r.get(1)?, copied_frames: r.get(2)? }))
+    conn.query_row(sql, [], |r| {
+        Ok(Checkpointed { busy: r.get::<_, i64>(0)? != 0, wal_frames: r.get(1)?, copied_frames: r.get(2)? })
+    })
 }
 
 #[cfg(test)]
@@ -267,6 +293,41 @@ mod tests {
         assert!(after_round[3] <= 2 * after_round[0], "the WAL is reused, bytes after each round: {after_round:?}");
         drop(writer);
         task.await.expect("the append thread ends");
+    }
+
+    /// A `RESTART` that finished is not run again until the WAL has started over (at the
+    /// next write) and grown past the mark again: the WAL reports its old length until then.
+    #[test]
+    fn a_finished_restart_is_not_repeated_while_the_store_is_idle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("r.db");
+        let writer = Connection::open(&db).expect("open");
+        writer.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        writer.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
+        writer.execute("CREATE TABLE t (b BLOB)", []).expect("table");
+        let write = |rows: usize| {
+            for _ in 0..rows {
+                writer.execute("INSERT INTO t (b) VALUES (zeroblob(8000))", []).expect("insert");
+            }
+        };
+        let checkpointer = open(&db).expect("checkpoint connection");
+        let pending = AtomicBool::new(false);
+        let mut restarts = Restarts { past_frames: 64, done_at: None, ran: 0 };
+
+        write(100);
+        let first = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        assert_eq!((restarts.ran, restarts.done_at), (1, Some(first.wal_frames)), "past the mark, a RESTART ran and finished");
+        let idle = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        assert_eq!(idle.wal_frames, first.wal_frames, "the WAL reports its old length until the next write");
+        assert_eq!(restarts.ran, 1, "and no RESTART ran again");
+
+        write(1);
+        let started_over = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        assert!(started_over.wal_frames < 64, "the next write started the WAL over: {started_over:?}");
+        write(100);
+        let again = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        assert_eq!((restarts.ran, restarts.done_at), (2, Some(again.wal_frames)), "past the mark again, a RESTART runs again");
+        assert!(!pending.load(Ordering::Relaxed), "no RESTART is left announced");
     }
 
     /// A writer that takes the lock again as soon as it committed (`lock::begin_immediate`,
