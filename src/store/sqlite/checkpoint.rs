@@ -24,6 +24,8 @@
 //! lock with SQLite's busy handler, which sleeps between tries, while the projector tries
 //! every half millisecond (`lock`); so a pending `RESTART` is announced
 //! ([`Checkpointer::make_way`]) and the projector lets it take the lock before its next pass.
+//! A `RESTART` that a reader kept from finishing is not tried again at the next tick but
+//! after a back-off ([`RESTART_BACKOFF_FIRST`]), since each try holds writers back.
 //!
 //! Durability is unchanged: a checkpoint only copies committed frames, and syncs the WAL
 //! before and the database after (`synchronous` of its connection). A failed checkpoint
@@ -52,9 +54,16 @@ const CATCH_UP_TRIES: usize = 4;
 /// `RESTART` checkpoint: 64 MiB, a few seconds of appends at full speed.
 pub const RESTART_AT_FRAMES: i64 = 16_384;
 /// How long a `RESTART` checkpoint waits for the writer and readers before it goes on as a
-/// passive one (retried at the next tick). It holds the write lock while it waits for
-/// readers, so this is also the longest it can hold an append back.
+/// passive one (retried later). It holds the write lock while it waits for readers, so this
+/// is also the longest it can hold an append back.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+/// Ticks without a `RESTART` after one that found a reader it could not wait out, doubling
+/// per such `RESTART` in a row up to [`RESTART_BACKOFF_MOST`]. A reader that stays in the WAL
+/// for seconds (a large backup) would otherwise make every tick hold writers back for
+/// [`BUSY_TIMEOUT`]; with the back-off it is at most one tick in 20. The WAL meanwhile grows
+/// by what two seconds write, then the next `RESTART` bounds it again.
+const RESTART_BACKOFF_FIRST: u32 = 5;
+const RESTART_BACKOFF_MOST: u32 = 20;
 
 /// The checkpoint thread of one database file. It ends at [`Checkpointer::stop`] or once the
 /// last handle is dropped, within [`EVERY`].
@@ -110,7 +119,7 @@ struct Checkpointed {
 fn run(db: &Path, stopped: &Arc<AtomicBool>, restart_pending: &AtomicBool, restart_at: i64) {
     let mut conn: Option<Connection> = None;
     let mut failing = false;
-    let mut restarts = Restarts { past_frames: restart_at, done_at: None, ran: 0 };
+    let mut restarts = Restarts::past(restart_at);
     // The last handle gone (count 1: this thread's) also stops it.
     while !stopped.load(Ordering::Relaxed) && Arc::strong_count(stopped) > 1 {
         std::thread::sleep(EVERY);
@@ -152,6 +161,37 @@ struct Restarts {
     done_at: Option<i64>,
     /// `RESTART`s run so far.
     ran: u64,
+    /// Ticks left before the next `RESTART` may run (after one that was busy).
+    hold_off: u32,
+    /// The next busy `RESTART`'s hold-off.
+    backoff: u32,
+}
+
+impl Restarts {
+    fn past(frames: i64) -> Self {
+        Self { past_frames: frames, done_at: None, ran: 0, hold_off: 0, backoff: RESTART_BACKOFF_FIRST }
+    }
+
+    /// Whether this tick may run a `RESTART` of a WAL of `wal_frames` (counting the tick).
+    fn due(&mut self, wal_frames: i64) -> bool {
+        if self.hold_off > 0 {
+            self.hold_off -= 1;
+            return false;
+        }
+        wal_frames > self.past_frames && self.done_at != Some(wal_frames)
+    }
+
+    /// Note how a `RESTART` ended.
+    fn ended(&mut self, result: &Checkpointed) {
+        self.ran += 1;
+        self.done_at = (!result.busy && result.copied_frames == result.wal_frames).then_some(result.wal_frames);
+        if result.busy {
+            self.hold_off = self.backoff;
+            self.backoff = (self.backoff * 2).min(RESTART_BACKOFF_MOST);
+        } else {
+            self.backoff = RESTART_BACKOFF_FIRST;
+        }
+    }
 }
 
 /// One tick: passive checkpoints while they make progress, then a `RESTART` one if the WAL
@@ -173,13 +213,12 @@ fn tick(conn: &Connection, restart_pending: &AtomicBool, restarts: &mut Restarts
     // Even when everything is copied: the WAL starts over only if a writer begins after the
     // copy with no reader still in the WAL, and the projector begins its next pass within a
     // millisecond of its commit, so under a backlog the WAL never started over by itself.
-    if last.wal_frames > restarts.past_frames && restarts.done_at != Some(last.wal_frames) {
-        restarts.ran += 1;
+    if restarts.due(last.wal_frames) {
         restart_pending.store(true, Ordering::Release);
         let restarted = checkpoint(conn, Mode::Restart);
         restart_pending.store(false, Ordering::Release);
         last = restarted?;
-        restarts.done_at = (!last.busy && last.copied_frames == last.wal_frames).then_some(last.wal_frames);
+        restarts.ended(&last);
         tracing::debug!(
             wal_frames = last.wal_frames,
             copied_frames = last.copied_frames,
@@ -312,7 +351,7 @@ mod tests {
         };
         let checkpointer = open(&db).expect("checkpoint connection");
         let pending = AtomicBool::new(false);
-        let mut restarts = Restarts { past_frames: 64, done_at: None, ran: 0 };
+        let mut restarts = Restarts::past(64);
 
         write(100);
         let first = tick(&checkpointer, &pending, &mut restarts).expect("tick");
@@ -328,6 +367,48 @@ mod tests {
         let again = tick(&checkpointer, &pending, &mut restarts).expect("tick");
         assert_eq!((restarts.ran, restarts.done_at), (2, Some(again.wal_frames)), "past the mark again, a RESTART runs again");
         assert!(!pending.load(Ordering::Relaxed), "no RESTART is left announced");
+    }
+
+    /// A reader that stays in the WAL makes a `RESTART` wait [`BUSY_TIMEOUT`] with the write
+    /// lock held, and fail: the next ones back off (one tick in 20 at most) instead of holding
+    /// writers back at every tick, and once the reader is gone the next `RESTART` finishes.
+    #[test]
+    fn a_long_reader_does_not_hold_writers_back_at_every_tick() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("b.db");
+        let writer = Connection::open(&db).expect("open");
+        writer.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        writer.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
+        writer.execute("CREATE TABLE t (b BLOB)", []).expect("table");
+        for _ in 0..100 {
+            writer.execute("INSERT INTO t (b) VALUES (zeroblob(8000))", []).expect("insert");
+        }
+        let reader = Connection::open(&db).expect("reader");
+        reader.execute_batch("BEGIN; SELECT COUNT(*) FROM t;").expect("a read that stays open");
+        let checkpointer = open(&db).expect("checkpoint connection");
+        let pending = AtomicBool::new(false);
+        let mut restarts = Restarts::past(64);
+
+        let first = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        assert!(first.busy && restarts.ran == 1, "the reader keeps the RESTART from finishing: {first:?}");
+        // Two seconds of ticks: without the back-off, 20 RESTARTs, each holding writers back.
+        for _ in 0..20 {
+            tick(&checkpointer, &pending, &mut restarts).expect("tick");
+        }
+        assert_eq!(restarts.ran, 3, "RESTARTs at the first tick and after 5 and 10 ticks of back-off");
+
+        reader.execute_batch("COMMIT").expect("the reader leaves");
+        let mut finished = None;
+        for _ in 0..=RESTART_BACKOFF_MOST {
+            let done = tick(&checkpointer, &pending, &mut restarts).expect("tick");
+            if restarts.done_at.is_some() {
+                finished = Some(done);
+                break;
+            }
+        }
+        let finished = finished.expect("a RESTART finishes within one back-off once the reader is gone");
+        assert!(!finished.busy, "{finished:?}");
+        assert_eq!((restarts.ran, restarts.backoff), (4, RESTART_BACKOFF_FIRST), "and the back-off starts over");
     }
 
     /// A writer that takes the lock again as soon as it committed (`lock::begin_immediate`,
