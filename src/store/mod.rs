@@ -9,7 +9,7 @@
 //! - **The projected tables** (customers, subscriptions and their items and history,
 //!   invoices, discounts): described once in [`tables`] (columns in order, how each value is
 //!   read from a snapshot, conflict key, watermark guard). Each backend's batch statement and
-//!   its rows come from that description: `json_each` over one JSON array on SQLite, `UNNEST`
+//!   its rows come from that description: `jsonb_each` over one JSON array on SQLite, `UNNEST`
 //!   of one array per column on Postgres (`sqlite::ingest`, `postgres::ingest`).
 //! - **Text that differs by dialect** (the log append, claims with `FOR UPDATE SKIP LOCKED`,
 //!   locks, maintenance): in the backend's own module, `sqlite/` or `postgres/`, or as a pair

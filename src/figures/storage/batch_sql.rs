@@ -158,7 +158,7 @@ impl Dialect {
 
     /// Insert the rows of the JSON array of arrays bound as `$1`.
     fn insert_rows(&self, table: &str, cols: &[(&str, &str)], conflict: &str) -> String {
-        let rows = if self.postgres { "jsonb_array_elements($1::jsonb) AS r(v)" } else { "json_each($1) AS r" };
+        let rows = if self.postgres { "jsonb_array_elements($1::jsonb) AS r(v)" } else { "jsonb_each($1) AS r" };
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         let values: Vec<String> = cols.iter().enumerate().map(|(i, (_, ty))| self.col(i, ty)).collect();
         // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.

@@ -21,7 +21,7 @@ const CLAIM_NAME: &str = "INSERT INTO activity_event_names (name, created_at) SE
 // Postgres: two batches naming new events at once must not both see room for the 50th.
 const LOCK_NAMES_PG: &str = "LOCK TABLE activity_event_names IN SHARE ROW EXCLUSIVE MODE";
 const ADD_SQLITE: &str = "INSERT INTO activity_daily_events (customer, day, name, count) \
-     SELECT value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'n' FROM json_each($1) WHERE true \
+     SELECT value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'n' FROM jsonb_each($1) WHERE true \
      ON CONFLICT (customer, day, name) DO UPDATE SET count = activity_daily_events.count + excluded.count";
 const ADD_PG: &str = "INSERT INTO activity_daily_events (customer, day, name, count) \
      SELECT r.c, r.d, r.e, r.n FROM json_to_recordset(($1::text)::json) AS r(c text, d bigint, e text, n bigint) \

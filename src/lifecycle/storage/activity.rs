@@ -7,9 +7,9 @@ use crate::lifecycle::storage::series::stop_one;
 use crate::store::conn::{Conn, execute, fetch};
 use crate::store::{Store, StoreError};
 // A batch's activity is written with one statement per table, from a JSON array of rows
-// (SQLite `json_each`, Postgres `json_to_recordset`): one round trip however many customers.
+// (SQLite `jsonb_each`, Postgres `json_to_recordset`): one round trip however many customers.
 const ADD_DAYS_SQLITE: &str = "INSERT INTO activity_daily (customer, day, count) \
-     SELECT value ->> 'c', value ->> 'd', value ->> 'n' FROM json_each($1) WHERE true \
+     SELECT value ->> 'c', value ->> 'd', value ->> 'n' FROM jsonb_each($1) WHERE true \
      ON CONFLICT (customer, day) DO UPDATE SET count = activity_daily.count + excluded.count";
 const ADD_DAYS_PG: &str = "INSERT INTO activity_daily (customer, day, count) \
      SELECT r.c, r.d, r.n FROM json_to_recordset(($1::text)::json) AS r(c text, d bigint, n bigint) \
@@ -25,7 +25,7 @@ macro_rules! touch_conflict {
 
 const TOUCH_SQLITE: &str = concat!(
     "INSERT INTO customer_activity (customer, first_at, last_at, total) \
-     SELECT value ->> 'c', value ->> 'f', value ->> 'l', value ->> 't' FROM json_each($1) WHERE true",
+     SELECT value ->> 'c', value ->> 'f', value ->> 'l', value ->> 't' FROM jsonb_each($1) WHERE true",
     touch_conflict!()
 );
 
@@ -38,7 +38,7 @@ const TOUCH_PG: &str = concat!(
 // An episode a low NPS score opened is about how the customer feels, not whether they use the
 // product: activity ends it only `LOW_NPS_HOLD_SECS` after it began (its series has run).
 const REENGAGED_SQLITE: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = r.l \
-     FROM (SELECT value ->> 'c' AS c, value ->> 'l' AS l FROM json_each($1)) AS r \
+     FROM (SELECT value ->> 'c' AS c, value ->> 'l' AS l FROM jsonb_each($1)) AS r \
      WHERE at_risk.customer = r.c AND at_risk.status = 'at_risk' AND at_risk.since < r.l \
      AND (at_risk.reason <> 'low_nps' OR r.l >= at_risk.since + $2) RETURNING at_risk.customer, at_risk.since";
 const REENGAGED_PG: &str = "UPDATE at_risk SET status = 'reengaged', resolved_at = r.l \

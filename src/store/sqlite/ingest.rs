@@ -1,5 +1,5 @@
 //! The SQLite write path: each table written once per batch, from one JSON array of rows
-//! (`json_each`), inside one `BEGIN IMMEDIATE` transaction. A statement costs little inside
+//! (`jsonb_each`), inside one `BEGIN IMMEDIATE` transaction. A statement costs little inside
 //! SQLite, but sqlx runs every statement on its worker thread, and the hand-off (two thread
 //! wake-ups) cost more than the statement itself: one statement per table instead of one per
 //! row took the batch from ~6 statements per event to ~10 per batch. The projected tables'
@@ -18,7 +18,7 @@ use crate::store::{IngestOptions, Ingested, StoreError};
 // Rows come as `$1`, a JSON array of arrays (one per row, columns in order); `value ->> N` is
 // column N. `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert's.
 const INSERT_EVENTS: &str = "INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, received_at, notify) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2, $3 FROM json_each($1) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2, $3 FROM jsonb_each($1) \
      WHERE true ON CONFLICT (id) DO NOTHING RETURNING id, rowid";
 
 /// Append the batch's events to the log (nothing else: the projector applies them later).
@@ -48,7 +48,7 @@ pub(crate) async fn append(
 
 const DELETE_ITEMS: &str = "DELETE FROM subscription_items WHERE subscription_id IN (SELECT value FROM json_each($1))";
 
-/// The JSON array `[row, …]` a batch statement reads with `json_each`.
+/// The JSON array `[row, …]` a batch statement reads with `jsonb_each`.
 fn json_rows<T>(items: impl IntoIterator<Item = T>, row: impl Fn(T) -> Value) -> String {
     Value::Array(items.into_iter().map(row).collect()).to_string()
 }
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(columns.len(), rows[0].len(), "one value per column");
         let positions: Vec<String> = (0..columns.len()).map(|i| format!("value ->> {i}")).collect();
-        assert!(sql.contains(&format!("SELECT {} FROM json_each($1)", positions.join(", "))), "{sql}");
+        assert!(sql.contains(&format!("SELECT {} FROM jsonb_each($1)", positions.join(", "))), "{sql}");
         let by_name: std::collections::HashMap<&str, &Value> = columns.iter().map(String::as_str).zip(rows[0].iter()).collect();
         let expected = serde_json::json!({
             "id": "sub_1", "customer": "cus_1", "status": "past_due", "currency": "eur", "created": 1001,
