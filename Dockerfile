@@ -14,6 +14,8 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 # they name (cargo refuses a manifest whose targets are missing): this layer, every
 # dependency compiled, is cached until a Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (the bundled SQLite's compile options): they change every dependency built.
+COPY .cargo .cargo/
 COPY crates/sim/Cargo.toml crates/sim/
 # sqlx-core with TCP_NODELAY (Cargo.toml's [patch.crates-io]): a dependency, built in this layer.
 COPY crates/sqlx-core crates/sqlx-core/

@@ -331,6 +331,19 @@ mod tests {
         drop(tx);
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite without memory statistics (a mutex on
+    /// every allocation); a build that lost the setting fails here, not only in a benchmark.
+    #[tokio::test]
+    async fn the_bundled_sqlite_keeps_no_memory_statistics() {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.expect("in-memory database");
+        let (used,): (i64,) = sqlx::query_as("SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0')")
+            .fetch_one(&mut conn)
+            .await
+            .expect("compile options");
+        assert_eq!(used, 1, "SQLite was built without LIBSQLITE3_FLAGS from .cargo/config.toml");
+    }
+
     #[tokio::test]
     async fn an_append_connection_left_inside_a_transaction_is_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
