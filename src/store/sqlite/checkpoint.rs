@@ -24,8 +24,9 @@
 //! lock with SQLite's busy handler, which sleeps between tries, while the projector tries
 //! every half millisecond (`lock`); so a pending `RESTART` is announced
 //! ([`Checkpointer::make_way`]) and the projector lets it take the lock before its next pass.
-//! A `RESTART` that a reader kept from finishing is not tried again at the next tick but
-//! after a back-off ([`RESTART_BACKOFF_FIRST`]), since each try holds writers back.
+//! Once two `RESTART`s in a row could not finish and stopped at the same frame (a reader
+//! stays on an old snapshot), the next waits out a back-off ([`RESTART_BACKOFF_FIRST`]),
+//! since each try holds writers back and cannot succeed before that reader leaves.
 //!
 //! Durability is unchanged: a checkpoint only copies committed frames, and syncs the WAL
 //! before and the database after (`synchronous` of its connection). A failed checkpoint
@@ -57,11 +58,14 @@ pub const RESTART_AT_FRAMES: i64 = 16_384;
 /// passive one (retried later). It holds the write lock while it waits for readers, so this
 /// is also the longest it can hold an append back.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
-/// Ticks without a `RESTART` after one that found a reader it could not wait out, doubling
-/// per such `RESTART` in a row up to [`RESTART_BACKOFF_MOST`]. A reader that stays in the WAL
-/// for seconds (a large backup) would otherwise make every tick hold writers back for
-/// [`BUSY_TIMEOUT`]; with the back-off it is at most one tick in 20. The WAL meanwhile grows
-/// by what two seconds write, then the next `RESTART` bounds it again.
+/// Ticks without a `RESTART` after two in a row that could not finish within
+/// [`BUSY_TIMEOUT`] and stopped copying at the same frame (a reader stays on an old
+/// snapshot), doubling per further such `RESTART` up to [`RESTART_BACKOFF_MOST`]. A reader
+/// that stays in the WAL for seconds (a large backup) would otherwise make every tick hold
+/// writers back for [`BUSY_TIMEOUT`]; with the back-off it is at most one tick in 20. The WAL
+/// cannot start over while that reader is in it anyway. A `RESTART` that was busy for
+/// other reasons (the writer kept the lock, readers came and went) is retried at the next
+/// tick: backing off then let a busy writer grow the WAL past its bound.
 const RESTART_BACKOFF_FIRST: u32 = 5;
 const RESTART_BACKOFF_MOST: u32 = 20;
 
@@ -161,7 +165,9 @@ struct Restarts {
     done_at: Option<i64>,
     /// `RESTART`s run so far.
     ran: u64,
-    /// Ticks left before the next `RESTART` may run (after one that was busy).
+    /// How far the last `RESTART` that could not finish copied the WAL.
+    busy_copied: Option<i64>,
+    /// Ticks left before the next `RESTART` may run (after busy ones).
     hold_off: u32,
     /// The next busy `RESTART`'s hold-off.
     backoff: u32,
@@ -169,7 +175,7 @@ struct Restarts {
 
 impl Restarts {
     fn past(frames: i64) -> Self {
-        Self { past_frames: frames, done_at: None, ran: 0, hold_off: 0, backoff: RESTART_BACKOFF_FIRST }
+        Self { past_frames: frames, done_at: None, ran: 0, busy_copied: None, hold_off: 0, backoff: RESTART_BACKOFF_FIRST }
     }
 
     /// Whether this tick may run a `RESTART` of a WAL of `wal_frames` (counting the tick).
@@ -185,11 +191,20 @@ impl Restarts {
     fn ended(&mut self, result: &Checkpointed) {
         self.ran += 1;
         self.done_at = (!result.busy && result.copied_frames == result.wal_frames).then_some(result.wal_frames);
-        if result.busy {
+        if !result.busy {
+            self.busy_copied = None;
+            self.backoff = RESTART_BACKOFF_FIRST;
+            return;
+        }
+        // Busy because the writer kept the lock, or readers came and went: the copy moved on
+        // since the last busy one, and the next tick's `RESTART` keeps the WAL bounded. Busy
+        // and stuck where the last one stopped, with frames left: a reader stays on an old
+        // snapshot, and until it leaves every try only holds writers back.
+        let stuck = self.busy_copied == Some(result.copied_frames) && result.copied_frames < result.wal_frames;
+        self.busy_copied = Some(result.copied_frames);
+        if stuck {
             self.hold_off = self.backoff;
             self.backoff = (self.backoff * 2).min(RESTART_BACKOFF_MOST);
-        } else {
-            self.backoff = RESTART_BACKOFF_FIRST;
         }
     }
 }
@@ -334,21 +349,30 @@ mod tests {
         task.await.expect("the append thread ends");
     }
 
+    /// A WAL-mode database at `db` with a table `t`, on a connection that never checkpoints.
+    fn wal_database(db: &Path) -> Connection {
+        let writer = Connection::open(db).expect("open");
+        writer.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        writer.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
+        writer.execute("CREATE TABLE t (b BLOB)", []).expect("table");
+        writer
+    }
+
+    /// `rows` rows of ~8 KB into `t`: two or three WAL frames each.
+    fn write_pages(writer: &Connection, rows: usize) {
+        for _ in 0..rows {
+            writer.execute("INSERT INTO t (b) VALUES (zeroblob(8000))", []).expect("insert");
+        }
+    }
+
     /// A `RESTART` that finished is not run again until the WAL has started over (at the
     /// next write) and grown past the mark again: the WAL reports its old length until then.
     #[test]
     fn a_finished_restart_is_not_repeated_while_the_store_is_idle() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("r.db");
-        let writer = Connection::open(&db).expect("open");
-        writer.pragma_update(None, "journal_mode", "WAL").expect("wal");
-        writer.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
-        writer.execute("CREATE TABLE t (b BLOB)", []).expect("table");
-        let write = |rows: usize| {
-            for _ in 0..rows {
-                writer.execute("INSERT INTO t (b) VALUES (zeroblob(8000))", []).expect("insert");
-            }
-        };
+        let writer = wal_database(&db);
+        let write = |rows: usize| write_pages(&writer, rows);
         let checkpointer = open(&db).expect("checkpoint connection");
         let pending = AtomicBool::new(false);
         let mut restarts = Restarts::past(64);
@@ -369,22 +393,20 @@ mod tests {
         assert!(!pending.load(Ordering::Relaxed), "no RESTART is left announced");
     }
 
-    /// A reader that stays in the WAL makes a `RESTART` wait [`BUSY_TIMEOUT`] with the write
-    /// lock held, and fail: the next ones back off (one tick in 20 at most) instead of holding
-    /// writers back at every tick, and once the reader is gone the next `RESTART` finishes.
+    /// A reader that stays on an old snapshot makes a `RESTART` wait [`BUSY_TIMEOUT`] with the
+    /// write lock held, and fail, stuck at the same frame: after two, the next ones back off
+    /// (one tick in 20 at most) instead of holding writers back at every tick, and once the
+    /// reader is gone the next `RESTART` finishes.
     #[test]
     fn a_long_reader_does_not_hold_writers_back_at_every_tick() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("b.db");
-        let writer = Connection::open(&db).expect("open");
-        writer.pragma_update(None, "journal_mode", "WAL").expect("wal");
-        writer.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
-        writer.execute("CREATE TABLE t (b BLOB)", []).expect("table");
-        for _ in 0..100 {
-            writer.execute("INSERT INTO t (b) VALUES (zeroblob(8000))", []).expect("insert");
-        }
+        let writer = wal_database(&db);
+        write_pages(&writer, 100);
         let reader = Connection::open(&db).expect("reader");
         reader.execute_batch("BEGIN; SELECT COUNT(*) FROM t;").expect("a read that stays open");
+        // Written after the reader's snapshot: no checkpoint can copy them while it stays.
+        write_pages(&writer, 100);
         let checkpointer = open(&db).expect("checkpoint connection");
         let pending = AtomicBool::new(false);
         let mut restarts = Restarts::past(64);
@@ -395,7 +417,7 @@ mod tests {
         for _ in 0..20 {
             tick(&checkpointer, &pending, &mut restarts).expect("tick");
         }
-        assert_eq!(restarts.ran, 3, "RESTARTs at the first tick and after 5 and 10 ticks of back-off");
+        assert_eq!(restarts.ran, 4, "RESTARTs at the first two ticks, then after 5 and 10 ticks of back-off");
 
         reader.execute_batch("COMMIT").expect("the reader leaves");
         let mut finished = None;
@@ -408,7 +430,22 @@ mod tests {
         }
         let finished = finished.expect("a RESTART finishes within one back-off once the reader is gone");
         assert!(!finished.busy, "{finished:?}");
-        assert_eq!((restarts.ran, restarts.backoff), (4, RESTART_BACKOFF_FIRST), "and the back-off starts over");
+        assert_eq!((restarts.ran, restarts.backoff), (5, RESTART_BACKOFF_FIRST), "and the back-off starts over");
+    }
+
+    /// Busy, but copying further each time (the writer kept the lock, readers came and went):
+    /// retried at the next tick, so a busy writer cannot grow the WAL past its bound. Busy and
+    /// stuck at the same frame twice: backed off.
+    #[test]
+    fn only_a_restart_stuck_at_the_same_frame_backs_off() {
+        let busy = |wal_frames, copied_frames| Checkpointed { busy: true, wal_frames, copied_frames };
+        let mut restarts = Restarts::past(64);
+        restarts.ended(&busy(500, 300));
+        restarts.ended(&busy(700, 600));
+        assert!(restarts.due(700), "the copy moved on: the next tick tries again");
+        restarts.ended(&busy(800, 600));
+        assert!(!restarts.due(800), "stuck at frame 600: the next tick holds off");
+        assert_eq!(restarts.hold_off, RESTART_BACKOFF_FIRST - 1);
     }
 
     /// A writer that takes the lock again as soon as it committed (`lock::begin_immediate`,
