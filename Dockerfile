@@ -17,8 +17,10 @@ COPY Cargo.toml Cargo.lock ./
 # Build settings (the bundled SQLite's compile options): they change every dependency built.
 COPY .cargo .cargo/
 COPY crates/sim/Cargo.toml crates/sim/
-# sqlx-core with TCP_NODELAY (Cargo.toml's [patch.crates-io]): a dependency, built in this layer.
+# sqlx-core with TCP_NODELAY and sqlx-sqlite handing rows over in chunks (Cargo.toml's
+# [patch.crates-io]): dependencies, built in this layer.
 COPY crates/sqlx-core crates/sqlx-core/
+COPY crates/sqlx-sqlite crates/sqlx-sqlite/
 RUN for p in $(sed -n 's/^path = "\(.*\)"$/\1/p' Cargo.toml); do \
       mkdir -p "$(dirname "$p")" && echo 'fn main() {}' > "$p"; \
     done \

@@ -214,8 +214,19 @@ impl SqliteStore {
 
     /// Wait until everything committed so far is durable (the WAL is synced).
     pub(crate) async fn durable(&self) -> Result<(), StoreError> {
-        if let Some(w) = &self.wal {
-            w.wait(w.request()).await?;
+        self.wait_durable(self.request_durable()).await
+    }
+
+    /// Ask for everything committed so far to be made durable, without waiting: the ticket
+    /// for [`Self::wait_durable`] (`None`: an in-memory database, nothing to sync).
+    pub(crate) fn request_durable(&self) -> Option<u64> {
+        self.wal.as_ref().map(WalSync::request)
+    }
+
+    /// Wait until the commits before `ticket` was asked for are durable.
+    pub(crate) async fn wait_durable(&self, ticket: Option<u64>) -> Result<(), StoreError> {
+        if let (Some(w), Some(ticket)) = (&self.wal, ticket) {
+            w.wait(ticket).await?;
         }
         Ok(())
     }
@@ -369,5 +380,56 @@ mod tests {
         assert!(store.health().faults().is_empty(), "{:?}", store.health().faults());
         drop(writer);
         task.await.expect("writer ends");
+    }
+
+    /// `crates/sqlx-sqlite` hands a statement's rows from its worker thread in chunks: across
+    /// chunk boundaries every row still arrives once and in order, `fetch_optional` stops at
+    /// the first, and an error after some rows reaches the caller (after the rows before it).
+    #[tokio::test]
+    async fn rows_cross_the_worker_in_chunks_whole_and_in_order() {
+        use futures::StreamExt;
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("rows.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+        const NUMBERS: &str = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000) SELECT x FROM n";
+
+        let all: Vec<(i64,)> = sqlx::query_as(NUMBERS).fetch_all(&mut conn).await.expect("rows");
+        assert_eq!(all.into_iter().map(|(x,)| x).collect::<Vec<_>>(), (1..=1000).collect::<Vec<_>>());
+
+        let mut streamed = Vec::new();
+        let mut rows = sqlx::query_as::<_, (i64,)>(NUMBERS).fetch(&mut conn);
+        while let Some(row) = rows.next().await {
+            streamed.push(row.expect("row").0);
+        }
+        drop(rows);
+        assert_eq!(streamed, (1..=1000).collect::<Vec<_>>());
+
+        let first: Option<(i64,)> = sqlx::query_as(NUMBERS).fetch_optional(&mut conn).await.expect("first row");
+        assert_eq!(first, Some((1,)));
+        let none: Option<(i64,)> = sqlx::query_as("SELECT 1 WHERE 0").fetch_optional(&mut conn).await.expect("no row");
+        assert_eq!(none, None);
+
+        // abs() of the smallest integer overflows: the 200th row is an error.
+        const FAILS_AT_200: &str = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000) \
+             SELECT CASE WHEN x = 200 THEN abs(-9223372036854775807 - 1) ELSE x END FROM n";
+        let failed = sqlx::query_as::<_, (i64,)>(FAILS_AT_200).fetch_all(&mut conn).await;
+        assert!(failed.is_err(), "the error after 199 rows is lost: {failed:?}");
+        let mut before_error = 0;
+        let mut rows = sqlx::query_as::<_, (i64,)>(FAILS_AT_200).fetch(&mut conn);
+        let error = loop {
+            match rows.next().await {
+                Some(Ok(_)) => before_error += 1,
+                Some(Err(e)) => break Some(e),
+                None => break None,
+            }
+        };
+        drop(rows);
+        assert_eq!(before_error, 199);
+        assert!(error.is_some_and(|e| e.to_string().contains("overflow")), "the overflow reaches the caller");
+
+        // The connection is usable after an error and after a statement stopped early.
+        let (after,): (i64,) = sqlx::query_as("SELECT 42").fetch_one(&mut conn).await.expect("usable");
+        assert_eq!(after, 42);
     }
 }
