@@ -177,17 +177,20 @@ async fn load(conn: &mut Conn<'_>, q: &FactsQuery) -> Result<Facts, sqlx::Error>
     Ok(facts)
 }
 
-/// A plan's new dunning cases, and its emails to enqueue and to cancel, gathered to be
-/// written together (one or two statements each on Postgres): a failed payment opens a case,
-/// queues or moves each step of its cadence and withdraws others, and a round trip per row
-/// was most of a Postgres pass. Every key (invoice, email) is gathered once and the three
-/// touch different tables, so the writes commute; a write on a key already gathered first
-/// writes what is gathered.
+/// A plan's new dunning cases, new lifecycle series, and its emails to enqueue and to cancel,
+/// gathered to be written together (a statement or a few each): a failed payment opens a
+/// case, queues or moves each step of its cadence and withdraws others, a new customer starts
+/// a series, and a round trip per row was most of a pass. Every key (invoice, email) is
+/// gathered once and the four touch different tables, so the writes commute; a write on a key
+/// already gathered first writes what is gathered. A series key gathered twice is inserted
+/// twice, in order, so the first stays as it would one statement at a time.
 #[derive(Default)]
 struct Gathered<'p> {
     open_cases: Vec<&'p DunningCase>,
     enqueue: Vec<(&'p NewEmail, IfQueued)>,
     cancel: Vec<&'p str>,
+    /// Series to start (only `lifecycle_series`; the writes that read or stop series flush).
+    start_series: Vec<NewSeries<'p>>,
 }
 
 impl<'p> Gathered<'p> {
@@ -220,6 +223,10 @@ impl<'p> Gathered<'p> {
         if !self.cancel.is_empty() {
             outbox::cancel_keys(conn, &self.cancel, now).await?;
             self.cancel.clear();
+        }
+        if !self.start_series.is_empty() {
+            series::start_many(conn, &self.start_series).await?;
+            self.start_series.clear();
         }
         let enqueued = outbox::enqueue_many(conn, &self.enqueue, now).await?;
         self.enqueue.clear();
@@ -256,17 +263,14 @@ async fn write(conn: &mut Conn<'_>, plan: &ReactionPlan, now: i64) -> Result<usi
             Write::CancelCaseExcept { case_key, keep } => {
                 outbox::cancel_case_except(conn, case_key, keep, now).await?;
             }
-            Write::StartSeries(s) => {
-                let new = NewSeries {
-                    case_key: &s.case_key,
-                    campaign: s.campaign,
-                    customer: &s.customer,
-                    subscription: s.subscription.as_deref(),
-                    started_at: s.started_at,
-                    arm: s.arm,
-                };
-                series::start_series(conn, &new).await?;
-            }
+            Write::StartSeries(s) => gathered.start_series.push(NewSeries {
+                case_key: &s.case_key,
+                campaign: s.campaign,
+                customer: &s.customer,
+                subscription: s.subscription.as_deref(),
+                started_at: s.started_at,
+                arm: s.arm,
+            }),
             Write::StopSeries { customer, campaign, except, reason } => {
                 series::stop_series(conn, customer, campaign, except.as_deref(), reason, now).await?;
             }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::mail::NewEmail;
 use crate::store::conn::{Conn, execute, fetch};
+use crate::store::sqlite::many_rows::statements;
 use crate::store::{Store, StoreError};
 
 const INSERT: &str = "INSERT INTO outbox (dedupe_key, case_key, category, customer, recipient, template, subject, body_text, \
@@ -307,24 +308,26 @@ pub enum SendOutcome {
     Observed,
 }
 
-const RECORD: &str = "UPDATE outbox SET status = $3, attempts = attempts + $4, next_attempt_at = $5, last_error = $6, \
-     message_id = COALESCE($7, message_id), sent_at = $8, claimed_until = NULL, claim_token = NULL \
-     WHERE id = $1 AND claim_token = $2";
-
-const IS_SUPPRESSED: &str =
-    "SELECT COUNT(*) FROM suppressions s WHERE s.email = lower($1) AND (s.scope = 'all' OR $2 = 'marketing')";
-const CUSTOMER_DELETED: &str = "SELECT COUNT(*) FROM customers WHERE id = $1 AND deleted";
 const SUPPRESS: &str = "INSERT INTO suppressions (email, scope, reason, created_at) VALUES (lower($1), $2, $3, $4) \
      ON CONFLICT (email, scope) DO NOTHING";
 const COUNTS: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
 const LIST: &str = "SELECT id, dedupe_key, case_key, category, recipient, template, subject, body_text, status, attempts, next_attempt_at, \
      last_error, message_id, sent_at FROM outbox ORDER BY id";
 
-/// Postgres: `IS_SUPPRESSED` and `CUSTOMER_DELETED` for a whole batch in one round trip.
+/// Postgres: for each of a batch of claimed rows, whether its address is suppressed for its
+/// category and whether its customer was deleted, in one round trip.
 const SUPPRESSED_OR_DELETED_POSTGRES: &str = "SELECT \
      EXISTS (SELECT 1 FROM suppressions s WHERE s.email = lower(r.email) AND (s.scope = 'all' OR r.category = 'marketing')), \
      EXISTS (SELECT 1 FROM customers c WHERE c.id = r.customer AND c.deleted) \
      FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(email, category, customer, i) ORDER BY r.i";
+
+/// SQLite: the same for a batch, the rows as `VALUES` (`store::sqlite::many_rows`).
+const SUPPRESSED_OR_DELETED_SQLITE_HEAD: &str = "WITH r(i, email, category, customer) AS (VALUES ";
+const SUPPRESSED_OR_DELETED_SQLITE_ROW: &str = "(?, ?, ?, ?)";
+const SUPPRESSED_OR_DELETED_SQLITE_TAIL: &str = ") SELECT \
+     EXISTS (SELECT 1 FROM suppressions s WHERE s.email = lower(r.email) AND (s.scope = 'all' OR r.category = 'marketing')), \
+     EXISTS (SELECT 1 FROM customers c WHERE c.id = r.customer AND c.deleted) \
+     FROM r ORDER BY r.i";
 
 fn suppression_reason(suppressed: bool, deleted: bool) -> Option<&'static str> {
     if suppressed {
@@ -337,28 +340,32 @@ fn suppression_reason(suppressed: bool, deleted: bool) -> Option<&'static str> {
 }
 
 async fn suppressions(c: &mut Conn<'_>, rows: &[ClaimedEmail]) -> Result<Vec<Option<&'static str>>, sqlx::Error> {
-    if let Conn::Postgres(pg) = c {
-        let found: Vec<(bool, bool)> = sqlx::query_as(SUPPRESSED_OR_DELETED_POSTGRES)
-            .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.category.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.customer.as_deref()).collect::<Vec<_>>())
-            .fetch_all(&mut **pg)
-            .await?;
-        return Ok(found.into_iter().map(|(suppressed, deleted)| suppression_reason(suppressed, deleted)).collect());
+    let mut found: Vec<(bool, bool)> = Vec::with_capacity(rows.len());
+    match c {
+        Conn::Postgres(pg) => {
+            found = sqlx::query_as(SUPPRESSED_OR_DELETED_POSTGRES)
+                .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.category.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.customer.as_deref()).collect::<Vec<_>>())
+                .fetch_all(&mut **pg)
+                .await?;
+        }
+        Conn::Sqlite(lite) => {
+            let (head, row, tail) =
+                (SUPPRESSED_OR_DELETED_SQLITE_HEAD, SUPPRESSED_OR_DELETED_SQLITE_ROW, SUPPRESSED_OR_DELETED_SQLITE_TAIL);
+            for (sql, chunk) in statements(rows, head, row, tail) {
+                let mut query = sqlx::query_as::<_, (bool, bool)>(sql);
+                for (i, r) in chunk.iter().enumerate() {
+                    query = query.bind(i as i64).bind(&r.recipient).bind(&r.category).bind(&r.customer);
+                }
+                found.extend(query.fetch_all(&mut **lite).await?);
+            }
+        }
     }
-    let mut reasons = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (n,) = fetch!(c, fetch_one, (i64,), IS_SUPPRESSED, &row.recipient, &row.category)?;
-        let deleted = match &row.customer {
-            Some(customer) if n == 0 => fetch!(c, fetch_one, (i64,), CUSTOMER_DELETED, customer)?.0 > 0,
-            _ => false,
-        };
-        reasons.push(suppression_reason(n > 0, deleted));
-    }
-    Ok(reasons)
+    Ok(found.into_iter().map(|(suppressed, deleted)| suppression_reason(suppressed, deleted)).collect())
 }
 
-/// The columns `RECORD` sets for `outcome`: status, attempts to add, next attempt, error,
+/// The columns recording `outcome` sets: status, attempts to add, next attempt, error,
 /// message id, sent at.
 type Recorded<'o> = (&'static str, i64, i64, Option<String>, Option<&'o str>, Option<i64>);
 
@@ -375,17 +382,7 @@ fn recorded(outcome: &SendOutcome, now: i64) -> Recorded<'_> {
     }
 }
 
-async fn record(c: &mut Conn<'_>, row: &ClaimedEmail, token: &str, outcome: &SendOutcome, now: i64) -> Result<(), sqlx::Error> {
-    let (status, attempts, next, error, message_id, sent_at) = recorded(outcome, now);
-    let applied = execute!(c, RECORD, row.id, token, status, attempts, next, error.as_deref(), message_id, sent_at)?;
-    // Only the worker still holding the claim may suppress on a bounce.
-    if applied == 1 && matches!(outcome, SendOutcome::Bounced { .. }) {
-        execute!(c, SUPPRESS, &row.recipient, "all", "bounced", now)?;
-    }
-    Ok(())
-}
-
-/// Postgres: `RECORD` for a batch of claimed rows (distinct ids) in one statement, answering
+/// Postgres: record a batch of claimed rows' outcomes (distinct ids) in one statement, answering
 /// the rows whose claim still held.
 const RECORD_MANY_POSTGRES: &str = "UPDATE outbox AS o SET status = m.status, attempts = o.attempts + m.attempts, \
      next_attempt_at = m.next, last_error = m.error, message_id = COALESCE(m.message_id, o.message_id), sent_at = m.sent_at, \
@@ -394,34 +391,59 @@ const RECORD_MANY_POSTGRES: &str = "UPDATE outbox AS o SET status = m.status, at
      AS m(id, status, attempts, next, error, message_id, sent_at) \
      WHERE o.id = m.id AND o.claim_token = $2 RETURNING o.id";
 
-/// `record` for each of `results`, in one statement on Postgres (plus one per bounce).
+/// SQLite: the same, the rows as `VALUES` (`store::sqlite::many_rows`), the claim token last.
+const RECORD_MANY_SQLITE_HEAD: &str = "WITH m(id, status, attempts, next, error, message_id, sent_at) AS (VALUES ";
+const RECORD_MANY_SQLITE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+const RECORD_MANY_SQLITE_TAIL: &str = ") UPDATE outbox SET status = m.status, attempts = outbox.attempts + m.attempts, \
+     next_attempt_at = m.next, last_error = m.error, message_id = COALESCE(m.message_id, outbox.message_id), \
+     sent_at = m.sent_at, claimed_until = NULL, claim_token = NULL \
+     FROM m WHERE outbox.id = m.id AND outbox.claim_token = ? RETURNING outbox.id";
+
+/// Record each of `results` (claimed rows, distinct ids) in a statement or a few, then
+/// suppress the addresses that bounced.
 async fn record_many(
     c: &mut Conn<'_>,
     results: &[(ClaimedEmail, SendOutcome)],
     token: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let Conn::Postgres(pg) = c else {
-        for (row, outcome) in results {
-            record(c, row, token, outcome, now).await?;
-        }
-        return Ok(());
-    };
     if results.is_empty() {
         return Ok(());
     }
     let columns: Vec<Recorded<'_>> = results.iter().map(|(_, outcome)| recorded(outcome, now)).collect();
-    let applied: Vec<(i64,)> = sqlx::query_as(RECORD_MANY_POSTGRES)
-        .bind(results.iter().map(|(row, _)| row.id).collect::<Vec<i64>>())
-        .bind(token)
-        .bind(columns.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.1).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.2).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.4).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.5).collect::<Vec<_>>())
-        .fetch_all(&mut **pg)
-        .await?;
+    let mut applied: Vec<(i64,)> = Vec::with_capacity(results.len());
+    match c {
+        Conn::Postgres(pg) => {
+            applied = sqlx::query_as(RECORD_MANY_POSTGRES)
+                .bind(results.iter().map(|(row, _)| row.id).collect::<Vec<i64>>())
+                .bind(token)
+                .bind(columns.iter().map(|c| c.0).collect::<Vec<_>>())
+                .bind(columns.iter().map(|c| c.1).collect::<Vec<_>>())
+                .bind(columns.iter().map(|c| c.2).collect::<Vec<_>>())
+                .bind(columns.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
+                .bind(columns.iter().map(|c| c.4).collect::<Vec<_>>())
+                .bind(columns.iter().map(|c| c.5).collect::<Vec<_>>())
+                .fetch_all(&mut **pg)
+                .await?;
+        }
+        Conn::Sqlite(lite) => {
+            let rows: Vec<(i64, &Recorded<'_>)> = results.iter().map(|(row, _)| row.id).zip(&columns).collect();
+            for (sql, chunk) in statements(&rows, RECORD_MANY_SQLITE_HEAD, RECORD_MANY_SQLITE_ROW, RECORD_MANY_SQLITE_TAIL) {
+                let mut query = sqlx::query_as::<_, (i64,)>(sql);
+                for (id, (status, attempts, next, error, message_id, sent_at)) in chunk {
+                    query = query
+                        .bind(*id)
+                        .bind(*status)
+                        .bind(*attempts)
+                        .bind(*next)
+                        .bind(error.as_deref())
+                        .bind(*message_id)
+                        .bind(*sent_at);
+                }
+                applied.extend(query.bind(token).fetch_all(&mut **lite).await?);
+            }
+        }
+    }
     let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(id,)| id).collect();
     // Only the worker still holding the claim may suppress on a bounce.
     for (row, _) in

@@ -21,5 +21,5 @@ mod subscriptions;
 pub use self::activity::{ActivitySum, BATCH_KEY_SECS, BatchKey, LOW_NPS_HOLD_SECS, Recorded, add_activity, fingerprint};
 pub use self::annual::{AnnualCandidate, AnnualOfferRow};
 pub use self::at_risk::{AtRiskCounts, AtRiskCustomer, Candidate, NewEpisode, open_episode};
-pub use self::series::{SeriesRow, start_series, stop_one, stop_series};
+pub use self::series::{SeriesRow, start_many, start_series, stop_one, stop_series};
 pub use self::subscriptions::other_live_subscriptions;

@@ -19,6 +19,57 @@ pub async fn start_series(conn: &mut Conn<'_>, s: &NewSeries<'_>) -> Result<bool
     Ok(n == 1)
 }
 
+/// Postgres: many series in one statement, in order (of two with one key the first stays).
+const START_MANY_POSTGRES: &str = "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status, arm) \
+     SELECT k, c, cu, su, st, 'active', a FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) \
+     WITH ORDINALITY AS m(k, c, cu, su, st, a, ord) ORDER BY ord \
+     ON CONFLICT (case_key) DO NOTHING";
+
+/// SQLite: rows of `VALUES` (`store::sqlite::many_rows`), inserted in order.
+const START_MANY_SQLITE_HEAD: &str =
+    "INSERT INTO lifecycle_series (case_key, campaign, customer, subscription, started_at, status, arm) VALUES ";
+const START_MANY_SQLITE_ROW: &str = "(?, ?, ?, ?, ?, 'active', ?)";
+const START_MANY_SQLITE_TAIL: &str = " ON CONFLICT (case_key) DO NOTHING";
+
+/// Record these series (each a no-op if its key exists), as `start_series` each in turn
+/// would: a projector pass that welcomes a thousand new customers starts a thousand series,
+/// and a statement each was a round trip each.
+pub async fn start_many(conn: &mut Conn<'_>, series: &[NewSeries<'_>]) -> Result<(), sqlx::Error> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        Conn::Sqlite(c) => {
+            use crate::store::sqlite::many_rows::statements;
+            for (sql, chunk) in statements(series, START_MANY_SQLITE_HEAD, START_MANY_SQLITE_ROW, START_MANY_SQLITE_TAIL) {
+                let mut query = sqlx::query(sql);
+                for s in chunk {
+                    query = query
+                        .bind(s.case_key)
+                        .bind(s.campaign)
+                        .bind(s.customer)
+                        .bind(s.subscription)
+                        .bind(s.started_at)
+                        .bind(s.arm);
+                }
+                query.execute(&mut **c).await?;
+            }
+        }
+        Conn::Postgres(pg) => {
+            sqlx::query(START_MANY_POSTGRES)
+                .bind(series.iter().map(|s| s.case_key).collect::<Vec<&str>>())
+                .bind(series.iter().map(|s| s.campaign).collect::<Vec<&str>>())
+                .bind(series.iter().map(|s| s.customer).collect::<Vec<&str>>())
+                .bind(series.iter().map(|s| s.subscription).collect::<Vec<Option<&str>>>())
+                .bind(series.iter().map(|s| s.started_at).collect::<Vec<i64>>())
+                .bind(series.iter().map(|s| s.arm).collect::<Vec<Option<&str>>>())
+                .execute(&mut **pg)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Stop the customer's live series of `campaign` (except one tied to subscription `except`)
 /// and cancel their pending emails. Returns how many series stopped.
 pub async fn stop_series(
