@@ -153,9 +153,14 @@ async fn project_next(
     Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
 
-/// Run `f` in a write transaction of the projector's connection.
+/// Run `f` in a write transaction of the projector's connection; on SQLite, wait until the
+/// commit is durable (or, with `durable = false`, return once committed: the caller asks for
+/// the WAL's sync itself, `Store::project_pass`).
 macro_rules! in_transaction {
-    ($store:expr, |$conn:ident| $body:expr) => {{
+    ($store:expr, |$conn:ident| $body:expr) => {
+        $crate::ingest::project::in_transaction!($store, durable = true, |$conn| $body)
+    };
+    ($store:expr, durable = $durable:expr, |$conn:ident| $body:expr) => {{
         match $store {
             $crate::store::Store::Sqlite(s) => {
                 s.make_way_for_checkpoint().await;
@@ -167,7 +172,9 @@ macro_rules! in_transaction {
                 match result {
                     Ok(v) => {
                         tx.commit().await?;
-                        s.durable().await?;
+                        if $durable {
+                            s.durable().await?;
+                        }
                         Ok(v)
                     }
                     Err(e) => Err(e),
@@ -192,15 +199,54 @@ macro_rules! in_transaction {
 }
 pub(crate) use in_transaction;
 
+/// A committed projector pass whose durability was asked for (SQLite's WAL sync) and not yet
+/// confirmed. Nothing of it is published (waiters, the outbox, the inbox's copied rows) before
+/// [`Pass::finish`] has seen it durable; meanwhile the projector can already run the next pass,
+/// so the disk syncs one pass while the next is built (`ingest::projector`).
+#[derive(Debug)]
+pub(crate) struct Pass {
+    done: Projected,
+    /// The WAL sync to wait for (`None` on Postgres, whose commit is durable).
+    ticket: Option<u64>,
+    /// The last inbox row copied into the log before this pass (SQLite).
+    copied: Option<i64>,
+}
+
+impl Pass {
+    /// What the pass did (not yet durable).
+    pub(crate) fn projected(&self) -> &Projected {
+        &self.done
+    }
+
+    /// Wait until the pass is durable, then publish it: the inbox may delete the rows copied
+    /// (the copy committed before the pass), the outbox and waiters are told.
+    pub(crate) async fn finish(self, store: &Store) -> Result<Projected, StoreError> {
+        if let Store::Sqlite(s) = store {
+            s.wait_durable(self.ticket).await?;
+            if let (Some(copied), Some(inbox)) = (self.copied, s.inbox()) {
+                inbox.mark_durable(copied);
+            }
+        }
+        store.after_projection(&self.done);
+        Ok(self.done)
+    }
+}
+
 impl Store {
     /// Project the next batch of the log (up to `limit` events). One transaction; on a
     /// projection failure, the batch's events are retried one per transaction and the one
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
+        self.project_pass(limit, now).await?.finish(self).await
+    }
+
+    /// [`Self::project_batch`], returning once the pass is committed: its WAL sync is asked
+    /// for, and [`Pass::finish`] waits for it and publishes the pass.
+    pub(crate) async fn project_pass(&self, limit: i64, now: i64) -> Result<Pass, StoreError> {
         // SQLite: webhooks wait in the inbox; its next rows join the log first.
         let (copied, more_waiting) = self.drain_inbox().await?;
         let reactor = self.reactor();
-        let first: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
+        let first: Result<Projected, StoreError> = in_transaction!(self, durable = false, |conn| project_next(
             conn,
             limit,
             reactor.as_deref(),
@@ -214,15 +260,11 @@ impl Store {
             Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now, more_waiting).await?,
             other => other?,
         };
-        // The pass is durable, and the copy committed before it with it: the inbox may
-        // delete the rows copied.
-        if let (Store::Sqlite(s), Some(copied)) = (self, copied)
-            && let Some(inbox) = s.inbox()
-        {
-            inbox.mark_durable(copied);
-        }
-        self.after_projection(&done);
-        Ok(done)
+        let ticket = match self {
+            Store::Sqlite(s) => s.request_durable(),
+            Store::Postgres(_) => None,
+        };
+        Ok(Pass { done, ticket, copied })
     }
 
     /// Copy the inbox's next rows into the log (SQLite): the last inbox row copied so far, and

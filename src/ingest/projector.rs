@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::health::Health;
-use crate::ingest::project::PROJECT_BATCH;
+use crate::ingest::project::{PROJECT_BATCH, Pass};
 use crate::store::log::outage_reason;
 use crate::store::{Store, StoreError};
 
@@ -107,13 +107,25 @@ impl Projector {
         let appended = self.store.log_signals().appended.clone();
         let mut last_retry = tokio::time::Instant::now();
         let mut on_error = ON_ERROR;
+        // A committed pass not yet published (its WAL sync runs while the next pass is built).
+        let mut pending: Option<Pass> = None;
         while !*stop.borrow() {
             // Register interest before looking, so an append during the pass is not missed.
             let woken = appended.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let limit = PROJECT_BATCH;
-            let pass = self.store.project_batch(limit, self.clock.now()).await;
+            let committed = self.store.project_pass(limit, self.clock.now()).await;
+            // The previous pass's WAL sync ran while this one was built: publish it now.
+            let previous = self.finish(pending.take()).await;
+            let pass = match committed {
+                Ok(next) => {
+                    let done = *next.projected();
+                    pending = Some(next);
+                    previous.map(|()| done)
+                }
+                Err(e) => Err(e),
+            };
             let pause = match pass {
                 Ok(done) if done.events as i64 >= limit || done.figures_pending => Duration::ZERO,
                 Ok(done) if done.events > 0 => GATHER,
@@ -140,11 +152,16 @@ impl Projector {
                     && conn.ping().await.is_err()
                 {
                     tracing::warn!("projector lease connection lost; giving up the lease");
-                    return;
+                    break;
                 }
             }
             if pause.is_zero() {
                 continue;
+            }
+            // Nothing to overlap with: publish the last pass before waiting.
+            if let Err(e) = self.finish(pending.take()).await {
+                tracing::warn!(error = ?e, "projection pass not made durable; retrying");
+                self.health.failed(PART, outage_reason(&e));
             }
             if pause == GATHER {
                 wait(stop, pause).await;
@@ -156,8 +173,19 @@ impl Projector {
                 _ = stop.changed() => {}
             }
         }
+        if let Err(e) = self.finish(pending.take()).await {
+            tracing::warn!(error = ?e, "the last projection pass was not made durable");
+        }
         if let Some(conn) = lease {
             let _ = conn.close().await;
+        }
+    }
+
+    /// Wait until a committed pass is durable and publish it (`ingest::project::Pass`).
+    async fn finish(&self, pass: Option<Pass>) -> Result<(), StoreError> {
+        match pass {
+            Some(pass) => pass.finish(&self.store).await.map(|_| ()),
+            None => Ok(()),
         }
     }
 }

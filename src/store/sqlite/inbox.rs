@@ -341,6 +341,39 @@ mod tests {
         assert_eq!(log_ids(&again).await, ["evt_a", "evt_b", "evt_c", "evt_d", "evt_e"]);
     }
 
+    /// The projector builds the next pass while the last one's WAL sync runs: until
+    /// `Pass::finish` has seen the sync, no waiter hears of the pass and the inbox keeps the
+    /// rows it copied, even when the next pass's copy runs meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_is_published_only_once_its_sync_is_done() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _url, writer, task) = store_with_writer(dir.path(), "p.db").await;
+        let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
+        let inbox = s.inbox().expect("a file database has an inbox");
+        for id in ["evt_a", "evt_b"] {
+            writer.submit(event(id)).await.expect("stored");
+        }
+        let projected = store.log_signals().projected.subscribe();
+
+        let first = store.project_pass(10, 0).await.expect("first pass");
+        assert_eq!(first.projected().events, 2);
+        assert_eq!(log_ids(&store).await, ["evt_a", "evt_b"], "committed");
+        writer.submit(event("evt_c")).await.expect("stored");
+        let second = store.project_pass(10, 0).await.expect("second pass");
+        assert_eq!(second.projected().events, 1);
+        assert_eq!(*projected.borrow(), 0, "no waiter hears of a pass before its sync");
+        assert_eq!(inbox.ids().await.expect("ids").len(), 3, "copied rows stay until their copy is durable");
+
+        let done = first.finish(&store).await.expect("durable");
+        assert_eq!(*projected.borrow(), done.position, "published once durable");
+        let done = second.finish(&store).await.expect("durable");
+        assert_eq!(*projected.borrow(), done.position);
+        store.project_batch(10, 0).await.expect("a pass with nothing to project");
+        assert!(inbox.ids().await.expect("ids").is_empty(), "durable copies leave the inbox");
+        drop(writer);
+        task.await.expect("the append thread ends");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_backup_holds_what_waits_in_the_inbox_and_forget_erases_it_there() {
         let dir = tempfile::tempdir().expect("tempdir");
