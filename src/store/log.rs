@@ -35,7 +35,13 @@ const READ_ONE_POSTGRES: &str = "SELECT seq, payload, received_at, notify FROM s
 const LOG_HEAD_SQLITE: &str = "SELECT COALESCE(MAX(rowid), 0) FROM stripe_events";
 const LOG_POSITION_SQLITE: &str = "SELECT rowid FROM stripe_events WHERE id = $1";
 const LOG_HEAD_POSTGRES: &str = "SELECT COALESCE(MAX(seq), 0) FROM stripe_events";
-const BACKLOG_SQLITE: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE rowid > $1";
+/// Counted on the `livemode` index, whose entries carry the rowid: counting the table itself
+/// read every unprojected row (~1 page each, a 3 KB payload), 6x slower, on every `/metrics`
+/// scrape during a backlog. The oldest is the first row after the cursor: rows are appended in
+/// the order they are received (`received_at` is the append's clock).
+const BACKLOG_SQLITE: &str = "SELECT \
+     (SELECT COUNT(*) FROM stripe_events WHERE livemode IN (0, 1) AND rowid > $1), \
+     COALESCE((SELECT received_at FROM stripe_events WHERE rowid > $1 ORDER BY rowid LIMIT 1), 0)";
 const BACKLOG_POSTGRES: &str = "SELECT COUNT(*), COALESCE(MIN(received_at), 0) FROM stripe_events WHERE seq > $1";
 const OTHER_MODE_EVENTS: &str = "SELECT COUNT(*) FROM stripe_events WHERE livemode <> $1";
 const PARKED_COUNTS: &str = "SELECT COUNT(DISTINCT customer_key), COUNT(*) FROM parked_events";

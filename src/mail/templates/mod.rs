@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use minijinja::{Environment, Value, context};
 
@@ -13,6 +14,13 @@ use crate::mail::EmailContent;
 mod embedded;
 
 use embedded::EMBEDDED;
+
+/// The built-in templates' names, listed once: every render checks the name against them.
+static BUILT_IN: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut names: Vec<_> = EMBEDDED.iter().filter_map(|(n, _)| n.split_once('/').map(|(t, _)| t)).collect();
+    names.dedup();
+    names
+});
 
 /// Why an email could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +60,11 @@ impl Templates {
 
     /// The names of the built-in templates (for `holdfast email preview`).
     pub fn names() -> Vec<&'static str> {
-        let mut names: Vec<_> = EMBEDDED.iter().filter_map(|(n, _)| n.split_once('/').map(|(t, _)| t)).collect();
-        names.dedup();
-        names
+        BUILT_IN.clone()
+    }
+
+    fn is_built_in(name: &str) -> bool {
+        BUILT_IN.contains(&name)
     }
 
     /// Render every built-in name with sample data: run at start, so a broken override in
@@ -65,7 +75,7 @@ impl Templates {
 
     /// Render `<name>/{subject.txt, body.txt, body.html}` with `ctx` plus `brand`.
     pub fn render(&self, name: &str, ctx: Value) -> Result<EmailContent, RenderError> {
-        if !Self::names().contains(&name) && self.env.get_template(&format!("{name}/subject.txt")).is_err() {
+        if !Self::is_built_in(name) && self.env.get_template(&format!("{name}/subject.txt")).is_err() {
             return Err(RenderError::Unknown(name.to_owned()));
         }
         let ctx = context! { brand => self.brand.clone(), ..ctx };

@@ -341,6 +341,30 @@ mod tests {
         assert_eq!(log_ids(&again).await, ["evt_a", "evt_b", "evt_c", "evt_d", "evt_e"]);
     }
 
+    /// The lag counts the log's unprojected rows and dates them from the first of them, pass
+    /// after pass (counted on an index, `BACKLOG_SQLITE`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lag_counts_the_logs_unprojected_rows_from_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _url, writer, _task) = store_with_writer(dir.path(), "l.db").await;
+        let Store::Sqlite(s) = &store else { unreachable!("a SQLite store") };
+        for id in ["evt_a", "evt_b", "evt_c"] {
+            writer.submit(event(id)).await.expect("stored");
+        }
+        assert_eq!(s.drain_inbox(10).await.expect("copied"), 3);
+        let received: Vec<(i64,)> =
+            sqlx::query_as("SELECT received_at FROM stripe_events ORDER BY rowid").fetch_all(s.pool()).await.expect("log");
+        let now = received[2].0 + 100;
+        for (projected, (first,)) in received.iter().enumerate() {
+            let lag = store.projector_lag(now).await.expect("lag");
+            assert_eq!(lag.events, 3 - projected as i64, "after {projected} projected");
+            assert_eq!(lag.seconds, now - first, "dated from the first unprojected row");
+            store.project_batch(1, 0).await.expect("pass");
+        }
+        let lag = store.projector_lag(now).await.expect("lag");
+        assert_eq!((lag.events, lag.seconds), (0, 0), "all projected");
+    }
+
     /// The projector builds the next pass while the last one's WAL sync runs: until
     /// `Pass::finish` has seen the sync, no waiter hears of the pass and the inbox keeps the
     /// rows it copied, even when the next pass's copy runs meanwhile.
