@@ -30,7 +30,9 @@ impl Store {
         Ok(())
     }
 
-    /// Number of stored Stripe events (tests and the replicas check).
+    /// Number of Stripe events in the log (tests and the replicas check). On SQLite a webhook
+    /// acknowledged a moment ago may still wait in the inbox, not counted here: wait for the
+    /// projector (`wait_projected`) first.
     pub async fn count_events(&self) -> Result<i64, StoreError> {
         const COUNT: &str = "SELECT COUNT(*) FROM stripe_events";
         let (n,) = self.with_conn(async |c| fetch!(c, fetch_one, (i64,), COUNT)).await?;

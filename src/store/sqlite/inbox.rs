@@ -192,7 +192,7 @@ impl Inbox {
 
     pub(crate) async fn close(&self) {
         self.checkpointer.stop();
-        self.pool.close().await;
+        crate::store::close_pool(&self.pool, "inbox").await;
     }
 
     /// Delete the rows whose copy is durable, then copy the next (at most `limit`) rows into

@@ -132,9 +132,9 @@ impl SqliteStore {
         if let Some(inbox) = &self.inbox {
             inbox.close().await;
         }
-        self.ingest_pool.close().await;
-        self.project_pool.close().await;
-        self.pool.close().await;
+        crate::store::close_pool(&self.ingest_pool, "ingest").await;
+        crate::store::close_pool(&self.project_pool, "project").await;
+        crate::store::close_pool(&self.pool, "main").await;
     }
 
     /// Install the event-reaction hook (dunning, lifecycle emails).
