@@ -346,10 +346,10 @@ impl Store {
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Close `pool`, waiting at most [`CLOSE_TIMEOUT`]: sqlx's `Pool::close` waits until every
-/// permit is back, and under load it was seen to wait forever (1 in ~40 runs of the replicas
-/// test, 5 at once on 2 cores: every connection closed, its worker thread gone, a permit never
-/// returned). A shutdown must end: the connections still open close with the process, and
-/// SQLite's WAL keeps every commit.
+/// permit is back, and under load it was seen to wait forever (once in 104 runs of the
+/// replicas tests, 5 at once on 2 cores: every connection closed, its worker thread gone, a
+/// permit never returned). A shutdown must end: the connections still open close with the
+/// process, and a process's exit loses no commit.
 pub(crate) async fn close_pool<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, name: &'static str) {
     close_pool_within(pool, name, CLOSE_TIMEOUT).await;
 }
