@@ -10,6 +10,10 @@ WORKDIR /src
 # The image ships a binary without symbols or debug info (smaller; backtraces still name
 # the panic location).
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
+# jemalloc (the process's allocator) is built from its C sources, which needs make; the slim
+# image has the C compiler but not make.
+RUN command -v make >/dev/null \
+ || (apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*)
 # Manifests (the workspace's and its simulator crate's) plus an empty file for every target
 # they name (cargo refuses a manifest whose targets are missing): this layer, every
 # dependency compiled, is cached until a Cargo.toml or Cargo.lock change.
@@ -17,8 +21,10 @@ COPY Cargo.toml Cargo.lock ./
 # Build settings (the bundled SQLite's compile options): they change every dependency built.
 COPY .cargo .cargo/
 COPY crates/sim/Cargo.toml crates/sim/
-# sqlx-core with TCP_NODELAY and sqlx-sqlite handing rows over in chunks (Cargo.toml's
-# [patch.crates-io]): dependencies, built in this layer.
+# actix-http discarding a refused upload through a small buffer, sqlx-core with TCP_NODELAY
+# and sqlx-sqlite handing rows over in chunks (Cargo.toml's [patch.crates-io]): dependencies,
+# built in this layer.
+COPY crates/actix-http crates/actix-http/
 COPY crates/sqlx-core crates/sqlx-core/
 COPY crates/sqlx-sqlite crates/sqlx-sqlite/
 RUN for p in $(sed -n 's/^path = "\(.*\)"$/\1/p' Cargo.toml); do \

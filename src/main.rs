@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// jemalloc for every allocation in the process, SQLite's too (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = holdfast::cli::Cli::parse();

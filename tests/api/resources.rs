@@ -249,3 +249,28 @@ async fn a_chunked_body_is_counted_as_it_grows_and_refused_beyond_the_budget() {
     let buffered = gauge(&app.client, &app.address, "holdfast_webhook_buffered_bytes").await;
     assert!(buffered <= 65536.0, "{buffered}");
 }
+
+#[tokio::test]
+async fn a_refused_upload_whose_client_keeps_sending_is_answered_then_disconnected() {
+    // Refused on its declared length, so the body is never read by the handler: the server
+    // answers, then discards what still arrives for a short while before closing.
+    let app = spawn_app_typed(|_| {}).await;
+    let stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(upload_head(64 * 1024 * 1024).as_bytes()).await.expect("headers sent");
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        // Until the server closes the connection; the test's deadline bounds it.
+        while writer.write_all(&chunk).await.is_ok() {}
+    });
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), reader.read_exact(&mut answer))
+        .await
+        .expect("answered while the client was still sending")
+        .expect("the answer's status line");
+    assert_eq!(&answer[9..12], b"413", "{}", String::from_utf8_lossy(&answer));
+    tokio::time::timeout(Duration::from_secs(30), sender)
+        .await
+        .expect("the server closed the connection although the client never stopped sending")
+        .expect("sender task");
+}
