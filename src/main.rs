@@ -3,6 +3,7 @@
 use clap::Parser;
 
 /// jemalloc for every allocation in the process, SQLite's too (see `Cargo.toml`).
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -43,6 +43,7 @@ const HW_BUFFER_SIZE: usize = 1024 * 8;
 // how many reads one poll may do before yielding to the worker's other connections.
 const LINGER_DISCARD_SIZE: usize = 1024 * 8;
 const LINGER_READS_PER_POLL: usize = 16;
+
 const MAX_PIPELINED_MESSAGES: usize = 16;
 
 /// Write buffer capacity at which we reallocate it after flushing.
