@@ -15,7 +15,8 @@ const OWNER_TOKEN: &str = "owner-token-resources-0123456789";
 const STALLED: usize = 500;
 const BODY_BYTES: usize = 1024 * 1024;
 const BUFFER_CAP: usize = 32 * 1024 * 1024;
-const RSS_LIMIT_BYTES: u64 = 150 * 1024 * 1024;
+/// 150 MB (README, "Resource bounds"), in bytes: 143 MiB.
+const RSS_LIMIT_BYTES: u64 = 150_000_000;
 
 /// One upload's body, shared by all of them (the test must not hold 500 MiB itself).
 static BODY: LazyLock<Vec<u8>> = LazyLock::new(|| vec![b'x'; BODY_BYTES - 2]);
