@@ -15,6 +15,7 @@ use crate::figures::storage::Recompute;
 use crate::figures::storage::refresh_stale;
 use crate::ingest::parking;
 use crate::ingest::plan_writes::react;
+use crate::ingest::read_ahead::ReadAhead;
 use crate::store::batch::Writes;
 use crate::store::conn::{Conn, execute};
 use crate::store::log::{self, Logged, customer_key, is_outage};
@@ -64,11 +65,25 @@ pub(super) async fn project_events(
     figures: Recompute,
     record_ties: bool,
 ) -> Result<usize, StoreError> {
+    project_planned(conn, events, None, reactor, acts_on, figures, record_ties).await
+}
+
+/// [`project_events`], with `planned`: these events' writes when they were planned already
+/// (`Writes::from_events` of those in the `acts_on` mode, by `ingest::read_ahead`).
+async fn project_planned(
+    conn: &mut Conn<'_>,
+    events: &[Logged],
+    planned: Option<Writes>,
+    reactor: Option<&dyn ReactionHook>,
+    acts_on: Option<bool>,
+    figures: Recompute,
+    record_ties: bool,
+) -> Result<usize, StoreError> {
     let events: Vec<&Logged> = events.iter().filter(|l| acts_on.is_none_or(|live| l.event.livemode == live)).collect();
     if events.is_empty() {
         return Ok(0);
     }
-    let writes = Writes::from_events(events.iter().map(|l| &l.event));
+    let writes = planned.unwrap_or_else(|| Writes::from_events(events.iter().map(|l| &l.event)));
     if record_ties {
         let received = events.iter().map(|l| l.received_at).max().unwrap_or_default();
         crate::store::refetch::record_ties(conn, &writes, received).await?;
@@ -100,33 +115,69 @@ pub(super) async fn project_events(
     Ok(enqueued)
 }
 
+/// The batch a pass projects: its events parsed (the quarantined left out), how many rows it
+/// read and the last one's position, how many of them it quarantined, and its writes when they
+/// were planned ahead.
+struct Read {
+    events: Vec<Logged>,
+    rows: usize,
+    last: Option<i64>,
+    quarantined: usize,
+    planned: Option<Writes>,
+}
+
+/// Read, screen and parse up to `limit` events after `position`, or take them from `ahead`
+/// when it read exactly those (`ingest::read_ahead`).
+async fn read_batch(conn: &mut Conn<'_>, position: i64, limit: i64, ahead: Option<&mut ReadAhead>) -> Result<Read, StoreError> {
+    if let Some(ahead) = ahead
+        && let Some(batch) = ahead.take(conn, position, limit).await?
+    {
+        let (rows, last) = (batch.events.len(), batch.events.last().map(|l| l.seq));
+        return Ok(Read { events: batch.events, rows, last, quarantined: 0, planned: Some(batch.writes) });
+    }
+    let rows = log::read_after(conn, position, limit).await?;
+    let (read, last) = (rows.len(), rows.last().map(|r| r.0));
+    let (rows, quarantined) = log::screen(conn, rows).await?;
+    let events =
+        rows.into_iter().map(|row| log::parse(row).map_err(|(_, e)| StoreError::Projection(e))).collect::<Result<_, _>>()?;
+    Ok(Read { events, rows: read, last, quarantined, planned: None })
+}
+
 /// One projector transaction's work on `conn` (inside a transaction): up to `limit` events
 /// after the cursor. `more_waiting`: events wait to join the log (SQLite's inbox had more
-/// than one copy takes), so the log's end is not the end of the backlog.
+/// than one copy takes), so the log's end is not the end of the backlog. `ahead`: the
+/// projector's read-ahead, which may hold this batch, and is set reading the next one.
+#[allow(clippy::too_many_arguments)]
 async fn project_next(
     conn: &mut Conn<'_>,
+    store: &Store,
     limit: i64,
     reactor: Option<&dyn ReactionHook>,
     acts_on: Option<bool>,
     now: i64,
     record_ties: bool,
     more_waiting: bool,
+    mut ahead: Option<&mut ReadAhead>,
 ) -> Result<Projected, StoreError> {
     let position = log::lock_cursor(conn).await?;
-    let rows = log::read_after(conn, position, limit).await?;
+    let Read { events: read, rows: events, last, quarantined, planned } =
+        read_batch(conn, position, limit, ahead.as_deref_mut()).await?;
     let stale_limit = limit.saturating_mul(STALE_PER_EVENT);
-    let Some(last) = rows.last().map(|r| r.0) else {
+    let Some(last) = last else {
         // At the end of the log: the figures left behind catch up.
         let figures_pending = refresh_stale(conn, now, stale_limit, true).await?;
         return Ok(Projected { position, figures_pending, ..Projected::default() });
     };
+    // Only behind a backlog: at the log's end the next pass reads what arrives meanwhile.
+    if let Some(ahead) = ahead
+        && events as i64 >= limit
+    {
+        ahead.start(store, last, limit);
+    }
     let parked = parking::parked_keys(conn).await?;
-    let events = rows.len();
-    let (rows, quarantined) = log::screen(conn, rows).await?;
-    let mut project = Vec::with_capacity(rows.len());
+    let mut project = Vec::with_capacity(read.len());
     let mut wait = Vec::new();
-    for row in rows {
-        let logged = log::parse(row).map_err(|(_, e)| StoreError::Projection(e))?;
+    for logged in read {
         let key = customer_key(&logged.event);
         if parked.contains(&key) {
             wait.push((logged.seq, logged.event.id, key));
@@ -134,13 +185,15 @@ async fn project_next(
             project.push(logged);
         }
     }
+    // The planned writes are of every event read: not when some wait behind a parked one.
+    let planned = planned.filter(|_| wait.is_empty());
     // A pass that read fewer events than it could took the end of the log: its customers are
     // recomputed in it, as seen at the batch's receipt. A full pass is probably behind the log:
     // its customers' figures wait (up to `STALE_AT_MOST_SECS`) for the passes after it, and
     // are recomputed once for all of them.
     let behind = events as i64 >= limit;
     let figures = if behind { Recompute::Mark(now) } else { Recompute::Now };
-    let enqueued = project_events(conn, &project, reactor, acts_on, figures, record_ties).await?;
+    let enqueued = project_planned(conn, &project, planned, reactor, acts_on, figures, record_ties).await?;
     for (seq, event_id, key) in &wait {
         parking::park_behind(conn, *seq, event_id, key, now).await?;
     }
@@ -237,25 +290,33 @@ impl Store {
     /// projection failure, the batch's events are retried one per transaction and the one
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
-        self.project_pass(limit, now).await?.finish(self).await
+        self.project_pass(limit, now, None).await?.finish(self).await
     }
 
     /// [`Self::project_batch`], returning once the pass is committed: its WAL sync is asked
-    /// for, and [`Pass::finish`] waits for it and publishes the pass.
-    pub(crate) async fn project_pass(&self, limit: i64, now: i64) -> Result<Pass, StoreError> {
+    /// for, and [`Pass::finish`] waits for it and publishes the pass. `ahead`: the projector's
+    /// read-ahead (`ingest::read_ahead`), which may hold this batch and is set reading the next.
+    pub(crate) async fn project_pass(&self, limit: i64, now: i64, mut ahead: Option<&mut ReadAhead>) -> Result<Pass, StoreError> {
         // SQLite: webhooks wait in the inbox; its next rows join the log first.
         let (copied, more_waiting) = self.drain_inbox().await?;
         let reactor = self.reactor();
         let first: Result<Projected, StoreError> = in_transaction!(self, durable = false, |conn| project_next(
             conn,
+            self,
             limit,
             reactor.as_deref(),
             self.acts_on(),
             now,
             self.refetches_ties(),
-            more_waiting
+            more_waiting,
+            ahead.as_deref_mut()
         )
         .await);
+        if first.is_err()
+            && let Some(ahead) = ahead
+        {
+            ahead.discard();
+        }
         let done = match first {
             Err(e) if e.is_projection_failure() && !is_outage(&e) => self.project_one_by_one(limit, now, more_waiting).await?,
             other => other?,
@@ -286,12 +347,14 @@ impl Store {
         for _ in 0..limit {
             let one: Result<Projected, StoreError> = in_transaction!(self, |conn| project_next(
                 conn,
+                self,
                 1,
                 reactor.as_deref(),
                 self.acts_on(),
                 now,
                 self.refetches_ties(),
-                more_waiting
+                more_waiting,
+                None
             )
             .await);
             let one = match one {

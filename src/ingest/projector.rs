@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::health::Health;
 use crate::ingest::project::{PROJECT_BATCH, Pass};
+use crate::ingest::read_ahead::ReadAhead;
 use crate::store::log::outage_reason;
 use crate::store::{Store, StoreError};
 
@@ -109,13 +110,15 @@ impl Projector {
         let mut on_error = ON_ERROR;
         // A committed pass not yet published (its WAL sync runs while the next pass is built).
         let mut pending: Option<Pass> = None;
+        // The next batch, read while this one is written (SQLite).
+        let mut ahead = ReadAhead::default();
         while !*stop.borrow() {
             // Register interest before looking, so an append during the pass is not missed.
             let woken = appended.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let limit = PROJECT_BATCH;
-            let committed = self.store.project_pass(limit, self.clock.now()).await;
+            let committed = self.store.project_pass(limit, self.clock.now(), Some(&mut ahead)).await;
             // The previous pass's WAL sync ran while this one was built: publish it now.
             let previous = self.finish(pending.take()).await;
             let pass = match committed {

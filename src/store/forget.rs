@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::store::conn::{execute, fetch};
+use crate::store::log::COUNT_REWRITE;
 use crate::store::{Store, StoreError};
 
 /// Keys whose values are personal data wherever they appear in a Stripe object.
@@ -81,23 +82,32 @@ impl Store {
     /// (unix seconds), a page at a time; returns how many payloads changed. Already pruned
     /// payloads are read but not rewritten, so running it daily is cheap to repeat.
     pub async fn prune_payloads_before(&self, cutoff: i64) -> Result<u64, StoreError> {
-        self.with_conn(async |c| {
-            let (mut after, mut changed) = (String::new(), 0);
-            loop {
+        let (mut after, mut changed) = (String::new(), 0);
+        // A transaction a page: the rewrites and their count (`log::COUNT_REWRITE`) together.
+        while let Some((last, page_changed)) = self
+            .in_transaction(async |c| {
                 let rows = fetch!(c, fetch_all, (String, String), OLD_EVENTS, cutoff, &after)?;
-                let Some((last, _)) = rows.last() else { break };
-                after = last.clone();
+                let Some((last, _)) = rows.last() else { return Ok(None) };
+                let last = last.clone();
+                let mut page_changed = 0;
                 for (id, payload) in rows {
                     let Ok(mut json) = serde_json::from_str::<Value>(&payload) else { continue };
                     if redact(&mut json["data"]["object"]) {
                         execute!(c, SAVE_PAYLOAD, &id, json.to_string())?;
-                        changed += 1;
+                        page_changed += 1;
                     }
                 }
-            }
-            Ok(changed)
-        })
-        .await
+                if page_changed > 0 {
+                    execute!(c, COUNT_REWRITE)?;
+                }
+                Ok(Some((last, page_changed)))
+            })
+            .await?
+        {
+            after = last;
+            changed += page_changed;
+        }
+        Ok(changed)
     }
 
     /// Erase `customer`'s personal data, in one transaction (and, on SQLite, the webhooks of
@@ -124,6 +134,9 @@ impl Store {
                     execute!(c, SAVE_PAYLOAD, &id, json.to_string())?;
                     forgotten.events += 1;
                 }
+            }
+            if forgotten.events > 0 {
+                execute!(c, COUNT_REWRITE)?;
             }
             for statement in [CUSTOMER, ACQUISITION, SUBSCRIPTIONS, CANCEL_SESSIONS, NPS_COMMENTS, OUTBOX_UNSENT] {
                 execute!(c, statement, customer)?;

@@ -24,6 +24,10 @@ const READ_LOG_SQLITE: &str =
     "SELECT rowid, payload, received_at, notify FROM stripe_events WHERE rowid > $1 ORDER BY rowid LIMIT $2";
 const READ_LOG_POSTGRES: &str =
     "SELECT seq, payload, received_at, notify FROM stripe_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const REWRITES: &str = "SELECT count FROM log_rewrites WHERE id = 1";
+/// Run in the transaction that rewrites a payload of the log (`store::forget`): a batch read
+/// ahead of the projector before it is stale (`ingest::read_ahead`).
+pub(crate) const COUNT_REWRITE: &str = "UPDATE log_rewrites SET count = count + 1 WHERE id = 1";
 const STALE_FIGURES: &str = "SELECT COUNT(*), MIN(marked_at) FROM metric_stale";
 /// By the head, not `EXISTS (… WHERE seq > $1)`: Postgres may plan that as a scan from the
 /// table's start, through every projected row (7 ms a pass at 30,000 events); the head is
@@ -153,6 +157,12 @@ pub(crate) async fn advance_cursor(conn: &mut Conn<'_>, from: i64, to: i64) -> R
 pub(crate) async fn read_after(conn: &mut Conn<'_>, after: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
     let read = if is_postgres(conn) { READ_LOG_POSTGRES } else { READ_LOG_SQLITE };
     Ok(fetch!(conn, fetch_all, LogRow, read, after, limit)?)
+}
+
+/// How many times payloads of the log were rewritten (`COUNT_REWRITE`).
+pub(crate) async fn rewrites(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
+    let (count,): (i64,) = fetch!(conn, fetch_one, (i64,), REWRITES)?;
+    Ok(count)
 }
 
 /// Whether the log holds an event after position `seq`.

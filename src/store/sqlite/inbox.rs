@@ -379,11 +379,11 @@ mod tests {
         }
         let projected = store.log_signals().projected.subscribe();
 
-        let first = store.project_pass(10, 0).await.expect("first pass");
+        let first = store.project_pass(10, 0, None).await.expect("first pass");
         assert_eq!(first.projected().events, 2);
         assert_eq!(log_ids(&store).await, ["evt_a", "evt_b"], "committed");
         writer.submit(event("evt_c")).await.expect("stored");
-        let second = store.project_pass(10, 0).await.expect("second pass");
+        let second = store.project_pass(10, 0, None).await.expect("second pass");
         assert_eq!(second.projected().events, 1);
         assert_eq!(*projected.borrow(), 0, "no waiter hears of a pass before its sync");
         assert_eq!(inbox.ids().await.expect("ids").len(), 3, "copied rows stay until their copy is durable");
