@@ -9,7 +9,7 @@ pub mod plan_writes;
 pub mod project;
 pub mod projector;
 pub mod react;
-mod read_ahead;
+pub mod read_ahead;
 pub mod refetch;
 pub mod replay;
 pub mod reproject;

@@ -160,7 +160,7 @@ async fn project_next(
     mut ahead: Option<&mut ReadAhead>,
 ) -> Result<Projected, StoreError> {
     let position = log::lock_cursor(conn).await?;
-    let Read { events: read, rows: events, last, quarantined, planned } =
+    let Read { events: batch, rows, last, quarantined, planned } =
         read_batch(conn, position, limit, ahead.as_deref_mut()).await?;
     let stale_limit = limit.saturating_mul(STALE_PER_EVENT);
     let Some(last) = last else {
@@ -170,14 +170,14 @@ async fn project_next(
     };
     // Only behind a backlog: at the log's end the next pass reads what arrives meanwhile.
     if let Some(ahead) = ahead
-        && events as i64 >= limit
+        && rows as i64 >= limit
     {
         ahead.start(store, last, limit);
     }
     let parked = parking::parked_keys(conn).await?;
-    let mut project = Vec::with_capacity(read.len());
+    let mut project = Vec::with_capacity(batch.len());
     let mut wait = Vec::new();
-    for logged in read {
+    for logged in batch {
         let key = customer_key(&logged.event);
         if parked.contains(&key) {
             wait.push((logged.seq, logged.event.id, key));
@@ -191,7 +191,7 @@ async fn project_next(
     // recomputed in it, as seen at the batch's receipt. A full pass is probably behind the log:
     // its customers' figures wait (up to `STALE_AT_MOST_SECS`) for the passes after it, and
     // are recomputed once for all of them.
-    let behind = events as i64 >= limit;
+    let behind = rows as i64 >= limit;
     let figures = if behind { Recompute::Mark(now) } else { Recompute::Now };
     let enqueued = project_planned(conn, &project, planned, reactor, acts_on, figures, record_ties).await?;
     for (seq, event_id, key) in &wait {
@@ -203,7 +203,7 @@ async fn project_next(
     // projection itself while the inbox fed the log one pass at a time.
     let at_end = !behind || (!more_waiting && !log::has_after(conn, last).await?);
     let figures_pending = refresh_stale(conn, now, stale_limit, at_end).await?;
-    Ok(Projected { events, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
+    Ok(Projected { events: rows, parked: wait.len(), position: last, enqueued, quarantined, figures_pending })
 }
 
 /// Run `f` in a write transaction of the projector's connection; on SQLite, wait until the
@@ -291,6 +291,17 @@ impl Store {
     /// that fails is parked, so the log moves on. Returns once the batch is durable.
     pub async fn project_batch(&self, limit: i64, now: i64) -> Result<Projected, StoreError> {
         self.project_pass(limit, now, None).await?.finish(self).await
+    }
+
+    /// [`Self::project_batch`] as the projector runs it, with its read-ahead: the pass may take
+    /// the batch `ahead` read, and sets it reading the next (`ingest::read_ahead`).
+    pub async fn project_batch_reading_ahead(
+        &self,
+        limit: i64,
+        now: i64,
+        ahead: &mut ReadAhead,
+    ) -> Result<Projected, StoreError> {
+        self.project_pass(limit, now, Some(ahead)).await?.finish(self).await
     }
 
     /// [`Self::project_batch`], returning once the pass is committed: its WAL sync is asked

@@ -110,7 +110,7 @@ impl Projector {
         let mut on_error = ON_ERROR;
         // A committed pass not yet published (its WAL sync runs while the next pass is built).
         let mut pending: Option<Pass> = None;
-        // The next batch, read while this one is written (SQLite).
+        // The next batch, read while this one is written.
         let mut ahead = ReadAhead::default();
         while !*stop.borrow() {
             // Register interest before looking, so an append during the pass is not missed.

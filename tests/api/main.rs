@@ -37,6 +37,7 @@ mod projection;
 mod quarantine;
 mod quick_start;
 mod rate_limits;
+mod read_ahead;
 mod recap;
 mod refunds;
 mod resources;
