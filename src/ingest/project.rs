@@ -310,6 +310,11 @@ impl Store {
     pub(crate) async fn project_pass(&self, limit: i64, now: i64, mut ahead: Option<&mut ReadAhead>) -> Result<Pass, StoreError> {
         // SQLite: webhooks wait in the inbox; its next rows join the log first.
         let (copied, more_waiting) = self.drain_inbox().await?;
+        // The batch being read ahead, waited for before the transaction: the pass then takes it
+        // or reads for itself without waiting under the cursor's (and SQLite's write) lock.
+        if let Some(ahead) = ahead.as_deref_mut() {
+            ahead.ready().await;
+        }
         let reactor = self.reactor();
         let first: Result<Projected, StoreError> = in_transaction!(self, durable = false, |conn| project_next(
             conn,

@@ -30,8 +30,10 @@ use crate::store::{Store, StoreError};
 
 /// How long a pass waits for the batch being read before it reads for itself. The read has had
 /// the whole of the pass before to finish, which it does unless it waits for a connection (the
-/// pool busy with the owner's reads); the pass holds the write lock meanwhile.
-const WAIT_AT_MOST: Duration = Duration::from_millis(50);
+/// pool busy with the owner's reads) or the machine is slow. The pass waits before its
+/// transaction ([`ReadAhead::ready`]), holding no lock, so a slow read delays this projector
+/// only; reading for itself instead would take as long again.
+const WAIT_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A batch read ahead of the cursor.
 pub(crate) struct Batch {
@@ -66,10 +68,17 @@ impl ReadAhead {
         self.next = Some(Next::Reading(tokio::spawn(async move { read_batch(&store, after, limit).await })));
     }
 
-    /// The batch read ahead, if it is what a pass that locked the cursor at `position` on
-    /// `conn` would read itself (the module's rules).
-    pub(crate) async fn take(&mut self, conn: &mut Conn<'_>, position: i64, limit: i64) -> Result<Option<Batch>, StoreError> {
+    /// Wait for the batch being read (at most [`WAIT_AT_MOST`]); a pass calls it before its
+    /// transaction, so that it never waits holding the cursor's lock.
+    pub(crate) async fn ready(&mut self) {
         self.settle(WAIT_AT_MOST).await;
+    }
+
+    /// The batch read ahead, if it is what a pass that locked the cursor at `position` on
+    /// `conn` would read itself (the module's rules). It does not wait: a read still under way
+    /// (the pass did not wait in [`Self::ready`]) is dropped and the pass reads for itself.
+    pub(crate) async fn take(&mut self, conn: &mut Conn<'_>, position: i64, limit: i64) -> Result<Option<Batch>, StoreError> {
+        self.settle(Duration::ZERO).await;
         let Some(Next::Read(Some(batch))) = self.next.take() else { return Ok(None) };
         if batch.after != position || batch.events.len() as i64 != limit {
             return Ok(None);
